@@ -1,0 +1,341 @@
+//! The live census: committed records applied as they arrive, and the
+//! canonical tables rewritten from it in the background.
+//!
+//! Two other streams besides HL7 feed the census:
+//! - `bed_register`: a bed register extract (CSV), which declares the sites,
+//!   wards and beds of the trust so that empty beds show too;
+//! - `ui_event`: what staff record on the bed board (discharge readiness,
+//!   closing a bed). These are raw records like any other, so they are
+//!   durable, replayed after a restart, and are themselves the audit trail of
+//!   who changed what and when.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fdp_model::Model;
+use fdp_store::{Lineage, RawRecord, RecordStatus, Store, Submission};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch, RwLock};
+
+use crate::adt::canonical;
+use crate::adt::census::{Bed, BedStatus, Census, DischargeReadiness};
+use crate::hl7v2;
+
+/// Raw stream of staff actions.
+pub const UI_STREAM: &str = "ui_event";
+/// Raw stream of bed register extracts.
+pub const BED_REGISTER_STREAM: &str = "bed_register";
+
+/// A staff action recorded from the UI or API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum StaffAction {
+    DischargeReadiness {
+        readiness: DischargeReadiness,
+    },
+    BedStatus {
+        bed_id: String,
+        closed: bool,
+        reason: Option<String>,
+        by: String,
+        at_us: i64,
+    },
+}
+
+/// The census shared between the applier, the canonical writer and readers.
+pub struct Live {
+    census: RwLock<Census>,
+    /// The sequence number applied so far; changes wake the bed board.
+    applied: watch::Sender<u64>,
+}
+
+impl Live {
+    pub fn new(census: Census) -> Arc<Self> {
+        let seq = census.applied_seq;
+        Arc::new(Live {
+            census: RwLock::new(census),
+            applied: watch::channel(seq).0,
+        })
+    }
+
+    pub async fn read(&self) -> tokio::sync::RwLockReadGuard<'_, Census> {
+        self.census.read().await
+    }
+
+    /// A receiver that changes whenever a record has been applied.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// Wait until the census reflects every record through `seq`.
+    pub async fn applied_through(&self, seq: u64) {
+        let mut rx = self.applied.subscribe();
+        let _ = rx.wait_for(|s| *s >= seq).await;
+    }
+}
+
+/// Apply one committed record to a census.
+pub fn apply(census: &mut Census, rec: &RawRecord) {
+    if rec.status != RecordStatus::Accepted {
+        census.applied_seq = census.applied_seq.max(rec.seq);
+        return;
+    }
+    match rec.stream.as_str() {
+        hl7v2::STREAM => match hl7v2::event_of(rec) {
+            Some(ev) => census.apply(rec.seq, &ev),
+            None => tracing::error!(
+                seq = rec.seq,
+                "an accepted HL7 message no longer parses; the parser changed incompatibly"
+            ),
+        },
+        UI_STREAM => match serde_json::from_slice::<StaffAction>(&rec.payload) {
+            Ok(StaffAction::DischargeReadiness { readiness }) => census.set_readiness(readiness),
+            Ok(StaffAction::BedStatus {
+                bed_id,
+                closed,
+                reason,
+                ..
+            }) => {
+                let status = if closed {
+                    BedStatus::Closed
+                } else {
+                    BedStatus::Open
+                };
+                census.set_bed_status(&bed_id, status, reason);
+            }
+            Err(e) => tracing::error!(seq = rec.seq, error = %e, "unreadable staff action"),
+        },
+        BED_REGISTER_STREAM => match parse_bed_register(&rec.payload) {
+            Ok(beds) => beds.into_iter().for_each(|b| census.register_bed(b)),
+            Err(e) => tracing::error!(seq = rec.seq, error = %e, "unreadable bed register"),
+        },
+        _ => {}
+    }
+    census.applied_seq = census.applied_seq.max(rec.seq);
+}
+
+/// Rebuild the census from history.
+pub fn replay(history: &[RawRecord]) -> Census {
+    let mut census = Census::new();
+    for rec in history {
+        apply(&mut census, rec);
+    }
+    census
+}
+
+/// Apply records from the store's feed as they are committed.
+pub async fn run_applier(live: Arc<Live>, mut feed: mpsc::UnboundedReceiver<Arc<RawRecord>>) {
+    let mut batch = Vec::with_capacity(1024);
+    while let Some(first) = feed.recv().await {
+        batch.push(first);
+        while batch.len() < 4096 {
+            match feed.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let last = {
+            let mut census = live.census.write().await;
+            for rec in batch.drain(..) {
+                apply(&mut census, &rec);
+            }
+            census.applied_seq
+        };
+        live.applied.send_replace(last);
+    }
+}
+
+/// Rewrite the canonical tables whenever the census has moved on, at most
+/// once per `interval`. Each version records the raw sequence and raw table
+/// versions it was derived from.
+pub async fn run_canonical_writer(
+    live: Arc<Live>,
+    store: Arc<Store>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut written = 0u64;
+    loop {
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(interval) => false,
+            _ = shutdown.changed() => true,
+        };
+        if let Err(e) = write_canonical(&live, &store, &mut written).await {
+            tracing::error!(error = %e, "writing canonical tables failed; will retry");
+        }
+        if stop || *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// Write the canonical tables once if the census has changed since `written`.
+pub async fn write_canonical(live: &Live, store: &Store, written: &mut u64) -> Result<(), String> {
+    let (through, rows) = {
+        let census = live.read().await;
+        if census.applied_seq == *written {
+            return Ok(());
+        }
+        (census.applied_seq, canonical::rows(&census))
+    };
+    let progress = store.raw_flushed_through(through).await;
+    let lineage = Lineage {
+        transform: "hl7v2-adt-census".into(),
+        through_seq: through,
+        raw_versions: progress.versions,
+    };
+    let model = Model::canonical();
+    let refreshed_at = chrono::Utc::now().timestamp_micros();
+    let mut refresh_rows = Vec::new();
+    for (type_name, rows) in rows {
+        let ot = model
+            .object_type(type_name)
+            .ok_or_else(|| format!("the model has no object type {type_name}"))?;
+        let schema = Arc::new(ot.arrow_schema());
+        let batch = fdp_store::rows::batch_from_rows(&schema, &rows)
+            .map_err(|e| format!("{type_name}: {e}"))?;
+        store
+            .write_canonical(&ot.table, schema, vec![batch], &lineage)
+            .await
+            .map_err(|e| format!("{type_name}: {e}"))?;
+        refresh_rows.push(
+            serde_json::json!({
+                "dataset_name": ot.table,
+                "last_refresh_source": lineage.transform,
+                "last_refresh_timestamp": refreshed_at,
+            })
+            .as_object()
+            .expect("object")
+            .clone(),
+        );
+    }
+    let ot = model
+        .object_type("DatasetRefreshTime")
+        .ok_or("the model has no DatasetRefreshTime")?;
+    let schema = Arc::new(ot.arrow_schema());
+    let batch = fdp_store::rows::batch_from_rows(&schema, &refresh_rows)?;
+    store
+        .write_canonical(&ot.table, schema, vec![batch], &lineage)
+        .await
+        .map_err(|e| e.to_string())?;
+    *written = through;
+    Ok(())
+}
+
+/// Record a staff action durably and wait until the census shows it.
+pub async fn record_action(
+    store: &fdp_store::Committer,
+    live: &Live,
+    action: &StaffAction,
+    by: &str,
+) -> Result<u64, fdp_store::StoreError> {
+    let (message_type, control_id) = match action {
+        StaffAction::DischargeReadiness { readiness } => {
+            ("DischargeReadiness", readiness.admission_id.clone())
+        }
+        StaffAction::BedStatus { bed_id, .. } => ("Bed", bed_id.clone()),
+    };
+    let committed = store
+        .commit(Submission {
+            received_at_us: chrono::Utc::now().timestamp_micros(),
+            status: RecordStatus::Accepted,
+            stream: UI_STREAM.into(),
+            source: format!("user:{by}"),
+            message_type: message_type.into(),
+            control_id,
+            dedup_key: None,
+            reason: String::new(),
+            location: String::new(),
+            payload: serde_json::to_vec(action).expect("actions serialise"),
+        })
+        .await?;
+    let seq = match committed {
+        fdp_store::Committed::New(s) | fdp_store::Committed::Duplicate(s) => s,
+    };
+    live.applied_through(seq).await;
+    Ok(seq)
+}
+
+/// Columns of a bed register extract.
+pub const BED_REGISTER_HEADER: &str =
+    "site_code,site_name,ward_code,ward_name,specialty,bay,bed_id,bed_label,bed_type,status";
+
+/// Read a bed register CSV (with the header above, in any column order).
+pub fn parse_bed_register(bytes: &[u8]) -> Result<Vec<Bed>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines.next().ok_or("empty bed register")?;
+    let cols: Vec<String> = split_csv(header)
+        .into_iter()
+        .map(|c| c.trim().to_string())
+        .collect();
+    let col = |name: &str| -> Result<usize, String> {
+        cols.iter().position(|c| c == name).ok_or_else(|| {
+            format!("bed register has no column {name} (expected {BED_REGISTER_HEADER})")
+        })
+    };
+    let (site, ward, bay, label) = (
+        col("site_code")?,
+        col("ward_code")?,
+        col("bay")?,
+        col("bed_label")?,
+    );
+    let bed_type = col("bed_type").ok();
+    let status = col("status").ok();
+    let mut beds = Vec::new();
+    for (n, line) in lines {
+        let f = split_csv(line);
+        if f.len() != cols.len() {
+            return Err(format!(
+                "line {}: {} columns, the header has {}",
+                n + 1,
+                f.len(),
+                cols.len()
+            ));
+        }
+        let get = |i: usize| f[i].trim().to_string();
+        let closed = status
+            .map(|i| get(i).eq_ignore_ascii_case("closed"))
+            .unwrap_or(false);
+        beds.push(Bed {
+            bed_id: crate::adt::event::bed_id(&get(site), &get(ward), &get(bay), &get(label)),
+            site: get(site),
+            ward: get(ward),
+            room: get(bay),
+            label: get(label),
+            bed_type: bed_type.map(get).unwrap_or_else(|| "general".into()),
+            status: if closed {
+                BedStatus::Closed
+            } else {
+                BedStatus::Open
+            },
+            closed_reason: None,
+            occupant: None,
+        });
+    }
+    Ok(beds)
+}
+
+/// Split one CSV line, honouring double quotes.
+fn split_csv(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}

@@ -1,0 +1,182 @@
+//! The MLLP listener: HL7 v2 over TCP, acknowledged after a durable commit.
+//!
+//! Each connection is read continuously; every complete frame is handed to
+//! the HL7 receiver and its ACK written back in the order the frames came,
+//! so a sender may pipeline messages without waiting for each ACK. An ACK
+//! (AA, or AE/AR for a quarantined message) is only written once the store
+//! has fsynced the message. Bytes outside a frame are skipped and counted;
+//! a connection that sends nothing but such bytes is closed.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fdp_hl7::MllpError;
+use fdp_hl7::{encode_frame, MllpDecoder};
+use fdp_store::Committer;
+use futures::stream::{FuturesOrdered, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::hl7v2::{self, Receiver};
+
+/// Counters a data engineer or a benchmark reads.
+#[derive(Debug, Default)]
+pub struct MllpStats {
+    pub connections: AtomicU64,
+    pub frames: AtomicU64,
+    pub acked: AtomicU64,
+    pub nacked: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub garbage_bytes: AtomicU64,
+}
+
+/// Listener limits.
+#[derive(Debug, Clone)]
+pub struct MllpConfig {
+    /// Largest frame accepted; a larger one is answered with AR.
+    pub max_frame: usize,
+    /// Frames read ahead of their ACKs on one connection.
+    pub max_in_flight: usize,
+    /// Close a connection that sends this many bytes outside any frame.
+    pub max_garbage: usize,
+    /// Close a connection idle this long.
+    pub idle_timeout: Duration,
+}
+
+impl Default for MllpConfig {
+    fn default() -> Self {
+        MllpConfig {
+            max_frame: 1 << 20,
+            max_in_flight: 4096,
+            max_garbage: 64 * 1024,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+type AckFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>>;
+
+/// Accept connections until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    committer: Committer,
+    receiver: Arc<Receiver>,
+    stats: Arc<MllpStats>,
+    config: MllpConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    stats.connections.fetch_add(1, Ordering::Relaxed);
+                    let _ = stream.set_nodelay(true);
+                    let (c, r, s, cfg, sd) = (committer.clone(), receiver.clone(), stats.clone(), config.clone(), shutdown.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = connection(stream, peer, c, r, s, cfg, sd).await {
+                            tracing::debug!(%peer, error = %e, "MLLP connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, don't spin.
+                    tracing::warn!(error = %e, "MLLP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { return; }
+            }
+        }
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    committer: Committer,
+    receiver: Arc<Receiver>,
+    stats: Arc<MllpStats>,
+    config: MllpConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let source = format!("mllp://{peer}");
+    let mut decoder = MllpDecoder::with_max_frame_bytes(config.max_frame);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut in_flight: FuturesOrdered<AckFuture> = FuturesOrdered::new();
+    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut garbage_run = 0usize;
+    let mut eof = false;
+    loop {
+        if eof && in_flight.is_empty() {
+            return Ok(());
+        }
+        let can_read = !eof && in_flight.len() < config.max_in_flight;
+        tokio::select! {
+            biased;
+            Some(ack) = in_flight.next(), if !in_flight.is_empty() => {
+                let ack: Vec<u8> = ack;
+                out.clear();
+                out.extend_from_slice(&ack);
+                // Write every ACK that is ready together.
+                while let Some(Some(more)) = futures::FutureExt::now_or_never(in_flight.next()) {
+                    out.extend_from_slice(&more);
+                }
+                stream.write_all(&out).await?;
+            }
+            read = tokio::time::timeout(config.idle_timeout, stream.read(&mut buf)), if can_read => {
+                let n = match read {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        tracing::info!(%peer, "closing idle MLLP connection");
+                        eof = true;
+                        continue;
+                    }
+                };
+                if n == 0 {
+                    eof = true;
+                    continue;
+                }
+                decoder.push(&buf[..n]);
+                while let Some(item) = decoder.next_frame() {
+                    match item {
+                        Ok(frame) => {
+                            garbage_run = 0;
+                            stats.frames.fetch_add(1, Ordering::Relaxed);
+                            let (c, r, s, src) = (committer.clone(), receiver.clone(), stats.clone(), source.clone());
+                            in_flight.push_back(Box::pin(async move {
+                                let reply = r.receive(&c, frame.into_payload(), &src).await;
+                                if reply.accepted { s.acked.fetch_add(1, Ordering::Relaxed); } else { s.nacked.fetch_add(1, Ordering::Relaxed); }
+                                if reply.duplicate { s.duplicates.fetch_add(1, Ordering::Relaxed); }
+                                encode_frame(&reply.ack)
+                            }) as AckFuture);
+                        }
+                        Err(MllpError::GarbageOutsideFrame { bytes }) => {
+                            stats.garbage_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+                            garbage_run += bytes;
+                            tracing::warn!(%peer, bytes, "skipped bytes outside an MLLP frame (expected 0x0B to start a message)");
+                            if garbage_run > config.max_garbage {
+                                tracing::warn!(%peer, "closing connection: it sends no MLLP frames");
+                                return Ok(());
+                            }
+                        }
+                        Err(e) => {
+                            // A frame we will not read (too large): the sender
+                            // is waiting for an answer to it, so give one.
+                            stats.nacked.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(%peer, error = %e, "MLLP frame refused");
+                            let nack = hl7v2::connection_nack(&e.to_string());
+                            in_flight.push_back(Box::pin(async move { encode_frame(&nack) }) as AckFuture);
+                        }
+                    }
+                }
+            }
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { eof = true; }
+            }
+        }
+    }
+}

@@ -1,0 +1,622 @@
+//! Real-world ADT sequences and the bed board state they must end in.
+//!
+//! Each test is a sequence of messages shaped like what NHS PAS feeds send
+//! (UK v2.4 conventions, NHS number in PID-3 with `NHS^NH`), applied in order
+//! through the same path as the live feed: classify, then the census.
+
+use fdp_ingest::adt::census::{Census, SpellStatus};
+use fdp_ingest::hl7v2::{self, Verdict};
+use fdp_store::{RawRecord, RecordStatus};
+
+/// Valid NHS numbers (modulus 11).
+const NHS_A: &str = "9434765919";
+const NHS_B: &str = "9434765870";
+const NHS_C: &str = "9728002467";
+
+struct Feed {
+    census: Census,
+    seq: u64,
+    ctrl: u32,
+}
+
+impl Feed {
+    fn new() -> Self {
+        Feed {
+            census: Census::new(),
+            seq: 0,
+            ctrl: 0,
+        }
+    }
+
+    /// Send one message; returns the verdict.
+    fn send(&mut self, trigger: &str, body: &str) -> Verdict {
+        self.ctrl += 1;
+        let msg = format!(
+            "MSH|^~\\&|PAS|RXX|OPENFDP|RXX|20261120{:06}||ADT^{trigger}^ADT_{trigger}|C{:05}|P|2.4|||AL|NE|GBR|UNICODE UTF-8\r{}",
+            100000 + self.ctrl,
+            self.ctrl,
+            body.replace('\n', "\r")
+        );
+        self.send_raw(msg.as_bytes())
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) -> Verdict {
+        let c = hl7v2::classify(bytes, "test", 1_763_600_000_000_000);
+        self.seq += 1;
+        let s = c.submission;
+        let rec = RawRecord {
+            seq: self.seq,
+            received_at_us: s.received_at_us,
+            status: s.status,
+            stream: s.stream,
+            source: s.source,
+            message_type: s.message_type,
+            control_id: s.control_id,
+            dedup_key: s.dedup_key,
+            reason: s.reason,
+            location: s.location,
+            payload: s.payload,
+        };
+        if rec.status == RecordStatus::Accepted {
+            fdp_ingest::live::apply(&mut self.census, &rec);
+        }
+        c.verdict
+    }
+
+    fn bed_of(&self, admission: &str) -> Option<String> {
+        self.census
+            .spells
+            .get(admission)
+            .and_then(|s| s.bed_id.clone())
+    }
+
+    fn occupant_of(&self, bed: &str) -> Option<String> {
+        self.census
+            .occupant(&format!("RXX01:{bed}"))
+            .map(|s| s.admission_id.clone())
+    }
+
+    fn check_invariants(&self) {
+        let mut seen = std::collections::HashSet::new();
+        for b in self.census.beds.values() {
+            if let Some(a) = &b.occupant {
+                assert!(seen.insert(a.clone()), "spell {a} in two beds");
+                let s = &self.census.spells[a];
+                assert_eq!(
+                    s.status,
+                    SpellStatus::Admitted,
+                    "bed {} holds a {:?} spell",
+                    b.bed_id,
+                    s.status
+                );
+                assert_eq!(s.bed_id.as_deref(), Some(b.bed_id.as_str()));
+            }
+        }
+        for s in self.census.spells.values() {
+            if let Some(b) = &s.bed_id {
+                assert_eq!(
+                    self.census.beds[b].occupant.as_deref(),
+                    Some(s.admission_id.as_str())
+                );
+            }
+        }
+    }
+}
+
+fn pid(nhs: &str, mrn: &str, name: &str) -> String {
+    format!("PID|1||{nhs}^^^NHS^NH~{mrn}^^^RXX^MR||{name}^Test^^^Mx||19500101|F|||1 High Street^^Leeds^^LS1 1AA^GBR^H")
+}
+
+fn pv1(loc: &str, visit: &str, admit: &str) -> String {
+    format!(
+        "PV1|1|I|{loc}|21|||C100^JONES^Ann^^^Dr|||300{}{visit}^^^RXX^VN{}{admit}",
+        "|".repeat(9),
+        "|".repeat(25)
+    )
+}
+
+fn pv1_prior(loc: &str, prior: &str, visit: &str) -> String {
+    format!(
+        "PV1|1|I|{loc}|21||{prior}|C100^JONES^Ann^^^Dr|||300{}{visit}^^^RXX^VN",
+        "|".repeat(9)
+    )
+}
+
+const W1B1: &str = "W1^BAY1^B1^RXX01";
+const W1B2: &str = "W1^BAY1^B2^RXX01";
+const W2B1: &str = "W2^BAY1^B1^RXX01";
+
+#[test]
+fn admit_transfer_discharge() {
+    let mut f = Feed::new();
+    assert_eq!(
+        f.send(
+            "A01",
+            &format!(
+                "EVN|A01|20261120080000\n{}\n{}",
+                pid(NHS_A, "M1", "ALPHA"),
+                pv1(W1B1, "V1", "20261120080000")
+            )
+        ),
+        Verdict::Accept
+    );
+    assert_eq!(f.occupant_of("W1:BAY1:B1").as_deref(), Some("V1"));
+    f.send(
+        "A02",
+        &format!(
+            "EVN|A02|20261120100000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1_prior(W2B1, W1B1, "V1")
+        ),
+    );
+    assert_eq!(f.occupant_of("W1:BAY1:B1"), None);
+    assert_eq!(f.occupant_of("W2:BAY1:B1").as_deref(), Some("V1"));
+    assert_eq!(f.census.spells["V1"].stays.len(), 2);
+    f.send(
+        "A03",
+        &format!(
+            "EVN|A03|20261121100000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W2B1, "V1", "20261120080000")
+        ),
+    );
+    assert_eq!(f.occupant_of("W2:BAY1:B1"), None);
+    assert_eq!(f.census.spells["V1"].status, SpellStatus::Discharged);
+    f.check_invariants();
+}
+
+#[test]
+fn cancelled_admission_frees_the_bed_and_leaves_no_stay() {
+    let mut f = Feed::new();
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    f.send(
+        "A11",
+        &format!(
+            "EVN|A11|20261120081000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    assert_eq!(f.occupant_of("W1:BAY1:B1"), None);
+    let s = &f.census.spells["V1"];
+    assert_eq!(s.status, SpellStatus::Cancelled);
+    assert!(s.stays.is_empty());
+    // The bed can be taken by the next patient.
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120090000\n{}\n{}",
+            pid(NHS_B, "M2", "BRAVO"),
+            pv1(W1B1, "V2", "20261120090000")
+        ),
+    );
+    assert_eq!(f.occupant_of("W1:BAY1:B1").as_deref(), Some("V2"));
+    f.check_invariants();
+}
+
+#[test]
+fn cancelled_transfer_returns_the_patient_to_the_previous_bed() {
+    let mut f = Feed::new();
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    f.send(
+        "A02",
+        &format!(
+            "EVN|A02|20261120100000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1_prior(W2B1, W1B1, "V1")
+        ),
+    );
+    f.send(
+        "A12",
+        &format!(
+            "EVN|A12|20261120101500\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1_prior(W1B1, W2B1, "V1")
+        ),
+    );
+    assert_eq!(f.occupant_of("W1:BAY1:B1").as_deref(), Some("V1"));
+    assert_eq!(f.occupant_of("W2:BAY1:B1"), None);
+    let s = &f.census.spells["V1"];
+    assert_eq!(s.stays.len(), 1, "the cancelled transfer's stay is gone");
+    assert_eq!(s.stays[0].end_us, None);
+    assert_eq!(f.census.warning_count, 0);
+    f.check_invariants();
+}
+
+#[test]
+fn cancelled_discharge_puts_the_patient_back() {
+    let mut f = Feed::new();
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    f.send(
+        "A03",
+        &format!(
+            "EVN|A03|20261121100000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    assert_eq!(f.occupant_of("W1:BAY1:B1"), None);
+    f.send(
+        "A13",
+        &format!(
+            "EVN|A13|20261121101000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    assert_eq!(f.occupant_of("W1:BAY1:B1").as_deref(), Some("V1"));
+    let s = &f.census.spells["V1"];
+    assert_eq!(s.status, SpellStatus::Admitted);
+    assert_eq!(s.discharged_at_us, None);
+    assert_eq!(s.stays.len(), 1);
+    f.check_invariants();
+}
+
+#[test]
+fn cancelled_discharge_to_another_bed_when_the_old_one_was_taken() {
+    let mut f = Feed::new();
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    f.send(
+        "A03",
+        &format!(
+            "EVN|A03|20261121100000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261121110000\n{}\n{}",
+            pid(NHS_B, "M2", "BRAVO"),
+            pv1(W1B1, "V2", "20261121110000")
+        ),
+    );
+    f.send(
+        "A13",
+        &format!(
+            "EVN|A13|20261121120000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B2, "V1", "20261120080000")
+        ),
+    );
+    assert_eq!(f.occupant_of("W1:BAY1:B1").as_deref(), Some("V2"));
+    assert_eq!(f.occupant_of("W1:BAY1:B2").as_deref(), Some("V1"));
+    f.check_invariants();
+}
+
+#[test]
+fn a_resent_message_is_recognised_by_its_control_id() {
+    // Dedup happens in the store (same sender and MSH-10); here we check the
+    // key the classifier gives, and that a second identical A01 changes nothing.
+    let mut f = Feed::new();
+    let body = format!(
+        "EVN|A01|20261120080000\n{}\n{}",
+        pid(NHS_A, "M1", "ALPHA"),
+        pv1(W1B1, "V1", "20261120080000")
+    );
+    let msg = format!(
+        "MSH|^~\\&|PAS|RXX|OPENFDP|RXX|20261120080000||ADT^A01|SAME1|P|2.4\r{}",
+        body.replace('\n', "\r")
+    );
+    let a = hl7v2::classify(msg.as_bytes(), "x", 1);
+    let b = hl7v2::classify(msg.as_bytes(), "y", 2);
+    assert_eq!(a.submission.dedup_key.as_deref(), Some("PAS|RXX|SAME1"));
+    assert_eq!(a.submission.dedup_key, b.submission.dedup_key);
+    f.send_raw(msg.as_bytes());
+    let before = f.census.spells["V1"].clone();
+    f.send_raw(msg.as_bytes());
+    assert_eq!(f.census.spells["V1"], before);
+    assert_eq!(f.census.warning_count, 0);
+    f.check_invariants();
+}
+
+#[test]
+fn double_admission_of_one_patient_keeps_them_in_one_bed() {
+    let mut f = Feed::new();
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    // The PAS admits the same patient again under a new spell, elsewhere.
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120090000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W2B1, "V2", "20261120090000")
+        ),
+    );
+    assert_eq!(f.occupant_of("W2:BAY1:B1").as_deref(), Some("V2"));
+    assert_eq!(f.occupant_of("W1:BAY1:B1"), None, "one patient, one bed");
+    assert!(f.census.warning_count >= 1);
+    f.check_invariants();
+}
+
+#[test]
+fn a_bed_given_to_a_second_patient_displaces_the_first() {
+    let mut f = Feed::new();
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120090000\n{}\n{}",
+            pid(NHS_B, "M2", "BRAVO"),
+            pv1(W1B1, "V2", "20261120090000")
+        ),
+    );
+    assert_eq!(f.occupant_of("W1:BAY1:B1").as_deref(), Some("V2"));
+    assert_eq!(f.bed_of("V1"), None);
+    assert_eq!(f.census.spells["V1"].status, SpellStatus::Admitted);
+    f.check_invariants();
+}
+
+#[test]
+fn swap_exchanges_two_patients_beds() {
+    let mut f = Feed::new();
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120081000\n{}\n{}",
+            pid(NHS_B, "M2", "BRAVO"),
+            pv1(W1B2, "V2", "20261120081000")
+        ),
+    );
+    f.send(
+        "A17",
+        &format!(
+            "EVN|A17|20261120120000\n{}\n{}\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B2, "V1", "20261120080000"),
+            pid(NHS_B, "M2", "BRAVO"),
+            pv1(W1B1, "V2", "20261120081000")
+        ),
+    );
+    assert_eq!(f.occupant_of("W1:BAY1:B2").as_deref(), Some("V1"));
+    assert_eq!(f.occupant_of("W1:BAY1:B1").as_deref(), Some("V2"));
+    assert_eq!(f.census.warning_count, 0, "{:?}", f.census.recent_warnings);
+    f.check_invariants();
+}
+
+#[test]
+fn leave_of_absence_keeps_the_bed() {
+    let mut f = Feed::new();
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    f.send(
+        "A21",
+        &format!(
+            "EVN|A21|20261121080000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    assert!(f.census.spells["V1"].on_leave);
+    assert_eq!(f.occupant_of("W1:BAY1:B1").as_deref(), Some("V1"));
+    f.send(
+        "A22",
+        &format!(
+            "EVN|A22|20261121180000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    assert!(!f.census.spells["V1"].on_leave);
+    f.check_invariants();
+}
+
+#[test]
+fn merge_moves_spells_to_the_surviving_patient() {
+    let mut f = Feed::new();
+    // The same person registered twice under two hospital numbers.
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid(NHS_C, "M9", "CHARLIE"),
+            pv1(W1B1, "V9", "20261120080000")
+        ),
+    );
+    f.send(
+        "A08",
+        "EVN|A08|20261120090000\nPID|1||M8^^^RXX^MR||CHARLIE^Test||19500101|F\nPV1|1|O",
+    );
+    assert!(f.census.patients.contains_key("M8"));
+    f.send(
+        "A40",
+        &format!(
+            "EVN|A40|20261120100000\n{}\nMRG|M8^^^RXX^MR",
+            pid(NHS_C, "M9", "CHARLIE")
+        ),
+    );
+    assert!(!f.census.patients.contains_key("M8"));
+    assert_eq!(f.census.resolve_patient("M8"), "M9");
+    // A later message under the retired number reaches the surviving record.
+    f.send(
+        "A08",
+        "EVN|A08|20261120110000\nPID|1||M8^^^RXX^MR||CHARLIE^Updated||19500101|F",
+    );
+    assert_eq!(
+        f.census.patients["M9"].first_name.as_deref(),
+        Some("Updated")
+    );
+    assert_eq!(f.occupant_of("W1:BAY1:B1").as_deref(), Some("V9"));
+    f.check_invariants();
+}
+
+#[test]
+fn merge_of_two_admitted_records_leaves_one_bed() {
+    let mut f = Feed::new();
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120090000\nPID|1||M1B^^^RXX^MR||ALPHA^Test||19500101|F\n{}",
+            pv1(W2B1, "V2", "20261120090000")
+        ),
+    );
+    f.send(
+        "A40",
+        &format!(
+            "EVN|A40|20261120100000\n{}\nMRG|M1B^^^RXX^MR",
+            pid(NHS_A, "M1", "ALPHA")
+        ),
+    );
+    let held: Vec<_> = f
+        .census
+        .beds
+        .values()
+        .filter(|b| b.occupant.is_some())
+        .collect();
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        held[0].occupant.as_deref(),
+        Some("V2"),
+        "the newer spell keeps its bed"
+    );
+    f.check_invariants();
+}
+
+#[test]
+fn bad_messages_are_quarantined_with_a_reason_and_place() {
+    let mut f = Feed::new();
+    // Bad NHS number (check digit).
+    let v = f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid("9434765918", "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    match v {
+        Verdict::Quarantine {
+            reason, location, ..
+        } => {
+            assert!(reason.contains("NHS number"), "{reason}");
+            assert!(
+                location.contains("PID") && location.contains("field 3"),
+                "{location}"
+            );
+        }
+        other => panic!("expected quarantine, got {other:?}"),
+    }
+    // A02 without a location.
+    let v = f.send(
+        "A02",
+        &format!(
+            "EVN|A02|20261120080000\n{}\nPV1|1|I||||||||||||||||||V1",
+            pid(NHS_A, "M1", "ALPHA")
+        ),
+    );
+    assert!(
+        matches!(v, Verdict::Quarantine { ref location, .. } if location.contains("PV1")),
+        "{v:?}"
+    );
+    // Truncated MSH.
+    let v = f.send_raw(b"MSH|^~\\&|PAS|RXX\rPID|1");
+    assert!(matches!(v, Verdict::Quarantine { .. }));
+    // Garbage.
+    let v = f.send_raw(b"\x00\x01garbage\xff");
+    assert!(matches!(v, Verdict::Quarantine { .. }));
+    // A bad date.
+    let v = f.send(
+        "A01",
+        &format!(
+            "EVN|A01|2026-11-20\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    assert!(
+        matches!(v, Verdict::Quarantine { ref reason, .. } if reason.contains("EVN-2")),
+        "{v:?}"
+    );
+    // Nothing bad reached the census.
+    assert!(f.census.spells.is_empty());
+}
+
+#[test]
+fn messages_we_do_not_process_are_kept_not_rejected() {
+    let mut f = Feed::new();
+    let oru = "MSH|^~\\&|LAB|RXX|OPENFDP|RXX|20261120080000||ORU^R01|L1|P|2.4\rPID|1||9434765919^^^NHS^NH\rOBR|1\rOBX|1|NM|X^Y||1";
+    assert_eq!(f.send_raw(oru.as_bytes()), Verdict::Unprocessed);
+    let a60 = format!("EVN|A60|20261120080000\n{}", pid(NHS_A, "M1", "ALPHA"));
+    assert_eq!(f.send("A60", &a60), Verdict::Unprocessed);
+}
+
+#[test]
+fn simhospital_identifier_conventions() {
+    // NHSNBR^NHSNMBR as Simulated Hospital sends it, MRN typed MRN.
+    let mut f = Feed::new();
+    let msg = "MSH|^~\\&|SIMHOSP|SFAC|RAPP|RFAC|20200508130643||ADT^A01|5|T|2.3|||AL||44|ASCII\rEVN|A01|20200508130643|||C006^Woolfson^Kathleen^^^Dr^^^DRNBR^PRSNL^^^ORGDR|\rPID|1|2590157853^^^SIMULATOR MRN^MRN|2590157853^^^SIMULATOR MRN^MRN~2478684691^^^NHSNBR^NHSNMBR||Esterkin^AKI Scenario 6^^^Miss^^CURRENT||19890118000000|F|||170 Juice Place^^London^^RW21 6KC^GBR^HOME||020 5368 1665^HOME|||||||||R^Other - Chinese^^^||||||||\rPD1|||FAMILY PRACTICE^^12345|\rPV1|1|I|RenalWard^MainRoom^Bed 1^Simulated Hospital^^BED^Main Building^5|28b|||C006^Woolfson^Kathleen^^^Dr^^^DRNBR^PRSNL^^^ORGDR|||MED|||||||||6145914547062969032^^^^visitid||||||||||||||||||||||ARRIVED|||20200508130643||\r";
+    assert_eq!(f.send_raw(msg.as_bytes()), Verdict::Accept);
+    let p = &f.census.patients["2590157853"];
+    assert_eq!(p.nhs_number.as_deref(), Some("2478684691"));
+    assert_eq!(p.surname.as_deref(), Some("Esterkin"));
+    let bed = "Simulated Hospital:RenalWard:MainRoom:Bed 1";
+    assert_eq!(
+        f.census.occupant(bed).map(|s| s.admission_id.as_str()),
+        Some("6145914547062969032")
+    );
+}

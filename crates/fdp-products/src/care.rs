@@ -1,0 +1,303 @@
+//! Care coordination: the live bed board.
+//!
+//! For each site and ward, every bed: free, occupied or closed; who is in it
+//! and for how long; the long-stay thresholds that national reporting uses
+//! (7, 14 and 21 days); and discharge readiness as staff record it.
+
+use std::cmp::Ordering;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use fdp_ingest::adt::census::{BedStatus, Census, DischargeReadiness, Spell};
+use serde::Serialize;
+
+/// What a bed is doing now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BedState {
+    Free,
+    Occupied,
+    Closed,
+}
+
+impl BedState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BedState::Free => "free",
+            BedState::Occupied => "occupied",
+            BedState::Closed => "closed",
+        }
+    }
+}
+
+/// The patient in a bed, as the bed board shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Occupant {
+    pub admission_id: String,
+    pub patient_id: String,
+    pub name: String,
+    pub nhs_number: Option<String>,
+    pub sex: Option<String>,
+    pub age: Option<u32>,
+    pub admitted_at: Option<DateTime<Utc>>,
+    /// Whole days since admission.
+    pub length_of_stay_days: i64,
+    /// The highest long-stay threshold passed: 7, 14 or 21 days.
+    pub long_stay: Option<u8>,
+    pub on_leave: bool,
+    pub specialty: Option<String>,
+    pub readiness: Option<DischargeReadiness>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BedView {
+    pub bed_id: String,
+    pub label: String,
+    pub bay: String,
+    pub bed_type: String,
+    pub state: BedState,
+    pub closed_reason: Option<String>,
+    pub occupant: Option<Occupant>,
+}
+
+/// Counts for a ward, a site or the whole board.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub beds: usize,
+    pub occupied: usize,
+    pub free: usize,
+    pub closed: usize,
+    pub on_leave: usize,
+    pub stay_7_plus: usize,
+    pub stay_14_plus: usize,
+    pub stay_21_plus: usize,
+    pub medically_optimised: usize,
+}
+
+impl Counts {
+    fn add_bed(&mut self, b: &BedView) {
+        self.beds += 1;
+        match b.state {
+            BedState::Free => self.free += 1,
+            BedState::Occupied => self.occupied += 1,
+            BedState::Closed => self.closed += 1,
+        }
+        if let Some(o) = &b.occupant {
+            self.on_leave += o.on_leave as usize;
+            self.stay_7_plus += (o.length_of_stay_days >= 7) as usize;
+            self.stay_14_plus += (o.length_of_stay_days >= 14) as usize;
+            self.stay_21_plus += (o.length_of_stay_days >= 21) as usize;
+            self.medically_optimised +=
+                o.readiness.as_ref().is_some_and(|r| r.medically_optimised) as usize;
+        }
+    }
+    fn add(&mut self, o: &Counts) {
+        self.beds += o.beds;
+        self.occupied += o.occupied;
+        self.free += o.free;
+        self.closed += o.closed;
+        self.on_leave += o.on_leave;
+        self.stay_7_plus += o.stay_7_plus;
+        self.stay_14_plus += o.stay_14_plus;
+        self.stay_21_plus += o.stay_21_plus;
+        self.medically_optimised += o.medically_optimised;
+    }
+    /// Occupied share of open beds, in percent.
+    pub fn occupancy_percent(&self) -> f64 {
+        let open = self.beds - self.closed;
+        if open == 0 {
+            0.0
+        } else {
+            100.0 * self.occupied as f64 / open as f64
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WardView {
+    pub ward_id: String,
+    pub ward: String,
+    pub counts: Counts,
+    pub beds: Vec<BedView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteView {
+    pub site: String,
+    pub counts: Counts,
+    pub wards: Vec<WardView>,
+}
+
+/// Admitted patients the board knows of but cannot place in a bed (the PAS
+/// named no bed, or gave theirs to someone else).
+#[derive(Debug, Clone, Serialize)]
+pub struct Unplaced {
+    pub ward_id: Option<String>,
+    pub occupant: Occupant,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BedBoard {
+    pub as_of: DateTime<Utc>,
+    /// Sequence number of the last record reflected.
+    pub through_seq: u64,
+    pub counts: Counts,
+    pub sites: Vec<SiteView>,
+    pub unplaced: Vec<Unplaced>,
+}
+
+/// Build the board from the census at time `now`.
+pub fn bed_board(census: &Census, now: DateTime<Utc>) -> BedBoard {
+    let mut sites: Vec<SiteView> = Vec::new();
+    for bed in census.beds.values() {
+        let occupant = census
+            .occupant(&bed.bed_id)
+            .map(|s| occupant(census, s, now));
+        let state = if occupant.is_some() {
+            BedState::Occupied
+        } else if bed.status == BedStatus::Closed {
+            BedState::Closed
+        } else {
+            BedState::Free
+        };
+        let view = BedView {
+            bed_id: bed.bed_id.clone(),
+            label: bed.label.clone(),
+            bay: bed.room.clone(),
+            bed_type: bed.bed_type.clone(),
+            state,
+            closed_reason: bed.closed_reason.clone(),
+            occupant,
+        };
+        let site = match sites.iter_mut().find(|s| s.site == bed.site) {
+            Some(s) => s,
+            None => {
+                sites.push(SiteView {
+                    site: bed.site.clone(),
+                    counts: Counts::default(),
+                    wards: Vec::new(),
+                });
+                sites.last_mut().expect("just pushed")
+            }
+        };
+        let ward_id = format!("{}:{}", bed.site, bed.ward);
+        let ward = match site.wards.iter_mut().find(|w| w.ward_id == ward_id) {
+            Some(w) => w,
+            None => {
+                site.wards.push(WardView {
+                    ward_id,
+                    ward: bed.ward.clone(),
+                    counts: Counts::default(),
+                    beds: Vec::new(),
+                });
+                site.wards.last_mut().expect("just pushed")
+            }
+        };
+        ward.beds.push(view);
+    }
+    let mut total = Counts::default();
+    for site in &mut sites {
+        for ward in &mut site.wards {
+            ward.beds
+                .sort_by(|a, b| natural_cmp(&a.bay, &b.bay).then(natural_cmp(&a.label, &b.label)));
+            for b in &ward.beds {
+                ward.counts.add_bed(b);
+            }
+            site.counts.add(&ward.counts);
+        }
+        site.wards.sort_by(|a, b| natural_cmp(&a.ward, &b.ward));
+        total.add(&site.counts);
+    }
+    sites.sort_by(|a, b| natural_cmp(&a.site, &b.site));
+    let unplaced = census
+        .admitted()
+        .filter(|s| s.bed_id.is_none())
+        .map(|s| Unplaced {
+            ward_id: s.current_stay().map(|st| st.location.ward_id()),
+            occupant: occupant(census, s, now),
+        })
+        .collect();
+    BedBoard {
+        as_of: now,
+        through_seq: census.applied_seq,
+        counts: total,
+        sites,
+        unplaced,
+    }
+}
+
+fn occupant(census: &Census, s: &Spell, now: DateTime<Utc>) -> Occupant {
+    let p = census.patients.get(&s.patient_id);
+    let admitted_at = s
+        .admitted_at_us
+        .and_then(DateTime::<Utc>::from_timestamp_micros);
+    let los = admitted_at
+        .map(|a| (now - a).num_days().max(0))
+        .unwrap_or(0);
+    let long_stay = [21u8, 14, 7].into_iter().find(|d| los >= *d as i64);
+    let name = p
+        .map(|p| {
+            let mut n = String::new();
+            if let Some(s) = &p.surname {
+                n.push_str(&s.to_uppercase());
+            }
+            if let Some(f) = &p.first_name {
+                if !n.is_empty() {
+                    n.push_str(", ");
+                }
+                n.push_str(f);
+            }
+            n
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| s.patient_id.clone());
+    let age = p
+        .and_then(|p| p.date_of_birth.as_deref())
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .and_then(|dob| now.date_naive().years_since(dob));
+    Occupant {
+        admission_id: s.admission_id.clone(),
+        patient_id: s.patient_id.clone(),
+        name,
+        nhs_number: p.and_then(|p| p.nhs_number.clone()),
+        sex: p.and_then(|p| p.sex.clone()),
+        age,
+        admitted_at,
+        length_of_stay_days: los,
+        long_stay,
+        on_leave: s.on_leave,
+        specialty: s.specialty.clone(),
+        readiness: census.readiness.get(&s.admission_id).cloned(),
+    }
+}
+
+/// Order "Bed 2" before "Bed 10".
+fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let key = |s: &str| -> (String, u64, String) {
+        let start = s.find(|c: char| c.is_ascii_digit());
+        match start {
+            Some(i) => {
+                let digits: String = s[i..].chars().take_while(|c| c.is_ascii_digit()).collect();
+                let rest = &s[i + digits.len()..];
+                (
+                    s[..i].to_string(),
+                    digits.parse().unwrap_or(u64::MAX),
+                    rest.to_string(),
+                )
+            }
+            None => (s.to_string(), 0, String::new()),
+        }
+    };
+    key(a).cmp(&key(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_order() {
+        let mut v = vec!["Bed 10", "Bed 2", "Bed 1", "Side room"];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(v, vec!["Bed 1", "Bed 2", "Bed 10", "Side room"]);
+    }
+}

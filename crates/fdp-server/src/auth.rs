@@ -1,0 +1,141 @@
+//! Who is asking: bearer tokens for the API, a session cookie for the UI.
+
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use fdp_govern::Principal;
+use maud::html;
+use serde::Deserialize;
+
+use crate::pages::layout;
+use crate::AppState;
+
+const COOKIE: &str = "fdp_session";
+
+fn presented_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(t) = v.strip_prefix("Bearer ") {
+            return Some(t.trim().to_string());
+        }
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Refuse any request without a valid principal; pages send people to the
+/// login page, API calls get 401.
+pub async fn require_principal(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let principal = presented_token(req.headers()).and_then(|t| state.tokens.verify(&t));
+    match principal {
+        Some(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        None => {
+            let path = req.uri().path();
+            if path.starts_with("/api/") || path.ends_with("/events") {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    "a valid token is required: send `Authorization: Bearer <token>`",
+                )
+                    .into_response()
+            } else {
+                Redirect::to("/login").into_response()
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    token: Option<String>,
+}
+
+fn session_cookie(token: &str) -> String {
+    format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/")
+}
+
+/// The login page; `/login?token=…` (the link `fdp demo` prints) signs in
+/// directly.
+pub async fn login_page(State(state): State<AppState>, Query(q): Query<LoginQuery>) -> Response {
+    if let Some(t) = q.token {
+        return login_with(&state, &t);
+    }
+    login_form(None)
+}
+
+fn login_form(error: Option<&str>) -> Response {
+    layout(
+        "Sign in",
+        None,
+        html! {
+            h1 { "Sign in" }
+            @if let Some(e) = error { p.error role="alert" { (e) } }
+            form method="post" action="/login" {
+                label for="token" { "Access token" }
+                input #token type="password" name="token" autocomplete="current-password" required;
+                button type="submit" { "Sign in" }
+            }
+            p.hint { "Tokens are created with " code { "fdp token create NAME" } "." }
+        },
+    )
+    .into_response()
+}
+
+fn login_with(state: &AppState, token: &str) -> Response {
+    match state.tokens.verify(token) {
+        Some(_) => (
+            [(header::SET_COOKIE, session_cookie(token.trim()))],
+            Redirect::to("/"),
+        )
+            .into_response(),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            login_form(Some("That token is not valid.")),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    token: String,
+}
+
+pub async fn login_submit(State(state): State<AppState>, Form(f): Form<LoginForm>) -> Response {
+    login_with(&state, &f.token)
+}
+
+pub async fn logout() -> Response {
+    (
+        [(
+            header::SET_COOKIE,
+            format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+        )],
+        Redirect::to("/login"),
+    )
+        .into_response()
+}
+
+/// The principal the middleware attached.
+pub fn principal(req_ext: &axum::http::Extensions) -> Principal {
+    req_ext.get::<Principal>().cloned().unwrap_or(Principal {
+        name: "unknown".into(),
+    })
+}

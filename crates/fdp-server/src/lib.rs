@@ -1,0 +1,77 @@
+//! # fdp-server: the instance over HTTP
+//!
+//! Owns the HTTP JSON API and the server-rendered web UI. Pages need no
+//! JavaScript build step: HTML from [`maud`], charts as SVG drawn here, and
+//! a few lines of inline script that apply live updates from a
+//! server-sent-event stream.
+//!
+//! Every route except `/healthz` and `/login` requires a principal (a bearer
+//! token, or the session cookie the login page sets). The server reads the
+//! census and tables it is given; it never opens the data directory itself.
+
+mod api;
+mod auth;
+mod pages;
+mod svg;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use fdp_govern::TokenStore;
+use fdp_ingest::live::Live;
+use fdp_ingest::mllp::MllpStats;
+use fdp_store::Committer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub instance: Arc<InstanceInfo>,
+    pub live: Arc<Live>,
+    pub committer: Committer,
+    pub tokens: Arc<TokenStore>,
+    pub mllp: Arc<MllpStats>,
+}
+
+/// Facts about the instance shown on its pages.
+#[derive(Debug, Clone)]
+pub struct InstanceInfo {
+    /// ODS code of the organisation that runs the instance.
+    pub ods: String,
+    pub data_dir: std::path::PathBuf,
+    pub mllp_addr: Option<std::net::SocketAddr>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The instance's routes.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/", get(pages::home))
+        .route("/bed-board", get(pages::bed_board))
+        .route("/bed-board/events", get(api::bed_board_events))
+        .route("/bed-board/admission/{id}", get(pages::admission))
+        .route(
+            "/bed-board/admission/{id}/readiness",
+            post(pages::readiness_form),
+        )
+        .route("/bed-board/bed-status", post(pages::bed_status_form))
+        .route("/quarantine", get(pages::quarantine))
+        .route("/api/bed-board", get(api::bed_board))
+        .route(
+            "/api/admissions/{id}/discharge-readiness",
+            post(api::set_readiness),
+        )
+        .route("/api/beds/{id}/status", post(api::set_bed_status))
+        .route("/api/quarantine", get(api::quarantine))
+        .route("/api/sources", get(api::sources))
+        .route("/logout", post(auth::logout))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_principal,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/login", get(auth::login_page).post(auth::login_submit))
+        .merge(protected)
+        .with_state(state)
+}

@@ -1,0 +1,576 @@
+//! Server-rendered pages.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, State};
+use axum::http::{Extensions, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+use fdp_ingest::adt::census::SpellStatus;
+use fdp_products::care::{BedBoard, Counts};
+use fdp_store::tables::{self, Layer};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde::Deserialize;
+
+use crate::api::{self, cell, current_board};
+use crate::auth::principal;
+use crate::svg::{stacked_bars, StackedBar};
+use crate::AppState;
+
+const STYLE: &str = r#"
+:root { --fg:#1d1d1d; --muted:#4b4b4b; --bg:#fff; --line:#b1b4b6; --blue:#005eb8; --free:#e8f5e9; --free-b:#1b5e20; --occ:#e3ecf7; --occ-b:#003087; --closed:#eeeeee; --closed-b:#4b4b4b; --warn:#8a1c00; }
+* { box-sizing: border-box; }
+body { font: 16px/1.45 system-ui, -apple-system, "Segoe UI", Arial, sans-serif; color: var(--fg); background: var(--bg); margin: 0; }
+header { background: var(--blue); color: #fff; padding: .6rem 1rem; display: flex; gap: 1.5rem; align-items: center; flex-wrap: wrap; }
+header a { color: #fff; font-weight: 600; }
+header .instance { margin-left: auto; font-size: .9rem; }
+main { padding: 1rem; max-width: 1400px; }
+a { color: var(--blue); }
+a:focus, button:focus, input:focus, select:focus, summary:focus { outline: 3px solid #ffb81c; outline-offset: 1px; }
+h1 { font-size: 1.6rem; margin: .2rem 0 .8rem; }
+h2 { font-size: 1.25rem; margin: 1.4rem 0 .4rem; }
+h3 { font-size: 1.05rem; margin: 1rem 0 .3rem; }
+table { border-collapse: collapse; margin: .4rem 0 1rem; }
+th, td { border-bottom: 1px solid var(--line); padding: .25rem .6rem; text-align: left; vertical-align: top; }
+th { font-weight: 600; }
+.num { text-align: right; font-variant-numeric: tabular-nums; }
+.summary { display: flex; gap: .8rem; flex-wrap: wrap; margin: .4rem 0 1rem; padding: 0; list-style: none; }
+.summary li { border: 1px solid var(--line); padding: .4rem .8rem; min-width: 7rem; }
+.summary b { display: block; font-size: 1.4rem; }
+.beds { display: grid; grid-template-columns: repeat(auto-fill, minmax(12.5rem, 1fr)); gap: .35rem; list-style: none; padding: 0; margin: .3rem 0 1rem; }
+.bed { border: 2px solid; padding: .25rem .45rem; min-height: 3.1rem; font-size: .9rem; }
+.bed .label { font-weight: 600; }
+.bed.free { background: var(--free); border-color: var(--free-b); }
+.bed.occupied { background: var(--occ); border-color: var(--occ-b); }
+.bed.closed { background: var(--closed); border-color: var(--closed-b); border-style: dashed; }
+.bed .flags { font-size: .8rem; color: var(--warn); font-weight: 600; }
+.chart rect.occupied { fill: #003087; } .chart rect.free { fill: #2e7d32; } .chart rect.closed { fill: #9e9e9e; }
+.chart-label { font-size: 12px; fill: var(--fg); }
+.legend span { display: inline-block; margin-right: 1rem; } .legend i { display: inline-block; width: .9rem; height: .9rem; margin-right: .3rem; vertical-align: -2px; }
+.error { color: var(--warn); font-weight: 600; }
+.hint, .muted { color: var(--muted); }
+pre.raw { background: #f3f3f3; padding: .5rem; overflow-x: auto; white-space: pre-wrap; word-break: break-all; max-width: 100%; }
+form.inline { display: inline; }
+label { display: block; margin-top: .5rem; font-weight: 600; }
+fieldset { border: 1px solid var(--line); margin: .6rem 0; }
+button { background: var(--blue); color: #fff; border: 0; padding: .45rem 1rem; font-size: 1rem; margin-top: .6rem; cursor: pointer; }
+.live { font-size: .9rem; color: var(--muted); }
+"#;
+
+/// The frame of every page.
+pub fn layout(title: &str, ods: Option<&str>, body: Markup) -> Html<String> {
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en-GB" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (title) " · OpenFDP" }
+                    style { (PreEscaped(STYLE)) }
+                }
+                body {
+                    header {
+                        strong { "OpenFDP" }
+                        nav aria-label="Main" {
+                            a href="/" { "Instance" } " "
+                            a href="/bed-board" { "Bed board" } " "
+                            a href="/quarantine" { "Quarantine" }
+                        }
+                        @if let Some(ods) = ods { span.instance { "Instance " (ods) } }
+                    }
+                    main { (body) }
+                }
+            }
+        }
+        .into_string(),
+    )
+}
+
+fn fmt_time_us(us: Option<i64>) -> String {
+    us.and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_micros)
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}
+
+fn summary(c: &Counts) -> Markup {
+    html! {
+        ul.summary aria-label="Totals" {
+            li { b data-count="beds" { (c.beds) } "beds" }
+            li { b data-count="occupied" { (c.occupied) } "occupied" }
+            li { b data-count="free" { (c.free) } "free" }
+            li { b data-count="closed" { (c.closed) } "closed" }
+            li { b data-count="occupancy" { (format!("{:.1}", c.occupancy_percent())) "%" } "occupancy of open beds" }
+            li { b data-count="stay_7_plus" { (c.stay_7_plus) } "stays 7+ days" }
+            li { b data-count="stay_14_plus" { (c.stay_14_plus) } "stays 14+ days" }
+            li { b data-count="stay_21_plus" { (c.stay_21_plus) } "stays 21+ days" }
+            li { b data-count="medically_optimised" { (c.medically_optimised) } "medically optimised" }
+        }
+    }
+}
+
+/// The instance's home page: sources, tables, freshness.
+pub async fn home(State(state): State<AppState>) -> Html<String> {
+    let m = &state.mllp;
+    let data_dir = &state.instance.data_dir;
+    let mut rows = Vec::new();
+    for layer in [Layer::Canonical, Layer::Raw] {
+        for name in tables::list_tables(data_dir, layer) {
+            let path = tables::table_path(data_dir, layer, &name);
+            let (version, when) = match tables::open(&path, None).await {
+                Ok(t) => {
+                    let v = t.version().unwrap_or(0);
+                    let when = tables::history(&t, 1)
+                        .await
+                        .ok()
+                        .and_then(|h| h.first().and_then(|e| e.timestamp_ms))
+                        .map(|ms| fmt_time_us(Some(ms * 1000)))
+                        .unwrap_or_default();
+                    (v.to_string(), when)
+                }
+                Err(e) => (format!("unreadable: {e}"), String::new()),
+            };
+            let qualified = match layer {
+                Layer::Raw => format!("raw.{name}"),
+                Layer::Canonical => name,
+            };
+            rows.push((qualified, version, when));
+        }
+    }
+    let census = state.live.read().await;
+    layout(
+        "Instance",
+        Some(&state.instance.ods),
+        html! {
+            h1 { "Instance " (state.instance.ods) }
+            p.muted { "Data directory " code { (data_dir.display()) } ". Running since " (state.instance.started_at.format("%Y-%m-%d %H:%M UTC")) "." }
+            h2 { "Sources" }
+            table {
+                thead { tr { th { "Source" } th { "Address" } th.num { "Connections" } th.num { "Messages" } th.num { "Acknowledged (AA)" } th.num { "Rejected (AE/AR)" } th.num { "Re-sent duplicates" } } }
+                tbody { tr {
+                    td { "HL7 v2 ADT over MLLP" }
+                    td { (state.instance.mllp_addr.map(|a| a.to_string()).unwrap_or_else(|| "not listening".into())) }
+                    td.num { (m.connections.load(Ordering::Relaxed)) }
+                    td.num { (m.frames.load(Ordering::Relaxed)) }
+                    td.num { (m.acked.load(Ordering::Relaxed)) }
+                    td.num { a href="/quarantine" { (m.nacked.load(Ordering::Relaxed)) } }
+                    td.num { (m.duplicates.load(Ordering::Relaxed)) }
+                } }
+            }
+            p { "ADT events applied: "
+                @for (t, n) in &census.events { span { (t) " " (n) "; " } }
+                " census warnings: " (census.warning_count) "." }
+            @if !census.recent_warnings.is_empty() {
+                details {
+                    summary { "Recent census warnings (what the feed said that did not fit)" }
+                    table {
+                        thead { tr { th { "Seq" } th { "Event" } th { "Warning" } } }
+                        tbody { @for w in census.recent_warnings.iter().rev().take(50) {
+                            tr { td.num { (w.seq) } td { (w.trigger) } td { (w.message) } }
+                        } }
+                    }
+                }
+            }
+            h2 { "Tables" }
+            p.muted { "Canonical tables follow the NHS FDP Canonical Data Model; raw tables keep every record as received. Query them with " code { "fdp sql" } "." }
+            table {
+                thead { tr { th { "Table" } th.num { "Version" } th { "Last written (UTC)" } } }
+                tbody { @for (name, v, when) in &rows { tr { td { code { (name) } } td.num { (v) } td { (when) } } } }
+            }
+        },
+    )
+}
+
+fn ward_chart(board: &BedBoard) -> Markup {
+    let labels: Vec<String> = board
+        .sites
+        .iter()
+        .flat_map(|s| {
+            s.wards
+                .iter()
+                .map(move |w| format!("{} {}", s.site, w.ward))
+        })
+        .collect();
+    let bars: Vec<StackedBar> = board
+        .sites
+        .iter()
+        .flat_map(|s| &s.wards)
+        .zip(&labels)
+        .map(|(w, label)| StackedBar {
+            label,
+            parts: vec![
+                (w.counts.occupied, "occupied", "occupied"),
+                (w.counts.free, "free", "free"),
+                (w.counts.closed, "closed", "closed"),
+            ],
+        })
+        .collect();
+    html! {
+        p.legend aria-hidden="true" {
+            span { i style="background:#003087" {} "occupied" }
+            span { i style="background:#2e7d32" {} "free" }
+            span { i style="background:#9e9e9e" {} "closed" }
+        }
+        (stacked_bars("Beds by ward: occupied, free and closed", &bars))
+    }
+}
+
+const LIVE_SCRIPT: &str = r#"
+(function () {
+  var status = document.getElementById('live');
+  var es = new EventSource('/bed-board/events');
+  es.addEventListener('beds', function (e) {
+    var d = JSON.parse(e.data);
+    Object.keys(d.beds).forEach(function (id) {
+      var c = d.beds[id];
+      var el = document.querySelector('[data-bed="' + CSS.escape(id) + '"]');
+      if (!el) { return; }
+      el.className = 'bed ' + c.state;
+      el.setAttribute('data-state', c.state);
+      el.querySelector('.state').textContent = c.state;
+      el.querySelector('.who').textContent = c.text;
+      el.querySelector('.flags').textContent = c.flags;
+    });
+    Object.keys(d.counts).forEach(function (k) {
+      var el = document.querySelector('[data-count="' + k + '"]');
+      if (el) { el.textContent = d.counts[k]; }
+    });
+    var occ = document.querySelector('[data-count="occupancy"]');
+    if (occ) { occ.textContent = d.occupancy + '%'; }
+    document.body.setAttribute('data-seq', d.seq);
+    status.textContent = 'Live: updated ' + new Date().toLocaleTimeString() + ' (record ' + d.seq + ')';
+  });
+  es.onerror = function () { status.textContent = 'Live updates interrupted; retrying…'; };
+})();
+"#;
+
+/// The live bed board.
+pub async fn bed_board(State(state): State<AppState>) -> Html<String> {
+    let board = current_board(&state).await;
+    layout(
+        "Bed board",
+        Some(&state.instance.ods),
+        html! {
+            h1 { "Bed board" }
+            p #live .live role="status" aria-live="polite" { "As of " (board.as_of.format("%H:%M:%S UTC")) " (record " (board.through_seq) ")" }
+            (summary(&board.counts))
+            @if board.sites.is_empty() {
+                p { "No beds yet. Beds appear as the PAS feed names them, or load a bed register." }
+            } @else {
+                (ward_chart(&board))
+            }
+            @for site in &board.sites {
+                h2 { "Site " (site.site) " — " (site.counts.occupied) " of " (site.counts.beds) " beds occupied" }
+                @for ward in &site.wards {
+                    section aria-labelledby=(format!("w-{}", ward.ward_id)) {
+                        h3 id=(format!("w-{}", ward.ward_id)) {
+                            (ward.ward) " "
+                            span.muted { "(" (ward.counts.occupied) " occupied, " (ward.counts.free) " free, " (ward.counts.closed) " closed; " (ward.counts.stay_21_plus) " stays 21+ days)" }
+                        }
+                        ul.beds {
+                            @for b in &ward.beds {
+                                @let c = cell(b);
+                                li class=(format!("bed {}", c.state)) data-bed=(b.bed_id) data-state=(c.state) {
+                                    span.label { (if b.bay.is_empty() { String::new() } else { format!("{} · ", b.bay) }) (b.label) }
+                                    " " span.state.muted { (c.state) }
+                                    br;
+                                    @if let Some(o) = &b.occupant {
+                                        a.who href=(format!("/bed-board/admission/{}", o.admission_id)) { (c.text) }
+                                    } @else {
+                                        span.who { (c.text) }
+                                    }
+                                    " " span.flags { (c.flags) }
+                                }
+                            }
+                        }
+                        details {
+                            summary { "Close or reopen a bed on " (ward.ward) }
+                            form method="post" action="/bed-board/bed-status" {
+                                label for=(format!("bed-{}", ward.ward_id)) { "Bed" }
+                                select id=(format!("bed-{}", ward.ward_id)) name="bed_id" {
+                                    @for b in &ward.beds { option value=(b.bed_id) { (b.bay) " " (b.label) " (" (b.state.as_str()) ")" } }
+                                }
+                                label for=(format!("act-{}", ward.ward_id)) { "Action" }
+                                select id=(format!("act-{}", ward.ward_id)) name="action" {
+                                    option value="close" { "Close" }
+                                    option value="open" { "Reopen" }
+                                }
+                                label for=(format!("why-{}", ward.ward_id)) { "Reason (for closing)" }
+                                input id=(format!("why-{}", ward.ward_id)) name="reason" type="text";
+                                button type="submit" { "Save" }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !board.unplaced.is_empty() {
+                h2 { "Admitted without a bed (" (board.unplaced.len()) ")" }
+                table {
+                    thead { tr { th { "Patient" } th { "Ward" } th.num { "Days" } } }
+                    tbody { @for u in &board.unplaced {
+                        tr { td { a href=(format!("/bed-board/admission/{}", u.occupant.admission_id)) { (u.occupant.name) } }
+                             td { (u.ward_id.clone().unwrap_or_default()) } td.num { (u.occupant.length_of_stay_days) } }
+                    } }
+                }
+            }
+            p.hint { "Flags: los7/los14/los21 long stay; leave = on leave of absence; mo = medically optimised for discharge." }
+            script { (PreEscaped(LIVE_SCRIPT)) }
+        },
+    )
+}
+
+/// Waiting-for reasons offered on the readiness form.
+const WAITING_FOR: &[&str] = &[
+    "package of care",
+    "care home placement",
+    "community hospital bed",
+    "therapy assessment",
+    "medication to take home",
+    "equipment or adaptations",
+    "transport",
+    "family or carer decision",
+    "social care assessment",
+];
+
+/// One admission: who, where they have been, and discharge readiness.
+pub async fn admission(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let census = state.live.read().await;
+    let Some(spell) = census.spells.get(&id) else {
+        return (
+            StatusCode::NOT_FOUND,
+            layout(
+                "Not found",
+                Some(&state.instance.ods),
+                html! {
+                    h1 { "No admission " (id) }
+                    p { a href="/bed-board" { "Back to the bed board" } }
+                },
+            ),
+        )
+            .into_response();
+    };
+    let patient = census.patients.get(&spell.patient_id);
+    let r = census.readiness.get(&id).cloned().unwrap_or_default();
+    let name = patient
+        .map(|p| {
+            format!(
+                "{} {}",
+                p.first_name.clone().unwrap_or_default(),
+                p.surname.clone().unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    layout(
+        "Admission",
+        Some(&state.instance.ods),
+        html! {
+            p { a href="/bed-board" { "← Bed board" } }
+            h1 { (name.trim()) " — admission " (id) }
+            table {
+                tbody {
+                    tr { th { "NHS number" } td { (patient.and_then(|p| p.nhs_number.clone()).unwrap_or_default()) } }
+                    tr { th { "Hospital number" } td { (patient.and_then(|p| p.mrn.clone()).unwrap_or_default()) } }
+                    tr { th { "Date of birth" } td { (patient.and_then(|p| p.date_of_birth.clone()).unwrap_or_default()) } }
+                    tr { th { "Status" } td { (spell.status.as_str()) @if spell.on_leave { " (on leave)" } } }
+                    tr { th { "Admitted" } td { (fmt_time_us(spell.admitted_at_us)) } }
+                    @if spell.status == SpellStatus::Discharged { tr { th { "Discharged" } td { (fmt_time_us(spell.discharged_at_us)) } } }
+                    tr { th { "Bed" } td { (spell.bed_id.clone().unwrap_or_else(|| "none".into())) } }
+                }
+            }
+            h2 { "Stays" }
+            table {
+                thead { tr { th { "Ward" } th { "Bay" } th { "Bed" } th { "From" } th { "To" } } }
+                tbody { @for s in &spell.stays {
+                    tr { td { (s.location.ward) } td { (s.location.room) } td { (s.location.bed) } td { (fmt_time_us(Some(s.start_us))) } td { (fmt_time_us(s.end_us)) } }
+                } }
+            }
+            h2 { "Discharge readiness" }
+            @if !r.updated_by.is_empty() {
+                p.muted { "Last recorded by " (r.updated_by) " at " (fmt_time_us(Some(r.updated_at_us))) " UTC." }
+            }
+            form method="post" action=(format!("/bed-board/admission/{id}/readiness")) {
+                fieldset {
+                    legend { "Medically optimised for discharge" }
+                    label { input type="checkbox" name="medically_optimised" value="yes" checked[r.medically_optimised]; " Yes, medically optimised" }
+                    label for="mo-date" { "Date medically optimised" }
+                    input #mo-date type="date" name="medically_optimised_date" value=(r.medically_optimised_date.clone().unwrap_or_default());
+                }
+                label for="pathway" { "Discharge pathway" }
+                select #pathway name="discharge_pathway" {
+                    option value="" selected[r.discharge_pathway.is_none()] { "Not decided" }
+                    @for (p, text) in [(0u8, "0 — home, no new support"), (1, "1 — home with support"), (2, "2 — rehabilitation or short-term care in a bedded setting"), (3, "3 — long-term care home placement")] {
+                        option value=(p) selected[r.discharge_pathway == Some(p)] { (text) }
+                    }
+                }
+                fieldset {
+                    legend { "Waiting for" }
+                    @for w in WAITING_FOR {
+                        label { input type="checkbox" name="waiting_for" value=(w) checked[r.waiting_for.iter().any(|x| x == w)]; " " (w) }
+                    }
+                }
+                label for="edd" { "Expected discharge date" }
+                input #edd type="date" name="expected_discharge_date" value=(r.expected_discharge_date.clone().unwrap_or_default());
+                br;
+                button type="submit" { "Save readiness" }
+            }
+        },
+    )
+    .into_response()
+}
+
+/// Form fields as the browser sends them (repeated `waiting_for`).
+pub async fn readiness_form(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ext: Extensions,
+    body: String,
+) -> Response {
+    let mut input = api::ReadinessInput {
+        medically_optimised: false,
+        medically_optimised_date: None,
+        discharge_pathway: None,
+        waiting_for: Vec::new(),
+        expected_discharge_date: None,
+    };
+    for (k, v) in form_pairs(&body) {
+        match k.as_str() {
+            "medically_optimised" => input.medically_optimised = v == "yes",
+            "medically_optimised_date" if !v.is_empty() => input.medically_optimised_date = Some(v),
+            "expected_discharge_date" if !v.is_empty() => input.expected_discharge_date = Some(v),
+            "discharge_pathway" if !v.is_empty() => input.discharge_pathway = v.parse().ok(),
+            "waiting_for" => input.waiting_for.push(v),
+            _ => {}
+        }
+    }
+    let by = principal(&ext).name;
+    match api::apply_readiness(&state, &id, input, &by).await {
+        Ok(_) => Redirect::to(&format!("/bed-board/admission/{id}")).into_response(),
+        Err((code, msg)) => (
+            code,
+            layout(
+                "Not saved",
+                Some(&state.instance.ods),
+                html! {
+                    h1 { "Not saved" } p.error role="alert" { (msg) }
+                    p { a href=(format!("/bed-board/admission/{id}")) { "Back" } }
+                },
+            ),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct BedStatusForm {
+    bed_id: String,
+    action: String,
+    reason: Option<String>,
+}
+
+pub async fn bed_status_form(
+    State(state): State<AppState>,
+    ext: Extensions,
+    Form(f): Form<BedStatusForm>,
+) -> Response {
+    let by = principal(&ext).name;
+    let input = api::BedStatusInput {
+        closed: f.action == "close",
+        reason: f.reason,
+    };
+    match api::apply_bed_status(&state, &f.bed_id, input, &by).await {
+        Ok(()) => Redirect::to("/bed-board").into_response(),
+        Err((code, msg)) => (
+            code,
+            layout(
+                "Not saved",
+                Some(&state.instance.ods),
+                html! {
+                    h1 { "Not saved" } p.error role="alert" { (msg) }
+                },
+            ),
+        )
+            .into_response(),
+    }
+}
+
+/// Decode `application/x-www-form-urlencoded`, keeping repeated keys.
+fn form_pairs(body: &str) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    match u8::from_str_radix(
+                        std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                        16,
+                    ) {
+                        Ok(b) => {
+                            out.push(b);
+                            i += 2;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    body.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(kv), String::new()),
+        })
+        .collect()
+}
+
+/// Every rejected record, why, and its raw bytes.
+pub async fn quarantine(State(state): State<AppState>) -> Html<String> {
+    let records = api::quarantined(&state, 200).await;
+    layout(
+        "Quarantine",
+        Some(&state.instance.ods),
+        html! {
+            h1 { "Quarantine" }
+            p.muted { "Records that were received, kept, and not applied, newest first. Each was answered with a negative acknowledgement naming the problem." }
+            @match records {
+                Err(e) => p.error { "Could not read the raw tables: " (e) },
+                Ok(rs) if rs.is_empty() => p { "Nothing in quarantine." },
+                Ok(rs) => {
+                    @for r in rs {
+                        section.q {
+                            h2 { "Record " (r.seq) " — " (if r.message_type.is_empty() { "unreadable message".to_string() } else { r.message_type.clone() }) }
+                            table { tbody {
+                                tr { th { "Received" } td { (r.received_at) " from " (r.source) } }
+                                tr { th { "Control id" } td { (r.control_id) } }
+                                tr { th { "Problem" } td.error { (r.reason) } }
+                                tr { th { "Where" } td { (r.location) } }
+                            } }
+                            details { summary { "Raw message" } pre.raw { (r.payload.replace('\r', "\n")) } }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::form_pairs;
+
+    #[test]
+    fn repeated_form_keys_are_kept() {
+        let p = form_pairs("a=1&waiting_for=care+home&waiting_for=transport%2Fambulance&x");
+        assert_eq!(p[1], ("waiting_for".into(), "care home".into()));
+        assert_eq!(p[2], ("waiting_for".into(), "transport/ambulance".into()));
+        assert_eq!(p[3], ("x".into(), String::new()));
+        // A stray percent sign stays as it is.
+        assert_eq!(form_pairs("k=100%")[0].1, "100%");
+    }
+}

@@ -1,0 +1,625 @@
+//! # fdp-store: the instance's versioned tables
+//!
+//! Owns everything that is written to the data directory:
+//!
+//! - the **write-ahead log** ([`wal`]), where a received record becomes
+//!   durable and after which, and only after which, a source may be
+//!   acknowledged; re-sent records (same dedup key) are recognised here;
+//! - the **raw** Delta tables, filled from the WAL in batches, one row per
+//!   record as received, each append tagged with the WAL sequence it reached
+//!   so that recovery never appends twice;
+//! - the **canonical** Delta tables, whole derived states written with their
+//!   lineage (which raw sequence and raw versions they came from);
+//! - table history, compaction, and SQL through DataFusion ([`query`]).
+//!
+//! It must not know what a record means: parsing, mapping and the model's
+//! rules belong to `fdp-ingest`; who may read what belongs to `fdp-govern`.
+//!
+//! ```text
+//! data-dir/
+//!   instance.lock        held by the one process that writes
+//!   wal/                 <first seq>.wal segments
+//!   tables/raw/<name>/   Delta tables, one per stream (hl7v2_message, ui_event)
+//!   tables/canonical/<name>/
+//! ```
+
+pub mod query;
+pub mod raw;
+pub mod rows;
+pub mod tables;
+pub mod wal;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::DeltaTable;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+pub use query::AsOf;
+pub use raw::{RawRecord, RecordStatus};
+pub use tables::{Layer, Lineage, TableVersion};
+
+/// Errors from the store. Each says which file or table was involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the data directory {0} is in use by another running instance; stop it first, or query it with `fdp sql`, which does not need the lock")]
+    Locked(PathBuf),
+    #[error("data directory damaged: {0}")]
+    Corrupt(String),
+    #[error("no table at {0}")]
+    NoSuchTable(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("Delta Lake: {0}")]
+    Delta(#[from] deltalake::DeltaTableError),
+    #[error("query: {0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+    #[error("the store has stopped accepting writes: {0}")]
+    Stopped(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Tunables of the store. The defaults suit a trust's live feed.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    /// How often committed records are appended to the raw Delta tables.
+    pub raw_flush_interval: Duration,
+    /// Append early once this many records are waiting.
+    pub raw_flush_rows: usize,
+    /// Compact a table once it has more active files than this.
+    pub compact_max_files: usize,
+    /// How often to look for tables that need compacting.
+    pub compact_interval: Duration,
+}
+
+impl StoreConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            data_dir: data_dir.into(),
+            raw_flush_interval: Duration::from_millis(1000),
+            raw_flush_rows: 50_000,
+            compact_max_files: 32,
+            compact_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A record handed to the store for commit; the store assigns its sequence.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub received_at_us: i64,
+    pub status: RecordStatus,
+    pub stream: String,
+    pub source: String,
+    pub message_type: String,
+    pub control_id: String,
+    pub dedup_key: Option<String>,
+    pub reason: String,
+    pub location: String,
+    pub payload: Vec<u8>,
+}
+
+/// The outcome of a commit. Both variants mean "durable": acknowledge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// Newly committed under this sequence number.
+    New(u64),
+    /// Already committed earlier under this sequence number; not stored again.
+    Duplicate(u64),
+}
+
+enum Request {
+    Commit(
+        Box<Submission>,
+        oneshot::Sender<Result<Committed, StoreError>>,
+    ),
+    /// Raw tables hold everything through this sequence.
+    Flushed(u64),
+    Shutdown,
+}
+
+/// Cheap, cloneable handle through which sources commit records.
+#[derive(Clone)]
+pub struct Committer {
+    tx: mpsc::UnboundedSender<Request>,
+    committed: Arc<AtomicU64>,
+}
+
+impl Committer {
+    /// The highest sequence number made durable so far.
+    pub fn committed_through(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// Make a record durable. Returns once it is fsynced in the WAL.
+    pub async fn commit(&self, sub: Submission) -> Result<Committed, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Commit(Box::new(sub), reply))
+            .map_err(|_| StoreError::Stopped("the store is shutting down".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Stopped("the WAL committer ended".into()))?
+    }
+}
+
+/// Where the raw tables have reached: the last sequence appended and the
+/// Delta version of each raw table after that append.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawProgress {
+    pub through_seq: u64,
+    pub versions: BTreeMap<String, u64>,
+}
+
+/// An open, writable store.
+pub struct Store {
+    config: StoreConfig,
+    committer: Committer,
+    progress: watch::Receiver<RawProgress>,
+    flush_now: Arc<Notify>,
+    wal_thread: Option<std::thread::JoinHandle<()>>,
+    flusher: Option<tokio::task::JoinHandle<()>>,
+    compactor: Option<tokio::task::JoinHandle<()>>,
+    _lock: File,
+}
+
+/// What [`Store::open`] hands back besides the store.
+pub struct Opened {
+    pub store: Store,
+    /// Accepted records committed before this start, in sequence order, to
+    /// rebuild derived state from.
+    pub history: Vec<RawRecord>,
+    /// Every record committed from now on, in sequence order.
+    pub feed: mpsc::UnboundedReceiver<Arc<RawRecord>>,
+}
+
+impl Store {
+    /// Open (creating if needed) the data directory for writing: take the
+    /// lock, bring the raw tables up to date with the WAL, load the dedup
+    /// keys and start the committer and the background flusher.
+    pub async fn open(config: StoreConfig) -> Result<Opened, StoreError> {
+        let data_dir = std::path::absolute(&config.data_dir)
+            .map_err(|e| StoreError::io(&config.data_dir, e))?;
+        let config = StoreConfig {
+            data_dir: data_dir.clone(),
+            ..config
+        };
+        std::fs::create_dir_all(&data_dir).map_err(|e| StoreError::io(&data_dir, e))?;
+        let lock_path = data_dir.join("instance.lock");
+        let lock = File::create(&lock_path).map_err(|e| StoreError::io(&lock_path, e))?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Locked(data_dir));
+        }
+
+        let wal_dir = data_dir.join("wal");
+        let recovered = wal::Wal::recover(&wal_dir)?;
+
+        // Bring every raw table up to date with what the WAL holds.
+        let mut streams: Vec<String> = tables::list_tables(&data_dir, Layer::Raw);
+        for r in &recovered.records {
+            if !streams.contains(&r.stream) {
+                streams.push(r.stream.clone());
+            }
+        }
+        let mut raw_tables: HashMap<String, DeltaTable> = HashMap::new();
+        let mut last_seq = recovered.last_seq;
+        let mut versions = BTreeMap::new();
+        for stream in &streams {
+            let path = tables::table_path(&data_dir, Layer::Raw, stream);
+            let mut table = tables::open_or_create(&path, raw::raw_schema()).await?;
+            let watermark = tables::raw_watermark(&table).await?;
+            let pending: Vec<&RawRecord> = recovered
+                .records
+                .iter()
+                .filter(|r| &r.stream == stream && r.seq > watermark)
+                .collect();
+            if let Some(max) = pending.iter().map(|r| r.seq).max() {
+                tracing::info!(
+                    stream,
+                    records = pending.len(),
+                    "replaying WAL into raw table"
+                );
+                table = tables::append_raw(table, raw::to_batch(&pending), max).await?;
+            }
+            last_seq = last_seq.max(tables::raw_watermark(&table).await?);
+            versions.insert(stream.clone(), table.version().unwrap_or(0));
+            raw_tables.insert(stream.clone(), table);
+        }
+
+        // Everything up to last_seq is now in Delta: read history and keys.
+        let mut history = Vec::new();
+        let mut dedup: HashMap<String, u64> = HashMap::new();
+        for (stream, table) in &raw_tables {
+            for rec in read_raw(stream, table).await? {
+                if let Some(k) = &rec.dedup_key {
+                    dedup.insert(k.clone(), rec.seq);
+                }
+                if rec.status == RecordStatus::Accepted {
+                    history.push(rec);
+                }
+            }
+        }
+        history.sort_by_key(|r| r.seq);
+
+        let next_seq = last_seq + 1;
+        let wal = wal::Wal::open(&wal_dir, next_seq)?;
+        wal.truncate_through(last_seq)?;
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (feed_tx, feed_rx) = mpsc::unbounded_channel();
+        let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+        let committed = Arc::new(AtomicU64::new(last_seq));
+        let committer = Committer {
+            tx: tx.clone(),
+            committed: committed.clone(),
+        };
+        let wal_thread = std::thread::Builder::new()
+            .name("fdp-wal".into())
+            .spawn(move || {
+                run_committer(wal, next_seq, dedup, rx, vec![flush_tx, feed_tx], committed)
+            })
+            .map_err(|e| StoreError::io(&wal_dir, e))?;
+
+        let (progress_tx, progress_rx) = watch::channel(RawProgress {
+            through_seq: last_seq,
+            versions,
+        });
+        let flush_now = Arc::new(Notify::new());
+        let flusher = tokio::spawn(run_flusher(
+            data_dir.clone(),
+            raw_tables,
+            flush_rx,
+            tx,
+            progress_tx,
+            flush_now.clone(),
+            config.raw_flush_interval,
+            config.raw_flush_rows,
+        ));
+        let compactor = tokio::spawn(run_compactor(
+            data_dir.clone(),
+            config.compact_interval,
+            config.compact_max_files,
+        ));
+        Ok(Opened {
+            store: Store {
+                config,
+                committer,
+                progress: progress_rx,
+                flush_now,
+                wal_thread: Some(wal_thread),
+                flusher: Some(flusher),
+                compactor: Some(compactor),
+                _lock: lock,
+            },
+            history,
+            feed: feed_rx,
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    pub fn committer(&self) -> Committer {
+        self.committer.clone()
+    }
+
+    /// Where the raw tables have reached.
+    pub fn raw_progress(&self) -> RawProgress {
+        self.progress.borrow().clone()
+    }
+
+    /// Wait until the raw tables hold every record through `seq`, asking the
+    /// flusher not to wait for its next tick.
+    pub async fn raw_flushed_through(&self, seq: u64) -> RawProgress {
+        let mut rx = self.progress.clone();
+        loop {
+            {
+                let p = rx.borrow_and_update();
+                if p.through_seq >= seq {
+                    return p.clone();
+                }
+            }
+            self.flush_now.notify_one();
+            if rx.changed().await.is_err() {
+                return rx.borrow().clone();
+            }
+        }
+    }
+
+    /// Replace a canonical table with a newly derived state.
+    pub async fn write_canonical(
+        &self,
+        name: &str,
+        schema: deltalake::arrow::datatypes::SchemaRef,
+        batches: Vec<RecordBatch>,
+        lineage: &Lineage,
+    ) -> Result<u64, StoreError> {
+        let path = tables::table_path(&self.config.data_dir, Layer::Canonical, name);
+        let table = tables::open_or_create(&path, schema).await?;
+        let table = tables::overwrite(table, batches, lineage).await?;
+        Ok(table.version().unwrap_or(0))
+    }
+
+    /// Stop accepting records, flush everything to the raw tables and wait.
+    pub async fn shutdown(mut self) {
+        let _ = self.committer.tx.send(Request::Shutdown);
+        if let Some(h) = self.wal_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+        if let Some(h) = self.flusher.take() {
+            let _ = h.await;
+        }
+        if let Some(h) = self.compactor.take() {
+            h.abort();
+        }
+    }
+}
+
+async fn read_raw(stream: &str, table: &DeltaTable) -> Result<Vec<RawRecord>, StoreError> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    table.update_datafusion_session(&ctx.state())?;
+    ctx.register_table("t", table.table_provider().await?)?;
+    let batches = query::run(&ctx, "SELECT * FROM t ORDER BY seq").await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        out.extend(raw::from_batch(stream, b).map_err(StoreError::Corrupt)?);
+    }
+    Ok(out)
+}
+
+/// The committer: the only writer of the WAL. Group commit: take whatever is
+/// queued, stage it, one fsync, then answer everyone.
+fn run_committer(
+    mut wal: wal::Wal,
+    mut next_seq: u64,
+    mut dedup: HashMap<String, u64>,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    subscribers: Vec<mpsc::UnboundedSender<Arc<RawRecord>>>,
+    committed_seq: Arc<AtomicU64>,
+) {
+    const MAX_GROUP: usize = 8192;
+    let mut broken: Option<String> = None;
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut replies = Vec::with_capacity(MAX_GROUP);
+    let mut committed: Vec<Arc<RawRecord>> = Vec::with_capacity(MAX_GROUP);
+    let mut new_keys = Vec::new();
+    let mut shutdown = false;
+    while !shutdown {
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+        for req in group.drain(..) {
+            match req {
+                Request::Shutdown => shutdown = true,
+                Request::Flushed(seq) => {
+                    if let Err(e) = wal.truncate_through(seq) {
+                        tracing::warn!(error = %e, "could not remove flushed WAL segments");
+                    }
+                }
+                Request::Commit(sub, reply) => {
+                    if let Some(msg) = &broken {
+                        let _ = reply.send(Err(StoreError::Stopped(msg.clone())));
+                        continue;
+                    }
+                    if let Some(key) = &sub.dedup_key {
+                        if let Some(&seq) = dedup.get(key) {
+                            replies.push((reply, Committed::Duplicate(seq)));
+                            continue;
+                        }
+                    }
+                    let seq = next_seq;
+                    next_seq += 1;
+                    let sub = *sub;
+                    let rec = RawRecord {
+                        seq,
+                        received_at_us: sub.received_at_us,
+                        status: sub.status,
+                        stream: sub.stream,
+                        source: sub.source,
+                        message_type: sub.message_type,
+                        control_id: sub.control_id,
+                        dedup_key: sub.dedup_key,
+                        reason: sub.reason,
+                        location: sub.location,
+                        payload: sub.payload,
+                    };
+                    wal.stage(&rec);
+                    if let Some(k) = &rec.dedup_key {
+                        dedup.insert(k.clone(), seq);
+                        new_keys.push(k.clone());
+                    }
+                    committed.push(Arc::new(rec));
+                    replies.push((reply, Committed::New(seq)));
+                }
+            }
+        }
+        match wal.sync(next_seq) {
+            Ok(()) => {
+                committed_seq.store(next_seq - 1, Ordering::Release);
+                for rec in committed.drain(..) {
+                    for s in &subscribers {
+                        let _ = s.send(rec.clone());
+                    }
+                }
+                for (reply, c) in replies.drain(..) {
+                    let _ = reply.send(Ok(c));
+                }
+            }
+            Err(e) => {
+                // Nothing staged in this group may be acknowledged, and the
+                // WAL's state on disk is now unknown: refuse further writes.
+                let msg = format!("WAL write failed: {e}");
+                tracing::error!("{msg}");
+                for k in new_keys.drain(..) {
+                    dedup.remove(&k);
+                }
+                committed.clear();
+                for (reply, _) in replies.drain(..) {
+                    let _ = reply.send(Err(StoreError::Stopped(msg.clone())));
+                }
+                broken = Some(msg);
+            }
+        }
+        new_keys.clear();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_flusher(
+    data_dir: PathBuf,
+    mut tables_by_stream: HashMap<String, DeltaTable>,
+    mut rx: mpsc::UnboundedReceiver<Arc<RawRecord>>,
+    committer: mpsc::UnboundedSender<Request>,
+    progress: watch::Sender<RawProgress>,
+    flush_now: Arc<Notify>,
+    interval: Duration,
+    max_rows: usize,
+) {
+    let mut pending: Vec<Arc<RawRecord>> = Vec::new();
+    let mut last_flush = Instant::now();
+    let mut closed = false;
+    while !closed {
+        let deadline = last_flush + interval;
+        tokio::select! {
+            rec = rx.recv() => match rec {
+                Some(r) => {
+                    pending.push(r);
+                    while pending.len() < max_rows {
+                        match rx.try_recv() {
+                            Ok(r) => pending.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    if pending.len() < max_rows && Instant::now() < deadline {
+                        continue;
+                    }
+                }
+                None => closed = true,
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => {},
+            _ = flush_now.notified() => {},
+        }
+        last_flush = Instant::now();
+        if pending.is_empty() {
+            continue;
+        }
+        // Retry until it lands: the records are safe in the WAL meanwhile.
+        loop {
+            match flush(&data_dir, &mut tables_by_stream, &pending).await {
+                Ok(p) => {
+                    let through = p.through_seq;
+                    progress.send_replace(p);
+                    let _ = committer.send(Request::Flushed(through));
+                    pending.clear();
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "appending to raw tables failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn flush(
+    data_dir: &Path,
+    tables_by_stream: &mut HashMap<String, DeltaTable>,
+    pending: &[Arc<RawRecord>],
+) -> Result<RawProgress, StoreError> {
+    let mut by_stream: BTreeMap<&str, Vec<&RawRecord>> = BTreeMap::new();
+    for r in pending {
+        by_stream.entry(r.stream.as_str()).or_default().push(r);
+    }
+    for (stream, recs) in by_stream {
+        let table = match tables_by_stream.remove(stream) {
+            Some(t) => t,
+            None => {
+                let path = tables::table_path(data_dir, Layer::Raw, stream);
+                tables::open_or_create(&path, raw::raw_schema()).await?
+            }
+        };
+        // A retry after a failure that did land must not append again.
+        let watermark = tables::raw_watermark(&table).await?;
+        let recs: Vec<&RawRecord> = recs.into_iter().filter(|r| r.seq > watermark).collect();
+        let table = match recs.last() {
+            Some(last) => {
+                let seq = last.seq;
+                match tables::append_raw(table.clone(), raw::to_batch(&recs), seq).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tables_by_stream.insert(stream.to_string(), reload(table).await);
+                        return Err(e);
+                    }
+                }
+            }
+            None => table,
+        };
+        tables_by_stream.insert(stream.to_string(), table);
+    }
+    let through_seq = pending.iter().map(|r| r.seq).max().unwrap_or(0);
+    let versions = tables_by_stream
+        .iter()
+        .map(|(k, t)| (k.clone(), t.version().unwrap_or(0)))
+        .collect();
+    Ok(RawProgress {
+        through_seq,
+        versions,
+    })
+}
+
+async fn reload(mut table: DeltaTable) -> DeltaTable {
+    let _ = table.update_state().await;
+    table
+}
+
+async fn run_compactor(data_dir: PathBuf, every: Duration, max_files: usize) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        // Canonical tables are rewritten whole, one file per version; only
+        // the raw tables accumulate small appends.
+        for layer in [Layer::Raw] {
+            for name in tables::list_tables(&data_dir, layer) {
+                let path = tables::table_path(&data_dir, layer, &name);
+                let result = async {
+                    let table = tables::open(&path, None).await?;
+                    tables::compact(table, max_files).await
+                }
+                .await;
+                match result {
+                    Ok((_, 0)) => {}
+                    Ok((_, n)) => tracing::info!(table = %name, files = n, "compacted"),
+                    Err(e) => tracing::warn!(table = %name, error = %e, "compaction failed"),
+                }
+            }
+        }
+    }
+}

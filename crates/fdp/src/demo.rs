@@ -1,0 +1,259 @@
+//! `fdp demo`: a synthetic acute trust whose PAS feeds a live instance.
+//!
+//! The PAS simulator is deterministic for a seed and a sequence of clock
+//! readings, so the demo keeps its own simulated clock (`started_at` plus
+//! one tick per message) and a count of messages acknowledged. A second
+//! `fdp demo` on the same data directory regenerates the same stream, skips
+//! what was acknowledged, and carries on: the instance's state and the
+//! simulator's agree again. Messages in flight when the demo stopped are
+//! re-sent and recognised as duplicates by the instance.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use clap::Args;
+use fdp_synth::{PasConfig, PasSimulator, Trust, TrustSpec};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::instance::{self, InstanceConfig};
+use crate::mllp_client;
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Data directory of the demo trust (kept between runs)
+    #[arg(long, default_value = "fdp-demo")]
+    pub data_dir: PathBuf,
+    /// HTTP address of the web UI and API
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// MLLP address the simulated PAS sends to
+    #[arg(long, default_value = "127.0.0.1:2575")]
+    pub mllp: SocketAddr,
+    /// ADT messages per second from the simulated PAS
+    #[arg(long, default_value_t = 5.0)]
+    pub rate: f64,
+    /// Seed of the synthetic trust (used on the first run; later runs keep theirs)
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// Where the simulated PAS has got to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Progress {
+    seed: u64,
+    started_at: DateTime<Utc>,
+    /// Simulated seconds between messages.
+    tick_secs: f64,
+    /// Messages acknowledged by the instance (the census counts as its length).
+    acked: u64,
+}
+
+fn progress_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("demo-pas.json")
+}
+
+fn load_progress(data_dir: &Path) -> Result<Option<Progress>> {
+    match std::fs::read(progress_path(data_dir)) {
+        Ok(b) => Ok(Some(
+            serde_json::from_slice(&b).context("reading demo-pas.json")?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn save_progress(data_dir: &Path, p: &Progress) -> Result<()> {
+    let tmp = data_dir.join("demo-pas.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(p)?)?;
+    std::fs::rename(&tmp, progress_path(data_dir))?;
+    Ok(())
+}
+
+/// The synthetic trust and its PAS as a message source.
+pub struct Workload {
+    trust: Trust,
+    sim: PasSimulator,
+    clock: DateTime<Utc>,
+    tick: chrono::Duration,
+    census: Option<Vec<Vec<u8>>>,
+}
+
+impl Workload {
+    /// A workload whose clock starts 30 days ago and ticks 15 s a message.
+    pub fn new(seed: u64) -> Result<Self> {
+        Self::with_clock(seed, Utc::now() - chrono::Duration::days(30), 15.0)
+    }
+
+    fn with_clock(seed: u64, start: DateTime<Utc>, tick_secs: f64) -> Result<Self> {
+        let trust = Trust::generate(seed, TrustSpec::default())?;
+        let mut sim = PasSimulator::new(&trust, seed, PasConfig::for_trust(&trust))?;
+        let census = sim.census(start).into_iter().map(|m| m.bytes).collect();
+        Ok(Workload {
+            trust,
+            sim,
+            clock: start,
+            tick: chrono::Duration::microseconds((tick_secs * 1e6) as i64),
+            census: Some(census),
+        })
+    }
+
+    pub fn bed_register(&self) -> String {
+        self.trust.bed_register_csv()
+    }
+
+    /// The next message and the simulated time it is sent at.
+    pub fn next_message(&mut self) -> (Vec<u8>, DateTime<Utc>) {
+        if let Some(c) = &mut self.census {
+            if !c.is_empty() {
+                return (c.remove(0), self.clock);
+            }
+            self.census = None;
+        }
+        self.clock += self.tick;
+        (self.sim.next(self.clock).bytes, self.clock)
+    }
+
+    /// The next `n` messages.
+    pub fn take(&mut self, n: usize) -> Vec<Vec<u8>> {
+        (0..n).map(|_| self.next_message().0).collect()
+    }
+}
+
+/// An emergency admission of a new patient to `bed`, for measuring how fast
+/// the bed board shows it.
+pub fn admission_to(bed: &fdp_ingest::adt::census::Bed, i: usize) -> Vec<u8> {
+    // NHS numbers in the 999 range are set aside for testing.
+    let mut n = i as u64;
+    let nhs = loop {
+        let first9 = format!("999{:06}", n % 1_000_000);
+        match fdp_model::identifiers::nhs_number_check_digit(&first9) {
+            Ok(d) => break format!("{first9}{d}"),
+            Err(_) => n += 1,
+        }
+    };
+    let now = Utc::now().format("%Y%m%d%H%M%S+0000");
+    format!(
+        "MSH|^~\\&|BENCH|RXX|OPENFDP|RXX|{now}||ADT^A01^ADT_A01|FRESH{i:08}|P|2.4|||AL|NE|GBR|UNICODE UTF-8\r\
+         EVN|A01|{now}\r\
+         PID|1||{nhs}^^^NHS^NH~F{i:07}^^^RXX^MR||FRESH^Patient{i}||19600101|F\r\
+         PV1|1|I|{ward}^{bay}^{label}^{site}^^BED|21{to19}FV{i:08}^^^RXX^VN{pad}{now}\r",
+        ward = bed.ward,
+        bay = bed.room,
+        label = bed.label,
+        site = bed.site,
+        to19 = "|".repeat(15),
+        pad = "|".repeat(25),
+    )
+    .into_bytes()
+}
+
+pub async fn run(args: DemoArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let config = InstanceConfig {
+        ods: Some("RXX".into()),
+        data_dir: Some(args.data_dir.clone()),
+        http: Some(args.http),
+        mllp: Some(args.mllp),
+        canonical_interval_secs: Some(5.0),
+    };
+    let running = instance::start(&config).await?;
+    let progress = match load_progress(&args.data_dir)? {
+        Some(p) => p,
+        None => Progress {
+            seed: args.seed,
+            started_at: Utc::now(),
+            tick_secs: 1.0 / args.rate.max(0.01),
+            acked: 0,
+        },
+    };
+    let mut workload =
+        Workload::with_clock(progress.seed, progress.started_at, progress.tick_secs)?;
+    if running.live.read().await.beds.is_empty() {
+        crate::ingest::load_bed_register(
+            &running.store.committer(),
+            workload.bed_register().as_bytes(),
+            "fdp-synth bed register",
+        )
+        .await?;
+    }
+    let token = running.tokens.create("demo")?;
+    let http = running.http_addr.context("HTTP listener")?;
+    let mllp = running.mllp_addr.context("MLLP listener")?;
+    for _ in 0..progress.acked {
+        workload.next_message();
+    }
+    println!(
+        "OpenFDP demo: trust RXX, data in {}",
+        args.data_dir.display()
+    );
+    println!("  bed board:  http://{http}/login?token={token}");
+    println!(
+        "  MLLP:       {mllp} (the simulated PAS sends {:.1} messages/s)",
+        args.rate
+    );
+    println!("  SQL:        fdp sql --data-dir {} \"SELECT ward_id, count(*) FROM ward_stay WHERE end_timestamp IS NULL GROUP BY ward_id\"", args.data_dir.display());
+    if progress.acked > 0 {
+        println!("  resuming after {} messages already sent", progress.acked);
+    }
+    println!("Press Ctrl-C to stop.");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let pas = tokio::spawn(run_pas(
+        mllp,
+        workload,
+        progress,
+        args.rate,
+        args.data_dir.clone(),
+        stop_rx,
+    ));
+    crate::wait_for_signal().await;
+    println!("Stopping…");
+    let _ = stop_tx.send(true);
+    match pas.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("the simulated PAS stopped: {e:#}"),
+        Err(e) => eprintln!("the simulated PAS failed: {e}"),
+    }
+    running.stop().await
+}
+
+/// Send the stream: the census at once, then at `rate` per second.
+async fn run_pas(
+    mllp: SocketAddr,
+    mut workload: Workload,
+    mut progress: Progress,
+    rate: f64,
+    data_dir: PathBuf,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let (mut tx, mut acks) = mllp_client::connect(mllp).await?;
+    let interval = Duration::from_secs_f64(1.0 / rate.max(0.01));
+    let mut last_saved = progress.acked;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let in_census = workload.census.as_ref().is_some_and(|c| !c.is_empty());
+        let (msg, _) = workload.next_message();
+        tx.send(&msg).await?;
+        acks.next().await?;
+        progress.acked += 1;
+        if progress.acked - last_saved >= 50 || !in_census {
+            save_progress(&data_dir, &progress)?;
+            last_saved = progress.acked;
+        }
+        if !in_census {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {},
+                _ = stop.changed() => {},
+            }
+        }
+    }
+    save_progress(&data_dir, &progress)?;
+    Ok(())
+}

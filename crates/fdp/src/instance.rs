@@ -1,0 +1,203 @@
+//! One running instance: store, live census, MLLP listener and HTTP server,
+//! started together and stopped in order so that nothing acknowledged is
+//! lost and the canonical tables end up current.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use fdp_govern::TokenStore;
+use fdp_ingest::hl7v2::Receiver;
+use fdp_ingest::live::{self, Live};
+use fdp_ingest::mllp::{self, MllpConfig, MllpStats};
+use fdp_server::{AppState, InstanceInfo};
+use fdp_store::{Store, StoreConfig};
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How an instance is configured: a TOML file, overridden by flags.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceConfig {
+    /// ODS code of the organisation running the instance, e.g. `RXX`.
+    pub ods: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// HTTP listen address (API and web UI).
+    pub http: Option<SocketAddr>,
+    /// MLLP listen address (HL7 v2).
+    pub mllp: Option<SocketAddr>,
+    /// Seconds between rewrites of the canonical tables.
+    pub canonical_interval_secs: Option<f64>,
+}
+
+impl InstanceConfig {
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the configuration file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, canonical_interval_secs)",
+                path.display()
+            )
+        })
+    }
+
+    pub fn data_dir(&self) -> Result<PathBuf> {
+        self.data_dir
+            .clone()
+            .context("no data directory: pass --data-dir or set data_dir in the configuration file")
+    }
+}
+
+/// A started instance.
+pub struct Running {
+    pub http_addr: Option<SocketAddr>,
+    pub mllp_addr: Option<SocketAddr>,
+    pub live: Arc<Live>,
+    pub store: Arc<Store>,
+    pub tokens: Arc<TokenStore>,
+    shutdown: watch::Sender<bool>,
+    writer_stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    writer: JoinHandle<()>,
+}
+
+/// Start an instance. Listeners are started only for the addresses given.
+pub async fn start(config: &InstanceConfig) -> Result<Running> {
+    let data_dir = std::path::absolute(config.data_dir()?)?;
+    let ods = config.ods.clone().unwrap_or_else(|| "LOCAL".into());
+    let opened = Store::open(StoreConfig::new(&data_dir))
+        .await
+        .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+    let replay_started = std::time::Instant::now();
+    let census = live::replay(&opened.history);
+    tracing::info!(
+        records = opened.history.len(),
+        beds = census.beds.len(),
+        admitted = census.admitted().count(),
+        elapsed_ms = replay_started.elapsed().as_millis() as u64,
+        "census rebuilt from the raw tables"
+    );
+    let live = Live::new(census);
+    let store = Arc::new(opened.store);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(live::run_applier(live.clone(), opened.feed)));
+
+    let tokens = Arc::new(TokenStore::open(&TokenStore::path_in(&data_dir))?);
+    let mllp_stats = Arc::new(MllpStats::default());
+
+    let mllp_addr = match config.mllp {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for MLLP on {addr}"))?;
+            let bound = listener.local_addr()?;
+            tasks.push(tokio::spawn(mllp::serve(
+                listener,
+                store.committer(),
+                Arc::new(Receiver::new(&ods)),
+                mllp_stats.clone(),
+                MllpConfig::default(),
+                shutdown_rx.clone(),
+            )));
+            Some(bound)
+        }
+        None => None,
+    };
+
+    let http_addr = match config.http {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for HTTP on {addr}"))?;
+            let bound = listener.local_addr()?;
+            let state = AppState {
+                instance: Arc::new(InstanceInfo {
+                    ods: ods.clone(),
+                    data_dir: data_dir.clone(),
+                    mllp_addr,
+                    started_at: chrono::Utc::now(),
+                }),
+                live: live.clone(),
+                committer: store.committer(),
+                tokens: tokens.clone(),
+                mllp: mllp_stats.clone(),
+            };
+            let app = fdp_server::router(state);
+            let mut rx = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let stop = async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            }));
+            Some(bound)
+        }
+        None => None,
+    };
+
+    let interval = Duration::from_secs_f64(config.canonical_interval_secs.unwrap_or(5.0).max(0.1));
+    let (writer_stop, writer_stop_rx) = watch::channel(false);
+    let writer = tokio::spawn(live::run_canonical_writer(
+        live.clone(),
+        store.clone(),
+        interval,
+        writer_stop_rx,
+    ));
+    Ok(Running {
+        http_addr,
+        mllp_addr,
+        live,
+        store,
+        tokens,
+        shutdown,
+        writer_stop,
+        tasks,
+        writer,
+    })
+}
+
+impl Running {
+    /// Stop listening, write the canonical tables once more, flush the raw
+    /// tables and release the data directory.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        // Listeners first, so nothing new arrives while the rest winds down.
+        let mut tasks = self.tasks.into_iter();
+        let applier = tasks.next();
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        // The applier must see everything committed before the last write.
+        let through = self.store.committer().committed_through();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), self.live.applied_through(through)).await;
+        let _ = self.writer_stop.send(true);
+        let _ = self.writer.await;
+        drop(applier);
+        match Arc::try_unwrap(self.store) {
+            Ok(store) => store.shutdown().await,
+            Err(_) => {
+                tracing::warn!("store still in use at shutdown; the WAL keeps what is not flushed")
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Make sure the instance has at least one token, printing a new one once.
+pub fn ensure_admin_token(tokens: &TokenStore) -> Result<Option<String>> {
+    if tokens.is_empty() {
+        return Ok(Some(tokens.create("admin")?));
+    }
+    Ok(None)
+}

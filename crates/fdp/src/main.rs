@@ -1,0 +1,203 @@
+//! `fdp`: run an OpenFDP instance and work with its data.
+//!
+//! The binary only wires things together and talks to the person at the
+//! terminal; everything it runs lives in the library crates.
+
+mod bench;
+mod demo;
+mod ingest;
+mod instance;
+mod mllp_client;
+mod sql;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "fdp",
+    version,
+    about = "OpenFDP: an open, federated data platform for health and care",
+    long_about = "OpenFDP: an open, federated data platform for health and care.\n\n\
+        Each organisation runs its own instance. It takes HL7 v2 ADT over MLLP, keeps every \
+        record as received, maps it to the NHS FDP Canonical Data Model in versioned Delta \
+        Lake tables, and serves a live bed board, an HTTP API and SQL.\n\n\
+        Start with `fdp demo`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a synthetic trust: an instance fed live by a simulated PAS
+    Demo(demo::DemoArgs),
+    /// Run an instance
+    Serve(ServeArgs),
+    /// Load files into an instance's data directory (the instance must not be running)
+    #[command(subcommand)]
+    Ingest(ingest::IngestCommand),
+    /// Query an instance's tables with SQL (works while the instance runs)
+    Sql(sql::SqlArgs),
+    /// List the canonical model's object types, or one type's properties
+    Model(ModelArgs),
+    /// Manage the access tokens of an instance
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Measure the instance's performance
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file (keys: ods, data_dir, http, mllp, canonical_interval_secs)
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the file)
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address for the API and web UI, e.g. 127.0.0.1:8080
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// MLLP listen address for HL7 v2, e.g. 127.0.0.1:2575
+    #[arg(long)]
+    mllp: Option<SocketAddr>,
+    /// ODS code of the organisation running the instance, e.g. RXX
+    #[arg(long)]
+    ods: Option<String>,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// An object type (name like WardStay or table like ward_stay); omit to list all
+    object_type: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create (or replace) a named token and print it once
+    Create {
+        /// Name of the person or service account
+        name: String,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("FDP_LOG").unwrap_or_else(|_| {
+        // Dependencies (Delta Lake above all) are chatty at info level.
+        EnvFilter::new("warn,fdp=info,fdp_store=info,fdp_ingest=info,fdp_server=info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Serve(args) => serve(args).await,
+        Command::Ingest(cmd) => ingest::run(cmd).await,
+        Command::Sql(args) => sql::run(args).await,
+        Command::Model(args) => model(args),
+        Command::Token(TokenCommand::Create { name, data_dir }) => {
+            let tokens = fdp_govern::TokenStore::open(&fdp_govern::TokenStore::path_in(&data_dir))?;
+            let token = tokens.create(&name)?;
+            println!("{token}");
+            eprintln!("Token for {name} created. It is shown only now; the instance keeps its hash. A running instance picks it up on restart.");
+            Ok(())
+        }
+        Command::Bench(cmd) => bench::run(cmd).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(path) => instance::InstanceConfig::load(path)?,
+        None => instance::InstanceConfig::default(),
+    };
+    if args.data_dir.is_some() {
+        config.data_dir = args.data_dir;
+    }
+    if args.http.is_some() {
+        config.http = args.http;
+    }
+    if args.mllp.is_some() {
+        config.mllp = args.mllp;
+    }
+    if args.ods.is_some() {
+        config.ods = args.ods;
+    }
+    if config.http.is_none() && config.mllp.is_none() {
+        anyhow::bail!("nothing to serve: give --http ADDR and/or --mllp ADDR (or set them in the configuration file)");
+    }
+    let running = instance::start(&config).await?;
+    if let Some(token) = instance::ensure_admin_token(&running.tokens)? {
+        eprintln!("Created the first access token, for `admin` (shown only now):\n  {token}");
+    }
+    if let Some(a) = running.mllp_addr {
+        eprintln!("MLLP (HL7 v2) listening on {a}");
+    }
+    if let Some(a) = running.http_addr {
+        eprintln!("HTTP listening on http://{a}/  (sign in at http://{a}/login)");
+    }
+    eprintln!("Press Ctrl-C to stop.");
+    wait_for_signal().await;
+    eprintln!("Stopping…");
+    running.stop().await
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn model(args: ModelArgs) -> Result<()> {
+    let model = fdp_model::Model::canonical();
+    match args.object_type {
+        None => print!("{}", model.describe()),
+        Some(name) => {
+            let ot = model.find(&name).with_context(|| {
+                format!("the model has no object type {name:?}; run `fdp model` for the list")
+            })?;
+            print!("{}", ot.describe());
+        }
+    }
+    Ok(())
+}

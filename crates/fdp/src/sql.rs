@@ -1,0 +1,90 @@
+//! `fdp sql`: query the tables of a data directory.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use datafusion::arrow::array::RecordBatch;
+use fdp_store::{query, AsOf};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Args)]
+pub struct SqlArgs {
+    /// Data directory of the instance
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Output format
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Read every table as of this Delta version
+    #[arg(long)]
+    pub as_of: Option<u64>,
+    /// The query. Canonical tables use the model's snake_case names
+    /// (ward_stay, admission, patient); raw tables are in the `raw` schema
+    /// (raw.hl7v2_message).
+    pub query: String,
+}
+
+pub async fn run(args: SqlArgs) -> Result<()> {
+    if !args.data_dir.join("tables").is_dir() {
+        anyhow::bail!(
+            "{} has no tables: is it an instance's data directory?",
+            args.data_dir.display()
+        );
+    }
+    let as_of = args.as_of.map(AsOf::Version).unwrap_or_default();
+    let ctx = query::session(&args.data_dir, as_of)
+        .await
+        .context("opening the tables")?;
+    let batches = query::run(&ctx, &args.query).await.map_err(|e| {
+        anyhow::anyhow!("{e}\n(list the tables with: SELECT table_schema, table_name FROM information_schema.tables)")
+    })?;
+    let out = render(&batches, args.format)?;
+    print!("{out}");
+    Ok(())
+}
+
+pub fn render(batches: &[RecordBatch], format: Format) -> Result<String> {
+    use datafusion::arrow::csv::WriterBuilder;
+    use datafusion::arrow::json::ArrayWriter;
+    Ok(match format {
+        Format::Table => {
+            let mut s =
+                datafusion::arrow::util::pretty::pretty_format_batches(batches)?.to_string();
+            s.push('\n');
+            s
+        }
+        Format::Csv => {
+            let mut buf = Vec::new();
+            {
+                let mut w = WriterBuilder::new().with_header(true).build(&mut buf);
+                for b in batches {
+                    w.write(b)?;
+                }
+            }
+            String::from_utf8(buf)?
+        }
+        Format::Json => {
+            let mut buf = Vec::new();
+            {
+                let mut w = ArrayWriter::new(&mut buf);
+                for b in batches {
+                    w.write(b)?;
+                }
+                w.finish()?;
+            }
+            let mut s = String::from_utf8(buf)?;
+            if s.is_empty() {
+                s.push_str("[]");
+            }
+            s.push('\n');
+            s
+        }
+    })
+}
