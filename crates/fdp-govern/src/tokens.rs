@@ -9,6 +9,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
+use std::time::SystemTime;
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -37,6 +38,9 @@ pub enum TokenError {
 pub struct TokenStore {
     path: PathBuf,
     entries: RwLock<Vec<(String, [u8; 32])>>,
+    /// Modification time of the file when last read, so that tokens created
+    /// by `fdp token create` work without a restart.
+    loaded: RwLock<Option<SystemTime>>,
 }
 
 fn hash(token: &str) -> [u8; 32] {
@@ -71,6 +75,23 @@ impl TokenStore {
 
     /// Load the file; a missing file means no tokens yet.
     pub fn open(path: &Path) -> Result<Self, TokenError> {
+        let store = TokenStore {
+            path: path.to_path_buf(),
+            entries: RwLock::new(Vec::new()),
+            loaded: RwLock::new(None),
+        };
+        store.reload()?;
+        Ok(store)
+    }
+
+    fn modified(&self) -> Option<SystemTime> {
+        fs::metadata(&self.path).and_then(|m| m.modified()).ok()
+    }
+
+    /// Read the file again.
+    fn reload(&self) -> Result<(), TokenError> {
+        let path = &self.path;
+        let modified = self.modified();
         let io = |source| TokenError::Io {
             path: path.to_path_buf(),
             source,
@@ -101,10 +122,9 @@ impl TokenStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(e)),
         }
-        Ok(TokenStore {
-            path: path.to_path_buf(),
-            entries: RwLock::new(entries),
-        })
+        *self.entries.write().expect("token lock") = entries;
+        *self.loaded.write().expect("token lock") = modified;
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -158,11 +178,31 @@ impl TokenStore {
         }
         f.sync_all().map_err(io)?;
         fs::rename(&tmp, &self.path).map_err(io)?;
+        *self.loaded.write().expect("token lock") = self.modified();
         Ok(())
     }
 
     /// The principal a presented token belongs to, if any.
     pub fn verify(&self, token: &str) -> Option<Principal> {
+        let found = self.lookup(token);
+        if found.is_some() {
+            return found;
+        }
+        // Another process may have added a token since the file was read.
+        let changed = self.modified() != *self.loaded.read().expect("token lock");
+        if changed {
+            if let Err(e) = self.reload() {
+                // Keep the tokens already loaded; a half-written file must
+                // not lock everyone out.
+                let _ = e;
+                return None;
+            }
+            return self.lookup(token);
+        }
+        None
+    }
+
+    fn lookup(&self, token: &str) -> Option<Principal> {
         let h = hash(token.trim());
         let entries = self.entries.read().expect("token lock");
         // Compare against every entry so timing does not reveal which
@@ -199,6 +239,10 @@ mod tests {
         assert!(again.verify(&t).is_none());
         assert!(again.verify(&t2).is_some());
         assert!(store.create("two words").is_err());
+        // A token created through another handle (another process) is seen.
+        let t3 = TokenStore::open(&path).unwrap().create("service").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(store.verify(&t3).is_some());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -354,7 +354,14 @@ impl Store {
         lineage: &Lineage,
     ) -> Result<u64, StoreError> {
         let path = tables::table_path(&self.config.data_dir, Layer::Canonical, name);
-        let table = tables::open_or_create(&path, schema).await?;
+        let plain = std::sync::Arc::new(deltalake::arrow::datatypes::Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_metadata(Default::default()))
+                .collect::<Vec<_>>(),
+        ));
+        let table = tables::open_or_create(&path, plain).await?;
         let table = tables::overwrite(table, batches, lineage).await?;
         Ok(table.version().unwrap_or(0))
     }

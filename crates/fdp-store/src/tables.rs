@@ -13,6 +13,7 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::Transaction;
+use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 use serde::Serialize;
@@ -124,13 +125,35 @@ pub async fn overwrite(
     lineage: &Lineage,
 ) -> Result<DeltaTable, StoreError> {
     let lineage_json = serde_json::to_value(lineage).expect("lineage serialises");
+    let batches = batches
+        .into_iter()
+        .map(without_metadata)
+        .collect::<Result<Vec<_>, _>>()?;
     let props =
         CommitProperties::default().with_metadata([("openfdp.lineage".to_string(), lineage_json)]);
+    // The model may gain properties between versions, and Delta's stored
+    // types differ in small ways from the model's (list element names), so
+    // a derived table takes the schema of the state that replaces it.
     Ok(table
         .write(batches)
         .with_save_mode(SaveMode::Overwrite)
+        .with_schema_mode(SchemaMode::Overwrite)
         .with_commit_properties(props)
         .await?)
+}
+
+/// The writer compares schemas exactly, metadata included, against the
+/// schema it derives from the Delta log, which keeps none.
+fn without_metadata(batch: RecordBatch) -> Result<RecordBatch, StoreError> {
+    let fields: Vec<_> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_metadata(Default::default()))
+        .collect();
+    let schema = std::sync::Arc::new(deltalake::arrow::datatypes::Schema::new(fields));
+    RecordBatch::try_new(schema, batch.columns().to_vec())
+        .map_err(|e| StoreError::Config(format!("re-labelling a batch: {e}")))
 }
 
 /// Compact small files into larger ones when a table has more than

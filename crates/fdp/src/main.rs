@@ -93,7 +93,10 @@ fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("FDP_LOG").unwrap_or_else(|_| {
         // Dependencies (Delta Lake above all) are chatty at info level.
-        EnvFilter::new("warn,fdp=info,fdp_store=info,fdp_ingest=info,fdp_server=info")
+        EnvFilter::new(
+            "warn,fdp=info,fdp_store=info,fdp_ingest=info,fdp_server=info,\
+             buoyant_kernel::snapshot::builder=off,deltalake_core::writer::stats=error",
+        )
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -45,8 +45,8 @@ pub fn rows(census: &Census) -> TableRows {
                     "full_name": full,
                     "date_of_birth": p.date_of_birth,
                     "sex": p.sex,
-                    "address_line1": p.address_line1,
-                    "address_line2": p.address_line2,
+                    "address_line_1": p.address_line1,
+                    "address_line_2": p.address_line2,
                     "address_city": p.address_city,
                     "postcode": p.postcode,
                     "phone_number": p.phone_number,
@@ -180,7 +180,11 @@ fn admission_row(census: &Census, s: &Spell) -> Map<String, Value> {
         "ward": current.map(|c| c.location.ward.clone()),
         "discharge_pathway": readiness.and_then(|r| r.discharge_pathway).map(|p| p.to_string()),
         "discharge_ready_date": readiness.and_then(|r| r.medically_optimised_date.clone()),
-        "estimated_discharge_date": readiness.and_then(|r| r.expected_discharge_date.clone()),
+        // The CDM has this as a timestamp; staff record a date.
+        "estimated_discharge_date": readiness
+            .and_then(|r| r.expected_discharge_date.as_deref())
+            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros()),
         "admission_external_id": s.admission_id,
     }))
 }
