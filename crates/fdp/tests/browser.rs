@@ -1,0 +1,108 @@
+//! The bed board in headless Chromium changes a bed's state within a second
+//! of the ADT message that changed it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::webdriver::Browser;
+use common::*;
+
+fn admit(bed: &serde_json::Value, control: &str) -> Vec<u8> {
+    // bed_id is site:ward:bay:label.
+    let id = bed["bed_id"].as_str().unwrap();
+    let parts: Vec<&str> = id.split(':').collect();
+    let (site, ward, bay, label) = (parts[0], parts[1], parts[2], parts[3]);
+    format!(
+        "MSH|^~\\&|PAS|RXX|OPENFDP|RXX|20261120080000||ADT^A01^ADT_A01|{control}|P|2.4\r\
+         EVN|A01|20261120080000\r\
+         PID|1||9434765919^^^NHS^NH~UI1^^^RXX^MR||BROWSER^Test||19500101|F\r\
+         PV1|1|I|{ward}^{bay}^{label}^{site}^^BED|21|||||||||||||||V-{control}\r"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn bed_board_shows_an_admission_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("trust");
+    // A trust's bed register, loaded before the instance starts.
+    let trust = fdp_synth::Trust::generate(9, fdp_synth::TrustSpec::default()).unwrap();
+    let register = dir.path().join("beds.csv");
+    std::fs::write(&register, trust.bed_register_csv()).unwrap();
+    let out = fdp()
+        .args(["ingest", "beds", "--data-dir"])
+        .arg(&data)
+        .arg(&register)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start(&data, 1.0);
+
+    let (status, body) = http_get(server.http, "/api/bed-board", Some(&server.token));
+    assert_eq!(status, 200);
+    let board: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let free = board["sites"][0]["wards"][0]["beds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["state"] == "free")
+        .expect("a free bed")
+        .clone();
+    let bed_id = free["bed_id"].as_str().unwrap().to_string();
+
+    let browser = Browser::start();
+    browser.goto(&format!(
+        "http://{}/login?token={}",
+        server.http, server.token
+    ));
+    browser.goto(&format!("http://{}/bed-board", server.http));
+    let state_js = format!(
+        "var e = document.querySelector('[data-bed=\"' + CSS.escape({}) + '\"]'); return e ? e.getAttribute('data-state') : null;",
+        serde_json::to_string(&bed_id).unwrap()
+    );
+    assert_eq!(
+        browser.eval(&state_js),
+        "free",
+        "the page shows the bed as free"
+    );
+    // Wait for the live stream to be connected.
+    wait_until(10, "the live stream to connect", || {
+        browser
+            .eval("return document.getElementById('live').textContent")
+            .as_str()
+            .is_some_and(|t| t.starts_with("Live"))
+    });
+
+    let t0 = Instant::now();
+    let acks = mllp_roundtrip(server.mllp, &[admit(&free, "UI-1")]);
+    assert_eq!(acks, vec!["AA"]);
+    let mut shown = None;
+    while t0.elapsed() < Duration::from_secs(5) {
+        if browser.eval(&state_js) == "occupied" {
+            shown = Some(t0.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let shown = shown.expect("the bed never showed as occupied");
+    eprintln!(
+        "bed shown occupied {} ms after the A01 was sent",
+        shown.as_millis()
+    );
+    assert!(shown < Duration::from_secs(1), "took {shown:?}");
+    let text = browser.eval(&format!(
+        "return document.querySelector('[data-bed=\"' + CSS.escape({}) + '\"] .who').textContent",
+        serde_json::to_string(&bed_id).unwrap()
+    ));
+    assert!(text.as_str().unwrap().contains("BROWSER"), "{text}");
+
+    if let Ok(dir) = std::env::var("FDP_SCREENSHOT_DIR") {
+        std::fs::write(format!("{dir}/bed-board.png"), browser.screenshot()).unwrap();
+    }
+    server.stop();
+}
