@@ -244,17 +244,16 @@ fn build_ack(
     }
 }
 
-/// An answer for a frame that never reached the HL7 parser (too large).
+/// An answer for a frame that never reached the HL7 parser (it was too
+/// large to read): nothing of the sender's header is known, so the reply
+/// carries only the reason.
 pub fn connection_nack(reason: &str) -> Vec<u8> {
-    let ts = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
-    let err = ParseError::MessageTooLarge { len: 0, limit: 0 };
-    let mut s = fdp_hl7::reject_unparseable(b"", &err, &ts, "FDP-NACK");
-    // Replace the generic text with what actually happened.
-    s = s.replace(
-        &err.to_string(),
-        &fdp_hl7::escape(reason, &Default::default()),
-    );
-    s.into_bytes()
+    let ts = chrono::Utc::now().format("%Y%m%d%H%M%S");
+    let text = fdp_hl7::escape(reason, &fdp_hl7::Delimiters::default());
+    format!(
+        "MSH|^~\\&|OPENFDP||||{ts}||ACK|FDP-NACK-{ts}|P|2.5\rMSA|AR||{text}\rERR|||104^Value too long^HL70357|E||||{text}\r"
+    )
+    .into_bytes()
 }
 
 /// `segment 3 (PID) field 3`, as the quarantine shows it.

@@ -171,55 +171,72 @@ pub async fn run_canonical_writer(
 
 /// Write the canonical tables once if the census has changed since `written`.
 pub async fn write_canonical(live: &Live, store: &Store, written: &mut u64) -> Result<(), String> {
-    let (through, rows) = {
+    // Hold the census only for as long as a copy takes: the applier (and so
+    // the bed board) must not wait for the tables to be encoded.
+    let snapshot = {
         let census = live.read().await;
         if census.applied_seq == *written {
             return Ok(());
         }
-        (census.applied_seq, canonical::rows(&census))
+        census.clone()
     };
+    let through = snapshot.applied_seq;
+    let refreshed_at = chrono::Utc::now().timestamp_micros();
+    // Deriving and encoding rows is CPU work: keep it off the async workers
+    // that answer the feed.
+    let tables = tokio::task::spawn_blocking(move || canonical_batches(&snapshot, refreshed_at))
+        .await
+        .map_err(|e| format!("deriving canonical tables: {e}"))??;
     let progress = store.raw_flushed_through(through).await;
     let lineage = Lineage {
         transform: "hl7v2-adt-census".into(),
         through_seq: through,
         raw_versions: progress.versions,
     };
+    for (table, schema, batch) in tables {
+        store
+            .write_canonical(&table, schema, vec![batch], &lineage)
+            .await
+            .map_err(|e| format!("{table}: {e}"))?;
+    }
+    *written = through;
+    Ok(())
+}
+
+type CanonicalTable = (String, fdp_store::SchemaRef, fdp_store::RecordBatch);
+
+/// Every canonical table as one Arrow batch, `dataset_refresh_time` last
+/// so that a reader who sees its new rows sees the tables it describes.
+fn canonical_batches(census: &Census, refreshed_at: i64) -> Result<Vec<CanonicalTable>, String> {
     let model = Model::canonical();
-    let refreshed_at = chrono::Utc::now().timestamp_micros();
+    let mut out = Vec::new();
     let mut refresh_rows = Vec::new();
-    for (type_name, rows) in rows {
+    for (type_name, rows) in canonical::rows(census) {
         let ot = model
             .object_type(type_name)
             .ok_or_else(|| format!("the model has no object type {type_name}"))?;
         let schema = Arc::new(ot.arrow_schema());
         let batch = fdp_store::rows::batch_from_rows(&schema, &rows)
             .map_err(|e| format!("{type_name}: {e}"))?;
-        store
-            .write_canonical(&ot.table, schema, vec![batch], &lineage)
-            .await
-            .map_err(|e| format!("{type_name}: {e}"))?;
         refresh_rows.push(
             serde_json::json!({
                 "dataset_name": ot.table,
-                "last_refresh_source": lineage.transform,
+                "last_refresh_source": "hl7v2-adt-census",
                 "last_refresh_timestamp": refreshed_at,
             })
             .as_object()
             .expect("object")
             .clone(),
         );
+        out.push((ot.table.clone(), schema, batch));
     }
     let ot = model
         .object_type("DatasetRefreshTime")
         .ok_or("the model has no DatasetRefreshTime")?;
     let schema = Arc::new(ot.arrow_schema());
     let batch = fdp_store::rows::batch_from_rows(&schema, &refresh_rows)?;
-    store
-        .write_canonical(&ot.table, schema, vec![batch], &lineage)
-        .await
-        .map_err(|e| e.to_string())?;
-    *written = through;
-    Ok(())
+    out.push((ot.table.clone(), schema, batch));
+    Ok(out)
 }
 
 /// Record a staff action durably and wait until the census shows it.
@@ -284,6 +301,7 @@ pub fn parse_bed_register(bytes: &[u8]) -> Result<Vec<Bed>, String> {
         col("bed_label")?,
     );
     let bed_type = col("bed_type").ok();
+    let ward_name = col("ward_name").ok();
     let status = col("status").ok();
     let mut beds = Vec::new();
     for (n, line) in lines {
@@ -304,6 +322,7 @@ pub fn parse_bed_register(bytes: &[u8]) -> Result<Vec<Bed>, String> {
             bed_id: crate::adt::event::bed_id(&get(site), &get(ward), &get(bay), &get(label)),
             site: get(site),
             ward: get(ward),
+            ward_name: ward_name.map(get).unwrap_or_default(),
             room: get(bay),
             label: get(label),
             bed_type: bed_type.map(get).unwrap_or_else(|| "general".into()),

@@ -6,7 +6,7 @@
 
 use fdp_ingest::adt::census::{Census, SpellStatus};
 use fdp_ingest::hl7v2::{self, Verdict};
-use fdp_store::{RawRecord, RecordStatus};
+use fdp_store::RecordStatus;
 
 /// Valid NHS numbers (modulus 11).
 const NHS_A: &str = "9434765919";
@@ -44,19 +44,7 @@ impl Feed {
         let c = hl7v2::classify(bytes, "test", 1_763_600_000_000_000);
         self.seq += 1;
         let s = c.submission;
-        let rec = RawRecord {
-            seq: self.seq,
-            received_at_us: s.received_at_us,
-            status: s.status,
-            stream: s.stream,
-            source: s.source,
-            message_type: s.message_type,
-            control_id: s.control_id,
-            dedup_key: s.dedup_key,
-            reason: s.reason,
-            location: s.location,
-            payload: s.payload,
-        };
+        let rec = s.into_record(self.seq);
         if rec.status == RecordStatus::Accepted {
             fdp_ingest::live::apply(&mut self.census, &rec);
         }

@@ -17,22 +17,7 @@ use fdp_synth::{MessageKind, PasConfig, PasSimulator, Trust, TrustSpec};
 fn record(seq: u64, bytes: &[u8]) -> (RawRecord, hl7v2::Verdict) {
     let c = hl7v2::classify(bytes, "synth", 1_763_600_000_000_000 + seq as i64);
     let s = c.submission;
-    (
-        RawRecord {
-            seq,
-            received_at_us: s.received_at_us,
-            status: s.status,
-            stream: s.stream,
-            source: s.source,
-            message_type: s.message_type,
-            control_id: s.control_id,
-            dedup_key: s.dedup_key,
-            reason: s.reason,
-            location: s.location,
-            payload: s.payload,
-        },
-        c.verdict,
-    )
+    (s.into_record(seq), c.verdict)
 }
 
 /// Synthetic bed id → the census's id for the same bed.

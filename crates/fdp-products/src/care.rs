@@ -115,7 +115,10 @@ impl Counts {
 #[derive(Debug, Clone, Serialize)]
 pub struct WardView {
     pub ward_id: String,
+    /// Ward code, as the PAS names it.
     pub ward: String,
+    /// Ward name from the bed register, if known.
+    pub name: String,
     pub counts: Counts,
     pub beds: Vec<BedView>,
 }
@@ -186,6 +189,7 @@ pub fn bed_board(census: &Census, now: DateTime<Utc>) -> BedBoard {
                 site.wards.push(WardView {
                     ward_id,
                     ward: bed.ward.clone(),
+                    name: bed.ward_name.clone(),
                     counts: Counts::default(),
                     beds: Vec::new(),
                 });

@@ -264,7 +264,7 @@ pub async fn bed_board(State(state): State<AppState>) -> Html<String> {
                 @for ward in &site.wards {
                     section aria-labelledby=(format!("w-{}", ward.ward_id)) {
                         h3 id=(format!("w-{}", ward.ward_id)) {
-                            (ward.ward) " "
+                            (ward.ward) @if !ward.name.is_empty() { " — " (ward.name) } " "
                             span.muted { "(" (ward.counts.occupied) " occupied, " (ward.counts.free) " free, " (ward.counts.closed) " closed; " (ward.counts.stay_21_plus) " stays 21+ days)" }
                         }
                         ul.beds {

@@ -13,7 +13,7 @@ pub struct StackedBar<'a> {
 /// A stacked horizontal bar chart, one bar a row.
 pub fn stacked_bars(title: &str, bars: &[StackedBar]) -> Markup {
     let row_h = 22usize;
-    let label_w = 180usize;
+    let label_w = 260usize;
     let chart_w = 420usize;
     let max = bars
         .iter()

@@ -36,10 +36,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deltalake::arrow::array::RecordBatch;
 use deltalake::DeltaTable;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+pub use deltalake::arrow::array::RecordBatch;
+pub use deltalake::arrow::datatypes::{Schema, SchemaRef};
 pub use query::AsOf;
 pub use raw::{RawRecord, RecordStatus};
 pub use tables::{Layer, Lineage, TableVersion};
@@ -116,6 +117,25 @@ pub struct Submission {
     pub reason: String,
     pub location: String,
     pub payload: Vec<u8>,
+}
+
+impl Submission {
+    /// The record this submission becomes under sequence number `seq`.
+    pub fn into_record(self, seq: u64) -> RawRecord {
+        RawRecord {
+            seq,
+            received_at_us: self.received_at_us,
+            status: self.status,
+            stream: self.stream,
+            source: self.source,
+            message_type: self.message_type,
+            control_id: self.control_id,
+            dedup_key: self.dedup_key,
+            reason: self.reason,
+            location: self.location,
+            payload: self.payload,
+        }
+    }
 }
 
 /// The outcome of a commit. Both variants mean "durable": acknowledge.
@@ -442,20 +462,7 @@ fn run_committer(
                     }
                     let seq = next_seq;
                     next_seq += 1;
-                    let sub = *sub;
-                    let rec = RawRecord {
-                        seq,
-                        received_at_us: sub.received_at_us,
-                        status: sub.status,
-                        stream: sub.stream,
-                        source: sub.source,
-                        message_type: sub.message_type,
-                        control_id: sub.control_id,
-                        dedup_key: sub.dedup_key,
-                        reason: sub.reason,
-                        location: sub.location,
-                        payload: sub.payload,
-                    };
+                    let rec = sub.into_record(seq);
                     wal.stage(&rec);
                     if let Some(k) = &rec.dedup_key {
                         dedup.insert(k.clone(), seq);

@@ -114,3 +114,47 @@ async fn a_second_writer_is_refused() {
     }
     opened.store.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_appends_are_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = Store::open(config(dir.path())).await.unwrap();
+    let c = opened.store.committer();
+    // One raw append per commit: forty small files.
+    for i in 0..40 {
+        c.commit(sub(&format!("S{i}"), RecordStatus::Accepted))
+            .await
+            .unwrap();
+        opened.store.raw_flushed_through(i + 1).await;
+    }
+    opened.store.shutdown().await;
+    let path = fdp_store::tables::table_path(dir.path(), fdp_store::Layer::Raw, "hl7v2_message");
+    let table = fdp_store::tables::open(&path, None).await.unwrap();
+    let before = table.get_file_uris().unwrap().count();
+    assert!(before >= 40, "{before} files before compaction");
+    let (table, removed) = fdp_store::tables::compact(table, 32).await.unwrap();
+    assert!(removed >= 40);
+    assert_eq!(table.get_file_uris().unwrap().count(), 1);
+    // Same rows after as before.
+    let ctx = query::session(dir.path(), Default::default())
+        .await
+        .unwrap();
+    let b = query::run(&ctx, "SELECT count(*) AS n FROM raw.hl7v2_message")
+        .await
+        .unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&b)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("| 40 |"), "{text}");
+    // And time travel still reaches the version before compaction.
+    let old = query::session(dir.path(), fdp_store::AsOf::Version(20))
+        .await
+        .unwrap();
+    let b = query::run(&old, "SELECT count(*) AS n FROM raw.hl7v2_message")
+        .await
+        .unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&b)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("| 20 |"), "{text}");
+}

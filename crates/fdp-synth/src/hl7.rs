@@ -308,7 +308,7 @@ mod tests {
         let m = String::from_utf8(w.finish()).unwrap();
         assert_eq!(
             m,
-            "MSH|^~\\&|PAS|RXX|OPENFDP|RXX|20250304050607||ADT^A01^ADT_A01|RXX0000000001|P|2.4|||AL|NE|GBR|UNICODE UTF-8\rEVN|A01\r"
+            "MSH|^~\\&|PAS|RXX|OPENFDP|RXX|20250304050607+0000||ADT^A01^ADT_A01|RXX0000000001|P|2.4|||AL|NE|GBR|UNICODE UTF-8\rEVN|A01\r"
         );
     }
 

@@ -89,7 +89,7 @@ fn census_fills_to_target_with_a_heavy_tailed_length_of_stay() {
         let p = Parsed::parse(&m.bytes).unwrap();
         let recorded = parse_ts(p.field("EVN", 2)).unwrap();
         assert!(recorded < now);
-        assert_eq!(p.field("MSH", 7), "20250310080000");
+        assert_eq!(p.field("MSH", 7), "20250310080000+0000");
         let admitted = parse_ts(p.field("PV1", 44)).unwrap();
         assert!(admitted <= recorded);
     }
@@ -144,7 +144,7 @@ fn valid_messages_are_structurally_sound() {
         }
         assert_eq!(comp(msh9, 1), "ADT");
         assert_eq!(p.field("EVN", 1), m.event);
-        assert!(p.field("EVN", 2).len() == 14 && p.field("EVN", 6).len() == 14);
+        assert!(p.field("EVN", 2).len() == 19 && p.field("EVN", 6).len() == 19);
         assert!(m.control_id.starts_with("RXX") && m.control_id.len() == 13);
         for pid in p.all("PID") {
             let (nhs, mrn) = identifiers(&pid[3]);
@@ -170,13 +170,13 @@ fn valid_messages_are_structurally_sound() {
             assert!(matches!(pv1[2].as_str(), "I" | "O" | "E" | "P"));
             assert!(pv1[39].starts_with("RXX0"));
             if pv1[2] != "P" {
-                assert_eq!(pv1[44].len(), 14);
+                assert_eq!(pv1[44].len(), 19);
             }
         }
         let pv1 = p.first("PV1").unwrap();
         match m.event.as_str() {
             "A02" | "A12" | "A06" | "A07" | "A17" => assert!(!pv1[6].is_empty()),
-            "A03" => assert_eq!(pv1[45].len(), 14),
+            "A03" => assert_eq!(pv1[45].len(), 19),
             _ => {}
         }
     }
@@ -589,8 +589,8 @@ fn time_runs_with_the_caller() {
     let m = s.next(at);
     assert_eq!(m.at, at);
     let p = Parsed::parse(&m.bytes).unwrap();
-    assert_eq!(p.field("MSH", 7), "20250310130000");
-    assert_eq!(p.field("EVN", 2), "20250310130000");
+    assert_eq!(p.field("MSH", 7), "20250310130000+0000");
+    assert_eq!(p.field("EVN", 2), "20250310130000+0000");
 }
 
 #[test]

@@ -52,6 +52,18 @@ impl InstanceConfig {
     }
 }
 
+/// A runtime owned by the instance, shut down without blocking when dropped
+/// (dropping a runtime the ordinary way inside async code is not allowed).
+struct BackgroundRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for BackgroundRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// A started instance.
 pub struct Running {
     pub http_addr: Option<SocketAddr>,
@@ -61,6 +73,7 @@ pub struct Running {
     pub tokens: Arc<TokenStore>,
     shutdown: watch::Sender<bool>,
     writer_stop: watch::Sender<bool>,
+    _mllp_runtime: Option<BackgroundRuntime>,
     tasks: Vec<JoinHandle<()>>,
     writer: JoinHandle<()>,
 }
@@ -73,7 +86,12 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
         .await
         .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
     let replay_started = std::time::Instant::now();
-    let census = live::replay(&opened.history);
+    let mut census = live::replay(&opened.history);
+    // History holds only accepted records; the census has seen everything
+    // committed so far, whatever its status.
+    census.applied_seq = census
+        .applied_seq
+        .max(opened.store.committer().committed_through());
     tracing::info!(
         records = opened.history.len(),
         beds = census.beds.len(),
@@ -90,20 +108,40 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
     let tokens = Arc::new(TokenStore::open(&TokenStore::path_in(&data_dir))?);
     let mllp_stats = Arc::new(MllpStats::default());
 
+    // The feed gets its own runtime, so that encoding tables or serving
+    // pages on the main one never delays an acknowledgement.
+    let mut mllp_runtime = None;
     let mllp_addr = match config.mllp {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
+            let std_listener = std::net::TcpListener::bind(addr)
                 .with_context(|| format!("listening for MLLP on {addr}"))?;
-            let bound = listener.local_addr()?;
-            tasks.push(tokio::spawn(mllp::serve(
-                listener,
-                store.committer(),
-                Arc::new(Receiver::new(&ods)),
-                mllp_stats.clone(),
-                MllpConfig::default(),
-                shutdown_rx.clone(),
-            )));
+            std_listener.set_nonblocking(true)?;
+            let bound = std_listener.local_addr()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("fdp-mllp")
+                .enable_all()
+                .build()?;
+            let (committer, stats, stop) =
+                (store.committer(), mllp_stats.clone(), shutdown_rx.clone());
+            let receiver = Arc::new(Receiver::new(&ods));
+            tasks.push(rt.spawn(async move {
+                match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(listener) => {
+                        mllp::serve(
+                            listener,
+                            committer,
+                            receiver,
+                            stats,
+                            MllpConfig::default(),
+                            stop,
+                        )
+                        .await
+                    }
+                    Err(e) => tracing::error!(error = %e, "MLLP listener failed"),
+                }
+            }));
+            mllp_runtime = Some(BackgroundRuntime(Some(rt)));
             Some(bound)
         }
         None => None,
@@ -161,6 +199,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
         tokens,
         shutdown,
         writer_stop,
+        _mllp_runtime: mllp_runtime,
         tasks,
         writer,
     })

@@ -95,6 +95,8 @@ pub struct Bed {
     pub bed_id: String,
     pub site: String,
     pub ward: String,
+    /// The ward's name as the bed register gives it (empty if unknown).
+    pub ward_name: String,
     pub room: String,
     pub label: String,
     pub bed_type: String,
@@ -735,6 +737,7 @@ impl Cx<'_> {
             bed_id: bed_id.clone(),
             site: loc.site.clone(),
             ward: loc.ward.clone(),
+            ward_name: String::new(),
             room: loc.room.clone(),
             label: loc.bed.clone(),
             bed_type: "general".into(),

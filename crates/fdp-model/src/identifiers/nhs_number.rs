@@ -89,6 +89,13 @@ fn check_digit(first9: &[u8]) -> Result<u8, NhsNumberError> {
     }
 }
 
+/// The check digit for nine leading digit values (each 0–9), for generators
+/// that work on digits rather than text. `None` when it would be 10: no NHS
+/// number has that prefix.
+pub fn nhs_number_check_digit_of(first9: &[u8; 9]) -> Option<u8> {
+    check_digit(first9).ok()
+}
+
 /// The check digit for nine leading digits (spaces and hyphens ignored), for generating
 /// synthetic NHS numbers. Fails when the check digit would be 10: skip such prefixes.
 pub fn nhs_number_check_digit(first9: &str) -> Result<u8, NhsNumberError> {

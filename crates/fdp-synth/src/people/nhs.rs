@@ -3,20 +3,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-/// Modulus 11 check digit over the first nine digits (weights 10 down to 2).
-/// `None` when the remainder makes the number unusable (check value 10).
-fn check_digit(digits: &[u8; 9]) -> Option<u8> {
-    let sum: u32 = digits
-        .iter()
-        .zip((2..=10u32).rev())
-        .map(|(d, w)| u32::from(*d) * w)
-        .sum();
-    match 11 - sum % 11 {
-        11 => Some(0),
-        10 => None,
-        c => Some(c as u8),
-    }
-}
+use fdp_model::identifiers::nhs_number_check_digit_of as check_digit;
 
 /// True when all ten digits are the same: such numbers pass modulus 11 for
 /// some digits but are never issued, and systems reject them.

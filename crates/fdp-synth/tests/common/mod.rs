@@ -98,8 +98,9 @@ pub fn nhs_valid(s: &str) -> bool {
     check == d[9]
 }
 
+/// `yyyyMMddHHmmss+0000`, as the simulator writes times (UTC, with offset).
 pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(s, "%Y%m%d%H%M%S")
+    NaiveDateTime::parse_from_str(s.strip_suffix("+0000")?, "%Y%m%d%H%M%S")
         .ok()
         .map(|n| Utc.from_utc_datetime(&n))
 }

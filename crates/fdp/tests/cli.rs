@@ -1,0 +1,165 @@
+//! The command line as a data engineer uses it: loading files, SQL in every
+//! format, the model listing, and discharge readiness recorded through the
+//! API and kept as an audited staff action.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn ingest_sql_and_model_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("trust");
+    let messages = shared_data("hl7v2_simhospital/messages.out");
+    let out = fdp()
+        .args(["ingest", "hl7", "--data-dir"])
+        .arg(&data)
+        .arg(&messages)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("accepted 401, kept unprocessed 612, quarantined 0"),
+        "{summary}"
+    );
+    // Loading the same file again adds nothing.
+    let again = fdp()
+        .args(["ingest", "hl7", "--data-dir"])
+        .arg(&data)
+        .arg(&messages)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already present 1013"));
+    assert_eq!(
+        sql_count(&data, "SELECT count(*) AS n FROM raw.hl7v2_message"),
+        1013
+    );
+
+    // The three output formats.
+    let q = "SELECT ward_id, count(*) AS stays FROM ward_stay WHERE end_timestamp IS NULL GROUP BY ward_id ORDER BY ward_id";
+    let csv = fdp()
+        .args(["sql", "--format", "csv", "--data-dir"])
+        .arg(&data)
+        .arg(q)
+        .output()
+        .unwrap();
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    assert!(csv.starts_with("ward_id,stays\n"), "{csv}");
+    assert!(csv.contains("Simulated Hospital:RenalWard,"), "{csv}");
+    let table = fdp()
+        .args(["sql", "--data-dir"])
+        .arg(&data)
+        .arg(q)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(table.stdout)
+        .unwrap()
+        .contains("| ward_id"));
+    let rows = sql(&data, q);
+    assert!(!rows.is_empty());
+    // Time travel: version 0 of a canonical table is its empty creation.
+    let v0 = fdp()
+        .args(["sql", "--format", "json", "--as-of", "0", "--data-dir"])
+        .arg(&data)
+        .arg("SELECT count(*) AS n FROM admission")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&v0.stdout).contains("\"n\":0"),
+        "{}",
+        String::from_utf8_lossy(&v0.stdout)
+    );
+    // Lineage: the canonical commit names the raw version it came from.
+    let log = std::fs::read_dir(data.join("tables/canonical/admission/_delta_log"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .find(|t| t.contains("openfdp.lineage"))
+        .expect("a canonical commit with lineage");
+    assert!(
+        log.contains("hl7v2_message") && log.contains("through_seq"),
+        "{log}"
+    );
+
+    // A clear error for a bad query.
+    let bad = fdp()
+        .args(["sql", "--data-dir"])
+        .arg(&data)
+        .arg("SELECT * FROM no_such_table")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no_such_table"));
+
+    let model = fdp().args(["model"]).output().unwrap();
+    let model = String::from_utf8(model.stdout).unwrap();
+    assert!(model.contains("WardStay") && model.contains("[OpenFDP extension]"));
+    let ws = fdp().args(["model", "ward_stay"]).output().unwrap();
+    let ws = String::from_utf8(ws.stdout).unwrap();
+    assert!(
+        ws.contains("start_timestamp") && ws.contains("end_timestamp"),
+        "{ws}"
+    );
+}
+
+#[test]
+fn discharge_readiness_is_recorded_with_who_set_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("trust");
+    let server = Server::start(&data, 0.5);
+    // Admitted 15 days ago: a 14+ day stay.
+    let admitted = (chrono::Utc::now() - chrono::Duration::days(15)).format("%Y%m%d%H%M%S+0000");
+    let msg = format!(
+        "MSH|^~\\&|PAS|RXX|OPENFDP|RXX|{admitted}||ADT^A01|R1|P|2.4\rEVN|A01|{admitted}\rPID|1||9434765919^^^NHS^NH~M1^^^RXX^MR||ALPHA^Test||19500101|F\rPV1|1|I|W1^B1^1^RXX01^^BED|21|||||||||||||||SPELL1|||||||||||||||||||||||||{admitted}\r"
+    );
+    assert_eq!(
+        mllp_roundtrip(server.mllp, &[msg.as_bytes().to_vec()]),
+        vec!["AA"]
+    );
+
+    let body = r#"{"medically_optimised": true, "medically_optimised_date": "2026-11-19", "discharge_pathway": 3, "waiting_for": ["care home placement"], "expected_discharge_date": "2026-11-25"}"#;
+    let (status, resp) = http_post(
+        server.http,
+        "/api/admissions/SPELL1/discharge-readiness",
+        &server.token,
+        body,
+    );
+    assert_eq!(status, 200, "{resp}");
+    let bad = r#"{"medically_optimised": true, "discharge_pathway": 7}"#;
+    let (status, resp) = http_post(
+        server.http,
+        "/api/admissions/SPELL1/discharge-readiness",
+        &server.token,
+        bad,
+    );
+    assert_eq!(status, 422, "{resp}");
+    assert!(resp.contains("discharge_pathway"));
+
+    let (_, board) = http_get(server.http, "/api/bed-board", Some(&server.token));
+    let board: serde_json::Value = serde_json::from_str(&board).unwrap();
+    let occ = &board["sites"][0]["wards"][0]["beds"][0]["occupant"];
+    assert_eq!(occ["readiness"]["discharge_pathway"], 3);
+    assert_eq!(occ["readiness"]["updated_by"], "tester");
+    assert_eq!(occ["length_of_stay_days"], 15);
+    assert_eq!(occ["long_stay"], 14);
+    assert_eq!(board["counts"]["medically_optimised"], 1);
+
+    // The change is a durable raw record naming who made it.
+    wait_until(30, "the staff action in raw", || {
+        try_sql_count(
+            &data,
+            "SELECT count(*) AS n FROM raw.ui_event WHERE source = 'user:tester'",
+        ) == Some(1)
+    });
+    wait_until(30, "readiness in the canonical table", || {
+        try_sql_count(
+            &data,
+            "SELECT count(*) AS n FROM discharge_readiness WHERE discharge_pathway = 3",
+        ) == Some(1)
+    });
+    server.stop();
+}
