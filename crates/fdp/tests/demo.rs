@@ -17,8 +17,15 @@ struct Demo {
     token: String,
 }
 
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start_demo(data: &std::path::Path) -> Demo {
-    let mut child = fdp()
+    let child = fdp()
         .args([
             "demo",
             "--http",
@@ -35,7 +42,13 @@ fn start_demo(data: &std::path::Path) -> Demo {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    // Owned by the guard from here on, so that a failed start is cleaned up.
+    let mut demo = Demo {
+        child,
+        http: "0.0.0.0:0".parse().unwrap(),
+        token: String::new(),
+    };
+    let stdout = demo.child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -46,11 +59,9 @@ fn start_demo(data: &std::path::Path) -> Demo {
             let (addr, rest) = url.split_once('/').unwrap();
             let token = rest.split("token=").nth(1).unwrap().to_string();
             std::thread::spawn(move || for _ in lines.by_ref() {});
-            return Demo {
-                child,
-                http: addr.parse().unwrap(),
-                token,
-            };
+            demo.http = addr.parse().unwrap();
+            demo.token = token;
+            return demo;
         }
     }
 }
@@ -62,6 +73,7 @@ fn sources(d: &Demo) -> serde_json::Value {
 }
 
 fn stop(mut d: Demo) {
+    // Ctrl-C, then wait for the orderly stop.
     let _ = std::process::Command::new("kill")
         .args(["-INT", &d.child.id().to_string()])
         .status();
