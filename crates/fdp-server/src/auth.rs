@@ -68,7 +68,9 @@ pub struct LoginQuery {
 }
 
 fn session_cookie(token: &str) -> String {
-    format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/")
+    // A shift's length, so that closing the browser tab does not sign a
+    // bed manager out mid-shift, and no longer.
+    format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200")
 }
 
 /// The login page; `/login?token=…` (the link `fdp demo` prints) signs in

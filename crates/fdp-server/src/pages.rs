@@ -351,6 +351,11 @@ pub async fn admission(State(state): State<AppState>, Path(id): Path<String>) ->
     };
     let patient = census.patients.get(&spell.patient_id);
     let r = census.readiness.get(&id).cloned().unwrap_or_default();
+    let history = census
+        .readiness_history
+        .get(&id)
+        .cloned()
+        .unwrap_or_default();
     let name = patient
         .map(|p| {
             format!(
@@ -412,6 +417,22 @@ pub async fn admission(State(state): State<AppState>, Path(id): Path<String>) ->
                 input #edd type="date" name="expected_discharge_date" value=(r.expected_discharge_date.clone().unwrap_or_default());
                 br;
                 button type="submit" { "Save readiness" }
+            }
+            @if !history.is_empty() {
+                h2 { "Readiness recorded" }
+                table {
+                    thead { tr { th { "When (UTC)" } th { "By" } th { "Medically optimised" } th { "Pathway" } th { "Waiting for" } th { "Expected discharge" } } }
+                    tbody { @for h in history.iter().rev() {
+                        tr {
+                            td { (fmt_time_us(Some(h.updated_at_us))) }
+                            td { (h.updated_by) }
+                            td { @if h.medically_optimised { "yes" (h.medically_optimised_date.as_deref().map(|d| format!(", {d}")).unwrap_or_default()) } @else { "no" } }
+                            td { (h.discharge_pathway.map(|p| p.to_string()).unwrap_or_default()) }
+                            td { (h.waiting_for.join(", ")) }
+                            td { (h.expected_discharge_date.clone().unwrap_or_default()) }
+                        }
+                    } }
+                }
             }
         },
     )

@@ -143,6 +143,9 @@ pub struct Census {
     pub spells: BTreeMap<String, Spell>,
     pub beds: BTreeMap<String, Bed>,
     pub readiness: BTreeMap<String, DischargeReadiness>,
+    /// Every readiness record staff have made, oldest first: who said what,
+    /// when.
+    pub readiness_history: BTreeMap<String, Vec<DischargeReadiness>>,
     /// Sequence number of the last record applied.
     pub applied_seq: u64,
     /// Events applied, by trigger.
@@ -186,6 +189,10 @@ impl Census {
     }
 
     pub fn set_readiness(&mut self, r: DischargeReadiness) {
+        self.readiness_history
+            .entry(r.admission_id.clone())
+            .or_default()
+            .push(r.clone());
         self.readiness.insert(r.admission_id.clone(), r);
     }
 
