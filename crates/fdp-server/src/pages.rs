@@ -466,19 +466,21 @@ pub async fn readiness_form(
     let by = principal(&ext).name;
     match api::apply_readiness(&state, &id, input, &by).await {
         Ok(_) => Redirect::to(&format!("/bed-board/admission/{id}")).into_response(),
-        Err((code, msg)) => (
-            code,
-            layout(
-                "Not saved",
-                Some(&state.instance.ods),
-                html! {
-                    h1 { "Not saved" } p.error role="alert" { (msg) }
-                    p { a href=(format!("/bed-board/admission/{id}")) { "Back" } }
-                },
-            ),
-        )
-            .into_response(),
+        Err((code, msg)) => not_saved(&state, code, &msg, &format!("/bed-board/admission/{id}")),
     }
+}
+
+/// The page for a change that was refused: what was wrong, and the way back.
+fn not_saved(state: &AppState, code: StatusCode, msg: &str, back: &str) -> Response {
+    let page = layout(
+        "Not saved",
+        Some(&state.instance.ods),
+        html! {
+            h1 { "Not saved" } p.error role="alert" { (msg) }
+            p { a href=(back) { "Back" } }
+        },
+    );
+    (code, page).into_response()
 }
 
 #[derive(Deserialize)]
@@ -500,17 +502,7 @@ pub async fn bed_status_form(
     };
     match api::apply_bed_status(&state, &f.bed_id, input, &by).await {
         Ok(()) => Redirect::to("/bed-board").into_response(),
-        Err((code, msg)) => (
-            code,
-            layout(
-                "Not saved",
-                Some(&state.instance.ods),
-                html! {
-                    h1 { "Not saved" } p.error role="alert" { (msg) }
-                },
-            ),
-        )
-            .into_response(),
+        Err((code, msg)) => not_saved(&state, code, &msg, "/bed-board"),
     }
 }
 

@@ -54,6 +54,16 @@ fn bed_board_shows_an_admission_within_a_second() {
         .expect("a free bed")
         .clone();
     let bed_id = free["bed_id"].as_str().unwrap().to_string();
+    let other = board["sites"][0]["wards"][0]["beds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["state"] == "free")
+        .nth(1)
+        .expect("a second free bed")["bed_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let browser = Browser::start();
     browser.goto(&format!(
@@ -100,6 +110,26 @@ fn bed_board_shows_an_admission_within_a_second() {
         serde_json::to_string(&bed_id).unwrap()
     ));
     assert!(text.as_str().unwrap().contains("BROWSER"), "{text}");
+
+    // A bed manager closes a bed; the page shows it closed.
+    let path = format!("/api/beds/{}/status", other.replace(' ', "%20"));
+    let (status, resp) = http_post(
+        server.http,
+        &path,
+        &server.token,
+        r#"{"closed": true, "reason": "deep clean"}"#,
+    );
+    assert_eq!(status, 204, "{resp}");
+    let other_js = format!(
+        "var e = document.querySelector('[data-bed=\"' + CSS.escape({}) + '\"]'); return e ? e.getAttribute('data-state') : null;",
+        serde_json::to_string(&other).unwrap()
+    );
+    wait_until(5, "the closed bed on the page", || {
+        browser.eval(&other_js) == "closed"
+    });
+    wait_until(30, "the bed closure in raw", || {
+        try_sql_count(&data, "SELECT count(*) AS n FROM raw.ui_event WHERE message_type = 'Bed' AND source = 'user:tester'") == Some(1)
+    });
 
     if let Ok(dir) = std::env::var("FDP_SCREENSHOT_DIR") {
         std::fs::write(format!("{dir}/bed-board.png"), browser.screenshot()).unwrap();

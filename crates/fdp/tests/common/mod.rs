@@ -242,39 +242,37 @@ pub fn shared_data(rel: &str) -> PathBuf {
 
 /// An HTTP GET with a bearer token; returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    http(addr, "GET", path, token, None)
+}
+
+/// An HTTP POST of JSON with a bearer token; returns (status, body).
+pub fn http_post(addr: SocketAddr, path: &str, token: &str, json: &str) -> (u16, String) {
+    http(addr, "POST", path, Some(token), Some(json))
+}
+
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<&str>,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let body = json
+        .map(|j| {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{j}",
+                j.len()
+            )
+        })
+        .unwrap_or_else(|| "\r\n".to_string());
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// An HTTP POST of JSON with a bearer token; returns (status, body).
-pub fn http_post(addr: SocketAddr, path: &str, token: &str, json: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
-        json.len()
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n{body}"
     )
     .unwrap();
     let mut resp = Vec::new();
