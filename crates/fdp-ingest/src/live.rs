@@ -155,17 +155,22 @@ pub async fn run_canonical_writer(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut written = 0u64;
+    let mut pause = interval;
     loop {
         let stop = tokio::select! {
-            _ = tokio::time::sleep(interval) => false,
+            _ = tokio::time::sleep(pause) => false,
             _ = shutdown.changed() => true,
         };
+        let started = std::time::Instant::now();
         if let Err(e) = write_canonical(&live, &store, &mut written).await {
             tracing::error!(error = %e, "writing canonical tables failed; will retry");
         }
         if stop || *shutdown.borrow() {
             return;
         }
+        // A large census takes a while to encode: keep rewriting it from
+        // taking more than a tenth of the machine away from the feed.
+        pause = interval.max(started.elapsed() * 9);
     }
 }
 

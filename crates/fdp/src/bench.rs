@@ -304,7 +304,10 @@ async fn freshness(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (mut tx, mut acks) = mllp_client::connect(mllp).await?;
     let mut out = Vec::new();
-    for (i, bed) in free.iter().enumerate() {
+    // Each sample admits to a free bed and discharges again afterwards, so
+    // the free beds can be used in turn for as many samples as asked.
+    for i in 0..samples {
+        let bed = &free[i % free.len()];
         let msg = crate::demo::admission_to(bed, i);
         let t0 = Instant::now();
         tx.send(&msg).await?;
@@ -322,6 +325,8 @@ async fn freshness(
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        tx.send(&crate::demo::discharge_from(bed, i)).await?;
+        acks.next().await?;
         // Spread the samples over the throttle window of the stream.
         tokio::time::sleep(Duration::from_millis(37)).await;
     }

@@ -126,6 +126,15 @@ impl Workload {
 /// An emergency admission of a new patient to `bed`, for measuring how fast
 /// the bed board shows it.
 pub fn admission_to(bed: &fdp_ingest::adt::census::Bed, i: usize) -> Vec<u8> {
+    sample_message("A01", bed, i)
+}
+
+/// The discharge that frees `bed` again after [`admission_to`] with the same `i`.
+pub fn discharge_from(bed: &fdp_ingest::adt::census::Bed, i: usize) -> Vec<u8> {
+    sample_message("A03", bed, i)
+}
+
+fn sample_message(event: &str, bed: &fdp_ingest::adt::census::Bed, i: usize) -> Vec<u8> {
     // NHS numbers in the 999 range are set aside for testing.
     let mut n = i as u64;
     let nhs = loop {
@@ -137,8 +146,8 @@ pub fn admission_to(bed: &fdp_ingest::adt::census::Bed, i: usize) -> Vec<u8> {
     };
     let now = Utc::now().format("%Y%m%d%H%M%S+0000");
     format!(
-        "MSH|^~\\&|BENCH|RXX|OPENFDP|RXX|{now}||ADT^A01^ADT_A01|FRESH{i:08}|P|2.4|||AL|NE|GBR|UNICODE UTF-8\r\
-         EVN|A01|{now}\r\
+        "MSH|^~\\&|BENCH|RXX|OPENFDP|RXX|{now}||ADT^{event}^ADT_A01|FRESH{event}{i:08}|P|2.4|||AL|NE|GBR|UNICODE UTF-8\r\
+         EVN|{event}|{now}\r\
          PID|1||{nhs}^^^NHS^NH~F{i:07}^^^RXX^MR||FRESH^Patient{i}||19600101|F\r\
          PV1|1|I|{ward}^{bay}^{label}^{site}^^BED|21{to19}FV{i:08}^^^RXX^VN{pad}{now}\r",
         ward = bed.ward,
