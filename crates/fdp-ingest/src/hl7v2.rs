@@ -72,8 +72,10 @@ pub fn classify(bytes: &[u8], source: &str, received_at_us: i64) -> Classified {
         format!("{}^{}", mt.code, mt.trigger)
     };
     sub.control_id = msg.control_id().to_string();
+    // Joined by a byte the parser never lets into a field, so that no two
+    // different (application, facility, control id) triples share a key.
     let key = format!(
-        "{}|{}|{}",
+        "{}\u{1f}{}\u{1f}{}",
         msg.sending_application(),
         msg.sending_facility(),
         msg.control_id()

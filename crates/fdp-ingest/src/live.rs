@@ -161,27 +161,36 @@ pub async fn run_canonical_writer(
             _ = tokio::time::sleep(pause) => false,
             _ = shutdown.changed() => true,
         };
-        let started = std::time::Instant::now();
-        if let Err(e) = write_canonical(&live, &store, &mut written).await {
-            tracing::error!(error = %e, "writing canonical tables failed; will retry");
-        }
+        let work = match write_canonical(&live, &store, &mut written).await {
+            Ok(work) => work,
+            Err(e) => {
+                tracing::error!(error = %e, "writing canonical tables failed; will retry");
+                Duration::ZERO
+            }
+        };
         if stop || *shutdown.borrow() {
             return;
         }
         // A large census takes a while to encode: keep rewriting it from
         // taking more than a tenth of the machine away from the feed.
-        pause = interval.max(started.elapsed() * 9);
+        pause = interval.max(work * 9);
     }
 }
 
 /// Write the canonical tables once if the census has changed since `written`.
-pub async fn write_canonical(live: &Live, store: &Store, written: &mut u64) -> Result<(), String> {
+/// Returns the CPU-bound part of the time it took (copying and encoding).
+pub async fn write_canonical(
+    live: &Live,
+    store: &Store,
+    written: &mut u64,
+) -> Result<Duration, String> {
+    let started = std::time::Instant::now();
     // Hold the census only for as long as a copy takes: the applier (and so
     // the bed board) must not wait for the tables to be encoded.
     let snapshot = {
         let census = live.read().await;
         if census.applied_seq == *written {
-            return Ok(());
+            return Ok(Duration::ZERO);
         }
         census.clone()
     };
@@ -192,6 +201,7 @@ pub async fn write_canonical(live: &Live, store: &Store, written: &mut u64) -> R
     let tables = tokio::task::spawn_blocking(move || canonical_batches(&snapshot, refreshed_at))
         .await
         .map_err(|e| format!("deriving canonical tables: {e}"))??;
+    let work = started.elapsed();
     let progress = store.raw_flushed_through(through).await;
     let lineage = Lineage {
         transform: "hl7v2-adt-census".into(),
@@ -205,7 +215,7 @@ pub async fn write_canonical(live: &Live, store: &Store, written: &mut u64) -> R
             .map_err(|e| format!("{table}: {e}"))?;
     }
     *written = through;
-    Ok(())
+    Ok(work)
 }
 
 type CanonicalTable = (String, fdp_store::SchemaRef, fdp_store::RecordBatch);

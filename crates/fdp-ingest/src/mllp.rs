@@ -87,8 +87,8 @@ pub async fn serve(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() { return; }
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() { return; }
             }
         }
     }
@@ -163,19 +163,26 @@ async fn connection(
                                 return Ok(());
                             }
                         }
-                        Err(e) => {
-                            // A frame we will not read (too large): the sender
-                            // is waiting for an answer to it, so give one.
+                        Err(e @ MllpError::FrameTooLarge { .. }) => {
+                            // A frame we will not read: the sender is waiting
+                            // for an answer to it, so give one.
                             stats.nacked.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(%peer, error = %e, "MLLP frame refused");
                             let nack = hl7v2::connection_nack(&e.to_string());
                             in_flight.push_back(Box::pin(async move { encode_frame(&nack) }) as AckFuture);
                         }
+                        Err(e) => {
+                            // A frame abandoned part-way (a new start block
+                            // came first): the sender is not waiting for an
+                            // answer to it, and an unasked-for one would put
+                            // its ACKs out of step.
+                            tracing::warn!(%peer, error = %e, "incomplete MLLP frame skipped");
+                        }
                     }
                 }
             }
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() { eof = true; }
+            changed = shutdown.changed(), if !eof => {
+                if changed.is_err() || *shutdown.borrow() { eof = true; }
             }
         }
     }

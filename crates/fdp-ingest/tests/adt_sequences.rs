@@ -317,7 +317,10 @@ fn a_resent_message_is_recognised_by_its_control_id() {
     );
     let a = hl7v2::classify(msg.as_bytes(), "x", 1);
     let b = hl7v2::classify(msg.as_bytes(), "y", 2);
-    assert_eq!(a.submission.dedup_key.as_deref(), Some("PAS|RXX|SAME1"));
+    assert_eq!(
+        a.submission.dedup_key.as_deref(),
+        Some("PAS\u{1f}RXX\u{1f}SAME1")
+    );
     assert_eq!(a.submission.dedup_key, b.submission.dedup_key);
     f.send_raw(msg.as_bytes());
     let before = f.census.spells["V1"].clone();
@@ -607,4 +610,143 @@ fn simhospital_identifier_conventions() {
         f.census.occupant(bed).map(|s| s.admission_id.as_str()),
         Some("6145914547062969032")
     );
+}
+
+#[test]
+fn a_visit_moved_to_another_patient_keeps_one_bed_each() {
+    let mut f = Feed::new();
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120081000\n{}\n{}",
+            pid(NHS_B, "M2", "BRAVO"),
+            pv1(W1B2, "V2", "20261120081000")
+        ),
+    );
+    // The PAS corrects V1's patient to M2.
+    f.send(
+        "A08",
+        &format!(
+            "EVN|A08|20261120090000\n{}\n{}",
+            pid(NHS_B, "M2", "BRAVO"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    f.check_invariants();
+    // M1 comes back under a new spell: M2's bed must not be touched.
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120100000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W2B1, "V3", "20261120100000")
+        ),
+    );
+    assert_eq!(f.occupant_of("W1:BAY1:B1").as_deref(), Some("V1"));
+    assert_eq!(f.occupant_of("W2:BAY1:B1").as_deref(), Some("V3"));
+    f.check_invariants();
+}
+
+#[test]
+fn merge_keeps_the_newer_spell_whatever_the_ids_and_the_index_stays_right() {
+    let mut f = Feed::new();
+    // The surviving record's older spell has the id that sorts last.
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V9", "20261120080000")
+        ),
+    );
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120090000\nPID|1||M1B^^^RXX^MR||ALPHA^Test||19500101|F\n{}",
+            pv1(W2B1, "V1", "20261120090000")
+        ),
+    );
+    f.send(
+        "A40",
+        &format!(
+            "EVN|A40|20261120100000\n{}\nMRG|M1B^^^RXX^MR",
+            pid(NHS_A, "M1", "ALPHA")
+        ),
+    );
+    assert_eq!(f.occupant_of("W2:BAY1:B1").as_deref(), Some("V1"));
+    assert_eq!(f.occupant_of("W1:BAY1:B1"), None);
+    f.check_invariants();
+    // A new spell for the same person frees V1's bed: one bed per patient.
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120110000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B2, "V3", "20261120110000")
+        ),
+    );
+    assert_eq!(f.occupant_of("W1:BAY1:B2").as_deref(), Some("V3"));
+    assert_eq!(f.occupant_of("W2:BAY1:B1"), None);
+    f.check_invariants();
+}
+
+#[test]
+fn late_messages_do_not_put_a_discharged_spell_back_in_a_bed() {
+    let mut f = Feed::new();
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    f.send(
+        "A03",
+        &format!(
+            "EVN|A03|20261121100000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    f.send(
+        "A12",
+        &format!(
+            "EVN|A12|20261121101500\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1_prior(W1B1, W2B1, "V1")
+        ),
+    );
+    assert_eq!(f.occupant_of("W1:BAY1:B1"), None);
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261121110000\n{}\n{}",
+            pid(NHS_B, "M2", "BRAVO"),
+            pv1(W1B2, "V2", "20261121110000")
+        ),
+    );
+    f.send(
+        "A17",
+        &format!(
+            "EVN|A17|20261121120000\n{}\n{}\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B2, "V1", "20261120080000"),
+            pid(NHS_B, "M2", "BRAVO"),
+            pv1(W1B1, "V2", "20261121110000")
+        ),
+    );
+    assert_eq!(f.census.spells["V1"].status, SpellStatus::Discharged);
+    assert_eq!(f.census.spells["V1"].bed_id, None);
+    assert_eq!(f.occupant_of("W1:BAY1:B1").as_deref(), Some("V2"));
+    assert!(f.census.warning_count >= 2);
+    f.check_invariants();
 }

@@ -393,7 +393,16 @@ impl Store {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
         if let Some(h) = self.flusher.take() {
-            let _ = h.await;
+            // The flusher retries while Delta cannot be written; the WAL
+            // keeps those records for the next start, so stop waiting.
+            let abort = h.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(60), h)
+                .await
+                .is_err()
+            {
+                tracing::warn!("raw tables not up to date at shutdown; the WAL holds the rest");
+                abort.abort();
+            }
         }
         if let Some(h) = self.compactor.take() {
             h.abort();
@@ -473,7 +482,13 @@ fn run_committer(
                 }
             }
         }
-        match wal.sync(next_seq) {
+        // A broken WAL is not written again; the replies below say so.
+        let synced = if broken.is_some() && committed.is_empty() {
+            Ok(())
+        } else {
+            wal.sync(next_seq)
+        };
+        match synced {
             Ok(()) => {
                 committed_seq.store(next_seq - 1, Ordering::Release);
                 for rec in committed.drain(..) {

@@ -51,8 +51,16 @@ impl Wal {
         let mut last_seq = 0;
         for (i, (_, path)) in segments.iter().enumerate() {
             let is_last = i + 1 == segments.len();
-            let (mut recs, valid_len, torn) = read_segment(path)?;
-            if torn {
+            let (mut recs, valid_len, end) = read_segment(path)?;
+            if let SegmentEnd::Corrupt { at } = end {
+                return Err(StoreError::Corrupt(format!(
+                    "WAL segment {} has a damaged record at byte {at} with intact data after it; \
+                     restore the data directory from a backup, or move the segment aside to start \
+                     (records in it that are not yet in the raw tables would be lost)",
+                    path.display()
+                )));
+            }
+            if end == SegmentEnd::Torn {
                 if !is_last {
                     return Err(StoreError::Corrupt(format!(
                         "WAL segment {} is damaged at byte {valid_len} and is not the newest segment; \
@@ -72,9 +80,16 @@ impl Wal {
                 f.set_len(valid_len).map_err(|e| StoreError::io(path, e))?;
                 f.sync_all().map_err(|e| StoreError::io(path, e))?;
             }
-            if let Some(r) = recs.last() {
-                last_seq = last_seq.max(r.seq);
-            }
+            // Sequence numbers only grow; a record that does not is a copy.
+            recs.retain(|r| {
+                let fresh = r.seq > last_seq;
+                if fresh {
+                    last_seq = r.seq;
+                } else {
+                    tracing::warn!(seq = r.seq, "skipping a repeated WAL record");
+                }
+                fresh
+            });
             records.append(&mut recs);
         }
         Ok(Recovered { records, last_seq })
@@ -113,12 +128,25 @@ impl Wal {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.file
+        let written = self
+            .file
             .write_all(&self.buf)
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| StoreError::io(&self.segment_path(), e))?;
-        self.segment_len += self.buf.len() as u64;
+            .and_then(|_| self.file.sync_data());
+        // Whatever happened, these frames are never written again: on
+        // failure they were answered "not stored", and a second copy would
+        // reach the raw tables twice.
+        let staged = self.buf.len() as u64;
         self.buf.clear();
+        if self.buf.capacity() > 16 << 20 {
+            self.buf.shrink_to(1 << 20);
+        }
+        if let Err(e) = written {
+            // Take back a partial write so that nothing follows it; if even
+            // that fails, recovery cuts the segment at the first bad frame.
+            let _ = self.file.set_len(self.segment_len);
+            return Err(StoreError::io(&self.segment_path(), e));
+        }
+        self.segment_len += staged;
         if self.segment_len >= SEGMENT_BYTES {
             let (file, _) = create_segment(&self.dir, next_seq)?;
             self.file = file;
@@ -194,41 +222,67 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
     Ok(out)
 }
 
-/// Returns the intact records, the length of the intact prefix and whether
-/// anything after it was damaged.
-fn read_segment(path: &Path) -> Result<(Vec<RawRecord>, u64, bool), StoreError> {
+/// How a segment ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SegmentEnd {
+    Clean,
+    /// The last frame is incomplete or fails its check and nothing follows
+    /// it: a write cut short by a crash, never acknowledged.
+    Torn,
+    /// A frame fails its check and intact data follows: real damage.
+    Corrupt {
+        at: u64,
+    },
+}
+
+/// Returns the intact records, the length of the intact prefix and how the
+/// segment ends.
+fn read_segment(path: &Path) -> Result<(Vec<RawRecord>, u64, SegmentEnd), StoreError> {
+    let file_len = fs::metadata(path)
+        .map_err(|e| StoreError::io(path, e))?
+        .len();
     let f = File::open(path).map_err(|e| StoreError::io(path, e))?;
     let mut r = BufReader::with_capacity(1 << 20, f);
     let mut records = Vec::new();
     let mut offset = 0u64;
     let mut header = [0u8; 8];
     let mut body = Vec::new();
+    // A bad frame that is the last thing in the file is a torn write; one
+    // with more bytes after it is damage.
+    let bad = |offset: u64, frame_end: u64| {
+        if frame_end >= file_len {
+            SegmentEnd::Torn
+        } else {
+            SegmentEnd::Corrupt { at: offset }
+        }
+    };
     loop {
         match read_full(&mut r, &mut header) {
-            Ok(0) => return Ok((records, offset, false)),
+            Ok(0) => return Ok((records, offset, SegmentEnd::Clean)),
             Ok(8) => {}
-            Ok(_) => return Ok((records, offset, true)),
+            Ok(_) => return Ok((records, offset, SegmentEnd::Torn)),
             Err(e) => return Err(StoreError::io(path, e)),
         }
         let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
         let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+        let frame_end = offset + 8 + len as u64;
         if len > MAX_FRAME {
-            return Ok((records, offset, true));
+            return Ok((records, offset, bad(offset, frame_end)));
         }
         body.resize(len as usize, 0);
         match read_full(&mut r, &mut body) {
             Ok(n) if n == len as usize => {}
-            Ok(_) => return Ok((records, offset, true)),
+            Ok(_) => return Ok((records, offset, SegmentEnd::Torn)),
             Err(e) => return Err(StoreError::io(path, e)),
         }
         if crc32fast::hash(&body) != crc {
-            return Ok((records, offset, true));
+            return Ok((records, offset, bad(offset, frame_end)));
         }
         match decode_body(&body) {
             Some(rec) => records.push(rec),
-            None => return Ok((records, offset, true)),
+            None => return Ok((records, offset, bad(offset, frame_end))),
         }
-        offset += 8 + len as u64;
+        offset = frame_end;
     }
 }
 
@@ -381,6 +435,43 @@ mod tests {
         fs::write(&path, &bytes).unwrap();
         let got = Wal::recover(dir.path()).unwrap();
         assert_eq!(got.records.len(), 1);
+    }
+
+    #[test]
+    fn damage_followed_by_intact_records_is_an_error_not_a_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), 1).unwrap();
+        for s in 1..=3 {
+            wal.stage(&rec(s, b"payload"));
+        }
+        wal.sync(4).unwrap();
+        drop(wal);
+        let path = segment_path(dir.path(), 1);
+        let mut bytes = fs::read(&path).unwrap();
+        let first_len = 8 + u32::from_le_bytes(bytes[0..4].try_into().unwrap()) as usize;
+        bytes[first_len + 12] ^= 0x01; // inside the second of three frames
+        fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            Wal::recover(dir.path()),
+            Err(StoreError::Corrupt(_))
+        ));
+        // Nothing was cut off.
+        assert_eq!(fs::metadata(&path).unwrap().len() as usize, bytes.len());
+    }
+
+    #[test]
+    fn a_repeated_record_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), 1).unwrap();
+        wal.stage(&rec(1, b"a"));
+        wal.stage(&rec(2, b"b"));
+        wal.stage(&rec(2, b"b"));
+        wal.stage(&rec(3, b"c"));
+        wal.sync(4).unwrap();
+        drop(wal);
+        let got = Wal::recover(dir.path()).unwrap();
+        let seqs: Vec<u64> = got.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3]);
     }
 
     #[test]

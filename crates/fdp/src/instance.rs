@@ -221,7 +221,16 @@ impl Running {
         let _ =
             tokio::time::timeout(Duration::from_secs(5), self.live.applied_through(through)).await;
         let _ = self.writer_stop.send(true);
-        let _ = self.writer.await;
+        // A canonical write waits for the raw tables; if Delta cannot be
+        // written the WAL still holds everything, so do not wait forever.
+        if tokio::time::timeout(Duration::from_secs(60), self.writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "canonical tables not rewritten at shutdown; they will be at the next start"
+            );
+        }
         drop(applier);
         match Arc::try_unwrap(self.store) {
             Ok(store) => store.shutdown().await,

@@ -68,8 +68,18 @@ fn simulated_hospital_stream_is_acknowledged_and_mapped() {
             Some(pv1.split('|').nth(19)?.split('^').next()?.to_string())
         })
         .collect();
-    let admissions = sql_count(&data, "SELECT count(*) AS n FROM admission");
-    assert_eq!(admissions as usize, distinct_visits.len());
+    // Canonical tables are rewritten every half second here: wait for the
+    // version that reflects the whole stream.
+    let expected = distinct_visits.len() as i64;
+    wait_until(30, "every admission in the canonical table", || {
+        try_sql_count(&data, "SELECT count(*) AS n FROM admission") == Some(expected)
+    });
+    wait_until(30, "the merge in the canonical patient table", || {
+        try_sql_count(
+            &data,
+            "SELECT count(*) AS n FROM patient WHERE person_id = '2777246431'",
+        ) == Some(1)
+    });
     let merged_away = sql_count(
         &data,
         "SELECT count(*) AS n FROM patient WHERE person_id = '618454581'",

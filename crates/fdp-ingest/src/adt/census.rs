@@ -370,16 +370,45 @@ impl Cx<'_> {
                 },
             );
         }
+        let previous = self.census.spells[&v.admission_id].patient_id.clone();
+        if previous != patient_id {
+            self.move_spell(&v.admission_id, &previous, patient_id);
+        }
         let spell = self
             .census
             .spells
             .get_mut(&v.admission_id)
             .expect("inserted above");
-        if spell.patient_id != patient_id {
-            spell.patient_id = patient_id.to_string();
-        }
         fill_visit(spell, v);
         spell
+    }
+
+    /// The PAS has put a spell under another patient: move it, and keep
+    /// one bed per patient.
+    fn move_spell(&mut self, admission_id: &str, from: &str, to: &str) {
+        let holds_bed = {
+            let spell = self.census.spells.get_mut(admission_id).expect("exists");
+            spell.patient_id = to.to_string();
+            spell.bed_id.is_some()
+        };
+        if !holds_bed {
+            return;
+        }
+        if self.census.bed_holder.get(from).map(String::as_str) == Some(admission_id) {
+            self.census.bed_holder.remove(from);
+        }
+        if let Some(other) = self.census.bed_holder.get(to).cloned() {
+            if other != admission_id {
+                self.warn(format!(
+                    "spell {admission_id} moved from patient {from} to {to}, who already held a bed \
+                     under spell {other}; freeing that bed"
+                ));
+                self.vacate(&other);
+            }
+        }
+        self.census
+            .bed_holder
+            .insert(to.to_string(), admission_id.to_string());
     }
 
     fn admit(&mut self, patient_id: &str, v: &VisitDetails, at: i64) {
@@ -672,13 +701,6 @@ impl Cx<'_> {
                 .merged_into
                 .insert(retired.clone(), surviving.to_string());
         }
-        self.census.bed_holder = self
-            .census
-            .spells
-            .values()
-            .filter(|s| s.bed_id.is_some())
-            .map(|s| (s.patient_id.clone(), s.admission_id.clone()))
-            .collect();
         // After a merge one person may hold two beds: keep the most recent.
         let mut held: Vec<(i64, String)> = self
             .census
@@ -701,11 +723,22 @@ impl Cx<'_> {
                 self.vacate(id);
             }
         }
+        // Rebuilt only now, from the beds actually held.
+        self.census.bed_holder = self
+            .census
+            .spells
+            .values()
+            .filter(|s| s.bed_id.is_some())
+            .map(|s| (s.patient_id.clone(), s.admission_id.clone()))
+            .collect();
     }
 
     /// Move a spell to a location from `at`: close its current stay, open a
     /// new one, and take the bed.
     fn place(&mut self, admission_id: &str, loc: &Location, at: i64) {
+        if !self.is_admitted(admission_id, loc) {
+            return;
+        }
         let spell = self
             .census
             .spells
@@ -736,6 +769,9 @@ impl Cx<'_> {
     /// Take the bed of `loc` for a spell, displacing anyone recorded there
     /// and freeing any other bed the same patient holds.
     fn occupy(&mut self, admission_id: &str, loc: &Location) {
+        if !self.is_admitted(admission_id, loc) {
+            return;
+        }
         let Some(bed_id) = loc.bed_id() else {
             return;
         };
@@ -777,6 +813,22 @@ impl Cx<'_> {
             .insert(patient, admission_id.to_string());
         let spell = self.census.spells.get_mut(admission_id).expect("exists");
         spell.bed_id = Some(bed_id);
+    }
+
+    /// Only admitted spells take a place: a late message about a discharged
+    /// or cancelled spell must not put it back in a bed.
+    fn is_admitted(&mut self, admission_id: &str, loc: &Location) -> bool {
+        let status = self.census.spells[admission_id].status;
+        if status == SpellStatus::Admitted {
+            return true;
+        }
+        self.warn(format!(
+            "{} would place spell {admission_id}, which is {}, at {}; ignored",
+            self.trigger,
+            status.as_str(),
+            describe(loc)
+        ));
+        false
     }
 
     /// Free the bed a spell holds.
