@@ -30,17 +30,7 @@ fn bed_board_shows_an_admission_within_a_second() {
     let trust = fdp_synth::Trust::generate(9, fdp_synth::TrustSpec::default()).unwrap();
     let register = dir.path().join("beds.csv");
     std::fs::write(&register, trust.bed_register_csv()).unwrap();
-    let out = fdp()
-        .args(["ingest", "beds", "--data-dir"])
-        .arg(&data)
-        .arg(&register)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    fdp_ok!("ingest", "beds", "--data-dir", data, register);
     let server = Server::start(&data, 1.0);
 
     let (status, body) = http_get(server.http, "/api/bed-board", Some(&server.token));

@@ -11,30 +11,14 @@ fn ingest_sql_and_model_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("trust");
     let messages = shared_data("hl7v2_simhospital/messages.out");
-    let out = fdp()
-        .args(["ingest", "hl7", "--data-dir"])
-        .arg(&data)
-        .arg(&messages)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary = String::from_utf8_lossy(&out.stdout);
+    let summary = fdp_ok!("ingest", "hl7", "--data-dir", data, messages);
     assert!(
         summary.contains("accepted 401, kept unprocessed 612, quarantined 0"),
         "{summary}"
     );
     // Loading the same file again adds nothing.
-    let again = fdp()
-        .args(["ingest", "hl7", "--data-dir"])
-        .arg(&data)
-        .arg(&messages)
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&again.stdout).contains("already present 1013"));
+    let again = fdp_ok!("ingest", "hl7", "--data-dir", data, messages);
+    assert!(again.contains("already present 1013"), "{again}");
     assert_eq!(
         sql_count(&data, "SELECT count(*) AS n FROM raw.hl7v2_message"),
         1013
@@ -42,38 +26,25 @@ fn ingest_sql_and_model_from_the_command_line() {
 
     // The three output formats.
     let q = "SELECT ward_id, count(*) AS stays FROM ward_stay WHERE end_timestamp IS NULL GROUP BY ward_id ORDER BY ward_id";
-    let csv = fdp()
-        .args(["sql", "--format", "csv", "--data-dir"])
-        .arg(&data)
-        .arg(q)
-        .output()
-        .unwrap();
-    let csv = String::from_utf8(csv.stdout).unwrap();
+    let csv = fdp_ok!("sql", "--format", "csv", "--data-dir", data, q);
     assert!(csv.starts_with("ward_id,stays\n"), "{csv}");
     assert!(csv.contains("Simulated Hospital:RenalWard,"), "{csv}");
-    let table = fdp()
-        .args(["sql", "--data-dir"])
-        .arg(&data)
-        .arg(q)
-        .output()
-        .unwrap();
-    assert!(String::from_utf8(table.stdout)
-        .unwrap()
-        .contains("| ward_id"));
+    let table = fdp_ok!("sql", "--data-dir", data, q);
+    assert!(table.contains("| ward_id"), "{table}");
     let rows = sql(&data, q);
     assert!(!rows.is_empty());
     // Time travel: version 0 of a canonical table is its empty creation.
-    let v0 = fdp()
-        .args(["sql", "--format", "json", "--as-of", "0", "--data-dir"])
-        .arg(&data)
-        .arg("SELECT count(*) AS n FROM admission")
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&v0.stdout).contains("\"n\":0"),
-        "{}",
-        String::from_utf8_lossy(&v0.stdout)
+    let v0 = fdp_ok!(
+        "sql",
+        "--format",
+        "json",
+        "--as-of",
+        "0",
+        "--data-dir",
+        data,
+        "SELECT count(*) AS n FROM admission"
     );
+    assert!(v0.contains("\"n\":0"), "{v0}");
     // Lineage: the canonical commit names the raw version it came from.
     let log = std::fs::read_dir(data.join("tables/canonical/admission/_delta_log"))
         .unwrap()
@@ -95,11 +66,9 @@ fn ingest_sql_and_model_from_the_command_line() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no_such_table"));
 
-    let model = fdp().args(["model"]).output().unwrap();
-    let model = String::from_utf8(model.stdout).unwrap();
+    let model = fdp_ok!("model");
     assert!(model.contains("WardStay") && model.contains("[OpenFDP extension]"));
-    let ws = fdp().args(["model", "ward_stay"]).output().unwrap();
-    let ws = String::from_utf8(ws.stdout).unwrap();
+    let ws = fdp_ok!("model", "ward_stay");
     assert!(
         ws.contains("start_timestamp") && ws.contains("end_timestamp"),
         "{ws}"

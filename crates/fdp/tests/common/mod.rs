@@ -130,25 +130,35 @@ fn unsafe_kill(pid: u32, signal: &str) {
         .status();
 }
 
-/// `fdp sql` as JSON rows.
-pub fn sql(data_dir: &Path, query: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+/// Run `fdp` with these arguments (strings or paths), require success, and
+/// return what it printed.
+#[macro_export]
+macro_rules! fdp_ok {
+    ($($arg:expr),+ $(,)?) => {
+        $crate::common::run_ok(&[$(&$arg as &dyn AsRef<std::ffi::OsStr>),+])
+    };
+}
+
+pub fn run_ok(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
     let out = fdp()
-        .args(["sql", "--format", "json", "--data-dir"])
-        .arg(data_dir)
-        .arg(query)
+        .args(args.iter().map(|a| a.as_ref()))
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "fdp sql failed: {}",
+        "fdp {:?} failed: {}",
+        args.iter()
+            .map(|a| a.as_ref().to_string_lossy().into_owned())
+            .collect::<Vec<_>>(),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "fdp sql output is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    String::from_utf8(out.stdout).expect("fdp prints UTF-8")
+}
+
+/// `fdp sql` as JSON rows.
+pub fn sql(data_dir: &Path, query: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let out = fdp_ok!("sql", "--format", "json", "--data-dir", data_dir, query);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("fdp sql output is not JSON ({e}): {out}"))
 }
 
 /// Like [`sql_count`], but `None` while the query cannot run yet (for
