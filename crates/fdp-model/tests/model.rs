@@ -20,8 +20,18 @@ fn has_the_62_cdm_types_and_the_extensions() {
     let m = model();
     assert_eq!(m.cdm_types().count(), 62);
     let ext: Vec<&str> = m.extension_types().map(|t| t.name.as_str()).collect();
-    assert_eq!(ext, ["Bed", "CareCapacity", "DischargeReadiness"]);
-    assert_eq!(m.object_types().len(), 65);
+    assert_eq!(
+        ext,
+        [
+            "Bed",
+            "CareCapacity",
+            "DischargeReadiness",
+            "Vaccination",
+            "Observation",
+            "Organisation"
+        ]
+    );
+    assert_eq!(m.object_types().len(), 68);
     // The CDM already has wards and sites; the extensions must use them, not copy them.
     for name in ["Ward", "Site"] {
         assert!(!m.object_type(name).unwrap().extension, "{name}");
@@ -384,7 +394,7 @@ fn describe_lists_types_and_properties() {
     let m = model();
     let text = m.describe();
     assert!(text.starts_with(
-        "65 object types (62 from the FDP Canonical Data Model, 3 OpenFDP extensions)"
+        "68 object types (62 from the FDP Canonical Data Model, 6 OpenFDP extensions)"
     ));
     assert!(text.contains("WardStay [CDM]"));
     assert!(text.contains("Bed [OpenFDP extension]"));

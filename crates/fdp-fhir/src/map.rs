@@ -1,0 +1,778 @@
+//! FHIR R4 resources to rows of the canonical model.
+//!
+//! | FHIR | canonical object types |
+//! |---|---|
+//! | Patient | Patient |
+//! | Encounter | Encounter; also Admission for inpatient classes, Appointment (an attendance) for ambulatory, virtual and home visits, and emergency attendances |
+//! | EpisodeOfCare | PatientPathway |
+//! | Condition | PatientDiagnosis |
+//! | Observation | Observation (extension); also TestResult for laboratory observations |
+//! | Procedure | Procedure |
+//! | Immunization | Vaccination (extension) |
+//! | Appointment | Appointment |
+//! | ServiceRequest | Referral |
+//! | Location | Ward when its physical type is a ward, otherwise Site |
+//! | Organization | Organisation (extension) |
+//! | Practitioner | CareProfessional |
+//!
+//! Canonical ids are the resources' logical ids, and references become the
+//! id they point at, so canonical rows join the way the resources refer.
+//! Other resource types are kept in raw and counted as not mapped.
+
+use serde_json::{Map, Value};
+
+use crate::bundle::reference_id;
+use crate::primitives::parse_date_time;
+use crate::systems;
+
+/// Resource types that map to the canonical model.
+pub const MAPPED_TYPES: &[&str] = &[
+    "Patient",
+    "Encounter",
+    "EpisodeOfCare",
+    "Condition",
+    "Observation",
+    "Procedure",
+    "Immunization",
+    "Appointment",
+    "ServiceRequest",
+    "Location",
+    "Organization",
+    "Practitioner",
+];
+
+/// Rows for the canonical tables, by object type name.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Mapped {
+    pub rows: Vec<(&'static str, Map<String, Value>)>,
+}
+
+/// Map a validated resource whose logical id is `id`. `None` when its type
+/// is not one the canonical model holds.
+pub fn map_resource(resource: &Value, id: &str) -> Option<Mapped> {
+    let rt = resource.get("resourceType")?.as_str()?;
+    let r = R(resource);
+    let mut out = Mapped::default();
+    match rt {
+        "Patient" => out.rows.push(("Patient", patient(&r, id))),
+        "Encounter" => encounter(&r, id, &mut out),
+        "EpisodeOfCare" => out.rows.push(("PatientPathway", episode_of_care(&r, id))),
+        "Condition" => out.rows.push(("PatientDiagnosis", condition(&r, id))),
+        "Observation" => observation(&r, id, &mut out),
+        "Procedure" => out.rows.push(("Procedure", procedure(&r, id))),
+        "Immunization" => out.rows.push(("Vaccination", immunization(&r, id))),
+        "Appointment" => out.rows.push(("Appointment", appointment(&r, id))),
+        "ServiceRequest" => out.rows.push(("Referral", service_request(&r, id))),
+        "Location" => location(&r, id, &mut out),
+        "Organization" => out.rows.push(("Organisation", organization(&r, id))),
+        "Practitioner" => out.rows.push(("CareProfessional", practitioner(&r, id))),
+        _ => return None,
+    }
+    Some(out)
+}
+
+/// Read-only helpers over a resource's JSON.
+struct R<'a>(&'a Value);
+
+impl<'a> R<'a> {
+    fn at(&self, path: &str) -> Option<&'a Value> {
+        let mut v = self.0;
+        for part in path.split('.') {
+            v = match v {
+                Value::Array(a) => a.first()?.get(part)?,
+                _ => v.get(part)?,
+            };
+        }
+        match v {
+            Value::Array(a) => a.first(),
+            Value::Null => None,
+            other => Some(other),
+        }
+    }
+
+    fn s(&self, path: &str) -> Option<String> {
+        self.at(path).and_then(Value::as_str).map(str::to_string)
+    }
+
+    fn b(&self, path: &str) -> Option<bool> {
+        self.at(path).and_then(Value::as_bool)
+    }
+
+    fn reference(&self, path: &str) -> Option<String> {
+        self.s(&format!("{path}.reference"))
+            .and_then(|r| reference_id(&r).map(str::to_string))
+    }
+
+    fn date(&self, path: &str) -> Option<String> {
+        self.s(path)
+            .and_then(|s| parse_date_time(&s).ok())
+            .and_then(|d| d.date_string())
+    }
+
+    fn timestamp(&self, path: &str) -> Option<String> {
+        self.s(path)
+            .and_then(|s| parse_date_time(&s).ok())
+            .and_then(|d| d.timestamp_string())
+    }
+
+    fn codings(&self, path: &str) -> Vec<&'a Value> {
+        self.at(path)
+            .and_then(|cc| cc.get("coding"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// The code from `system` in the CodeableConcept at `path`.
+    fn code_in(&self, path: &str, system: &str) -> Option<String> {
+        self.codings(path)
+            .into_iter()
+            .find(|c| c.get("system").and_then(Value::as_str) == Some(system))
+            .and_then(|c| c.get("code")?.as_str().map(str::to_string))
+    }
+
+    fn first_code(&self, path: &str) -> Option<(Option<String>, String)> {
+        let c = self.codings(path).into_iter().next()?;
+        Some((
+            c.get("system").and_then(Value::as_str).map(str::to_string),
+            c.get("code")?.as_str()?.to_string(),
+        ))
+    }
+
+    /// `CodeableConcept.text`, else the first coding's display.
+    fn text(&self, path: &str) -> Option<String> {
+        self.s(&format!("{path}.text")).or_else(|| {
+            self.codings(path)
+                .into_iter()
+                .find_map(|c| c.get("display")?.as_str().map(str::to_string))
+        })
+    }
+
+    fn identifier(&self, system: &str) -> Option<String> {
+        self.0
+            .get("identifier")?
+            .as_array()?
+            .iter()
+            .find(|i| i.get("system").and_then(Value::as_str) == Some(system))
+            .and_then(|i| i.get("value")?.as_str().map(str::to_string))
+    }
+
+    fn extension(&self, url: &str) -> Option<&'a Value> {
+        self.0
+            .get("extension")?
+            .as_array()?
+            .iter()
+            .find(|e| e.get("url").and_then(Value::as_str) == Some(url))
+    }
+
+    fn telecom(&self, system: &str) -> Option<String> {
+        self.0
+            .get("telecom")?
+            .as_array()?
+            .iter()
+            .find(|t| t.get("system").and_then(Value::as_str) == Some(system))
+            .and_then(|t| t.get("value")?.as_str().map(str::to_string))
+    }
+}
+
+fn row(pairs: Vec<(&str, Option<Value>)>) -> Map<String, Value> {
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        .collect()
+}
+
+fn s(v: Option<String>) -> Option<Value> {
+    v.map(Value::String)
+}
+
+fn id(v: &str) -> Option<Value> {
+    Some(Value::String(v.to_string()))
+}
+
+fn patient(r: &R, pid: &str) -> Map<String, Value> {
+    let given = r.s("name.given");
+    let family = r.s("name.family");
+    let full = r.s("name.text").or_else(|| match (&given, &family) {
+        (Some(g), Some(f)) => Some(format!("{g} {f}")),
+        (g, f) => g.clone().or(f.clone()),
+    });
+    let nhs = r
+        .identifier(systems::NHS_NUMBER)
+        .map(|n| n.replace(' ', ""));
+    // A hospital number is an identifier typed MR; UK Core trusts also use
+    // their own systems for it, which is all we can tell apart from the NHS number.
+    let mrn =
+        r.0.get("identifier")
+            .and_then(Value::as_array)
+            .and_then(|ids| {
+                ids.iter()
+                    .find(|i| {
+                        i.get("type")
+                            .and_then(|t| t.get("coding"))
+                            .and_then(Value::as_array)
+                            .is_some_and(|c| {
+                                c.iter()
+                                    .any(|c| c.get("code").and_then(Value::as_str) == Some("MR"))
+                            })
+                    })
+                    .and_then(|i| i.get("value")?.as_str().map(str::to_string))
+            });
+    let ethnic = r.extension(systems::ETHNIC_CATEGORY_EXT);
+    let ethnic_code = ethnic
+        .and_then(|e| {
+            e.get("valueCodeableConcept")?
+                .get("coding")?
+                .get(0)?
+                .get("code")?
+                .as_str()
+        })
+        .map(str::to_string);
+    let ethnic_text = ethnic.and_then(|e| {
+        let cc = e.get("valueCodeableConcept")?;
+        cc.get("text")
+            .or_else(|| cc.get("coding")?.get(0)?.get("display"))?
+            .as_str()
+            .map(str::to_string)
+    });
+    let deceased_at = r.s("deceasedDateTime");
+    let address_lines: Vec<String> = r
+        .at("address")
+        .and_then(|a| a.get("line"))
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    row(vec![
+        ("person_id", id(pid)),
+        ("nhs_number", s(nhs)),
+        ("mrn", s(mrn)),
+        ("title", s(r.s("name.prefix"))),
+        ("first_name", s(given)),
+        ("surname", s(family)),
+        ("full_name", s(full)),
+        ("date_of_birth", s(r.date("birthDate"))),
+        ("date_of_death", s(r.date("deceasedDateTime"))),
+        (
+            "deceased",
+            r.b("deceasedBoolean")
+                .or(deceased_at.map(|_| true))
+                .map(Value::Bool),
+        ),
+        ("sex", s(r.s("gender"))),
+        ("address_line_1", s(address_lines.first().cloned())),
+        ("address_line_2", s(address_lines.get(1).cloned())),
+        ("address_city", s(r.s("address.city"))),
+        ("postcode", s(r.s("address.postalCode"))),
+        ("phone_number", s(r.telecom("phone"))),
+        ("ethnic_category_code", s(ethnic_code)),
+        ("ethnic_category", s(ethnic_text)),
+        (
+            "person_marital_status_code",
+            s(r.first_code("maritalStatus").map(|c| c.1)),
+        ),
+        ("person_marital_status", s(r.text("maritalStatus"))),
+        (
+            "preferred_spoken_language",
+            s(r.text("communication.language")),
+        ),
+        ("registered_gp", s(r.reference("generalPractitioner"))),
+    ])
+}
+
+fn encounter(r: &R, eid: &str, out: &mut Mapped) {
+    let class = r.s("class.code");
+    let patient = r.reference("subject");
+    let start = r.timestamp("period.start");
+    let end = r.timestamp("period.end");
+    let status = r.s("status");
+    let provider = r.reference("serviceProvider");
+    out.rows.push((
+        "Encounter",
+        row(vec![
+            ("encounter_id", id(eid)),
+            ("patient_id", s(patient.clone())),
+            ("encounter_type", s(class.clone())),
+            ("title", s(r.text("type"))),
+            ("admission_status", s(status.clone())),
+            ("priority", s(r.text("priority"))),
+            ("site_id", s(provider.clone())),
+            ("site", s(r.s("serviceProvider.display"))),
+            (
+                "primary_consultant_id",
+                s(r.reference("participant.individual")),
+            ),
+            (
+                "primary_consultant_name",
+                s(r.s("participant.individual.display")),
+            ),
+            ("created_date", s(r.date("period.start"))),
+            ("external_id", s(r.s("identifier.value"))),
+        ]),
+    ));
+    match class.as_deref() {
+        Some("IMP" | "ACUTE" | "NONAC" | "OBSENC" | "PRENC") => out.rows.push((
+            "Admission",
+            row(vec![
+                ("admission_id", id(eid)),
+                ("encounter_id", id(eid)),
+                ("patient_id", s(patient)),
+                ("admission_status", s(status)),
+                ("start_timestamp", s(start.clone())),
+                ("admission_timestamp", s(start)),
+                ("discharge_timestamp", s(end)),
+                (
+                    "admission_source_code",
+                    s(r.first_code("hospitalization.admitSource").map(|c| c.1)),
+                ),
+                ("admission_source", s(r.text("hospitalization.admitSource"))),
+                (
+                    "destination_of_discharge_code",
+                    s(r.first_code("hospitalization.dischargeDisposition")
+                        .map(|c| c.1)),
+                ),
+                (
+                    "destination_of_discharge",
+                    s(r.text("hospitalization.dischargeDisposition")),
+                ),
+                ("admission_type", s(r.text("type"))),
+            ]),
+        )),
+        Some("AMB" | "VR" | "HH" | "EMER" | "FLD" | "SS") => out.rows.push((
+            "Appointment",
+            row(vec![
+                ("attendance_id", id(eid)),
+                ("patient_id", s(patient)),
+                ("start_date_time", s(start)),
+                ("end_date_time", s(end)),
+                ("attendance_status", s(status)),
+                ("type", s(r.text("type"))),
+                ("code", s(r.first_code("type").map(|c| c.1))),
+                ("category", s(class)),
+                ("healthcare_provider", s(r.s("serviceProvider.display"))),
+                ("referral_id", s(r.reference("basedOn"))),
+            ]),
+        )),
+        _ => {}
+    }
+}
+
+fn episode_of_care(r: &R, eid: &str) -> Map<String, Value> {
+    row(vec![
+        ("pathway_id", id(eid)),
+        ("patient_id", s(r.reference("patient"))),
+        ("pathway_status", s(r.s("status"))),
+        ("pathway_type", s(r.text("type"))),
+        ("referral_id", s(r.reference("referralRequest"))),
+        ("referral_date", s(r.date("period.start"))),
+        ("site_id", s(r.reference("managingOrganization"))),
+        ("consultant_id", s(r.reference("careManager"))),
+        ("consultant_name", s(r.s("careManager.display"))),
+    ])
+}
+
+fn condition(r: &R, cid: &str) -> Map<String, Value> {
+    row(vec![
+        ("diagnosis_id", id(cid)),
+        ("patient_id", s(r.reference("subject"))),
+        ("encounter_id", s(r.reference("encounter"))),
+        (
+            "diagnosis_snomed_ct_code",
+            s(r.code_in("code", systems::SNOMED_CT)),
+        ),
+        (
+            "diagnosis_icd_10_code",
+            s(r.code_in("code", systems::ICD10)
+                .or_else(|| r.code_in("code", systems::ICD10_UK))),
+        ),
+        ("diagnosis_name", s(r.text("code"))),
+        (
+            "diagnosis_start_date",
+            s(r.date("onsetDateTime")
+                .or_else(|| r.date("onsetPeriod.start"))),
+        ),
+        (
+            "diagnosis_end_date",
+            s(r.date("abatementDateTime")
+                .or_else(|| r.date("abatementPeriod.end"))),
+        ),
+        ("diagnosis_timestamp", s(r.timestamp("recordedDate"))),
+        ("active", s(r.first_code("clinicalStatus").map(|c| c.1))),
+    ])
+}
+
+fn observation(r: &R, oid: &str, out: &mut Mapped) {
+    let code = r
+        .code_in("code", systems::LOINC)
+        .or_else(|| r.code_in("code", systems::SNOMED_CT));
+    let system = if r.code_in("code", systems::LOINC).is_some() {
+        Some(systems::LOINC.to_string())
+    } else {
+        code.as_ref().map(|_| systems::SNOMED_CT.to_string())
+    };
+    let number = r.at("valueQuantity.value").and_then(Value::as_f64);
+    let unit = r
+        .s("valueQuantity.unit")
+        .or_else(|| r.s("valueQuantity.code"));
+    let value_string = r.s("valueString");
+    let value_code = r.first_code("valueCodeableConcept").map(|c| c.1);
+    let value_text = r.text("valueCodeableConcept");
+    let effective = r
+        .timestamp("effectiveDateTime")
+        .or_else(|| r.timestamp("effectivePeriod.start"));
+    let category = r.first_code("category").map(|c| c.1);
+    let patient = r.reference("subject");
+    let encounter = r.reference("encounter");
+    out.rows.push((
+        "Observation",
+        row(vec![
+            ("observation_id", id(oid)),
+            ("patient_id", s(patient.clone())),
+            ("encounter_id", s(encounter.clone())),
+            ("status", s(r.s("status"))),
+            ("category", s(category.clone())),
+            ("code", s(code.clone())),
+            ("code_system", s(system)),
+            ("name", s(r.text("code"))),
+            ("effective_timestamp", s(effective.clone())),
+            (
+                "value_double",
+                number
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number),
+            ),
+            (
+                "value_string",
+                s(value_string.clone().or(value_text.clone())),
+            ),
+            ("value_code", s(value_code.clone())),
+            ("unit", s(unit.clone())),
+            (
+                "interpretation",
+                s(r.first_code("interpretation").map(|c| c.1)),
+            ),
+        ]),
+    ));
+    if category.as_deref() == Some("laboratory") {
+        let (value, kind) = match (number, &value_string, &value_text) {
+            (Some(n), _, _) => (Some(n.to_string()), "quantity"),
+            (None, Some(v), _) => (Some(v.clone()), "string"),
+            (None, None, Some(v)) => (Some(v.clone()), "coded"),
+            _ => (None, "none"),
+        };
+        out.rows.push((
+            "TestResult",
+            row(vec![
+                ("test_result_id", id(oid)),
+                ("patient_id", s(patient)),
+                ("attendance_id", s(encounter)),
+                ("test_id", s(code)),
+                ("test_name", s(r.text("code"))),
+                ("test_date", s(effective)),
+                ("test_ordered_timestamp", s(r.timestamp("issued"))),
+                ("value", s(value)),
+                (
+                    "value_double",
+                    number
+                        .and_then(serde_json::Number::from_f64)
+                        .map(Value::Number),
+                ),
+                ("unit", s(unit)),
+                ("test_value_type", s(Some(kind.to_string()))),
+            ]),
+        ));
+    }
+}
+
+fn procedure(r: &R, pid: &str) -> Map<String, Value> {
+    let when = r
+        .s("performedDateTime")
+        .or_else(|| r.s("performedPeriod.start"));
+    let parsed = when.and_then(|w| parse_date_time(&w).ok());
+    row(vec![
+        ("procedure_id", id(pid)),
+        ("patient_id", s(r.reference("subject"))),
+        ("encounter_id", s(r.reference("encounter"))),
+        (
+            "procedure_snomed_ct_code",
+            s(r.code_in("code", systems::SNOMED_CT)),
+        ),
+        ("procedure_opcs_code", s(r.code_in("code", systems::OPCS4))),
+        ("procedure", s(r.text("code"))),
+        (
+            "procedure_timestamp",
+            s(parsed.and_then(|p| p.timestamp_string())),
+        ),
+        ("procedure_date", s(parsed.and_then(|p| p.date_string()))),
+        ("primary_consultant_id", s(r.reference("performer.actor"))),
+    ])
+}
+
+fn immunization(r: &R, iid: &str) -> Map<String, Value> {
+    let (system, code) = r
+        .codings("vaccineCode")
+        .into_iter()
+        .find_map(|c| {
+            let sys = c.get("system")?.as_str()?;
+            let code = c.get("code")?.as_str()?;
+            [systems::SNOMED_CT, systems::DMD, systems::CVX]
+                .contains(&sys)
+                .then(|| (sys.to_string(), code.to_string()))
+        })
+        .map(|(a, b)| (Some(a), Some(b)))
+        .unwrap_or((None, None));
+    let procedure_ext = r.extension(
+        "https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-VaccinationProcedure",
+    );
+    let dose = r
+        .at("protocolApplied.doseNumberPositiveInt")
+        .and_then(Value::as_i64)
+        .or_else(|| {
+            r.s("protocolApplied.doseNumberString")
+                .and_then(|d| d.parse().ok())
+        });
+    row(vec![
+        ("vaccination_id", id(iid)),
+        ("patient_id", s(r.reference("patient"))),
+        ("encounter_id", s(r.reference("encounter"))),
+        ("status", s(r.s("status"))),
+        ("vaccine_code", s(code)),
+        ("vaccine_code_system", s(system)),
+        ("vaccine_name", s(r.text("vaccineCode"))),
+        ("occurrence_timestamp", s(r.timestamp("occurrenceDateTime"))),
+        ("dose_number", dose.map(Value::from)),
+        (
+            "vaccination_procedure_code",
+            s(procedure_ext
+                .and_then(|e| {
+                    e.get("valueCodeableConcept")?
+                        .get("coding")?
+                        .get(0)?
+                        .get("code")?
+                        .as_str()
+                })
+                .map(str::to_string)),
+        ),
+        ("batch_number", s(r.s("lotNumber"))),
+        (
+            "site_ods_code",
+            s(r.s("location.identifier.value")
+                .or_else(|| r.reference("location"))),
+        ),
+        ("performer_id", s(r.reference("performer.actor"))),
+        ("primary_source", r.b("primarySource").map(Value::Bool)),
+        ("reason_not_given", s(r.text("statusReason"))),
+    ])
+}
+
+fn appointment(r: &R, aid: &str) -> Map<String, Value> {
+    // The patient is the participant whose actor is a Patient.
+    let patient =
+        r.0.get("participant")
+            .and_then(Value::as_array)
+            .and_then(|ps| {
+                ps.iter().find_map(|p| {
+                    let reference = p.get("actor")?.get("reference")?.as_str()?;
+                    (reference.starts_with("Patient/") || reference.contains("/Patient/"))
+                        .then(|| reference_id(reference).map(str::to_string))
+                        .flatten()
+                })
+            });
+    row(vec![
+        ("attendance_id", id(aid)),
+        ("patient_id", s(patient)),
+        ("booking_status", s(r.s("status"))),
+        ("start_date_time", s(r.timestamp("start"))),
+        ("end_date_time", s(r.timestamp("end"))),
+        (
+            "booked_duration",
+            r.at("minutesDuration")
+                .and_then(Value::as_i64)
+                .map(Value::from),
+        ),
+        ("date_time_booked", s(r.timestamp("created"))),
+        ("cancellation_reason", s(r.text("cancelationReason"))),
+        ("type", s(r.text("appointmentType"))),
+        ("code", s(r.first_code("serviceType").map(|c| c.1))),
+        ("specialty_name", s(r.text("specialty"))),
+        (
+            "priority",
+            r.at("priority").map(|p| Value::String(p.to_string())),
+        ),
+        ("referral_id", s(r.reference("basedOn"))),
+        ("appointment_free_text", s(r.s("comment"))),
+    ])
+}
+
+fn service_request(r: &R, sid: &str) -> Map<String, Value> {
+    row(vec![
+        ("referral_id", id(sid)),
+        ("patient_id", s(r.reference("subject"))),
+        ("status", s(r.s("status"))),
+        ("priority", s(r.s("priority"))),
+        ("date_referral_created", s(r.date("authoredOn"))),
+        ("referrer_id", s(r.reference("requester"))),
+        ("service_type_requested", s(r.text("code"))),
+        (
+            "service_type_requested_code",
+            s(r.first_code("code").map(|c| c.1)),
+        ),
+        ("ubrn", s(r.identifier(systems::UBRN))),
+        ("source_unique_id", s(r.s("identifier.value"))),
+        ("referral_notes", s(r.s("note.text"))),
+        ("service_id", s(r.reference("performer"))),
+    ])
+}
+
+fn location(r: &R, lid: &str, out: &mut Mapped) {
+    let physical = r.first_code("physicalType").map(|c| c.1);
+    let ods = r
+        .identifier(systems::ODS_SITE)
+        .or_else(|| r.identifier(systems::ODS_ORGANISATION));
+    if physical.as_deref() == Some("wa") {
+        out.rows.push((
+            "Ward",
+            row(vec![
+                ("ward_id", id(lid)),
+                (
+                    "ward_code",
+                    s(r.s("identifier.value").or_else(|| r.s("name"))),
+                ),
+                ("site", s(r.reference("partOf"))),
+                ("site_ods_code", s(ods)),
+            ]),
+        ));
+    } else {
+        out.rows.push((
+            "Site",
+            row(vec![
+                ("id", id(lid)),
+                ("name", s(r.s("name"))),
+                ("site_ods_code", s(ods)),
+            ]),
+        ));
+    }
+}
+
+fn organization(r: &R, oid: &str) -> Map<String, Value> {
+    let lines: Vec<String> = r
+        .at("address")
+        .and_then(|a| a.get("line"))
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    row(vec![
+        ("organisation_id", id(oid)),
+        ("ods_code", s(r.identifier(systems::ODS_ORGANISATION))),
+        ("name", s(r.s("name"))),
+        ("organisation_type", s(r.text("type"))),
+        ("active", r.b("active").map(Value::Bool)),
+        (
+            "parent_ods_code",
+            s(r.s("partOf.identifier.value")
+                .or_else(|| r.reference("partOf"))),
+        ),
+        ("address_line_1", s(lines.first().cloned())),
+        ("address_line_2", s(lines.get(1).cloned())),
+        ("address_city", s(r.s("address.city"))),
+        (
+            "address_county",
+            s(r.s("address.district").or_else(|| r.s("address.state"))),
+        ),
+        ("postcode", s(r.s("address.postalCode"))),
+        ("phone_number", s(r.telecom("phone"))),
+        ("website", s(r.telecom("url"))),
+    ])
+}
+
+fn practitioner(r: &R, pid: &str) -> Map<String, Value> {
+    let name = r.s("name.text").or_else(|| {
+        let parts: Vec<String> = [r.s("name.prefix"), r.s("name.given"), r.s("name.family")]
+            .into_iter()
+            .flatten()
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    });
+    let (body, number) = match (r.identifier(systems::GMC), r.identifier(systems::NMC)) {
+        (Some(g), _) => (Some("GMC"), Some(g)),
+        (None, Some(n)) => (Some("NMC"), Some(n)),
+        _ => (None, None),
+    };
+    row(vec![
+        ("care_professional_id", id(pid)),
+        ("care_professional_local_id", s(r.s("identifier.value"))),
+        ("name", s(name)),
+        ("is_active", r.b("active").map(Value::Bool)),
+        (
+            "professional_registration_body",
+            s(body.map(str::to_string)),
+        ),
+        ("professional_registration_entry_id", s(number)),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn uk_core_patient() {
+        let p = json!({"resourceType": "Patient", "id": "p1",
+            "identifier": [{"system": systems::NHS_NUMBER, "value": "943 476 5919"},
+                           {"type": {"coding": [{"code": "MR"}]}, "system": "https://trust.nhs.uk/mrn", "value": "RXX123"}],
+            "name": [{"given": ["Ann", "B"], "family": "Smith", "prefix": ["Mrs"]}],
+            "birthDate": "1970-01-31", "gender": "female",
+            "address": [{"line": ["1 High St"], "city": "Leeds", "postalCode": "LS1 4AP"}],
+            "extension": [{"url": systems::ETHNIC_CATEGORY_EXT,
+               "valueCodeableConcept": {"coding": [{"code": "A", "display": "British"}]}}],
+            "generalPractitioner": [{"reference": "Organization/B82001"}]});
+        let m = map_resource(&p, "p1").unwrap();
+        let (t, r) = &m.rows[0];
+        assert_eq!(*t, "Patient");
+        assert_eq!(r["nhs_number"], "9434765919");
+        assert_eq!(r["mrn"], "RXX123");
+        assert_eq!(r["full_name"], "Ann Smith");
+        assert_eq!(r["ethnic_category_code"], "A");
+        assert_eq!(r["registered_gp"], "B82001");
+        assert_eq!(r["postcode"], "LS1 4AP");
+    }
+
+    #[test]
+    fn inpatient_encounter_is_also_an_admission() {
+        let e = json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "IMP"},
+            "subject": {"reference": "Patient/p1"},
+            "period": {"start": "2024-01-01T10:00:00Z", "end": "2024-01-03T12:00:00+00:00"}});
+        let m = map_resource(&e, "e1").unwrap();
+        let types: Vec<_> = m.rows.iter().map(|r| r.0).collect();
+        assert_eq!(types, vec!["Encounter", "Admission"]);
+        assert_eq!(
+            m.rows[1].1["discharge_timestamp"],
+            "2024-01-03T12:00:00.000000Z"
+        );
+    }
+
+    #[test]
+    fn lab_observation_is_also_a_test_result() {
+        let o = json!({"resourceType": "Observation", "status": "final",
+            "category": [{"coding": [{"code": "laboratory"}]}],
+            "code": {"coding": [{"system": systems::LOINC, "code": "2339-0", "display": "Glucose"}]},
+            "subject": {"reference": "urn:uuid:p1"}, "valueQuantity": {"value": 5.4, "unit": "mmol/L"}});
+        let m = map_resource(&o, "o1").unwrap();
+        assert_eq!(m.rows.len(), 2);
+        assert_eq!(m.rows[1].1["value"], "5.4");
+        assert_eq!(m.rows[0].1["patient_id"], "p1");
+    }
+
+    #[test]
+    fn unmapped_types_say_so() {
+        assert!(map_resource(&json!({"resourceType": "Claim"}), "c").is_none());
+    }
+}
