@@ -37,7 +37,7 @@ fn has_the_62_cdm_types_and_the_extensions() {
         assert!(!m.object_type(name).unwrap().extension, "{name}");
     }
     let names: HashSet<&str> = m.object_types().iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names.len(), 65);
+    assert_eq!(names.len(), 68);
     let property_count: usize = m.cdm_types().map(|t| t.properties.len()).sum();
     assert!(property_count > 1_200, "{property_count}");
 }
@@ -413,7 +413,7 @@ fn describe_lists_types_and_properties() {
     let pathway = m.object_type("DischargeReadiness").unwrap().describe();
     assert!(pathway.contains("one of: 0, 1, 2, 3"), "{pathway}");
     let summary = m.describe_summary();
-    assert_eq!(summary.lines().count(), 66);
+    assert_eq!(summary.lines().count(), 69);
     assert!(summary
         .lines()
         .any(|l| l.starts_with("Bed ") && l.ends_with("[extension]")));
