@@ -209,8 +209,9 @@ fn walk(
                     unresolved.push((format!("{path}.reference"), r.clone()));
                 }
             }
+            // Contained resources refer to the Bundle's entries too.
             for (k, child) in o.iter_mut() {
-                if k != "contained" && k != "text" {
+                if k != "text" {
                     walk(child, &format!("{path}.{k}"), map, unresolved);
                 }
             }

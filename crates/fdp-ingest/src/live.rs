@@ -207,6 +207,7 @@ pub async fn write_canonical(
         transform: "hl7v2-adt-census".into(),
         through_seq: through,
         raw_versions: progress.versions,
+        run: None,
     };
     for (table, schema, batch) in tables {
         store

@@ -36,11 +36,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deltalake::DeltaTable;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+pub use deltalake::arrow;
 pub use deltalake::arrow::array::RecordBatch;
 pub use deltalake::arrow::datatypes::{Schema, SchemaRef};
+pub use deltalake::DeltaTable;
 pub use query::AsOf;
 pub use raw::{RawRecord, RecordStatus};
 pub use tables::{Layer, Lineage, TableVersion};

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::catalog::MemorySchemaProvider;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use deltalake::arrow::array::RecordBatch;
 
 use crate::tables::{self, Layer};
@@ -22,6 +22,8 @@ pub enum AsOf {
     Latest,
     /// A Delta version number, applied to every table that has it.
     Version(u64),
+    /// The state each table had at this instant.
+    Timestamp(chrono::DateTime<chrono::Utc>),
 }
 
 /// A DataFusion session with every table of the data directory registered.
@@ -34,30 +36,54 @@ pub async fn session(data_dir: &Path, as_of: AsOf) -> Result<SessionContext, Sto
         .catalog("datafusion")
         .ok_or_else(|| StoreError::Config("default catalog missing".into()))?;
     catalog.register_schema("raw", Arc::new(MemorySchemaProvider::new()))?;
+    // Canonical tables may be written in parts, one per writer; a query sees
+    // their union under the table's own name.
+    let mut canonical: std::collections::BTreeMap<String, Vec<DataFrame>> = Default::default();
     for layer in [Layer::Canonical, Layer::Raw] {
         for name in tables::list_tables(data_dir, layer) {
-            let version = match as_of {
-                AsOf::Latest => None,
-                AsOf::Version(v) => Some(v),
-            };
             let path = tables::table_path(data_dir, layer, &name);
-            let table = match tables::open(&path, version).await {
-                Ok(t) => t,
-                // A table created after the requested version has no such
-                // version; leave it out rather than fail the whole query.
-                Err(_) if version.is_some() => continue,
-                Err(e) => return Err(e),
+            let Some(table) = open_as_of(&path, as_of).await? else {
+                continue;
             };
             table.update_datafusion_session(&ctx.state())?;
             let provider = table.table_provider().await?;
-            let qualified = match layer {
-                Layer::Canonical => name.clone(),
-                Layer::Raw => format!("raw.{name}"),
-            };
-            ctx.register_table(qualified.as_str(), provider)?;
+            match layer {
+                Layer::Canonical => {
+                    let (base, _) = tables::split_part(&name);
+                    let df = ctx.read_table(provider)?;
+                    canonical.entry(base.to_string()).or_default().push(df);
+                }
+                Layer::Raw => {
+                    ctx.register_table(format!("raw.{name}").as_str(), provider)?;
+                }
+            }
         }
     }
+    for (name, mut parts) in canonical {
+        let mut df = parts.remove(0);
+        for other in parts {
+            df = df.union_by_name(other)?;
+        }
+        ctx.register_table(name.as_str(), df.into_view())?;
+    }
     Ok(ctx)
+}
+
+/// A table as of `as_of`, or `None` when it did not exist then.
+async fn open_as_of(path: &Path, as_of: AsOf) -> Result<Option<deltalake::DeltaTable>, StoreError> {
+    match as_of {
+        AsOf::Latest => tables::open(path, None).await.map(Some),
+        // A table created after the requested version has no such version;
+        // leave it out rather than fail the whole query.
+        AsOf::Version(v) => Ok(tables::open(path, Some(v)).await.ok()),
+        AsOf::Timestamp(t) => {
+            let mut table = tables::open(path, None).await?;
+            match table.load_with_datetime(t).await {
+                Ok(()) => Ok(Some(table)),
+                Err(_) => Ok(None),
+            }
+        }
+    }
 }
 
 /// Run one SQL statement and collect its result.

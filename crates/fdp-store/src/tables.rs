@@ -142,6 +142,127 @@ pub async fn overwrite(
         .await?)
 }
 
+/// The separator between a canonical table's name and the writer that owns
+/// one part of it: `patient` is written by the ADT census, `patient@fhir` by
+/// the FHIR source. One writer per Delta table means writers never conflict;
+/// queries see the union of the parts under the plain name.
+pub const PART_SEPARATOR: char = '@';
+
+/// The directory name of `writer`'s part of canonical table `table`.
+pub fn part_name(table: &str, writer: &str) -> String {
+    format!("{table}{PART_SEPARATOR}{writer}")
+}
+
+/// The canonical table a directory belongs to, and its writer if it is a part.
+pub fn split_part(name: &str) -> (&str, Option<&str>) {
+    match name.split_once(PART_SEPARATOR) {
+        Some((t, w)) => (t, Some(w)),
+        None => (name, None),
+    }
+}
+
+/// Commit properties recording what a commit was derived from and, under
+/// `app_id`, how far through its source it reached, so a writer restarted
+/// after a crash can tell what it still has to apply.
+pub fn commit_properties(lineage: &Lineage, app_id: &str, reached: i64) -> CommitProperties {
+    let lineage_json = serde_json::to_value(lineage).expect("lineage serialises");
+    CommitProperties::default()
+        .with_application_transaction(Transaction::new(app_id, reached))
+        .with_metadata([("openfdp.lineage".to_string(), lineage_json)])
+}
+
+/// How far a table's writer under `app_id` had reached at its last commit.
+pub async fn app_watermark(table: &DeltaTable, app_id: &str) -> Result<Option<i64>, StoreError> {
+    let snapshot = table.snapshot()?;
+    Ok(snapshot
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await?)
+}
+
+/// Append batches in one commit.
+pub async fn append(
+    table: DeltaTable,
+    batches: Vec<RecordBatch>,
+    props: CommitProperties,
+) -> Result<DeltaTable, StoreError> {
+    let batches = batches
+        .into_iter()
+        .map(without_metadata)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(table
+        .write(batches)
+        .with_save_mode(SaveMode::Append)
+        .with_commit_properties(props)
+        .await?)
+}
+
+/// Replace a table's contents in one commit.
+pub async fn replace(
+    table: DeltaTable,
+    batches: Vec<RecordBatch>,
+    props: CommitProperties,
+) -> Result<DeltaTable, StoreError> {
+    let batches = batches
+        .into_iter()
+        .map(without_metadata)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(table
+        .write(batches)
+        .with_save_mode(SaveMode::Overwrite)
+        .with_schema_mode(SchemaMode::Overwrite)
+        .with_commit_properties(props)
+        .await?)
+}
+
+/// Insert rows, replacing those whose `key` column matches, in one commit.
+/// The rows must not repeat a key.
+pub async fn upsert(
+    table: DeltaTable,
+    batch: RecordBatch,
+    key: &str,
+    props: CommitProperties,
+) -> Result<DeltaTable, StoreError> {
+    use datafusion::prelude::{col, SessionContext};
+    let batch = without_metadata(batch)?;
+    let columns: Vec<String> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let ctx = SessionContext::new();
+    let source = ctx.read_batch(batch)?;
+    let quoted = |c: &str| format!("\"{c}\"");
+    let (table, _metrics) = table
+        .merge(
+            source,
+            col(format!("target.{}", quoted(key))).eq(col(format!("source.{}", quoted(key)))),
+        )
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .with_commit_properties(props)
+        .when_matched_update(|mut u| {
+            for c in &columns {
+                u = u.update(
+                    format!("target.{}", quoted(c)),
+                    col(format!("source.{}", quoted(c))),
+                );
+            }
+            u
+        })?
+        .when_not_matched_insert(|mut i| {
+            for c in &columns {
+                i = i.set(
+                    format!("target.{}", quoted(c)),
+                    col(format!("source.{}", quoted(c))),
+                );
+            }
+            i
+        })?
+        .await?;
+    Ok(table)
+}
+
 /// The writer compares schemas exactly, metadata included, against the
 /// schema it derives from the Delta log, which keeps none.
 fn without_metadata(batch: RecordBatch) -> Result<RecordBatch, StoreError> {
@@ -176,6 +297,9 @@ pub async fn compact(table: DeltaTable, max_files: usize) -> Result<(DeltaTable,
 pub struct Lineage {
     /// The transform that produced the version, e.g. `hl7v2-adt`.
     pub transform: String,
+    /// The source run (an import, a file load) that produced it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     /// Highest raw sequence number applied.
     pub through_seq: u64,
     /// Raw table name → the version of it that held `through_seq`.

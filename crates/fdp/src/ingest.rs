@@ -26,6 +26,16 @@ pub enum IngestCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// FHIR R4: NDJSON files (one resource per line, as a Bulk Data export
+    /// writes them), JSON resources and batch, transaction or collection
+    /// Bundles, or directories of them. References between the Bundles
+    /// given are resolved.
+    Fhir {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// A bed register: the sites, wards and beds of the trust
     Beds {
         #[arg(long)]
@@ -88,6 +98,7 @@ pub async fn run(cmd: IngestCommand) -> Result<()> {
             files,
         } => hl7(&data_dir, &ods, &files).await,
         IngestCommand::Beds { data_dir, file } => beds(&data_dir, &file).await,
+        IngestCommand::Fhir { data_dir, paths } => fhir(&data_dir, &paths).await.map(|_| ()),
     }
 }
 
@@ -223,6 +234,133 @@ pub async fn load_bed_register(
         })
         .await?;
     Ok(())
+}
+
+/// Resources per load: each is one raw commit and one commit per canonical table.
+const FHIR_CHUNK: usize = 100_000;
+
+/// Expand directories into the FHIR files they hold.
+fn fhir_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading directory {}", p.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|f| {
+                    f.extension()
+                        .is_some_and(|x| x == "json" || x == "ndjson" || x == "jsonl")
+                })
+                .collect();
+            inside.sort();
+            out.extend(inside);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Load FHIR files into a data directory and print what happened.
+pub async fn fhir(data_dir: &Path, paths: &[PathBuf]) -> Result<fdp_ingest::fhir::Report> {
+    use fdp_ingest::fhir::{self, FhirSource, Report};
+    let files = fhir_files(paths)?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let mut source = FhirSource::open(data_dir)
+        .await
+        .with_context(|| format!("opening the FHIR tables in {}", data_dir.display()))?;
+    let run_id = format!("fhir-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
+    let mut report = Report {
+        run_id: run_id.clone(),
+        ..Report::default()
+    };
+    let (ndjson, json): (Vec<PathBuf>, Vec<PathBuf>) =
+        files.into_iter().partition(|f| fhir::is_ndjson(f));
+
+    // Bundles are read together so references between them resolve.
+    if !json.is_empty() {
+        let batch = fhir::read_files(&json).context("reading FHIR files")?;
+        for (at, r) in batch.unresolved.iter().take(10) {
+            eprintln!("warning: {at} refers to {r}, which none of the files given holds");
+        }
+        let pb = progress(batch.incoming.len() as u64, "resources");
+        let mut incoming = batch.incoming;
+        let mut unreadable = Some(batch.unreadable);
+        while !incoming.is_empty() || unreadable.is_some() {
+            let rest = incoming.split_off(incoming.len().min(FHIR_CHUNK));
+            let chunk = std::mem::replace(&mut incoming, rest);
+            let n = chunk.len() as u64;
+            let (_, r) = source
+                .load(&run_id, chunk, unreadable.take().unwrap_or_default())
+                .await?;
+            report.merge(r);
+            pb.inc(n);
+        }
+        pb.finish_and_clear();
+    }
+    for file in &ndjson {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading {} (NDJSON must be UTF-8)", file.display()))?;
+        let name = file.display().to_string();
+        let pb = progress(text.lines().count() as u64, &name);
+        let mut chunk = Vec::with_capacity(FHIR_CHUNK);
+        for (n, line) in text.lines().enumerate() {
+            if !line.trim().is_empty() {
+                chunk.push(fhir::ndjson_line(line, &name, n + 1));
+            }
+            if chunk.len() == FHIR_CHUNK {
+                let c = std::mem::replace(&mut chunk, Vec::with_capacity(FHIR_CHUNK));
+                let len = c.len() as u64;
+                report.merge(source.load(&run_id, c, Vec::new()).await?.1);
+                pb.inc(len);
+            }
+        }
+        if !chunk.is_empty() {
+            let len = chunk.len() as u64;
+            report.merge(source.load(&run_id, chunk, Vec::new()).await?.1);
+            pb.inc(len);
+        }
+        pb.finish_and_clear();
+    }
+    print_fhir_report(&report);
+    Ok(report)
+}
+
+fn print_fhir_report(report: &fdp_ingest::fhir::Report) {
+    println!(
+        "{:<24} {:>10} {:>10} {:>10} {:>10}",
+        "RESOURCE TYPE", "ACCEPTED", "UNCHANGED", "NOT MAPPED", "REJECTED"
+    );
+    for (t, c) in &report.by_type {
+        println!(
+            "{t:<24} {:>10} {:>10} {:>10} {:>10}",
+            c.accepted, c.unchanged, c.not_mapped, c.rejected
+        );
+    }
+    let t = report.total();
+    println!(
+        "{:<24} {:>10} {:>10} {:>10} {:>10}",
+        "total", t.accepted, t.unchanged, t.not_mapped, t.rejected
+    );
+    if !report.canonical_rows.is_empty() {
+        let tables: Vec<String> = report
+            .canonical_rows
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!("canonical rows written: {}", tables.join(", "));
+    }
+    for (at, why) in report.rejected.iter().take(20) {
+        println!("  rejected: {at}: {why}");
+    }
+    if report.rejected.len() > 20 {
+        println!(
+            "  … and {} more (fdp sql \"SELECT location, reason FROM raw.fhir_resource WHERE status = 'quarantined'\")",
+            report.rejected.len() - 20
+        );
+    }
 }
 
 #[cfg(test)]
