@@ -238,7 +238,7 @@ pub fn validate(resource: &Value) -> Vec<Issue> {
             ));
         }
     }
-    walk_dates(obj, rt, &mut issues);
+    walk_dates(obj, rt, &mut Vec::new(), &mut issues);
     match rt {
         "Patient" => check_patient(obj, &mut issues),
         "Condition" => check_coded(
@@ -275,13 +275,44 @@ pub fn validate(resource: &Value) -> Vec<Issue> {
     issues
 }
 
-fn walk_dates(obj: &Map<String, Value>, path: &str, issues: &mut Vec<Issue>) {
+/// A step of the path to an element, kept as a stack while walking so that
+/// a path string is only built for an element that has a problem.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn path_string(root: &str, steps: &[Step]) -> String {
+    let mut s = root.to_string();
+    for st in steps {
+        match st {
+            Step::Key(k) => {
+                s.push('.');
+                s.push_str(k);
+            }
+            Step::Index(i) => {
+                s.push('[');
+                s.push_str(&i.to_string());
+                s.push(']');
+            }
+        }
+    }
+    s
+}
+
+fn walk_dates<'a>(
+    obj: &'a Map<String, Value>,
+    root: &str,
+    steps: &mut Vec<Step<'a>>,
+    issues: &mut Vec<Issue>,
+) {
     for (k, v) in obj {
         // Narrative is XHTML, and contained resources are checked as written.
         if k == "text" || k == "div" {
             continue;
         }
-        let here = format!("{path}.{k}");
+        steps.push(Step::Key(k));
         match v {
             Value::String(s) if is_date_element(k) => {
                 let checked = if k == "lastUpdated" || k == "issued" {
@@ -290,19 +321,22 @@ fn walk_dates(obj: &Map<String, Value>, path: &str, issues: &mut Vec<Issue>) {
                     parse_date_time(s).map(|_| ())
                 };
                 if let Err(e) = checked {
-                    issues.push(Issue::error(IssueCode::Value, here, e));
+                    issues.push(Issue::error(IssueCode::Value, path_string(root, steps), e));
                 }
             }
-            Value::Object(o) => walk_dates(o, &here, issues),
+            Value::Object(o) => walk_dates(o, root, steps, issues),
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     if let Value::Object(o) = item {
-                        walk_dates(o, &format!("{here}[{i}]"), issues);
+                        steps.push(Step::Index(i));
+                        walk_dates(o, root, steps, issues);
+                        steps.pop();
                     }
                 }
             }
             _ => {}
         }
+        steps.pop();
     }
 }
 
@@ -427,33 +461,39 @@ fn check_coded(
 /// References must be relative (`Type/id`), absolute URLs, `urn:uuid:`,
 /// `urn:oid:` or contained (`#id`).
 fn check_reference_shapes(v: &Value, rt: &str, issues: &mut Vec<Issue>) {
-    fn walk(v: &Value, path: &str, issues: &mut Vec<Issue>) {
+    fn walk<'a>(v: &'a Value, root: &str, steps: &mut Vec<Step<'a>>, issues: &mut Vec<Issue>) {
         match v {
             Value::Object(o) => {
                 if let Some(Value::String(r)) = o.get("reference") {
                     if !reference_shape_ok(r) {
                         issues.push(Issue::error(
                             IssueCode::Value,
-                            format!("{path}.reference"),
+                            format!("{}.reference", path_string(root, steps)),
                             format!("{r:?} is not a reference (Type/id, a URL, urn:uuid: or #id)"),
                         ));
                     }
                 }
                 for (k, child) in o {
-                    if k != "contained" && k != "text" {
-                        walk(child, &format!("{path}.{k}"), issues);
+                    if k != "contained" && k != "text" && (child.is_object() || child.is_array()) {
+                        steps.push(Step::Key(k));
+                        walk(child, root, steps, issues);
+                        steps.pop();
                     }
                 }
             }
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    walk(item, &format!("{path}[{i}]"), issues);
+                    if item.is_object() || item.is_array() {
+                        steps.push(Step::Index(i));
+                        walk(item, root, steps, issues);
+                        steps.pop();
+                    }
                 }
             }
             _ => {}
         }
     }
-    walk(v, rt, issues);
+    walk(v, rt, &mut Vec::new(), issues);
 }
 
 fn reference_shape_ok(r: &str) -> bool {

@@ -172,6 +172,12 @@ pub struct FhirSource {
 
 /// The product of the CPU-bound part of a load, per incoming resource.
 enum Prepared {
+    /// Content already held: neither checked nor mapped again.
+    Unchanged {
+        resource_type: String,
+        id: String,
+        version: i64,
+    },
     Good {
         resource_type: String,
         id: String,
@@ -274,37 +280,30 @@ impl FhirSource {
     /// two) up to date by deriving them again from raw.
     async fn catch_up_canonical(&mut self) -> Result<(), StoreError> {
         let Some(raw) = &self.raw else { return Ok(()) };
-        let raw_version = raw.version().unwrap_or(0) as i64;
-        let model = Model::canonical();
+        let raw_version = raw.version().unwrap_or(0);
+        // Only the newest raw commit can have missed its canonical commits:
+        // every load after it starts here.
+        let last = tables::history(raw, 1).await?;
+        let targets: Vec<String> = last
+            .first()
+            .and_then(|v| v.lineage.clone())
+            .and_then(|l| serde_json::from_value::<Lineage>(l).ok())
+            .map(|l| l.targets)
+            .unwrap_or_default();
         let mut behind = false;
-        for name in tables::list_tables(&self.data_dir, Layer::Canonical) {
-            if tables::split_part(&name).1 != Some(WRITER) {
-                continue;
-            }
-            let t = tables::open(
-                &tables::table_path(&self.data_dir, Layer::Canonical, &name),
-                None,
-            )
-            .await?;
-            if tables::app_watermark(&t, APP_ID).await?.unwrap_or(-1) < raw_version {
-                behind = true;
-            }
-        }
-        // A raw commit with mapped resources but no part at all is also behind.
-        if !behind
-            && self
-                .index
-                .keys()
-                .any(|(rt, _)| fdp_fhir::MAPPED_TYPES.contains(&rt.as_str()))
-        {
-            let any_part = tables::list_tables(&self.data_dir, Layer::Canonical)
-                .iter()
-                .any(|n| tables::split_part(n).1 == Some(WRITER));
-            behind = !any_part;
+        for name in targets {
+            let path = tables::table_path(&self.data_dir, Layer::Canonical, &name);
+            let reached = match tables::open(&path, None).await {
+                Ok(t) => tables::app_watermark(&t, APP_ID).await?.unwrap_or(-1),
+                Err(_) => -1,
+            };
+            behind |= reached < raw_version as i64;
         }
         if behind {
-            tracing::warn!("FHIR canonical tables are behind raw; deriving them again");
-            self.rebuild_canonical(model).await?;
+            tracing::warn!(
+                "FHIR canonical tables missed the last load; deriving them again from raw"
+            );
+            self.rebuild_canonical(Model::canonical()).await?;
         }
         Ok(())
     }
@@ -362,6 +361,7 @@ impl FhirSource {
             through_seq: 0,
             raw_versions: [(RAW_TABLE.to_string(), raw_version)].into(),
             run: Some("rebuild".into()),
+            targets: Vec::new(),
         };
         let mut counts = BTreeMap::new();
         for (type_name, rows) in rows {
@@ -397,8 +397,55 @@ impl FhirSource {
         incoming: Vec<Incoming>,
         unreadable: Vec<Unreadable>,
     ) -> Result<(Vec<Outcome>, Report), StoreError> {
+        let staged = self.stage(run_id, incoming, unreadable);
+        let raw = self.raw.take();
+        match commit(self.data_dir.clone(), raw, staged).await {
+            Ok(done) => {
+                self.raw = done.raw;
+                Ok((done.outcomes, done.report))
+            }
+            Err(e) => {
+                // The index already counts what failed to commit: read it again.
+                self.reopen().await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The raw table handle, for [`commit`] run alongside the next [`stage`](Self::stage).
+    pub fn take_raw(&mut self) -> Option<DeltaTable> {
+        self.raw.take()
+    }
+
+    /// The raw table handle a [`commit`] returned.
+    pub fn set_raw(&mut self, raw: Option<DeltaTable>) {
+        self.raw = raw;
+    }
+
+    /// Read what the source holds again from raw.
+    pub async fn reopen(&mut self) -> Result<(), StoreError> {
+        *self = FhirSource::open(&self.data_dir).await?;
+        Ok(())
+    }
+
+    /// Check, map and version resources (the CPU-bound part of a load, on
+    /// every core) and count them as held. The result must then be
+    /// committed with [`commit`]; a failed commit must be followed by
+    /// [`reopen`](Self::reopen).
+    pub fn stage(
+        &mut self,
+        run_id: &str,
+        incoming: Vec<Incoming>,
+        unreadable: Vec<Unreadable>,
+    ) -> Staged {
         let model = Model::canonical();
-        let prepared = prepare_all(incoming, model);
+        let started = std::time::Instant::now();
+        let held = Held {
+            index: &self.index,
+            seen: &self.seen,
+        };
+        let prepared = prepare_all(incoming, model, &held);
+        tracing::debug!(resources = prepared.len(), elapsed = ?started.elapsed(), "FHIR resources checked and mapped");
         let mut report = Report {
             run_id: run_id.to_string(),
             ..Report::default()
@@ -444,6 +491,22 @@ impl FhirSource {
                         &payload,
                     );
                     outcomes.push(Outcome::Rejected(outcome));
+                }
+                Prepared::Unchanged {
+                    resource_type,
+                    id,
+                    version,
+                } => {
+                    report
+                        .by_type
+                        .entry(resource_type.clone())
+                        .or_default()
+                        .unchanged += 1;
+                    outcomes.push(Outcome::Unchanged {
+                        resource_type,
+                        id,
+                        version,
+                    });
                 }
                 Prepared::Good {
                     resource_type,
@@ -548,27 +611,97 @@ impl FhirSource {
                 diagnostics: u.reason,
             })));
         }
-        if raw.len == 0 {
-            return Ok((outcomes, report));
+        for (k, c) in new_index {
+            self.index.insert(k, c);
         }
+        Staged {
+            run_id: run_id.to_string(),
+            outcomes,
+            report,
+            raw,
+            canonical: canonical
+                .into_iter()
+                .map(|(t, (rows, _))| (t, rows))
+                .collect(),
+            touched_existing,
+        }
+    }
+}
+
+/// A load checked and versioned, ready to commit.
+pub struct Staged {
+    run_id: String,
+    outcomes: Vec<Outcome>,
+    report: Report,
+    raw: RawRows,
+    canonical: Vec<(&'static str, Vec<Map<String, Value>>)>,
+    touched_existing: BTreeMap<&'static str, bool>,
+}
+
+/// What a commit did, and the raw table handle to give back to the source.
+pub struct Committed {
+    pub raw: Option<DeltaTable>,
+    pub outcomes: Vec<Outcome>,
+    pub report: Report,
+}
+
+/// Commit a staged load: raw in one commit, then each canonical part in one.
+pub async fn commit(
+    data_dir: PathBuf,
+    raw_table: Option<DeltaTable>,
+    staged: Staged,
+) -> Result<Committed, StoreError> {
+    let Staged {
+        run_id,
+        outcomes,
+        mut report,
+        raw,
+        canonical,
+        touched_existing,
+    } = staged;
+    let model = Model::canonical();
+    if raw.len == 0 {
+        return Ok(Committed {
+            raw: raw_table,
+            outcomes,
+            report,
+        });
+    }
+    {
+        let targets = canonical
+            .iter()
+            .map(|(t, _)| {
+                let table = &model
+                    .object_type(t)
+                    .expect("mapped types are in the model")
+                    .table;
+                tables::part_name(table, WRITER)
+            })
+            .collect();
+        // Encoding the canonical rows is CPU work that can overlap the raw
+        // commit; the canonical commits still wait for raw.
+        let encoded = tokio::task::spawn_blocking(move || encode_canonical(model, canonical));
 
         // Raw first: once this commit is in, nothing accepted can be lost.
-        let raw_table = match self.raw.take() {
+        let raw_table = match raw_table {
             Some(t) => t,
             None => {
-                let path = tables::table_path(&self.data_dir, Layer::Raw, RAW_TABLE);
+                let path = tables::table_path(&data_dir, Layer::Raw, RAW_TABLE);
                 tables::open_or_create(&path, raw_schema()).await?
             }
         };
+
         let lineage = Lineage {
             transform: "fhir-r4".into(),
             through_seq: 0,
             raw_versions: BTreeMap::new(),
-            run: Some(run_id.to_string()),
+            run: Some(run_id.clone()),
+            targets,
         };
         let raw_batch = raw
             .finish()
             .map_err(|e| StoreError::Config(format!("raw FHIR batch: {e}")))?;
+        let raw_started = std::time::Instant::now();
         let raw_table = tables::append(
             raw_table,
             vec![raw_batch],
@@ -576,42 +709,73 @@ impl FhirSource {
         )
         .await?;
         let raw_version = raw_table.version().unwrap_or(0);
-        self.raw = Some(raw_table);
+        tracing::debug!(elapsed = ?raw_started.elapsed(), "FHIR raw commit");
         report.raw_version = Some(raw_version);
-        for (k, c) in new_index {
-            self.index.insert(k, c);
-        }
 
         let lineage = Lineage {
             raw_versions: [(RAW_TABLE.to_string(), raw_version)].into(),
+            targets: Vec::new(),
             ..lineage
         };
-        for (type_name, (rows, _)) in canonical {
+        let started = std::time::Instant::now();
+        let mut commits = Vec::new();
+        for (type_name, rows, batch) in encoded
+            .await
+            .map_err(|e| StoreError::Config(format!("encoding canonical rows: {e}")))?
+        {
+            let batch = batch.map_err(|e| StoreError::Config(format!("{type_name}: {e}")))?;
             let ot = model
                 .object_type(type_name)
                 .expect("mapped types are in the model");
-            let schema = plain_schema(ot);
-            let batch =
-                tokio::task::block_in_place(|| fdp_store::rows::batch_from_rows(&schema, &rows))
-                    .map_err(|e| StoreError::Config(format!("{type_name}: {e}")))?;
             let path = tables::table_path(
-                &self.data_dir,
+                &data_dir,
                 Layer::Canonical,
                 &tables::part_name(&ot.table, WRITER),
             );
-            let table = tables::open_or_create(&path, schema.clone()).await?;
             let props = tables::commit_properties(&lineage, APP_ID, raw_version as i64);
-            if touched_existing.get(type_name).copied().unwrap_or(false) {
-                tables::upsert(table, batch, &ot.primary_key_property().column, props).await?;
-            } else {
-                tables::append(table, vec![batch], props).await?;
-            }
-            report
-                .canonical_rows
-                .insert(ot.table.clone(), rows.len() as u64);
+            let merge = touched_existing.get(type_name).copied().unwrap_or(false);
+            report.canonical_rows.insert(ot.table.clone(), rows as u64);
+            // Each part is its own Delta table: their commits can run together.
+            commits.push(async move {
+                let table = tables::open_or_create(&path, plain_schema(ot)).await?;
+                if merge {
+                    tables::upsert(table, batch, &ot.primary_key_property().column, props).await
+                } else {
+                    tables::append(table, vec![batch], props).await
+                }
+            });
         }
-        Ok((outcomes, report))
+        futures::future::try_join_all(commits).await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "FHIR canonical parts committed");
+        Ok(Committed {
+            raw: Some(raw_table),
+            outcomes,
+            report,
+        })
     }
+}
+
+/// Arrow batches of canonical rows, one per object type, encoded in parallel.
+fn encode_canonical(
+    model: &'static Model,
+    tables: Vec<(&'static str, Vec<Map<String, Value>>)>,
+) -> Vec<(&'static str, usize, Result<RecordBatch, String>)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = tables
+            .into_iter()
+            .map(|(t, rows)| {
+                s.spawn(move || {
+                    let ot = model.object_type(t).expect("mapped types are in the model");
+                    let batch = fdp_store::rows::batch_from_rows(&plain_schema(ot), &rows);
+                    (t, rows.len(), batch)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("encoding does not panic"))
+            .collect()
+    })
 }
 
 /// A string column as plain UTF-8, whichever string layout the reader chose.
@@ -645,12 +809,15 @@ fn plain_schema(ot: &fdp_model::ObjectType) -> SchemaRef {
 }
 
 /// Validate, serialise, hash and map every resource, spread over the cores.
-fn prepare_all(incoming: Vec<Incoming>, model: &Model) -> Vec<Prepared> {
+fn prepare_all(incoming: Vec<Incoming>, model: &Model, held: &Held) -> Vec<Prepared> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     if incoming.len() < 256 || threads == 1 {
-        return incoming.into_iter().map(|i| prepare(i, model)).collect();
+        return incoming
+            .into_iter()
+            .map(|i| prepare(i, model, held))
+            .collect();
     }
     let chunk = incoming.len().div_ceil(threads);
     let mut chunks: Vec<Vec<Incoming>> = Vec::new();
@@ -667,7 +834,11 @@ fn prepare_all(incoming: Vec<Incoming>, model: &Model) -> Vec<Prepared> {
             let handles: Vec<_> = chunks
                 .into_iter()
                 .map(|c| {
-                    s.spawn(move || c.into_iter().map(|i| prepare(i, model)).collect::<Vec<_>>())
+                    s.spawn(move || {
+                        c.into_iter()
+                            .map(|i| prepare(i, model, held))
+                            .collect::<Vec<_>>()
+                    })
                 })
                 .collect();
             handles
@@ -684,7 +855,13 @@ fn prepare_all(incoming: Vec<Incoming>, model: &Model) -> Vec<Prepared> {
     }
 }
 
-fn prepare(mut i: Incoming, model: &Model) -> Prepared {
+/// What the source already holds, for telling unchanged resources early.
+struct Held<'a> {
+    index: &'a HashMap<(String, String), Current>,
+    seen: &'a std::collections::HashSet<[u8; 32]>,
+}
+
+fn prepare(mut i: Incoming, model: &Model, held: &Held) -> Prepared {
     if i.resource.is_null() {
         if let Some(text) = &i.text {
             match serde_json::from_str::<Value>(text) {
@@ -716,10 +893,6 @@ fn prepare(mut i: Incoming, model: &Model) -> Prepared {
         Some(t) => t,
         None => serde_json::to_string(&i.resource).expect("JSON values serialise"),
     };
-    let mut issues: Vec<Issue> = fdp_fhir::validate::validate(&i.resource)
-        .into_iter()
-        .filter(Issue::is_error)
-        .collect();
     let id =
         i.id.or_else(|| {
             i.resource
@@ -728,6 +901,25 @@ fn prepare(mut i: Incoming, model: &Model) -> Prepared {
                 .map(str::to_string)
         })
         .unwrap_or_else(new_id);
+    let sha = sha256(payload.as_bytes());
+    if let Some(rt) = &resource_type {
+        let key = (rt.clone(), id.clone());
+        if let Some(c) = held.index.get(&key) {
+            if c.sha == sha
+                || (i.same_as_any_version && held.seen.contains(&identity(rt, &id, &sha)))
+            {
+                return Prepared::Unchanged {
+                    resource_type: key.0,
+                    id: key.1,
+                    version: c.version,
+                };
+            }
+        }
+    }
+    let mut issues: Vec<Issue> = fdp_fhir::validate::validate(&i.resource)
+        .into_iter()
+        .filter(Issue::is_error)
+        .collect();
     if !issues.is_empty() {
         return Prepared::Bad {
             resource_type,
@@ -762,7 +954,6 @@ fn prepare(mut i: Incoming, model: &Model) -> Prepared {
             location: i.location,
         };
     }
-    let sha = sha256(payload.as_bytes());
     Prepared::Good {
         resource_type: rt,
         id,

@@ -208,6 +208,7 @@ pub async fn write_canonical(
         through_seq: through,
         raw_versions: progress.versions,
         run: None,
+        targets: Vec::new(),
     };
     for (table, schema, batch) in tables {
         store

@@ -300,6 +300,10 @@ pub struct Lineage {
     /// The source run (an import, a file load) that produced it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
+    /// On a raw commit: the derived tables its records are to update, so a
+    /// writer restarted after a crash can tell which ones missed it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
     /// Highest raw sequence number applied.
     pub through_seq: u64,
     /// Raw table name → the version of it that held `through_seq`.

@@ -27,6 +27,8 @@ use crate::mllp_client;
 pub enum BenchCommand {
     /// HL7 v2 ADT over MLLP with durable ACK: throughput, ACK latency, bed board freshness
     Adt(AdtArgs),
+    /// Bulk FHIR import (NDJSON) of a generated export: resources/s
+    Fhir(crate::bench_fhir::FhirArgs),
 }
 
 #[derive(Args, Clone)]
@@ -60,6 +62,7 @@ pub struct AdtArgs {
 pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Adt(args) => adt(args).await.map(|r| r.print()),
+        BenchCommand::Fhir(args) => crate::bench_fhir::fhir(args).await,
     }
 }
 

@@ -264,18 +264,15 @@ fn fhir_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 
 /// Load FHIR files into a data directory and print what happened.
 pub async fn fhir(data_dir: &Path, paths: &[PathBuf]) -> Result<fdp_ingest::fhir::Report> {
-    use fdp_ingest::fhir::{self, FhirSource, Report};
+    use fdp_ingest::fhir::{self, FhirSource};
     let files = fhir_files(paths)?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let mut source = FhirSource::open(data_dir)
+    let source = FhirSource::open(data_dir)
         .await
         .with_context(|| format!("opening the FHIR tables in {}", data_dir.display()))?;
     let run_id = format!("fhir-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
-    let mut report = Report {
-        run_id: run_id.clone(),
-        ..Report::default()
-    };
+    let mut loader = FhirLoader::new(source, data_dir, run_id);
     let (ndjson, json): (Vec<PathBuf>, Vec<PathBuf>) =
         files.into_iter().partition(|f| fhir::is_ndjson(f));
 
@@ -292,10 +289,9 @@ pub async fn fhir(data_dir: &Path, paths: &[PathBuf]) -> Result<fdp_ingest::fhir
             let rest = incoming.split_off(incoming.len().min(FHIR_CHUNK));
             let chunk = std::mem::replace(&mut incoming, rest);
             let n = chunk.len() as u64;
-            let (_, r) = source
-                .load(&run_id, chunk, unreadable.take().unwrap_or_default())
+            loader
+                .push(chunk, unreadable.take().unwrap_or_default())
                 .await?;
-            report.merge(r);
             pb.inc(n);
         }
         pb.finish_and_clear();
@@ -313,19 +309,79 @@ pub async fn fhir(data_dir: &Path, paths: &[PathBuf]) -> Result<fdp_ingest::fhir
             if chunk.len() == FHIR_CHUNK {
                 let c = std::mem::replace(&mut chunk, Vec::with_capacity(FHIR_CHUNK));
                 let len = c.len() as u64;
-                report.merge(source.load(&run_id, c, Vec::new()).await?.1);
+                loader.push(c, Vec::new()).await?;
                 pb.inc(len);
             }
         }
         if !chunk.is_empty() {
             let len = chunk.len() as u64;
-            report.merge(source.load(&run_id, chunk, Vec::new()).await?.1);
+            loader.push(chunk, Vec::new()).await?;
             pb.inc(len);
         }
         pb.finish_and_clear();
     }
+    let report = loader.finish().await?;
     print_fhir_report(&report);
     Ok(report)
+}
+
+/// Loads chunks of resources so that checking and mapping one chunk (CPU)
+/// overlaps committing the one before it (Parquet encoding and I/O).
+struct FhirLoader {
+    source: fdp_ingest::fhir::FhirSource,
+    data_dir: PathBuf,
+    run_id: String,
+    inflight:
+        Option<tokio::task::JoinHandle<Result<fdp_ingest::fhir::Committed, fdp_store::StoreError>>>,
+    report: fdp_ingest::fhir::Report,
+}
+
+impl FhirLoader {
+    fn new(source: fdp_ingest::fhir::FhirSource, data_dir: &Path, run_id: String) -> Self {
+        FhirLoader {
+            source,
+            data_dir: data_dir.to_path_buf(),
+            report: fdp_ingest::fhir::Report {
+                run_id: run_id.clone(),
+                ..Default::default()
+            },
+            run_id,
+            inflight: None,
+        }
+    }
+
+    async fn push(
+        &mut self,
+        chunk: Vec<fdp_ingest::fhir::Incoming>,
+        unreadable: Vec<fdp_ingest::fhir::Unreadable>,
+    ) -> Result<()> {
+        let staged =
+            tokio::task::block_in_place(|| self.source.stage(&self.run_id, chunk, unreadable));
+        self.wait().await?;
+        let raw = self.source.take_raw();
+        let data_dir = self.data_dir.clone();
+        self.inflight = Some(tokio::spawn(fdp_ingest::fhir::commit(
+            data_dir, raw, staged,
+        )));
+        Ok(())
+    }
+
+    async fn wait(&mut self) -> Result<()> {
+        if let Some(h) = self.inflight.take() {
+            let done = h
+                .await
+                .context("the commit task failed")?
+                .context("committing FHIR resources")?;
+            self.source.set_raw(done.raw);
+            self.report.merge(done.report);
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<fdp_ingest::fhir::Report> {
+        self.wait().await?;
+        Ok(self.report)
+    }
 }
 
 fn print_fhir_report(report: &fdp_ingest::fhir::Report) {

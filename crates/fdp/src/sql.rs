@@ -22,13 +22,31 @@ pub struct SqlArgs {
     /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
-    /// Read every table as of this Delta version
-    #[arg(long)]
-    pub as_of: Option<u64>,
+    /// Read every table as it was at a Delta version (a number) or at an
+    /// instant (RFC 3339, e.g. 2026-11-21T09:00:00Z, or a date, 2026-11-21,
+    /// meaning its midnight UTC)
+    #[arg(long, value_parser = parse_as_of)]
+    pub as_of: Option<AsOf>,
     /// The query. Canonical tables use the model's snake_case names
     /// (ward_stay, admission, patient); raw tables are in the `raw` schema
     /// (raw.hl7v2_message).
     pub query: String,
+}
+
+fn parse_as_of(s: &str) -> Result<AsOf, String> {
+    if let Ok(v) = s.parse::<u64>() {
+        return Ok(AsOf::Version(v));
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(AsOf::Timestamp(t.with_timezone(&chrono::Utc)));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let midnight = d.and_hms_opt(0, 0, 0).expect("midnight exists");
+        return Ok(AsOf::Timestamp(midnight.and_utc()));
+    }
+    Err(format!(
+        "{s:?} is neither a version number nor an instant (2026-11-21T09:00:00Z or 2026-11-21)"
+    ))
 }
 
 pub async fn run(args: SqlArgs) -> Result<()> {
@@ -38,7 +56,7 @@ pub async fn run(args: SqlArgs) -> Result<()> {
             args.data_dir.display()
         );
     }
-    let as_of = args.as_of.map(AsOf::Version).unwrap_or_default();
+    let as_of = args.as_of.unwrap_or_default();
     let ctx = query::session(&args.data_dir, as_of)
         .await
         .context("opening the tables")?;

@@ -189,3 +189,53 @@ fn bad_input_is_answered_by_location_and_kept() {
         .iter()
         .any(|r| r["payload"].as_str().unwrap().contains("05/06/1981")));
 }
+
+#[test]
+fn time_travel_by_instant_sees_the_tables_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("trust");
+    let first = dir.path().join("first.ndjson");
+    let second = dir.path().join("second.ndjson");
+    std::fs::write(
+        &first,
+        format!("{}\n", patient("a", "9434765919", "1970-01-31")),
+    )
+    .unwrap();
+    std::fs::write(
+        &second,
+        format!("{}\n", patient("b", "9434765870", "1980-05-05")),
+    )
+    .unwrap();
+    fdp_ok!("ingest", "fhir", "--data-dir", data, first);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let between = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    fdp_ok!("ingest", "fhir", "--data-dir", data, second);
+    let count_at = |as_of: &str| {
+        let out = fdp_ok!(
+            "sql",
+            "--format",
+            "csv",
+            "--as-of",
+            as_of,
+            "--data-dir",
+            data,
+            "SELECT count(*) AS n FROM patient"
+        );
+        out.lines().nth(1).unwrap().to_string()
+    };
+    assert_eq!(count_at(&between), "1");
+    assert_eq!(sql_count(&data, "SELECT count(*) AS n FROM patient"), 2);
+    // Version numbers still work, and a bad value is refused with a hint.
+    assert_eq!(count_at("1"), "1");
+    let bad = fdp()
+        .args(["sql", "--as-of", "yesterday", "--data-dir"])
+        .arg(&data)
+        .arg("SELECT 1")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("neither a version number nor an instant")
+    );
+}
