@@ -41,6 +41,26 @@ pub const MAPPED_TYPES: &[&str] = &[
     "Practitioner",
 ];
 
+/// The canonical object types a resource type can map to (which of them a
+/// given resource fills can depend on its content, e.g. an Encounter's class).
+pub fn object_types_of(resource_type: &str) -> &'static [&'static str] {
+    match resource_type {
+        "Patient" => &["Patient"],
+        "Encounter" => &["Encounter", "Admission", "Appointment"],
+        "EpisodeOfCare" => &["PatientPathway"],
+        "Condition" => &["PatientDiagnosis"],
+        "Observation" => &["Observation", "TestResult"],
+        "Procedure" => &["Procedure"],
+        "Immunization" => &["Vaccination"],
+        "Appointment" => &["Appointment"],
+        "ServiceRequest" => &["Referral"],
+        "Location" => &["Ward", "Site"],
+        "Organization" => &["Organisation"],
+        "Practitioner" => &["CareProfessional"],
+        _ => &[],
+    }
+}
+
 /// Rows for the canonical tables, by object type name.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Mapped {

@@ -322,7 +322,9 @@ impl FhirSource {
         let ctx = datafusion_session(raw).await?;
         let batches = fdp_store::query::run(
             &ctx,
-            "SELECT resource_type, resource_id, version_id, payload FROM t WHERE status = 'accepted'",
+            "SELECT resource_type, resource_id, version_id, \
+             CASE WHEN status = 'accepted' THEN payload ELSE '' END AS payload \
+             FROM t WHERE status <> 'quarantined'",
         )
         .await?;
         let mut latest: HashMap<(String, String), (i64, String)> = HashMap::new();
@@ -347,6 +349,10 @@ impl FhirSource {
         }
         let mut rows: BTreeMap<&'static str, Vec<Map<String, Value>>> = BTreeMap::new();
         for ((_, id), (_, payload)) in latest {
+            // Deleted and not-mapped resources have nothing to derive.
+            if payload.is_empty() {
+                continue;
+            }
             let Ok(resource) = serde_json::from_str::<Value>(&payload) else {
                 continue;
             };
@@ -410,6 +416,149 @@ impl FhirSource {
                 Err(e)
             }
         }
+    }
+
+    /// Delete a resource: a `deleted` version in raw, and its rows gone from
+    /// the canonical parts. Returns the deleted version, or `None` when there
+    /// was nothing to delete.
+    pub async fn delete(
+        &mut self,
+        run_id: &str,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let key = (resource_type.to_string(), id.to_string());
+        let empty = sha256(b"");
+        let version = match self.index.get(&key) {
+            Some(c) if c.sha != empty => c.version + 1,
+            _ => return Ok(None),
+        };
+        let now_us = chrono::Utc::now().timestamp_micros();
+        let mut raw = RawRows::default();
+        raw.push(
+            run_id,
+            now_us,
+            "rest",
+            &format!("DELETE {resource_type}/{id}"),
+            Some(resource_type),
+            Some(id),
+            Some(version),
+            &empty,
+            "deleted",
+            None,
+            "",
+        );
+        let lineage = Lineage {
+            transform: "fhir-r4".into(),
+            run: Some(run_id.to_string()),
+            ..Lineage::default()
+        };
+        let raw_table = match self.raw.take() {
+            Some(t) => t,
+            None => {
+                tables::open_or_create(
+                    &tables::table_path(&self.data_dir, Layer::Raw, RAW_TABLE),
+                    raw_schema(),
+                )
+                .await?
+            }
+        };
+        let batch = raw
+            .finish()
+            .map_err(|e| StoreError::Config(format!("raw FHIR batch: {e}")))?;
+        let raw_table = tables::append(
+            raw_table,
+            vec![batch],
+            tables::commit_properties(&lineage, APP_ID, 0),
+        )
+        .await?;
+        let raw_version = raw_table.version().unwrap_or(0);
+        self.raw = Some(raw_table);
+        self.index.insert(
+            key,
+            Current {
+                version,
+                sha: empty,
+            },
+        );
+        let lineage = Lineage {
+            raw_versions: [(RAW_TABLE.to_string(), raw_version)].into(),
+            ..lineage
+        };
+        let model = Model::canonical();
+        for t in fdp_fhir::map::object_types_of(resource_type) {
+            let ot = model.object_type(t).expect("mapped types are in the model");
+            let path = tables::table_path(
+                &self.data_dir,
+                Layer::Canonical,
+                &tables::part_name(&ot.table, WRITER),
+            );
+            if !path.join("_delta_log").is_dir() {
+                continue;
+            }
+            let table = tables::open(&path, None).await?;
+            let props = tables::commit_properties(&lineage, APP_ID, raw_version as i64);
+            tables::delete_keys(
+                table,
+                &ot.primary_key_property().column,
+                &[id.to_string()],
+                props,
+            )
+            .await?;
+        }
+        Ok(Some(version))
+    }
+
+    /// Every stored version of every resource, oldest first: what a FHIR
+    /// server answers reads, searches and history from.
+    pub async fn versions(&self) -> Result<Vec<StoredVersion>, StoreError> {
+        use fdp_store::arrow::array::{Array, AsArray};
+        use fdp_store::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+        let Some(raw) = &self.raw else {
+            return Ok(Vec::new());
+        };
+        let ctx = datafusion_session(raw).await?;
+        let batches = fdp_store::query::run(
+            &ctx,
+            "SELECT resource_type, resource_id, version_id, received_at, status, payload FROM t \
+             WHERE status <> 'quarantined' ORDER BY version_id",
+        )
+        .await?;
+        let mut out = Vec::new();
+        for b in batches {
+            let (rt, id, st, p) = (
+                utf8(b.column(0))?,
+                utf8(b.column(1))?,
+                utf8(b.column(4))?,
+                utf8(b.column(5))?,
+            );
+            let (rt, id, st, p) = (
+                rt.as_string::<i32>(),
+                id.as_string::<i32>(),
+                st.as_string::<i32>(),
+                p.as_string::<i32>(),
+            );
+            let v = b.column(2).as_primitive::<Int64Type>();
+            let at = fdp_store::arrow::compute::cast(
+                b.column(3),
+                &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            )
+            .map_err(|e| StoreError::Config(format!("reading raw.fhir_resource: {e}")))?;
+            let at = at.as_primitive::<TimestampMicrosecondType>();
+            for i in 0..b.num_rows() {
+                if rt.is_null(i) || id.is_null(i) {
+                    continue;
+                }
+                out.push(StoredVersion {
+                    resource_type: rt.value(i).to_string(),
+                    id: id.value(i).to_string(),
+                    version: v.value(i),
+                    received_at_us: at.value(i),
+                    payload: (st.value(i) != "deleted").then(|| p.value(i).to_string()),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// The raw table handle, for [`commit`] run alongside the next [`stage`](Self::stage).
@@ -576,7 +725,8 @@ impl FhirSource {
                         resource_type,
                         id,
                         version,
-                        created: version == 1,
+                        // Re-creating a deleted resource is a create too.
+                        created: current.is_none_or(|c| c.sha == sha256(b"")),
                         mapped,
                         last_updated: last_updated.clone(),
                     });
@@ -626,6 +776,16 @@ impl FhirSource {
             touched_existing,
         }
     }
+}
+
+/// One version of a resource as stored; `payload` is `None` for a deletion.
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    pub received_at_us: i64,
+    pub payload: Option<String>,
 }
 
 /// A load checked and versioned, ready to commit.

@@ -48,7 +48,11 @@ pub async fn require_principal(
         }
         None => {
             let path = req.uri().path();
-            if path.starts_with("/api/") || path.ends_with("/events") {
+            if path.starts_with("/api/")
+                || path == "/fhir"
+                || path.starts_with("/fhir/")
+                || path.ends_with("/events")
+            {
                 (
                     StatusCode::UNAUTHORIZED,
                     [(header::WWW_AUTHENTICATE, "Bearer")],

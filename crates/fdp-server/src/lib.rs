@@ -11,6 +11,7 @@
 
 mod api;
 mod auth;
+pub mod fhir;
 mod pages;
 mod svg;
 
@@ -31,6 +32,7 @@ pub struct AppState {
     pub committer: Committer,
     pub tokens: Arc<TokenStore>,
     pub mllp: Arc<MllpStats>,
+    pub fhir: Arc<fhir::FhirService>,
 }
 
 /// Facts about the instance shown on its pages.
@@ -64,6 +66,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/beds/{id}/status", post(api::set_bed_status))
         .route("/api/quarantine", get(api::quarantine))
         .route("/api/sources", get(api::sources))
+        .route("/fhir", post(fhir::bundle))
+        .route("/fhir/metadata", get(fhir::metadata))
+        .route("/fhir/{rt}", get(fhir::search).post(fhir::create))
+        .route(
+            "/fhir/{rt}/{id}",
+            get(fhir::read).put(fhir::update).delete(fhir::delete),
+        )
+        .route("/fhir/{rt}/{id}/_history", get(fhir::history))
+        .route("/fhir/{rt}/{id}/_history/{vid}", get(fhir::vread))
         .route("/logout", post(auth::logout))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

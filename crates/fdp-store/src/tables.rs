@@ -263,6 +263,23 @@ pub async fn upsert(
     Ok(table)
 }
 
+/// Delete the rows whose `key` column is one of `keys`, in one commit.
+pub async fn delete_keys(
+    table: DeltaTable,
+    key: &str,
+    keys: &[String],
+    props: CommitProperties,
+) -> Result<DeltaTable, StoreError> {
+    use datafusion::prelude::{col, lit};
+    let list = keys.iter().map(|k| lit(k.clone())).collect();
+    let (table, _metrics) = table
+        .delete()
+        .with_predicate(col(format!("\"{key}\"")).in_list(list, false))
+        .with_commit_properties(props)
+        .await?;
+    Ok(table)
+}
+
 /// The writer compares schemas exactly, metadata included, against the
 /// schema it derives from the Delta log, which keeps none.
 fn without_metadata(batch: RecordBatch) -> Result<RecordBatch, StoreError> {

@@ -164,6 +164,11 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
                 committer: store.committer(),
                 tokens: tokens.clone(),
                 mllp: mllp_stats.clone(),
+                fhir: Arc::new(
+                    fdp_server::fhir::FhirService::open(&data_dir)
+                        .await
+                        .context("opening the FHIR resources")?,
+                ),
             };
             let app = fdp_server::router(state);
             let mut rx = shutdown_rx.clone();

@@ -1,0 +1,1091 @@
+//! The FHIR R4 REST API at `/fhir`: create, read, vread, update, delete,
+//! history, search, batch and transaction Bundles, and the
+//! CapabilityStatement. JSON only (`application/fhir+json`).
+//!
+//! Writes go through the instance's FHIR source, so a resource accepted here
+//! is in raw and in the canonical tables before the answer is sent, exactly
+//! as one loaded from a file. Reads are answered from the versions held in
+//! memory, loaded from raw when the instance starts.
+
+// The checks return the error response itself, which a handler returns at
+// once; boxing it would only add an allocation on the error path.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, TimeZone, Utc};
+use fdp_fhir::bundle::{self, BundleKind, Method};
+use fdp_fhir::primitives::{is_valid_id, parse_date_time, FhirDateTime};
+use fdp_fhir::validate::is_r4_resource_type;
+use fdp_fhir::{Issue, IssueCode, OperationOutcome};
+use fdp_ingest::fhir::{FhirSource, Incoming, Outcome};
+use serde_json::{json, Map, Value};
+use tokio::sync::Mutex;
+
+use crate::AppState;
+
+const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// One version of a resource held for reads; `body` is `None` when deleted.
+#[derive(Debug, Clone)]
+struct Version {
+    version: i64,
+    at: DateTime<Utc>,
+    body: Option<Arc<Value>>,
+}
+
+/// The FHIR API's state: the single writer, and every version for reads.
+pub struct FhirService {
+    source: Mutex<FhirSource>,
+    versions: RwLock<HashMap<(String, String), Vec<Version>>>,
+}
+
+impl FhirService {
+    /// Open the FHIR source of a data directory and load what it holds.
+    pub async fn open(data_dir: &std::path::Path) -> Result<FhirService, fdp_store::StoreError> {
+        let source = FhirSource::open(data_dir).await?;
+        let mut versions: HashMap<(String, String), Vec<Version>> = HashMap::new();
+        for v in source.versions().await? {
+            let body = v
+                .payload
+                .and_then(|p| serde_json::from_str::<Value>(&p).ok())
+                .map(Arc::new);
+            versions
+                .entry((v.resource_type, v.id))
+                .or_default()
+                .push(Version {
+                    version: v.version,
+                    at: Utc
+                        .timestamp_micros(v.received_at_us)
+                        .single()
+                        .unwrap_or_else(Utc::now),
+                    body,
+                });
+        }
+        Ok(FhirService {
+            source: Mutex::new(source),
+            versions: RwLock::new(versions),
+        })
+    }
+
+    fn current(&self, rt: &str, id: &str) -> Option<Version> {
+        let v = self.versions.read().expect("versions lock");
+        v.get(&(rt.to_string(), id.to_string()))
+            .and_then(|vs| vs.last().cloned())
+    }
+
+    fn remember(&self, rt: &str, id: &str, version: i64, at: DateTime<Utc>, body: Option<Value>) {
+        let mut v = self.versions.write().expect("versions lock");
+        v.entry((rt.to_string(), id.to_string()))
+            .or_default()
+            .push(Version {
+                version,
+                at,
+                body: body.map(Arc::new),
+            });
+    }
+}
+
+fn run_id() -> String {
+    format!("rest-{}", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"))
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}/fhir")
+}
+
+fn instant(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// The resource as served: its id and meta filled in.
+fn served(body: &Value, id: &str, v: &Version) -> Value {
+    let mut r = body.clone();
+    if let Some(o) = r.as_object_mut() {
+        o.insert("id".into(), json!(id));
+        let meta = o.entry("meta").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            m.insert("versionId".into(), json!(v.version.to_string()));
+            m.insert("lastUpdated".into(), json!(instant(v.at)));
+        }
+    }
+    r
+}
+
+fn fhir_json(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, FHIR_JSON)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn outcome(status: StatusCode, code: IssueCode, diagnostics: impl Into<String>) -> Response {
+    let oo = OperationOutcome::single(Issue {
+        severity: fdp_fhir::Severity::Error,
+        code,
+        expression: None,
+        diagnostics: diagnostics.into(),
+    });
+    fhir_json(status, &oo.to_json())
+}
+
+fn with_version_headers(mut resp: Response, v: &Version) -> Response {
+    let h = resp.headers_mut();
+    if let Ok(e) = HeaderValue::from_str(&format!("W/\"{}\"", v.version)) {
+        h.insert(header::ETAG, e);
+    }
+    if let Ok(l) = HeaderValue::from_str(&v.at.to_rfc2822().replace("+0000", "GMT")) {
+        h.insert(header::LAST_MODIFIED, l);
+    }
+    resp
+}
+
+/// Refuse XML politely: this server speaks JSON.
+fn check_format(headers: &HeaderMap, params: &HashMap<String, String>) -> Result<(), Response> {
+    let wants = |s: &str| s.contains("json") || s.contains("*/*") || s.is_empty();
+    if let Some(f) = params.get("_format") {
+        if !wants(f) {
+            return Err(outcome(
+                StatusCode::NOT_ACCEPTABLE,
+                IssueCode::NotSupported,
+                format!("_format={f}: this server answers application/fhir+json only"),
+            ));
+        }
+    }
+    if let Some(a) = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()) {
+        if !wants(a) {
+            return Err(outcome(
+                StatusCode::NOT_ACCEPTABLE,
+                IssueCode::NotSupported,
+                format!("Accept: {a}: this server answers application/fhir+json only"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_type(rt: &str) -> Result<(), Response> {
+    if is_r4_resource_type(rt) {
+        Ok(())
+    } else {
+        Err(outcome(
+            StatusCode::NOT_FOUND,
+            IssueCode::NotSupported,
+            format!("{rt:?} is not a FHIR R4 resource type"),
+        ))
+    }
+}
+
+fn check_id(id: &str) -> Result<(), Response> {
+    if is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(outcome(
+            StatusCode::BAD_REQUEST,
+            IssueCode::Value,
+            format!("{id:?} is not a valid id (1-64 letters, digits, '-' or '.')"),
+        ))
+    }
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Response> {
+    serde_json::from_slice::<Value>(body).map_err(|e| {
+        outcome(
+            StatusCode::BAD_REQUEST,
+            IssueCode::Structure,
+            format!("the body is not JSON: {e}"),
+        )
+    })
+}
+
+pub async fn metadata(State(state): State<AppState>) -> Response {
+    let types: Vec<Value> = fdp_fhir::MAPPED_TYPES
+        .iter()
+        .map(|t| {
+            let interactions: Vec<Value> = [
+                "read",
+                "vread",
+                "update",
+                "delete",
+                "history-instance",
+                "create",
+                "search-type",
+            ]
+            .iter()
+            .map(|c| json!({"code": c}))
+            .collect();
+            let params: Vec<Value> = search_params_of(t)
+                .iter()
+                .map(|(n, ty)| json!({"name": n, "type": ty}))
+                .collect();
+            json!({
+                "type": t,
+                "interaction": interactions,
+                "versioning": "versioned",
+                "readHistory": true,
+                "updateCreate": true,
+                "searchParam": params,
+            })
+        })
+        .collect();
+    fhir_json(
+        StatusCode::OK,
+        &json!({
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "date": instant(state.instance.started_at),
+            "publisher": format!("OpenFDP instance {}", state.instance.ods),
+            "kind": "instance",
+            "software": {"name": "OpenFDP", "version": env!("CARGO_PKG_VERSION")},
+            "implementation": {"description": format!("OpenFDP instance of {}", state.instance.ods)},
+            "fhirVersion": "4.0.1",
+            "format": ["application/fhir+json", "json"],
+            "rest": [{
+                "mode": "server",
+                "security": {"description": "Authorization: Bearer <token> on every request"},
+                "resource": types,
+                "interaction": [{"code": "batch"}, {"code": "transaction"}, {"code": "history-system"}],
+            }],
+        }),
+    )
+}
+
+pub async fn read(
+    State(state): State<AppState>,
+    Path((rt, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = check_format(&headers, &params)
+        .and(check_type(&rt))
+        .and(check_id(&id))
+    {
+        return r;
+    }
+    match state.fhir.current(&rt, &id) {
+        None => outcome(
+            StatusCode::NOT_FOUND,
+            IssueCode::NotFound,
+            format!("{rt}/{id} is not known"),
+        ),
+        Some(v) => match &v.body {
+            None => outcome(
+                StatusCode::GONE,
+                IssueCode::Processing,
+                format!("{rt}/{id} was deleted (version {})", v.version),
+            ),
+            Some(body) => {
+                with_version_headers(fhir_json(StatusCode::OK, &served(body, &id, &v)), &v)
+            }
+        },
+    }
+}
+
+pub async fn vread(
+    State(state): State<AppState>,
+    Path((rt, id, vid)): Path<(String, String, String)>,
+) -> Response {
+    if let Err(r) = check_type(&rt).and(check_id(&id)) {
+        return r;
+    }
+    let found = {
+        let all = state.fhir.versions.read().expect("versions lock");
+        all.get(&(rt.clone(), id.clone()))
+            .and_then(|vs| vs.iter().find(|v| v.version.to_string() == vid).cloned())
+    };
+    match found {
+        None => outcome(
+            StatusCode::NOT_FOUND,
+            IssueCode::NotFound,
+            format!("{rt}/{id} has no version {vid}"),
+        ),
+        Some(v) => match &v.body {
+            None => outcome(
+                StatusCode::GONE,
+                IssueCode::Processing,
+                format!("version {vid} of {rt}/{id} is its deletion"),
+            ),
+            Some(body) => {
+                with_version_headers(fhir_json(StatusCode::OK, &served(body, &id, &v)), &v)
+            }
+        },
+    }
+}
+
+pub async fn history(
+    State(state): State<AppState>,
+    Path((rt, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = check_type(&rt).and(check_id(&id)) {
+        return r;
+    }
+    let versions = {
+        let all = state.fhir.versions.read().expect("versions lock");
+        all.get(&(rt.clone(), id.clone()))
+            .cloned()
+            .unwrap_or_default()
+    };
+    if versions.is_empty() {
+        return outcome(
+            StatusCode::NOT_FOUND,
+            IssueCode::NotFound,
+            format!("{rt}/{id} is not known"),
+        );
+    }
+    let base = base_url(&headers);
+    let entries: Vec<Value> = versions
+        .iter()
+        .rev()
+        .map(|v| {
+            let mut e = json!({
+                "fullUrl": format!("{base}/{rt}/{id}"),
+                "request": {"method": if v.body.is_none() { "DELETE" } else if v.version == 1 { "POST" } else { "PUT" },
+                            "url": format!("{rt}/{id}")},
+                "response": {"status": if v.version == 1 { "201 Created" } else { "200 OK" },
+                             "etag": format!("W/\"{}\"", v.version), "lastModified": instant(v.at)},
+            });
+            if let Some(b) = &v.body {
+                e["resource"] = served(b, &id, v);
+            }
+            e
+        })
+        .collect();
+    fhir_json(
+        StatusCode::OK,
+        &json!({"resourceType": "Bundle", "type": "history", "total": entries.len(),
+                "link": [{"relation": "self", "url": format!("{base}/{rt}/{id}/_history")}],
+                "entry": entries}),
+    )
+}
+
+/// Store resources through the FHIR source, remembering what was stored.
+async fn store(
+    state: &AppState,
+    items: Vec<(Value, String, String)>,
+) -> Result<Vec<Outcome>, Response> {
+    let incoming: Vec<Incoming> = items
+        .iter()
+        .map(|(r, id, location)| Incoming {
+            resource: r.clone(),
+            id: Some(id.clone()),
+            text: None,
+            source: "rest".into(),
+            location: location.clone(),
+            same_as_any_version: false,
+        })
+        .collect();
+    let mut source = state.fhir.source.lock().await;
+    let (outcomes, _) = source
+        .load(&run_id(), incoming, Vec::new())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "storing FHIR resources");
+            outcome(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                IssueCode::Exception,
+                format!("the resources could not be stored: {e}"),
+            )
+        })?;
+    for (o, (r, id, _)) in outcomes.iter().zip(&items) {
+        if let Outcome::Stored {
+            resource_type,
+            version,
+            last_updated,
+            ..
+        } = o
+        {
+            let at = DateTime::parse_from_rfc3339(last_updated)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_else(|_| Utc::now());
+            state
+                .fhir
+                .remember(resource_type, id, *version, at, Some(r.clone()));
+        }
+    }
+    Ok(outcomes)
+}
+
+/// The answer to one stored (or refused) resource.
+fn write_response(state: &AppState, base: &str, o: &Outcome, id: &str) -> Response {
+    match o {
+        Outcome::Rejected(oo) => {
+            let code = if oo.issues.iter().any(|i| i.code == IssueCode::Structure) {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            fhir_json(code, &oo.to_json())
+        }
+        Outcome::Stored { resource_type, .. } | Outcome::Unchanged { resource_type, .. } => {
+            let created = matches!(o, Outcome::Stored { created: true, .. });
+            let Some(v) = state.fhir.current(resource_type, id) else {
+                return outcome(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    IssueCode::Exception,
+                    "stored but not found",
+                );
+            };
+            let body = v
+                .body
+                .as_ref()
+                .map(|b| served(b, id, &v))
+                .unwrap_or(Value::Null);
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let mut resp = with_version_headers(fhir_json(status, &body), &v);
+            if let Ok(l) = HeaderValue::from_str(&format!(
+                "{base}/{resource_type}/{id}/_history/{}",
+                v.version
+            )) {
+                resp.headers_mut().insert(header::LOCATION, l.clone());
+                resp.headers_mut().insert(header::CONTENT_LOCATION, l);
+            }
+            resp
+        }
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Path(rt): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = check_type(&rt) {
+        return r;
+    }
+    let resource = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if resource.get("resourceType").and_then(Value::as_str) != Some(rt.as_str()) {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            IssueCode::Invalid,
+            format!("the body is not a {rt} resource"),
+        );
+    }
+    let id = fdp_ingest::fhir::new_id();
+    let mut resource = resource;
+    if let Some(o) = resource.as_object_mut() {
+        o.insert("id".into(), json!(id));
+    }
+    match store(&state, vec![(resource, id.clone(), format!("POST {rt}"))]).await {
+        Ok(outcomes) => write_response(&state, &base_url(&headers), &outcomes[0], &id),
+        Err(r) => r,
+    }
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path((rt, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = check_type(&rt).and(check_id(&id)) {
+        return r;
+    }
+    let resource = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if resource.get("resourceType").and_then(Value::as_str) != Some(rt.as_str()) {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            IssueCode::Invalid,
+            format!("the body is not a {rt} resource"),
+        );
+    }
+    match resource.get("id").and_then(Value::as_str) {
+        Some(body_id) if body_id != id => {
+            return outcome(
+                StatusCode::BAD_REQUEST,
+                IssueCode::Invalid,
+                format!("the resource's id {body_id:?} is not the id in the URL {id:?}"),
+            )
+        }
+        None => {
+            return outcome(
+                StatusCode::BAD_REQUEST,
+                IssueCode::Required,
+                "an update must carry the resource's id",
+            )
+        }
+        _ => {}
+    }
+    match store(
+        &state,
+        vec![(resource, id.clone(), format!("PUT {rt}/{id}"))],
+    )
+    .await
+    {
+        Ok(outcomes) => write_response(&state, &base_url(&headers), &outcomes[0], &id),
+        Err(r) => r,
+    }
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((rt, id)): Path<(String, String)>,
+) -> Response {
+    if let Err(r) = check_type(&rt).and(check_id(&id)) {
+        return r;
+    }
+    let mut source = state.fhir.source.lock().await;
+    match source.delete(&run_id(), &rt, &id).await {
+        Ok(Some(version)) => {
+            state.fhir.remember(&rt, &id, version, Utc::now(), None);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        // Deleting what is not there (or already deleted) succeeds too.
+        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => outcome(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            IssueCode::Exception,
+            format!("could not delete {rt}/{id}: {e}"),
+        ),
+    }
+}
+
+/// Search parameters per resource type: name → (type, JSON paths).
+fn search_params_of(rt: &str) -> Vec<(&'static str, &'static str)> {
+    let mut p = vec![
+        ("_id", "token"),
+        ("_lastUpdated", "date"),
+        ("identifier", "token"),
+    ];
+    let extra: &[(&str, &str)] = match rt {
+        "Patient" => &[
+            ("family", "string"),
+            ("given", "string"),
+            ("name", "string"),
+            ("birthdate", "date"),
+            ("gender", "token"),
+        ],
+        "Practitioner" => &[
+            ("family", "string"),
+            ("given", "string"),
+            ("name", "string"),
+        ],
+        "Organization" | "Location" => &[("name", "string")],
+        "Appointment" => &[
+            ("patient", "reference"),
+            ("date", "date"),
+            ("status", "token"),
+            ("code", "token"),
+        ],
+        _ => &[
+            ("patient", "reference"),
+            ("subject", "reference"),
+            ("date", "date"),
+            ("code", "token"),
+            ("status", "token"),
+        ],
+    };
+    p.extend_from_slice(extra);
+    p
+}
+
+fn paths_for(rt: &str, param: &str) -> &'static [&'static str] {
+    match (rt, param) {
+        (_, "identifier") => &["identifier"],
+        ("Patient" | "Practitioner", "family") => &["name.family"],
+        ("Patient" | "Practitioner", "given") => &["name.given"],
+        ("Patient" | "Practitioner", "name") => &["name.family", "name.given", "name.text"],
+        ("Organization" | "Location", "name") => &["name"],
+        ("Patient", "birthdate") => &["birthDate"],
+        ("Patient", "gender") => &["gender"],
+        ("Immunization" | "EpisodeOfCare", "patient") => &["patient"],
+        ("Appointment", "patient") => &["participant.actor"],
+        (_, "patient" | "subject") => &["subject"],
+        ("Encounter" | "EpisodeOfCare", "date") => &["period.start"],
+        ("Condition", "date") => &["recordedDate", "onsetDateTime"],
+        ("Observation", "date") => &["effectiveDateTime", "effectivePeriod.start"],
+        ("Procedure", "date") => &["performedDateTime", "performedPeriod.start"],
+        ("Immunization", "date") => &["occurrenceDateTime"],
+        ("Appointment", "date") => &["start"],
+        ("ServiceRequest", "date") => &["authoredOn"],
+        ("Condition", "status") => &["clinicalStatus"],
+        (_, "status") => &["status"],
+        ("Immunization", "code") => &["vaccineCode"],
+        ("Encounter" | "Appointment", "code") => &["type", "serviceType"],
+        (_, "code") => &["code"],
+        _ => &[],
+    }
+}
+
+/// Every value at a dotted path, arrays flattened.
+fn values_at<'a>(v: &'a Value, path: &str) -> Vec<&'a Value> {
+    let mut cur = vec![v];
+    for part in path.split('.') {
+        let mut next = Vec::new();
+        for c in cur {
+            match c.get(part) {
+                Some(Value::Array(a)) => next.extend(a.iter()),
+                Some(x) => next.push(x),
+                None => {}
+            }
+        }
+        cur = next;
+    }
+    cur
+}
+
+fn lower(s: &str) -> String {
+    s.to_lowercase()
+}
+
+/// Does a resource match one parameter's value (comma = any of)?
+fn matches(
+    rt: &str,
+    id: &str,
+    version: &Version,
+    body: &Value,
+    param: &str,
+    value: &str,
+) -> Result<bool, String> {
+    let any = |f: &dyn Fn(&str) -> Result<bool, String>| -> Result<bool, String> {
+        for alt in value.split(',') {
+            if f(alt)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    };
+    match param {
+        "_id" => any(&|a| Ok(a == id)),
+        "_lastUpdated" => {
+            any(&|a| date_matches(&FhirDateTime::DateTime(version.at.fixed_offset()), a))
+        }
+        _ => {
+            let kind = search_params_of(rt)
+                .into_iter()
+                .find(|(n, _)| *n == param)
+                .map(|(_, k)| k);
+            let Some(kind) = kind else {
+                return Err(format!("{rt} has no search parameter {param:?}"));
+            };
+            let vals: Vec<&Value> = paths_for(rt, param)
+                .iter()
+                .flat_map(|p| values_at(body, p))
+                .collect();
+            any(&|a| {
+                Ok(match kind {
+                    "string" => vals
+                        .iter()
+                        .any(|v| v.as_str().is_some_and(|s| lower(s).starts_with(&lower(a)))),
+                    "reference" => {
+                        let want = a.rsplit('/').next().unwrap_or(a);
+                        vals.iter().any(|v| {
+                            v.get("reference")
+                                .and_then(Value::as_str)
+                                .and_then(bundle::reference_id)
+                                == Some(want)
+                        })
+                    }
+                    "date" => {
+                        let mut hit = false;
+                        for v in &vals {
+                            if let Some(s) = v.as_str() {
+                                if let Ok(d) = parse_date_time(s) {
+                                    hit |= date_matches(&d, a)?;
+                                }
+                            }
+                        }
+                        hit
+                    }
+                    _ => vals.iter().any(|v| token_matches(v, a)),
+                })
+            })
+        }
+    }
+}
+
+/// `system|code`, `|code`, `code`; against a code, Coding, CodeableConcept or Identifier.
+fn token_matches(v: &Value, want: &str) -> bool {
+    let (system, code) = match want.split_once('|') {
+        Some((s, c)) => (Some(s), c),
+        None => (None, want),
+    };
+    let one = |sys: Option<&str>, c: Option<&str>| {
+        c == Some(code)
+            && match system {
+                None => true,
+                Some("") => sys.is_none(),
+                Some(s) => sys == Some(s),
+            }
+    };
+    match v {
+        Value::String(s) => system.is_none() && s == code,
+        Value::Object(o) => {
+            if let Some(codings) = o.get("coding").and_then(Value::as_array) {
+                return codings.iter().any(|c| {
+                    one(
+                        c.get("system").and_then(Value::as_str),
+                        c.get("code").and_then(Value::as_str),
+                    )
+                });
+            }
+            if o.contains_key("value") {
+                return one(
+                    o.get("system").and_then(Value::as_str),
+                    o.get("value").and_then(Value::as_str),
+                );
+            }
+            one(
+                o.get("system").and_then(Value::as_str),
+                o.get("code").and_then(Value::as_str),
+            )
+        }
+        _ => false,
+    }
+}
+
+/// A date parameter with its prefix (eq, ne, gt, ge, lt, le) against a value.
+fn date_matches(have: &FhirDateTime, want: &str) -> Result<bool, String> {
+    let (prefix, rest) = match want.get(..2) {
+        Some(p @ ("eq" | "ne" | "gt" | "ge" | "lt" | "le")) => (p, &want[2..]),
+        _ => ("eq", want),
+    };
+    let w = parse_date_time(rest).map_err(|e| format!("date parameter: {e}"))?;
+    let (Some(h), Some(lo)) = (have.instant(), w.instant()) else {
+        return Ok(false);
+    };
+    // The range the parameter's precision covers.
+    let hi = match w {
+        FhirDateTime::Year(y) => Utc.with_ymd_and_hms(y + 1, 1, 1, 0, 0, 0).single(),
+        FhirDateTime::Month(y, m) => {
+            let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+            Utc.with_ymd_and_hms(ny, nm, 1, 0, 0, 0).single()
+        }
+        FhirDateTime::Date(_) => Some(lo + chrono::Duration::days(1)),
+        FhirDateTime::DateTime(_) => Some(lo + chrono::Duration::seconds(1)),
+    }
+    .unwrap_or(lo);
+    Ok(match prefix {
+        "eq" => h >= lo && h < hi,
+        "ne" => !(h >= lo && h < hi),
+        "gt" => h >= hi,
+        "ge" => h >= lo,
+        "lt" => h < lo,
+        _ => h < hi,
+    })
+}
+
+pub async fn search(
+    State(state): State<AppState>,
+    Path(rt): Path<String>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let map: HashMap<String, String> = params.iter().cloned().collect();
+    if let Err(r) = check_format(&headers, &map).and(check_type(&rt)) {
+        return r;
+    }
+    let count = match map.get("_count").map(|c| c.parse::<usize>()) {
+        None => 50,
+        Some(Ok(c)) => c.min(1000),
+        Some(Err(_)) => {
+            return outcome(
+                StatusCode::BAD_REQUEST,
+                IssueCode::Value,
+                "_count must be a whole number",
+            )
+        }
+    };
+    let offset = match map.get("_offset").map(|c| c.parse::<usize>()) {
+        None => 0,
+        Some(Ok(c)) => c,
+        Some(Err(_)) => {
+            return outcome(
+                StatusCode::BAD_REQUEST,
+                IssueCode::Value,
+                "_offset must be a whole number",
+            )
+        }
+    };
+    let criteria: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "_count" | "_offset" | "_format" | "_sort" | "_total"
+            )
+        })
+        .cloned()
+        .collect();
+    let mut hits: Vec<(String, Version, Arc<Value>)> = Vec::new();
+    {
+        let all = state.fhir.versions.read().expect("versions lock");
+        for ((t, id), vs) in all.iter() {
+            if t != &rt {
+                continue;
+            }
+            let Some(v) = vs.last() else { continue };
+            let Some(body) = &v.body else { continue };
+            let mut ok = true;
+            for (k, val) in &criteria {
+                let name = k.split(':').next().unwrap_or(k);
+                match matches(&rt, id, v, body, name, val) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        ok = false;
+                        break;
+                    }
+                    Err(e) => return outcome(StatusCode::BAD_REQUEST, IssueCode::NotSupported, e),
+                }
+            }
+            if ok {
+                hits.push((id.clone(), v.clone(), body.clone()));
+            }
+        }
+    }
+    hits.sort_by(|a, b| a.0.cmp(&b.0));
+    let total = hits.len();
+    let base = base_url(&headers);
+    let query_without_paging: Vec<String> =
+        criteria.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let page_url = |off: usize| {
+        let mut q = query_without_paging.clone();
+        q.push(format!("_count={count}"));
+        q.push(format!("_offset={off}"));
+        format!("{base}/{rt}?{}", q.join("&"))
+    };
+    let mut links = vec![
+        json!({"relation": "self", "url": page_url(offset)}),
+        json!({"relation": "first", "url": page_url(0)}),
+    ];
+    if offset + count < total {
+        links.push(json!({"relation": "next", "url": page_url(offset + count)}));
+    }
+    if offset > 0 {
+        links.push(json!({"relation": "previous", "url": page_url(offset.saturating_sub(count))}));
+    }
+    let last = if total == 0 || count == 0 {
+        0
+    } else {
+        (total - 1) / count * count
+    };
+    links.push(json!({"relation": "last", "url": page_url(last)}));
+    let entries: Vec<Value> = hits
+        .iter()
+        .skip(offset)
+        .take(count)
+        .map(|(id, v, body)| json!({"fullUrl": format!("{base}/{rt}/{id}"), "resource": served(body, id, v), "search": {"mode": "match"}}))
+        .collect();
+    fhir_json(
+        StatusCode::OK,
+        &json!({"resourceType": "Bundle", "type": "searchset", "total": total, "link": links, "entry": entries}),
+    )
+}
+
+/// `POST /fhir` with a batch or transaction Bundle.
+pub async fn bundle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let b = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if b.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            IssueCode::Invalid,
+            "POST /fhir takes a batch or transaction Bundle",
+        );
+    }
+    let (kind, mut entries) = match bundle::unpack(&b) {
+        Ok(x) => x,
+        Err(issue) => {
+            return fhir_json(
+                StatusCode::BAD_REQUEST,
+                &OperationOutcome::single(issue).to_json(),
+            )
+        }
+    };
+    if kind == BundleKind::Collection {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            IssueCode::Invalid,
+            "POST /fhir takes a batch or transaction Bundle",
+        );
+    }
+    let urls = bundle::assign_ids(&mut entries, fdp_ingest::fhir::new_id);
+    let base = base_url(&headers);
+    // Check every writing entry first; a transaction stops at the first problem.
+    let mut writes: Vec<(usize, Value, String)> = Vec::new();
+    let mut responses: Vec<Option<Value>> = vec![None; entries.len()];
+    for e in &mut entries {
+        match e.method {
+            Method::Post | Method::Put => {
+                let Some(mut r) = e.resource.take() else {
+                    let issue = Issue::error(
+                        IssueCode::Required,
+                        format!("{}.resource", e.path()),
+                        "a POST or PUT entry needs a resource",
+                    );
+                    if kind == BundleKind::Transaction {
+                        return fhir_json(
+                            StatusCode::BAD_REQUEST,
+                            &OperationOutcome::single(issue).to_json(),
+                        );
+                    }
+                    responses[e.index] = Some(
+                        json!({"status": "400 Bad Request", "outcome": OperationOutcome::single(issue).to_json()}),
+                    );
+                    continue;
+                };
+                bundle::resolve_references(&mut r, &urls);
+                let (_, id) = e.target.clone().expect("writing entries have targets");
+                if let Some(o) = r.as_object_mut() {
+                    o.insert("id".into(), json!(id));
+                }
+                let errors: Vec<Issue> = fdp_fhir::validate::validate(&r)
+                    .into_iter()
+                    .filter(Issue::is_error)
+                    .collect();
+                if !errors.is_empty() {
+                    let path = e.path();
+                    let oo = OperationOutcome::new(
+                        errors
+                            .into_iter()
+                            .map(|i| i.within(&format!("{path}.resource")))
+                            .collect(),
+                    );
+                    if kind == BundleKind::Transaction {
+                        return fhir_json(StatusCode::UNPROCESSABLE_ENTITY, &oo.to_json());
+                    }
+                    responses[e.index] = Some(
+                        json!({"status": "422 Unprocessable Entity", "outcome": oo.to_json()}),
+                    );
+                    continue;
+                }
+                writes.push((e.index, r, id));
+            }
+            Method::Get | Method::Delete | Method::None => {}
+        }
+    }
+    let items: Vec<(Value, String, String)> = writes
+        .iter()
+        .map(|(i, r, id)| (r.clone(), id.clone(), format!("Bundle.entry[{i}]")))
+        .collect();
+    let outcomes = match store(&state, items).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    for ((index, _, id), o) in writes.iter().zip(&outcomes) {
+        let resp = write_response(&state, &base, o, id);
+        let status = resp.status();
+        let mut r = json!({"status": format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""))});
+        if let Some(l) = resp
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+        {
+            r["location"] = json!(l);
+        }
+        if let Some(t) = resp
+            .headers()
+            .get(header::ETAG)
+            .and_then(|l| l.to_str().ok())
+        {
+            r["etag"] = json!(t);
+        }
+        if let Outcome::Rejected(oo) = o {
+            r["outcome"] = oo.to_json();
+        }
+        responses[*index] = Some(r);
+    }
+    for e in &entries {
+        match (e.method, &e.url) {
+            (Method::Delete, Some(url)) => {
+                let status = match url.split_once('/') {
+                    Some((rt, id)) if is_r4_resource_type(rt) && is_valid_id(id) => {
+                        let mut source = state.fhir.source.lock().await;
+                        match source.delete(&run_id(), rt, id).await {
+                            Ok(Some(v)) => {
+                                state.fhir.remember(rt, id, v, Utc::now(), None);
+                                "204 No Content"
+                            }
+                            Ok(None) => "204 No Content",
+                            Err(_) => "500 Internal Server Error",
+                        }
+                    }
+                    _ => "400 Bad Request",
+                };
+                responses[e.index] = Some(json!({"status": status}));
+            }
+            (Method::Get, Some(url)) => {
+                let (rt, id) = url.split_once('/').unwrap_or((url, ""));
+                responses[e.index] = Some(match state.fhir.current(rt, id) {
+                    Some(v) if v.body.is_some() => {
+                        json!({"status": "200 OK", "resource": served(v.body.as_ref().expect("checked"), id, &v)})
+                    }
+                    _ => json!({"status": "404 Not Found"}),
+                });
+            }
+            _ => {}
+        }
+    }
+    let response_type = if kind == BundleKind::Transaction {
+        "transaction-response"
+    } else {
+        "batch-response"
+    };
+    let entries: Vec<Value> = responses
+        .into_iter()
+        .map(|r| {
+            let mut entry = Map::new();
+            entry.insert(
+                "response".into(),
+                r.unwrap_or_else(|| json!({"status": "400 Bad Request"})),
+            );
+            Value::Object(entry)
+        })
+        .collect();
+    fhir_json(
+        StatusCode::OK,
+        &json!({"resourceType": "Bundle", "type": response_type, "entry": entries}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_prefixes_cover_the_precision_given() {
+        let d = parse_date_time("2024-03-15T10:00:00Z").unwrap();
+        assert!(date_matches(&d, "2024-03").unwrap());
+        assert!(date_matches(&d, "ge2024-03-15").unwrap());
+        assert!(!date_matches(&d, "gt2024-03-15").unwrap());
+        assert!(date_matches(&d, "lt2025").unwrap());
+        assert!(date_matches(&d, "ne2023").unwrap());
+    }
+
+    #[test]
+    fn tokens_match_codings_and_identifiers() {
+        let cc = json!({"coding": [{"system": "http://loinc.org", "code": "8310-5"}]});
+        assert!(token_matches(&cc, "http://loinc.org|8310-5"));
+        assert!(token_matches(&cc, "8310-5"));
+        assert!(!token_matches(&cc, "http://snomed.info/sct|8310-5"));
+        let ident = json!({"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"});
+        assert!(token_matches(
+            &ident,
+            "https://fhir.nhs.uk/Id/nhs-number|9434765919"
+        ));
+    }
+}
