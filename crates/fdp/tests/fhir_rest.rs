@@ -717,3 +717,24 @@ fn rest_behaviour_a_client_relies_on() {
     );
     server.stop();
 }
+
+#[test]
+fn an_off_the_shelf_fhir_client_works_against_the_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("trust"), 1.0);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/fhirclient_check.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(format!("http://{}/fhir", server.http))
+        .arg(&server.token)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "fhirclient check failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("all as expected"), "{stdout}");
+    server.stop();
+}
