@@ -10,6 +10,7 @@
 //! is `fdp-govern`) nor render anything (that is `fdp-server`).
 
 pub mod adt;
+pub mod extract;
 pub mod fhir;
 pub mod hl7v2;
 pub mod live;

@@ -36,6 +36,18 @@ pub enum IngestCommand {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Flat extracts (CSV and other delimited files) through declared
+    /// mappings: each file is loaded with the mapping whose file_pattern
+    /// matches its name (see docs/extracts.md and the mappings/ folder)
+    Csv {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// A mapping file, or a folder of them
+        #[arg(long)]
+        mapping: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// A bed register: the sites, wards and beds of the trust
     Beds {
         #[arg(long)]
@@ -98,6 +110,11 @@ pub async fn run(cmd: IngestCommand) -> Result<()> {
             files,
         } => hl7(&data_dir, &ods, &files).await,
         IngestCommand::Beds { data_dir, file } => beds(&data_dir, &file).await,
+        IngestCommand::Csv {
+            data_dir,
+            mapping,
+            files,
+        } => csv(&data_dir, &mapping, &files).await.map(|_| ()),
         IngestCommand::Fhir { data_dir, paths } => fhir(&data_dir, &paths).await.map(|_| ()),
     }
 }
@@ -234,6 +251,106 @@ pub async fn load_bed_register(
         })
         .await?;
     Ok(())
+}
+
+/// Load flat extracts with declared mappings and print what happened.
+pub async fn csv(
+    data_dir: &Path,
+    mapping: &Path,
+    files: &[PathBuf],
+) -> Result<Vec<fdp_ingest::extract::FileReport>> {
+    use fdp_ingest::extract;
+    let mappings =
+        extract::read_mappings(mapping).map_err(|e| anyhow::anyhow!("reading mappings: {e}"))?;
+    anyhow::ensure!(
+        !mappings.is_empty(),
+        "{} holds no mapping files (*.toml)",
+        mapping.display()
+    );
+    let mut paths = Vec::new();
+    for f in files {
+        if f.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(f)?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect();
+            inside.sort();
+            paths.extend(
+                inside
+                    .into_iter()
+                    .filter(|p| extract::mapping_for(&mappings, p).is_some()),
+            );
+        } else {
+            paths.push(f.clone());
+        }
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let run_id = format!(
+        "extract-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+    );
+    let pb = progress(paths.len() as u64, "files");
+    let mut reports = Vec::new();
+    for p in &paths {
+        let Some(m) = extract::mapping_for(&mappings, p) else {
+            let names: Vec<String> = mappings
+                .iter()
+                .map(|m| format!("{} ({})", m.name, m.file_pattern))
+                .collect();
+            anyhow::bail!(
+                "no mapping applies to {}: the mappings given are {}",
+                p.display(),
+                names.join(", ")
+            );
+        };
+        let r = extract::load_file(data_dir, m, p, &run_id)
+            .await
+            .with_context(|| format!("loading {}", p.display()))?;
+        pb.inc(1);
+        reports.push(r);
+    }
+    pb.finish_and_clear();
+    println!(
+        "{:<40} {:<24} {:>10} {:>10} {:>10} {:>10}",
+        "FILE", "TABLE", "ROWS", "ACCEPTED", "REJECTED", "ROWS/S"
+    );
+    for r in &reports {
+        let name = Path::new(&r.file)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if r.already_loaded {
+            println!(
+                "{name:<40} {:<24} already loaded with mapping {} (same content): skipped",
+                "", r.mapping
+            );
+            continue;
+        }
+        println!(
+            "{name:<40} {:<24} {:>10} {:>10} {:>10} {:>10.0}",
+            r.table,
+            r.rows_in,
+            r.accepted,
+            r.rejected.len(),
+            r.rows_in as f64 / r.seconds.max(1e-9)
+        );
+    }
+    for r in &reports {
+        for (line, why) in r.rejected.iter().take(10) {
+            println!("  rejected: {} line {line}: {why}", r.file);
+        }
+        if r.rejected.len() > 10 {
+            println!(
+                "  … and {} more in {} (fdp sql \"SELECT line, reason FROM raw.extract_rejected WHERE file = '{}'\")",
+                r.rejected.len() - 10,
+                r.file,
+                r.file
+            );
+        }
+    }
+    Ok(reports)
 }
 
 /// Resources per load: each is one raw commit and one commit per canonical table.

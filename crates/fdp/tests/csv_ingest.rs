@@ -1,0 +1,234 @@
+//! Flat extracts through the shipped mappings: the Synthea CSV export, the
+//! ODS trust file and the nhs.uk hospital list load without a hand-edited
+//! byte; loads are idempotent; bad lines are named and kept.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+
+fn mappings() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../mappings")
+}
+
+#[test]
+fn synthea_ods_and_nhs_uk_files_load_through_the_shipped_mappings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("icb");
+    let out = fdp_ok!(
+        "ingest",
+        "csv",
+        "--data-dir",
+        data,
+        "--mapping",
+        mappings(),
+        shared_data("synthea_csv/dbt_synthea_27pt"),
+        shared_data("nhs_operational_csv/ods/etrust.csv"),
+        shared_data("nhs_operational_csv/nhs_uk_website/Hospital.csv")
+    );
+    let row = |file: &str| -> Vec<String> {
+        out.lines()
+            .find(|l| l.starts_with(file))
+            .unwrap_or_else(|| panic!("{file} missing from\n{out}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(row("patients.csv")[2..5], ["27", "27", "0"]);
+    assert_eq!(row("encounters.csv")[2..5], ["604", "604", "0"]);
+    assert_eq!(row("observations.csv")[2..5], ["990", "990", "0"]);
+    assert_eq!(row("etrust.csv")[2..5], ["29955", "29955", "0"]);
+    assert_eq!(row("Hospital.csv")[2..5], ["1231", "1231", "0"]);
+    // Synthea writes one SNOMED CT id with a wrong check digit; those four
+    // lines are refused by name and kept.
+    assert_eq!(row("conditions.csv")[2..5], ["438", "434", "4"]);
+    assert!(out.contains("conditions.csv line 98: diagnosis_snomed_ct_code: SNOMED CT: `10939881000119104` fails its Verhoeff check digit"), "{out}");
+
+    assert_eq!(sql_count(&data, "SELECT count(*) AS n FROM patient"), 27);
+    assert_eq!(
+        sql_count(&data, "SELECT count(*) AS n FROM raw.extract_rejected"),
+        4
+    );
+    // Joins work as in the export.
+    assert_eq!(
+        sql_count(&data, "SELECT count(*) AS n FROM encounter e WHERE e.patient_id NOT IN (SELECT person_id FROM patient)"),
+        0
+    );
+    // ODS: 234 trusts, 29,721 sites, each site under its trust, except one
+    // whose trust (RER) the extract no longer lists.
+    assert_eq!(
+        sql_count(
+            &data,
+            "SELECT count(*) AS n FROM organisation WHERE organisation_type = 'NHS Trust'"
+        ),
+        234
+    );
+    assert_eq!(
+        sql_count(
+            &data,
+            "SELECT count(*) AS n FROM organisation s JOIN organisation t ON t.organisation_id = s.parent_ods_code \
+             AND t.organisation_type = 'NHS Trust' WHERE s.organisation_type = 'NHS Trust Site'"
+        ),
+        29720
+    );
+    let orphans = sql(
+        &data,
+        "SELECT organisation_id FROM organisation WHERE organisation_type = 'NHS Trust Site' \
+         AND parent_ods_code NOT IN (SELECT organisation_id FROM organisation WHERE organisation_type = 'NHS Trust')",
+    );
+    assert_eq!(orphans.len(), 1);
+    assert_eq!(orphans[0]["organisation_id"], "RERRK");
+    assert_eq!(
+        sql(&data, "SELECT CAST(open_date AS VARCHAR) AS d FROM organisation WHERE organisation_id = 'R0A'")[0]["d"],
+        "2017-10-01"
+    );
+    // nhs.uk: the ¬-separated ISO-8859-1 file, scientific-notation latitudes included.
+    let h = sql(
+        &data,
+        "SELECT name, postcode, latitude FROM organisation WHERE organisation_id = 'NDA07'",
+    );
+    assert_eq!(
+        h[0]["name"],
+        "Walton Community Hospital - Virgin Care Services Ltd"
+    );
+    assert_eq!(h[0]["postcode"], "KT12 3LD");
+    let nmv = sql(
+        &data,
+        "SELECT longitude FROM organisation WHERE organisation_id = 'NMV01'",
+    );
+    assert!(
+        (nmv[0]["longitude"].as_f64().unwrap() + 0.030604055151343346).abs() < 1e-12,
+        "{nmv:?}"
+    );
+
+    // The same files again: recognised, nothing added.
+    let again = fdp_ok!(
+        "ingest",
+        "csv",
+        "--data-dir",
+        data,
+        "--mapping",
+        mappings(),
+        shared_data("nhs_operational_csv/ods/etrust.csv")
+    );
+    assert!(
+        again.contains("already loaded with mapping ods-etrust (same content): skipped"),
+        "{again}"
+    );
+    assert_eq!(
+        sql_count(
+            &data,
+            "SELECT count(*) AS n FROM organisation WHERE organisation_type = 'NHS Trust'"
+        ),
+        234
+    );
+}
+
+#[test]
+fn bad_lines_are_named_and_kept_and_a_fixed_file_replaces_rows_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("trust");
+    let maps = dir.path().join("maps");
+    std::fs::create_dir_all(&maps).unwrap();
+    std::fs::write(
+        maps.join("wl.toml"),
+        r#"
+name = "waiting-list"
+object_type = "EalEntry"
+file_pattern = "wl_*.csv"
+encoding = "utf-8"
+[columns]
+eal_id = { from = "Pathway ID" }
+patient_id = { from = "NHS Number", parse = "nhs_number" }
+priority_type = { from = "Priority", map = { "1" = "P1", "2" = "P2", "3" = "P3", "4" = "P4" } }
+rtt_period_start_date = { from = "RTT Clock Start", format = "%d/%m/%Y" }
+"#,
+    )
+    .unwrap();
+    let file = dir.path().join("wl_2026-11.csv");
+    std::fs::write(
+        &file,
+        "Pathway ID,NHS Number,Priority,RTT Clock Start\n\
+         P001,943 476 5919,2,01/02/2026\n\
+         P002,9434765918,1,03/02/2026\n\
+         P003,9434765870,1,2026-02-03\n\
+         P004,9434765889,3\n\
+         P005,9434765897,9,05/02/2026\n\
+         P001,9434765919,1,01/02/2026\n",
+    )
+    .unwrap();
+    let out = fdp_ok!("ingest", "csv", "--data-dir", data, "--mapping", maps, file);
+    for needle in [
+        "line 3: patient_id: \"9434765918\" is not a valid NHS number",
+        "line 4: rtt_period_start_date: \"2026-02-03\" is not a date in the format %d/%m/%Y",
+        "line 5: expected 4 fields, found 3",
+        "line 6: priority_type: \"9\" is not one of the mapped values",
+        "line 7: duplicate key \"P001\": line 2 has it already",
+    ] {
+        assert!(out.contains(needle), "{needle} not in\n{out}");
+    }
+    assert_eq!(sql_count(&data, "SELECT count(*) AS n FROM eal_entry"), 1);
+    let kept = sql(
+        &data,
+        "SELECT line, reason, raw FROM raw.extract_rejected ORDER BY line",
+    );
+    assert_eq!(kept.len(), 5);
+    assert_eq!(kept[0]["raw"], "P002,9434765918,1,03/02/2026");
+
+    // The file fixed and sent again: the good rows are replaced, not doubled.
+    std::fs::write(
+        &file,
+        "Pathway ID,NHS Number,Priority,RTT Clock Start\n\
+         P001,943 476 5919,3,01/02/2026\n\
+         P002,9434765870,1,03/02/2026\n",
+    )
+    .unwrap();
+    fdp_ok!("ingest", "csv", "--data-dir", data, "--mapping", maps, file);
+    let rows = sql(
+        &data,
+        "SELECT eal_id, priority_type FROM eal_entry ORDER BY eal_id",
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["priority_type"], "P3");
+
+    // A Latin-1 file given to a UTF-8 mapping: the lines are refused, saying why.
+    let latin = dir.path().join("wl_latin1.csv");
+    std::fs::write(
+        &latin,
+        b"Pathway ID,NHS Number,Priority,RTT Clock Start\nP9\xe9,9434765919,1,01/02/2026\n",
+    )
+    .unwrap();
+    let out = fdp_ok!(
+        "ingest",
+        "csv",
+        "--data-dir",
+        data,
+        "--mapping",
+        maps,
+        latin
+    );
+    assert!(out.contains("line 2: not valid UTF-8 (byte 0xE9"), "{out}");
+    assert!(
+        out.contains("is the file ISO-8859-1 or Windows-1252?"),
+        "{out}"
+    );
+
+    // A file no mapping applies to is refused before anything is loaded.
+    let other = dir.path().join("theatre.csv");
+    std::fs::write(&other, "a,b\n").unwrap();
+    let r = fdp()
+        .args(["ingest", "csv", "--data-dir"])
+        .arg(&data)
+        .arg("--mapping")
+        .arg(&maps)
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("no mapping applies to"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+}
