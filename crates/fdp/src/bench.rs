@@ -29,6 +29,8 @@ pub enum BenchCommand {
     Adt(AdtArgs),
     /// Bulk FHIR import (NDJSON) of a generated export: resources/s
     Fhir(crate::bench_fhir::FhirArgs),
+    /// Flat extract (CSV) through a declared mapping, beside DuckDB: rows/s
+    Csv(crate::bench_csv::CsvArgs),
 }
 
 #[derive(Args, Clone)]
@@ -63,6 +65,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Adt(args) => adt(args).await.map(|r| r.print()),
         BenchCommand::Fhir(args) => crate::bench_fhir::fhir(args).await,
+        BenchCommand::Csv(args) => crate::bench_csv::csv(args).await,
     }
 }
 

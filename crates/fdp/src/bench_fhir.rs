@@ -232,6 +232,8 @@ pub fn generate(dir: &Path, resources: usize) -> Result<(Vec<PathBuf>, usize)> {
     }
     for mut w in out {
         w.flush()?;
+        // On disk before the clock starts, as a delivered export would be.
+        w.get_ref().sync_all()?;
     }
     Ok((files, n))
 }

@@ -279,7 +279,7 @@ pub async fn csv(
             paths.extend(
                 inside
                     .into_iter()
-                    .filter(|p| extract::mapping_for(&mappings, p).is_some()),
+                    .filter(|p| !extract::mappings_for(&mappings, p).is_empty()),
             );
         } else {
             paths.push(f.clone());
@@ -294,7 +294,8 @@ pub async fn csv(
     let pb = progress(paths.len() as u64, "files");
     let mut reports = Vec::new();
     for p in &paths {
-        let Some(m) = extract::mapping_for(&mappings, p) else {
+        let applying = extract::mappings_for(&mappings, p);
+        if applying.is_empty() {
             let names: Vec<String> = mappings
                 .iter()
                 .map(|m| format!("{} ({})", m.name, m.file_pattern))
@@ -304,12 +305,14 @@ pub async fn csv(
                 p.display(),
                 names.join(", ")
             );
-        };
-        let r = extract::load_file(data_dir, m, p, &run_id)
-            .await
-            .with_context(|| format!("loading {}", p.display()))?;
+        }
+        for m in applying {
+            let r = extract::load_file(data_dir, m, p, &run_id)
+                .await
+                .with_context(|| format!("loading {} with mapping {}", p.display(), m.name))?;
+            reports.push(r);
+        }
         pb.inc(1);
-        reports.push(r);
     }
     pb.finish_and_clear();
     println!(

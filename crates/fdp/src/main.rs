@@ -4,6 +4,7 @@
 //! terminal; everything it runs lives in the library crates.
 
 mod bench;
+mod bench_csv;
 mod bench_fhir;
 mod demo;
 mod ingest;

@@ -357,9 +357,10 @@ pub struct Plan {
 
 /// A typed value ready for a column builder.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Val {
+pub enum Val<'a> {
     Null,
-    Text(String),
+    /// Borrowed from the file where nothing changed it.
+    Text(std::borrow::Cow<'a, str>),
     Int(i64),
     Num(f64),
     Bool(bool),
@@ -374,7 +375,7 @@ impl Plan {
     }
 
     /// Turn one record's fields into values, or say what is wrong with it.
-    pub fn apply(&self, fields: &[&str], out: &mut Vec<Val>) -> Result<(), String> {
+    pub fn apply<'a>(&'a self, fields: &[&'a str], out: &mut Vec<Val<'a>>) -> Result<(), String> {
         out.clear();
         if let Some(w) = self.width {
             if fields.len() != w {
@@ -382,7 +383,7 @@ impl Plan {
             }
         }
         for c in &self.columns {
-            let raw: std::borrow::Cow<str> = match &c.source {
+            let raw: std::borrow::Cow<'a, str> = match &c.source {
                 ValueSource::Column(i) => match fields.get(*i) {
                     Some(v) => std::borrow::Cow::Borrowed(v.trim()),
                     None => {
@@ -403,18 +404,22 @@ impl Plan {
                     }
                     std::borrow::Cow::Owned(parts.join(sep))
                 }
-                ValueSource::Constant(k) => std::borrow::Cow::Borrowed(k.as_str()),
+                ValueSource::Constant(k) => std::borrow::Cow::Owned(k.clone()),
             };
             out.push(
-                self.value(c, &raw)
+                self.value(c, raw)
                     .map_err(|e| format!("{}: {e}", c.target))?,
             );
         }
         Ok(())
     }
 
-    fn value(&self, c: &CompiledColumn, raw: &str) -> Result<Val, String> {
-        let mut s: std::borrow::Cow<str> = std::borrow::Cow::Borrowed(raw);
+    fn value<'a>(
+        &'a self,
+        c: &'a CompiledColumn,
+        raw: std::borrow::Cow<'a, str>,
+    ) -> Result<Val<'a>, String> {
+        let mut s = raw;
         if c.if_length.is_some_and(|n| s.chars().count() != n) {
             return Ok(Val::Null);
         }
@@ -435,10 +440,10 @@ impl Plan {
             };
         }
         if let Some(map) = &c.map {
-            s = std::borrow::Cow::Owned(match map.get(s.as_ref()) {
-                Some(v) => v.clone(),
+            s = std::borrow::Cow::Borrowed(match map.get(s.as_ref()) {
+                Some(v) => v.as_str(),
                 None => match &c.map_default {
-                    Some(d) => d.clone(),
+                    Some(d) => d.as_str(),
                     None => {
                         return Err(format!(
                             "{s:?} is not one of the mapped values ({})",
@@ -448,11 +453,29 @@ impl Plan {
                 },
             });
         }
-        let s = s.as_ref();
         use fdp_model::identifiers as id;
+        let text = |v: String| Val::Text(std::borrow::Cow::Owned(v));
+        match c.parse {
+            Parse::Text => return Ok(Val::Text(s)),
+            Parse::Upper if !s.bytes().any(|b| b.is_ascii_lowercase()) && s.is_ascii() => {
+                return Ok(Val::Text(s))
+            }
+            _ => {}
+        }
+        if c.parse == Parse::NhsNumber {
+            let n = id::parse_nhs_number(&s)
+                .map_err(|e| format!("{s:?} is not a valid NHS number: {e}"))?;
+            // Ten characters that pass are the ten digits: keep them borrowed.
+            return Ok(Val::Text(if s.len() == 10 {
+                s
+            } else {
+                std::borrow::Cow::Owned(n.digits())
+            }));
+        }
+        let s = s.as_ref();
         Ok(match c.parse {
-            Parse::Text => Val::Text(s.to_string()),
-            Parse::Upper => Val::Text(s.to_uppercase()),
+            Parse::Text => unreachable!("returned above"),
+            Parse::Upper => text(s.to_uppercase()),
             Parse::Integer => Val::Int(
                 s.parse::<i64>()
                     .map_err(|_| format!("{s:?} is not a whole number"))?,
@@ -468,24 +491,20 @@ impl Plan {
             }),
             Parse::Date => Val::Date(parse_date(s, &c.formats)?),
             Parse::Timestamp => Val::Micros(parse_timestamp(s, &c.formats)?),
-            Parse::NhsNumber => Val::Text(
-                id::parse_nhs_number(s)
-                    .map_err(|e| format!("{s:?} is not a valid NHS number: {e}"))?
-                    .digits(),
-            ),
-            Parse::OdsCode => Val::Text(
+            Parse::NhsNumber => unreachable!("returned above"),
+            Parse::OdsCode => text(
                 id::parse_ods_code(s)
                     .map_err(|e| e.to_string())?
                     .to_string(),
             ),
-            Parse::Postcode => Val::Text(
+            Parse::Postcode => text(
                 id::parse_postcode(s)
                     .map_err(|e| e.to_string())?
                     .to_string(),
             ),
-            Parse::Snomed => Val::Text(id::parse_sctid(s).map_err(|e| e.to_string())?.to_string()),
-            Parse::Icd10 => Val::Text(id::parse_icd10(s).map_err(|e| e.to_string())?.to_string()),
-            Parse::Opcs4 => Val::Text(id::parse_opcs4(s).map_err(|e| e.to_string())?.to_string()),
+            Parse::Snomed => text(id::parse_sctid(s).map_err(|e| e.to_string())?.to_string()),
+            Parse::Icd10 => text(id::parse_icd10(s).map_err(|e| e.to_string())?.to_string()),
+            Parse::Opcs4 => text(id::parse_opcs4(s).map_err(|e| e.to_string())?.to_string()),
         })
     }
 
@@ -543,7 +562,7 @@ impl Builders {
         self.rows += 1;
         for (b, v) in self.columns.iter_mut().zip(values) {
             match (b, v) {
-                (ColumnBuilder::Text(b), Val::Text(s)) => b.append_value(s),
+                (ColumnBuilder::Text(b), Val::Text(s)) => b.append_value(s.as_ref()),
                 (ColumnBuilder::Text(b), Val::Int(n)) => b.append_value(n.to_string()),
                 (ColumnBuilder::Text(b), _) => b.append_null(),
                 (ColumnBuilder::List(b), Val::Text(s)) => {
@@ -617,6 +636,43 @@ fn fast_date(s: &str) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(y as i32, m, d)
 }
 
+/// Formats made only of `%d`, `%m`, `%Y` and single-byte separators
+/// (`%d/%m/%Y`, `%d.%m.%Y`, `%d%m%Y`), for values with two-digit days and
+/// months: the shape of nearly every UK extract. Anything else (one-digit
+/// days, other directives) returns `None` and goes to chrono.
+fn fixed_width_date(s: &str, format: &str) -> Option<NaiveDate> {
+    let (f, b) = (format.as_bytes(), s.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    let (mut y, mut m, mut d) = (None, None, None);
+    while i < f.len() {
+        if f[i] == b'%' {
+            let width = match f.get(i + 1)? {
+                b'd' | b'm' => 2,
+                b'Y' => 4,
+                _ => return None,
+            };
+            let n = digits(b.get(j..j + width)?)?;
+            match f[i + 1] {
+                b'd' => d = Some(n),
+                b'm' => m = Some(n),
+                _ => y = Some(n as i32),
+            }
+            i += 2;
+            j += width;
+        } else {
+            if b.get(j) != Some(&f[i]) {
+                return None;
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    if j != b.len() {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(y?, m?, d?)
+}
+
 fn parse_date(s: &str, formats: &[String]) -> Result<i32, String> {
     use chrono::Datelike;
     let date = if formats.is_empty() {
@@ -627,13 +683,9 @@ fn parse_date(s: &str, formats: &[String]) -> Result<i32, String> {
                 .map(|t| t.date_naive())
         })
     } else {
-        formats.iter().find_map(|f| {
-            if f == "%Y-%m-%d" || f == "%Y%m%d" {
-                fast_date(s)
-            } else {
-                NaiveDate::parse_from_str(s, f).ok()
-            }
-        })
+        formats
+            .iter()
+            .find_map(|f| fixed_width_date(s, f).or_else(|| NaiveDate::parse_from_str(s, f).ok()))
     };
     date.map(|d| d.num_days_from_ce() - EPOCH_DAYS_CE)
         .ok_or_else(|| {

@@ -150,6 +150,7 @@ pub fn parse(mapping: &Mapping, bytes: &[u8], file: &str) -> Result<ParsedFile, 
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    let t0 = std::time::Instant::now();
     let points = csv::split_points(data, threads);
     let mut chunks = Vec::new();
     for (i, &(start, l)) in points.iter().enumerate() {
@@ -170,22 +171,27 @@ pub fn parse(mapping: &Mapping, bytes: &[u8], file: &str) -> Result<ParsedFile, 
             .map(|h| h.join().expect("parsing does not panic"))
             .collect::<Result<Vec<_>, String>>()
     })?;
-    let rows_in: u64 = results.iter().map(|r| r.3).sum();
+    tracing::debug!(elapsed = ?t0.elapsed(), "extract parsed");
+    let mut results = results;
+    let rows_in: u64 = results.iter().map(|r| r.rows).sum();
+    let repeats = may_repeat_keys(&mut results);
     let mut rejected: Vec<(u64, String, String)> = Vec::new();
     let mut batches = Vec::new();
     let mut lines = Vec::new();
-    for (b, l, r, _) in results {
-        batches.push(b);
-        lines.push(l);
-        rejected.extend(r);
+    for p in results {
+        batches.push(p.batch);
+        lines.push(p.lines);
+        rejected.extend(p.rejected);
     }
     // A key given twice: the first line wins, later ones are refused.
-    let batches = drop_duplicate_keys(&plan, batches, &lines, &mut rejected);
+    let batches = if repeats {
+        drop_duplicate_keys(&plan, batches, &lines, &mut rejected)
+    } else {
+        batches
+    };
+    tracing::debug!(elapsed = ?t0.elapsed(), "extract keys checked");
     let full = full_schema(plan.object_type);
-    let batches = batches
-        .into_iter()
-        .map(|b| widen(&b, &full))
-        .collect::<Result<Vec<_>, _>>()?;
+    let batches = widen(batches, &full)?;
     rejected.sort_by_key(|r| r.0);
     Ok(ParsedFile {
         plan,
@@ -221,8 +227,18 @@ fn line_at(all: &[u8], rest: &[u8]) -> usize {
 /// A refused line: its number, the reason, and its text as received.
 pub type RejectedLine = (u64, String, String);
 
-/// One chunk parsed: its rows, the line of each, the lines refused, lines read.
-type Parsed = (RecordBatch, Vec<u64>, Vec<RejectedLine>, u64);
+/// One chunk parsed.
+struct Parsed {
+    batch: RecordBatch,
+    /// The line of each accepted row.
+    lines: Vec<u64>,
+    rejected: Vec<RejectedLine>,
+    /// Records read.
+    rows: u64,
+    /// A hash of each accepted row's key, sorted: proves a file free of
+    /// repeated keys without a table of ten million strings.
+    key_hashes: Vec<u64>,
+}
 
 /// A file parsed with a mapping.
 pub struct ParsedFile {
@@ -232,6 +248,27 @@ pub struct ParsedFile {
     pub rejected: Vec<RejectedLine>,
     /// Records read (header excluded).
     pub rows_in: u64,
+}
+
+/// An empty vector of another lifetime that keeps `v`'s allocation, so the
+/// per-record buffers are allocated once per chunk rather than per line.
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    // Same size and alignment: the standard library collects in place.
+    v.into_iter()
+        .map(|_| unreachable!("the vector is empty"))
+        .collect()
+}
+
+fn key_hash(v: &mapping::Val) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    match v {
+        mapping::Val::Text(s) => s.as_bytes().hash(&mut h),
+        mapping::Val::Int(n) => n.to_string().as_bytes().hash(&mut h),
+        other => format!("{other:?}").hash(&mut h),
+    }
+    h.finish()
 }
 
 fn parse_chunk(
@@ -244,34 +281,66 @@ fn parse_chunk(
     let estimate = chunk.len() / 64 + 1;
     let mut builders = plan.builders(estimate);
     let mut lines = Vec::with_capacity(estimate);
+    let mut key_hashes = Vec::with_capacity(estimate);
     let mut rejected = Vec::new();
     let mut records = csv::Records::new(chunk, delim, first_line);
     let mut fields = Vec::new();
-    let mut values = Vec::new();
     let mut rows = 0u64;
+    let mut decoded_buf: Vec<std::borrow::Cow<str>> = Vec::new();
+    let mut strs_buf: Vec<&str> = Vec::new();
+    let mut values_buf: Vec<mapping::Val> = Vec::new();
     while let Some((line, raw)) = records.next_into(&mut fields) {
         rows += 1;
-        let decoded: Result<Vec<std::borrow::Cow<str>>, String> = fields
-            .iter()
-            .map(|f| mapping::decode(f, encoding))
-            .collect();
-        let result = decoded.and_then(|d| {
-            let strs: Vec<&str> = d.iter().map(|c| c.as_ref()).collect();
-            plan.apply(&strs, &mut values)
-        });
-        match result {
-            Ok(()) => {
-                builders.push(&values);
-                lines.push(line as u64);
+        let mut decoded = recycle(std::mem::take(&mut decoded_buf));
+        let mut strs = recycle(std::mem::take(&mut strs_buf));
+        let mut values = recycle(std::mem::take(&mut values_buf));
+        let result: Result<(), String> = 'record: {
+            for f in &fields {
+                match mapping::decode(f, encoding) {
+                    Ok(d) => decoded.push(d),
+                    Err(e) => break 'record Err(e),
+                }
             }
+            strs.extend(decoded.iter().map(|c| c.as_ref()));
+            if let Err(e) = plan.apply(&strs, &mut values) {
+                break 'record Err(e);
+            }
+            builders.push(&values);
+            key_hashes.push(key_hash(&values[plan.key_index]));
+            Ok(())
+        };
+        match result {
+            Ok(()) => lines.push(line as u64),
             Err(reason) => rejected.push((
                 line as u64,
                 reason,
                 String::from_utf8_lossy(raw).into_owned(),
             )),
         }
+        values_buf = recycle(values);
+        strs_buf = recycle(strs);
+        decoded_buf = recycle(decoded);
     }
-    Ok((builders.finish()?, lines, rejected, rows))
+    key_hashes.sort_unstable();
+    Ok(Parsed {
+        batch: builders.finish()?,
+        lines,
+        rejected,
+        rows,
+        key_hashes,
+    })
+}
+
+/// Whether any two rows might share a key: equal hashes, within a chunk or
+/// across chunks. Each chunk's hashes are sorted, so the stable sort of their
+/// concatenation is a merge of sorted runs.
+fn may_repeat_keys(parsed: &mut [Parsed]) -> bool {
+    let mut all: Vec<u64> = Vec::with_capacity(parsed.iter().map(|p| p.key_hashes.len()).sum());
+    for p in parsed.iter_mut() {
+        all.append(&mut p.key_hashes);
+    }
+    all.sort();
+    all.windows(2).any(|w| w[0] == w[1])
 }
 
 fn drop_duplicate_keys(
@@ -281,6 +350,7 @@ fn drop_duplicate_keys(
     rejected: &mut Vec<(u64, String, String)>,
 ) -> Vec<RecordBatch> {
     use std::collections::HashMap;
+    use std::hash::BuildHasherDefault;
     let keys: Vec<ArrayRef> = batches
         .iter()
         .map(|b| {
@@ -289,7 +359,8 @@ fn drop_duplicate_keys(
         })
         .collect();
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut first: HashMap<&str, u64> = HashMap::with_capacity(total);
+    let mut first: HashMap<&str, u64, BuildHasherDefault<FxHasher>> =
+        HashMap::with_capacity_and_hasher(total, Default::default());
     let mut keep: Vec<Vec<bool>> = Vec::with_capacity(batches.len());
     let mut any_dup = false;
     for (bi, k) in keys.iter().enumerate() {
@@ -325,6 +396,26 @@ fn drop_duplicate_keys(
         .collect()
 }
 
+/// A fast, non-cryptographic hasher (the one rustc uses) for the key check:
+/// millions of short keys, no untrusted-input concerns beyond slowness.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 fn full_schema(ot: &fdp_model::ObjectType) -> SchemaRef {
     Arc::new(Schema::new(
         ot.arrow_schema()
@@ -335,17 +426,124 @@ fn full_schema(ot: &fdp_model::ObjectType) -> SchemaRef {
     ))
 }
 
-/// The batch with every column of the object type, nulls where unmapped.
-fn widen(b: &RecordBatch, full: &SchemaRef) -> Result<RecordBatch, String> {
-    let columns: Vec<ArrayRef> = full
-        .fields()
-        .iter()
-        .map(|f| match b.schema().index_of(f.name()) {
-            Ok(i) => b.column(i).clone(),
-            Err(_) => new_null_array(f.data_type(), b.num_rows()),
+/// The batches with every column of the object type, nulls where unmapped.
+/// Unmapped columns of a type share one null array, sliced to each batch:
+/// an extract fills a handful of an object type's columns, and a fresh null
+/// column per batch would be gigabytes of zeroed memory on a big file.
+fn widen(batches: Vec<RecordBatch>, full: &SchemaRef) -> Result<Vec<RecordBatch>, String> {
+    let longest = batches.iter().map(RecordBatch::num_rows).max().unwrap_or(0);
+    let mut nulls: std::collections::HashMap<DataType, ArrayRef> = Default::default();
+    batches
+        .into_iter()
+        .map(|b| {
+            let columns: Vec<ArrayRef> = full
+                .fields()
+                .iter()
+                .map(|f| match b.schema().index_of(f.name()) {
+                    Ok(i) => b.column(i).clone(),
+                    Err(_) => nulls
+                        .entry(f.data_type().clone())
+                        .or_insert_with(|| new_null_array(f.data_type(), longest))
+                        .slice(0, b.num_rows()),
+                })
+                .collect();
+            RecordBatch::try_new(full.clone(), columns).map_err(|e| e.to_string())
         })
-        .collect();
-    RecordBatch::try_new(full.clone(), columns).map_err(|e| e.to_string())
+        .collect()
+}
+
+/// A file's bytes and their SHA-256, hashing each piece on another thread
+/// while the next is read.
+fn read_hashed(path: &Path) -> std::io::Result<(Vec<u8>, String)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
+    let mut bytes = vec![0u8; len];
+    let digest = std::thread::scope(|s| -> std::io::Result<_> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<&[u8]>(4);
+        let hashing = s.spawn(move || {
+            let mut h = Sha256::new();
+            for piece in rx {
+                h.update(piece);
+            }
+            h.finalize()
+        });
+        let mut rest: &mut [u8] = &mut bytes;
+        while !rest.is_empty() {
+            let (piece, after) = rest.split_at_mut(rest.len().min(16 << 20));
+            file.read_exact(piece).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("the file changed while it was read: {e}"))
+            })?;
+            let _ = tx.send(piece);
+            rest = after;
+        }
+        drop(tx);
+        Ok(hashing.join().expect("hashing does not panic"))
+    })?;
+    if file.read(&mut [0u8; 1])? != 0 {
+        return Err(std::io::Error::other("the file grew while it was read"));
+    }
+    Ok((bytes, hex(&digest)))
+}
+
+/// A file's raw copy being written on its own thread, under a temporary
+/// name until the content hash that names it is known.
+struct RawCopy {
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+    partial: PathBuf,
+}
+
+impl RawCopy {
+    fn start(dir: &Path, bytes: Arc<Vec<u8>>) -> Self {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let partial = dir.join(format!(
+            ".incoming-{}-{}.partial",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (partial, cancel) = (partial.clone(), cancel.clone());
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut out = std::fs::File::create(&partial)?;
+                for piece in bytes.chunks(8 << 20) {
+                    if cancel.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    out.write_all(piece)?;
+                }
+                Ok(())
+            })
+        };
+        RawCopy {
+            thread,
+            cancel,
+            partial,
+        }
+    }
+
+    /// Not needed after all (the content was loaded before, or unreadable).
+    fn abandon(self) {
+        self.cancel
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.thread.join();
+        let _ = std::fs::remove_file(&self.partial);
+    }
+
+    /// Wait for the copy and give it its name (the same content may be kept already).
+    fn finish(self, dest: &Path) -> std::io::Result<()> {
+        self.thread
+            .join()
+            .map_err(|_| std::io::Error::other("the thread keeping the raw copy panicked"))??;
+        if dest.exists() {
+            std::fs::remove_file(&self.partial)
+        } else {
+            std::fs::rename(&self.partial, dest)
+        }
+    }
 }
 
 /// Load one file with a mapping into the data directory.
@@ -356,8 +554,14 @@ pub async fn load_file(
     run_id: &str,
 ) -> Result<FileReport, StoreError> {
     let started = std::time::Instant::now();
-    let bytes = std::fs::read(path).map_err(|e| StoreError::io(path, e))?;
-    let sha = hex(&Sha256::digest(&bytes));
+    let (bytes, sha) = read_hashed(path).map_err(|e| StoreError::io(path, e))?;
+    let bytes = Arc::new(bytes);
+    let copy_dir = data_dir.join("raw_files");
+    std::fs::create_dir_all(&copy_dir).map_err(|e| StoreError::io(&copy_dir, e))?;
+    // Keeping the file as received is I/O: it runs while the file is
+    // parsed, under a temporary name until it is known to be needed.
+    let copying = RawCopy::start(&copy_dir, bytes.clone());
+    tracing::debug!(elapsed = ?started.elapsed(), "extract read and hashed");
     let file = path.display().to_string();
     let mut report = FileReport {
         file: file.clone(),
@@ -366,29 +570,39 @@ pub async fn load_file(
         ..Default::default()
     };
     if already_loaded(data_dir, &mapping.name, &sha).await? {
+        copying.abandon();
         report.already_loaded = true;
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     }
-    // Keep the file as received.
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("dat");
-    let copy_dir = data_dir.join("raw_files");
-    std::fs::create_dir_all(&copy_dir).map_err(|e| StoreError::io(&copy_dir, e))?;
     let copy = copy_dir.join(format!("{sha}.{ext}"));
-    if !copy.exists() {
-        std::fs::write(&copy, &bytes).map_err(|e| StoreError::io(&copy, e))?;
-    }
     let m = mapping.clone();
     let name = file.clone();
+    let parsed = tokio::task::spawn_blocking(move || parse(&m, bytes.as_slice(), &name))
+        .await
+        .map_err(|e| StoreError::Config(format!("parsing {file}: {e}")));
+    tracing::debug!(elapsed = ?started.elapsed(), "extract parsed, raw copy awaited");
+    let parsed = match parsed {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            copying.abandon();
+            return Err(StoreError::Config(e));
+        }
+        Err(e) => {
+            copying.abandon();
+            return Err(e);
+        }
+    };
+    copying
+        .finish(&copy)
+        .map_err(|e| StoreError::io(&copy, e))?;
     let ParsedFile {
         plan,
         batches,
         rejected,
         rows_in,
-    } = tokio::task::spawn_blocking(move || parse(&m, &bytes, &name))
-        .await
-        .map_err(|e| StoreError::Config(format!("parsing {file}: {e}")))?
-        .map_err(StoreError::Config)?;
+    } = parsed;
     let accepted: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
     let ot = plan.object_type;
     let part = tables::part_name(&ot.table, &format!("csv-{}", mapping.name));
@@ -403,6 +617,7 @@ pub async fn load_file(
         ..Lineage::default()
     };
     let props = || tables::commit_properties(&lineage, APP_ID, 0);
+    tracing::debug!(elapsed = ?started.elapsed(), "extract read and parsed");
     if accepted > 0 {
         let path = tables::table_path(data_dir, Layer::Canonical, &part);
         let existed = path.join("_delta_log").is_dir();
@@ -413,9 +628,10 @@ pub async fn load_file(
                 .map_err(|e| StoreError::Config(e.to_string()))?;
             tables::upsert(table, batch, &ot.primary_key_property().column, props()).await?;
         } else {
-            tables::append(table, batches, props()).await?;
+            tables::append_parallel(table, batches, props()).await?;
         }
     }
+    tracing::debug!(elapsed = ?started.elapsed(), "extract committed");
     let now = chrono::Utc::now().timestamp_micros();
     if !rejected.is_empty() {
         let n = rejected.len();
@@ -498,10 +714,13 @@ pub async fn load_file(
     Ok(report)
 }
 
-/// Which of `mappings` applies to a file, by its name.
-pub fn mapping_for<'a>(mappings: &'a [Mapping], path: &Path) -> Option<&'a Mapping> {
-    let name = path.file_name()?.to_str()?;
-    mappings.iter().find(|m| m.matches_file(name))
+/// Which of `mappings` apply to a file, by its name. One extract can fill
+/// several object types (a waiting list fills EalEntry and Encounter).
+pub fn mappings_for<'a>(mappings: &'a [Mapping], path: &Path) -> Vec<&'a Mapping> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    mappings.iter().filter(|m| m.matches_file(name)).collect()
 }
 
 /// Read mapping files (a file, or every `.toml` in a directory).
@@ -525,4 +744,71 @@ pub fn read_mappings(path: &Path) -> Result<Vec<Mapping>, String> {
             Mapping::from_toml(&text).map_err(|e| format!("{}: {e}", f.display()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPPING: &str = r#"
+name = "t"
+file_pattern = "t*.csv"
+object_type = "EalEntry"
+header = true
+[columns]
+eal_id = { from = "id" }
+rtt_period_start_date = { from = "start", format = "%d/%m/%Y" }
+"#;
+
+    #[test]
+    fn a_key_repeated_far_apart_is_refused_whichever_chunks_hold_it() {
+        let mapping = Mapping::from_toml(MAPPING).unwrap();
+        let mut text = String::from("id,start\n");
+        for i in 0..200_000 {
+            text.push_str(&format!("E{i},01/02/2024\n"));
+        }
+        // Near the start and at the very end: different chunks on any machine
+        // with more than one core, the same chunk on one.
+        text.push_str("E7,03/04/2024\nE199999,05/06/2024\n");
+        let parsed = parse(&mapping, text.as_bytes(), "t.csv").unwrap();
+        assert_eq!(parsed.rows_in, 200_002);
+        let accepted: usize = parsed.batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(accepted, 200_000);
+        let reasons: Vec<_> = parsed
+            .rejected
+            .iter()
+            .map(|r| (r.0, r.1.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (200_002, "duplicate key \"E7\": line 9 has it already"),
+                (
+                    200_003,
+                    "duplicate key \"E199999\": line 200001 has it already"
+                )
+            ]
+        );
+    }
+
+    #[test]
+    fn day_first_dates_read_fast_and_slow_alike() {
+        let mapping = Mapping::from_toml(MAPPING).unwrap();
+        let text = "id,start\nA,29/02/2024\nB,1/3/2024\nC,30/02/2024\nD,2024-03-01\n";
+        let parsed = parse(&mapping, text.as_bytes(), "t.csv").unwrap();
+        let b = &parsed.batches[0];
+        let days = b
+            .column(b.schema().index_of("rtt_period_start_date").unwrap())
+            .as_primitive::<fdp_store::arrow::datatypes::Date32Type>();
+        // 2024-02-29 and 2024-03-01 as days since 1970.
+        assert_eq!(days.values().to_vec(), vec![19782, 19783]);
+        let reasons: Vec<_> = parsed.rejected.iter().map(|r| r.1.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "rtt_period_start_date: \"30/02/2024\" is not a date in the format %d/%m/%Y",
+                "rtt_period_start_date: \"2024-03-01\" is not a date in the format %d/%m/%Y"
+            ]
+        );
+    }
 }
