@@ -512,6 +512,16 @@ impl FhirSource {
     /// Every stored version of every resource, oldest first: what a FHIR
     /// server answers reads, searches and history from.
     pub async fn versions(&self) -> Result<Vec<StoredVersion>, StoreError> {
+        self.versions_where("true").await
+    }
+
+    /// The versions one run stored (a bulk import), oldest first.
+    pub async fn versions_of_run(&self, run_id: &str) -> Result<Vec<StoredVersion>, StoreError> {
+        self.versions_where(&format!("run_id = '{}'", run_id.replace('\'', "''")))
+            .await
+    }
+
+    async fn versions_where(&self, filter: &str) -> Result<Vec<StoredVersion>, StoreError> {
         use fdp_store::arrow::array::{Array, AsArray};
         use fdp_store::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
         let Some(raw) = &self.raw else {
@@ -520,8 +530,10 @@ impl FhirSource {
         let ctx = datafusion_session(raw).await?;
         let batches = fdp_store::query::run(
             &ctx,
-            "SELECT resource_type, resource_id, version_id, received_at, status, payload FROM t \
-             WHERE status <> 'quarantined' ORDER BY version_id",
+            &format!(
+                "SELECT resource_type, resource_id, version_id, received_at, status, payload FROM t \
+                 WHERE status <> 'quarantined' AND ({filter}) ORDER BY version_id"
+            ),
         )
         .await?;
         let mut out = Vec::new();

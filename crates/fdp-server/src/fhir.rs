@@ -41,8 +41,9 @@ struct Version {
 
 /// The FHIR API's state: the single writer, and every version for reads.
 pub struct FhirService {
-    source: Mutex<FhirSource>,
+    pub(crate) source: Mutex<FhirSource>,
     versions: RwLock<HashMap<(String, String), Vec<Version>>>,
+    pub(crate) imports: crate::fhir_import::Imports,
 }
 
 impl FhirService {
@@ -70,7 +71,15 @@ impl FhirService {
         Ok(FhirService {
             source: Mutex::new(source),
             versions: RwLock::new(versions),
+            imports: crate::fhir_import::Imports::new(data_dir.join("import")),
         })
+    }
+
+    /// Where `$import` may read files from (by default `import/` in the data
+    /// directory): the only part of the file system a request can name.
+    pub fn with_import_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.imports = crate::fhir_import::Imports::new(dir);
+        self
     }
 
     fn current(&self, rt: &str, id: &str) -> Option<Version> {
@@ -79,7 +88,14 @@ impl FhirService {
             .and_then(|vs| vs.last().cloned())
     }
 
-    fn remember(&self, rt: &str, id: &str, version: i64, at: DateTime<Utc>, body: Option<Value>) {
+    pub(crate) fn remember(
+        &self,
+        rt: &str,
+        id: &str,
+        version: i64,
+        at: DateTime<Utc>,
+        body: Option<Value>,
+    ) {
         let mut v = self.versions.write().expect("versions lock");
         v.entry((rt.to_string(), id.to_string()))
             .or_default()
@@ -95,7 +111,7 @@ fn run_id() -> String {
     format!("rest-{}", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"))
 }
 
-fn base_url(headers: &HeaderMap) -> String {
+pub(crate) fn base_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -121,7 +137,7 @@ fn served(body: &Value, id: &str, v: &Version) -> Value {
     r
 }
 
-fn fhir_json(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn fhir_json(status: StatusCode, body: &Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, FHIR_JSON)],
@@ -130,7 +146,11 @@ fn fhir_json(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-fn outcome(status: StatusCode, code: IssueCode, diagnostics: impl Into<String>) -> Response {
+pub(crate) fn outcome(
+    status: StatusCode,
+    code: IssueCode,
+    diagnostics: impl Into<String>,
+) -> Response {
     let oo = OperationOutcome::single(Issue {
         severity: fdp_fhir::Severity::Error,
         code,

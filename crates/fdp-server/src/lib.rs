@@ -12,6 +12,7 @@
 mod api;
 mod auth;
 pub mod fhir;
+mod fhir_import;
 mod pages;
 mod svg;
 
@@ -68,6 +69,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sources", get(api::sources))
         .route("/fhir", post(fhir::bundle))
         .route("/fhir/metadata", get(fhir::metadata))
+        .route("/fhir/$import", post(fhir_import::start))
+        .route("/fhir/$import-status/{id}", get(fhir_import::status))
+        .route("/fhir/$import-status/{id}/errors", get(fhir_import::errors))
         .route("/fhir/{rt}", get(fhir::search).post(fhir::create))
         .route(
             "/fhir/{rt}/{id}",

@@ -128,6 +128,7 @@ pub async fn adt(args: AdtArgs) -> Result<AdtReport> {
         http: Some("127.0.0.1:0".parse()?),
         mllp: Some("127.0.0.1:0".parse()?),
         canonical_interval_secs: Some(5.0),
+        ..InstanceConfig::default()
     };
     let running = instance::start(&config).await?;
     let token = running.tokens.create("bench")?;

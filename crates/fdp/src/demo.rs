@@ -169,6 +169,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         http: Some(args.http),
         mllp: Some(args.mllp),
         canonical_interval_secs: Some(5.0),
+        ..InstanceConfig::default()
     };
     let running = instance::start(&config).await?;
     let progress = match load_progress(&args.data_dir)? {

@@ -31,6 +31,12 @@ pub struct InstanceConfig {
     pub mllp: Option<SocketAddr>,
     /// Seconds between rewrites of the canonical tables.
     pub canonical_interval_secs: Option<f64>,
+    /// Where `POST /fhir/$import` may read NDJSON from (default: `import/`
+    /// in the data directory).
+    pub import_dir: Option<PathBuf>,
+    /// Folders a source drops flat extracts into, each read with its mappings.
+    #[serde(default)]
+    pub drop_folder: Vec<fdp_ingest::extract::drop_folder::DropFolder>,
 }
 
 impl InstanceConfig {
@@ -39,7 +45,7 @@ impl InstanceConfig {
             .with_context(|| format!("reading the configuration file {}", path.display()))?;
         toml::from_str(&text).with_context(|| {
             format!(
-                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, canonical_interval_secs)",
+                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, canonical_interval_secs, import_dir, drop_folder)",
                 path.display()
             )
         })
@@ -167,7 +173,13 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
                 fhir: Arc::new(
                     fdp_server::fhir::FhirService::open(&data_dir)
                         .await
-                        .context("opening the FHIR resources")?,
+                        .context("opening the FHIR resources")?
+                        .with_import_dir(
+                            config
+                                .import_dir
+                                .clone()
+                                .unwrap_or_else(|| data_dir.join("import")),
+                        ),
                 ),
             };
             let app = fdp_server::router(state);
@@ -187,6 +199,14 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
         }
         None => None,
     };
+
+    for source in &config.drop_folder {
+        tasks.push(tokio::spawn(fdp_ingest::extract::drop_folder::watch(
+            data_dir.clone(),
+            source.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
 
     let interval = Duration::from_secs_f64(config.canonical_interval_secs.unwrap_or(5.0).max(0.1));
     let (writer_stop, writer_stop_rx) = watch::channel(false);

@@ -232,3 +232,75 @@ rtt_period_start_date = { from = "RTT Clock Start", format = "%d/%m/%Y" }
         String::from_utf8_lossy(&r.stderr)
     );
 }
+
+/// A watched drop folder: a file is loaded once it has settled, moved to
+/// `processed/`; a file no mapping applies to goes to `failed/` with the
+/// reason beside it; a file still being written (a `.partial` name) waits.
+#[test]
+fn a_watched_drop_folder_loads_settled_files_and_sets_aside_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("trust");
+    let drop = dir.path().join("drop").join("ods");
+    std::fs::create_dir_all(&drop).unwrap();
+    let mappings = mappings();
+    let config = format!(
+        "[[drop_folder]]\nname = \"ods-reference\"\nfolder = \"{}\"\nmappings = \"{}\"\npoll_secs = 0.2\n",
+        drop.display(),
+        mappings.display()
+    );
+    let server = Server::start_configured(&data, 1.0, "127.0.0.1:0", "127.0.0.1:0", &config);
+    std::fs::copy(
+        shared_data("nhs_operational_csv/ods/etrust.csv"),
+        drop.join("etrust.csv.partial"),
+    )
+    .unwrap();
+    std::fs::write(drop.join("theatre list.xlsx"), b"PK\x03\x04 not an extract").unwrap();
+    // Still arriving: left alone.
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(drop.join("etrust.csv.partial").exists());
+    std::fs::rename(drop.join("etrust.csv.partial"), drop.join("etrust.csv")).unwrap();
+    let listing = |sub: &str| -> Vec<String> {
+        std::fs::read_dir(drop.join(sub))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_until(60, "etrust.csv to be loaded and moved", || {
+        listing("processed")
+            .iter()
+            .any(|n| n.ends_with("-etrust.csv"))
+    });
+    assert!(!drop.join("etrust.csv").exists());
+    let failed = listing("failed");
+    let note = failed
+        .iter()
+        .find(|n| n.ends_with(".error.txt"))
+        .unwrap_or_else(|| panic!("no reason in failed/: {failed:?}"));
+    let why = std::fs::read_to_string(drop.join("failed").join(note)).unwrap();
+    assert!(why.contains("no mapping applies"), "{why}");
+    assert!(
+        failed.iter().any(|n| n.ends_with("-theatre list.xlsx")),
+        "{failed:?}"
+    );
+    server.stop();
+    assert_eq!(
+        sql_count(
+            &data,
+            "SELECT count(*) AS n FROM organisation WHERE organisation_type = 'NHS Trust'"
+        ),
+        234
+    );
+    let runs = sql(&data, "SELECT run_id, rows_in FROM raw.extract_file");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(
+        runs[0]["run_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("drop:ods-reference:"),
+        "{runs:?}"
+    );
+    assert_eq!(runs[0]["rows_in"], 29955);
+}

@@ -738,3 +738,194 @@ fn an_off_the_shelf_fhir_client_works_against_the_endpoint() {
     assert!(stdout.contains("all as expected"), "{stdout}");
     server.stop();
 }
+
+/// `POST /fhir/$import`: NDJSON files in the import directory, named by a
+/// Parameters resource, loaded asynchronously with a status to poll, refused
+/// resources as OperationOutcomes, and a second import of the same files
+/// storing nothing new.
+#[test]
+fn bulk_import_of_ndjson_files_in_the_import_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("trust");
+    let export = data.join("import").join("export-1");
+    std::fs::create_dir_all(&export).unwrap();
+    let patient = |id: &str, nhs: &str, family: &str| {
+        json!({"resourceType": "Patient", "id": id,
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs}],
+            "name": [{"family": family, "given": ["Sam"]}], "birthDate": "1961-07-04"})
+        .to_string()
+    };
+    let patients = [
+        patient("pt-1", "9434765919", "Okafor"),
+        patient("pt-2", "9000000009", "Lewis"),
+        // Modulus 11 fails.
+        patient("pt-3", "9434765918", "Bad"),
+        "{\"resourceType\": \"Patient\", \"id\": ".to_string(),
+    ];
+    std::fs::write(export.join("Patient.ndjson"), patients.join("\n") + "\n").unwrap();
+    let encounter = json!({"resourceType": "Encounter", "id": "enc-1", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": "Patient/pt-1"},
+        "period": {"start": "2026-10-01T08:00:00Z", "end": "2026-10-03T15:00:00Z"}});
+    std::fs::write(export.join("Encounter.ndjson"), format!("{encounter}\n")).unwrap();
+    // Outside the import directory: may not be named.
+    std::fs::write(
+        dir.path().join("elsewhere.ndjson"),
+        patient("x", "9434765919", "X"),
+    )
+    .unwrap();
+
+    let server = Server::start(&data, 1.0);
+    let (a, t) = (server.http, server.token.as_str());
+    let request = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "inputFormat", "valueCode": "application/fhir+ndjson"},
+        {"name": "input", "part": [
+            {"name": "type", "valueCode": "Patient"},
+            {"name": "url", "valueUri": format!("file://{}", export.join("Patient.ndjson").display())}]},
+        {"name": "input", "part": [
+            {"name": "type", "valueCode": "Encounter"},
+            {"name": "url", "valueUri": format!("file://{}", export.join("Encounter.ndjson").display())}]}]})
+    .to_string();
+    let async_prefer = [("Prefer", "respond-async")];
+    let started = http_request_with(
+        a,
+        "POST",
+        "/fhir/$import",
+        Some(t),
+        &async_prefer,
+        Some(&request),
+    );
+    assert_eq!(started.status, 202, "{}", started.body);
+    let status_url = started
+        .header("content-location")
+        .expect("Content-Location")
+        .to_string();
+    let status_path = &status_url[status_url.find("/fhir/").unwrap()..];
+    let mut manifest = Value::Null;
+    wait_until(60, "the import to finish", || {
+        let r = http_request(a, "GET", status_path, Some(t), None);
+        if r.status == 202 {
+            assert!(r.header("x-progress").is_some());
+            return false;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        manifest = serde_json::from_str(&r.body).unwrap();
+        true
+    });
+    let output = |rt: &str| {
+        manifest["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["type"] == rt)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {rt} in {manifest}"))
+    };
+    assert_eq!(output("Patient")["accepted"], 2, "{manifest}");
+    assert_eq!(output("Patient")["rejected"], 1, "{manifest}");
+    assert_eq!(output("Encounter")["accepted"], 1, "{manifest}");
+    assert_eq!(manifest["error"][0]["count"], 2, "{manifest}");
+    let errors_url = manifest["error"][0]["url"].as_str().unwrap();
+    let errors = http_request(
+        a,
+        "GET",
+        &errors_url[errors_url.find("/fhir/").unwrap()..],
+        Some(t),
+        None,
+    );
+    assert_eq!(errors.status, 200);
+    let outcomes: Vec<Value> = errors
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), 2);
+    let diagnostics: Vec<&str> = outcomes
+        .iter()
+        .map(|o| o["issue"][0]["diagnostics"].as_str().unwrap())
+        .collect();
+    assert!(
+        diagnostics
+            .iter()
+            .any(|d| d.contains("Patient.ndjson line 3") && d.contains("9434765918")),
+        "{diagnostics:?}"
+    );
+    assert!(
+        diagnostics
+            .iter()
+            .any(|d| d.contains("Patient.ndjson line 4")),
+        "{diagnostics:?}"
+    );
+
+    // What was imported is served at once, and is in the canonical tables.
+    let read = http_request(a, "GET", "/fhir/Patient/pt-1", Some(t), None);
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(
+        http_request(a, "GET", "/fhir/Patient/pt-3", Some(t), None).status,
+        404
+    );
+    let search = http_request(
+        a,
+        "GET",
+        "/fhir/Encounter?patient=Patient/pt-1",
+        Some(t),
+        None,
+    );
+    let found: Value = serde_json::from_str(&search.body).unwrap();
+    assert_eq!(found["total"], 1, "{found}");
+
+    // The same directory again, answered synchronously: nothing new stored.
+    let again = json!({"inputFormat": "application/fhir+ndjson",
+        "input": [{"url": export.display().to_string()}]})
+    .to_string();
+    let r = http_request(a, "POST", "/fhir/$import", Some(t), Some(&again));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let m: Value = serde_json::from_str(&r.body).unwrap();
+    let total_accepted: u64 = m["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["accepted"].as_u64().unwrap())
+        .sum();
+    let total_unchanged: u64 = m["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["unchanged"].as_u64().unwrap())
+        .sum();
+    assert_eq!((total_accepted, total_unchanged), (0, 3), "{m}");
+    let history: Value = serde_json::from_str(
+        &http_request(a, "GET", "/fhir/Patient/pt-1/_history", Some(t), None).body,
+    )
+    .unwrap();
+    assert_eq!(history["total"], 1, "{history}");
+
+    // Anything outside the import directory, or on the network, is refused.
+    let outside =
+        json!({"input": [{"url": dir.path().join("elsewhere.ndjson").display().to_string()}]})
+            .to_string();
+    let r = http_request(a, "POST", "/fhir/$import", Some(t), Some(&outside));
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body.contains("outside the import directory"),
+        "{}",
+        r.body
+    );
+    let remote = json!({"input": [{"url": "https://example.org/Patient.ndjson"}]}).to_string();
+    assert_eq!(
+        http_request(a, "POST", "/fhir/$import", Some(t), Some(&remote)).status,
+        400
+    );
+    assert_eq!(
+        http_request(a, "POST", "/fhir/$import", None, Some(&again)).status,
+        401
+    );
+    server.stop();
+    assert_eq!(
+        sql_count(
+            &data,
+            "SELECT count(*) AS n FROM patient WHERE nhs_number IN ('9434765919', '9000000009')"
+        ),
+        2
+    );
+}

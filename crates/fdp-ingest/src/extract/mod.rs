@@ -11,6 +11,7 @@
 //! replaces rows by primary key, so nothing is duplicated.
 
 pub mod csv;
+pub mod drop_folder;
 pub mod mapping;
 
 use std::path::{Path, PathBuf};

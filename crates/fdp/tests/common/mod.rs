@@ -32,10 +32,21 @@ impl Server {
     }
 
     pub fn start_on(data_dir: &Path, canonical_secs: f64, http: &str, mllp: &str) -> Server {
+        Self::start_configured(data_dir, canonical_secs, http, mllp, "")
+    }
+
+    /// Start with more of the instance configuration (TOML) than the defaults.
+    pub fn start_configured(
+        data_dir: &Path,
+        canonical_secs: f64,
+        http: &str,
+        mllp: &str,
+        extra_config: &str,
+    ) -> Server {
         let config = data_dir.with_extension("toml");
         std::fs::write(
             &config,
-            format!("ods = \"RXX\"\ncanonical_interval_secs = {canonical_secs}\n"),
+            format!("ods = \"RXX\"\ncanonical_interval_secs = {canonical_secs}\n{extra_config}"),
         )
         .unwrap();
         let mut child = fdp()
@@ -297,11 +308,26 @@ pub fn http_request(
     token: Option<&str>,
     json: Option<&str>,
 ) -> HttpResponse {
+    http_request_with(addr, method, path, token, &[], json)
+}
+
+/// [`http_request`] with extra request headers.
+pub fn http_request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    json: Option<&str>,
+) -> HttpResponse {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let auth = token
+    let mut auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    for (k, v) in headers {
+        auth.push_str(&format!("{k}: {v}\r\n"));
+    }
     let body = match json {
         Some(j) => format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{j}",
