@@ -15,3 +15,5 @@ pub mod fhir;
 pub mod hl7v2;
 pub mod live;
 pub mod mllp;
+pub mod quarantine;
+pub mod runs;

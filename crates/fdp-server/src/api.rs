@@ -254,75 +254,15 @@ pub async fn set_bed_status(
     }
 }
 
-/// One quarantined record.
-#[derive(Debug, Serialize)]
-pub struct QuarantinedRecord {
-    pub seq: i64,
-    pub received_at: String,
-    pub source: String,
-    pub message_type: String,
-    pub control_id: String,
-    pub reason: String,
-    pub location: String,
-    /// The raw bytes, as text where they are text (invalid bytes shown as U+FFFD).
-    pub payload: String,
-}
-
-/// The newest quarantined records, newest first.
-pub async fn quarantined(state: &AppState, limit: usize) -> Result<Vec<QuarantinedRecord>, String> {
-    use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::compute::cast;
-    use datafusion::arrow::datatypes::{DataType, Int64Type};
-    let ctx = fdp_store::query::session(&state.instance.data_dir, Default::default())
+/// Everything in quarantine from every source, newest first.
+pub async fn quarantined(state: &AppState) -> Result<Vec<fdp_ingest::quarantine::Entry>, String> {
+    fdp_ingest::quarantine::list(&state.instance.data_dir)
         .await
-        .map_err(|e| e.to_string())?;
-    if ctx.table_exist("raw.hl7v2_message").ok() != Some(true) {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT seq, CAST(received_at AS VARCHAR) AS received_at, source, message_type, control_id, \
-         reason, location, payload FROM raw.hl7v2_message WHERE status = 'quarantined' \
-         ORDER BY seq DESC LIMIT {limit}"
-    );
-    let batches = fdp_store::query::run(&ctx, &sql)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for b in batches {
-        let s = |i: usize| cast(b.column(i), &DataType::Utf8).map(|a| a.as_string::<i32>().clone());
-        let seq = cast(b.column(0), &DataType::Int64).map_err(|e| e.to_string())?;
-        let seq = seq.as_primitive::<Int64Type>();
-        let cols: Vec<_> = (1..7)
-            .map(s)
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-        let payload = cast(b.column(7), &DataType::Binary).map_err(|e| e.to_string())?;
-        let payload = payload.as_binary::<i32>();
-        for r in 0..b.num_rows() {
-            let v = |c: usize| {
-                if cols[c].is_null(r) {
-                    String::new()
-                } else {
-                    cols[c].value(r).to_string()
-                }
-            };
-            out.push(QuarantinedRecord {
-                seq: seq.value(r),
-                received_at: v(0),
-                source: v(1),
-                message_type: v(2),
-                control_id: v(3),
-                reason: v(4),
-                location: v(5),
-                payload: String::from_utf8_lossy(payload.value(r)).into_owned(),
-            });
-        }
-    }
-    Ok(out)
+        .map_err(|e| e.to_string())
 }
 
 pub async fn quarantine(State(state): State<AppState>) -> Response {
-    match quarantined(&state, 500).await {
+    match quarantined(&state).await {
         Ok(q) => Json(q).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,

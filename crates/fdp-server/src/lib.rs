@@ -14,6 +14,7 @@ mod auth;
 pub mod fhir;
 mod fhir_import;
 mod pages;
+mod sources;
 mod svg;
 
 use std::sync::Arc;
@@ -59,6 +60,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/bed-board/bed-status", post(pages::bed_status_form))
         .route("/quarantine", get(pages::quarantine))
+        .route("/sources", get(sources::sources_page))
+        .route("/tables", get(sources::tables_page))
+        .route("/tables/{name}", get(sources::table_page))
+        .route("/lineage", get(sources::lineage_page))
+        .route("/api/runs", get(sources::runs))
+        .route("/api/lineage", get(sources::lineage_json))
+        .route("/api/tables/{name}/history", get(sources::table_history))
         .route("/api/bed-board", get(api::bed_board))
         .route(
             "/api/admissions/{id}/discharge-readiness",

@@ -1,8 +1,9 @@
 //! Server-rendered pages.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{Extensions, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
@@ -75,6 +76,9 @@ pub fn layout(title: &str, ods: Option<&str>, body: Markup) -> Html<String> {
                         nav aria-label="Main" {
                             a href="/" { "Instance" } " "
                             a href="/bed-board" { "Bed board" } " "
+                            a href="/sources" { "Sources" } " "
+                            a href="/tables" { "Tables" } " "
+                            a href="/lineage" { "Lineage" } " "
                             a href="/quarantine" { "Quarantine" }
                         }
                         @if let Some(ods) = ods { span.instance { "Instance " (ods) } }
@@ -543,28 +547,54 @@ fn form_pairs(body: &str) -> Vec<(String, String)> {
 }
 
 /// Every rejected record, why, and its raw bytes.
-pub async fn quarantine(State(state): State<AppState>) -> Html<String> {
-    let records = api::quarantined(&state, 200).await;
+pub async fn quarantine(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Html<String> {
+    const SHOWN: usize = 500;
+    let records = api::quarantined(&state).await;
+    let kind = q.get("kind").cloned().unwrap_or_default();
+    let data_dir = state.instance.data_dir.display().to_string();
     layout(
         "Quarantine",
         Some(&state.instance.ods),
         html! {
             h1 { "Quarantine" }
-            p.muted { "Records that were received, kept, and not applied, newest first. Each was answered with a negative acknowledgement naming the problem." }
+            p.muted { "Records every source sent that were kept and not used, newest first: where each came from, where in it the problem is, the rule it broke, and its content as received. HL7 v2 messages were answered with a negative acknowledgement naming the problem; FHIR resources with an OperationOutcome; extract lines are listed in the load's summary." }
             @match records {
                 Err(e) => p.error { "Could not read the raw tables: " (e) },
-                Ok(rs) if rs.is_empty() => p { "Nothing in quarantine." },
-                Ok(rs) => {
-                    @for r in rs {
-                        section.q {
-                            h2 { "Record " (r.seq) " — " (if r.message_type.is_empty() { "unreadable message".to_string() } else { r.message_type.clone() }) }
-                            table { tbody {
-                                tr { th { "Received" } td { (r.received_at) " from " (r.source) } }
-                                tr { th { "Control id" } td { (r.control_id) } }
-                                tr { th { "Problem" } td.error { (r.reason) } }
-                                tr { th { "Where" } td { (r.location) } }
-                            } }
-                            details { summary { "Raw message" } pre.raw { (r.payload.replace('\r', "\n")) } }
+                Ok(all) => {
+                    @let count = |k: &str| all.iter().filter(|e| e.kind == k).count();
+                    nav.kinds {
+                        a href="/quarantine" { "All (" (all.len()) ")" } " · "
+                        a href="/quarantine?kind=hl7v2" { "HL7 v2 (" (count("hl7v2")) ")" } " · "
+                        a href="/quarantine?kind=fhir" { "FHIR (" (count("fhir")) ")" } " · "
+                        a href="/quarantine?kind=csv" { "Extracts (" (count("csv")) ")" }
+                    }
+                    @let shown: Vec<_> = all.iter().filter(|e| kind.is_empty() || e.kind == kind).collect();
+                    @if shown.is_empty() {
+                        p { "Nothing in quarantine." }
+                    } @else {
+                        @if shown.len() > SHOWN {
+                            p.muted { "The newest " (SHOWN) " of " (shown.len()) " are shown; `fdp quarantine list` lists them all." }
+                        }
+                        p.muted {
+                            "Once the cause is fixed (a corrected mapping, a rule change), put FHIR resources and extract lines through again with "
+                            code { "fdp quarantine retry --data-dir " (data_dir) " --mapping MAPPINGS ID…" }
+                            " while the instance is stopped; HL7 v2 messages are re-sent by the system that sent them."
+                        }
+                        @for r in shown.iter().take(SHOWN) {
+                            section.q id=(r.id) {
+                                h2 { (r.what) }
+                                table { tbody {
+                                    tr { th { "Id" } td { code { (r.id) } } }
+                                    tr { th { "Received" } td { (r.received_at) } }
+                                    tr { th { "From" } td { (r.source) } }
+                                    tr { th { "Where" } td { (r.position) } }
+                                    tr { th { "Problem" } td.error { (r.reason) } }
+                                } }
+                                details { summary { "Content as received" } pre.raw { (r.raw) } }
+                            }
                         }
                     }
                 }

@@ -59,3 +59,49 @@ fn layout(
         })
         .collect()
 }
+
+/// The lineage picture: four columns (sources, raw tables, canonical parts,
+/// canonical tables) joined by curves from each node to what it feeds.
+pub fn lineage_picture(title: &str, l: &fdp_ingest::runs::Lineage) -> Markup {
+    let (col_w, node_w, row_h, node_h) = (250usize, 210usize, 30usize, 22usize);
+    let mut rows = [0usize; 4];
+    let mut at = Vec::with_capacity(l.nodes.len());
+    for n in &l.nodes {
+        let c = n.column.min(3) as usize;
+        at.push((c * col_w + 10, rows[c] * row_h + 36));
+        rows[c] += 1;
+    }
+    let height = rows.iter().max().copied().unwrap_or(0) * row_h + 50;
+    let width = 4 * col_w + 10;
+    let headings = [
+        "Sources",
+        "Raw (as received)",
+        "Canonical parts",
+        "Canonical tables",
+    ];
+    html! {
+        svg.chart role="img" aria-label=(title) width=(width) height=(height)
+            viewBox=(format!("0 0 {width} {height}")) {
+            title { (title) }
+            @for (i, h) in headings.iter().enumerate() {
+                text x=(i * col_w + 10) y="16" font-weight="bold" font-size="13" { (h) }
+            }
+            @for (a, b) in &l.edges {
+                @let ((x1, y1), (x2, y2)) = (at[*a], at[*b]);
+                @let (sx, sy, ex, ey) = (x1 + node_w, y1 + node_h / 2, x2, y2 + node_h / 2);
+                path fill="none" stroke="#768692" stroke-width="1.2"
+                    d=(format!("M{sx},{sy} C{},{sy} {},{ey} {ex},{ey}", (sx + ex) / 2, (sx + ex) / 2)) {}
+            }
+            @for (n, (x, y)) in l.nodes.iter().zip(&at) {
+                g {
+                    title { (n.name) }
+                    rect x=(x) y=(y) width=(node_w) height=(node_h) rx="4"
+                        fill=(["#e8edee", "#fff9c4", "#e3f2fd", "#c8e6c9"][n.column.min(3) as usize]) stroke="#425563" {}
+                    text x=(x + 6) y=(y + 15) font-size="12" {
+                        (if n.name.chars().count() > 32 { format!("{}…", n.name.chars().take(31).collect::<String>()) } else { n.name.clone() })
+                    }
+                }
+            }
+        }
+    }
+}

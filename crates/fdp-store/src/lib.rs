@@ -41,6 +41,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 pub use deltalake::arrow;
 pub use deltalake::arrow::array::RecordBatch;
 pub use deltalake::arrow::datatypes::{Schema, SchemaRef};
+pub use deltalake::kernel::transaction::CommitProperties;
 pub use deltalake::DeltaTable;
 pub use query::AsOf;
 pub use raw::{RawRecord, RecordStatus};
@@ -233,8 +234,19 @@ impl Store {
         let wal_dir = data_dir.join("wal");
         let recovered = wal::Wal::recover(&wal_dir)?;
 
-        // Bring every raw table up to date with what the WAL holds.
-        let mut streams: Vec<String> = tables::list_tables(&data_dir, Layer::Raw);
+        // Bring every raw table up to date with what the WAL holds. Raw
+        // tables written by other sources (FHIR, extracts) have their own
+        // schemas and no WAL: they are not streams.
+        let mut streams: Vec<String> = Vec::new();
+        for name in tables::list_tables(&data_dir, Layer::Raw) {
+            let path = tables::table_path(&data_dir, Layer::Raw, &name);
+            let table = tables::open(&path, None).await?;
+            let schema = table.snapshot()?.schema();
+            let has = |column: &str| schema.fields().any(|f| f.name() == column);
+            if has("seq") && has("dedup_key") {
+                streams.push(name);
+            }
+        }
         for r in &recovered.records {
             if !streams.contains(&r.stream) {
                 streams.push(r.stream.clone());

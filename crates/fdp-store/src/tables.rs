@@ -48,7 +48,9 @@ pub fn table_path(data_dir: &Path, layer: Layer, name: &str) -> PathBuf {
 }
 
 pub(crate) fn table_url(path: &Path) -> Result<Url, StoreError> {
-    Url::from_directory_path(path)
+    // A data directory given relative to where the command runs.
+    let path = std::path::absolute(path).map_err(|e| StoreError::io(path, e))?;
+    Url::from_directory_path(&path)
         .map_err(|_| StoreError::Config(format!("{} is not an absolute path", path.display())))
 }
 
@@ -203,7 +205,8 @@ pub async fn append(
 pub async fn append_parallel(
     table: DeltaTable,
     batches: Vec<RecordBatch>,
-    props: CommitProperties,
+    lineage: &Lineage,
+    app_id: &str,
 ) -> Result<DeltaTable, StoreError> {
     use deltalake::kernel::transaction::CommitBuilder;
     use deltalake::kernel::Action;
@@ -215,8 +218,9 @@ pub async fn append_parallel(
         .unwrap_or(1);
     let workers = cores.min(batches.len());
     if workers <= 1 {
-        return append(table, batches, props).await;
+        return append(table, batches, commit_properties(lineage, app_id, 0)).await;
     }
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let mut groups: Vec<Vec<RecordBatch>> = vec![Vec::new(); workers];
     for (i, b) in batches.into_iter().enumerate() {
         groups[i % workers].push(without_metadata(b)?);
@@ -242,6 +246,17 @@ pub async fn append_parallel(
         partition_by: None,
         predicate: None,
     };
+    // Delta's own writer records these; history shows rows written from them.
+    let metrics = serde_json::json!({ "num_added_rows": rows, "num_added_files": adds.len() });
+    let props = CommitProperties::default()
+        .with_application_transaction(Transaction::new(app_id, 0))
+        .with_metadata([
+            (
+                "openfdp.lineage".to_string(),
+                serde_json::to_value(lineage).expect("lineage serialises"),
+            ),
+            ("operationMetrics".to_string(), metrics),
+        ]);
     CommitBuilder::from(props)
         .with_actions(adds)
         .build(Some(table.snapshot()?), table.log_store(), operation)

@@ -10,6 +10,7 @@ mod demo;
 mod ingest;
 mod instance;
 mod mllp_client;
+mod quarantine;
 mod sql;
 
 use std::net::SocketAddr;
@@ -53,6 +54,9 @@ enum Command {
     /// Measure the instance's performance
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Records every source refused: list, show, and retry once fixed
+    #[command(subcommand)]
+    Quarantine(quarantine::QuarantineCommand),
 }
 
 #[derive(Args)]
@@ -137,6 +141,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Quarantine(cmd) => quarantine::run(cmd).await,
     }
 }
 

@@ -304,3 +304,149 @@ fn a_watched_drop_folder_loads_settled_files_and_sets_aside_the_rest() {
     );
     assert_eq!(runs[0]["rows_in"], 29955);
 }
+
+/// Quarantine a data engineer can work with: every refused record from
+/// every source in one list with its place, rule and raw content; after the
+/// mapping is corrected, a retry puts the refused lines through without
+/// duplicating those already accepted.
+#[test]
+fn quarantine_lists_every_source_and_a_retry_after_fixing_the_mapping_loads_the_lines_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("icb");
+    let conditions = shared_data("synthea_csv/dbt_synthea_27pt/conditions.csv");
+    fdp_ok!(
+        "ingest",
+        "csv",
+        "--data-dir",
+        data,
+        "--mapping",
+        mappings(),
+        conditions
+    );
+    let accepted_before = sql_count(&data, "SELECT count(*) AS n FROM patient_diagnosis");
+    // A FHIR resource refused too.
+    let ndjson = dir.path().join("Patient.ndjson");
+    std::fs::write(
+        &ndjson,
+        r#"{"resourceType":"Patient","id":"pt-9","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9434765918"}]}"#,
+    )
+    .unwrap();
+    fdp_ok!("ingest", "fhir", "--data-dir", data, ndjson);
+
+    let listed: Vec<serde_json::Value> =
+        fdp_ok!("quarantine", "list", "--data-dir", data, "--json")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let csv: Vec<&serde_json::Value> = listed.iter().filter(|e| e["kind"] == "csv").collect();
+    assert_eq!(csv.len(), 4, "{listed:#?}");
+    for e in &csv {
+        assert!(
+            e["reason"].as_str().unwrap().contains("10939881000119104"),
+            "{e}"
+        );
+        assert!(e["position"].as_str().unwrap().starts_with("line "), "{e}");
+        assert!(
+            e["source"].as_str().unwrap().ends_with("conditions.csv"),
+            "{e}"
+        );
+        assert!(
+            e["raw"].as_str().unwrap().contains("10939881000119104"),
+            "{e}"
+        );
+    }
+    let fhir: Vec<&serde_json::Value> = listed.iter().filter(|e| e["kind"] == "fhir").collect();
+    assert_eq!(fhir.len(), 1, "{listed:#?}");
+    assert!(fhir[0]["reason"].as_str().unwrap().contains("9434765918"));
+    assert_eq!(fhir[0]["what"], "Patient/pt-9");
+    let table = fdp_ok!("quarantine", "list", "--data-dir", data);
+    assert!(table.contains("5 in quarantine"), "{table}");
+    let one = csv[0]["id"].as_str().unwrap();
+    let shown = fdp_ok!("quarantine", "show", "--data-dir", data, one);
+    assert!(
+        shown.contains("problem:") && shown.contains("raw content as received:"),
+        "{shown}"
+    );
+
+    // Retrying with the mapping unchanged refuses them again, for the same reason.
+    let again = fdp_ok!(
+        "quarantine",
+        "retry",
+        "--data-dir",
+        data,
+        "--all",
+        "--kind",
+        "csv",
+        "--mapping",
+        mappings()
+    );
+    assert!(again.contains("0 of 4 put through"), "{again}");
+    // The engineer decides the export's codes are to be kept as given.
+    let fixed = dir.path().join("fixed");
+    std::fs::create_dir_all(&fixed).unwrap();
+    let original = std::fs::read_to_string(mappings().join("synthea-conditions.toml")).unwrap();
+    std::fs::write(
+        fixed.join("synthea-conditions.toml"),
+        original.replace(
+            r#"{ from = "CODE", parse = "snomed" }"#,
+            r#"{ from = "CODE" }"#,
+        ),
+    )
+    .unwrap();
+    let out = fdp_ok!(
+        "quarantine",
+        "retry",
+        "--data-dir",
+        data,
+        "--all",
+        "--mapping",
+        fixed
+    );
+    assert!(
+        out.contains("4 of 5 put through; 1 still in quarantine"),
+        "{out}"
+    );
+    assert!(out.contains("not a valid NHS number"), "{out}");
+    assert_eq!(
+        sql_count(&data, "SELECT count(*) AS n FROM patient_diagnosis"),
+        accepted_before + 4
+    );
+    assert_eq!(
+        sql_count(
+            &data,
+            "SELECT count(*) AS n FROM (SELECT diagnosis_id FROM patient_diagnosis GROUP BY diagnosis_id HAVING count(*) > 1)"
+        ),
+        0
+    );
+    assert_eq!(
+        sql_count(&data, "SELECT count(*) AS n FROM patient_diagnosis WHERE diagnosis_snomed_ct_code = '10939881000119104'"),
+        4
+    );
+    let left: Vec<String> = fdp_ok!("quarantine", "list", "--data-dir", data, "--json")
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    // Nothing is lost: the refusals stay in raw, with the retries recorded.
+    assert_eq!(
+        sql_count(&data, "SELECT count(*) AS n FROM raw.extract_rejected"),
+        8
+    );
+    assert_eq!(
+        sql_count(
+            &data,
+            "SELECT count(*) AS n FROM raw.quarantine_resolution WHERE outcome = 'accepted'"
+        ),
+        4
+    );
+    let gone = fdp_ok!(
+        "quarantine",
+        "retry",
+        "--data-dir",
+        data,
+        "--mapping",
+        fixed,
+        one
+    );
+    assert!(gone.contains("not in quarantine"), "{gone}");
+}

@@ -137,11 +137,12 @@ fn malformed_input_is_answered_quarantined_and_survived() {
     assert_eq!(q.len(), 6);
     let nhs = q
         .iter()
-        .find(|r| r["control_id"] == "BADNHS")
+        .find(|r| r["what"].as_str().unwrap().contains("control id BADNHS"))
         .expect("BADNHS quarantined");
+    assert_eq!(nhs["kind"], "hl7v2");
     assert!(nhs["reason"].as_str().unwrap().contains("NHS number"));
-    assert!(nhs["location"].as_str().unwrap().contains("PID"));
-    assert!(nhs["payload"].as_str().unwrap().contains("9434765918"));
+    assert!(nhs["position"].as_str().unwrap().contains("PID"));
+    assert!(nhs["raw"].as_str().unwrap().contains("9434765918"));
     let (status, page) = http_get(server.http, "/quarantine", Some(&server.token));
     assert_eq!(status, 200);
     assert!(page.contains("BADNHS") || page.contains("9434765918"));

@@ -14,6 +14,7 @@ pub mod csv;
 pub mod drop_folder;
 pub mod mapping;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -185,10 +186,10 @@ pub fn parse(mapping: &Mapping, bytes: &[u8], file: &str) -> Result<ParsedFile, 
         rejected.extend(p.rejected);
     }
     // A key given twice: the first line wins, later ones are refused.
-    let batches = if repeats {
-        drop_duplicate_keys(&plan, batches, &lines, &mut rejected)
+    let (batches, lines) = if repeats {
+        drop_duplicate_keys(&plan, batches, lines, &mut rejected)
     } else {
-        batches
+        (batches, lines)
     };
     tracing::debug!(elapsed = ?t0.elapsed(), "extract keys checked");
     let full = full_schema(plan.object_type);
@@ -197,6 +198,7 @@ pub fn parse(mapping: &Mapping, bytes: &[u8], file: &str) -> Result<ParsedFile, 
     Ok(ParsedFile {
         plan,
         batches,
+        lines,
         rejected,
         rows_in,
     })
@@ -246,6 +248,8 @@ pub struct ParsedFile {
     pub plan: Plan,
     /// Accepted rows, with every column of the object type.
     pub batches: Vec<RecordBatch>,
+    /// The line of each accepted row, batch by batch.
+    pub lines: Vec<Vec<u64>>,
     pub rejected: Vec<RejectedLine>,
     /// Records read (header excluded).
     pub rows_in: u64,
@@ -347,9 +351,9 @@ fn may_repeat_keys(parsed: &mut [Parsed]) -> bool {
 fn drop_duplicate_keys(
     plan: &Plan,
     batches: Vec<RecordBatch>,
-    lines: &[Vec<u64>],
+    lines: Vec<Vec<u64>>,
     rejected: &mut Vec<(u64, String, String)>,
-) -> Vec<RecordBatch> {
+) -> (Vec<RecordBatch>, Vec<Vec<u64>>) {
     use std::collections::HashMap;
     use std::hash::BuildHasherDefault;
     let keys: Vec<ArrayRef> = batches
@@ -385,16 +389,28 @@ fn drop_duplicate_keys(
         keep.push(mask);
     }
     if !any_dup {
-        return batches;
+        return (batches, lines);
     }
-    batches
+    let lines = lines
+        .iter()
+        .zip(&keep)
+        .map(|(l, m)| {
+            l.iter()
+                .zip(m)
+                .filter(|(_, k)| **k)
+                .map(|(l, _)| *l)
+                .collect()
+        })
+        .collect();
+    let batches = batches
         .into_iter()
         .zip(keep)
         .map(|(b, m)| {
             let mask = fdp_store::arrow::array::BooleanArray::from(m);
             fdp_store::arrow::compute::filter_record_batch(&b, &mask).expect("mask fits the batch")
         })
-        .collect()
+        .collect();
+    (batches, lines)
 }
 
 /// A fast, non-cryptographic hasher (the one rustc uses) for the key check:
@@ -603,6 +619,7 @@ pub async fn load_file(
         batches,
         rejected,
         rows_in,
+        ..
     } = parsed;
     let accepted: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
     let ot = plan.object_type;
@@ -620,58 +637,17 @@ pub async fn load_file(
     let props = || tables::commit_properties(&lineage, APP_ID, 0);
     tracing::debug!(elapsed = ?started.elapsed(), "extract read and parsed");
     if accepted > 0 {
-        let path = tables::table_path(data_dir, Layer::Canonical, &part);
-        let existed = path.join("_delta_log").is_dir();
-        let table = tables::open_or_create(&path, full_schema(ot)).await?;
-        let has_rows = existed && table.get_file_uris()?.next().is_some();
-        if has_rows {
-            let batch = fdp_store::arrow::compute::concat_batches(&full_schema(ot), &batches)
-                .map_err(|e| StoreError::Config(e.to_string()))?;
-            tables::upsert(table, batch, &ot.primary_key_property().column, props()).await?;
-        } else {
-            tables::append_parallel(table, batches, props()).await?;
-        }
+        commit_rows(data_dir, ot, &part, batches, &lineage).await?;
     }
     tracing::debug!(elapsed = ?started.elapsed(), "extract committed");
     let now = chrono::Utc::now().timestamp_micros();
-    if !rejected.is_empty() {
-        let n = rejected.len();
-        let mut b = (
-            StringBuilder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-            Int64Builder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-        );
-        let mut at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-        for (line, reason, raw) in &rejected {
-            b.0.append_value(run_id);
-            at.append_value(now);
-            b.1.append_value(&file);
-            b.2.append_value(&mapping.name);
-            b.3.append_value(&sha);
-            b.4.append_value(*line as i64);
-            b.5.append_value(reason);
-            b.6.append_value(raw);
-        }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(b.0.finish()),
-            Arc::new(at.finish()),
-            Arc::new(b.1.finish()),
-            Arc::new(b.2.finish()),
-            Arc::new(b.3.finish()),
-            Arc::new(b.4.finish()),
-            Arc::new(b.5.finish()),
-            Arc::new(b.6.finish()),
-        ];
-        let batch = RecordBatch::try_new(rejected_schema(), columns)
-            .map_err(|e| StoreError::Config(e.to_string()))?;
-        let path = tables::table_path(data_dir, Layer::Raw, REJECTED_TABLE);
-        let table = tables::open_or_create(&path, rejected_schema()).await?;
-        tables::append(table, vec![batch], props()).await?;
-    }
+    let refused = Refused {
+        run_id,
+        file: &file,
+        mapping: &mapping.name,
+        sha: &sha,
+    };
+    refused.write(data_dir, &rejected, props()).await?;
     report.seconds = started.elapsed().as_secs_f64();
     // The ledger last: a file counts as loaded only once its rows are in.
     let mut at = TimestampMicrosecondBuilder::with_capacity(1).with_timezone("UTC");
@@ -713,6 +689,145 @@ pub async fn load_file(
     let table = tables::open_or_create(&path, files_schema()).await?;
     tables::append(table, vec![batch], props()).await?;
     Ok(report)
+}
+
+/// Rows into a mapping's part of a canonical table: appended when the part
+/// is empty, else replacing rows with the same key.
+async fn commit_rows(
+    data_dir: &Path,
+    ot: &fdp_model::ObjectType,
+    part: &str,
+    batches: Vec<RecordBatch>,
+    lineage: &Lineage,
+) -> Result<(), StoreError> {
+    let props = tables::commit_properties(lineage, APP_ID, 0);
+    let path = tables::table_path(data_dir, Layer::Canonical, part);
+    let existed = path.join("_delta_log").is_dir();
+    let table = tables::open_or_create(&path, full_schema(ot)).await?;
+    let has_rows = existed && table.get_file_uris()?.next().is_some();
+    if has_rows {
+        let batch = fdp_store::arrow::compute::concat_batches(&full_schema(ot), &batches)
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        tables::upsert(table, batch, &ot.primary_key_property().column, props).await?;
+    } else {
+        tables::append_parallel(table, batches, lineage, APP_ID).await?;
+    }
+    Ok(())
+}
+
+/// Where refused lines came from, for `raw.extract_rejected`.
+struct Refused<'a> {
+    run_id: &'a str,
+    file: &'a str,
+    mapping: &'a str,
+    sha: &'a str,
+}
+
+impl Refused<'_> {
+    async fn write(
+        &self,
+        data_dir: &Path,
+        rejected: &[RejectedLine],
+        props: fdp_store::CommitProperties,
+    ) -> Result<(), StoreError> {
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        let now = chrono::Utc::now().timestamp_micros();
+        let n = rejected.len();
+        let mut at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut lines = Int64Builder::with_capacity(n);
+        let (mut reasons, mut raws) = (StringBuilder::new(), StringBuilder::new());
+        for (line, reason, raw) in rejected {
+            at.append_value(now);
+            lines.append_value(*line as i64);
+            reasons.append_value(reason);
+            raws.append_value(raw);
+        }
+        let same = |v: &str| -> ArrayRef {
+            Arc::new(fdp_store::arrow::array::StringArray::from(vec![v; n]))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            same(self.run_id),
+            Arc::new(at.finish()),
+            same(self.file),
+            same(self.mapping),
+            same(self.sha),
+            Arc::new(lines.finish()),
+            Arc::new(reasons.finish()),
+            Arc::new(raws.finish()),
+        ];
+        let batch = RecordBatch::try_new(rejected_schema(), columns)
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let path = tables::table_path(data_dir, Layer::Raw, REJECTED_TABLE);
+        let table = tables::open_or_create(&path, rejected_schema()).await?;
+        tables::append(table, vec![batch], props).await?;
+        Ok(())
+    }
+}
+
+/// The SHA-256 of content, as the ledger records it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Put some lines of a file already received through a mapping again (a
+/// quarantine retry after the mapping was corrected): the lines that now
+/// pass replace rows by key in the mapping's part; those still refused are
+/// recorded again with today's reason. Returns each line's result.
+pub async fn reload_lines(
+    data_dir: &Path,
+    mapping: &Mapping,
+    bytes: &[u8],
+    file: &str,
+    sha: &str,
+    run_id: &str,
+    wanted: Vec<u64>,
+) -> Result<HashMap<u64, Result<(), String>>, StoreError> {
+    let wanted: std::collections::HashSet<u64> = wanted.into_iter().collect();
+    let parsed = parse(mapping, bytes, file).map_err(StoreError::Config)?;
+    let mut results = HashMap::new();
+    let mut batches = Vec::new();
+    for (b, lines) in parsed.batches.iter().zip(&parsed.lines) {
+        let mask: Vec<bool> = lines.iter().map(|l| wanted.contains(l)).collect();
+        for l in lines.iter().filter(|l| wanted.contains(l)) {
+            results.insert(*l, Ok(()));
+        }
+        if mask.iter().any(|m| *m) {
+            let mask = fdp_store::arrow::array::BooleanArray::from(mask);
+            batches.push(
+                fdp_store::arrow::compute::filter_record_batch(b, &mask)
+                    .map_err(|e| StoreError::Config(e.to_string()))?,
+            );
+        }
+    }
+    let still: Vec<RejectedLine> = parsed
+        .rejected
+        .into_iter()
+        .filter(|r| wanted.contains(&r.0))
+        .collect();
+    for r in &still {
+        results.insert(r.0, Err(r.1.clone()));
+    }
+    let lineage = Lineage {
+        transform: format!("extract:{}", mapping.name),
+        run: Some(run_id.to_string()),
+        ..Lineage::default()
+    };
+    let props = || tables::commit_properties(&lineage, APP_ID, 0);
+    if !batches.is_empty() {
+        let ot = parsed.plan.object_type;
+        let part = tables::part_name(&ot.table, &format!("csv-{}", mapping.name));
+        commit_rows(data_dir, ot, &part, batches, &lineage).await?;
+    }
+    let refused = Refused {
+        run_id,
+        file,
+        mapping: &mapping.name,
+        sha,
+    };
+    refused.write(data_dir, &still, props()).await?;
+    Ok(results)
 }
 
 /// Which of `mappings` apply to a file, by its name. One extract can fill
