@@ -9,4 +9,7 @@ pub enum SynthError {
     /// The PAS simulator configuration is unusable (e.g. a share outside 0..=1).
     #[error("invalid PAS config: {0}")]
     InvalidPasConfig(String),
+    /// The extract spec is unusable (e.g. no days to cover).
+    #[error("invalid extract spec: {0}")]
+    InvalidExtractSpec(String),
 }

@@ -10,7 +10,11 @@
 //! - [`pas`]: a patient administration system simulator that emits HL7 v2.4
 //!   ADT messages (with a configurable share of malformed ones) and keeps an
 //!   exact model of bed occupancy for tests to compare against;
-//! - [`hl7`]: the message text building those messages use.
+//! - [`hl7`]: the message text building those messages use;
+//! - [`extracts`]: the flat files a trust's other systems send (theatre
+//!   sessions and bookings, consultant leave, rosters, Capacity Tracker and
+//!   virtual-ward capacity, vaccine and supplies stock, supplies
+//!   transactions), each with a few faulty lines of the kinds real ones carry.
 //!
 //! It will grow into a whole synthetic federation (community and mental
 //! health providers, GP practices, an ICB) built from the same pieces.
@@ -45,6 +49,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod extracts;
 pub mod hl7;
 pub mod pas;
 pub mod people;
@@ -52,6 +57,7 @@ mod rng;
 pub mod trust;
 
 pub use error::SynthError;
+pub use extracts::{ExtractFile, ExtractSpec, Fault, FaultKind};
 pub use pas::{
     AdtMessage, EventMix, MalformedReason, MessageKind, OccupantSummary, PasConfig, PasSimulator,
 };

@@ -12,6 +12,7 @@ mod instance;
 mod mllp_client;
 mod quarantine;
 mod sql;
+mod synth;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +58,9 @@ enum Command {
     /// Records every source refused: list, show, and retry once fixed
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCommand),
+    /// Write the synthetic trust's data to files
+    #[command(subcommand)]
+    Synth(synth::SynthCommand),
 }
 
 #[derive(Args)]
@@ -142,6 +146,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(cmd) => bench::run(cmd).await,
         Command::Quarantine(cmd) => quarantine::run(cmd).await,
+        Command::Synth(cmd) => synth::run(cmd),
     }
 }
 

@@ -34,11 +34,15 @@ pub enum Encoding {
 }
 
 /// Where a value comes from: a header name or a 1-based column position.
+/// Inside `concat`, also a fixed text (`{ constant = "nursing" }`): one wide
+/// line filling several mappings needs a key per mapping, such as a care
+/// home's location id with the kind of bed each mapping reads.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Source {
     Name(String),
     Position(usize),
+    Constant { constant: String },
 }
 
 /// How a value is read.
@@ -85,8 +89,8 @@ impl OneOrMany {
 pub struct ColumnRule {
     /// The source column.
     pub from: Option<Source>,
-    /// Several source columns joined by `separator` (default `:`), e.g. for a
-    /// key made of patient, encounter and code.
+    /// Several source columns (or fixed texts) joined by `separator`
+    /// (default `:`), e.g. for a key made of patient, encounter and code.
     pub concat: Option<Vec<Source>>,
     pub separator: Option<String>,
     /// A fixed value.
@@ -193,6 +197,9 @@ impl Mapping {
         }
         let resolve = |s: &Source, target: &str| -> Result<usize, String> {
             match s {
+                Source::Constant { .. } => Err(format!(
+                    "{target}: a constant goes in `constant = ...` or inside `concat`, not in `from`"
+                )),
                 Source::Position(p) if *p >= 1 => Ok(p - 1),
                 Source::Position(_) => Err(format!("{target}: column positions start at 1")),
                 Source::Name(n) => match header {
@@ -248,7 +255,10 @@ impl Mapping {
                 (Some(s), None, None) => ValueSource::Column(resolve(s, target)?),
                 (None, Some(list), None) => ValueSource::Concat(
                     list.iter()
-                        .map(|s| resolve(s, target))
+                        .map(|s| match s {
+                            Source::Constant { constant } => Ok(Part::Text(constant.clone())),
+                            _ => resolve(s, target).map(Part::Column),
+                        })
                         .collect::<Result<_, _>>()?,
                     rule.separator.clone().unwrap_or_else(|| ":".into()),
                 ),
@@ -325,8 +335,14 @@ fn wildcard(p: &[u8], s: &[u8]) -> bool {
 #[derive(Debug, Clone)]
 enum ValueSource {
     Column(usize),
-    Concat(Vec<usize>, String),
+    Concat(Vec<Part>, String),
     Constant(String),
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Column(usize),
+    Text(String),
 }
 
 #[derive(Debug, Clone)]
@@ -397,10 +413,15 @@ impl Plan {
                 },
                 ValueSource::Concat(list, sep) => {
                     let mut parts = Vec::with_capacity(list.len());
-                    for i in list {
-                        parts.push(fields.get(*i).map(|s| s.trim()).ok_or_else(|| {
-                            format!("{}: there is no column {}", c.target, i + 1)
-                        })?);
+                    for part in list {
+                        parts.push(match part {
+                            Part::Column(i) => {
+                                fields.get(*i).map(|s| s.trim()).ok_or_else(|| {
+                                    format!("{}: there is no column {}", c.target, i + 1)
+                                })?
+                            }
+                            Part::Text(t) => t.as_str(),
+                        });
                     }
                     std::borrow::Cow::Owned(parts.join(sep))
                 }
@@ -828,6 +849,34 @@ mod tests {
         assert!(e.contains("not a date in the format %d/%m/%Y"), "{e}");
         let e = p.apply(&["RXX4", "9434765919", "1"], &mut out).unwrap_err();
         assert_eq!(e, "expected 4 fields, found 3");
+    }
+
+    #[test]
+    fn a_key_joins_columns_with_fixed_text() {
+        let p = plan(
+            r#"
+            name = "ct-nursing"
+            object_type = "CareCapacity"
+            file_pattern = "ct_*.csv"
+            [columns]
+            capacity_id = { concat = ["Location ID", { constant = "nursing" }] }
+            places_total = { from = "Nursing Beds" }
+            "#,
+            &["Location ID", "Nursing Beds"],
+        );
+        let mut out = Vec::new();
+        p.apply(&["1-101234567", "40"], &mut out).unwrap();
+        assert_eq!(out[0], Val::Text("1-101234567:nursing".into()));
+        assert_eq!(out[1], Val::Int(40));
+        let m = Mapping::from_toml(
+            "name='x'\nobject_type='CareCapacity'\nfile_pattern='*'\n[columns]\ncapacity_id={from={constant='a'}}",
+        )
+        .unwrap();
+        let e = m
+            .compile(Model::canonical(), Some(&["A".into()]))
+            .err()
+            .unwrap();
+        assert!(e.contains("inside `concat`, not in `from`"), "{e}");
     }
 
     #[test]
