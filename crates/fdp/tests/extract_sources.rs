@@ -137,7 +137,7 @@ const EXPECT: &[Expect] = &[
         head: 0,
         windows_1252: false,
         delimiter: ',',
-        field_count: "reference: there is no column 13 on this line (11 fields)",
+        field_count: "expected 13 fields, found 11",
         impossible_date:
             "movement_date: \"2026-02-30\" is not a date in the format YYYY-MM-DD or YYYYMMDD",
         unknown_code: "movement_type: \"XFR\" is not one of the mapped values",

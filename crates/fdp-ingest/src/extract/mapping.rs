@@ -137,6 +137,9 @@ pub struct Mapping {
     /// Lines before the header (or the data, without one) to skip.
     #[serde(default)]
     pub skip_lines: usize,
+    /// Fields every record has. A header says so itself; a headerless file
+    /// should declare it, or a line with fields added is not noticed.
+    pub fields: Option<usize>,
     /// Target column → rule.
     pub columns: BTreeMap<String, ColumnRule>,
 }
@@ -307,7 +310,16 @@ impl Mapping {
                 f
             })
             .collect();
-        let width = header.map(<[String]>::len);
+        if let (Some(h), Some(n)) = (header, self.fields) {
+            if h.len() != n {
+                return Err(format!(
+                    "the mapping says fields = {n}, but the header has {} ({})",
+                    h.len(),
+                    h.join(", ")
+                ));
+            }
+        }
+        let width = header.map(<[String]>::len).or(self.fields);
         Ok(Plan {
             object_type: ot,
             schema: Arc::new(Schema::new(fields)),

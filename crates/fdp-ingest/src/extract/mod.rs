@@ -908,6 +908,43 @@ rtt_period_start_date = { from = "start", format = "%d/%m/%Y" }
     }
 
     #[test]
+    fn a_headerless_file_declares_its_width_and_a_line_with_more_is_refused() {
+        let mapping = Mapping::from_toml(
+            r#"
+name = "t"
+file_pattern = "t*.csv"
+object_type = "EalEntry"
+header = false
+fields = 3
+[columns]
+eal_id = { from = 1 }
+rtt_period_start_date = { from = 3, format = "%d/%m/%Y" }
+"#,
+        )
+        .unwrap();
+        let text = "A,x,01/02/2024\nB,x,01/02/2024,extra\nC,x\n";
+        let parsed = parse(&mapping, text.as_bytes(), "t.csv").unwrap();
+        let reasons: Vec<_> = parsed
+            .rejected
+            .iter()
+            .map(|r| (r.0, r.1.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (2, "expected 3 fields, found 4"),
+                (3, "expected 3 fields, found 2")
+            ]
+        );
+        let mut header_too = mapping.clone();
+        header_too.header = true;
+        let e = parse(&header_too, b"id,start\nA,01/02/2024\n", "t.csv")
+            .err()
+            .unwrap();
+        assert!(e.contains("fields = 3, but the header has 2"), "{e}");
+    }
+
+    #[test]
     fn day_first_dates_read_fast_and_slow_alike() {
         let mapping = Mapping::from_toml(MAPPING).unwrap();
         let text = "id,start\nA,29/02/2024\nB,1/3/2024\nC,30/02/2024\nD,2024-03-01\n";
