@@ -19,6 +19,7 @@ pub struct Records<'a> {
     delim: &'a [u8],
     pos: usize,
     line: usize,
+    open_quote: bool,
 }
 
 impl<'a> Records<'a> {
@@ -28,7 +29,14 @@ impl<'a> Records<'a> {
             delim,
             pos: 0,
             line: first_line,
+            open_quote: false,
         }
+    }
+
+    /// Whether the data ended inside a quoted field: for a piece of a file,
+    /// the piece was cut inside a record.
+    pub fn ended_in_quotes(&self) -> bool {
+        self.open_quote
     }
 
     /// The next record, reusing `fields`' allocation.
@@ -57,6 +65,7 @@ impl<'a> Records<'a> {
                 let mut seg_start = j;
                 loop {
                     if j >= d.len() {
+                        self.open_quote = true;
                         break;
                     }
                     if d[j] == b'"' {
@@ -123,9 +132,12 @@ impl<'a> Records<'a> {
     }
 }
 
-/// Byte offsets at which to split `data` into about `parts` pieces, each
-/// starting at a record boundary (never inside quotes), with the line
-/// number each piece starts at.
+/// Byte offsets at which to split `data` into about `parts` pieces, at line
+/// breaks outside quotes as far as counting quotes can tell, with the line
+/// number each piece starts at. A stray quote inside an unquoted field
+/// (`12" monitor`) misleads the count, so a piece may start inside a record:
+/// the parser checks that each piece but the last ended outside quotes
+/// ([`Records::ended_in_quotes`]) and otherwise reads the file in one piece.
 pub fn split_points(data: &[u8], parts: usize) -> Vec<(usize, usize)> {
     let mut out = vec![(0, 1)];
     if parts <= 1 || data.len() < 1 << 20 {

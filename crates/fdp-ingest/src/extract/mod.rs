@@ -153,28 +153,36 @@ pub fn parse(mapping: &Mapping, bytes: &[u8], file: &str) -> Result<ParsedFile, 
         .map(|n| n.get())
         .unwrap_or(1);
     let t0 = std::time::Instant::now();
+    let run = |points: &[(usize, usize)]| -> Result<Vec<Parsed>, String> {
+        let mut chunks = Vec::new();
+        for (i, &(start, l)) in points.iter().enumerate() {
+            let end = points.get(i + 1).map(|p| p.0).unwrap_or(data.len());
+            chunks.push((&data[start..end], first_line + l - 1));
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .map(|&(chunk, first)| {
+                    let plan = &plan;
+                    let delim = &delim;
+                    s.spawn(move || parse_chunk(plan, mapping.encoding, chunk, delim, first))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("parsing does not panic"))
+                .collect::<Result<Vec<_>, String>>()
+        })
+    };
     let points = csv::split_points(data, threads);
-    let mut chunks = Vec::new();
-    for (i, &(start, l)) in points.iter().enumerate() {
-        let end = points.get(i + 1).map(|p| p.0).unwrap_or(data.len());
-        chunks.push((&data[start..end], first_line + l - 1));
+    let mut results = run(&points)?;
+    let n = results.len();
+    if results[..n - 1].iter().any(|p| p.ended_in_quotes) {
+        // A piece was cut inside a record (stray quotes misled the split).
+        tracing::debug!("extract pieces cut inside a record: reading in one piece");
+        results = run(&[(0, 1)])?;
     }
-    let results: Vec<Parsed> = std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .iter()
-            .map(|&(chunk, first)| {
-                let plan = &plan;
-                let delim = &delim;
-                s.spawn(move || parse_chunk(plan, mapping.encoding, chunk, delim, first))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("parsing does not panic"))
-            .collect::<Result<Vec<_>, String>>()
-    })?;
     tracing::debug!(elapsed = ?t0.elapsed(), "extract parsed");
-    let mut results = results;
     let rows_in: u64 = results.iter().map(|r| r.rows).sum();
     let repeats = may_repeat_keys(&mut results);
     let mut rejected: Vec<(u64, String, String)> = Vec::new();
@@ -241,6 +249,8 @@ struct Parsed {
     /// A hash of each accepted row's key, sorted: proves a file free of
     /// repeated keys without a table of ten million strings.
     key_hashes: Vec<u64>,
+    /// The chunk ended inside a quoted field: it was cut inside a record.
+    ended_in_quotes: bool,
 }
 
 /// A file parsed with a mapping.
@@ -333,6 +343,7 @@ fn parse_chunk(
         rejected,
         rows,
         key_hashes,
+        ended_in_quotes: records.ended_in_quotes(),
     })
 }
 
@@ -942,6 +953,59 @@ rtt_period_start_date = { from = 3, format = "%d/%m/%Y" }
             .err()
             .unwrap();
         assert!(e.contains("fields = 3, but the header has 2"), "{e}");
+    }
+
+    #[test]
+    fn a_stray_quote_that_misleads_the_split_does_not_cut_records() {
+        // `12" monitor` is a stray quote in an unquoted field: counting quotes
+        // from there on sees every quoted line break as outside quotes, so the
+        // file would be split inside a record.
+        let mapping = Mapping::from_toml(
+            r#"
+name = "t"
+file_pattern = "t*.csv"
+object_type = "EalEntry"
+[columns]
+eal_id = { from = "id" }
+patient_name = { from = "note" }
+"#,
+        )
+        .unwrap();
+        let mut text = String::from("id,note\nS0,\"12\"\" monitor\"\nS1,12\" monitor\n");
+        let rows = 60_000;
+        for i in 2..rows {
+            text.push_str(&format!("S{i},\"first line\nsecond line {i}\"\n"));
+        }
+        assert!(text.len() > 2 << 20);
+        let parsed = parse(&mapping, text.as_bytes(), "t.csv").unwrap();
+        assert!(
+            parsed.rejected.is_empty(),
+            "{:?}",
+            &parsed.rejected[..3.min(parsed.rejected.len())]
+        );
+        assert_eq!(parsed.rows_in, rows as u64);
+        let notes: Vec<String> = parsed
+            .batches
+            .iter()
+            .flat_map(|b| {
+                let c = b
+                    .column(b.schema().index_of("patient_name").unwrap())
+                    .as_string::<i32>()
+                    .clone();
+                (0..c.len())
+                    .map(move |i| c.value(i).to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(notes[0], "12\" monitor");
+        assert_eq!(notes[1], "12\" monitor");
+        assert_eq!(
+            notes[rows - 1],
+            format!("first line\nsecond line {}", rows - 1)
+        );
+        // Line numbers count the line breaks inside quotes.
+        let lines: Vec<u64> = parsed.lines.concat();
+        assert_eq!(lines[rows - 1], 4 + 2 * (rows as u64 - 3));
     }
 
     #[test]
