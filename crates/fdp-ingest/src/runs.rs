@@ -115,7 +115,8 @@ pub async fn recent(data_dir: &Path, limit: usize) -> Result<Vec<Run>, StoreErro
         "raw.fhir_resource",
         "SELECT run_id, CAST(min(received_at) AS VARCHAR) AS started, count(*) AS n, \
          sum(CASE WHEN status IN ('accepted', 'not_mapped', 'deleted') THEN 1 ELSE 0 END) AS accepted, \
-         sum(CASE WHEN status = 'quarantined' THEN 1 ELSE 0 END) AS rejected \
+         sum(CASE WHEN status = 'quarantined' THEN 1 ELSE 0 END) AS rejected, \
+         (CAST(max(received_at) AS BIGINT) - CAST(min(received_at) AS BIGINT)) / 1000000.0 AS seconds \
          FROM raw.fhir_resource GROUP BY run_id",
     )
     .await?
@@ -129,7 +130,8 @@ pub async fn recent(data_dir: &Path, limit: usize) -> Result<Vec<Run>, StoreErro
             records_in: int(&r[2]),
             accepted: int(&r[3]),
             rejected: int(&r[4]),
-            seconds: None,
+            // From the first commit to the last: none for a run of one commit.
+            seconds: r[5].as_deref().and_then(|s| s.parse().ok()).filter(|s| *s > 0.0),
         });
     }
     // The HL7 v2 feed is continuous: a run is a connection's messages by hour.

@@ -102,6 +102,28 @@ fn synthea_ods_and_nhs_uk_files_load_through_the_shipped_mappings() {
         "{nmv:?}"
     );
 
+    // Each file is kept as received, byte for byte, named by its hash.
+    let kept = sql(
+        &data,
+        "SELECT file, raw_copy, content_sha256 FROM raw.extract_file",
+    );
+    assert!(kept.len() >= 10, "{kept:?}");
+    for k in &kept {
+        let original = std::fs::read(k["file"].as_str().unwrap()).unwrap();
+        let copy = std::fs::read(k["raw_copy"].as_str().unwrap()).unwrap();
+        assert!(original == copy, "{} differs from its raw copy", k["file"]);
+        assert!(k["raw_copy"]
+            .as_str()
+            .unwrap()
+            .contains(k["content_sha256"].as_str().unwrap()));
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(data.join("raw_files"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
     // The same files again: recognised, nothing added.
     let again = fdp_ok!(
         "ingest",
@@ -116,6 +138,11 @@ fn synthea_ods_and_nhs_uk_files_load_through_the_shipped_mappings() {
         again.contains("already loaded with mapping ods-etrust (same content): skipped"),
         "{again}"
     );
+    // The copy begun before the content was known to be loaded is gone.
+    assert!(!std::fs::read_dir(data.join("raw_files"))
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with(".partial")));
     assert_eq!(
         sql_count(
             &data,

@@ -517,14 +517,18 @@ fn read_hashed(path: &Path) -> std::io::Result<(Vec<u8>, String)> {
 /// A file's raw copy being written on its own thread, under a temporary
 /// name until the content hash that names it is known.
 struct RawCopy {
-    thread: std::thread::JoinHandle<std::io::Result<()>>,
+    thread: std::thread::JoinHandle<std::io::Result<u64>>,
     cancel: Arc<std::sync::atomic::AtomicBool>,
     partial: PathBuf,
+    source: PathBuf,
+    /// The source's size and modification time when the copy started.
+    before: Option<(u64, std::time::SystemTime)>,
 }
 
 impl RawCopy {
-    fn start(dir: &Path, bytes: Arc<Vec<u8>>) -> Self {
-        use std::io::Write;
+    /// Copy `source` in the kernel (no pass through this process), from the
+    /// moment the load starts, while the file is also read and hashed.
+    fn start(dir: &Path, source: &Path) -> Self {
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let partial = dir.join(format!(
@@ -533,23 +537,32 @@ impl RawCopy {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         let cancel = Arc::new(AtomicBool::new(false));
+        let before = std::fs::metadata(source).and_then(|m| Ok((m.len(), m.modified()?)));
         let thread = {
-            let (partial, cancel) = (partial.clone(), cancel.clone());
-            std::thread::spawn(move || -> std::io::Result<()> {
+            let (partial, cancel, source) = (partial.clone(), cancel.clone(), source.to_path_buf());
+            std::thread::spawn(move || -> std::io::Result<u64> {
+                use std::io::Read;
+                let mut from = std::fs::File::open(&source)?;
                 let mut out = std::fs::File::create(&partial)?;
-                for piece in bytes.chunks(8 << 20) {
+                let mut copied = 0;
+                loop {
                     if cancel.load(Ordering::Relaxed) {
-                        return Ok(());
+                        return Ok(copied);
                     }
-                    out.write_all(piece)?;
+                    let n = std::io::copy(&mut (&mut from).take(64 << 20), &mut out)?;
+                    if n == 0 {
+                        return Ok(copied);
+                    }
+                    copied += n;
                 }
-                Ok(())
             })
         };
         RawCopy {
             thread,
             cancel,
             partial,
+            source: source.to_path_buf(),
+            before: before.ok(),
         }
     }
 
@@ -561,11 +574,21 @@ impl RawCopy {
         let _ = std::fs::remove_file(&self.partial);
     }
 
-    /// Wait for the copy and give it its name (the same content may be kept already).
-    fn finish(self, dest: &Path) -> std::io::Result<()> {
-        self.thread
+    /// Wait for the copy and give it its name (the same content may be kept
+    /// already). If the file changed while it was copied, the copy is written
+    /// again from `bytes`, the content that was hashed and loaded.
+    fn finish(self, dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let copied = self
+            .thread
             .join()
-            .map_err(|_| std::io::Error::other("the thread keeping the raw copy panicked"))??;
+            .map_err(|_| std::io::Error::other("the thread keeping the raw copy panicked"))?;
+        let after = std::fs::metadata(&self.source).and_then(|m| Ok((m.len(), m.modified()?)));
+        let faithful = matches!(&copied, Ok(n) if *n == bytes.len() as u64)
+            && self.before.is_some()
+            && after.ok() == self.before;
+        if !faithful {
+            std::fs::write(&self.partial, bytes)?;
+        }
         if dest.exists() {
             std::fs::remove_file(&self.partial)
         } else {
@@ -582,13 +605,19 @@ pub async fn load_file(
     run_id: &str,
 ) -> Result<FileReport, StoreError> {
     let started = std::time::Instant::now();
-    let (bytes, sha) = read_hashed(path).map_err(|e| StoreError::io(path, e))?;
-    let bytes = Arc::new(bytes);
     let copy_dir = data_dir.join("raw_files");
     std::fs::create_dir_all(&copy_dir).map_err(|e| StoreError::io(&copy_dir, e))?;
-    // Keeping the file as received is I/O: it runs while the file is
-    // parsed, under a temporary name until it is known to be needed.
-    let copying = RawCopy::start(&copy_dir, bytes.clone());
+    // Keeping the file as received is I/O: it runs while the file is read,
+    // hashed and parsed, under a temporary name until it is known to be needed.
+    let copying = RawCopy::start(&copy_dir, path);
+    let (bytes, sha) = match read_hashed(path) {
+        Ok(read) => read,
+        Err(e) => {
+            copying.abandon();
+            return Err(StoreError::io(path, e));
+        }
+    };
+    let bytes = Arc::new(bytes);
     tracing::debug!(elapsed = ?started.elapsed(), "extract read and hashed");
     let file = path.display().to_string();
     let mut report = FileReport {
@@ -607,6 +636,7 @@ pub async fn load_file(
     let copy = copy_dir.join(format!("{sha}.{ext}"));
     let m = mapping.clone();
     let name = file.clone();
+    let kept = bytes.clone();
     let parsed = tokio::task::spawn_blocking(move || parse(&m, bytes.as_slice(), &name))
         .await
         .map_err(|e| StoreError::Config(format!("parsing {file}: {e}")));
@@ -623,8 +653,9 @@ pub async fn load_file(
         }
     };
     copying
-        .finish(&copy)
+        .finish(&copy, kept.as_slice())
         .map_err(|e| StoreError::io(&copy, e))?;
+    drop(kept);
     let ParsedFile {
         plan,
         batches,
