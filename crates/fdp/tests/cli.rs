@@ -91,12 +91,18 @@ fn discharge_readiness_is_recorded_with_who_set_it() {
     );
 
     let body = r#"{"medically_optimised": true, "medically_optimised_date": "2026-11-19", "discharge_pathway": 3, "waiting_for": ["care home placement"], "expected_discharge_date": "2026-11-25"}"#;
-    let (status, resp) = http_post(
-        server.http,
-        "/api/admissions/SPELL1/discharge-readiness",
-        &server.token,
-        body,
-    );
+    // AA means stored; the census applies the admission a moment later.
+    let mut answer = (0, String::new());
+    wait_until(10, "the admission to reach the census", || {
+        answer = http_post(
+            server.http,
+            "/api/admissions/SPELL1/discharge-readiness",
+            &server.token,
+            body,
+        );
+        answer.0 != 404
+    });
+    let (status, resp) = answer;
     assert_eq!(status, 200, "{resp}");
     let bad = r#"{"medically_optimised": true, "discharge_pathway": 7}"#;
     let (status, resp) = http_post(
