@@ -15,10 +15,16 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 /// Who a request comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Principal {
-    /// The token's name: a person or a service account.
+    /// A person or a service account: a local token's name, or the
+    /// identity provider's subject.
     pub name: String,
+    /// Roles from the identity provider's claims (empty for local tokens,
+    /// whose roles come from the instance's policy).
+    pub roles: Vec<String>,
+    /// The organisation (ODS code) the identity provider says they act for.
+    pub organisation: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +216,10 @@ impl TokenStore {
         let mut found = None;
         for (name, stored) in entries.iter() {
             if ct_eq(&h, stored) && found.is_none() {
-                found = Some(Principal { name: name.clone() });
+                found = Some(Principal {
+                    name: name.clone(),
+                    ..Principal::default()
+                });
             }
         }
         found

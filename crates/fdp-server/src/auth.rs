@@ -40,7 +40,18 @@ pub async fn require_principal(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let principal = presented_token(req.headers()).and_then(|t| state.tokens.verify(&t));
+    let mut refusal = None;
+    let principal = presented_token(req.headers()).and_then(|t| match &state.oidc {
+        Some(oidc) if fdp_govern::OidcVerifier::looks_like_jwt(&t) => match oidc.verify(&t) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::info!(reason = %e, "bearer token refused");
+                refusal = Some(e.to_string());
+                None
+            }
+        },
+        _ => state.tokens.verify(&t),
+    });
     match principal {
         Some(p) => {
             req.extensions_mut().insert(p);
@@ -53,10 +64,25 @@ pub async fn require_principal(
                 || path.starts_with("/fhir/")
                 || path.ends_with("/events")
             {
+                let (challenge, body) = match refusal {
+                    // RFC 6750: say why, so a client knows to get a new token.
+                    Some(why) => (
+                        format!(
+                            "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                            why.replace(['"', '\\'], "'")
+                        ),
+                        format!("the bearer token was refused: {why}"),
+                    ),
+                    None => (
+                        "Bearer".to_string(),
+                        "a valid token is required: send `Authorization: Bearer <token>`"
+                            .to_string(),
+                    ),
+                };
                 (
                     StatusCode::UNAUTHORIZED,
-                    [(header::WWW_AUTHENTICATE, "Bearer")],
-                    "a valid token is required: send `Authorization: Bearer <token>`",
+                    [(header::WWW_AUTHENTICATE, challenge)],
+                    body,
                 )
                     .into_response()
             } else {
@@ -143,5 +169,6 @@ pub async fn logout() -> Response {
 pub fn principal(req_ext: &axum::http::Extensions) -> Principal {
     req_ext.get::<Principal>().cloned().unwrap_or(Principal {
         name: "unknown".into(),
+        ..Principal::default()
     })
 }

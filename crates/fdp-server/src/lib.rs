@@ -6,7 +6,8 @@
 //! server-sent-event stream.
 //!
 //! Every route except `/healthz` and `/login` requires a principal (a bearer
-//! token, or the session cookie the login page sets). The server reads the
+//! token: a local API token or an OIDC token from the identity provider; or
+//! the session cookie the login page sets). The server reads the
 //! census and tables it is given; it never opens the data directory itself.
 
 mod api;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub live: Arc<Live>,
     pub committer: Committer,
     pub tokens: Arc<TokenStore>,
+    /// The organisation's identity provider, when the instance trusts one.
+    pub oidc: Option<Arc<fdp_govern::OidcVerifier>>,
     pub mllp: Arc<MllpStats>,
     pub fhir: Arc<fhir::FhirService>,
 }

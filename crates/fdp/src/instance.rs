@@ -37,6 +37,9 @@ pub struct InstanceConfig {
     /// Folders a source drops flat extracts into, each read with its mappings.
     #[serde(default)]
     pub drop_folder: Vec<fdp_ingest::extract::drop_folder::DropFolder>,
+    /// The organisation's OpenID Connect identity provider, whose bearer
+    /// tokens the instance accepts beside its local API tokens.
+    pub oidc: Option<fdp_govern::OidcConfig>,
 }
 
 impl InstanceConfig {
@@ -45,7 +48,7 @@ impl InstanceConfig {
             .with_context(|| format!("reading the configuration file {}", path.display()))?;
         toml::from_str(&text).with_context(|| {
             format!(
-                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, canonical_interval_secs, import_dir, drop_folder)",
+                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, canonical_interval_secs, import_dir, drop_folder, oidc)",
                 path.display()
             )
         })
@@ -159,7 +162,15 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
                 .await
                 .with_context(|| format!("listening for HTTP on {addr}"))?;
             let bound = listener.local_addr()?;
+            let oidc = match &config.oidc {
+                Some(c) => Some(Arc::new(
+                    fdp_govern::OidcVerifier::load(c.clone())
+                        .context("loading the identity provider's keys ([oidc] jwks_file)")?,
+                )),
+                None => None,
+            };
             let state = AppState {
+                oidc,
                 instance: Arc::new(InstanceInfo {
                     ods: ods.clone(),
                     data_dir: data_dir.clone(),

@@ -65,7 +65,7 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// TOML configuration file (keys: ods, data_dir, http, mllp, canonical_interval_secs, import_dir, [[drop_folder]])
+    /// TOML configuration file (keys: ods, data_dir, http, mllp, canonical_interval_secs, import_dir, [[drop_folder]], [oidc])
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Data directory (overrides the file)
