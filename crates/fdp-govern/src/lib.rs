@@ -10,8 +10,10 @@
 //! It must not read or write tables; the rest of the instance asks it who a
 //! request comes from and records that principal with whatever it does.
 
+pub mod grants;
 pub mod oidc;
 pub mod tokens;
 
+pub use grants::{Grant, Grants};
 pub use oidc::{OidcConfig, OidcError, OidcVerifier};
 pub use tokens::{Principal, TokenError, TokenStore};

@@ -43,14 +43,14 @@ pub async fn require_principal(
     let mut refusal = None;
     let principal = presented_token(req.headers()).and_then(|t| match &state.oidc {
         Some(oidc) if fdp_govern::OidcVerifier::looks_like_jwt(&t) => match oidc.verify(&t) {
-            Ok(p) => Some(p),
+            Ok(p) => Some(state.grants.federated(p)),
             Err(e) => {
                 tracing::info!(reason = %e, "bearer token refused");
                 refusal = Some(e.to_string());
                 None
             }
         },
-        _ => state.tokens.verify(&t),
+        _ => state.tokens.verify(&t).map(|p| state.grants.local(p)),
     });
     match principal {
         Some(p) => {
@@ -171,4 +171,14 @@ pub fn principal(req_ext: &axum::http::Extensions) -> Principal {
         name: "unknown".into(),
         ..Principal::default()
     })
+}
+
+/// `GET /api/whoami`: the principal the instance sees for this request.
+pub async fn whoami(req_ext: axum::http::Extensions) -> axum::Json<serde_json::Value> {
+    let p = principal(&req_ext);
+    axum::Json(serde_json::json!({
+        "name": p.name,
+        "roles": p.roles,
+        "organisation": p.organisation,
+    }))
 }

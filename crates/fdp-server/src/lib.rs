@@ -36,6 +36,8 @@ pub struct AppState {
     pub tokens: Arc<TokenStore>,
     /// The organisation's identity provider, when the instance trusts one.
     pub oidc: Option<Arc<fdp_govern::OidcVerifier>>,
+    /// Roles and organisation the instance grants by principal name.
+    pub grants: Arc<fdp_govern::Grants>,
     pub mllp: Arc<MllpStats>,
     pub fhir: Arc<fhir::FhirService>,
 }
@@ -78,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/beds/{id}/status", post(api::set_bed_status))
         .route("/api/quarantine", get(api::quarantine))
         .route("/api/sources", get(api::sources))
+        .route("/api/whoami", get(auth::whoami))
         .route("/fhir", post(fhir::bundle))
         .route("/fhir/metadata", get(fhir::metadata))
         .route("/fhir/$import", post(fhir_import::start))

@@ -40,6 +40,9 @@ pub struct InstanceConfig {
     /// The organisation's OpenID Connect identity provider, whose bearer
     /// tokens the instance accepts beside its local API tokens.
     pub oidc: Option<fdp_govern::OidcConfig>,
+    /// Roles (and organisation) granted by principal name: `[principal.NAME]`.
+    #[serde(default)]
+    pub principal: std::collections::BTreeMap<String, fdp_govern::Grant>,
 }
 
 impl InstanceConfig {
@@ -48,7 +51,7 @@ impl InstanceConfig {
             .with_context(|| format!("reading the configuration file {}", path.display()))?;
         toml::from_str(&text).with_context(|| {
             format!(
-                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, canonical_interval_secs, import_dir, drop_folder, oidc)",
+                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, canonical_interval_secs, import_dir, drop_folder, oidc, principal)",
                 path.display()
             )
         })
@@ -171,6 +174,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
             };
             let state = AppState {
                 oidc,
+                grants: Arc::new(fdp_govern::Grants::new(config.principal.clone(), &ods)),
                 instance: Arc::new(InstanceInfo {
                     ods: ods.clone(),
                     data_dir: data_dir.clone(),

@@ -45,7 +45,9 @@ fn oidc_bearer_tokens_from_the_identity_provider_open_the_instance_and_bad_ones_
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, json!({"keys": [jwk]}).to_string()).unwrap();
     let config = format!(
-        "[oidc]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = \"{}\"\n",
+        "[oidc]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks_file = \"{}\"\n\
+         [principal.tester]\nroles = [\"operations-analyst\"]\n\
+         [principal.\"amelia.khan\"]\nroles = [\"information-governance-lead\"]\n",
         jwks.display()
     );
     let server = Server::start_configured(
@@ -71,6 +73,23 @@ fn oidc_bearer_tokens_from_the_identity_provider_open_the_instance_and_bad_ones_
     }
     // Pages too, for a browser holding the token.
     assert_eq!(http_get(a, "/sources", Some(&good)).0, 200);
+    // Who the instance sees: the provider's claims, plus roles granted here.
+    let me: Value =
+        serde_json::from_str(&http_request(a, "GET", "/api/whoami", Some(&good), None).body)
+            .unwrap();
+    assert_eq!(
+        me,
+        json!({"name": "amelia.khan", "roles": ["bed-manager", "information-governance-lead"], "organisation": "RXX"})
+    );
+    // A local token's roles come from the configuration alone.
+    let me: Value = serde_json::from_str(
+        &http_request(a, "GET", "/api/whoami", Some(&server.token), None).body,
+    )
+    .unwrap();
+    assert_eq!(
+        me,
+        json!({"name": "tester", "roles": ["operations-analyst"], "organisation": "RXX"})
+    );
 
     let expired = http_request(
         a,
