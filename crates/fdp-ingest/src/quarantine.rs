@@ -20,7 +20,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use fdp_store::arrow::array::{Array, ArrayRef, AsArray, StringArray, TimestampMicrosecondBuilder};
+use datafusion::prelude::SessionContext;
+use fdp_store::arrow::array::{ArrayRef, StringArray, TimestampMicrosecondBuilder};
 use fdp_store::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use fdp_store::tables::{self, Layer, Lineage};
 use fdp_store::{RecordBatch, StoreError};
@@ -50,59 +51,21 @@ pub struct Entry {
     pub raw: String,
 }
 
-fn strings(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, StoreError> {
-    let mut rows = Vec::new();
-    for b in batches {
-        let cols: Vec<ArrayRef> = b
-            .columns()
-            .iter()
-            .map(|c| match c.data_type() {
-                DataType::Binary | DataType::LargeBinary => {
-                    let bin = fdp_store::arrow::compute::cast(c, &DataType::Binary)?;
-                    let text: StringArray = bin
-                        .as_binary::<i32>()
-                        .iter()
-                        .map(|v| v.map(|v| String::from_utf8_lossy(v).into_owned()))
-                        .collect();
-                    Ok(Arc::new(text) as ArrayRef)
-                }
-                _ => fdp_store::arrow::compute::cast(c, &DataType::Utf8),
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|e| StoreError::Config(format!("reading quarantine: {e}")))?;
-        for r in 0..b.num_rows() {
-            rows.push(
-                cols.iter()
-                    .map(|c| {
-                        let s = c.as_string::<i32>();
-                        if s.is_null(r) {
-                            String::new()
-                        } else {
-                            s.value(r).to_string()
-                        }
-                    })
-                    .collect(),
-            );
-        }
-    }
-    Ok(rows)
-}
-
+/// Rows of `table` as text, NULL as empty: what the list shows.
 async fn query(
-    ctx: &datafusion::prelude::SessionContext,
+    ctx: &SessionContext,
     table: &str,
     sql: &str,
 ) -> Result<Vec<Vec<String>>, StoreError> {
-    if ctx.table_exist(table).ok() != Some(true) {
-        return Ok(Vec::new());
-    }
-    strings(&fdp_store::query::run(ctx, sql).await?)
+    Ok(fdp_store::query::text_rows(ctx, table, sql)
+        .await?
+        .into_iter()
+        .map(|r| r.into_iter().map(Option::unwrap_or_default).collect())
+        .collect())
 }
 
 /// Ids put through successfully by a retry.
-async fn resolved(
-    ctx: &datafusion::prelude::SessionContext,
-) -> Result<HashSet<String>, StoreError> {
+async fn resolved(ctx: &SessionContext) -> Result<HashSet<String>, StoreError> {
     Ok(query(
         ctx,
         "raw.quarantine_resolution",
@@ -117,10 +80,14 @@ async fn resolved(
 /// Everything in quarantine now, newest first.
 pub async fn list(data_dir: &Path) -> Result<Vec<Entry>, StoreError> {
     let ctx = fdp_store::query::session(data_dir, Default::default()).await?;
-    let done = resolved(&ctx).await?;
+    list_in(&ctx).await
+}
+
+async fn list_in(ctx: &SessionContext) -> Result<Vec<Entry>, StoreError> {
+    let done = resolved(ctx).await?;
     let mut out = Vec::new();
     for r in query(
-        &ctx,
+        ctx,
         "raw.hl7v2_message",
         "SELECT seq, CAST(received_at AS VARCHAR) AS received, source, message_type, control_id, reason, location, payload \
          FROM raw.hl7v2_message WHERE status = 'quarantined'",
@@ -145,7 +112,7 @@ pub async fn list(data_dir: &Path) -> Result<Vec<Entry>, StoreError> {
     // The latest refusal of each content, unless the resource was accepted since.
     let mut fhir: BTreeMap<String, Entry> = BTreeMap::new();
     for r in query(
-        &ctx,
+        ctx,
         "raw.fhir_resource",
         "SELECT q.content_sha256, CAST(q.received_at AS VARCHAR) AS received, q.source, q.location, q.reason, \
                 q.resource_type, q.resource_id, q.payload \
@@ -180,7 +147,7 @@ pub async fn list(data_dir: &Path) -> Result<Vec<Entry>, StoreError> {
     out.extend(fhir.into_values());
     let mut csv: BTreeMap<String, Entry> = BTreeMap::new();
     for r in query(
-        &ctx,
+        ctx,
         "raw.extract_rejected",
         "SELECT content_sha256, mapping, line, file, CAST(rejected_at AS VARCHAR) AS rejected, reason, raw \
          FROM raw.extract_rejected ORDER BY rejected_at",
@@ -290,7 +257,8 @@ pub async fn retry(
     ids: &[String],
     mappings: &[Mapping],
 ) -> Result<Vec<Retried>, StoreError> {
-    let entries = list(data_dir).await?;
+    let ctx = fdp_store::query::session(data_dir, Default::default()).await?;
+    let entries = list_in(&ctx).await?;
     let by_id: HashMap<&str, &Entry> = entries.iter().map(|e| (e.id.as_str(), e)).collect();
     let run_id = format!("retry-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
     let mut results = Vec::new();
@@ -328,8 +296,18 @@ pub async fn retry(
         }
     }
     for ((sha, mapping_name), lines) in csv {
-        results
-            .extend(retry_lines(data_dir, &run_id, &sha, &mapping_name, &lines, mappings).await?);
+        results.extend(
+            retry_lines(
+                data_dir,
+                &ctx,
+                &run_id,
+                &sha,
+                &mapping_name,
+                &lines,
+                mappings,
+            )
+            .await?,
+        );
     }
     if !fhir.is_empty() {
         results.extend(retry_fhir(data_dir, &run_id, &fhir).await?);
@@ -390,6 +368,7 @@ async fn retry_fhir(
 
 async fn retry_lines(
     data_dir: &Path,
+    ctx: &SessionContext,
     run_id: &str,
     sha_prefix: &str,
     mapping_name: &str,
@@ -411,9 +390,8 @@ async fn retry_lines(
             "no mapping named {mapping_name} among those given (pass --mapping with the corrected mapping)"
         )));
     };
-    let ctx = fdp_store::query::session(data_dir, Default::default()).await?;
     let files = query(
-        &ctx,
+        ctx,
         "raw.extract_file",
         &format!(
             "SELECT content_sha256, raw_copy, file FROM raw.extract_file WHERE starts_with(content_sha256, '{}') LIMIT 1",

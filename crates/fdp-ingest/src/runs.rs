@@ -6,8 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use fdp_store::arrow::array::{Array, AsArray};
-use fdp_store::arrow::datatypes::DataType;
+use fdp_store::query::text_rows;
 use fdp_store::tables::{self, Layer};
 use fdp_store::StoreError;
 use serde::Serialize;
@@ -36,36 +35,6 @@ impl Run {
     }
 }
 
-async fn rows(
-    ctx: &datafusion::prelude::SessionContext,
-    table: &str,
-    sql: &str,
-) -> Result<Vec<Vec<Option<String>>>, StoreError> {
-    if ctx.table_exist(table).ok() != Some(true) {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::new();
-    for b in fdp_store::query::run(ctx, sql).await? {
-        let cols: Vec<_> = b
-            .columns()
-            .iter()
-            .map(|c| fdp_store::arrow::compute::cast(c, &DataType::Utf8))
-            .collect::<Result<_, _>>()
-            .map_err(|e| StoreError::Config(e.to_string()))?;
-        for r in 0..b.num_rows() {
-            out.push(
-                cols.iter()
-                    .map(|c| {
-                        let s = c.as_string::<i32>();
-                        (!s.is_null(r)).then(|| s.value(r).to_string())
-                    })
-                    .collect(),
-            );
-        }
-    }
-    Ok(out)
-}
-
 fn int(v: &Option<String>) -> i64 {
     v.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0)
 }
@@ -83,7 +52,7 @@ fn fhir_source(run_id: &str) -> &'static str {
 pub async fn recent(data_dir: &Path, limit: usize) -> Result<Vec<Run>, StoreError> {
     let ctx = fdp_store::query::session(data_dir, Default::default()).await?;
     let mut out = Vec::new();
-    for r in rows(
+    for r in text_rows(
         &ctx,
         "raw.extract_file",
         "SELECT run_id, mapping, CAST(min(loaded_at) AS VARCHAR) AS started, sum(rows_in) AS rows_in, \
@@ -110,7 +79,7 @@ pub async fn recent(data_dir: &Path, limit: usize) -> Result<Vec<Run>, StoreErro
             seconds: r[6].as_deref().and_then(|s| s.parse().ok()),
         });
     }
-    for r in rows(
+    for r in text_rows(
         &ctx,
         "raw.fhir_resource",
         "SELECT run_id, CAST(min(received_at) AS VARCHAR) AS started, count(*) AS n, \
@@ -135,7 +104,7 @@ pub async fn recent(data_dir: &Path, limit: usize) -> Result<Vec<Run>, StoreErro
         });
     }
     // The HL7 v2 feed is continuous: a run is a connection's messages by hour.
-    for r in rows(
+    for r in text_rows(
         &ctx,
         "raw.hl7v2_message",
         "SELECT source, CAST(date_trunc('hour', received_at) AS VARCHAR) AS hour, count(*) AS n, \
@@ -191,7 +160,7 @@ pub async fn lineage(data_dir: &Path) -> Result<Lineage, StoreError> {
         edges.insert((node(0, "HL7 v2 ADT (MLLP)"), node(1, "raw.hl7v2_message")));
     }
     if raw_tables.iter().any(|t| t == "fhir_resource") {
-        let sources: BTreeSet<&str> = rows(
+        let sources: BTreeSet<&str> = text_rows(
             &ctx,
             "raw.fhir_resource",
             "SELECT DISTINCT run_id FROM raw.fhir_resource",
@@ -205,7 +174,7 @@ pub async fn lineage(data_dir: &Path) -> Result<Lineage, StoreError> {
         }
     }
     let mut mappings: BTreeSet<String> = BTreeSet::new();
-    for r in rows(
+    for r in text_rows(
         &ctx,
         "raw.extract_file",
         "SELECT DISTINCT mapping FROM raw.extract_file",

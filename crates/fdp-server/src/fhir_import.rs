@@ -390,10 +390,15 @@ fn resource_type_of(i: &fdp_ingest::fhir::Incoming) -> Option<String> {
     if let Some(rt) = i.resource["resourceType"].as_str() {
         return Some(rt.to_string());
     }
-    // An NDJSON line is parsed later, on every core; its type is near the start.
+    // An NDJSON line is parsed into a resource later, on every core: here
+    // only its type is read, skipping the rest without building it.
+    #[derive(serde::Deserialize)]
+    struct TypeOnly {
+        #[serde(rename = "resourceType")]
+        resource_type: Option<String>,
+    }
     let text = i.text.as_deref()?;
-    let v: Value = serde_json::from_str(text).ok()?;
-    v["resourceType"].as_str().map(str::to_string)
+    serde_json::from_str::<TypeOnly>(text).ok()?.resource_type
 }
 
 fn status_response(base: &str, id: &str, job: &Job) -> Response {

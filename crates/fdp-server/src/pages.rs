@@ -9,7 +9,6 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use fdp_ingest::adt::census::SpellStatus;
 use fdp_products::care::{BedBoard, Counts};
-use fdp_store::tables::{self, Layer};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::Deserialize;
 
@@ -117,30 +116,7 @@ fn summary(c: &Counts) -> Markup {
 pub async fn home(State(state): State<AppState>) -> Html<String> {
     let m = &state.mllp;
     let data_dir = &state.instance.data_dir;
-    let mut rows = Vec::new();
-    for layer in [Layer::Canonical, Layer::Raw] {
-        for name in tables::list_tables(data_dir, layer) {
-            let path = tables::table_path(data_dir, layer, &name);
-            let (version, when) = match tables::open(&path, None).await {
-                Ok(t) => {
-                    let v = t.version().unwrap_or(0);
-                    let when = tables::history(&t, 1)
-                        .await
-                        .ok()
-                        .and_then(|h| h.first().and_then(|e| e.timestamp_ms))
-                        .map(|ms| fmt_time_us(Some(ms * 1000)))
-                        .unwrap_or_default();
-                    (v.to_string(), when)
-                }
-                Err(e) => (format!("unreadable: {e}"), String::new()),
-            };
-            let qualified = match layer {
-                Layer::Raw => format!("raw.{name}"),
-                Layer::Canonical => name,
-            };
-            rows.push((qualified, version, when));
-        }
-    }
+    let rows = crate::sources::table_rows(data_dir).await;
     let census = state.live.read().await;
     layout(
         "Instance",
@@ -179,7 +155,11 @@ pub async fn home(State(state): State<AppState>) -> Html<String> {
             p.muted { "Canonical tables follow the NHS FDP Canonical Data Model; raw tables keep every record as received. Query them with " code { "fdp sql" } "." }
             table {
                 thead { tr { th { "Table" } th.num { "Version" } th { "Last written (UTC)" } } }
-                tbody { @for (name, v, when) in &rows { tr { td { code { (name) } } td.num { (v) } td { (when) } } } }
+                tbody { @for r in &rows { tr {
+                    td { code { (r.qualified) } }
+                    td.num { (r.version_text()) }
+                    td { (r.last_ms.map(|ms| fmt_time_us(Some(ms * 1000))).unwrap_or_default()) }
+                } } }
             }
         },
     )

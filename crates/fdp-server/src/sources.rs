@@ -91,30 +91,56 @@ pub async fn sources_page(State(state): State<AppState>) -> Html<String> {
     )
 }
 
-struct TableRow {
-    qualified: String,
-    version: u64,
-    last_ms: Option<i64>,
-    transform: String,
+/// One table as the instance and tables pages list it.
+pub(crate) struct TableRow {
+    /// `raw.name` for raw tables, the bare name for canonical ones.
+    pub qualified: String,
+    pub version: u64,
+    pub last_ms: Option<i64>,
+    /// The transform that wrote the last version.
+    pub transform: String,
+    /// Why the table could not be opened, if it could not.
+    pub unreadable: Option<String>,
 }
 
-async fn table_rows(data_dir: &std::path::Path) -> Vec<TableRow> {
+impl TableRow {
+    /// The version, or why there is none.
+    pub fn version_text(&self) -> String {
+        match &self.unreadable {
+            Some(e) => format!("unreadable: {e}"),
+            None => self.version.to_string(),
+        }
+    }
+}
+
+/// Every table of the data directory, canonical first.
+pub(crate) async fn table_rows(data_dir: &std::path::Path) -> Vec<TableRow> {
     let mut out = Vec::new();
     for layer in [Layer::Canonical, Layer::Raw] {
         for name in tables::list_tables(data_dir, layer) {
-            let Ok(t) = tables::open(&tables::table_path(data_dir, layer, &name), None).await
-            else {
-                continue;
+            let qualified = match layer {
+                Layer::Raw => format!("raw.{name}"),
+                Layer::Canonical => name.clone(),
+            };
+            let t = match tables::open(&tables::table_path(data_dir, layer, &name), None).await {
+                Ok(t) => t,
+                Err(e) => {
+                    out.push(TableRow {
+                        qualified,
+                        version: 0,
+                        last_ms: None,
+                        transform: String::new(),
+                        unreadable: Some(e.to_string()),
+                    });
+                    continue;
+                }
             };
             let last = tables::history(&t, 1)
                 .await
                 .ok()
                 .and_then(|h| h.into_iter().next());
             out.push(TableRow {
-                qualified: match layer {
-                    Layer::Raw => format!("raw.{name}"),
-                    Layer::Canonical => name,
-                },
+                qualified,
                 version: t.version().unwrap_or(0),
                 last_ms: last.as_ref().and_then(|v| v.timestamp_ms),
                 transform: last
@@ -125,6 +151,7 @@ async fn table_rows(data_dir: &std::path::Path) -> Vec<TableRow> {
                             .map(str::to_string)
                     })
                     .unwrap_or_default(),
+                unreadable: None,
             });
         }
     }
@@ -145,7 +172,7 @@ pub async fn tables_page(State(state): State<AppState>) -> Html<String> {
                 tbody { @for r in &rows {
                     tr {
                         td { a href=(format!("/tables/{}", r.qualified)) { code { (r.qualified) } } }
-                        td.num { (r.version) }
+                        td.num { (r.version_text()) }
                         td { (when(r.last_ms)) }
                         td { (r.last_ms.map(age).unwrap_or_default()) }
                         td { (r.transform) }

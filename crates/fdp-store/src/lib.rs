@@ -238,13 +238,15 @@ impl Store {
         // tables written by other sources (FHIR, extracts) have their own
         // schemas and no WAL: they are not streams.
         let mut streams: Vec<String> = Vec::new();
+        let mut opened: HashMap<String, DeltaTable> = HashMap::new();
         for name in tables::list_tables(&data_dir, Layer::Raw) {
             let path = tables::table_path(&data_dir, Layer::Raw, &name);
             let table = tables::open(&path, None).await?;
             let schema = table.snapshot()?.schema();
             let has = |column: &str| schema.fields().any(|f| f.name() == column);
             if has("seq") && has("dedup_key") {
-                streams.push(name);
+                streams.push(name.clone());
+                opened.insert(name, table);
             }
         }
         for r in &recovered.records {
@@ -256,8 +258,14 @@ impl Store {
         let mut last_seq = recovered.last_seq;
         let mut versions = BTreeMap::new();
         for stream in &streams {
-            let path = tables::table_path(&data_dir, Layer::Raw, stream);
-            let mut table = tables::open_or_create(&path, raw::raw_schema()).await?;
+            let mut table = match opened.remove(stream) {
+                Some(t) => t,
+                // A stream so far only in the WAL.
+                None => {
+                    let path = tables::table_path(&data_dir, Layer::Raw, stream);
+                    tables::open_or_create(&path, raw::raw_schema()).await?
+                }
+            };
             let watermark = tables::raw_watermark(&table).await?;
             let pending: Vec<&RawRecord> = recovered
                 .records

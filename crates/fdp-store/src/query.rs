@@ -91,3 +91,52 @@ pub async fn run(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, St
     let df = ctx.sql(sql).await?;
     Ok(df.collect().await?)
 }
+
+/// Run a query over `table` and return its rows as text (binary columns
+/// decoded as UTF-8, invalid bytes replaced; NULL as `None`), or no rows when
+/// the table does not exist yet: for pages and reports that list what a
+/// source has written, before it has written anything.
+pub async fn text_rows(
+    ctx: &SessionContext,
+    table: &str,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>, StoreError> {
+    use deltalake::arrow::array::{Array, ArrayRef, AsArray, StringArray};
+    use deltalake::arrow::compute::cast;
+    use deltalake::arrow::datatypes::DataType;
+    if ctx.table_exist(table).ok() != Some(true) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for b in run(ctx, sql).await? {
+        let columns: Vec<ArrayRef> = b
+            .columns()
+            .iter()
+            .map(|c| match c.data_type() {
+                DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+                    let bytes = cast(c, &DataType::Binary)?;
+                    let text: StringArray = bytes
+                        .as_binary::<i32>()
+                        .iter()
+                        .map(|v| v.map(|v| String::from_utf8_lossy(v).into_owned()))
+                        .collect();
+                    Ok(std::sync::Arc::new(text) as ArrayRef)
+                }
+                _ => cast(c, &DataType::Utf8),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| StoreError::Config(format!("reading {table}: {e}")))?;
+        for r in 0..b.num_rows() {
+            out.push(
+                columns
+                    .iter()
+                    .map(|c| {
+                        let s = c.as_string::<i32>();
+                        (!s.is_null(r)).then(|| s.value(r).to_string())
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(out)
+}

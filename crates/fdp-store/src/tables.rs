@@ -167,10 +167,21 @@ pub fn split_part(name: &str) -> (&str, Option<&str>) {
 /// `app_id`, how far through its source it reached, so a writer restarted
 /// after a crash can tell what it still has to apply.
 pub fn commit_properties(lineage: &Lineage, app_id: &str, reached: i64) -> CommitProperties {
+    commit_properties_with(lineage, app_id, reached, [])
+}
+
+/// [`commit_properties`] with more commit metadata beside the lineage (Delta
+/// replaces the metadata as a whole, so it must be given at once).
+fn commit_properties_with(
+    lineage: &Lineage,
+    app_id: &str,
+    reached: i64,
+    more: impl IntoIterator<Item = (String, serde_json::Value)>,
+) -> CommitProperties {
     let lineage_json = serde_json::to_value(lineage).expect("lineage serialises");
     CommitProperties::default()
         .with_application_transaction(Transaction::new(app_id, reached))
-        .with_metadata([("openfdp.lineage".to_string(), lineage_json)])
+        .with_metadata(std::iter::once(("openfdp.lineage".to_string(), lineage_json)).chain(more))
 }
 
 /// How far a table's writer under `app_id` had reached at its last commit.
@@ -248,15 +259,12 @@ pub async fn append_parallel(
     };
     // Delta's own writer records these; history shows rows written from them.
     let metrics = serde_json::json!({ "num_added_rows": rows, "num_added_files": adds.len() });
-    let props = CommitProperties::default()
-        .with_application_transaction(Transaction::new(app_id, 0))
-        .with_metadata([
-            (
-                "openfdp.lineage".to_string(),
-                serde_json::to_value(lineage).expect("lineage serialises"),
-            ),
-            ("operationMetrics".to_string(), metrics),
-        ]);
+    let props = commit_properties_with(
+        lineage,
+        app_id,
+        0,
+        [("operationMetrics".to_string(), metrics)],
+    );
     CommitBuilder::from(props)
         .with_actions(adds)
         .build(Some(table.snapshot()?), table.log_store(), operation)

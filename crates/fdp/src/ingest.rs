@@ -294,18 +294,8 @@ pub async fn csv(
     let pb = progress(paths.len() as u64, "files");
     let mut reports = Vec::new();
     for p in &paths {
-        let applying = extract::mappings_for(&mappings, p);
-        if applying.is_empty() {
-            let names: Vec<String> = mappings
-                .iter()
-                .map(|m| format!("{} ({})", m.name, m.file_pattern))
-                .collect();
-            anyhow::bail!(
-                "no mapping applies to {}: the mappings given are {}",
-                p.display(),
-                names.join(", ")
-            );
-        }
+        let applying = extract::mappings_to_load(&mappings, p)
+            .map_err(|why| anyhow::anyhow!("{}: {why}", p.display()))?;
         for m in applying {
             let r = extract::load_file(data_dir, m, p, &run_id)
                 .await

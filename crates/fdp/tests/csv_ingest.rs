@@ -4,13 +4,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
-
-fn mappings() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../mappings")
-}
 
 #[test]
 fn synthea_ods_and_nhs_uk_files_load_through_the_shipped_mappings() {

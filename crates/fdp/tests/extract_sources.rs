@@ -9,16 +9,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use common::*;
 use fdp_synth::{extracts, ExtractFile, ExtractSpec, FaultKind, Trust, TrustSpec};
 
 const SEED: u64 = 7;
-
-fn mappings() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../mappings")
-}
 
 /// What each generated file should do when loaded.
 struct Expect {

@@ -10,10 +10,6 @@ use std::path::PathBuf;
 use common::*;
 use serde_json::Value;
 
-fn mappings() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../mappings")
-}
-
 #[test]
 fn sources_tables_and_lineage_pages_show_runs_versions_and_the_path_of_the_data() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use super::{load_file, mappings_for, read_mappings, FileReport};
+use super::{load_file, mappings_to_load, read_mappings, FileReport};
 
 /// One source's drop folder, as the instance configuration declares it:
 ///
@@ -106,17 +106,10 @@ pub async fn take(data_dir: &Path, source: &DropFolder, file: &Path) -> Taken {
         // The file stays where it is: the mappings are what is wrong.
         Err(e) => return Taken::Failed(format!("reading the mappings: {e}")),
     };
-    let applying = mappings_for(&mappings, file);
-    if applying.is_empty() {
-        let patterns: Vec<String> = mappings
-            .iter()
-            .map(|m| format!("{} ({})", m.name, m.file_pattern))
-            .collect();
-        return fail(format!(
-            "no mapping applies to this file name; the mappings are {}",
-            patterns.join(", ")
-        ));
-    }
+    let applying = match mappings_to_load(&mappings, file) {
+        Ok(a) => a,
+        Err(why) => return fail(why),
+    };
     let run_id = format!(
         "drop:{}:{}",
         source.name,

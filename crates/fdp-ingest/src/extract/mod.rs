@@ -28,6 +28,8 @@ use fdp_store::tables::{self, Layer, Lineage};
 use fdp_store::{RecordBatch, StoreError};
 use sha2::{Digest, Sha256};
 
+use crate::fhir::hex;
+
 pub use mapping::{Encoding, Mapping, Plan};
 
 /// The ledger of loaded files.
@@ -81,10 +83,6 @@ fn rejected_schema() -> SchemaRef {
         Field::new("reason", DataType::Utf8, false),
         Field::new("raw", DataType::Utf8, false),
     ]))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Has this content been loaded with this mapping already?
@@ -879,6 +877,27 @@ pub fn mappings_for<'a>(mappings: &'a [Mapping], path: &Path) -> Vec<&'a Mapping
         return Vec::new();
     };
     mappings.iter().filter(|m| m.matches_file(name)).collect()
+}
+
+/// The mappings to load a file with, or why there are none: what a person
+/// sending the file needs to rename it, or which mapping to add.
+pub fn mappings_to_load<'a>(
+    mappings: &'a [Mapping],
+    path: &Path,
+) -> Result<Vec<&'a Mapping>, String> {
+    let applying = mappings_for(mappings, path);
+    if applying.is_empty() {
+        let patterns: Vec<String> = mappings
+            .iter()
+            .map(|m| format!("{} ({})", m.name, m.file_pattern))
+            .collect();
+        return Err(format!(
+            "no mapping applies to {}: the mappings are {}",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            patterns.join(", ")
+        ));
+    }
+    Ok(applying)
 }
 
 /// Read mapping files (a file, or every `.toml` in a directory).

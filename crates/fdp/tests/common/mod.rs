@@ -261,6 +261,11 @@ pub fn shared_data(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// The mappings shipped in the repository (`mappings/`).
+pub fn mappings() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings")
+}
+
 /// An HTTP GET with a bearer token; returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
     http(addr, "GET", path, token, None)
