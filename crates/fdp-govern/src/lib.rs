@@ -1,19 +1,59 @@
-//! # fdp-govern: who is asking
+//! # fdp-govern: who is asking, why, and what they may see
 //!
-//! Owns identity for the instance: the principals that may use it and how
-//! they prove it: local API tokens for service accounts, stored only as
-//! SHA-256 hashes in the data directory ([`tokens`]), and OpenID Connect
-//! bearer tokens from the organisation's identity provider, signed JWTs
-//! checked against its published keys ([`oidc`]). Every HTTP endpoint but
-//! the health check and the login page requires one or the other.
+//! Every read of the instance's tables goes through here. It owns:
 //!
-//! It must not read or write tables; the rest of the instance asks it who a
-//! request comes from and records that principal with whatever it does.
+//! - **identity**: local API tokens for service accounts, stored only as
+//!   SHA-256 hashes ([`tokens`]); OpenID Connect bearer tokens from the
+//!   organisation's identity provider ([`oidc`]); roles and organisation for
+//!   each principal ([`grants`]);
+//! - **purpose and policy**: the four purposes ([`purpose`]) and the
+//!   instance's policy file, validated at start-up ([`policy`]);
+//! - **governed sessions** ([`session`]): the policy compiled into the
+//!   DataFusion plan as row filters and column rewrites, with keyed
+//!   pseudonyms ([`keystore`]), the national data opt-out ([`optout`]) and
+//!   disclosure control on secondary uses ([`disclosure`]);
+//! - **the audit** ([`audit`]): every access, hash-chained and signed.
+//!
+//! The store gives out readable tables only against a [`access::TableAccess`],
+//! which only this crate can make, so no other crate can read a row around
+//! the policy.
 
+pub mod access;
+pub mod audit;
+pub mod disclosure;
 pub mod grants;
+pub mod keystore;
 pub mod oidc;
+pub mod optout;
+pub mod policy;
+pub mod purpose;
+pub mod session;
 pub mod tokens;
+mod udf;
 
+pub use access::{AsOf, SourceTable, TableAccess, TableSource};
+pub use audit::{AuditEntry, AuditLog};
 pub use grants::{Grant, Grants};
 pub use oidc::{OidcConfig, OidcError, OidcVerifier};
+pub use policy::{Policy, PolicyError, Refusal};
+pub use purpose::Purpose;
+pub use session::{GovernError, Governance, GovernedSession, QueryResult, SessionRequest};
 pub use tokens::{Principal, TokenError, TokenStore};
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+pub(crate) fn unhex32(s: &str) -> Option<[u8; 32]> {
+    unhex(s)?.try_into().ok()
+}

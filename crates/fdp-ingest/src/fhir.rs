@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::writer_read;
 use fdp_fhir::{Issue, IssueCode, OperationOutcome};
 use fdp_model::Model;
 use fdp_store::arrow::array::{ArrayRef, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
@@ -238,7 +239,7 @@ impl FhirSource {
         use fdp_store::arrow::array::{Array, AsArray};
         use fdp_store::arrow::datatypes::Int64Type;
         let ctx = datafusion_session(table).await?;
-        let batches = fdp_store::query::run(
+        let batches = writer_read(
             &ctx,
             "SELECT resource_type, resource_id, version_id, content_sha256 FROM t \
              WHERE status <> 'quarantined'",
@@ -320,7 +321,7 @@ impl FhirSource {
         };
         let raw_version = raw.version().unwrap_or(0);
         let ctx = datafusion_session(raw).await?;
-        let batches = fdp_store::query::run(
+        let batches = writer_read(
             &ctx,
             "SELECT resource_type, resource_id, version_id, \
              CASE WHEN status = 'accepted' THEN payload ELSE '' END AS payload \
@@ -528,9 +529,7 @@ impl FhirSource {
             return Ok(Vec::new());
         };
         let ctx = datafusion_session(raw).await?;
-        let batches = fdp_store::query::run(
-            &ctx,
-            &format!(
+        let batches = writer_read(&ctx, &format!(
                 "SELECT resource_type, resource_id, version_id, received_at, status, payload FROM t \
                  WHERE status <> 'quarantined' AND ({filter}) ORDER BY version_id"
             ),

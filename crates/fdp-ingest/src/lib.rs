@@ -17,3 +17,16 @@ pub mod live;
 pub mod mllp;
 pub mod quarantine;
 pub mod runs;
+
+/// A writer re-reading the raw records it wrote itself (which FHIR versions
+/// and extract files it already holds), so that a re-sent record is
+/// recognised and not stored twice. This and the sessions it runs on
+/// (`fhir::datafusion_session`, `extract::already_loaded`) are the only
+/// table reads outside a governed session; the architecture test allows
+/// exactly these and nothing else.
+pub(crate) async fn writer_read(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+) -> Result<Vec<fdp_store::RecordBatch>, fdp_store::StoreError> {
+    Ok(ctx.sql(sql).await?.collect().await?)
+}

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::prelude::SessionContext;
+use fdp_govern::{Governance, GovernedSession};
 use fdp_store::arrow::array::{ArrayRef, StringArray, TimestampMicrosecondBuilder};
 use fdp_store::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use fdp_store::tables::{self, Layer, Lineage};
@@ -53,11 +53,12 @@ pub struct Entry {
 
 /// Rows of `table` as text, NULL as empty: what the list shows.
 async fn query(
-    ctx: &SessionContext,
+    ctx: &GovernedSession,
     table: &str,
     sql: &str,
 ) -> Result<Vec<Vec<String>>, StoreError> {
-    Ok(fdp_store::query::text_rows(ctx, table, sql)
+    Ok(ctx
+        .text_rows(table, sql)
         .await?
         .into_iter()
         .map(|r| r.into_iter().map(Option::unwrap_or_default).collect())
@@ -65,7 +66,7 @@ async fn query(
 }
 
 /// Ids put through successfully by a retry.
-async fn resolved(ctx: &SessionContext) -> Result<HashSet<String>, StoreError> {
+async fn resolved(ctx: &GovernedSession) -> Result<HashSet<String>, StoreError> {
     Ok(query(
         ctx,
         "raw.quarantine_resolution",
@@ -78,12 +79,14 @@ async fn resolved(ctx: &SessionContext) -> Result<HashSet<String>, StoreError> {
 }
 
 /// Everything in quarantine now, newest first.
-pub async fn list(data_dir: &Path) -> Result<Vec<Entry>, StoreError> {
-    let ctx = fdp_store::query::session(data_dir, Default::default()).await?;
+pub async fn list(gov: &Governance, data_dir: &Path) -> Result<Vec<Entry>, StoreError> {
+    let ctx = gov
+        .instance_session(&fdp_store::StoredTables::new(data_dir), "quarantine")
+        .await?;
     list_in(&ctx).await
 }
 
-async fn list_in(ctx: &SessionContext) -> Result<Vec<Entry>, StoreError> {
+async fn list_in(ctx: &GovernedSession) -> Result<Vec<Entry>, StoreError> {
     let done = resolved(ctx).await?;
     let mut out = Vec::new();
     for r in query(
@@ -178,8 +181,12 @@ async fn list_in(ctx: &SessionContext) -> Result<Vec<Entry>, StoreError> {
 }
 
 /// One entry by id.
-pub async fn show(data_dir: &Path, id: &str) -> Result<Option<Entry>, StoreError> {
-    Ok(list(data_dir).await?.into_iter().find(|e| e.id == id))
+pub async fn show(
+    gov: &Governance,
+    data_dir: &Path,
+    id: &str,
+) -> Result<Option<Entry>, StoreError> {
+    Ok(list(gov, data_dir).await?.into_iter().find(|e| e.id == id))
 }
 
 /// What a retry did to one entry.
@@ -253,11 +260,14 @@ async fn record(data_dir: &Path, run_id: &str, results: &[Retried]) -> Result<()
 /// are not retried here: the feed refused them with a negative ACK, and the
 /// sending system re-sends the corrected message.
 pub async fn retry(
+    gov: &Governance,
     data_dir: &Path,
     ids: &[String],
     mappings: &[Mapping],
 ) -> Result<Vec<Retried>, StoreError> {
-    let ctx = fdp_store::query::session(data_dir, Default::default()).await?;
+    let ctx = gov
+        .instance_session(&fdp_store::StoredTables::new(data_dir), "quarantine")
+        .await?;
     let entries = list_in(&ctx).await?;
     let by_id: HashMap<&str, &Entry> = entries.iter().map(|e| (e.id.as_str(), e)).collect();
     let run_id = format!("retry-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
@@ -368,7 +378,7 @@ async fn retry_fhir(
 
 async fn retry_lines(
     data_dir: &Path,
-    ctx: &SessionContext,
+    ctx: &GovernedSession,
     run_id: &str,
     sha_prefix: &str,
     mapping_name: &str,

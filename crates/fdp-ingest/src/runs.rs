@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use fdp_store::query::text_rows;
+use fdp_govern::Governance;
 use fdp_store::tables::{self, Layer};
 use fdp_store::StoreError;
 use serde::Serialize;
@@ -49,11 +49,16 @@ fn fhir_source(run_id: &str) -> &'static str {
 }
 
 /// The newest runs of every source, newest first.
-pub async fn recent(data_dir: &Path, limit: usize) -> Result<Vec<Run>, StoreError> {
-    let ctx = fdp_store::query::session(data_dir, Default::default()).await?;
+pub async fn recent(
+    gov: &Governance,
+    data_dir: &Path,
+    limit: usize,
+) -> Result<Vec<Run>, StoreError> {
+    let ctx = gov
+        .instance_session(&fdp_store::StoredTables::new(data_dir), "runs")
+        .await?;
     let mut out = Vec::new();
-    for r in text_rows(
-        &ctx,
+    for r in ctx.text_rows(
         "raw.extract_file",
         "SELECT run_id, mapping, CAST(min(loaded_at) AS VARCHAR) AS started, sum(rows_in) AS rows_in, \
          sum(accepted) AS accepted, sum(rejected) AS rejected, sum(seconds) AS seconds \
@@ -79,8 +84,7 @@ pub async fn recent(data_dir: &Path, limit: usize) -> Result<Vec<Run>, StoreErro
             seconds: r[6].as_deref().and_then(|s| s.parse().ok()),
         });
     }
-    for r in text_rows(
-        &ctx,
+    for r in ctx.text_rows(
         "raw.fhir_resource",
         "SELECT run_id, CAST(min(received_at) AS VARCHAR) AS started, count(*) AS n, \
          sum(CASE WHEN status IN ('accepted', 'not_mapped', 'deleted') THEN 1 ELSE 0 END) AS accepted, \
@@ -104,8 +108,7 @@ pub async fn recent(data_dir: &Path, limit: usize) -> Result<Vec<Run>, StoreErro
         });
     }
     // The HL7 v2 feed is continuous: a run is a connection's messages by hour.
-    for r in text_rows(
-        &ctx,
+    for r in ctx.text_rows(
         "raw.hl7v2_message",
         "SELECT source, CAST(date_trunc('hour', received_at) AS VARCHAR) AS hour, count(*) AS n, \
          sum(CASE WHEN status = 'quarantined' THEN 1 ELSE 0 END) AS rejected \
@@ -148,38 +151,40 @@ pub struct Lineage {
 }
 
 /// The lineage of the data directory as it stands.
-pub async fn lineage(data_dir: &Path) -> Result<Lineage, StoreError> {
+pub async fn lineage(gov: &Governance, data_dir: &Path) -> Result<Lineage, StoreError> {
     let mut edges: BTreeSet<(Node, Node)> = BTreeSet::new();
     let node = |column: u8, name: &str| Node {
         column,
         name: name.to_string(),
     };
     let raw_tables = tables::list_tables(data_dir, Layer::Raw);
-    let ctx = fdp_store::query::session(data_dir, Default::default()).await?;
+    let ctx = gov
+        .instance_session(&fdp_store::StoredTables::new(data_dir), "runs")
+        .await?;
     if raw_tables.iter().any(|t| t == "hl7v2_message") {
         edges.insert((node(0, "HL7 v2 ADT (MLLP)"), node(1, "raw.hl7v2_message")));
     }
     if raw_tables.iter().any(|t| t == "fhir_resource") {
-        let sources: BTreeSet<&str> = text_rows(
-            &ctx,
-            "raw.fhir_resource",
-            "SELECT DISTINCT run_id FROM raw.fhir_resource",
-        )
-        .await?
-        .iter()
-        .map(|r| fhir_source(r[0].as_deref().unwrap_or_default()))
-        .collect();
+        let sources: BTreeSet<&str> = ctx
+            .text_rows(
+                "raw.fhir_resource",
+                "SELECT DISTINCT run_id FROM raw.fhir_resource",
+            )
+            .await?
+            .iter()
+            .map(|r| fhir_source(r[0].as_deref().unwrap_or_default()))
+            .collect();
         for s in sources {
             edges.insert((node(0, &format!("FHIR {s}")), node(1, "raw.fhir_resource")));
         }
     }
     let mut mappings: BTreeSet<String> = BTreeSet::new();
-    for r in text_rows(
-        &ctx,
-        "raw.extract_file",
-        "SELECT DISTINCT mapping FROM raw.extract_file",
-    )
-    .await?
+    for r in ctx
+        .text_rows(
+            "raw.extract_file",
+            "SELECT DISTINCT mapping FROM raw.extract_file",
+        )
+        .await?
     {
         let m = r[0].clone().unwrap_or_default();
         edges.insert((

@@ -256,7 +256,7 @@ pub async fn set_bed_status(
 
 /// Everything in quarantine from every source, newest first.
 pub async fn quarantined(state: &AppState) -> Result<Vec<fdp_ingest::quarantine::Entry>, String> {
-    fdp_ingest::quarantine::list(&state.instance.data_dir)
+    fdp_ingest::quarantine::list(&state.governance, &state.instance.data_dir)
         .await
         .map_err(|e| e.to_string())
 }

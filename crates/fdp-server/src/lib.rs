@@ -16,6 +16,7 @@ pub mod fhir;
 mod fhir_import;
 mod pages;
 mod sources;
+mod sql;
 mod svg;
 
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub grants: Arc<fdp_govern::Grants>,
     pub mllp: Arc<MllpStats>,
     pub fhir: Arc<fhir::FhirService>,
+    /// Policy, keys, opt-out and audit: every read of a table goes through it.
+    pub governance: Arc<fdp_govern::Governance>,
 }
 
 /// Facts about the instance shown on its pages.
@@ -81,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/quarantine", get(api::quarantine))
         .route("/api/sources", get(api::sources))
         .route("/api/whoami", get(auth::whoami))
+        .route("/sql", post(sql::query))
         .route("/fhir", post(fhir::bundle))
         .route("/fhir/metadata", get(fhir::metadata))
         .route("/fhir/$import", post(fhir_import::start))

@@ -53,7 +53,7 @@ fn by_source(
 
 /// `GET /sources`.
 pub async fn sources_page(State(state): State<AppState>) -> Html<String> {
-    let runs = fdp_ingest::runs::recent(&state.instance.data_dir, 200).await;
+    let runs = fdp_ingest::runs::recent(&state.governance, &state.instance.data_dir, 200).await;
     layout(
         "Sources",
         Some(&state.instance.ods),
@@ -274,7 +274,7 @@ pub async fn table_history(State(state): State<AppState>, Path(name): Path<Strin
 
 /// `GET /api/runs`.
 pub async fn runs(State(state): State<AppState>) -> Response {
-    match fdp_ingest::runs::recent(&state.instance.data_dir, 500).await {
+    match fdp_ingest::runs::recent(&state.governance, &state.instance.data_dir, 500).await {
         Ok(r) => Json(r).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -286,7 +286,7 @@ pub async fn runs(State(state): State<AppState>) -> Response {
 
 /// `GET /api/lineage`.
 pub async fn lineage_json(State(state): State<AppState>) -> Response {
-    match fdp_ingest::runs::lineage(&state.instance.data_dir).await {
+    match fdp_ingest::runs::lineage(&state.governance, &state.instance.data_dir).await {
         Ok(l) => Json(l).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -298,7 +298,7 @@ pub async fn lineage_json(State(state): State<AppState>) -> Response {
 
 /// `GET /lineage`: sources → raw → parts → canonical tables.
 pub async fn lineage_page(State(state): State<AppState>) -> Html<String> {
-    let lineage = fdp_ingest::runs::lineage(&state.instance.data_dir).await;
+    let lineage = fdp_ingest::runs::lineage(&state.governance, &state.instance.data_dir).await;
     let fresh: BTreeMap<String, i64> = table_rows(&state.instance.data_dir)
         .await
         .into_iter()

@@ -43,7 +43,8 @@ pub use deltalake::arrow::array::RecordBatch;
 pub use deltalake::arrow::datatypes::{Schema, SchemaRef};
 pub use deltalake::kernel::transaction::CommitProperties;
 pub use deltalake::DeltaTable;
-pub use query::AsOf;
+pub use fdp_govern::AsOf;
+pub use query::StoredTables;
 pub use raw::{RawRecord, RecordStatus};
 pub use tables::{Layer, Lineage, TableVersion};
 
@@ -67,6 +68,8 @@ pub enum StoreError {
     Delta(#[from] deltalake::DeltaTableError),
     #[error("query: {0}")]
     Query(#[from] datafusion::error::DataFusionError),
+    #[error(transparent)]
+    Governed(#[from] fdp_govern::GovernError),
     #[error("the store has stopped accepting writes: {0}")]
     Stopped(String),
 }

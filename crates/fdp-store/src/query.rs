@@ -1,72 +1,101 @@
-//! SQL over the instance's tables with DataFusion.
+//! The instance's tables as a [`TableSource`] for governed sessions.
 //!
-//! Canonical tables are in the default schema under the model's snake_case
-//! names (`ward_stay`, `admission`); raw tables are in the `raw` schema
-//! (`raw.hl7v2_message`). Reads see committed Delta versions only, so a query
-//! may run while the instance is writing.
+//! Canonical tables are offered under the model's snake_case names
+//! (`ward_stay`, `admission`), their parts (one per writer) combined into
+//! one; raw tables under their own names (`hl7v2_message`). Reads see
+//! committed Delta versions only, so a query may run while the instance is
+//! writing. Nothing here hands out a table without a
+//! [`TableAccess`](fdp_govern::TableAccess): only a governed session can
+//! read.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
-use datafusion::catalog::MemorySchemaProvider;
-use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::arrow::array::RecordBatch;
+use fdp_govern::{AsOf, SourceTable, TableAccess, TableSource};
 
 use crate::tables::{self, Layer};
 use crate::StoreError;
 
-/// Which version of the tables a query reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AsOf {
-    #[default]
-    Latest,
-    /// A Delta version number, applied to every table that has it.
-    Version(u64),
-    /// The state each table had at this instant.
-    Timestamp(chrono::DateTime<chrono::Utc>),
+/// The tables of one data directory.
+#[derive(Debug, Clone)]
+pub struct StoredTables {
+    data_dir: PathBuf,
 }
 
-/// A DataFusion session with every table of the data directory registered.
-pub async fn session(data_dir: &Path, as_of: AsOf) -> Result<SessionContext, StoreError> {
-    let config = SessionConfig::new()
-        .with_information_schema(true)
-        .with_default_catalog_and_schema("datafusion", "public");
-    let ctx = SessionContext::new_with_config(config);
-    let catalog = ctx
-        .catalog("datafusion")
-        .ok_or_else(|| StoreError::Config("default catalog missing".into()))?;
-    catalog.register_schema("raw", Arc::new(MemorySchemaProvider::new()))?;
-    // Canonical tables may be written in parts, one per writer; a query sees
-    // their union under the table's own name.
-    let mut canonical: std::collections::BTreeMap<String, Vec<DataFrame>> = Default::default();
-    for layer in [Layer::Canonical, Layer::Raw] {
-        for name in tables::list_tables(data_dir, layer) {
-            let path = tables::table_path(data_dir, layer, &name);
+impl StoredTables {
+    pub fn new(data_dir: &Path) -> StoredTables {
+        StoredTables {
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    async fn open_layer(
+        &self,
+        ctx: &SessionContext,
+        layer: Layer,
+        as_of: AsOf,
+    ) -> Result<Vec<(String, DataFrame)>, StoreError> {
+        let mut out = Vec::new();
+        for name in tables::list_tables(&self.data_dir, layer) {
+            let path = tables::table_path(&self.data_dir, layer, &name);
             let Some(table) = open_as_of(&path, as_of).await? else {
                 continue;
             };
             table.update_datafusion_session(&ctx.state())?;
             let provider = table.table_provider().await?;
-            match layer {
-                Layer::Canonical => {
-                    let (base, _) = tables::split_part(&name);
-                    let df = ctx.read_table(provider)?;
-                    canonical.entry(base.to_string()).or_default().push(df);
-                }
-                Layer::Raw => {
-                    ctx.register_table(format!("raw.{name}").as_str(), provider)?;
-                }
+            out.push((name, ctx.read_table(provider)?));
+        }
+        Ok(out)
+    }
+}
+
+impl TableSource for StoredTables {
+    type Error = StoreError;
+
+    async fn canonical_tables(
+        &self,
+        _access: &TableAccess,
+        ctx: &SessionContext,
+        as_of: AsOf,
+    ) -> Result<Vec<SourceTable>, StoreError> {
+        // Canonical tables may be written in parts, one per writer; a query
+        // sees their union under the table's own name.
+        let mut by_name: std::collections::BTreeMap<String, Vec<DataFrame>> = Default::default();
+        for (name, df) in self.open_layer(ctx, Layer::Canonical, as_of).await? {
+            let (base, _) = tables::split_part(&name);
+            by_name.entry(base.to_string()).or_default().push(df);
+        }
+        let mut out = Vec::new();
+        for (name, mut parts) in by_name {
+            let mut df = parts.remove(0);
+            for other in parts {
+                df = df.union_by_name(other)?;
             }
+            out.push(SourceTable {
+                name,
+                provider: df.into_view(),
+            });
         }
+        Ok(out)
     }
-    for (name, mut parts) in canonical {
-        let mut df = parts.remove(0);
-        for other in parts {
-            df = df.union_by_name(other)?;
-        }
-        ctx.register_table(name.as_str(), df.into_view())?;
+
+    async fn raw_tables(
+        &self,
+        _access: &TableAccess,
+        ctx: &SessionContext,
+        as_of: AsOf,
+    ) -> Result<Vec<SourceTable>, StoreError> {
+        Ok(self
+            .open_layer(ctx, Layer::Raw, as_of)
+            .await?
+            .into_iter()
+            .map(|(name, df)| SourceTable {
+                name,
+                provider: df.into_view(),
+            })
+            .collect())
     }
-    Ok(ctx)
 }
 
 /// A table as of `as_of`, or `None` when it did not exist then.
@@ -86,57 +115,9 @@ async fn open_as_of(path: &Path, as_of: AsOf) -> Result<Option<deltalake::DeltaT
     }
 }
 
-/// Run one SQL statement and collect its result.
-pub async fn run(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, StoreError> {
+/// Run one SQL statement over a context and collect its result (the
+/// store's own reads of tables it is writing).
+pub(crate) async fn run(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, StoreError> {
     let df = ctx.sql(sql).await?;
     Ok(df.collect().await?)
-}
-
-/// Run a query over `table` and return its rows as text (binary columns
-/// decoded as UTF-8, invalid bytes replaced; NULL as `None`), or no rows when
-/// the table does not exist yet: for pages and reports that list what a
-/// source has written, before it has written anything.
-pub async fn text_rows(
-    ctx: &SessionContext,
-    table: &str,
-    sql: &str,
-) -> Result<Vec<Vec<Option<String>>>, StoreError> {
-    use deltalake::arrow::array::{Array, ArrayRef, AsArray, StringArray};
-    use deltalake::arrow::compute::cast;
-    use deltalake::arrow::datatypes::DataType;
-    if ctx.table_exist(table).ok() != Some(true) {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::new();
-    for b in run(ctx, sql).await? {
-        let columns: Vec<ArrayRef> = b
-            .columns()
-            .iter()
-            .map(|c| match c.data_type() {
-                DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
-                    let bytes = cast(c, &DataType::Binary)?;
-                    let text: StringArray = bytes
-                        .as_binary::<i32>()
-                        .iter()
-                        .map(|v| v.map(|v| String::from_utf8_lossy(v).into_owned()))
-                        .collect();
-                    Ok(std::sync::Arc::new(text) as ArrayRef)
-                }
-                _ => cast(c, &DataType::Utf8),
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|e| StoreError::Config(format!("reading {table}: {e}")))?;
-        for r in 0..b.num_rows() {
-            out.push(
-                columns
-                    .iter()
-                    .map(|c| {
-                        let s = c.as_string::<i32>();
-                        (!s.is_null(r)).then(|| s.value(r).to_string())
-                    })
-                    .collect(),
-            );
-        }
-    }
-    Ok(out)
 }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use fdp_store::{query, Committed, RecordStatus, Store, StoreConfig, Submission};
+use fdp_store::{Committed, RecordStatus, Store, StoreConfig, Submission};
 
 fn sub(control: &str, status: RecordStatus) -> Submission {
     Submission {
@@ -57,15 +57,12 @@ async fn commits_are_durable_deduplicated_and_replayed() {
     );
     opened.store.shutdown().await;
 
-    let ctx = query::session(dir.path(), Default::default())
-        .await
-        .unwrap();
-    let batches = query::run(
-        &ctx,
+    let batches = raw_sql(
+        dir.path(),
+        Default::default(),
         "SELECT status, count(*) AS n FROM raw.hl7v2_message GROUP BY status ORDER BY status",
     )
-    .await
-    .unwrap();
+    .await;
     let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
         .unwrap()
         .to_string();
@@ -136,25 +133,54 @@ async fn many_small_appends_are_compacted() {
     assert!(removed >= 40);
     assert_eq!(table.get_file_uris().unwrap().count(), 1);
     // Same rows after as before.
-    let ctx = query::session(dir.path(), Default::default())
-        .await
-        .unwrap();
-    let b = query::run(&ctx, "SELECT count(*) AS n FROM raw.hl7v2_message")
-        .await
-        .unwrap();
+    let b = raw_sql(
+        dir.path(),
+        Default::default(),
+        "SELECT count(*) AS n FROM raw.hl7v2_message",
+    )
+    .await;
     let text = datafusion::arrow::util::pretty::pretty_format_batches(&b)
         .unwrap()
         .to_string();
     assert!(text.contains("| 40 |"), "{text}");
     // And time travel still reaches the version before compaction.
-    let old = query::session(dir.path(), fdp_store::AsOf::Version(20))
-        .await
-        .unwrap();
-    let b = query::run(&old, "SELECT count(*) AS n FROM raw.hl7v2_message")
-        .await
-        .unwrap();
+    let b = raw_sql(
+        dir.path(),
+        fdp_store::AsOf::Version(20),
+        "SELECT count(*) AS n FROM raw.hl7v2_message",
+    )
+    .await;
     let text = datafusion::arrow::util::pretty::pretty_format_batches(&b)
         .unwrap()
         .to_string();
     assert!(text.contains("| 20 |"), "{text}");
+}
+
+/// Read raw tables as the instance's integration engineer would: through a
+/// governed session, the only way to the rows.
+async fn raw_sql(
+    dir: &std::path::Path,
+    as_of: fdp_store::AsOf,
+    sql: &str,
+) -> Vec<fdp_store::RecordBatch> {
+    use fdp_govern::{Governance, Policy, Principal, Purpose, SessionRequest};
+    let gov = Governance::open(
+        dir,
+        Policy::demo(fdp_model::Model::canonical()),
+        "RXX",
+        None,
+    )
+    .unwrap();
+    let who = Principal {
+        name: "engineer".into(),
+        roles: vec!["integration-engineer".into()],
+        organisation: Some("RXX".into()),
+    };
+    let mut req = SessionRequest::new(who, Purpose::Operations, "test");
+    req.as_of = as_of;
+    let session = gov
+        .session(&fdp_store::StoredTables::new(dir), req)
+        .await
+        .unwrap();
+    session.query(sql).await.unwrap().batches
 }

@@ -50,6 +50,7 @@
 
 pub mod error;
 pub mod extracts;
+pub mod fhir_export;
 pub mod hl7;
 pub mod pas;
 pub mod people;

@@ -163,13 +163,20 @@ fn sample_message(event: &str, bed: &fdp_ingest::adt::census::Bed, i: usize) -> 
 pub async fn run(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    // The demo's own principal, and the roles `fdp sql --as demo` acts in:
+    // kept beside the data so the command line finds them.
+    let identity = "ods = \"RXX\"\n\n[principal.demo]\nroles = [\"clinician\", \"bed-manager\", \"analyst\"]\n";
+    let identity_file = args.data_dir.join("instance.toml");
+    if !identity_file.exists() {
+        std::fs::write(&identity_file, identity)
+            .with_context(|| format!("writing {}", identity_file.display()))?;
+    }
     let config = InstanceConfig {
-        ods: Some("RXX".into()),
         data_dir: Some(args.data_dir.clone()),
         http: Some(args.http),
         mllp: Some(args.mllp),
         canonical_interval_secs: Some(5.0),
-        ..InstanceConfig::default()
+        ..InstanceConfig::load(&identity_file)?
     };
     let running = instance::start(&config).await?;
     let progress = match load_progress(&args.data_dir)? {
@@ -206,7 +213,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         "  MLLP:       {mllp} (the simulated PAS sends {:.1} messages/s)",
         args.rate
     );
-    println!("  SQL:        fdp sql --data-dir {} \"SELECT ward_id, count(*) FROM ward_stay WHERE end_timestamp IS NULL GROUP BY ward_id\"", args.data_dir.display());
+    println!("  SQL:        fdp sql --data-dir {} --as demo --purpose operations --role bed-manager \"SELECT ward_id, count(*) FROM ward_stay WHERE end_timestamp IS NULL GROUP BY ward_id\"", args.data_dir.display());
     if progress.acked > 0 {
         println!("  resuming after {} messages already sent", progress.acked);
     }

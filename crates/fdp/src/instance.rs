@@ -43,6 +43,12 @@ pub struct InstanceConfig {
     /// Roles (and organisation) granted by principal name: `[principal.NAME]`.
     #[serde(default)]
     pub principal: std::collections::BTreeMap<String, fdp_govern::Grant>,
+    /// The access policy (default: `policy.toml` in the data directory if
+    /// there is one, else the built-in demo policy).
+    pub policy: Option<PathBuf>,
+    /// The national data opt-out list (default: `opt-out.txt` in the data
+    /// directory).
+    pub opt_out_file: Option<PathBuf>,
 }
 
 impl InstanceConfig {
@@ -51,9 +57,39 @@ impl InstanceConfig {
             .with_context(|| format!("reading the configuration file {}", path.display()))?;
         toml::from_str(&text).with_context(|| {
             format!(
-                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, canonical_interval_secs, import_dir, drop_folder, oidc, principal)",
+                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, canonical_interval_secs, import_dir, drop_folder, oidc, principal, policy, opt_out_file)",
                 path.display()
             )
+        })
+    }
+
+    /// The organisation running the instance.
+    pub fn ods(&self) -> String {
+        self.ods.clone().unwrap_or_else(|| "LOCAL".into())
+    }
+
+    /// The instance's governance: its policy (validated here, so a bad
+    /// policy stops the instance from starting), keys, opt-out and audit.
+    pub fn governance(&self, data_dir: &std::path::Path) -> Result<fdp_govern::Governance> {
+        let model = fdp_model::Model::canonical();
+        let in_data_dir = data_dir.join("policy.toml");
+        let policy = match &self.policy {
+            Some(p) => fdp_govern::Policy::load(p, model)?,
+            None if in_data_dir.exists() => fdp_govern::Policy::load(&in_data_dir, model)?,
+            None => {
+                tracing::debug!("no policy file configured: using the built-in demo policy");
+                fdp_govern::Policy::demo(model)
+            }
+        };
+        fdp_govern::Governance::open(data_dir, policy, &self.ods(), self.opt_out_file.as_deref())
+            .context("opening the instance's keystore and audit log")
+    }
+
+    /// A principal named in `[principal.NAME]`, as the command line acts.
+    pub fn local_principal(&self, name: &str) -> fdp_govern::Principal {
+        fdp_govern::Grants::new(self.principal.clone(), &self.ods()).local(fdp_govern::Principal {
+            name: name.to_string(),
+            ..Default::default()
         })
     }
 
@@ -93,7 +129,8 @@ pub struct Running {
 /// Start an instance. Listeners are started only for the addresses given.
 pub async fn start(config: &InstanceConfig) -> Result<Running> {
     let data_dir = std::path::absolute(config.data_dir()?)?;
-    let ods = config.ods.clone().unwrap_or_else(|| "LOCAL".into());
+    let ods = config.ods();
+    let governance = Arc::new(config.governance(&data_dir)?);
     let opened = Store::open(StoreConfig::new(&data_dir))
         .await
         .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
@@ -173,6 +210,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
                 None => None,
             };
             let state = AppState {
+                governance: governance.clone(),
                 oidc,
                 grants: Arc::new(fdp_govern::Grants::new(config.principal.clone(), &ods)),
                 instance: Arc::new(InstanceInfo {

@@ -3,6 +3,7 @@
 //! The binary only wires things together and talks to the person at the
 //! terminal; everything it runs lives in the library crates.
 
+mod audit;
 mod bench;
 mod bench_csv;
 mod bench_fhir;
@@ -58,6 +59,12 @@ enum Command {
     /// Records every source refused: list, show, and retry once fixed
     #[command(subcommand)]
     Quarantine(quarantine::QuarantineCommand),
+    /// The audit log: verify its chain, query who looked at what
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// The access policy: check a draft before it goes live
+    #[command(subcommand)]
+    Policy(audit::PolicyCommand),
     /// Write the synthetic trust's data to files
     #[command(subcommand)]
     Synth(synth::SynthCommand),
@@ -146,6 +153,8 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(cmd) => bench::run(cmd).await,
         Command::Quarantine(cmd) => quarantine::run(cmd).await,
+        Command::Audit(cmd) => audit::run(cmd),
+        Command::Policy(cmd) => audit::policy(cmd),
         Command::Synth(cmd) => synth::run(cmd),
     }
 }

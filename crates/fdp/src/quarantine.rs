@@ -67,9 +67,12 @@ fn one_line(s: &str, width: usize) -> String {
 pub async fn run(cmd: QuarantineCommand) -> Result<()> {
     match cmd {
         QuarantineCommand::List(args) => {
-            let mut entries = quarantine::list(&args.data_dir)
-                .await
-                .context("reading quarantine")?;
+            let mut entries = quarantine::list(
+                &crate::instance::InstanceConfig::default().governance(&args.data_dir)?,
+                &args.data_dir,
+            )
+            .await
+            .context("reading quarantine")?;
             if let Some(k) = &args.kind {
                 entries.retain(|e| &e.kind == k);
             }
@@ -113,7 +116,13 @@ pub async fn run(cmd: QuarantineCommand) -> Result<()> {
             Ok(())
         }
         QuarantineCommand::Show { data_dir, id } => {
-            let Some(e) = quarantine::show(&data_dir, &id).await? else {
+            let Some(e) = quarantine::show(
+                &crate::instance::InstanceConfig::default().governance(&data_dir)?,
+                &data_dir,
+                &id,
+            )
+            .await?
+            else {
                 anyhow::bail!(
                     "{id} is not in quarantine (see `fdp quarantine list --data-dir {}`)",
                     data_dir.display()
@@ -136,13 +145,16 @@ pub async fn run(cmd: QuarantineCommand) -> Result<()> {
                 None => Vec::new(),
             };
             let ids: Vec<String> = if args.all {
-                quarantine::list(&args.data_dir)
-                    .await?
-                    .into_iter()
-                    .filter(|e| e.kind != "hl7v2")
-                    .filter(|e| args.kind.as_ref().is_none_or(|k| &e.kind == k))
-                    .map(|e| e.id)
-                    .collect()
+                quarantine::list(
+                    &crate::instance::InstanceConfig::default().governance(&args.data_dir)?,
+                    &args.data_dir,
+                )
+                .await?
+                .into_iter()
+                .filter(|e| e.kind != "hl7v2")
+                .filter(|e| args.kind.as_ref().is_none_or(|k| &e.kind == k))
+                .map(|e| e.id)
+                .collect()
             } else {
                 args.ids.clone()
             };
@@ -153,7 +165,13 @@ pub async fn run(cmd: QuarantineCommand) -> Result<()> {
             if mappings.is_empty() && ids.iter().any(|i| i.starts_with("csv:")) {
                 anyhow::bail!("extract lines are read with their mapping: pass --mapping FILE|DIR with the corrected mapping");
             }
-            let results = quarantine::retry(&args.data_dir, &ids, &mappings).await?;
+            let results = quarantine::retry(
+                &crate::instance::InstanceConfig::default().governance(&args.data_dir)?,
+                &args.data_dir,
+                &ids,
+                &mappings,
+            )
+            .await?;
             let accepted = results.iter().filter(|r| r.accepted).count();
             for r in &results {
                 println!(

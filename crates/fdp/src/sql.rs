@@ -1,11 +1,15 @@
-//! `fdp sql`: query the tables of a data directory.
+//! `fdp sql`: query the tables of a data directory, through a governed
+//! session like every other way in.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use datafusion::arrow::array::RecordBatch;
-use fdp_store::{query, AsOf};
+use fdp_govern::{Purpose, SessionRequest};
+use fdp_store::AsOf;
+
+use crate::instance::InstanceConfig;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -27,6 +31,25 @@ pub struct SqlArgs {
     /// meaning its midnight UTC)
     #[arg(long, value_parser = parse_as_of)]
     pub as_of: Option<AsOf>,
+    /// The instance's configuration, for its policy and the roles of `--as`
+    /// (default: instance.toml in the data directory, if there is one)
+    #[arg(long, env = "FDP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Who is asking: a principal of the instance (`[principal.NAME]`)
+    #[arg(long = "as", env = "FDP_PRINCIPAL")]
+    pub principal: String,
+    /// Why: direct-care, operations, planning or research
+    #[arg(long, env = "FDP_PURPOSE")]
+    pub purpose: Purpose,
+    /// The role to act in, when the principal holds several granted the purpose
+    #[arg(long)]
+    pub role: Option<String>,
+    /// The approved project (research; picks the pseudonymisation key)
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Why you need this, for purposes the policy marks sensitive (audited)
+    #[arg(long)]
+    pub justification: Option<String>,
     /// The query. Canonical tables use the model's snake_case names
     /// (ward_stay, admission, patient); raw tables are in the `raw` schema
     /// (raw.hl7v2_message).
@@ -56,14 +79,30 @@ pub async fn run(args: SqlArgs) -> Result<()> {
             args.data_dir.display()
         );
     }
-    let as_of = args.as_of.unwrap_or_default();
-    let ctx = query::session(&args.data_dir, as_of)
+    // The configuration may live beside the data (as `fdp demo` keeps it).
+    let beside = args.data_dir.join("instance.toml");
+    let config = match &args.config {
+        Some(p) => InstanceConfig::load(p)?,
+        None if beside.exists() => InstanceConfig::load(&beside)?,
+        None => InstanceConfig::default(),
+    };
+    let governance = config.governance(&args.data_dir)?;
+    let mut req = SessionRequest::new(config.local_principal(&args.principal), args.purpose, "sql");
+    req.as_of = args.as_of.unwrap_or_default();
+    req.role = args.role.clone();
+    req.project = args.project.clone();
+    req.justification = args.justification.clone();
+    let tables = fdp_store::StoredTables::new(&args.data_dir);
+    let session = governance
+        .session(&tables, req)
         .await
-        .context("opening the tables")?;
-    let batches = query::run(&ctx, &args.query).await.map_err(|e| {
-        anyhow::anyhow!("{e}\n(list the tables with: SELECT table_schema, table_name FROM information_schema.tables)")
-    })?;
-    let out = render(&batches, args.format)?;
+        .context("opening a governed session")?;
+    let result = session.query(&args.query).await.map_err(|e| {
+        anyhow::anyhow!("{e}\n(list the tables you may read with: SELECT table_schema, table_name FROM information_schema.tables)")
+    });
+    governance.audit().checkpoint()?;
+    let result = result?;
+    let out = render(&result.batches, args.format)?;
     print!("{out}");
     Ok(())
 }

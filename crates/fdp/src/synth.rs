@@ -33,6 +33,18 @@ pub enum SynthCommand {
         #[arg(long, default_value_t = 24)]
         care_homes: usize,
     },
+    /// A FHIR R4 Bulk Data export of UK Core patients with their
+    /// encounters, observations, conditions, immunisations, procedures,
+    /// referrals and appointments (36 resources a patient), one NDJSON file
+    /// per resource type. Load it with `fdp ingest fhir DIR`.
+    Fhir {
+        /// Folder to write into (created if missing)
+        #[arg(long)]
+        out: PathBuf,
+        /// Patients to write
+        #[arg(long, default_value_t = 100)]
+        patients: usize,
+    },
 }
 
 pub fn run(cmd: SynthCommand) -> Result<()> {
@@ -70,6 +82,17 @@ pub fn run(cmd: SynthCommand) -> Result<()> {
                     );
                 }
             }
+            Ok(())
+        }
+        SynthCommand::Fhir { out, patients } => {
+            let (files, n) =
+                fdp_synth::fhir_export::write(&out, patients * fdp_synth::fhir_export::PER_PATIENT)
+                    .with_context(|| format!("writing into {}", out.display()))?;
+            println!(
+                "{n} resources in {} files under {}",
+                files.len(),
+                out.display()
+            );
             Ok(())
         }
     }

@@ -29,6 +29,7 @@ use fdp_store::{RecordBatch, StoreError};
 use sha2::{Digest, Sha256};
 
 use crate::fhir::hex;
+use crate::writer_read;
 
 pub use mapping::{Encoding, Mapping, Plan};
 
@@ -100,7 +101,7 @@ async fn already_loaded(data_dir: &Path, mapping: &str, sha: &str) -> Result<boo
         mapping.replace('\'', "''"),
         sha
     );
-    let batches = fdp_store::query::run(&ctx, &sql).await?;
+    let batches = writer_read(&ctx, &sql).await?;
     Ok(batches
         .first()
         .map(|b| {

@@ -12,7 +12,28 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub fn fdp() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_fdp"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fdp"));
+    // `fdp sql` reads through a governed session: these tests ask as the
+    // integration engineer, who may read raw and canonical tables unmasked,
+    // for operations. Tests of the policy itself say otherwise.
+    c.env("FDP_CONFIG", engineer_config())
+        .env("FDP_PRINCIPAL", "engineer")
+        .env("FDP_PURPOSE", "operations");
+    c
+}
+
+fn engineer_config() -> &'static Path {
+    static CONFIG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("engineer-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "[principal.engineer]\nroles = [\"integration-engineer\"]\n",
+        )
+        .unwrap();
+        path
+    })
 }
 
 /// A running `fdp serve`, killed when dropped.

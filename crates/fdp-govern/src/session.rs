@@ -1,0 +1,661 @@
+//! Governed sessions: the policy compiled into the query plan.
+//!
+//! A session is opened for a principal, a declared purpose and (for
+//! pseudonymised purposes) a project. Every table the policy grants is put
+//! into the session as a view over the stored table: a filter for the rows
+//! (organisation, sites, wards, restricted-view groups, the national data
+//! opt-out) and a projection that shows, masks, pseudonymises, generalises or
+//! leaves out each column. A user's SQL is planned over those views, so
+//! DataFusion pushes the policy's filters into the scan like any other, and
+//! no query can reach a stored column the projection left out. Every query
+//! and every refusal is written to the audit log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::ScalarValue;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::functions_nested::expr_fn::{array_has_any, cardinality, make_array};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{col, lit, when, Expr, SessionConfig, SessionContext};
+use fdp_model::{Model, Sensitivity};
+
+use crate::access::{AsOf, SourceTable, TableAccess, TableSource};
+use crate::audit::{AuditEntry, AuditError, AuditLog};
+use crate::disclosure::{self, DisclosureReport};
+use crate::keystore::{Keystore, KeystoreError, PseudonymKey};
+use crate::optout::{OptOut, OptOutError};
+use crate::policy::{Action, Policy, Refusal};
+use crate::purpose::Purpose;
+use crate::Principal;
+
+/// Why a governed session or query did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum GovernError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+    #[error(transparent)]
+    OptOut(#[from] OptOutError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("reading tables: {0}")]
+    Source(String),
+    #[error(transparent)]
+    Query(#[from] DataFusionError),
+    #[error(transparent)]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+}
+
+/// What a session is opened for.
+#[derive(Debug, Clone)]
+pub struct SessionRequest {
+    pub principal: Principal,
+    pub purpose: Purpose,
+    /// The role the session acts in, when the principal holds several
+    /// granted the purpose.
+    pub role: Option<String>,
+    /// The approved project, which picks the pseudonymisation key.
+    pub project: Option<String>,
+    /// Why, for purposes the policy marks sensitive.
+    pub justification: Option<String>,
+    pub as_of: AsOf,
+    /// How the request came: `sql` (the command line), `http`, `pgwire`,
+    /// `export`, `ui`.
+    pub channel: String,
+}
+
+impl SessionRequest {
+    pub fn new(principal: Principal, purpose: Purpose, channel: &str) -> SessionRequest {
+        SessionRequest {
+            principal,
+            purpose,
+            role: None,
+            project: None,
+            justification: None,
+            as_of: AsOf::Latest,
+            channel: channel.to_string(),
+        }
+    }
+}
+
+/// The governance of one instance: its policy, keys, opt-out list and audit.
+pub struct Governance {
+    policy: Arc<Policy>,
+    keystore: Keystore,
+    opt_out: OptOut,
+    audit: Arc<AuditLog>,
+    organisation: String,
+    model: &'static Model,
+}
+
+impl Governance {
+    /// `organisation` is the ODS code of the organisation running the instance.
+    pub fn open(
+        data_dir: &Path,
+        policy: Policy,
+        organisation: &str,
+        opt_out_file: Option<&Path>,
+    ) -> Result<Governance, GovernError> {
+        let keystore = Keystore::open(data_dir);
+        let audit = Arc::new(AuditLog::open(data_dir, &keystore)?);
+        let default_opt_out = data_dir.join("opt-out.txt");
+        Ok(Governance {
+            policy: Arc::new(policy),
+            keystore,
+            opt_out: OptOut::new(opt_out_file.unwrap_or(&default_opt_out)),
+            audit,
+            organisation: organisation.to_string(),
+            model: Model::canonical(),
+        })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
+    }
+
+    pub fn opt_out(&self) -> &OptOut {
+        &self.opt_out
+    }
+
+    pub fn keystore(&self) -> &Keystore {
+        &self.keystore
+    }
+
+    pub fn organisation(&self) -> &str {
+        &self.organisation
+    }
+
+    /// Open a session for a principal's declared purpose. A refusal is
+    /// audited before it is returned.
+    pub async fn session<S: TableSource>(
+        &self,
+        source: &S,
+        req: SessionRequest,
+    ) -> Result<GovernedSession, GovernError> {
+        match self.compile(source, &req).await {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                let mut entry = AuditEntry::for_request(&req, "open session");
+                entry.outcome = format!("refused: {e}");
+                self.audit.append(entry)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// The instance's own bookkeeping (what a feed wrote, which runs were
+    /// refused): the raw tables only, under `operations`, audited as the
+    /// named component of the instance.
+    pub async fn instance_session<S: TableSource>(
+        &self,
+        source: &S,
+        component: &str,
+    ) -> Result<GovernedSession, GovernError> {
+        let ctx = new_context();
+        let access = TableAccess::new();
+        let raw = source
+            .raw_tables(&access, &ctx, AsOf::Latest)
+            .await
+            .map_err(|e| GovernError::Source(e.to_string()))?;
+        register_raw(&ctx, raw)?;
+        let principal = Principal {
+            name: format!("instance:{component}"),
+            roles: Vec::new(),
+            organisation: Some(self.organisation.clone()),
+        };
+        let mut req = SessionRequest::new(principal, Purpose::Operations, "instance");
+        req.role = Some("instance".into());
+        Ok(GovernedSession {
+            ctx,
+            req,
+            role: "instance".into(),
+            decisions: vec!["raw tables only, for the instance's own bookkeeping".into()],
+            objects_granted: BTreeSet::new(),
+            disclosure: None,
+            audit: self.audit.clone(),
+            policy_digest: self.policy.digest.clone(),
+            audit_each_query: false,
+        })
+    }
+
+    async fn compile<S: TableSource>(
+        &self,
+        source: &S,
+        req: &SessionRequest,
+    ) -> Result<GovernedSession, GovernError> {
+        let (role, grant) =
+            self.policy
+                .grant_for(&req.principal, req.purpose, req.role.as_deref())?;
+        if self.policy.sensitive.contains(&req.purpose)
+            && req
+                .justification
+                .as_deref()
+                .is_none_or(|j| j.trim().is_empty())
+        {
+            return Err(Refusal::JustificationRequired(req.purpose).into());
+        }
+        if req.purpose == Purpose::Research && req.project.is_none() {
+            return Err(Refusal::ProjectRequired.into());
+        }
+        let ctx = new_context();
+        let access = TableAccess::new();
+        let tables = source
+            .canonical_tables(&access, &ctx, req.as_of)
+            .await
+            .map_err(|e| GovernError::Source(e.to_string()))?;
+        let mut decisions = Vec::new();
+        let own = req.principal.organisation.as_deref() == Some(self.organisation.as_str());
+        let no_rows = grant.rows.own_organisation_only && !own;
+        if no_rows {
+            decisions.push(format!(
+                "no rows: the role `{role}` sees only {}'s rows and {} acts for {}",
+                self.organisation,
+                req.principal.name,
+                req.principal
+                    .organisation
+                    .as_deref()
+                    .unwrap_or("no organisation")
+            ));
+        }
+        // The opt-out is recorded against NHS numbers; the other tables name
+        // the patient by the patient table's person_id.
+        let mut opted_out: Vec<String> = Vec::new();
+        if req.purpose.is_secondary() {
+            let numbers = self.opt_out.nhs_numbers()?;
+            if !numbers.is_empty() {
+                opted_out.extend(numbers.iter().cloned());
+                if let Some(patient) = tables.iter().find(|t| t.name == "patient") {
+                    opted_out.extend(person_ids_of(&ctx, patient, &numbers).await?);
+                }
+                decisions.push(format!(
+                    "national data opt-out: {} NHS numbers applied",
+                    numbers.len()
+                ));
+            }
+        }
+        let project = req
+            .project
+            .clone()
+            .unwrap_or_else(|| req.purpose.as_str().to_string());
+        let mut key: Option<PseudonymKey> = None;
+        let mut objects_granted = BTreeSet::new();
+        for t in tables {
+            if !grant.objects.covers(&t.name) {
+                continue;
+            }
+            let Some(object) = self.model.object_type_by_table(&t.name) else {
+                continue;
+            };
+            let df = ctx.read_table(t.provider)?;
+            let schema = df.schema().clone();
+            let has = |c: &str| schema.has_column_with_unqualified_name(c);
+            let mut filters: Vec<Expr> = Vec::new();
+            if no_rows {
+                filters.push(lit(false));
+            }
+            if let (Some(sites), true) = (&grant.rows.sites, has("site_name")) {
+                filters.push(col("site_name").in_list(sites.iter().map(lit).collect(), false));
+            }
+            if let (Some(wards), true) = (&grant.rows.wards, has("ward")) {
+                filters.push(col("ward").in_list(wards.iter().map(lit).collect(), false));
+            }
+            if has("rv_group_ids") {
+                let unrestricted = col("rv_group_ids")
+                    .is_null()
+                    .or(cardinality(col("rv_group_ids")).eq(lit(0u64)));
+                filters.push(if grant.rows.rv_groups.is_empty() {
+                    unrestricted
+                } else {
+                    unrestricted.or(array_has_any(
+                        col("rv_group_ids"),
+                        make_array(grant.rows.rv_groups.iter().map(lit).collect()),
+                    ))
+                });
+            }
+            if !opted_out.is_empty() {
+                for c in patient_columns(object) {
+                    if has(&c) {
+                        let list: Vec<Expr> = opted_out.iter().map(lit).collect();
+                        filters.push(col(&c).is_null().or(col(&c).in_list(list, true)));
+                    }
+                }
+            }
+            let mut projection = Vec::new();
+            let mut changed: BTreeMap<Action, Vec<String>> = BTreeMap::new();
+            for field in schema.fields() {
+                let name = field.name();
+                let tag = object
+                    .property_by_column(name)
+                    .map(|p| p.sensitivity)
+                    .unwrap_or(Sensitivity::Operational);
+                let action = grant.action(&t.name, name, tag);
+                let c = col(name.as_str());
+                let e = match action {
+                    Action::Show => Some(c),
+                    Action::Remove => None,
+                    Action::Mask => Some(if is_text(field.data_type()) {
+                        when(c.is_null(), lit(ScalarValue::Utf8(None)))
+                            .otherwise(lit("[masked]"))?
+                    } else {
+                        lit(ScalarValue::try_from(field.data_type())?)
+                    }),
+                    Action::Pseudonymise => {
+                        if key.is_none() {
+                            key = Some(self.keystore.pseudonym_key(req.purpose, &project)?);
+                        }
+                        Some(crate::udf::pseudonym(
+                            key.clone().expect("key made above"),
+                            c,
+                        ))
+                    }
+                    Action::Year => Some(crate::udf::year(c)),
+                    Action::AgeBand => Some(match field.data_type() {
+                        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => {
+                            crate::udf::age_band_from_birth(c)
+                        }
+                        _ => crate::udf::age_band(c),
+                    }),
+                    Action::District => Some(crate::udf::district(c)),
+                };
+                if action != Action::Show {
+                    changed.entry(action).or_default().push(name.clone());
+                }
+                if let Some(e) = e {
+                    projection.push(e.alias(name.as_str()));
+                }
+            }
+            if projection.is_empty() {
+                decisions.push(format!("{}: every column removed", t.name));
+                continue;
+            }
+            let mut df = df;
+            if let Some(f) = filters.into_iter().reduce(Expr::and) {
+                df = df.filter(f)?;
+            }
+            df = df.select(projection)?;
+            ctx.register_table(t.name.as_str(), df.into_view())?;
+            for (a, cols) in changed {
+                decisions.push(format!("{}: {} {}", t.name, a, cols.join(", ")));
+            }
+            objects_granted.insert(t.name.clone());
+        }
+        if grant.raw {
+            let raw = source
+                .raw_tables(&access, &ctx, req.as_of)
+                .await
+                .map_err(|e| GovernError::Source(e.to_string()))?;
+            register_raw(&ctx, raw)?;
+            decisions.push("raw tables granted".into());
+        }
+        Ok(GovernedSession {
+            ctx,
+            req: req.clone(),
+            role: role.to_string(),
+            decisions,
+            objects_granted,
+            disclosure: req.purpose.is_secondary().then_some(self.policy.disclosure),
+            audit: self.audit.clone(),
+            policy_digest: self.policy.digest.clone(),
+            audit_each_query: true,
+        })
+    }
+}
+
+fn new_context() -> SessionContext {
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_default_catalog_and_schema("datafusion", "public");
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .build();
+    SessionContext::new_with_state(state)
+}
+
+fn register_raw(ctx: &SessionContext, raw: Vec<SourceTable>) -> Result<(), GovernError> {
+    let catalog = ctx
+        .catalog("datafusion")
+        .ok_or_else(|| GovernError::Source("default catalog missing".into()))?;
+    if catalog.schema("raw").is_none() {
+        catalog.register_schema("raw", Arc::new(MemorySchemaProvider::new()))?;
+    }
+    for t in raw {
+        ctx.register_table(format!("raw.{}", t.name).as_str(), t.provider)?;
+    }
+    Ok(())
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+/// The columns of `object` that name a patient: the patient table's key, and
+/// every foreign key the model links to Patient.
+fn patient_columns(object: &fdp_model::ObjectType) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    if object.name == "Patient" {
+        out.insert(object.primary_key_property().column.clone());
+        out.insert("nhs_number".to_string());
+    }
+    for l in &object.links {
+        if l.target != "Patient" {
+            continue;
+        }
+        if let Some(fk) = &l.foreign_key {
+            if fk.object == object.name {
+                if let Some(p) = object.find_property(&fk.property) {
+                    out.insert(p.column.clone());
+                }
+            }
+        }
+    }
+    if object.property_by_column("patient_id").is_some() {
+        out.insert("patient_id".to_string());
+    }
+    out.into_iter().collect()
+}
+
+async fn person_ids_of(
+    ctx: &SessionContext,
+    patient: &SourceTable,
+    numbers: &BTreeSet<String>,
+) -> Result<Vec<String>, GovernError> {
+    let df = ctx
+        .read_table(patient.provider.clone())?
+        .filter(col("nhs_number").in_list(numbers.iter().map(lit).collect(), false))?
+        .select(vec![col("person_id")])?;
+    let mut out = Vec::new();
+    for b in df.collect().await? {
+        let a = cast(b.column(0), &DataType::Utf8)?;
+        let s = a.as_string::<i32>();
+        out.extend(s.iter().flatten().map(str::to_string));
+    }
+    Ok(out)
+}
+
+/// A principal's session, with the policy compiled in.
+pub struct GovernedSession {
+    ctx: SessionContext,
+    req: SessionRequest,
+    role: String,
+    decisions: Vec<String>,
+    objects_granted: BTreeSet<String>,
+    disclosure: Option<crate::policy::Disclosure>,
+    audit: Arc<AuditLog>,
+    policy_digest: String,
+    audit_each_query: bool,
+}
+
+/// A query's answer.
+#[derive(Debug)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    /// What disclosure control did, for a secondary purpose.
+    pub disclosure: Option<DisclosureReport>,
+}
+
+impl QueryResult {
+    pub fn row_count(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// SQL a governed session runs: queries only. Statements that would create
+/// tables (`CREATE EXTERNAL TABLE … LOCATION` could name the store's files)
+/// or change settings are refused.
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+impl GovernedSession {
+    pub fn purpose(&self) -> Purpose {
+        self.req.purpose
+    }
+
+    pub fn role(&self) -> &str {
+        &self.role
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.req.principal
+    }
+
+    /// The object types (tables) this session may read.
+    pub fn objects(&self) -> &BTreeSet<String> {
+        &self.objects_granted
+    }
+
+    /// What the policy did when the session was opened, for the audit.
+    pub fn decisions(&self) -> &[String] {
+        &self.decisions
+    }
+
+    /// Whether the session has a table (`ward_stay`, `raw.hl7v2_message`).
+    pub fn has_table(&self, name: &str) -> bool {
+        self.ctx.table_exist(name).ok() == Some(true)
+    }
+
+    /// A query's rows as text (binary columns decoded as UTF-8, invalid
+    /// bytes replaced; NULL as `None`), or no rows when `table` is not in
+    /// the session: for pages and reports that list what a source has
+    /// written, before it has written anything.
+    pub async fn text_rows(
+        &self,
+        table: &str,
+        sql: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, GovernError> {
+        if !self.has_table(table) {
+            return Ok(Vec::new());
+        }
+        let r = self.query(sql).await?;
+        let mut out = Vec::new();
+        for b in &r.batches {
+            let columns = b
+                .columns()
+                .iter()
+                .map(|c| match c.data_type() {
+                    DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+                        let bytes = cast(c, &DataType::Binary)?;
+                        let text: datafusion::arrow::array::StringArray = bytes
+                            .as_binary::<i32>()
+                            .iter()
+                            .map(|v| v.map(|v| String::from_utf8_lossy(v).into_owned()))
+                            .collect();
+                        Ok(Arc::new(text) as datafusion::arrow::array::ArrayRef)
+                    }
+                    _ => cast(c, &DataType::Utf8),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for row in 0..b.num_rows() {
+                out.push(
+                    columns
+                        .iter()
+                        .map(|c| {
+                            let s = c.as_string::<i32>();
+                            (!s.is_null(row)).then(|| s.value(row).to_string())
+                        })
+                        .collect(),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Plan a query without running it (its output schema, for clients that
+    /// describe a statement before executing it).
+    pub async fn plan(&self, sql: &str) -> Result<datafusion::prelude::DataFrame, GovernError> {
+        Ok(self.ctx.sql_with_options(sql, read_only()).await?)
+    }
+
+    /// Run one query, apply disclosure control if the purpose is secondary,
+    /// and audit it (statement, objects, rows returned, patients named in
+    /// the result, policy decisions), whether it ran or failed.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult, GovernError> {
+        let result = self.run(sql).await;
+        if self.audit_each_query {
+            let mut entry = AuditEntry::for_request(&self.req, sql);
+            entry.role = Some(self.role.clone());
+            entry.policy = Some(self.policy_digest.clone());
+            entry.decisions = self.decisions.clone();
+            match &result {
+                Ok((r, objects)) => {
+                    entry.objects = objects.clone();
+                    entry.rows = Some(r.row_count() as u64);
+                    entry.patients = patients_named(r);
+                    if let Some(d) = &r.disclosure {
+                        entry.decisions.push(d.summary());
+                    }
+                    entry.outcome = "ok".into();
+                }
+                Err(e) => entry.outcome = format!("error: {e}"),
+            }
+            self.audit.append(entry)?;
+        }
+        result.map(|(r, _)| r)
+    }
+
+    async fn run(&self, sql: &str) -> Result<(QueryResult, Vec<String>), GovernError> {
+        let df = self.ctx.sql_with_options(sql, read_only()).await?;
+        let objects = scanned_tables(df.logical_plan());
+        let plan = df.logical_plan().clone();
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let mut batches = df.collect().await?;
+        let disclosure = match self.disclosure {
+            Some(rule) => {
+                let counts = disclosure::count_columns(&plan);
+                let (b, report) = disclosure::apply(&schema, batches, &counts, rule)?;
+                batches = b;
+                Some(report)
+            }
+            None => None,
+        };
+        Ok((
+            QueryResult {
+                schema,
+                batches,
+                disclosure,
+            },
+            objects,
+        ))
+    }
+}
+
+/// The tables a plan reads, by the names the user's SQL gave them.
+fn scanned_tables(plan: &LogicalPlan) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            out.insert(scan.table_name.to_string());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    out.into_iter().collect()
+}
+
+/// The patient identifiers a result carries, for "who looked at this
+/// patient": values of person_id, patient_id and nhs_number columns, at most
+/// a thousand (the audit says how many more).
+fn patients_named(r: &QueryResult) -> Vec<String> {
+    const MAX: usize = 1000;
+    let mut out = BTreeSet::new();
+    for (i, f) in r.schema.fields().iter().enumerate() {
+        if !matches!(f.name().as_str(), "person_id" | "patient_id" | "nhs_number") {
+            continue;
+        }
+        for b in &r.batches {
+            let Ok(a) = cast(b.column(i), &DataType::Utf8) else {
+                continue;
+            };
+            let s = a.as_string::<i32>();
+            for j in 0..s.len() {
+                if !s.is_null(j) {
+                    out.insert(s.value(j).to_string());
+                    if out.len() > MAX {
+                        let mut v: Vec<String> = out.into_iter().take(MAX).collect();
+                        v.push("…".into());
+                        return v;
+                    }
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}

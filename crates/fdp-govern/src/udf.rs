@@ -1,0 +1,165 @@
+//! The functions the policy's column rewrites call.
+//!
+//! They are put into a view's plan directly and never registered in the
+//! session by name: a user who could call the pseudonym function could
+//! pseudonymise a known NHS number and find that patient in an extract.
+
+use std::sync::Arc;
+
+use chrono::Datelike;
+use datafusion::arrow::array::{ArrayRef, AsArray, Int32Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Int64Type};
+use datafusion::error::Result;
+use datafusion::logical_expr::{create_udf, ColumnarValue, Expr, ScalarUDF, Volatility};
+use datafusion::prelude::cast as cast_expr;
+
+use crate::keystore::PseudonymKey;
+
+fn call(udf: ScalarUDF, arg: Expr) -> Expr {
+    udf.call(vec![arg])
+}
+
+/// `p<version>-<hmac>` for every non-null value.
+pub(crate) fn pseudonym(key: PseudonymKey, arg: Expr) -> Expr {
+    let f = move |args: &[ColumnarValue]| -> Result<ColumnarValue> {
+        let a = ColumnarValue::values_to_arrays(args)?;
+        let s = a[0].as_string::<i32>();
+        let out: StringArray = s.iter().map(|v| v.map(|v| key.pseudonym(v))).collect();
+        Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+    };
+    let udf = create_udf(
+        "pseudonym",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(f),
+    );
+    call(udf, cast_expr(arg, DataType::Utf8))
+}
+
+/// The year of a date or timestamp.
+pub(crate) fn year(arg: Expr) -> Expr {
+    let f = |args: &[ColumnarValue]| -> Result<ColumnarValue> {
+        let a = ColumnarValue::values_to_arrays(args)?;
+        let d = a[0].as_primitive::<Date32Type>();
+        let out: Int32Array = d
+            .iter()
+            .map(|v| v.and_then(Date32Type::to_naive_date_opt).map(|d| d.year()))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+    };
+    let udf = create_udf(
+        "year_of",
+        vec![DataType::Date32],
+        DataType::Int32,
+        Volatility::Immutable,
+        Arc::new(f),
+    );
+    call(udf, cast_expr(arg, DataType::Date32))
+}
+
+fn band(age: i64) -> String {
+    if age >= 90 {
+        return "90+".into();
+    }
+    let low = age.max(0) / 10 * 10;
+    format!("{low}-{}", low + 9)
+}
+
+/// A ten-year age band (`40-49`, `90+`) from a date of birth, as of today.
+pub(crate) fn age_band_from_birth(arg: Expr) -> Expr {
+    let today = chrono::Utc::now().date_naive();
+    let f = move |args: &[ColumnarValue]| -> Result<ColumnarValue> {
+        let a = ColumnarValue::values_to_arrays(args)?;
+        let d = a[0].as_primitive::<Date32Type>();
+        let out: StringArray = d
+            .iter()
+            .map(|v| {
+                v.and_then(Date32Type::to_naive_date_opt)
+                    .and_then(|born| today.years_since(born))
+                    .map(|age| band(age as i64))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+    };
+    let udf = create_udf(
+        "age_band_of_birth",
+        vec![DataType::Date32],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(f),
+    );
+    call(udf, cast_expr(arg, DataType::Date32))
+}
+
+/// A ten-year age band from an age in years.
+pub(crate) fn age_band(arg: Expr) -> Expr {
+    let f = |args: &[ColumnarValue]| -> Result<ColumnarValue> {
+        let a = ColumnarValue::values_to_arrays(args)?;
+        let n = a[0].as_primitive::<Int64Type>();
+        let out: StringArray = n.iter().map(|v| v.map(band)).collect();
+        Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+    };
+    let udf = create_udf(
+        "age_band",
+        vec![DataType::Int64],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(f),
+    );
+    call(udf, cast_expr(arg, DataType::Int64))
+}
+
+/// The postcode district (outward code): `LS1 4AP` → `LS1`. A value that is
+/// not shaped like a postcode gives NULL rather than leak through.
+pub(crate) fn district(arg: Expr) -> Expr {
+    let f = |args: &[ColumnarValue]| -> Result<ColumnarValue> {
+        let a = ColumnarValue::values_to_arrays(args)?;
+        let s = a[0].as_string::<i32>();
+        let out: StringArray = s.iter().map(|v| v.and_then(outward_code)).collect();
+        Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+    };
+    let udf = create_udf(
+        "postcode_district",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(f),
+    );
+    call(udf, cast_expr(arg, DataType::Utf8))
+}
+
+fn outward_code(postcode: &str) -> Option<String> {
+    let compact: String = postcode
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    // An inward code is always a digit and two letters; an outward code is
+    // two to four characters.
+    if !(5..=7).contains(&compact.len()) || !compact.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let (outward, inward) = compact.split_at(compact.len() - 3);
+    let inward: Vec<char> = inward.chars().collect();
+    (inward[0].is_ascii_digit()
+        && inward[1].is_ascii_alphabetic()
+        && inward[2].is_ascii_alphabetic())
+    .then(|| outward.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn districts_and_bands() {
+        assert_eq!(outward_code("ls1 4ap").as_deref(), Some("LS1"));
+        assert_eq!(outward_code("SW1A1AA").as_deref(), Some("SW1A"));
+        assert_eq!(outward_code("not a postcode"), None);
+        assert_eq!(outward_code("12345"), None);
+        assert_eq!(band(0), "0-9");
+        assert_eq!(band(47), "40-49");
+        assert_eq!(band(93), "90+");
+    }
+}

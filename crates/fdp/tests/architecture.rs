@@ -1,0 +1,166 @@
+//! There is no way to read a table except through a governed session.
+//!
+//! The store hands out readable tables only against a `TableAccess`, which
+//! only fdp-govern can make. This test keeps it so: it fails if another
+//! crate gains a direct path to the rows (a Delta table provider, a
+//! DataFusion session of its own over the store's files, Parquet read
+//! straight from the data directory), or if the capability becomes
+//! something other crates could make.
+
+use std::path::{Path, PathBuf};
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// Ways to reach rows without a governed session.
+const DIRECT_PATHS: &[&str] = &[
+    "table_provider(",
+    "update_datafusion_session",
+    "DeltaTableProvider",
+    "SessionContext",
+    "read_parquet",
+    "register_parquet",
+    "ListingTable",
+    "ParquetRecordBatchReader",
+    "ParquetRecordBatchStreamBuilder",
+];
+
+/// The only exceptions outside fdp-store and fdp-govern: writers re-reading
+/// the raw records they wrote, to recognise a record sent twice.
+const ALLOWED: &[(&str, &str)] = &[
+    ("fdp-ingest/src/lib.rs", "writer_read"),
+    ("fdp-ingest/src/fhir.rs", "datafusion_session"),
+    ("fdp-ingest/src/extract/mod.rs", "already_loaded"),
+];
+
+#[test]
+fn only_governed_sessions_read_tables() {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for c in std::fs::read_dir(&crates).unwrap() {
+        let c = c.unwrap().path();
+        let name = c.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "fdp-store" || name == "fdp-govern" {
+            continue;
+        }
+        if c.join("src").is_dir() {
+            sources(&c.join("src"), &mut files);
+        }
+    }
+    assert!(files.len() > 50, "found only {} source files", files.len());
+    let mut offences = Vec::new();
+    for f in &files {
+        let rel = f
+            .strip_prefix(&crates)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let text = std::fs::read_to_string(f).unwrap();
+        // Which function each line is in, to match the allowed exceptions.
+        let mut current_fn = String::new();
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim_start();
+            if let Some(rest) = t
+                .strip_prefix("pub(crate) async fn ")
+                .or_else(|| t.strip_prefix("pub async fn "))
+                .or_else(|| t.strip_prefix("async fn "))
+                .or_else(|| t.strip_prefix("pub fn "))
+                .or_else(|| t.strip_prefix("fn "))
+                .or_else(|| t.strip_prefix("pub(crate) fn "))
+            {
+                current_fn = rest.split(['(', '<']).next().unwrap_or("").to_string();
+            }
+            if t.starts_with("//") {
+                continue;
+            }
+            for p in DIRECT_PATHS {
+                if line.contains(p)
+                    && !ALLOWED
+                        .iter()
+                        .any(|(file, func)| rel.ends_with(file) && current_fn == *func)
+                {
+                    offences.push(format!("{rel}:{} ({current_fn}): {p}", i + 1));
+                }
+            }
+            if line.contains("instance_session(")
+                && !(rel.ends_with("fdp-ingest/src/runs.rs")
+                    || rel.ends_with("fdp-ingest/src/quarantine.rs"))
+            {
+                offences.push(format!(
+                    "{rel}:{}: instance_session is for the instance's own bookkeeping (runs, quarantine)",
+                    i + 1
+                ));
+            }
+        }
+    }
+    assert!(
+        offences.is_empty(),
+        "direct paths to the tables outside a governed session:\n  {}",
+        offences.join("\n  ")
+    );
+}
+
+#[test]
+fn only_the_governance_crate_can_make_table_access() {
+    let govern = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fdp-govern/src/access.rs");
+    let text = std::fs::read_to_string(govern).unwrap();
+    let def = text
+        .split("pub struct TableAccess")
+        .nth(1)
+        .expect("TableAccess is defined in access.rs");
+    let body = def.split('}').next().unwrap();
+    assert!(
+        body.contains("_sealed: ()") && !body.contains("pub _sealed"),
+        "TableAccess must keep a private field: {body}"
+    );
+    let before = text.split("pub struct TableAccess").next().unwrap();
+    let derive = before
+        .lines()
+        .rev()
+        .take(3)
+        .filter(|l| l.trim_start().starts_with("#["))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        !derive.contains("Clone") && !derive.contains("Default"),
+        "TableAccess must not be Clone or Default: {derive}"
+    );
+    assert!(
+        !text.contains("pub fn new() -> TableAccess")
+            && text.contains("pub(crate) fn new() -> TableAccess"),
+        "only fdp-govern may construct TableAccess"
+    );
+    // The store's readable tables all ask for it.
+    let store = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fdp-store/src");
+    let mut files = Vec::new();
+    sources(&store, &mut files);
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            if line.contains("table_provider(") {
+                let name = f.file_name().unwrap().to_string_lossy();
+                assert!(
+                    name == "query.rs" || name == "lib.rs",
+                    "{}:{}: a table provider outside the TableSource implementation",
+                    f.display(),
+                    i + 1
+                );
+            }
+            if line.contains("pub async fn read_raw") || line.contains("pub fn read_raw") {
+                panic!(
+                    "{}:{}: read_raw must stay private to the store",
+                    f.display(),
+                    i + 1
+                );
+            }
+        }
+    }
+}

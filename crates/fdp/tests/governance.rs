@@ -1,0 +1,388 @@
+//! Governance end to end: the demo policy's matrix of role × purpose ×
+//! object type × sensitivity tag, checked through `fdp sql` and `POST /sql`;
+//! nothing identifying under planning; pseudonyms that differ by project;
+//! the national data opt-out; disclosure control; and an audit log that
+//! records every access and catches tampering.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use common::*;
+use fdp_govern::policy::Action;
+use fdp_govern::{Policy, Principal, Purpose};
+use fdp_model::{Model, Sensitivity};
+use serde_json::{json, Map, Value};
+
+type Row = Map<String, Value>;
+
+const PRINCIPALS: &[(&str, &str)] = &[
+    ("doc", "clinician"),
+    ("bed", "bed-manager"),
+    ("ana", "analyst"),
+    ("res", "researcher"),
+    ("ig", "information-governance-lead"),
+    ("eng", "integration-engineer"),
+];
+
+fn config(dir: &Path, opt_out: &Path) -> std::path::PathBuf {
+    let mut text = format!("ods = \"RXX\"\nopt_out_file = \"{}\"\n", opt_out.display());
+    for (name, role) in PRINCIPALS {
+        text.push_str(&format!("[principal.{name}]\nroles = [\"{role}\"]\n"));
+    }
+    let path = dir.join("instance.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `fdp sql` as `who` for `purpose`; Err(stderr) when refused.
+fn sql_as(
+    config: &Path,
+    data: &Path,
+    who: &str,
+    purpose: &str,
+    extra: &[&str],
+    query: &str,
+) -> Result<Vec<Row>, String> {
+    let out = fdp()
+        .args(["sql", "--format", "json", "--data-dir"])
+        .arg(data)
+        .arg("--config")
+        .arg(config)
+        .args(["--as", who, "--purpose", purpose])
+        .args(extra)
+        .arg(query)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn extra_for(purpose: Purpose, project: &str) -> Vec<String> {
+    match purpose {
+        Purpose::Research => vec![
+            "--project".into(),
+            project.into(),
+            "--justification".into(),
+            "asthma outcomes study, REC 26/YH/0001".into(),
+        ],
+        _ => vec![],
+    }
+}
+
+#[test]
+fn the_policy_matrix_holds_through_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("trust");
+    let export = dir.path().join("export");
+    fdp_ok!("synth", "fhir", "--out", export, "--patients", "40");
+    fdp_ok!("ingest", "fhir", "--data-dir", data, export);
+    let opt_out = dir.path().join("opt-out.txt");
+    let config = config(dir.path(), &opt_out);
+
+    // What direct care sees is the truth the other purposes are checked against.
+    let truth = sql_as(
+        &config,
+        &data,
+        "doc",
+        "direct-care",
+        &[],
+        "SELECT * FROM patient ORDER BY person_id",
+    )
+    .unwrap();
+    assert_eq!(truth.len(), 40);
+    let opted_out = truth[0]["nhs_number"].as_str().unwrap().to_string();
+    let opted_out_person = truth[0]["person_id"].as_str().unwrap().to_string();
+    std::fs::write(&opt_out, format!("# national data opt-out\n{opted_out}\n")).unwrap();
+    let identifying: BTreeSet<String> = truth
+        .iter()
+        .flat_map(|r| {
+            [
+                "nhs_number",
+                "full_name",
+                "first_name",
+                "surname",
+                "date_of_birth",
+                "postcode",
+                "mrn",
+                "address_line_1",
+                "person_id",
+            ]
+            .iter()
+            .filter_map(|c| r.get(*c).and_then(|v| v.as_str()).map(str::to_string))
+            .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(identifying.len() > 200);
+
+    let model = Model::canonical();
+    let policy = Policy::demo(model);
+    let tables: BTreeSet<String> = std::fs::read_dir(data.join("tables/canonical"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .split('@')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let server = Server::start_configured(
+        &data,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("ods = \"RXX\"\n", ""),
+    );
+    let tokens: BTreeMap<&str, String> = PRINCIPALS
+        .iter()
+        .map(|(name, _)| {
+            (
+                *name,
+                fdp_ok!("token", "create", name, "--data-dir", data)
+                    .trim()
+                    .to_string(),
+            )
+        })
+        .collect();
+
+    let mut checked = 0;
+    let mut accesses = 0;
+    for (who, role_name) in PRINCIPALS {
+        let role = &policy.roles[*role_name];
+        let principal = Principal {
+            name: who.to_string(),
+            roles: vec![role_name.to_string()],
+            organisation: Some("RXX".into()),
+        };
+        for purpose in Purpose::ALL {
+            let extra = extra_for(purpose, "p1");
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            let Some(grant) = role.grants.get(&purpose) else {
+                // Not granted: refused on every path, and the refusal audited.
+                let e =
+                    sql_as(&config, &data, who, purpose.as_str(), &extra, "SELECT 1").unwrap_err();
+                assert!(e.contains("no role that is granted"), "{e}");
+                let (status, _) = http_sql(
+                    server.http,
+                    &tokens[who],
+                    json!({"sql": "SELECT 1", "purpose": purpose}),
+                );
+                assert_eq!(status, 403);
+                accesses += 2;
+                continue;
+            };
+            assert!(policy.grant_for(&principal, purpose, None).is_ok());
+            for table in &tables {
+                let object = model.object_type_by_table(table).unwrap();
+                let q = format!("SELECT * FROM {table}");
+                let cli = sql_as(&config, &data, who, purpose.as_str(), &extra, &q);
+                let mut body = json!({"sql": q, "purpose": purpose});
+                if purpose == Purpose::Research {
+                    body["project"] = json!("p1");
+                    body["justification"] = json!("asthma outcomes study, REC 26/YH/0001");
+                }
+                let (status, answer) = http_sql(server.http, &tokens[who], body);
+                accesses += 2;
+                if !grant.objects.covers(table) {
+                    let e = cli.unwrap_err();
+                    assert!(e.contains("not found"), "{who} {purpose} {table}: {e}");
+                    assert_eq!(status, 400, "{answer}");
+                    continue;
+                }
+                let cli = cli.unwrap_or_else(|e| panic!("{who} {purpose} {table}: {e}"));
+                assert_eq!(status, 200, "{who} {purpose} {table}: {answer}");
+                let over_http: Vec<Row> = serde_json::from_value(answer["rows"].clone()).unwrap();
+                assert_eq!(cli.len(), over_http.len(), "{who} {purpose} {table}");
+                let columns: BTreeSet<String> = answer["columns"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_str().unwrap().to_string())
+                    .collect();
+                // Columns: exactly those the policy does not remove.
+                for p in &object.properties {
+                    let action = grant.action(table, &p.column, p.sensitivity);
+                    assert_eq!(
+                        columns.contains(&p.column),
+                        action != Action::Remove,
+                        "{who} {purpose} {table}.{} ({}) is {action}",
+                        p.column,
+                        p.sensitivity
+                    );
+                    checked += 1;
+                    for row in cli.iter().chain(&over_http) {
+                        let Some(v) = row.get(&p.column) else {
+                            continue;
+                        };
+                        match (action, v) {
+                            (Action::Mask, Value::String(s)) => assert_eq!(s, "[masked]"),
+                            (Action::Mask, v) => {
+                                assert!(v.is_null(), "{table}.{} masked: {v}", p.column)
+                            }
+                            (Action::Pseudonymise, Value::String(s)) => {
+                                assert!(s.starts_with("p1-"), "{s}")
+                            }
+                            (Action::Year, v) => assert!(
+                                v.is_null()
+                                    || v.as_i64().is_some_and(|y| (1900..2100).contains(&y)),
+                                "{v}"
+                            ),
+                            (Action::District, Value::String(s)) => {
+                                assert!(s.len() <= 4 && !s.contains(' '), "{s}")
+                            }
+                            (Action::AgeBand, Value::String(s)) => {
+                                assert!(s.contains('-') || s == "90+", "{s}")
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                // Rows: opted-out patients only leave out of secondary uses.
+                if table == "patient" {
+                    let expected = if purpose.is_secondary() { 39 } else { 40 };
+                    assert_eq!(cli.len(), expected, "{who} {purpose}");
+                    if !purpose.is_secondary()
+                        && columns.contains("person_id")
+                        && grant.action(table, "person_id", Sensitivity::Identifying)
+                            == Action::Show
+                    {
+                        assert!(cli
+                            .iter()
+                            .any(|r| r["person_id"] == json!(opted_out_person)));
+                    }
+                }
+                // Under planning and research nothing identifying, anywhere.
+                if purpose.is_secondary() {
+                    for row in cli.iter().chain(&over_http) {
+                        for (c, v) in row {
+                            if let Some(s) = v.as_str() {
+                                assert!(
+                                    !identifying.contains(s),
+                                    "{who} {purpose} {table}.{c} = {s}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 1000, "{checked} column checks");
+
+    // Pseudonyms differ between two projects for the same patients.
+    let q = "SELECT person_id FROM patient";
+    let extra = |p: &'static str| vec!["--project", p, "--justification", "study"];
+    let p1: BTreeSet<String> = sql_as(&config, &data, "res", "research", &extra("p1"), q)
+        .unwrap()
+        .into_iter()
+        .map(|r| r["person_id"].to_string())
+        .collect();
+    let p2: BTreeSet<String> = sql_as(&config, &data, "res", "research", &extra("p2"), q)
+        .unwrap()
+        .into_iter()
+        .map(|r| r["person_id"].to_string())
+        .collect();
+    assert_eq!(p1.len(), 39);
+    assert!(p1.is_disjoint(&p2));
+    // A sensitive purpose needs a justification.
+    let e = sql_as(&config, &data, "res", "research", &["--project", "p1"], q).unwrap_err();
+    assert!(e.contains("needs a justification"), "{e}");
+    // No way around the views: no DDL, no reading the files.
+    let e = sql_as(
+        &config,
+        &data,
+        "ana",
+        "planning",
+        &[],
+        &format!(
+            "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '{}/tables/canonical/patient/'",
+            data.display()
+        ),
+    )
+    .unwrap_err();
+    assert!(e.contains("not supported") || e.contains("DDL"), "{e}");
+    accesses += 4;
+
+    // Disclosure control: counts 1-7 suppressed, others rounded to 5, and
+    // a lone suppressed cell beside a total gets a partner.
+    let counts = sql_as(&config, &data, "ana", "planning", &[], "SELECT ethnic_category_code AS e, count(*) AS n FROM patient GROUP BY ROLLUP(ethnic_category_code) ORDER BY e").unwrap();
+    accesses += 1;
+    let mut hidden = 0;
+    for r in &counts {
+        match r.get("n").and_then(|v| v.as_i64()) {
+            None => hidden += 1,
+            Some(n) => assert!(n == 0 || (n >= 8 && n % 5 == 0), "{r:?}"),
+        }
+    }
+    assert!(
+        hidden != 1,
+        "a single suppressed cell beside the total: {counts:?}"
+    );
+    let raw_counts = sql_as(&config, &data, "eng", "operations", &[], "SELECT ethnic_category_code AS e, count(*) AS n FROM patient GROUP BY ethnic_category_code").unwrap();
+    accesses += 1;
+    assert!(
+        raw_counts
+            .iter()
+            .any(|r| (1..8).contains(&r["n"].as_i64().unwrap())),
+        "the fixture needs small cells: {raw_counts:?}"
+    );
+
+    // The audit has every access, and catches tampering.
+    drop(server);
+    let audit = std::fs::read_to_string(data.join("audit/audit.jsonl")).unwrap();
+    let entries: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ours = entries
+        .iter()
+        .filter(|e| e["channel"] == "sql" || e["channel"] == "http")
+        .count();
+    assert_eq!(
+        ours,
+        accesses + 1,
+        "one entry per access, and the direct-care query before them"
+    );
+    assert!(entries
+        .iter()
+        .any(|e| e["justification"] == "asthma outcomes study, REC 26/YH/0001"));
+    let looked = fdp_ok!(
+        "audit",
+        "query",
+        "--data-dir",
+        data,
+        "--patient",
+        opted_out_person
+    );
+    assert!(looked.contains("\"principal\":\"doc\""), "{looked}");
+    let ok = fdp_ok!("audit", "verify", "--data-dir", data);
+    assert!(ok.contains("audit log intact"), "{ok}");
+    let mut lines: Vec<String> = audit.lines().map(str::to_string).collect();
+    lines[10] = lines[10].replace("\"rows\":", "\"rows\":1");
+    std::fs::write(data.join("audit/audit.jsonl"), lines.join("\n") + "\n").unwrap();
+    let bad = fdp()
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).contains("line 11 (entry 11): edited"),
+        "{}",
+        String::from_utf8_lossy(&bad.stdout)
+    );
+}
+
+/// `POST /sql` as the holder of `token`.
+fn http_sql(addr: std::net::SocketAddr, token: &str, body: Value) -> (u16, Value) {
+    let (status, text) = http_post(addr, "/sql", token, &body.to_string());
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
