@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch};
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -86,27 +86,19 @@ fn trace(plan: &LogicalPlan, i: usize) -> Traced {
     match plan {
         LogicalPlan::Projection(p) => trace_expr(&p.input, &p.expr[i]),
         LogicalPlan::Aggregate(a) => {
-            let groups = a.group_expr.len();
-            if i < groups {
+            // The aggregates are the last outputs; before them come the
+            // group columns (several for one ROLLUP or GROUPING SETS) and,
+            // for grouping sets, the internal grouping id.
+            let first_aggregate = a.schema.fields().len() - a.aggr_expr.len();
+            let Some(e) = i.checked_sub(first_aggregate).map(|k| &a.aggr_expr[k]) else {
                 return Traced::NotCount;
-            }
-            // Grouping sets add an internal grouping-id column after the groups.
-            match a.aggr_expr.get(i - groups).or_else(|| {
-                (i > groups)
-                    .then(|| a.aggr_expr.get(i - groups - 1))
-                    .flatten()
-            }) {
-                Some(e) => match unalias(e) {
-                    Expr::AggregateFunction(f) => {
-                        if matches!(f.func.name(), "count" | "sum") {
-                            Traced::Count
-                        } else {
-                            Traced::NotCount
-                        }
-                    }
-                    _ => Traced::Unknown,
-                },
-                None => Traced::Unknown,
+            };
+            match unalias(e) {
+                Expr::AggregateFunction(f) if matches!(f.func.name(), "count" | "sum") => {
+                    Traced::Count
+                }
+                Expr::AggregateFunction(_) => Traced::NotCount,
+                _ => Traced::Unknown,
             }
         }
         LogicalPlan::Sort(_)
@@ -160,20 +152,13 @@ pub fn apply(
         return Ok((batches, report));
     }
     let all = concat_batches(schema, &batches)?;
-    let n = all.num_rows();
     let dims: Vec<usize> = (0..schema.fields().len())
         .filter(|i| !counts.contains(i))
         .collect();
     let dim_text: Vec<Vec<Option<String>>> = dims
         .iter()
-        .map(|&d| {
-            let a = cast(all.column(d), &DataType::Utf8)?;
-            let s = a.as_string::<i32>();
-            Ok((0..n)
-                .map(|r| (!s.is_null(r)).then(|| s.value(r).to_string()))
-                .collect())
-        })
-        .collect::<Result<_>>()?;
+        .map(|&d| crate::session::column_text(all.column(d)))
+        .collect::<std::result::Result<_, _>>()?;
     let mut columns: Vec<ArrayRef> = all.columns().to_vec();
     for &c in counts {
         let values = cast(all.column(c), &DataType::Int64)?;
@@ -290,6 +275,38 @@ mod tests {
         v.iter()
             .map(|c| c.iter().map(|x| x.map(str::to_string)).collect())
             .collect()
+    }
+
+    #[tokio::test]
+    async fn counts_are_found_after_every_group_column_of_a_rollup() {
+        use datafusion::arrow::array::StringArray;
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ward", DataType::Utf8, true),
+            Field::new("sex", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["A", "B"])),
+                Arc::new(StringArray::from(vec!["f", "m"])),
+            ],
+        )
+        .unwrap();
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.register_batch("t", batch).unwrap();
+        let plan = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move { ctx.sql(sql).await.unwrap().logical_plan().clone() }
+        };
+        let rollup = plan(
+            "SELECT ward, sex, count(*) AS n, max(ward) AS m FROM t GROUP BY ROLLUP(ward, sex)",
+        )
+        .await;
+        assert_eq!(count_columns(&rollup), BTreeSet::from([2]));
+        let plain = plan("SELECT sex, ward, count(*) AS n FROM t GROUP BY ward, sex").await;
+        assert_eq!(count_columns(&plain), BTreeSet::from([2]));
+        assert!(count_columns(&plan("SELECT ward FROM t").await).is_empty());
     }
 
     #[test]

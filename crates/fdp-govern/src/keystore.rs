@@ -92,8 +92,13 @@ impl Keystore {
         Ok(())
     }
 
-    fn key_stem(purpose: Purpose, project: &str) -> String {
-        format!("pseudonym.{}.{}", purpose.as_str(), project)
+    /// The file name stem of a key; the project name becomes part of a
+    /// path, so it is checked here.
+    fn key_stem(purpose: Purpose, project: &str) -> Result<String, KeystoreError> {
+        if !valid_project(project) {
+            return Err(KeystoreError::BadProject(project.to_string()));
+        }
+        Ok(format!("pseudonym.{}.{}", purpose.as_str(), project))
     }
 
     fn versions(&self, stem: &str) -> Result<Vec<(u32, PathBuf)>, KeystoreError> {
@@ -131,10 +136,7 @@ impl Keystore {
         purpose: Purpose,
         project: &str,
     ) -> Result<PseudonymKey, KeystoreError> {
-        if !valid_project(project) {
-            return Err(KeystoreError::BadProject(project.to_string()));
-        }
-        let stem = Keystore::key_stem(purpose, project);
+        let stem = Keystore::key_stem(purpose, project)?;
         match self.versions(&stem)?.pop() {
             Some((version, path)) => Ok(PseudonymKey {
                 version,
@@ -146,11 +148,8 @@ impl Keystore {
 
     /// Add a new version of the key for `purpose` and `project`.
     pub fn rotate(&self, purpose: Purpose, project: &str) -> Result<PseudonymKey, KeystoreError> {
-        if !valid_project(project) {
-            return Err(KeystoreError::BadProject(project.to_string()));
-        }
+        let stem = Keystore::key_stem(purpose, project)?;
         self.ensure_dir()?;
-        let stem = Keystore::key_stem(purpose, project);
         let version = self
             .versions(&stem)?
             .last()

@@ -531,30 +531,11 @@ impl GovernedSession {
             let columns = b
                 .columns()
                 .iter()
-                .map(|c| match c.data_type() {
-                    DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
-                        let bytes = cast(c, &DataType::Binary)?;
-                        let text: datafusion::arrow::array::StringArray = bytes
-                            .as_binary::<i32>()
-                            .iter()
-                            .map(|v| v.map(|v| String::from_utf8_lossy(v).into_owned()))
-                            .collect();
-                        Ok(Arc::new(text) as datafusion::arrow::array::ArrayRef)
-                    }
-                    _ => cast(c, &DataType::Utf8),
-                })
+                .map(column_text)
                 .collect::<Result<Vec<_>, _>>()?;
-            for row in 0..b.num_rows() {
-                out.push(
-                    columns
-                        .iter()
-                        .map(|c| {
-                            let s = c.as_string::<i32>();
-                            (!s.is_null(row)).then(|| s.value(row).to_string())
-                        })
-                        .collect(),
-                );
-            }
+            out.extend(
+                (0..b.num_rows()).map(|row| columns.iter().map(|c| c[row].clone()).collect()),
+            );
         }
         Ok(out)
     }
@@ -641,21 +622,42 @@ fn patients_named(r: &QueryResult) -> Vec<String> {
             continue;
         }
         for b in &r.batches {
-            let Ok(a) = cast(b.column(i), &DataType::Utf8) else {
+            let Ok(values) = column_text(b.column(i)) else {
                 continue;
             };
-            let s = a.as_string::<i32>();
-            for j in 0..s.len() {
-                if !s.is_null(j) {
-                    out.insert(s.value(j).to_string());
-                    if out.len() > MAX {
-                        let mut v: Vec<String> = out.into_iter().take(MAX).collect();
-                        v.push("…".into());
-                        return v;
-                    }
+            for v in values.into_iter().flatten() {
+                out.insert(v);
+                if out.len() > MAX {
+                    let mut v: Vec<String> = out.into_iter().take(MAX).collect();
+                    v.push("…".into());
+                    return v;
                 }
             }
         }
     }
     out.into_iter().collect()
+}
+
+/// A column's values as text: binary decoded as UTF-8 (invalid bytes
+/// replaced), anything else cast; NULL as `None`.
+pub(crate) fn column_text(
+    a: &datafusion::arrow::array::ArrayRef,
+) -> Result<Vec<Option<String>>, datafusion::arrow::error::ArrowError> {
+    Ok(match a.data_type() {
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+            let bytes = cast(a, &DataType::Binary)?;
+            bytes
+                .as_binary::<i32>()
+                .iter()
+                .map(|v| v.map(|v| String::from_utf8_lossy(v).into_owned()))
+                .collect()
+        }
+        _ => {
+            let text = cast(a, &DataType::Utf8)?;
+            text.as_string::<i32>()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect()
+        }
+    })
 }

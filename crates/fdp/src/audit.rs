@@ -45,7 +45,7 @@ pub enum PolicyCommand {
 pub fn run(cmd: AuditCommand) -> Result<()> {
     match cmd {
         AuditCommand::Verify { data_dir } => {
-            let gov = InstanceConfig::default().governance(&data_dir)?;
+            let gov = InstanceConfig::governance_of(&data_dir)?;
             let v = gov.audit().verify().context("reading the audit log")?;
             if v.problems.is_empty() {
                 println!(
@@ -88,7 +88,7 @@ pub fn run(cmd: AuditCommand) -> Result<()> {
                         })
                 })
                 .transpose()?;
-            let gov = InstanceConfig::default().governance(&data_dir)?;
+            let gov = InstanceConfig::governance_of(&data_dir)?;
             for e in gov.audit().entries()? {
                 if principal.as_ref().is_some_and(|p| &e.principal != p)
                     || purpose

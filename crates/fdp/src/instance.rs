@@ -63,6 +63,21 @@ impl InstanceConfig {
         })
     }
 
+    /// The configuration commands that take only a data directory act
+    /// under: the file given, else `instance.toml` beside the data (as
+    /// `fdp demo` keeps it), else the defaults.
+    pub fn for_data_dir(
+        data_dir: &std::path::Path,
+        given: Option<&std::path::Path>,
+    ) -> Result<Self> {
+        let beside = data_dir.join("instance.toml");
+        match given {
+            Some(p) => InstanceConfig::load(p),
+            None if beside.exists() => InstanceConfig::load(&beside),
+            None => Ok(InstanceConfig::default()),
+        }
+    }
+
     /// The organisation running the instance.
     pub fn ods(&self) -> String {
         self.ods.clone().unwrap_or_else(|| "LOCAL".into())
@@ -83,6 +98,11 @@ impl InstanceConfig {
         };
         fdp_govern::Governance::open(data_dir, policy, &self.ods(), self.opt_out_file.as_deref())
             .context("opening the instance's keystore and audit log")
+    }
+
+    /// The governance of a data directory, for commands given only that.
+    pub fn governance_of(data_dir: &std::path::Path) -> Result<fdp_govern::Governance> {
+        InstanceConfig::for_data_dir(data_dir, None)?.governance(data_dir)
     }
 
     /// A principal named in `[principal.NAME]`, as the command line acts.

@@ -68,7 +68,7 @@ pub async fn run(cmd: QuarantineCommand) -> Result<()> {
     match cmd {
         QuarantineCommand::List(args) => {
             let mut entries = quarantine::list(
-                &crate::instance::InstanceConfig::default().governance(&args.data_dir)?,
+                &crate::instance::InstanceConfig::governance_of(&args.data_dir)?,
                 &args.data_dir,
             )
             .await
@@ -117,7 +117,7 @@ pub async fn run(cmd: QuarantineCommand) -> Result<()> {
         }
         QuarantineCommand::Show { data_dir, id } => {
             let Some(e) = quarantine::show(
-                &crate::instance::InstanceConfig::default().governance(&data_dir)?,
+                &crate::instance::InstanceConfig::governance_of(&data_dir)?,
                 &data_dir,
                 &id,
             )
@@ -146,7 +146,7 @@ pub async fn run(cmd: QuarantineCommand) -> Result<()> {
             };
             let ids: Vec<String> = if args.all {
                 quarantine::list(
-                    &crate::instance::InstanceConfig::default().governance(&args.data_dir)?,
+                    &crate::instance::InstanceConfig::governance_of(&args.data_dir)?,
                     &args.data_dir,
                 )
                 .await?
@@ -166,7 +166,7 @@ pub async fn run(cmd: QuarantineCommand) -> Result<()> {
                 anyhow::bail!("extract lines are read with their mapping: pass --mapping FILE|DIR with the corrected mapping");
             }
             let results = quarantine::retry(
-                &crate::instance::InstanceConfig::default().governance(&args.data_dir)?,
+                &crate::instance::InstanceConfig::governance_of(&args.data_dir)?,
                 &args.data_dir,
                 &ids,
                 &mappings,

@@ -79,13 +79,7 @@ pub async fn run(args: SqlArgs) -> Result<()> {
             args.data_dir.display()
         );
     }
-    // The configuration may live beside the data (as `fdp demo` keeps it).
-    let beside = args.data_dir.join("instance.toml");
-    let config = match &args.config {
-        Some(p) => InstanceConfig::load(p)?,
-        None if beside.exists() => InstanceConfig::load(&beside)?,
-        None => InstanceConfig::default(),
-    };
+    let config = InstanceConfig::for_data_dir(&args.data_dir, args.config.as_deref())?;
     let governance = config.governance(&args.data_dir)?;
     let mut req = SessionRequest::new(config.local_principal(&args.principal), args.purpose, "sql");
     req.as_of = args.as_of.unwrap_or_default();
