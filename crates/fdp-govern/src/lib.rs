@@ -13,6 +13,8 @@
 //!   pseudonyms ([`keystore`]), the national data opt-out ([`optout`]) and
 //!   disclosure control on secondary uses ([`disclosure`]);
 //! - **the audit** ([`audit`]): every access, hash-chained and signed.
+//! - **the PostgreSQL wire protocol** ([`wire`]): governed sessions answering
+//!   psql, psycopg and BI tools.
 //!
 //! The store gives out readable tables only against a [`access::TableAccess`],
 //! which only this crate can make, so no other crate can read a row around
@@ -30,6 +32,7 @@ pub mod purpose;
 pub mod session;
 pub mod tokens;
 mod udf;
+pub mod wire;
 
 pub use access::{AsOf, SourceTable, TableAccess, TableSource};
 pub use audit::{AuditEntry, AuditLog};

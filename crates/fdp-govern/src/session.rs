@@ -17,14 +17,15 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::catalog::MemorySchemaProvider;
+use datafusion::catalog::{MemorySchemaProvider, Session, TableProvider};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::functions_nested::expr_fn::{array_has_any, cardinality, make_array};
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{LogicalPlan, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{col, lit, when, Expr, SessionConfig, SessionContext};
 use fdp_model::{Model, Sensitivity};
 
@@ -347,7 +348,7 @@ impl Governance {
                 df = df.filter(f)?;
             }
             df = df.select(projection)?;
-            ctx.register_table(t.name.as_str(), df.into_view())?;
+            ctx.register_table(t.name.as_str(), Arc::new(GovernedTable(df.into_view())))?;
             for (a, cols) in changed {
                 decisions.push(format!("{}: {} {}", t.name, a, cols.join(", ")));
             }
@@ -540,22 +541,61 @@ impl GovernedSession {
         Ok(out)
     }
 
-    /// Plan a query without running it (its output schema, for clients that
-    /// describe a statement before executing it).
-    pub async fn plan(&self, sql: &str) -> Result<datafusion::prelude::DataFrame, GovernError> {
-        Ok(self.ctx.sql_with_options(sql, read_only()).await?)
+    /// The columns a query would return, without running it (for clients
+    /// that describe a statement before executing it).
+    pub async fn describe(&self, sql: &str) -> Result<SchemaRef, GovernError> {
+        let df = self.ctx.sql_with_options(sql, read_only()).await?;
+        Ok(Arc::new(df.schema().as_arrow().clone()))
+    }
+
+    /// The session's own planning context, for front ends in this crate that
+    /// plan statements themselves (the PostgreSQL wire protocol). It holds
+    /// only the policy's views; results still go through [`Self::execute`].
+    pub(crate) fn context(&self) -> &SessionContext {
+        &self.ctx
     }
 
     /// Run one query, apply disclosure control if the purpose is secondary,
     /// and audit it (statement, objects, rows returned, patients named in
     /// the result, policy decisions), whether it ran or failed.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, GovernError> {
-        let result = self.run(sql).await;
+        let planned = self.ctx.sql_with_options(sql, read_only()).await;
+        self.audited(sql, async move { self.run(planned?).await })
+            .await
+    }
+
+    /// Run a plan made in this session's context (a prepared statement with
+    /// its parameters bound), checked as read-only, with the same disclosure
+    /// control and audit as [`Self::query`]; `sql` is what the audit shows.
+    pub(crate) async fn execute(
+        &self,
+        sql: &str,
+        plan: LogicalPlan,
+    ) -> Result<QueryResult, GovernError> {
+        let planned = match read_only().verify_plan(&plan) {
+            Ok(()) => self.ctx.execute_logical_plan(plan).await,
+            Err(e) => Err(e),
+        };
+        self.audited(sql, async move { self.run(planned?).await })
+            .await
+    }
+
+    async fn audited(
+        &self,
+        sql: &str,
+        run: impl std::future::Future<Output = Result<(QueryResult, Vec<String>), GovernError>>,
+    ) -> Result<QueryResult, GovernError> {
+        // A query stopped before it finishes (the client cancels it, or its
+        // statement timeout passes) drops this future: the guard audits it.
+        let mut pending = CancelledQueryAudit {
+            session: self,
+            sql,
+            finished: false,
+        };
+        let result = run.await;
+        pending.finished = true;
         if self.audit_each_query {
-            let mut entry = AuditEntry::for_request(&self.req, sql);
-            entry.role = Some(self.role.clone());
-            entry.policy = Some(self.policy_digest.clone());
-            entry.decisions = self.decisions.clone();
+            let mut entry = self.audit_entry(sql);
             match &result {
                 Ok((r, objects)) => {
                     entry.objects = objects.clone();
@@ -573,8 +613,18 @@ impl GovernedSession {
         result.map(|(r, _)| r)
     }
 
-    async fn run(&self, sql: &str) -> Result<(QueryResult, Vec<String>), GovernError> {
-        let df = self.ctx.sql_with_options(sql, read_only()).await?;
+    fn audit_entry(&self, sql: &str) -> AuditEntry {
+        let mut entry = AuditEntry::for_request(&self.req, sql);
+        entry.role = Some(self.role.clone());
+        entry.policy = Some(self.policy_digest.clone());
+        entry.decisions = self.decisions.clone();
+        entry
+    }
+
+    async fn run(
+        &self,
+        df: datafusion::prelude::DataFrame,
+    ) -> Result<(QueryResult, Vec<String>), GovernError> {
         let objects = scanned_tables(df.logical_plan());
         let plan = df.logical_plan().clone();
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
@@ -596,6 +646,68 @@ impl GovernedSession {
             },
             objects,
         ))
+    }
+}
+
+struct CancelledQueryAudit<'a> {
+    session: &'a GovernedSession,
+    sql: &'a str,
+    finished: bool,
+}
+
+impl Drop for CancelledQueryAudit<'_> {
+    fn drop(&mut self) {
+        if self.finished || !self.session.audit_each_query {
+            return;
+        }
+        let mut entry = self.session.audit_entry(self.sql);
+        entry.outcome = "cancelled before it finished".into();
+        if let Err(e) = self.session.audit.append(entry) {
+            tracing::error!(error = %e, "could not audit a cancelled query");
+        }
+    }
+}
+
+/// A policy view as the session's catalog shows it: a table. Clients list
+/// tables, not views (psql's `\dt`, a BI tool's navigator), and the view is
+/// an implementation detail of how the policy is applied. Everything else,
+/// the view's plan included, is the view's.
+#[derive(Debug)]
+struct GovernedTable(Arc<dyn TableProvider>);
+
+#[async_trait::async_trait]
+impl TableProvider for GovernedTable {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    fn statistics(&self) -> Option<datafusion::common::Statistics> {
+        self.0.statistics()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_logical_plan(&self) -> Option<std::borrow::Cow<'_, LogicalPlan>> {
+        self.0.get_logical_plan()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        self.0.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        self.0.scan(state, projection, filters, limit).await
     }
 }
 

@@ -33,6 +33,27 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// The principal a token names: an OIDC token from the identity provider
+/// (when it looks like a JWT and the instance trusts one) or a local API
+/// token. A refused OIDC token says why; an unknown local token does not,
+/// so as not to help anyone guessing.
+pub(crate) fn authenticate(state: &AppState, token: &str) -> Result<Principal, Option<String>> {
+    match &state.oidc {
+        Some(oidc) if fdp_govern::OidcVerifier::looks_like_jwt(token) => match oidc.verify(token) {
+            Ok(p) => Ok(state.grants.federated(p)),
+            Err(e) => {
+                tracing::info!(reason = %e, "bearer token refused");
+                Err(Some(e.to_string()))
+            }
+        },
+        _ => state
+            .tokens
+            .verify(token)
+            .map(|p| state.grants.local(p))
+            .ok_or(None),
+    }
+}
+
 /// Refuse any request without a valid principal; pages send people to the
 /// login page, API calls get 401.
 pub async fn require_principal(
@@ -41,16 +62,12 @@ pub async fn require_principal(
     next: Next,
 ) -> Response {
     let mut refusal = None;
-    let principal = presented_token(req.headers()).and_then(|t| match &state.oidc {
-        Some(oidc) if fdp_govern::OidcVerifier::looks_like_jwt(&t) => match oidc.verify(&t) {
-            Ok(p) => Some(state.grants.federated(p)),
-            Err(e) => {
-                tracing::info!(reason = %e, "bearer token refused");
-                refusal = Some(e.to_string());
-                None
-            }
-        },
-        _ => state.tokens.verify(&t).map(|p| state.grants.local(p)),
+    let principal = presented_token(req.headers()).and_then(|t| match authenticate(&state, &t) {
+        Ok(p) => Some(p),
+        Err(why) => {
+            refusal = why;
+            None
+        }
     });
     match principal {
         Some(p) => {

@@ -15,6 +15,7 @@ mod auth;
 pub mod fhir;
 mod fhir_import;
 mod pages;
+pub mod pgwire;
 mod sources;
 mod sql;
 mod svg;

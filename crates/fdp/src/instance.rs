@@ -29,6 +29,13 @@ pub struct InstanceConfig {
     pub http: Option<SocketAddr>,
     /// MLLP listen address (HL7 v2).
     pub mllp: Option<SocketAddr>,
+    /// PostgreSQL wire protocol listen address (SQL for analysts and BI
+    /// tools; TLS only).
+    pub sql: Option<SocketAddr>,
+    /// The SQL endpoint's TLS certificate and key (PEM). Without them the
+    /// instance makes a self-signed certificate in `<data-dir>/tls/`.
+    pub sql_tls_cert: Option<PathBuf>,
+    pub sql_tls_key: Option<PathBuf>,
     /// Seconds between rewrites of the canonical tables.
     pub canonical_interval_secs: Option<f64>,
     /// Where `POST /fhir/$import` may read NDJSON from (default: `import/`
@@ -57,7 +64,7 @@ impl InstanceConfig {
             .with_context(|| format!("reading the configuration file {}", path.display()))?;
         toml::from_str(&text).with_context(|| {
             format!(
-                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, canonical_interval_secs, import_dir, drop_folder, oidc, principal, policy, opt_out_file)",
+                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, sql, sql_tls_cert, sql_tls_key, canonical_interval_secs, import_dir, drop_folder, oidc, principal, policy, opt_out_file)",
                 path.display()
             )
         })
@@ -136,6 +143,7 @@ impl Drop for BackgroundRuntime {
 pub struct Running {
     pub http_addr: Option<SocketAddr>,
     pub mllp_addr: Option<SocketAddr>,
+    pub sql_addr: Option<SocketAddr>,
     pub live: Arc<Live>,
     pub store: Arc<Store>,
     pub tokens: Arc<TokenStore>,
@@ -216,46 +224,51 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
         None => None,
     };
 
-    let http_addr = match config.http {
-        Some(addr) => {
+    let state = if config.http.is_some() || config.sql.is_some() {
+        let oidc = match &config.oidc {
+            Some(c) => Some(Arc::new(
+                fdp_govern::OidcVerifier::load(c.clone())
+                    .context("loading the identity provider's keys ([oidc] jwks_file)")?,
+            )),
+            None => None,
+        };
+        Some(AppState {
+            governance: governance.clone(),
+            oidc,
+            grants: Arc::new(fdp_govern::Grants::new(config.principal.clone(), &ods)),
+            instance: Arc::new(InstanceInfo {
+                ods: ods.clone(),
+                data_dir: data_dir.clone(),
+                mllp_addr,
+                started_at: chrono::Utc::now(),
+            }),
+            live: live.clone(),
+            committer: store.committer(),
+            tokens: tokens.clone(),
+            mllp: mllp_stats.clone(),
+            fhir: Arc::new(
+                fdp_server::fhir::FhirService::open(&data_dir)
+                    .await
+                    .context("opening the FHIR resources")?
+                    .with_import_dir(
+                        config
+                            .import_dir
+                            .clone()
+                            .unwrap_or_else(|| data_dir.join("import")),
+                    ),
+            ),
+        })
+    } else {
+        None
+    };
+
+    let http_addr = match (config.http, &state) {
+        (Some(addr), Some(state)) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("listening for HTTP on {addr}"))?;
             let bound = listener.local_addr()?;
-            let oidc = match &config.oidc {
-                Some(c) => Some(Arc::new(
-                    fdp_govern::OidcVerifier::load(c.clone())
-                        .context("loading the identity provider's keys ([oidc] jwks_file)")?,
-                )),
-                None => None,
-            };
-            let state = AppState {
-                governance: governance.clone(),
-                oidc,
-                grants: Arc::new(fdp_govern::Grants::new(config.principal.clone(), &ods)),
-                instance: Arc::new(InstanceInfo {
-                    ods: ods.clone(),
-                    data_dir: data_dir.clone(),
-                    mllp_addr,
-                    started_at: chrono::Utc::now(),
-                }),
-                live: live.clone(),
-                committer: store.committer(),
-                tokens: tokens.clone(),
-                mllp: mllp_stats.clone(),
-                fhir: Arc::new(
-                    fdp_server::fhir::FhirService::open(&data_dir)
-                        .await
-                        .context("opening the FHIR resources")?
-                        .with_import_dir(
-                            config
-                                .import_dir
-                                .clone()
-                                .unwrap_or_else(|| data_dir.join("import")),
-                        ),
-                ),
-            };
-            let app = fdp_server::router(state);
+            let app = fdp_server::router(state.clone());
             let mut rx = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
                 let stop = async move {
@@ -270,7 +283,31 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
             }));
             Some(bound)
         }
-        None => None,
+        _ => None,
+    };
+
+    let sql_addr = match (config.sql, state) {
+        (Some(addr), Some(state)) => {
+            let configured = match (&config.sql_tls_cert, &config.sql_tls_key) {
+                (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+                (None, None) => None,
+                _ => anyhow::bail!("give both sql_tls_cert and sql_tls_key, or neither (the instance then makes a self-signed certificate)"),
+            };
+            let tls = fdp_server::pgwire::tls_acceptor(&data_dir, configured)
+                .context("setting up TLS for the SQL endpoint")?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for PostgreSQL clients on {addr}"))?;
+            let bound = listener.local_addr()?;
+            tasks.push(tokio::spawn(fdp_server::pgwire::serve(
+                listener,
+                state,
+                tls,
+                shutdown_rx.clone(),
+            )));
+            Some(bound)
+        }
+        _ => None,
     };
 
     for source in &config.drop_folder {
@@ -292,6 +329,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
     Ok(Running {
         http_addr,
         mllp_addr,
+        sql_addr,
         live,
         store,
         tokens,

@@ -72,7 +72,7 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// TOML configuration file (keys: ods, data_dir, http, mllp, canonical_interval_secs, import_dir, [[drop_folder]], [oidc])
+    /// TOML configuration file (keys: ods, data_dir, http, mllp, sql, canonical_interval_secs, import_dir, [[drop_folder]], [oidc])
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Data directory (overrides the file)
@@ -84,6 +84,9 @@ struct ServeArgs {
     /// MLLP listen address for HL7 v2, e.g. 127.0.0.1:2575
     #[arg(long)]
     mllp: Option<SocketAddr>,
+    /// PostgreSQL wire protocol listen address for SQL clients and BI tools, e.g. 127.0.0.1:5433
+    #[arg(long)]
+    sql: Option<SocketAddr>,
     /// ODS code of the organisation running the instance, e.g. RXX
     #[arg(long)]
     ods: Option<String>,
@@ -173,11 +176,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if args.mllp.is_some() {
         config.mllp = args.mllp;
     }
+    if args.sql.is_some() {
+        config.sql = args.sql;
+    }
     if args.ods.is_some() {
         config.ods = args.ods;
     }
-    if config.http.is_none() && config.mllp.is_none() {
-        anyhow::bail!("nothing to serve: give --http ADDR and/or --mllp ADDR (or set them in the configuration file)");
+    if config.http.is_none() && config.mllp.is_none() && config.sql.is_none() {
+        anyhow::bail!("nothing to serve: give --http ADDR, --mllp ADDR and/or --sql ADDR (or set them in the configuration file)");
     }
     let running = instance::start(&config).await?;
     if let Some(token) = instance::ensure_admin_token(&running.tokens)? {
@@ -188,6 +194,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     if let Some(a) = running.http_addr {
         eprintln!("HTTP listening on http://{a}/  (sign in at http://{a}/login)");
+    }
+    if let Some(a) = running.sql_addr {
+        eprintln!(
+            "SQL (PostgreSQL protocol, TLS) listening on {a}  (psql \"host={} port={} dbname=<purpose> user=<name> sslmode=require\", password: your token)",
+            a.ip(),
+            a.port()
+        );
     }
     eprintln!("Press Ctrl-C to stop.");
     wait_for_signal().await;

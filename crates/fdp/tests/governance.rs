@@ -1,5 +1,6 @@
 //! Governance end to end: the demo policy's matrix of role × purpose ×
-//! object type × sensitivity tag, checked through `fdp sql` and `POST /sql`;
+//! object type × sensitivity tag, checked through `fdp sql`, `POST /sql` and
+//! SQL over the PostgreSQL wire protocol (psycopg);
 //! nothing identifying under planning; pseudonyms that differ by project;
 //! the national data opt-out; disclosure control; and an audit log that
 //! records every access and catches tampering.
@@ -137,9 +138,12 @@ fn the_policy_matrix_holds_through_every_path() {
         1.0,
         "127.0.0.1:0",
         "127.0.0.1:0",
-        &std::fs::read_to_string(&config)
-            .unwrap()
-            .replace("ods = \"RXX\"\n", ""),
+        &format!(
+            "sql = \"127.0.0.1:0\"\n{}",
+            std::fs::read_to_string(&config)
+                .unwrap()
+                .replace("ods = \"RXX\"\n", "")
+        ),
     );
     let tokens: BTreeMap<&str, String> = PRINCIPALS
         .iter()
@@ -152,6 +156,9 @@ fn the_policy_matrix_holds_through_every_path() {
             )
         })
         .collect();
+
+    let wire = wire_batch(&server, &tokens, &tables);
+    let mut wire_accesses = 0;
 
     let mut checked = 0;
     let mut accesses = 0;
@@ -177,8 +184,14 @@ fn the_policy_matrix_holds_through_every_path() {
                 );
                 assert_eq!(status, 403);
                 accesses += 2;
+                let e = wire[&(who.to_string(), purpose)].as_ref().unwrap_err();
+                assert!(e.contains("no role that is granted"), "{e}");
+                wire_accesses += 1;
                 continue;
             };
+            let over_wire = wire[&(who.to_string(), purpose)]
+                .as_ref()
+                .unwrap_or_else(|e| panic!("{who} {purpose} over the wire: {e}"));
             assert!(policy.grant_for(&principal, purpose, None).is_ok());
             for table in &tables {
                 let object = model.object_type_by_table(table).unwrap();
@@ -191,12 +204,22 @@ fn the_policy_matrix_holds_through_every_path() {
                 }
                 let (status, answer) = http_sql(server.http, &tokens[who], body);
                 accesses += 2;
+                wire_accesses += 1;
+                let over_wire = &over_wire[table];
                 if !grant.objects.covers(table) {
                     let e = cli.unwrap_err();
                     assert!(e.contains("not found"), "{who} {purpose} {table}: {e}");
                     assert_eq!(status, 400, "{answer}");
+                    let e = over_wire.as_ref().unwrap_err();
+                    assert!(
+                        e.contains("not found"),
+                        "{who} {purpose} {table} over the wire: {e}"
+                    );
                     continue;
                 }
+                let (wire_columns, over_wire) = over_wire
+                    .as_ref()
+                    .unwrap_or_else(|e| panic!("{who} {purpose} {table} over the wire: {e}"));
                 let cli = cli.unwrap_or_else(|e| panic!("{who} {purpose} {table}: {e}"));
                 assert_eq!(status, 200, "{who} {purpose} {table}: {answer}");
                 let over_http: Vec<Row> = serde_json::from_value(answer["rows"].clone()).unwrap();
@@ -207,6 +230,8 @@ fn the_policy_matrix_holds_through_every_path() {
                     .iter()
                     .map(|c| c.as_str().unwrap().to_string())
                     .collect();
+                assert_eq!(&columns, wire_columns, "{who} {purpose} {table}");
+                assert_eq!(cli.len(), over_wire.len(), "{who} {purpose} {table}");
                 // Columns: exactly those the policy does not remove.
                 for p in &object.properties {
                     let action = grant.action(table, &p.column, p.sensitivity);
@@ -218,7 +243,7 @@ fn the_policy_matrix_holds_through_every_path() {
                         p.sensitivity
                     );
                     checked += 1;
-                    for row in cli.iter().chain(&over_http) {
+                    for row in cli.iter().chain(&over_http).chain(over_wire) {
                         let Some(v) = row.get(&p.column) else {
                             continue;
                         };
@@ -261,7 +286,7 @@ fn the_policy_matrix_holds_through_every_path() {
                 }
                 // Under planning and research nothing identifying, anywhere.
                 if purpose.is_secondary() {
-                    for row in cli.iter().chain(&over_http) {
+                    for row in cli.iter().chain(&over_http).chain(over_wire) {
                         for (c, v) in row {
                             if let Some(s) = v.as_str() {
                                 assert!(
@@ -351,6 +376,11 @@ fn the_policy_matrix_holds_through_every_path() {
         accesses + 1,
         "one entry per access, and the direct-care query before them"
     );
+    let over_wire = entries.iter().filter(|e| e["channel"] == "pgwire").count();
+    assert_eq!(
+        over_wire, wire_accesses,
+        "one entry per query or refusal over the wire"
+    );
     assert!(entries
         .iter()
         .any(|e| e["justification"] == "asthma outcomes study, REC 26/YH/0001"));
@@ -379,6 +409,85 @@ fn the_policy_matrix_holds_through_every_path() {
         "{}",
         String::from_utf8_lossy(&bad.stdout)
     );
+}
+
+type WireAnswer = Result<(BTreeSet<String>, Vec<Row>), String>;
+
+/// Every principal × purpose × table as `SELECT *` over the PostgreSQL wire
+/// protocol, with psycopg, in one run of the client: each principal connects
+/// once per purpose (refused where the purpose is not granted).
+fn wire_batch(
+    server: &Server,
+    tokens: &BTreeMap<&str, String>,
+    tables: &BTreeSet<String>,
+) -> BTreeMap<(String, Purpose), Result<BTreeMap<String, WireAnswer>, String>> {
+    let addr = server.sql.expect("the server was started with sql = ADDR");
+    let mut keys = Vec::new();
+    let mut sessions = Vec::new();
+    for (who, _) in PRINCIPALS {
+        for purpose in Purpose::ALL {
+            let options = match purpose {
+                Purpose::Research => {
+                    r"-c project=p1 -c justification=asthma\ outcomes\ study,\ REC\ 26/YH/0001"
+                }
+                _ => "",
+            };
+            keys.push((who.to_string(), purpose));
+            sessions.push(json!({
+                "user": who,
+                "password": tokens[who],
+                "dbname": purpose.as_str(),
+                "options": options,
+                "queries": tables.iter().map(|t| format!("SELECT * FROM {t}")).collect::<Vec<_>>(),
+            }));
+        }
+    }
+    let request = json!({"host": addr.ip().to_string(), "port": addr.port(), "sessions": sessions});
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/pg_batch.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with psycopg");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "pg_batch.py failed");
+    let answers: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    keys.into_iter()
+        .zip(answers)
+        .map(|(key, answer)| {
+            let value = match answer.get("error") {
+                Some(e) => Err(e.as_str().unwrap().to_string()),
+                None => Ok(tables
+                    .iter()
+                    .zip(answer["results"].as_array().unwrap())
+                    .map(|(t, r)| {
+                        let a = match r.get("error") {
+                            Some(e) => Err(e.as_str().unwrap().to_string()),
+                            None => Ok((
+                                r["columns"]
+                                    .as_array()
+                                    .unwrap()
+                                    .iter()
+                                    .map(|c| c.as_str().unwrap().to_string())
+                                    .collect(),
+                                serde_json::from_value(r["rows"].clone()).unwrap(),
+                            )),
+                        };
+                        (t.clone(), a)
+                    })
+                    .collect()),
+            };
+            (key, value)
+        })
+        .collect()
 }
 
 /// `POST /sql` as the holder of `token`.

@@ -41,6 +41,8 @@ pub struct Server {
     pub child: Child,
     pub http: SocketAddr,
     pub mllp: SocketAddr,
+    /// The PostgreSQL endpoint, when the configuration gave `sql = ADDR`.
+    pub sql: Option<SocketAddr>,
     pub token: String,
     pub data_dir: PathBuf,
 }
@@ -92,14 +94,20 @@ impl Server {
                 }
             }
         });
-        let (mut http_addr, mut mllp_addr) = (None, None);
+        let (mut http_addr, mut mllp_addr, mut sql_addr) = (None, None, None);
+        let wants_sql = extra_config
+            .lines()
+            .any(|l| l.trim_start().starts_with("sql ="));
         let deadline = Instant::now() + Duration::from_secs(60);
-        while http_addr.is_none() || mllp_addr.is_none() {
+        while http_addr.is_none() || mllp_addr.is_none() || (wants_sql && sql_addr.is_none()) {
             let line = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("fdp serve did not report its addresses within 60 s");
             if let Some(rest) = line.strip_prefix("MLLP (HL7 v2) listening on ") {
                 mllp_addr = Some(rest.trim().parse().unwrap());
+            }
+            if let Some(rest) = line.strip_prefix("SQL (PostgreSQL protocol, TLS) listening on ") {
+                sql_addr = Some(rest.split_whitespace().next().unwrap().parse().unwrap());
             }
             if let Some(rest) = line.strip_prefix("HTTP listening on http://") {
                 let addr = rest.split('/').next().unwrap();
@@ -121,6 +129,7 @@ impl Server {
             child,
             http: http_addr.unwrap(),
             mllp: mllp_addr.unwrap(),
+            sql: sql_addr,
             token,
             data_dir: data_dir.to_path_buf(),
         }
