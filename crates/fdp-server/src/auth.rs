@@ -75,12 +75,21 @@ pub async fn require_principal(
             next.run(req).await
         }
         None => {
+            // A person's browser asking for a page is sent to sign in;
+            // anything else (an API client, a form post, a FHIR client, an
+            // event stream) is told it needs a token.
+            let wants_page = req.method() == axum::http::Method::GET
+                && req
+                    .headers()
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| a.contains("text/html"));
             let path = req.uri().path();
-            if path.starts_with("/api/")
+            let api = path.starts_with("/api/")
                 || path == "/fhir"
                 || path.starts_with("/fhir/")
-                || path.ends_with("/events")
-            {
+                || path.ends_with("/events");
+            if api || !wants_page {
                 let (challenge, body) = match refusal {
                     // RFC 6750: say why, so a client knows to get a new token.
                     Some(why) => (

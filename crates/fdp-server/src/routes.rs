@@ -1,0 +1,509 @@
+//! The instance's HTTP routes, declared once: the router and the OpenAPI
+//! document (`GET /openapi.json`) are both built from [`routes`], so the
+//! document lists exactly what the server answers, and each operation's
+//! method is the one its handler is mounted on.
+
+use axum::handler::Handler;
+use axum::routing::{self, MethodRouter};
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+use crate::{api, auth, fhir, fhir_import, pages, sources, sql, AppState};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: health checks, the login page, this document.
+    Public,
+    /// A principal: a bearer token (local or OIDC) or the session cookie.
+    Principal,
+}
+
+/// One operation: a method on a path, with what it does.
+pub struct Operation {
+    pub method: &'static str,
+    pub summary: &'static str,
+    /// What the answer is: `json`, `html`, `fhir`, `text`, `events`.
+    pub answers: &'static str,
+    /// A JSON request body's schema, for the operations that take one.
+    pub body: Option<Value>,
+    router: MethodRouter<AppState>,
+}
+
+macro_rules! method {
+    ($name:ident) => {
+        fn $name<H, T>(summary: &'static str, answers: &'static str, handler: H) -> Operation
+        where
+            H: Handler<T, AppState>,
+            T: 'static,
+        {
+            Operation {
+                method: stringify!($name),
+                summary,
+                answers,
+                body: None,
+                router: routing::$name(handler),
+            }
+        }
+    };
+}
+method!(get);
+method!(post);
+method!(put);
+method!(delete);
+
+impl Operation {
+    fn with_body(mut self, schema: Value) -> Operation {
+        self.body = Some(schema);
+        self
+    }
+}
+
+/// A path, who may call it, the area of the API it belongs to, and its
+/// operations.
+pub struct Route {
+    pub path: &'static str,
+    pub access: Access,
+    pub tag: &'static str,
+    pub operations: Vec<Operation>,
+}
+
+fn route(path: &'static str, tag: &'static str, operations: Vec<Operation>) -> Route {
+    Route {
+        path,
+        access: Access::Principal,
+        tag,
+        operations,
+    }
+}
+
+fn public(path: &'static str, tag: &'static str, operations: Vec<Operation>) -> Route {
+    Route {
+        path,
+        access: Access::Public,
+        tag,
+        operations,
+    }
+}
+
+fn sql_body() -> Value {
+    json!({
+        "type": "object",
+        "required": ["sql", "purpose"],
+        "additionalProperties": false,
+        "properties": {
+            "sql": {"type": "string", "description": "One query (SELECT, WITH, EXPLAIN)."},
+            "purpose": {"type": "string", "enum": ["direct-care", "operations", "planning", "research"]},
+            "role": {"type": "string", "description": "The role to act in, when the principal holds several granted the purpose."},
+            "project": {"type": "string", "description": "The approved project (research); picks the pseudonym key."},
+            "justification": {"type": "string", "description": "Why, for purposes the policy marks sensitive."}
+        }
+    })
+}
+
+/// Every route the instance serves.
+pub fn routes() -> Vec<Route> {
+    vec![
+        public(
+            "/healthz",
+            "instance",
+            vec![get("Liveness: answers `ok`", "text", || async { "ok" })],
+        ),
+        public(
+            "/openapi.json",
+            "instance",
+            vec![get("This document", "json", openapi)],
+        ),
+        public(
+            "/login",
+            "identity",
+            vec![
+                get("The sign-in page", "html", auth::login_page),
+                post(
+                    "Sign in with a token; sets the session cookie",
+                    "html",
+                    auth::login_submit,
+                ),
+            ],
+        ),
+        route(
+            "/logout",
+            "identity",
+            vec![post(
+                "Sign out: clears the session cookie",
+                "html",
+                auth::logout,
+            )],
+        ),
+        route(
+            "/api/whoami",
+            "identity",
+            vec![get(
+                "The principal the instance sees: name, roles, organisation",
+                "json",
+                auth::whoami,
+            )],
+        ),
+        route(
+            "/",
+            "pages",
+            vec![get("Home: the instance at a glance", "html", pages::home)],
+        ),
+        route(
+            "/bed-board",
+            "care coordination",
+            vec![get("The bed board page", "html", pages::bed_board)],
+        ),
+        route(
+            "/bed-board/events",
+            "care coordination",
+            vec![get(
+                "Live bed board changes (server-sent events)",
+                "events",
+                api::bed_board_events,
+            )],
+        ),
+        route(
+            "/bed-board/admission/{id}",
+            "care coordination",
+            vec![get(
+                "One admission: the patient's ward stays and discharge readiness",
+                "html",
+                pages::admission,
+            )],
+        ),
+        route(
+            "/bed-board/admission/{id}/readiness",
+            "care coordination",
+            vec![post(
+                "Record discharge readiness (form)",
+                "html",
+                pages::readiness_form,
+            )],
+        ),
+        route(
+            "/bed-board/bed-status",
+            "care coordination",
+            vec![post(
+                "Set a bed's status (form)",
+                "html",
+                pages::bed_status_form,
+            )],
+        ),
+        route(
+            "/api/bed-board",
+            "care coordination",
+            vec![get(
+                "The bed board: every bed and who is in it",
+                "json",
+                api::bed_board,
+            )],
+        ),
+        route(
+            "/api/admissions/{id}/discharge-readiness",
+            "care coordination",
+            vec![post(
+                "Record an admission's discharge readiness",
+                "json",
+                api::set_readiness,
+            )],
+        ),
+        route(
+            "/api/beds/{id}/status",
+            "care coordination",
+            vec![post(
+                "Set a bed's status (open, closed, cleaning)",
+                "json",
+                api::set_bed_status,
+            )],
+        ),
+        route(
+            "/quarantine",
+            "sources",
+            vec![get(
+                "Everything refused, from every source (page)",
+                "html",
+                pages::quarantine,
+            )],
+        ),
+        route(
+            "/api/quarantine",
+            "sources",
+            vec![get(
+                "Everything refused, from every source",
+                "json",
+                api::quarantine,
+            )],
+        ),
+        route(
+            "/sources",
+            "sources",
+            vec![get(
+                "Sources and their runs (page)",
+                "html",
+                sources::sources_page,
+            )],
+        ),
+        route(
+            "/api/sources",
+            "sources",
+            vec![get(
+                "Sources: feeds and what they delivered",
+                "json",
+                api::sources,
+            )],
+        ),
+        route(
+            "/api/runs",
+            "sources",
+            vec![get("Ingest runs", "json", sources::runs)],
+        ),
+        route(
+            "/tables",
+            "tables",
+            vec![get(
+                "The tables and their versions (page)",
+                "html",
+                sources::tables_page,
+            )],
+        ),
+        route(
+            "/tables/{name}",
+            "tables",
+            vec![get(
+                "One table's versions and lineage (page)",
+                "html",
+                sources::table_page,
+            )],
+        ),
+        route(
+            "/api/tables/{name}/history",
+            "tables",
+            vec![get("One table's versions", "json", sources::table_history)],
+        ),
+        route(
+            "/lineage",
+            "tables",
+            vec![get(
+                "Which raw versions each canonical version came from (page)",
+                "html",
+                sources::lineage_page,
+            )],
+        ),
+        route(
+            "/api/lineage",
+            "tables",
+            vec![get(
+                "Which raw versions each canonical version came from",
+                "json",
+                sources::lineage_json,
+            )],
+        ),
+        route(
+            "/sql",
+            "sql",
+            vec![post(
+                "Run one query in a governed session for a declared purpose",
+                "json",
+                sql::query,
+            )
+            .with_body(sql_body())],
+        ),
+        route(
+            "/fhir",
+            "fhir",
+            vec![post(
+                "A FHIR batch or transaction Bundle",
+                "fhir",
+                fhir::bundle,
+            )],
+        ),
+        route(
+            "/fhir/metadata",
+            "fhir",
+            vec![get("The CapabilityStatement", "fhir", fhir::metadata)],
+        ),
+        route(
+            "/fhir/$import",
+            "fhir",
+            vec![post(
+                "Start a bulk import of NDJSON files",
+                "fhir",
+                fhir_import::start,
+            )],
+        ),
+        route(
+            "/fhir/$import-status/{id}",
+            "fhir",
+            vec![get("A bulk import's progress", "fhir", fhir_import::status)],
+        ),
+        route(
+            "/fhir/$import-status/{id}/errors",
+            "fhir",
+            vec![get(
+                "A bulk import's refused lines",
+                "fhir",
+                fhir_import::errors,
+            )],
+        ),
+        route(
+            "/fhir/{rt}",
+            "fhir",
+            vec![
+                get("Search resources of a type", "fhir", fhir::search),
+                post("Create a resource", "fhir", fhir::create),
+            ],
+        ),
+        route(
+            "/fhir/{rt}/{id}",
+            "fhir",
+            vec![
+                get("Read a resource", "fhir", fhir::read),
+                put("Update (or create) a resource", "fhir", fhir::update),
+                delete("Delete a resource", "fhir", fhir::delete),
+            ],
+        ),
+        route(
+            "/fhir/{rt}/{id}/_history",
+            "fhir",
+            vec![get("A resource's versions", "fhir", fhir::history)],
+        ),
+        route(
+            "/fhir/{rt}/{id}/_history/{vid}",
+            "fhir",
+            vec![get("One version of a resource", "fhir", fhir::vread)],
+        ),
+    ]
+}
+
+/// The router: public routes as they are, the rest behind
+/// [`auth::require_principal`].
+pub fn router(state: AppState) -> Router {
+    let mut public_routes = Router::new();
+    let mut protected = Router::new();
+    for r in routes() {
+        let methods = r
+            .operations
+            .into_iter()
+            .map(|o| o.router)
+            .reduce(MethodRouter::merge)
+            .expect("a route has operations");
+        match r.access {
+            Access::Public => public_routes = public_routes.route(r.path, methods),
+            Access::Principal => protected = protected.route(r.path, methods),
+        }
+    }
+    let protected = protected.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_principal,
+    ));
+    public_routes.merge(protected).with_state(state)
+}
+
+fn media_type(answers: &str) -> &'static str {
+    match answers {
+        "json" => "application/json",
+        "html" => "text/html",
+        "fhir" => "application/fhir+json",
+        "events" => "text/event-stream",
+        _ => "text/plain",
+    }
+}
+
+/// The OpenAPI 3.1 document for [`routes`].
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for r in routes() {
+        let params: Vec<Value> = r
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| {
+                json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+            })
+            .collect();
+        let mut item = Map::new();
+        for o in r.operations {
+            let mut responses = Map::new();
+            responses.insert(
+                "200".into(),
+                json!({"description": "OK", "content": {media_type(o.answers): {}}}),
+            );
+            if r.access == Access::Principal {
+                responses.insert(
+                    "401".into(),
+                    json!({"description": "No valid token: send `Authorization: Bearer <token>`"}),
+                );
+            }
+            let mut op = json!({
+                "summary": o.summary,
+                "operationId": format!("{} {}", o.method, r.path),
+                "tags": [r.tag],
+                "responses": responses,
+            });
+            if !params.is_empty() {
+                op["parameters"] = Value::Array(params.clone());
+            }
+            op["security"] = match r.access {
+                Access::Public => json!([]),
+                Access::Principal => json!([{"bearer": []}, {"session": []}]),
+            };
+            if let Some(schema) = o.body {
+                op["requestBody"] = json!({
+                    "required": true,
+                    "content": {"application/json": {"schema": schema}}
+                });
+            }
+            item.insert(o.method.into(), op);
+        }
+        paths.insert(r.path.into(), Value::Object(item));
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "OpenFDP instance API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The HTTP API of one OpenFDP instance. Every operation except the health check, the sign-in page and this document needs a principal: a bearer token (a local API token or an OIDC token from the organisation's identity provider) or the session cookie set at sign-in. Reads of tables go through a governed session for a declared purpose.",
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "A local API token (`fdp token create`) or an OIDC access token"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "fdp_session"}
+            }
+        }
+    })
+}
+
+async fn openapi() -> axum::Json<Value> {
+    axum::Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_once_with_its_methods() {
+        let doc = document();
+        let paths = doc["paths"].as_object().unwrap();
+        let routes = routes();
+        assert_eq!(paths.len(), routes.len(), "a path declared twice");
+        for r in &routes {
+            let item = &paths[r.path];
+            for o in &r.operations {
+                let op = &item[o.method];
+                assert!(op.is_object(), "{} {}", o.method, r.path);
+                let open = op["security"].as_array().unwrap().is_empty();
+                assert_eq!(open, r.access == Access::Public, "{} {}", o.method, r.path);
+            }
+        }
+        let public: Vec<&str> = routes
+            .iter()
+            .filter(|r| r.access == Access::Public)
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(public, ["/healthz", "/openapi.json", "/login"]);
+    }
+}
