@@ -83,7 +83,13 @@ pub struct AuditEntry {
 impl AuditEntry {
     pub fn for_request(req: &SessionRequest, what: &str) -> AuditEntry {
         AuditEntry {
-            kind: "query".into(),
+            // What leaves the instance as a file is recorded as an export.
+            kind: if req.channel == "export" {
+                "export"
+            } else {
+                "query"
+            }
+            .into(),
             principal: req.principal.name.clone(),
             organisation: req.principal.organisation.clone(),
             role: req.role.clone(),

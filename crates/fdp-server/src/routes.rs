@@ -310,6 +310,16 @@ pub fn routes() -> Vec<Route> {
             .with_body(sql_body())],
         ),
         route(
+            "/export",
+            "sql",
+            vec![post(
+                "A query's answer as a CSV file, under a declared purpose (an audited export, disclosure-controlled for planning and research)",
+                "csv",
+                sql::export,
+            )
+            .with_body(sql_body())],
+        ),
+        route(
             "/fhir",
             "fhir",
             vec![post(
@@ -406,6 +416,7 @@ fn media_type(answers: &str) -> &'static str {
         "html" => "text/html",
         "fhir" => "application/fhir+json",
         "events" => "text/event-stream",
+        "csv" => "text/csv",
         _ => "text/plain",
     }
 }

@@ -1,5 +1,6 @@
-//! `POST /sql`: a query under the caller's declared purpose, through the
-//! same governed session as `fdp sql` and the PostgreSQL endpoint.
+//! `POST /sql` and `POST /export`: a query under the caller's declared
+//! purpose, through the same governed session as `fdp sql` and the
+//! PostgreSQL endpoint, answered as JSON or as a CSV file.
 
 use axum::extract::State;
 use axum::http::{Extensions, StatusCode};
@@ -28,34 +29,148 @@ fn problem(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-pub async fn query(
-    State(state): State<AppState>,
-    ext: Extensions,
+/// Open the caller's governed session for `body` and run its query: the
+/// answer, or the response that says why not.
+async fn run(
+    state: &AppState,
+    ext: &Extensions,
     body: Result<Json<SqlRequest>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
-    };
+    channel: &str,
+) -> Result<(fdp_govern::GovernedSession, fdp_govern::QueryResult), Response> {
+    let Json(body) = body.map_err(|e| problem(StatusCode::BAD_REQUEST, e.body_text()))?;
     let Some(principal) = ext.get::<Principal>().cloned() else {
-        return problem(StatusCode::UNAUTHORIZED, "no principal".into());
+        return Err(problem(StatusCode::UNAUTHORIZED, "no principal".into()));
     };
-    let mut req = SessionRequest::new(principal, body.purpose, "http");
+    let mut req = SessionRequest::new(principal, body.purpose, channel);
     req.role = body.role;
     req.project = body.project;
     req.justification = body.justification;
     let tables = fdp_store::StoredTables::new(&state.instance.data_dir);
     let session = match state.governance.session(&tables, req).await {
         Ok(s) => s,
-        Err(GovernError::Refused(r)) => return problem(StatusCode::FORBIDDEN, r.to_string()),
-        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(GovernError::Refused(r)) => return Err(problem(StatusCode::FORBIDDEN, r.to_string())),
+        Err(e) => return Err(problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     };
-    let result = match session.query(&body.sql).await {
-        Ok(r) => r,
+    match session.query(&body.sql).await {
+        Ok(r) => Ok((session, r)),
         Err(e @ (GovernError::Query(_) | GovernError::Arrow(_))) => {
-            return problem(StatusCode::BAD_REQUEST, e.to_string())
+            Err(problem(StatusCode::BAD_REQUEST, e.to_string()))
         }
-        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => Err(problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// `POST /export`: a query's answer as a CSV file, under the caller's
+/// purpose, audited as an export. For planning and research it has passed
+/// disclosure control like every other answer (suppressed cells are empty).
+pub async fn export(
+    State(state): State<AppState>,
+    ext: Extensions,
+    body: Result<Json<SqlRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let (session, result) = match run(&state, &ext, body, "export").await {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    let mut buf = Vec::new();
+    {
+        let mut w = datafusion::arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(&mut buf);
+        for b in &result.batches {
+            if let Err(e) = csv_ready(b).and_then(|b| w.write(&b)) {
+                return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+            }
+        }
+    }
+    if result.batches.is_empty() {
+        let names: Vec<&str> = result
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        buf = format!("{}\n", names.join(",")).into_bytes();
+    }
+    let mut response = (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"export-{}.csv\"", session.purpose()),
+            ),
+        ],
+        buf,
+    )
+        .into_response();
+    if let Some(d) = &result.disclosure {
+        if let Ok(v) = d.summary().parse() {
+            response.headers_mut().insert("x-disclosure-control", v);
+        }
+    }
+    response
+}
+
+/// A batch CSV can hold: lists, structs, maps and binary columns as their
+/// text (`[a, b]`, hex), everything else as it is.
+fn csv_ready(
+    b: &datafusion::arrow::record_batch::RecordBatch,
+) -> Result<datafusion::arrow::record_batch::RecordBatch, datafusion::arrow::error::ArrowError> {
+    use datafusion::arrow::array::{Array, ArrayRef, StringBuilder};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    use std::sync::Arc;
+
+    let needs_text = |t: &DataType| {
+        t.is_nested()
+            || matches!(
+                t,
+                DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+            )
+    };
+    if !b
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| needs_text(f.data_type()))
+    {
+        return Ok(b.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (f, a) in b.schema().fields().iter().zip(b.columns()) {
+        if !needs_text(f.data_type()) {
+            fields.push(f.as_ref().clone());
+            columns.push(a.clone());
+            continue;
+        }
+        let options = FormatOptions::default();
+        let formatter = ArrayFormatter::try_new(a.as_ref(), &options)?;
+        let mut text = StringBuilder::new();
+        for i in 0..a.len() {
+            if a.is_null(i) {
+                text.append_null();
+            } else {
+                text.append_value(formatter.value(i).to_string());
+            }
+        }
+        fields.push(Field::new(f.name(), DataType::Utf8, true));
+        columns.push(Arc::new(text.finish()));
+    }
+    datafusion::arrow::record_batch::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+pub async fn query(
+    State(state): State<AppState>,
+    ext: Extensions,
+    body: Result<Json<SqlRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let (session, result) = match run(&state, &ext, body, "http").await {
+        Ok(r) => r,
+        Err(response) => return response,
     };
     let mut buf = Vec::new();
     {

@@ -31,6 +31,8 @@ pub enum BenchCommand {
     Fhir(crate::bench_fhir::FhirArgs),
     /// Flat extract (CSV) through a declared mapping, beside DuckDB: rows/s
     Csv(crate::bench_csv::CsvArgs),
+    /// The same aggregates over 10 million rows with and without the policy: what governance costs
+    GovernedQuery(crate::bench_governed::GovernedQueryArgs),
 }
 
 #[derive(Args, Clone)]
@@ -66,6 +68,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Adt(args) => adt(args).await.map(|r| r.print()),
         BenchCommand::Fhir(args) => crate::bench_fhir::fhir(args).await,
         BenchCommand::Csv(args) => crate::bench_csv::csv(args).await,
+        BenchCommand::GovernedQuery(args) => crate::bench_governed::run(args).await,
     }
 }
 

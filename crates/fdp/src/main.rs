@@ -7,6 +7,7 @@ mod audit;
 mod bench;
 mod bench_csv;
 mod bench_fhir;
+mod bench_governed;
 mod demo;
 mod ingest;
 mod instance;

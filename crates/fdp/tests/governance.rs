@@ -1,6 +1,6 @@
 //! Governance end to end: the demo policy's matrix of role × purpose ×
-//! object type × sensitivity tag, checked through `fdp sql`, `POST /sql` and
-//! SQL over the PostgreSQL wire protocol (psycopg);
+//! object type × sensitivity tag, checked through `fdp sql`, `POST /sql`,
+//! SQL over the PostgreSQL wire protocol (psycopg) and `POST /export` (CSV);
 //! nothing identifying under planning; pseudonyms that differ by project;
 //! the national data opt-out; disclosure control; and an audit log that
 //! records every access and catches tampering.
@@ -159,6 +159,7 @@ fn the_policy_matrix_holds_through_every_path() {
 
     let wire = wire_batch(&server, &tokens, &tables);
     let mut wire_accesses = 0;
+    let mut exports = 0;
 
     let mut checked = 0;
     let mut accesses = 0;
@@ -183,6 +184,14 @@ fn the_policy_matrix_holds_through_every_path() {
                     json!({"sql": "SELECT 1", "purpose": purpose}),
                 );
                 assert_eq!(status, 403);
+                let (status, _) = http_post(
+                    server.http,
+                    "/export",
+                    &tokens[who],
+                    &json!({"sql": "SELECT 1", "purpose": purpose}).to_string(),
+                );
+                assert_eq!(status, 403);
+                exports += 1;
                 accesses += 2;
                 let e = wire[&(who.to_string(), purpose)].as_ref().unwrap_err();
                 assert!(e.contains("no role that is granted"), "{e}");
@@ -202,7 +211,10 @@ fn the_policy_matrix_holds_through_every_path() {
                     body["project"] = json!("p1");
                     body["justification"] = json!("asthma outcomes study, REC 26/YH/0001");
                 }
-                let (status, answer) = http_sql(server.http, &tokens[who], body);
+                let (status, answer) = http_sql(server.http, &tokens[who], body.clone());
+                let (export_status, export) =
+                    http_post(server.http, "/export", &tokens[who], &body.to_string());
+                exports += 1;
                 accesses += 2;
                 wire_accesses += 1;
                 let over_wire = &over_wire[table];
@@ -215,8 +227,27 @@ fn the_policy_matrix_holds_through_every_path() {
                         e.contains("not found"),
                         "{who} {purpose} {table} over the wire: {e}"
                     );
+                    assert_eq!(export_status, 400, "{export}");
                     continue;
                 }
+                assert_eq!(export_status, 200, "{who} {purpose} {table}: {export}");
+                let exported = parse_csv(&export);
+                let over_export: Vec<Row> = exported[1..]
+                    .iter()
+                    .map(|r| {
+                        exported[0]
+                            .iter()
+                            .cloned()
+                            .zip(r.iter().map(|v| {
+                                if v.is_empty() {
+                                    Value::Null
+                                } else {
+                                    Value::String(v.clone())
+                                }
+                            }))
+                            .collect()
+                    })
+                    .collect();
                 let (wire_columns, over_wire) = over_wire
                     .as_ref()
                     .unwrap_or_else(|e| panic!("{who} {purpose} {table} over the wire: {e}"));
@@ -232,6 +263,13 @@ fn the_policy_matrix_holds_through_every_path() {
                     .collect();
                 assert_eq!(&columns, wire_columns, "{who} {purpose} {table}");
                 assert_eq!(cli.len(), over_wire.len(), "{who} {purpose} {table}");
+                let export_columns: BTreeSet<String> = exported[0].iter().cloned().collect();
+                assert_eq!(columns, export_columns, "{who} {purpose} {table} export");
+                assert_eq!(
+                    cli.len(),
+                    over_export.len(),
+                    "{who} {purpose} {table} export"
+                );
                 // Columns: exactly those the policy does not remove.
                 for p in &object.properties {
                     let action = grant.action(table, &p.column, p.sensitivity);
@@ -243,7 +281,12 @@ fn the_policy_matrix_holds_through_every_path() {
                         p.sensitivity
                     );
                     checked += 1;
-                    for row in cli.iter().chain(&over_http).chain(over_wire) {
+                    for row in cli
+                        .iter()
+                        .chain(&over_http)
+                        .chain(over_wire)
+                        .chain(&over_export)
+                    {
                         let Some(v) = row.get(&p.column) else {
                             continue;
                         };
@@ -257,7 +300,9 @@ fn the_policy_matrix_holds_through_every_path() {
                             }
                             (Action::Year, v) => assert!(
                                 v.is_null()
-                                    || v.as_i64().is_some_and(|y| (1900..2100).contains(&y)),
+                                    || v.as_i64()
+                                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                                        .is_some_and(|y| (1900..2100).contains(&y)),
                                 "{v}"
                             ),
                             (Action::District, Value::String(s)) => {
@@ -286,7 +331,12 @@ fn the_policy_matrix_holds_through_every_path() {
                 }
                 // Under planning and research nothing identifying, anywhere.
                 if purpose.is_secondary() {
-                    for row in cli.iter().chain(&over_http).chain(over_wire) {
+                    for row in cli
+                        .iter()
+                        .chain(&over_http)
+                        .chain(over_wire)
+                        .chain(&over_export)
+                    {
                         for (c, v) in row {
                             if let Some(s) = v.as_str() {
                                 assert!(
@@ -351,6 +401,31 @@ fn the_policy_matrix_holds_through_every_path() {
         hidden != 1,
         "a single suppressed cell beside the total: {counts:?}"
     );
+    // The same through an export: no exported count from 1 to 7.
+    let (status, csv) = http_post(
+        server.http,
+        "/export",
+        &tokens["ana"],
+        &json!({"sql": "SELECT ethnic_category_code AS e, count(*) AS n FROM patient GROUP BY ROLLUP(ethnic_category_code)", "purpose": "planning"}).to_string(),
+    );
+    assert_eq!(status, 200, "{csv}");
+    exports += 1;
+    let exported = parse_csv(&csv);
+    assert_eq!(exported[0], ["e", "n"]);
+    let mut hidden = 0;
+    for r in &exported[1..] {
+        match r[1].as_str() {
+            "" => hidden += 1,
+            n => {
+                let n: i64 = n.parse().unwrap();
+                assert!(n == 0 || (n >= 8 && n % 5 == 0), "{r:?}");
+            }
+        }
+    }
+    assert!(
+        hidden != 1,
+        "a single suppressed cell beside the total: {csv}"
+    );
     let raw_counts = sql_as(&config, &data, "eng", "operations", &[], "SELECT ethnic_category_code AS e, count(*) AS n FROM patient GROUP BY ethnic_category_code").unwrap();
     accesses += 1;
     assert!(
@@ -376,6 +451,17 @@ fn the_policy_matrix_holds_through_every_path() {
         accesses + 1,
         "one entry per access, and the direct-care query before them"
     );
+    let exported = entries
+        .iter()
+        .filter(|e| e["channel"] == "export")
+        .inspect(|e| {
+            assert!(
+                e["kind"] == "export" || e["outcome"].as_str().unwrap().starts_with("refused"),
+                "{e}"
+            )
+        })
+        .count();
+    assert_eq!(exported, exports, "one entry per export or refusal");
     let over_wire = entries.iter().filter(|e| e["channel"] == "pgwire").count();
     assert_eq!(
         over_wire, wire_accesses,
@@ -409,6 +495,38 @@ fn the_policy_matrix_holds_through_every_path() {
         "{}",
         String::from_utf8_lossy(&bad.stdout)
     );
+}
+
+/// RFC 4180 CSV: quoted fields may hold commas, quotes (doubled) and line
+/// breaks.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let (mut row, mut field) = (Vec::new(), String::new());
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, '\r') => {}
+            (false, c) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    rows
 }
 
 type WireAnswer = Result<(BTreeSet<String>, Vec<Row>), String>;

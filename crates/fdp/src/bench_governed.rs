@@ -1,0 +1,361 @@
+//! `fdp bench governed-query`: what governance costs a query.
+//!
+//! Generates a trust's encounters (10 million by default) and patients into
+//! a fresh data directory, then runs the same aggregates two ways in one
+//! run, alternately: in a governed session for an analyst under `planning`
+//! (the demo policy's views: patient ids pseudonymised, identifying columns
+//! removed, restricted-view rows filtered out, the national data opt-out
+//! applied, disclosure control on the answer, every query audited) and,
+//! as the baseline, straight over the same Delta table with no policy at
+//! all. Prints the median and fastest of each and their ratio.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use datafusion::arrow::array::{ArrayRef, Date32Builder, Int64Builder, ListBuilder, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use fdp_govern::{Purpose, SessionRequest};
+use fdp_store::{tables, Layer, Lineage};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Args, Clone)]
+pub struct GovernedQueryArgs {
+    /// Encounters to generate
+    #[arg(long, default_value_t = 10_000_000)]
+    pub rows: usize,
+    /// Patients they belong to
+    #[arg(long, default_value_t = 100_000)]
+    pub patients: usize,
+    /// Times each query is run each way
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Keep the generated data here (default: a temporary directory)
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The aggregates compared. The first is the headline: a planning
+/// question that reads no identifier. The second counts distinct patients,
+/// so under the policy every row's patient id is pseudonymised first.
+const QUERIES: &[(&str, &str)] = &[
+    (
+        "activity by specialty and type",
+        "SELECT specialty_name, encounter_type, count(*) AS n, \
+         avg(patient_cancellation_count) AS mean_cancellations \
+         FROM encounter GROUP BY specialty_name, encounter_type ORDER BY 1, 2",
+    ),
+    (
+        "distinct patients by site",
+        "SELECT site, count(DISTINCT patient_id) AS patients FROM encounter GROUP BY site ORDER BY 1",
+    ),
+];
+
+const SPECIALTIES: &[&str] = &[
+    "Trauma & Orthopaedics",
+    "General Surgery",
+    "Urology",
+    "Ophthalmology",
+    "ENT",
+    "Gynaecology",
+    "Cardiology",
+    "Respiratory Medicine",
+];
+const TYPES: &[&str] = &["AMB", "IMP", "EMER", "VR"];
+const SITES: &[&str] = &[
+    "St Aidan's Hospital",
+    "Riverside General",
+    "Northgate Community",
+];
+const PRIORITIES: &[&str] = &["P1", "P2", "P3", "P4"];
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// The `i`th of a run of valid NHS numbers (nine digits and their
+/// modulus 11 check digit; numbers whose check would be 10 are skipped).
+fn nhs_number(i: usize) -> String {
+    let mut n = 400_000_000 + i as u64 * 7;
+    loop {
+        let digits: Vec<u64> = format!("{n:09}")
+            .bytes()
+            .map(|b| (b - b'0') as u64)
+            .collect();
+        let sum: u64 = digits
+            .iter()
+            .enumerate()
+            .map(|(k, d)| d * (10 - k as u64))
+            .sum();
+        let check = (11 - sum % 11) % 11;
+        if check != 10 {
+            return format!("{n:09}{check}");
+        }
+        n += 1;
+    }
+}
+
+fn person_id(i: usize) -> String {
+    format!("pat-{i:08}")
+}
+
+async fn write_table(data_dir: &Path, name: &str, batches: Vec<RecordBatch>) -> Result<()> {
+    let path = tables::table_path(data_dir, Layer::Canonical, name);
+    let table = tables::open_or_create(&path, batches[0].schema()).await?;
+    let lineage = Lineage {
+        transform: "bench".into(),
+        ..Lineage::default()
+    };
+    tables::overwrite(table, batches, &lineage).await?;
+    Ok(())
+}
+
+async fn generate(data_dir: &Path, rows: usize, patients: usize) -> Result<Vec<String>> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    // Patients: the opt-out is recorded against their NHS numbers.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("person_id", DataType::Utf8, false),
+        Field::new("nhs_number", DataType::Utf8, true),
+        Field::new("date_of_birth", DataType::Date32, true),
+        Field::new("postcode", DataType::Utf8, true),
+        Field::new("sex", DataType::Utf8, true),
+    ]));
+    let (mut id, mut nhs, mut dob, mut pc, mut sex) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        Date32Builder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let mut numbers = Vec::with_capacity(patients);
+    for i in 0..patients {
+        id.append_value(person_id(i));
+        let n = nhs_number(i);
+        nhs.append_value(&n);
+        numbers.push(n);
+        dob.append_value(-7000 + rng.below(30_000) as i32);
+        pc.append_value(format!("LS{} {}AB", 1 + rng.below(28), rng.below(10)));
+        sex.append_value(if rng.below(2) == 0 { "female" } else { "male" });
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(id.finish()),
+        Arc::new(nhs.finish()),
+        Arc::new(dob.finish()),
+        Arc::new(pc.finish()),
+        Arc::new(sex.finish()),
+    ];
+    write_table(
+        data_dir,
+        "patient",
+        vec![RecordBatch::try_new(schema, columns)?],
+    )
+    .await?;
+
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("encounter_id", DataType::Utf8, false),
+        Field::new("patient_id", DataType::Utf8, true),
+        Field::new("encounter_type", DataType::Utf8, true),
+        Field::new("specialty_name", DataType::Utf8, true),
+        Field::new("site", DataType::Utf8, true),
+        Field::new("ward", DataType::Utf8, true),
+        Field::new("priority", DataType::Utf8, true),
+        Field::new("created_date", DataType::Date32, true),
+        Field::new("patient_cancellation_count", DataType::Int64, true),
+        Field::new(
+            "rv_group_ids",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
+    ]));
+    let bar = ProgressBar::new(rows as u64).with_style(
+        ProgressStyle::with_template("generating encounters {bar:40} {pos}/{len} {per_sec}")
+            .expect("template"),
+    );
+    let mut batches = Vec::new();
+    let batch_rows = 1_000_000;
+    let mut start = 0;
+    while start < rows {
+        let n = batch_rows.min(rows - start);
+        let mut b_id = StringBuilder::new();
+        let mut b_patient = StringBuilder::new();
+        let mut b_type = StringBuilder::new();
+        let mut b_spec = StringBuilder::new();
+        let mut b_site = StringBuilder::new();
+        let mut b_ward = StringBuilder::new();
+        let mut b_prio = StringBuilder::new();
+        let mut b_date = Date32Builder::new();
+        let mut b_cancel = Int64Builder::new();
+        let mut b_rv = ListBuilder::new(StringBuilder::new());
+        for i in start..start + n {
+            b_id.append_value(format!("enc-{i:09}"));
+            b_patient.append_value(person_id(rng.below(patients)));
+            b_type.append_value(TYPES[rng.below(TYPES.len())]);
+            b_spec.append_value(SPECIALTIES[rng.below(SPECIALTIES.len())]);
+            b_site.append_value(SITES[rng.below(SITES.len())]);
+            b_ward.append_value(format!("Ward {}", 1 + rng.below(24)));
+            b_prio.append_value(PRIORITIES[rng.below(PRIORITIES.len())]);
+            b_date.append_value(19_000 + rng.below(1_500) as i32);
+            b_cancel.append_value(rng.below(4) as i64);
+            // One encounter in a hundred is in a restricted-view group.
+            if rng.below(100) == 0 {
+                b_rv.values().append_value("safeguarding");
+                b_rv.append(true);
+            } else {
+                b_rv.append_null();
+            }
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(b_id.finish()),
+            Arc::new(b_patient.finish()),
+            Arc::new(b_type.finish()),
+            Arc::new(b_spec.finish()),
+            Arc::new(b_site.finish()),
+            Arc::new(b_ward.finish()),
+            Arc::new(b_prio.finish()),
+            Arc::new(b_date.finish()),
+            Arc::new(b_cancel.finish()),
+            Arc::new(b_rv.finish()),
+        ];
+        batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+        start += n;
+        bar.set_position(start as u64);
+    }
+    bar.finish_and_clear();
+    write_table(data_dir, "encounter", batches).await?;
+    Ok(numbers)
+}
+
+/// The baseline: the query straight over the stored Delta table, with no
+/// policy, no opt-out, no disclosure control and no audit. Only this
+/// benchmark reads a table this way, and only the table it generated.
+async fn ungoverned_baseline(data_dir: &Path, sql: &str) -> Result<(Duration, usize)> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    let table = tables::open(
+        &tables::table_path(data_dir, Layer::Canonical, "encounter"),
+        None,
+    )
+    .await?;
+    table.update_datafusion_session(&ctx.state())?;
+    ctx.register_table("encounter", table.table_provider().await?)?;
+    let started = Instant::now();
+    let batches = ctx.sql(sql).await?.collect().await?;
+    Ok((
+        started.elapsed(),
+        batches.iter().map(|b| b.num_rows()).sum(),
+    ))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+pub async fn run(args: GovernedQueryArgs) -> Result<()> {
+    let temp;
+    let data_dir = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let started = Instant::now();
+    let numbers = generate(&data_dir, args.rows, args.patients)
+        .await
+        .context("generating the benchmark's tables")?;
+    println!(
+        "generated {} encounters of {} patients in {:.1} s",
+        args.rows,
+        args.patients,
+        started.elapsed().as_secs_f64()
+    );
+    // One patient in a hundred has opted out.
+    let opt_out = data_dir.join("opt-out.txt");
+    let listed: Vec<&str> = numbers.iter().step_by(100).map(String::as_str).collect();
+    std::fs::write(&opt_out, listed.join("\n") + "\n")?;
+
+    let mut config = crate::instance::InstanceConfig {
+        ods: Some("RXX".into()),
+        opt_out_file: Some(opt_out),
+        ..Default::default()
+    };
+    config.principal.insert(
+        "bench-analyst".into(),
+        fdp_govern::Grant {
+            roles: vec!["analyst".into()],
+            organisation: None,
+        },
+    );
+    let governance = config.governance(&data_dir)?;
+    let source = fdp_store::StoredTables::new(&data_dir);
+    let opened = Instant::now();
+    let session = governance
+        .session(
+            &source,
+            SessionRequest::new(
+                config.local_principal("bench-analyst"),
+                Purpose::Planning,
+                "bench",
+            ),
+        )
+        .await?;
+    let open_time = opened.elapsed();
+    println!(
+        "governed session opened in {} (policy views over every table, {} opted-out patients resolved)",
+        ms(open_time),
+        listed.len()
+    );
+    for d in session.decisions() {
+        println!("  policy: {d}");
+    }
+
+    println!();
+    println!(
+        "{:<32} {:>14} {:>14} {:>14} {:>14} {:>7}",
+        "query (median of runs)", "ungoverned", "fastest", "governed", "fastest", "ratio"
+    );
+    for (name, sql) in QUERIES {
+        let (mut plain, mut governed) = (Vec::new(), Vec::new());
+        let (mut plain_rows, mut governed_rows) = (0, 0);
+        for _ in 0..args.runs {
+            let (d, n) = ungoverned_baseline(&data_dir, sql).await?;
+            plain.push(d);
+            plain_rows = n;
+            let t = Instant::now();
+            let r = session.query(sql).await?;
+            governed.push(t.elapsed());
+            governed_rows = r.row_count();
+        }
+        let (pm, pf) = (median(plain.clone()), *plain.iter().min().unwrap());
+        let (gm, gf) = (median(governed.clone()), *governed.iter().min().unwrap());
+        println!(
+            "{:<32} {:>14} {:>14} {:>14} {:>14} {:>6.2}×",
+            name,
+            ms(pm),
+            ms(pf),
+            ms(gm),
+            ms(gf),
+            gm.as_secs_f64() / pm.as_secs_f64()
+        );
+        tracing::debug!(plain_rows, governed_rows, "answers");
+    }
+    Ok(())
+}
