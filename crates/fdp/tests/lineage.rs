@@ -152,8 +152,11 @@ fn sources_tables_and_lineage_pages_show_runs_versions_and_the_path_of_the_data(
         page.contains("Extracts (4)") && page.contains("10939881000119104"),
         "{page}"
     );
-    // Without a principal: pages send the browser to sign in, the API refuses.
-    assert_eq!(http_get(a, "/lineage", None).0, 303);
+    // Without a principal: pages send the browser to sign in, the API (and
+    // anything that is not a browser asking for a page) refuses.
+    let browser = http_request_with(a, "GET", "/lineage", None, &[("Accept", "text/html")], None);
+    assert_eq!(browser.status, 303);
+    assert_eq!(http_get(a, "/lineage", None).0, 401);
     assert_eq!(http_get(a, "/api/lineage", None).0, 401);
     server.stop();
 }
