@@ -332,40 +332,21 @@ impl QueryParser for GovernedParser {
         }
         let statement = statements.remove(0);
         let ctx = wire.session.context();
-        let plan = if is_ignored_set(&statement) {
-            None
+        let plan = if is_ignored_set(&statement) || housekeeping(&statement).is_some() {
+            empty_plan()
         } else {
-            let mut planned = None;
-            for hook in control_hooks() {
-                if let Some(plan) = hook
-                    .handle_extended_parse_query(&statement, ctx, client)
+            match control_plan(&statement, ctx, client).await? {
+                Some(plan) => plan,
+                None if is_control(&statement) => empty_plan(),
+                None if is_query(&statement) => ctx
+                    .state()
+                    .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                        statement.clone(),
+                    )))
                     .await
-                {
-                    planned = Some(plan?);
-                    break;
-                }
+                    .map_err(|e| wire_error(e.into()))?,
+                None => return Err(read_only_refusal(&statement)),
             }
-            planned
-        };
-        let plan = match plan {
-            Some(plan) => plan,
-            None if is_ignored_set(&statement)
-                || is_control(&statement)
-                || housekeeping(&statement).is_some() =>
-            {
-                LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
-                    produce_one_row: false,
-                    schema: Arc::new(datafusion::common::DFSchema::empty()),
-                })
-            }
-            None if is_query(&statement) => ctx
-                .state()
-                .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
-                    statement.clone(),
-                )))
-                .await
-                .map_err(|e| wire_error(e.into()))?,
-            None => return Err(read_only_refusal(&statement)),
         };
         Ok(Some(Prepared {
             sql: statement.to_string(),
@@ -395,6 +376,34 @@ impl QueryParser for GovernedParser {
         let schema: &Schema = stmt.plan.schema().as_arrow();
         arrow_schema_to_pg_fields(schema, column_format.unwrap_or(&Format::UnifiedText), None)
     }
+}
+
+/// The plan the first control hook makes for a statement, if one does.
+async fn control_plan<C>(
+    statement: &Statement,
+    ctx: &datafusion::prelude::SessionContext,
+    client: &C,
+) -> PgWireResult<Option<LogicalPlan>>
+where
+    C: ClientInfo + Send + Sync,
+{
+    for hook in control_hooks() {
+        if let Some(plan) = hook
+            .handle_extended_parse_query(statement, ctx, client)
+            .await
+        {
+            return plan.map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// The plan of a statement answered without running anything.
+fn empty_plan() -> LogicalPlan {
+    LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
+        produce_one_row: false,
+        schema: Arc::new(datafusion::common::DFSchema::empty()),
+    })
 }
 
 /// `SET`, `SHOW` and transaction statements.

@@ -13,23 +13,8 @@ use std::path::{Path, PathBuf};
 /// Resources written per patient.
 pub const PER_PATIENT: usize = 36;
 
-/// A small deterministic generator: the same data on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len() as u64) as usize]
-    }
-}
+/// The same data on every run.
+type Rng = crate::Xorshift;
 
 const CONDITIONS: &[(&str, &str)] = &[
     ("44054006", "Diabetes mellitus type 2"),
@@ -129,7 +114,7 @@ pub fn write(dir: &Path, resources: usize) -> std::io::Result<(Vec<PathBuf>, usi
         files.push(path);
     }
     let patients = resources.div_ceil(PER_PATIENT);
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     let mut n = 0;
     for p in 0..patients {
         let pid = format!("pat-{p:08}");

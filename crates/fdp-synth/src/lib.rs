@@ -63,4 +63,5 @@ pub use pas::{
     AdtMessage, EventMix, MalformedReason, MessageKind, OccupantSummary, PasConfig, PasSimulator,
 };
 pub use people::{Cohort, NhsNumberRange, Person, Sex};
+pub use rng::Xorshift;
 pub use trust::{Trust, TrustSpec};

@@ -8,6 +8,39 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// A tiny deterministic generator (xorshift64) for bulk data where speed
+/// matters more than quality: the FHIR export and the benchmarks' tables.
+/// The same seed gives the same sequence on every run; a zero seed gives
+/// only zeros.
+#[derive(Debug, Clone)]
+pub struct Xorshift(u64);
+
+impl Xorshift {
+    /// A generator starting from `seed`.
+    pub fn new(seed: u64) -> Xorshift {
+        Xorshift(seed)
+    }
+
+    /// The next value.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// A uniformly chosen element of a non-empty slice.
+    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
 /// The generator type used throughout the crate.
 pub(crate) type SynthRng = ChaCha8Rng;
 

@@ -59,13 +59,8 @@ const GIVEN: &[&str] = &[
 pub fn generate(path: &Path, rows: usize) -> Result<u64> {
     let mut w = std::io::BufWriter::with_capacity(1 << 22, std::fs::File::create(path)?);
     writeln!(w, "Pathway ID,NHS Number,Patient Name,Specialty,Priority,RTT Clock Start,Decision To Admit,Planned Procedure,Procedure Description,Intended Management,TCI Date,RTT Status")?;
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = fdp_synth::Xorshift::new(0x2545_F491_4F6C_DD1D);
+    let mut next = move || rng.next();
     for i in 0..rows {
         let r = next();
         // A valid NHS number: nine digits and their check digit.

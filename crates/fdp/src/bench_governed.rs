@@ -20,6 +20,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use fdp_govern::{Purpose, SessionRequest};
 use fdp_store::{tables, Layer, Lineage};
+use fdp_synth::Xorshift;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Args, Clone)]
@@ -72,38 +73,14 @@ const SITES: &[&str] = &[
 ];
 const PRIORITIES: &[&str] = &["P1", "P2", "P3", "P4"];
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// The `i`th of a run of valid NHS numbers (nine digits and their
-/// modulus 11 check digit; numbers whose check would be 10 are skipped).
+/// modulus 11 check digit; prefixes whose check would be 10 are skipped).
 fn nhs_number(i: usize) -> String {
     let mut n = 400_000_000 + i as u64 * 7;
     loop {
-        let digits: Vec<u64> = format!("{n:09}")
-            .bytes()
-            .map(|b| (b - b'0') as u64)
-            .collect();
-        let sum: u64 = digits
-            .iter()
-            .enumerate()
-            .map(|(k, d)| d * (10 - k as u64))
-            .sum();
-        let check = (11 - sum % 11) % 11;
-        if check != 10 {
-            return format!("{n:09}{check}");
+        let first9 = format!("{n:09}");
+        if let Ok(check) = fdp_model::identifiers::nhs_number_check_digit(&first9) {
+            return format!("{first9}{check}");
         }
         n += 1;
     }
@@ -125,7 +102,7 @@ async fn write_table(data_dir: &Path, name: &str, batches: Vec<RecordBatch>) -> 
 }
 
 async fn generate(data_dir: &Path, rows: usize, patients: usize) -> Result<Vec<String>> {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Xorshift::new(0x9E37_79B9_7F4A_7C15);
     // Patients: the opt-out is recorded against their NHS numbers.
     let schema = Arc::new(Schema::new(vec![
         Field::new("person_id", DataType::Utf8, false),
@@ -202,12 +179,12 @@ async fn generate(data_dir: &Path, rows: usize, patients: usize) -> Result<Vec<S
         let mut b_rv = ListBuilder::new(StringBuilder::new());
         for i in start..start + n {
             b_id.append_value(format!("enc-{i:09}"));
-            b_patient.append_value(person_id(rng.below(patients)));
-            b_type.append_value(TYPES[rng.below(TYPES.len())]);
-            b_spec.append_value(SPECIALTIES[rng.below(SPECIALTIES.len())]);
-            b_site.append_value(SITES[rng.below(SITES.len())]);
+            b_patient.append_value(person_id(rng.below(patients as u64) as usize));
+            b_type.append_value(*rng.pick(TYPES));
+            b_spec.append_value(*rng.pick(SPECIALTIES));
+            b_site.append_value(*rng.pick(SITES));
             b_ward.append_value(format!("Ward {}", 1 + rng.below(24)));
-            b_prio.append_value(PRIORITIES[rng.below(PRIORITIES.len())]);
+            b_prio.append_value(*rng.pick(PRIORITIES));
             b_date.append_value(19_000 + rng.below(1_500) as i32);
             b_cancel.append_value(rng.below(4) as i64);
             // One encounter in a hundred is in a restricted-view group.
