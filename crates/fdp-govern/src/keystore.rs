@@ -7,12 +7,15 @@
 //! version, and pseudonyms made from then on use it (they carry the version,
 //! `p2-…`), so two extracts made either side of a rotation cannot be joined.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
 use aws_lc_rs::hmac;
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 
 use crate::purpose::Purpose;
 
@@ -32,9 +35,17 @@ pub enum KeystoreError {
 }
 
 /// The keystore of one data directory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Keystore {
     dir: PathBuf,
+    /// One memo per key, shared by every session using that key.
+    memos: Arc<Mutex<HashMap<[u8; 32], Arc<Memo>>>>,
+}
+
+impl std::fmt::Debug for Keystore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keystore").field("dir", &self.dir).finish()
+    }
 }
 
 /// A pseudonymisation key: the secret and its version.
@@ -42,6 +53,7 @@ pub struct Keystore {
 pub struct PseudonymKey {
     pub version: u32,
     key: hmac::Key,
+    memo: Arc<Memo>,
 }
 
 impl std::fmt::Debug for PseudonymKey {
@@ -50,15 +62,91 @@ impl std::fmt::Debug for PseudonymKey {
     }
 }
 
+/// The bytes of HMAC-SHA-256 a pseudonym keeps (80 bits).
+const TAG_BYTES: usize = 10;
+
+/// At most this many identifiers' pseudonyms are remembered per key version
+/// (about 100 MB); past it the memo starts again empty.
+const MEMO_ENTRIES: usize = 1 << 21;
+
+/// Pseudonyms already made with one key version. A query over ten million
+/// encounters of a hundred thousand patients would otherwise compute each
+/// patient's HMAC a hundred times; the memo lives as long as the instance,
+/// so every session with the same key shares it.
+#[derive(Default)]
+struct Memo {
+    tags: RwLock<HashMap<Box<str>, [u8; TAG_BYTES]>>,
+}
+
 impl PseudonymKey {
     /// The pseudonym of one identifier: `p<version>-` and 20 hex characters
     /// (80 bits) of HMAC-SHA-256. Not reversible; re-identification is a
     /// separate, audited request under direct care.
     pub fn pseudonym(&self, value: &str) -> String {
-        let tag = hmac::sign(&self.key, value.trim().as_bytes());
-        format!("p{}-{}", self.version, &crate::hex(&tag.as_ref()[..10]))
+        format!("p{}-{}", self.version, crate::hex(&self.tag(value.trim())))
+    }
+
+    fn tag(&self, value: &str) -> [u8; TAG_BYTES] {
+        let mac = hmac::sign(&self.key, value.as_bytes());
+        let mut tag = [0u8; TAG_BYTES];
+        tag.copy_from_slice(&mac.as_ref()[..TAG_BYTES]);
+        tag
+    }
+
+    /// The pseudonyms of a column's values, as [`pseudonym`](Self::pseudonym)
+    /// makes them, passed to `out` in order (`None` for `None`).
+    pub(crate) fn pseudonyms<'a>(
+        &self,
+        values: impl Iterator<Item = Option<&'a str>>,
+        mut out: impl FnMut(Option<&str>),
+    ) {
+        let values: Vec<Option<&str>> = values.map(|v| v.map(str::trim)).collect();
+        let mut tags: Vec<Option<[u8; TAG_BYTES]>> = Vec::with_capacity(values.len());
+        let mut missing = Vec::new();
+        {
+            let memo = self.memo.tags.read().unwrap_or_else(|e| e.into_inner());
+            for (i, v) in values.iter().enumerate() {
+                let known = v.and_then(|v| memo.get(v).copied());
+                if v.is_some() && known.is_none() {
+                    missing.push(i);
+                }
+                tags.push(known);
+            }
+        }
+        if !missing.is_empty() {
+            let made: Vec<(usize, [u8; TAG_BYTES])> = missing
+                .iter()
+                .map(|&i| (i, self.tag(values[i].expect("only values are missing"))))
+                .collect();
+            let mut memo = self.memo.tags.write().unwrap_or_else(|e| e.into_inner());
+            if memo.len() + made.len() > MEMO_ENTRIES {
+                memo.clear();
+            }
+            for (i, tag) in made {
+                memo.insert(values[i].expect("only values are missing").into(), tag);
+                tags[i] = Some(tag);
+            }
+        }
+        let prefix = format!("p{}-", self.version);
+        let mut text = String::with_capacity(prefix.len() + 2 * TAG_BYTES);
+        for tag in tags {
+            match tag {
+                Some(tag) => {
+                    text.clear();
+                    text.push_str(&prefix);
+                    for b in tag {
+                        text.push(HEX[(b >> 4) as usize] as char);
+                        text.push(HEX[(b & 15) as usize] as char);
+                    }
+                    out(Some(&text));
+                }
+                None => out(None),
+            }
+        }
     }
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn valid_project(p: &str) -> bool {
     !p.is_empty()
@@ -71,6 +159,7 @@ impl Keystore {
     pub fn open(data_dir: &Path) -> Keystore {
         Keystore {
             dir: data_dir.join("keystore"),
+            memos: Arc::default(),
         }
     }
 
@@ -138,12 +227,55 @@ impl Keystore {
     ) -> Result<PseudonymKey, KeystoreError> {
         let stem = Keystore::key_stem(purpose, project)?;
         match self.versions(&stem)?.pop() {
-            Some((version, path)) => Ok(PseudonymKey {
-                version,
-                key: hmac::Key::new(hmac::HMAC_SHA256, &read_secret(&path)?),
-            }),
+            Some((version, path)) => {
+                let secret = read_secret(&path)?;
+                Ok(PseudonymKey {
+                    version,
+                    key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+                    memo: self.memo(&secret),
+                })
+            }
             None => self.rotate(purpose, project),
         }
+    }
+
+    /// The memo of the key with this secret (found by the secret's digest,
+    /// so a key file replaced by another never shares the old one's memo).
+    fn memo(&self, secret: &[u8]) -> Arc<Memo> {
+        let id: [u8; 32] = Sha256::digest(secret).into();
+        let mut memos = self.memos.lock().unwrap_or_else(|e| e.into_inner());
+        memos.entry(id).or_default().clone()
+    }
+
+    /// Every pseudonymisation key: its purpose and project (as the file
+    /// names them) and its versions, oldest first. Secrets are not read.
+    pub fn pseudonym_keys(&self) -> Result<Vec<(String, String, Vec<u32>)>, KeystoreError> {
+        let mut stems = std::collections::BTreeSet::new();
+        if let Ok(entries) = fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some((stem, _)) = name
+                    .strip_prefix("pseudonym.")
+                    .and_then(|n| n.strip_suffix(".key"))
+                    .and_then(|n| n.rsplit_once(".v"))
+                {
+                    stems.insert(stem.to_string());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for stem in stems {
+            let Some((purpose, project)) = stem.split_once('.') else {
+                continue;
+            };
+            let versions = self
+                .versions(&format!("pseudonym.{stem}"))?
+                .into_iter()
+                .map(|(v, _)| v)
+                .collect();
+            out.push((purpose.to_string(), project.to_string(), versions));
+        }
+        Ok(out)
     }
 
     /// Add a new version of the key for `purpose` and `project`.
@@ -160,6 +292,7 @@ impl Keystore {
         Ok(PseudonymKey {
             version,
             key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            memo: self.memo(&secret),
         })
     }
 
@@ -242,6 +375,38 @@ mod tests {
                 .pseudonym(nhs),
             rotated.pseudonym(nhs)
         );
+    }
+
+    #[test]
+    fn a_column_of_pseudonyms_matches_one_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = Keystore::open(dir.path());
+        let key = ks.pseudonym_key(Purpose::Planning, "planning").unwrap();
+        let values = [
+            Some("9434765919"),
+            None,
+            Some(" 9434765919 "),
+            Some("943 476 5870"),
+        ];
+        let column = |key: &PseudonymKey| {
+            let mut out = Vec::new();
+            key.pseudonyms(values.iter().copied(), |p| out.push(p.map(str::to_string)));
+            out
+        };
+        let expected: Vec<Option<String>> =
+            values.iter().map(|v| v.map(|v| key.pseudonym(v))).collect();
+        // Made, then remembered, then remembered by another session's key.
+        assert_eq!(column(&key), expected);
+        assert_eq!(column(&key), expected);
+        let again = ks.pseudonym_key(Purpose::Planning, "planning").unwrap();
+        assert_eq!(column(&again), expected);
+        // Another project's key has its own memo and its own pseudonyms.
+        let other = ks.pseudonym_key(Purpose::Planning, "other").unwrap();
+        assert_ne!(column(&other)[0], expected[0]);
+        assert_eq!(column(&other)[0], Some(other.pseudonym("9434765919")));
+        let rotated = ks.rotate(Purpose::Planning, "planning").unwrap();
+        assert_eq!(column(&rotated)[0], Some(rotated.pseudonym("9434765919")));
+        assert_ne!(column(&rotated)[0], expected[0]);
     }
 
     #[cfg(unix)]

@@ -25,6 +25,7 @@ pub mod audit;
 pub mod disclosure;
 pub mod grants;
 pub mod keystore;
+mod masks;
 pub mod oidc;
 pub mod optout;
 pub mod policy;
@@ -34,7 +35,7 @@ pub mod tokens;
 mod udf;
 pub mod wire;
 
-pub use access::{AsOf, SourceTable, TableAccess, TableSource};
+pub use access::{AsOf, RowMasking, SourceTable, StoredFile, TableAccess, TableSource};
 pub use audit::{AuditEntry, AuditLog};
 pub use grants::{Grant, Grants};
 pub use oidc::{OidcConfig, OidcError, OidcVerifier};

@@ -7,8 +7,10 @@
 //! opt-out) and a projection that shows, masks, pseudonymises, generalises or
 //! leaves out each column. A user's SQL is planned over those views, so
 //! DataFusion pushes the policy's filters into the scan like any other, and
-//! no query can reach a stored column the projection left out. Every query
-//! and every refusal is written to the audit log.
+//! no query can reach a stored column the projection left out. The opt-out
+//! and restricted-view rules are applied per stored file where the store
+//! allows it (see `masks`), as a filter otherwise. Every query and every
+//! refusal is written to the audit log.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -33,6 +35,7 @@ use crate::access::{AsOf, SourceTable, TableAccess, TableSource};
 use crate::audit::{AuditEntry, AuditError, AuditLog};
 use crate::disclosure::{self, DisclosureReport};
 use crate::keystore::{Keystore, KeystoreError, PseudonymKey};
+use crate::masks::MaskCache;
 use crate::optout::{OptOut, OptOutError};
 use crate::policy::{Action, Policy, Refusal};
 use crate::purpose::Purpose;
@@ -97,6 +100,7 @@ pub struct Governance {
     audit: Arc<AuditLog>,
     organisation: String,
     model: &'static Model,
+    masks: MaskCache,
 }
 
 impl Governance {
@@ -117,6 +121,7 @@ impl Governance {
             audit,
             organisation: organisation.to_string(),
             model: Model::canonical(),
+            masks: MaskCache::default(),
         })
     }
 
@@ -261,10 +266,12 @@ impl Governance {
             let Some(object) = self.model.object_type_by_table(&t.name) else {
                 continue;
             };
-            let df = ctx.read_table(t.provider)?;
-            let schema = df.schema().clone();
-            let has = |c: &str| schema.has_column_with_unqualified_name(c);
+            let schema = t.provider.schema();
+            let has = |c: &str| schema.index_of(c).is_ok();
             let mut filters: Vec<Expr> = Vec::new();
+            // Rules on columns a question seldom reads, which the store can
+            // apply per stored file instead of per row (see `masks`).
+            let mut row_rules: Vec<Expr> = Vec::new();
             if no_rows {
                 filters.push(lit(false));
             }
@@ -278,7 +285,7 @@ impl Governance {
                 let unrestricted = col("rv_group_ids")
                     .is_null()
                     .or(cardinality(col("rv_group_ids")).eq(lit(0u64)));
-                filters.push(if grant.rows.rv_groups.is_empty() {
+                row_rules.push(if grant.rows.rv_groups.is_empty() {
                     unrestricted
                 } else {
                     unrestricted.or(array_has_any(
@@ -291,7 +298,7 @@ impl Governance {
                 for c in patient_columns(object) {
                     if has(&c) {
                         let list: Vec<Expr> = opted_out.iter().map(lit).collect();
-                        filters.push(col(&c).is_null().or(col(&c).in_list(list, true)));
+                        row_rules.push(col(&c).is_null().or(col(&c).in_list(list, true)));
                     }
                 }
             }
@@ -343,7 +350,16 @@ impl Governance {
                 decisions.push(format!("{}: every column removed", t.name));
                 continue;
             }
-            let mut df = df;
+            let rule = row_rules.into_iter().reduce(Expr::and);
+            let mut df = match (&t.masking, rule) {
+                (Some(masking), Some(rule)) => ctx.read_table(
+                    self.masks
+                        .scan_keeping(masking.as_ref(), &rule, &ctx)
+                        .await?,
+                )?,
+                (None, Some(rule)) => ctx.read_table(t.provider)?.filter(rule)?,
+                (_, None) => ctx.read_table(t.provider)?,
+            };
             if let Some(f) = filters.into_iter().reduce(Expr::and) {
                 df = df.filter(f)?;
             }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use chrono::Datelike;
-use datafusion::arrow::array::{ArrayRef, AsArray, Int32Array, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array, StringArray, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Date32Type, Int64Type};
 use datafusion::error::Result;
 use datafusion::logical_expr::{create_udf, ColumnarValue, Expr, ScalarUDF, Volatility};
@@ -24,8 +24,9 @@ pub(crate) fn pseudonym(key: PseudonymKey, arg: Expr) -> Expr {
     let f = move |args: &[ColumnarValue]| -> Result<ColumnarValue> {
         let a = ColumnarValue::values_to_arrays(args)?;
         let s = a[0].as_string::<i32>();
-        let out: StringArray = s.iter().map(|v| v.map(|v| key.pseudonym(v))).collect();
-        Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+        let mut out = StringBuilder::with_capacity(s.len(), s.len() * 24);
+        key.pseudonyms(s.iter(), |p| out.append_option(p));
+        Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
     };
     let udf = create_udf(
         "pseudonym",

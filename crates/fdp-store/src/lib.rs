@@ -23,6 +23,7 @@
 //!   tables/canonical/<name>/
 //! ```
 
+mod masked;
 pub mod query;
 pub mod raw;
 pub mod rows;

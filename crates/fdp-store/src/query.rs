@@ -8,11 +8,17 @@
 //! [`TableAccess`](fdp_govern::TableAccess): only a governed session can
 //! read.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::arrow::array::RecordBatch;
-use fdp_govern::{AsOf, SourceTable, TableAccess, TableSource};
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::DeltaTable;
+use fdp_govern::{AsOf, RowMasking, SourceTable, TableAccess, TableSource};
+
+use crate::masked::MaskableTable;
 
 use crate::tables::{self, Layer};
 use crate::StoreError;
@@ -35,7 +41,7 @@ impl StoredTables {
         ctx: &SessionContext,
         layer: Layer,
         as_of: AsOf,
-    ) -> Result<Vec<(String, DataFrame)>, StoreError> {
+    ) -> Result<Vec<(String, DeltaTable, DataFrame)>, StoreError> {
         let mut out = Vec::new();
         for name in tables::list_tables(&self.data_dir, layer) {
             let path = tables::table_path(&self.data_dir, layer, &name);
@@ -44,7 +50,8 @@ impl StoredTables {
             };
             table.update_datafusion_session(&ctx.state())?;
             let provider = table.table_provider().await?;
-            out.push((name, ctx.read_table(provider)?));
+            let df = ctx.read_table(provider)?;
+            out.push((name, table, df));
         }
         Ok(out)
     }
@@ -61,20 +68,30 @@ impl TableSource for StoredTables {
     ) -> Result<Vec<SourceTable>, StoreError> {
         // Canonical tables may be written in parts, one per writer; a query
         // sees their union under the table's own name.
-        let mut by_name: std::collections::BTreeMap<String, Vec<DataFrame>> = Default::default();
-        for (name, df) in self.open_layer(ctx, Layer::Canonical, as_of).await? {
+        let mut by_name: BTreeMap<String, (Vec<DeltaTable>, Vec<DataFrame>)> = Default::default();
+        for (name, table, df) in self.open_layer(ctx, Layer::Canonical, as_of).await? {
             let (base, _) = tables::split_part(&name);
-            by_name.entry(base.to_string()).or_default().push(df);
+            let entry = by_name.entry(base.to_string()).or_default();
+            entry.0.push(table);
+            entry.1.push(df);
         }
         let mut out = Vec::new();
-        for (name, mut parts) in by_name {
-            let mut df = parts.remove(0);
-            for other in parts {
+        for (name, (parts, mut frames)) in by_name {
+            let parts: Vec<(DeltaTable, SchemaRef)> = parts
+                .into_iter()
+                .zip(&frames)
+                .map(|(t, df)| (t, Arc::new(df.schema().as_arrow().clone())))
+                .collect();
+            let masking =
+                MaskableTable::new(&parts, ctx)?.map(|m| Arc::new(m) as Arc<dyn RowMasking>);
+            let mut df = frames.remove(0);
+            for other in frames {
                 df = df.union_by_name(other)?;
             }
             out.push(SourceTable {
                 name,
                 provider: df.into_view(),
+                masking,
             });
         }
         Ok(out)
@@ -90,9 +107,10 @@ impl TableSource for StoredTables {
             .open_layer(ctx, Layer::Raw, as_of)
             .await?
             .into_iter()
-            .map(|(name, df)| SourceTable {
+            .map(|(name, _, df)| SourceTable {
                 name,
                 provider: df.into_view(),
+                masking: None,
             })
             .collect())
     }

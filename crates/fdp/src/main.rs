@@ -11,6 +11,7 @@ mod bench_governed;
 mod demo;
 mod ingest;
 mod instance;
+mod keys;
 mod mllp_client;
 mod quarantine;
 mod sql;
@@ -66,6 +67,9 @@ enum Command {
     /// The access policy: check a draft before it goes live
     #[command(subcommand)]
     Policy(audit::PolicyCommand),
+    /// The pseudonymisation keys: list them, rotate one
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Write the synthetic trust's data to files
     #[command(subcommand)]
     Synth(synth::SynthCommand),
@@ -159,6 +163,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Quarantine(cmd) => quarantine::run(cmd).await,
         Command::Audit(cmd) => audit::run(cmd),
         Command::Policy(cmd) => audit::policy(cmd),
+        Command::Keys(cmd) => keys::run(cmd),
         Command::Synth(cmd) => synth::run(cmd),
     }
 }

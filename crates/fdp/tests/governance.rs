@@ -386,6 +386,40 @@ fn the_policy_matrix_holds_through_every_path() {
     assert!(e.contains("not supported") || e.contains("DDL"), "{e}");
     accesses += 4;
 
+    // Rotating a project's key (audited) starts new pseudonyms: the same
+    // patients under the same project no longer match the earlier extract.
+    let rotated = fdp_ok!(
+        "keys",
+        "rotate",
+        "--data-dir",
+        data,
+        "--purpose",
+        "research",
+        "--project",
+        "p1",
+        "--by",
+        "ig",
+        "--reason",
+        "extract p1/2026-11 shared in error"
+    );
+    assert!(rotated.contains("now v2"), "{rotated}");
+    let listed = fdp_ok!("keys", "list", "--data-dir", data);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("research") && l.contains("p1") && l.contains("v1 v2")),
+        "{listed}"
+    );
+    let after: BTreeSet<String> = sql_as(&config, &data, "res", "research", &extra("p1"), q)
+        .unwrap()
+        .into_iter()
+        .map(|r| r["person_id"].to_string())
+        .collect();
+    accesses += 1;
+    assert_eq!(after.len(), p1.len());
+    assert!(after.is_disjoint(&p1));
+    assert!(after.iter().all(|p| p.starts_with("\"p2-")), "{after:?}");
+
     // Disclosure control: counts 1-7 suppressed, others rounded to 5, and
     // a lone suppressed cell beside a total gets a partner.
     let counts = sql_as(&config, &data, "ana", "planning", &[], "SELECT ethnic_category_code AS e, count(*) AS n FROM patient GROUP BY ROLLUP(ethnic_category_code) ORDER BY e").unwrap();
@@ -470,6 +504,10 @@ fn the_policy_matrix_holds_through_every_path() {
     assert!(entries
         .iter()
         .any(|e| e["justification"] == "asthma outcomes study, REC 26/YH/0001"));
+    assert!(entries.iter().any(|e| e["kind"] == "key-rotation"
+        && e["principal"] == "ig"
+        && e["project"] == "p1"
+        && e["justification"] == "extract p1/2026-11 shared in error"));
     let looked = fdp_ok!(
         "audit",
         "query",
