@@ -233,14 +233,25 @@ pub async fn wait_for_signal() {
 
 fn model(args: ModelArgs) -> Result<()> {
     let model = fdp_model::Model::canonical();
-    match args.object_type {
-        None => print!("{}", model.describe()),
+    let text = match args.object_type {
+        None => model.describe(),
         Some(name) => {
             let ot = model.find(&name).with_context(|| {
                 format!("the model has no object type {name:?}; run `fdp model` for the list")
             })?;
-            print!("{}", ot.describe());
+            ot.describe()
         }
+    };
+    write_stdout(&text)
+}
+
+/// Print `text`; a reader that stops early (`fdp model | head`) is not an
+/// error.
+fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
-    Ok(())
 }

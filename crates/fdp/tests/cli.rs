@@ -73,6 +73,20 @@ fn ingest_sql_and_model_from_the_command_line() {
         ws.contains("start_timestamp") && ws.contains("end_timestamp"),
         "{ws}"
     );
+    // A reader that stops early (`fdp model | head -1`) is not an error.
+    let mut child = fdp()
+        .arg("model")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
