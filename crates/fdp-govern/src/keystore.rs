@@ -83,7 +83,15 @@ impl PseudonymKey {
     /// (80 bits) of HMAC-SHA-256. Not reversible; re-identification is a
     /// separate, audited request under direct care.
     pub fn pseudonym(&self, value: &str) -> String {
-        format!("p{}-{}", self.version, crate::hex(&self.tag(value.trim())))
+        let mut out = String::new();
+        self.write_pseudonym(&self.tag(value.trim()), &mut out);
+        out
+    }
+
+    fn write_pseudonym(&self, tag: &[u8; TAG_BYTES], out: &mut String) {
+        use std::fmt::Write;
+        write!(out, "p{}-", self.version).expect("writing to a String");
+        crate::push_hex(tag, out);
     }
 
     fn tag(&self, value: &str) -> [u8; TAG_BYTES] {
@@ -127,17 +135,12 @@ impl PseudonymKey {
                 tags[i] = Some(tag);
             }
         }
-        let prefix = format!("p{}-", self.version);
-        let mut text = String::with_capacity(prefix.len() + 2 * TAG_BYTES);
+        let mut text = String::new();
         for tag in tags {
             match tag {
                 Some(tag) => {
                     text.clear();
-                    text.push_str(&prefix);
-                    for b in tag {
-                        text.push(HEX[(b >> 4) as usize] as char);
-                        text.push(HEX[(b & 15) as usize] as char);
-                    }
+                    self.write_pseudonym(&tag, &mut text);
                     out(Some(&text));
                 }
                 None => out(None),
@@ -145,8 +148,6 @@ impl PseudonymKey {
         }
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn valid_project(p: &str) -> bool {
     !p.is_empty()

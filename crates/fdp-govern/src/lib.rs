@@ -45,7 +45,18 @@ pub use session::{GovernError, Governance, GovernedSession, QueryResult, Session
 pub use tokens::{Principal, TokenError, TokenStore};
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(2 * bytes.len());
+    push_hex(bytes, &mut out);
+    out
+}
+
+/// Lower-case hex of `bytes`, appended to `out`.
+pub(crate) fn push_hex(bytes: &[u8], out: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
 }
 
 pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {

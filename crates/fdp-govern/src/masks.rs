@@ -105,10 +105,15 @@ async fn evaluate(
     ctx: &SessionContext,
 ) -> Result<BooleanArray> {
     let batches = table.read_file(file, columns).await?;
+    let Some(first) = batches.first() else {
+        return Ok(BooleanArray::from(Vec::<bool>::new()));
+    };
+    // One file's batches share its schema: plan the rule once (its opt-out
+    // list is a set built when planned).
+    let schema = DFSchema::try_from(first.schema().as_ref().clone())?;
+    let expr = ctx.create_physical_expr(rule.clone(), &schema)?;
     let mut parts = Vec::with_capacity(batches.len());
     for batch in &batches {
-        let schema = DFSchema::try_from(batch.schema().as_ref().clone())?;
-        let expr = ctx.create_physical_expr(rule.clone(), &schema)?;
         let value = expr.evaluate(batch)?.into_array(batch.num_rows())?;
         let passes = value.as_boolean_opt().ok_or_else(|| {
             DataFusionError::Internal(format!("row rule {rule} is not a condition"))
@@ -118,9 +123,6 @@ async fn evaluate(
         } else {
             passes.clone()
         });
-    }
-    if parts.is_empty() {
-        return Ok(BooleanArray::from(Vec::<bool>::new()));
     }
     let refs: Vec<&dyn Array> = parts.iter().map(|p| p as &dyn Array).collect();
     Ok(concat(&refs)?.as_boolean().clone())

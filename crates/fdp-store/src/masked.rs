@@ -174,15 +174,7 @@ impl RowMasking for MaskableTable {
             });
             frames.push(self.ctx.read_table(provider)?);
         }
-        let mut frames = frames.into_iter();
-        let first = frames.next().ok_or_else(|| {
-            datafusion::error::DataFusionError::Plan("a table with no parts".into())
-        })?;
-        let mut df = first;
-        for other in frames {
-            df = df.union_by_name(other)?;
-        }
-        Ok(df.into_view())
+        crate::query::parts_as_one(frames)
     }
 }
 

@@ -76,7 +76,7 @@ impl TableSource for StoredTables {
             entry.1.push(df);
         }
         let mut out = Vec::new();
-        for (name, (parts, mut frames)) in by_name {
+        for (name, (parts, frames)) in by_name {
             let parts: Vec<(DeltaTable, SchemaRef)> = parts
                 .into_iter()
                 .zip(&frames)
@@ -84,13 +84,9 @@ impl TableSource for StoredTables {
                 .collect();
             let masking =
                 MaskableTable::new(&parts, ctx)?.map(|m| Arc::new(m) as Arc<dyn RowMasking>);
-            let mut df = frames.remove(0);
-            for other in frames {
-                df = df.union_by_name(other)?;
-            }
             out.push(SourceTable {
                 name,
-                provider: df.into_view(),
+                provider: parts_as_one(frames)?,
                 masking,
             });
         }
@@ -114,6 +110,21 @@ impl TableSource for StoredTables {
             })
             .collect())
     }
+}
+
+/// A canonical table written in parts (one per writer) read as one: the
+/// union of the parts by column name.
+pub(crate) fn parts_as_one(
+    frames: Vec<DataFrame>,
+) -> datafusion::error::Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    let mut frames = frames.into_iter();
+    let mut df = frames
+        .next()
+        .ok_or_else(|| datafusion::error::DataFusionError::Plan("a table with no parts".into()))?;
+    for other in frames {
+        df = df.union_by_name(other)?;
+    }
+    Ok(df.into_view())
 }
 
 /// A table as of `as_of`, or `None` when it did not exist then.

@@ -51,14 +51,7 @@ const PATIENTS: usize = 30;
 const OPTED_OUT: [usize; 3] = [0, 5, 10];
 
 fn nhs_number(i: usize) -> String {
-    let mut n = 900_000_000 + i as u64 * 11;
-    loop {
-        let first9 = format!("{n:09}");
-        if let Ok(check) = fdp_model::identifiers::nhs_number_check_digit(&first9) {
-            return format!("{first9}{check}");
-        }
-        n += 1;
-    }
+    fdp_model::identifiers::nhs_number_from(900_000_000 + i as u64 * 11).unwrap()
 }
 
 /// Encounter `i`: its patient and its restricted-view groups (`None` is

@@ -41,9 +41,7 @@ pub enum KeysCommand {
 pub fn run(cmd: KeysCommand) -> Result<()> {
     match cmd {
         KeysCommand::List { data_dir } => {
-            let gov = InstanceConfig::governance_of(&data_dir)?;
-            let keys = gov
-                .keystore()
+            let keys = fdp_govern::keystore::Keystore::open(&data_dir)
                 .pseudonym_keys()
                 .context("reading the keystore")?;
             if keys.is_empty() {

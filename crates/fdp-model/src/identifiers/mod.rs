@@ -13,8 +13,8 @@ use thiserror::Error;
 
 pub use codes::{parse_icd10, parse_opcs4, Icd10Code, Opcs4Code};
 pub use nhs_number::{
-    is_valid_nhs_number, nhs_number_check_digit, nhs_number_check_digit_of, parse_nhs_number,
-    NhsNumber, NhsNumberError,
+    is_valid_nhs_number, nhs_number_check_digit, nhs_number_check_digit_of, nhs_number_from,
+    parse_nhs_number, NhsNumber, NhsNumberError,
 };
 pub use ods::{parse_ods_code, OdsCode, OdsCodeKind};
 pub use postcode::{parse_postcode, Postcode};

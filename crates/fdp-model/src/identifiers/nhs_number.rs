@@ -103,6 +103,20 @@ pub fn nhs_number_check_digit(first9: &str) -> Result<u8, NhsNumberError> {
     check_digit(&digits)
 }
 
+/// The first valid NHS number whose nine leading digits, read as a number,
+/// are `start` or more: prefixes whose check digit would be 10, and
+/// repeated-digit numbers, are skipped. For generating runs of distinct
+/// synthetic numbers (`nhs_number_from(base + i * step)`). `None` past
+/// 999 999 999.
+pub fn nhs_number_from(start: u64) -> Option<String> {
+    (start..=999_999_999).find_map(|n| {
+        let first9 = format!("{n:09}");
+        let check = nhs_number_check_digit(&first9).ok()?;
+        let number = format!("{first9}{check}");
+        parse_nhs_number(&number).ok().map(|_| number)
+    })
+}
+
 /// Parses an NHS number written with or without spaces or hyphens.
 pub fn parse_nhs_number(input: &str) -> Result<NhsNumber, NhsNumberError> {
     let digits = digits_of(input, 10)?;
@@ -149,6 +163,20 @@ mod tests {
             parse_nhs_number("1234567890"),
             Err(NhsNumberError::CheckDigitWouldBeTen)
         );
+    }
+
+    #[test]
+    fn runs_of_synthetic_numbers() {
+        // 943476591 has check digit 9; 123456789 would need 10, so is skipped.
+        assert_eq!(nhs_number_from(943_476_591).as_deref(), Some("9434765919"));
+        let next = nhs_number_from(123_456_789).unwrap();
+        assert!(
+            next.as_str() > "1234567890" && is_valid_nhs_number(&next),
+            "{next}"
+        );
+        // Repeated digits pass modulus 11 but name no one.
+        assert_ne!(nhs_number_from(444_444_444).as_deref(), Some("4444444444"));
+        assert_eq!(nhs_number_from(1_000_000_000), None);
     }
 
     #[test]
