@@ -103,6 +103,75 @@ impl AuditEntry {
     }
 }
 
+/// Which audit entries a review asks for: who looked at this patient, what
+/// did this user see last week. Every field left empty matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub principal: Option<String>,
+    /// A person id, NHS number or pseudonym the result named.
+    pub patient: Option<String>,
+    pub purpose: Option<String>,
+    /// `query`, `export`, `purpose`, `key-rotation`, `audit-review`…
+    pub kind: Option<String>,
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Entries before this instant.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl AuditFilter {
+    pub fn matches(&self, e: &AuditEntry) -> bool {
+        let at = chrono::DateTime::parse_from_rfc3339(&e.at).ok();
+        self.principal.as_ref().is_none_or(|p| &e.principal == p)
+            && self
+                .purpose
+                .as_ref()
+                .is_none_or(|p| e.purpose.as_ref() == Some(p))
+            && self.kind.as_ref().is_none_or(|k| &e.kind == k)
+            && self.patient.as_ref().is_none_or(|p| e.patients.contains(p))
+            && self.since.is_none_or(|s| at.is_none_or(|t| t >= s))
+            && self.until.is_none_or(|u| at.is_none_or(|t| t < u))
+    }
+
+    /// The filter in words, for the audit entry the review itself makes.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (name, v) in [
+            ("principal", &self.principal),
+            ("patient", &self.patient),
+            ("purpose", &self.purpose),
+            ("kind", &self.kind),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{name}={v}"));
+            }
+        }
+        if let Some(s) = self.since {
+            parts.push(format!("since={}", s.to_rfc3339()));
+        }
+        if let Some(u) = self.until {
+            parts.push(format!("until={}", u.to_rfc3339()));
+        }
+        if parts.is_empty() {
+            "audit: every entry".into()
+        } else {
+            format!("audit: {}", parts.join(" "))
+        }
+    }
+
+    /// A date (2026-11-14, meaning its midnight UTC) or an RFC 3339 instant.
+    pub fn parse_instant(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        chrono::DateTime::parse_from_rfc3339(s.trim())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .ok()
+            .or_else(|| {
+                chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc())
+            })
+    }
+}
+
 /// A signed checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Checkpoint {

@@ -36,12 +36,15 @@ mod udf;
 pub mod wire;
 
 pub use access::{AsOf, RowMasking, SourceTable, StoredFile, TableAccess, TableSource};
-pub use audit::{AuditEntry, AuditLog};
+pub use audit::{AuditEntry, AuditFilter, AuditLog};
 pub use grants::{Grant, Grants};
 pub use oidc::{OidcConfig, OidcError, OidcVerifier};
 pub use policy::{Policy, PolicyError, Refusal};
 pub use purpose::Purpose;
-pub use session::{GovernError, Governance, GovernedSession, QueryResult, SessionRequest};
+pub use session::{
+    Declared, GovernError, Governance, GovernedSession, OptOutExclusion, QueryResult,
+    SessionRequest,
+};
 pub use tokens::{Principal, TokenError, TokenStore};
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

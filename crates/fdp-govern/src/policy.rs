@@ -182,6 +182,10 @@ impl Grant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Role {
     pub description: String,
+    /// The role reviews the audit and the opt-out's effect: the IG lead's
+    /// audit page, and the counts of records the opt-out excluded, which an
+    /// analyst must not see.
+    pub reviews_audit: bool,
     pub grants: BTreeMap<Purpose, Grant>,
 }
 
@@ -254,6 +258,8 @@ pub enum Refusal {
     JustificationRequired(Purpose),
     #[error("the purpose `research` needs the approved project it is for")]
     ProjectRequired,
+    #[error("{0} holds no role that reviews the audit")]
+    NotAuditReviewer(String),
 }
 
 #[derive(Deserialize)]
@@ -278,6 +284,8 @@ struct DisclosureDoc {
 struct RoleDoc {
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    reviews_audit: bool,
     #[serde(flatten)]
     purposes: BTreeMap<String, toml::Value>,
 }
@@ -383,6 +391,7 @@ impl Policy {
                 name,
                 Role {
                     description: r.description,
+                    reviews_audit: r.reviews_audit,
                     grants,
                 },
             );
@@ -448,6 +457,15 @@ impl Policy {
                 roles: many.iter().map(|(r, _)| r.to_string()).collect(),
             }),
         }
+    }
+
+    /// Whether one of `principal`'s roles reviews the audit.
+    pub fn reviews_audit(&self, principal: &Principal) -> bool {
+        principal
+            .roles
+            .iter()
+            .filter_map(|r| self.roles.get(r))
+            .any(|r| r.reviews_audit)
     }
 
     /// The purposes `principal`'s roles are granted.

@@ -32,7 +32,7 @@ use datafusion::prelude::{col, lit, when, Expr, SessionConfig, SessionContext};
 use fdp_model::{Model, Sensitivity};
 
 use crate::access::{AsOf, SourceTable, TableAccess, TableSource};
-use crate::audit::{AuditEntry, AuditError, AuditLog};
+use crate::audit::{AuditEntry, AuditError, AuditFilter, AuditLog};
 use crate::disclosure::{self, DisclosureReport};
 use crate::keystore::{Keystore, KeystoreError, PseudonymKey};
 use crate::masks::MaskCache;
@@ -92,8 +92,21 @@ impl SessionRequest {
     }
 }
 
+/// A declared purpose lasts a shift.
+const DECLARATION_LASTS: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+const MAX_DECLARATIONS: usize = 10_000;
+
+/// A purpose declared for a stretch of work: the id to present it by and the
+/// role it acts in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    pub id: String,
+    pub role: String,
+}
+
 /// The governance of one instance: its policy, keys, opt-out list and audit.
 pub struct Governance {
+    declarations: std::sync::Mutex<BTreeMap<String, (SessionRequest, std::time::Instant)>>,
     policy: Arc<Policy>,
     keystore: Keystore,
     opt_out: OptOut,
@@ -122,6 +135,7 @@ impl Governance {
             organisation: organisation.to_string(),
             model: Model::canonical(),
             masks: MaskCache::default(),
+            declarations: Default::default(),
         })
     }
 
@@ -198,11 +212,69 @@ impl Governance {
         })
     }
 
-    async fn compile<S: TableSource>(
+    /// Declare a purpose for a stretch of work before anything is read (the
+    /// UI's checkpoint after sign-in): checked against the policy like a
+    /// session, and audited with its justification. The declaration is kept
+    /// for a shift under an unguessable id; [`Governance::declared`] gives
+    /// it back to the same principal only.
+    pub fn declare(&self, req: &SessionRequest) -> Result<Declared, GovernError> {
+        let mut entry = AuditEntry::for_request(req, "declare purpose");
+        entry.kind = "purpose".into();
+        entry.policy = Some(self.policy.digest.clone());
+        match self.check(req) {
+            Ok((role, _)) => {
+                let role = role.to_string();
+                entry.role = Some(role.clone());
+                entry.outcome = "declared".into();
+                self.audit.append(entry)?;
+                let mut kept = req.clone();
+                kept.role = Some(role.clone());
+                let id = crate::tokens::random_hex(24);
+                let mut map = self.declarations.lock().expect("declarations lock");
+                map.retain(|_, (_, at)| at.elapsed() < DECLARATION_LASTS);
+                if map.len() >= MAX_DECLARATIONS {
+                    if let Some(oldest) = map
+                        .iter()
+                        .min_by_key(|(_, (_, at))| *at)
+                        .map(|(k, _)| k.clone())
+                    {
+                        map.remove(&oldest);
+                    }
+                }
+                map.insert(id.clone(), (kept, std::time::Instant::now()));
+                Ok(Declared { id, role })
+            }
+            Err(e) => {
+                entry.outcome = format!("refused: {e}");
+                self.audit.append(entry)?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The purpose `principal` declared under `id`, as a request on
+    /// `channel`; none if it was never declared, has lapsed, or was declared
+    /// by someone else.
+    pub fn declared(
         &self,
-        source: &S,
-        req: &SessionRequest,
-    ) -> Result<GovernedSession, GovernError> {
+        id: &str,
+        principal: &Principal,
+        channel: &str,
+    ) -> Option<SessionRequest> {
+        let map = self.declarations.lock().expect("declarations lock");
+        let (req, at) = map.get(id)?;
+        if at.elapsed() >= DECLARATION_LASTS || req.principal.name != principal.name {
+            return None;
+        }
+        let mut req = req.clone();
+        // The principal as it is now: roles may have changed since.
+        req.principal = principal.clone();
+        req.channel = channel.to_string();
+        Some(req)
+    }
+
+    /// The role and grant `req` acts under, or why it may not.
+    fn check(&self, req: &SessionRequest) -> Result<(&str, &crate::policy::Grant), Refusal> {
         let (role, grant) =
             self.policy
                 .grant_for(&req.principal, req.purpose, req.role.as_deref())?;
@@ -212,11 +284,158 @@ impl Governance {
                 .as_deref()
                 .is_none_or(|j| j.trim().is_empty())
         {
-            return Err(Refusal::JustificationRequired(req.purpose).into());
+            return Err(Refusal::JustificationRequired(req.purpose));
         }
-        if req.purpose == Purpose::Research && req.project.is_none() {
-            return Err(Refusal::ProjectRequired.into());
+        if req.purpose == Purpose::Research
+            && req.project.as_deref().is_none_or(|p| p.trim().is_empty())
+        {
+            return Err(Refusal::ProjectRequired);
         }
+        Ok((role, grant))
+    }
+
+    /// The audit entries matching `filter`, for a principal whose role
+    /// reviews the audit. The review is itself audited.
+    pub fn review_audit(
+        &self,
+        principal: &Principal,
+        filter: &AuditFilter,
+        channel: &str,
+    ) -> Result<Vec<AuditEntry>, GovernError> {
+        let mut entry = self.review_entry(principal, "audit-review", channel, filter.describe());
+        if !self.policy.reviews_audit(principal) {
+            let refusal = Refusal::NotAuditReviewer(principal.name.clone());
+            entry.outcome = format!("refused: {refusal}");
+            self.audit.append(entry)?;
+            return Err(refusal.into());
+        }
+        let found: Vec<AuditEntry> = self
+            .audit
+            .entries()?
+            .into_iter()
+            .filter(|e| filter.matches(e))
+            .collect();
+        entry.rows = Some(found.len() as u64);
+        entry.outcome = "ok".into();
+        self.audit.append(entry)?;
+        Ok(found)
+    }
+
+    /// How many records of each canonical table the national data opt-out
+    /// keeps out of planning and research: for a principal whose role
+    /// reviews the audit (never for the analyst, whose answers it shapes).
+    /// Audited.
+    pub async fn opt_out_exclusions<S: TableSource>(
+        &self,
+        source: &S,
+        principal: &Principal,
+        channel: &str,
+    ) -> Result<Vec<OptOutExclusion>, GovernError> {
+        let mut entry = self.review_entry(
+            principal,
+            "opt-out-review",
+            channel,
+            "opt-out exclusions".into(),
+        );
+        if !self.policy.reviews_audit(principal) {
+            let refusal = Refusal::NotAuditReviewer(principal.name.clone());
+            entry.outcome = format!("refused: {refusal}");
+            self.audit.append(entry)?;
+            return Err(refusal.into());
+        }
+        let ctx = new_context();
+        let access = TableAccess::new();
+        let tables = source
+            .canonical_tables(&access, &ctx, AsOf::Latest)
+            .await
+            .map_err(|e| GovernError::Source(e.to_string()))?;
+        let numbers = self.opt_out.nhs_numbers()?;
+        let mut opted_out: Vec<String> = numbers.iter().cloned().collect();
+        if !numbers.is_empty() {
+            if let Some(patient) = tables.iter().find(|t| t.name == "patient") {
+                opted_out.extend(person_ids_of(&ctx, patient, &numbers).await?);
+            }
+        }
+        let mut out = Vec::new();
+        for t in tables {
+            let Some(object) = self.model.object_type_by_table(&t.name) else {
+                continue;
+            };
+            let schema = t.provider.schema();
+            let columns: Vec<String> = patient_columns(object)
+                .into_iter()
+                .filter(|c| schema.index_of(c).is_ok())
+                .collect();
+            if columns.is_empty() {
+                continue;
+            }
+            let excluded = columns
+                .iter()
+                .map(|c| col(c.as_str()).in_list(opted_out.iter().map(lit).collect(), false))
+                .reduce(Expr::or)
+                .filter(|_| !opted_out.is_empty())
+                .unwrap_or(lit(false));
+            use datafusion::functions_aggregate::expr_fn::{count, sum};
+            let df = ctx.read_table(t.provider)?.aggregate(
+                vec![],
+                vec![
+                    count(lit(1)).alias("rows"),
+                    sum(when(excluded, lit(1i64)).otherwise(lit(0i64))?).alias("excluded"),
+                ],
+            )?;
+            let batches = df.collect().await?;
+            let value = |i: usize| -> u64 {
+                batches
+                    .first()
+                    .filter(|b| b.num_rows() > 0)
+                    .and_then(|b| cast(b.column(i), &DataType::Int64).ok())
+                    .and_then(|a| {
+                        let a = a.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                        (!a.is_null(0)).then(|| a.value(0).max(0) as u64)
+                    })
+                    .unwrap_or(0)
+            };
+            out.push(OptOutExclusion {
+                table: t.name.clone(),
+                rows: value(0),
+                excluded: value(1),
+            });
+        }
+        entry.rows = Some(out.len() as u64);
+        entry.objects = out.iter().map(|e| e.table.clone()).collect();
+        entry.decisions = vec![format!(
+            "national data opt-out: {} NHS numbers on the list",
+            numbers.len()
+        )];
+        entry.outcome = "ok".into();
+        self.audit.append(entry)?;
+        Ok(out)
+    }
+
+    fn review_entry(
+        &self,
+        principal: &Principal,
+        kind: &str,
+        channel: &str,
+        what: String,
+    ) -> AuditEntry {
+        AuditEntry {
+            kind: kind.into(),
+            principal: principal.name.clone(),
+            organisation: principal.organisation.clone(),
+            channel: channel.into(),
+            what,
+            policy: Some(self.policy.digest.clone()),
+            ..AuditEntry::default()
+        }
+    }
+
+    async fn compile<S: TableSource>(
+        &self,
+        source: &S,
+        req: &SessionRequest,
+    ) -> Result<GovernedSession, GovernError> {
+        let (role, grant) = self.check(req)?;
         let ctx = new_context();
         let access = TableAccess::new();
         let tables = source
@@ -464,6 +683,19 @@ async fn person_ids_of(
     Ok(out)
 }
 
+/// Column names, and rows of text (NULL as `None`).
+pub type TextTable = (Vec<String>, Vec<Vec<Option<String>>>);
+
+/// What the national data opt-out keeps out of one table's secondary uses.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OptOutExclusion {
+    pub table: String,
+    /// Records in the table.
+    pub rows: u64,
+    /// Records of opted-out patients, left out under planning and research.
+    pub excluded: u64,
+}
+
 /// A principal's session, with the policy compiled in.
 pub struct GovernedSession {
     ctx: SessionContext,
@@ -507,6 +739,11 @@ impl GovernedSession {
         self.req.purpose
     }
 
+    /// The approved project, for purposes that name one.
+    pub fn project(&self) -> Option<&str> {
+        self.req.project.as_deref()
+    }
+
     pub fn role(&self) -> &str {
         &self.role
     }
@@ -542,7 +779,14 @@ impl GovernedSession {
         if !self.has_table(table) {
             return Ok(Vec::new());
         }
+        Ok(self.text_table(sql).await?.1)
+    }
+
+    /// A query's column names and its rows as text, as [`Self::text_rows`]
+    /// gives them: for pages that show a result as it is.
+    pub async fn text_table(&self, sql: &str) -> Result<TextTable, GovernError> {
         let r = self.query(sql).await?;
+        let names = r.schema.fields().iter().map(|f| f.name().clone()).collect();
         let mut out = Vec::new();
         for b in &r.batches {
             let columns = b
@@ -554,7 +798,7 @@ impl GovernedSession {
                 (0..b.num_rows()).map(|row| columns.iter().map(|c| c[row].clone()).collect()),
             );
         }
-        Ok(out)
+        Ok((names, out))
     }
 
     /// The columns a query would return, without running it (for clients

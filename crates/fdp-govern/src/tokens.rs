@@ -133,9 +133,7 @@ impl TokenStore {
         {
             return Err(TokenError::BadName(name.to_string()));
         }
-        let mut raw = [0u8; 32];
-        rand::rng().fill_bytes(&mut raw);
-        let token = format!("fdp_{}", hex(&raw));
+        let token = format!("fdp_{}", random_hex(32));
         let mut entries = self.entries.write().expect("token lock");
         entries.retain(|(n, _)| n != name);
         entries.push((name.to_string(), hash(&token)));
@@ -210,6 +208,13 @@ impl TokenStore {
         }
         found
     }
+}
+
+/// `bytes` random bytes as hex: for tokens and other unguessable ids.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut raw);
+    hex(&raw)
 }
 
 #[cfg(test)]

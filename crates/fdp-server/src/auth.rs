@@ -23,13 +23,18 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
             return Some(t.trim().to_string());
         }
     }
+    cookie(headers, COOKIE)
+}
+
+/// The value of the cookie `name`, if the request carries it.
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
 }
 
@@ -158,9 +163,10 @@ fn login_form(error: Option<&str>) -> Response {
 
 fn login_with(state: &AppState, token: &str) -> Response {
     match state.tokens.verify(token) {
+        // Signed in; next, the purpose checkpoint.
         Some(_) => (
             [(header::SET_COOKIE, session_cookie(token.trim()))],
-            Redirect::to("/"),
+            Redirect::to("/purpose?next=/"),
         )
             .into_response(),
         None => (
@@ -181,11 +187,18 @@ pub async fn login_submit(State(state): State<AppState>, Form(f): Form<LoginForm
 }
 
 pub async fn logout() -> Response {
+    // The declared purpose goes with the session.
     (
-        [(
-            header::SET_COOKIE,
-            format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-        )],
+        axum::response::AppendHeaders([
+            (
+                header::SET_COOKIE,
+                format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+            ),
+            (
+                header::SET_COOKIE,
+                "fdp_purpose=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0".to_string(),
+            ),
+        ]),
         Redirect::to("/login"),
     )
         .into_response()

@@ -12,8 +12,10 @@
 
 mod api;
 mod auth;
+mod checkpoint;
 pub mod fhir;
 mod fhir_import;
+mod governed;
 mod pages;
 pub mod pgwire;
 pub mod routes;

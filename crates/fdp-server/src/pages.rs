@@ -78,7 +78,9 @@ pub fn layout(title: &str, ods: Option<&str>, body: Markup) -> Html<String> {
                             a href="/sources" { "Sources" } " "
                             a href="/tables" { "Tables" } " "
                             a href="/lineage" { "Lineage" } " "
-                            a href="/quarantine" { "Quarantine" }
+                            a href="/quarantine" { "Quarantine" } " "
+                            a href="/audit" { "Audit" } " "
+                            a href="/purpose" { "Purpose" }
                         }
                         @if let Some(ods) = ods { span.instance { "Instance " (ods) } }
                     }

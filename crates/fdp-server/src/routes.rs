@@ -8,7 +8,7 @@ use axum::routing::{self, MethodRouter};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use crate::{api, auth, fhir, fhir_import, pages, sources, sql, AppState};
+use crate::{api, auth, checkpoint, fhir, fhir_import, governed, pages, sources, sql, AppState};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +134,22 @@ pub fn routes() -> Vec<Route> {
                 "html",
                 auth::logout,
             )],
+        ),
+        route(
+            "/purpose",
+            "identity",
+            vec![
+                get(
+                    "The purpose checkpoint: declare what you are working on (and why, for sensitive purposes)",
+                    "html",
+                    checkpoint::page,
+                ),
+                post(
+                    "Declare a purpose (form); checked against the policy and audited",
+                    "html",
+                    checkpoint::submit,
+                ),
+            ],
         ),
         route(
             "/api/whoami",
@@ -274,6 +290,33 @@ pub fn routes() -> Vec<Route> {
                 "One table's versions and lineage (page)",
                 "html",
                 sources::table_page,
+            )],
+        ),
+        route(
+            "/tables/{name}/rows",
+            "tables",
+            vec![get(
+                "A page of a table's rows under the declared purpose",
+                "html",
+                governed::table_rows,
+            )],
+        ),
+        route(
+            "/tables/{name}/download",
+            "tables",
+            vec![get(
+                "A table under the declared purpose as a CSV file (an audited export, disclosure-controlled for planning and research)",
+                "csv",
+                governed::table_download,
+            )],
+        ),
+        route(
+            "/audit",
+            "governance",
+            vec![get(
+                "The audit, searchable, with the opt-out's effect per table (roles that review the audit)",
+                "html",
+                governed::audit_page,
             )],
         ),
         route(

@@ -235,6 +235,9 @@ pub async fn table_page(State(state): State<AppState>, Path(name): Path<String>)
         Some(&state.instance.ods),
         html! {
             h1 { "Table " code { (name) } }
+            @if layer == Layer::Canonical {
+                p { a href=(format!("/tables/{logical}/rows")) { "See its rows" } " as your declared purpose lets you." }
+            }
             @if !parts.is_empty() {
                 p { "Part of " code { (logical) } "; its other parts: "
                     @for p in &parts { a href=(format!("/tables/{p}")) { code { (p) } } " " } }

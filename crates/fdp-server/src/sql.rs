@@ -72,6 +72,12 @@ pub async fn export(
         Ok(r) => r,
         Err(response) => return response,
     };
+    csv_file(&result, &format!("export-{}.csv", session.purpose()))
+}
+
+/// An answer as a CSV file to download, with the disclosure control it
+/// passed in a header.
+pub(crate) fn csv_file(result: &fdp_govern::QueryResult, filename: &str) -> Response {
     let mut buf = Vec::new();
     {
         let mut w = datafusion::arrow::csv::WriterBuilder::new()
@@ -100,7 +106,7 @@ pub async fn export(
             ),
             (
                 axum::http::header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"export-{}.csv\"", session.purpose()),
+                format!("attachment; filename=\"{filename}\""),
             ),
         ],
         buf,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use fdp_govern::AuditFilter;
 
 use crate::instance::InstanceConfig;
 
@@ -30,9 +31,15 @@ pub enum AuditCommand {
         /// Only this purpose
         #[arg(long)]
         purpose: Option<String>,
+        /// Only entries of this kind (query, export, purpose, key-rotation, audit-review…)
+        #[arg(long)]
+        kind: Option<String>,
         /// Only entries at or after this instant or date (2026-11-14)
         #[arg(long)]
         since: Option<String>,
+        /// Only entries before this instant or date
+        #[arg(long)]
+        until: Option<String>,
     },
 }
 
@@ -73,37 +80,31 @@ pub fn run(cmd: AuditCommand) -> Result<()> {
             principal,
             patient,
             purpose,
+            kind,
             since,
+            until,
         } => {
-            let since = since
-                .map(|s| {
-                    chrono::DateTime::parse_from_rfc3339(&s)
-                        .map(|t| t.with_timezone(&chrono::Utc))
-                        .or_else(|_| {
-                            chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d")
-                                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
-                        })
-                        .with_context(|| {
-                            format!("--since {s:?}: give 2026-11-14 or an RFC 3339 instant")
-                        })
+            let instant = |flag: &str, s: Option<String>| {
+                s.map(|s| {
+                    AuditFilter::parse_instant(&s).with_context(|| {
+                        format!("{flag} {s:?}: give 2026-11-14 or an RFC 3339 instant")
+                    })
                 })
-                .transpose()?;
+                .transpose()
+            };
+            let filter = AuditFilter {
+                principal,
+                patient,
+                purpose,
+                kind,
+                since: instant("--since", since)?,
+                until: instant("--until", until)?,
+            };
             let gov = InstanceConfig::governance_of(&data_dir)?;
             for e in gov.audit().entries()? {
-                if principal.as_ref().is_some_and(|p| &e.principal != p)
-                    || purpose
-                        .as_ref()
-                        .is_some_and(|p| e.purpose.as_ref() != Some(p))
-                    || patient.as_ref().is_some_and(|p| !e.patients.contains(p))
-                    || since.is_some_and(|s| {
-                        chrono::DateTime::parse_from_rfc3339(&e.at)
-                            .map(|t| t < s)
-                            .unwrap_or(false)
-                    })
-                {
-                    continue;
+                if filter.matches(&e) {
+                    println!("{}", serde_json::to_string(&e)?);
                 }
-                println!("{}", serde_json::to_string(&e)?);
             }
             Ok(())
         }

@@ -1,5 +1,6 @@
 //! The bed board in headless Chromium changes a bed's state within a second
-//! of the ADT message that changed it.
+//! of the ADT message that changed it; a page that reads a table first asks
+//! for the purpose it is read for.
 
 mod common;
 
@@ -31,7 +32,13 @@ fn bed_board_shows_an_admission_within_a_second() {
     let register = dir.path().join("beds.csv");
     std::fs::write(&register, trust.bed_register_csv()).unwrap();
     fdp_ok!("ingest", "beds", "--data-dir", data, register);
-    let server = Server::start(&data, 1.0);
+    let server = Server::start_configured(
+        &data,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        "[principal.tester]\nroles = [\"bed-manager\"]\n",
+    );
 
     let (status, body) = http_get(server.http, "/api/bed-board", Some(&server.token));
     assert_eq!(status, 200);
@@ -123,6 +130,31 @@ fn bed_board_shows_an_admission_within_a_second() {
 
     if let Ok(dir) = std::env::var("FDP_SCREENSHOT_DIR") {
         std::fs::write(format!("{dir}/bed-board.png"), browser.screenshot()).unwrap();
+    }
+
+    // Reading a table's rows needs a declared purpose: the browser is sent
+    // to the checkpoint, declares one, and comes back to the rows.
+    browser.goto(&format!("http://{}/tables/bed/rows", server.http));
+    assert_eq!(
+        browser.eval("return location.pathname + location.search"),
+        "/purpose?next=/tables/bed/rows"
+    );
+    browser.eval(
+        "document.querySelector('input[name=purpose][value=operations]').click(); \
+         document.querySelector('form[action=\"/purpose\"]').submit(); return true",
+    );
+    wait_until(10, "the rows page after the checkpoint", || {
+        browser.eval("return location.pathname") == "/tables/bed/rows"
+            && browser.eval("var e = document.querySelector('[data-purpose]'); return e ? e.getAttribute('data-purpose') : null") == "operations"
+    });
+    let shown = browser.eval("return document.querySelectorAll('#rows tbody tr').length");
+    assert_eq!(
+        shown.as_u64(),
+        Some(board["counts"]["beds"].as_u64().unwrap().min(100)),
+        "the first page of beds"
+    );
+    if let Ok(dir) = std::env::var("FDP_SCREENSHOT_DIR") {
+        std::fs::write(format!("{dir}/table-rows.png"), browser.screenshot()).unwrap();
     }
     server.stop();
 }

@@ -1,6 +1,7 @@
 //! Governance end to end: the demo policy's matrix of role × purpose ×
 //! object type × sensitivity tag, checked through `fdp sql`, `POST /sql`,
-//! SQL over the PostgreSQL wire protocol (psycopg) and `POST /export` (CSV);
+//! SQL over the PostgreSQL wire protocol (psycopg), `POST /export` (CSV) and
+//! the UI (the purpose checkpoint, then a table's rows page);
 //! nothing identifying under planning; pseudonyms that differ by project;
 //! the national data opt-out; disclosure control; and an audit log that
 //! records every access and catches tampering.
@@ -160,6 +161,7 @@ fn the_policy_matrix_holds_through_every_path() {
     let wire = wire_batch(&server, &tokens, &tables);
     let mut wire_accesses = 0;
     let mut exports = 0;
+    let mut ui_accesses = 0;
 
     let mut checked = 0;
     let mut accesses = 0;
@@ -173,7 +175,12 @@ fn the_policy_matrix_holds_through_every_path() {
         for purpose in Purpose::ALL {
             let extra = extra_for(purpose, "p1");
             let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            let in_ui = declare_in_ui(server.http, &tokens[who], purpose);
+            ui_accesses += 1;
             let Some(grant) = role.grants.get(&purpose) else {
+                let (status, page) = in_ui.unwrap_err();
+                assert_eq!(status, 403, "{who} {purpose} in the UI: {page}");
+                assert!(page.contains("no role that is granted"), "{page}");
                 // Not granted: refused on every path, and the refusal audited.
                 let e =
                     sql_as(&config, &data, who, purpose.as_str(), &extra, "SELECT 1").unwrap_err();
@@ -201,6 +208,7 @@ fn the_policy_matrix_holds_through_every_path() {
             let over_wire = wire[&(who.to_string(), purpose)]
                 .as_ref()
                 .unwrap_or_else(|e| panic!("{who} {purpose} over the wire: {e}"));
+            let ui_purpose = in_ui.unwrap_or_else(|e| panic!("{who} {purpose} in the UI: {e:?}"));
             assert!(policy.grant_for(&principal, purpose, None).is_ok());
             for table in &tables {
                 let object = model.object_type_by_table(table).unwrap();
@@ -218,7 +226,11 @@ fn the_policy_matrix_holds_through_every_path() {
                 accesses += 2;
                 wire_accesses += 1;
                 let over_wire = &over_wire[table];
+                let in_ui = ui_rows(server.http, &tokens[who], &ui_purpose, table);
                 if !grant.objects.covers(table) {
+                    let (ui_status, page) = in_ui.unwrap_err();
+                    assert_eq!(ui_status, 404, "{who} {purpose} {table} in the UI");
+                    assert!(page.contains("not found"), "{page}");
                     let e = cli.unwrap_err();
                     assert!(e.contains("not found"), "{who} {purpose} {table}: {e}");
                     assert_eq!(status, 400, "{answer}");
@@ -252,6 +264,9 @@ fn the_policy_matrix_holds_through_every_path() {
                     .as_ref()
                     .unwrap_or_else(|e| panic!("{who} {purpose} {table} over the wire: {e}"));
                 let cli = cli.unwrap_or_else(|e| panic!("{who} {purpose} {table}: {e}"));
+                let (ui_columns, in_ui, pages) =
+                    in_ui.unwrap_or_else(|e| panic!("{who} {purpose} {table} in the UI: {e:?}"));
+                ui_accesses += pages;
                 assert_eq!(status, 200, "{who} {purpose} {table}: {answer}");
                 let over_http: Vec<Row> = serde_json::from_value(answer["rows"].clone()).unwrap();
                 assert_eq!(cli.len(), over_http.len(), "{who} {purpose} {table}");
@@ -263,6 +278,8 @@ fn the_policy_matrix_holds_through_every_path() {
                     .collect();
                 assert_eq!(&columns, wire_columns, "{who} {purpose} {table}");
                 assert_eq!(cli.len(), over_wire.len(), "{who} {purpose} {table}");
+                assert_eq!(columns, ui_columns, "{who} {purpose} {table} in the UI");
+                assert_eq!(cli.len(), in_ui.len(), "{who} {purpose} {table} in the UI");
                 let export_columns: BTreeSet<String> = exported[0].iter().cloned().collect();
                 assert_eq!(columns, export_columns, "{who} {purpose} {table} export");
                 assert_eq!(
@@ -286,6 +303,7 @@ fn the_policy_matrix_holds_through_every_path() {
                         .chain(&over_http)
                         .chain(over_wire)
                         .chain(&over_export)
+                        .chain(&in_ui)
                     {
                         let Some(v) = row.get(&p.column) else {
                             continue;
@@ -336,6 +354,7 @@ fn the_policy_matrix_holds_through_every_path() {
                         .chain(&over_http)
                         .chain(over_wire)
                         .chain(&over_export)
+                        .chain(&in_ui)
                     {
                         for (c, v) in row {
                             if let Some(s) = v.as_str() {
@@ -469,6 +488,107 @@ fn the_policy_matrix_holds_through_every_path() {
         "the fixture needs small cells: {raw_counts:?}"
     );
 
+    // The UI sends a person who has not declared a purpose to the
+    // checkpoint before it reads a table for them.
+    let r = http_request(
+        server.http,
+        "GET",
+        "/tables/patient/rows",
+        Some(&tokens["ana"]),
+        None,
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.header("location"),
+        Some("/purpose?next=/tables/patient/rows")
+    );
+    // A declaration counts only for the principal who made it.
+    let ana_planning = declare_in_ui(server.http, &tokens["ana"], Purpose::Planning).unwrap();
+    ui_accesses += 1;
+    let cookie = format!("fdp_purpose={ana_planning}");
+    let borrowed = http_request_with(
+        server.http,
+        "GET",
+        "/tables/patient/rows",
+        Some(&tokens["doc"]),
+        &[("Cookie", &cookie)],
+        None,
+    );
+    assert_eq!(borrowed.status, 303, "{}", borrowed.body);
+    // A download from the UI is an export: under planning, the opted-out
+    // patient is absent and nothing identifying is in it.
+    let r = http_request_with(
+        server.http,
+        "GET",
+        "/tables/patient/download",
+        Some(&tokens["ana"]),
+        &[("Cookie", &cookie)],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("content-type").unwrap().starts_with("text/csv"));
+    exports += 1;
+    let downloaded = parse_csv(&r.body);
+    assert_eq!(downloaded.len(), 1 + 39);
+    for v in downloaded.iter().flatten() {
+        assert!(!identifying.contains(v), "downloaded {v}");
+    }
+    // The analyst's answers say nothing of what the opt-out excluded; the
+    // IG lead's audit page does, and finds who looked at a patient.
+    let (status, answer) = http_sql(
+        server.http,
+        &tokens["ana"],
+        json!({"sql": "SELECT count(*) AS n FROM patient", "purpose": "planning"}),
+    );
+    accesses += 1;
+    assert_eq!(status, 200);
+    let text = answer.to_string();
+    assert!(
+        !text.contains("opt-out") && !text.contains("excluded"),
+        "{text}"
+    );
+    let (status, page) = http_get(server.http, "/audit", Some(&tokens["ana"]));
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("no role that reviews the audit"), "{page}");
+    ui_accesses += 1;
+    let (status, page) = http_get(
+        server.http,
+        &format!("/audit?patient={opted_out_person}"),
+        Some(&tokens["ig"]),
+    );
+    assert_eq!(status, 200, "{page}");
+    ui_accesses += 2;
+    assert!(page.contains("data-intact=\"true\""), "{page}");
+    assert!(
+        page.contains("<td>doc</td>"),
+        "who looked at the patient: {page}"
+    );
+    assert!(
+        page.contains("<tr data-table=\"patient\"><td><code>patient</code></td><td class=\"num\">40</td><td class=\"num\" data-excluded=\"1\">"),
+        "{page}"
+    );
+    let encounters = sql_as(
+        &config,
+        &data,
+        "doc",
+        "direct-care",
+        &[],
+        &format!("SELECT count(*) AS n FROM encounter WHERE patient_id = '{opted_out_person}'"),
+    )
+    .unwrap()[0]["n"]
+        .as_i64()
+        .unwrap();
+    accesses += 1;
+    let row = page
+        .split("<tr data-table=\"encounter\">")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .expect("the encounter table's opt-out row");
+    assert!(
+        row.contains(&format!("data-excluded=\"{encounters}\"")),
+        "encounters of the opted-out patient: {encounters}: {row}"
+    );
+
     // The audit has every access, and catches tampering.
     drop(server);
     let audit = std::fs::read_to_string(data.join("audit/audit.jsonl")).unwrap();
@@ -496,6 +616,18 @@ fn the_policy_matrix_holds_through_every_path() {
         })
         .count();
     assert_eq!(exported, exports, "one entry per export or refusal");
+    let in_ui = entries.iter().filter(|e| e["channel"] == "ui").count();
+    assert_eq!(
+        in_ui, ui_accesses,
+        "one entry per declaration, page, audit review or refusal in the UI"
+    );
+    assert!(entries.iter().any(|e| e["kind"] == "purpose"
+        && e["principal"] == "res"
+        && e["justification"] == "asthma outcomes study, REC 26/YH/0001"
+        && e["outcome"] == "declared"));
+    assert!(entries
+        .iter()
+        .any(|e| e["kind"] == "opt-out-review" && e["principal"] == "ig"));
     let over_wire = entries.iter().filter(|e| e["channel"] == "pgwire").count();
     assert_eq!(
         over_wire, wire_accesses,
@@ -644,6 +776,114 @@ fn wire_batch(
             (key, value)
         })
         .collect()
+}
+
+/// Declare `purpose` at the UI's checkpoint as the holder of `token`: the
+/// declaration's cookie value, or the status and page that refused it.
+fn declare_in_ui(
+    addr: std::net::SocketAddr,
+    token: &str,
+    purpose: Purpose,
+) -> Result<String, (u16, String)> {
+    let mut fields = vec![("purpose", purpose.as_str()), ("next", "/tables")];
+    if purpose == Purpose::Research {
+        fields.push(("project", "p1"));
+        fields.push(("justification", "asthma outcomes study, REC 26/YH/0001"));
+    }
+    let r = http_form(addr, "/purpose", token, &[], &fields);
+    if r.status != 303 {
+        return Err((r.status, r.body));
+    }
+    assert_eq!(r.header("location"), Some("/tables"));
+    let cookie = r.header("set-cookie").expect("the declaration's cookie");
+    let value = cookie
+        .strip_prefix("fdp_purpose=")
+        .and_then(|c| c.split(';').next())
+        .expect("fdp_purpose=…");
+    Ok(value.to_string())
+}
+
+type UiRows = (BTreeSet<String>, Vec<Row>, usize);
+
+/// Every row of `table` as the UI's rows page shows it under the declared
+/// purpose, page by page: its columns, rows and how many pages it took; or
+/// the status and page that refused it.
+fn ui_rows(
+    addr: std::net::SocketAddr,
+    token: &str,
+    declared: &str,
+    table: &str,
+) -> Result<UiRows, (u16, String)> {
+    let cookie = format!("fdp_purpose={declared}");
+    let mut rows = Vec::new();
+    let mut pages = 0;
+    let mut path = format!("/tables/{table}/rows?limit=1000");
+    loop {
+        let r = http_request_with(
+            addr,
+            "GET",
+            &path,
+            Some(token),
+            &[("Cookie", &cookie)],
+            None,
+        );
+        if r.status != 200 {
+            return Err((r.status, r.body));
+        }
+        pages += 1;
+        let (names, page_rows) = html_table(&r.body, "rows");
+        rows.extend(page_rows.into_iter().map(|cells| {
+            names
+                .iter()
+                .cloned()
+                .zip(
+                    cells
+                        .into_iter()
+                        .map(|c| c.map_or(Value::Null, Value::String)),
+                )
+                .collect::<Row>()
+        }));
+        match r
+            .body
+            .split_once("rel=\"next\" href=\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+        {
+            Some((next, _)) => path = unescape(next),
+            None => return Ok((names.into_iter().collect(), rows, pages)),
+        }
+    }
+}
+
+/// The header cells and body rows of the HTML table with `id`; a cell
+/// marked `data-null` is NULL.
+fn html_table(html: &str, id: &str) -> (Vec<String>, Vec<Vec<Option<String>>>) {
+    let start = html
+        .find(&format!("<table id=\"{id}\">"))
+        .unwrap_or_else(|| panic!("no table #{id} in {html}"));
+    let table = &html[start..start + html[start..].find("</table>").unwrap()];
+    let (head, body) = table.split_once("<tbody>").unwrap();
+    let cells = |row: &str, tag: &str| -> Vec<Option<String>> {
+        row.split(&format!("<{tag}"))
+            .skip(1)
+            .filter(|c| c.starts_with(['>', ' ']))
+            .map(|c| {
+                let (attrs, rest) = c.split_once('>').unwrap();
+                let text = rest.split(&format!("</{tag}>")).next().unwrap();
+                (!attrs.contains("data-null")).then(|| unescape(text))
+            })
+            .collect()
+    };
+    let names = cells(head, "th").into_iter().map(Option::unwrap).collect();
+    let rows = body.split("<tr>").skip(1).map(|r| cells(r, "td")).collect();
+    (names, rows)
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }
 
 /// `POST /sql` as the holder of `token`.

@@ -346,6 +346,45 @@ pub fn http_request(
     http_request_with(addr, method, path, token, &[], json)
 }
 
+/// A form post (`application/x-www-form-urlencoded`) as a browser sends
+/// it, with a bearer token and extra headers.
+#[allow(dead_code)]
+pub fn http_form(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+    fields: &[(&str, &str)],
+) -> HttpResponse {
+    let encode = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    let body = fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    write!(s, "{head}\r\n{body}").unwrap();
+    read_response(s)
+}
+
 /// [`http_request`] with extra request headers.
 pub fn http_request_with(
     addr: SocketAddr,
@@ -375,6 +414,10 @@ pub fn http_request_with(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n{body}"
     )
     .unwrap();
+    read_response(s)
+}
+
+fn read_response(mut s: TcpStream) -> HttpResponse {
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).unwrap();
     let text = String::from_utf8_lossy(&resp).into_owned();

@@ -1,0 +1,220 @@
+//! The purpose checkpoint: after signing in, a person declares what they are
+//! working for (and, for purposes the policy marks sensitive, why) before
+//! the UI reads any table for them. The declaration is checked against the
+//! policy and audited by governance; the browser holds only its id, in a
+//! cookie, and it counts only for the principal who made it.
+
+use axum::extract::{Query, State};
+use axum::http::{header, Extensions, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use fdp_govern::{GovernError, Principal, Purpose, SessionRequest};
+use maud::html;
+use serde::Deserialize;
+
+use crate::auth::{cookie, principal};
+use crate::pages::layout;
+use crate::AppState;
+
+const COOKIE: &str = "fdp_purpose";
+
+/// The purpose the signed-in principal declared, as a request on `channel`.
+pub(crate) fn declared(
+    state: &AppState,
+    headers: &HeaderMap,
+    principal: &Principal,
+    channel: &str,
+) -> Option<SessionRequest> {
+    let id = cookie(headers, COOKIE)?;
+    state.governance.declared(&id, principal, channel)
+}
+
+/// Send the browser to declare a purpose, then back to `next`.
+pub(crate) fn to_checkpoint(next: &str) -> Response {
+    Redirect::to(&format!("/purpose?next={}", encode(next))).into_response()
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Only paths on this instance: an open redirect would let a link signed
+/// by us send staff anywhere.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        _ => "/".to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CheckpointQuery {
+    next: Option<String>,
+}
+
+/// `GET /purpose`: the checkpoint form.
+pub async fn page(
+    State(state): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
+    Query(q): Query<CheckpointQuery>,
+) -> Response {
+    let p = principal(&ext);
+    let current = declared(&state, &headers, &p, "ui");
+    form(
+        &state,
+        &p,
+        &safe_next(q.next.as_deref()),
+        current.as_ref(),
+        None,
+    )
+    .into_response()
+}
+
+fn form(
+    state: &AppState,
+    p: &Principal,
+    next: &str,
+    current: Option<&SessionRequest>,
+    error: Option<&str>,
+) -> axum::response::Html<String> {
+    let policy = state.governance.policy();
+    let purposes = policy.purposes_of(p);
+    let sensitive: Vec<&str> = policy.sensitive.iter().map(|p| p.as_str()).collect();
+    layout(
+        "Declare your purpose",
+        Some(&state.instance.ods),
+        html! {
+            h1 { "What are you working on?" }
+            p { "Signed in as " strong { (p.name) } @if !p.roles.is_empty() { " (" (p.roles.join(", ")) ")" } ". "
+                "What you see depends on the purpose you declare; your declaration and every page you open are recorded in the audit." }
+            @if let Some(c) = current {
+                p #current { "Current purpose: " strong { (c.purpose) } @if let Some(r) = &c.role { " as " (r) } @if let Some(pr) = &c.project { ", project " (pr) } "." }
+            }
+            @if let Some(e) = error { p.error role="alert" { (e) } }
+            @if purposes.is_empty() {
+                p.error { "None of your roles is granted a purpose on this instance. Ask the information-governance lead." }
+            } @else {
+                form method="post" action="/purpose" {
+                    input type="hidden" name="next" value=(next);
+                    fieldset {
+                        legend { "Purpose" }
+                        @for pu in &purposes {
+                            label {
+                                input type="radio" name="purpose" value=(pu.as_str()) required
+                                    checked[current.is_some_and(|c| c.purpose == *pu) || purposes.len() == 1];
+                                " " (pu.as_str())
+                                @if policy.sensitive.contains(pu) { span.muted { " (needs a justification)" } }
+                            }
+                        }
+                    }
+                    @if p.roles.len() > 1 {
+                        label for="role" { "Acting as" }
+                        select #role name="role" {
+                            option value="" { "the role granted this purpose" }
+                            @for r in &p.roles { option value=(r) { (r) } }
+                        }
+                    }
+                    label for="project" { "Approved project (research)" }
+                    input #project name="project" autocomplete="off";
+                    label for="justification" { "Justification" @if !sensitive.is_empty() { span.muted { " (required for " (sensitive.join(", ")) ")" } } }
+                    textarea #justification name="justification" rows="3" cols="60" {}
+                    br;
+                    button type="submit" { "Continue" }
+                }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct Declaration {
+    purpose: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    project: String,
+    #[serde(default)]
+    justification: String,
+    next: Option<String>,
+}
+
+fn non_empty(s: String) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+/// `POST /purpose`: declare a purpose (checked and audited), then go on to
+/// where the person was heading.
+pub async fn submit(
+    State(state): State<AppState>,
+    ext: Extensions,
+    Form(f): Form<Declaration>,
+) -> Response {
+    let p = principal(&ext);
+    let next = safe_next(f.next.as_deref());
+    let purpose: Purpose = match f.purpose.parse() {
+        Ok(pu) => pu,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                form(&state, &p, &next, None, Some(&e.to_string())),
+            )
+                .into_response()
+        }
+    };
+    let mut req = SessionRequest::new(p.clone(), purpose, "ui");
+    req.role = non_empty(f.role);
+    req.project = non_empty(f.project);
+    req.justification = non_empty(f.justification);
+    match state.governance.declare(&req) {
+        Ok(d) => (
+            [(
+                header::SET_COOKIE,
+                format!(
+                    "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200",
+                    d.id
+                ),
+            )],
+            Redirect::to(&next),
+        )
+            .into_response(),
+        Err(GovernError::Refused(r)) => (
+            StatusCode::FORBIDDEN,
+            form(&state, &p, &next, None, Some(&r.to_string())),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            form(&state, &p, &next, None, Some(&e.to_string())),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_instance() {
+        assert_eq!(
+            safe_next(Some("/tables/patient/rows")),
+            "/tables/patient/rows"
+        );
+        assert_eq!(safe_next(Some("//evil.example/")), "/");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(None), "/");
+        assert_eq!(encode("/tables/a b?x=1"), "/tables/a%20b%3Fx%3D1");
+    }
+}
