@@ -36,6 +36,8 @@ pub enum IssueCode {
     CodeInvalid,
     NotFound,
     NotSupported,
+    /// The policy does not allow it.
+    Forbidden,
     Conflict,
     Processing,
     Invalid,
@@ -53,6 +55,7 @@ impl IssueCode {
             IssueCode::CodeInvalid => "code-invalid",
             IssueCode::NotFound => "not-found",
             IssueCode::NotSupported => "not-supported",
+            IssueCode::Forbidden => "forbidden",
             IssueCode::Conflict => "conflict",
             IssueCode::Processing => "processing",
             IssueCode::Invalid => "invalid",

@@ -42,7 +42,7 @@ pub use oidc::{OidcConfig, OidcError, OidcVerifier};
 pub use policy::{Policy, PolicyError, Refusal};
 pub use purpose::Purpose;
 pub use session::{
-    Declared, GovernError, Governance, GovernedSession, OptOutExclusion, QueryResult,
+    Declared, GovernError, Governance, GovernedSession, OptOutExclusion, QueryResult, RecordRead,
     SessionRequest,
 };
 pub use tokens::{Principal, TokenError, TokenStore};

@@ -258,6 +258,12 @@ pub enum Refusal {
     JustificationRequired(Purpose),
     #[error("the purpose `research` needs the approved project it is for")]
     ProjectRequired,
+    #[error("whole records cannot be given to the role `{role}` for `{purpose}`: {reason}")]
+    WholeRecordsRefused {
+        role: String,
+        purpose: Purpose,
+        reason: String,
+    },
     #[error("{0} holds no role that reviews the audit")]
     NotAuditReviewer(String),
 }

@@ -294,6 +294,76 @@ impl Governance {
         Ok((role, grant))
     }
 
+    /// May `req` be given whole records as received (FHIR resources) that
+    /// fill the canonical object types `object_types`? Only where the policy
+    /// would show every column of each of them, on every row: a resource
+    /// cannot be served with a column masked or a row filtered out, so a
+    /// grant that would do either is refused here rather than widened.
+    /// Records of no object type need the raw layer granted. The refusal is
+    /// audited; an allowed read is audited by [`RecordRead::served`].
+    pub fn whole_records(
+        &self,
+        req: &SessionRequest,
+        object_types: &[&str],
+        what: &str,
+    ) -> Result<RecordRead<'_>, GovernError> {
+        let mut entry = AuditEntry::for_request(req, what);
+        entry.policy = Some(self.policy.digest.clone());
+        let decided = self.check(req).and_then(|(role, grant)| {
+            entry.role = Some(role.to_string());
+            let refuse = |reason: String| {
+                Err(Refusal::WholeRecordsRefused {
+                    role: role.to_string(),
+                    purpose: req.purpose,
+                    reason,
+                })
+            };
+            let own = req.principal.organisation.as_deref() == Some(self.organisation.as_str());
+            if grant.rows.own_organisation_only && !own {
+                return refuse(format!("it sees only {}'s records", self.organisation));
+            }
+            if object_types.is_empty() && !grant.raw {
+                return refuse("these records fill no canonical object type, and records as received (raw) are not granted".into());
+            }
+            for name in object_types {
+                let Some(object) = self.model.object_type(name) else {
+                    return refuse(format!("{name} is not in the canonical model"));
+                };
+                let table = object.table.as_str();
+                if !grant.objects.covers(table) {
+                    return refuse(format!("`{table}` is not granted"));
+                }
+                if grant.rows.sites.is_some() || grant.rows.wards.is_some() {
+                    return refuse(format!("`{table}` is granted for some sites or wards only"));
+                }
+                if let Some(p) = object
+                    .properties
+                    .iter()
+                    .find(|p| grant.action(table, &p.column, p.sensitivity) != Action::Show)
+                {
+                    return refuse(format!(
+                        "`{table}.{}` is not shown ({})",
+                        p.column,
+                        grant.action(table, &p.column, p.sensitivity)
+                    ));
+                }
+                entry.objects.push(table.to_string());
+            }
+            Ok(role.to_string())
+        });
+        match decided {
+            Ok(_) => Ok(RecordRead {
+                audit: &self.audit,
+                entry,
+            }),
+            Err(e) => {
+                entry.outcome = format!("refused: {e}");
+                self.audit.append(entry)?;
+                Err(e.into())
+            }
+        }
+    }
+
     /// The audit entries matching `filter`, for a principal whose role
     /// reviews the audit. The review is itself audited.
     pub fn review_audit(
@@ -681,6 +751,24 @@ async fn person_ids_of(
         out.extend(s.iter().flatten().map(str::to_string));
     }
     Ok(out)
+}
+
+/// A read of whole records the policy allowed, to be audited once served.
+#[must_use = "the read is audited only when `served` is called"]
+pub struct RecordRead<'g> {
+    audit: &'g AuditLog,
+    entry: AuditEntry,
+}
+
+impl RecordRead<'_> {
+    /// Audit what was served: how many records, and the patients they name.
+    pub fn served(mut self, records: u64, patients: Vec<String>) -> Result<(), GovernError> {
+        self.entry.rows = Some(records);
+        self.entry.patients = patients;
+        self.entry.outcome = "ok".into();
+        self.audit.append(self.entry)?;
+        Ok(())
+    }
 }
 
 /// Column names, and rows of text (NULL as `None`).

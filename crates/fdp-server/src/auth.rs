@@ -126,6 +126,8 @@ pub async fn require_principal(
 #[derive(Deserialize)]
 pub struct LoginQuery {
     token: Option<String>,
+    /// Where to go once signed in and a purpose is declared.
+    next: Option<String>,
 }
 
 fn session_cookie(token: &str) -> String {
@@ -134,11 +136,11 @@ fn session_cookie(token: &str) -> String {
     format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200")
 }
 
-/// The login page; `/login?token=…` (the link `fdp demo` prints) signs in
-/// directly.
+/// The login page; `/login?token=…&next=/bed-board` (the link `fdp demo`
+/// prints) signs in directly.
 pub async fn login_page(State(state): State<AppState>, Query(q): Query<LoginQuery>) -> Response {
     if let Some(t) = q.token {
-        return login_with(&state, &t);
+        return login_with(&state, &t, q.next.as_deref());
     }
     login_form(None)
 }
@@ -161,12 +163,12 @@ fn login_form(error: Option<&str>) -> Response {
     .into_response()
 }
 
-fn login_with(state: &AppState, token: &str) -> Response {
+fn login_with(state: &AppState, token: &str, next: Option<&str>) -> Response {
     match state.tokens.verify(token) {
         // Signed in; next, the purpose checkpoint.
         Some(_) => (
             [(header::SET_COOKIE, session_cookie(token.trim()))],
-            Redirect::to("/purpose?next=/"),
+            crate::checkpoint::to_checkpoint(&crate::checkpoint::safe_next(next)),
         )
             .into_response(),
         None => (
@@ -183,7 +185,7 @@ pub struct LoginForm {
 }
 
 pub async fn login_submit(State(state): State<AppState>, Form(f): Form<LoginForm>) -> Response {
-    login_with(&state, &f.token)
+    login_with(&state, &f.token, None)
 }
 
 pub async fn logout() -> Response {

@@ -49,7 +49,7 @@ fn encode(s: &str) -> String {
 
 /// Only paths on this instance: an open redirect would let a link signed
 /// by us send staff anywhere.
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
         _ => "/".to_string(),

@@ -6,6 +6,12 @@
 //! is in raw and in the canonical tables before the answer is sent, exactly
 //! as one loaded from a file. Reads are answered from the versions held in
 //! memory, loaded from raw when the instance starts.
+//!
+//! A read serves whole records as received, so governance allows it only
+//! where the policy would show every column of what the resource type maps
+//! to (see `Governance::whole_records`), for the purpose the request names
+//! in `X-Purpose` (default `direct-care`, what a FHIR API is for); every
+//! read and refusal is audited with the patients it named.
 
 // The checks return the error response itself, which a handler returns at
 // once; boxing it would only add an allocation on the error path.
@@ -16,7 +22,7 @@ use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeZone, Utc};
 use fdp_fhir::bundle::{self, BundleKind, Method};
@@ -28,8 +34,95 @@ use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
 use crate::AppState;
+use fdp_govern::{GovernError, Purpose, RecordRead, SessionRequest};
 
 const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// The purpose a read is made for: `X-Purpose` (default `direct-care`),
+/// with `X-Justification` and `X-Project` where the policy asks for them.
+fn read_request(ext: &Extensions, headers: &HeaderMap) -> Result<SessionRequest, Response> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let purpose = match header("x-purpose") {
+        None => Purpose::DirectCare,
+        Some(p) => p
+            .parse()
+            .map_err(|e: fdp_govern::purpose::UnknownPurpose| {
+                outcome(
+                    StatusCode::BAD_REQUEST,
+                    IssueCode::Value,
+                    format!("X-Purpose: {e}"),
+                )
+            })?,
+    };
+    let mut req = SessionRequest::new(crate::auth::principal(ext), purpose, "fhir");
+    req.justification = header("x-justification");
+    req.project = header("x-project");
+    req.role = header("x-role");
+    Ok(req)
+}
+
+/// Whole records of type `rt` for `req`, or the OperationOutcome refusing
+/// them (the refusal is audited).
+fn may_read<'s>(
+    state: &'s AppState,
+    req: &SessionRequest,
+    rt: &str,
+    what: &str,
+) -> Result<RecordRead<'s>, Response> {
+    state
+        .governance
+        .whole_records(req, fdp_fhir::map::object_types_of(rt), what)
+        .map_err(|e| match e {
+            GovernError::Refused(r) => {
+                outcome(StatusCode::FORBIDDEN, IssueCode::Forbidden, r.to_string())
+            }
+            e => outcome(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                IssueCode::Exception,
+                e.to_string(),
+            ),
+        })
+}
+
+/// Audit what `read` served, then answer with `response`; an answer that
+/// cannot be audited is not given.
+fn audited(
+    read: RecordRead<'_>,
+    records: u64,
+    patients: Vec<String>,
+    response: Response,
+) -> Response {
+    match read.served(records, patients) {
+        Ok(()) => response,
+        Err(e) => outcome(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            IssueCode::Exception,
+            format!("the read could not be audited, so it is not answered: {e}"),
+        ),
+    }
+}
+
+/// The patients a resource is about: a Patient's own id, or the patient
+/// its `subject` or `patient` refers to.
+fn patient_of(rt: &str, id: &str, body: &Value) -> Option<String> {
+    if rt == "Patient" {
+        return Some(id.to_string());
+    }
+    ["subject", "patient"].iter().find_map(|k| {
+        body.get(k)?
+            .get("reference")?
+            .as_str()?
+            .strip_prefix("Patient/")
+            .map(str::to_string)
+    })
+}
 
 /// One version of a resource held for reads; `body` is `None` when deleted.
 #[derive(Debug, Clone)]
@@ -151,13 +244,18 @@ pub(crate) fn outcome(
     code: IssueCode,
     diagnostics: impl Into<String>,
 ) -> Response {
-    let oo = OperationOutcome::single(Issue {
+    fhir_json(status, &issue_json(code, diagnostics.into()))
+}
+
+/// An OperationOutcome with one error.
+fn issue_json(code: IssueCode, diagnostics: String) -> Value {
+    OperationOutcome::single(Issue {
         severity: fdp_fhir::Severity::Error,
         code,
         expression: None,
-        diagnostics: diagnostics.into(),
-    });
-    fhir_json(status, &oo.to_json())
+        diagnostics,
+    })
+    .to_json()
 }
 
 fn with_version_headers(mut resp: Response, v: &Version) -> Response {
@@ -284,30 +382,47 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
 pub async fn read(
     State(state): State<AppState>,
     Path((rt, id)): Path<(String, String)>,
+    ext: Extensions,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = check_format(&headers, &params)
+    let read = match check_format(&headers, &params)
         .and(check_type(&rt))
         .and(check_id(&id))
+        .and_then(|()| read_request(&ext, &headers))
+        .and_then(|req| may_read(&state, &req, &rt, &format!("GET /fhir/{rt}/{id}")))
     {
-        return r;
-    }
+        Ok(read) => read,
+        Err(r) => return r,
+    };
     match state.fhir.current(&rt, &id) {
-        None => outcome(
-            StatusCode::NOT_FOUND,
-            IssueCode::NotFound,
-            format!("{rt}/{id} is not known"),
+        None => audited(
+            read,
+            0,
+            vec![],
+            outcome(
+                StatusCode::NOT_FOUND,
+                IssueCode::NotFound,
+                format!("{rt}/{id} is not known"),
+            ),
         ),
         Some(v) => match &v.body {
-            None => outcome(
-                StatusCode::GONE,
-                IssueCode::Processing,
-                format!("{rt}/{id} was deleted (version {})", v.version),
+            None => audited(
+                read,
+                0,
+                vec![],
+                outcome(
+                    StatusCode::GONE,
+                    IssueCode::Processing,
+                    format!("{rt}/{id} was deleted (version {})", v.version),
+                ),
             ),
-            Some(body) => {
-                with_version_headers(fhir_json(StatusCode::OK, &served(body, &id, &v)), &v)
-            }
+            Some(body) => audited(
+                read,
+                1,
+                patient_of(&rt, &id, body).into_iter().collect(),
+                with_version_headers(fhir_json(StatusCode::OK, &served(body, &id, &v)), &v),
+            ),
         },
     }
 }
@@ -315,30 +430,56 @@ pub async fn read(
 pub async fn vread(
     State(state): State<AppState>,
     Path((rt, id, vid)): Path<(String, String, String)>,
+    ext: Extensions,
+    headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_type(&rt).and(check_id(&id)) {
-        return r;
-    }
+    let read = match check_type(&rt)
+        .and(check_id(&id))
+        .and_then(|()| read_request(&ext, &headers))
+        .and_then(|req| {
+            may_read(
+                &state,
+                &req,
+                &rt,
+                &format!("GET /fhir/{rt}/{id}/_history/{vid}"),
+            )
+        }) {
+        Ok(read) => read,
+        Err(r) => return r,
+    };
     let found = {
         let all = state.fhir.versions.read().expect("versions lock");
         all.get(&(rt.clone(), id.clone()))
             .and_then(|vs| vs.iter().find(|v| v.version.to_string() == vid).cloned())
     };
     match found {
-        None => outcome(
-            StatusCode::NOT_FOUND,
-            IssueCode::NotFound,
-            format!("{rt}/{id} has no version {vid}"),
+        None => audited(
+            read,
+            0,
+            vec![],
+            outcome(
+                StatusCode::NOT_FOUND,
+                IssueCode::NotFound,
+                format!("{rt}/{id} has no version {vid}"),
+            ),
         ),
         Some(v) => match &v.body {
-            None => outcome(
-                StatusCode::GONE,
-                IssueCode::Processing,
-                format!("version {vid} of {rt}/{id} is its deletion"),
+            None => audited(
+                read,
+                0,
+                vec![],
+                outcome(
+                    StatusCode::GONE,
+                    IssueCode::Processing,
+                    format!("version {vid} of {rt}/{id} is its deletion"),
+                ),
             ),
-            Some(body) => {
-                with_version_headers(fhir_json(StatusCode::OK, &served(body, &id, &v)), &v)
-            }
+            Some(body) => audited(
+                read,
+                1,
+                patient_of(&rt, &id, body).into_iter().collect(),
+                with_version_headers(fhir_json(StatusCode::OK, &served(body, &id, &v)), &v),
+            ),
         },
     }
 }
@@ -346,11 +487,17 @@ pub async fn vread(
 pub async fn history(
     State(state): State<AppState>,
     Path((rt, id)): Path<(String, String)>,
+    ext: Extensions,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_type(&rt).and(check_id(&id)) {
-        return r;
-    }
+    let read = match check_type(&rt)
+        .and(check_id(&id))
+        .and_then(|()| read_request(&ext, &headers))
+        .and_then(|req| may_read(&state, &req, &rt, &format!("GET /fhir/{rt}/{id}/_history")))
+    {
+        Ok(read) => read,
+        Err(r) => return r,
+    };
     let versions = {
         let all = state.fhir.versions.read().expect("versions lock");
         all.get(&(rt.clone(), id.clone()))
@@ -358,12 +505,21 @@ pub async fn history(
             .unwrap_or_default()
     };
     if versions.is_empty() {
-        return outcome(
-            StatusCode::NOT_FOUND,
-            IssueCode::NotFound,
-            format!("{rt}/{id} is not known"),
+        return audited(
+            read,
+            0,
+            vec![],
+            outcome(
+                StatusCode::NOT_FOUND,
+                IssueCode::NotFound,
+                format!("{rt}/{id} is not known"),
+            ),
         );
     }
+    let patients: std::collections::BTreeSet<String> = versions
+        .iter()
+        .filter_map(|v| v.body.as_ref().and_then(|b| patient_of(&rt, &id, b)))
+        .collect();
     let base = base_url(&headers);
     let entries: Vec<Value> = versions
         .iter()
@@ -382,11 +538,16 @@ pub async fn history(
             e
         })
         .collect();
-    fhir_json(
-        StatusCode::OK,
-        &json!({"resourceType": "Bundle", "type": "history", "total": entries.len(),
-                "link": [{"relation": "self", "url": format!("{base}/{rt}/{id}/_history")}],
-                "entry": entries}),
+    audited(
+        read,
+        entries.len() as u64,
+        patients.into_iter().collect(),
+        fhir_json(
+            StatusCode::OK,
+            &json!({"resourceType": "Bundle", "type": "history", "total": entries.len(),
+                    "link": [{"relation": "self", "url": format!("{base}/{rt}/{id}/_history")}],
+                    "entry": entries}),
+        ),
     )
 }
 
@@ -810,13 +971,26 @@ fn date_matches(have: &FhirDateTime, want: &str) -> Result<bool, String> {
 pub async fn search(
     State(state): State<AppState>,
     Path(rt): Path<String>,
+    ext: Extensions,
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
     let map: HashMap<String, String> = params.iter().cloned().collect();
-    if let Err(r) = check_format(&headers, &map).and(check_type(&rt)) {
-        return r;
-    }
+    let asked: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let read = match check_format(&headers, &map)
+        .and(check_type(&rt))
+        .and_then(|()| read_request(&ext, &headers))
+        .and_then(|req| {
+            may_read(
+                &state,
+                &req,
+                &rt,
+                &format!("GET /fhir/{rt}?{}", asked.join("&")),
+            )
+        }) {
+        Ok(read) => read,
+        Err(r) => return r,
+    };
     let count = match map.get("_count").map(|c| c.parse::<usize>()) {
         None => 50,
         Some(Ok(c)) => c.min(1000),
@@ -902,20 +1076,33 @@ pub async fn search(
         (total - 1) / count * count
     };
     links.push(json!({"relation": "last", "url": page_url(last)}));
-    let entries: Vec<Value> = hits
+    let page: Vec<&(String, Version, Arc<Value>)> = hits.iter().skip(offset).take(count).collect();
+    let patients: std::collections::BTreeSet<String> = page
         .iter()
-        .skip(offset)
-        .take(count)
+        .filter_map(|(id, _, body)| patient_of(&rt, id, body))
+        .collect();
+    let entries: Vec<Value> = page
+        .iter()
         .map(|(id, v, body)| json!({"fullUrl": format!("{base}/{rt}/{id}"), "resource": served(body, id, v), "search": {"mode": "match"}}))
         .collect();
-    fhir_json(
-        StatusCode::OK,
-        &json!({"resourceType": "Bundle", "type": "searchset", "total": total, "link": links, "entry": entries}),
+    audited(
+        read,
+        entries.len() as u64,
+        patients.into_iter().collect(),
+        fhir_json(
+            StatusCode::OK,
+            &json!({"resourceType": "Bundle", "type": "searchset", "total": total, "link": links, "entry": entries}),
+        ),
     )
 }
 
 /// `POST /fhir` with a batch or transaction Bundle.
-pub async fn bundle(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn bundle(
+    State(state): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let b = match parse_body(&body) {
         Ok(v) => v,
         Err(r) => return r,
@@ -948,6 +1135,10 @@ pub async fn bundle(State(state): State<AppState>, headers: HeaderMap, body: Byt
     // Check every writing entry first; a transaction stops at the first problem.
     let mut writes: Vec<(usize, Value, String)> = Vec::new();
     let mut responses: Vec<Option<Value>> = vec![None; entries.len()];
+    // Reads in the Bundle are governed like reads on their own.
+    let read_req = read_request(&ext, &headers).map_err(|_| {
+        "X-Purpose is not one of direct-care, operations, planning, research".to_string()
+    });
     for e in &mut entries {
         match e.method {
             Method::Post | Method::Put => {
@@ -1050,11 +1241,34 @@ pub async fn bundle(State(state): State<AppState>, headers: HeaderMap, body: Byt
             }
             (Method::Get, Some(url)) => {
                 let (rt, id) = url.split_once('/').unwrap_or((url, ""));
-                responses[e.index] = Some(match state.fhir.current(rt, id) {
-                    Some(v) if v.body.is_some() => {
-                        json!({"status": "200 OK", "resource": served(v.body.as_ref().expect("checked"), id, &v)})
-                    }
-                    _ => json!({"status": "404 Not Found"}),
+                let read = match &read_req {
+                    Err(bad) => Err(json!({"status": "400 Bad Request", "outcome": issue_json(IssueCode::Value, bad.clone())})),
+                    Ok(req) => state
+                        .governance
+                        .whole_records(
+                            req,
+                            fdp_fhir::map::object_types_of(rt),
+                            &format!("GET /fhir/{url} (Bundle.entry[{}])", e.index),
+                        )
+                        .map_err(|e| json!({"status": "403 Forbidden", "outcome": issue_json(IssueCode::Forbidden, e.to_string())})),
+                };
+                responses[e.index] = Some(match read {
+                    Err(refused) => refused,
+                    Ok(read) => match state.fhir.current(rt, id) {
+                        Some(v) if v.body.is_some() => {
+                            let body = v.body.as_ref().expect("checked");
+                            match read.served(1, patient_of(rt, id, body).into_iter().collect()) {
+                                Ok(()) => {
+                                    json!({"status": "200 OK", "resource": served(body, id, &v)})
+                                }
+                                Err(_) => json!({"status": "500 Internal Server Error"}),
+                            }
+                        }
+                        _ => match read.served(0, vec![]) {
+                            Ok(()) => json!({"status": "404 Not Found"}),
+                            Err(_) => json!({"status": "500 Internal Server Error"}),
+                        },
+                    },
                 });
             }
             _ => {}

@@ -165,7 +165,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     // The demo's own principal, and the roles `fdp sql --as demo` acts in:
     // kept beside the data so the command line finds them.
-    let identity = "ods = \"RXX\"\n\n[principal.demo]\nroles = [\"clinician\", \"bed-manager\", \"analyst\"]\n";
+    let identity = "ods = \"RXX\"\n\n[principal.demo]\nroles = [\"clinician\", \"bed-manager\", \"analyst\", \"information-governance-lead\"]\n";
     let identity_file = args.data_dir.join("instance.toml");
     if !identity_file.exists() {
         std::fs::write(&identity_file, identity)
@@ -208,7 +208,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         "OpenFDP demo: trust RXX, data in {}",
         args.data_dir.display()
     );
-    println!("  bed board:  http://{http}/login?token={token}");
+    println!("  bed board:  http://{http}/login?token={token}&next=/bed-board");
     println!(
         "  MLLP:       {mllp} (the simulated PAS sends {:.1} messages/s)",
         args.rate

@@ -929,3 +929,112 @@ fn bulk_import_of_ndjson_files_in_the_import_directory() {
         2
     );
 }
+
+#[test]
+fn reads_are_governed_by_purpose_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("trust");
+    let server = Server::start_configured(
+        &data,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        "[principal.tester]\nroles = [\"clinician\"]\n\
+         [principal.bed]\nroles = [\"bed-manager\"]\n\
+         [principal.ana]\nroles = [\"analyst\"]\n",
+    );
+    let a = server.http;
+    let doc = server.token.as_str();
+    let bed = fdp_ok!("token", "create", "bed", "--data-dir", data);
+    let ana = fdp_ok!("token", "create", "ana", "--data-dir", data);
+    let (bed, ana) = (bed.trim(), ana.trim());
+    let entry = |r: Value, n: u32| json!({"fullUrl": format!("urn:uuid:22222222-2222-4222-8222-00000000000{n}"), "resource": r, "request": {"method": "POST", "url": r["resourceType"]}});
+    let patient = json!({"resourceType": "Patient", "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}], "name": [{"family": "Khan", "given": ["Aisha"]}], "birthDate": "1984-02-29"});
+    let enc = json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "IMP"},
+        "subject": {"reference": "urn:uuid:22222222-2222-4222-8222-000000000001"},
+        "period": {"start": "2026-11-01T09:00:00Z", "end": "2026-11-04T12:00:00Z"}});
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [entry(patient, 1), entry(enc, 2)]});
+    let r = http_request(a, "POST", "/fhir", Some(doc), Some(&tx.to_string()));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let pid = "22222222-2222-4222-8222-000000000001";
+    let get = |token: &str, path: &str, purpose: Option<&str>| {
+        let headers: Vec<(&str, &str)> = purpose.map(|p| ("X-Purpose", p)).into_iter().collect();
+        http_request_with(a, "GET", path, Some(token), &headers, None)
+    };
+    let forbidden = |r: &HttpResponse, why: &str| {
+        assert_eq!(r.status, 403, "{}", r.body);
+        let oo: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(oo["issue"][0]["code"], "forbidden");
+        let said = oo["issue"][0]["diagnostics"].as_str().unwrap();
+        assert!(said.contains(why), "{said}");
+    };
+
+    // A clinician, for direct care (the default purpose): whole records.
+    assert_eq!(get(doc, &format!("/fhir/Patient/{pid}"), None).status, 200);
+    let found = get(doc, &format!("/fhir/Encounter?subject=Patient/{pid}"), None);
+    assert!(found.body.contains("\"total\":1"), "{}", found.body);
+    // A bed manager sees patients for direct care, but not encounters, which
+    // the policy does not grant the role.
+    assert_eq!(get(bed, &format!("/fhir/Patient/{pid}"), None).status, 200);
+    forbidden(
+        &get(
+            bed,
+            "/fhir/Encounter/22222222-2222-4222-8222-000000000002",
+            None,
+        ),
+        "`encounter` is not granted",
+    );
+    // For operations the policy masks identifiers, so a whole Patient
+    // record cannot be given at all.
+    forbidden(
+        &get(bed, &format!("/fhir/Patient/{pid}"), Some("operations")),
+        "is not shown (mask)",
+    );
+    // An analyst has no direct-care purpose; under planning identifiers are
+    // removed: no whole records either way, by read, search or Bundle.
+    forbidden(
+        &get(ana, &format!("/fhir/Patient/{pid}"), None),
+        "no role that is granted",
+    );
+    forbidden(
+        &get(ana, "/fhir/Patient?family=Khan", Some("planning")),
+        "is not shown (pseudonymise)",
+    );
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": format!("Patient/{pid}")}}]});
+    let r = http_request_with(
+        a,
+        "POST",
+        "/fhir",
+        Some(ana),
+        &[("X-Purpose", "planning")],
+        Some(&batch.to_string()),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let resp: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(resp["entry"][0]["response"]["status"], "403 Forbidden");
+    assert!(resp["entry"][0].get("resource").is_none());
+    // A purpose that does not exist is a bad request.
+    assert_eq!(
+        get(doc, &format!("/fhir/Patient/{pid}"), Some("curiosity")).status,
+        400
+    );
+
+    // Every read and refusal is in the audit, with the patient it named.
+    server.stop();
+    let looked = fdp_ok!("audit", "query", "--data-dir", data, "--patient", pid);
+    let entries: Vec<Value> = looked
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let fhir_reads: Vec<&Value> = entries.iter().filter(|e| e["channel"] == "fhir").collect();
+    assert_eq!(fhir_reads.len(), 3, "{looked}");
+    assert!(fhir_reads
+        .iter()
+        .any(|e| e["principal"] == "bed" && e["what"] == format!("GET /fhir/Patient/{pid}")));
+    let all = fdp_ok!("audit", "query", "--data-dir", data, "--principal", "ana");
+    let refusals = all
+        .lines()
+        .filter(|l| l.contains("\"channel\":\"fhir\"") && l.contains("refused"))
+        .count();
+    assert_eq!(refusals, 3, "{all}");
+}

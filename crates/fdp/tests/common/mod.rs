@@ -54,8 +54,16 @@ impl Server {
         Self::start_on(data_dir, canonical_secs, "127.0.0.1:0", "127.0.0.1:0")
     }
 
+    /// The token's principal, `tester`, is a clinician: direct care, every
+    /// object type, whole records (what the FHIR API serves).
     pub fn start_on(data_dir: &Path, canonical_secs: f64, http: &str, mllp: &str) -> Server {
-        Self::start_configured(data_dir, canonical_secs, http, mllp, "")
+        Self::start_configured(
+            data_dir,
+            canonical_secs,
+            http,
+            mllp,
+            "[principal.tester]\nroles = [\"clinician\"]\n",
+        )
     }
 
     /// Start with more of the instance configuration (TOML) than the defaults.
