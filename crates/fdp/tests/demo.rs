@@ -57,7 +57,13 @@ fn start_demo(data: &std::path::Path) -> Demo {
         if let Some(url) = line.trim().strip_prefix("bed board:") {
             let url = url.trim().trim_start_matches("http://");
             let (addr, rest) = url.split_once('/').unwrap();
-            let token = rest.split("token=").nth(1).unwrap().to_string();
+            let query = rest.split_once('?').unwrap().1;
+            let token = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("token="))
+                .unwrap()
+                .to_string();
+            assert!(query.contains("next=/bed-board"), "{line}");
             std::thread::spawn(move || for _ in lines.by_ref() {});
             demo.http = addr.parse().unwrap();
             demo.token = token;
