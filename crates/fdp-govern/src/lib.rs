@@ -42,8 +42,8 @@ pub use oidc::{OidcConfig, OidcError, OidcVerifier};
 pub use policy::{Policy, PolicyError, Refusal};
 pub use purpose::Purpose;
 pub use session::{
-    Declared, GovernError, Governance, GovernedSession, OptOutExclusion, QueryResult, RecordRead,
-    SessionRequest,
+    Declared, GovernError, Governance, GovernedSession, OptOutExclusion, ProductView, QueryResult,
+    RecordRead, SessionRequest,
 };
 pub use tokens::{Principal, TokenError, TokenStore};
 

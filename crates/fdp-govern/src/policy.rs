@@ -264,6 +264,12 @@ pub enum Refusal {
         purpose: Purpose,
         reason: String,
     },
+    #[error("the role `{role}` may not use this for `{purpose}`: {reason}")]
+    ProductRefused {
+        role: String,
+        purpose: Purpose,
+        reason: String,
+    },
     #[error("{0} holds no role that reviews the audit")]
     NotAuditReviewer(String),
 }

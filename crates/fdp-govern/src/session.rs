@@ -306,7 +306,7 @@ impl Governance {
         req: &SessionRequest,
         object_types: &[&str],
         what: &str,
-    ) -> Result<RecordRead<'_>, GovernError> {
+    ) -> Result<RecordRead, GovernError> {
         let mut entry = AuditEntry::for_request(req, what);
         entry.policy = Some(self.policy.digest.clone());
         let decided = self.check(req).and_then(|(role, grant)| {
@@ -353,8 +353,100 @@ impl Governance {
         });
         match decided {
             Ok(_) => Ok(RecordRead {
-                audit: &self.audit,
+                audit: self.audit.clone(),
                 entry,
+            }),
+            Err(e) => {
+                entry.outcome = format!("refused: {e}");
+                self.audit.append(entry)?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// A product's view for `req` (the bed board reads the live census, not
+    /// the tables): allowed only where the grant covers every table in
+    /// `tables` for this principal's organisation, and then each field is
+    /// shown or hidden as [`ProductView::action`] says, from the same policy
+    /// the tables' views are compiled from. The refusal is audited; an
+    /// allowed view is audited by [`ProductView::served`].
+    pub fn product_view(
+        &self,
+        req: &SessionRequest,
+        tables: &[&str],
+        what: &str,
+    ) -> Result<ProductView, GovernError> {
+        self.view(req, tables, Need::Read, what)
+    }
+
+    /// A change to care records through a product (discharge readiness, a
+    /// bed's status): like [`Self::product_view`], and only for direct care
+    /// or operations: planning and research read, they never change records.
+    pub fn change_view(
+        &self,
+        req: &SessionRequest,
+        tables: &[&str],
+        what: &str,
+    ) -> Result<ProductView, GovernError> {
+        self.view(req, tables, Need::Change, what)
+    }
+
+    /// A view of records as received (what the feeds refused, kept in
+    /// quarantine), for roles the policy grants the raw layer under the
+    /// purpose. Audited like [`Self::product_view`].
+    pub fn raw_records_view(
+        &self,
+        req: &SessionRequest,
+        what: &str,
+    ) -> Result<ProductView, GovernError> {
+        self.view(req, &[], Need::Raw, what)
+    }
+
+    fn view(
+        &self,
+        req: &SessionRequest,
+        tables: &[&str],
+        need: Need,
+        what: &str,
+    ) -> Result<ProductView, GovernError> {
+        let mut entry = AuditEntry::for_request(req, what);
+        entry.policy = Some(self.policy.digest.clone());
+        let decided = self.check(req).and_then(|(role, grant)| {
+            entry.role = Some(role.to_string());
+            let own = req.principal.organisation.as_deref() == Some(self.organisation.as_str());
+            let refuse = |reason: String| {
+                Err(Refusal::ProductRefused {
+                    role: role.to_string(),
+                    purpose: req.purpose,
+                    reason,
+                })
+            };
+            if grant.rows.own_organisation_only && !own {
+                return refuse(format!("it sees only {}'s records", self.organisation));
+            }
+            if let Some(t) = tables.iter().find(|t| !grant.objects.covers(t)) {
+                return refuse(format!("`{t}` is not granted"));
+            }
+            if need == Need::Raw && !grant.raw {
+                return refuse("records as received (raw) are not granted".into());
+            }
+            if need == Need::Change && req.purpose.is_secondary() {
+                return refuse(
+                    "records are changed for direct care or operations, never for a secondary purpose"
+                        .into(),
+                );
+            }
+            entry.objects = tables.iter().map(|t| t.to_string()).collect();
+            Ok(grant.clone())
+        });
+        match decided {
+            Ok(grant) => Ok(ProductView {
+                grant,
+                model: self.model,
+                read: RecordRead {
+                    audit: self.audit.clone(),
+                    entry,
+                },
             }),
             Err(e) => {
                 entry.outcome = format!("refused: {e}");
@@ -755,19 +847,90 @@ async fn person_ids_of(
 
 /// A read of whole records the policy allowed, to be audited once served.
 #[must_use = "the read is audited only when `served` is called"]
-pub struct RecordRead<'g> {
-    audit: &'g AuditLog,
+pub struct RecordRead {
+    audit: Arc<AuditLog>,
     entry: AuditEntry,
 }
 
-impl RecordRead<'_> {
+impl RecordRead {
     /// Audit what was served: how many records, and the patients they name.
-    pub fn served(mut self, records: u64, patients: Vec<String>) -> Result<(), GovernError> {
-        self.entry.rows = Some(records);
-        self.entry.patients = patients;
-        self.entry.outcome = "ok".into();
-        self.audit.append(self.entry)?;
+    pub fn served(self, records: u64, patients: Vec<String>) -> Result<(), GovernError> {
+        self.record(records, patients)
+    }
+
+    fn record(&self, records: u64, patients: Vec<String>) -> Result<(), GovernError> {
+        self.record_as(None, records, patients)
+    }
+
+    fn record_as(
+        &self,
+        kind: Option<&str>,
+        records: u64,
+        patients: Vec<String>,
+    ) -> Result<(), GovernError> {
+        let mut entry = self.entry.clone();
+        if let Some(k) = kind {
+            entry.kind = k.to_string();
+        }
+        entry.rows = Some(records);
+        entry.patients = patients;
+        entry.outcome = "ok".into();
+        self.audit.append(entry)?;
         Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Read,
+    Raw,
+    Change,
+}
+
+/// A product's view allowed by the policy: what it may show of each field.
+#[must_use = "the view is audited only when `served` is called"]
+pub struct ProductView {
+    grant: crate::policy::Grant,
+    model: &'static Model,
+    read: RecordRead,
+}
+
+impl ProductView {
+    /// What the policy does with `table.column` for this view; a column of
+    /// a table not granted, or one the model does not know, is removed.
+    pub fn action(&self, table: &str, column: &str) -> Action {
+        if !self.grant.objects.covers(table) {
+            return Action::Remove;
+        }
+        match self
+            .model
+            .object_type_by_table(table)
+            .and_then(|o| o.property_by_column(column))
+        {
+            Some(p) => self.grant.action(table, column, p.sensitivity),
+            None => Action::Remove,
+        }
+    }
+
+    /// Whether records as received (the raw layer) are granted.
+    pub fn raw(&self) -> bool {
+        self.grant.raw
+    }
+
+    /// Whether `table.column` is shown as it is.
+    pub fn shows(&self, table: &str, column: &str) -> bool {
+        self.action(table, column) == Action::Show
+    }
+
+    /// Audit what was served (a view that keeps serving, like a live
+    /// stream, may record more than once).
+    pub fn served(&self, records: u64, patients: Vec<String>) -> Result<(), GovernError> {
+        self.read.record(records, patients)
+    }
+
+    /// Audit a change made through the product (kind `change`).
+    pub fn changed(&self, patients: Vec<String>) -> Result<(), GovernError> {
+        self.read.record_as(Some("change"), 1, patients)
     }
 }
 

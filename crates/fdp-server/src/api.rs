@@ -1,12 +1,16 @@
 //! The JSON API and the bed board's live event stream.
 
+// The checks return the error response itself, which a handler returns at
+// once; boxing it would only add an allocation on the error path.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{Extensions, StatusCode};
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -19,14 +23,189 @@ use serde_json::json;
 
 use crate::auth::principal;
 use crate::AppState;
+use fdp_govern::{GovernError, ProductView, Purpose, SessionRequest};
 
 pub async fn current_board(state: &AppState) -> BedBoard {
     let census = state.live.read().await;
     care::bed_board(&census, chrono::Utc::now())
 }
 
-pub async fn bed_board(State(state): State<AppState>) -> Json<BedBoard> {
-    Json(current_board(&state).await)
+/// What the bed board is made of: a purpose must be granted all of these.
+pub(crate) const BED_BOARD_TABLES: &[&str] = &["bed", "ward", "ward_stay"];
+
+/// The request a read acts under: the purpose declared at the UI's
+/// checkpoint when the browser holds one, else `X-Purpose` (default
+/// `direct-care`), with `X-Role` and `X-Justification`, for API clients.
+pub(crate) fn purpose_of(
+    state: &AppState,
+    ext: &Extensions,
+    headers: &HeaderMap,
+    channel: &str,
+) -> Result<SessionRequest, Response> {
+    let p = principal(ext);
+    if let Some(req) = crate::checkpoint::declared(state, headers, &p, channel) {
+        return Ok(req);
+    }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let purpose = match header("x-purpose") {
+        None => Purpose::DirectCare,
+        Some(v) => v
+            .parse()
+            .map_err(|e: fdp_govern::purpose::UnknownPurpose| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"error": format!("X-Purpose: {e}")})),
+                )
+                    .into_response()
+            })?,
+    };
+    let mut req = SessionRequest::new(p, purpose, channel);
+    req.role = header("x-role");
+    req.justification = header("x-justification");
+    Ok(req)
+}
+
+/// The policy's view of a product for `req`, or the refusal (JSON for the
+/// API, a page for the UI).
+pub(crate) fn product_view(
+    state: &AppState,
+    req: &SessionRequest,
+    tables: &[&str],
+    what: &str,
+    page: bool,
+) -> Result<ProductView, Response> {
+    refusal_response(
+        state,
+        state.governance.product_view(req, tables, what),
+        page,
+    )
+}
+
+/// [`product_view`] for a change to `tables`.
+pub(crate) fn change_view(
+    state: &AppState,
+    req: &SessionRequest,
+    tables: &[&str],
+    what: &str,
+    page: bool,
+) -> Result<ProductView, Response> {
+    refusal_response(state, state.governance.change_view(req, tables, what), page)
+}
+
+fn refusal_response(
+    state: &AppState,
+    decided: Result<ProductView, GovernError>,
+    page: bool,
+) -> Result<ProductView, Response> {
+    decided.map_err(|e| {
+        let status = match e {
+            GovernError::Refused(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if page {
+            crate::governed::refused(state, status, &e.to_string())
+        } else {
+            (status, Json(json!({"error": e.to_string()}))).into_response()
+        }
+    })
+}
+
+/// The bed board as `view` lets it be seen: patient details the policy
+/// does not show are masked or left out.
+pub(crate) fn governed_board(mut board: BedBoard, view: &ProductView) -> BedBoard {
+    let name = view.shows("admission", "patient_name");
+    let id = view.shows("admission", "patient_id");
+    let nhs = view.shows("patient", "nhs_number");
+    let sex = view.shows("patient", "sex");
+    let age = view.shows("patient", "age");
+    for o in board
+        .sites
+        .iter_mut()
+        .flat_map(|s| &mut s.wards)
+        .flat_map(|w| &mut w.beds)
+        .filter_map(|b| b.occupant.as_mut())
+    {
+        if !name {
+            o.name = "[masked]".into();
+        }
+        if !id {
+            o.patient_id = "[masked]".into();
+        }
+        if !nhs {
+            o.nhs_number = None;
+        }
+        if !sex {
+            o.sex = None;
+        }
+        if !age {
+            o.age = None;
+        }
+    }
+    board
+}
+
+/// A change through the API needs a purpose whose grant covers the table
+/// it changes; the decision is audited.
+fn may_change(
+    state: &AppState,
+    ext: &Extensions,
+    headers: &HeaderMap,
+    table: &str,
+    what: &str,
+) -> Result<(), Response> {
+    let req = purpose_of(state, ext, headers, "http")?;
+    let view = change_view(state, &req, &[table], what, false)?;
+    view.changed(vec![])
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
+}
+
+/// The patients a board names, for the audit.
+fn patients_on(board: &BedBoard) -> Vec<String> {
+    board
+        .sites
+        .iter()
+        .flat_map(|s| &s.wards)
+        .flat_map(|w| &w.beds)
+        .filter_map(|b| b.occupant.as_ref())
+        .filter(|o| o.patient_id != "[masked]")
+        .map(|o| o.patient_id.clone())
+        .collect()
+}
+
+/// The governed board for `req`, audited, or the refusal.
+pub(crate) async fn board_for(
+    state: &AppState,
+    req: &SessionRequest,
+    what: &str,
+    page: bool,
+) -> Result<(BedBoard, ProductView), Response> {
+    let view = product_view(state, req, BED_BOARD_TABLES, what, page)?;
+    let board = governed_board(current_board(state).await, &view);
+    view.served(board.counts.beds as u64, patients_on(&board))
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())?;
+    Ok((board, view))
+}
+
+pub async fn bed_board(
+    State(state): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
+) -> Response {
+    let req = match purpose_of(&state, &ext, &headers, "http") {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match board_for(&state, &req, "GET /api/bed-board", false).await {
+        Ok((board, _)) => Json(board).into_response(),
+        Err(r) => r,
+    }
 }
 
 /// What one bed cell shows, for live updates.
@@ -78,12 +257,23 @@ fn cells(board: &BedBoard) -> HashMap<String, Cell> {
 /// second), the beds whose cells changed and the new totals.
 pub async fn bed_board_events(
     State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    ext: Extensions,
+    headers: HeaderMap,
+) -> Response {
+    let req = match purpose_of(&state, &ext, &headers, "ui") {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    // The stream is audited once, as it opens, with what it showed then.
+    let view = match board_for(&state, &req, "GET /bed-board/events", false).await {
+        Ok((_, view)) => view,
+        Err(r) => return r,
+    };
     let mut changes = state.live.subscribe();
     let stream = async_stream(move |tx| async move {
         let mut sent: HashMap<String, Cell> = HashMap::new();
         loop {
-            let board = current_board(&state).await;
+            let board = governed_board(current_board(&state).await, &view);
             let now = cells(&board);
             let diff: HashMap<&String, &Cell> = now
                 .iter()
@@ -111,7 +301,9 @@ pub async fn bed_board_events(
             changes.borrow_and_update();
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// A stream fed by a task, closed when the client goes away.
@@ -204,8 +396,18 @@ pub async fn set_readiness(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ext: Extensions,
+    headers: HeaderMap,
     Json(input): Json<ReadinessInput>,
 ) -> Response {
+    if let Err(r) = may_change(
+        &state,
+        &ext,
+        &headers,
+        "discharge_readiness",
+        &format!("POST /api/admissions/{id}/discharge-readiness"),
+    ) {
+        return r;
+    }
     let by = principal(&ext).name;
     match apply_readiness(&state, &id, input, &by).await {
         Ok(r) => Json(r).into_response(),
@@ -245,8 +447,18 @@ pub async fn set_bed_status(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ext: Extensions,
+    headers: HeaderMap,
     Json(input): Json<BedStatusInput>,
 ) -> Response {
+    if let Err(r) = may_change(
+        &state,
+        &ext,
+        &headers,
+        "bed",
+        &format!("POST /api/beds/{id}/status"),
+    ) {
+        return r;
+    }
     let by = principal(&ext).name;
     match apply_bed_status(&state, &id, input, &by).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -261,9 +473,33 @@ pub async fn quarantined(state: &AppState) -> Result<Vec<fdp_ingest::quarantine:
         .map_err(|e| e.to_string())
 }
 
-pub async fn quarantine(State(state): State<AppState>) -> Response {
+/// Quarantined records are records as received: for roles granted the raw
+/// layer under the request's purpose. The refusal or the view is audited.
+pub(crate) fn may_see_quarantine(
+    state: &AppState,
+    req: &SessionRequest,
+    what: &str,
+    page: bool,
+) -> Result<ProductView, Response> {
+    refusal_response(state, state.governance.raw_records_view(req, what), page)
+}
+
+pub async fn quarantine(
+    State(state): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
+) -> Response {
+    let view = match purpose_of(&state, &ext, &headers, "http")
+        .and_then(|req| may_see_quarantine(&state, &req, "GET /api/quarantine", false))
+    {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     match quarantined(&state).await {
-        Ok(q) => Json(q).into_response(),
+        Ok(q) => match view.served(q.len() as u64, vec![]) {
+            Ok(()) => Json(q).into_response(),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        },
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(json!({ "error": e })),

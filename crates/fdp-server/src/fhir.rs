@@ -70,12 +70,12 @@ fn read_request(ext: &Extensions, headers: &HeaderMap) -> Result<SessionRequest,
 
 /// Whole records of type `rt` for `req`, or the OperationOutcome refusing
 /// them (the refusal is audited).
-fn may_read<'s>(
-    state: &'s AppState,
+fn may_read(
+    state: &AppState,
     req: &SessionRequest,
     rt: &str,
     what: &str,
-) -> Result<RecordRead<'s>, Response> {
+) -> Result<RecordRead, Response> {
     state
         .governance
         .whole_records(req, fdp_fhir::map::object_types_of(rt), what)
@@ -93,12 +93,7 @@ fn may_read<'s>(
 
 /// Audit what `read` served, then answer with `response`; an answer that
 /// cannot be audited is not given.
-fn audited(
-    read: RecordRead<'_>,
-    records: u64,
-    patients: Vec<String>,
-    response: Response,
-) -> Response {
+fn audited(read: RecordRead, records: u64, patients: Vec<String>, response: Response) -> Response {
     match read.served(records, patients) {
         Ok(()) => response,
         Err(e) => outcome(

@@ -24,7 +24,7 @@ fn page(state: &AppState, status: StatusCode, title: &str, body: Markup) -> Resp
     (status, layout(title, Some(&state.instance.ods), body)).into_response()
 }
 
-fn refused(state: &AppState, status: StatusCode, message: &str) -> Response {
+pub(crate) fn refused(state: &AppState, status: StatusCode, message: &str) -> Response {
     page(
         state,
         status,

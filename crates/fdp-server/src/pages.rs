@@ -1,10 +1,14 @@
 //! Server-rendered pages.
 
+// The checks return the error response itself, which a handler returns at
+// once; boxing it would only add an allocation on the error path.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{Extensions, StatusCode};
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use fdp_ingest::adt::census::SpellStatus;
@@ -12,7 +16,7 @@ use fdp_products::care::{BedBoard, Counts};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::Deserialize;
 
-use crate::api::{self, cell, current_board};
+use crate::api::{self, cell};
 use crate::auth::principal;
 use crate::svg::{stacked_bars, StackedBar};
 use crate::AppState;
@@ -230,9 +234,20 @@ const LIVE_SCRIPT: &str = r#"
 })();
 "#;
 
-/// The live bed board.
-pub async fn bed_board(State(state): State<AppState>) -> Html<String> {
-    let board = current_board(&state).await;
+/// The live bed board, as the declared purpose lets this person see it.
+pub async fn bed_board(
+    State(state): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
+) -> Response {
+    let p = principal(&ext);
+    let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
+        return crate::checkpoint::to_checkpoint("/bed-board");
+    };
+    let board = match api::board_for(&state, &req, "GET /bed-board", true).await {
+        Ok((board, _)) => board,
+        Err(r) => return r,
+    };
     layout(
         "Bed board",
         Some(&state.instance.ods),
@@ -303,6 +318,26 @@ pub async fn bed_board(State(state): State<AppState>) -> Html<String> {
             script { (PreEscaped(LIVE_SCRIPT)) }
         },
     )
+    .into_response()
+}
+
+/// A change from a page needs a declared purpose whose grant covers the
+/// table it changes; the decision is audited.
+fn may_change(
+    state: &AppState,
+    ext: &Extensions,
+    headers: &HeaderMap,
+    table: &str,
+    what: &str,
+) -> Result<(), Response> {
+    let p = principal(ext);
+    let Some(mut req) = crate::checkpoint::declared(state, headers, &p, "ui") else {
+        return Err(crate::checkpoint::to_checkpoint("/bed-board"));
+    };
+    req.channel = "ui".into();
+    let view = api::change_view(state, &req, &[table], what, true)?;
+    view.changed(vec![])
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
 }
 
 /// Waiting-for reasons offered on the readiness form.
@@ -319,7 +354,26 @@ const WAITING_FOR: &[&str] = &[
 ];
 
 /// One admission: who, where they have been, and discharge readiness.
-pub async fn admission(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn admission(
+    State(state): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let p = principal(&ext);
+    let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
+        return crate::checkpoint::to_checkpoint(&format!("/bed-board/admission/{id}"));
+    };
+    let view = match api::product_view(
+        &state,
+        &req,
+        &["admission", "ward_stay"],
+        &format!("GET /bed-board/admission/{id}"),
+        true,
+    ) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     let census = state.live.read().await;
     let Some(spell) = census.spells.get(&id) else {
         return (
@@ -336,21 +390,34 @@ pub async fn admission(State(state): State<AppState>, Path(id): Path<String>) ->
             .into_response();
     };
     let patient = census.patients.get(&spell.patient_id);
+    if let Err(e) = view.served(1, vec![spell.patient_id.clone()]) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
+    // What the policy does not show is masked, as in every other answer.
+    let shown = |table: &str, column: &str, value: Option<String>| {
+        if view.shows(table, column) {
+            value.unwrap_or_default()
+        } else {
+            "[masked]".to_string()
+        }
+    };
     let r = census.readiness.get(&id).cloned().unwrap_or_default();
     let history = census
         .readiness_history
         .get(&id)
         .cloned()
         .unwrap_or_default();
-    let name = patient
-        .map(|p| {
+    let name = shown(
+        "admission",
+        "patient_name",
+        patient.map(|p| {
             format!(
                 "{} {}",
                 p.first_name.clone().unwrap_or_default(),
                 p.surname.clone().unwrap_or_default()
             )
-        })
-        .unwrap_or_default();
+        }),
+    );
     layout(
         "Admission",
         Some(&state.instance.ods),
@@ -359,9 +426,9 @@ pub async fn admission(State(state): State<AppState>, Path(id): Path<String>) ->
             h1 { (name.trim()) " — admission " (id) }
             table {
                 tbody {
-                    tr { th { "NHS number" } td { (patient.and_then(|p| p.nhs_number.clone()).unwrap_or_default()) } }
-                    tr { th { "Hospital number" } td { (patient.and_then(|p| p.mrn.clone()).unwrap_or_default()) } }
-                    tr { th { "Date of birth" } td { (patient.and_then(|p| p.date_of_birth.clone()).unwrap_or_default()) } }
+                    tr { th { "NHS number" } td { (shown("patient", "nhs_number", patient.and_then(|p| p.nhs_number.clone()))) } }
+                    tr { th { "Hospital number" } td { (shown("patient", "mrn", patient.and_then(|p| p.mrn.clone()))) } }
+                    tr { th { "Date of birth" } td { (shown("patient", "date_of_birth", patient.and_then(|p| p.date_of_birth.clone()))) } }
                     tr { th { "Status" } td { (spell.status.as_str()) @if spell.on_leave { " (on leave)" } } }
                     tr { th { "Admitted" } td { (fmt_time_us(spell.admitted_at_us)) } }
                     @if spell.status == SpellStatus::Discharged { tr { th { "Discharged" } td { (fmt_time_us(spell.discharged_at_us)) } } }
@@ -430,8 +497,18 @@ pub async fn readiness_form(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ext: Extensions,
+    headers: HeaderMap,
     body: String,
 ) -> Response {
+    if let Err(r) = may_change(
+        &state,
+        &ext,
+        &headers,
+        "discharge_readiness",
+        &format!("POST /bed-board/admission/{id}/readiness"),
+    ) {
+        return r;
+    }
     let mut input = api::ReadinessInput {
         medically_optimised: false,
         medically_optimised_date: None,
@@ -479,8 +556,12 @@ pub struct BedStatusForm {
 pub async fn bed_status_form(
     State(state): State<AppState>,
     ext: Extensions,
+    headers: HeaderMap,
     Form(f): Form<BedStatusForm>,
 ) -> Response {
+    if let Err(r) = may_change(&state, &ext, &headers, "bed", "POST /bed-board/bed-status") {
+        return r;
+    }
     let by = principal(&ext).name;
     let input = api::BedStatusInput {
         closed: f.action == "close",
@@ -531,10 +612,24 @@ fn form_pairs(body: &str) -> Vec<(String, String)> {
 /// Every rejected record, why, and its raw bytes.
 pub async fn quarantine(
     State(state): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-) -> Html<String> {
+) -> Response {
     const SHOWN: usize = 500;
+    let p = principal(&ext);
+    let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
+        return crate::checkpoint::to_checkpoint("/quarantine");
+    };
+    let view = match api::may_see_quarantine(&state, &req, "GET /quarantine", true) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     let records = api::quarantined(&state).await;
+    let shown = records.as_ref().map(|r| r.len().min(SHOWN)).unwrap_or(0);
+    if let Err(e) = view.served(shown as u64, vec![]) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+    }
     let kind = q.get("kind").cloned().unwrap_or_default();
     let data_dir = state.instance.data_dir.display().to_string();
     layout(
@@ -583,6 +678,7 @@ pub async fn quarantine(
             }
         },
     )
+    .into_response()
 }
 
 #[cfg(test)]

@@ -93,7 +93,15 @@ fn ingest_sql_and_model_from_the_command_line() {
 fn discharge_readiness_is_recorded_with_who_set_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("trust");
-    let server = Server::start(&data, 0.5);
+    let server = Server::start_configured(
+        &data,
+        0.5,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        "[principal.tester]\nroles = [\"clinician\"]\n\
+         [principal.bed]\nroles = [\"bed-manager\"]\n\
+         [principal.ana]\nroles = [\"analyst\"]\n",
+    );
     // Admitted 15 days ago: a 14+ day stay.
     let admitted = (chrono::Utc::now() - chrono::Duration::days(15)).format("%Y%m%d%H%M%S+0000");
     let msg = format!(
@@ -136,6 +144,59 @@ fn discharge_readiness_is_recorded_with_who_set_it() {
     assert_eq!(occ["length_of_stay_days"], 15);
     assert_eq!(occ["long_stay"], 14);
     assert_eq!(board["counts"]["medically_optimised"], 1);
+    assert_eq!(occ["name"], "ALPHA, Test");
+    assert_eq!(occ["nhs_number"], "9434765919");
+
+    // The board under other purposes shows what the policy shows: a bed
+    // manager running operations sees names but not NHS numbers; an analyst
+    // sees the beds and stays, and no one's name; a purpose not granted is
+    // refused, and so is a change under it.
+    let bed = fdp_ok!("token", "create", "bed", "--data-dir", data);
+    let ana = fdp_ok!("token", "create", "ana", "--data-dir", data);
+    let (bed, ana) = (bed.trim(), ana.trim());
+    let board_as = |token: &str, purpose: &str| {
+        let r = http_request_with(
+            server.http,
+            "GET",
+            "/api/bed-board",
+            Some(token),
+            &[("X-Purpose", purpose)],
+            None,
+        );
+        (
+            r.status,
+            serde_json::from_str::<serde_json::Value>(&r.body).unwrap(),
+        )
+    };
+    let (status, board) = board_as(bed, "operations");
+    assert_eq!(status, 200, "{board}");
+    let occ = &board["sites"][0]["wards"][0]["beds"][0]["occupant"];
+    assert_eq!(occ["name"], "ALPHA, Test");
+    assert!(occ["nhs_number"].is_null(), "{occ}");
+    let (status, board) = board_as(ana, "operations");
+    assert_eq!(status, 200, "{board}");
+    let occ = &board["sites"][0]["wards"][0]["beds"][0]["occupant"];
+    assert_eq!(occ["name"], "[masked]");
+    assert_eq!(occ["patient_id"], "[masked]");
+    assert!(occ["nhs_number"].is_null() && occ["age"].is_null(), "{occ}");
+    assert_eq!(board["counts"]["occupied"], 1);
+    assert!(!board.to_string().contains("9434765919"));
+    let (status, refused) = board_as(ana, "direct-care");
+    assert_eq!(status, 403, "{refused}");
+    let r = http_request_with(
+        server.http,
+        "POST",
+        "/api/admissions/SPELL1/discharge-readiness",
+        Some(ana),
+        &[("X-Purpose", "planning")],
+        Some(body),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body.contains("never for a secondary purpose"),
+        "{}",
+        r.body
+    );
 
     // The change is a durable raw record naming who made it.
     wait_until(30, "the staff action in raw", || {

@@ -101,8 +101,16 @@ fn demo_fills_the_board_stops_cleanly_and_resumes() {
     let d = start_demo(&data);
     // The census fills the board, then the stream goes on.
     wait_until(60, "the board to fill", || {
-        let (_, body) = http_get(d.http, "/api/bed-board", Some(&d.token));
-        let b: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        // The demo's principal holds two roles granted direct care.
+        let r = http_request_with(
+            d.http,
+            "GET",
+            "/api/bed-board",
+            Some(&d.token),
+            &[("X-Role", "bed-manager")],
+            None,
+        );
+        let b: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
         b["counts"]["occupied"].as_i64().unwrap_or(0) > 400
     });
     std::thread::sleep(Duration::from_secs(3));

@@ -59,18 +59,18 @@ fn oidc_bearer_tokens_from_the_identity_provider_open_the_instance_and_bad_ones_
     );
     let a = server.http;
     let good = token(&signing, 600);
-    for path in [
-        "/api/bed-board",
-        "/api/runs",
-        "/fhir/metadata",
-        "/api/quarantine",
-    ] {
+    for path in ["/api/bed-board", "/api/runs", "/fhir/metadata"] {
         assert_eq!(
             http_request(a, "GET", path, Some(&good), None).status,
             200,
             "{path}"
         );
     }
+    // Known, but the policy decides: records as received are not granted
+    // to a bed manager or an IG lead.
+    let refused = http_request(a, "GET", "/api/quarantine", Some(&good), None);
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("raw"), "{}", refused.body);
     // Pages too, for a browser holding the token.
     assert_eq!(http_get(a, "/sources", Some(&good)).0, 200);
     // Who the instance sees: the provider's claims, plus roles granted here.
@@ -127,9 +127,13 @@ fn oidc_bearer_tokens_from_the_identity_provider_open_the_instance_and_bad_ones_
 
     // Local API tokens for service accounts still work; nothing else is open.
     assert_eq!(
-        http_request(a, "GET", "/api/bed-board", Some(&server.token), None).status,
+        http_request(a, "GET", "/api/runs", Some(&server.token), None).status,
         200
     );
+    // A role the policy does not know is granted nothing.
+    let r = http_request(a, "GET", "/api/bed-board", Some(&server.token), None);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("no role that is granted"), "{}", r.body);
     assert_eq!(
         http_request(a, "GET", "/api/bed-board", None, None).status,
         401

@@ -30,7 +30,14 @@ fn ack_of(s: &mut TcpStream, payload: &[u8]) -> String {
 fn malformed_input_is_answered_quarantined_and_survived() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("trust");
-    let server = Server::start(&data, 0.5);
+    // Quarantine holds records as received: the integration engineer's.
+    let server = Server::start_configured(
+        &data,
+        0.5,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        "[principal.tester]\nroles = [\"integration-engineer\"]\n",
+    );
     let mut s = TcpStream::connect(server.mllp).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
 
@@ -131,9 +138,16 @@ fn malformed_input_is_answered_quarantined_and_survived() {
             "SELECT count(*) AS n FROM raw.hl7v2_message WHERE status = 'quarantined'",
         ) == Some(6)
     });
-    let (status, body) = http_get(server.http, "/api/quarantine", Some(&server.token));
-    assert_eq!(status, 200);
-    let q: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let r = http_request_with(
+        server.http,
+        "GET",
+        "/api/quarantine",
+        Some(&server.token),
+        &[("X-Purpose", "operations")],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let q: Vec<serde_json::Value> = serde_json::from_str(&r.body).unwrap();
     assert_eq!(q.len(), 6);
     let nhs = q
         .iter()
@@ -143,9 +157,32 @@ fn malformed_input_is_answered_quarantined_and_survived() {
     assert!(nhs["reason"].as_str().unwrap().contains("NHS number"));
     assert!(nhs["position"].as_str().unwrap().contains("PID"));
     assert!(nhs["raw"].as_str().unwrap().contains("9434765918"));
-    let (status, page) = http_get(server.http, "/quarantine", Some(&server.token));
-    assert_eq!(status, 200);
-    assert!(page.contains("BADNHS") || page.contains("9434765918"));
+    // The page, once the purpose is declared.
+    let declared = http_form(
+        server.http,
+        "/purpose",
+        &server.token,
+        &[],
+        &[("purpose", "operations"), ("next", "/quarantine")],
+    );
+    assert_eq!(declared.status, 303, "{}", declared.body);
+    let cookie = declared
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = http_request_with(
+        server.http,
+        "GET",
+        "/quarantine",
+        Some(&server.token),
+        &[("Cookie", &cookie)],
+        None,
+    );
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("BADNHS") || page.body.contains("9434765918"));
 
     // Without a token, nothing but the login page.
     let (status, _) = http_get(server.http, "/api/quarantine", None);
