@@ -240,6 +240,32 @@ impl Keystore {
         }
     }
 
+    /// Version `version` of the key for `purpose` and `project`, if it was
+    /// ever made (for re-identifying a pseudonym made before a rotation).
+    pub fn pseudonym_key_version(
+        &self,
+        purpose: Purpose,
+        project: &str,
+        version: u32,
+    ) -> Result<Option<PseudonymKey>, KeystoreError> {
+        let stem = Keystore::key_stem(purpose, project)?;
+        match self
+            .versions(&stem)?
+            .into_iter()
+            .find(|(v, _)| *v == version)
+        {
+            Some((version, path)) => {
+                let secret = read_secret(&path)?;
+                Ok(Some(PseudonymKey {
+                    version,
+                    key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+                    memo: self.memo(&secret),
+                }))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// The memo of the key with this secret (found by the secret's digest,
     /// so a key file replaced by another never shares the old one's memo).
     fn memo(&self, secret: &[u8]) -> Arc<Memo> {

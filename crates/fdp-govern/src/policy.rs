@@ -270,6 +270,8 @@ pub enum Refusal {
         purpose: Purpose,
         reason: String,
     },
+    #[error("re-identification refused: {0}")]
+    ReidentificationRefused(String),
     #[error("{0} holds no role that reviews the audit")]
     NotAuditReviewer(String),
 }

@@ -456,6 +456,101 @@ impl Governance {
         }
     }
 
+    /// Re-identification for direct care: the patient a pseudonym made under
+    /// `made_for` (the purpose and project whose key made it) stands for.
+    /// It is never done through the pseudonym itself (HMAC cannot be
+    /// reversed): the instance recomputes the pseudonyms of its own patients
+    /// with that key version and looks for the match. Only a `direct-care`
+    /// request with a justification, whose grant shows the patient's
+    /// identity, may ask; the request, granted, refused or unmatched, is
+    /// audited as `re-identification`.
+    pub async fn reidentify<S: TableSource>(
+        &self,
+        source: &S,
+        req: &SessionRequest,
+        pseudonym: &str,
+        made_for: (Purpose, &str),
+    ) -> Result<Vec<Reidentified>, GovernError> {
+        let (key_purpose, project) = made_for;
+        let mut entry = AuditEntry::for_request(
+            req,
+            &format!("re-identify {pseudonym} (made for {key_purpose}, project {project})"),
+        );
+        entry.kind = "re-identification".into();
+        entry.policy = Some(self.policy.digest.clone());
+        let refuse = |reason: &str| Refusal::ReidentificationRefused(reason.to_string());
+        let decided = if req.purpose != Purpose::DirectCare {
+            Err(refuse("re-identification is only for direct care"))
+        } else if req
+            .justification
+            .as_deref()
+            .is_none_or(|j| j.trim().is_empty())
+        {
+            Err(refuse("a re-identification request needs a justification"))
+        } else {
+            self.check(req).and_then(|(role, grant)| {
+                entry.role = Some(role.to_string());
+                let shown =
+                    |c: &str| grant.action("patient", c, Sensitivity::Identifying) == Action::Show;
+                if grant.objects.covers("patient") && shown("person_id") && shown("nhs_number") {
+                    Ok(())
+                } else {
+                    Err(refuse(&format!(
+                        "the role `{role}` is not shown patients' identity for direct care"
+                    )))
+                }
+            })
+        };
+        if let Err(e) = decided {
+            entry.outcome = format!("refused: {e}");
+            self.audit.append(entry)?;
+            return Err(e.into());
+        }
+        let key = pseudonym
+            .strip_prefix('p')
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(v, _)| v.parse::<u32>().ok())
+            .map(|v| self.keystore.pseudonym_key_version(key_purpose, project, v))
+            .transpose()?
+            .flatten();
+        let mut found = Vec::new();
+        if let Some(key) = key {
+            let ctx = new_context();
+            let access = TableAccess::new();
+            let tables = source
+                .canonical_tables(&access, &ctx, AsOf::Latest)
+                .await
+                .map_err(|e| GovernError::Source(e.to_string()))?;
+            if let Some(patient) = tables.into_iter().find(|t| t.name == "patient") {
+                let df = ctx
+                    .read_table(patient.provider)?
+                    .select(vec![col("person_id"), col("nhs_number")])?;
+                for b in df.collect().await? {
+                    let ids = column_text(b.column(0))?;
+                    let numbers = column_text(b.column(1))?;
+                    for (id, nhs) in ids.into_iter().zip(numbers) {
+                        let Some(id) = id else { continue };
+                        if key.pseudonym(&id) == pseudonym.trim() {
+                            found.push(Reidentified {
+                                person_id: id,
+                                nhs_number: nhs,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        entry.rows = Some(found.len() as u64);
+        entry.patients = found.iter().map(|r| r.person_id.clone()).collect();
+        entry.outcome = if found.is_empty() {
+            "no patient of this instance has this pseudonym".into()
+        } else {
+            "ok".into()
+        };
+        self.audit.append(entry)?;
+        Ok(found)
+    }
+
     /// The audit entries matching `filter`, for a principal whose role
     /// reviews the audit. The review is itself audited.
     pub fn review_audit(
@@ -936,6 +1031,13 @@ impl ProductView {
 
 /// Column names, and rows of text (NULL as `None`).
 pub type TextTable = (Vec<String>, Vec<Vec<Option<String>>>);
+
+/// The patient a pseudonym stands for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reidentified {
+    pub person_id: String,
+    pub nhs_number: Option<String>,
+}
 
 /// What the national data opt-out keeps out of one table's secondary uses.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -344,3 +344,49 @@ fn opt_out_section(
         }
     }
 }
+
+/// `POST /reidentify`: which patient a pseudonym stands for, for direct care.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReidentifyRequest {
+    /// The pseudonym, as a planning or research answer gave it (`p1-…`).
+    pub pseudonym: String,
+    /// The purpose whose key made it.
+    pub made_for: fdp_govern::Purpose,
+    /// The project whose key made it (for planning, `planning`).
+    pub project: Option<String>,
+    /// Why the patient's care needs them identified.
+    pub justification: String,
+    pub role: Option<String>,
+}
+
+pub async fn reidentify(
+    State(state): State<AppState>,
+    ext: Extensions,
+    body: Result<axum::Json<ReidentifyRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let problem = |status: StatusCode, message: String| {
+        (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+    };
+    let axum::Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let mut req =
+        fdp_govern::SessionRequest::new(principal(&ext), fdp_govern::Purpose::DirectCare, "http");
+    req.justification = Some(body.justification);
+    req.role = body.role;
+    let project = body
+        .project
+        .unwrap_or_else(|| body.made_for.as_str().to_string());
+    let tables = fdp_store::StoredTables::new(&state.instance.data_dir);
+    match state
+        .governance
+        .reidentify(&tables, &req, &body.pseudonym, (body.made_for, &project))
+        .await
+    {
+        Ok(found) => axum::Json(serde_json::json!({ "patients": found })).into_response(),
+        Err(GovernError::Refused(r)) => problem(StatusCode::FORBIDDEN, r.to_string()),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

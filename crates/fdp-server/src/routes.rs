@@ -311,6 +311,27 @@ pub fn routes() -> Vec<Route> {
             )],
         ),
         route(
+            "/reidentify",
+            "governance",
+            vec![post(
+                "Re-identification for direct care: the patient a pseudonym stands for (justified, audited)",
+                "json",
+                governed::reidentify,
+            )
+            .with_body(json!({
+                "type": "object",
+                "required": ["pseudonym", "made_for", "justification"],
+                "additionalProperties": false,
+                "properties": {
+                    "pseudonym": {"type": "string", "description": "As a planning or research answer gave it (p1-…)."},
+                    "made_for": {"type": "string", "enum": ["direct-care", "operations", "planning", "research"], "description": "The purpose whose key made the pseudonym."},
+                    "project": {"type": "string", "description": "The project whose key made it (default: the purpose's name)."},
+                    "justification": {"type": "string", "description": "Why the patient's care needs them identified."},
+                    "role": {"type": "string"}
+                }
+            }))],
+        ),
+        route(
             "/audit",
             "governance",
             vec![get(

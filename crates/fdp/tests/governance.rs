@@ -386,6 +386,33 @@ fn the_policy_matrix_holds_through_every_path() {
         .collect();
     assert_eq!(p1.len(), 39);
     assert!(p1.is_disjoint(&p2));
+    // Re-identification for direct care is a request of its own, never the
+    // pseudonym reversed: a clinician who gives a reason gets the patient
+    // back; an analyst, or a request without a reason, is refused.
+    let pseudonym = p1.iter().next().unwrap().trim_matches('"').to_string();
+    let reidentify = |who: &str, justification: &str| {
+        http_post(
+            server.http,
+            "/reidentify",
+            &tokens[who],
+            &json!({"pseudonym": pseudonym, "made_for": "research", "project": "p1",
+                    "justification": justification})
+            .to_string(),
+        )
+    };
+    let (status, answer) = reidentify("doc", "flagged result needs clinic follow-up");
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    let found = answer["patients"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{answer}");
+    let reidentified = found[0]["person_id"].as_str().unwrap().to_string();
+    assert!(truth.iter().any(|r| r["person_id"] == json!(reidentified)));
+    let (status, e) = reidentify("ana", "curious");
+    assert_eq!(status, 403, "{e}");
+    let (status, e) = reidentify("doc", " ");
+    assert_eq!(status, 403, "{e}");
+    assert!(e.contains("justification"), "{e}");
+    accesses += 3;
     // A sensitive purpose needs a justification.
     let e = sql_as(&config, &data, "res", "research", &["--project", "p1"], q).unwrap_err();
     assert!(e.contains("needs a justification"), "{e}");
@@ -628,6 +655,10 @@ fn the_policy_matrix_holds_through_every_path() {
     assert!(entries
         .iter()
         .any(|e| e["kind"] == "opt-out-review" && e["principal"] == "ig"));
+    assert!(entries.iter().any(|e| e["kind"] == "re-identification"
+        && e["principal"] == "doc"
+        && e["outcome"] == "ok"
+        && e["patients"] == json!([reidentified])));
     let over_wire = entries.iter().filter(|e| e["channel"] == "pgwire").count();
     assert_eq!(
         over_wire, wire_accesses,

@@ -37,7 +37,14 @@ fn sources_tables_and_lineage_pages_show_runs_versions_and_the_path_of_the_data(
     }
     run_ok(&args);
 
-    let server = Server::start(&data, 1.0);
+    // The integration engineer: sources, lineage and the quarantine.
+    let server = Server::start_configured(
+        &data,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        "[principal.tester]\nroles = [\"integration-engineer\"]\n",
+    );
     let (a, t) = (server.http, server.token.as_str());
 
     let runs: Vec<Value> = serde_json::from_str(&http_get(a, "/api/runs", Some(t)).1).unwrap();
@@ -146,7 +153,27 @@ fn sources_tables_and_lineage_pages_show_runs_versions_and_the_path_of_the_data(
     );
     assert_eq!(page.matches("<path").count(), edges.len());
     // The quarantine page lists the refused lines and resources of every kind.
-    let (status, page) = http_get(a, "/quarantine?kind=csv", Some(t));
+    // Records as received: the page asks for the purpose first.
+    let r = http_get(a, "/quarantine?kind=csv", Some(t));
+    assert_eq!(r.0, 303);
+    let declared = http_form(a, "/purpose", t, &[], &[("purpose", "operations")]);
+    assert_eq!(declared.status, 303, "{}", declared.body);
+    let cookie = declared
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = http_request_with(
+        a,
+        "GET",
+        "/quarantine?kind=csv",
+        Some(t),
+        &[("Cookie", &cookie)],
+        None,
+    );
+    let (status, page) = (r.status, r.body);
     assert_eq!(status, 200);
     assert!(
         page.contains("Extracts (4)") && page.contains("10939881000119104"),
