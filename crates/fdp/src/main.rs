@@ -13,6 +13,7 @@ mod ingest;
 mod instance;
 mod keys;
 mod mllp_client;
+mod peer;
 mod quarantine;
 mod sql;
 mod synth;
@@ -70,6 +71,9 @@ enum Command {
     /// The pseudonymisation keys: list them, rotate one
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// The instance's identity in the federation: an authority for a demo, the instance's certificate
+    #[command(subcommand)]
+    Peer(peer::PeerCommand),
     /// Write the synthetic trust's data to files
     #[command(subcommand)]
     Synth(synth::SynthCommand),
@@ -164,6 +168,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Audit(cmd) => audit::run(cmd),
         Command::Policy(cmd) => audit::policy(cmd),
         Command::Keys(cmd) => keys::run(cmd),
+        Command::Peer(cmd) => peer::run(cmd),
         Command::Synth(cmd) => synth::run(cmd),
     }
 }

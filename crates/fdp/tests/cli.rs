@@ -213,3 +213,56 @@ fn discharge_readiness_is_recorded_with_who_set_it() {
     });
     server.stop();
 }
+
+#[test]
+fn peer_identities_are_made_and_certified_by_the_federation_authority() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    let data = dir.path().join("trust");
+    let made = fdp_ok!("peer", "ca", "--out", ca, "--name", "Test ICS");
+    assert!(made.contains("Test ICS"), "{made}");
+    let init = fdp_ok!(
+        "peer",
+        "init",
+        "--data-dir",
+        data,
+        "--ods",
+        "RXX",
+        "--role",
+        "trust",
+        "--ca",
+        ca
+    );
+    assert!(init.contains("RXX (trust) certified"), "{init}");
+    let shown = fdp_ok!("peer", "show", "--data-dir", data);
+    assert!(
+        shown.starts_with("# RXX (trust)\n-----BEGIN CERTIFICATE-----"),
+        "{shown}"
+    );
+    // Once only, a role that exists, and a key no one else can read.
+    let again = fdp()
+        .args(["peer", "init", "--data-dir"])
+        .arg(&data)
+        .args(["--ods", "RXX", "--role", "trust", "--ca"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a federation identity"));
+    let bad = fdp()
+        .args(["peer", "init", "--data-dir"])
+        .arg(dir.path().join("other"))
+        .args(["--ods", "RYY", "--role", "hospital", "--ca"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("trust, care-provider, icb or national"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for key in [ca.join("ca.key"), data.join("federation/instance.key")] {
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{}", key.display());
+        }
+    }
+}

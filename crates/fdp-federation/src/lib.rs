@@ -1,0 +1,28 @@
+//! # fdp-federation: instances working together
+//!
+//! Each organisation's instance stays the controller of its data; this crate
+//! is how instances speak to each other without giving that up. It owns:
+//!
+//! - **identity and trust** ([`identity`]): an instance's ODS code, role and
+//!   Ed25519 key pair, certified by the federation's authority (`fdp peer
+//!   ca` makes one for a demo or a test; `fdp peer init` certifies an
+//!   instance);
+//! - **signed messages** ([`envelope`]): every message carries a unique id
+//!   and the time it was sent, and is signed by its sender; a bad
+//!   signature, an unknown sender, a stale or replayed message is refused;
+//! - **the durable outbox and inbox** ([`store`]): a message is committed
+//!   before it is sent and retried with backoff until the peer has it; a
+//!   message received is committed before the sender is answered, and
+//!   taken once however often it is sent.
+//!
+//! What a message may carry is for governance to decide: an answer to a
+//! peer's question passes the answering instance's own policy, opt-out and
+//! disclosure control before it is put in an envelope.
+
+pub mod envelope;
+pub mod identity;
+pub mod store;
+
+pub use envelope::{Envelope, Refused, Signed, Window};
+pub use identity::{FederationCa, InstanceIdentity, OrgRole};
+pub use store::{Arrival, Delivery, Inbox, Outbox, Outgoing};
