@@ -13,7 +13,10 @@
 //! - **the durable outbox and inbox** ([`store`]): a message is committed
 //!   before it is sent and retried with backoff until the peer has it; a
 //!   message received is committed before the sender is answered, and
-//!   taken once however often it is sent.
+//!   taken once however often it is sent;
+//! - **the wire** ([`transport`], [`node`]): HTTP over mutual TLS, where both
+//!   ends present a certificate from the federation's authority and the
+//!   receiver knows each configured peer by its certificate.
 //!
 //! What a message may carry is for governance to decide: an answer to a
 //! peer's question passes the answering instance's own policy, opt-out and
@@ -21,8 +24,11 @@
 
 pub mod envelope;
 pub mod identity;
+pub mod node;
 pub mod store;
+pub mod transport;
 
 pub use envelope::{Envelope, Refused, Signed, Window};
 pub use identity::{FederationCa, InstanceIdentity, OrgRole};
+pub use node::{Answer, Federation, Handler, Peer, SendError};
 pub use store::{Arrival, Delivery, Inbox, Outbox, Outgoing};

@@ -1,0 +1,230 @@
+//! Two instances over mutual TLS on loopback: a message waits in the
+//! outbox while its peer is down and arrives once it is up; a replayed,
+//! tampered, stale or stranger's message is refused and audited; a
+//! certificate from another authority cannot connect.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fdp_federation::envelope::{Envelope, Signed};
+use fdp_federation::identity::{FederationCa, InstanceIdentity, OrgRole};
+use fdp_federation::node::MESSAGES;
+use fdp_federation::transport::{self, PeerClient};
+use fdp_federation::{Delivery, Federation, Handler, Peer};
+use fdp_govern::keystore::Keystore;
+use fdp_govern::AuditLog;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+fn audit_of(data: &Path) -> Arc<AuditLog> {
+    Arc::new(AuditLog::open(data, &Keystore::open(data)).unwrap())
+}
+
+fn peer(id: &InstanceIdentity, address: Option<String>) -> Peer {
+    Peer {
+        ods: id.ods.clone(),
+        role: id.role,
+        address,
+        cert: id.cert.clone(),
+    }
+}
+
+struct Echo;
+
+#[async_trait::async_trait]
+impl Handler for Echo {
+    async fn handle(&self, from: &Peer, m: &Envelope) -> Result<Value, String> {
+        if m.kind == "question" && m.body["decline"] == true {
+            return Err("not approved here".into());
+        }
+        Ok(json!({"heard": m.body, "from": from.ods}))
+    }
+}
+
+/// Serve `fed` on `listener`; the task stops when the handle is aborted.
+fn start(fed: &Arc<Federation>, listener: TcpListener) -> tokio::task::JoinHandle<()> {
+    let config = transport::server_config(&fed.identity).unwrap();
+    tokio::spawn(transport::serve(listener, config, fed.router()))
+}
+
+fn entries(data: &Path) -> Vec<Value> {
+    std::fs::read_to_string(data.join("audit/audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_delivered_once_and_bad_ones_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = FederationCa::create(&dir.path().join("ca"), "Test ICS").unwrap();
+    let (trust_dir, icb_dir) = (dir.path().join("rxx"), dir.path().join("qwo"));
+    let trust = InstanceIdentity::init(&trust_dir, "RXX", OrgRole::Trust, &ca).unwrap();
+    let icb = InstanceIdentity::init(&icb_dir, "QWO", OrgRole::Icb, &ca).unwrap();
+    // A member of the federation the ICB has not configured, and an
+    // instance certified by some other authority.
+    let loner_dir = dir.path().join("loner");
+    let loner = InstanceIdentity::init(&loner_dir, "RYY", OrgRole::Trust, &ca).unwrap();
+    let other_ca = FederationCa::create(&dir.path().join("other"), "Elsewhere").unwrap();
+    let stranger =
+        InstanceIdentity::init(&dir.path().join("x"), "QWO", OrgRole::Icb, &other_ca).unwrap();
+
+    // The ICB's port is known before it listens: the trust's message waits.
+    let icb_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let icb_addr = icb_listener.local_addr().unwrap().to_string();
+    drop(icb_listener);
+    let trust_fed = Arc::new(
+        Federation::open(
+            &trust_dir,
+            vec![peer(&icb, Some(icb_addr.clone()))],
+            audit_of(&trust_dir),
+        )
+        .unwrap(),
+    );
+    let queued = trust_fed
+        .queue("QWO", "question", json!({"q": "beds"}))
+        .unwrap();
+    let e = trust_fed.send(&queued.envelope.id).await.unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    let m = trust_fed.outbox.get(&queued.envelope.id).unwrap();
+    assert_eq!((m.state, m.attempts), (Delivery::Queued, 1));
+    assert!(m.last_error.unwrap().contains("unreachable"));
+
+    // The ICB comes up; the outbox worker delivers, exactly once.
+    let icb_fed =
+        Arc::new(Federation::open(&icb_dir, vec![peer(&trust, None)], audit_of(&icb_dir)).unwrap());
+    icb_fed.set_handler(Arc::new(Echo));
+    let server = start(&icb_fed, TcpListener::bind(&icb_addr).await.unwrap());
+    let worker = tokio::spawn(trust_fed.clone().run_outbox());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while trust_fed.outbox.get(&queued.envelope.id).unwrap().state != Delivery::Delivered {
+        assert!(std::time::Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(icb_fed.inbox.of_kind("question").unwrap().len(), 1);
+
+    // An answer comes back signed by the peer.
+    let asked = trust_fed
+        .queue("QWO", "question", json!({"q": "theatres"}))
+        .unwrap();
+    let answer = trust_fed.send(&asked.envelope.id).await.unwrap();
+    assert_eq!(answer.from, "QWO");
+    assert_eq!(answer.body["answer"]["heard"], json!({"q": "theatres"}));
+    let declined = trust_fed
+        .queue("QWO", "question", json!({"decline": true}))
+        .unwrap();
+    let answer = trust_fed.send(&declined.envelope.id).await.unwrap();
+    assert_eq!(answer.body["declined"], "not approved here");
+
+    // The same message again is a replay: refused, and the inbox unchanged.
+    let client = PeerClient::new(&trust, Duration::from_secs(5)).unwrap();
+    let sealed = Signed::seal(&trust, &asked.envelope);
+    let post = |bytes: Vec<u8>, sig: String| {
+        let client = client.clone();
+        let (addr, cert) = (icb_addr.clone(), icb.cert.clone());
+        async move {
+            client
+                .post(&addr, ("QWO", &cert), MESSAGES, bytes, &sig)
+                .await
+                .unwrap()
+        }
+    };
+    let r = post(sealed.bytes.clone(), sealed.signature_hex()).await;
+    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(icb_fed.inbox.of_kind("question").unwrap().len(), 3);
+    // Tampered: the signature no longer matches.
+    let fresh = Envelope::new("RXX", "QWO", "question", json!({"n": 1}));
+    let sealed = Signed::seal(&trust, &fresh);
+    let mut tampered = sealed.bytes.clone();
+    let at = tampered.iter().rposition(|b| *b == b'1').unwrap();
+    tampered[at] = b'2';
+    let r = post(tampered, sealed.signature_hex()).await;
+    assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
+    // Stale: sent ten minutes ago, signed properly.
+    let mut old = Envelope::new("RXX", "QWO", "question", json!({}));
+    old.sent_at = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let bytes = serde_json::to_vec(&old).unwrap();
+    let sig: String = trust
+        .sign(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let r = post(bytes, sig).await;
+    assert_eq!(r.status, 403);
+    assert!(String::from_utf8_lossy(&r.body).contains("older than"));
+    // Signed by the trust but claiming to be from someone else.
+    let mut lie = Envelope::new("RYY", "QWO", "question", json!({}));
+    lie.from = "RYY".into();
+    let s = Signed::seal(&trust, &lie);
+    let r = post(s.bytes.clone(), s.signature_hex()).await;
+    assert_ne!(r.status, 200);
+
+    // A member of the federation that is not configured here.
+    let loner_client = PeerClient::new(&loner, Duration::from_secs(5)).unwrap();
+    let s = Signed::seal(&loner, &Envelope::new("RYY", "QWO", "question", json!({})));
+    let r = loner_client
+        .post(
+            &icb_addr,
+            ("QWO", &icb.cert),
+            MESSAGES,
+            s.bytes.clone(),
+            &s.signature_hex(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+    assert!(String::from_utf8_lossy(&r.body).contains("not a configured peer"));
+    // A certificate from another authority cannot even connect.
+    let stranger_client = PeerClient::new(&stranger, Duration::from_secs(5)).unwrap();
+    let s = Signed::seal(
+        &stranger,
+        &Envelope::new("QWO", "QWO", "question", json!({})),
+    );
+    let e = stranger_client
+        .post(
+            &icb_addr,
+            ("QWO", &icb.cert),
+            MESSAGES,
+            s.bytes.clone(),
+            &s.signature_hex(),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("TLS"), "{e}");
+
+    worker.abort();
+    server.abort();
+    // Both sides audited: the ICB every refusal with its reason.
+    let icb_audit = entries(&icb_dir);
+    let refused: Vec<&str> = icb_audit
+        .iter()
+        .filter(|e| e["kind"] == "federation-refused")
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    for why in [
+        "replayed",
+        "signature",
+        "older than",
+        "not a configured peer",
+    ] {
+        assert!(
+            refused.iter().any(|r| r.contains(why)),
+            "{why}: {refused:?}"
+        );
+    }
+    assert_eq!(
+        icb_audit
+            .iter()
+            .filter(|e| e["kind"] == "federation-receive")
+            .count(),
+        3
+    );
+    let trust_audit = entries(&trust_dir);
+    assert!(trust_audit
+        .iter()
+        .any(|e| e["kind"] == "federation-send" && e["outcome"] == "delivered"));
+    assert!(trust_audit.iter().any(|e| e["kind"] == "federation-send"
+        && e["outcome"].as_str().unwrap().starts_with("not delivered")));
+}
