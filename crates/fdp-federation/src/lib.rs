@@ -18,6 +18,11 @@
 //!   ends present a certificate from the federation's authority and the
 //!   receiver knows each configured peer by its certificate.
 //!
+//! - **federated questions** ([`questions`]): named, versioned aggregate
+//!   questions, each member's approvals (audited, withdrawable), answers
+//!   computed in a governed session of the member's own, and the asker's
+//!   gathering of who answered, declined or could not be reached.
+//!
 //! What a message may carry is for governance to decide: an answer to a
 //! peer's question passes the answering instance's own policy, opt-out and
 //! disclosure control before it is put in an envelope.
@@ -25,10 +30,11 @@
 pub mod envelope;
 pub mod identity;
 pub mod node;
+pub mod questions;
 pub mod store;
 pub mod transport;
 
 pub use envelope::{Envelope, Refused, Signed, Window};
 pub use identity::{FederationCa, InstanceIdentity, OrgRole};
-pub use node::{Answer, Federation, Handler, Peer, SendError};
+pub use node::{Answer, Federation, FederationConfig, Handler, Peer, PeerConfig, SendError};
 pub use store::{Arrival, Delivery, Inbox, Outbox, Outgoing};

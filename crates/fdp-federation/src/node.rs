@@ -397,3 +397,46 @@ async fn receive(
     )
         .into_response()
 }
+
+/// The `[federation]` section of an instance's configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Where peers reach this instance over mutual TLS; none for a site
+    /// that only connects out.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The instance's peers: `[[federation.peer]]`.
+    #[serde(default)]
+    pub peer: Vec<PeerConfig>,
+}
+
+/// One configured peer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub ods: String,
+    /// trust, care-provider, icb or national
+    pub role: String,
+    /// host:port it listens on.
+    pub address: Option<String>,
+    /// Its certificate (PEM), as `fdp peer show` prints it.
+    pub certificate: std::path::PathBuf,
+}
+
+impl FederationConfig {
+    /// The configured peers, their certificates read.
+    pub fn peers(&self) -> Result<Vec<Peer>, String> {
+        self.peer
+            .iter()
+            .map(|p| {
+                Ok(Peer {
+                    ods: p.ods.clone(),
+                    role: p.role.parse().map_err(|e| format!("peer {}: {e}", p.ods))?,
+                    address: p.address.clone(),
+                    cert: crate::identity::cert_from_pem(&p.certificate)
+                        .map_err(|e| format!("peer {}: {e}", p.ods))?,
+                })
+            })
+            .collect()
+    }
+}

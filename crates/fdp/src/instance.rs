@@ -56,6 +56,8 @@ pub struct InstanceConfig {
     /// The national data opt-out list (default: `opt-out.txt` in the data
     /// directory).
     pub opt_out_file: Option<PathBuf>,
+    /// The instance in the federation: where peers reach it, and its peers.
+    pub federation: Option<fdp_federation::FederationConfig>,
 }
 
 impl InstanceConfig {
@@ -64,7 +66,7 @@ impl InstanceConfig {
             .with_context(|| format!("reading the configuration file {}", path.display()))?;
         toml::from_str(&text).with_context(|| {
             format!(
-                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, sql, sql_tls_cert, sql_tls_key, canonical_interval_secs, import_dir, drop_folder, oidc, principal, policy, opt_out_file)",
+                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, sql, sql_tls_cert, sql_tls_key, canonical_interval_secs, import_dir, drop_folder, oidc, principal, policy, opt_out_file, federation)",
                 path.display()
             )
         })
@@ -141,6 +143,8 @@ impl Drop for BackgroundRuntime {
 
 /// A started instance.
 pub struct Running {
+    pub federation_addr: Option<SocketAddr>,
+    federation_tasks: Vec<JoinHandle<()>>,
     pub http_addr: Option<SocketAddr>,
     pub mllp_addr: Option<SocketAddr>,
     pub sql_addr: Option<SocketAddr>,
@@ -310,6 +314,47 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
         _ => None,
     };
 
+    // The federation's listener and sender hold no data of their own that
+    // a stop must wait for (the outbox is on disk): they are cut off.
+    let mut federation_tasks = Vec::new();
+    let federation_addr = match &config.federation {
+        Some(fc) => {
+            let peers = fc
+                .peers()
+                .map_err(anyhow::Error::msg)
+                .context("reading [federation] peers")?;
+            let fed = Arc::new(
+                fdp_federation::Federation::open(&data_dir, peers, governance.audit().clone())
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .context("opening the federation identity (make one with `fdp peer init`)")?,
+            );
+            fed.set_handler(Arc::new(fdp_federation::questions::QuestionAnswerer::new(
+                governance.clone(),
+                fdp_store::StoredTables::new(&data_dir),
+                &data_dir,
+            )));
+            federation_tasks.push(tokio::spawn(fed.clone().run_outbox()));
+            match fc.listen {
+                Some(addr) => {
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("listening for peers on {addr}"))?;
+                    let bound = listener.local_addr()?;
+                    let tls = fdp_federation::transport::server_config(&fed.identity)
+                        .context("setting up mutual TLS for peers")?;
+                    federation_tasks.push(tokio::spawn(fdp_federation::transport::serve(
+                        listener,
+                        tls,
+                        fed.router(),
+                    )));
+                    Some(bound)
+                }
+                None => None,
+            }
+        }
+        None => None,
+    };
+
     for source in &config.drop_folder {
         tasks.push(tokio::spawn(fdp_ingest::extract::drop_folder::watch(
             data_dir.clone(),
@@ -327,6 +372,8 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
         writer_stop_rx,
     ));
     Ok(Running {
+        federation_addr,
+        federation_tasks,
         http_addr,
         mllp_addr,
         sql_addr,
@@ -345,6 +392,9 @@ impl Running {
     /// Stop listening, write the canonical tables once more, flush the raw
     /// tables and release the data directory.
     pub async fn stop(self) -> Result<()> {
+        for t in &self.federation_tasks {
+            t.abort();
+        }
         let _ = self.shutdown.send(true);
         // Listeners first, so nothing new arrives while the rest winds down.
         let mut tasks = self.tasks.into_iter();

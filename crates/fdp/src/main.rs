@@ -168,7 +168,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Audit(cmd) => audit::run(cmd),
         Command::Policy(cmd) => audit::policy(cmd),
         Command::Keys(cmd) => keys::run(cmd),
-        Command::Peer(cmd) => peer::run(cmd),
+        Command::Peer(cmd) => peer::run_async(cmd).await,
         Command::Synth(cmd) => synth::run(cmd),
     }
 }
@@ -212,6 +212,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
             a.ip(),
             a.port()
         );
+    }
+    if let Some(a) = running.federation_addr {
+        eprintln!("Federation (mutual TLS) listening on {a}");
     }
     eprintln!("Press Ctrl-C to stop.");
     wait_for_signal().await;

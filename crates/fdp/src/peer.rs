@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use fdp_federation::questions::{Approvals, Question};
 use fdp_federation::{FederationCa, InstanceIdentity, OrgRole};
+
+use crate::instance::InstanceConfig;
 
 #[derive(Subcommand)]
 pub enum PeerCommand {
@@ -37,6 +40,117 @@ pub enum PeerCommand {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Approve a federated question from a peer, as the IG lead (audited)
+    Approve {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The asking instance's ODS code
+        #[arg(long)]
+        from: String,
+        /// The question, as the asker published it (TOML: name, version, purpose, sql)
+        #[arg(long)]
+        question: PathBuf,
+        /// Who approves it
+        #[arg(long)]
+        by: String,
+        /// Why, for the audit
+        #[arg(long)]
+        reason: String,
+    },
+    /// Withdraw an approval (audited); the question is declined from then on
+    Withdraw {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: u32,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Ask the instance's peers a federated question and combine their answers
+    Ask {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The configuration holding [federation] and its peers (default: instance.toml beside the data)
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The question (TOML: name, version, purpose, sql)
+        #[arg(long)]
+        question: PathBuf,
+        /// Only these members (ODS codes, comma-separated); default every peer
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<String>,
+    },
+    /// Messages to peers: queued, delivered, failed with the reason
+    Outbox {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+pub async fn run_async(cmd: PeerCommand) -> Result<()> {
+    match cmd {
+        PeerCommand::Ask {
+            data_dir,
+            config,
+            question,
+            members,
+        } => {
+            let config = InstanceConfig::for_data_dir(&data_dir, config.as_deref())?;
+            let fc = config.federation.clone().with_context(|| {
+                "the configuration has no [federation] section naming the peers".to_string()
+            })?;
+            let peers = fc.peers().map_err(anyhow::Error::msg)?;
+            let governance = config.governance(&data_dir)?;
+            let fed =
+                fdp_federation::Federation::open(&data_dir, peers, governance.audit().clone())
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .context("opening the federation identity")?;
+            let q = Question::load(&question).map_err(anyhow::Error::msg)?;
+            let members = if members.is_empty() {
+                fed.peers().iter().map(|p| p.ods.clone()).collect()
+            } else {
+                members
+            };
+            let answers = fdp_federation::questions::ask(&fed, &q, &members).await;
+            let mut combined = Vec::new();
+            for a in &answers {
+                if let Some(rows) = a.answer.as_ref().and_then(|v| v["rows"].as_array()) {
+                    for r in rows {
+                        let mut r = r.clone();
+                        r["member"] = serde_json::json!(a.member);
+                        combined.push(r);
+                    }
+                }
+            }
+            let count = |s: &str| answers.iter().filter(|a| a.status == s).count();
+            eprintln!(
+                "{} v{}: {} answered, {} declined, {} unreachable, {} refused",
+                q.name,
+                q.version,
+                count("answered"),
+                count("declined"),
+                count("unreachable"),
+                count("refused")
+            );
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "question": q.name,
+                    "version": q.version,
+                    "members": answers,
+                    "rows": combined,
+                }))?
+            );
+            Ok(())
+        }
+        other => run(other),
+    }
 }
 
 pub fn run(cmd: PeerCommand) -> Result<()> {
@@ -70,6 +184,58 @@ pub fn run(cmd: PeerCommand) -> Result<()> {
             );
             Ok(())
         }
+        PeerCommand::Approve {
+            data_dir,
+            from,
+            question,
+            by,
+            reason,
+        } => {
+            let q = Question::load(&question).map_err(anyhow::Error::msg)?;
+            let governance = InstanceConfig::governance_of(&data_dir)?;
+            Approvals::open(&data_dir)
+                .approve(&governance, &from, &q, &by, &reason)
+                .map_err(anyhow::Error::msg)?;
+            println!(
+                "{} v{} from {from} approved (sha256 {})",
+                q.name,
+                q.version,
+                q.digest()
+            );
+            Ok(())
+        }
+        PeerCommand::Withdraw {
+            data_dir,
+            from,
+            name,
+            version,
+            by,
+            reason,
+        } => {
+            let governance = InstanceConfig::governance_of(&data_dir)?;
+            Approvals::open(&data_dir)
+                .withdraw(&governance, &from, &name, version, &by, &reason)
+                .map_err(anyhow::Error::msg)?;
+            println!("{name} v{version} from {from}: approval withdrawn");
+            Ok(())
+        }
+        PeerCommand::Outbox { data_dir } => {
+            let outbox =
+                fdp_federation::Outbox::open(&fdp_federation::identity::dir_in(&data_dir))?;
+            for m in outbox.list()? {
+                println!(
+                    "{}  {:<9} {:<12} to {:<8} attempts {}  {}",
+                    m.queued_at.format("%Y-%m-%d %H:%M:%S"),
+                    m.state.as_str(),
+                    m.envelope.kind,
+                    m.envelope.to,
+                    m.attempts,
+                    m.last_error.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        PeerCommand::Ask { .. } => unreachable!("asked in run_async"),
         PeerCommand::Show { data_dir } => {
             let id = InstanceIdentity::open(&data_dir).with_context(|| {
                 format!(

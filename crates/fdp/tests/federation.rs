@@ -1,0 +1,263 @@
+//! Federated questions between real instances: three trusts, each its own
+//! `fdp serve` process with its own data, keys and policy, asked by an ICB
+//! over mutual TLS. Every trust answers under its own governance (the
+//! opted-out patients of one are left out, no count from 1 to 7 leaves);
+//! then one trust withdraws its approval and another is stopped, and the
+//! ICB's result says which answered, which declined and which could not be
+//! reached. Both sides audit it.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::Value;
+
+const TRUSTS: [&str; 3] = ["RAA", "RBB", "RCC"];
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn cert(data: &Path) -> PathBuf {
+    data.join("federation/instance.pem")
+}
+
+fn question(dir: &Path, file: &str, name: &str, sql: &str) -> PathBuf {
+    let path = dir.join(file);
+    std::fs::write(
+        &path,
+        format!("name = \"{name}\"\nversion = 1\npurpose = \"planning\"\nsql = \"{sql}\"\n"),
+    )
+    .unwrap();
+    path
+}
+
+/// `fdp peer ask` as the ICB: the combined answer.
+fn ask(icb: &Path, q: &Path) -> Value {
+    let out = fdp_ok!("peer", "ask", "--data-dir", icb, "--question", q);
+    serde_json::from_str(&out).unwrap()
+}
+
+fn member<'a>(answer: &'a Value, ods: &str) -> &'a Value {
+    answer["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["member"] == ods)
+        .unwrap_or_else(|| panic!("{ods} missing from {answer}"))
+}
+
+fn audit(data: &Path) -> Vec<Value> {
+    std::fs::read_to_string(data.join("audit/audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_federated_question_is_answered_declined_and_missed_as_it_should_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    fdp_ok!("peer", "ca", "--out", ca, "--name", "Test ICS");
+    let export = dir.path().join("export");
+    fdp_ok!("synth", "fhir", "--out", export, "--patients", "40");
+    let icb = dir.path().join("QWO");
+    fdp_ok!(
+        "peer",
+        "init",
+        "--data-dir",
+        icb,
+        "--ods",
+        "QWO",
+        "--role",
+        "icb",
+        "--ca",
+        ca
+    );
+
+    // Three patients of the first trust have opted out.
+    let patients = std::fs::read_to_string(export.join("Patient.ndjson")).unwrap();
+    let opted_out: Vec<String> = patients
+        .lines()
+        .take(3)
+        .map(|l| {
+            let p: Value = serde_json::from_str(l).unwrap();
+            p["identifier"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["system"] == "https://fhir.nhs.uk/Id/nhs-number")
+                .unwrap()["value"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+
+    let total = question(
+        dir.path(),
+        "total.toml",
+        "patients",
+        "SELECT count(*) AS n FROM patient",
+    );
+    let groups = question(
+        dir.path(),
+        "groups.toml",
+        "patients-by-ethnicity",
+        "SELECT ethnic_category_code AS e, count(*) AS n FROM patient GROUP BY ethnic_category_code",
+    );
+    let mut icb_config = "ods = \"QWO\"\n[federation]\n".to_string();
+    let mut servers = Vec::new();
+    let mut datas = Vec::new();
+    for ods in TRUSTS {
+        let data = dir.path().join(ods);
+        fdp_ok!("ingest", "fhir", "--data-dir", data, export);
+        fdp_ok!(
+            "peer",
+            "init",
+            "--data-dir",
+            data,
+            "--ods",
+            ods,
+            "--role",
+            "trust",
+            "--ca",
+            ca
+        );
+        if ods == "RAA" {
+            std::fs::write(data.join("opt-out.txt"), opted_out.join("\n") + "\n").unwrap();
+        }
+        for q in [&total, &groups] {
+            fdp_ok!(
+                "peer",
+                "approve",
+                "--data-dir",
+                data,
+                "--from",
+                "QWO",
+                "--question",
+                q,
+                "--by",
+                "ig.lead",
+                "--reason",
+                "ICB planning return, approved at IG board"
+            );
+        }
+        let port = free_port();
+        let config = format!(
+            "[federation]\nlisten = \"127.0.0.1:{port}\"\n[[federation.peer]]\nods = \"QWO\"\nrole = \"icb\"\ncertificate = \"{}\"\n",
+            cert(&icb).display()
+        );
+        servers.push(Some(Server::start_configured(
+            &data,
+            1.0,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            &config,
+        )));
+        icb_config.push_str(&format!(
+            "[[federation.peer]]\nods = \"{ods}\"\nrole = \"trust\"\naddress = \"127.0.0.1:{port}\"\ncertificate = \"{}\"\n",
+            cert(&data).display()
+        ));
+        datas.push(data);
+    }
+    std::fs::write(icb.join("instance.toml"), icb_config).unwrap();
+
+    // Every member answers, each under its own governance.
+    let answer = ask(&icb, &total);
+    for ods in TRUSTS {
+        assert_eq!(member(&answer, ods)["status"], "answered", "{answer}");
+    }
+    let n = |ods: &str| {
+        member(&answer, ods)["answer"]["rows"][0]["n"]
+            .as_i64()
+            .unwrap()
+    };
+    // 40 patients, rounded to 5; the first trust's 3 opted-out patients
+    // are not counted (37, rounded to 35).
+    assert_eq!((n("RAA"), n("RBB"), n("RCC")), (35, 40, 40), "{answer}");
+    assert_eq!(answer["rows"].as_array().unwrap().len(), 3);
+    // No count from 1 to 7 leaves any member.
+    let answer = ask(&icb, &groups);
+    let mut cells = 0;
+    for r in answer["rows"].as_array().unwrap() {
+        if let Some(n) = r["n"].as_i64() {
+            assert!(n == 0 || n >= 8, "{r}");
+        }
+        cells += 1;
+    }
+    assert!(cells >= 6, "{answer}");
+
+    // The second trust's IG lead withdraws the approval; the third is down.
+    fdp_ok!(
+        "peer",
+        "withdraw",
+        "--data-dir",
+        datas[1],
+        "--from",
+        "QWO",
+        "--name",
+        "patients",
+        "--version",
+        "1",
+        "--by",
+        "ig.lead",
+        "--reason",
+        "pending DPIA review"
+    );
+    servers[2].take().unwrap().stop();
+    let answer = ask(&icb, &total);
+    assert_eq!(member(&answer, "RAA")["status"], "answered", "{answer}");
+    assert_eq!(member(&answer, "RBB")["status"], "declined", "{answer}");
+    assert!(member(&answer, "RBB")["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not approved"));
+    assert_eq!(member(&answer, "RCC")["status"], "unreachable", "{answer}");
+    assert_eq!(answer["rows"].as_array().unwrap().len(), 1);
+    // A question changed under the same name and version is not approved.
+    let changed = question(
+        dir.path(),
+        "changed.toml",
+        "patients-by-ethnicity",
+        "SELECT * FROM patient",
+    );
+    let answer = ask(&icb, &changed);
+    assert_eq!(member(&answer, "RAA")["status"], "declined", "{answer}");
+
+    for s in servers.into_iter().flatten() {
+        s.stop();
+    }
+    // Both sides audited it: the member each question received, the query
+    // it ran as the ICB's principal and the approvals; the ICB each send.
+    let raa = audit(&datas[0]);
+    assert!(raa.iter().any(|e| e["kind"] == "question-approval"
+        && e["principal"] == "ig.lead"
+        && e["justification"] == "ICB planning return, approved at IG board"));
+    assert!(raa
+        .iter()
+        .any(|e| e["kind"] == "federation-receive" && e["principal"] == "peer:QWO"));
+    assert!(raa.iter().any(|e| e["kind"] == "query"
+        && e["principal"] == "peer:QWO"
+        && e["channel"] == "federation"
+        && e["what"] == "SELECT count(*) AS n FROM patient"));
+    let rbb = audit(&datas[1]);
+    assert!(rbb.iter().any(|e| e["kind"] == "question-withdrawal"));
+    assert!(rbb.iter().any(|e| e["kind"] == "federation-receive"
+        && e["outcome"].as_str().unwrap().contains("declined")));
+    let qwo = audit(&icb);
+    let sent = qwo
+        .iter()
+        .filter(|e| e["kind"] == "federation-send")
+        .count();
+    assert_eq!(sent, 4 * 3, "one entry per question sent to each member");
+    assert!(qwo.iter().any(|e| e["kind"] == "federation-send"
+        && e["outcome"].as_str().unwrap().contains("not delivered")));
+}
