@@ -51,7 +51,7 @@ async fn session_for(
         let here = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
         return Err(to_checkpoint(here));
     };
-    let tables = fdp_store::StoredTables::new(&state.instance.data_dir);
+    let tables = state.tables.clone();
     match state.governance.session(&tables, req).await {
         Ok(s) => Ok(s),
         Err(GovernError::Refused(r)) => Err(refused(state, StatusCode::FORBIDDEN, &r.to_string())),
@@ -251,7 +251,7 @@ pub async fn audit_page(
         }
         Err(e) => return refused(&state, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    let tables = fdp_store::StoredTables::new(&state.instance.data_dir);
+    let tables = state.tables.clone();
     let exclusions = state.governance.opt_out_exclusions(&tables, &p, "ui").await;
     let verified = state.governance.audit().verify();
     let field = |name: &str, label: &str, value: &Option<String>, hint: &str| {
@@ -379,7 +379,7 @@ pub async fn reidentify(
     let project = body
         .project
         .unwrap_or_else(|| body.made_for.as_str().to_string());
-    let tables = fdp_store::StoredTables::new(&state.instance.data_dir);
+    let tables = state.tables.clone();
     match state
         .governance
         .reidentify(&tables, &req, &body.pseudonym, (body.made_for, &project))

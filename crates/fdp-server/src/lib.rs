@@ -46,6 +46,9 @@ pub struct AppState {
     pub fhir: Arc<fhir::FhirService>,
     /// Policy, keys, opt-out and audit: every read of a table goes through it.
     pub governance: Arc<fdp_govern::Governance>,
+    /// The instance's tables, opened once per committed version and shared
+    /// by every governed session.
+    pub tables: fdp_store::StoredTables,
 }
 
 /// Facts about the instance shown on its pages.

@@ -364,7 +364,7 @@ impl SignIn {
         req.role = asked.role;
         req.project = asked.project;
         req.justification = asked.justification;
-        let tables = fdp_store::StoredTables::new(&self.state.instance.data_dir);
+        let tables = self.state.tables.clone();
         match self.state.governance.session(&tables, req).await {
             Ok(s) => Ok(s),
             Err(GovernError::Refused(r)) => Err(fatal("42501", r.to_string())),

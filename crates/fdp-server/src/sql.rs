@@ -45,7 +45,7 @@ async fn run(
     req.role = body.role;
     req.project = body.project;
     req.justification = body.justification;
-    let tables = fdp_store::StoredTables::new(&state.instance.data_dir);
+    let tables = state.tables.clone();
     let session = match state.governance.session(&tables, req).await {
         Ok(s) => s,
         Err(GovernError::Refused(r)) => return Err(problem(StatusCode::FORBIDDEN, r.to_string())),

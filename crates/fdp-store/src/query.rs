@@ -8,9 +8,10 @@
 //! [`TableAccess`](fdp_govern::TableAccess): only a governed session can
 //! read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::arrow::array::RecordBatch;
@@ -24,16 +25,80 @@ use crate::tables::{self, Layer};
 use crate::StoreError;
 
 /// The tables of one data directory.
-#[derive(Debug, Clone)]
+///
+/// Clones share what has been opened: each table at its latest version is
+/// kept until a newer version is committed, so a long-lived reader (a
+/// server answering many sessions) reads a table's log once per change
+/// rather than once per session.
+#[derive(Clone)]
 pub struct StoredTables {
     data_dir: PathBuf,
+    opened: Arc<Mutex<Opened>>,
+}
+
+/// Each table open at its latest version, with when it was made.
+type Opened = HashMap<PathBuf, (DeltaTable, Option<SystemTime>)>;
+
+impl std::fmt::Debug for StoredTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoredTables({})", self.data_dir.display())
+    }
+}
+
+/// When the table's first commit was written: a table removed and made
+/// again under the same path is a different table, whatever its version.
+fn created(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path.join("_delta_log").join(format!("{:020}.json", 0)))
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+/// The newest committed version of the Delta table at `path`, from its log's
+/// file names (no log is read).
+fn latest_version(path: &Path) -> Option<u64> {
+    std::fs::read_dir(path.join("_delta_log"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name();
+            let name = name.to_str()?;
+            name.strip_suffix(".json")?.parse::<u64>().ok()
+        })
+        .max()
 }
 
 impl StoredTables {
     pub fn new(data_dir: &Path) -> StoredTables {
         StoredTables {
             data_dir: data_dir.to_path_buf(),
+            opened: Arc::default(),
         }
+    }
+
+    /// The table at `path` as of `as_of`; the latest version from what is
+    /// already open when nothing newer has been committed.
+    async fn open(&self, path: &Path, as_of: AsOf) -> Result<Option<DeltaTable>, StoreError> {
+        if as_of != AsOf::Latest {
+            return open_as_of(path, as_of).await;
+        }
+        let latest = latest_version(path);
+        let made = created(path);
+        {
+            let opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((t, at)) = opened.get(path) {
+                if latest.is_some() && t.version() == latest && *at == made {
+                    return Ok(Some(t.clone()));
+                }
+            }
+        }
+        let table = open_as_of(path, as_of).await?;
+        if let Some(t) = &table {
+            self.opened
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(path.to_path_buf(), (t.clone(), made));
+        }
+        Ok(table)
     }
 
     async fn open_layer(
@@ -45,7 +110,7 @@ impl StoredTables {
         let mut out = Vec::new();
         for name in tables::list_tables(&self.data_dir, layer) {
             let path = tables::table_path(&self.data_dir, layer, &name);
-            let Some(table) = open_as_of(&path, as_of).await? else {
+            let Some(table) = self.open(&path, as_of).await? else {
                 continue;
             };
             table.update_datafusion_session(&ctx.state())?;

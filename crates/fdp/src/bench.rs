@@ -33,6 +33,8 @@ pub enum BenchCommand {
     Csv(crate::bench_csv::CsvArgs),
     /// The same aggregates over 10 million rows with and without the policy: what governance costs
     GovernedQuery(crate::bench_governed::GovernedQueryArgs),
+    /// One federated question of 20 instances on loopback: end-to-end latency, p50 and p99
+    Federation(crate::bench_federation::FederationArgs),
 }
 
 #[derive(Args, Clone)]
@@ -69,6 +71,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Fhir(args) => crate::bench_fhir::fhir(args).await,
         BenchCommand::Csv(args) => crate::bench_csv::csv(args).await,
         BenchCommand::GovernedQuery(args) => crate::bench_governed::run(args).await,
+        BenchCommand::Federation(args) => crate::bench_federation::run(args).await,
     }
 }
 

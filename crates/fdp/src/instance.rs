@@ -163,6 +163,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
     let data_dir = std::path::absolute(config.data_dir()?)?;
     let ods = config.ods();
     let governance = Arc::new(config.governance(&data_dir)?);
+    let tables = fdp_store::StoredTables::new(&data_dir);
     let opened = Store::open(StoreConfig::new(&data_dir))
         .await
         .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
@@ -238,6 +239,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
         };
         Some(AppState {
             governance: governance.clone(),
+            tables: tables.clone(),
             oidc,
             grants: Arc::new(fdp_govern::Grants::new(config.principal.clone(), &ods)),
             instance: Arc::new(InstanceInfo {
@@ -330,7 +332,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
             );
             fed.set_handler(Arc::new(fdp_federation::questions::QuestionAnswerer::new(
                 governance.clone(),
-                fdp_store::StoredTables::new(&data_dir),
+                tables.clone(),
                 &data_dir,
             )));
             federation_tasks.push(tokio::spawn(fed.clone().run_outbox()));
