@@ -266,6 +266,8 @@ impl<S: TableSource + Send + Sync> QuestionAnswerer<S> {
             "columns": columns,
             "rows": rows,
             "disclosure_control": result.disclosure.as_ref().map(|d| d.summary()),
+            // Which versions of which tables it was computed from.
+            "tables": result.versions,
             "computed_at": Utc::now(),
         }))
     }

@@ -51,6 +51,9 @@ pub struct SourceTable {
     /// out (see [`RowMasking`]); otherwise the policy's row rules are
     /// applied as filters in the plan.
     pub masking: Option<Arc<dyn RowMasking>>,
+    /// The stored tables it is read from (a canonical table's parts) and
+    /// the version of each: what an answer was computed from.
+    pub versions: Vec<(String, u64)>,
 }
 
 /// One immutable stored file of a table.

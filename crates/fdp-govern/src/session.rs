@@ -191,7 +191,7 @@ impl Governance {
             .raw_tables(&access, &ctx, AsOf::Latest)
             .await
             .map_err(|e| GovernError::Source(e.to_string()))?;
-        register_raw(&ctx, raw)?;
+        let versions = register_raw(&ctx, raw)?;
         let principal = Principal {
             name: format!("instance:{component}"),
             roles: Vec::new(),
@@ -205,6 +205,7 @@ impl Governance {
             role: "instance".into(),
             decisions: vec!["raw tables only, for the instance's own bookkeeping".into()],
             objects_granted: BTreeSet::new(),
+            versions,
             disclosure: None,
             audit: self.audit.clone(),
             policy_digest: self.policy.digest.clone(),
@@ -735,6 +736,7 @@ impl Governance {
             .unwrap_or_else(|| req.purpose.as_str().to_string());
         let mut key: Option<PseudonymKey> = None;
         let mut objects_granted = BTreeSet::new();
+        let mut versions = TableVersions::new();
         for t in tables {
             if !grant.objects.covers(&t.name) {
                 continue;
@@ -828,13 +830,17 @@ impl Governance {
             }
             let rule = row_rules.into_iter().reduce(Expr::and);
             let mut df = match (&t.masking, rule) {
-                (Some(masking), Some(rule)) => ctx.read_table(
+                (Some(masking), Some(rule)) => named_scan(
+                    &ctx,
+                    &t.name,
                     self.masks
                         .scan_keeping(masking.as_ref(), &rule, &ctx)
                         .await?,
                 )?,
-                (None, Some(rule)) => ctx.read_table(t.provider)?.filter(rule)?,
-                (_, None) => ctx.read_table(t.provider)?,
+                (None, Some(rule)) => {
+                    named_scan(&ctx, &t.name, t.provider.clone())?.filter(rule)?
+                }
+                (_, None) => named_scan(&ctx, &t.name, t.provider.clone())?,
             };
             if let Some(f) = filters.into_iter().reduce(Expr::and) {
                 df = df.filter(f)?;
@@ -845,13 +851,14 @@ impl Governance {
                 decisions.push(format!("{}: {} {}", t.name, a, cols.join(", ")));
             }
             objects_granted.insert(t.name.clone());
+            versions.insert(t.name.clone(), t.versions.clone());
         }
         if grant.raw {
             let raw = source
                 .raw_tables(&access, &ctx, req.as_of)
                 .await
                 .map_err(|e| GovernError::Source(e.to_string()))?;
-            register_raw(&ctx, raw)?;
+            versions.extend(register_raw(&ctx, raw)?);
             decisions.push("raw tables granted".into());
         }
         Ok(GovernedSession {
@@ -860,12 +867,31 @@ impl Governance {
             role: role.to_string(),
             decisions,
             objects_granted,
+            versions,
             disclosure: req.purpose.is_secondary().then_some(self.policy.disclosure),
             audit: self.audit.clone(),
             policy_digest: self.policy.digest.clone(),
             audit_each_query: true,
         })
     }
+}
+
+/// A scan of `provider` that plans under the table's own name, so that
+/// a query's plan (and so the audit and an answer's table versions) names
+/// the tables it read. The provider itself is not registered: only the
+/// governed view over it can be queried.
+fn named_scan(
+    ctx: &SessionContext,
+    name: &str,
+    provider: Arc<dyn TableProvider>,
+) -> Result<datafusion::prelude::DataFrame, GovernError> {
+    let plan = datafusion::logical_expr::LogicalPlanBuilder::scan(
+        name,
+        datafusion::datasource::provider_as_source(provider),
+        None,
+    )?
+    .build()?;
+    Ok(datafusion::prelude::DataFrame::new(ctx.state(), plan))
 }
 
 fn new_context() -> SessionContext {
@@ -879,17 +905,21 @@ fn new_context() -> SessionContext {
     SessionContext::new_with_state(state)
 }
 
-fn register_raw(ctx: &SessionContext, raw: Vec<SourceTable>) -> Result<(), GovernError> {
+/// Register the raw tables under `raw.`; answers their versions by name.
+fn register_raw(ctx: &SessionContext, raw: Vec<SourceTable>) -> Result<TableVersions, GovernError> {
     let catalog = ctx
         .catalog("datafusion")
         .ok_or_else(|| GovernError::Source("default catalog missing".into()))?;
     if catalog.schema("raw").is_none() {
         catalog.register_schema("raw", Arc::new(MemorySchemaProvider::new()))?;
     }
+    let mut versions = TableVersions::new();
     for t in raw {
-        ctx.register_table(format!("raw.{}", t.name).as_str(), t.provider)?;
+        let name = format!("raw.{}", t.name);
+        ctx.register_table(name.as_str(), t.provider)?;
+        versions.insert(name, t.versions);
     }
-    Ok(())
+    Ok(versions)
 }
 
 fn is_text(t: &DataType) -> bool {
@@ -1029,6 +1059,9 @@ impl ProductView {
     }
 }
 
+/// For each table, the stored tables it is read from and their versions.
+pub type TableVersions = BTreeMap<String, Vec<(String, u64)>>;
+
 /// Column names, and rows of text (NULL as `None`).
 pub type TextTable = (Vec<String>, Vec<Vec<Option<String>>>);
 
@@ -1056,6 +1089,8 @@ pub struct GovernedSession {
     role: String,
     decisions: Vec<String>,
     objects_granted: BTreeSet<String>,
+    /// The stored tables and versions behind each table in the session.
+    versions: TableVersions,
     disclosure: Option<crate::policy::Disclosure>,
     audit: Arc<AuditLog>,
     policy_digest: String,
@@ -1067,6 +1102,9 @@ pub struct GovernedSession {
 pub struct QueryResult {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
+    /// The tables the answer was computed from: for each table read, the
+    /// stored tables (a canonical table's parts) and their versions.
+    pub versions: TableVersions,
     /// What disclosure control did, for a secondary purpose.
     pub disclosure: Option<DisclosureReport>,
 }
@@ -1238,7 +1276,22 @@ impl GovernedSession {
         &self,
         df: datafusion::prelude::DataFrame,
     ) -> Result<(QueryResult, Vec<String>), GovernError> {
-        let objects = scanned_tables(df.logical_plan());
+        // A scan names a stored table (a canonical table's part, a raw
+        // table); the audit and the answer name the table the session offers.
+        let objects: Vec<String> = scanned_tables(df.logical_plan())
+            .into_iter()
+            .map(|scanned| {
+                self.versions
+                    .iter()
+                    .find(|(table, parts)| {
+                        **table == scanned || parts.iter().any(|(p, _)| *p == scanned)
+                    })
+                    .map(|(table, _)| table.clone())
+                    .unwrap_or(scanned)
+            })
+            .collect::<BTreeSet<String>>()
+            .into_iter()
+            .collect();
         let plan = df.logical_plan().clone();
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let mut batches = df.collect().await?;
@@ -1251,10 +1304,15 @@ impl GovernedSession {
             }
             None => None,
         };
+        let versions = objects
+            .iter()
+            .filter_map(|o| self.versions.get(o).map(|v| (o.clone(), v.clone())))
+            .collect();
         Ok((
             QueryResult {
                 schema,
                 batches,
+                versions,
                 disclosure,
             },
             objects,

@@ -203,6 +203,7 @@ pub async fn query(
         "rows": rows,
         "row_count": result.row_count(),
         "disclosure_control": result.disclosure.as_ref().map(|d| d.summary()),
+        "table_versions": result.versions,
     }))
     .into_response()
 }

@@ -37,6 +37,8 @@ use futures::future::BoxFuture;
 
 /// One Delta table part's files, as its own provider would scan them.
 struct Part {
+    /// The stored table's name, which scans of it are planned under.
+    name: String,
     schema: SchemaRef,
     files: Vec<(StoredFile, ObjectMeta)>,
 }
@@ -53,11 +55,11 @@ impl MaskableTable {
     /// `tables` are the parts with the schemas their Delta providers give
     /// (the masked scan must produce the same columns and types).
     pub(crate) fn new(
-        tables: &[(DeltaTable, SchemaRef)],
+        tables: &[(String, DeltaTable, SchemaRef)],
         ctx: &SessionContext,
     ) -> Result<Option<MaskableTable>> {
         let mut parts = Vec::new();
-        for (table, schema) in tables {
+        for (name, table, schema) in tables {
             let url = table.table_url();
             if url.scheme() != "file" {
                 return Ok(None);
@@ -90,6 +92,7 @@ impl MaskableTable {
                 ));
             }
             parts.push(Part {
+                name: name.clone(),
                 schema: schema.clone(),
                 files,
             });
@@ -172,7 +175,7 @@ impl RowMasking for MaskableTable {
                 schema: part.schema.clone(),
                 files,
             });
-            frames.push(self.ctx.read_table(provider)?);
+            frames.push(crate::query::scan_named(&self.ctx, &part.name, provider)?);
         }
         crate::query::parts_as_one(frames)
     }

@@ -36,6 +36,9 @@ pub struct StoredTables {
     opened: Arc<Mutex<Opened>>,
 }
 
+/// A canonical table's parts: their tables, frames, and names with versions.
+type CanonicalParts = (Vec<DeltaTable>, Vec<DataFrame>, Vec<(String, u64)>);
+
 /// Each table open at its latest version, with when it was made.
 type Opened = HashMap<PathBuf, (DeltaTable, Option<SystemTime>)>;
 
@@ -115,7 +118,7 @@ impl StoredTables {
             };
             table.update_datafusion_session(&ctx.state())?;
             let provider = table.table_provider().await?;
-            let df = ctx.read_table(provider)?;
+            let df = scan_named(ctx, &name, provider)?;
             out.push((name, table, df));
         }
         Ok(out)
@@ -133,19 +136,25 @@ impl TableSource for StoredTables {
     ) -> Result<Vec<SourceTable>, StoreError> {
         // Canonical tables may be written in parts, one per writer; a query
         // sees their union under the table's own name.
-        let mut by_name: BTreeMap<String, (Vec<DeltaTable>, Vec<DataFrame>)> = Default::default();
+        let mut by_name: BTreeMap<String, CanonicalParts> = Default::default();
         for (name, table, df) in self.open_layer(ctx, Layer::Canonical, as_of).await? {
             let (base, _) = tables::split_part(&name);
             let entry = by_name.entry(base.to_string()).or_default();
+            entry
+                .2
+                .push((name.clone(), table.version().unwrap_or_default()));
             entry.0.push(table);
             entry.1.push(df);
         }
         let mut out = Vec::new();
-        for (name, (parts, frames)) in by_name {
-            let parts: Vec<(DeltaTable, SchemaRef)> = parts
+        for (name, (parts, frames, versions)) in by_name {
+            let parts: Vec<(String, DeltaTable, SchemaRef)> = parts
                 .into_iter()
                 .zip(&frames)
-                .map(|(t, df)| (t, Arc::new(df.schema().as_arrow().clone())))
+                .zip(&versions)
+                .map(|((t, df), (part, _))| {
+                    (part.clone(), t, Arc::new(df.schema().as_arrow().clone()))
+                })
                 .collect();
             let masking =
                 MaskableTable::new(&parts, ctx)?.map(|m| Arc::new(m) as Arc<dyn RowMasking>);
@@ -153,6 +162,7 @@ impl TableSource for StoredTables {
                 name,
                 provider: parts_as_one(frames)?,
                 masking,
+                versions,
             });
         }
         Ok(out)
@@ -168,7 +178,8 @@ impl TableSource for StoredTables {
             .open_layer(ctx, Layer::Raw, as_of)
             .await?
             .into_iter()
-            .map(|(name, _, df)| SourceTable {
+            .map(|(name, table, df)| SourceTable {
+                versions: vec![(name.clone(), table.version().unwrap_or_default())],
                 name,
                 provider: df.into_view(),
                 masking: None,
@@ -190,6 +201,22 @@ pub(crate) fn parts_as_one(
         df = df.union_by_name(other)?;
     }
     Ok(df.into_view())
+}
+
+/// A scan of `provider` planned under a stored table's name, so that a
+/// query's plan says which stored tables it read.
+pub(crate) fn scan_named(
+    ctx: &SessionContext,
+    name: &str,
+    provider: Arc<dyn datafusion::catalog::TableProvider>,
+) -> datafusion::error::Result<DataFrame> {
+    let plan = datafusion::logical_expr::LogicalPlanBuilder::scan(
+        name,
+        datafusion::datasource::provider_as_source(provider),
+        None,
+    )?
+    .build()?;
+    Ok(DataFrame::new(ctx.state(), plan))
 }
 
 /// A table as of `as_of`, or `None` when it did not exist then.

@@ -184,6 +184,15 @@ fn a_federated_question_is_answered_declined_and_missed_as_it_should_be() {
     // are not counted (37, rounded to 35).
     assert_eq!((n("RAA"), n("RBB"), n("RCC")), (35, 40, 40), "{answer}");
     assert_eq!(answer["rows"].as_array().unwrap().len(), 3);
+    // Each answer says which version of which table it was computed from.
+    let versions = &member(&answer, "RAA")["answer"]["tables"]["patient"];
+    assert!(
+        versions[0][0]
+            .as_str()
+            .is_some_and(|p| p.starts_with("patient"))
+            && versions[0][1].is_u64(),
+        "{answer}"
+    );
     // No count from 1 to 7 leaves any member.
     let answer = ask(&icb, &groups);
     let mut cells = 0;

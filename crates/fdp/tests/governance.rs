@@ -643,6 +643,11 @@ fn the_policy_matrix_holds_through_every_path() {
         })
         .count();
     assert_eq!(exported, exports, "one entry per export or refusal");
+    // Each query's entry names the tables it read.
+    assert!(entries.iter().any(|e| e["channel"] == "http"
+        && e["what"] == "SELECT * FROM patient"
+        && e["objects"] == json!(["patient"])));
+    assert!(!audit.contains("?table?"));
     let in_ui = entries.iter().filter(|e| e["channel"] == "ui").count();
     assert_eq!(
         in_ui, ui_accesses,
