@@ -21,16 +21,20 @@
 //! - **federated questions** ([`questions`]): named, versioned aggregate
 //!   questions, each member's approvals (audited, withdrawable), answers
 //!   computed in a governed session of the member's own, and the asker's
-//!   gathering of who answered, declined or could not be reached.
+//!   gathering of who answered, declined or could not be reached;
+//! - **discharge referrals** ([`referrals`]): a patient's record sent for
+//!   direct care through the outbox, accepted or declined by the provider.
 //!
 //! What a message may carry is for governance to decide: an answer to a
 //! peer's question passes the answering instance's own policy, opt-out and
 //! disclosure control before it is put in an envelope.
 
 pub mod envelope;
+pub mod handler;
 pub mod identity;
 pub mod node;
 pub mod questions;
+pub mod referrals;
 pub mod store;
 pub mod transport;
 

@@ -18,6 +18,7 @@ mod fhir_import;
 mod governed;
 mod pages;
 pub mod pgwire;
+mod referrals;
 pub mod routes;
 mod sources;
 mod sql;
@@ -49,6 +50,10 @@ pub struct AppState {
     /// The instance's tables, opened once per committed version and shared
     /// by every governed session.
     pub tables: fdp_store::StoredTables,
+    /// The instance in the federation, when it is configured.
+    pub federation: Option<Arc<fdp_federation::Federation>>,
+    /// Discharge referrals sent and received.
+    pub referrals: Arc<fdp_federation::referrals::Referrals>,
 }
 
 /// Facts about the instance shown on its pages.

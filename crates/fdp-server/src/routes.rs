@@ -8,7 +8,9 @@ use axum::routing::{self, MethodRouter};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use crate::{api, auth, checkpoint, fhir, fhir_import, governed, pages, sources, sql, AppState};
+use crate::{
+    api, auth, checkpoint, fhir, fhir_import, governed, pages, referrals, sources, sql, AppState,
+};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,6 +234,49 @@ pub fn routes() -> Vec<Route> {
                 "json",
                 api::set_bed_status,
             )],
+        ),
+        route(
+            "/api/referrals",
+            "care coordination",
+            vec![
+                get(
+                    "Discharge referrals sent and received, and where each has got to",
+                    "json",
+                    referrals::list,
+                ),
+                post(
+                    "Refer an admitted patient to a care provider's instance (direct care; the record goes through the outbox)",
+                    "json",
+                    referrals::refer,
+                )
+                .with_body(json!({
+                    "type": "object",
+                    "required": ["admission_id", "to", "lawful_basis", "summary"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "admission_id": {"type": "string"},
+                        "to": {"type": "string", "description": "The care provider's ODS code."},
+                        "lawful_basis": {"type": "string"},
+                        "care_needs": {"type": "array", "items": {"type": "string"}},
+                        "summary": {"type": "string", "description": "The discharge summary."}
+                    }
+                })),
+            ],
+        ),
+        route(
+            "/api/referrals/{id}/decision",
+            "care coordination",
+            vec![post(
+                "Accept or decline a referral received (the referring trust is told)",
+                "json",
+                referrals::decide,
+            )
+            .with_body(json!({
+                "type": "object",
+                "required": ["accept"],
+                "additionalProperties": false,
+                "properties": {"accept": {"type": "boolean"}, "reason": {"type": "string"}}
+            }))],
         ),
         route(
             "/quarantine",

@@ -229,6 +229,54 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
         None => None,
     };
 
+    // The federation's listener and sender hold no data of their own that
+    // a stop must wait for (the outbox is on disk): they are cut off.
+    let mut federation_tasks = Vec::new();
+    let referrals = Arc::new(fdp_federation::referrals::Referrals::open(&data_dir));
+    let mut federation: Option<Arc<fdp_federation::Federation>> = None;
+    let federation_addr = match &config.federation {
+        Some(fc) => {
+            let peers = fc
+                .peers()
+                .map_err(anyhow::Error::msg)
+                .context("reading [federation] peers")?;
+            let fed = Arc::new(
+                fdp_federation::Federation::open(&data_dir, peers, governance.audit().clone())
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .context("opening the federation identity (make one with `fdp peer init`)")?,
+            );
+            fed.set_handler(Arc::new(fdp_federation::handler::InstanceMessages {
+                questions: fdp_federation::questions::QuestionAnswerer::new(
+                    governance.clone(),
+                    tables.clone(),
+                    &data_dir,
+                ),
+                referrals: referrals.clone(),
+                audit: governance.audit().clone(),
+            }));
+            federation_tasks.push(tokio::spawn(fed.clone().run_outbox()));
+            federation = Some(fed.clone());
+            match fc.listen {
+                Some(addr) => {
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("listening for peers on {addr}"))?;
+                    let bound = listener.local_addr()?;
+                    let tls = fdp_federation::transport::server_config(&fed.identity)
+                        .context("setting up mutual TLS for peers")?;
+                    federation_tasks.push(tokio::spawn(fdp_federation::transport::serve(
+                        listener,
+                        tls,
+                        fed.router(),
+                    )));
+                    Some(bound)
+                }
+                None => None,
+            }
+        }
+        None => None,
+    };
+
     let state = if config.http.is_some() || config.sql.is_some() {
         let oidc = match &config.oidc {
             Some(c) => Some(Arc::new(
@@ -238,6 +286,8 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
             None => None,
         };
         Some(AppState {
+            federation: federation.clone(),
+            referrals: referrals.clone(),
             governance: governance.clone(),
             tables: tables.clone(),
             oidc,
@@ -314,47 +364,6 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
             Some(bound)
         }
         _ => None,
-    };
-
-    // The federation's listener and sender hold no data of their own that
-    // a stop must wait for (the outbox is on disk): they are cut off.
-    let mut federation_tasks = Vec::new();
-    let federation_addr = match &config.federation {
-        Some(fc) => {
-            let peers = fc
-                .peers()
-                .map_err(anyhow::Error::msg)
-                .context("reading [federation] peers")?;
-            let fed = Arc::new(
-                fdp_federation::Federation::open(&data_dir, peers, governance.audit().clone())
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-                    .context("opening the federation identity (make one with `fdp peer init`)")?,
-            );
-            fed.set_handler(Arc::new(fdp_federation::questions::QuestionAnswerer::new(
-                governance.clone(),
-                tables.clone(),
-                &data_dir,
-            )));
-            federation_tasks.push(tokio::spawn(fed.clone().run_outbox()));
-            match fc.listen {
-                Some(addr) => {
-                    let listener = tokio::net::TcpListener::bind(addr)
-                        .await
-                        .with_context(|| format!("listening for peers on {addr}"))?;
-                    let bound = listener.local_addr()?;
-                    let tls = fdp_federation::transport::server_config(&fed.identity)
-                        .context("setting up mutual TLS for peers")?;
-                    federation_tasks.push(tokio::spawn(fdp_federation::transport::serve(
-                        listener,
-                        tls,
-                        fed.router(),
-                    )));
-                    Some(bound)
-                }
-                None => None,
-            }
-        }
-        None => None,
     };
 
     for source in &config.drop_folder {

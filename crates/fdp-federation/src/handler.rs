@@ -1,0 +1,45 @@
+//! What an instance does with each kind of message it receives.
+
+use std::sync::Arc;
+
+use fdp_govern::{AuditLog, TableSource};
+use serde_json::{json, Value};
+
+use crate::envelope::Envelope;
+use crate::node::{Handler, Peer};
+use crate::questions::{Question, QuestionAnswerer};
+use crate::referrals::Referrals;
+
+/// Questions are answered through governance; referrals and their status
+/// are recorded.
+pub struct InstanceMessages<S> {
+    pub questions: QuestionAnswerer<S>,
+    pub referrals: Arc<Referrals>,
+    pub audit: Arc<AuditLog>,
+}
+
+#[async_trait::async_trait]
+impl<S: TableSource + Send + Sync> Handler for InstanceMessages<S> {
+    async fn handle(&self, from: &Peer, message: &Envelope) -> Result<Value, String> {
+        match message.kind.as_str() {
+            "question" => {
+                let q: Question = serde_json::from_value(message.body.clone())
+                    .map_err(|e| format!("not a question: {e}"))?;
+                self.questions.answer(&from.ods, &q).await
+            }
+            "referral" => {
+                self.referrals
+                    .received(&self.audit, message)
+                    .map_err(|e| e.to_string())?;
+                Ok(json!({"received": true}))
+            }
+            "referral-status" => {
+                self.referrals
+                    .status_arrived(&self.audit, message)
+                    .map_err(|e| e.to_string())?;
+                Ok(json!({"received": true}))
+            }
+            other => Err(format!("this instance does not take `{other}` messages")),
+        }
+    }
+}

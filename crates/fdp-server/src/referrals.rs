@@ -1,0 +1,279 @@
+//! Discharge referrals over HTTP: a trust refers an admitted patient to a
+//! care provider's instance; the provider lists what it received and
+//! accepts or declines. Sending a referral hands over a whole record, so it
+//! needs a direct-care grant that shows the whole record
+//! (`Governance::whole_records`), and is audited with the patient.
+
+// The checks return the error response itself, which a handler returns at
+// once; boxing it would only add an allocation on the error path.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{Extensions, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use fdp_federation::referrals::{NewReferral, ReferralError};
+use fdp_federation::Federation;
+use fdp_govern::Purpose;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::{change_view, product_view, purpose_of};
+use crate::auth::principal;
+use crate::AppState;
+
+fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn federation(state: &AppState) -> Result<&Arc<Federation>, Response> {
+    state.federation.as_ref().ok_or_else(|| {
+        problem(
+            StatusCode::CONFLICT,
+            "this instance is not in a federation: configure [federation] and its peers",
+        )
+    })
+}
+
+fn referral_error(e: ReferralError) -> Response {
+    match e {
+        ReferralError::NotFound(_) => problem(StatusCode::NOT_FOUND, e.to_string()),
+        ReferralError::AlreadyDecided(_) => problem(StatusCode::CONFLICT, e.to_string()),
+        ReferralError::Send(fdp_federation::SendError::UnknownPeer(_)) => {
+            problem(StatusCode::BAD_REQUEST, e.to_string())
+        }
+        e => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `POST /api/referrals`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferralRequest {
+    /// The admission (spell) the patient is being discharged from.
+    pub admission_id: String,
+    /// The care provider's ODS code.
+    pub to: String,
+    /// Why the record may be shared, e.g. "UK GDPR 6(1)(e) and 9(2)(h): direct care".
+    pub lawful_basis: String,
+    #[serde(default)]
+    pub care_needs: Vec<String>,
+    /// The discharge summary.
+    pub summary: String,
+}
+
+/// Refer an admitted patient to a care provider: the record goes through
+/// the outbox; the answer says it is queued.
+pub async fn refer(
+    State(state): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
+    body: Result<Json<ReferralRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let fed = match federation(&state) {
+        Ok(f) => f.clone(),
+        Err(r) => return r,
+    };
+    if body.lawful_basis.trim().is_empty() {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "a referral records its lawful basis: give lawful_basis",
+        );
+    }
+    let mut req = match purpose_of(&state, &ext, &headers, "http") {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if req.purpose != Purpose::DirectCare {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "a discharge referral is made for direct care",
+        );
+    }
+    req.justification = Some(body.lawful_basis.clone());
+    let census = state.live.read().await;
+    let Some(spell) = census.spells.get(&body.admission_id) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            format!("no admission {}", body.admission_id),
+        );
+    };
+    let read = match state.governance.whole_records(
+        &req,
+        &["Patient", "Admission"],
+        &format!(
+            "discharge referral of admission {} to {}",
+            body.admission_id, body.to
+        ),
+    ) {
+        Ok(r) => r,
+        Err(e) => return problem(StatusCode::FORBIDDEN, e.to_string()),
+    };
+    let patient = census.patients.get(&spell.patient_id);
+    let bundle = bundle_for(&spell.patient_id, patient, spell, &body);
+    let patient_id = spell.patient_id.clone();
+    drop(census);
+    if let Err(e) = read.served(1, vec![patient_id.clone()]) {
+        return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    let by = principal(&ext).name;
+    match state.referrals.refer(
+        &fed,
+        state.governance.audit(),
+        &by,
+        NewReferral {
+            to: body.to.clone(),
+            patient: patient_id,
+            admission: Some(body.admission_id.clone()),
+            lawful_basis: body.lawful_basis.clone(),
+            care_needs: body.care_needs.clone(),
+            bundle,
+        },
+    ) {
+        Ok(r) => (StatusCode::ACCEPTED, Json(r)).into_response(),
+        Err(e) => referral_error(e),
+    }
+}
+
+/// The FHIR R4 Bundle a referral carries.
+fn bundle_for(
+    patient_id: &str,
+    p: Option<&fdp_ingest::adt::event::PatientDetails>,
+    spell: &fdp_ingest::adt::census::Spell,
+    body: &ReferralRequest,
+) -> Value {
+    let mut patient = json!({"resourceType": "Patient", "id": patient_id});
+    if let Some(p) = p {
+        let mut ids = Vec::new();
+        if let Some(n) = &p.nhs_number {
+            ids.push(json!({"system": "https://fhir.nhs.uk/Id/nhs-number", "value": n}));
+        }
+        if let Some(m) = &p.mrn {
+            ids.push(json!({"system": "urn:oid:local-hospital-number", "value": m}));
+        }
+        patient["identifier"] = json!(ids);
+        patient["name"] =
+            json!([{"family": p.surname, "given": p.first_name.iter().collect::<Vec<_>>()}]);
+        if let Some(d) = &p.date_of_birth {
+            patient["birthDate"] = json!(d);
+        }
+    }
+    let start = spell
+        .admitted_at_us
+        .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_micros)
+        .map(|t| t.to_rfc3339());
+    json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": format!("urn:fdp:patient:{patient_id}"), "resource": patient},
+            {"fullUrl": format!("urn:fdp:encounter:{}", spell.admission_id), "resource": {
+                "resourceType": "Encounter", "id": spell.admission_id, "status": "in-progress",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+                "subject": {"reference": format!("Patient/{patient_id}")},
+                "period": {"start": start}}},
+            {"fullUrl": format!("urn:fdp:summary:{}", spell.admission_id), "resource": {
+                "resourceType": "Composition", "status": "final",
+                "type": {"coding": [{"system": "http://snomed.info/sct", "code": "373942005", "display": "Discharge summary"}]},
+                "subject": {"reference": format!("Patient/{patient_id}")},
+                "title": "Discharge summary",
+                "section": [{"title": "Summary", "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{}</div>", escape(&body.summary))}}]}},
+            {"fullUrl": format!("urn:fdp:careplan:{}", spell.admission_id), "resource": {
+                "resourceType": "CarePlan", "status": "active", "intent": "plan",
+                "subject": {"reference": format!("Patient/{patient_id}")},
+                "activity": body.care_needs.iter().map(|n| json!({"detail": {"status": "not-started", "description": n}})).collect::<Vec<_>>()}},
+        ]
+    })
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `GET /api/referrals`: referrals sent and received, with where each has
+/// got to.
+pub async fn list(State(state): State<AppState>, ext: Extensions, headers: HeaderMap) -> Response {
+    let fed = match federation(&state) {
+        Ok(f) => f.clone(),
+        Err(r) => return r,
+    };
+    let view = match purpose_of(&state, &ext, &headers, "http").and_then(|req| {
+        product_view(
+            &state,
+            &req,
+            &["patient", "admission"],
+            "GET /api/referrals",
+            false,
+        )
+    }) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match state.referrals.current(&fed) {
+        Ok(all) => {
+            let patients = all.iter().map(|r| r.patient.clone()).collect();
+            if let Err(e) = view.served(all.len() as u64, patients) {
+                return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+            }
+            Json(all).into_response()
+        }
+        Err(e) => referral_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    pub accept: bool,
+    pub reason: Option<String>,
+}
+
+/// `POST /api/referrals/{id}/decision`: the care provider accepts or
+/// declines; the trust is told through the outbox.
+pub async fn decide(
+    State(state): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<Decision>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let fed = match federation(&state) {
+        Ok(f) => f.clone(),
+        Err(r) => return r,
+    };
+    if let Err(r) = purpose_of(&state, &ext, &headers, "http").and_then(|req| {
+        change_view(
+            &state,
+            &req,
+            &["patient", "admission"],
+            &format!("POST /api/referrals/{id}/decision"),
+            false,
+        )
+    }) {
+        return r;
+    }
+    let by = principal(&ext).name;
+    match state.referrals.decide(
+        &fed,
+        state.governance.audit(),
+        &by,
+        &id,
+        body.accept,
+        body.reason,
+    ) {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => referral_error(e),
+    }
+}

@@ -1,0 +1,216 @@
+//! A discharge referral while the care provider's instance is down: the
+//! trust refers a patient, the referral waits in the trust's outbox (through
+//! a restart of the trust itself) for as long as the provider is down, and
+//! arrives exactly once when it is back; the provider accepts and the trust
+//! sees it. Both audits show every step.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// How long the care provider stays down (several minutes by default).
+fn downtime() -> Duration {
+    Duration::from_secs(
+        std::env::var("FDP_TEST_PEER_DOWN_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(150),
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(listen: u16, peer: &str, role: &str, peer_port: u16, peer_data: &Path) -> String {
+    format!(
+        "[principal.tester]\nroles = [\"clinician\"]\n[federation]\nlisten = \"127.0.0.1:{listen}\"\n[[federation.peer]]\nods = \"{peer}\"\nrole = \"{role}\"\naddress = \"127.0.0.1:{peer_port}\"\ncertificate = \"{}\"\n",
+        peer_data.join("federation/instance.pem").display()
+    )
+}
+
+fn referrals(server: &Server) -> Vec<Value> {
+    let (status, body) = http_get(server.http, "/api/referrals", Some(&server.token));
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn audit(data: &Path) -> Vec<Value> {
+    std::fs::read_to_string(data.join("audit/audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_referral_waits_for_a_care_provider_that_is_down_and_arrives_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    fdp_ok!("peer", "ca", "--out", ca, "--name", "Test ICS");
+    let trust = dir.path().join("RXX");
+    let care = dir.path().join("CARE1");
+    fdp_ok!(
+        "peer",
+        "init",
+        "--data-dir",
+        trust,
+        "--ods",
+        "RXX",
+        "--role",
+        "trust",
+        "--ca",
+        ca
+    );
+    fdp_ok!(
+        "peer",
+        "init",
+        "--data-dir",
+        care,
+        "--ods",
+        "CARE1",
+        "--role",
+        "care-provider",
+        "--ca",
+        ca
+    );
+    let (trust_port, care_port) = (free_port(), free_port());
+    let trust_config = config(trust_port, "CARE1", "care-provider", care_port, &care);
+    let care_config = config(care_port, "RXX", "trust", trust_port, &trust);
+
+    // A patient admitted at the trust.
+    let server = Server::start_configured(&trust, 0.5, "127.0.0.1:0", "127.0.0.1:0", &trust_config);
+    let msg = "MSH|^~\\&|PAS|RXX|OPENFDP|RXX|20261120080000||ADT^A01|R1|P|2.4\rEVN|A01|20261120080000\rPID|1||9434765919^^^NHS^NH~M1^^^RXX^MR||ALPHA^Test||19500101|F\rPV1|1|I|W1^B1^1^RXX01^^BED|21|||||||||||||||SPELL1\r";
+    assert_eq!(
+        mllp_roundtrip(server.mllp, &[msg.as_bytes().to_vec()]),
+        vec!["AA"]
+    );
+    let body = json!({"admission_id": "SPELL1", "to": "CARE1",
+        "lawful_basis": "UK GDPR 6(1)(e) and 9(2)(h): direct care",
+        "care_needs": ["nursing care", "hoist for transfers"],
+        "summary": "Medically optimised after pneumonia; needs nursing home placement."});
+    let mut answer = (0, String::new());
+    wait_until(10, "the admission to reach the census", || {
+        answer = http_post(
+            server.http,
+            "/api/referrals",
+            &server.token,
+            &body.to_string(),
+        );
+        answer.0 != 404
+    });
+    assert_eq!(answer.0, 202, "{}", answer.1);
+    let sent: Value = serde_json::from_str(&answer.1).unwrap();
+    let id = sent["id"].as_str().unwrap().to_string();
+    assert_eq!(sent["status"], "queued");
+
+    // The provider is down. Half way through, the trust restarts too: the
+    // referral is still in its outbox, still being tried.
+    let down = downtime();
+    let t0 = Instant::now();
+    std::thread::sleep(down / 2);
+    server.stop();
+    let server = Server::start_configured(&trust, 0.5, "127.0.0.1:0", "127.0.0.1:0", &trust_config);
+    let waiting = referrals(&server);
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0]["status"], "queued", "{waiting:?}");
+    assert!(
+        waiting[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unreachable"),
+        "{waiting:?}"
+    );
+    std::thread::sleep(down.saturating_sub(t0.elapsed()));
+    let outbox = fdp_ok!("peer", "outbox", "--data-dir", trust);
+    assert!(
+        outbox.contains("queued") && outbox.contains("referral"),
+        "{outbox}"
+    );
+
+    // The provider comes back: the referral arrives, once.
+    let provider = Server::start_configured(&care, 0.5, "127.0.0.1:0", "127.0.0.1:0", &care_config);
+    wait_until(60, "the referral to be delivered", || {
+        referrals(&server)[0]["status"] == "delivered"
+    });
+    let received = referrals(&provider);
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["id"], id.as_str());
+    assert_eq!(received[0]["from"], "RXX");
+    let bundle = &received[0]["bundle"];
+    assert_eq!(
+        bundle["entry"][0]["resource"]["identifier"][0]["value"],
+        "9434765919"
+    );
+    assert_eq!(
+        bundle["entry"][3]["resource"]["activity"][1]["detail"]["description"],
+        "hoist for transfers"
+    );
+    let messages = std::fs::read_dir(care.join("federation/inbox"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count();
+    assert_eq!(messages, 1, "the referral is in the provider's inbox once");
+
+    // The provider accepts; the trust sees it.
+    let (status, decided) = http_post(
+        provider.http,
+        &format!("/api/referrals/{id}/decision"),
+        &provider.token,
+        r#"{"accept": true, "reason": "bed available at Oak House from tomorrow"}"#,
+    );
+    assert_eq!(status, 200, "{decided}");
+    wait_until(60, "the acceptance at the trust", || {
+        referrals(&server)[0]["status"] == "accepted"
+    });
+    let (status, again) = http_post(
+        provider.http,
+        &format!("/api/referrals/{id}/decision"),
+        &provider.token,
+        r#"{"accept": false}"#,
+    );
+    assert_eq!(status, 409, "{again}");
+    server.stop();
+    provider.stop();
+
+    // Both sides audited it, naming the patient.
+    let trust_audit = audit(&trust);
+    for kind in ["referral-sent", "referral-status"] {
+        assert!(
+            trust_audit
+                .iter()
+                .any(|e| e["kind"] == kind && e["patients"] == json!(["M1"])),
+            "{kind}"
+        );
+    }
+    assert!(trust_audit.iter().any(|e| e["kind"] == "federation-send"
+        && e["outcome"] == "delivered"
+        && e["what"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("referral {id}"))));
+    let care_audit = audit(&care);
+    for kind in ["referral-received", "referral-decision"] {
+        assert!(
+            care_audit
+                .iter()
+                .any(|e| e["kind"] == kind && e["patients"] == json!(["M1"])),
+            "{kind}"
+        );
+    }
+}
