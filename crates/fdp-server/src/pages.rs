@@ -83,6 +83,7 @@ pub fn layout(title: &str, ods: Option<&str>, body: Markup) -> Html<String> {
                             a href="/tables" { "Tables" } " "
                             a href="/lineage" { "Lineage" } " "
                             a href="/quarantine" { "Quarantine" } " "
+                            a href="/federation" { "Federation" } " "
                             a href="/audit" { "Audit" } " "
                             a href="/purpose" { "Purpose" }
                         }

@@ -277,3 +277,63 @@ pub async fn decide(
         Err(e) => referral_error(e),
     }
 }
+
+/// `GET /federation`: this instance in the federation: its identity, its
+/// peers, and every message to a peer with where it has got to (queued,
+/// delivered, or failed and why). Message metadata only; no patient data.
+pub async fn federation_page(State(state): State<AppState>) -> Response {
+    use maud::html;
+    let Some(fed) = state.federation.as_ref() else {
+        return crate::pages::layout(
+            "Federation",
+            Some(&state.instance.ods),
+            html! {
+                h1 { "Federation" }
+                p { "This instance is not in a federation. Make its identity with " code { "fdp peer init" } " and configure " code { "[federation]" } " with its peers." }
+            },
+        )
+        .into_response();
+    };
+    let outbox = fed.outbox.list().unwrap_or_default();
+    let received: Vec<fdp_federation::Envelope> = ["question", "referral", "referral-status"]
+        .iter()
+        .flat_map(|k| fed.inbox.of_kind(k).unwrap_or_default())
+        .collect();
+    crate::pages::layout(
+        "Federation",
+        Some(&state.instance.ods),
+        html! {
+            h1 { "Federation" }
+            p { "This instance is " strong { (fed.identity.ods) } " (" (fed.identity.role) ")." }
+            h2 { "Peers" }
+            table #peers {
+                thead { tr { th { "ODS code" } th { "Role" } th { "Address" } } }
+                tbody { @for p in fed.peers() {
+                    tr { td { (p.ods) } td { (p.role) } td { (p.address.clone().unwrap_or_else(|| "connects out".into())) } }
+                } }
+            }
+            h2 { "Sent" }
+            table #outbox {
+                thead { tr { th { "Queued (UTC)" } th { "To" } th { "Kind" } th { "State" } th.num { "Attempts" } th { "Last problem" } } }
+                tbody { @for m in outbox.iter().rev().take(500) {
+                    tr data-state=(m.state.as_str()) {
+                        td { (m.queued_at.format("%Y-%m-%d %H:%M:%S")) }
+                        td { (m.envelope.to) }
+                        td { (m.envelope.kind) }
+                        td { (m.state.as_str()) }
+                        td.num { (m.attempts) }
+                        td { (m.last_error.clone().unwrap_or_default()) }
+                    }
+                } }
+            }
+            h2 { "Received" }
+            table #inbox {
+                thead { tr { th { "Sent (UTC)" } th { "From" } th { "Kind" } th { "Message" } } }
+                tbody { @for e in received.iter().rev().take(500) {
+                    tr { td { (e.sent_at.format("%Y-%m-%d %H:%M:%S")) } td { (e.from) } td { (e.kind) } td { code { (e.id) } } }
+                } }
+            }
+        },
+    )
+    .into_response()
+}

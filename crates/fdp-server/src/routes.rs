@@ -236,6 +236,15 @@ pub fn routes() -> Vec<Route> {
             )],
         ),
         route(
+            "/federation",
+            "federation",
+            vec![get(
+                "This instance in the federation: peers, and every message sent with where it has got to",
+                "html",
+                referrals::federation_page,
+            )],
+        ),
+        route(
             "/api/referrals",
             "care coordination",
             vec![

@@ -130,6 +130,18 @@ fn a_referral_waits_for_a_care_provider_that_is_down_and_arrives_once() {
             .contains("unreachable"),
         "{waiting:?}"
     );
+    // The federation page shows it waiting, and why.
+    let (status, page) = http_get(server.http, "/federation", Some(&server.token));
+    assert_eq!(status, 200);
+    let row = page
+        .split("<tr data-state=\"queued\">")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_else(|| panic!("no queued message on the page: {page}"));
+    assert!(
+        row.contains("referral") && row.contains("unreachable"),
+        "{row}"
+    );
     std::thread::sleep(down.saturating_sub(t0.elapsed()));
     let outbox = fdp_ok!("peer", "outbox", "--data-dir", trust);
     assert!(
