@@ -183,8 +183,9 @@ mod tests {
             (e.id.as_str(), json!({"q": 1}))
         );
         // Tampered bytes, someone else's signature, the wrong recipient.
+        // The body is the envelope's last field: change its value.
         let mut tampered = s.bytes.clone();
-        let at = tampered.iter().position(|b| *b == b'1').unwrap();
+        let at = tampered.windows(5).position(|w| w == b"\"q\":1").unwrap() + 4;
         tampered[at] = b'2';
         assert_eq!(
             open(&tampered, &s.signature, "QWO", cert_of, w, now),

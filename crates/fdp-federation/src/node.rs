@@ -180,6 +180,23 @@ impl Federation {
         Ok(m)
     }
 
+    /// Commit a message that the caller sends now and settles itself: the
+    /// outbox's sender leaves it alone.
+    pub fn queue_for_caller(
+        &self,
+        to: &str,
+        kind: &str,
+        body: Value,
+    ) -> Result<Outgoing, SendError> {
+        if self.peer(to).is_none() {
+            return Err(SendError::UnknownPeer(to.to_string()));
+        }
+        Ok(self.outbox.queue_held(
+            Envelope::new(&self.identity.ods, to, kind, body),
+            chrono::Duration::hours(1),
+        )?)
+    }
+
     /// One attempt to deliver a queued message; its state in the outbox is
     /// updated either way, and the attempt audited.
     pub async fn send(&self, id: &str) -> Result<Answer, SendError> {

@@ -310,7 +310,7 @@ pub async fn ask(
     let asks = members.iter().map(|m| {
         let body = body.clone();
         async move {
-            let outcome = match fed.queue(m, "question", body) {
+            let outcome = match fed.queue_for_caller(m, "question", body) {
                 Ok(queued) => {
                     let id = queued.envelope.id.clone();
                     let sent = fed.send(&id).await;

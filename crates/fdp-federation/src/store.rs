@@ -124,6 +124,13 @@ impl Outbox {
 
     /// Commit `envelope` to the outbox; it is sent from there.
     pub fn queue(&self, envelope: Envelope) -> Result<Outgoing, StoreError> {
+        self.queue_held(envelope, Duration::zero())
+    }
+
+    /// Commit `envelope` to the outbox, but keep the sender off it for
+    /// `hold`: for a message its caller sends at once and settles itself
+    /// (a question, whose late answer no one waits for).
+    pub fn queue_held(&self, envelope: Envelope, hold: Duration) -> Result<Outgoing, StoreError> {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let now = Utc::now();
         let m = Outgoing {
@@ -131,7 +138,7 @@ impl Outbox {
             state: Delivery::Queued,
             queued_at: now,
             attempts: 0,
-            next_attempt: now,
+            next_attempt: now + hold,
             last_error: None,
             delivered_at: None,
         };

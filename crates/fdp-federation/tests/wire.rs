@@ -104,16 +104,17 @@ async fn messages_are_delivered_once_and_bad_ones_refused() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(icb_fed.inbox.of_kind("question").unwrap().len(), 1);
+    worker.abort();
 
     // An answer comes back signed by the peer.
     let asked = trust_fed
-        .queue("QWO", "question", json!({"q": "theatres"}))
+        .queue_for_caller("QWO", "question", json!({"q": "theatres"}))
         .unwrap();
     let answer = trust_fed.send(&asked.envelope.id).await.unwrap();
     assert_eq!(answer.from, "QWO");
     assert_eq!(answer.body["answer"]["heard"], json!({"q": "theatres"}));
     let declined = trust_fed
-        .queue("QWO", "question", json!({"decline": true}))
+        .queue_for_caller("QWO", "question", json!({"decline": true}))
         .unwrap();
     let answer = trust_fed.send(&declined.envelope.id).await.unwrap();
     assert_eq!(answer.body["declined"], "not approved here");
@@ -138,7 +139,7 @@ async fn messages_are_delivered_once_and_bad_ones_refused() {
     let fresh = Envelope::new("RXX", "QWO", "question", json!({"n": 1}));
     let sealed = Signed::seal(&trust, &fresh);
     let mut tampered = sealed.bytes.clone();
-    let at = tampered.iter().rposition(|b| *b == b'1').unwrap();
+    let at = tampered.windows(5).position(|w| w == b"\"n\":1").unwrap() + 4;
     tampered[at] = b'2';
     let r = post(tampered, sealed.signature_hex()).await;
     assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
@@ -194,7 +195,6 @@ async fn messages_are_delivered_once_and_bad_ones_refused() {
         .unwrap_err();
     assert!(e.to_string().contains("TLS"), "{e}");
 
-    worker.abort();
     server.abort();
     // Both sides audited: the ICB every refusal with its reason.
     let icb_audit = entries(&icb_dir);

@@ -341,6 +341,94 @@ fn may_change(
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
 }
 
+/// The admission's discharge referrals and the form to send one.
+fn referral_section(state: &AppState, fed: &fdp_federation::Federation, id: &str) -> Markup {
+    let mine: Vec<fdp_federation::referrals::Referral> = state
+        .referrals
+        .current(fed)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.admission.as_deref() == Some(id))
+        .collect();
+    let providers: Vec<&fdp_federation::Peer> = fed
+        .peers()
+        .iter()
+        .filter(|p| p.role == fdp_federation::OrgRole::CareProvider)
+        .collect();
+    html! {
+        h2 { "Discharge referral" }
+        @if !mine.is_empty() {
+            table #referrals {
+                thead { tr { th { "To" } th { "Status" } th { "Why / what next" } th { "Sent (UTC)" } } }
+                tbody { @for r in &mine {
+                    @let status = serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                    tr data-status=(status) {
+                        td { (r.to) } td { (status) } td { (r.reason.clone().unwrap_or_default()) }
+                        td { (r.sent_at.format("%Y-%m-%d %H:%M")) }
+                    }
+                } }
+            }
+        }
+        @if providers.is_empty() {
+            p.muted { "No care provider is configured as a peer of this instance." }
+        } @else {
+            form method="post" action=(format!("/bed-board/admission/{id}/referral")) {
+                label for="ref-to" { "Refer to" }
+                select #ref-to name="to" { @for p in &providers { option value=(p.ods) { (p.ods) } } }
+                label for="ref-basis" { "Lawful basis" }
+                input #ref-basis name="lawful_basis" size="60" value="UK GDPR 6(1)(e) and 9(2)(h): direct care" required;
+                label for="ref-needs" { "Care needs (one a line)" }
+                textarea #ref-needs name="care_needs" rows="3" cols="60" {}
+                label for="ref-summary" { "Discharge summary" }
+                textarea #ref-summary name="summary" rows="4" cols="60" required {}
+                br;
+                button type="submit" { "Send referral" }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ReferralForm {
+    to: String,
+    lawful_basis: String,
+    #[serde(default)]
+    care_needs: String,
+    summary: String,
+}
+
+/// `POST /bed-board/admission/{id}/referral`: refer from the admission's
+/// page, under the purpose declared at the checkpoint.
+pub async fn referral_form(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ext: Extensions,
+    headers: HeaderMap,
+    Form(f): Form<ReferralForm>,
+) -> Response {
+    let p = principal(&ext);
+    let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
+        return crate::checkpoint::to_checkpoint(&format!("/bed-board/admission/{id}"));
+    };
+    let body = crate::referrals::ReferralRequest {
+        admission_id: id.clone(),
+        to: f.to,
+        lawful_basis: f.lawful_basis,
+        care_needs: f
+            .care_needs
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+        summary: f.summary,
+    };
+    match crate::referrals::make_referral(&state, req, &p.name, body).await {
+        Ok(_) => Redirect::to(&format!("/bed-board/admission/{id}")).into_response(),
+        Err(r) => r,
+    }
+}
+
 /// Waiting-for reasons offered on the readiness form.
 const WAITING_FOR: &[&str] = &[
     "package of care",
@@ -442,6 +530,9 @@ pub async fn admission(
                 tbody { @for s in &spell.stays {
                     tr { td { (s.location.ward) } td { (s.location.room) } td { (s.location.bed) } td { (fmt_time_us(Some(s.start_us))) } td { (fmt_time_us(s.end_us)) } }
                 } }
+            }
+            @if let Some(fed) = &state.federation {
+                (referral_section(&state, fed, &id))
             }
             h2 { "Discharge readiness" }
             @if !r.updated_by.is_empty() {

@@ -76,33 +76,43 @@ pub async fn refer(
         Ok(b) => b,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    let fed = match federation(&state) {
-        Ok(f) => f.clone(),
-        Err(r) => return r,
-    };
-    if body.lawful_basis.trim().is_empty() {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "a referral records its lawful basis: give lawful_basis",
-        );
-    }
-    let mut req = match purpose_of(&state, &ext, &headers, "http") {
+    let req = match purpose_of(&state, &ext, &headers, "http") {
         Ok(r) => r,
         Err(r) => return r,
     };
+    match make_referral(&state, req, &principal(&ext).name, body).await {
+        Ok(r) => (StatusCode::ACCEPTED, Json(r)).into_response(),
+        Err(e) => e,
+    }
+}
+
+/// Send a referral for `req` (a direct-care request) made by `by`.
+pub(crate) async fn make_referral(
+    state: &AppState,
+    mut req: fdp_govern::SessionRequest,
+    by: &str,
+    body: ReferralRequest,
+) -> Result<fdp_federation::referrals::Referral, Response> {
+    let fed = federation(state)?.clone();
+    if body.lawful_basis.trim().is_empty() {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "a referral records its lawful basis: give lawful_basis",
+        ));
+    }
     if req.purpose != Purpose::DirectCare {
-        return problem(
+        return Err(problem(
             StatusCode::FORBIDDEN,
             "a discharge referral is made for direct care",
-        );
+        ));
     }
     req.justification = Some(body.lawful_basis.clone());
     let census = state.live.read().await;
     let Some(spell) = census.spells.get(&body.admission_id) else {
-        return problem(
+        return Err(problem(
             StatusCode::NOT_FOUND,
             format!("no admission {}", body.admission_id),
-        );
+        ));
     };
     let read = match state.governance.whole_records(
         &req,
@@ -113,32 +123,31 @@ pub async fn refer(
         ),
     ) {
         Ok(r) => r,
-        Err(e) => return problem(StatusCode::FORBIDDEN, e.to_string()),
+        Err(e) => return Err(problem(StatusCode::FORBIDDEN, e.to_string())),
     };
     let patient = census.patients.get(&spell.patient_id);
     let bundle = bundle_for(&spell.patient_id, patient, spell, &body);
     let patient_id = spell.patient_id.clone();
     drop(census);
     if let Err(e) = read.served(1, vec![patient_id.clone()]) {
-        return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        return Err(problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
     }
-    let by = principal(&ext).name;
-    match state.referrals.refer(
-        &fed,
-        state.governance.audit(),
-        &by,
-        NewReferral {
-            to: body.to.clone(),
-            patient: patient_id,
-            admission: Some(body.admission_id.clone()),
-            lawful_basis: body.lawful_basis.clone(),
-            care_needs: body.care_needs.clone(),
-            bundle,
-        },
-    ) {
-        Ok(r) => (StatusCode::ACCEPTED, Json(r)).into_response(),
-        Err(e) => referral_error(e),
-    }
+    state
+        .referrals
+        .refer(
+            &fed,
+            state.governance.audit(),
+            by,
+            NewReferral {
+                to: body.to.clone(),
+                patient: patient_id,
+                admission: Some(body.admission_id.clone()),
+                lawful_basis: body.lawful_basis.clone(),
+                care_needs: body.care_needs.clone(),
+                bundle,
+            },
+        )
+        .map_err(referral_error)
 }
 
 /// The FHIR R4 Bundle a referral carries.

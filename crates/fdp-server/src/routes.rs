@@ -200,6 +200,15 @@ pub fn routes() -> Vec<Route> {
             )],
         ),
         route(
+            "/bed-board/admission/{id}/referral",
+            "care coordination",
+            vec![post(
+                "Refer the patient to a care provider's instance (form)",
+                "html",
+                pages::referral_form,
+            )],
+        ),
+        route(
             "/bed-board/bed-status",
             "care coordination",
             vec![post(

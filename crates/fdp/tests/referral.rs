@@ -190,6 +190,53 @@ fn a_referral_waits_for_a_care_provider_that_is_down_and_arrives_once() {
     wait_until(60, "the acceptance at the trust", || {
         referrals(&server)[0]["status"] == "accepted"
     });
+    // The admission's page at the trust shows it, for a declared purpose.
+    let declared = http_form(
+        server.http,
+        "/purpose",
+        &server.token,
+        &[],
+        &[("purpose", "direct-care")],
+    );
+    let cookie = declared
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = http_request_with(
+        server.http,
+        "GET",
+        "/bed-board/admission/SPELL1",
+        Some(&server.token),
+        &[("Cookie", &cookie)],
+        None,
+    );
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body
+            .contains("<tr data-status=\"accepted\"><td>CARE1</td>"),
+        "{}",
+        page.body
+    );
+    // A second referral from the page's form goes the same way.
+    let sent = http_form(
+        server.http,
+        "/bed-board/admission/SPELL1/referral",
+        &server.token,
+        &[("Cookie", &cookie)],
+        &[
+            ("to", "CARE1"),
+            ("lawful_basis", "UK GDPR 6(1)(e) and 9(2)(h): direct care"),
+            ("care_needs", "dementia care\nsupervision at night"),
+            ("summary", "Second opinion requested by family"),
+        ],
+    );
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    wait_until(60, "the second referral at the provider", || {
+        referrals(&provider).len() == 2
+    });
     let (status, again) = http_post(
         provider.http,
         &format!("/api/referrals/{id}/decision"),
