@@ -46,6 +46,18 @@ pub(crate) fn purpose_of(
     if let Some(req) = crate::checkpoint::declared(state, headers, &p, channel) {
         return Ok(req);
     }
+    declared_in_headers(p, headers, channel)
+        .map_err(|e| (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response())
+}
+
+/// The request an API client declares in headers: `X-Purpose` (default
+/// `direct-care`), `X-Role`, `X-Project`, `X-Justification`; or what is
+/// wrong with them.
+pub(crate) fn declared_in_headers(
+    principal: fdp_govern::Principal,
+    headers: &HeaderMap,
+    channel: &str,
+) -> Result<SessionRequest, String> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -58,16 +70,11 @@ pub(crate) fn purpose_of(
         None => Purpose::DirectCare,
         Some(v) => v
             .parse()
-            .map_err(|e: fdp_govern::purpose::UnknownPurpose| {
-                (
-                    StatusCode::BAD_REQUEST,
-                    Json(json!({"error": format!("X-Purpose: {e}")})),
-                )
-                    .into_response()
-            })?,
+            .map_err(|e: fdp_govern::purpose::UnknownPurpose| format!("X-Purpose: {e}"))?,
     };
-    let mut req = SessionRequest::new(p, purpose, channel);
+    let mut req = SessionRequest::new(principal, purpose, channel);
     req.role = header("x-role");
+    req.project = header("x-project");
     req.justification = header("x-justification");
     Ok(req)
 }

@@ -34,38 +34,15 @@ use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
 use crate::AppState;
-use fdp_govern::{GovernError, Purpose, RecordRead, SessionRequest};
+use fdp_govern::{GovernError, RecordRead, SessionRequest};
 
 const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// The purpose a read is made for: `X-Purpose` (default `direct-care`),
 /// with `X-Justification` and `X-Project` where the policy asks for them.
 fn read_request(ext: &Extensions, headers: &HeaderMap) -> Result<SessionRequest, Response> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    };
-    let purpose = match header("x-purpose") {
-        None => Purpose::DirectCare,
-        Some(p) => p
-            .parse()
-            .map_err(|e: fdp_govern::purpose::UnknownPurpose| {
-                outcome(
-                    StatusCode::BAD_REQUEST,
-                    IssueCode::Value,
-                    format!("X-Purpose: {e}"),
-                )
-            })?,
-    };
-    let mut req = SessionRequest::new(crate::auth::principal(ext), purpose, "fhir");
-    req.justification = header("x-justification");
-    req.project = header("x-project");
-    req.role = header("x-role");
-    Ok(req)
+    crate::api::declared_in_headers(crate::auth::principal(ext), headers, "fhir")
+        .map_err(|e| outcome(StatusCode::BAD_REQUEST, IssueCode::Value, e))
 }
 
 /// Whole records of type `rt` for `req`, or the OperationOutcome refusing
