@@ -7,6 +7,7 @@
 //! to the inbox, audited, and handed to the instance's [`Handler`], whose
 //! answer goes back signed. Everything refused is audited with the reason.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -94,6 +95,9 @@ pub struct Federation {
     audit: Arc<AuditLog>,
     handler: RwLock<Option<Arc<dyn Handler>>>,
     wake: tokio::sync::Notify,
+    /// Requests to sites that only connect out, waiting for their answer to
+    /// arrive as a message of its own.
+    waiting: std::sync::Mutex<HashMap<String, tokio::sync::oneshot::Sender<Value>>>,
 }
 
 impl Federation {
@@ -119,6 +123,7 @@ impl Federation {
             audit,
             handler: RwLock::new(None),
             wake: tokio::sync::Notify::new(),
+            waiting: Default::default(),
         })
     }
 
@@ -195,6 +200,186 @@ impl Federation {
             Envelope::new(&self.identity.ods, to, kind, body),
             chrono::Duration::hours(1),
         )?)
+    }
+
+    /// Ask `to` something and wait for its answer: sent at once to a peer
+    /// that listens; left for a site that only connects out to collect
+    /// when it polls, its answer arriving as a message of its own within
+    /// `wait`. Settled either way: the outbox's sender does not retry it.
+    pub async fn request(
+        &self,
+        to: &str,
+        kind: &str,
+        body: Value,
+        wait: Duration,
+    ) -> Result<Answer, SendError> {
+        let queued = self.queue_for_caller(to, kind, body)?;
+        let id = queued.envelope.id.clone();
+        let peer = self.peer(to).expect("checked when queued").clone();
+        if peer.address.is_some() {
+            let sent = self.send(&id).await;
+            if let Err(e) = &sent {
+                if e.is_transient() {
+                    let _ = self
+                        .outbox
+                        .attempt_failed(&id, "unreachable when asked", true);
+                }
+            }
+            return sent;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), tx);
+        let answer = tokio::time::timeout(wait, rx).await;
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        match answer {
+            Ok(Ok(body)) => Ok(Answer {
+                from: peer.ods.clone(),
+                body,
+            }),
+            _ => {
+                let why = format!(
+                    "{to} did not collect and answer within {} s",
+                    wait.as_secs()
+                );
+                let _ = self.outbox.attempt_failed(&id, &why, true);
+                Err(SendError::Unreachable(TransportError::Unreachable {
+                    addr: format!("{to} (connects out)"),
+                    message: why,
+                }))
+            }
+        }
+    }
+
+    /// Collect what `icb` holds for this instance (a site that only
+    /// connects out), act on each message as if it had arrived here, and
+    /// send each answer back through the outbox. Answers how many
+    /// messages were collected.
+    pub async fn poll(&self, icb: &str, acked: &mut Vec<String>) -> Result<usize, SendError> {
+        let peer = self
+            .peer(icb)
+            .ok_or_else(|| SendError::UnknownPeer(icb.to_string()))?
+            .clone();
+        let poll = Envelope::new(
+            &self.identity.ods,
+            icb,
+            "poll",
+            json!({ "ack": acked.clone() }),
+        );
+        let reply = self.attempt(&poll).await?;
+        acked.clear();
+        let mut n = 0;
+        for m in reply.body["answer"]["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let (Some(bytes), Some(signature)) = (
+                m["message"].as_str(),
+                m["signature"].as_str().and_then(Signed::parse_signature),
+            ) else {
+                continue;
+            };
+            let e = match envelope::open(
+                bytes.as_bytes(),
+                &signature,
+                &self.identity.ods,
+                |ods| (ods == peer.ods).then_some(&peer.cert),
+                self.window,
+                Utc::now(),
+            ) {
+                Ok(e) => e,
+                Err(r) => {
+                    self.audit(
+                        "federation-refused",
+                        &peer.ods,
+                        "a collected message".into(),
+                        format!("refused: {r}"),
+                    );
+                    continue;
+                }
+            };
+            n += 1;
+            acked.push(e.id.clone());
+            if self.inbox.receive(&e)? == Arrival::AlreadyReceived {
+                continue;
+            }
+            let what = format!("{} {} from {} (collected)", e.kind, e.id, e.from);
+            let handler = self
+                .handler
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let answer = match handler {
+                Some(h) => h.handle(&peer, &e).await,
+                None => Ok(json!({"received": true})),
+            };
+            let (body, outcome) = match answer {
+                Ok(v) => (
+                    json!({"in_reply_to": e.id, "answer": v}),
+                    "received".to_string(),
+                ),
+                Err(why) => (
+                    json!({"in_reply_to": e.id, "declined": why}),
+                    format!("received; declined: {why}"),
+                ),
+            };
+            self.audit("federation-receive", &peer.ods, what, outcome);
+            self.queue(&peer.ods, "answer", body)?;
+        }
+        Ok(n)
+    }
+
+    /// Poll `icb` every `every` for as long as the instance runs.
+    pub async fn run_poller(self: Arc<Self>, icb: String, every: Duration) {
+        let mut acked = Vec::new();
+        loop {
+            match self.poll(&icb, &mut acked).await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::info!(error = %e, "federation: polling {icb}"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// What a polling site collects: its queued messages, sealed now; the
+    /// ones it acknowledged are marked delivered.
+    fn collect_for(&self, peer: &Peer, acked: &[String]) -> Value {
+        for id in acked {
+            if let Ok(m) = self.outbox.get(id) {
+                if m.envelope.to == peer.ods && m.state == Delivery::Queued {
+                    let _ = self.outbox.delivered(id);
+                    self.audit(
+                        "federation-send",
+                        &peer.ods,
+                        format!("{} {} to {} (collected)", m.envelope.kind, id, peer.ods),
+                        "delivered".into(),
+                    );
+                }
+            }
+        }
+        let messages: Vec<Value> = self
+            .outbox
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.state == Delivery::Queued && m.envelope.to == peer.ods)
+            .take(100)
+            .map(|m| {
+                let sealed = Signed::seal(&self.identity, &m.envelope);
+                json!({
+                    "message": String::from_utf8_lossy(&sealed.bytes),
+                    "signature": sealed.signature_hex(),
+                })
+            })
+            .collect();
+        json!({ "messages": messages })
     }
 
     /// One attempt to deliver a queued message; its state in the outbox is
@@ -287,7 +472,12 @@ impl Federation {
         loop {
             match self.outbox.due(Utc::now()) {
                 Ok(due) => {
-                    for m in due {
+                    // Messages to a site that only connects out wait for
+                    // it to poll.
+                    for m in due.iter().filter(|m| {
+                        self.peer(&m.envelope.to)
+                            .is_some_and(|p| p.address.is_some())
+                    }) {
                         let _ = self.send(&m.envelope.id).await;
                     }
                 }
@@ -362,6 +552,23 @@ async fn receive(
             return fed.refuse(status, &peer.ods, what, r.to_string());
         }
     };
+    // A poll is a request, not a message to keep: it collects what waits.
+    if e.kind == "poll" {
+        let acked: Vec<String> = e.body["ack"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let collected = fed.collect_for(&peer, &acked);
+        return signed_reply(
+            &fed,
+            &peer,
+            json!({"in_reply_to": e.id, "answer": collected}),
+        );
+    }
     let what = format!("{} {} from {}", e.kind, e.id, e.from);
     match fed.inbox.receive(&e) {
         Ok(Arrival::New) => {}
@@ -381,6 +588,23 @@ async fn receive(
             )
                 .into_response();
         }
+    }
+    // A polling site's answer to something asked of it.
+    if e.kind == "answer" {
+        if let Some(waiter) = e.body["in_reply_to"].as_str().and_then(|id| {
+            fed.waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id)
+        }) {
+            let _ = waiter.send(e.body.clone());
+        }
+        fed.audit("federation-receive", &peer.ods, what, "received".into());
+        return signed_reply(
+            &fed,
+            &peer,
+            json!({"in_reply_to": e.id, "answer": {"received": true}}),
+        );
     }
     let handler = fed
         .handler
@@ -402,6 +626,11 @@ async fn receive(
         ),
     };
     fed.audit("federation-receive", &peer.ods, what, outcome);
+    signed_reply(&fed, &peer, body)
+}
+
+/// A reply to `peer`, signed.
+fn signed_reply(fed: &Federation, peer: &Peer, body: Value) -> Response {
     let reply = Envelope::new(&fed.identity.ods, &peer.ods, "reply", body);
     let sealed = Signed::seal(&fed.identity, &reply);
     (
@@ -425,6 +654,11 @@ pub struct FederationConfig {
     /// The instance's peers: `[[federation.peer]]`.
     #[serde(default)]
     pub peer: Vec<PeerConfig>,
+    /// For a site whose firewall allows only outbound connections: the ODS
+    /// code of the ICB instance it collects its messages from.
+    pub poll: Option<String>,
+    /// How often to collect them, in milliseconds (default 1000).
+    pub poll_every_ms: Option<u64>,
 }
 
 /// One configured peer.

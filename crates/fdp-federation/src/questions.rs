@@ -310,21 +310,10 @@ pub async fn ask(
     let asks = members.iter().map(|m| {
         let body = body.clone();
         async move {
-            let outcome = match fed.queue_for_caller(m, "question", body) {
-                Ok(queued) => {
-                    let id = queued.envelope.id.clone();
-                    let sent = fed.send(&id).await;
-                    if let Err(e) = &sent {
-                        if e.is_transient() {
-                            let _ = fed
-                                .outbox
-                                .attempt_failed(&id, "unreachable when asked", true);
-                        }
-                    }
-                    sent
-                }
-                Err(e) => Err(e),
-            };
+            // A site that only connects out has this long to collect it.
+            let outcome = fed
+                .request(m, "question", body, std::time::Duration::from_secs(30))
+                .await;
             match outcome {
                 Ok(a) if a.body.get("declined").is_some() => MemberAnswer {
                     member: m.clone(),
@@ -353,4 +342,19 @@ pub async fn ask(
         }
     });
     futures::future::join_all(asks).await
+}
+
+/// Every answering member's rows, each marked with the member it came from.
+pub fn combine(answers: &[MemberAnswer]) -> Vec<Value> {
+    let mut combined = Vec::new();
+    for a in answers {
+        if let Some(rows) = a.answer.as_ref().and_then(|v| v["rows"].as_array()) {
+            for r in rows {
+                let mut r = r.clone();
+                r["member"] = json!(a.member);
+                combined.push(r);
+            }
+        }
+    }
+    combined
 }

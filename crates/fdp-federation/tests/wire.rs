@@ -228,3 +228,69 @@ async fn messages_are_delivered_once_and_bad_ones_refused() {
     assert!(trust_audit.iter().any(|e| e["kind"] == "federation-send"
         && e["outcome"].as_str().unwrap().starts_with("not delivered")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_that_only_connects_out_collects_its_questions_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = FederationCa::create(&dir.path().join("ca"), "Test ICS").unwrap();
+    let (site_dir, icb_dir) = (dir.path().join("site"), dir.path().join("qwo"));
+    let site = InstanceIdentity::init(&site_dir, "RZZ", OrgRole::Trust, &ca).unwrap();
+    let icb = InstanceIdentity::init(&icb_dir, "QWO", OrgRole::Icb, &ca).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let icb_addr = listener.local_addr().unwrap().to_string();
+    // The ICB knows the site but cannot reach it.
+    let icb_fed =
+        Arc::new(Federation::open(&icb_dir, vec![peer(&site, None)], audit_of(&icb_dir)).unwrap());
+    let server = start(&icb_fed, listener);
+    let site_fed = Arc::new(
+        Federation::open(
+            &site_dir,
+            vec![peer(&icb, Some(icb_addr.clone()))],
+            audit_of(&site_dir),
+        )
+        .unwrap(),
+    );
+    site_fed.set_handler(Arc::new(Echo));
+    let poller = tokio::spawn(
+        site_fed
+            .clone()
+            .run_poller("QWO".into(), Duration::from_millis(100)),
+    );
+    let sender = tokio::spawn(site_fed.clone().run_outbox());
+
+    // Asked, collected by the site, answered back over its own connection.
+    let answer = icb_fed
+        .request("RZZ", "question", json!({"q": 1}), Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(answer.from, "RZZ");
+    assert_eq!(answer.body["answer"]["heard"], json!({"q": 1}));
+    // The site acknowledges what it collected: delivered at the ICB.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = icb_fed.outbox.list().unwrap();
+        if all.iter().all(|m| m.state == Delivery::Delivered) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{all:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(site_fed.inbox.of_kind("question").unwrap().len(), 1);
+
+    // A site that has stopped collecting is reported unreachable, and the
+    // question is not left to be answered later.
+    poller.abort();
+    let e = icb_fed
+        .request("RZZ", "question", json!({"q": 2}), Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert!(icb_fed
+        .outbox
+        .list()
+        .unwrap()
+        .iter()
+        .any(|m| m.state == Delivery::Failed));
+    sender.abort();
+    server.abort();
+}

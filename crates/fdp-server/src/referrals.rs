@@ -346,3 +346,49 @@ pub async fn federation_page(State(state): State<AppState>) -> Response {
     )
     .into_response()
 }
+
+/// `POST /api/federation/questions`: ask every peer a federated question
+/// from this (ICB or national) instance and combine the answers, including
+/// from sites that only connect out and collect it when they poll. The
+/// principal must hold a role granted the question's purpose here.
+pub async fn ask_question(
+    State(state): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
+    body: Result<
+        Json<fdp_federation::questions::Question>,
+        axum::extract::rejection::JsonRejection,
+    >,
+) -> Response {
+    let Json(q) = match body {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let fed = match federation(&state) {
+        Ok(f) => f.clone(),
+        Err(r) => return r,
+    };
+    let mut req = match crate::api::declared_in_headers(principal(&ext), &headers, "federation") {
+        Ok(r) => r,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e),
+    };
+    req.purpose = q.purpose;
+    if let Err(r) =
+        state
+            .governance
+            .policy()
+            .grant_for(&req.principal, q.purpose, req.role.as_deref())
+    {
+        return problem(StatusCode::FORBIDDEN, r.to_string());
+    }
+    let members: Vec<String> = fed.peers().iter().map(|p| p.ods.clone()).collect();
+    let answers = fdp_federation::questions::ask(&fed, &q, &members).await;
+    let rows = fdp_federation::questions::combine(&answers);
+    Json(json!({
+        "question": q.name,
+        "version": q.version,
+        "members": answers,
+        "rows": rows,
+    }))
+    .into_response()
+}

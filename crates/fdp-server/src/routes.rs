@@ -254,6 +254,27 @@ pub fn routes() -> Vec<Route> {
             )],
         ),
         route(
+            "/api/federation/questions",
+            "federation",
+            vec![post(
+                "Ask every peer a federated question and combine their answers (who answered, declined, could not be reached)",
+                "json",
+                referrals::ask_question,
+            )
+            .with_body(json!({
+                "type": "object",
+                "required": ["name", "version", "purpose", "sql"],
+                "additionalProperties": false,
+                "properties": {
+                    "name": {"type": "string"},
+                    "version": {"type": "integer"},
+                    "purpose": {"type": "string", "enum": ["direct-care", "operations", "planning", "research"]},
+                    "sql": {"type": "string"},
+                    "description": {"type": "string"}
+                }
+            }))],
+        ),
+        route(
             "/api/referrals",
             "care coordination",
             vec![

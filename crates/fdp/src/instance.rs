@@ -256,6 +256,16 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
             }));
             federation_tasks.push(tokio::spawn(fed.clone().run_outbox()));
             federation = Some(fed.clone());
+            if let Some(icb) = &fc.poll {
+                anyhow::ensure!(
+                    fed.peer(icb).is_some_and(|p| p.address.is_some()),
+                    "[federation] poll = {icb:?}: name a configured peer with an address"
+                );
+                federation_tasks.push(tokio::spawn(fed.clone().run_poller(
+                    icb.clone(),
+                    Duration::from_millis(fc.poll_every_ms.unwrap_or(1000)),
+                )));
+            }
             match fc.listen {
                 Some(addr) => {
                     let listener = tokio::net::TcpListener::bind(addr)

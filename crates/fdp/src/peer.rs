@@ -118,16 +118,7 @@ pub async fn run_async(cmd: PeerCommand) -> Result<()> {
                 members
             };
             let answers = fdp_federation::questions::ask(&fed, &q, &members).await;
-            let mut combined = Vec::new();
-            for a in &answers {
-                if let Some(rows) = a.answer.as_ref().and_then(|v| v["rows"].as_array()) {
-                    for r in rows {
-                        let mut r = r.clone();
-                        r["member"] = serde_json::json!(a.member);
-                        combined.push(r);
-                    }
-                }
-            }
+            let combined = fdp_federation::questions::combine(&answers);
             let count = |s: &str| answers.iter().filter(|a| a.status == s).count();
             eprintln!(
                 "{} v{}: {} answered, {} declined, {} unreachable, {} refused",

@@ -270,3 +270,96 @@ fn a_federated_question_is_answered_declined_and_missed_as_it_should_be() {
     assert!(qwo.iter().any(|e| e["kind"] == "federation-send"
         && e["outcome"].as_str().unwrap().contains("not delivered")));
 }
+
+#[test]
+fn a_trust_that_only_connects_out_answers_through_its_icb() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    fdp_ok!("peer", "ca", "--out", ca, "--name", "Test ICS");
+    let export = dir.path().join("export");
+    fdp_ok!("synth", "fhir", "--out", export, "--patients", "20");
+    let (icb, trust) = (dir.path().join("QWO"), dir.path().join("RDD"));
+    fdp_ok!(
+        "peer",
+        "init",
+        "--data-dir",
+        icb,
+        "--ods",
+        "QWO",
+        "--role",
+        "icb",
+        "--ca",
+        ca
+    );
+    fdp_ok!("ingest", "fhir", "--data-dir", trust, export);
+    fdp_ok!(
+        "peer",
+        "init",
+        "--data-dir",
+        trust,
+        "--ods",
+        "RDD",
+        "--role",
+        "trust",
+        "--ca",
+        ca
+    );
+    let total = question(
+        dir.path(),
+        "total.toml",
+        "patients",
+        "SELECT count(*) AS n FROM patient",
+    );
+    fdp_ok!(
+        "peer",
+        "approve",
+        "--data-dir",
+        trust,
+        "--from",
+        "QWO",
+        "--question",
+        total,
+        "--by",
+        "ig.lead",
+        "--reason",
+        "ICB planning return"
+    );
+    // The ICB listens; the trust is known to it by certificate only, and
+    // collects its work by polling.
+    let icb_port = free_port();
+    let icb_server = Server::start_configured(
+        &icb,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &format!(
+            "[principal.tester]\nroles = [\"analyst\"]\n[federation]\nlisten = \"127.0.0.1:{icb_port}\"\n[[federation.peer]]\nods = \"RDD\"\nrole = \"trust\"\ncertificate = \"{}\"\n",
+            cert(&trust).display()
+        ),
+    );
+    let trust_server = Server::start_configured(
+        &trust,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &format!(
+            "[federation]\npoll = \"QWO\"\npoll_every_ms = 100\n[[federation.peer]]\nods = \"QWO\"\nrole = \"icb\"\naddress = \"127.0.0.1:{icb_port}\"\ncertificate = \"{}\"\n",
+            cert(&icb).display()
+        ),
+    );
+    let (status, body) = http_post(
+        icb_server.http,
+        "/api/federation/questions",
+        &icb_server.token,
+        &serde_json::json!({"name": "patients", "version": 1, "purpose": "planning",
+            "sql": "SELECT count(*) AS n FROM patient"})
+        .to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(member(&answer, "RDD")["status"], "answered", "{answer}");
+    assert_eq!(answer["rows"][0]["n"], 20, "{answer}");
+    assert_eq!(answer["rows"][0]["member"], "RDD");
+    trust_server.stop();
+    icb_server.stop();
+}
