@@ -310,29 +310,36 @@ impl Federation {
                 continue;
             }
             let what = format!("{} {} from {} (collected)", e.kind, e.id, e.from);
-            let handler = self
-                .handler
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            let answer = match handler {
-                Some(h) => h.handle(&peer, &e).await,
-                None => Ok(json!({"received": true})),
-            };
-            let (body, outcome) = match answer {
-                Ok(v) => (
-                    json!({"in_reply_to": e.id, "answer": v}),
-                    "received".to_string(),
-                ),
-                Err(why) => (
-                    json!({"in_reply_to": e.id, "declined": why}),
-                    format!("received; declined: {why}"),
-                ),
-            };
-            self.audit("federation-receive", &peer.ods, what, outcome);
+            let body = self.act_on(&peer, &e, what).await;
             self.queue(&peer.ods, "answer", body)?;
         }
         Ok(n)
+    }
+
+    /// Hand a message that arrived to the instance's handler, audit it, and
+    /// make the answer to send back (or why it was declined).
+    async fn act_on(&self, peer: &Peer, e: &Envelope, what: String) -> Value {
+        let handler = self
+            .handler
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let answer = match handler {
+            Some(h) => h.handle(peer, e).await,
+            None => Ok(json!({"received": true})),
+        };
+        let (body, outcome) = match answer {
+            Ok(v) => (
+                json!({"in_reply_to": e.id, "answer": v}),
+                "received".to_string(),
+            ),
+            Err(why) => (
+                json!({"in_reply_to": e.id, "declined": why}),
+                format!("received; declined: {why}"),
+            ),
+        };
+        self.audit("federation-receive", &peer.ods, what, outcome);
+        body
     }
 
     /// Poll `icb` every `every` for as long as the instance runs.
@@ -606,26 +613,7 @@ async fn receive(
             json!({"in_reply_to": e.id, "answer": {"received": true}}),
         );
     }
-    let handler = fed
-        .handler
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let answer = match handler {
-        Some(h) => h.handle(&peer, &e).await,
-        None => Ok(json!({"received": true})),
-    };
-    let (body, outcome) = match answer {
-        Ok(v) => (
-            json!({"in_reply_to": e.id, "answer": v}),
-            "received".to_string(),
-        ),
-        Err(why) => (
-            json!({"in_reply_to": e.id, "declined": why}),
-            format!("received; declined: {why}"),
-        ),
-    };
-    fed.audit("federation-receive", &peer.ods, what, outcome);
+    let body = fed.act_on(&peer, &e, what).await;
     signed_reply(&fed, &peer, body)
 }
 

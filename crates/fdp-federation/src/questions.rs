@@ -99,16 +99,11 @@ impl Approvals {
     }
 
     fn save(&self, all: &[Approval]) -> Result<(), String> {
-        let tmp = self.path.with_extension("tmp");
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        }
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(all).expect("approvals serialise"),
+        crate::store::write_durably(
+            &self.path,
+            &serde_json::to_vec_pretty(all).expect("approvals serialise"),
         )
-        .and_then(|()| std::fs::rename(&tmp, &self.path))
-        .map_err(|e| format!("{}: {e}", self.path.display()))
+        .map_err(|e| e.to_string())
     }
 
     /// Approve `question` from `from`, audited.

@@ -111,15 +111,9 @@ impl Referrals {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut all = self.list()?;
         f(&mut all)?;
-        let tmp = self.path.with_extension("tmp");
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| ReferralError::Store(e.to_string()))?;
-        }
         let bytes = serde_json::to_vec_pretty(&all).expect("referrals serialise");
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
-            .map_err(|e| ReferralError::Store(format!("{}: {e}", self.path.display())))
+        crate::store::write_durably(&self.path, &bytes)
+            .map_err(|e| ReferralError::Store(e.to_string()))
     }
 
     /// The referrals as they stand, with delivery read from the outbox.

@@ -43,7 +43,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
 }
 
 /// Write `bytes` to `path` so that it is either all there or not at all.
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let dir = path.parent().expect("a file in a directory");
     fs::create_dir_all(dir).map_err(io(dir))?;
     let tmp = path.with_extension("tmp");

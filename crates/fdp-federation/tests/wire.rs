@@ -48,6 +48,27 @@ fn start(fed: &Arc<Federation>, listener: TcpListener) -> tokio::task::JoinHandl
     tokio::spawn(transport::serve(listener, config, fed.router()))
 }
 
+/// `e` sealed by `from` and posted over `from`'s own TLS identity to `to`,
+/// listening at `addr`.
+async fn send_as(
+    from: &InstanceIdentity,
+    to: &InstanceIdentity,
+    addr: &str,
+    e: &Envelope,
+) -> Result<transport::Reply, transport::TransportError> {
+    let client = PeerClient::new(from, Duration::from_secs(5)).unwrap();
+    let s = Signed::seal(from, e);
+    client
+        .post(
+            addr,
+            (&to.ods, &to.cert),
+            MESSAGES,
+            s.bytes.clone(),
+            &s.signature_hex(),
+        )
+        .await
+}
+
 fn entries(data: &Path) -> Vec<Value> {
     std::fs::read_to_string(data.join("audit/audit.jsonl"))
         .unwrap_or_default()
@@ -163,34 +184,14 @@ async fn messages_are_delivered_once_and_bad_ones_refused() {
     assert_ne!(r.status, 200);
 
     // A member of the federation that is not configured here.
-    let loner_client = PeerClient::new(&loner, Duration::from_secs(5)).unwrap();
-    let s = Signed::seal(&loner, &Envelope::new("RYY", "QWO", "question", json!({})));
-    let r = loner_client
-        .post(
-            &icb_addr,
-            ("QWO", &icb.cert),
-            MESSAGES,
-            s.bytes.clone(),
-            &s.signature_hex(),
-        )
+    let question = |from: &str| Envelope::new(from, "QWO", "question", json!({}));
+    let r = send_as(&loner, &icb, &icb_addr, &question("RYY"))
         .await
         .unwrap();
     assert_eq!(r.status, 403);
     assert!(String::from_utf8_lossy(&r.body).contains("not a configured peer"));
     // A certificate from another authority cannot even connect.
-    let stranger_client = PeerClient::new(&stranger, Duration::from_secs(5)).unwrap();
-    let s = Signed::seal(
-        &stranger,
-        &Envelope::new("QWO", "QWO", "question", json!({})),
-    );
-    let e = stranger_client
-        .post(
-            &icb_addr,
-            ("QWO", &icb.cert),
-            MESSAGES,
-            s.bytes.clone(),
-            &s.signature_hex(),
-        )
+    let e = send_as(&stranger, &icb, &icb_addr, &question("QWO"))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("TLS"), "{e}");

@@ -168,12 +168,7 @@ impl Governance {
     ) -> Result<GovernedSession, GovernError> {
         match self.compile(source, &req).await {
             Ok(s) => Ok(s),
-            Err(e) => {
-                let mut entry = AuditEntry::for_request(&req, "open session");
-                entry.outcome = format!("refused: {e}");
-                self.audit.append(entry)?;
-                Err(e)
-            }
+            Err(e) => self.refuse(AuditEntry::for_request(&req, "open session"), e),
         }
     }
 
@@ -213,6 +208,16 @@ impl Governance {
         })
     }
 
+    /// Audit `why` as the outcome of `entry` and answer it as the error.
+    fn refuse<T, E>(&self, mut entry: AuditEntry, why: E) -> Result<T, GovernError>
+    where
+        E: std::fmt::Display + Into<GovernError>,
+    {
+        entry.outcome = format!("refused: {why}");
+        self.audit.append(entry)?;
+        Err(why.into())
+    }
+
     /// Declare a purpose for a stretch of work before anything is read (the
     /// UI's checkpoint after sign-in): checked against the policy like a
     /// session, and audited with its justification. The declaration is kept
@@ -245,11 +250,7 @@ impl Governance {
                 map.insert(id.clone(), (kept, std::time::Instant::now()));
                 Ok(Declared { id, role })
             }
-            Err(e) => {
-                entry.outcome = format!("refused: {e}");
-                self.audit.append(entry)?;
-                Err(e.into())
-            }
+            Err(e) => self.refuse(entry, e),
         }
     }
 
@@ -357,11 +358,7 @@ impl Governance {
                 audit: self.audit.clone(),
                 entry,
             }),
-            Err(e) => {
-                entry.outcome = format!("refused: {e}");
-                self.audit.append(entry)?;
-                Err(e.into())
-            }
+            Err(e) => self.refuse(entry, e),
         }
     }
 
@@ -449,11 +446,7 @@ impl Governance {
                     entry,
                 },
             }),
-            Err(e) => {
-                entry.outcome = format!("refused: {e}");
-                self.audit.append(entry)?;
-                Err(e.into())
-            }
+            Err(e) => self.refuse(entry, e),
         }
     }
 
@@ -503,9 +496,7 @@ impl Governance {
             })
         };
         if let Err(e) = decided {
-            entry.outcome = format!("refused: {e}");
-            self.audit.append(entry)?;
-            return Err(e.into());
+            return self.refuse(entry, e);
         }
         let key = pseudonym
             .strip_prefix('p')
@@ -562,10 +553,7 @@ impl Governance {
     ) -> Result<Vec<AuditEntry>, GovernError> {
         let mut entry = self.review_entry(principal, "audit-review", channel, filter.describe());
         if !self.policy.reviews_audit(principal) {
-            let refusal = Refusal::NotAuditReviewer(principal.name.clone());
-            entry.outcome = format!("refused: {refusal}");
-            self.audit.append(entry)?;
-            return Err(refusal.into());
+            return self.refuse(entry, Refusal::NotAuditReviewer(principal.name.clone()));
         }
         let found: Vec<AuditEntry> = self
             .audit
@@ -596,10 +584,7 @@ impl Governance {
             "opt-out exclusions".into(),
         );
         if !self.policy.reviews_audit(principal) {
-            let refusal = Refusal::NotAuditReviewer(principal.name.clone());
-            entry.outcome = format!("refused: {refusal}");
-            self.audit.append(entry)?;
-            return Err(refusal.into());
+            return self.refuse(entry, Refusal::NotAuditReviewer(principal.name.clone()));
         }
         let ctx = new_context();
         let access = TableAccess::new();
@@ -607,13 +592,7 @@ impl Governance {
             .canonical_tables(&access, &ctx, AsOf::Latest)
             .await
             .map_err(|e| GovernError::Source(e.to_string()))?;
-        let numbers = self.opt_out.nhs_numbers()?;
-        let mut opted_out: Vec<String> = numbers.iter().cloned().collect();
-        if !numbers.is_empty() {
-            if let Some(patient) = tables.iter().find(|t| t.name == "patient") {
-                opted_out.extend(person_ids_of(&ctx, patient, &numbers).await?);
-            }
-        }
+        let (numbers, opted_out) = self.opted_out(&ctx, &tables).await?;
         let mut out = Vec::new();
         for t in tables {
             let Some(object) = self.model.object_type_by_table(&t.name) else {
@@ -688,6 +667,24 @@ impl Governance {
         }
     }
 
+    /// The opt-out list, and every identifier it stands for in the tables:
+    /// the NHS numbers, and the person ids the patient table gives them
+    /// (the other tables name the patient by person id).
+    async fn opted_out(
+        &self,
+        ctx: &SessionContext,
+        tables: &[SourceTable],
+    ) -> Result<(Arc<BTreeSet<String>>, Vec<String>), GovernError> {
+        let numbers = self.opt_out.nhs_numbers()?;
+        let mut ids: Vec<String> = numbers.iter().cloned().collect();
+        if !numbers.is_empty() {
+            if let Some(patient) = tables.iter().find(|t| t.name == "patient") {
+                ids.extend(person_ids_of(ctx, patient, &numbers).await?);
+            }
+        }
+        Ok((numbers, ids))
+    }
+
     async fn compile<S: TableSource>(
         &self,
         source: &S,
@@ -718,12 +715,9 @@ impl Governance {
         // the patient by the patient table's person_id.
         let mut opted_out: Vec<String> = Vec::new();
         if req.purpose.is_secondary() {
-            let numbers = self.opt_out.nhs_numbers()?;
+            let (numbers, ids) = self.opted_out(&ctx, &tables).await?;
             if !numbers.is_empty() {
-                opted_out.extend(numbers.iter().cloned());
-                if let Some(patient) = tables.iter().find(|t| t.name == "patient") {
-                    opted_out.extend(person_ids_of(&ctx, patient, &numbers).await?);
-                }
+                opted_out = ids;
                 decisions.push(format!(
                     "national data opt-out: {} NHS numbers applied",
                     numbers.len()

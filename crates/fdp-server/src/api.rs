@@ -168,7 +168,19 @@ fn may_change(
     what: &str,
 ) -> Result<(), Response> {
     let req = purpose_of(state, ext, headers, "http")?;
-    let view = change_view(state, &req, &[table], what, false)?;
+    change_allowed(state, &req, table, what, false)
+}
+
+/// Whether `req` may change `table` (the decision audited as a change),
+/// or the refusal as JSON or, for the UI, a page.
+pub(crate) fn change_allowed(
+    state: &AppState,
+    req: &SessionRequest,
+    table: &str,
+    what: &str,
+    page: bool,
+) -> Result<(), Response> {
+    let view = change_view(state, req, &[table], what, page)?;
     view.changed(vec![])
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
 }

@@ -367,33 +367,46 @@ pub async fn read(
         Ok(read) => read,
         Err(r) => return r,
     };
-    match state.fhir.current(&rt, &id) {
+    let found = state.fhir.current(&rt, &id);
+    one_version(
+        read,
+        &rt,
+        &id,
+        found,
+        format!("{rt}/{id} is not known"),
+        |v| format!("{rt}/{id} was deleted (version {v})"),
+    )
+}
+
+/// Answer a read of one version, audited: 404 when there is none, 410 when
+/// it is the resource's deletion, else the resource with its version.
+fn one_version(
+    read: RecordRead,
+    rt: &str,
+    id: &str,
+    found: Option<Version>,
+    not_found: String,
+    deleted: impl FnOnce(i64) -> String,
+) -> Response {
+    match found {
         None => audited(
             read,
             0,
             vec![],
-            outcome(
-                StatusCode::NOT_FOUND,
-                IssueCode::NotFound,
-                format!("{rt}/{id} is not known"),
-            ),
+            outcome(StatusCode::NOT_FOUND, IssueCode::NotFound, not_found),
         ),
         Some(v) => match &v.body {
             None => audited(
                 read,
                 0,
                 vec![],
-                outcome(
-                    StatusCode::GONE,
-                    IssueCode::Processing,
-                    format!("{rt}/{id} was deleted (version {})", v.version),
-                ),
+                outcome(StatusCode::GONE, IssueCode::Processing, deleted(v.version)),
             ),
             Some(body) => audited(
                 read,
                 1,
-                patient_of(&rt, &id, body).into_iter().collect(),
-                with_version_headers(fhir_json(StatusCode::OK, &served(body, &id, &v)), &v),
+                patient_of(rt, id, body).into_iter().collect(),
+                with_version_headers(fhir_json(StatusCode::OK, &served(body, id, &v)), &v),
             ),
         },
     }
@@ -424,36 +437,14 @@ pub async fn vread(
         all.get(&(rt.clone(), id.clone()))
             .and_then(|vs| vs.iter().find(|v| v.version.to_string() == vid).cloned())
     };
-    match found {
-        None => audited(
-            read,
-            0,
-            vec![],
-            outcome(
-                StatusCode::NOT_FOUND,
-                IssueCode::NotFound,
-                format!("{rt}/{id} has no version {vid}"),
-            ),
-        ),
-        Some(v) => match &v.body {
-            None => audited(
-                read,
-                0,
-                vec![],
-                outcome(
-                    StatusCode::GONE,
-                    IssueCode::Processing,
-                    format!("version {vid} of {rt}/{id} is its deletion"),
-                ),
-            ),
-            Some(body) => audited(
-                read,
-                1,
-                patient_of(&rt, &id, body).into_iter().collect(),
-                with_version_headers(fhir_json(StatusCode::OK, &served(body, &id, &v)), &v),
-            ),
-        },
-    }
+    one_version(
+        read,
+        &rt,
+        &id,
+        found,
+        format!("{rt}/{id} has no version {vid}"),
+        |_| format!("version {vid} of {rt}/{id} is its deletion"),
+    )
 }
 
 pub async fn history(

@@ -21,6 +21,7 @@ use fdp_federation::questions::{self, Approvals, Question};
 use fdp_federation::{Federation, FederationCa, InstanceIdentity, OrgRole, Peer};
 use fdp_govern::Purpose;
 
+use crate::bench::percentile;
 use crate::instance::InstanceConfig;
 
 #[derive(Args, Clone)]
@@ -60,11 +61,6 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 pub async fn run(args: FederationArgs) -> Result<()> {

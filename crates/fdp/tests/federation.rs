@@ -8,21 +8,12 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use common::*;
 use serde_json::Value;
 
 const TRUSTS: [&str; 3] = ["RAA", "RBB", "RCC"];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn cert(data: &Path) -> PathBuf {
     data.join("federation/instance.pem")
@@ -51,14 +42,6 @@ fn member<'a>(answer: &'a Value, ods: &str) -> &'a Value {
         .iter()
         .find(|m| m["member"] == ods)
         .unwrap_or_else(|| panic!("{ods} missing from {answer}"))
-}
-
-fn audit(data: &Path) -> Vec<Value> {
-    std::fs::read_to_string(data.join("audit/audit.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]
@@ -246,7 +229,7 @@ fn a_federated_question_is_answered_declined_and_missed_as_it_should_be() {
     }
     // Both sides audited it: the member each question received, the query
     // it ran as the ICB's principal and the approvals; the ICB each send.
-    let raa = audit(&datas[0]);
+    let raa = audit_entries(&datas[0]);
     assert!(raa.iter().any(|e| e["kind"] == "question-approval"
         && e["principal"] == "ig.lead"
         && e["justification"] == "ICB planning return, approved at IG board"));
@@ -257,11 +240,11 @@ fn a_federated_question_is_answered_declined_and_missed_as_it_should_be() {
         && e["principal"] == "peer:QWO"
         && e["channel"] == "federation"
         && e["what"] == "SELECT count(*) AS n FROM patient"));
-    let rbb = audit(&datas[1]);
+    let rbb = audit_entries(&datas[1]);
     assert!(rbb.iter().any(|e| e["kind"] == "question-withdrawal"));
     assert!(rbb.iter().any(|e| e["kind"] == "federation-receive"
         && e["outcome"].as_str().unwrap().contains("declined")));
-    let qwo = audit(&icb);
+    let qwo = audit_entries(&icb);
     let sent = qwo
         .iter()
         .filter(|e| e["kind"] == "federation-send")

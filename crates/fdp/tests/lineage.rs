@@ -156,15 +156,7 @@ fn sources_tables_and_lineage_pages_show_runs_versions_and_the_path_of_the_data(
     // Records as received: the page asks for the purpose first.
     let r = http_get(a, "/quarantine?kind=csv", Some(t));
     assert_eq!(r.0, 303);
-    let declared = http_form(a, "/purpose", t, &[], &[("purpose", "operations")]);
-    assert_eq!(declared.status, 303, "{}", declared.body);
-    let cookie = declared
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = purpose_cookie(a, t, "operations");
     let r = http_request_with(
         a,
         "GET",

@@ -158,21 +158,7 @@ fn malformed_input_is_answered_quarantined_and_survived() {
     assert!(nhs["position"].as_str().unwrap().contains("PID"));
     assert!(nhs["raw"].as_str().unwrap().contains("9434765918"));
     // The page, once the purpose is declared.
-    let declared = http_form(
-        server.http,
-        "/purpose",
-        &server.token,
-        &[],
-        &[("purpose", "operations"), ("next", "/quarantine")],
-    );
-    assert_eq!(declared.status, 303, "{}", declared.body);
-    let cookie = declared
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = purpose_cookie(server.http, &server.token, "operations");
     let page = http_request_with(
         server.http,
         "GET",

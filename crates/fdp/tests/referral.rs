@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -23,14 +22,6 @@ fn downtime() -> Duration {
     )
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn config(listen: u16, peer: &str, role: &str, peer_port: u16, peer_data: &Path) -> String {
     format!(
         "[principal.tester]\nroles = [\"clinician\"]\n[federation]\nlisten = \"127.0.0.1:{listen}\"\n[[federation.peer]]\nods = \"{peer}\"\nrole = \"{role}\"\naddress = \"127.0.0.1:{peer_port}\"\ncertificate = \"{}\"\n",
@@ -42,14 +33,6 @@ fn referrals(server: &Server) -> Vec<Value> {
     let (status, body) = http_get(server.http, "/api/referrals", Some(&server.token));
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
-}
-
-fn audit(data: &Path) -> Vec<Value> {
-    std::fs::read_to_string(data.join("audit/audit.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]
@@ -191,20 +174,7 @@ fn a_referral_waits_for_a_care_provider_that_is_down_and_arrives_once() {
         referrals(&server)[0]["status"] == "accepted"
     });
     // The admission's page at the trust shows it, for a declared purpose.
-    let declared = http_form(
-        server.http,
-        "/purpose",
-        &server.token,
-        &[],
-        &[("purpose", "direct-care")],
-    );
-    let cookie = declared
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = purpose_cookie(server.http, &server.token, "direct-care");
     let page = http_request_with(
         server.http,
         "GET",
@@ -248,7 +218,7 @@ fn a_referral_waits_for_a_care_provider_that_is_down_and_arrives_once() {
     provider.stop();
 
     // Both sides audited it, naming the patient.
-    let trust_audit = audit(&trust);
+    let trust_audit = audit_entries(&trust);
     for kind in ["referral-sent", "referral-status"] {
         assert!(
             trust_audit
@@ -263,7 +233,7 @@ fn a_referral_waits_for_a_care_provider_that_is_down_and_arrives_once() {
             .as_str()
             .unwrap()
             .starts_with(&format!("referral {id}"))));
-    let care_audit = audit(&care);
+    let care_audit = audit_entries(&care);
     for kind in ["referral-received", "referral-decision"] {
         assert!(
             care_audit

@@ -446,3 +446,39 @@ fn read_response(mut s: TcpStream) -> HttpResponse {
         body: body.to_string(),
     }
 }
+
+/// A loopback port free now, for a listener a configuration must name
+/// before it starts.
+#[allow(dead_code)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Declare `purpose` at the UI's checkpoint as the holder of `token`: the
+/// `Cookie` header value that carries the declaration to later pages.
+#[allow(dead_code)]
+pub fn purpose_cookie(addr: SocketAddr, token: &str, purpose: &str) -> String {
+    let declared = http_form(addr, "/purpose", token, &[], &[("purpose", purpose)]);
+    assert_eq!(declared.status, 303, "{}", declared.body);
+    declared
+        .header("set-cookie")
+        .expect("the declaration's cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Every entry of a data directory's audit log.
+#[allow(dead_code)]
+pub fn audit_entries(data: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(data.join("audit/audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
