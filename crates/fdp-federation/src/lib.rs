@@ -35,6 +35,7 @@ pub mod identity;
 pub mod node;
 pub mod questions;
 pub mod referrals;
+pub mod returns;
 pub mod store;
 pub mod transport;
 

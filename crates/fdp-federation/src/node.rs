@@ -647,6 +647,9 @@ pub struct FederationConfig {
     pub poll: Option<String>,
     /// How often to collect them, in milliseconds (default 1000).
     pub poll_every_ms: Option<u64>,
+    /// For an instance that collects returns from its members (the
+    /// national instance, or an ICB): when they fall due and from whom.
+    pub returns: Option<crate::returns::ReturnSchedule>,
 }
 
 /// One configured peer.

@@ -10,6 +10,7 @@
 //! national data opt-out and disclosure control shape the answer before it
 //! leaves.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,10 +35,67 @@ pub struct Question {
     /// `planning` for aggregate returns; the member's policy decides what it
     /// may see.
     pub purpose: Purpose,
-    /// One query over the canonical model.
+    /// One query over the canonical model. It may name parameters as
+    /// `:name`, each declared in `parameters`.
     pub sql: String,
     #[serde(default)]
     pub description: String,
+    /// The parameters the query takes, by name, and their types.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, ParameterType>,
+    /// The values asked with, by parameter name. Not part of what is
+    /// approved: an approval is of the question, whatever it is asked for.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub arguments: BTreeMap<String, String>,
+}
+
+/// What a parameter may be given as. Each is checked and written into the
+/// query as a literal of its type, so an argument can never change the
+/// query's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParameterType {
+    /// An instant, RFC 3339 (`2026-11-22T08:00:00Z`).
+    Timestamp,
+    /// A day, `YYYY-MM-DD`.
+    Date,
+    /// A whole number.
+    Integer,
+}
+
+impl ParameterType {
+    fn as_str(self) -> &'static str {
+        match self {
+            ParameterType::Timestamp => "timestamp",
+            ParameterType::Date => "date",
+            ParameterType::Integer => "integer",
+        }
+    }
+
+    /// `value` as a SQL literal of this type.
+    fn literal(self, name: &str, value: &str) -> Result<String, String> {
+        let bad = |what: &str| format!("argument {name} = {value:?} is not {what}");
+        match self {
+            ParameterType::Timestamp => {
+                let t = DateTime::parse_from_rfc3339(value)
+                    .map_err(|_| bad("an RFC 3339 timestamp"))?
+                    .with_timezone(&Utc);
+                Ok(format!(
+                    "TIMESTAMP '{}'",
+                    t.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                ))
+            }
+            ParameterType::Date => {
+                let d = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                    .map_err(|_| bad("a date (YYYY-MM-DD)"))?;
+                Ok(format!("DATE '{}'", d.format("%Y-%m-%d")))
+            }
+            ParameterType::Integer => {
+                let n: i64 = value.parse().map_err(|_| bad("a whole number"))?;
+                Ok(n.to_string())
+            }
+        }
+    }
 }
 
 impl Question {
@@ -53,7 +111,76 @@ impl Question {
             h.update(part.as_bytes());
             h.update([0u8]);
         }
+        // Questions without parameters keep the digest they always had.
+        for (name, ty) in &self.parameters {
+            h.update(format!("{name}:{}", ty.as_str()).as_bytes());
+            h.update([0u8]);
+        }
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The query with its arguments written in as literals. Every
+    /// parameter the query names must be declared and given; `::` casts and
+    /// text in quotes are left alone.
+    pub fn bound_sql(&self) -> Result<String, String> {
+        for name in self.arguments.keys() {
+            if !self.parameters.contains_key(name) {
+                return Err(format!(
+                    "{} takes no parameter {name} (it takes: {})",
+                    self.name,
+                    self.parameters
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        let chars: Vec<char> = self.sql.chars().collect();
+        let mut out = String::with_capacity(self.sql.len());
+        let mut in_quotes = false;
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if c == '\'' {
+                in_quotes = !in_quotes;
+            }
+            let starts_parameter = !in_quotes
+                && c == ':'
+                && chars
+                    .get(i + 1)
+                    .is_some_and(|n| n.is_ascii_alphabetic() || *n == '_')
+                && (i == 0 || chars[i - 1] != ':');
+            if !starts_parameter {
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            let mut j = i + 1;
+            while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '_') {
+                j += 1;
+            }
+            let name: String = chars[i + 1..j].iter().collect();
+            let ty = self
+                .parameters
+                .get(&name)
+                .ok_or_else(|| format!("{} names :{name}, which it does not declare", self.name))?;
+            let value = self
+                .arguments
+                .get(&name)
+                .ok_or_else(|| format!("{} was asked without a value for :{name}", self.name))?;
+            out.push_str(&ty.literal(&name, value)?);
+            i = j;
+        }
+        Ok(out)
+    }
+
+    /// The same question, asked with `arguments`.
+    pub fn with_arguments(&self, arguments: BTreeMap<String, String>) -> Question {
+        Question {
+            arguments,
+            ..self.clone()
+        }
     }
 
     /// A question file (TOML).
@@ -159,6 +286,8 @@ impl Approvals {
             purpose: Purpose::Planning,
             sql: String::new(),
             description: String::new(),
+            parameters: BTreeMap::new(),
+            arguments: BTreeMap::new(),
         };
         audit_decision(governance, "question-withdrawal", from, &q, by, reason)
     }
@@ -240,31 +369,9 @@ impl<S: TableSource + Send + Sync> QuestionAnswerer<S> {
             .session(&self.source, req)
             .await
             .map_err(|e| e.to_string())?;
-        let result = session.query(&q.sql).await.map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        {
-            let mut w = arrow_json::ArrayWriter::new(&mut buf);
-            for b in &result.batches {
-                w.write(b).map_err(|e| e.to_string())?;
-            }
-            w.finish().map_err(|e| e.to_string())?;
-        }
-        let rows: Value = if buf.is_empty() {
-            json!([])
-        } else {
-            serde_json::from_slice(&buf).map_err(|e| e.to_string())?
-        };
-        let columns: Vec<&String> = result.schema.fields().iter().map(|f| f.name()).collect();
-        Ok(json!({
-            "question": q.name,
-            "version": q.version,
-            "columns": columns,
-            "rows": rows,
-            "disclosure_control": result.disclosure.as_ref().map(|d| d.summary()),
-            // Which versions of which tables it was computed from.
-            "tables": result.versions,
-            "computed_at": Utc::now(),
-        }))
+        let sql = q.bound_sql()?;
+        let result = session.query(&sql).await.map_err(|e| e.to_string())?;
+        crate::returns::section(q, &result)
     }
 }
 
@@ -352,4 +459,83 @@ pub fn combine(answers: &[MemberAnswer]) -> Vec<Value> {
         }
     }
     combined
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn question(sql: &str) -> Question {
+        Question {
+            name: "q".into(),
+            version: 1,
+            purpose: Purpose::Planning,
+            sql: sql.into(),
+            description: String::new(),
+            parameters: BTreeMap::from([
+                ("census_at".to_string(), ParameterType::Timestamp),
+                ("n".to_string(), ParameterType::Integer),
+            ]),
+            arguments: BTreeMap::new(),
+        }
+    }
+
+    fn args(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn arguments_are_written_in_as_literals_of_their_type() {
+        let q =
+            question("SELECT x::date, ':n' FROM t WHERE at <= :census_at LIMIT :n").with_arguments(
+                args(&[("census_at", "2026-11-22T09:00:00+01:00"), ("n", "5")]),
+            );
+        assert_eq!(
+            q.bound_sql().unwrap(),
+            "SELECT x::date, ':n' FROM t WHERE at <= TIMESTAMP '2026-11-22T08:00:00.000000Z' LIMIT 5"
+        );
+    }
+
+    #[test]
+    fn an_argument_cannot_change_the_query() {
+        let q = question("SELECT * FROM t WHERE at <= :census_at LIMIT :n");
+        let bad = q.with_arguments(args(&[
+            ("census_at", "2026-11-22T08:00:00Z' OR 1=1 --"),
+            ("n", "1"),
+        ]));
+        assert!(bad.bound_sql().unwrap_err().contains("census_at"));
+        let bad = q.with_arguments(args(&[
+            ("census_at", "2026-11-22T08:00:00Z"),
+            ("n", "1; DROP"),
+        ]));
+        assert!(bad.bound_sql().unwrap_err().contains("whole number"));
+        let missing = q.with_arguments(args(&[("n", "1")]));
+        assert!(missing.bound_sql().unwrap_err().contains(":census_at"));
+        let unknown = q.with_arguments(args(&[
+            ("census_at", "2026-11-22T08:00:00Z"),
+            ("n", "1"),
+            ("other", "1"),
+        ]));
+        assert!(unknown.bound_sql().unwrap_err().contains("other"));
+        let undeclared = question("SELECT :what");
+        assert!(undeclared
+            .bound_sql()
+            .unwrap_err()
+            .contains("does not declare"));
+    }
+
+    #[test]
+    fn arguments_are_not_part_of_what_is_approved_but_parameters_are() {
+        let q = question("SELECT :census_at");
+        let asked = q.with_arguments(args(&[("census_at", "2026-11-22T08:00:00Z")]));
+        assert_eq!(q.digest(), asked.digest());
+        let mut retyped = q.clone();
+        retyped
+            .parameters
+            .insert("census_at".into(), ParameterType::Date);
+        assert_ne!(q.digest(), retyped.digest());
+    }
 }

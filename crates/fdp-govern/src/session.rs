@@ -1107,6 +1107,32 @@ impl QueryResult {
     pub fn row_count(&self) -> usize {
         self.batches.iter().map(|b| b.num_rows()).sum()
     }
+
+    /// The rows as JSON objects, one per row, keyed by column name.
+    pub fn rows_json(&self) -> Result<serde_json::Value, datafusion::arrow::error::ArrowError> {
+        let mut buf = Vec::new();
+        {
+            let mut w = arrow_json::ArrayWriter::new(&mut buf);
+            for b in &self.batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+        }
+        if buf.is_empty() {
+            return Ok(serde_json::Value::Array(Vec::new()));
+        }
+        serde_json::from_slice(&buf)
+            .map_err(|e| datafusion::arrow::error::ArrowError::JsonError(e.to_string()))
+    }
+
+    /// The names of the answer's columns.
+    pub fn column_names(&self) -> Vec<String> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
 }
 
 /// SQL a governed session runs: queries only. Statements that would create

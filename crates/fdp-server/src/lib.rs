@@ -19,6 +19,7 @@ mod governed;
 mod pages;
 pub mod pgwire;
 mod referrals;
+mod returns;
 pub mod routes;
 mod sources;
 mod sql;

@@ -84,6 +84,7 @@ pub fn layout(title: &str, ods: Option<&str>, body: Markup) -> Html<String> {
                             a href="/lineage" { "Lineage" } " "
                             a href="/quarantine" { "Quarantine" } " "
                             a href="/federation" { "Federation" } " "
+                            a href="/returns" { "Returns" } " "
                             a href="/audit" { "Audit" } " "
                             a href="/purpose" { "Purpose" }
                         }

@@ -9,7 +9,8 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    api, auth, checkpoint, fhir, fhir_import, governed, pages, referrals, sources, sql, AppState,
+    api, auth, checkpoint, fhir, fhir_import, governed, pages, referrals, returns, sources, sql,
+    AppState,
 };
 
 /// Who may call a route.
@@ -251,6 +252,33 @@ pub fn routes() -> Vec<Route> {
                 "This instance in the federation: peers, and every message sent with where it has got to",
                 "html",
                 referrals::federation_page,
+            )],
+        ),
+        route(
+            "/returns",
+            "federation",
+            vec![get(
+                "The daily operational return: on a collecting instance each member's submission and the figures across them; on a member its own return",
+                "html",
+                returns::page,
+            )],
+        ),
+        route(
+            "/api/returns/daily",
+            "federation",
+            vec![get(
+                "This instance's own daily operational return for a census instant (query census_at, RFC 3339; default the latest 08:00), computed under the caller's purpose (default planning)",
+                "json",
+                returns::own_return,
+            )],
+        ),
+        route(
+            "/api/returns/collected",
+            "federation",
+            vec![get(
+                "The returns this instance has collected from its members, with each member's submission status (query census_at for one)",
+                "json",
+                returns::collected,
             )],
         ),
         route(

@@ -178,24 +178,11 @@ pub async fn query(
         Ok(r) => r,
         Err(response) => return response,
     };
-    let mut buf = Vec::new();
-    {
-        let mut w = arrow_json::ArrayWriter::new(&mut buf);
-        for b in &result.batches {
-            if let Err(e) = w.write(b) {
-                return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-            }
-        }
-        if let Err(e) = w.finish() {
-            return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-        }
-    }
-    let rows: serde_json::Value = if buf.is_empty() {
-        json!([])
-    } else {
-        serde_json::from_slice(&buf).unwrap_or_else(|_| json!([]))
+    let rows = match result.rows_json() {
+        Ok(r) => r,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let columns: Vec<&String> = result.schema.fields().iter().map(|f| f.name()).collect();
+    let columns = result.column_names();
     Json(json!({
         "purpose": session.purpose(),
         "role": session.role(),

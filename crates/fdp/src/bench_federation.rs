@@ -79,6 +79,8 @@ pub async fn run(args: FederationArgs) -> Result<()> {
         purpose: Purpose::Planning,
         sql: "SELECT method_of_admission_code AS method, count(*) AS admissions, count(DISTINCT patient_id) AS patients FROM admission GROUP BY method_of_admission_code".into(),
         description: "Admissions and patients by method of admission".into(),
+        parameters: Default::default(),
+        arguments: Default::default(),
     };
 
     // One trust's data, copied to every member.

@@ -266,6 +266,21 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
                     Duration::from_millis(fc.poll_every_ms.unwrap_or(1000)),
                 )));
             }
+            if let Some(schedule) = &fc.returns {
+                let definition = match &schedule.definition {
+                    Some(path) => fdp_federation::returns::ReturnDefinition::load(path)
+                        .map_err(anyhow::Error::msg)
+                        .context("reading [federation.returns] definition")?,
+                    None => fdp_federation::returns::ReturnDefinition::daily_operational(),
+                };
+                federation_tasks.push(tokio::spawn(fdp_federation::returns::run_schedule(
+                    fed.clone(),
+                    definition,
+                    schedule.clone(),
+                    fdp_federation::returns::ReturnStore::open(&data_dir),
+                    Duration::from_secs(60),
+                )));
+            }
             match fc.listen {
                 Some(addr) => {
                     let listener = tokio::net::TcpListener::bind(addr)

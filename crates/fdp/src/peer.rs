@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use fdp_federation::questions::{Approvals, Question};
+use fdp_federation::returns::ReturnDefinition;
 use fdp_federation::{FederationCa, InstanceIdentity, OrgRole};
 
 use crate::instance::InstanceConfig;
@@ -47,9 +48,15 @@ pub enum PeerCommand {
         /// The asking instance's ODS code
         #[arg(long)]
         from: String,
-        /// The question, as the asker published it (TOML: name, version, purpose, sql)
-        #[arg(long)]
-        question: PathBuf,
+        /// The question, as the asker published it (TOML: name, version,
+        /// purpose, sql), or a return (name and `[[question]]`s): every
+        /// question in it is approved
+        #[arg(long, required_unless_present = "daily_return")]
+        question: Option<PathBuf>,
+        /// Approve the daily operational return's questions, as published
+        /// with this release
+        #[arg(long, conflicts_with = "question")]
+        daily_return: bool,
         /// Who approves it
         #[arg(long)]
         by: String,
@@ -179,20 +186,34 @@ pub fn run(cmd: PeerCommand) -> Result<()> {
             data_dir,
             from,
             question,
+            daily_return,
             by,
             reason,
         } => {
-            let q = Question::load(&question).map_err(anyhow::Error::msg)?;
+            let questions = match question {
+                None if daily_return => ReturnDefinition::daily_operational().questions,
+                None => anyhow::bail!("name a --question file, or --daily-return"),
+                Some(path) => match Question::load(&path) {
+                    Ok(q) => vec![q],
+                    Err(as_question) => ReturnDefinition::load(&path)
+                        .map(|r| r.questions)
+                        .map_err(|_| anyhow::anyhow!("{as_question}"))
+                        .context("not a question, nor a return of [[question]]s")?,
+                },
+            };
             let governance = InstanceConfig::governance_of(&data_dir)?;
-            Approvals::open(&data_dir)
-                .approve(&governance, &from, &q, &by, &reason)
-                .map_err(anyhow::Error::msg)?;
-            println!(
-                "{} v{} from {from} approved (sha256 {})",
-                q.name,
-                q.version,
-                q.digest()
-            );
+            let approvals = Approvals::open(&data_dir);
+            for q in &questions {
+                approvals
+                    .approve(&governance, &from, q, &by, &reason)
+                    .map_err(anyhow::Error::msg)?;
+                println!(
+                    "{} v{} from {from} approved (sha256 {})",
+                    q.name,
+                    q.version,
+                    q.digest()
+                );
+            }
             Ok(())
         }
         PeerCommand::Withdraw {
