@@ -5,17 +5,21 @@ use std::sync::Arc;
 use fdp_govern::{AuditLog, TableSource};
 use serde_json::{json, Value};
 
+use crate::capacity::CapacityFeed;
 use crate::envelope::Envelope;
 use crate::node::{Handler, Peer};
 use crate::questions::{Question, QuestionAnswerer};
 use crate::referrals::Referrals;
 
 /// Questions are answered through governance; referrals and their status
-/// are recorded.
+/// are recorded; capacity feeds are gathered and handed to members that
+/// ask for them.
 pub struct InstanceMessages<S> {
     pub questions: QuestionAnswerer<S>,
     pub referrals: Arc<Referrals>,
     pub audit: Arc<AuditLog>,
+    /// What an ICB has gathered from its members' capacity feeds.
+    pub capacity: Arc<CapacityFeed>,
 }
 
 #[async_trait::async_trait]
@@ -39,6 +43,11 @@ impl<S: TableSource + Send + Sync> Handler for InstanceMessages<S> {
                     .map_err(|e| e.to_string())?;
                 Ok(json!({"received": true}))
             }
+            "capacity" => {
+                self.capacity.received(&from.ods, &message.body)?;
+                Ok(json!({"received": true}))
+            }
+            "capacity-query" => Ok(json!({"feed": self.capacity.all()?})),
             other => Err(format!("this instance does not take `{other}` messages")),
         }
     }

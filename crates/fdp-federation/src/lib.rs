@@ -29,6 +29,7 @@
 //! peer's question passes the answering instance's own policy, opt-out and
 //! disclosure control before it is put in an envelope.
 
+pub mod capacity;
 pub mod envelope;
 pub mod handler;
 pub mod identity;

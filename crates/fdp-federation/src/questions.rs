@@ -47,6 +47,11 @@ pub struct Question {
     /// approved: an approval is of the question, whatever it is asked for.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub arguments: BTreeMap<String, String>,
+    /// Read the member's tables as they stood at this instant (Delta time
+    /// travel), so that the answer is the same whenever it is computed.
+    /// Like the arguments, not part of what is approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 /// What a parameter may be given as. Each is checked and written into the
@@ -288,6 +293,7 @@ impl Approvals {
             description: String::new(),
             parameters: BTreeMap::new(),
             arguments: BTreeMap::new(),
+            as_of: None,
         };
         audit_decision(governance, "question-withdrawal", from, &q, by, reason)
     }
@@ -360,6 +366,9 @@ impl<S: TableSource + Send + Sync> QuestionAnswerer<S> {
             organisation: Some(from.to_string()),
         };
         let mut req = SessionRequest::new(principal, q.purpose, "federation");
+        if let Some(t) = q.as_of {
+            req.as_of = fdp_govern::AsOf::Timestamp(t);
+        }
         req.justification = Some(format!(
             "federated question {} v{} (approved)",
             q.name, q.version
@@ -477,6 +486,7 @@ mod tests {
                 ("n".to_string(), ParameterType::Integer),
             ]),
             arguments: BTreeMap::new(),
+            as_of: None,
         }
     }
 

@@ -9,7 +9,10 @@
 //! keeps what each member submitted, and asks again those that had not
 //! answered until the next census instant falls due. A member computes its
 //! own return for the same instant with [`compute`], through its own
-//! governed session, and gets the same figures it submitted.
+//! governed session, and gets the same figures it submitted: both read the
+//! member's tables as they stood at the census instant, so corrections
+//! recorded afterwards (a cancelled admission, a discharge keyed late)
+//! change neither.
 //!
 //! Only aggregates leave a member: each answer is a federated question's,
 //! so the member's policy, opt-out and disclosure control apply.
@@ -53,12 +56,17 @@ impl ReturnDefinition {
         toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// The questions, asked for `census_at`.
+    /// The questions, asked for `census_at` of the tables as they stood
+    /// then: what a member answers is the same whenever it is asked, and
+    /// the same as it reports for itself.
     pub fn for_census(&self, census_at: DateTime<Utc>) -> Vec<Question> {
         let args = BTreeMap::from([("census_at".to_string(), census_at.to_rfc3339())]);
         self.questions
             .iter()
-            .map(|q| q.with_arguments(args.clone()))
+            .map(|q| Question {
+                as_of: Some(census_at),
+                ..q.with_arguments(args.clone())
+            })
             .collect()
     }
 }
@@ -328,9 +336,28 @@ pub async fn collect(
         return collected;
     }
     let questions = definition.for_census(census_at);
-    let asked =
-        futures::future::join_all(questions.iter().map(|q| ask(fed, q, &outstanding))).await;
-    for member in &outstanding {
+    // Members at once, each member's questions one after another: a
+    // member answers one question at a time, as its analysts would.
+    let asked: Vec<Vec<crate::questions::MemberAnswer>> =
+        futures::future::join_all(outstanding.iter().map(|m| {
+            let questions = &questions;
+            async move {
+                let mut answers = Vec::new();
+                for q in questions {
+                    let a = ask(fed, q, std::slice::from_ref(m)).await;
+                    let stop = a.iter().any(|a| a.status != "answered");
+                    answers.extend(a);
+                    // One unanswered question and the member has not
+                    // submitted: asking the rest would only add load.
+                    if stop {
+                        break;
+                    }
+                }
+                answers
+            }
+        }))
+        .await;
+    for (member, answers) in outstanding.iter().zip(&asked) {
         let s = collected
             .members
             .iter_mut()
@@ -339,16 +366,14 @@ pub async fn collect(
         s.attempts += 1;
         let mut sections = BTreeMap::new();
         let mut problem: Option<(String, String)> = None;
-        for (q, answers) in questions.iter().zip(&asked) {
-            let Some(a) = answers.iter().find(|a| &a.member == member) else {
-                continue;
-            };
+        for (q, a) in questions.iter().zip(answers) {
             match (&a.status[..], &a.answer) {
                 ("answered", Some(v)) => {
                     sections.insert(q.name.clone(), v.clone());
                 }
                 (status, _) => {
                     if problem.is_none() {
+                        // Answered with nothing in it is no answer.
                         let status = if status == "answered" {
                             "refused"
                         } else {
@@ -376,13 +401,7 @@ pub async fn collect(
             Some((status, reason)) => {
                 // A member that answers some questions and not others has
                 // not submitted: its figures would not add up to a return.
-                s.status = if status == "answered" {
-                    "refused".into()
-                } else if status == "declined" {
-                    "declined".into()
-                } else {
-                    status
-                };
+                s.status = status;
                 s.reason = Some(reason);
             }
         }
@@ -436,6 +455,7 @@ pub fn section(q: &Question, result: &QueryResult) -> Result<Value, String> {
         "question": q.name,
         "version": q.version,
         "arguments": q.arguments,
+        "as_of": q.as_of,
         "columns": result.column_names(),
         "rows": result.rows_json().map_err(|e| e.to_string())?,
         "disclosure_control": result.disclosure.as_ref().map(|d| d.summary()),
@@ -445,7 +465,8 @@ pub fn section(q: &Question, result: &QueryResult) -> Result<Value, String> {
 }
 
 /// A member's own return for `census_at`, computed in `session` (which
-/// should be for the return's purpose): each question's answer by name.
+/// should be for the return's purpose and read the tables as of
+/// `census_at`): each question's answer by name.
 pub async fn compute(
     session: &GovernedSession,
     definition: &ReturnDefinition,

@@ -1112,7 +1112,10 @@ impl QueryResult {
     pub fn rows_json(&self) -> Result<serde_json::Value, datafusion::arrow::error::ArrowError> {
         let mut buf = Vec::new();
         {
-            let mut w = arrow_json::ArrayWriter::new(&mut buf);
+            // A suppressed count is a null, shown as one rather than left out.
+            let mut w = arrow_json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow_json::writer::JsonArray>(&mut buf);
             for b in &self.batches {
                 w.write(b)?;
             }

@@ -39,7 +39,7 @@ pub(crate) fn refused(state: &AppState, status: StatusCode, message: &str) -> Re
 
 /// A governed session for the purpose the person declared, or the response
 /// that sends them to declare one or says why not.
-pub(crate) async fn session_for(
+async fn session_for(
     state: &AppState,
     ext: &Extensions,
     headers: &HeaderMap,

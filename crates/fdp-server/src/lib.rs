@@ -12,6 +12,7 @@
 
 mod api;
 mod auth;
+mod capacity;
 mod checkpoint;
 pub mod fhir;
 mod fhir_import;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub federation: Option<Arc<fdp_federation::Federation>>,
     /// Discharge referrals sent and received.
     pub referrals: Arc<fdp_federation::referrals::Referrals>,
+    /// The ICB's capacity feeds as last fetched, for the bed board.
+    pub capacity: Arc<fdp_federation::capacity::FetchedFeed>,
 }
 
 /// Facts about the instance shown on its pages.

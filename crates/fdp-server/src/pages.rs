@@ -85,6 +85,7 @@ pub fn layout(title: &str, ods: Option<&str>, body: Markup) -> Html<String> {
                             a href="/quarantine" { "Quarantine" } " "
                             a href="/federation" { "Federation" } " "
                             a href="/returns" { "Returns" } " "
+                            a href="/capacity" { "Capacity" } " "
                             a href="/audit" { "Audit" } " "
                             a href="/purpose" { "Purpose" }
                         }
@@ -250,6 +251,7 @@ pub async fn bed_board(
         Ok((board, _)) => board,
         Err(r) => return r,
     };
+    let options = crate::capacity::discharge_options(&state, &board).await;
     layout(
         "Bed board",
         Some(&state.instance.ods),
@@ -317,6 +319,7 @@ pub async fn bed_board(
                 }
             }
             p.hint { "Flags: los7/los14/los21 long stay; leave = on leave of absence; mo = medically optimised for discharge." }
+            (options)
             script { (PreEscaped(LIVE_SCRIPT)) }
         },
     )
@@ -664,7 +667,7 @@ pub async fn bed_status_form(
 }
 
 /// Decode `application/x-www-form-urlencoded`, keeping repeated keys.
-fn form_pairs(body: &str) -> Vec<(String, String)> {
+pub(crate) fn form_pairs(body: &str) -> Vec<(String, String)> {
     fn decode(s: &str) -> String {
         let bytes = s.as_bytes();
         let mut out = Vec::with_capacity(bytes.len());

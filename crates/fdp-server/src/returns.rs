@@ -62,6 +62,7 @@ pub async fn own_return(
     if !headers.contains_key("x-purpose") {
         req.purpose = Purpose::Planning;
     }
+    req.as_of = fdp_govern::AsOf::Timestamp(at);
     let session = match state.governance.session(&state.tables, req).await {
         Ok(s) => s,
         Err(GovernError::Refused(r)) => return problem(StatusCode::FORBIDDEN, r.to_string()),
@@ -164,17 +165,27 @@ pub async fn page(
         };
         collected_page(chosen, &all)
     } else {
-        let session = match crate::governed::session_for(&state, &ext, &headers, &uri, "http").await
-        {
+        let Some(mut req) = crate::checkpoint::declared(&state, &headers, &principal(&ext), "ui")
+        else {
+            let here = uri
+                .path_and_query()
+                .map(|pq| pq.as_str())
+                .unwrap_or("/returns");
+            return crate::checkpoint::to_checkpoint(here);
+        };
+        req.as_of = fdp_govern::AsOf::Timestamp(at);
+        let session = match state.governance.session(&state.tables, req).await {
             Ok(s) => s,
-            Err(r) => return r,
+            Err(e) => {
+                return crate::governed::refused(&state, StatusCode::FORBIDDEN, &e.to_string())
+            }
         };
         let definition = ReturnDefinition::daily_operational();
         match fdp_federation::returns::compute(&session, &definition, at).await {
             Ok(sections) => html! {
                 h1 { "Daily operational return" }
                 p { "What this instance reports for the census instant " strong #census-at { (at.to_rfc3339()) }
-                    ", computed now for " (session.purpose()) " as " (session.role())
+                    ", from the tables as they stood then, for " (session.purpose()) " as " (session.role())
                     ", with this instance's opt-out and disclosure control. It is what a collecting instance receives when it asks." }
                 form method="get" {
                     label for="census_at" { "Census instant (UTC)" }

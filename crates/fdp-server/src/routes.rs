@@ -9,8 +9,8 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    api, auth, checkpoint, fhir, fhir_import, governed, pages, referrals, returns, sources, sql,
-    AppState,
+    api, auth, capacity, checkpoint, fhir, fhir_import, governed, pages, referrals, returns,
+    sources, sql, AppState,
 };
 
 /// Who may call a route.
@@ -253,6 +253,38 @@ pub fn routes() -> Vec<Route> {
                 "html",
                 referrals::federation_page,
             )],
+        ),
+        route(
+            "/capacity",
+            "federation",
+            vec![
+                get(
+                    "Free places (or theatre slots) this instance offers, with a form to update them; on an ICB, everything gathered from its members",
+                    "html",
+                    capacity::page,
+                ),
+                post(
+                    "Update this instance's free places from the page and publish them to the ICB",
+                    "html",
+                    capacity::form,
+                ),
+            ],
+        ),
+        route(
+            "/api/capacity",
+            "federation",
+            vec![
+                get(
+                    "What this instance offers, and on an ICB what it has gathered from each publisher with the figure's age",
+                    "json",
+                    capacity::get_capacity,
+                ),
+                put(
+                    "Replace this instance's offers (care-home places, virtual-ward places, theatre slots) and publish them to the ICB; a change to care_capacity",
+                    "json",
+                    capacity::put_capacity,
+                ),
+            ],
         ),
         route(
             "/returns",

@@ -81,6 +81,7 @@ pub async fn run(args: FederationArgs) -> Result<()> {
         description: "Admissions and patients by method of admission".into(),
         parameters: Default::default(),
         arguments: Default::default(),
+        as_of: None,
     };
 
     // One trust's data, copied to every member.

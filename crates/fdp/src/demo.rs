@@ -1,6 +1,7 @@
-//! `fdp demo`: a synthetic acute trust whose PAS feeds a live instance.
+//! `fdp demo`: synthetic acute trusts whose PASes feed live instances, in a
+//! federation (see [`crate::demo_federation`]).
 //!
-//! The PAS simulator is deterministic for a seed and a sequence of clock
+//! Each trust's PAS simulator is deterministic for a seed and a sequence of clock
 //! readings, so the demo keeps its own simulated clock (`started_at` plus
 //! one tick per message) and a count of messages acknowledged. A second
 //! `fdp demo` on the same data directory regenerates the same stream, skips
@@ -10,7 +11,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -19,26 +19,34 @@ use fdp_synth::{PasConfig, PasSimulator, Trust, TrustSpec};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::instance::{self, InstanceConfig};
+use crate::instance;
 use crate::mllp_client;
 
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Data directory of the demo trust (kept between runs)
+    /// Where the demo keeps its instances' data directories, keys and
+    /// configuration (kept between runs)
     #[arg(long, default_value = "fdp-demo")]
     pub data_dir: PathBuf,
-    /// HTTP address of the web UI and API
+    /// HTTP address of the first instance's web UI and API; the others
+    /// take the ports after it (port 0: any free port for each)
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
-    /// MLLP address the simulated PAS sends to
+    /// MLLP address the first trust's simulated PAS sends to; the other
+    /// trusts take the ports after it (port 0: any free port for each)
     #[arg(long, default_value = "127.0.0.1:2575")]
     pub mllp: SocketAddr,
-    /// ADT messages per second from the simulated PAS
+    /// ADT messages per second from each trust's simulated PAS
     #[arg(long, default_value_t = 5.0)]
     pub rate: f64,
-    /// Seed of the synthetic trust (used on the first run; later runs keep theirs)
+    /// Seed of the first synthetic trust, the others following (used on
+    /// the first run; later runs keep theirs)
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Minutes between the national instance's census instants for the
+    /// daily operational return (a real return is daily, at 08:00)
+    #[arg(long, default_value_t = 2)]
+    pub return_every_minutes: u32,
 }
 
 /// Where the simulated PAS has got to.
@@ -161,30 +169,24 @@ fn sample_message(event: &str, bed: &fdp_ingest::adt::census::Bed, i: usize) -> 
 }
 
 pub async fn run(args: DemoArgs) -> Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    // The demo's own principal, and the roles `fdp sql --as demo` acts in:
-    // kept beside the data so the command line finds them.
-    let identity = "ods = \"RXX\"\n\n[principal.demo]\nroles = [\"clinician\", \"bed-manager\", \"analyst\", \"information-governance-lead\"]\n";
-    let identity_file = args.data_dir.join("instance.toml");
-    if !identity_file.exists() {
-        std::fs::write(&identity_file, identity)
-            .with_context(|| format!("writing {}", identity_file.display()))?;
-    }
-    let config = InstanceConfig {
-        data_dir: Some(args.data_dir.clone()),
-        http: Some(args.http),
-        mllp: Some(args.mllp),
-        canonical_interval_secs: Some(5.0),
-        ..InstanceConfig::load(&identity_file)?
-    };
-    let running = instance::start(&config).await?;
-    let progress = match load_progress(&args.data_dir)? {
+    crate::demo_federation::run(args).await
+}
+
+/// One trust of the demo: its simulated PAS feeding the running instance,
+/// from where an earlier run stopped.
+pub(crate) async fn start_pas(
+    running: &instance::Running,
+    data_dir: &Path,
+    seed: u64,
+    rate: f64,
+    stop: watch::Receiver<bool>,
+) -> Result<(tokio::task::JoinHandle<Result<()>>, u64)> {
+    let progress = match load_progress(data_dir)? {
         Some(p) => p,
         None => Progress {
-            seed: args.seed,
+            seed,
             started_at: Utc::now(),
-            tick_secs: 1.0 / args.rate.max(0.01),
+            tick_secs: 1.0 / rate.max(0.01),
             acked: 0,
         },
     };
@@ -198,77 +200,56 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         )
         .await?;
     }
-    let token = running.tokens.create("demo")?;
-    let http = running.http_addr.context("HTTP listener")?;
     let mllp = running.mllp_addr.context("MLLP listener")?;
     for _ in 0..progress.acked {
         workload.next_message();
     }
-    println!(
-        "OpenFDP demo: trust RXX, data in {}",
-        args.data_dir.display()
-    );
-    println!("  bed board:  http://{http}/login?token={token}&next=/bed-board");
-    println!(
-        "  MLLP:       {mllp} (the simulated PAS sends {:.1} messages/s)",
-        args.rate
-    );
-    println!("  SQL:        fdp sql --data-dir {} --as demo --purpose operations --role bed-manager \"SELECT ward_id, count(*) FROM ward_stay WHERE end_timestamp IS NULL GROUP BY ward_id\"", args.data_dir.display());
-    if progress.acked > 0 {
-        println!("  resuming after {} messages already sent", progress.acked);
-    }
-    println!("Press Ctrl-C to stop.");
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let pas = tokio::spawn(run_pas(
-        mllp,
-        workload,
-        progress,
-        args.rate,
-        args.data_dir.clone(),
-        stop_rx,
-    ));
-    crate::wait_for_signal().await;
-    println!("Stopping…");
-    let _ = stop_tx.send(true);
-    match pas.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("the simulated PAS stopped: {e:#}"),
-        Err(e) => eprintln!("the simulated PAS failed: {e}"),
-    }
-    running.stop().await
+    let resumed = progress.acked;
+    Ok((
+        tokio::spawn(run_pas(
+            mllp,
+            workload,
+            progress,
+            data_dir.to_path_buf(),
+            stop,
+        )),
+        resumed,
+    ))
 }
 
-/// Send the stream: the census at once, then at `rate` per second.
+/// Send the stream: the census at once, then each event when the wall
+/// clock reaches its simulated time (one tick per message), so events are
+/// never sent before they happen nor fall behind because acknowledgements
+/// take time. After a pause the backlog is sent as fast as it is taken.
 async fn run_pas(
     mllp: SocketAddr,
     mut workload: Workload,
     mut progress: Progress,
-    rate: f64,
     data_dir: PathBuf,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let (mut tx, mut acks) = mllp_client::connect(mllp).await?;
-    let interval = Duration::from_secs_f64(1.0 / rate.max(0.01));
     let mut last_saved = progress.acked;
     loop {
         if *stop.borrow() {
             break;
         }
         let in_census = workload.census.as_ref().is_some_and(|c| !c.is_empty());
-        let (msg, _) = workload.next_message();
+        let (msg, at) = workload.next_message();
+        if !in_census {
+            if let Ok(wait) = (at - Utc::now()).to_std() {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {},
+                    _ = stop.changed() => break,
+                }
+            }
+        }
         tx.send(&msg).await?;
         acks.next().await?;
         progress.acked += 1;
         if progress.acked - last_saved >= 50 || !in_census {
             save_progress(&data_dir, &progress)?;
             last_saved = progress.acked;
-        }
-        if !in_census {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {},
-                _ = stop.changed() => {},
-            }
         }
     }
     save_progress(&data_dir, &progress)?;

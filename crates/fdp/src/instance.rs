@@ -144,6 +144,8 @@ impl Drop for BackgroundRuntime {
 /// A started instance.
 pub struct Running {
     pub federation_addr: Option<SocketAddr>,
+    /// The instance in the federation, when it is configured.
+    pub federation: Option<Arc<fdp_federation::Federation>>,
     federation_tasks: Vec<JoinHandle<()>>,
     pub http_addr: Option<SocketAddr>,
     pub mllp_addr: Option<SocketAddr>,
@@ -253,6 +255,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
                 ),
                 referrals: referrals.clone(),
                 audit: governance.audit().clone(),
+                capacity: Arc::new(fdp_federation::capacity::CapacityFeed::open(&data_dir)),
             }));
             federation_tasks.push(tokio::spawn(fed.clone().run_outbox()));
             federation = Some(fed.clone());
@@ -313,6 +316,9 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
         Some(AppState {
             federation: federation.clone(),
             referrals: referrals.clone(),
+            capacity: Arc::new(fdp_federation::capacity::FetchedFeed::new(
+                Duration::from_secs(30),
+            )),
             governance: governance.clone(),
             tables: tables.clone(),
             oidc,
@@ -409,6 +415,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
     ));
     Ok(Running {
         federation_addr,
+        federation,
         federation_tasks,
         http_addr,
         mllp_addr,

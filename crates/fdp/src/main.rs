@@ -10,6 +10,7 @@ mod bench_federation;
 mod bench_fhir;
 mod bench_governed;
 mod demo;
+mod demo_federation;
 mod ingest;
 mod instance;
 mod keys;

@@ -1,9 +1,13 @@
-//! `fdp demo` fills a bed board from its simulated PAS, stops cleanly on
-//! Ctrl-C, and a second `fdp demo` on the same data carries on where the
-//! first stopped, with the instance and the simulator still agreeing.
+//! `fdp demo` starts a federation: three trusts whose simulated PASes fill
+//! their bed boards, an ICB gathering capacity, two care providers and the
+//! national instance collecting the daily operational return, which matches
+//! what each trust reports for itself. It stops cleanly on Ctrl-C, and a
+//! second `fdp demo` on the same data carries on where the first stopped,
+//! with each instance and its simulator still agreeing.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Stdio};
@@ -13,14 +17,39 @@ use common::*;
 
 struct Demo {
     child: Child,
-    http: SocketAddr,
-    token: String,
+    /// Each instance's HTTP address and the demo principal's token, by ODS code.
+    instances: BTreeMap<String, (SocketAddr, String)>,
+    started_in_secs: f64,
 }
 
 impl Drop for Demo {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Demo {
+    fn http(&self, ods: &str) -> SocketAddr {
+        self.instances[ods].0
+    }
+
+    fn token(&self, ods: &str) -> &str {
+        &self.instances[ods].1
+    }
+
+    /// `GET path` on `ods` as the demo principal acting in `role`.
+    fn get(&self, ods: &str, path: &str, role: &str) -> serde_json::Value {
+        let r = http_request_with(
+            self.http(ods),
+            "GET",
+            path,
+            Some(self.token(ods)),
+            &[("X-Role", role)],
+            None,
+        );
+        assert_eq!(r.status, 200, "{ods} {path}: {}", r.body);
+        serde_json::from_str(&r.body).unwrap()
     }
 }
 
@@ -34,6 +63,8 @@ fn start_demo(data: &std::path::Path) -> Demo {
             "127.0.0.1:0",
             "--rate",
             "40",
+            "--return-every-minutes",
+            "1",
             "--data-dir",
         ])
         .arg(data)
@@ -45,35 +76,44 @@ fn start_demo(data: &std::path::Path) -> Demo {
     // Owned by the guard from here on, so that a failed start is cleaned up.
     let mut demo = Demo {
         child,
-        http: "0.0.0.0:0".parse().unwrap(),
-        token: String::new(),
+        instances: BTreeMap::new(),
+        started_in_secs: f64::NAN,
     };
     let stdout = demo.child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        assert!(Instant::now() < deadline, "fdp demo printed no address");
+        assert!(Instant::now() < deadline, "fdp demo printed no addresses");
         let line = lines.next().expect("demo output").unwrap();
-        if let Some(url) = line.trim().strip_prefix("bed board:") {
-            let url = url.trim().trim_start_matches("http://");
+        if let Some(rest) = line.split_once("(started in ").map(|(_, r)| r) {
+            demo.started_in_secs = rest.trim_end_matches(" s)").parse().unwrap();
+        }
+        if line.starts_with("Press Ctrl-C") {
+            std::thread::spawn(move || for _ in lines.by_ref() {});
+            return demo;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [ods, _role, url, ..] = words[..] {
+            let Some(url) = url.strip_prefix("http://") else {
+                continue;
+            };
             let (addr, rest) = url.split_once('/').unwrap();
-            let query = rest.split_once('?').unwrap().1;
-            let token = query
+            let token = rest
+                .split_once('?')
+                .unwrap()
+                .1
                 .split('&')
                 .find_map(|kv| kv.strip_prefix("token="))
                 .unwrap()
                 .to_string();
-            assert!(query.contains("next=/bed-board"), "{line}");
-            std::thread::spawn(move || for _ in lines.by_ref() {});
-            demo.http = addr.parse().unwrap();
-            demo.token = token;
-            return demo;
+            demo.instances
+                .insert(ods.to_string(), (addr.parse().unwrap(), token));
         }
     }
 }
 
 fn sources(d: &Demo) -> serde_json::Value {
-    let (status, body) = http_get(d.http, "/api/sources", Some(&d.token));
+    let (status, body) = http_get(d.http("RXA"), "/api/sources", Some(d.token("RXA")));
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -95,24 +135,182 @@ fn stop(mut d: Demo) {
 }
 
 #[test]
-fn demo_fills_the_board_stops_cleanly_and_resumes() {
+fn demo_federation_reports_daily_stops_cleanly_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
     let d = start_demo(&data);
-    // The census fills the board, then the stream goes on.
-    wait_until(60, "the board to fill", || {
-        // The demo's principal holds two roles granted direct care.
-        let r = http_request_with(
-            d.http,
-            "GET",
-            "/api/bed-board",
-            Some(&d.token),
-            &[("X-Role", "bed-manager")],
-            None,
-        );
-        let b: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-        b["counts"]["occupied"].as_i64().unwrap_or(0) > 400
+    assert_eq!(
+        d.instances.keys().cloned().collect::<Vec<_>>(),
+        ["QXA", "RXA", "RXB", "RXC", "VCH", "VVW", "X24"]
+    );
+    assert!(
+        d.started_in_secs < 60.0,
+        "started in {} s",
+        d.started_in_secs
+    );
+    // The census fills each trust's board, then the stream goes on.
+    for trust in ["RXA", "RXB", "RXC"] {
+        wait_until(90, "the boards to fill", || {
+            // The demo's principal holds two roles granted direct care.
+            let b = d.get(trust, "/api/bed-board", "bed-manager");
+            b["counts"]["occupied"].as_i64().unwrap_or(0) > 400
+        });
+    }
+
+    // The national instance collects the daily return from every trust,
+    // and each trust's own instance reports the same for the same census
+    // instant, section by section.
+    let mut national = serde_json::Value::Null;
+    wait_until(240, "a daily return submitted by all three trusts", || {
+        let c = d.get("X24", "/api/returns/collected", "analyst");
+        match c["returns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["submitted"] == 3)
+        {
+            Some(r) => {
+                national = r.clone();
+                true
+            }
+            None => false,
+        }
     });
+    let census_at = national["census_at"]
+        .as_str()
+        .unwrap()
+        .replace("+00:00", "Z");
+    let mut beds_nationally = 0;
+    for m in national["members"].as_array().unwrap() {
+        let trust = m["member"].as_str().unwrap();
+        assert_eq!(m["status"], "submitted", "{m}");
+        let own = d.get(
+            trust,
+            &format!("/api/returns/daily?census_at={census_at}"),
+            "analyst",
+        );
+        assert_eq!(
+            own["census_at"].as_str().unwrap().replace("+00:00", "Z"),
+            census_at
+        );
+        let sections = m["sections"].as_object().unwrap();
+        assert_eq!(sections.len(), 5, "{m}");
+        for (name, submitted) in sections {
+            assert_eq!(
+                submitted["rows"], own["sections"][name]["rows"],
+                "{trust} {name}: the national instance holds what the trust reports"
+            );
+            assert!(
+                submitted["tables"]
+                    .as_object()
+                    .is_some_and(|t| !t.is_empty()),
+                "{trust} {name}: the table versions it was computed from"
+            );
+        }
+        let beds: i64 = sections["daily-return/beds-occupied"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["beds_occupied"].as_i64())
+            .sum();
+        assert!(beds > 400, "{trust} occupies {beds} beds");
+        beds_nationally += beds;
+        // No patient-level data: every cell is a count or a category.
+        for submitted in sections.values() {
+            for row in submitted["rows"].as_array().unwrap() {
+                for (column, v) in row.as_object().unwrap() {
+                    assert!(
+                        v.is_null()
+                            || v.is_i64()
+                            || column.contains("type")
+                            || column.contains("pathway"),
+                        "{trust}: {column} = {v}"
+                    );
+                    if let Some(n) = v.as_i64() {
+                        assert!(n == 0 || n >= 8, "{trust}: {column} = {n} leaves the trust");
+                    }
+                }
+            }
+        }
+    }
+    let picture: i64 = national["picture"]["daily-return/beds-occupied"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["beds_occupied"].as_i64())
+        .sum();
+    assert_eq!(
+        picture, beds_nationally,
+        "the national picture adds up the trusts"
+    );
+    let (status, page) = http_get(
+        d.http("X24"),
+        &format!("/returns?census_at={census_at}"),
+        Some(d.token("X24")),
+    );
+    assert_eq!(status, 200, "{page}");
+    for trust in ["RXA", "RXB", "RXC"] {
+        assert!(
+            page.contains(&format!(
+                "data-member=\"{trust}\" data-status=\"submitted\""
+            )),
+            "{page}"
+        );
+    }
+
+    // The ICB has gathered every publisher's capacity, and a trust's bed
+    // board shows where its medically optimised patients could go.
+    wait_until(60, "the ICB to gather every feed", || {
+        d.get("QXA", "/api/capacity", "analyst")["gathered"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 5
+    });
+    let gathered = d.get("QXA", "/api/capacity", "analyst");
+    let care_home = gathered["gathered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["publisher"] == "VCH")
+        .unwrap()
+        .clone();
+    assert!(
+        care_home["offers"].as_array().unwrap().len() >= 3,
+        "{care_home}"
+    );
+    let declared = http_form(
+        d.http("RXA"),
+        "/purpose",
+        d.token("RXA"),
+        &[],
+        &[("purpose", "direct-care"), ("role", "bed-manager")],
+    );
+    assert_eq!(declared.status, 303, "{}", declared.body);
+    let cookie = declared
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    wait_until(
+        60,
+        "a medically optimised patient with somewhere to go",
+        || {
+            let r = http_request_with(
+                d.http("RXA"),
+                "GET",
+                "/bed-board",
+                Some(d.token("RXA")),
+                &[("Cookie", &cookie)],
+                None,
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.body.contains("id=\"mo-patients\"") && r.body.contains("class=\"place\"")
+        },
+    );
+
     std::thread::sleep(Duration::from_secs(3));
     let first = sources(&d);
     assert_eq!(
@@ -121,8 +319,9 @@ fn demo_fills_the_board_stops_cleanly_and_resumes() {
         first["census"]["recent_warnings"]
     );
     stop(d);
+    let progress = data.join("RXA").join("demo-pas.json");
     let sent_first: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.join("demo-pas.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(&progress).unwrap()).unwrap();
     let sent_first = sent_first["acked"].as_u64().unwrap();
 
     let d = start_demo(&data);
@@ -146,6 +345,6 @@ fn demo_fills_the_board_stops_cleanly_and_resumes() {
     assert!(applied(&second) > applied(&first), "the stream carried on");
     stop(d);
     let sent_second: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.join("demo-pas.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(&progress).unwrap()).unwrap();
     assert!(sent_second["acked"].as_u64().unwrap() > sent_first);
 }

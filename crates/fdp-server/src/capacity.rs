@@ -1,0 +1,246 @@
+//! Capacity over HTTP: a care provider, virtual-ward service or trust keeps
+//! its free places (and theatre slots it will not use) and publishes them
+//! to its ICB; the ICB shows what it has gathered; a trust's bed board
+//! shows, for each medically optimised patient, where they could go today.
+
+#![allow(clippy::result_large_err)]
+
+use axum::extract::State;
+use axum::http::{Extensions, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use fdp_federation::capacity::{self, CapacityFeed, Offer, OwnCapacity, Place, Published};
+use fdp_products::care::BedBoard;
+use maud::{html, Markup};
+use serde_json::json;
+
+use crate::api::{change_allowed, purpose_of};
+use crate::auth::principal;
+use crate::AppState;
+
+fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// Changing what the instance offers is a change to `care_capacity`.
+const TABLE: &str = "care_capacity";
+
+/// How long a published figure counts as current.
+fn fresh_within() -> chrono::Duration {
+    chrono::Duration::hours(24)
+}
+
+pub(crate) fn age(t: DateTime<Utc>) -> String {
+    let mins = (Utc::now() - t).num_minutes().max(0);
+    match mins {
+        0 => "just now".into(),
+        m if m < 120 => format!("{m} min ago"),
+        m if m < 48 * 60 => format!("{} h ago", m / 60),
+        m => format!("{} days ago", m / (24 * 60)),
+    }
+}
+
+/// `GET /api/capacity`: what this instance offers, and (on an ICB) what it
+/// has gathered from each publisher.
+pub async fn get_capacity(State(state): State<AppState>) -> Response {
+    let own = OwnCapacity::open(&state.instance.data_dir).offers();
+    let gathered = CapacityFeed::open(&state.instance.data_dir).all();
+    match (own, gathered) {
+        (Ok(own), Ok(gathered)) => Json(json!({
+            "organisation": state.instance.ods,
+            "offers": own,
+            "gathered": gathered,
+        }))
+        .into_response(),
+        (Err(e), _) | (_, Err(e)) => problem(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// `PUT /api/capacity`: replace what this instance offers (a JSON list of
+/// offers) and publish it to the ICB. A change to `care_capacity` under
+/// the caller's purpose, audited.
+pub async fn put_capacity(
+    State(state): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
+    body: Result<Json<Vec<Offer>>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(offers) = match body {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let req = match purpose_of(&state, &ext, &headers, "http") {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if let Err(r) = change_allowed(&state, &req, TABLE, "PUT /api/capacity", false) {
+        return r;
+    }
+    let n = offers.len();
+    match OwnCapacity::open(&state.instance.data_dir).set(state.federation.as_deref(), offers) {
+        Ok(icbs) => Json(json!({"offers": n, "published_to": icbs})).into_response(),
+        Err(e) => problem(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// `POST /capacity`: the page's form, one `free` field per offer (by its
+/// position); each figure updated is stamped now.
+pub async fn form(
+    State(state): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let p = principal(&ext);
+    let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
+        return crate::checkpoint::to_checkpoint("/capacity");
+    };
+    if let Err(r) = change_allowed(&state, &req, TABLE, "POST /capacity", true) {
+        return r;
+    }
+    let own = OwnCapacity::open(&state.instance.data_dir);
+    let mut offers = match own.offers() {
+        Ok(o) => o,
+        Err(e) => return crate::governed::refused(&state, StatusCode::INTERNAL_SERVER_ERROR, &e),
+    };
+    for (k, v) in crate::pages::form_pairs(&body) {
+        let Some(i) = k
+            .strip_prefix("free-")
+            .and_then(|i| i.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let Some(o) = offers.get_mut(i) else { continue };
+        match v.trim().parse::<u32>() {
+            Ok(free) => {
+                o.free = free;
+                o.updated_at = Utc::now();
+            }
+            Err(_) => {
+                return crate::governed::refused(
+                    &state,
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "free places at {} ({}): {v:?} is not a number",
+                        o.location, o.kind
+                    ),
+                )
+            }
+        }
+    }
+    match own.set(state.federation.as_deref(), offers) {
+        Ok(_) => Redirect::to("/capacity").into_response(),
+        Err(e) => crate::governed::refused(&state, StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+/// `GET /capacity`: this instance's offers with a form to update them, and
+/// on an ICB everything it has gathered.
+pub async fn page(State(state): State<AppState>) -> Response {
+    let own = OwnCapacity::open(&state.instance.data_dir)
+        .offers()
+        .unwrap_or_default();
+    let gathered = CapacityFeed::open(&state.instance.data_dir)
+        .all()
+        .unwrap_or_default();
+    crate::pages::layout(
+        "Capacity",
+        Some(&state.instance.ods),
+        html! {
+            h1 { "Capacity" }
+            h2 { "What this instance offers" }
+            @if own.is_empty() {
+                p.muted { "Nothing offered. Set the offers with " code { "PUT /api/capacity" } "." }
+            } @else {
+                form method="post" action="/capacity" {
+                    table #offers {
+                        thead { tr { th { "Kind" } th { "Location" } th { "Specialty / when" } th.num { "Free" } th.num { "Of" } th { "Updated" } } }
+                        tbody { @for (i, o) in own.iter().enumerate() {
+                            tr data-kind=(o.kind) {
+                                td { (o.kind) } td { (o.location) }
+                                td { (o.specialty.clone().unwrap_or_default()) " " (o.detail.clone().unwrap_or_default()) }
+                                td.num { input name=(format!("free-{i}")) value=(o.free) size="4" aria-label=(format!("free {} places at {}", o.kind, o.location)); }
+                                td.num { (o.total.map(|t| t.to_string()).unwrap_or_default()) }
+                                td { (age(o.updated_at)) }
+                            }
+                        } }
+                    }
+                    button type="submit" { "Update and publish" }
+                }
+            }
+            @if !gathered.is_empty() {
+                h2 { "Gathered from members" }
+                (gathered_table(&gathered))
+            }
+        },
+    )
+    .into_response()
+}
+
+fn gathered_table(gathered: &[Published]) -> Markup {
+    html! {
+        table #gathered {
+            thead { tr { th { "Publisher" } th { "Kind" } th { "Location" } th { "Specialty / when" } th.num { "Free" } th.num { "Of" } th { "Figure updated" } th { "Received" } } }
+            tbody { @for p in gathered { @for o in &p.offers {
+                tr data-publisher=(p.publisher) data-kind=(o.kind) {
+                    td { (p.publisher) } td { (o.kind) } td { (o.location) }
+                    td { (o.specialty.clone().unwrap_or_default()) " " (o.detail.clone().unwrap_or_default()) }
+                    td.num { (o.free) } td.num { (o.total.map(|t| t.to_string()).unwrap_or_default()) }
+                    td { (age(o.updated_at)) } td { (age(p.received_at)) }
+                }
+            } } }
+        }
+    }
+}
+
+/// The bed board's panel: each medically optimised patient on the board,
+/// and the places that suit their discharge pathway, free today, from the
+/// ICB's gathered feeds.
+pub(crate) async fn discharge_options(state: &AppState, board: &BedBoard) -> Markup {
+    let waiting: Vec<&fdp_products::care::Occupant> = board
+        .sites
+        .iter()
+        .flat_map(|s| &s.wards)
+        .flat_map(|w| &w.beds)
+        .filter_map(|b| b.occupant.as_ref())
+        .filter(|o| o.readiness.as_ref().is_some_and(|r| r.medically_optimised))
+        .collect();
+    if waiting.is_empty() {
+        return html! {};
+    }
+    let feed = match state.federation.as_deref() {
+        Some(fed) => state.capacity.get(fed).await,
+        None => Err("this instance is not in a federation".to_string()),
+    };
+    html! {
+        h2 #discharge-options { "Medically optimised: where each could go today (" (waiting.len()) ")" }
+        @match &feed {
+            Err(e) => p.muted { "Places from the ICB are not available: " (e) },
+            Ok(_) => p.muted { "Free places that suit each patient's discharge pathway, from the ICB's capacity feeds, updated in the last 24 hours." },
+        }
+        table #mo-patients {
+            thead { tr { th { "Patient" } th { "Pathway" } th.num { "Days" } th { "Could go to" } } }
+            tbody { @for o in &waiting {
+                @let pathway = o.readiness.as_ref().and_then(|r| r.discharge_pathway);
+                @let places: Vec<Place> = feed.as_ref().map(|f| capacity::places_for(f, pathway, Utc::now(), fresh_within())).unwrap_or_default();
+                tr data-admission=(o.admission_id) data-options=(places.len()) {
+                    td { a href=(format!("/bed-board/admission/{}", o.admission_id)) { (o.name) } }
+                    td { (pathway.map(|p| format!("pathway {p}")).unwrap_or_else(|| "not recorded".into())) }
+                    td.num { (o.length_of_stay_days) }
+                    td {
+                        @if places.is_empty() {
+                            span.muted { @if pathway.is_none_or(|p| p == 0) { "record a pathway of 1 to 3" } @else { "no free place found" } }
+                        }
+                        @for (i, pl) in places.iter().take(3).enumerate() {
+                            @if i > 0 { "; " }
+                            span.place data-publisher=(pl.publisher) data-kind=(pl.offer.kind) {
+                                (pl.offer.location) " (" (pl.publisher) ", " (pl.offer.kind) ": " (pl.offer.free) " free, " (age(pl.offer.updated_at)) ")"
+                            }
+                        }
+                    }
+                }
+            } }
+        }
+    }
+}

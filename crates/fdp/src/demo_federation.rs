@@ -1,0 +1,436 @@
+//! `fdp demo`: a federation on loopback. Three acute trusts (each fed by
+//! its own simulated PAS), their ICB, a care-home group, a virtual-ward
+//! service and the national instance, each an instance with its own data
+//! directory, keys and configuration under the demo's directory.
+//!
+//! The first run makes a federation authority, certifies every instance,
+//! writes each one's `instance.toml` (peers, ports) and records the trusts'
+//! IG leads' approval of the national daily operational return. Later runs
+//! start from what is there. While it runs:
+//! - each trust's PAS sends ADT, and a simulated discharge coordinator
+//!   marks the longest-staying patient medically optimised now and then;
+//! - the care providers publish free places to the ICB, changing a figure
+//!   every minute, and each trust publishes a theatre slot it will not use;
+//! - the national instance collects the daily return from each trust, for
+//!   a census instant every `--return-every-minutes`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use fdp_federation::capacity::{Offer, OwnCapacity};
+use fdp_federation::questions::Approvals;
+use fdp_federation::returns::ReturnDefinition;
+use fdp_federation::{FederationCa, InstanceIdentity, OrgRole};
+use fdp_ingest::adt::census::DischargeReadiness;
+use fdp_ingest::live::StaffAction;
+use tokio::sync::watch;
+
+use crate::demo::DemoArgs;
+use crate::instance::{self, InstanceConfig, Running};
+
+/// One organisation in the demo.
+struct Member {
+    ods: &'static str,
+    role: OrgRole,
+    name: &'static str,
+    /// The page its link opens.
+    landing: &'static str,
+}
+
+const MEMBERS: &[Member] = &[
+    Member {
+        ods: "RXA",
+        role: OrgRole::Trust,
+        name: "Aire Valley Hospitals NHS Trust",
+        landing: "/bed-board",
+    },
+    Member {
+        ods: "RXB",
+        role: OrgRole::Trust,
+        name: "Calder General NHS Trust",
+        landing: "/bed-board",
+    },
+    Member {
+        ods: "RXC",
+        role: OrgRole::Trust,
+        name: "Wharfe Royal NHS Trust",
+        landing: "/bed-board",
+    },
+    Member {
+        ods: "QXA",
+        role: OrgRole::Icb,
+        name: "Three Rivers Integrated Care Board",
+        landing: "/federation",
+    },
+    Member {
+        ods: "VCH",
+        role: OrgRole::CareProvider,
+        name: "Hillside Care Homes",
+        landing: "/capacity",
+    },
+    Member {
+        ods: "VVW",
+        role: OrgRole::CareProvider,
+        name: "Three Rivers Virtual Wards",
+        landing: "/capacity",
+    },
+    Member {
+        ods: "X24",
+        role: OrgRole::National,
+        name: "National instance",
+        landing: "/returns",
+    },
+];
+
+/// Who each member exchanges messages with.
+fn peers_of(m: &Member) -> Vec<&'static Member> {
+    let of = |roles: &[OrgRole]| -> Vec<&'static Member> {
+        MEMBERS
+            .iter()
+            .filter(|p| p.ods != m.ods && roles.contains(&p.role))
+            .collect()
+    };
+    match m.role {
+        OrgRole::Trust => of(&[OrgRole::Icb, OrgRole::National, OrgRole::CareProvider]),
+        OrgRole::Icb => of(&[OrgRole::Trust, OrgRole::CareProvider]),
+        OrgRole::CareProvider => of(&[OrgRole::Trust, OrgRole::Icb]),
+        OrgRole::National => of(&[OrgRole::Trust]),
+    }
+}
+
+fn roles_of(role: OrgRole) -> &'static str {
+    match role {
+        OrgRole::Trust => {
+            r#"["clinician", "bed-manager", "analyst", "information-governance-lead"]"#
+        }
+        OrgRole::CareProvider => r#"["clinician", "bed-manager", "analyst"]"#,
+        OrgRole::Icb | OrgRole::National => r#"["analyst", "information-governance-lead"]"#,
+    }
+}
+
+fn free_loopback_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Make the authority, the identities, the configurations and the
+/// approvals: once, on the first run.
+fn set_up(root: &Path, return_every_minutes: u32) -> Result<()> {
+    let ca = FederationCa::create(&root.join("ca"), "Three Rivers demo federation")?;
+    let mut ports = std::collections::BTreeMap::new();
+    for m in MEMBERS {
+        let dir = root.join(m.ods);
+        std::fs::create_dir_all(&dir)?;
+        InstanceIdentity::init(&dir, m.ods, m.role, &ca)
+            .with_context(|| format!("certifying {}", m.ods))?;
+        ports.insert(m.ods, free_loopback_port()?);
+    }
+    for m in MEMBERS {
+        let dir = root.join(m.ods);
+        let mut toml = format!(
+            "# {name} ({role}) in the demo federation\nods = \"{ods}\"\n\n[principal.demo]\nroles = {roles}\n\n[federation]\nlisten = \"127.0.0.1:{port}\"\n",
+            name = m.name,
+            role = m.role,
+            ods = m.ods,
+            roles = roles_of(m.role),
+            port = ports[m.ods],
+        );
+        if m.role == OrgRole::National {
+            toml.push_str(&format!(
+                "\n[federation.returns]\nevery_minutes = {return_every_minutes}\ngrace_secs = 20\n"
+            ));
+        }
+        for p in peers_of(m) {
+            toml.push_str(&format!(
+                "\n[[federation.peer]]\nods = \"{}\"\nrole = \"{}\"\naddress = \"127.0.0.1:{}\"\ncertificate = {:?}\n",
+                p.ods,
+                p.role,
+                ports[p.ods],
+                fdp_federation::identity::dir_in(&root.join(p.ods)).join("instance.pem"),
+            ));
+        }
+        std::fs::write(dir.join("instance.toml"), toml)?;
+        let config = InstanceConfig::load(&dir.join("instance.toml"))?;
+        if m.role == OrgRole::Trust {
+            let governance = config.governance(&dir)?;
+            let approvals = Approvals::open(&dir);
+            for q in ReturnDefinition::daily_operational().questions {
+                approvals
+                    .approve(
+                        &governance,
+                        "X24",
+                        &q,
+                        "demo information-governance lead",
+                        "the daily operational return replaces the keyed situation report",
+                    )
+                    .map_err(anyhow::Error::msg)?;
+            }
+        }
+        OwnCapacity::open(&dir)
+            .set(None, first_offers(m))
+            .map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+fn offer(kind: &str, location: &str, specialty: Option<&str>, free: u32, total: u32) -> Offer {
+    Offer {
+        kind: kind.into(),
+        location: location.into(),
+        specialty: specialty.map(str::to_string),
+        free,
+        total: Some(total),
+        detail: None,
+        updated_at: Utc::now(),
+    }
+}
+
+/// What each member offers when the demo is first made.
+fn first_offers(m: &Member) -> Vec<Offer> {
+    match (m.role, m.ods) {
+        (OrgRole::CareProvider, "VCH") => vec![
+            offer("residential", "Hillside House", None, 2, 30),
+            offer("nursing", "Hillside Nursing Home", None, 1, 40),
+            offer("dementia", "Rowan Lodge", None, 0, 24),
+            offer("residential", "Beech Court", None, 3, 28),
+        ],
+        (OrgRole::CareProvider, _) => vec![
+            offer(
+                "virtual-ward",
+                "Respiratory virtual ward",
+                Some("respiratory"),
+                6,
+                40,
+            ),
+            offer(
+                "virtual-ward",
+                "Frailty virtual ward",
+                Some("frailty"),
+                4,
+                35,
+            ),
+            offer(
+                "virtual-ward",
+                "Heart failure virtual ward",
+                Some("cardiology"),
+                2,
+                20,
+            ),
+        ],
+        (OrgRole::Trust, _) => vec![Offer {
+            detail: Some("tomorrow afternoon, 3 h 30 min".into()),
+            ..offer(
+                "theatre-slot",
+                "Main theatres, theatre 3",
+                Some("trauma and orthopaedics"),
+                1,
+                1,
+            )
+        }],
+        _ => Vec::new(),
+    }
+}
+
+fn port_after(base: std::net::SocketAddr, i: usize) -> std::net::SocketAddr {
+    if base.port() == 0 {
+        base
+    } else {
+        std::net::SocketAddr::new(base.ip(), base.port() + i as u16)
+    }
+}
+
+pub async fn run(args: DemoArgs) -> Result<()> {
+    let root = std::path::absolute(&args.data_dir)?;
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    if !root.join("ca").join("ca.pem").exists() {
+        set_up(&root, args.return_every_minutes).context("setting up the demo federation")?;
+    }
+    let started = std::time::Instant::now();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut running: Vec<(&Member, PathBuf, Running)> = Vec::new();
+    let mut pas = Vec::new();
+    let mut sims = Vec::new();
+    let mut trust_no = 0;
+    for (i, m) in MEMBERS.iter().enumerate() {
+        let dir = root.join(m.ods);
+        let is_trust = m.role == OrgRole::Trust;
+        let config = InstanceConfig {
+            data_dir: Some(dir.clone()),
+            http: Some(port_after(args.http, i)),
+            mllp: is_trust.then(|| port_after(args.mllp, trust_no)),
+            canonical_interval_secs: Some(5.0),
+            ..InstanceConfig::load(&dir.join("instance.toml"))?
+        };
+        let r = instance::start(&config)
+            .await
+            .with_context(|| format!("starting {} ({})", m.ods, m.name))?;
+        if is_trust {
+            let seed = args.seed + trust_no as u64;
+            let (task, _) =
+                crate::demo::start_pas(&r, &dir, seed, args.rate, stop_rx.clone()).await?;
+            pas.push(task);
+            sims.push(tokio::spawn(discharge_coordinator(
+                r.store.committer(),
+                r.live.clone(),
+                stop_rx.clone(),
+            )));
+            trust_no += 1;
+        }
+        if let Some(fed) = &r.federation {
+            let own = OwnCapacity::open(&dir);
+            let offers = own.offers().map_err(anyhow::Error::msg)?;
+            if !offers.is_empty() {
+                own.set(Some(fed), offers).map_err(anyhow::Error::msg)?;
+            }
+            if m.role == OrgRole::CareProvider {
+                sims.push(tokio::spawn(care_home_manager(
+                    fed.clone(),
+                    dir.clone(),
+                    stop_rx.clone(),
+                )));
+            }
+        }
+        running.push((m, dir, r));
+    }
+    println!(
+        "OpenFDP demo: a federation of {} instances on loopback, data in {} (started in {:.1} s)",
+        running.len(),
+        root.display(),
+        started.elapsed().as_secs_f64()
+    );
+    for (m, _, r) in &running {
+        let token = r.tokens.create("demo")?;
+        let http = r.http_addr.context("HTTP listener")?;
+        print!(
+            "  {:<4} {:<14} http://{http}/login?token={token}&next={}",
+            m.ods,
+            m.role.as_str(),
+            m.landing
+        );
+        match r.mllp_addr {
+            Some(mllp) => println!("  (PAS sends to MLLP {mllp})"),
+            None => println!(),
+        }
+    }
+    println!(
+        "Each trust's PAS sends {:.1} ADT messages/s; the national instance collects the daily return for a census instant every {} min.",
+        args.rate, args.return_every_minutes
+    );
+    println!("Press Ctrl-C to stop.");
+
+    crate::wait_for_signal().await;
+    println!("Stopping…");
+    let _ = stop_tx.send(true);
+    for task in pas {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("a simulated PAS stopped: {e:#}"),
+            Err(e) => eprintln!("a simulated PAS failed: {e}"),
+        }
+    }
+    for s in sims {
+        s.abort();
+    }
+    for (m, _, r) in running.into_iter().rev() {
+        r.stop()
+            .await
+            .with_context(|| format!("stopping {}", m.ods))?;
+    }
+    Ok(())
+}
+
+/// Now and then, the longest-staying patient not yet medically optimised
+/// is recorded as medically optimised, with a discharge pathway.
+async fn discharge_coordinator(
+    committer: fdp_store::Committer,
+    live: Arc<fdp_ingest::live::Live>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(15)) => {},
+            _ = stop.changed() => return,
+        }
+        let chosen = {
+            let census = live.read().await;
+            census
+                .admitted()
+                .filter(|s| {
+                    !census
+                        .readiness
+                        .get(&s.admission_id)
+                        .is_some_and(|r| r.medically_optimised)
+                })
+                .filter_map(|s| s.admitted_at_us.map(|at| (at, s.admission_id.clone())))
+                .min()
+        };
+        let Some((_, admission_id)) = chosen else {
+            continue;
+        };
+        // Pathways 1 to 3 mostly: those are the ones that need a place.
+        let pathway = [1u8, 2, 3, 1, 0, 3][admission_id.len() % 6];
+        let now = Utc::now();
+        let action = StaffAction::DischargeReadiness {
+            readiness: DischargeReadiness {
+                admission_id,
+                medically_optimised: true,
+                medically_optimised_date: Some(now.format("%Y-%m-%d").to_string()),
+                discharge_pathway: Some(pathway),
+                waiting_for: vec![],
+                expected_discharge_date: None,
+                updated_by: "demo discharge coordinator".into(),
+                updated_at_us: now.timestamp_micros(),
+            },
+        };
+        if let Err(e) = fdp_ingest::live::record_action(
+            &committer,
+            &live,
+            &action,
+            "demo discharge coordinator",
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "the demo discharge coordinator could not record readiness");
+        }
+    }
+}
+
+/// Every minute, one of the provider's figures goes up or down by one and
+/// the feed is published again.
+async fn care_home_manager(
+    fed: Arc<fdp_federation::Federation>,
+    dir: PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
+    let own = OwnCapacity::open(&dir);
+    let mut turn = 0usize;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {},
+            _ = stop.changed() => return,
+        }
+        let Ok(mut offers) = own.offers() else {
+            continue;
+        };
+        if offers.is_empty() {
+            continue;
+        }
+        turn += 1;
+        let i = turn % offers.len();
+        let o = &mut offers[i];
+        let total = o.total.unwrap_or(o.free + 1);
+        o.free = if turn.is_multiple_of(3) && o.free > 0 {
+            o.free - 1
+        } else {
+            (o.free + 1).min(total)
+        };
+        o.updated_at = Utc::now();
+        if let Err(e) = own.set(Some(&fed), offers) {
+            tracing::warn!(error = %e, "the demo care home could not publish its places");
+        }
+    }
+}
