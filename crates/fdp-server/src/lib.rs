@@ -11,6 +11,7 @@
 //! census and tables it is given; it never opens the data directory itself.
 
 mod api;
+mod approvals;
 mod auth;
 mod capacity;
 mod checkpoint;

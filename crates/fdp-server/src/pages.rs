@@ -86,6 +86,7 @@ pub fn layout(title: &str, ods: Option<&str>, body: Markup) -> Html<String> {
                             a href="/federation" { "Federation" } " "
                             a href="/returns" { "Returns" } " "
                             a href="/capacity" { "Capacity" } " "
+                            a href="/referrals" { "Referrals" } " "
                             a href="/audit" { "Audit" } " "
                             a href="/purpose" { "Purpose" }
                         }
@@ -252,6 +253,20 @@ pub async fn bed_board(
         Err(r) => return r,
     };
     let options = crate::capacity::discharge_options(&state, &board).await;
+    // Where each admission's latest discharge referral has got to.
+    let mut referrals = state
+        .federation
+        .as_ref()
+        .and_then(|fed| state.referrals.current(fed).ok())
+        .unwrap_or_default();
+    referrals.sort_by_key(|r| r.sent_at);
+    let referred: std::collections::HashMap<String, String> = referrals
+        .into_iter()
+        .filter_map(|r| {
+            let status = serde_json::to_value(r.status).ok()?.as_str()?.to_string();
+            Some((r.admission?, format!("{status} ({})", r.to)))
+        })
+        .collect();
     layout(
         "Bed board",
         Some(&state.instance.ods),
@@ -285,6 +300,9 @@ pub async fn bed_board(
                                         span.who { (c.text) }
                                     }
                                     " " span.flags { (c.flags) }
+                                    @if let Some(st) = b.occupant.as_ref().and_then(|o| referred.get(&o.admission_id)) {
+                                        br; span.referral data-referral=(st) { "referral " (st) }
+                                    }
                                 }
                             }
                         }

@@ -314,6 +314,8 @@ pub async fn federation_page(State(state): State<AppState>) -> Response {
         html! {
             h1 { "Federation" }
             p { "This instance is " strong { (fed.identity.ods) } " (" (fed.identity.role) ")." }
+            p { a href="/federation/approvals" { "Federated questions asked of this instance, and the IG lead's approvals" } " · "
+                a href="/referrals" { "Discharge referrals" } " · " a href="/returns" { "Returns" } " · " a href="/capacity" { "Capacity" } }
             h2 { "Peers" }
             table #peers {
                 thead { tr { th { "ODS code" } th { "Role" } th { "Address" } } }
@@ -391,4 +393,215 @@ pub async fn ask_question(
         "rows": rows,
     }))
     .into_response()
+}
+
+/// The patient's name and date of birth as the referral's Bundle gives them.
+fn patient_in(bundle: &Value) -> (String, String) {
+    let patient = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .find(|r| r["resourceType"] == "Patient");
+    let Some(p) = patient else {
+        return (String::new(), String::new());
+    };
+    let name = &p["name"][0];
+    let given: Vec<&str> = name["given"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.as_str())
+        .collect();
+    let full = format!(
+        "{} {}",
+        given.join(" "),
+        name["family"].as_str().unwrap_or_default()
+    );
+    (
+        full.trim().to_string(),
+        p["birthDate"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// The discharge summary's text, its markup taken out.
+fn summary_in(bundle: &Value) -> String {
+    let div = bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .find(|r| r["resourceType"] == "Composition")
+        .and_then(|c| c["section"][0]["text"]["div"].as_str())
+        .unwrap_or_default();
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in div.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// `GET /referrals`: referrals received, to accept or decline, and those
+/// sent, with where each has got to; under the purpose declared at the
+/// checkpoint, which must show patients and admissions.
+pub async fn page(State(state): State<AppState>, ext: Extensions, headers: HeaderMap) -> Response {
+    use maud::html;
+    let p = principal(&ext);
+    let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
+        return crate::checkpoint::to_checkpoint("/referrals");
+    };
+    let Some(fed) = state.federation.as_ref() else {
+        return crate::governed::refused(
+            &state,
+            StatusCode::CONFLICT,
+            "this instance is not in a federation",
+        );
+    };
+    let view = match product_view(
+        &state,
+        &req,
+        &["patient", "admission"],
+        "GET /referrals",
+        true,
+    ) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let all = match state.referrals.current(fed) {
+        Ok(a) => a,
+        Err(e) => return referral_error(e),
+    };
+    if let Err(e) = view.served(
+        all.len() as u64,
+        all.iter().map(|r| r.patient.clone()).collect(),
+    ) {
+        return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    // Sent or received as this instance is known in the federation.
+    let me = &fed.identity.ods;
+    let status_of = |r: &fdp_federation::referrals::Referral| {
+        serde_json::to_value(r.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let received: Vec<_> = all.iter().filter(|r| &r.to == me).collect();
+    let sent: Vec<_> = all.iter().filter(|r| &r.from == me).collect();
+    crate::pages::layout(
+        "Referrals",
+        Some(me),
+        html! {
+            h1 { "Discharge referrals" }
+            h2 { "Received (" (received.len()) ")" }
+            @if received.is_empty() { p.muted { "None." } }
+            @for r in received.iter().rev() {
+                @let (name, born) = patient_in(&r.bundle);
+                @let status = status_of(r);
+                section.referral data-id=(r.id) data-status=(status) {
+                    h3 { (name) @if !born.is_empty() { span.muted { " born " (born) } } " from " (r.from) }
+                    p { "Sent " (r.sent_at.format("%Y-%m-%d %H:%M")) " UTC under " (r.lawful_basis) ". Status: " strong { (status) }
+                        @if let Some(why) = &r.reason { " — " (why) } }
+                    @if !r.care_needs.is_empty() {
+                        p { "Care needs:" }
+                        ul { @for n in &r.care_needs { li { (n) } } }
+                    }
+                    @let summary = summary_in(&r.bundle);
+                    @if !summary.is_empty() { blockquote { (summary) } }
+                    @if matches!(r.status, fdp_federation::referrals::Status::Delivered) {
+                        form method="post" action=(format!("/referrals/{}/decision", r.id)) {
+                            label for=(format!("why-{}", r.id)) { "Reason or note (sent to the trust)" }
+                            input id=(format!("why-{}", r.id)) name="reason" size="60";
+                            button type="submit" name="decision" value="accept" { "Accept" }
+                            " "
+                            button type="submit" name="decision" value="decline" { "Decline" }
+                        }
+                    }
+                }
+            }
+            h2 { "Sent (" (sent.len()) ")" }
+            table #sent {
+                thead { tr { th { "To" } th { "Admission" } th { "Status" } th { "Why / what next" } th { "Sent (UTC)" } } }
+                tbody { @for r in sent.iter().rev() {
+                    tr data-status=(status_of(r)) {
+                        td { (r.to) }
+                        td { @if let Some(a) = &r.admission { a href=(format!("/bed-board/admission/{a}")) { (a) } } }
+                        td { (status_of(r)) } td { (r.reason.clone().unwrap_or_default()) }
+                        td { (r.sent_at.format("%Y-%m-%d %H:%M")) }
+                    }
+                } }
+            }
+        },
+    )
+    .into_response()
+}
+
+/// `POST /referrals/{id}/decision`: the page's accept or decline.
+pub async fn decision_form(
+    State(state): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: String,
+) -> Response {
+    let p = principal(&ext);
+    let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
+        return crate::checkpoint::to_checkpoint("/referrals");
+    };
+    let Some(fed) = state.federation.clone() else {
+        return crate::governed::refused(
+            &state,
+            StatusCode::CONFLICT,
+            "this instance is not in a federation",
+        );
+    };
+    if let Err(r) = change_view(
+        &state,
+        &req,
+        &["patient", "admission"],
+        &format!("POST /referrals/{id}/decision"),
+        true,
+    ) {
+        return r;
+    }
+    let form = crate::pages::form_pairs(&body);
+    let get = |k: &str| {
+        form.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let accept = match get("decision").as_deref() {
+        Some("accept") => true,
+        Some("decline") => false,
+        _ => {
+            return crate::governed::refused(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "choose Accept or Decline",
+            )
+        }
+    };
+    let reason = get("reason").filter(|r| !r.is_empty());
+    match state
+        .referrals
+        .decide(&fed, state.governance.audit(), &p.name, &id, accept, reason)
+    {
+        Ok(_) => axum::response::Redirect::to("/referrals").into_response(),
+        Err(e @ ReferralError::AlreadyDecided(_)) => {
+            crate::governed::refused(&state, StatusCode::CONFLICT, &e.to_string())
+        }
+        Err(e @ ReferralError::NotFound(_)) => {
+            crate::governed::refused(&state, StatusCode::NOT_FOUND, &e.to_string())
+        }
+        Err(e) => {
+            crate::governed::refused(&state, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+        }
+    }
 }

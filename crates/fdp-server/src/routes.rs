@@ -9,8 +9,8 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    api, auth, capacity, checkpoint, fhir, fhir_import, governed, pages, referrals, returns,
-    sources, sql, AppState,
+    api, approvals, auth, capacity, checkpoint, fhir, fhir_import, governed, pages, referrals,
+    returns, sources, sql, AppState,
 };
 
 /// Who may call a route.
@@ -252,6 +252,49 @@ pub fn routes() -> Vec<Route> {
                 "This instance in the federation: peers, and every message sent with where it has got to",
                 "html",
                 referrals::federation_page,
+            )],
+        ),
+        route(
+            "/federation/approvals",
+            "federation",
+            vec![
+                get(
+                    "Every question peers have asked this instance, word for word, and the IG lead's decisions",
+                    "html",
+                    approvals::page,
+                ),
+                post(
+                    "Approve a question as it was asked (the IG lead; audited)",
+                    "html",
+                    approvals::approve,
+                ),
+            ],
+        ),
+        route(
+            "/federation/approvals/withdraw",
+            "federation",
+            vec![post(
+                "Withdraw an approval (the IG lead; audited); the question is declined from then on",
+                "html",
+                approvals::withdraw,
+            )],
+        ),
+        route(
+            "/referrals",
+            "federation",
+            vec![get(
+                "Discharge referrals received (to accept or decline) and sent, with where each has got to",
+                "html",
+                referrals::page,
+            )],
+        ),
+        route(
+            "/referrals/{id}/decision",
+            "federation",
+            vec![post(
+                "Accept or decline a referral from the page; the trust is told through the outbox",
+                "html",
+                referrals::decision_form,
             )],
         ),
         route(

@@ -135,7 +135,7 @@ fn a_federated_question_is_answered_declined_and_missed_as_it_should_be() {
         }
         let port = free_port();
         let config = format!(
-            "[federation]\nlisten = \"127.0.0.1:{port}\"\n[[federation.peer]]\nods = \"QWO\"\nrole = \"icb\"\ncertificate = \"{}\"\n",
+            "[principal.tester]\nroles = [\"information-governance-lead\"]\n[federation]\nlisten = \"127.0.0.1:{port}\"\n[[federation.peer]]\nods = \"QWO\"\nrole = \"icb\"\ncertificate = \"{}\"\n",
             cert(&icb).display()
         );
         servers.push(Some(Server::start_configured(
@@ -224,6 +224,39 @@ fn a_federated_question_is_answered_declined_and_missed_as_it_should_be() {
     let answer = ask(&icb, &changed);
     assert_eq!(member(&answer, "RAA")["status"], "declined", "{answer}");
 
+    // The second trust's IG lead reads the question on the approvals page,
+    // word for word, and approves it again there; it is answered again.
+    let rbb = servers[1].as_ref().unwrap();
+    let (status, page) = http_get(rbb.http, "/federation/approvals", Some(&rbb.token));
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("SELECT count(*) AS n FROM patient"), "{page}");
+    assert!(
+        page.contains("data-name=\"patients\" data-approved=\"false\""),
+        "{page}"
+    );
+    let digest = page
+        .split("data-name=\"patients\" data-approved=\"false\"")
+        .nth(1)
+        .unwrap()
+        .split("name=\"digest\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a form to approve the withdrawn question");
+    let approved = http_form(
+        rbb.http,
+        "/federation/approvals",
+        &rbb.token,
+        &[],
+        &[
+            ("from", "QWO"),
+            ("digest", digest),
+            ("reason", "DPIA review complete"),
+        ],
+    );
+    assert_eq!(approved.status, 303, "{}", approved.body);
+    let answer = ask(&icb, &total);
+    assert_eq!(member(&answer, "RBB")["status"], "answered", "{answer}");
+
     for s in servers.into_iter().flatten() {
         s.stop();
     }
@@ -242,6 +275,9 @@ fn a_federated_question_is_answered_declined_and_missed_as_it_should_be() {
         && e["what"] == "SELECT count(*) AS n FROM patient"));
     let rbb = audit_entries(&datas[1]);
     assert!(rbb.iter().any(|e| e["kind"] == "question-withdrawal"));
+    assert!(rbb.iter().any(|e| e["kind"] == "question-approval"
+        && e["principal"] == "tester"
+        && e["justification"] == "DPIA review complete"));
     assert!(rbb.iter().any(|e| e["kind"] == "federation-receive"
         && e["outcome"].as_str().unwrap().contains("declined")));
     let qwo = audit_entries(&icb);
@@ -249,7 +285,7 @@ fn a_federated_question_is_answered_declined_and_missed_as_it_should_be() {
         .iter()
         .filter(|e| e["kind"] == "federation-send")
         .count();
-    assert_eq!(sent, 4 * 3, "one entry per question sent to each member");
+    assert_eq!(sent, 5 * 3, "one entry per question sent to each member");
     assert!(qwo.iter().any(|e| e["kind"] == "federation-send"
         && e["outcome"].as_str().unwrap().contains("not delivered")));
 }

@@ -207,6 +207,59 @@ fn a_referral_waits_for_a_care_provider_that_is_down_and_arrives_once() {
     wait_until(60, "the second referral at the provider", || {
         referrals(&provider).len() == 2
     });
+    // The care provider reads it on its referrals page and declines it there.
+    let provider_cookie = purpose_cookie(provider.http, &provider.token, "direct-care");
+    let page = http_request_with(
+        provider.http,
+        "GET",
+        "/referrals",
+        Some(&provider.token),
+        &[("Cookie", &provider_cookie)],
+        None,
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("supervision at night"), "{}", page.body);
+    assert!(
+        page.body.contains("Second opinion requested by family"),
+        "{}",
+        page.body
+    );
+    let second = referrals(&provider)
+        .iter()
+        .find(|r| r["id"] != id.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        page.body
+            .contains(&format!("data-id=\"{second}\" data-status=\"delivered\"")),
+        "{}",
+        page.body
+    );
+    let declined = http_form(
+        provider.http,
+        &format!("/referrals/{second}/decision"),
+        &provider.token,
+        &[("Cookie", &provider_cookie)],
+        &[
+            ("decision", "decline"),
+            ("reason", "no dementia place this week"),
+        ],
+    );
+    assert_eq!(declined.status, 303, "{}", declined.body);
+    // The trust's bed board shows where the admission's latest referral is.
+    wait_until(60, "the decline on the trust's bed board", || {
+        let board = http_request_with(
+            server.http,
+            "GET",
+            "/bed-board",
+            Some(&server.token),
+            &[("Cookie", &cookie)],
+            None,
+        );
+        board.body.contains("data-referral=\"declined (CARE1)\"")
+    });
     let (status, again) = http_post(
         provider.http,
         &format!("/api/referrals/{id}/decision"),
