@@ -44,7 +44,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a synthetic trust: an instance fed live by a simulated PAS
+    /// Run a federation on loopback: three synthetic trusts fed live by
+    /// simulated PASes, their ICB, two care providers and the national
+    /// instance
     Demo(demo::DemoArgs),
     /// Run an instance
     Serve(ServeArgs),
