@@ -7,7 +7,7 @@ use fdp_fhir::bundle;
 use serde_json::Value;
 
 fn bundles() -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .join("../../../shared/data/synthea_fhir_r4/nimbus_covid_juvenile_10pt");
     let mut out: Vec<_> = std::fs::read_dir(&dir)
         .expect("shared data present")

@@ -8,7 +8,7 @@ use std::time::Instant;
 use fdp_hl7::{encode_frame, Ack, AckCode, Message, MllpDecoder};
 
 fn sample() -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let path = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .join("../../../shared/data/hl7v2_simhospital/messages.out");
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read sample {}: {e}", path.display()))

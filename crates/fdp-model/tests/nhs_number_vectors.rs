@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use fdp_model::identifiers::{parse_nhs_number, NhsNumberError};
 
 fn vectors_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .join("../../../shared/data/nhs_number/nhs_number_vectors.csv")
 }
 

@@ -767,7 +767,8 @@ fn wire_batch(
         }
     }
     let request = json!({"host": addr.ip().to_string(), "port": addr.port(), "sessions": sessions});
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/pg_batch.py");
+    let script = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("tests/clients/pg_batch.py");
     let mut child = std::process::Command::new("python3")
         .arg(script)
         .stdin(std::process::Stdio::piped())

@@ -248,7 +248,8 @@ fn psql_and_psycopg_connect_list_query_and_are_refused_without_credentials() {
 
     // psycopg: listing, prepared statements with parameters in text and
     // binary, read-only, statement timeout, cancellation.
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/pg_check.py");
+    let script = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("tests/clients/pg_check.py");
     let out = Command::new("python3")
         .arg(&script)
         .arg(addr.ip().to_string())

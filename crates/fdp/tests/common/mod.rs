@@ -294,14 +294,14 @@ pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 
 /// The shared test data directory beside the repository.
 pub fn shared_data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .join("../../../shared/data")
         .join(rel)
 }
 
 /// The mappings shipped in the repository (`mappings/`).
 pub fn mappings() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings")
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../mappings")
 }
 
 /// An HTTP GET with a bearer token; returns (status, body).
