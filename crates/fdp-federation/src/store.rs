@@ -305,6 +305,11 @@ impl Inbox {
 
     /// Every received message of `kind`, oldest first.
     pub fn of_kind(&self, kind: &str) -> Result<Vec<Envelope>, StoreError> {
+        Ok(self.all()?.into_iter().filter(|e| e.kind == kind).collect())
+    }
+
+    /// Every received message, oldest first.
+    pub fn all(&self) -> Result<Vec<Envelope>, StoreError> {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io(&self.dir))? {
             let path = entry.map_err(io(&self.dir))?.path();
@@ -317,9 +322,7 @@ impl Inbox {
                     path: path.clone(),
                     message: err.to_string(),
                 })?;
-            if e.kind == kind {
-                out.push(e);
-            }
+            out.push(e);
         }
         out.sort_by(|a, b| (a.sent_at, &a.id).cmp(&(b.sent_at, &b.id)));
         Ok(out)

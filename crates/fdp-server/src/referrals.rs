@@ -304,10 +304,41 @@ pub async fn federation_page(State(state): State<AppState>) -> Response {
         .into_response();
     };
     let outbox = fed.outbox.list().unwrap_or_default();
-    let received: Vec<fdp_federation::Envelope> = ["question", "referral", "referral-status"]
+    let all_received = fed.inbox.all().unwrap_or_default();
+    let received: Vec<&fdp_federation::Envelope> = all_received
         .iter()
-        .flat_map(|k| fed.inbox.of_kind(k).unwrap_or_default())
+        .filter(|e| {
+            ["question", "referral", "referral-status", "capacity"].contains(&e.kind.as_str())
+        })
         .collect();
+    // Who is connected: when each peer last took a message from this
+    // instance, last sent one here, and what still waits for it.
+    let link = |ods: &str| {
+        let delivered = outbox
+            .iter()
+            .filter(|m| m.envelope.to == ods)
+            .filter_map(|m| m.delivered_at)
+            .max();
+        let heard = all_received
+            .iter()
+            .filter(|e| e.from == ods)
+            .map(|e| e.sent_at)
+            .max();
+        let waiting = outbox
+            .iter()
+            .filter(|m| m.envelope.to == ods && m.state == fdp_federation::Delivery::Queued)
+            .count();
+        let problem = outbox
+            .iter()
+            .filter(|m| m.envelope.to == ods && m.state == fdp_federation::Delivery::Queued)
+            .filter_map(|m| m.last_error.clone())
+            .next_back();
+        (delivered, heard, waiting, problem)
+    };
+    let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(crate::capacity::age)
+            .unwrap_or_else(|| "never".into())
+    };
     crate::pages::layout(
         "Federation",
         Some(&state.instance.ods),
@@ -318,9 +349,14 @@ pub async fn federation_page(State(state): State<AppState>) -> Response {
                 a href="/referrals" { "Discharge referrals" } " · " a href="/returns" { "Returns" } " · " a href="/capacity" { "Capacity" } }
             h2 { "Peers" }
             table #peers {
-                thead { tr { th { "ODS code" } th { "Role" } th { "Address" } } }
+                thead { tr { th { "ODS code" } th { "Role" } th { "Address" } th { "Last took a message" } th { "Last sent one here" } th.num { "Waiting for it" } th { "Last problem" } } }
                 tbody { @for p in fed.peers() {
-                    tr { td { (p.ods) } td { (p.role) } td { (p.address.clone().unwrap_or_else(|| "connects out".into())) } }
+                    @let (delivered, heard, waiting, problem) = link(&p.ods);
+                    tr data-peer=(p.ods) data-waiting=(waiting) {
+                        td { (p.ods) } td { (p.role) } td { (p.address.clone().unwrap_or_else(|| "connects out".into())) }
+                        td { (when(delivered)) } td { (when(heard)) } td.num { (waiting) }
+                        td { (problem.unwrap_or_default()) }
+                    }
                 } }
             }
             h2 { "Sent" }

@@ -18,7 +18,7 @@ fn downtime() -> Duration {
         std::env::var("FDP_TEST_PEER_DOWN_SECS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(150),
+            .unwrap_or(200),
     )
 }
 
@@ -124,6 +124,16 @@ fn a_referral_waits_for_a_care_provider_that_is_down_and_arrives_once() {
     assert!(
         row.contains("referral") && row.contains("unreachable"),
         "{row}"
+    );
+    // And the peer as not taking messages: one waits for it, never delivered.
+    let peer = page
+        .split("<tr data-peer=\"CARE1\" data-waiting=\"1\">")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_else(|| panic!("CARE1 is not shown with a message waiting: {page}"));
+    assert!(
+        peer.contains("never") && peer.contains("unreachable"),
+        "{peer}"
     );
     std::thread::sleep(down.saturating_sub(t0.elapsed()));
     let outbox = fdp_ok!("peer", "outbox", "--data-dir", trust);
