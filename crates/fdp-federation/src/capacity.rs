@@ -87,14 +87,6 @@ pub struct Published {
     pub received_at: DateTime<Utc>,
 }
 
-fn read_json<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> Result<T, String> {
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
-}
-
 /// This instance's own offers (`federation/capacity.json`).
 pub struct OwnCapacity {
     path: PathBuf,
@@ -108,16 +100,13 @@ impl OwnCapacity {
     }
 
     pub fn offers(&self) -> Result<Vec<Offer>, String> {
-        read_json(&self.path)
+        crate::store::read_json_or_default(&self.path)
     }
 
     /// Replace the offers (each checked), and send them to the ICB.
     pub fn set(&self, fed: Option<&Federation>, offers: Vec<Offer>) -> Result<usize, String> {
         for o in &offers {
             o.check()?;
-        }
-        if let Some(parent) = self.path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
         }
         crate::store::write_durably(
             &self.path,
@@ -170,7 +159,7 @@ impl CapacityFeed {
 
     /// Every publisher's latest offers.
     pub fn all(&self) -> Result<Vec<Published>, String> {
-        let map: BTreeMap<String, Published> = read_json(&self.path)?;
+        let map: BTreeMap<String, Published> = crate::store::read_json_or_default(&self.path)?;
         Ok(map.into_values().collect())
     }
 
@@ -184,7 +173,7 @@ impl CapacityFeed {
         let published_at: DateTime<Utc> = serde_json::from_value(body["published_at"].clone())
             .map_err(|e| format!("not a capacity feed: published_at: {e}"))?;
         let _held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut map: BTreeMap<String, Published> = read_json(&self.path)?;
+        let mut map: BTreeMap<String, Published> = crate::store::read_json_or_default(&self.path)?;
         if map.get(from).is_some_and(|p| p.published_at > published_at) {
             return Ok(());
         }
@@ -198,9 +187,6 @@ impl CapacityFeed {
                 received_at: Utc::now(),
             },
         );
-        if let Some(parent) = self.path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-        }
         crate::store::write_durably(
             &self.path,
             &serde_json::to_vec_pretty(&map).expect("the feed serialises"),

@@ -208,6 +208,18 @@ pub struct Approval {
     pub withdrawn_at: Option<DateTime<Utc>>,
 }
 
+impl Approval {
+    /// Whether this approval, not withdrawn, is of `question` from `from`
+    /// as it is worded.
+    pub fn covers(&self, from: &str, question: &Question) -> bool {
+        self.from == from
+            && self.name == question.name
+            && self.version == question.version
+            && self.digest == question.digest()
+            && self.withdrawn_at.is_none()
+    }
+}
+
 /// The approvals of one instance (`federation/approvals.json`).
 pub struct Approvals {
     path: PathBuf,
@@ -221,13 +233,7 @@ impl Approvals {
     }
 
     pub fn list(&self) -> Result<Vec<Approval>, String> {
-        match std::fs::read(&self.path) {
-            Ok(b) => {
-                serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", self.path.display()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(format!("{}: {e}", self.path.display())),
-        }
+        crate::store::read_json_or_default(&self.path)
     }
 
     fn save(&self, all: &[Approval]) -> Result<(), String> {
@@ -262,7 +268,17 @@ impl Approvals {
             withdrawn_at: None,
         });
         self.save(&all)?;
-        audit_decision(governance, "question-approval", from, question, by, reason)
+        audit_decision(
+            governance,
+            Decision {
+                kind: "question-approval",
+                from,
+                name: &question.name,
+                version: question.version,
+                by,
+                reason,
+            },
+        )
     }
 
     /// Withdraw an approval, audited; later asks are declined.
@@ -285,40 +301,44 @@ impl Approvals {
         };
         a.withdrawn_at = Some(Utc::now());
         self.save(&all)?;
-        let q = Question {
-            name: name.to_string(),
-            version,
-            purpose: Purpose::Planning,
-            sql: String::new(),
-            description: String::new(),
-            parameters: BTreeMap::new(),
-            arguments: BTreeMap::new(),
-            as_of: None,
-        };
-        audit_decision(governance, "question-withdrawal", from, &q, by, reason)
+        audit_decision(
+            governance,
+            Decision {
+                kind: "question-withdrawal",
+                from,
+                name,
+                version,
+                by,
+                reason,
+            },
+        )
     }
 
     /// Whether `question` from `from` is approved now, as it is worded.
     pub fn approved(&self, from: &str, question: &Question) -> Result<bool, String> {
-        let digest = question.digest();
-        Ok(self.list()?.iter().any(|a| {
-            a.from == from
-                && a.name == question.name
-                && a.version == question.version
-                && a.digest == digest
-                && a.withdrawn_at.is_none()
-        }))
+        Ok(self.list()?.iter().any(|a| a.covers(from, question)))
     }
 }
 
-fn audit_decision(
-    governance: &Governance,
-    kind: &str,
-    from: &str,
-    q: &Question,
-    by: &str,
-    reason: &str,
-) -> Result<(), String> {
+/// Audit an IG lead's decision on question `name` v`version` from `from`.
+struct Decision<'a> {
+    kind: &'a str,
+    from: &'a str,
+    name: &'a str,
+    version: u32,
+    by: &'a str,
+    reason: &'a str,
+}
+
+fn audit_decision(governance: &Governance, d: Decision) -> Result<(), String> {
+    let Decision {
+        kind,
+        from,
+        name,
+        version,
+        by,
+        reason,
+    } = d;
     governance
         .audit()
         .append(AuditEntry {
@@ -327,7 +347,7 @@ fn audit_decision(
             organisation: Some(governance.organisation().to_string()),
             justification: Some(reason.to_string()),
             channel: "federation".into(),
-            what: format!("{} v{} from {from}", q.name, q.version),
+            what: format!("{name} v{version} from {from}"),
             outcome: "ok".into(),
             ..AuditEntry::default()
         })
@@ -380,8 +400,25 @@ impl<S: TableSource + Send + Sync> QuestionAnswerer<S> {
             .map_err(|e| e.to_string())?;
         let sql = q.bound_sql()?;
         let result = session.query(&sql).await.map_err(|e| e.to_string())?;
-        crate::returns::section(q, &result)
+        answer_json(q, &result)
     }
+}
+
+/// A question's answer as a member sends it (or reports it for itself):
+/// its columns, rows, disclosure control and the table versions it was
+/// computed from.
+pub fn answer_json(q: &Question, result: &fdp_govern::QueryResult) -> Result<Value, String> {
+    Ok(json!({
+        "question": q.name,
+        "version": q.version,
+        "arguments": q.arguments,
+        "as_of": q.as_of,
+        "columns": result.column_names(),
+        "rows": result.rows_json().map_err(|e| e.to_string())?,
+        "disclosure_control": result.disclosure.as_ref().map(|d| d.summary()),
+        "tables": result.versions,
+        "computed_at": Utc::now(),
+    }))
 }
 
 #[async_trait::async_trait]

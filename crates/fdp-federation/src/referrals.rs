@@ -32,6 +32,17 @@ pub enum Status {
     Declined,
 }
 
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Delivered => "delivered",
+            Status::Accepted => "accepted",
+            Status::Declined => "declined",
+        }
+    }
+}
+
 /// One referral, as either side keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Referral {
@@ -93,15 +104,7 @@ impl Referrals {
     }
 
     pub fn list(&self) -> Result<Vec<Referral>, ReferralError> {
-        match std::fs::read(&self.path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| ReferralError::Store(format!("{}: {e}", self.path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(ReferralError::Store(format!(
-                "{}: {e}",
-                self.path.display()
-            ))),
-        }
+        crate::store::read_json_or_default(&self.path).map_err(ReferralError::Store)
     }
 
     fn change(

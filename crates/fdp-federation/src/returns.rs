@@ -23,13 +23,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveTime, TimeZone, Utc};
-use fdp_govern::{GovernedSession, QueryResult};
+use fdp_govern::GovernedSession;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::identity::OrgRole;
 use crate::node::Federation;
-use crate::questions::{ask, Question};
+use crate::questions::{answer_json, ask, Question};
 
 const DAILY_OPERATIONAL: &str = include_str!("../returns/daily-operational.toml");
 
@@ -266,10 +266,6 @@ impl ReturnStore {
     }
 
     pub fn save(&self, r: &CollectedReturn) -> Result<(), crate::store::StoreError> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| crate::store::StoreError::Io {
-            path: self.dir.clone(),
-            source,
-        })?;
         crate::store::write_durably(
             &self.path(&r.name, r.census_at),
             &serde_json::to_vec_pretty(r).expect("a return serialises"),
@@ -338,69 +334,53 @@ pub async fn collect(
     let questions = definition.for_census(census_at);
     // Members at once, each member's questions one after another: a
     // member answers one question at a time, as its analysts would.
-    let asked: Vec<Vec<crate::questions::MemberAnswer>> =
-        futures::future::join_all(outstanding.iter().map(|m| {
-            let questions = &questions;
-            async move {
-                let mut answers = Vec::new();
-                for q in questions {
-                    let a = ask(fed, q, std::slice::from_ref(m)).await;
-                    let stop = a.iter().any(|a| a.status != "answered");
-                    answers.extend(a);
-                    // One unanswered question and the member has not
-                    // submitted: asking the rest would only add load.
-                    if stop {
-                        break;
+    let asked = futures::future::join_all(outstanding.iter().map(|m| {
+        let questions = &questions;
+        async move {
+            let mut sections = BTreeMap::new();
+            for q in questions {
+                let a = ask(fed, q, std::slice::from_ref(m))
+                    .await
+                    .pop()
+                    .expect("one member asked, one answer");
+                match (a.status.as_str(), a.answer) {
+                    ("answered", Some(v)) => {
+                        sections.insert(q.name.clone(), v);
                     }
-                }
-                answers
-            }
-        }))
-        .await;
-    for (member, answers) in outstanding.iter().zip(&asked) {
-        let s = collected
-            .members
-            .iter_mut()
-            .find(|s| &s.member == member)
-            .expect("added above");
-        s.attempts += 1;
-        let mut sections = BTreeMap::new();
-        let mut problem: Option<(String, String)> = None;
-        for (q, a) in questions.iter().zip(answers) {
-            match (&a.status[..], &a.answer) {
-                ("answered", Some(v)) => {
-                    sections.insert(q.name.clone(), v.clone());
-                }
-                (status, _) => {
-                    if problem.is_none() {
+                    // A member that answers some questions and not others
+                    // has not submitted: its figures would not add up to a
+                    // return, and asking the rest would only add load.
+                    (status, _) => {
                         // Answered with nothing in it is no answer.
                         let status = if status == "answered" {
                             "refused"
                         } else {
                             status
                         };
-                        problem = Some((
-                            status.to_string(),
-                            format!(
-                                "{}: {}",
-                                q.name,
-                                a.reason.clone().unwrap_or_else(|| status.to_string())
-                            ),
-                        ));
+                        let why = a.reason.unwrap_or_else(|| status.to_string());
+                        return Err((status.to_string(), format!("{}: {why}", q.name)));
                     }
                 }
             }
+            Ok(sections)
         }
-        match problem {
-            None => {
+    }))
+    .await;
+    for (member, outcome) in outstanding.iter().zip(asked) {
+        let s = collected
+            .members
+            .iter_mut()
+            .find(|s| &s.member == member)
+            .expect("added above");
+        s.attempts += 1;
+        match outcome {
+            Ok(sections) => {
                 s.status = "submitted".into();
                 s.submitted_at = Some(Utc::now());
                 s.sections = sections;
                 s.reason = None;
             }
-            Some((status, reason)) => {
-                // A member that answers some questions and not others has
-                // not submitted: its figures would not add up to a return.
+            Err((status, reason)) => {
                 s.status = status;
                 s.reason = Some(reason);
             }
@@ -448,22 +428,6 @@ pub async fn run_schedule(
     }
 }
 
-/// One question's answer as a member reports it: its columns, rows,
-/// disclosure control and the table versions it was computed from.
-pub fn section(q: &Question, result: &QueryResult) -> Result<Value, String> {
-    Ok(json!({
-        "question": q.name,
-        "version": q.version,
-        "arguments": q.arguments,
-        "as_of": q.as_of,
-        "columns": result.column_names(),
-        "rows": result.rows_json().map_err(|e| e.to_string())?,
-        "disclosure_control": result.disclosure.as_ref().map(|d| d.summary()),
-        "tables": result.versions,
-        "computed_at": Utc::now(),
-    }))
-}
-
 /// A member's own return for `census_at`, computed in `session` (which
 /// should be for the return's purpose and read the tables as of
 /// `census_at`): each question's answer by name.
@@ -478,7 +442,7 @@ pub async fn compute(
             .query(&q.bound_sql()?)
             .await
             .map_err(|e| format!("{}: {e}", q.name))?;
-        out.insert(q.name.clone(), section(&q, &result)?);
+        out.insert(q.name.clone(), answer_json(&q, &result)?);
     }
     Ok(out)
 }

@@ -79,7 +79,7 @@ pub async fn page(State(state): State<AppState>, ext: Extensions) -> Response {
             h2 { "Asked" }
             @if asked.is_empty() { p.muted { "No peer has asked anything yet." } }
             @for (from, q, at) in &asked {
-                @let approved = Approvals::open(&state.instance.data_dir).approved(from, q).unwrap_or(false);
+                @let approved = approvals.iter().any(|a| a.covers(from, q));
                 section.question data-from=(from) data-name=(q.name) data-approved=(approved) {
                     h3 { (q.name) " v" (q.version) " from " (from) }
                     p.muted { "Last asked " (at.format("%Y-%m-%d %H:%M:%S")) " UTC for " (q.purpose) ". sha256 " code { (q.digest()) } }

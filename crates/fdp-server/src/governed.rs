@@ -46,11 +46,24 @@ async fn session_for(
     uri: &Uri,
     channel: &str,
 ) -> Result<GovernedSession, Response> {
+    session_as_of(state, ext, headers, uri, channel, fdp_govern::AsOf::Latest).await
+}
+
+/// [`session_for`], reading the tables as they stood at `as_of`.
+pub(crate) async fn session_as_of(
+    state: &AppState,
+    ext: &Extensions,
+    headers: &HeaderMap,
+    uri: &Uri,
+    channel: &str,
+    as_of: fdp_govern::AsOf,
+) -> Result<GovernedSession, Response> {
     let p = principal(ext);
-    let Some(req) = declared(state, headers, &p, channel) else {
+    let Some(mut req) = declared(state, headers, &p, channel) else {
         let here = uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
         return Err(to_checkpoint(here));
     };
+    req.as_of = as_of;
     let tables = state.tables.clone();
     match state.governance.session(&tables, req).await {
         Ok(s) => Ok(s),

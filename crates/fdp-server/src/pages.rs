@@ -262,10 +262,7 @@ pub async fn bed_board(
     referrals.sort_by_key(|r| r.sent_at);
     let referred: std::collections::HashMap<String, String> = referrals
         .into_iter()
-        .filter_map(|r| {
-            let status = serde_json::to_value(r.status).ok()?.as_str()?.to_string();
-            Some((r.admission?, format!("{status} ({})", r.to)))
-        })
+        .filter_map(|r| Some((r.admission?, format!("{} ({})", r.status.as_str(), r.to))))
         .collect();
     layout(
         "Bed board",
@@ -380,7 +377,7 @@ fn referral_section(state: &AppState, fed: &fdp_federation::Federation, id: &str
             table #referrals {
                 thead { tr { th { "To" } th { "Status" } th { "Why / what next" } th { "Sent (UTC)" } } }
                 tbody { @for r in &mine {
-                    @let status = serde_json::to_value(r.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                    @let status = r.status.as_str();
                     tr data-status=(status) {
                         td { (r.to) } td { (status) } td { (r.reason.clone().unwrap_or_default()) }
                         td { (r.sent_at.format("%Y-%m-%d %H:%M")) }

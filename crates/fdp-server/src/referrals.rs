@@ -523,12 +523,6 @@ pub async fn page(State(state): State<AppState>, ext: Extensions, headers: Heade
     }
     // Sent or received as this instance is known in the federation.
     let me = &fed.identity.ods;
-    let status_of = |r: &fdp_federation::referrals::Referral| {
-        serde_json::to_value(r.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    };
     let received: Vec<_> = all.iter().filter(|r| &r.to == me).collect();
     let sent: Vec<_> = all.iter().filter(|r| &r.from == me).collect();
     crate::pages::layout(
@@ -540,7 +534,7 @@ pub async fn page(State(state): State<AppState>, ext: Extensions, headers: Heade
             @if received.is_empty() { p.muted { "None." } }
             @for r in received.iter().rev() {
                 @let (name, born) = patient_in(&r.bundle);
-                @let status = status_of(r);
+                @let status = r.status.as_str();
                 section.referral data-id=(r.id) data-status=(status) {
                     h3 { (name) @if !born.is_empty() { span.muted { " born " (born) } } " from " (r.from) }
                     p { "Sent " (r.sent_at.format("%Y-%m-%d %H:%M")) " UTC under " (r.lawful_basis) ". Status: " strong { (status) }
@@ -566,10 +560,10 @@ pub async fn page(State(state): State<AppState>, ext: Extensions, headers: Heade
             table #sent {
                 thead { tr { th { "To" } th { "Admission" } th { "Status" } th { "Why / what next" } th { "Sent (UTC)" } } }
                 tbody { @for r in sent.iter().rev() {
-                    tr data-status=(status_of(r)) {
+                    tr data-status=(r.status.as_str()) {
                         td { (r.to) }
                         td { @if let Some(a) = &r.admission { a href=(format!("/bed-board/admission/{a}")) { (a) } } }
-                        td { (status_of(r)) } td { (r.reason.clone().unwrap_or_default()) }
+                        td { (r.status.as_str()) } td { (r.reason.clone().unwrap_or_default()) }
                         td { (r.sent_at.format("%Y-%m-%d %H:%M")) }
                     }
                 } }

@@ -165,20 +165,18 @@ pub async fn page(
         };
         collected_page(chosen, &all)
     } else {
-        let Some(mut req) = crate::checkpoint::declared(&state, &headers, &principal(&ext), "ui")
-        else {
-            let here = uri
-                .path_and_query()
-                .map(|pq| pq.as_str())
-                .unwrap_or("/returns");
-            return crate::checkpoint::to_checkpoint(here);
-        };
-        req.as_of = fdp_govern::AsOf::Timestamp(at);
-        let session = match state.governance.session(&state.tables, req).await {
+        let session = match crate::governed::session_as_of(
+            &state,
+            &ext,
+            &headers,
+            &uri,
+            "ui",
+            fdp_govern::AsOf::Timestamp(at),
+        )
+        .await
+        {
             Ok(s) => s,
-            Err(e) => {
-                return crate::governed::refused(&state, StatusCode::FORBIDDEN, &e.to_string())
-            }
+            Err(r) => return r,
         };
         let definition = ReturnDefinition::daily_operational();
         match fdp_federation::returns::compute(&session, &definition, at).await {

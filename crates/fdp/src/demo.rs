@@ -180,7 +180,7 @@ pub(crate) async fn start_pas(
     seed: u64,
     rate: f64,
     stop: watch::Receiver<bool>,
-) -> Result<(tokio::task::JoinHandle<Result<()>>, u64)> {
+) -> Result<tokio::task::JoinHandle<Result<()>>> {
     let progress = match load_progress(data_dir)? {
         Some(p) => p,
         None => Progress {
@@ -204,17 +204,13 @@ pub(crate) async fn start_pas(
     for _ in 0..progress.acked {
         workload.next_message();
     }
-    let resumed = progress.acked;
-    Ok((
-        tokio::spawn(run_pas(
-            mllp,
-            workload,
-            progress,
-            data_dir.to_path_buf(),
-            stop,
-        )),
-        resumed,
-    ))
+    Ok(tokio::spawn(run_pas(
+        mllp,
+        workload,
+        progress,
+        data_dir.to_path_buf(),
+        stop,
+    )))
 }
 
 /// Send the stream: the census at once, then each event when the wall

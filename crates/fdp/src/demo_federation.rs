@@ -251,7 +251,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
     let started = std::time::Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut running: Vec<(&Member, PathBuf, Running)> = Vec::new();
+    let mut running: Vec<(&Member, Running)> = Vec::new();
     let mut pas = Vec::new();
     let mut sims = Vec::new();
     let mut trust_no = 0;
@@ -270,8 +270,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             .with_context(|| format!("starting {} ({})", m.ods, m.name))?;
         if is_trust {
             let seed = args.seed + trust_no as u64;
-            let (task, _) =
-                crate::demo::start_pas(&r, &dir, seed, args.rate, stop_rx.clone()).await?;
+            let task = crate::demo::start_pas(&r, &dir, seed, args.rate, stop_rx.clone()).await?;
             pas.push(task);
             sims.push(tokio::spawn(discharge_coordinator(
                 r.store.committer(),
@@ -294,7 +293,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 )));
             }
         }
-        running.push((m, dir, r));
+        running.push((m, r));
     }
     println!(
         "OpenFDP demo: a federation of {} instances on loopback, data in {} (started in {:.1} s)",
@@ -302,7 +301,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         root.display(),
         started.elapsed().as_secs_f64()
     );
-    for (m, _, r) in &running {
+    for (m, r) in &running {
         let token = r.tokens.create("demo")?;
         let http = r.http_addr.context("HTTP listener")?;
         print!(
@@ -335,7 +334,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     for s in sims {
         s.abort();
     }
-    for (m, _, r) in running.into_iter().rev() {
+    for (m, r) in running.into_iter().rev() {
         r.stop()
             .await
             .with_context(|| format!("stopping {}", m.ods))?;

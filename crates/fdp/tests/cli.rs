@@ -221,18 +221,7 @@ fn peer_identities_are_made_and_certified_by_the_federation_authority() {
     let data = dir.path().join("trust");
     let made = fdp_ok!("peer", "ca", "--out", ca, "--name", "Test ICS");
     assert!(made.contains("Test ICS"), "{made}");
-    let init = fdp_ok!(
-        "peer",
-        "init",
-        "--data-dir",
-        data,
-        "--ods",
-        "RXX",
-        "--role",
-        "trust",
-        "--ca",
-        ca
-    );
+    let init = peer_init(&data, "RXX", "trust", &ca);
     assert!(init.contains("RXX (trust) certified"), "{init}");
     let shown = fdp_ok!("peer", "show", "--data-dir", data);
     assert!(

@@ -52,18 +52,7 @@ fn a_federated_question_is_answered_declined_and_missed_as_it_should_be() {
     let export = dir.path().join("export");
     fdp_ok!("synth", "fhir", "--out", export, "--patients", "40");
     let icb = dir.path().join("QWO");
-    fdp_ok!(
-        "peer",
-        "init",
-        "--data-dir",
-        icb,
-        "--ods",
-        "QWO",
-        "--role",
-        "icb",
-        "--ca",
-        ca
-    );
+    peer_init(&icb, "QWO", "icb", &ca);
 
     // Three patients of the first trust have opted out.
     let patients = std::fs::read_to_string(export.join("Patient.ndjson")).unwrap();
@@ -102,18 +91,7 @@ fn a_federated_question_is_answered_declined_and_missed_as_it_should_be() {
     for ods in TRUSTS {
         let data = dir.path().join(ods);
         fdp_ok!("ingest", "fhir", "--data-dir", data, export);
-        fdp_ok!(
-            "peer",
-            "init",
-            "--data-dir",
-            data,
-            "--ods",
-            ods,
-            "--role",
-            "trust",
-            "--ca",
-            ca
-        );
+        peer_init(&data, ods, "trust", &ca);
         if ods == "RAA" {
             std::fs::write(data.join("opt-out.txt"), opted_out.join("\n") + "\n").unwrap();
         }
@@ -298,31 +276,9 @@ fn a_trust_that_only_connects_out_answers_through_its_icb() {
     let export = dir.path().join("export");
     fdp_ok!("synth", "fhir", "--out", export, "--patients", "20");
     let (icb, trust) = (dir.path().join("QWO"), dir.path().join("RDD"));
-    fdp_ok!(
-        "peer",
-        "init",
-        "--data-dir",
-        icb,
-        "--ods",
-        "QWO",
-        "--role",
-        "icb",
-        "--ca",
-        ca
-    );
+    peer_init(&icb, "QWO", "icb", &ca);
     fdp_ok!("ingest", "fhir", "--data-dir", trust, export);
-    fdp_ok!(
-        "peer",
-        "init",
-        "--data-dir",
-        trust,
-        "--ods",
-        "RDD",
-        "--role",
-        "trust",
-        "--ca",
-        ca
-    );
+    peer_init(&trust, "RDD", "trust", &ca);
     let total = question(
         dir.path(),
         "total.toml",

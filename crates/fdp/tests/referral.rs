@@ -42,30 +42,8 @@ fn a_referral_waits_for_a_care_provider_that_is_down_and_arrives_once() {
     fdp_ok!("peer", "ca", "--out", ca, "--name", "Test ICS");
     let trust = dir.path().join("RXX");
     let care = dir.path().join("CARE1");
-    fdp_ok!(
-        "peer",
-        "init",
-        "--data-dir",
-        trust,
-        "--ods",
-        "RXX",
-        "--role",
-        "trust",
-        "--ca",
-        ca
-    );
-    fdp_ok!(
-        "peer",
-        "init",
-        "--data-dir",
-        care,
-        "--ods",
-        "CARE1",
-        "--role",
-        "care-provider",
-        "--ca",
-        ca
-    );
+    peer_init(&trust, "RXX", "trust", &ca);
+    peer_init(&care, "CARE1", "care-provider", &ca);
     let (trust_port, care_port) = (free_port(), free_port());
     let trust_config = config(trust_port, "CARE1", "care-provider", care_port, &care);
     let care_config = config(care_port, "RXX", "trust", trust_port, &trust);

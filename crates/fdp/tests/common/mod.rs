@@ -188,6 +188,24 @@ macro_rules! fdp_ok {
     };
 }
 
+/// `fdp peer init`: certify the instance in `data` as `ods` in `role` by
+/// the authority in `ca`; what it printed.
+#[allow(dead_code)]
+pub fn peer_init(data: &Path, ods: &str, role: &str, ca: &Path) -> String {
+    fdp_ok!(
+        "peer",
+        "init",
+        "--data-dir",
+        data,
+        "--ods",
+        ods,
+        "--role",
+        role,
+        "--ca",
+        ca
+    )
+}
+
 pub fn run_ok(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
     let out = fdp()
         .args(args.iter().map(|a| a.as_ref()))
