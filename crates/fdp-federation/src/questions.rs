@@ -398,10 +398,33 @@ impl<S: TableSource + Send + Sync> QuestionAnswerer<S> {
             .session(&self.source, req)
             .await
             .map_err(|e| e.to_string())?;
-        let sql = q.bound_sql()?;
-        let result = session.query(&sql).await.map_err(|e| e.to_string())?;
-        answer_json(q, &result)
+        run(&session, q).await
     }
+}
+
+/// Run a question in a governed session: its answer, or for an instant
+/// before the instance held the data it reads, an answer that says so
+/// (`no_data`), never a count of nothing as zero.
+pub async fn run(session: &fdp_govern::GovernedSession, q: &Question) -> Result<Value, String> {
+    let sql = q.bound_sql()?;
+    if let Some(at) = q.as_of {
+        let missing = session.missing_tables(&sql).map_err(|e| e.to_string())?;
+        if !missing.is_empty() {
+            return Ok(json!({
+                "question": q.name,
+                "version": q.version,
+                "arguments": q.arguments,
+                "as_of": q.as_of,
+                "no_data": format!(
+                    "no data at {}: this instance's {} began after that instant",
+                    at.to_rfc3339(),
+                    missing.join(", ")
+                ),
+            }));
+        }
+    }
+    let result = session.query(&sql).await.map_err(|e| e.to_string())?;
+    answer_json(q, &result)
 }
 
 /// A question's answer as a member sends it (or reports it for itself):
@@ -435,11 +458,14 @@ impl<S: TableSource + Send + Sync> Handler for QuestionAnswerer<S> {
     }
 }
 
+/// A member's status when it held no data at the instant asked about.
+pub const NO_DATA: &str = "no-data";
+
 /// One member's part in a federated answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberAnswer {
     pub member: String,
-    /// `answered`, `declined`, `unreachable` or `refused`.
+    /// `answered`, `declined`, `unreachable`, `refused` or `no-data`.
     pub status: String,
     pub answer: Option<Value>,
     pub reason: Option<String>,
@@ -463,6 +489,12 @@ pub async fn ask(
                 .request(m, "question", body, std::time::Duration::from_secs(30))
                 .await;
             match outcome {
+                Ok(a) if a.body["answer"].get("no_data").is_some() => MemberAnswer {
+                    member: m.clone(),
+                    status: NO_DATA.into(),
+                    answer: None,
+                    reason: a.body["answer"]["no_data"].as_str().map(str::to_string),
+                },
                 Ok(a) if a.body.get("declined").is_some() => MemberAnswer {
                     member: m.clone(),
                     status: "declined".into(),

@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 
 use crate::identity::OrgRole;
 use crate::node::Federation;
-use crate::questions::{answer_json, ask, Question};
+use crate::questions::{ask, Question};
 
 const DAILY_OPERATIONAL: &str = include_str!("../returns/daily-operational.toml");
 
@@ -142,7 +142,9 @@ impl ReturnSchedule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Submission {
     pub member: String,
-    /// `submitted`, `declined`, `unreachable` or `refused`.
+    /// `submitted`, `declined`, `unreachable`, `refused` or `no-data` (the
+    /// member's records begin after the census instant: it has nothing to
+    /// report for it, which is not the same as reporting zeros).
     pub status: String,
     pub submitted_at: Option<DateTime<Utc>>,
     /// Each question's answer (columns, rows, disclosure control, the
@@ -438,11 +440,13 @@ pub async fn compute(
 ) -> Result<BTreeMap<String, Value>, String> {
     let mut out = BTreeMap::new();
     for q in definition.for_census(census_at) {
-        let result = session
-            .query(&q.bound_sql()?)
+        let answer = crate::questions::run(session, &q)
             .await
             .map_err(|e| format!("{}: {e}", q.name))?;
-        out.insert(q.name.clone(), answer_json(&q, &result)?);
+        if let Some(why) = answer["no_data"].as_str() {
+            return Err(why.to_string());
+        }
+        out.insert(q.name.clone(), answer);
     }
     Ok(out)
 }

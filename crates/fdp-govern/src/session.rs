@@ -1181,6 +1181,25 @@ impl GovernedSession {
         self.ctx.table_exist(name).ok() == Some(true)
     }
 
+    /// The tables `sql` reads that this session does not have. A session
+    /// as of an instant before a table's first data has no such table, so
+    /// a question about that instant can say "no data then" instead of
+    /// failing, or worse, counting nothing as zero.
+    pub fn missing_tables(&self, sql: &str) -> Result<Vec<String>, GovernError> {
+        let state = self.ctx.state();
+        let statement =
+            state.sql_to_statement(sql, &datafusion::common::config::Dialect::Generic)?;
+        let references = state.resolve_table_references(&statement)?;
+        let mut missing: Vec<String> = references
+            .iter()
+            .map(|r| r.to_string())
+            .filter(|name| !self.has_table(name))
+            .collect();
+        missing.sort();
+        missing.dedup();
+        Ok(missing)
+    }
+
     /// A query's rows as text (binary columns decoded as UTF-8, invalid
     /// bytes replaced; NULL as `None`), or no rows when `table` is not in
     /// the session: for pages and reports that list what a source has

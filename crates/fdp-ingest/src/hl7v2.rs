@@ -9,8 +9,10 @@
 //!   answered `AE` (the content is wrong: fix it and re-send) or `AR` (it
 //!   could not be read as HL7 at all).
 //!
-//! A message re-sent with the same sender and control id (MSH-3, MSH-4,
-//! MSH-10) is answered `AA` again without being stored or applied twice.
+//! A message re-sent with the same sender, control id (MSH-3, MSH-4,
+//! MSH-10) and content is answered `AA` again without being stored or
+//! applied twice; the same control id with other content is a new message
+//! (see [`dedup_key`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -72,14 +74,7 @@ pub fn classify(bytes: &[u8], source: &str, received_at_us: i64) -> Classified {
         format!("{}^{}", mt.code, mt.trigger)
     };
     sub.control_id = msg.control_id().to_string();
-    // Joined by a byte the parser never lets into a field, so that no two
-    // different (application, facility, control id) triples share a key.
-    let key = format!(
-        "{}\u{1f}{}\u{1f}{}",
-        msg.sending_application(),
-        msg.sending_facility(),
-        msg.control_id()
-    );
+    let key = dedup_key(&msg, &text);
     let verdict = if mt.code.eq_ignore_ascii_case("ADT") {
         let trigger = extract::trigger(&msg);
         if extract::APPLIED_TRIGGERS.contains(&trigger.as_str()) {
@@ -121,6 +116,35 @@ pub fn classify(bytes: &[u8], source: &str, received_at_us: i64) -> Classified {
         verdict,
         submission: sub,
     }
+}
+
+/// What makes a message a re-send: the same sender (MSH-3, MSH-4), the same
+/// control id (MSH-10) and the same content. Interface engines reset their
+/// control-id counters on restart, and some feeds reuse ids outright, so an
+/// id alone does not identify a message: the same id with other content is
+/// a new message, applied, and the store notes the reuse.
+///
+/// The identity is joined by a byte the parser never lets into a field, so
+/// that no two different (application, facility, control id) triples share
+/// a key; the content digest follows [`fdp_store::DEDUP_CONTENT_SEPARATOR`].
+/// Segment separators are normalised first, so a re-send whose line endings
+/// an engine rewrote is still recognised.
+pub fn dedup_key(msg: &Message, text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for segment in text.split(['\r', '\n']).filter(|s| !s.is_empty()) {
+        hasher.update(segment.as_bytes());
+        hasher.update(b"\r");
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}\u{1f}{}\u{1f}{}{}{hex}",
+        msg.sending_application(),
+        msg.sending_facility(),
+        msg.control_id(),
+        fdp_store::DEDUP_CONTENT_SEPARATOR,
+    )
 }
 
 fn reject_unreadable(mut sub: Submission, e: &ParseError) -> Classified {

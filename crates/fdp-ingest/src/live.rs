@@ -82,7 +82,18 @@ pub fn apply(census: &mut Census, rec: &RawRecord) {
     }
     match rec.stream.as_str() {
         hl7v2::STREAM => match hl7v2::event_of(rec) {
-            Some(ev) => census.apply(rec.seq, &ev),
+            Some(ev) => {
+                // The store's note on an accepted record: its control id
+                // was reused by a different message.
+                if !rec.reason.is_empty() {
+                    census.note(
+                        rec.seq,
+                        &ev.trigger,
+                        format!("control id {}: {}", rec.control_id, rec.reason),
+                    );
+                }
+                census.apply(rec.seq, &ev)
+            }
             None => tracing::error!(
                 seq = rec.seq,
                 "an accepted HL7 message no longer parses; the parser changed incompatibly"
@@ -147,15 +158,20 @@ pub async fn run_applier(live: Arc<Live>, mut feed: mpsc::UnboundedReceiver<Arc<
 
 /// Rewrite the canonical tables whenever the census has moved on, at most
 /// once per `interval`. Each version records the raw sequence and raw table
-/// versions it was derived from.
+/// versions it was derived from. With `snapshot_every`, the census is also
+/// saved (at most that often, and once more on stop) so that a restart
+/// replays only what came after it.
 pub async fn run_canonical_writer(
     live: Arc<Live>,
     store: Arc<Store>,
     interval: Duration,
+    snapshot_every: Option<Duration>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut written = 0u64;
     let mut pause = interval;
+    let mut snapshotted = live.read().await.applied_seq;
+    let mut last_snapshot = std::time::Instant::now();
     loop {
         let stop = tokio::select! {
             _ = tokio::time::sleep(pause) => false,
@@ -168,13 +184,42 @@ pub async fn run_canonical_writer(
                 Duration::ZERO
             }
         };
-        if stop || *shutdown.borrow() {
+        let stopping = stop || *shutdown.borrow();
+        if let Some(every) = snapshot_every {
+            if (stopping || last_snapshot.elapsed() >= every) && written > snapshotted {
+                match save_snapshot(&live, store.data_dir()).await {
+                    Ok(seq) => snapshotted = seq,
+                    Err(e) => tracing::warn!(error = %e, "saving the census snapshot failed"),
+                }
+                last_snapshot = std::time::Instant::now();
+            }
+        }
+        if stopping {
             return;
         }
         // A large census takes a while to encode: keep rewriting it from
         // taking more than a tenth of the machine away from the feed.
         pause = interval.max(work * 9);
     }
+}
+
+/// Save the census as it stands now; returns the sequence it reflects.
+pub async fn save_snapshot(live: &Live, data_dir: &std::path::Path) -> Result<u64, String> {
+    let census = live.read().await.clone();
+    let seq = census.applied_seq;
+    let dir = data_dir.to_path_buf();
+    let started = std::time::Instant::now();
+    let bytes = tokio::task::spawn_blocking(move || snapshot::save(&dir, &census))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    tracing::debug!(
+        seq,
+        bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "census snapshot saved"
+    );
+    Ok(seq)
 }
 
 /// Write the canonical tables once if the census has changed since `written`.
@@ -374,4 +419,95 @@ fn split_csv(line: &str) -> Vec<String> {
     }
     out.push(cur);
     out
+}
+
+/// Census snapshots: the whole census as it stood at one sequence number,
+/// so that a restart replays only the records after it instead of the
+/// whole raw history.
+///
+/// A snapshot is derived state, never the only copy of anything: the raw
+/// tables (and the WAL) hold every record it was made from. One that cannot
+/// be read is set aside and the census rebuilt from the raw tables.
+pub mod snapshot {
+    use std::io::{BufReader, BufWriter, Write};
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Serialize};
+
+    use crate::adt::census::Census;
+
+    /// Bumped when the census's shape changes incompatibly; an older
+    /// snapshot is then ignored and the census replayed in full.
+    const FORMAT: u32 = 1;
+
+    #[derive(Serialize, Deserialize)]
+    struct Snapshot {
+        format: u32,
+        census: Census,
+    }
+
+    /// Where the snapshot lives in a data directory.
+    pub fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join("census").join("snapshot.json")
+    }
+
+    /// Write `census` durably: to a temporary file, synced, then renamed
+    /// over the last snapshot, so a crash leaves one or the other whole.
+    pub fn save(data_dir: &Path, census: &Census) -> std::io::Result<u64> {
+        let path = path(data_dir);
+        let dir = path.parent().expect("the snapshot has a directory");
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join("snapshot.json.tmp");
+        let file = std::fs::File::create(&tmp)?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        serde_json::to_writer(
+            &mut out,
+            &SnapshotRef {
+                format: FORMAT,
+                census,
+            },
+        )?;
+        out.flush()?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        let bytes = file.metadata()?.len();
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(bytes)
+    }
+
+    #[derive(Serialize)]
+    struct SnapshotRef<'a> {
+        format: u32,
+        census: &'a Census,
+    }
+
+    /// The last snapshot, or `None` when there is none or it cannot be used
+    /// (then the census is rebuilt from the raw tables).
+    pub fn load(data_dir: &Path) -> Option<Census> {
+        let path = path(data_dir);
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "census snapshot unreadable; replaying the raw tables");
+                return None;
+            }
+        };
+        match serde_json::from_reader::<_, Snapshot>(BufReader::with_capacity(1 << 20, file)) {
+            Ok(s) if s.format == FORMAT => Some(s.census),
+            Ok(s) => {
+                tracing::info!(
+                    format = s.format,
+                    "census snapshot from another version; replaying the raw tables"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "census snapshot damaged; replaying the raw tables");
+                let _ = std::fs::rename(&path, path.with_extension("json.damaged"));
+                None
+            }
+        }
+    }
 }

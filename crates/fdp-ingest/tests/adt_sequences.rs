@@ -317,11 +317,20 @@ fn a_resent_message_is_recognised_by_its_control_id() {
     );
     let a = hl7v2::classify(msg.as_bytes(), "x", 1);
     let b = hl7v2::classify(msg.as_bytes(), "y", 2);
-    assert_eq!(
-        a.submission.dedup_key.as_deref(),
-        Some("PAS\u{1f}RXX\u{1f}SAME1")
+    // The key is the sender, the control id and the content's digest.
+    let key = a.submission.dedup_key.clone().unwrap();
+    assert!(
+        key.starts_with(&format!(
+            "PAS\u{1f}RXX\u{1f}SAME1{}",
+            fdp_store::DEDUP_CONTENT_SEPARATOR
+        )),
+        "{key:?}"
     );
     assert_eq!(a.submission.dedup_key, b.submission.dedup_key);
+    // The same message with other line endings is the same content.
+    let lf = msg.replace('\r', "\r\n");
+    let c = hl7v2::classify(lf.as_bytes(), "z", 3);
+    assert_eq!(c.submission.dedup_key, a.submission.dedup_key);
     f.send_raw(msg.as_bytes());
     let before = f.census.spells["V1"].clone();
     f.send_raw(msg.as_bytes());
@@ -531,12 +540,13 @@ fn merge_of_two_admitted_records_leaves_one_bed() {
 #[test]
 fn bad_messages_are_quarantined_with_a_reason_and_place() {
     let mut f = Feed::new();
-    // Bad NHS number (check digit).
+    // A bad NHS number (check digit) and no hospital number: the patient
+    // cannot be identified at all.
     let v = f.send(
         "A01",
         &format!(
             "EVN|A01|20261120080000\n{}\n{}",
-            pid("9434765918", "M1", "ALPHA"),
+            "PID|1||9434765918^^^NHS^NH||ALPHA^Test||19500101|F",
             pv1(W1B1, "V1", "20261120080000")
         ),
     );
@@ -544,7 +554,10 @@ fn bad_messages_are_quarantined_with_a_reason_and_place() {
         Verdict::Quarantine {
             reason, location, ..
         } => {
-            assert!(reason.contains("NHS number"), "{reason}");
+            assert!(
+                reason.contains("NHS number") && reason.contains("9434765918"),
+                "{reason}"
+            );
             assert!(
                 location.contains("PID") && location.contains("field 3"),
                 "{location}"
@@ -749,4 +762,440 @@ fn late_messages_do_not_put_a_discharged_spell_back_in_a_bed() {
     assert_eq!(f.occupant_of("W1:BAY1:B1").as_deref(), Some("V2"));
     assert!(f.census.warning_count >= 2);
     f.check_invariants();
+}
+
+// ---------------------------------------------------------------------------
+// Patients without a usable NHS number: admitted under the hospital number,
+// flagged, linked once traced. Never refused, never keyed by a bad number.
+
+use fdp_ingest::adt::event::NhsNumberStatus;
+
+/// PID with an NHS number repetition (any value) and PID-32, the NHS number
+/// status indicator.
+fn pid_with_status(nhs: &str, mrn: &str, name: &str, status: &str) -> String {
+    let nhs_rep = if nhs.is_empty() {
+        String::new()
+    } else {
+        format!("{nhs}^^^NHS^NH~")
+    };
+    format!(
+        "PID|1||{nhs_rep}{mrn}^^^RXX^MR||{name}^Test^^^Mx||19500101|F{}|{status}",
+        "|".repeat(23)
+    )
+}
+
+fn status_of(f: &Feed, patient: &str) -> Option<NhsNumberStatus> {
+    f.census.patients[patient].nhs_number_status.clone()
+}
+
+fn canonical_patient(f: &Feed, patient: &str) -> serde_json::Map<String, serde_json::Value> {
+    fdp_ingest::adt::canonical::rows(&f.census)["Patient"]
+        .iter()
+        .find(|r| r["person_id"] == patient)
+        .cloned()
+        .expect("the patient has a canonical row")
+}
+
+#[test]
+fn placeholder_nhs_numbers_are_admitted_flagged_and_linked_when_traced() {
+    let mut f = Feed::new();
+    // The unconscious patient in ED: the PAS fills PID-3 with 9999999999.
+    let v = f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid("9999999999", "M900", "UNKNOWN"),
+            pv1(W1B1, "V900", "20261120080000")
+        ),
+    );
+    assert_eq!(
+        v,
+        Verdict::Accept,
+        "a placeholder NHS number is no reason to refuse"
+    );
+    // On the board, under the hospital number.
+    assert_eq!(f.occupant_of("W1:BAY1:B1").as_deref(), Some("V900"));
+    assert_eq!(f.census.spells["V900"].patient_id, "M900");
+    let p = &f.census.patients["M900"];
+    assert_eq!(
+        p.nhs_number, None,
+        "an invalid number is never kept as the number"
+    );
+    match status_of(&f, "M900") {
+        Some(NhsNumberStatus::Invalid { value, why }) => {
+            assert_eq!(value, "9999999999");
+            assert!(why.contains("9"), "{why}");
+        }
+        other => panic!("expected invalid, got {other:?}"),
+    }
+    // The data engineer is told.
+    assert!(
+        f.census
+            .recent_warnings
+            .iter()
+            .any(|w| w.message.contains("M900") && w.message.contains("no usable NHS number")),
+        "{:?}",
+        f.census.recent_warnings
+    );
+    // The canonical row carries the status, and never the bad number.
+    let row = canonical_patient(&f, "M900");
+    assert_eq!(row["nhs_number"], serde_json::Value::Null);
+    assert_eq!(row["nhs_number_status_indicator_local_code"], "invalid");
+    assert_eq!(
+        row["nhs_number_status_indicator_code"],
+        serde_json::Value::Null
+    );
+    assert!(
+        !row.values()
+            .any(|v| v.as_str().is_some_and(|s| s.contains("9999999999"))),
+        "{row:?}"
+    );
+
+    // A later message repeating the placeholder changes nothing.
+    f.send(
+        "A08",
+        &format!(
+            "EVN|A08|20261120090000\n{}\n{}",
+            pid("9999999999", "M900", "UNKNOWN"),
+            pv1(W1B1, "V900", "20261120080000")
+        ),
+    );
+    assert_eq!(f.census.patients["M900"].nhs_number, None);
+
+    // The trace comes back: an A31 with the real number links the record.
+    let v = f.send(
+        "A31",
+        &format!(
+            "EVN|A31|20261120100000\n{}",
+            pid_with_status(NHS_C, "M900", "DOE", "01")
+        ),
+    );
+    assert_eq!(v, Verdict::Accept);
+    assert_eq!(f.census.patients["M900"].nhs_number.as_deref(), Some(NHS_C));
+    assert_eq!(status_of(&f, "M900"), Some(NhsNumberStatus::Verified));
+    assert!(f
+        .census
+        .recent_warnings
+        .iter()
+        .any(|w| w.message.contains("M900") && w.message.contains("linked")));
+    // Still in the same bed, under the same key.
+    assert_eq!(f.occupant_of("W1:BAY1:B1").as_deref(), Some("V900"));
+    assert_eq!(
+        canonical_patient(&f, "M900")["nhs_number_status_indicator_code"],
+        "01"
+    );
+
+    // Once known, a message with the placeholder again keeps the verified
+    // number (and says so).
+    f.send(
+        "A08",
+        &format!(
+            "EVN|A08|20261120110000\n{}\n{}",
+            pid("9999999999", "M900", "DOE"),
+            pv1(W1B1, "V900", "20261120080000")
+        ),
+    );
+    assert_eq!(f.census.patients["M900"].nhs_number.as_deref(), Some(NHS_C));
+    assert_eq!(status_of(&f, "M900"), Some(NhsNumberStatus::Verified));
+    f.check_invariants();
+}
+
+#[test]
+fn missing_and_unverified_nhs_numbers_are_admitted_and_flagged() {
+    let mut f = Feed::new();
+    // A newborn before registration: no NHS number, trace postponed (08).
+    assert_eq!(
+        f.send(
+            "A01",
+            &format!(
+                "EVN|A01|20261120080000\n{}\n{}",
+                pid_with_status("", "M901", "BABY", "08"),
+                pv1(W1B1, "V901", "20261120080000")
+            ),
+        ),
+        Verdict::Accept
+    );
+    assert_eq!(
+        status_of(&f, "M901"),
+        Some(NhsNumberStatus::Missing {
+            code: Some("08".into())
+        })
+    );
+    // An overseas visitor with no number and no status at all.
+    assert_eq!(
+        f.send(
+            "A01",
+            &format!(
+                "EVN|A01|20261120080000\n{}\n{}",
+                "PID|1||M902^^^RXX^MR||VISITOR^Test||19800101|M",
+                pv1(W1B2, "V902", "20261120080000")
+            ),
+        ),
+        Verdict::Accept
+    );
+    assert_eq!(
+        status_of(&f, "M902"),
+        Some(NhsNumberStatus::Missing { code: None })
+    );
+    // A valid number the PAS says it has not traced (02): kept, but not
+    // shown as verified.
+    assert_eq!(
+        f.send(
+            "A01",
+            &format!(
+                "EVN|A01|20261120080000\n{}\n{}",
+                pid_with_status(NHS_B, "M903", "TRACE", "02"),
+                pv1(W2B1, "V903", "20261120080000")
+            ),
+        ),
+        Verdict::Accept
+    );
+    assert_eq!(f.census.patients["M903"].nhs_number.as_deref(), Some(NHS_B));
+    let st = status_of(&f, "M903").unwrap();
+    assert!(st.needs_attention());
+    assert_eq!(st.data_dictionary_code(), Some("02"));
+    // A PAS claiming "verified" (01) for a number that fails its check is
+    // not believed.
+    assert_eq!(
+        f.send(
+            "A01",
+            &format!(
+                "EVN|A01|20261120080000\n{}\n{}",
+                pid_with_status("9434765918", "M904", "TYPO", "01"),
+                pv1("W2^BAY1^B2^RXX01", "V904", "20261120080000")
+            ),
+        ),
+        Verdict::Accept
+    );
+    let st = status_of(&f, "M904").unwrap();
+    assert_eq!(st.local_code(), "invalid");
+    assert_eq!(st.data_dictionary_code(), None);
+    assert_eq!(f.census.patients["M904"].nhs_number, None);
+
+    // The board holds all four, each flagged.
+    for (bed, spell) in [
+        ("W1:BAY1:B1", "V901"),
+        ("W1:BAY1:B2", "V902"),
+        ("W2:BAY1:B1", "V903"),
+        ("W2:BAY1:B2", "V904"),
+    ] {
+        assert_eq!(f.occupant_of(bed).as_deref(), Some(spell));
+    }
+    for p in ["M901", "M902", "M903", "M904"] {
+        assert!(status_of(&f, p).unwrap().needs_attention(), "{p}");
+    }
+    f.check_invariants();
+}
+
+#[test]
+fn a_message_with_no_patient_identifier_at_all_is_refused() {
+    let mut f = Feed::new();
+    // Only a placeholder NHS number: nothing to key the patient by.
+    let v = f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            "PID|1||9999999999^^^NHS^NH||NOBODY^Test||19500101|F",
+            pv1(W1B1, "V905", "20261120080000")
+        ),
+    );
+    match v {
+        Verdict::Quarantine { reason, .. } => {
+            assert!(reason.contains("no usable patient identifier"), "{reason}")
+        }
+        other => panic!("expected quarantine, got {other:?}"),
+    }
+    assert!(f.census.spells.is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Control ids: a re-send is the same sender, control id and content; the
+// same control id with other content is a new message. Through the real
+// store, which is where re-sends are recognised.
+
+mod through_the_store {
+    use super::*;
+    use fdp_ingest::live::Live;
+    use fdp_store::{Store, StoreConfig};
+    use std::sync::Arc;
+
+    struct Instance {
+        store: Option<Store>,
+        live: Arc<Live>,
+        receiver: hl7v2::Receiver,
+    }
+
+    impl Instance {
+        async fn open(dir: &std::path::Path) -> Instance {
+            let mut config = StoreConfig::new(dir);
+            config.raw_flush_interval = std::time::Duration::from_millis(20);
+            let opened = Store::open(config).await.unwrap();
+            let mut census = Census::new();
+            for rec in &opened.history {
+                fdp_ingest::live::apply(&mut census, rec);
+            }
+            let live = Live::new(census);
+            tokio::spawn(fdp_ingest::live::run_applier(live.clone(), opened.feed));
+            Instance {
+                store: Some(opened.store),
+                live,
+                receiver: hl7v2::Receiver::new("RXX"),
+            }
+        }
+
+        /// Send one message; returns (ACK code, was it a duplicate).
+        async fn send(&self, msg: &str) -> (String, bool) {
+            let committer = self.store.as_ref().unwrap().committer();
+            let reply = self
+                .receiver
+                .receive(&committer, msg.as_bytes().to_vec(), "test")
+                .await;
+            self.live
+                .applied_through(committer.committed_through())
+                .await;
+            let ack = String::from_utf8(reply.ack).unwrap();
+            let code = ack
+                .split('\r')
+                .find(|s| s.starts_with("MSA"))
+                .and_then(|s| s.split('|').nth(1))
+                .unwrap_or("")
+                .to_string();
+            (code, reply.duplicate)
+        }
+
+        async fn occupant(&self, bed: &str) -> Option<String> {
+            self.live
+                .read()
+                .await
+                .occupant(&format!("RXX01:{bed}"))
+                .map(|s| s.admission_id.clone())
+        }
+
+        async fn stop(mut self) {
+            let store = self.store.take().unwrap();
+            let through = store.committer().committed_through();
+            store.raw_flushed_through(through).await;
+            store.shutdown().await;
+        }
+    }
+
+    fn message(trigger: &str, control_id: &str, time: &str, body: &str) -> String {
+        format!(
+            "MSH|^~\\&|EPIC|RXX|OPENFDP|RXX|{time}||ADT^{trigger}^ADT_{trigger}|{control_id}|P|2.4\r{}",
+            body.replace('\n', "\r")
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reused_control_ids_are_applied_and_true_resends_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = Instance::open(dir.path()).await;
+        let admit = message(
+            "A01",
+            "1",
+            "20261120080000",
+            &format!(
+                "EVN|A01|20261120080000\n{}\n{}",
+                pid(NHS_A, "M1", "ALPHA"),
+                pv1(W1B1, "V1", "20261120080000")
+            ),
+        );
+        // The interface engine restarted and began counting from 1 again:
+        // the cancellation reuses the admission's control id.
+        let cancel = message(
+            "A11",
+            "1",
+            "20261120083000",
+            &format!(
+                "EVN|A11|20261120083000\n{}\n{}",
+                pid(NHS_A, "M1", "ALPHA"),
+                pv1(W1B1, "V1", "20261120080000")
+            ),
+        );
+        assert_eq!(i.send(&admit).await, ("AA".into(), false));
+        assert_eq!(i.occupant("W1:BAY1:B1").await.as_deref(), Some("V1"));
+
+        assert_eq!(
+            i.send(&cancel).await,
+            ("AA".into(), false),
+            "the same control id with other content is a new message"
+        );
+        assert_eq!(
+            i.occupant("W1:BAY1:B1").await,
+            None,
+            "the cancellation was applied: the bed is free"
+        );
+        {
+            let census = i.live.read().await;
+            assert_eq!(
+                census.spells["V1"].status,
+                fdp_ingest::adt::census::SpellStatus::Cancelled
+            );
+            assert!(
+                census
+                    .recent_warnings
+                    .iter()
+                    .any(|w| w.message.contains("control id 1")
+                        && w.message.contains("other content")),
+                "the reuse is reported: {:?}",
+                census.recent_warnings
+            );
+        }
+
+        // True re-sends of either (the engine replaying its queue) are
+        // acknowledged and change nothing: the admission is not revived.
+        assert_eq!(i.send(&admit).await, ("AA".into(), true));
+        assert_eq!(i.send(&cancel).await, ("AA".into(), true));
+        assert_eq!(i.occupant("W1:BAY1:B1").await, None);
+
+        // A third message under the same id, another patient admitted.
+        let other = message(
+            "A01",
+            "1",
+            "20261120090000",
+            &format!(
+                "EVN|A01|20261120090000\n{}\n{}",
+                pid(NHS_B, "M2", "BRAVO"),
+                pv1(W1B1, "V2", "20261120090000")
+            ),
+        );
+        assert_eq!(i.send(&other).await, ("AA".into(), false));
+        assert_eq!(i.occupant("W1:BAY1:B1").await.as_deref(), Some("V2"));
+        i.stop().await;
+
+        // The window outlives a restart: the re-sends are still known.
+        let i = Instance::open(dir.path()).await;
+        assert_eq!(i.occupant("W1:BAY1:B1").await.as_deref(), Some("V2"));
+        assert_eq!(i.send(&admit).await, ("AA".into(), true));
+        assert_eq!(i.send(&cancel).await, ("AA".into(), true));
+        assert_eq!(i.send(&other).await, ("AA".into(), true));
+        assert_eq!(i.occupant("W1:BAY1:B1").await.as_deref(), Some("V2"));
+        {
+            let census = i.live.read().await;
+            assert_eq!(
+                census.spells["V1"].status,
+                fdp_ingest::adt::census::SpellStatus::Cancelled
+            );
+        }
+        i.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn placeholder_nhs_number_through_the_listener_path_is_acknowledged_aa() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = Instance::open(dir.path()).await;
+        let admit = message(
+            "A01",
+            "ED1",
+            "20261120080000",
+            &format!(
+                "EVN|A01|20261120080000\n{}\n{}",
+                pid("9999999999", "M77", "UNKNOWN"),
+                pv1(W1B1, "V77", "20261120080000")
+            ),
+        );
+        assert_eq!(i.send(&admit).await, ("AA".into(), false));
+        assert_eq!(i.occupant("W1:BAY1:B1").await.as_deref(), Some("V77"));
+        i.stop().await;
+    }
 }

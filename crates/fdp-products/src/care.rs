@@ -36,6 +36,13 @@ pub struct Occupant {
     pub patient_id: String,
     pub name: String,
     pub nhs_number: Option<String>,
+    /// How far the NHS number can be trusted: `verified`, `unverified`,
+    /// `missing` or `invalid` (the model's local status code).
+    pub nhs_number_status: Option<&'static str>,
+    /// The status in words, for staff (never the number itself).
+    pub nhs_number_status_text: Option<String>,
+    /// The admission is flagged: the patient has no verified NHS number.
+    pub nhs_number_flag: bool,
     pub sex: Option<String>,
     pub age: Option<u32>,
     pub admitted_at: Option<DateTime<Utc>>,
@@ -258,11 +265,15 @@ fn occupant(census: &Census, s: &Spell, now: DateTime<Utc>) -> Occupant {
         .and_then(|p| p.date_of_birth.as_deref())
         .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
         .and_then(|dob| now.date_naive().years_since(dob));
+    let status = p.and_then(|p| p.nhs_number_status.as_ref());
     Occupant {
         admission_id: s.admission_id.clone(),
         patient_id: s.patient_id.clone(),
         name,
         nhs_number: p.and_then(|p| p.nhs_number.clone()),
+        nhs_number_status: status.map(|s| s.local_code()),
+        nhs_number_status_text: status.map(|s| s.describe()),
+        nhs_number_flag: status.is_some_and(|s| s.needs_attention()),
         sex: p.and_then(|p| p.sex.clone()),
         age,
         admitted_at,

@@ -132,6 +132,7 @@ pub(crate) fn governed_board(mut board: BedBoard, view: &ProductView) -> BedBoar
     let nhs = view.shows("patient", "nhs_number");
     let sex = view.shows("patient", "sex");
     let age = view.shows("patient", "age");
+    let nhs_status = view.shows("patient", "nhs_number_status_indicator_local_code");
     for o in board
         .sites
         .iter_mut()
@@ -153,6 +154,11 @@ pub(crate) fn governed_board(mut board: BedBoard, view: &ProductView) -> BedBoar
         }
         if !age {
             o.age = None;
+        }
+        if !nhs_status {
+            o.nhs_number_status = None;
+            o.nhs_number_status_text = None;
+            o.nhs_number_flag = false;
         }
     }
     board
@@ -247,6 +253,11 @@ pub fn cell(b: &BedView) -> Cell {
             }
             if o.readiness.as_ref().is_some_and(|r| r.medically_optimised) {
                 flags.push("mo".to_string());
+            }
+            if o.nhs_number_flag {
+                // `nhs-missing`, `nhs-invalid`, `nhs-unverified`: no
+                // verified NHS number yet.
+                flags.push(format!("nhs-{}", o.nhs_number_status.unwrap_or("missing")));
             }
             Cell {
                 state: b.state.as_str(),

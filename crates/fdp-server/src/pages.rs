@@ -532,6 +532,22 @@ pub async fn admission(
             table {
                 tbody {
                     tr { th { "NHS number" } td { (shown("patient", "nhs_number", patient.and_then(|p| p.nhs_number.clone()))) } }
+                    @let nhs_status = patient.and_then(|p| p.nhs_number_status.as_ref());
+                    tr { th { "NHS number status" } td {
+                        @if !view.shows("patient", "nhs_number_status_indicator") { "[masked]" }
+                        @else if let Some(st) = nhs_status {
+                            span class=(if st.needs_attention() { "flag nhs-flag" } else { "" }) data-nhs-status=(st.local_code()) {
+                                (st.describe())
+                                @if st.needs_attention() { " — no verified NHS number: check identity before sharing or matching records" }
+                            }
+                            // The value received is as identifying as a
+                            // valid number: shown only where numbers are.
+                            @if let fdp_ingest::adt::event::NhsNumberStatus::Invalid { value, .. } = st {
+                                @if view.shows("patient", "nhs_number") { " (received: " (value) ")" }
+                            }
+                        }
+                        @else { "not recorded" }
+                    } }
                     tr { th { "Hospital number" } td { (shown("patient", "mrn", patient.and_then(|p| p.mrn.clone()))) } }
                     tr { th { "Date of birth" } td { (shown("patient", "date_of_birth", patient.and_then(|p| p.date_of_birth.clone()))) } }
                     tr { th { "Status" } td { (spell.status.as_str()) @if spell.on_leave { " (on leave)" } } }

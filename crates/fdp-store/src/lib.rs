@@ -23,6 +23,7 @@
 //!   tables/canonical/<name>/
 //! ```
 
+pub mod dedup;
 mod masked;
 pub mod query;
 pub mod raw;
@@ -39,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+pub use dedup::DEDUP_CONTENT_SEPARATOR;
 pub use deltalake::arrow;
 pub use deltalake::arrow::array::RecordBatch;
 pub use deltalake::arrow::datatypes::{Schema, SchemaRef};
@@ -96,6 +98,16 @@ pub struct StoreConfig {
     pub compact_max_files: usize,
     /// How often to look for tables that need compacting.
     pub compact_interval: Duration,
+    /// How long a record's dedup key is remembered: a re-send arriving
+    /// later than this is stored again.
+    pub dedup_window: Duration,
+    /// Committed records not yet in the raw tables may hold at most this
+    /// many payload bytes; past it the committer stops taking records (and
+    /// so sources stop being read) until the flusher catches up.
+    pub max_unflushed_bytes: u64,
+    /// The history handed back by [`Store::open`] starts after this
+    /// sequence number (a census snapshot already holds what came before).
+    pub history_after_seq: u64,
 }
 
 impl StoreConfig {
@@ -106,6 +118,9 @@ impl StoreConfig {
             raw_flush_rows: 50_000,
             compact_max_files: 32,
             compact_interval: Duration::from_secs(60),
+            dedup_window: Duration::from_secs(7 * 24 * 3600),
+            max_unflushed_bytes: 256 << 20,
+            history_after_seq: 0,
         }
     }
 }
@@ -210,8 +225,9 @@ pub struct Store {
 /// What [`Store::open`] hands back besides the store.
 pub struct Opened {
     pub store: Store,
-    /// Accepted records committed before this start, in sequence order, to
-    /// rebuild derived state from.
+    /// Accepted records committed before this start and after
+    /// `StoreConfig::history_after_seq`, in sequence order, to rebuild
+    /// derived state from.
     pub history: Vec<RawRecord>,
     /// Every record committed from now on, in sequence order.
     pub feed: mpsc::UnboundedReceiver<Arc<RawRecord>>,
@@ -289,20 +305,32 @@ impl Store {
             raw_tables.insert(stream.clone(), table);
         }
 
-        // Everything up to last_seq is now in Delta: read history and keys.
+        // Everything up to last_seq is now in Delta: read the history a
+        // snapshot does not already hold, and the window's dedup keys.
         let mut history = Vec::new();
-        let mut dedup: HashMap<String, u64> = HashMap::new();
+        let mut keys: Vec<(String, u64, i64)> = Vec::new();
+        let mut newest_us = i64::MIN;
+        for table in raw_tables.values() {
+            newest_us = newest_us.max(newest_received(table).await?);
+        }
+        let window_us = i64::try_from(config.dedup_window.as_micros()).unwrap_or(i64::MAX);
+        let horizon = newest_us.saturating_sub(window_us).max(0);
         for (stream, table) in &raw_tables {
-            for rec in read_raw(stream, table).await? {
-                if let Some(k) = &rec.dedup_key {
-                    dedup.insert(k.clone(), rec.seq);
-                }
-                if rec.status == RecordStatus::Accepted {
-                    history.push(rec);
-                }
-            }
+            history.extend(read_history(stream, table, config.history_after_seq).await?);
+            keys.extend(read_keys(table, horizon).await?);
         }
         history.sort_by_key(|r| r.seq);
+        keys.sort_by_key(|k| k.1);
+        let mut dedup = dedup::DedupWindow::new(config.dedup_window);
+        for (key, seq, at) in &keys {
+            dedup.insert(key, *seq, *at);
+        }
+        drop(keys);
+        tracing::info!(
+            history = history.len(),
+            dedup_keys = dedup.len(),
+            "raw tables read"
+        );
 
         let next_seq = last_seq + 1;
         let wal = wal::Wal::open(&wal_dir, next_seq)?;
@@ -312,14 +340,24 @@ impl Store {
         let (feed_tx, feed_rx) = mpsc::unbounded_channel();
         let (flush_tx, flush_rx) = mpsc::unbounded_channel();
         let committed = Arc::new(AtomicU64::new(last_seq));
+        let backlog = Arc::new(Backlog::new(config.max_unflushed_bytes));
         let committer = Committer {
             tx: tx.clone(),
             committed: committed.clone(),
         };
+        let committer_backlog = backlog.clone();
         let wal_thread = std::thread::Builder::new()
             .name("fdp-wal".into())
             .spawn(move || {
-                run_committer(wal, next_seq, dedup, rx, vec![flush_tx, feed_tx], committed)
+                run_committer(
+                    wal,
+                    next_seq,
+                    dedup,
+                    rx,
+                    vec![flush_tx, feed_tx],
+                    committed,
+                    committer_backlog,
+                )
             })
             .map_err(|e| StoreError::io(&wal_dir, e))?;
 
@@ -337,6 +375,7 @@ impl Store {
             flush_now.clone(),
             config.raw_flush_interval,
             config.raw_flush_rows,
+            backlog,
         ));
         let compactor = tokio::spawn(run_compactor(
             data_dir.clone(),
@@ -435,16 +474,138 @@ impl Store {
     }
 }
 
-async fn read_raw(stream: &str, table: &DeltaTable) -> Result<Vec<RawRecord>, StoreError> {
+async fn raw_context(
+    table: &DeltaTable,
+) -> Result<datafusion::prelude::SessionContext, StoreError> {
     let ctx = datafusion::prelude::SessionContext::new();
     table.update_datafusion_session(&ctx.state())?;
     ctx.register_table("t", table.table_provider().await?)?;
-    let batches = query::run(&ctx, "SELECT * FROM t ORDER BY seq").await?;
+    Ok(ctx)
+}
+
+/// Accepted records after `after_seq`: what derived state has yet to see.
+/// The filter on `seq` lets the scan skip whole files by their statistics.
+async fn read_history(
+    stream: &str,
+    table: &DeltaTable,
+    after_seq: u64,
+) -> Result<Vec<RawRecord>, StoreError> {
+    let ctx = raw_context(table).await?;
+    let sql = format!(
+        "SELECT * FROM t WHERE seq > {after_seq} AND status = '{}' ORDER BY seq",
+        RecordStatus::Accepted.as_str()
+    );
     let mut out = Vec::new();
-    for b in &batches {
+    for b in &query::run(&ctx, &sql).await? {
         out.extend(raw::from_batch(stream, b).map_err(StoreError::Corrupt)?);
     }
     Ok(out)
+}
+
+/// The newest arrival time in a raw table (its statistics answer this).
+async fn newest_received(table: &DeltaTable) -> Result<i64, StoreError> {
+    use deltalake::arrow::array::AsArray;
+    let ctx = raw_context(table).await?;
+    let batches = query::run(
+        &ctx,
+        "SELECT CAST(max(received_at) AS BIGINT) AS newest FROM t",
+    )
+    .await?;
+    Ok(batches
+        .first()
+        .filter(|b| b.num_rows() > 0 && !b.column(0).is_null(0))
+        .map(|b| {
+            b.column(0)
+                .as_primitive::<deltalake::arrow::datatypes::Int64Type>()
+                .value(0)
+        })
+        .unwrap_or(i64::MIN))
+}
+
+/// Dedup keys of the records received at or after `horizon_us`: only the
+/// key columns are read, never the payloads.
+async fn read_keys(
+    table: &DeltaTable,
+    horizon_us: i64,
+) -> Result<Vec<(String, u64, i64)>, StoreError> {
+    use deltalake::arrow::array::AsArray;
+    use deltalake::arrow::datatypes::{DataType, Int64Type};
+    let ctx = raw_context(table).await?;
+    let sql = format!(
+        "SELECT dedup_key, seq, CAST(received_at AS BIGINT) AS at FROM t \
+         WHERE dedup_key IS NOT NULL AND received_at >= to_timestamp_micros({horizon_us})"
+    );
+    let mut out = Vec::new();
+    for b in &query::run(&ctx, &sql).await? {
+        let key = deltalake::arrow::compute::cast(b.column(0), &DataType::Utf8)
+            .map_err(|e| StoreError::Corrupt(format!("dedup_key: {e}")))?;
+        let key = key.as_string::<i32>();
+        let seq = b.column(1).as_primitive::<Int64Type>();
+        let at = b.column(2).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            out.push((key.value(i).to_string(), seq.value(i) as u64, at.value(i)));
+        }
+    }
+    Ok(out)
+}
+
+/// Payload bytes committed but not yet in the raw tables, shared by the
+/// committer (which adds and, past the limit, waits) and the flusher (which
+/// takes away and wakes it).
+struct Backlog {
+    bytes: std::sync::Mutex<u64>,
+    drained: std::sync::Condvar,
+    limit: u64,
+}
+
+impl Backlog {
+    fn new(limit: u64) -> Self {
+        Backlog {
+            bytes: std::sync::Mutex::new(0),
+            drained: std::sync::Condvar::new(),
+            limit,
+        }
+    }
+
+    /// What a record weighs while it waits: its payload and a little for
+    /// the rest of it.
+    fn weight(rec: &RawRecord) -> u64 {
+        rec.payload.len() as u64 + 256
+    }
+
+    fn add(&self, n: u64) {
+        *self.bytes.lock().unwrap_or_else(|e| e.into_inner()) += n;
+    }
+
+    fn sub(&self, n: u64) {
+        let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        *b = b.saturating_sub(n);
+        self.drained.notify_all();
+    }
+
+    /// Block the committer while the backlog is over its limit. Sources
+    /// waiting for their commits stop being read meanwhile: backpressure,
+    /// never a dropped record.
+    fn wait_below_limit(&self) {
+        let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let mut warned = false;
+        while *b > self.limit {
+            let (next, _) = self
+                .drained
+                .wait_timeout(b, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner());
+            b = next;
+            if !warned && started.elapsed() > Duration::from_secs(5) {
+                tracing::warn!(
+                    unflushed_bytes = *b,
+                    limit = self.limit,
+                    "the raw tables are behind; holding new records until they catch up"
+                );
+                warned = true;
+            }
+        }
+    }
 }
 
 /// The committer: the only writer of the WAL. Group commit: take whatever is
@@ -452,10 +613,11 @@ async fn read_raw(stream: &str, table: &DeltaTable) -> Result<Vec<RawRecord>, St
 fn run_committer(
     mut wal: wal::Wal,
     mut next_seq: u64,
-    mut dedup: HashMap<String, u64>,
+    mut dedup: dedup::DedupWindow,
     mut rx: mpsc::UnboundedReceiver<Request>,
     subscribers: Vec<mpsc::UnboundedSender<Arc<RawRecord>>>,
     committed_seq: Arc<AtomicU64>,
+    backlog: Arc<Backlog>,
 ) {
     const MAX_GROUP: usize = 8192;
     let mut broken: Option<String> = None;
@@ -464,7 +626,9 @@ fn run_committer(
     let mut committed: Vec<Arc<RawRecord>> = Vec::with_capacity(MAX_GROUP);
     let mut new_keys = Vec::new();
     let mut shutdown = false;
+    let mut since_prune = 0usize;
     while !shutdown {
+        backlog.wait_below_limit();
         let Some(first) = rx.blocking_recv() else {
             break;
         };
@@ -488,10 +652,27 @@ fn run_committer(
                         let _ = reply.send(Err(StoreError::Stopped(msg.clone())));
                         continue;
                     }
+                    let mut sub = sub;
                     if let Some(key) = &sub.dedup_key {
-                        if let Some(&seq) = dedup.get(key) {
-                            replies.push((reply, Committed::Duplicate(seq)));
-                            continue;
+                        match dedup.check(key) {
+                            dedup::Seen::New => {}
+                            dedup::Seen::Duplicate(seq) => {
+                                replies.push((reply, Committed::Duplicate(seq)));
+                                continue;
+                            }
+                            dedup::Seen::Reused(first) => {
+                                // Kept with the record, so the note survives
+                                // restarts and reaches whoever reads it.
+                                let note = format!(
+                                    "{} was already used by record {first} with other content; \
+                                     stored as a new record",
+                                    dedup::describe_identity(key)
+                                );
+                                tracing::warn!(first, "{note}");
+                                if sub.reason.is_empty() {
+                                    sub.reason = note;
+                                }
+                            }
                         }
                     }
                     let seq = next_seq;
@@ -499,8 +680,8 @@ fn run_committer(
                     let rec = sub.into_record(seq);
                     wal.stage(&rec);
                     if let Some(k) = &rec.dedup_key {
-                        dedup.insert(k.clone(), seq);
-                        new_keys.push(k.clone());
+                        dedup.insert(k, seq, rec.received_at_us);
+                        new_keys.push((k.clone(), seq));
                     }
                     committed.push(Arc::new(rec));
                     replies.push((reply, Committed::New(seq)));
@@ -516,6 +697,12 @@ fn run_committer(
         match synced {
             Ok(()) => {
                 committed_seq.store(next_seq - 1, Ordering::Release);
+                backlog.add(committed.iter().map(|r| Backlog::weight(r)).sum());
+                since_prune += committed.len();
+                if since_prune >= 4096 {
+                    dedup.prune();
+                    since_prune = 0;
+                }
                 for rec in committed.drain(..) {
                     for s in &subscribers {
                         let _ = s.send(rec.clone());
@@ -530,8 +717,8 @@ fn run_committer(
                 // WAL's state on disk is now unknown: refuse further writes.
                 let msg = format!("WAL write failed: {e}");
                 tracing::error!("{msg}");
-                for k in new_keys.drain(..) {
-                    dedup.remove(&k);
+                for (k, seq) in new_keys.drain(..) {
+                    dedup.remove(&k, seq);
                 }
                 committed.clear();
                 for (reply, _) in replies.drain(..) {
@@ -554,6 +741,7 @@ async fn run_flusher(
     flush_now: Arc<Notify>,
     interval: Duration,
     max_rows: usize,
+    backlog: Arc<Backlog>,
 ) {
     let mut pending: Vec<Arc<RawRecord>> = Vec::new();
     let mut last_flush = Instant::now();
@@ -590,6 +778,7 @@ async fn run_flusher(
                     let through = p.through_seq;
                     progress.send_replace(p);
                     let _ = committer.send(Request::Flushed(through));
+                    backlog.sub(pending.iter().map(|r| Backlog::weight(r)).sum());
                     pending.clear();
                     break;
                 }

@@ -229,6 +229,12 @@ async fn open_as_of(path: &Path, as_of: AsOf) -> Result<Option<deltalake::DeltaT
         AsOf::Timestamp(t) => {
             let mut table = tables::open(path, None).await?;
             match table.load_with_datetime(t).await {
+                // Version 0 is the empty table made before its first
+                // write: at that instant the table held no data yet, which
+                // is not the same as data saying "none".
+                Ok(()) if table.version() == Some(0) && table.get_file_uris()?.next().is_none() => {
+                    Ok(None)
+                }
                 Ok(()) => Ok(Some(table)),
                 Err(_) => Ok(None),
             }

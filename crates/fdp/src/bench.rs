@@ -63,6 +63,10 @@ pub struct AdtArgs {
     /// Keep the data directory here instead of a temporary one
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
+    /// A few seconds on tiny sizes: the same code path, so that the
+    /// benchmark cannot break unseen (the test suite runs it)
+    #[arg(long)]
+    pub quick: bool,
 }
 
 pub async fn run(cmd: BenchCommand) -> Result<()> {
@@ -120,6 +124,15 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub async fn adt(args: AdtArgs) -> Result<AdtReport> {
+    let mut args = args;
+    if args.quick {
+        args.messages = args.messages.min(3_000);
+        args.connections = args.connections.min(2);
+        args.window = args.window.min(64);
+        args.rate = args.rate.min(500);
+        args.seconds = args.seconds.min(1);
+        args.freshness_samples = args.freshness_samples.min(5);
+    }
     let tmp;
     let data_dir = match &args.data_dir {
         Some(d) => d.clone(),
@@ -134,6 +147,16 @@ pub async fn adt(args: AdtArgs) -> Result<AdtReport> {
         http: Some("127.0.0.1:0".parse()?),
         mllp: Some("127.0.0.1:0".parse()?),
         canonical_interval_secs: Some(5.0),
+        // The freshness run watches the bed board as a bed manager would:
+        // under a role granted direct care, with that purpose declared.
+        principal: [(
+            "bench".to_string(),
+            fdp_govern::Grant {
+                roles: vec!["bed-manager".into()],
+                organisation: None,
+            },
+        )]
+        .into(),
         ..InstanceConfig::default()
     };
     let running = instance::start(&config).await?;
@@ -357,10 +380,24 @@ async fn watch_bed_board(
 ) -> Result<()> {
     let mut s = tokio::net::TcpStream::connect(http).await?;
     let req = format!(
-        "GET /bed-board/events HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+        "GET /bed-board/events HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer {token}\r\nX-Purpose: direct-care\r\nX-Role: bed-manager\r\nAccept: text/event-stream\r\n\r\n"
     );
     s.write_all(req.as_bytes()).await?;
     let mut lines = BufReader::new(s).lines();
+    let status = lines.next_line().await?.unwrap_or_default();
+    if !status.contains(" 200 ") {
+        let mut body = Vec::new();
+        while let Ok(Some(l)) = lines.next_line().await {
+            body.push(l);
+            if body.len() > 20 {
+                break;
+            }
+        }
+        bail!(
+            "the bed board's event stream answered {status:?}: {}",
+            body.join(" ")
+        );
+    }
     while let Some(line) = lines.next_line().await? {
         let Some(data) = line.strip_prefix("data: ") else {
             continue;

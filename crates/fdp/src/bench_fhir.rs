@@ -15,9 +15,17 @@ pub struct FhirArgs {
     /// Keep the data directory here instead of a temporary one
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// A few seconds on tiny sizes: the same code path, so that the
+    /// benchmark cannot break unseen (the test suite runs it)
+    #[arg(long)]
+    pub quick: bool,
 }
 
 pub async fn fhir(args: FhirArgs) -> Result<()> {
+    let mut args = args;
+    if args.quick {
+        args.resources = args.resources.min(2_000);
+    }
     let tmp = tempfile::tempdir()?;
     let data_dir = args
         .data_dir

@@ -42,6 +42,10 @@ pub struct GovernedQueryArgs {
     /// Keep the generated data here (default: a temporary directory)
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// A few seconds on tiny sizes: the same code path, so that the
+    /// benchmark cannot break unseen (the test suite runs it)
+    #[arg(long)]
+    pub quick: bool,
 }
 
 /// The aggregates compared. The first is the headline: a planning
@@ -286,6 +290,12 @@ fn ms(d: Duration) -> String {
 }
 
 pub async fn run(args: GovernedQueryArgs) -> Result<()> {
+    let mut args = args;
+    if args.quick {
+        args.rows = args.rows.min(50_000);
+        args.patients = args.patients.min(2_000);
+        args.runs = args.runs.min(2);
+    }
     let temp;
     let data_dir = match &args.data_dir {
         Some(d) => d.clone(),

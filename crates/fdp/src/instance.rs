@@ -58,7 +58,64 @@ pub struct InstanceConfig {
     pub opt_out_file: Option<PathBuf>,
     /// The instance in the federation: where peers reach it, and its peers.
     pub federation: Option<fdp_federation::FederationConfig>,
+    /// How long a message's dedup key is remembered (default 168 hours): a
+    /// re-send arriving later than this is stored again.
+    pub dedup_window_hours: Option<u64>,
+    /// Seconds between census snapshots (default 60); a restart replays
+    /// only what was committed after the last one.
+    pub snapshot_interval_secs: Option<u64>,
+    /// Bounds on what a misbehaving sender can make the instance hold.
+    pub limits: Option<Limits>,
 }
+
+/// `[limits]`: what the instance holds in memory for its feeds, however
+/// fast they send. Past a limit it stops reading (TCP backpressure); it
+/// never drops a message.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Frames one MLLP connection may have read ahead of their ACKs
+    /// (default 128).
+    pub mllp_in_flight_per_connection: Option<usize>,
+    /// Bytes of frames all MLLP connections together may hold awaiting
+    /// their commits, in MiB (default 64). Every connection may always
+    /// have one frame in flight, so a flood cannot starve the others.
+    pub mllp_in_flight_mib: Option<u64>,
+    /// Committed records waiting for the raw tables, in MiB of payload
+    /// (default 256): past it the committer waits for the flusher.
+    pub unflushed_mib: Option<u64>,
+    /// The resident memory the instance is sized to stay under, in MiB
+    /// (default 1536). The limits above are set so that a flood on every
+    /// connection stays within it; `fdp bench adt --flood` checks it.
+    pub memory_mib: Option<u64>,
+}
+
+impl Limits {
+    pub fn memory_mib(&self) -> u64 {
+        self.memory_mib.unwrap_or(1536)
+    }
+
+    /// Refuse limits that cannot fit the stated memory: frames in flight
+    /// and the unflushed backlog (held twice while a batch is encoded),
+    /// beside what the census, the tables and the server need.
+    pub fn check(&self) -> Result<()> {
+        let in_flight = self.mllp_in_flight_mib.unwrap_or(64);
+        let unflushed = self.unflushed_mib.unwrap_or(256);
+        let needed = in_flight + 2 * unflushed + BASELINE_MIB;
+        anyhow::ensure!(
+            needed <= self.memory_mib(),
+            "[limits] memory_mib = {} is too small for mllp_in_flight_mib = {in_flight} and \
+             unflushed_mib = {unflushed}: they need about {needed} MiB with the instance's own \
+             {BASELINE_MIB} MiB; raise memory_mib or lower the others",
+            self.memory_mib()
+        );
+        Ok(())
+    }
+}
+
+/// What an instance holds besides its feeds' backlog: the census, open
+/// tables, the query engine and the server, measured for a trust's feed.
+const BASELINE_MIB: u64 = 512;
 
 impl InstanceConfig {
     pub fn load(path: &std::path::Path) -> Result<Self> {
@@ -66,7 +123,7 @@ impl InstanceConfig {
             .with_context(|| format!("reading the configuration file {}", path.display()))?;
         toml::from_str(&text).with_context(|| {
             format!(
-                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, sql, sql_tls_cert, sql_tls_key, canonical_interval_secs, import_dir, drop_folder, oidc, principal, policy, opt_out_file, federation)",
+                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, sql, sql_tls_cert, sql_tls_key, canonical_interval_secs, import_dir, drop_folder, oidc, principal, policy, opt_out_file, federation, dedup_window_hours, snapshot_interval_secs, limits)",
                 path.display()
             )
         })
@@ -164,19 +221,36 @@ pub struct Running {
 pub async fn start(config: &InstanceConfig) -> Result<Running> {
     let data_dir = std::path::absolute(config.data_dir()?)?;
     let ods = config.ods();
+    config.limits.clone().unwrap_or_default().check()?;
     let governance = Arc::new(config.governance(&data_dir)?);
     let tables = fdp_store::StoredTables::new(&data_dir);
-    let opened = Store::open(StoreConfig::new(&data_dir))
+    // The census as last saved: only what was committed after it is read
+    // back and replayed.
+    let replay_started = std::time::Instant::now();
+    let snapshot = live::snapshot::load(&data_dir);
+    let from_seq = snapshot.as_ref().map(|c| c.applied_seq).unwrap_or(0);
+    let mut store_config = StoreConfig::new(&data_dir);
+    store_config.history_after_seq = from_seq;
+    if let Some(hours) = config.dedup_window_hours {
+        store_config.dedup_window = Duration::from_secs(hours * 3600);
+    }
+    if let Some(mib) = config.limits.as_ref().and_then(|l| l.unflushed_mib) {
+        store_config.max_unflushed_bytes = mib << 20;
+    }
+    let opened = Store::open(store_config)
         .await
         .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
-    let replay_started = std::time::Instant::now();
-    let mut census = live::replay(&opened.history);
+    let mut census = snapshot.unwrap_or_default();
+    for rec in &opened.history {
+        live::apply(&mut census, rec);
+    }
     // History holds only accepted records; the census has seen everything
     // committed so far, whatever its status.
     census.applied_seq = census
         .applied_seq
         .max(opened.store.committer().committed_through());
     tracing::info!(
+        snapshot_seq = from_seq,
         records = opened.history.len(),
         beds = census.beds.len(),
         admitted = census.admitted().count(),
@@ -209,18 +283,23 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
             let (committer, stats, stop) =
                 (store.committer(), mllp_stats.clone(), shutdown_rx.clone());
             let receiver = Arc::new(Receiver::new(&ods));
+            let limits = config.limits.clone().unwrap_or_default();
+            let defaults = MllpConfig::default();
+            let mllp_config = MllpConfig {
+                max_in_flight: limits
+                    .mllp_in_flight_per_connection
+                    .unwrap_or(defaults.max_in_flight)
+                    .max(1),
+                max_in_flight_bytes: limits
+                    .mllp_in_flight_mib
+                    .map(|m| (m as usize) << 20)
+                    .unwrap_or(defaults.max_in_flight_bytes),
+                ..defaults
+            };
             tasks.push(rt.spawn(async move {
                 match tokio::net::TcpListener::from_std(std_listener) {
                     Ok(listener) => {
-                        mllp::serve(
-                            listener,
-                            committer,
-                            receiver,
-                            stats,
-                            MllpConfig::default(),
-                            stop,
-                        )
-                        .await
+                        mllp::serve(listener, committer, receiver, stats, mllp_config, stop).await
                     }
                     Err(e) => tracing::error!(error = %e, "MLLP listener failed"),
                 }
@@ -407,10 +486,12 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
 
     let interval = Duration::from_secs_f64(config.canonical_interval_secs.unwrap_or(5.0).max(0.1));
     let (writer_stop, writer_stop_rx) = watch::channel(false);
+    let snapshot_every = Duration::from_secs(config.snapshot_interval_secs.unwrap_or(60).max(1));
     let writer = tokio::spawn(live::run_canonical_writer(
         live.clone(),
         store.clone(),
         interval,
+        Some(snapshot_every),
         writer_stop_rx,
     ));
     Ok(Running {

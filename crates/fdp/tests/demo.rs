@@ -160,15 +160,29 @@ fn demo_federation_reports_daily_stops_cleanly_and_resumes() {
     // The national instance collects the daily return from every trust,
     // and each trust's own instance reports the same for the same census
     // instant, section by section.
+    // A census instant before the boards filled is a true picture of a
+    // trust still loading (or, before its first data, "no-data"), so the
+    // figures are checked on an instant after every board was full.
+    let filled_at = chrono::Utc::now();
     let mut national = serde_json::Value::Null;
-    wait_until(240, "a daily return submitted by all three trusts", || {
+    wait_until(300, "a daily return submitted by all three trusts", || {
         let c = d.get("X24", "/api/returns/collected", "analyst");
-        match c["returns"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["submitted"] == 3)
-        {
+        let returns = c["returns"].as_array().unwrap();
+        // No return ever counts a trust with no data at its instant.
+        for r in returns {
+            for m in r["members"].as_array().unwrap() {
+                if m["status"] == "submitted" {
+                    assert_eq!(m["sections"].as_object().map(|s| s.len()), Some(5), "{m}");
+                }
+            }
+        }
+        match returns.iter().find(|r| {
+            r["submitted"] == 3
+                && r["census_at"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .is_some_and(|t| t >= filled_at)
+        }) {
             Some(r) => {
                 national = r.clone();
                 true

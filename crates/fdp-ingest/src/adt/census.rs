@@ -20,12 +20,12 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::event::{AdtEvent, Location, PatientDetails, VisitDetails};
+use super::event::{AdtEvent, Location, NhsNumberStatus, PatientDetails, VisitDetails};
 
 /// Where a spell stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SpellStatus {
     PreAdmitted,
@@ -50,7 +50,7 @@ impl SpellStatus {
 }
 
 /// A period in one place (bed, or ward when no bed was named).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stay {
     pub location: Location,
     pub start_us: i64,
@@ -58,7 +58,7 @@ pub struct Stay {
 }
 
 /// A hospital spell (the CDM's Admission).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Spell {
     pub admission_id: String,
     pub patient_id: String,
@@ -83,14 +83,14 @@ impl Spell {
 }
 
 /// Whether a bed can take a patient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BedStatus {
     Open,
     Closed,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bed {
     pub bed_id: String,
     pub site: String,
@@ -107,7 +107,7 @@ pub struct Bed {
 }
 
 /// Discharge readiness as staff record it on the bed board.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DischargeReadiness {
     pub admission_id: String,
     pub medically_optimised: bool,
@@ -122,7 +122,7 @@ pub struct DischargeReadiness {
 }
 
 /// Something the census applied but found inconsistent.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Warning {
     pub seq: u64,
     pub trigger: String,
@@ -132,7 +132,10 @@ pub struct Warning {
 const KEPT_WARNINGS: usize = 500;
 
 /// The state derived from every ADT event and staff action so far.
-#[derive(Debug, Default, Clone)]
+///
+/// It serialises whole, so that a snapshot taken at `applied_seq` and the
+/// records after it rebuild exactly the census a full replay would.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Census {
     pub patients: BTreeMap<String, PatientDetails>,
     /// Retired patient id → the id it was merged into.
@@ -221,6 +224,11 @@ impl Census {
         cx.apply(ev);
     }
 
+    /// Record a warning for the data engineer about record `seq`.
+    pub fn note(&mut self, seq: u64, trigger: &str, message: String) {
+        self.warn(seq, trigger, message);
+    }
+
     fn warn(&mut self, seq: u64, trigger: &str, message: String) {
         self.warning_count += 1;
         if self.recent_warnings.len() == KEPT_WARNINGS {
@@ -306,6 +314,7 @@ impl Cx<'_> {
 
     fn upsert_patient(&mut self, p: &PatientDetails) -> String {
         let id = self.census.resolve_patient(&p.patient_id).to_string();
+        let is_new = !self.census.patients.contains_key(&id);
         let entry = self
             .census
             .patients
@@ -321,7 +330,6 @@ impl Cx<'_> {
         }
         take!(
             mrn,
-            nhs_number,
             title,
             first_name,
             surname,
@@ -335,6 +343,49 @@ impl Cx<'_> {
             ethnic_category_code,
             registered_gp
         );
+        let before = entry.nhs_number_status.clone();
+        let had_number = entry.nhs_number.clone();
+        match (&p.nhs_number, &p.nhs_number_status) {
+            // A valid number (a trace has come back, or the PAS always had
+            // it) links the record, whatever was known before.
+            (Some(n), status) => {
+                entry.nhs_number = Some(n.clone());
+                entry.nhs_number_status = status.clone().or(Some(NhsNumberStatus::Verified));
+            }
+            // No usable number in this message: a number already known is
+            // kept (updates often leave PID-3 short); otherwise the record
+            // says why there is none.
+            (None, Some(status)) if entry.nhs_number.is_none() => {
+                entry.nhs_number_status = Some(status.clone());
+            }
+            (None, _) => {}
+        }
+        let after = entry.nhs_number_status.clone();
+        let number = entry.nhs_number.clone();
+        if after != before || is_new {
+            match (&after, &had_number, &number) {
+                (Some(status), _, None) if status.needs_attention() => self.warn(format!(
+                    "patient {id} has no usable NHS number ({}); kept under the hospital number \
+                     until the number is traced",
+                    status.describe()
+                )),
+                (Some(NhsNumberStatus::Unverified { code }), _, Some(_)) => self.warn(format!(
+                    "patient {id}'s NHS number is not verified ({})",
+                    super::event::indicator_meaning(code)
+                )),
+                (_, None, Some(_)) if !is_new => self.warn(format!(
+                    "patient {id} now has a verified NHS number; the record is linked"
+                )),
+                _ => {}
+            }
+        }
+        if let (Some(NhsNumberStatus::Invalid { .. }), Some(_)) = (&p.nhs_number_status, &number) {
+            self.warn(format!(
+                "{} for patient {id} carries an invalid NHS number; the verified one on record \
+                 is kept",
+                self.trigger
+            ));
+        }
         id
     }
 

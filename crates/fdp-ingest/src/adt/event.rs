@@ -38,7 +38,13 @@ pub struct PatientDetails {
     /// there is one (a PAS's own key), otherwise `NHS:<nhs number>`.
     pub patient_id: String,
     pub mrn: Option<String>,
+    /// A valid NHS number only: a number that fails its checks is never
+    /// kept here (see `nhs_number_status`), so it can never become a key.
     pub nhs_number: Option<String>,
+    /// How far the NHS number can be trusted. `None` on records written
+    /// before the status was read (they only ever held valid numbers).
+    #[serde(default)]
+    pub nhs_number_status: Option<NhsNumberStatus>,
     pub title: Option<String>,
     pub first_name: Option<String>,
     pub surname: Option<String>,
@@ -52,6 +58,89 @@ pub struct PatientDetails {
     pub phone_number: Option<String>,
     pub ethnic_category_code: Option<String>,
     pub registered_gp: Option<String>,
+}
+
+/// Whether a patient's NHS number can be relied on, after the Data
+/// Dictionary's NHS NUMBER STATUS INDICATOR CODE (PID-32 in UK feeds).
+///
+/// Real feeds carry patients without a usable number (an unconscious
+/// patient in ED, an overseas visitor, a newborn not yet registered): they
+/// are admitted under their hospital number and flagged, never refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum NhsNumberStatus {
+    /// A valid number the PAS reports traced (`01`), or reports nothing
+    /// about: a PAS's own NHS number is the one it traced on the Spine.
+    Verified,
+    /// A valid number the PAS says is not (yet) traced: `code` is the
+    /// indicator it sent (`02`–`08`).
+    Unverified { code: String },
+    /// No NHS number in the message; `code` is PID-32 if it said why
+    /// (`03` trace required, `07` not required, `08` baby under six weeks…).
+    Missing { code: Option<String> },
+    /// A number that fails its checks (a placeholder such as `9999999999`,
+    /// a mistyped check digit): the value as received and why it fails.
+    Invalid { value: String, why: String },
+}
+
+impl NhsNumberStatus {
+    /// The short word the model's local code column and the bed board use.
+    pub fn local_code(&self) -> &'static str {
+        match self {
+            NhsNumberStatus::Verified => "verified",
+            NhsNumberStatus::Unverified { .. } => "unverified",
+            NhsNumberStatus::Missing { .. } => "missing",
+            NhsNumberStatus::Invalid { .. } => "invalid",
+        }
+    }
+
+    /// The Data Dictionary's code, where one applies. An invalid number has
+    /// none: whatever the PAS claimed about it, it is not a traced number.
+    pub fn data_dictionary_code(&self) -> Option<&str> {
+        match self {
+            NhsNumberStatus::Verified => Some("01"),
+            NhsNumberStatus::Unverified { code } => Some(code),
+            NhsNumberStatus::Missing { code } => code.as_deref(),
+            NhsNumberStatus::Invalid { .. } => None,
+        }
+    }
+
+    /// A sentence for staff, without the number itself (the status is
+    /// operational data; the number is identifying).
+    pub fn describe(&self) -> String {
+        match self {
+            NhsNumberStatus::Verified => "present and verified".into(),
+            NhsNumberStatus::Unverified { code } => {
+                format!("present, not verified ({})", indicator_meaning(code))
+            }
+            NhsNumberStatus::Missing { code: Some(code) } => {
+                format!("missing ({})", indicator_meaning(code))
+            }
+            NhsNumberStatus::Missing { code: None } => "missing".into(),
+            NhsNumberStatus::Invalid { why, .. } => format!("invalid: {why}"),
+        }
+    }
+
+    /// Whether the record should be flagged for staff: anything short of
+    /// a verified number.
+    pub fn needs_attention(&self) -> bool {
+        !matches!(self, NhsNumberStatus::Verified)
+    }
+}
+
+/// The Data Dictionary's meaning of an NHS NUMBER STATUS INDICATOR CODE.
+pub fn indicator_meaning(code: &str) -> &'static str {
+    match code {
+        "01" => "number present and verified",
+        "02" => "number present but not traced",
+        "03" => "trace required",
+        "04" => "trace attempted, no match or multiple matches",
+        "05" => "trace needs to be resolved",
+        "06" => "trace in progress",
+        "07" => "number not present and trace not required",
+        "08" => "trace postponed (baby under six weeks old)",
+        _ => "status code not in the Data Dictionary",
+    }
 }
 
 /// The hospital spell the message is about (PV1).

@@ -13,7 +13,7 @@ use chrono::{NaiveDate, NaiveDateTime, TimeZone};
 use fdp_hl7::{ErrorCode, ErrorLocation, Message, Segment};
 use fdp_model::identifiers;
 
-use super::event::{AdtEvent, Location, PatientDetails, VisitDetails};
+use super::event::{AdtEvent, Location, NhsNumberStatus, PatientDetails, VisitDetails};
 
 /// ADT triggers this instance applies to the census. Others are kept in raw
 /// unprocessed.
@@ -325,10 +325,13 @@ impl Identifiers {
         out
     }
 
+    /// The key the census files the patient under: the hospital number,
+    /// else a valid NHS number. An invalid NHS number is never a key.
     fn patient_id(&self) -> Option<String> {
         self.mrn.clone().or_else(|| self.other.clone()).or_else(|| {
             self.nhs
                 .as_ref()
+                .filter(|(n, _)| identifiers::parse_nhs_number(n).is_ok())
                 .map(|(n, _)| format!("NHS:{}", normalise_nhs(n)))
         })
     }
@@ -358,32 +361,47 @@ fn patient(pid: &Segment) -> Result<PatientDetails, AdtError> {
             ids.nhs = pid2.nhs;
         }
     }
-    let nhs_number = match &ids.nhs {
-        Some((raw, rep)) => {
-            let n = normalise_nhs(raw);
-            if let Err(why) = identifiers::parse_nhs_number(raw) {
-                return Err(AdtError::at(
-                    ErrorCode::DataTypeError,
-                    "PID",
-                    idx,
-                    3,
-                    format!(
-                        "PID-3 repetition {rep}: NHS number {raw:?} is not valid ({why}); \
-                         correct it in the PAS and re-send"
-                    ),
-                ));
+    // PID-32, Identity Reliability Code: UK feeds carry the NHS NUMBER
+    // STATUS INDICATOR CODE here.
+    let indicator =
+        text(pid, 32, 1).filter(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_digit()));
+    let (nhs_number, nhs_number_status) = match &ids.nhs {
+        Some((raw, _)) => match identifiers::parse_nhs_number(raw) {
+            Ok(_) => {
+                let status = match indicator.as_deref() {
+                    None | Some("01") => NhsNumberStatus::Verified,
+                    Some(code) => NhsNumberStatus::Unverified { code: code.into() },
+                };
+                (Some(normalise_nhs(raw)), status)
             }
-            Some(n)
-        }
-        None => None,
+            // Admitted all the same, under the hospital number: refusing
+            // the message would take a real patient off the bed board.
+            Err(why) => (
+                None,
+                NhsNumberStatus::Invalid {
+                    value: raw.clone(),
+                    why: why.to_string(),
+                },
+            ),
+        },
+        None => (None, NhsNumberStatus::Missing { code: indicator }),
     };
     let Some(patient_id) = ids.patient_id() else {
+        let message = match (&ids.nhs, &nhs_number_status) {
+            (Some((_, rep)), NhsNumberStatus::Invalid { value, why }) => format!(
+                "PID-3 has no usable patient identifier: no hospital number, and the NHS number \
+                 {value:?} in repetition {rep} is not valid ({why}); send the hospital number \
+                 (CX-5 MR) or a valid NHS number"
+            ),
+            _ => "PID-3 has no patient identifier (neither a hospital number nor an NHS number)"
+                .into(),
+        };
         return Err(AdtError::at(
             ErrorCode::RequiredFieldMissing,
             "PID",
             idx,
             3,
-            "PID-3 has no patient identifier (neither a hospital number nor an NHS number)".into(),
+            message,
         ));
     };
     let date_of_birth = match text(pid, 7, 1) {
@@ -406,6 +424,7 @@ fn patient(pid: &Segment) -> Result<PatientDetails, AdtError> {
         patient_id,
         mrn: ids.mrn,
         nhs_number,
+        nhs_number_status: Some(nhs_number_status),
         title: text(pid, 5, 5),
         first_name: text(pid, 5, 2),
         surname: text(pid, 5, 1),
