@@ -1,0 +1,70 @@
+//! Every `fdp bench` subcommand, in its `--quick` mode: the same code path
+//! as the real benchmark on tiny sizes, so that none of them can break
+//! unseen. The figures themselves are not judged here (a timed assertion in
+//! a test is not a benchmark); that each run completes and prints them is.
+
+use std::process::{Command, Output};
+
+fn bench(args: &[&str]) -> String {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_fdp"))
+        .arg("bench")
+        .args(args)
+        .arg("--quick")
+        // Benchmarks that read shipped files (mappings) find them from the
+        // repository root.
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .env("FDP_LOG", "warn")
+        .output()
+        .expect("run fdp bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "fdp bench {} --quick failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        args.join(" "),
+        out.status
+    );
+    stdout
+}
+
+#[test]
+fn adt_quick() {
+    let out = bench(&["adt"]);
+    assert!(out.contains("throughput:"), "{out}");
+    assert!(out.contains("ACK latency"), "{out}");
+    assert!(out.contains("bed board freshness"), "{out}");
+    // The synthetic feed carries a realistic share of bad messages, which
+    // are answered AE or AR; nearly all the rest is AA.
+    let not_aa: usize = out
+        .split(" not AA)")
+        .next()
+        .and_then(|s| s.rsplit('(').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count of messages not AA: {out}"));
+    assert!(not_aa < 3_000 / 20, "{not_aa} of 3,000 not AA: {out}");
+}
+
+#[test]
+fn fhir_quick() {
+    let out = bench(&["fhir"]);
+    assert!(out.to_lowercase().contains("resources"), "{out}");
+}
+
+#[test]
+fn csv_quick() {
+    let out = bench(&["csv"]);
+    assert!(out.to_lowercase().contains("rows"), "{out}");
+    assert!(out.contains("DuckDB"), "the peer runs beside it: {out}");
+}
+
+#[test]
+fn governed_query_quick() {
+    let out = bench(&["governed-query"]);
+    assert!(out.to_lowercase().contains("governed"), "{out}");
+}
+
+#[test]
+fn federation_quick() {
+    let out = bench(&["federation"]);
+    assert!(out.contains("p50") && out.contains("p99"), "{out}");
+}
