@@ -68,10 +68,12 @@ fn malformed_input_is_answered_quarantined_and_survived() {
             "segment",
         ),
         (
-            "bad NHS number",
+            // With a hospital number it would be admitted and flagged; with
+            // nothing else the patient cannot be identified at all.
+            "bad NHS number and no hospital number",
             adt(
                 "BADNHS",
-                "PID|1||9434765918^^^NHS^NH~M2^^^RXX^MR||BETA^Test||19500101|F",
+                "PID|1||9434765918^^^NHS^NH||BETA^Test||19500101|F",
             ),
             "AE",
             "NHS number",

@@ -201,7 +201,10 @@ impl PasConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MalformedReason {
-    /// An A08 whose PID-3 NHS number fails the modulus 11 check.
+    /// An A08 whose PID-3 NHS number fails the modulus 11 check. The one
+    /// anomaly a receiver must not refuse: the patient is known by the
+    /// hospital number, so the message is accepted and flagged, and the
+    /// valid NHS number already on record is kept.
     InvalidNhsNumber,
     /// An A03 whose MSH stops after MSH-9, so it has no control id.
     MissingControlId,
@@ -220,8 +223,9 @@ pub enum MessageKind {
     /// Well formed and meant to be processed; reflected in
     /// [`PasSimulator::expected_occupancy`].
     Valid,
-    /// Must be rejected; never changes the simulator's state, so a receiver
-    /// that processes it will diverge from the oracle.
+    /// Must be rejected (except [`MalformedReason::InvalidNhsNumber`], which
+    /// is accepted and flagged); never changes the simulator's state, so a
+    /// receiver that applies what it says will diverge from the oracle.
     Malformed(MalformedReason),
     /// Well formed but of a type the platform does not process (ORU^R01);
     /// it must be kept, not rejected, and changes no state.
