@@ -125,9 +125,9 @@ pub fn apply(census: &mut Census, rec: &RawRecord) {
     census.applied_seq = census.applied_seq.max(rec.seq);
 }
 
-/// Rebuild the census from history.
-pub fn replay(history: &[RawRecord]) -> Census {
-    let mut census = Census::new();
+/// Bring a census (empty, or a snapshot) up to date with the records
+/// committed after it.
+pub fn replay(mut census: Census, history: &[RawRecord]) -> Census {
     for rec in history {
         apply(&mut census, rec);
     }

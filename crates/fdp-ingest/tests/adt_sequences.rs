@@ -1030,11 +1030,7 @@ mod through_the_store {
             let mut config = StoreConfig::new(dir);
             config.raw_flush_interval = std::time::Duration::from_millis(20);
             let opened = Store::open(config).await.unwrap();
-            let mut census = Census::new();
-            for rec in &opened.history {
-                fdp_ingest::live::apply(&mut census, rec);
-            }
-            let live = Live::new(census);
+            let live = Live::new(fdp_ingest::live::replay(Census::new(), &opened.history));
             tokio::spawn(fdp_ingest::live::run_applier(live.clone(), opened.feed));
             Instance {
                 store: Some(opened.store),

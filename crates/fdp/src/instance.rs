@@ -240,10 +240,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
     let opened = Store::open(store_config)
         .await
         .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
-    let mut census = snapshot.unwrap_or_default();
-    for rec in &opened.history {
-        live::apply(&mut census, rec);
-    }
+    let mut census = live::replay(snapshot.unwrap_or_default(), &opened.history);
     // History holds only accepted records; the census has seen everything
     // committed so far, whatever its status.
     census.applied_seq = census
