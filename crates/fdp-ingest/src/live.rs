@@ -1,5 +1,6 @@
 //! The live census: committed records applied as they arrive, and the
-//! canonical tables rewritten from it in the background.
+//! canonical tables written from it, as the rows that changed, in the
+//! background.
 //!
 //! Two other streams besides HL7 feed the census:
 //! - `bed_register`: a bed register extract (CSV), which declares the sites,
@@ -156,7 +157,7 @@ pub async fn run_applier(live: Arc<Live>, mut feed: mpsc::UnboundedReceiver<Arc<
     }
 }
 
-/// Rewrite the canonical tables whenever the census has moved on, at most
+/// Write the canonical tables whenever the census has moved on, at most
 /// once per `interval`. Each version records the raw sequence and raw table
 /// versions it was derived from. With `snapshot_every`, the census is also
 /// saved (at most that often, and once more on stop) so that a restart
@@ -255,17 +256,32 @@ pub async fn write_canonical(
         run: None,
         targets: Vec::new(),
     };
-    for (table, schema, batch) in tables {
-        store
-            .write_canonical(&table, schema, vec![batch], &lineage)
+    let mut changed = 0;
+    for (table, schema, key, batch) in tables {
+        let summary = store
+            .write_canonical(&table, schema, &key, batch, &lineage)
             .await
             .map_err(|e| format!("{table}: {e}"))?;
+        if summary.version.is_some() {
+            changed += 1;
+            tracing::debug!(
+                table,
+                whole = summary.whole,
+                inserted = summary.inserted,
+                updated = summary.updated,
+                deleted = summary.deleted,
+                rows_written = summary.rows_written,
+                "canonical table written"
+            );
+        }
     }
+    tracing::trace!(through, changed, "canonical tables up to date");
     *written = through;
     Ok(work)
 }
 
-type CanonicalTable = (String, fdp_store::SchemaRef, fdp_store::RecordBatch);
+/// A table's name, schema, primary key column and whole derived state.
+type CanonicalTable = (String, fdp_store::SchemaRef, String, fdp_store::RecordBatch);
 
 /// Every canonical table as one Arrow batch, `dataset_refresh_time` last
 /// so that a reader who sees its new rows sees the tables it describes.
@@ -290,14 +306,24 @@ fn canonical_batches(census: &Census, refreshed_at: i64) -> Result<Vec<Canonical
             .expect("object")
             .clone(),
         );
-        out.push((ot.table.clone(), schema, batch));
+        out.push((
+            ot.table.clone(),
+            schema,
+            ot.primary_key_property().column.clone(),
+            batch,
+        ));
     }
     let ot = model
         .object_type("DatasetRefreshTime")
         .ok_or("the model has no DatasetRefreshTime")?;
     let schema = Arc::new(ot.arrow_schema());
     let batch = fdp_store::rows::batch_from_rows(&schema, &refresh_rows)?;
-    out.push((ot.table.clone(), schema, batch));
+    out.push((
+        ot.table.clone(),
+        schema,
+        ot.primary_key_property().column.clone(),
+        batch,
+    ));
     Ok(out)
 }
 

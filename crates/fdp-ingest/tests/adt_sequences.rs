@@ -1176,6 +1176,86 @@ mod through_the_store {
         i.stop().await;
     }
 
+    /// The newest version of a canonical table: its operation, the rows it
+    /// encoded and the raw sequence its lineage reaches.
+    async fn newest_version(dir: &std::path::Path, table: &str) -> (String, i64, u64) {
+        use fdp_store::tables::{self, Layer};
+        let t = tables::open(&tables::table_path(dir, Layer::Canonical, table), None)
+            .await
+            .unwrap();
+        let v = tables::history(&t, 1).await.unwrap().remove(0);
+        (
+            v.operation.unwrap_or_default(),
+            v.rows_written.unwrap_or(-1),
+            v.lineage.unwrap()["through_seq"].as_u64().unwrap(),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn canonical_tables_are_written_as_the_rows_that_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = Instance::open(dir.path()).await;
+        for n in 1..=20 {
+            let bed = format!("W1^BAY1^B{n}^RXX01");
+            i.send(&message(
+                "A01",
+                &format!("A{n}"),
+                "20261120080000",
+                &format!(
+                    "EVN|A01|20261120080000\n{}\n{}",
+                    pid("9999999999", &format!("M{n}"), "PATIENT"),
+                    pv1(&bed, &format!("V{n}"), "20261120080000")
+                ),
+            ))
+            .await;
+        }
+        let store = i.store.as_ref().unwrap();
+        let mut written = 0;
+        fdp_ingest::live::write_canonical(&i.live, store, &mut written)
+            .await
+            .unwrap();
+        let (op, rows, _) = newest_version(dir.path(), "admission").await;
+        assert_eq!(
+            (op.as_str(), rows),
+            ("WRITE", 20),
+            "the first write is whole"
+        );
+
+        // One more admission: one new row in each table it touches, and
+        // the tables it does not touch get no new version.
+        let ward_before = newest_version(dir.path(), "ward").await;
+        i.send(&message(
+            "A01",
+            "A21",
+            "20261120090000",
+            &format!(
+                "EVN|A01|20261120090000\n{}\n{}",
+                pid(NHS_B, "M21", "BRAVO"),
+                pv1("W1^BAY1^B21^RXX01", "V21", "20261120090000")
+            ),
+        ))
+        .await;
+        let through = store.committer().committed_through();
+        fdp_ingest::live::write_canonical(&i.live, store, &mut written)
+            .await
+            .unwrap();
+        for table in ["admission", "patient"] {
+            let (op, rows, seq) = newest_version(dir.path(), table).await;
+            assert_eq!(op, "MERGE", "{table} is written as changes");
+            assert_eq!(rows, 1, "{table}: only the new row is encoded");
+            assert_eq!(seq, through, "{table}'s lineage reaches the new record");
+        }
+        assert_eq!(
+            newest_version(dir.path(), "ward").await,
+            ward_before,
+            "an unchanged table gets no new version"
+        );
+        let census = i.live.read().await;
+        assert!(census.spells.contains_key("V21"));
+        drop(census);
+        i.stop().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn placeholder_nhs_number_through_the_listener_path_is_acknowledged_aa() {
         let dir = tempfile::tempdir().unwrap();

@@ -8,8 +8,9 @@
 //! - the **raw** Delta tables, filled from the WAL in batches, one row per
 //!   record as received, each append tagged with the WAL sequence it reached
 //!   so that recovery never appends twice;
-//! - the **canonical** Delta tables, whole derived states written with their
-//!   lineage (which raw sequence and raw versions they came from);
+//! - the **canonical** Delta tables, derived states written as the rows that
+//!   changed ([`keyed`]) with their lineage (which raw sequence and raw
+//!   versions they came from);
 //! - table history, compaction, and SQL through DataFusion ([`query`]).
 //!
 //! It must not know what a record means: parsing, mapping and the model's
@@ -24,6 +25,7 @@
 //! ```
 
 pub mod dedup;
+pub mod keyed;
 mod masked;
 pub mod query;
 pub mod raw;
@@ -219,6 +221,9 @@ pub struct Store {
     wal_thread: Option<std::thread::JoinHandle<()>>,
     flusher: Option<tokio::task::JoinHandle<()>>,
     compactor: Option<tokio::task::JoinHandle<()>>,
+    /// Where each canonical table's writer left its files, so that the next
+    /// state is written as changes.
+    layouts: tokio::sync::Mutex<HashMap<String, Option<keyed::Layout>>>,
     _lock: File,
 }
 
@@ -391,6 +396,7 @@ impl Store {
                 wal_thread: Some(wal_thread),
                 flusher: Some(flusher),
                 compactor: Some(compactor),
+                layouts: Default::default(),
                 _lock: lock,
             },
             history,
@@ -429,25 +435,27 @@ impl Store {
         }
     }
 
-    /// Replace a canonical table with a newly derived state.
+    /// Write a canonical table's newly derived state: the rows that differ
+    /// from what this store last wrote to it, merged by `key` in one Delta
+    /// version (see [`keyed`]). Nothing is committed when nothing changed.
     pub async fn write_canonical(
         &self,
         name: &str,
         schema: deltalake::arrow::datatypes::SchemaRef,
-        batches: Vec<RecordBatch>,
+        key: &str,
+        state: RecordBatch,
         lineage: &Lineage,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<keyed::ChangeSummary, StoreError> {
         let path = tables::table_path(&self.config.data_dir, Layer::Canonical, name);
-        let plain = std::sync::Arc::new(deltalake::arrow::datatypes::Schema::new(
-            schema
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_metadata(Default::default()))
-                .collect::<Vec<_>>(),
-        ));
-        let table = tables::open_or_create(&path, plain).await?;
-        let table = tables::overwrite(table, batches, lineage).await?;
-        Ok(table.version().unwrap_or(0))
+        let table = tables::open_or_create(&path, keyed::plain_schema(&schema)).await?;
+        let mut layouts = self.layouts.lock().await;
+        let layout = layouts.entry(name.to_string()).or_default();
+        let result = keyed::write_state(table, layout, state, key, lineage).await;
+        if result.is_err() {
+            // The commit may or may not have happened: start again whole.
+            *layout = None;
+        }
+        result
     }
 
     /// Stop accepting records, flush everything to the raw tables and wait.
@@ -847,8 +855,8 @@ async fn run_compactor(data_dir: PathBuf, every: Duration, max_files: usize) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        // Canonical tables are rewritten whole, one file per version; only
-        // the raw tables accumulate small appends.
+        // Canonical tables gather their own small files as they are written
+        // (see `keyed`); only the raw tables accumulate small appends.
         for layer in [Layer::Raw] {
             for name in tables::list_tables(&data_dir, layer) {
                 let path = tables::table_path(&data_dir, layer, &name);

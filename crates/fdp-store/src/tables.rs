@@ -172,7 +172,7 @@ pub fn commit_properties(lineage: &Lineage, app_id: &str, reached: i64) -> Commi
 
 /// [`commit_properties`] with more commit metadata beside the lineage (Delta
 /// replaces the metadata as a whole, so it must be given at once).
-fn commit_properties_with(
+pub(crate) fn commit_properties_with(
     lineage: &Lineage,
     app_id: &str,
     reached: i64,
@@ -360,7 +360,7 @@ pub async fn delete_keys(
 
 /// The writer compares schemas exactly, metadata included, against the
 /// schema it derives from the Delta log, which keeps none.
-fn without_metadata(batch: RecordBatch) -> Result<RecordBatch, StoreError> {
+pub(crate) fn without_metadata(batch: RecordBatch) -> Result<RecordBatch, StoreError> {
     let fields: Vec<_> = batch
         .schema()
         .fields()
