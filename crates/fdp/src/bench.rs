@@ -67,10 +67,22 @@ pub struct AdtArgs {
     /// benchmark cannot break unseen (the test suite runs it)
     #[arg(long)]
     pub quick: bool,
+    /// Instead of the three figures: a trust's year of feed through one
+    /// connection in order, the bed board checked bed for bed, the data
+    /// directory's size and peak memory, and the instance restarted, timed
+    #[arg(long)]
+    pub year: bool,
+    /// Days of feed for --year
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Messages a day for --year (after the census that fills the hospital)
+    #[arg(long, default_value_t = 8_640)]
+    pub per_day: u32,
 }
 
 pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
+        BenchCommand::Adt(args) if args.year => crate::bench_year::run(args).await,
         BenchCommand::Adt(args) => adt(args).await.map(|r| r.print()),
         BenchCommand::Fhir(args) => crate::bench_fhir::fhir(args).await,
         BenchCommand::Csv(args) => crate::bench_csv::csv(args).await,

@@ -210,23 +210,25 @@ async fn beds(data_dir: &Path, file: &Path) -> Result<()> {
             file.display()
         )
     })?;
+    load_bed_register_into(data_dir, &bytes, &file.display().to_string()).await?;
+    println!("bed register loaded: {} beds", beds.len());
+    Ok(())
+}
+
+/// Load a bed register into the data directory of an instance that is not
+/// running.
+pub async fn load_bed_register_into(data_dir: &Path, bytes: &[u8], source: &str) -> Result<()> {
     let config = InstanceConfig {
         data_dir: Some(data_dir.into()),
         ..Default::default()
     };
     let running = instance::start(&config).await?;
-    load_bed_register(
-        &running.store.committer(),
-        &bytes,
-        &file.display().to_string(),
-    )
-    .await?;
+    load_bed_register(&running.store.committer(), bytes, source).await?;
     running
         .live
         .applied_through(running.store.committer().committed_through())
         .await;
     running.stop().await?;
-    println!("bed register loaded: {} beds", beds.len());
     Ok(())
 }
 

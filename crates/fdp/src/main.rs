@@ -9,6 +9,7 @@ mod bench_csv;
 mod bench_federation;
 mod bench_fhir;
 mod bench_governed;
+mod bench_year;
 mod demo;
 mod demo_federation;
 mod ingest;

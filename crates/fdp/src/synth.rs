@@ -45,6 +45,29 @@ pub enum SynthCommand {
         #[arg(long, default_value_t = 100)]
         patients: usize,
     },
+    /// A trust's HL7 v2 ADT feed over a span of days (a year by default,
+    /// a little over three million messages): the census that fills the
+    /// hospital, then a steady stream of admissions, transfers, discharges,
+    /// updates and merges with half a percent of malformed messages, as
+    /// MLLP frames one after another. Load it with `fdp ingest hl7`, or
+    /// send it to a running instance.
+    Adt {
+        /// File to write
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the synthetic trust and its PAS
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// The day the feed starts
+        #[arg(long, default_value = "2025-12-01")]
+        start: NaiveDate,
+        /// Days of feed
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Messages a day after the census
+        #[arg(long, default_value_t = 8_640)]
+        per_day: u32,
+    },
 }
 
 pub fn run(cmd: SynthCommand) -> Result<()> {
@@ -84,6 +107,13 @@ pub fn run(cmd: SynthCommand) -> Result<()> {
             }
             Ok(())
         }
+        SynthCommand::Adt {
+            out,
+            seed,
+            start,
+            days,
+            per_day,
+        } => write_adt(&out, seed, start, days, per_day),
         SynthCommand::Fhir { out, patients } => {
             let (files, n) =
                 fdp_synth::fhir_export::write(&out, patients * fdp_synth::fhir_export::PER_PATIENT)
@@ -96,4 +126,50 @@ pub fn run(cmd: SynthCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn write_adt(
+    out: &std::path::Path,
+    seed: u64,
+    start: NaiveDate,
+    days: u32,
+    per_day: u32,
+) -> Result<()> {
+    use std::io::Write;
+    let trust = Trust::generate(seed, TrustSpec::default())?;
+    let start = start.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    let feed = fdp_synth::pas::Feed::new(&trust, seed, start, days, per_day)?;
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let progress = indicatif::ProgressBar::new(feed.remaining());
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} {bar:30} {human_pos}/{human_len} ({per_sec}, {eta})",
+        )
+        .expect("a valid template"),
+    );
+    progress.set_message("writing the feed");
+    let (mut total, mut bad, mut bytes) = (0u64, 0u64, 0u64);
+    for m in feed {
+        let frame = fdp_hl7::encode_frame(&m.bytes);
+        w.write_all(&frame)
+            .with_context(|| format!("writing {}", out.display()))?;
+        total += 1;
+        bytes += frame.len() as u64;
+        if !m.is_valid() {
+            bad += 1;
+        }
+        if total % 4096 == 0 {
+            progress.set_position(total);
+        }
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", out.display()))?;
+    progress.finish_and_clear();
+    println!(
+        "{total} messages ({bad} malformed or not processed) over {days} days, {:.1} MiB, in {}",
+        bytes as f64 / (1024.0 * 1024.0),
+        out.display()
+    );
+    Ok(())
 }

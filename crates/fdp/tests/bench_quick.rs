@@ -45,6 +45,16 @@ fn adt_quick() {
 }
 
 #[test]
+fn adt_year_quick() {
+    let out = bench(&["adt", "--year"]);
+    assert!(out.contains("load:"), "{out}");
+    assert!(out.contains("matches the simulator bed for bed"), "{out}");
+    assert!(out.contains("peak resident memory"), "{out}");
+    assert!(out.contains("restart after a clean stop"), "{out}");
+    assert!(out.contains("restart after SIGKILL"), "{out}");
+}
+
+#[test]
 fn fhir_quick() {
     let out = bench(&["fhir"]);
     assert!(out.to_lowercase().contains("resources"), "{out}");

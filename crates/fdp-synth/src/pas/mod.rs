@@ -12,6 +12,7 @@
 
 mod census;
 mod events;
+mod feed;
 mod flow;
 mod malformed;
 mod render;
@@ -27,6 +28,8 @@ use crate::people::{Catchment, MrnAllocator, NhsNumberAllocator, NhsNumberRange}
 use crate::rng::{rng_for, stream, SynthRng};
 use crate::trust::Trust;
 use state::{EncState, Encounter, Layout, Patient};
+
+pub use feed::Feed;
 
 /// Relative frequencies of ADT events in [`PasSimulator::next`].
 ///
