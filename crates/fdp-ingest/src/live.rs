@@ -93,6 +93,7 @@ pub fn apply(census: &mut Census, rec: &RawRecord) {
                         format!("control id {}: {}", rec.control_id, rec.reason),
                     );
                 }
+                census.advance_clock(ev.occurred_at_us, rec.received_at_us);
                 census.apply(rec.seq, &ev)
             }
             None => tracing::error!(
@@ -241,6 +242,11 @@ pub async fn write_canonical(
         census.clone()
     };
     let through = snapshot.applied_seq;
+    let retired = (
+        snapshot.retired.pending.clone(),
+        snapshot.retired.revived_patients.clone(),
+        snapshot.retired.revived_spells.clone(),
+    );
     let refreshed_at = chrono::Utc::now().timestamp_micros();
     // Deriving and encoding rows is CPU work: keep it off the async workers
     // that answer the feed.
@@ -256,6 +262,9 @@ pub async fn write_canonical(
         run: None,
         targets: Vec::new(),
     };
+    // The archive first: a retired row is in the archive part before the
+    // live part drops it, so no reader ever misses it.
+    write_archive(live, store, &retired.0, &retired.1, &retired.2, &lineage).await?;
     let mut changed = 0;
     for (table, schema, key, batch) in tables {
         let summary = store
@@ -278,6 +287,78 @@ pub async fn write_canonical(
     tracing::trace!(through, changed, "canonical tables up to date");
     *written = through;
     Ok(work)
+}
+
+/// The part of each canonical table that holds rows retired from the live
+/// census (see [`Census::retire`]).
+pub const ARCHIVE_PART: &str = "adt-archive";
+
+/// Write what the census retired to the archive parts, and take out of them
+/// the rows of patients and spells that came back; then let the census
+/// forget what has been done.
+async fn write_archive(
+    live: &Live,
+    store: &Store,
+    pending: &[crate::adt::census::RetiredBatch],
+    revived_patients: &[String],
+    revived_spells: &[String],
+    lineage: &Lineage,
+) -> Result<(), String> {
+    if pending.is_empty() && revived_patients.is_empty() && revived_spells.is_empty() {
+        return Ok(());
+    }
+    let model = Model::canonical();
+    let part = |type_name: &str| -> Result<(String, Arc<fdp_store::Schema>), String> {
+        let ot = model
+            .object_type(type_name)
+            .ok_or_else(|| format!("the model has no object type {type_name}"))?;
+        Ok((
+            fdp_store::tables::part_name(&ot.table, ARCHIVE_PART),
+            Arc::new(ot.arrow_schema()),
+        ))
+    };
+    for (type_name, column, keys) in [
+        ("Patient", "person_id", revived_patients),
+        ("Admission", "admission_id", revived_spells),
+        ("WardStay", "admission_id", revived_spells),
+        ("DischargeReadiness", "admission_id", revived_spells),
+    ] {
+        let (table, _) = part(type_name)?;
+        store
+            .delete_canonical_keys(&table, column, keys, lineage)
+            .await
+            .map_err(|e| format!("{table}: {e}"))?;
+    }
+    for batch in pending {
+        for (type_name, rows) in canonical::archive_rows(batch) {
+            if rows.is_empty() {
+                continue;
+            }
+            let (table, schema) = part(type_name)?;
+            let arrow = fdp_store::rows::batch_from_rows(&schema, &rows)
+                .map_err(|e| format!("{table}: {e}"))?;
+            store
+                .append_canonical_once(&table, schema, arrow, batch.id, lineage)
+                .await
+                .map_err(|e| format!("{table}: {e}"))?;
+        }
+        tracing::info!(
+            batch = batch.id,
+            spells = batch.spells.len(),
+            patients = batch.patients.len(),
+            "retired from the live census to the archive"
+        );
+    }
+    let mut census = live.census.write().await;
+    if let Some(last) = pending.last() {
+        census.retired.pending.retain(|b| b.id > last.id);
+    }
+    census
+        .retired
+        .revived_patients
+        .drain(..revived_patients.len());
+    census.retired.revived_spells.drain(..revived_spells.len());
+    Ok(())
 }
 
 /// A table's name, schema, primary key column and whole derived state.

@@ -1030,7 +1030,9 @@ mod through_the_store {
             let mut config = StoreConfig::new(dir);
             config.raw_flush_interval = std::time::Duration::from_millis(20);
             let opened = Store::open(config).await.unwrap();
-            let live = Live::new(fdp_ingest::live::replay(Census::new(), &opened.history));
+            let mut census = Census::new();
+            census.retention_days = Some(30);
+            let live = Live::new(fdp_ingest::live::replay(census, &opened.history));
             tokio::spawn(fdp_ingest::live::run_applier(live.clone(), opened.feed));
             Instance {
                 store: Some(opened.store),
@@ -1253,6 +1255,183 @@ mod through_the_store {
         let census = i.live.read().await;
         assert!(census.spells.contains_key("V21"));
         drop(census);
+        i.stop().await;
+    }
+
+    /// The values of `column` in canonical table `table` (one part).
+    async fn column_of(dir: &std::path::Path, table: &str, column: &str) -> Vec<String> {
+        use fdp_store::tables::{self, Layer};
+        let path = tables::table_path(dir, Layer::Canonical, table);
+        if !path.join("_delta_log").is_dir() {
+            return Vec::new();
+        }
+        let t = tables::open(&path, None).await.unwrap();
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.register_table("t", t.table_provider().await.unwrap())
+            .unwrap();
+        let batches = ctx
+            .sql(&format!("SELECT CAST(\"{column}\" AS VARCHAR) FROM t"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for b in batches {
+            let c = datafusion::arrow::compute::cast(
+                b.column(0),
+                &datafusion::arrow::datatypes::DataType::Utf8,
+            )
+            .unwrap();
+            let c = c
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::StringArray>()
+                .unwrap();
+            out.extend(c.iter().flatten().map(str::to_string));
+        }
+        out.sort();
+        out
+    }
+
+    /// Both parts of a table: (live, archive).
+    async fn parts(dir: &std::path::Path, table: &str, column: &str) -> (Vec<String>, Vec<String>) {
+        (
+            column_of(dir, table, column).await,
+            column_of(dir, &format!("{table}@adt-archive"), column).await,
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn finished_spells_leave_the_live_census_for_the_archive_and_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = Instance::open(dir.path()).await;
+        let at = |day: &str| format!("2026{day}080000");
+        i.send(&message(
+            "A01",
+            "1",
+            &at("0901"),
+            &format!(
+                "EVN|A01|{}\n{}\n{}",
+                at("0901"),
+                pid(NHS_A, "M1", "ALPHA"),
+                pv1(W1B1, "V1", &at("0901"))
+            ),
+        ))
+        .await;
+        i.send(&message(
+            "A03",
+            "2",
+            &at("0903"),
+            &format!(
+                "EVN|A03|{}\n{}\n{}",
+                at("0903"),
+                pid(NHS_A, "M1", "ALPHA"),
+                pv1(W1B1, "V1", &at("0901"))
+            ),
+        ))
+        .await;
+        i.send(&message(
+            "A01",
+            "3",
+            &at("0920"),
+            &format!(
+                "EVN|A01|{}\n{}\n{}",
+                at("0920"),
+                pid(NHS_B, "M2", "BRAVO"),
+                pv1(W1B2, "V2", &at("0920"))
+            ),
+        ))
+        .await;
+        let store = i.store.as_ref().unwrap();
+        let mut written = 0;
+        fdp_ingest::live::write_canonical(&i.live, store, &mut written)
+            .await
+            .unwrap();
+        {
+            let census = i.live.read().await;
+            assert!(
+                census.spells.contains_key("V1"),
+                "within 30 days of the newest event nothing is retired"
+            );
+        }
+        // Three weeks on, an update about someone else moves the census's
+        // clock: V1 ended more than 30 days before it.
+        i.send(&message(
+            "A08",
+            "4",
+            &at("1120"),
+            &format!("EVN|A08|{}\n{}", at("1120"), pid(NHS_C, "M3", "CHARLIE")),
+        ))
+        .await;
+        {
+            let census = i.live.read().await;
+            assert!(!census.spells.contains_key("V1"), "V1 is retired");
+            assert!(!census.patients.contains_key("M1"), "and its patient");
+            assert!(census.spells.contains_key("V2"), "V2 is in a bed");
+            assert_eq!(census.retired.pending.len(), 1);
+            assert_eq!(
+                i.live
+                    .read()
+                    .await
+                    .occupant("RXX01:W1:BAY1:B2")
+                    .map(|s| s.admission_id.clone()),
+                Some("V2".into())
+            );
+        }
+        fdp_ingest::live::write_canonical(&i.live, store, &mut written)
+            .await
+            .unwrap();
+        assert!(i.live.read().await.retired.pending.is_empty());
+        assert_eq!(
+            parts(dir.path(), "admission", "admission_id").await,
+            (vec!["V2".to_string()], vec!["V1".to_string()]),
+            "V1 moved to the archive part, once"
+        );
+        assert_eq!(
+            parts(dir.path(), "patient", "person_id").await,
+            (
+                vec!["M2".to_string(), "M3".to_string()],
+                vec!["M1".to_string()]
+            )
+        );
+        assert_eq!(
+            parts(dir.path(), "ward_stay", "admission_id").await.1,
+            vec!["V1"]
+        );
+        i.stop().await;
+
+        // A restart replays the same records, retires V1 again under the
+        // same batch, and the archive does not take it twice.
+        let i = Instance::open(dir.path()).await;
+        let store = i.store.as_ref().unwrap();
+        let mut written = 0;
+        fdp_ingest::live::write_canonical(&i.live, store, &mut written)
+            .await
+            .unwrap();
+        assert_eq!(
+            parts(dir.path(), "admission", "admission_id").await,
+            (vec!["V2".to_string()], vec!["V1".to_string()])
+        );
+
+        // The patient comes back: the live row replaces the archived one.
+        i.send(&message(
+            "A08",
+            "5",
+            &at("1125"),
+            &format!("EVN|A08|{}\n{}", at("1125"), pid(NHS_A, "M1", "ALPHA")),
+        ))
+        .await;
+        fdp_ingest::live::write_canonical(&i.live, store, &mut written)
+            .await
+            .unwrap();
+        assert_eq!(
+            parts(dir.path(), "patient", "person_id").await,
+            (
+                vec!["M1".to_string(), "M2".to_string(), "M3".to_string()],
+                Vec::<String>::new()
+            ),
+            "one row for M1, live"
+        );
         i.stop().await;
     }
 

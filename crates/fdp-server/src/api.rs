@@ -133,13 +133,15 @@ pub(crate) fn governed_board(mut board: BedBoard, view: &ProductView) -> BedBoar
     let sex = view.shows("patient", "sex");
     let age = view.shows("patient", "age");
     let nhs_status = view.shows("patient", "nhs_number_status_indicator_local_code");
-    for o in board
+    // Patients without a bed are masked as those in one: the same person.
+    let in_beds = board
         .sites
         .iter_mut()
         .flat_map(|s| &mut s.wards)
         .flat_map(|w| &mut w.beds)
-        .filter_map(|b| b.occupant.as_mut())
-    {
+        .filter_map(|b| b.occupant.as_mut());
+    let unplaced = board.unplaced.iter_mut().map(|u| &mut u.occupant);
+    for o in in_beds.chain(unplaced) {
         if !name {
             o.name = "[masked]".into();
         }

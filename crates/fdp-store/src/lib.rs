@@ -458,6 +458,54 @@ impl Store {
         result
     }
 
+    /// Append rows to a canonical table (an archive part, say) once: `batch_id`
+    /// is recorded with the commit, and a batch at or below the table's last
+    /// one is skipped, so a writer that repeats itself after a crash does
+    /// not add the rows twice. Returns whether it appended.
+    pub async fn append_canonical_once(
+        &self,
+        name: &str,
+        schema: deltalake::arrow::datatypes::SchemaRef,
+        batch: RecordBatch,
+        batch_id: u64,
+        lineage: &Lineage,
+    ) -> Result<bool, StoreError> {
+        const APP: &str = "openfdp-canonical-batch";
+        let path = tables::table_path(&self.config.data_dir, Layer::Canonical, name);
+        let table = tables::open_or_create(&path, keyed::plain_schema(&schema)).await?;
+        // Batch ids start at 0; the watermark is one past the last written.
+        let done = tables::app_watermark(&table, APP).await?.unwrap_or(0);
+        if (batch_id as i64) < done {
+            return Ok(false);
+        }
+        let props = tables::commit_properties(lineage, APP, batch_id as i64 + 1);
+        tables::append(table, vec![batch], props).await?;
+        Ok(true)
+    }
+
+    /// Delete the rows of a canonical table whose `column` is one of `keys`;
+    /// nothing is committed when none match or the table does not exist.
+    pub async fn delete_canonical_keys(
+        &self,
+        name: &str,
+        column: &str,
+        keys: &[String],
+        lineage: &Lineage,
+    ) -> Result<(), StoreError> {
+        let path = tables::table_path(&self.config.data_dir, Layer::Canonical, name);
+        if keys.is_empty() || !path.join("_delta_log").is_dir() {
+            return Ok(());
+        }
+        let table = tables::open(&path, None).await?;
+        let reached = tables::app_watermark(&table, "openfdp-canonical-batch")
+            .await?
+            .unwrap_or(0);
+        // Keep the batch watermark: Delta keeps the latest per application.
+        let props = tables::commit_properties(lineage, "openfdp-canonical-batch", reached);
+        tables::delete_keys(table, column, keys, props).await?;
+        Ok(())
+    }
+
     /// Stop accepting records, flush everything to the raw tables and wait.
     pub async fn shutdown(mut self) {
         let _ = self.committer.tx.send(Request::Shutdown);

@@ -64,6 +64,11 @@ pub struct InstanceConfig {
     /// Seconds between census snapshots (default 60); a restart replays
     /// only what was committed after the last one.
     pub snapshot_interval_secs: Option<u64>,
+    /// Days a finished spell, and a patient not heard of, stay in the live
+    /// census (default 30). Their rows move to the canonical tables'
+    /// `@adt-archive` parts; the census, its snapshot and a restart stay
+    /// the size of the last month, not of all history.
+    pub census_retention_days: Option<u32>,
     /// Bounds on what a misbehaving sender can make the instance hold.
     pub limits: Option<Limits>,
 }
@@ -123,7 +128,7 @@ impl InstanceConfig {
             .with_context(|| format!("reading the configuration file {}", path.display()))?;
         toml::from_str(&text).with_context(|| {
             format!(
-                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, sql, sql_tls_cert, sql_tls_key, canonical_interval_secs, import_dir, drop_folder, oidc, principal, policy, opt_out_file, federation, dedup_window_hours, snapshot_interval_secs, limits)",
+                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, sql, sql_tls_cert, sql_tls_key, canonical_interval_secs, import_dir, drop_folder, oidc, principal, policy, opt_out_file, federation, dedup_window_hours, snapshot_interval_secs, census_retention_days, limits)",
                 path.display()
             )
         })
@@ -240,7 +245,9 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
     let opened = Store::open(store_config)
         .await
         .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
-    let mut census = live::replay(snapshot.unwrap_or_default(), &opened.history);
+    let mut census = snapshot.unwrap_or_default();
+    census.retention_days = Some(config.census_retention_days.unwrap_or(30).max(1));
+    let mut census = live::replay(census, &opened.history);
     // History holds only accepted records; the census has seen everything
     // committed so far, whatever its status.
     census.applied_seq = census

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::census::{BedStatus, Census, Spell, SpellStatus};
+use super::census::{BedStatus, Census, DischargeReadiness, RetiredBatch, Spell, SpellStatus};
+use super::event::PatientDetails;
 
 /// Rows for one canonical table, keyed by the model's object type name.
 pub type TableRows = BTreeMap<&'static str, Vec<Map<String, Value>>>;
@@ -25,64 +26,17 @@ pub fn rows(census: &Census) -> TableRows {
     let mut t = TableRows::new();
     t.insert(
         "Patient",
-        census
-            .patients
-            .values()
-            .map(|p| {
-                let full = match (&p.first_name, &p.surname) {
-                    (Some(f), Some(s)) => Some(format!("{f} {s}")),
-                    (None, Some(s)) => Some(s.clone()),
-                    (Some(f), None) => Some(f.clone()),
-                    (None, None) => None,
-                };
-                obj(json!({
-                    "person_id": p.patient_id,
-                    "mrn": p.mrn,
-                    "nhs_number": p.nhs_number,
-                    "nhs_number_status_indicator": p.nhs_number_status.as_ref().map(|s| s.describe()),
-                    "nhs_number_status_indicator_code": p.nhs_number_status.as_ref().and_then(|s| s.data_dictionary_code()),
-                    "nhs_number_status_indicator_local_code": p.nhs_number_status.as_ref().map(|s| s.local_code()),
-                    "title": p.title,
-                    "first_name": p.first_name,
-                    "surname": p.surname,
-                    "full_name": full,
-                    "date_of_birth": p.date_of_birth,
-                    "sex": p.sex,
-                    "address_line_1": p.address_line1,
-                    "address_line_2": p.address_line2,
-                    "address_city": p.address_city,
-                    "postcode": p.postcode,
-                    "phone_number": p.phone_number,
-                    "ethnic_category_code": p.ethnic_category_code,
-                    "registered_gp": p.registered_gp,
-                }))
-            })
-            .collect(),
+        census.patients.values().map(patient_row).collect(),
     );
     t.insert(
         "Admission",
         census
             .spells
             .values()
-            .map(|s| admission_row(census, s))
+            .map(|s| admission_row(s, census.readiness.get(&s.admission_id)))
             .collect(),
     );
-    let mut stays = Vec::new();
-    for s in census.spells.values() {
-        if s.status == SpellStatus::Cancelled {
-            continue;
-        }
-        for (n, stay) in ward_stays(s).into_iter().enumerate() {
-            stays.push(obj(json!({
-                "ward_stay_id": format!("{}-{}", s.admission_id, n + 1),
-                "admission_id": s.admission_id,
-                "patient_id": s.patient_id,
-                "ward_id": stay.0,
-                "start_timestamp": stay.1,
-                "end_timestamp": stay.2,
-            })));
-        }
-    }
+    let stays = census.spells.values().flat_map(ward_stay_rows).collect();
     t.insert("WardStay", stays);
 
     let mut wards: BTreeMap<String, (String, String)> = BTreeMap::new();
@@ -145,30 +99,124 @@ pub fn rows(census: &Census) -> TableRows {
             .readiness
             .values()
             .map(|r| {
-                let patient = census
-                    .spells
-                    .get(&r.admission_id)
-                    .map(|s| s.patient_id.clone());
-                obj(json!({
-                    "admission_id": r.admission_id,
-                    "patient_id": patient,
-                    "medically_optimised": r.medically_optimised,
-                    "medically_optimised_date": r.medically_optimised_date,
-                    "discharge_pathway": r.discharge_pathway,
-                    "waiting_for": r.waiting_for,
-                    "expected_discharge_date": r.expected_discharge_date,
-                    "updated_by": r.updated_by,
-                    "updated_timestamp": r.updated_at_us,
-                }))
+                readiness_row(
+                    r,
+                    census
+                        .spells
+                        .get(&r.admission_id)
+                        .map(|s| s.patient_id.as_str()),
+                )
             })
             .collect(),
     );
     t
 }
 
-fn admission_row(census: &Census, s: &Spell) -> Map<String, Value> {
+/// The rows of what a retirement took out of the live census, for the
+/// canonical tables' archive parts.
+pub fn archive_rows(batch: &RetiredBatch) -> TableRows {
+    let mut t = TableRows::new();
+    t.insert("Patient", batch.patients.iter().map(patient_row).collect());
+    let readiness: BTreeMap<&str, &DischargeReadiness> = batch
+        .readiness
+        .iter()
+        .map(|r| (r.admission_id.as_str(), r))
+        .collect();
+    t.insert(
+        "Admission",
+        batch
+            .spells
+            .iter()
+            .map(|s| admission_row(s, readiness.get(s.admission_id.as_str()).copied()))
+            .collect(),
+    );
+    t.insert(
+        "WardStay",
+        batch.spells.iter().flat_map(ward_stay_rows).collect(),
+    );
+    let patient_of: BTreeMap<&str, &str> = batch
+        .spells
+        .iter()
+        .map(|s| (s.admission_id.as_str(), s.patient_id.as_str()))
+        .collect();
+    t.insert(
+        "DischargeReadiness",
+        batch
+            .readiness
+            .iter()
+            .map(|r| readiness_row(r, patient_of.get(r.admission_id.as_str()).copied()))
+            .collect(),
+    );
+    t
+}
+
+fn patient_row(p: &PatientDetails) -> Map<String, Value> {
+    let full = match (&p.first_name, &p.surname) {
+        (Some(f), Some(s)) => Some(format!("{f} {s}")),
+        (None, Some(s)) => Some(s.clone()),
+        (Some(f), None) => Some(f.clone()),
+        (None, None) => None,
+    };
+    obj(json!({
+        "person_id": p.patient_id,
+        "mrn": p.mrn,
+        "nhs_number": p.nhs_number,
+        "nhs_number_status_indicator": p.nhs_number_status.as_ref().map(|s| s.describe()),
+        "nhs_number_status_indicator_code": p.nhs_number_status.as_ref().and_then(|s| s.data_dictionary_code()),
+        "nhs_number_status_indicator_local_code": p.nhs_number_status.as_ref().map(|s| s.local_code()),
+        "title": p.title,
+        "first_name": p.first_name,
+        "surname": p.surname,
+        "full_name": full,
+        "date_of_birth": p.date_of_birth,
+        "sex": p.sex,
+        "address_line_1": p.address_line1,
+        "address_line_2": p.address_line2,
+        "address_city": p.address_city,
+        "postcode": p.postcode,
+        "phone_number": p.phone_number,
+        "ethnic_category_code": p.ethnic_category_code,
+        "registered_gp": p.registered_gp,
+    }))
+}
+
+fn readiness_row(r: &DischargeReadiness, patient_id: Option<&str>) -> Map<String, Value> {
+    obj(json!({
+        "admission_id": r.admission_id,
+        "patient_id": patient_id,
+        "medically_optimised": r.medically_optimised,
+        "medically_optimised_date": r.medically_optimised_date,
+        "discharge_pathway": r.discharge_pathway,
+        "waiting_for": r.waiting_for,
+        "expected_discharge_date": r.expected_discharge_date,
+        "updated_by": r.updated_by,
+        "updated_timestamp": r.updated_at_us,
+    }))
+}
+
+/// A spell's ward stays; a cancelled admission never happened and has none.
+fn ward_stay_rows(s: &Spell) -> Vec<Map<String, Value>> {
+    if s.status == SpellStatus::Cancelled {
+        return Vec::new();
+    }
+    ward_stays(s)
+        .into_iter()
+        .enumerate()
+        .map(|(n, stay)| {
+            obj(json!({
+                "ward_stay_id": format!("{}-{}", s.admission_id, n + 1),
+                "admission_id": s.admission_id,
+                "patient_id": s.patient_id,
+                "ward_id": stay.0,
+                "start_timestamp": stay.1,
+                "end_timestamp": stay.2,
+            }))
+        })
+        .collect()
+}
+
+fn admission_row(s: &Spell, readiness: Option<&DischargeReadiness>) -> Map<String, Value> {
     let current = s.stays.last();
-    let readiness = census.readiness.get(&s.admission_id);
     obj(json!({
         "admission_id": s.admission_id,
         "patient_id": s.patient_id,

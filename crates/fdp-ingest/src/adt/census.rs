@@ -18,7 +18,7 @@
 //! bed; a patient occupies at most one bed; a bed's occupant is an admitted
 //! spell whose current ward stay is in that bed.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -131,6 +131,45 @@ pub struct Warning {
 
 const KEPT_WARNINGS: usize = 500;
 
+const HOUR_US: i64 = 3_600_000_000;
+const DAY_US: i64 = 24 * HOUR_US;
+
+/// Spells and patients retired from the live census, and what the canonical
+/// writer still has to do about them.
+///
+/// The live census holds what the bed board and the day's work need: who is
+/// in hospital, and spells and patients seen within the retention period. A
+/// spell that ended longer ago, and a patient with no spell left and not
+/// heard of for as long, leave it, so a year of feed does not make the
+/// census (its memory, its snapshot, a restart) a year large. Their rows are
+/// not lost: they go to the canonical tables' archive parts, written before
+/// the live parts drop them.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retired {
+    /// Batches not yet written to the archive parts, oldest first.
+    pub pending: Vec<RetiredBatch>,
+    /// The id the next batch will have. Retirement depends only on the
+    /// records applied, so a census replayed from a snapshot gives its
+    /// batches the same ids, and the archive recognises one already written.
+    pub next_batch: u64,
+    /// Every patient and spell retired, to know one that comes back.
+    pub patients: BTreeSet<String>,
+    pub spells: BTreeSet<String>,
+    /// Retired patients and spells that a later message brought back: the
+    /// live census has them again, so their archived rows must go.
+    pub revived_patients: Vec<String>,
+    pub revived_spells: Vec<String>,
+}
+
+/// What one retirement took out of the live census.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetiredBatch {
+    pub id: u64,
+    pub patients: Vec<PatientDetails>,
+    pub spells: Vec<Spell>,
+    pub readiness: Vec<DischargeReadiness>,
+}
+
 /// The state derived from every ADT event and staff action so far.
 ///
 /// It serialises whole, so that a snapshot taken at `applied_seq` and the
@@ -155,6 +194,23 @@ pub struct Census {
     pub events: BTreeMap<String, u64>,
     pub recent_warnings: VecDeque<Warning>,
     pub warning_count: u64,
+    /// Days a finished spell, and a patient not heard of, stay in the live
+    /// census; `None` keeps everything.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+    #[serde(default)]
+    pub retired: Retired,
+    /// The census's own time: the latest event applied (never more than a
+    /// day past when it arrived, so one bad timestamp cannot age the rest).
+    #[serde(default)]
+    clock_us: i64,
+    #[serde(default)]
+    next_retirement_us: i64,
+    /// When each patient and spell was last the subject of a message.
+    #[serde(default)]
+    patient_seen_us: HashMap<String, i64>,
+    #[serde(default)]
+    spell_seen_us: HashMap<String, i64>,
 }
 
 impl Census {
@@ -210,6 +266,89 @@ impl Census {
             }
         }
         id
+    }
+
+    /// Move the census's clock to an event that happened at `occurred_us`
+    /// and arrived at `received_us`, retiring (at most hourly, by that
+    /// clock) what has been finished for longer than the retention period.
+    pub fn advance_clock(&mut self, occurred_us: i64, received_us: i64) {
+        let t = occurred_us.min(received_us.saturating_add(DAY_US));
+        self.clock_us = self.clock_us.max(t);
+        if self.retention_days.is_some() && self.clock_us >= self.next_retirement_us {
+            self.retire();
+            self.next_retirement_us = self.clock_us.saturating_add(HOUR_US);
+        }
+    }
+
+    /// Retire spells that ended, and patients last heard of, before the
+    /// retention period; returns how many of each.
+    pub fn retire(&mut self) -> (usize, usize) {
+        let Some(days) = self.retention_days else {
+            return (0, 0);
+        };
+        let cutoff = self.clock_us.saturating_sub(i64::from(days) * DAY_US);
+        let seen = |id: &str, map: &HashMap<String, i64>| map.get(id).copied().unwrap_or(i64::MIN);
+        let old_spells: Vec<String> = self
+            .spells
+            .values()
+            .filter(|s| s.status != SpellStatus::Admitted && s.bed_id.is_none())
+            .filter(|s| {
+                let last = [s.admitted_at_us, s.discharged_at_us]
+                    .into_iter()
+                    .flatten()
+                    .chain(
+                        s.stays
+                            .iter()
+                            .flat_map(|st| [Some(st.start_us), st.end_us])
+                            .flatten(),
+                    )
+                    .chain([seen(&s.admission_id, &self.spell_seen_us)])
+                    .max()
+                    .unwrap_or(i64::MIN);
+                last < cutoff
+            })
+            .map(|s| s.admission_id.clone())
+            .collect();
+        let mut batch = RetiredBatch {
+            id: self.retired.next_batch,
+            ..Default::default()
+        };
+        for id in old_spells {
+            if let Some(spell) = self.spells.remove(&id) {
+                self.spell_seen_us.remove(&id);
+                self.readiness_history.remove(&id);
+                if let Some(r) = self.readiness.remove(&id) {
+                    batch.readiness.push(r);
+                }
+                self.retired.spells.insert(id);
+                batch.spells.push(spell);
+            }
+        }
+        let with_spells: std::collections::HashSet<&str> = self
+            .spells
+            .values()
+            .map(|s| s.patient_id.as_str())
+            .collect();
+        let old_patients: Vec<String> = self
+            .patients
+            .keys()
+            .filter(|id| !with_spells.contains(id.as_str()) && !self.bed_holder.contains_key(*id))
+            .filter(|id| seen(id, &self.patient_seen_us) < cutoff)
+            .cloned()
+            .collect();
+        for id in old_patients {
+            if let Some(p) = self.patients.remove(&id) {
+                self.patient_seen_us.remove(&id);
+                self.retired.patients.insert(id);
+                batch.patients.push(p);
+            }
+        }
+        let counts = (batch.spells.len(), batch.patients.len());
+        if counts != (0, 0) {
+            self.retired.next_batch += 1;
+            self.retired.pending.push(batch);
+        }
+        counts
     }
 
     /// Apply one ADT event committed under `seq`.
@@ -315,6 +454,11 @@ impl Cx<'_> {
     fn upsert_patient(&mut self, p: &PatientDetails) -> String {
         let id = self.census.resolve_patient(&p.patient_id).to_string();
         let is_new = !self.census.patients.contains_key(&id);
+        if is_new && self.census.retired.patients.remove(&id) {
+            self.census.retired.revived_patients.push(id.clone());
+        }
+        let clock = self.census.clock_us;
+        self.census.patient_seen_us.insert(id.clone(), clock);
         let entry = self
             .census
             .patients
@@ -392,7 +536,17 @@ impl Cx<'_> {
     /// The spell a message is about, created if the census has not seen it
     /// (with a warning when the event implies it should have).
     fn spell(&mut self, patient_id: &str, v: &VisitDetails, expect_known: bool) -> &mut Spell {
+        let clock = self.census.clock_us;
+        self.census
+            .spell_seen_us
+            .insert(v.admission_id.clone(), clock);
         if !self.census.spells.contains_key(&v.admission_id) {
+            if self.census.retired.spells.remove(&v.admission_id) {
+                self.census
+                    .retired
+                    .revived_spells
+                    .push(v.admission_id.clone());
+            }
             if expect_known {
                 self.warn(format!(
                     "{} for spell {} which was never admitted; treating it as admitted",
@@ -721,6 +875,11 @@ impl Cx<'_> {
             if retired == surviving {
                 continue;
             }
+            // Merged away after it was retired: its archived row goes too.
+            if self.census.retired.patients.remove(&retired) {
+                self.census.retired.revived_patients.push(retired.clone());
+            }
+            self.census.patient_seen_us.remove(&retired);
             let Some(old) = self.census.patients.remove(&retired) else {
                 self.warn(format!(
                     "merge of {retired} into {surviving}: {retired} is not known; recorded for later messages"

@@ -79,7 +79,9 @@ pub enum NhsNumberStatus {
     /// (`03` trace required, `07` not required, `08` baby under six weeks…).
     Missing { code: Option<String> },
     /// A number that fails its checks (a placeholder such as `9999999999`,
-    /// a mistyped check digit): the value as received and why it fails.
+    /// a mistyped check digit): the value as received and why it fails, in
+    /// words that quote no digit of it (the status is operational data,
+    /// shown where numbers are not).
     Invalid { value: String, why: String },
 }
 

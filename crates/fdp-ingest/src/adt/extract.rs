@@ -13,6 +13,8 @@ use chrono::{NaiveDate, NaiveDateTime, TimeZone};
 use fdp_hl7::{ErrorCode, ErrorLocation, Message, Segment};
 use fdp_model::identifiers;
 
+use fdp_model::identifiers::NhsNumberError;
+
 use super::event::{AdtEvent, Location, NhsNumberStatus, PatientDetails, VisitDetails};
 
 /// ADT triggers this instance applies to the census. Others are kept in raw
@@ -380,7 +382,7 @@ fn patient(pid: &Segment) -> Result<PatientDetails, AdtError> {
                 None,
                 NhsNumberStatus::Invalid {
                     value: raw.clone(),
-                    why: why.to_string(),
+                    why: invalid_reason(&why).to_string(),
                 },
             ),
         },
@@ -510,6 +512,20 @@ fn visit(
         specialty: text(pv1, 10, 1),
         consultant,
     })
+}
+
+/// Why an NHS number fails, without quoting any of it: the reason travels
+/// with the status into operational columns that roles not shown NHS
+/// numbers see, and "check digit is 3 but should be 7" gives a digit away.
+fn invalid_reason(e: &NhsNumberError) -> &'static str {
+    match e {
+        NhsNumberError::Empty => "empty",
+        NhsNumberError::InvalidCharacter(_) => "contains characters other than digits",
+        NhsNumberError::WrongLength { .. } => "not ten digits",
+        NhsNumberError::CheckDigitWouldBeTen => "no NHS number begins with those nine digits",
+        NhsNumberError::CheckDigitMismatch { .. } => "the check digit does not match",
+        NhsNumberError::RepeatedDigit(_) => "one digit repeated ten times, a placeholder",
+    }
 }
 
 #[cfg(test)]
