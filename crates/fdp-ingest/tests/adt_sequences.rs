@@ -824,7 +824,11 @@ fn placeholder_nhs_numbers_are_admitted_flagged_and_linked_when_traced() {
     match status_of(&f, "M900") {
         Some(NhsNumberStatus::Invalid { value, why }) => {
             assert_eq!(value, "9999999999");
-            assert!(why.contains("9"), "{why}");
+            assert!(why.contains("placeholder"), "{why}");
+            assert!(
+                !why.chars().any(|c| c.is_ascii_digit()),
+                "the reason is shown where numbers are not: it quotes none of it: {why}"
+            );
         }
         other => panic!("expected invalid, got {other:?}"),
     }
