@@ -797,6 +797,32 @@ fn canonical_patient(f: &Feed, patient: &str) -> serde_json::Map<String, serde_j
 }
 
 #[test]
+fn an_impossible_date_of_birth_is_left_empty_and_the_patient_admitted() {
+    let mut f = Feed::new();
+    let verdict = f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA").replace("|19500101|", "|19503112|"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    assert!(matches!(verdict, Verdict::Accept), "{verdict:?}");
+    assert_eq!(f.occupant_of("W1:BAY1:B1").as_deref(), Some("V1"));
+    let p = &f.census.patients[&f.census.spells["V1"].patient_id];
+    assert_eq!(p.date_of_birth, None);
+    assert_eq!(p.surname.as_deref(), Some("ALPHA"));
+    assert!(
+        f.census
+            .recent_warnings
+            .iter()
+            .any(|w| w.message.contains("PID-7") && w.message.contains("19503112")),
+        "the data engineer is told which field: {:?}",
+        f.census.recent_warnings
+    );
+}
+
+#[test]
 fn placeholder_nhs_numbers_are_admitted_flagged_and_linked_when_traced() {
     let mut f = Feed::new();
     // The unconscious patient in ED: the PAS fills PID-3 with 9999999999.

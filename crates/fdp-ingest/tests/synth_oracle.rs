@@ -132,3 +132,40 @@ fn census_matches_the_simulator_bed_for_bed() {
         }
     }
 }
+
+/// Months of feed through a census that retires what finished a month ago:
+/// the beds still match the simulator, and the census stays a month large.
+#[test]
+fn a_census_with_retention_matches_the_simulator_after_months() {
+    let seed = 5u64;
+    let trust = Trust::generate(seed, TrustSpec::default()).unwrap();
+    let ids = bed_ids(&trust);
+    let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let mut feed = fdp_synth::pas::Feed::new(&trust, seed, start, 70, 500).unwrap();
+    let mut census = Census::new();
+    census.retention_days = Some(30);
+    for b in live::parse_bed_register(trust.bed_register_csv().as_bytes()).unwrap() {
+        census.register_bed(b);
+    }
+    let mut seq = 0u64;
+    let mut most_spells = 0;
+    while let Some(m) = feed.next() {
+        seq += 1;
+        // Received as it happened, so the census's clock follows the feed.
+        let c = hl7v2::classify(&m.bytes, "synth", m.at.timestamp_micros());
+        let rec = c.submission.into_record(seq);
+        live::apply(&mut census, &rec);
+        most_spells = most_spells.max(census.spells.len());
+        if seq.is_multiple_of(10_000) {
+            compare(&census, feed.simulator(), &ids, seq as usize);
+        }
+    }
+    compare(&census, feed.simulator(), &ids, seq as usize);
+    let retired: usize = census.retired.spells.len();
+    assert!(retired > 0, "seventy days of feed retire spells");
+    assert!(
+        census.spells.len() < retired,
+        "the live census holds about a month of seventy days: {} live, {retired} retired",
+        census.spells.len()
+    );
+}

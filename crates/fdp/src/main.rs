@@ -125,13 +125,27 @@ enum TokenCommand {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("FDP_LOG").unwrap_or_else(|_| {
-        // Dependencies (Delta Lake above all) are chatty at info level.
-        EnvFilter::new(
-            "warn,fdp=info,fdp_store=info,fdp_ingest=info,fdp_server=info,\
+    // Delta's kernel logs an error for every table it is asked about that
+    // does not exist yet, which a new data directory is full of.
+    let quiet = |f: EnvFilter| match "buoyant_kernel::snapshot::builder=off".parse() {
+        Ok(d)
+            if !std::env::var("FDP_LOG")
+                .unwrap_or_default()
+                .contains("buoyant") =>
+        {
+            f.add_directive(d)
+        }
+        _ => f,
+    };
+    let filter = EnvFilter::try_from_env("FDP_LOG")
+        .map(quiet)
+        .unwrap_or_else(|_| {
+            // Dependencies (Delta Lake above all) are chatty at info level.
+            EnvFilter::new(
+                "warn,fdp=info,fdp_store=info,fdp_ingest=info,fdp_server=info,\
              buoyant_kernel::snapshot::builder=off,deltalake_core::writer::stats=error",
-        )
-    });
+            )
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -355,6 +355,9 @@ impl Census {
     pub fn apply(&mut self, seq: u64, ev: &AdtEvent) {
         self.applied_seq = self.applied_seq.max(seq);
         *self.events.entry(ev.trigger.clone()).or_default() += 1;
+        for problem in &ev.problems {
+            self.warn(seq, &ev.trigger, problem.clone());
+        }
         let mut cx = Cx {
             census: self,
             seq,

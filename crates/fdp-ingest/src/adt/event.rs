@@ -179,4 +179,8 @@ pub struct AdtEvent {
     pub merged_ids: Vec<String>,
     /// The second patient of an A17 swap.
     pub swap_with: Option<(PatientDetails, VisitDetails)>,
+    /// Fields too poor to use, left empty: the message is applied all the
+    /// same and the data engineer warned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }

@@ -97,7 +97,8 @@ pub fn event(msg: &Message, fallback_time_us: i64) -> Result<AdtEvent, AdtError>
             format!("ADT^{trigger} has no PID segment: the patient is not identified"),
         ));
     };
-    let patient_details = patient(&pid)?;
+    let mut problems = Vec::new();
+    let patient_details = patient(&pid, &mut problems)?;
     let mut pv1s = msg.segments_named("PV1");
     let pv1 = pv1s.next();
     let visit_details = match &pv1 {
@@ -170,7 +171,7 @@ pub fn event(msg: &Message, fallback_time_us: i64) -> Result<AdtEvent, AdtError>
                 "ADT^A17 swap needs two PID and PV1 groups, one per patient".into(),
             ));
         };
-        let p2 = patient(&pid2)?;
+        let p2 = patient(&pid2, &mut problems)?;
         let v2 = visit(&pv12, &p2, &sending_facility)?;
         Some((p2, v2))
     } else {
@@ -184,6 +185,7 @@ pub fn event(msg: &Message, fallback_time_us: i64) -> Result<AdtEvent, AdtError>
         visit: visit_details,
         merged_ids,
         swap_with,
+        problems,
     })
 }
 
@@ -352,7 +354,10 @@ fn text(seg: &Segment, field: usize, component: usize) -> Option<String> {
     (!v.is_empty()).then(|| v.to_string())
 }
 
-fn patient(pid: &Segment) -> Result<PatientDetails, AdtError> {
+/// The patient a PID segment describes. A field too poor to use is left
+/// empty and described in `problems`: one bad field never costs a patient
+/// their place on the bed board.
+fn patient(pid: &Segment, problems: &mut Vec<String>) -> Result<PatientDetails, AdtError> {
     let d = pid.delimiters();
     let idx = pid.index();
     let mut ids = Identifiers::read(pid.field(3).map(|f| f.as_str()).unwrap_or(""), &d);
@@ -406,22 +411,20 @@ fn patient(pid: &Segment) -> Result<PatientDetails, AdtError> {
             message,
         ));
     };
-    let date_of_birth = match text(pid, 7, 1) {
-        Some(raw) => {
-            let digits = raw.get(0..8).unwrap_or("");
-            let dob = NaiveDate::parse_from_str(digits, "%Y%m%d").map_err(|_| {
-                AdtError::at(
-                    ErrorCode::DataTypeError,
-                    "PID",
-                    idx,
-                    7,
-                    format!("PID-7 date of birth {raw:?} is not a date (YYYYMMDD)"),
-                )
-            })?;
-            Some(dob.to_string())
+    let date_of_birth = text(pid, 7, 1).and_then(|raw| {
+        let digits = raw.get(0..8).unwrap_or("");
+        match NaiveDate::parse_from_str(digits, "%Y%m%d") {
+            Ok(dob) => Some(dob.to_string()),
+            Err(_) => {
+                problems.push(format!(
+                    "PID-7 date of birth {raw:?} (segment {}) is not a date (YYYYMMDD); \
+                     the patient is kept without a date of birth",
+                    pid.index()
+                ));
+                None
+            }
         }
-        None => None,
-    };
+    });
     Ok(PatientDetails {
         patient_id,
         mrn: ids.mrn,
