@@ -137,7 +137,7 @@ pub fn replay(mut census: Census, history: &[RawRecord]) -> Census {
 }
 
 /// Apply records from the store's feed as they are committed.
-pub async fn run_applier(live: Arc<Live>, mut feed: mpsc::UnboundedReceiver<Arc<RawRecord>>) {
+pub async fn run_applier(live: Arc<Live>, mut feed: mpsc::Receiver<Arc<RawRecord>>) {
     let mut batch = Vec::with_capacity(1024);
     while let Some(first) = feed.recv().await {
         batch.push(first);

@@ -200,6 +200,9 @@ pub async fn lineage(gov: &Governance, data_dir: &Path) -> Result<Lineage, Store
                     "raw.fhir_resource".to_string()
                 } else if writer.starts_with("csv-") {
                     "raw.extract_file".to_string()
+                } else if writer == crate::live::ARCHIVE_PART {
+                    // Rows the census retired: derived from the ADT feed.
+                    format!("raw.{}", crate::hl7v2::STREAM)
                 } else {
                     format!("raw.{writer}")
                 };

@@ -227,6 +227,11 @@ pub struct Store {
     _lock: File,
 }
 
+/// Records committed but not yet taken from [`Opened::feed`]. Past this
+/// many the committer waits, and with it every acknowledgement: a census
+/// that falls behind the feed slows the senders rather than filling memory.
+pub const FEED_CAPACITY: usize = 32_768;
+
 /// What [`Store::open`] hands back besides the store.
 pub struct Opened {
     pub store: Store,
@@ -234,8 +239,10 @@ pub struct Opened {
     /// `StoreConfig::history_after_seq`, in sequence order, to rebuild
     /// derived state from.
     pub history: Vec<RawRecord>,
-    /// Every record committed from now on, in sequence order.
-    pub feed: mpsc::UnboundedReceiver<Arc<RawRecord>>,
+    /// Every record committed from now on, in sequence order. It must be
+    /// read (or dropped): with [`FEED_CAPACITY`] records unread the
+    /// committer waits.
+    pub feed: mpsc::Receiver<Arc<RawRecord>>,
 }
 
 impl Store {
@@ -342,7 +349,7 @@ impl Store {
         wal.truncate_through(last_seq)?;
 
         let (tx, rx) = mpsc::unbounded_channel();
-        let (feed_tx, feed_rx) = mpsc::unbounded_channel();
+        let (feed_tx, feed_rx) = mpsc::channel(FEED_CAPACITY);
         let (flush_tx, flush_rx) = mpsc::unbounded_channel();
         let committed = Arc::new(AtomicU64::new(last_seq));
         let backlog = Arc::new(Backlog::new(config.max_unflushed_bytes));
@@ -359,7 +366,8 @@ impl Store {
                     next_seq,
                     dedup,
                     rx,
-                    vec![flush_tx, feed_tx],
+                    flush_tx,
+                    feed_tx,
                     committed,
                     committer_backlog,
                 )
@@ -666,12 +674,14 @@ impl Backlog {
 
 /// The committer: the only writer of the WAL. Group commit: take whatever is
 /// queued, stage it, one fsync, then answer everyone.
+#[allow(clippy::too_many_arguments)]
 fn run_committer(
     mut wal: wal::Wal,
     mut next_seq: u64,
     mut dedup: dedup::DedupWindow,
     mut rx: mpsc::UnboundedReceiver<Request>,
-    subscribers: Vec<mpsc::UnboundedSender<Arc<RawRecord>>>,
+    flusher: mpsc::UnboundedSender<Arc<RawRecord>>,
+    feed: mpsc::Sender<Arc<RawRecord>>,
     committed_seq: Arc<AtomicU64>,
     backlog: Arc<Backlog>,
 ) {
@@ -760,9 +770,10 @@ fn run_committer(
                     since_prune = 0;
                 }
                 for rec in committed.drain(..) {
-                    for s in &subscribers {
-                        let _ = s.send(rec.clone());
-                    }
+                    let _ = flusher.send(rec.clone());
+                    // Blocks while the feed is full: the answers below wait
+                    // with it, and so do the senders.
+                    let _ = feed.blocking_send(rec);
                 }
                 for (reply, c) in replies.drain(..) {
                     let _ = reply.send(Ok(c));

@@ -257,16 +257,16 @@ pub async fn run(args: AdtArgs) -> Result<()> {
 
     // The board after the year, against the simulator's own record.
     let expected = expected_board(&trust, &feed);
-    let board = match time_to_board(
+    let caught_up = match time_to_board(
         &instance,
         &token,
         &expected,
         Instant::now(),
-        Duration::from_secs(60),
+        Duration::from_secs(600),
     )
     .await
     {
-        Ok(_) => expected.clone(),
+        Ok(t) => t,
         Err(_) => {
             let (_, board) = get_json(instance.http, "/api/bed-board", &token).await?;
             let ours = board_occupants(&board);
@@ -277,10 +277,12 @@ pub async fn run(args: AdtArgs) -> Result<()> {
             bail!("after the year the bed board differs from the simulator in {differ} beds");
         }
     };
+    let board = expected;
     let occupied = board.values().filter(|a| a.is_some()).count();
     println!(
-        "  bed board after the year: matches the simulator bed for bed ({occupied} of {} beds occupied)",
-        board.len()
+        "  bed board after the year: matches the simulator bed for bed ({occupied} of {} beds occupied), {:.1} s after the last ACK",
+        board.len(),
+        caught_up.as_secs_f64()
     );
 
     // Let the canonical tables and the snapshot catch up, as a running
