@@ -35,6 +35,8 @@ pub enum BenchCommand {
     GovernedQuery(crate::bench_governed::GovernedQueryArgs),
     /// One federated question of 20 instances on loopback: end-to-end latency, p50 and p99
     Federation(crate::bench_federation::FederationArgs),
+    /// Senders that flood and never read their ACKs beside one sending normal traffic: its ACK latency and the instance's peak memory
+    Flood(crate::bench_flood::FloodArgs),
 }
 
 #[derive(Args, Clone)]
@@ -88,6 +90,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Csv(args) => crate::bench_csv::csv(args).await,
         BenchCommand::GovernedQuery(args) => crate::bench_governed::run(args).await,
         BenchCommand::Federation(args) => crate::bench_federation::run(args).await,
+        BenchCommand::Flood(args) => crate::bench_flood::run(args).await,
     }
 }
 

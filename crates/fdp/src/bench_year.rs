@@ -29,10 +29,10 @@ use crate::bench::AdtArgs;
 use crate::mllp_client;
 
 /// A running `fdp serve`, killed when dropped.
-struct Instance {
+pub(crate) struct Instance {
     child: Child,
-    mllp: SocketAddr,
-    http: SocketAddr,
+    pub(crate) mllp: SocketAddr,
+    pub(crate) http: SocketAddr,
 }
 
 impl Drop for Instance {
@@ -43,7 +43,7 @@ impl Drop for Instance {
 }
 
 impl Instance {
-    fn start(config: &Path, data_dir: &Path) -> Result<Instance> {
+    pub(crate) fn start(config: &Path, data_dir: &Path) -> Result<Instance> {
         let exe = std::env::current_exe().context("finding the fdp binary")?;
         let mut child = Command::new(exe)
             .args(["serve", "--config"])
@@ -88,7 +88,7 @@ impl Instance {
         })
     }
 
-    fn peak_rss_mib(&self) -> Result<f64> {
+    pub(crate) fn peak_rss_mib(&self) -> Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .context("reading the instance's memory from /proc")?;
         let kib: f64 = status
@@ -102,7 +102,7 @@ impl Instance {
 
     /// Stop as an operator does (SIGTERM), waiting for the instance to
     /// write its snapshot and flush.
-    fn stop(mut self) -> Result<()> {
+    pub(crate) fn stop(mut self) -> Result<()> {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status()?;
         let deadline = Instant::now() + Duration::from_secs(120);

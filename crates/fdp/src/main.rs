@@ -8,6 +8,7 @@ mod bench;
 mod bench_csv;
 mod bench_federation;
 mod bench_fhir;
+mod bench_flood;
 mod bench_governed;
 mod bench_year;
 mod demo;

@@ -55,6 +55,14 @@ fn adt_year_quick() {
 }
 
 #[test]
+fn flood_quick() {
+    let out = bench(&["flood"]);
+    assert!(out.contains("flood offered:"), "{out}");
+    assert!(out.contains("normal sender:"), "{out}");
+    assert!(out.contains("peak resident memory"), "{out}");
+}
+
+#[test]
 fn fhir_quick() {
     let out = bench(&["fhir"]);
     assert!(out.to_lowercase().contains("resources"), "{out}");
