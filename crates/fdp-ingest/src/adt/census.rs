@@ -131,8 +131,7 @@ pub struct Warning {
 
 const KEPT_WARNINGS: usize = 500;
 
-const HOUR_US: i64 = 3_600_000_000;
-const DAY_US: i64 = 24 * HOUR_US;
+const DAY_US: i64 = 86_400_000_000;
 
 /// Spells and patients retired from the live census, and what the canonical
 /// writer still has to do about them.
@@ -269,14 +268,15 @@ impl Census {
     }
 
     /// Move the census's clock to an event that happened at `occurred_us`
-    /// and arrived at `received_us`, retiring (at most hourly, by that
-    /// clock) what has been finished for longer than the retention period.
+    /// and arrived at `received_us`, retiring (once a day, by that clock:
+    /// a retirement looks at every spell and patient) what has been
+    /// finished for longer than the retention period.
     pub fn advance_clock(&mut self, occurred_us: i64, received_us: i64) {
         let t = occurred_us.min(received_us.saturating_add(DAY_US));
         self.clock_us = self.clock_us.max(t);
         if self.retention_days.is_some() && self.clock_us >= self.next_retirement_us {
             self.retire();
-            self.next_retirement_us = self.clock_us.saturating_add(HOUR_US);
+            self.next_retirement_us = self.clock_us.saturating_add(DAY_US);
         }
     }
 
