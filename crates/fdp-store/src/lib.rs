@@ -508,9 +508,14 @@ impl Store {
         let reached = tables::app_watermark(&table, "openfdp-canonical-batch")
             .await?
             .unwrap_or(0);
-        // Keep the batch watermark: Delta keeps the latest per application.
-        let props = tables::commit_properties(lineage, "openfdp-canonical-batch", reached);
-        tables::delete_keys(table, column, keys, props).await?;
+        // A predicate of a few hundred keys at a time: query planning
+        // recurses over the list, and a year's worth would overflow a stack.
+        let mut table = table;
+        for chunk in keys.chunks(256) {
+            // Keep the batch watermark: Delta keeps the latest per application.
+            let props = tables::commit_properties(lineage, "openfdp-canonical-batch", reached);
+            table = tables::delete_keys(table, column, chunk, props).await?;
+        }
         Ok(())
     }
 

@@ -273,3 +273,32 @@ async fn another_writer_in_between_makes_the_next_write_whole() {
     expected.sort();
     assert_eq!(read(&path, None).await, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_keys_are_deleted_without_exhausting_the_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = fdp_store::Store::open(fdp_store::StoreConfig::new(dir.path()))
+        .await
+        .unwrap();
+    let store = opened.store;
+    let rows: Vec<Row> = (0..12_000).map(|i| row(i, "AMU")).collect();
+    let path = tables::table_path(dir.path(), tables::Layer::Canonical, "ward_stay@archive");
+    let table = tables::open_or_create(&path, schema()).await.unwrap();
+    tables::append(
+        table,
+        vec![batch(&rows)],
+        tables::commit_properties(&lineage(1), "test", 1),
+    )
+    .await
+    .unwrap();
+    // A year's readmissions, revived at once after a full replay.
+    let gone: Vec<String> = rows.iter().step_by(2).map(|r| r.id.clone()).collect();
+    store
+        .delete_canonical_keys("ward_stay@archive", "ward_stay_id", &gone, &lineage(2))
+        .await
+        .unwrap();
+    let left = read(&path, None).await;
+    assert_eq!(left.len(), 6_000);
+    assert!(left.iter().all(|r| !gone.contains(&r.id)));
+    store.shutdown().await;
+}

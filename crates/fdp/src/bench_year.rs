@@ -51,7 +51,7 @@ impl Instance {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--http", "127.0.0.1:0", "--mllp", "127.0.0.1:0"])
-            .env("FDP_LOG", "warn")
+            .env("FDP_LOG", "warn,fdp=info,fdp_ingest=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -79,8 +79,22 @@ impl Instance {
                 ),
             }
         }
-        // Keep reading so the instance never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.by_ref() {});
+        // Keep reading so the instance never blocks on a full pipe, and keep
+        // what it says beside its data directory.
+        let log_path = data_dir.with_extension("log");
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .ok();
+            for line in lines.by_ref().map_while(Result::ok) {
+                if let Some(f) = log.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        });
         Ok(Instance {
             child,
             mllp: mllp.expect("set"),
@@ -106,13 +120,20 @@ impl Instance {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status()?;
         let deadline = Instant::now() + Duration::from_secs(120);
-        while self.child.try_wait()?.is_none() {
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!(
+                        "the instance stopped with {status}; its log is beside the data directory"
+                    );
+                }
+                return Ok(());
+            }
             if Instant::now() > deadline {
                 bail!("the instance did not stop within 120 s of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(())
     }
 }
 
