@@ -170,10 +170,19 @@ pub async fn run_canonical_writer(
     snapshot_every: Option<Duration>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Snapshots keep their own time: a long canonical write (the first
+    // after a start, a month's retirements) must not leave a restart with
+    // a whole history to replay.
+    let snapshots = snapshot_every.map(|every| {
+        tokio::spawn(run_snapshots(
+            live.clone(),
+            store.data_dir().to_path_buf(),
+            every,
+            shutdown.clone(),
+        ))
+    });
     let mut written = 0u64;
     let mut pause = interval;
-    let mut snapshotted = live.read().await.applied_seq;
-    let mut last_snapshot = std::time::Instant::now();
     loop {
         let stop = tokio::select! {
             _ = tokio::time::sleep(pause) => false,
@@ -186,22 +195,42 @@ pub async fn run_canonical_writer(
                 Duration::ZERO
             }
         };
-        let stopping = stop || *shutdown.borrow();
-        if let Some(every) = snapshot_every {
-            if (stopping || last_snapshot.elapsed() >= every) && written > snapshotted {
-                match save_snapshot(&live, store.data_dir()).await {
-                    Ok(seq) => snapshotted = seq,
-                    Err(e) => tracing::warn!(error = %e, "saving the census snapshot failed"),
-                }
-                last_snapshot = std::time::Instant::now();
+        if stop || *shutdown.borrow() {
+            if let Some(h) = snapshots {
+                let _ = h.await;
             }
-        }
-        if stopping {
             return;
         }
         // A large census takes a while to encode: keep rewriting it from
         // taking more than a tenth of the machine away from the feed.
         pause = interval.max(work * 9);
+    }
+}
+
+/// Save the census every `every` when it has moved on, and once more on
+/// stop.
+async fn run_snapshots(
+    live: Arc<Live>,
+    data_dir: std::path::PathBuf,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut snapshotted = live.read().await.applied_seq;
+    loop {
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(every) => false,
+            _ = shutdown.changed() => true,
+        };
+        let stopping = stop || *shutdown.borrow();
+        if live.read().await.applied_seq > snapshotted {
+            match save_snapshot(&live, &data_dir).await {
+                Ok(seq) => snapshotted = seq,
+                Err(e) => tracing::warn!(error = %e, "saving the census snapshot failed"),
+            }
+        }
+        if stopping {
+            return;
+        }
     }
 }
 
@@ -332,23 +361,45 @@ async fn write_archive(
             .await
             .map_err(|e| format!("{table}: {e}"))?;
     }
-    for batch in pending {
-        for (type_name, rows) in canonical::archive_rows(batch) {
+    // One commit per archive part for all the batches waiting, each part
+    // taking the batches it does not hold yet (a crash may have left one
+    // part ahead of another).
+    if let Some(last) = pending.last() {
+        type Rows = Vec<(u64, serde_json::Map<String, serde_json::Value>)>;
+        let mut by_table: std::collections::BTreeMap<&'static str, Rows> = Default::default();
+        for batch in pending {
+            for (type_name, rows) in canonical::archive_rows(batch) {
+                by_table
+                    .entry(type_name)
+                    .or_default()
+                    .extend(rows.into_iter().map(|r| (batch.id, r)));
+            }
+        }
+        for (type_name, rows) in by_table {
+            let (table, schema) = part(type_name)?;
+            let held = store
+                .canonical_batch_watermark(&table)
+                .await
+                .map_err(|e| format!("{table}: {e}"))?;
+            let rows: Vec<_> = rows
+                .into_iter()
+                .filter(|(id, _)| *id >= held)
+                .map(|(_, r)| r)
+                .collect();
             if rows.is_empty() {
                 continue;
             }
-            let (table, schema) = part(type_name)?;
             let arrow = fdp_store::rows::batch_from_rows(&schema, &rows)
                 .map_err(|e| format!("{table}: {e}"))?;
             store
-                .append_canonical_once(&table, schema, arrow, batch.id, lineage)
+                .append_canonical_once(&table, schema, arrow, last.id, lineage)
                 .await
                 .map_err(|e| format!("{table}: {e}"))?;
         }
         tracing::info!(
-            batch = batch.id,
-            spells = batch.spells.len(),
-            patients = batch.patients.len(),
+            batches = pending.len(),
+            spells = pending.iter().map(|b| b.spells.len()).sum::<usize>(),
+            patients = pending.iter().map(|b| b.patients.len()).sum::<usize>(),
             "retired from the live census to the archive"
         );
     }

@@ -163,6 +163,11 @@ fn a_census_with_retention_matches_the_simulator_after_months() {
     compare(&census, feed.simulator(), &ids, seq as usize);
     let retired: usize = census.retired.spells.len();
     assert!(retired > 0, "seventy days of feed retire spells");
+    // The snapshot of a census that has retired keeps all of it.
+    let dir = tempfile::tempdir().unwrap();
+    live::snapshot::save(dir.path(), &census).expect("the snapshot is saved");
+    let back = live::snapshot::load(dir.path()).expect("the snapshot loads");
+    assert!(back == census, "the snapshot round-trips");
     assert!(
         census.spells.len() < retired,
         "the live census holds about a month of seventy days: {} live, {retired} retired",

@@ -232,6 +232,10 @@ pub struct Store {
 /// that falls behind the feed slows the senders rather than filling memory.
 pub const FEED_CAPACITY: usize = 32_768;
 
+/// The application id under which appends of numbered batches to canonical
+/// tables record how far they reached.
+const CANONICAL_BATCH_APP: &str = "openfdp-canonical-batch";
+
 /// What [`Store::open`] hands back besides the store.
 pub struct Opened {
     pub store: Store,
@@ -478,7 +482,7 @@ impl Store {
         batch_id: u64,
         lineage: &Lineage,
     ) -> Result<bool, StoreError> {
-        const APP: &str = "openfdp-canonical-batch";
+        const APP: &str = CANONICAL_BATCH_APP;
         let path = tables::table_path(&self.config.data_dir, Layer::Canonical, name);
         let table = tables::open_or_create(&path, keyed::plain_schema(&schema)).await?;
         // Batch ids start at 0; the watermark is one past the last written.
@@ -489,6 +493,18 @@ impl Store {
         let props = tables::commit_properties(lineage, APP, batch_id as i64 + 1);
         tables::append(table, vec![batch], props).await?;
         Ok(true)
+    }
+
+    /// The first batch id [`Store::append_canonical_once`] has not yet
+    /// appended to a table (0 for a table not written yet).
+    pub async fn canonical_batch_watermark(&self, name: &str) -> Result<u64, StoreError> {
+        let path = tables::table_path(&self.config.data_dir, Layer::Canonical, name);
+        if !path.join("_delta_log").is_dir() {
+            return Ok(0);
+        }
+        let table = tables::open(&path, None).await?;
+        let done = tables::app_watermark(&table, CANONICAL_BATCH_APP).await?;
+        Ok(done.unwrap_or(0).max(0) as u64)
     }
 
     /// Delete the rows of a canonical table whose `column` is one of `keys`;
@@ -505,7 +521,7 @@ impl Store {
             return Ok(());
         }
         let table = tables::open(&path, None).await?;
-        let reached = tables::app_watermark(&table, "openfdp-canonical-batch")
+        let reached = tables::app_watermark(&table, CANONICAL_BATCH_APP)
             .await?
             .unwrap_or(0);
         // A predicate of a few hundred keys at a time: query planning
@@ -513,7 +529,7 @@ impl Store {
         let mut table = table;
         for chunk in keys.chunks(256) {
             // Keep the batch watermark: Delta keeps the latest per application.
-            let props = tables::commit_properties(lineage, "openfdp-canonical-batch", reached);
+            let props = tables::commit_properties(lineage, CANONICAL_BATCH_APP, reached);
             table = tables::delete_keys(table, column, chunk, props).await?;
         }
         Ok(())
