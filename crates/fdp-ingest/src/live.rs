@@ -202,8 +202,10 @@ pub async fn run_canonical_writer(
             return;
         }
         // A large census takes a while to encode: keep rewriting it from
-        // taking more than a tenth of the machine away from the feed.
-        pause = interval.max(work * 9);
+        // taking more than a tenth of the machine away from the feed. One
+        // long write (the first after a start, whole) must not stop the
+        // next ones for minutes while retired rows wait in the census.
+        pause = interval.max((work * 9).min(interval * 6));
     }
 }
 
