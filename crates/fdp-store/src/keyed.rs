@@ -92,6 +92,32 @@ impl Layout {
     pub fn files(&self) -> usize {
         self.files.len()
     }
+
+    /// Remember a file just written and the rows (indices into the state)
+    /// it holds.
+    fn record_file(&mut self, add: Add, rows: &[u32], keys: &[String], digests: &[u64]) {
+        let id = self.next_file;
+        self.next_file += 1;
+        let mut file_keys = Vec::with_capacity(rows.len());
+        for &i in rows {
+            let k = keys[i as usize].clone();
+            self.rows.insert(
+                k.clone(),
+                RowAt {
+                    digest: digests[i as usize],
+                    file: id,
+                },
+            );
+            file_keys.push(k);
+        }
+        self.files.insert(
+            id,
+            FileEntry {
+                add,
+                keys: file_keys,
+            },
+        );
+    }
 }
 
 /// Write `state`, the whole new content of the table at `table`, as changes
@@ -207,27 +233,7 @@ pub async fn write_state(
         }
     }
     for (add, rows) in new_files {
-        let id = known.next_file;
-        known.next_file += 1;
-        let mut file_keys = Vec::with_capacity(rows.len());
-        for &i in &rows {
-            let k = keys[i as usize].clone();
-            known.rows.insert(
-                k.clone(),
-                RowAt {
-                    digest: digests[i as usize],
-                    file: id,
-                },
-            );
-            file_keys.push(k);
-        }
-        known.files.insert(
-            id,
-            FileEntry {
-                add,
-                keys: file_keys,
-            },
-        );
+        known.record_file(add, &rows, &keys, &digests);
     }
     known.version = new_version;
     Ok(ChangeSummary {
@@ -340,27 +346,7 @@ async fn write_whole(
         let add = write_file(&table, &state, chunk).await?;
         actions.push(Action::Add(add.clone()));
         files_added += 1;
-        let id = new_layout.next_file;
-        new_layout.next_file += 1;
-        let mut file_keys = Vec::with_capacity(chunk.len());
-        for &i in chunk {
-            let k = keys[i as usize].clone();
-            new_layout.rows.insert(
-                k.clone(),
-                RowAt {
-                    digest: digests[i as usize],
-                    file: id,
-                },
-            );
-            file_keys.push(k);
-        }
-        new_layout.files.insert(
-            id,
-            FileEntry {
-                add,
-                keys: file_keys,
-            },
-        );
+        new_layout.record_file(add, chunk, &keys, &digests);
     }
     let summary = ChangeSummary {
         version: None,
