@@ -358,10 +358,18 @@ async fn write_archive(
         ("DischargeReadiness", "admission_id", revived_spells),
     ] {
         let (table, _) = part(type_name)?;
-        store
+        let deleted = store
             .delete_canonical_keys(&table, column, keys, lineage)
             .await
             .map_err(|e| format!("{table}: {e}"))?;
+        if deleted.version.is_some() {
+            tracing::debug!(
+                table,
+                rows = deleted.deleted,
+                files_rewritten = deleted.files_removed,
+                "came back to the live census; taken out of the archive"
+            );
+        }
     }
     // One commit per archive part for all the batches waiting, each part
     // taking the batches it does not hold yet (a crash may have left one

@@ -512,3 +512,216 @@ pub fn plain_schema(schema: &SchemaRef) -> SchemaRef {
             .collect::<Vec<_>>(),
     ))
 }
+
+/// Which keys each file of an appended table (an archive part) holds, read
+/// from each file once. With it, deleting a few keys rewrites only the files
+/// that hold them, in one commit, rather than scanning and rewriting the
+/// table once per slice of keys.
+#[derive(Debug, Default)]
+pub struct FileKeys {
+    column: String,
+    /// File path (relative to the table) to the hashes of the keys in it.
+    /// A hash that collides costs a file read, never a wrong delete: rows
+    /// are compared by value before they are dropped.
+    files: HashMap<String, HashSet<u64>>,
+}
+
+impl FileKeys {
+    /// Files whose keys are known.
+    pub fn files(&self) -> usize {
+        self.files.len()
+    }
+}
+
+/// What a delete by key did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DeleteSummary {
+    /// The version committed, or `None` when no row matched.
+    pub version: Option<u64>,
+    pub deleted: usize,
+    /// Rows of the touched files kept, and so written again.
+    pub rows_written: usize,
+    pub files_removed: usize,
+    pub files_added: usize,
+    /// Files whose keys had to be read (not yet known to `index`).
+    pub files_read: usize,
+}
+
+fn key_hash(key: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
+/// Delete the rows whose `key` column is one of `keys`, rewriting only the
+/// files that hold one, in one Delta `DELETE` commit with the lineage and
+/// the application watermark `(app_id, reached)`.
+pub async fn delete_keys(
+    table: DeltaTable,
+    index: &mut FileKeys,
+    key: &str,
+    keys: &[String],
+    lineage: &Lineage,
+    (app_id, reached): (&str, i64),
+) -> Result<DeleteSummary, StoreError> {
+    if index.column != key {
+        *index = FileKeys {
+            column: key.to_string(),
+            ..Default::default()
+        };
+    }
+    let wanted: HashSet<&str> = keys.iter().map(String::as_str).collect();
+    let hashes: HashSet<u64> = wanted.iter().map(|k| key_hash(k)).collect();
+    let snapshot = table.snapshot()?;
+    let files: Vec<_> = snapshot.log_data().iter().collect();
+    // Forget files no longer in the table (compacted, or rewritten here).
+    let active: HashSet<String> = files.iter().map(|f| f.path().into_owned()).collect();
+    index.files.retain(|p, _| active.contains(p));
+    let store = table.object_store();
+    let mut summary = DeleteSummary::default();
+    for f in &files {
+        let path = f.path().into_owned();
+        if !index.files.contains_key(&path) {
+            let batch = read_file(&store, f, Some(key)).await?;
+            let column = key_text(&batch, key)?;
+            let set = (0..column.len())
+                .filter(|&i| !column.is_null(i))
+                .map(|i| key_hash(column.value(i)))
+                .collect();
+            index.files.insert(path, set);
+            summary.files_read += 1;
+        }
+    }
+    let mut actions = Vec::new();
+    let mut rewritten = Vec::new();
+    for f in &files {
+        let path = f.path().into_owned();
+        if index.files[&path].is_disjoint(&hashes) {
+            continue;
+        }
+        let batch = read_file(&store, f, None).await?;
+        let column = key_text(&batch, key)?;
+        let kept: Vec<u32> = (0..column.len())
+            .filter(|&i| column.is_null(i) || !wanted.contains(column.value(i)))
+            .map(|i| i as u32)
+            .collect();
+        if kept.len() == batch.num_rows() {
+            continue;
+        }
+        summary.deleted += batch.num_rows() - kept.len();
+        summary.files_removed += 1;
+        actions.push(Action::Remove(f.remove_action(true)));
+        if !kept.is_empty() {
+            let batch = conform(&table, batch)?;
+            let add = write_file(&table, &batch, &kept).await?;
+            summary.rows_written += kept.len();
+            summary.files_added += 1;
+            rewritten.push((add.path.clone(), column_hashes(&batch, key, &kept)?));
+            actions.push(Action::Add(add));
+        }
+    }
+    if actions.is_empty() {
+        return Ok(summary);
+    }
+    let metrics = serde_json::json!({
+        "num_deleted_rows": summary.deleted,
+        "num_copied_rows": summary.rows_written,
+        "num_added_files": summary.files_added,
+        "num_removed_files": summary.files_removed,
+    });
+    let props = tables::commit_properties_with(
+        lineage,
+        app_id,
+        reached,
+        [("operationMetrics".to_string(), metrics)],
+    );
+    let operation = DeltaOperation::Delete {
+        predicate: Some(format!("\"{key}\" IN ({} keys)", wanted.len())),
+    };
+    let done = CommitBuilder::from(props)
+        .with_actions(actions)
+        .build(Some(table.snapshot()?), table.log_store(), operation)
+        .await?;
+    for (path, set) in rewritten {
+        index.files.insert(path, set);
+    }
+    Ok(DeleteSummary {
+        version: Some(done.version()),
+        ..summary
+    })
+}
+
+/// One data file of a table as a single batch, or only its `column`.
+async fn read_file(
+    store: &deltalake::logstore::ObjectStoreRef,
+    file: &deltalake::kernel::LogicalFileView,
+    column: Option<&str>,
+) -> Result<RecordBatch, StoreError> {
+    use deltalake::logstore::object_store::ObjectStoreExt;
+    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use deltalake::parquet::arrow::ProjectionMask;
+    let failed = |e: &dyn std::fmt::Display| {
+        StoreError::Config(format!("reading data file {}: {e}", file.path()))
+    };
+    // Files are at most a few megabytes: read each whole, then decode.
+    let bytes = store
+        .get(&file.object_store_path())
+        .await
+        .map_err(|e| failed(&e))?
+        .bytes()
+        .await
+        .map_err(|e| failed(&e))?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| failed(&e))?;
+    if let Some(c) = column {
+        let mask = ProjectionMask::columns(builder.parquet_schema(), [c]);
+        builder = builder.with_projection(mask);
+    }
+    let schema = builder.schema().clone();
+    let batches = builder
+        .build()
+        .map_err(|e| failed(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| failed(&e))?;
+    let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
+    deltalake::arrow::compute::concat_batches(&schema, &batches).map_err(|e| failed(&e))
+}
+
+/// A batch read back from a file, labelled as the table's writer expects.
+fn conform(table: &DeltaTable, batch: RecordBatch) -> Result<RecordBatch, StoreError> {
+    let schema = plain_schema(&table.snapshot()?.snapshot().arrow_schema());
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = batch.column_by_name(f.name()).ok_or_else(|| {
+                StoreError::Config(format!("a data file lacks column {}", f.name()))
+            })?;
+            cast(c, f.data_type())
+                .map_err(|e| StoreError::Config(format!("reading column {}: {e}", f.name())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema, columns)
+        .map_err(|e| StoreError::Config(format!("re-labelling a data file: {e}")))
+}
+
+fn key_text(batch: &RecordBatch, key: &str) -> Result<StringArray, StoreError> {
+    let column = batch
+        .column_by_name(key)
+        .ok_or_else(|| StoreError::Config(format!("a data file has no key column {key}")))?;
+    let text = cast(column, &DataType::Utf8)
+        .map_err(|e| StoreError::Config(format!("reading key column {key}: {e}")))?;
+    Ok(text
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to Utf8 gives a StringArray")
+        .clone())
+}
+
+fn column_hashes(batch: &RecordBatch, key: &str, rows: &[u32]) -> Result<HashSet<u64>, StoreError> {
+    let column = key_text(batch, key)?;
+    Ok(rows
+        .iter()
+        .filter(|&&i| !column.is_null(i as usize))
+        .map(|&i| key_hash(column.value(i as usize)))
+        .collect())
+}

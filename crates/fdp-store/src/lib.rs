@@ -224,6 +224,8 @@ pub struct Store {
     /// Where each canonical table's writer left its files, so that the next
     /// state is written as changes.
     layouts: tokio::sync::Mutex<HashMap<String, Option<keyed::Layout>>>,
+    /// For tables appended to and deleted from by key (archive parts).
+    file_keys: tokio::sync::Mutex<HashMap<String, keyed::FileKeys>>,
     _lock: File,
 }
 
@@ -409,6 +411,7 @@ impl Store {
                 flusher: Some(flusher),
                 compactor: Some(compactor),
                 layouts: Default::default(),
+                file_keys: Default::default(),
                 _lock: lock,
             },
             history,
@@ -507,32 +510,36 @@ impl Store {
         Ok(done.unwrap_or(0).max(0) as u64)
     }
 
-    /// Delete the rows of a canonical table whose `column` is one of `keys`;
-    /// nothing is committed when none match or the table does not exist.
+    /// Delete the rows of a canonical table whose `column` is one of `keys`,
+    /// rewriting only the files that hold them, in one commit; nothing is
+    /// committed when none match or the table does not exist.
     pub async fn delete_canonical_keys(
         &self,
         name: &str,
         column: &str,
         keys: &[String],
         lineage: &Lineage,
-    ) -> Result<(), StoreError> {
+    ) -> Result<keyed::DeleteSummary, StoreError> {
         let path = tables::table_path(&self.config.data_dir, Layer::Canonical, name);
         if keys.is_empty() || !path.join("_delta_log").is_dir() {
-            return Ok(());
+            return Ok(Default::default());
         }
         let table = tables::open(&path, None).await?;
+        // Keep the batch watermark: Delta keeps the latest per application.
         let reached = tables::app_watermark(&table, CANONICAL_BATCH_APP)
             .await?
             .unwrap_or(0);
-        // A predicate of a few hundred keys at a time: query planning
-        // recurses over the list, and a year's worth would overflow a stack.
-        let mut table = table;
-        for chunk in keys.chunks(256) {
-            // Keep the batch watermark: Delta keeps the latest per application.
-            let props = tables::commit_properties(lineage, CANONICAL_BATCH_APP, reached);
-            table = tables::delete_keys(table, column, chunk, props).await?;
-        }
-        Ok(())
+        let mut indexes = self.file_keys.lock().await;
+        let index = indexes.entry(name.to_string()).or_default();
+        keyed::delete_keys(
+            table,
+            index,
+            column,
+            keys,
+            lineage,
+            (CANONICAL_BATCH_APP, reached),
+        )
+        .await
     }
 
     /// Stop accepting records, flush everything to the raw tables and wait.

@@ -302,3 +302,82 @@ async fn thousands_of_keys_are_deleted_without_exhausting_the_stack() {
     assert!(left.iter().all(|r| !gone.contains(&r.id)));
     store.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_by_key_rewrites_only_the_files_holding_those_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = fdp_store::Store::open(fdp_store::StoreConfig::new(dir.path()))
+        .await
+        .unwrap();
+    let store = opened.store;
+    let name = "ward_stay@archive";
+    let path = tables::table_path(dir.path(), tables::Layer::Canonical, name);
+    // Four days of retirements: four appends, four files.
+    let rows: Vec<Row> = (0..400).map(|i| row(i, "AMU")).collect();
+    for (day, chunk) in rows.chunks(100).enumerate() {
+        let table = tables::open_or_create(&path, schema()).await.unwrap();
+        tables::append(
+            table,
+            vec![batch(chunk)],
+            tables::commit_properties(&lineage(1), "test", day as i64),
+        )
+        .await
+        .unwrap();
+    }
+    // Two patients of the second day come back (one key asked twice, one
+    // not in the table at all).
+    let back = vec![
+        rows[150].id.clone(),
+        rows[160].id.clone(),
+        rows[150].id.clone(),
+        "WS999999".to_string(),
+    ];
+    let s = store
+        .delete_canonical_keys(name, "ward_stay_id", &back, &lineage(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            s.deleted,
+            s.files_removed,
+            s.files_added,
+            s.rows_written,
+            s.files_read
+        ),
+        (2, 1, 1, 98, 4),
+        "{s:?}"
+    );
+    let mut expected: Vec<Row> = rows
+        .iter()
+        .filter(|r| r.id != rows[150].id && r.id != rows[160].id)
+        .cloned()
+        .collect();
+    expected.sort();
+    assert_eq!(read(&path, None).await, expected);
+    let table = tables::open(&path, None).await.unwrap();
+    let history = tables::history(&table, 1).await.unwrap();
+    assert_eq!(history[0].operation.as_deref(), Some("DELETE"));
+    assert_eq!(history[0].lineage.as_ref().unwrap()["through_seq"], 2);
+
+    // The next delete knows every file's keys, the rewritten one included.
+    let s = store
+        .delete_canonical_keys(name, "ward_stay_id", &[rows[399].id.clone()], &lineage(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.deleted, s.files_removed, s.files_read),
+        (1, 1, 0),
+        "{s:?}"
+    );
+    // A key that is nowhere commits nothing.
+    let before = tables::open(&path, None).await.unwrap().version();
+    let s = store
+        .delete_canonical_keys(name, "ward_stay_id", &["WS999998".into()], &lineage(4))
+        .await
+        .unwrap();
+    assert_eq!(s.version, None);
+    assert_eq!(tables::open(&path, None).await.unwrap().version(), before);
+    expected.retain(|r| r.id != rows[399].id);
+    assert_eq!(read(&path, None).await, expected);
+    store.shutdown().await;
+}
