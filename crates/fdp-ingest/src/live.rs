@@ -204,8 +204,15 @@ pub async fn run_canonical_writer(
         // A large census takes a while to encode: keep rewriting it from
         // taking more than a tenth of the machine away from the feed. One
         // long write (the first after a start, whole) must not stop the
-        // next ones for minutes while retired rows wait in the census.
-        pause = interval.max((work * 9).min(interval * 6));
+        // next ones for minutes while retired rows wait in the census; and
+        // while retired rows wait at all, the next write comes after the
+        // plain interval, for they are held in memory until it.
+        let retiring = !live.read().await.retired.pending.is_empty();
+        pause = if retiring {
+            interval
+        } else {
+            interval.max((work * 9).min(interval * 6))
+        };
     }
 }
 
@@ -289,6 +296,7 @@ pub async fn write_canonical(
     let progress = store.raw_flushed_through(through).await;
     // Waiting for the raw tables is not work; comparing and encoding is.
     let writing = std::time::Instant::now();
+    let waited = writing.duration_since(started) - derived;
     let lineage = Lineage {
         transform: "hl7v2-adt-census".into(),
         through_seq: through,
@@ -299,6 +307,7 @@ pub async fn write_canonical(
     // The archive first: a retired row is in the archive part before the
     // live part drops it, so no reader ever misses it.
     write_archive(live, store, &retired.0, &retired.1, &retired.2, &lineage).await?;
+    let archived = writing.elapsed();
     let mut changed = 0;
     for (table, schema, key, batch) in tables {
         let summary = store
@@ -318,6 +327,21 @@ pub async fn write_canonical(
             );
         }
     }
+    let took = started.elapsed();
+    if took > Duration::from_secs(5) {
+        // Retired rows wait in the census until this is done: say where the
+        // time went.
+        tracing::info!(
+            through,
+            changed,
+            seconds = took.as_secs_f64(),
+            deriving = derived.as_secs_f64(),
+            waiting_for_raw = waited.as_secs_f64(),
+            archive = archived.as_secs_f64(),
+            tables = (writing.elapsed() - archived).as_secs_f64(),
+            "a slow canonical write"
+        );
+    }
     tracing::trace!(through, changed, "canonical tables up to date");
     *written = through;
     Ok(derived + writing.elapsed())
@@ -333,7 +357,7 @@ pub const ARCHIVE_PART: &str = "adt-archive";
 async fn write_archive(
     live: &Live,
     store: &Store,
-    pending: &[crate::adt::census::RetiredBatch],
+    pending: &[Arc<crate::adt::census::RetiredBatch>],
     revived_patients: &[String],
     revived_spells: &[String],
     lineage: &Lineage,
@@ -375,32 +399,24 @@ async fn write_archive(
     // taking the batches it does not hold yet (a crash may have left one
     // part ahead of another).
     if let Some(last) = pending.last() {
-        type Rows = Vec<(u64, serde_json::Map<String, serde_json::Value>)>;
-        let mut by_table: std::collections::BTreeMap<&'static str, Rows> = Default::default();
-        for batch in pending {
-            for (type_name, rows) in canonical::archive_rows(batch) {
-                by_table
-                    .entry(type_name)
-                    .or_default()
-                    .extend(rows.into_iter().map(|r| (batch.id, r)));
-            }
-        }
-        for (type_name, rows) in by_table {
+        // One table at a time, so only one table's rows are held as JSON.
+        for type_name in canonical::ARCHIVE_TABLES {
             let (table, schema) = part(type_name)?;
             let held = store
                 .canonical_batch_watermark(&table)
                 .await
                 .map_err(|e| format!("{table}: {e}"))?;
-            let rows: Vec<_> = rows
-                .into_iter()
-                .filter(|(id, _)| *id >= held)
-                .map(|(_, r)| r)
+            let rows: Vec<_> = pending
+                .iter()
+                .filter(|b| b.id >= held)
+                .flat_map(|b| canonical::archive_table_rows(b, type_name))
                 .collect();
             if rows.is_empty() {
                 continue;
             }
             let arrow = fdp_store::rows::batch_from_rows(&schema, &rows)
                 .map_err(|e| format!("{table}: {e}"))?;
+            drop(rows);
             store
                 .append_canonical_once(&table, schema, arrow, last.id, lineage)
                 .await
@@ -434,7 +450,10 @@ fn canonical_batches(census: &Census, refreshed_at: i64) -> Result<Vec<Canonical
     let model = Model::canonical();
     let mut out = Vec::new();
     let mut refresh_rows = Vec::new();
-    for (type_name, rows) in canonical::rows(census) {
+    // One table at a time: a table's rows as JSON take many times the
+    // memory of the Arrow batch they become.
+    for type_name in canonical::TABLES {
+        let rows = canonical::table_rows(census, type_name);
         let ot = model
             .object_type(type_name)
             .ok_or_else(|| format!("the model has no object type {type_name}"))?;

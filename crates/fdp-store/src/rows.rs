@@ -16,19 +16,29 @@ pub fn batch_from_rows(
     schema: &Arc<Schema>,
     rows: &[Map<String, Value>],
 ) -> Result<RecordBatch, String> {
+    // In slices: the coerced copy and the decoder's tape are held for one
+    // slice at a time, not for a whole table.
+    const SLICE: usize = 4096;
     let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
-        .with_batch_size(rows.len().max(1))
+        .with_batch_size(SLICE)
         .build_decoder()
         .map_err(|e| e.to_string())?;
-    let coerced: Vec<Map<String, Value>> = rows
-        .iter()
-        .map(|row| coerce_row(schema, row))
-        .collect::<Result<_, _>>()?;
-    decoder.serialize(&coerced).map_err(|e| e.to_string())?;
-    Ok(decoder
-        .flush()
-        .map_err(|e| e.to_string())?
-        .unwrap_or_else(|| RecordBatch::new_empty(schema.clone())))
+    let mut batches = Vec::with_capacity(rows.len().div_ceil(SLICE));
+    for slice in rows.chunks(SLICE) {
+        let coerced: Vec<Map<String, Value>> = slice
+            .iter()
+            .map(|row| coerce_row(schema, row))
+            .collect::<Result<_, _>>()?;
+        decoder.serialize(&coerced).map_err(|e| e.to_string())?;
+        if let Some(b) = decoder.flush().map_err(|e| e.to_string())? {
+            batches.push(b);
+        }
+    }
+    match batches.len() {
+        0 => Ok(RecordBatch::new_empty(schema.clone())),
+        1 => Ok(batches.remove(0)),
+        _ => deltalake::arrow::compute::concat_batches(schema, &batches).map_err(|e| e.to_string()),
+    }
 }
 
 fn coerce_row(schema: &Schema, row: &Map<String, Value>) -> Result<Map<String, Value>, String> {

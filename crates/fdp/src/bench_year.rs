@@ -51,7 +51,10 @@ impl Instance {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--http", "127.0.0.1:0", "--mllp", "127.0.0.1:0"])
-            .env("FDP_LOG", "warn,fdp=info,fdp_ingest=info")
+            .env(
+                "FDP_LOG",
+                std::env::var("FDP_LOG").unwrap_or("warn,fdp=info,fdp_ingest=info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

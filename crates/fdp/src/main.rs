@@ -153,7 +153,29 @@ fn init_logging() {
         .init();
 }
 
+/// glibc gives threads that allocate at the same time arenas of their own,
+/// up to eight per core, and seldom hands their free memory back. The
+/// instance copies its census on one thread (the canonical writer, the
+/// snapshots) and frees it on another; over a year of feed that held twice
+/// the memory in use. On two cores (`fdp bench adt --year`, see
+/// `docs/benchmarks.md`): 7.0 GiB at peak with glibc's sixteen arenas, 3.5
+/// with four, 3.7 with two; `fdp bench adt`'s burst lost a fifth of its
+/// throughput with two and none measurable with four. So two per core, at
+/// most eight. An operator's own `MALLOC_ARENA_MAX` wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let arenas = std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).min(8));
+        // SAFETY: called first thing in main, before any other thread
+        // exists; mallopt only changes the allocator's tuning.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, arenas as libc::c_int);
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()

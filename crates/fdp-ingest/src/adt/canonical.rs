@@ -21,59 +21,49 @@ fn obj(v: Value) -> Map<String, Value> {
     }
 }
 
+/// The canonical tables the census fills, by the model's object type name.
+pub const TABLES: [&str; 7] = [
+    "Admission",
+    "Bed",
+    "DischargeReadiness",
+    "Patient",
+    "Site",
+    "Ward",
+    "WardStay",
+];
+
 /// Every canonical row the census implies.
 pub fn rows(census: &Census) -> TableRows {
-    let mut t = TableRows::new();
-    t.insert(
-        "Patient",
-        census.patients.values().map(patient_row).collect(),
-    );
-    t.insert(
-        "Admission",
-        census
+    TABLES
+        .iter()
+        .map(|name| (*name, table_rows(census, name)))
+        .collect()
+}
+
+/// The rows of one canonical table (one of [`TABLES`]; another name has
+/// none). A writer deriving one table at a time holds one table's rows.
+pub fn table_rows(census: &Census, type_name: &str) -> Vec<Map<String, Value>> {
+    match type_name {
+        "Patient" => census.patients.values().map(patient_row).collect(),
+        "Admission" => census
             .spells
             .values()
             .map(|s| admission_row(s, census.readiness.get(&s.admission_id)))
             .collect(),
-    );
-    let stays = census.spells.values().flat_map(ward_stay_rows).collect();
-    t.insert("WardStay", stays);
-
-    let mut wards: BTreeMap<String, (String, String)> = BTreeMap::new();
-    let mut sites: BTreeMap<String, ()> = BTreeMap::new();
-    for b in census.beds.values() {
-        wards.insert(
-            format!("{}:{}", b.site, b.ward),
-            (b.site.clone(), b.ward.clone()),
-        );
-        sites.insert(b.site.clone(), ());
-    }
-    for s in census.spells.values() {
-        for stay in &s.stays {
-            let l = &stay.location;
-            wards.insert(l.ward_id(), (l.site.clone(), l.ward.clone()));
-            sites.insert(l.site.clone(), ());
-        }
-    }
-    t.insert(
-        "Ward",
-        wards
+        "WardStay" => census.spells.values().flat_map(ward_stay_rows).collect(),
+        "Ward" => places(census)
+            .0
             .iter()
             .map(|(id, (site, ward))| {
                 obj(json!({"ward_id": id, "ward_code": ward, "site": site, "site_ods_code": site}))
             })
             .collect(),
-    );
-    t.insert(
-        "Site",
-        sites
+        "Site" => places(census)
+            .1
             .keys()
             .map(|s| obj(json!({"id": s, "name": s, "site_ods_code": s})))
             .collect(),
-    );
-    t.insert(
-        "Bed",
-        census
+        "Bed" => census
             .beds
             .values()
             .map(|b| {
@@ -92,10 +82,7 @@ pub fn rows(census: &Census) -> TableRows {
                 }))
             })
             .collect(),
-    );
-    t.insert(
-        "DischargeReadiness",
-        census
+        "DischargeReadiness" => census
             .readiness
             .values()
             .map(|r| {
@@ -108,46 +95,69 @@ pub fn rows(census: &Census) -> TableRows {
                 )
             })
             .collect(),
-    );
-    t
+        _ => Vec::new(),
+    }
 }
 
-/// The rows of what a retirement took out of the live census, for the
-/// canonical tables' archive parts.
-pub fn archive_rows(batch: &RetiredBatch) -> TableRows {
-    let mut t = TableRows::new();
-    t.insert("Patient", batch.patients.iter().map(patient_row).collect());
-    let readiness: BTreeMap<&str, &DischargeReadiness> = batch
-        .readiness
-        .iter()
-        .map(|r| (r.admission_id.as_str(), r))
-        .collect();
-    t.insert(
-        "Admission",
-        batch
-            .spells
-            .iter()
-            .map(|s| admission_row(s, readiness.get(s.admission_id.as_str()).copied()))
-            .collect(),
-    );
-    t.insert(
-        "WardStay",
-        batch.spells.iter().flat_map(ward_stay_rows).collect(),
-    );
-    let patient_of: BTreeMap<&str, &str> = batch
-        .spells
-        .iter()
-        .map(|s| (s.admission_id.as_str(), s.patient_id.as_str()))
-        .collect();
-    t.insert(
-        "DischargeReadiness",
-        batch
-            .readiness
-            .iter()
-            .map(|r| readiness_row(r, patient_of.get(r.admission_id.as_str()).copied()))
-            .collect(),
-    );
-    t
+type Wards = BTreeMap<String, (String, String)>;
+
+/// The wards (id → site, ward) and sites the bed register and the spells
+/// name.
+fn places(census: &Census) -> (Wards, BTreeMap<String, ()>) {
+    let mut wards = Wards::new();
+    let mut sites: BTreeMap<String, ()> = BTreeMap::new();
+    for b in census.beds.values() {
+        wards.insert(
+            format!("{}:{}", b.site, b.ward),
+            (b.site.clone(), b.ward.clone()),
+        );
+        sites.insert(b.site.clone(), ());
+    }
+    for s in census.spells.values() {
+        for stay in &s.stays {
+            let l = &stay.location;
+            wards.insert(l.ward_id(), (l.site.clone(), l.ward.clone()));
+            sites.insert(l.site.clone(), ());
+        }
+    }
+    (wards, sites)
+}
+
+/// The canonical tables a retirement takes rows out of.
+pub const ARCHIVE_TABLES: [&str; 4] = ["Admission", "DischargeReadiness", "Patient", "WardStay"];
+
+/// One archive table's rows of a retirement (one of [`ARCHIVE_TABLES`];
+/// another name has none).
+pub fn archive_table_rows(batch: &RetiredBatch, type_name: &str) -> Vec<Map<String, Value>> {
+    match type_name {
+        "Patient" => batch.patients.iter().map(patient_row).collect(),
+        "Admission" => {
+            let readiness: BTreeMap<&str, &DischargeReadiness> = batch
+                .readiness
+                .iter()
+                .map(|r| (r.admission_id.as_str(), r))
+                .collect();
+            batch
+                .spells
+                .iter()
+                .map(|s| admission_row(s, readiness.get(s.admission_id.as_str()).copied()))
+                .collect()
+        }
+        "WardStay" => batch.spells.iter().flat_map(ward_stay_rows).collect(),
+        "DischargeReadiness" => {
+            let patient_of: BTreeMap<&str, &str> = batch
+                .spells
+                .iter()
+                .map(|s| (s.admission_id.as_str(), s.patient_id.as_str()))
+                .collect();
+            batch
+                .readiness
+                .iter()
+                .map(|r| readiness_row(r, patient_of.get(r.admission_id.as_str()).copied()))
+                .collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn patient_row(p: &PatientDetails) -> Map<String, Value> {

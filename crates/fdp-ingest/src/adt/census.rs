@@ -145,8 +145,10 @@ const DAY_US: i64 = 86_400_000_000;
 /// the live parts drop them.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Retired {
-    /// Batches not yet written to the archive parts, oldest first.
-    pub pending: Vec<RetiredBatch>,
+    /// Batches not yet written to the archive parts, oldest first. Shared,
+    /// so that the copies the canonical writer and the snapshots take of
+    /// the census do not copy them.
+    pub pending: Vec<std::sync::Arc<RetiredBatch>>,
     /// The id the next batch will have. Retirement depends only on the
     /// records applied, so a census replayed from a snapshot gives its
     /// batches the same ids, and the archive recognises one already written.
@@ -346,7 +348,7 @@ impl Census {
         let counts = (batch.spells.len(), batch.patients.len());
         if counts != (0, 0) {
             self.retired.next_batch += 1;
-            self.retired.pending.push(batch);
+            self.retired.pending.push(std::sync::Arc::new(batch));
         }
         counts
     }
