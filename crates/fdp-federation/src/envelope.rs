@@ -41,6 +41,13 @@ impl Envelope {
     }
 }
 
+/// Whether `id` is a message id as [`new_id`] makes them: 32 lowercase hex
+/// digits. Ids come from peers and name files in the inbox and outbox, so
+/// nothing else is accepted (no separators, no dots, nothing long).
+pub fn valid_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// 128 random bits as hex.
 pub fn new_id() -> String {
     use ring::rand::SecureRandom;
@@ -106,6 +113,8 @@ pub enum Refused {
     FromTheFuture(DateTime<Utc>),
     #[error("message {0} was already received (replayed)")]
     Replayed(String),
+    #[error("message id {0:?} is not 32 lowercase hex digits")]
+    BadId(String),
 }
 
 /// How old a message may be when it arrives, and how far ahead a sender's
@@ -141,6 +150,11 @@ pub fn open<'c>(
     let cert = cert_of(&e.from).ok_or_else(|| Refused::UnknownPeer(e.from.clone()))?;
     if !verify_signature(cert, bytes, signature) {
         return Err(Refused::BadSignature(e.from));
+    }
+    // A configured peer, signing properly, is still outside: its id names a
+    // file here only once it is known to be harmless.
+    if !valid_id(&e.id) {
+        return Err(Refused::BadId(e.id.chars().take(80).collect()));
     }
     if e.to != us {
         return Err(Refused::NotForUs(e.to));

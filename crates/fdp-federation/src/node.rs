@@ -552,7 +552,7 @@ async fn receive(
         Ok(e) => e,
         Err(r) => {
             let status = match r {
-                Refused::Malformed(_) => StatusCode::BAD_REQUEST,
+                Refused::Malformed(_) | Refused::BadId(_) => StatusCode::BAD_REQUEST,
                 Refused::BadSignature(_) => StatusCode::UNAUTHORIZED,
                 _ => StatusCode::FORBIDDEN,
             };

@@ -33,6 +33,19 @@ pub enum StoreError {
     Damaged { path: PathBuf, message: String },
     #[error("no message {0} in the outbox")]
     NoSuchMessage(String),
+    #[error(
+        "{0:?} is not a message id (32 lowercase hex digits); refused before it could name a file"
+    )]
+    BadId(String),
+}
+
+/// The file holding message `id` in `dir`, for an id that cannot name
+/// anything else.
+fn message_file(dir: &Path, id: &str) -> Result<PathBuf, StoreError> {
+    if !crate::envelope::valid_id(id) {
+        return Err(StoreError::BadId(id.chars().take(80).collect()));
+    }
+    Ok(dir.join(format!("{id}.json")))
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
@@ -122,13 +135,13 @@ impl Outbox {
         })
     }
 
-    fn path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
+    fn path(&self, id: &str) -> Result<PathBuf, StoreError> {
+        message_file(&self.dir, id)
     }
 
     fn save(&self, m: &Outgoing) -> Result<(), StoreError> {
         write_durably(
-            &self.path(&m.envelope.id),
+            &self.path(&m.envelope.id)?,
             &serde_json::to_vec_pretty(m).expect("an outgoing message serialises"),
         )
     }
@@ -159,7 +172,7 @@ impl Outbox {
 
     /// One message by id.
     pub fn get(&self, id: &str) -> Result<Outgoing, StoreError> {
-        let path = self.path(id);
+        let path = self.path(id)?;
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -289,7 +302,7 @@ impl Inbox {
             return Ok(Arrival::AlreadyReceived);
         }
         write_durably(
-            &self.dir.join(format!("{}.json", e.id)),
+            &message_file(&self.dir, &e.id)?,
             &serde_json::to_vec_pretty(e).expect("an envelope serialises"),
         )?;
         let log = self.dir.join("seen.log");
@@ -301,7 +314,10 @@ impl Inbox {
 
     /// One received message.
     pub fn get(&self, id: &str) -> Result<Option<Envelope>, StoreError> {
-        let path = self.dir.join(format!("{id}.json"));
+        if !crate::envelope::valid_id(id) {
+            return Ok(None);
+        }
+        let path = message_file(&self.dir, id)?;
         match fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b)
                 .map(Some)

@@ -183,6 +183,30 @@ async fn messages_are_delivered_once_and_bad_ones_refused() {
     let r = post(s.bytes.clone(), s.signature_hex()).await;
     assert_ne!(r.status, 200);
 
+    // A configured peer, signing properly, whose message id would name a
+    // file outside the inbox (or any other file): refused before it
+    // touches the file system. (Class 6 of the adversarial suite.)
+    for id in [
+        "../../escaped",
+        "..%2f..%2fescaped",
+        "/tmp/escaped",
+        "0123456789abcdef0123456789abcdeF",
+        "seen.log",
+        "",
+    ] {
+        let mut e = Envelope::new("RXX", "QWO", "question", json!({}));
+        e.id = id.into();
+        let s = Signed::seal(&trust, &e);
+        let r = post(s.bytes.clone(), s.signature_hex()).await;
+        assert_eq!(r.status, 400, "{id}: {}", String::from_utf8_lossy(&r.body));
+        assert!(String::from_utf8_lossy(&r.body).contains("message id"));
+    }
+    assert!(!icb_dir.join("federation").join("escaped.json").exists());
+    assert!(!icb_dir.join("escaped.json").exists());
+    assert_eq!(icb_fed.inbox.of_kind("question").unwrap().len(), 3);
+    // Nor does an acknowledgement naming a file collect anything.
+    assert!(icb_fed.inbox.get("../seen").unwrap().is_none());
+
     // A member of the federation that is not configured here.
     let question = |from: &str| Envelope::new(from, "QWO", "question", json!({}));
     let r = send_as(&loner, &icb, &icb_addr, &question("RYY"))
@@ -206,6 +230,7 @@ async fn messages_are_delivered_once_and_bad_ones_refused() {
         .collect();
     for why in [
         "replayed",
+        "message id",
         "signature",
         "older than",
         "not a configured peer",

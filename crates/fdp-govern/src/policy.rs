@@ -399,6 +399,14 @@ impl Policy {
                         continue;
                     }
                 };
+                if g.raw && purpose.is_secondary() {
+                    // Raw records are whole messages as received: names,
+                    // numbers and addresses, outside masking, the opt-out
+                    // and disclosure control. Never for secondary use.
+                    problems.push(format!(
+                        "{at}: raw = true: raw records are identifiable and bypass masking, the national data opt-out and disclosure control, so only direct-care or operations may read them; remove `raw` from this grant"
+                    ));
+                }
                 grants.insert(purpose, grant(&at, g, &tables, &mut problems));
             }
             roles.insert(
@@ -647,6 +655,24 @@ quasi_identifying = "year"
             "name a column as TABLE.COLUMN",
         ] {
             assert!(e.contains(needle), "{needle:?} not in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn raw_records_are_never_granted_for_secondary_use() {
+        for purpose in ["planning", "research"] {
+            let text = format!("[role.analyst.{purpose}]\nobjects = [\"*\"]\nraw = true\n");
+            let err = Policy::parse("p", &text, model()).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("role `analyst`, purpose `{purpose}`: raw = true"))
+                    && err.contains("only direct-care or operations"),
+                "{err}"
+            );
+        }
+        for purpose in ["direct-care", "operations"] {
+            let text = format!("[role.engineer.{purpose}]\nobjects = [\"*\"]\nraw = true\n");
+            let p = Policy::parse("p", &text, model()).unwrap();
+            assert!(p.roles["engineer"].grants.values().all(|g| g.raw));
         }
     }
 

@@ -715,7 +715,21 @@ impl Governance {
         // the patient by the patient table's person_id.
         let mut opted_out: Vec<String> = Vec::new();
         if req.purpose.is_secondary() {
-            let (numbers, ids) = self.opted_out(&ctx, &tables).await?;
+            let (numbers, mut ids) = self.opted_out(&ctx, &tables).await?;
+            if !numbers.is_empty() && req.as_of != AsOf::Latest {
+                // The opt-out is today's wish, and the patient table of the
+                // past may not yet have linked a number to its person id
+                // (traced later, merged since): look the numbers up in
+                // today's table too, so going back in time never brings an
+                // opted-out patient back.
+                let today = source
+                    .canonical_tables(&access, &ctx, AsOf::Latest)
+                    .await
+                    .map_err(|e| GovernError::Source(e.to_string()))?;
+                ids.extend(self.opted_out(&ctx, &today).await?.1);
+                ids.sort_unstable();
+                ids.dedup();
+            }
             if !numbers.is_empty() {
                 opted_out = ids;
                 decisions.push(format!(
@@ -776,13 +790,18 @@ impl Governance {
             }
             let mut projection = Vec::new();
             let mut changed: BTreeMap<Action, Vec<String>> = BTreeMap::new();
+            let mut unknown: Vec<String> = Vec::new();
             for field in schema.fields() {
                 let name = field.name();
-                let tag = object
-                    .property_by_column(name)
-                    .map(|p| p.sensitivity)
-                    .unwrap_or(Sensitivity::Operational);
-                let action = grant.action(&t.name, name, tag);
+                // A stored column the model does not know has no tag to
+                // decide by: it is left out, never guessed harmless.
+                let action = match object.property_by_column(name) {
+                    Some(p) => grant.action(&t.name, name, p.sensitivity),
+                    None => {
+                        unknown.push(format!("{}.{name}", t.name));
+                        Action::Remove
+                    }
+                };
                 let c = col(name.as_str());
                 let e = match action {
                     Action::Show => Some(c),
@@ -818,6 +837,12 @@ impl Governance {
                     projection.push(e.alias(name.as_str()));
                 }
             }
+            if !unknown.is_empty() {
+                decisions.push(format!(
+                    "not in the model, so removed: {}",
+                    unknown.join(", ")
+                ));
+            }
             if projection.is_empty() {
                 decisions.push(format!("{}: every column removed", t.name));
                 continue;
@@ -847,7 +872,9 @@ impl Governance {
             objects_granted.insert(t.name.clone());
             versions.insert(t.name.clone(), t.versions.clone());
         }
-        if grant.raw {
+        // The policy refuses `raw` for secondary use; a grant that has it
+        // anyway is still not honoured there.
+        if grant.raw && !req.purpose.is_secondary() {
             let raw = source
                 .raw_tables(&access, &ctx, req.as_of)
                 .await

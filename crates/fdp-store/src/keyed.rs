@@ -580,15 +580,17 @@ pub async fn delete_keys(
     let store = table.object_store();
     let mut summary = DeleteSummary::default();
     for f in &files {
-        let path = f.path().into_owned();
-        if !index.files.contains_key(&path) {
+        if let std::collections::hash_map::Entry::Vacant(e) =
+            index.files.entry(f.path().into_owned())
+        {
             let batch = read_file(&store, f, Some(key)).await?;
             let column = key_text(&batch, key)?;
-            let set = (0..column.len())
-                .filter(|&i| !column.is_null(i))
-                .map(|i| key_hash(column.value(i)))
-                .collect();
-            index.files.insert(path, set);
+            e.insert(
+                (0..column.len())
+                    .filter(|&i| !column.is_null(i))
+                    .map(|i| key_hash(column.value(i)))
+                    .collect(),
+            );
             summary.files_read += 1;
         }
     }
