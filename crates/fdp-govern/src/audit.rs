@@ -182,6 +182,22 @@ pub struct Checkpoint {
     pub signature: String,
 }
 
+/// The latest signed checkpoint and the public key that signed it: what to
+/// publish outside the instance (to the ICB, a transparency log, a signed
+/// email), so that cutting entries off the end together with their
+/// checkpoints, or replacing the signing key and re-signing a rewritten
+/// log, is caught by a later `fdp audit verify --head`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: String,
+    pub at: String,
+    /// Hex Ed25519 signature over `seq:hash:at`.
+    pub signature: String,
+    /// Hex Ed25519 public key of the instance's audit signing key.
+    pub public_key: String,
+}
+
 /// The audit log of one data directory.
 pub struct AuditLog {
     path: PathBuf,
@@ -329,8 +345,68 @@ impl AuditLog {
         Ok(out)
     }
 
+    /// The public key checkpoints are signed with, in hex.
+    pub fn public_key_hex(&self) -> String {
+        crate::hex(self.key.public_key().as_ref())
+    }
+
+    /// Sign the latest entry (if not yet signed) and give the head to
+    /// publish; `None` for an empty log.
+    pub fn head(&self) -> Result<Option<Head>, AuditError> {
+        if self.checkpoint()?.is_none() {
+            return Ok(None);
+        }
+        Ok(read_checkpoints(&self.checkpoints)?.pop().map(|c| Head {
+            seq: c.seq,
+            hash: c.hash,
+            at: c.at,
+            signature: c.signature,
+            public_key: self.public_key_hex(),
+        }))
+    }
+
     /// Check the whole chain and every checkpoint.
     pub fn verify(&self) -> Result<Verified, AuditError> {
+        self.verify_anchored(None, &[])
+    }
+
+    /// [`AuditLog::verify`], anchored outside the data directory: every
+    /// checkpoint must verify under `public_key` (hex; by default the key
+    /// the heads were published with), which must be the key in the data
+    /// directory; and the log must still hold each head published earlier.
+    /// Someone with the data directory can cut entries and checkpoints off
+    /// the end together, or make a new key and re-sign a rewritten log;
+    /// neither survives a head kept elsewhere.
+    pub fn verify_anchored(
+        &self,
+        public_key: Option<&str>,
+        heads: &[Head],
+    ) -> Result<Verified, AuditError> {
+        let own = self.public_key_hex();
+        let pinned = public_key
+            .map(str::to_string)
+            .or_else(|| heads.first().map(|h| h.public_key.clone()));
+        let mut v = self.verify_with(pinned.as_deref().unwrap_or(&own), heads)?;
+        if let Some(p) = &pinned {
+            if *p != own {
+                v.problems.insert(
+                    0,
+                    format!(
+                        "the audit signing key in the data directory ({}…) is not the published one ({}…): the key was replaced",
+                        &own[..16.min(own.len())],
+                        &p[..16.min(p.len())]
+                    ),
+                );
+            }
+            if heads.iter().any(|h| h.public_key != *p) {
+                v.problems
+                    .push("the published heads were signed with different keys".into());
+            }
+        }
+        Ok(v)
+    }
+
+    fn verify_with(&self, public_hex: &str, heads: &[Head]) -> Result<Verified, AuditError> {
         let mut problems = Vec::new();
         let mut hashes = vec![GENESIS.to_string()];
         let text = match fs::read_to_string(&self.path) {
@@ -382,7 +458,37 @@ impl AuditLog {
         }
         let entries = hashes.len() as u64 - 1;
         let checkpoints = read_checkpoints(&self.checkpoints)?;
-        let public = UnparsedPublicKey::new(&ED25519, self.key.public_key().as_ref().to_vec());
+        let public = UnparsedPublicKey::new(&ED25519, crate::unhex(public_hex).unwrap_or_default());
+        for (i, h) in heads.iter().enumerate() {
+            let sig = crate::unhex(&h.signature).unwrap_or_default();
+            if public
+                .verify(format!("{}:{}:{}", h.seq, h.hash, h.at).as_bytes(), &sig)
+                .is_err()
+            {
+                problems.push(format!(
+                    "published head {} (entry {} at {}): its signature does not verify under the published key",
+                    i + 1,
+                    h.seq,
+                    h.at
+                ));
+                continue;
+            }
+            match hashes.get(h.seq as usize) {
+                None => problems.push(format!(
+                    "published head {} signed entry {} at {}, but the log has only {entries} entries: entries were removed from the end",
+                    i + 1,
+                    h.seq,
+                    h.at
+                )),
+                Some(x) if *x != h.hash => problems.push(format!(
+                    "published head {} signed entry {} at {} with a different hash: the log up to it was rewritten",
+                    i + 1,
+                    h.seq,
+                    h.at
+                )),
+                Some(_) => {}
+            }
+        }
         for (i, c) in checkpoints.iter().enumerate() {
             let sig = crate::unhex(&c.signature).unwrap_or_default();
             if public

@@ -29,6 +29,7 @@ mod masks;
 pub mod oidc;
 pub mod optout;
 pub mod policy;
+pub mod projects;
 pub mod purpose;
 pub mod session;
 pub mod tokens;

@@ -258,6 +258,8 @@ pub enum Refusal {
     JustificationRequired(Purpose),
     #[error("the purpose `research` needs the approved project it is for")]
     ProjectRequired,
+    #[error("{0}")]
+    ProjectRefused(String),
     #[error("whole records cannot be given to the role `{role}` for `{purpose}`: {reason}")]
     WholeRecordsRefused {
         role: String,

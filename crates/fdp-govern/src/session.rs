@@ -58,6 +58,8 @@ pub enum GovernError {
     Query(#[from] DataFusionError),
     #[error(transparent)]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error(transparent)]
+    Project(#[from] crate::projects::ProjectError),
 }
 
 /// What a session is opened for.
@@ -109,6 +111,7 @@ pub struct Governance {
     declarations: std::sync::Mutex<BTreeMap<String, (SessionRequest, std::time::Instant)>>,
     policy: Arc<Policy>,
     keystore: Keystore,
+    projects: crate::projects::Projects,
     opt_out: OptOut,
     audit: Arc<AuditLog>,
     organisation: String,
@@ -130,6 +133,7 @@ impl Governance {
         Ok(Governance {
             policy: Arc::new(policy),
             keystore,
+            projects: crate::projects::Projects::open(data_dir),
             opt_out: OptOut::new(opt_out_file.unwrap_or(&default_opt_out)),
             audit,
             organisation: organisation.to_string(),
@@ -153,6 +157,51 @@ impl Governance {
 
     pub fn keystore(&self) -> &Keystore {
         &self.keystore
+    }
+
+    /// The approved projects (read only; changes go through
+    /// [`Governance::manage_project`]).
+    pub fn projects(&self) -> &crate::projects::Projects {
+        &self.projects
+    }
+
+    /// Change the registry of approved projects as `by`, who must review
+    /// the audit (the information-governance lead): `what` says what for
+    /// the audit, `change` makes the change and returns the project as it
+    /// now stands. Audited, refusals and failures too.
+    pub fn manage_project(
+        &self,
+        by: &Principal,
+        channel: &str,
+        what: String,
+        change: impl FnOnce(
+            &crate::projects::Projects,
+        ) -> Result<crate::projects::Project, crate::projects::ProjectError>,
+    ) -> Result<crate::projects::Project, GovernError> {
+        let mut entry = self.review_entry(by, "project", channel, what);
+        if !self.policy.reviews_audit(by) {
+            return self.refuse(entry, Refusal::NotAuditReviewer(by.name.clone()));
+        }
+        match change(&self.projects) {
+            Ok(p) => {
+                entry.project = Some(p.name.clone());
+                entry.purpose = Some(p.purpose.as_str().into());
+                entry.patients = Vec::new();
+                entry.decisions = vec![format!(
+                    "principals: {}{}",
+                    p.principals.iter().cloned().collect::<Vec<_>>().join(", "),
+                    if p.closed_at.is_some() {
+                        "; closed"
+                    } else {
+                        ""
+                    }
+                )];
+                entry.outcome = "ok".into();
+                self.audit.append(entry)?;
+                Ok(p)
+            }
+            Err(e) => self.refuse(entry, e),
+        }
     }
 
     pub fn organisation(&self) -> &str {
@@ -292,6 +341,13 @@ impl Governance {
             && req.project.as_deref().is_none_or(|p| p.trim().is_empty())
         {
             return Err(Refusal::ProjectRequired);
+        }
+        // A project picks a pseudonymisation key: only one the IG lead
+        // registered, for this purpose, with this principal on it.
+        if let Some(project) = req.project.as_deref().filter(|p| !p.trim().is_empty()) {
+            self.projects
+                .check(project, req.purpose, &req.principal.name)
+                .map_err(|e| Refusal::ProjectRefused(e.to_string()))?;
         }
         Ok((role, grant))
     }

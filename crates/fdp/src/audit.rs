@@ -16,6 +16,22 @@ pub enum AuditCommand {
     Verify {
         #[arg(long)]
         data_dir: PathBuf,
+        /// A head published earlier (`fdp audit head`), as a file: the log
+        /// must still hold it. Repeat for several.
+        #[arg(long = "head")]
+        heads: Vec<PathBuf>,
+        /// The audit signing key's public half as published (hex); by
+        /// default the one the heads carry. Checkpoints signed by any other
+        /// key are refused.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Sign the latest entry and print the head (JSON) to keep outside the
+    /// instance: with it, `verify --head` catches entries cut off the end
+    /// or a signing key replaced together with the log.
+    Head {
+        #[arg(long)]
+        data_dir: PathBuf,
     },
     /// Who looked at what: entries filtered by principal, patient, purpose
     /// or time, oldest first, as JSON lines.
@@ -51,17 +67,47 @@ pub enum PolicyCommand {
 
 pub fn run(cmd: AuditCommand) -> Result<()> {
     match cmd {
-        AuditCommand::Verify { data_dir } => {
+        AuditCommand::Head { data_dir } => {
             let gov = InstanceConfig::governance_of(&data_dir)?;
-            let v = gov.audit().verify().context("reading the audit log")?;
+            match gov.audit().head().context("signing the audit log's head")? {
+                Some(h) => println!("{}", serde_json::to_string_pretty(&h)?),
+                None => anyhow::bail!("the audit log is empty: nothing to sign yet"),
+            }
+            Ok(())
+        }
+        AuditCommand::Verify {
+            data_dir,
+            heads,
+            public_key,
+        } => {
+            let heads = heads
+                .iter()
+                .map(|p| {
+                    let text = std::fs::read_to_string(p)
+                        .with_context(|| format!("reading the head {}", p.display()))?;
+                    serde_json::from_str::<fdp_govern::audit::Head>(&text).with_context(|| {
+                        format!("{} is not a head printed by `fdp audit head`", p.display())
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let gov = InstanceConfig::governance_of(&data_dir)?;
+            let v = gov
+                .audit()
+                .verify_anchored(public_key.as_deref(), &heads)
+                .context("reading the audit log")?;
             if v.problems.is_empty() {
                 println!(
-                    "audit log intact: {} entries, {} signed checkpoints (last at entry {})",
+                    "audit log intact: {} entries, {} signed checkpoints (last at entry {}){}",
                     v.entries,
                     v.checkpoints,
                     v.last_checkpoint
                         .map(|s| s.to_string())
-                        .unwrap_or_else(|| "none".into())
+                        .unwrap_or_else(|| "none".into()),
+                    if heads.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", holding the {} published heads", heads.len())
+                    }
                 );
                 Ok(())
             } else {

@@ -217,6 +217,7 @@ pub struct Running {
     pub tokens: Arc<TokenStore>,
     shutdown: watch::Sender<bool>,
     writer_stop: watch::Sender<bool>,
+    audit: Arc<fdp_govern::AuditLog>,
     _mllp_runtime: Option<BackgroundRuntime>,
     tasks: Vec<JoinHandle<()>>,
     writer: JoinHandle<()>,
@@ -488,6 +489,14 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
         )));
     }
 
+    // Sign the audit's latest entry every minute, so that entries cut off
+    // the end (the instance stopped or not) are caught by `fdp audit verify`.
+    tasks.push(tokio::spawn(sign_audit_head(
+        governance.audit().clone(),
+        Duration::from_secs(60),
+        shutdown_rx.clone(),
+    )));
+
     let interval = Duration::from_secs_f64(config.canonical_interval_secs.unwrap_or(5.0).max(0.1));
     let (writer_stop, writer_stop_rx) = watch::channel(false);
     let snapshot_every = Duration::from_secs(config.snapshot_interval_secs.unwrap_or(60).max(1));
@@ -510,6 +519,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
         tokens,
         shutdown,
         writer_stop,
+        audit: governance.audit().clone(),
         _mllp_runtime: mllp_runtime,
         tasks,
         writer,
@@ -546,6 +556,14 @@ impl Running {
             );
         }
         drop(applier);
+        // The last entries of this run, signed: cutting them off while the
+        // instance is stopped breaks a checkpoint.
+        let audit = self.audit.clone();
+        match tokio::task::spawn_blocking(move || audit.checkpoint()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "signing the audit log at shutdown failed"),
+            Err(e) => tracing::error!(error = %e, "signing the audit log at shutdown failed"),
+        }
         match Arc::try_unwrap(self.store) {
             Ok(store) => store.shutdown().await,
             Err(_) => {
@@ -553,6 +571,27 @@ impl Running {
             }
         }
         Ok(())
+    }
+}
+
+/// Sign the audit log's latest entry every `every` (when there is a new
+/// one), until shutdown.
+async fn sign_audit_head(
+    audit: Arc<fdp_govern::AuditLog>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        let a = audit.clone();
+        match tokio::task::spawn_blocking(move || a.checkpoint()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "signing the audit log failed"),
+            Err(e) => tracing::error!(error = %e, "signing the audit log failed"),
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod instance;
 mod keys;
 mod mllp_client;
 mod peer;
+mod projects;
 mod quarantine;
 mod sql;
 mod synth;
@@ -77,6 +78,9 @@ enum Command {
     /// The pseudonymisation keys: list them, rotate one
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// The approved projects a research or planning session may name
+    #[command(subcommand)]
+    Projects(projects::ProjectsCommand),
     /// The instance's identity in the federation: an authority for a demo, the instance's certificate
     #[command(subcommand)]
     Peer(peer::PeerCommand),
@@ -210,6 +214,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Audit(cmd) => audit::run(cmd),
         Command::Policy(cmd) => audit::policy(cmd),
         Command::Keys(cmd) => keys::run(cmd),
+        Command::Projects(cmd) => projects::run(cmd),
         Command::Peer(cmd) => peer::run_async(cmd).await,
         Command::Synth(cmd) => synth::run(cmd),
     }

@@ -4,9 +4,12 @@
 //! each asserts the refusal or the protected result. Every test names the
 //! class of attack it covers (see `docs/governance.md`, "Threat model"):
 //!
+//! - class 4: a session naming a pseudonymisation project it is not on
+//!   (here);
 //! - class 6: identifiers from outside used as file names (a peer's message
 //!   id: `crates/fdp-federation/tests/wire.rs`, which runs two instances'
 //!   federation endpoints over mutual TLS);
+//! - class 7: an audit that loses its tail unseen (here);
 //! - class 9: settings and data that would fail open (here).
 
 mod common;
@@ -27,7 +30,10 @@ fn config(dir: &Path, opt_out: &Path) -> std::path::PathBuf {
         "ods = \"RXX\"\nopt_out_file = \"{}\"\n\
          [principal.eng]\nroles = [\"integration-engineer\"]\n\
          [principal.ana]\nroles = [\"analyst\"]\n\
-         [principal.doc]\nroles = [\"clinician\"]\n",
+         [principal.doc]\nroles = [\"clinician\"]\n\
+         [principal.res]\nroles = [\"researcher\"]\n\
+         [principal.res2]\nroles = [\"researcher\"]\n\
+         [principal.ig]\nroles = [\"information-governance-lead\"]\n",
         opt_out.display()
     );
     let path = dir.join("instance.toml");
@@ -210,4 +216,387 @@ async fn class_9_time_travel_never_brings_an_opted_out_patient_back() {
     // Back to when the patient table did not yet link the numbers to the
     // person ids the admissions carry.
     assert_eq!(count(Some("1")), 20, "as of version 1");
+}
+
+/// `fdp projects …` as given; Err(stderr) when refused.
+fn projects(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Result<String, String> {
+    let out = fdp().arg("projects").args(args).output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn class_4_a_researcher_names_only_a_registered_project_they_are_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let opt_out = dir.path().join("opt-out.txt");
+    std::fs::write(&opt_out, "").unwrap();
+    let config = config(dir.path(), &opt_out);
+    let rows: Vec<Value> = (0..12)
+        .map(
+            |i| json!({"person_id": format!("P{i:02}"), "nhs_number": nhs_number(943_476_591 + i)}),
+        )
+        .collect();
+    write_canonical(&data, "Patient", &[], &rows).await;
+    let register = |by: &str, name: &str, on: &str| {
+        projects(&[
+            &"register",
+            &name,
+            &"--data-dir",
+            &data,
+            &"--config",
+            &config,
+            &"--by",
+            &by,
+            &"--purpose",
+            &"research",
+            &"--title",
+            &"asthma outcomes, REC 26/YH/0001",
+            &"--principal",
+            &on,
+        ])
+    };
+    // Only the IG lead registers projects; the researcher cannot approve
+    // their own, nor the analyst.
+    for who in ["res", "ana"] {
+        let e = register(who, "mine", who).unwrap_err();
+        assert!(e.contains("reviews the audit"), "{who}: {e}");
+    }
+    register("ig", "p1", "res").unwrap();
+    register("ig", "p2", "res2").unwrap();
+
+    let research = |who: &str, project: &str| {
+        sql_as(
+            &config,
+            &data,
+            who,
+            "research",
+            &["--project", project, "--justification", "study"],
+            "SELECT person_id FROM patient ORDER BY person_id",
+        )
+    };
+    let mine = research("res", "p1").unwrap();
+    assert_eq!(mine.len(), 12);
+    // A project nobody registered: refused, and no key is made for it.
+    let e = research("res", "made-up").unwrap_err();
+    assert!(e.contains("no approved project"), "{e}");
+    // Another researcher's project: their pseudonyms would link to its
+    // extract. Refused.
+    let e = research("res", "p2").unwrap_err();
+    assert!(e.contains("not on project"), "{e}");
+    // Research pseudonyms under a planning session's key: refused too.
+    let e = sql_as(
+        &config,
+        &data,
+        "ana",
+        "planning",
+        &["--project", "p1"],
+        "SELECT count(*) FROM patient",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("approved for research") || e.contains("not on project"),
+        "{e}"
+    );
+    let keys = std::fs::read_dir(data.join("keystore"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect::<Vec<_>>();
+    assert!(
+        keys.iter().any(|k| k.starts_with("pseudonym.research.p1.")),
+        "{keys:?}"
+    );
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains("made-up") || k.contains(".p2.")),
+        "{keys:?}"
+    );
+
+    // Taken off the project, or the project closed: refused from then on.
+    projects(&[
+        &"remove",
+        &"p1",
+        &"--data-dir",
+        &data,
+        &"--config",
+        &config,
+        &"--by",
+        &"ig",
+        &"--principal",
+        &"res",
+    ])
+    .unwrap();
+    assert!(research("res", "p1")
+        .unwrap_err()
+        .contains("not on project"));
+    projects(&[
+        &"add",
+        &"p1",
+        &"--data-dir",
+        &data,
+        &"--config",
+        &config,
+        &"--by",
+        &"ig",
+        &"--principal",
+        &"res",
+    ])
+    .unwrap();
+    assert_eq!(research("res", "p1").unwrap(), mine);
+    projects(&[
+        &"close",
+        &"p1",
+        &"--data-dir",
+        &data,
+        &"--config",
+        &config,
+        &"--by",
+        &"ig",
+    ])
+    .unwrap();
+    assert!(research("res", "p1").unwrap_err().contains("closed"));
+
+    // Over HTTP too: the same refusal whatever the channel.
+    let server = Server::start_configured(
+        &data,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &format!(
+            "sql = \"127.0.0.1:0\"\n{}",
+            std::fs::read_to_string(&config)
+                .unwrap()
+                .replace("ods = \"RXX\"\n", "")
+        ),
+    );
+    let token = fdp_ok!("token", "create", "res2", "--data-dir", data)
+        .trim()
+        .to_string();
+    let ask = |project: &str| {
+        let body = json!({"sql": "SELECT person_id FROM patient", "purpose": "research",
+                          "project": project, "justification": "study"});
+        http_post(server.http, "/sql", &token, &body.to_string())
+    };
+    assert_eq!(ask("p2").0, 200);
+    for project in ["p1", "made-up", "../p2"] {
+        let (status, body) = ask(project);
+        assert_eq!(status, 403, "{project}: {body}");
+    }
+    // The UI's checkpoint: a declaration naming someone else's project is
+    // refused before anything is read.
+    let declare = |project: &str| {
+        http_form(
+            server.http,
+            "/purpose",
+            &token,
+            &[],
+            &[
+                ("purpose", "research"),
+                ("project", project),
+                ("justification", "study"),
+                ("next", "/tables"),
+            ],
+        )
+    };
+    assert_eq!(declare("p2").status, 303);
+    let refused = declare("p1");
+    assert_ne!(refused.status, 303, "{}", refused.body);
+    assert!(refused.body.contains("closed"), "{}", refused.body);
+    // SQL over the PostgreSQL wire, as a BI tool or psycopg would connect.
+    let wire = pg_batch(
+        server.sql.unwrap(),
+        &["p2", "p1", "made-up"]
+            .iter()
+            .map(|p| {
+                json!({"user": "res2", "password": token, "dbname": "research",
+                       "options": format!("-c project={p} -c justification=study"),
+                       "queries": ["SELECT person_id FROM patient"]})
+            })
+            .collect::<Vec<_>>(),
+    );
+    // Refused at connection, or at the first query: either way, no rows.
+    let error_of = |v: &Value| {
+        v["error"]
+            .as_str()
+            .or(v["results"][0]["error"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        wire[0]["results"][0]["rows"].as_array().map(Vec::len),
+        Some(12),
+        "{:?}",
+        wire[0]
+    );
+    assert!(error_of(&wire[1]).contains("closed"), "{:?}", wire[1]);
+    assert!(
+        error_of(&wire[2]).contains("no approved project"),
+        "{:?}",
+        wire[2]
+    );
+
+    // Every change and every refusal is in the audit, with who made it.
+    let audit = audit_entries(&data);
+    let changes: Vec<&Value> = audit.iter().filter(|e| e["kind"] == "project").collect();
+    assert!(changes
+        .iter()
+        .any(|e| e["principal"] == "ig" && e["outcome"] == "ok" && e["project"] == "p2"));
+    assert!(changes
+        .iter()
+        .any(|e| e["principal"] == "res" && e["outcome"].as_str().unwrap().starts_with("refused")));
+    for why in ["is closed", "no approved project"] {
+        assert!(
+            audit.iter().any(|e| e["principal"] == "res2"
+                && e["outcome"].as_str().unwrap_or_default().contains(why)),
+            "{why}"
+        );
+    }
+}
+
+/// Sessions over the PostgreSQL wire protocol with psycopg, one connection
+/// each (see `tests/clients/pg_batch.py`): each answer, or its error.
+fn pg_batch(addr: std::net::SocketAddr, sessions: &[Value]) -> Vec<Value> {
+    use std::io::Write;
+    let request = json!({"host": addr.ip().to_string(), "port": addr.port(), "sessions": sessions});
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/pg_batch.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with psycopg");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "pg_batch.py failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `fdp audit verify` with these extra arguments: Ok(what it printed) when
+/// the log holds, Err(what it found) when not.
+fn verify(data: &Path, extra: &[&dyn AsRef<std::ffi::OsStr>]) -> Result<String, String> {
+    let out = fdp()
+        .args(["audit", "verify", "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+/// Keep the first `keep` lines of a file (what someone with the data
+/// directory does to hide the last accesses).
+fn cut_to(path: &Path, keep: usize) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let kept: String = text.lines().take(keep).map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, kept).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn class_7_the_audit_cannot_lose_its_tail_or_its_key_unseen() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let opt_out = dir.path().join("opt-out.txt");
+    std::fs::write(&opt_out, "").unwrap();
+    let config = config(dir.path(), &opt_out);
+    let rows: Vec<Value> = (0..3)
+        .map(|i| json!({"person_id": format!("P{i}"), "nhs_number": nhs_number(943_476_591 + i)}))
+        .collect();
+    write_canonical(&data, "Patient", &[], &rows).await;
+    let server = Server::start_configured(
+        &data,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("ods = \"RXX\"\n", ""),
+    );
+    let token = fdp_ok!("token", "create", "doc", "--data-dir", data)
+        .trim()
+        .to_string();
+    // A clinician looks up a few patients: a handful of entries, fewer
+    // than the log signs of its own accord.
+    for i in 0..5 {
+        let body = json!({"sql": format!("SELECT * FROM patient WHERE person_id = 'P{}'", i % 3),
+                          "purpose": "direct-care"});
+        assert_eq!(
+            http_post(server.http, "/sql", &token, &body.to_string()).0,
+            200
+        );
+    }
+    server.stop();
+    let audit = data.join("audit").join("audit.jsonl");
+    let checkpoints = data.join("audit").join("checkpoints.jsonl");
+    let entries = std::fs::read_to_string(&audit).unwrap().lines().count();
+    assert!(entries >= 5, "{entries}");
+    verify(&data, &[]).unwrap();
+    let pristine = (
+        std::fs::read(&audit).unwrap(),
+        std::fs::read(&checkpoints).unwrap(),
+    );
+    let restore = || {
+        std::fs::write(&audit, &pristine.0).unwrap();
+        std::fs::write(&checkpoints, &pristine.1).unwrap();
+    };
+
+    // With the instance stopped, the last lookups are cut off the log:
+    // the checkpoint signed at shutdown no longer matches.
+    cut_to(&audit, entries - 3);
+    let e = verify(&data, &[]).unwrap_err();
+    assert!(e.contains("removed from the end"), "{e}");
+    restore();
+
+    // The head, published outside the instance (here: a file beside it).
+    let head = dir.path().join("head.json");
+    std::fs::write(&head, fdp_ok!("audit", "head", "--data-dir", data)).unwrap();
+
+    // Cut off with the checkpoints that signed them: consistent inside the
+    // data directory, but not with the head published outside it.
+    cut_to(&audit, entries - 3);
+    let signed: Vec<String> = std::fs::read_to_string(&checkpoints)
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+                <= (entries - 3) as u64
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&checkpoints, signed.concat()).unwrap();
+    let e = verify(&data, &[&"--head", &head]).unwrap_err();
+    assert!(e.contains("removed from the end"), "{e}");
+    restore();
+
+    // A new signing key, and the log re-signed with it: consistent inside,
+    // refused against the published key.
+    std::fs::remove_file(data.join("keystore").join("audit-signing.key")).unwrap();
+    std::fs::remove_file(&checkpoints).unwrap();
+    fdp_ok!("audit", "head", "--data-dir", data);
+    verify(&data, &[]).unwrap();
+    let e = verify(&data, &[&"--head", &head]).unwrap_err();
+    assert!(e.contains("the key was replaced"), "{e}");
+    let published = serde_json::from_str::<Value>(&std::fs::read_to_string(&head).unwrap())
+        .unwrap()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let e = verify(&data, &[&"--public-key", &published]).unwrap_err();
+    assert!(e.contains("the key was replaced"), "{e}");
 }

@@ -84,6 +84,26 @@ fn the_policy_matrix_holds_through_every_path() {
     fdp_ok!("ingest", "fhir", "--data-dir", data, export);
     let opt_out = dir.path().join("opt-out.txt");
     let config = config(dir.path(), &opt_out);
+    // The IG lead approves the two research projects the researcher is on.
+    for p in ["p1", "p2"] {
+        fdp_ok!(
+            "projects",
+            "register",
+            p,
+            "--data-dir",
+            data,
+            "--config",
+            config,
+            "--by",
+            "ig",
+            "--purpose",
+            "research",
+            "--title",
+            "asthma outcomes study, REC 26/YH/0001",
+            "--principal",
+            "res"
+        );
+    }
 
     // What direct care sees is the truth the other purposes are checked against.
     let truth = sql_as(

@@ -1,0 +1,184 @@
+//! `fdp projects`: the approved projects a research or planning session may
+//! name, and who is on each. Only a principal whose role reviews the audit
+//! (the information-governance lead) changes them; every change is audited.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use fdp_govern::projects::Project;
+use fdp_govern::Purpose;
+
+use crate::instance::InstanceConfig;
+
+#[derive(Subcommand)]
+pub enum ProjectsCommand {
+    /// List the projects: name, purpose, status, who is on each
+    List {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Register an approved project
+    Register {
+        #[command(flatten)]
+        by: Acting,
+        /// The name sessions give (`--project`, `X-Project`, the UI)
+        name: String,
+        /// research, or planning
+        #[arg(long)]
+        purpose: Purpose,
+        /// What it is and its approval (ethics reference, data sharing agreement)
+        #[arg(long)]
+        title: String,
+        /// A principal on the project (repeat for each)
+        #[arg(long = "principal")]
+        principals: Vec<String>,
+    },
+    /// Add principals to a project
+    Add {
+        #[command(flatten)]
+        by: Acting,
+        name: String,
+        #[arg(long = "principal", required = true)]
+        principals: Vec<String>,
+    },
+    /// Take principals off a project
+    Remove {
+        #[command(flatten)]
+        by: Acting,
+        name: String,
+        #[arg(long = "principal", required = true)]
+        principals: Vec<String>,
+    },
+    /// Close a project: no session may name it from now on (its keys are
+    /// kept, for re-identification in direct care)
+    Close {
+        #[command(flatten)]
+        by: Acting,
+        name: String,
+    },
+}
+
+/// Who makes a change, in which instance.
+#[derive(Args)]
+pub struct Acting {
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The instance's configuration, for the policy and the roles of `--by`
+    /// (default: instance.toml in the data directory, if there is one)
+    #[arg(long, env = "FDP_CONFIG")]
+    config: Option<PathBuf>,
+    /// A principal whose role reviews the audit (the IG lead)
+    #[arg(long)]
+    by: String,
+}
+
+pub fn run(cmd: ProjectsCommand) -> Result<()> {
+    type Change = Box<dyn FnOnce(&mut Project)>;
+    let (acting, name, what, change): (Acting, String, String, Change) = match cmd {
+        ProjectsCommand::List { data_dir } => {
+            let gov = InstanceConfig::governance_of(&data_dir)?;
+            let all = gov.projects().all()?;
+            if all.is_empty() {
+                println!("no approved projects (register one with `fdp projects register`)");
+            }
+            for p in all.values() {
+                println!(
+                    "{:<24} {:<9} {:<7} {} — {}",
+                    p.name,
+                    p.purpose,
+                    if p.closed_at.is_some() {
+                        "closed"
+                    } else {
+                        "open"
+                    },
+                    p.principals.iter().cloned().collect::<Vec<_>>().join(", "),
+                    p.title
+                );
+            }
+            return Ok(());
+        }
+        ProjectsCommand::Register {
+            by,
+            name,
+            purpose,
+            title,
+            principals,
+        } => {
+            if title.trim().is_empty() {
+                anyhow::bail!("say what the project is and its approval (--title), for the audit");
+            }
+            let config = InstanceConfig::for_data_dir(&by.data_dir, by.config.as_deref())?;
+            let gov = config.governance(&by.data_dir)?;
+            let who = config.local_principal(&by.by);
+            let project = Project {
+                name: name.clone(),
+                purpose,
+                title,
+                principals: principals.into_iter().collect(),
+                registered_by: who.name.clone(),
+                registered_at: chrono::Utc::now(),
+                closed_at: None,
+            };
+            let p = gov
+                .manage_project(
+                    &who,
+                    "cli",
+                    format!("register project {name}"),
+                    |projects| projects.register(project.clone()).map(|()| project),
+                )
+                .with_context(|| format!("registering project {name}"))?;
+            println!("project {} registered for {}", p.name, p.purpose);
+            return Ok(());
+        }
+        ProjectsCommand::Add {
+            by,
+            name,
+            principals,
+        } => (
+            by,
+            name.clone(),
+            format!("add {} to project {name}", principals.join(", ")),
+            Box::new(move |p: &mut Project| p.principals.extend(principals)),
+        ),
+        ProjectsCommand::Remove {
+            by,
+            name,
+            principals,
+        } => (
+            by,
+            name.clone(),
+            format!("remove {} from project {name}", principals.join(", ")),
+            Box::new(move |p: &mut Project| {
+                for r in &principals {
+                    p.principals.remove(r);
+                }
+            }),
+        ),
+        ProjectsCommand::Close { by, name } => (
+            by,
+            name.clone(),
+            format!("close project {name}"),
+            Box::new(|p: &mut Project| p.closed_at = Some(chrono::Utc::now())),
+        ),
+    };
+    let config = InstanceConfig::for_data_dir(&acting.data_dir, acting.config.as_deref())?;
+    let gov = config.governance(&acting.data_dir)?;
+    let who = config.local_principal(&acting.by);
+    let p = gov
+        .manage_project(&who, "cli", what.clone(), |projects| {
+            projects.update(&name, change)
+        })
+        .with_context(|| what.clone())?;
+    println!(
+        "project {}: {}{}",
+        p.name,
+        p.principals.iter().cloned().collect::<Vec<_>>().join(", "),
+        if p.closed_at.is_some() {
+            " (closed)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
