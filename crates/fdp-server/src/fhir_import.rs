@@ -48,6 +48,9 @@ pub struct Imports {
 }
 
 struct Job {
+    /// The principal who started it: the only one its status and errors
+    /// are shown to.
+    owner: String,
     request_url: String,
     started: DateTime<Utc>,
     inputs: Vec<Input>,
@@ -82,8 +85,15 @@ impl Imports {
         }
     }
 
-    fn job(&self, id: &str) -> Option<Arc<Job>> {
-        self.jobs.lock().expect("jobs lock").get(id).cloned()
+    /// Job `id`, if `principal` started it. Someone else's job is not
+    /// there for them, so its id tells them nothing.
+    fn job(&self, id: &str, principal: &str) -> Option<Arc<Job>> {
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .get(id)
+            .filter(|j| j.owner == principal)
+            .cloned()
     }
 
     /// A path a request named, if it is inside the import directory.
@@ -217,7 +227,12 @@ fn files_of(path: &FsPath) -> Result<Vec<PathBuf>, String> {
 }
 
 /// `POST /fhir/$import`.
-pub async fn start(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn start(
+    State(state): State<AppState>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -244,9 +259,11 @@ pub async fn start(State(state): State<AppState>, headers: HeaderMap, body: Byte
             files,
         });
     }
-    let id = format!("import-{}", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));
+    // 122 random bits: a job's id is its only name, and must not be guessed.
+    let id = format!("import-{}", fdp_ingest::fhir::new_id().replace('-', ""));
     let base = base_url(&headers);
     let job = Arc::new(Job {
+        owner: crate::auth::principal(&ext).name,
         request_url: format!("{base}/$import"),
         started: Utc::now(),
         inputs,
@@ -470,10 +487,15 @@ fn manifest(base: &str, id: &str, job: &Job, finished: DateTime<Utc>, report: &R
 /// `GET /fhir/$import-status/{id}`.
 pub async fn status(
     State(state): State<AppState>,
+    ext: axum::http::Extensions,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match state.fhir.imports.job(&id) {
+    match state
+        .fhir
+        .imports
+        .job(&id, &crate::auth::principal(&ext).name)
+    {
         Some(job) => status_response(&base_url(&headers), &id, &job),
         None => outcome(
             StatusCode::NOT_FOUND,
@@ -485,8 +507,16 @@ pub async fn status(
 
 /// `GET /fhir/$import-status/{id}/errors`: one OperationOutcome per refused
 /// resource, as NDJSON.
-pub async fn errors(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let Some(job) = state.fhir.imports.job(&id) else {
+pub async fn errors(
+    State(state): State<AppState>,
+    ext: axum::http::Extensions,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(job) = state
+        .fhir
+        .imports
+        .job(&id, &crate::auth::principal(&ext).name)
+    else {
         return outcome(
             StatusCode::NOT_FOUND,
             IssueCode::NotFound,

@@ -776,6 +776,10 @@ fn bulk_import_of_ndjson_files_in_the_import_directory() {
     )
     .unwrap();
 
+    // Someone else signed in to the same instance.
+    let nosy = fdp_ok!("token", "create", "nosy", "--data-dir", data)
+        .trim()
+        .to_string();
     let server = Server::start(&data, 1.0);
     let (a, t) = (server.http, server.token.as_str());
     let request = json!({"resourceType": "Parameters", "parameter": [
@@ -802,6 +806,18 @@ fn bulk_import_of_ndjson_files_in_the_import_directory() {
         .expect("Content-Location")
         .to_string();
     let status_path = &status_url[status_url.find("/fhir/").unwrap()..];
+    // The job's id cannot be guessed (not a time: 128 random bits as hex),
+    // and the job is its starter's only.
+    let job_id = status_path.rsplit('/').next().unwrap();
+    let random = job_id.strip_prefix("import-").unwrap();
+    assert!(
+        random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{job_id}"
+    );
+    for path in [status_path.to_string(), format!("{status_path}/errors")] {
+        let r = http_request(a, "GET", &path, Some(&nosy), None);
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+    }
     let mut manifest = Value::Null;
     wait_until(60, "the import to finish", || {
         let r = http_request(a, "GET", status_path, Some(t), None);
