@@ -459,64 +459,27 @@ impl AuditLog {
         let entries = hashes.len() as u64 - 1;
         let checkpoints = read_checkpoints(&self.checkpoints)?;
         let public = UnparsedPublicKey::new(&ED25519, crate::unhex(public_hex).unwrap_or_default());
+        // A head published outside and a checkpoint kept beside the log say
+        // the same thing: this entry had this hash when it was signed.
         for (i, h) in heads.iter().enumerate() {
-            let sig = crate::unhex(&h.signature).unwrap_or_default();
-            if public
-                .verify(format!("{}:{}:{}", h.seq, h.hash, h.at).as_bytes(), &sig)
-                .is_err()
-            {
-                problems.push(format!(
-                    "published head {} (entry {} at {}): its signature does not verify under the published key",
-                    i + 1,
-                    h.seq,
-                    h.at
-                ));
-                continue;
-            }
-            match hashes.get(h.seq as usize) {
-                None => problems.push(format!(
-                    "published head {} signed entry {} at {}, but the log has only {entries} entries: entries were removed from the end",
-                    i + 1,
-                    h.seq,
-                    h.at
-                )),
-                Some(x) if *x != h.hash => problems.push(format!(
-                    "published head {} signed entry {} at {} with a different hash: the log up to it was rewritten",
-                    i + 1,
-                    h.seq,
-                    h.at
-                )),
-                Some(_) => {}
-            }
+            let what = format!("published head {}", i + 1);
+            problems.extend(check_signed(
+                &what,
+                (h.seq, &h.hash, &h.at),
+                &h.signature,
+                &public,
+                &hashes,
+            ));
         }
         for (i, c) in checkpoints.iter().enumerate() {
-            let sig = crate::unhex(&c.signature).unwrap_or_default();
-            if public
-                .verify(format!("{}:{}:{}", c.seq, c.hash, c.at).as_bytes(), &sig)
-                .is_err()
-            {
-                problems.push(format!(
-                    "checkpoint {} (entry {}): signature does not verify",
-                    i + 1,
-                    c.seq
-                ));
-                continue;
-            }
-            match hashes.get(c.seq as usize) {
-                None => problems.push(format!(
-                    "checkpoint {} signed entry {} at {}, but the log has only {entries} entries: entries were removed from the end",
-                    i + 1,
-                    c.seq,
-                    c.at
-                )),
-                Some(h) if *h != c.hash => problems.push(format!(
-                    "checkpoint {} signed entry {} at {} with a different hash: the log before it was changed",
-                    i + 1,
-                    c.seq,
-                    c.at
-                )),
-                Some(_) => {}
-            }
+            let what = format!("checkpoint {}", i + 1);
+            problems.extend(check_signed(
+                &what,
+                (c.seq, &c.hash, &c.at),
+                &c.signature,
+                &public,
+                &hashes,
+            ));
         }
         Ok(Verified {
             entries,
@@ -524,6 +487,36 @@ impl AuditLog {
             last_checkpoint: checkpoints.last().map(|c| c.seq),
             problems,
         })
+    }
+}
+
+/// What is wrong with a signature over entry `seq`'s `hash` at `at`, given
+/// the hash of every entry in the log (index 0 the genesis), if anything.
+fn check_signed(
+    what: &str,
+    (seq, hash, at): (u64, &str, &str),
+    signature: &str,
+    public: &UnparsedPublicKey<Vec<u8>>,
+    hashes: &[String],
+) -> Option<String> {
+    let sig = crate::unhex(signature).unwrap_or_default();
+    if public
+        .verify(format!("{seq}:{hash}:{at}").as_bytes(), &sig)
+        .is_err()
+    {
+        return Some(format!(
+            "{what} (entry {seq} at {at}): its signature does not verify under the key it is checked with"
+        ));
+    }
+    match hashes.get(seq as usize) {
+        None => Some(format!(
+            "{what} signed entry {seq} at {at}, but the log has only {} entries: entries were removed from the end",
+            hashes.len() - 1
+        )),
+        Some(h) if h != hash => Some(format!(
+            "{what} signed entry {seq} at {at} with a different hash: the log up to it was changed"
+        )),
+        Some(_) => None,
     }
 }
 

@@ -43,6 +43,17 @@ pub struct Project {
     pub closed_at: Option<DateTime<Utc>>,
 }
 
+impl Project {
+    /// The principals on it, for people: `alice, bob`.
+    pub fn principals_listed(&self) -> String {
+        self.principals
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Why a registry change or a session's project was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {

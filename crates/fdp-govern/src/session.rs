@@ -186,10 +186,9 @@ impl Governance {
             Ok(p) => {
                 entry.project = Some(p.name.clone());
                 entry.purpose = Some(p.purpose.as_str().into());
-                entry.patients = Vec::new();
                 entry.decisions = vec![format!(
                     "principals: {}{}",
-                    p.principals.iter().cloned().collect::<Vec<_>>().join(", "),
+                    p.principals_listed(),
                     if p.closed_at.is_some() {
                         "; closed"
                     } else {
@@ -782,7 +781,9 @@ impl Governance {
                     .canonical_tables(&access, &ctx, AsOf::Latest)
                     .await
                     .map_err(|e| GovernError::Source(e.to_string()))?;
-                ids.extend(self.opted_out(&ctx, &today).await?.1);
+                if let Some(patient) = today.iter().find(|t| t.name == "patient") {
+                    ids.extend(person_ids_of(&ctx, patient, &numbers).await?);
+                }
                 ids.sort_unstable();
                 ids.dedup();
             }

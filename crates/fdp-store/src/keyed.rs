@@ -441,15 +441,7 @@ async fn commit(
 
 /// Each row's key as text, and a digest of the whole row.
 fn keys_and_digests(state: &RecordBatch, key: &str) -> Result<(Vec<String>, Vec<u64>), StoreError> {
-    let column = state
-        .column_by_name(key)
-        .ok_or_else(|| StoreError::Config(format!("the derived state has no key column {key}")))?;
-    let text = cast(column, &DataType::Utf8)
-        .map_err(|e| StoreError::Config(format!("reading key column {key}: {e}")))?;
-    let text = text
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("cast to Utf8 gives a StringArray");
+    let text = key_text(state, key)?;
     let keys = (0..text.len())
         .map(|i| {
             if text.is_null(i) {
@@ -706,10 +698,11 @@ fn conform(table: &DeltaTable, batch: RecordBatch) -> Result<RecordBatch, StoreE
         .map_err(|e| StoreError::Config(format!("re-labelling a data file: {e}")))
 }
 
+/// A batch's key column as text, whatever its type.
 fn key_text(batch: &RecordBatch, key: &str) -> Result<StringArray, StoreError> {
     let column = batch
         .column_by_name(key)
-        .ok_or_else(|| StoreError::Config(format!("a data file has no key column {key}")))?;
+        .ok_or_else(|| StoreError::Config(format!("no key column {key} in the rows")))?;
     let text = cast(column, &DataType::Utf8)
         .map_err(|e| StoreError::Config(format!("reading key column {key}: {e}")))?;
     Ok(text

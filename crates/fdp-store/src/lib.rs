@@ -485,15 +485,16 @@ impl Store {
         batch_id: u64,
         lineage: &Lineage,
     ) -> Result<bool, StoreError> {
-        const APP: &str = CANONICAL_BATCH_APP;
         let path = tables::table_path(&self.config.data_dir, Layer::Canonical, name);
         let table = tables::open_or_create(&path, keyed::plain_schema(&schema)).await?;
         // Batch ids start at 0; the watermark is one past the last written.
-        let done = tables::app_watermark(&table, APP).await?.unwrap_or(0);
+        let done = tables::app_watermark(&table, CANONICAL_BATCH_APP)
+            .await?
+            .unwrap_or(0);
         if (batch_id as i64) < done {
             return Ok(false);
         }
-        let props = tables::commit_properties(lineage, APP, batch_id as i64 + 1);
+        let props = tables::commit_properties(lineage, CANONICAL_BATCH_APP, batch_id as i64 + 1);
         tables::append(table, vec![batch], props).await?;
         Ok(true)
     }

@@ -73,6 +73,17 @@ pub struct Acting {
     by: String,
 }
 
+impl Acting {
+    /// The instance's governance, and the principal `--by` names in it.
+    fn open(&self) -> Result<(fdp_govern::Governance, fdp_govern::Principal)> {
+        let config = InstanceConfig::for_data_dir(&self.data_dir, self.config.as_deref())?;
+        Ok((
+            config.governance(&self.data_dir)?,
+            config.local_principal(&self.by),
+        ))
+    }
+}
+
 pub fn run(cmd: ProjectsCommand) -> Result<()> {
     type Change = Box<dyn FnOnce(&mut Project)>;
     let (acting, name, what, change): (Acting, String, String, Change) = match cmd {
@@ -92,7 +103,7 @@ pub fn run(cmd: ProjectsCommand) -> Result<()> {
                     } else {
                         "open"
                     },
-                    p.principals.iter().cloned().collect::<Vec<_>>().join(", "),
+                    p.principals_listed(),
                     p.title
                 );
             }
@@ -108,9 +119,7 @@ pub fn run(cmd: ProjectsCommand) -> Result<()> {
             if title.trim().is_empty() {
                 anyhow::bail!("say what the project is and its approval (--title), for the audit");
             }
-            let config = InstanceConfig::for_data_dir(&by.data_dir, by.config.as_deref())?;
-            let gov = config.governance(&by.data_dir)?;
-            let who = config.local_principal(&by.by);
+            let (gov, who) = by.open()?;
             let project = Project {
                 name: name.clone(),
                 purpose,
@@ -162,9 +171,7 @@ pub fn run(cmd: ProjectsCommand) -> Result<()> {
             Box::new(|p: &mut Project| p.closed_at = Some(chrono::Utc::now())),
         ),
     };
-    let config = InstanceConfig::for_data_dir(&acting.data_dir, acting.config.as_deref())?;
-    let gov = config.governance(&acting.data_dir)?;
-    let who = config.local_principal(&acting.by);
+    let (gov, who) = acting.open()?;
     let p = gov
         .manage_project(&who, "cli", what.clone(), |projects| {
             projects.update(&name, change)
@@ -173,7 +180,7 @@ pub fn run(cmd: ProjectsCommand) -> Result<()> {
     println!(
         "project {}: {}{}",
         p.name,
-        p.principals.iter().cloned().collect::<Vec<_>>().join(", "),
+        p.principals_listed(),
         if p.closed_at.is_some() {
             " (closed)"
         } else {

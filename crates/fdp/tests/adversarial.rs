@@ -41,31 +41,6 @@ fn config(dir: &Path, opt_out: &Path) -> std::path::PathBuf {
     path
 }
 
-/// `fdp sql` as `who` for `purpose`; Err(stderr) when refused.
-fn sql_as(
-    config: &Path,
-    data: &Path,
-    who: &str,
-    purpose: &str,
-    extra: &[&str],
-    query: &str,
-) -> Result<Vec<Row>, String> {
-    let out = fdp()
-        .args(["sql", "--format", "json", "--data-dir"])
-        .arg(data)
-        .arg("--config")
-        .arg(config)
-        .args(["--as", who, "--purpose", purpose])
-        .args(extra)
-        .arg(query)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(serde_json::from_slice(&out.stdout).unwrap())
-}
-
 /// Write `rows` as a new version of canonical table `table` (the model's
 /// columns for `object`, plus `extra` text columns), replacing what it held.
 async fn write_canonical(data: &Path, object: &str, extra: &[&str], rows: &[Value]) {
@@ -317,47 +292,29 @@ async fn class_4_a_researcher_names_only_a_registered_project_they_are_on() {
     );
 
     // Taken off the project, or the project closed: refused from then on.
-    projects(&[
-        &"remove",
-        &"p1",
-        &"--data-dir",
-        &data,
-        &"--config",
-        &config,
-        &"--by",
-        &"ig",
-        &"--principal",
-        &"res",
-    ])
-    .unwrap();
+    let ig_changes_p1 = |action: &str, principal: Option<&str>| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &action,
+            &"p1",
+            &"--data-dir",
+            &data,
+            &"--config",
+            &config,
+            &"--by",
+            &"ig",
+        ];
+        if let Some(p) = &principal {
+            args.extend([&"--principal" as &dyn AsRef<std::ffi::OsStr>, p]);
+        }
+        projects(&args).unwrap();
+    };
+    ig_changes_p1("remove", Some("res"));
     assert!(research("res", "p1")
         .unwrap_err()
         .contains("not on project"));
-    projects(&[
-        &"add",
-        &"p1",
-        &"--data-dir",
-        &data,
-        &"--config",
-        &config,
-        &"--by",
-        &"ig",
-        &"--principal",
-        &"res",
-    ])
-    .unwrap();
+    ig_changes_p1("add", Some("res"));
     assert_eq!(research("res", "p1").unwrap(), mine);
-    projects(&[
-        &"close",
-        &"p1",
-        &"--data-dir",
-        &data,
-        &"--config",
-        &config,
-        &"--by",
-        &"ig",
-    ])
-    .unwrap();
+    ig_changes_p1("close", None);
     assert!(research("res", "p1").unwrap_err().contains("closed"));
 
     // Over HTTP too: the same refusal whatever the channel.
@@ -455,29 +412,6 @@ async fn class_4_a_researcher_names_only_a_registered_project_they_are_on() {
             "{why}"
         );
     }
-}
-
-/// Sessions over the PostgreSQL wire protocol with psycopg, one connection
-/// each (see `tests/clients/pg_batch.py`): each answer, or its error.
-fn pg_batch(addr: std::net::SocketAddr, sessions: &[Value]) -> Vec<Value> {
-    use std::io::Write;
-    let request = json!({"host": addr.ip().to_string(), "port": addr.port(), "sessions": sessions});
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/pg_batch.py");
-    let mut child = std::process::Command::new("python3")
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 with psycopg");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "pg_batch.py failed");
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// `fdp audit verify` with these extra arguments: Ok(what it printed) when

@@ -38,31 +38,6 @@ fn config(dir: &Path, opt_out: &Path) -> std::path::PathBuf {
     path
 }
 
-/// `fdp sql` as `who` for `purpose`; Err(stderr) when refused.
-fn sql_as(
-    config: &Path,
-    data: &Path,
-    who: &str,
-    purpose: &str,
-    extra: &[&str],
-    query: &str,
-) -> Result<Vec<Row>, String> {
-    let out = fdp()
-        .args(["sql", "--format", "json", "--data-dir"])
-        .arg(data)
-        .arg("--config")
-        .arg(config)
-        .args(["--as", who, "--purpose", purpose])
-        .args(extra)
-        .arg(query)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(serde_json::from_slice(&out.stdout).unwrap())
-}
-
 fn extra_for(purpose: Purpose, project: &str) -> Vec<String> {
     match purpose {
         Purpose::Research => vec![
@@ -786,25 +761,7 @@ fn wire_batch(
             }));
         }
     }
-    let request = json!({"host": addr.ip().to_string(), "port": addr.port(), "sessions": sessions});
-    let script = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
-        .join("tests/clients/pg_batch.py");
-    let mut child = std::process::Command::new("python3")
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 with psycopg");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "pg_batch.py failed");
-    let answers: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let answers = pg_batch(addr, &sessions);
     keys.into_iter()
         .zip(answers)
         .map(|(key, answer)| {

@@ -500,3 +500,54 @@ pub fn audit_entries(data: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// `fdp sql --format json` as `who` for `purpose` under the configuration
+/// `config`: the rows, or what it said when refused.
+#[allow(dead_code)]
+pub fn sql_as(
+    config: &Path,
+    data: &Path,
+    who: &str,
+    purpose: &str,
+    extra: &[&str],
+    query: &str,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, String> {
+    let out = fdp()
+        .args(["sql", "--format", "json", "--data-dir"])
+        .arg(data)
+        .arg("--config")
+        .arg(config)
+        .args(["--as", who, "--purpose", purpose])
+        .args(extra)
+        .arg(query)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// Sessions over the PostgreSQL wire protocol with psycopg, one connection
+/// each, in one run of `tests/clients/pg_batch.py` (which says what a
+/// session and its answer hold): each session's answer, or its error.
+#[allow(dead_code)]
+pub fn pg_batch(addr: SocketAddr, sessions: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let request = serde_json::json!({"host": addr.ip().to_string(), "port": addr.port(), "sessions": sessions});
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/pg_batch.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 with psycopg");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "pg_batch.py failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
