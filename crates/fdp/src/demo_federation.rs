@@ -111,23 +111,58 @@ fn roles_of(role: OrgRole) -> &'static str {
     }
 }
 
-fn free_loopback_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// Loopback ports for the members' federation listeners, chosen below the
+/// kernel's ephemeral range. A port taken from that range and released again
+/// can be handed straight back to any listener bound to port 0 (the demo's own
+/// HTTP and MLLP listeners) or to an outgoing connection before its member
+/// starts, and that member then fails to listen. Below the range, only
+/// another program can take it.
+fn federation_ports(count: usize) -> Result<Vec<u16>> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (
+        10_000u16,
+        ephemeral_low.saturating_sub(1).max(10_000 + 1_000),
+    );
+    // Start somewhere different on each machine and run, so that two demos
+    // set up side by side do not probe the same ports in the same order.
+    let span = u32::from(high - low);
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    let mut ports = Vec::with_capacity(count);
+    for step in 0..span {
+        if ports.len() == count {
+            break;
+        }
+        let port = low + ((seed.wrapping_add(step)) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    anyhow::ensure!(
+        ports.len() == count,
+        "no {count} free loopback ports between {low} and {high} for the members' federation listeners"
+    );
+    Ok(ports)
 }
 
 /// Make the authority, the identities, the configurations and the
 /// approvals: once, on the first run.
 fn set_up(root: &Path, return_every_minutes: u32) -> Result<()> {
     let ca = FederationCa::create(&root.join("ca"), "Three Rivers demo federation")?;
+    let mut free = federation_ports(MEMBERS.len())?.into_iter();
     let mut ports = std::collections::BTreeMap::new();
     for m in MEMBERS {
         let dir = root.join(m.ods);
         std::fs::create_dir_all(&dir)?;
         InstanceIdentity::init(&dir, m.ods, m.role, &ca)
             .with_context(|| format!("certifying {}", m.ods))?;
-        ports.insert(m.ods, free_loopback_port()?);
+        ports.insert(m.ods, free.next().context("federation port")?);
     }
     for m in MEMBERS {
         let dir = root.join(m.ods);

@@ -54,6 +54,8 @@ impl Demo {
 }
 
 fn start_demo(data: &std::path::Path) -> Demo {
+    // Kept beside the data so that a demo that fails to start says why.
+    let log = data.with_extension("stderr.log");
     let child = fdp()
         .args([
             "demo",
@@ -70,7 +72,7 @@ fn start_demo(data: &std::path::Path) -> Demo {
         .arg(data)
         .env("FDP_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
         .spawn()
         .unwrap();
     // Owned by the guard from here on, so that a failed start is cleaned up.
@@ -84,7 +86,11 @@ fn start_demo(data: &std::path::Path) -> Demo {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         assert!(Instant::now() < deadline, "fdp demo printed no addresses");
-        let line = lines.next().expect("demo output").unwrap();
+        let Some(line) = lines.next() else {
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("fdp demo stopped before it was ready:\n{said}");
+        };
+        let line = line.unwrap();
         if let Some(rest) = line.split_once("(started in ").map(|(_, r)| r) {
             demo.started_in_secs = rest.trim_end_matches(" s)").parse().unwrap();
         }
