@@ -466,14 +466,29 @@ fn read_response(mut s: TcpStream) -> HttpResponse {
 }
 
 /// A loopback port free now, for a listener a configuration must name
-/// before it starts.
+/// before it starts. It is chosen below the kernel's ephemeral range: a port
+/// from that range, once released, can be handed to any listener on port 0 or
+/// to an outgoing connection before its own listener binds it.
 #[allow(dead_code)]
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, ephemeral_low.max(12_000));
+    let span = high - low;
+    // Test binaries run one after another, and tests within one in parallel:
+    // the process id spreads the first, the counter the second.
+    let start = std::process::id().wrapping_mul(7919);
+    for _ in 0..span {
+        let port = low + start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+    panic!("no free loopback port between {low} and {high}")
 }
 
 /// Declare `purpose` at the UI's checkpoint as the holder of `token`: the

@@ -3,7 +3,7 @@
 //! screenshots.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,14 +14,6 @@ pub struct Browser {
     addr: SocketAddr,
     session: String,
     _profile: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Value {
@@ -86,7 +78,7 @@ fn dechunk(body: &str) -> String {
 impl Browser {
     /// Start chromedriver and a headless Chromium session.
     pub fn start() -> Browser {
-        let port = free_port();
+        let port = super::free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
