@@ -44,7 +44,7 @@ pub use policy::{Policy, PolicyError, Refusal};
 pub use purpose::Purpose;
 pub use session::{
     Declared, GovernError, Governance, GovernedSession, OptOutExclusion, ProductView, QueryResult,
-    RecordRead, Reidentified, SessionRequest,
+    RecordChange, RecordRead, Reidentified, SessionRequest,
 };
 pub use tokens::{Principal, TokenError, TokenStore};
 

@@ -1,7 +1,8 @@
 //! The instance's access policy: a TOML file the information-governance lead
 //! reads, reviews and signs off, validated when the instance starts.
 //!
-//! Per role and purpose it says which object types may be read, which rows
+//! Per role and purpose it says which object types may be read (`objects`)
+//! and changed (`change`, for direct care and operations only), which rows
 //! (the instance's own organisation, sites, wards, restricted-view groups)
 //! and, per sensitivity tag of the canonical model (with per-column
 //! exceptions), whether a value is shown, masked, pseudonymised, generalised
@@ -161,6 +162,10 @@ pub struct Grant {
     pub rows: Rows,
     /// The raw layer (records as received) as well as the canonical tables.
     pub raw: bool,
+    /// The object types whose records the role may create, change or delete
+    /// (FHIR writes, a bed's status, discharge readiness, capacity): none
+    /// unless the policy says so, and never for a secondary purpose.
+    pub change: Objects,
     tags: HashMap<Sensitivity, Action>,
     /// `(table or "*", column) -> action`, overriding the tag's action.
     columns: BTreeMap<(String, String), Action>,
@@ -266,6 +271,12 @@ pub enum Refusal {
         purpose: Purpose,
         reason: String,
     },
+    #[error("the role `{role}` may not change these records for `{purpose}`: {reason}")]
+    ChangeRefused {
+        role: String,
+        purpose: Purpose,
+        reason: String,
+    },
     #[error("the role `{role}` may not use this for `{purpose}`: {reason}")]
     ProductRefused {
         role: String,
@@ -320,6 +331,8 @@ struct GrantDoc {
     rv_groups: Vec<String>,
     #[serde(default)]
     raw: bool,
+    #[serde(default)]
+    change: Vec<String>,
     identifying: Option<String>,
     quasi_identifying: Option<String>,
     clinical: Option<String>,
@@ -407,6 +420,14 @@ impl Policy {
                     // and disclosure control. Never for secondary use.
                     problems.push(format!(
                         "{at}: raw = true: raw records are identifiable and bypass masking, the national data opt-out and disclosure control, so only direct-care or operations may read them; remove `raw` from this grant"
+                    ));
+                }
+                if !g.change.is_empty() && purpose.is_secondary() {
+                    // Planning and research read what care recorded; a
+                    // record changed under them would no longer be care's.
+                    problems.push(format!(
+                        "{at}: change = {:?}: records are changed for direct care or operations, never for a secondary purpose; remove `change` from this grant",
+                        g.change
                     ));
                 }
                 grants.insert(purpose, grant(&at, g, &tables, &mut problems));
@@ -509,21 +530,8 @@ fn grant(
     tables: &BTreeMap<&str, &fdp_model::ObjectType>,
     problems: &mut Vec<String>,
 ) -> Grant {
-    let objects = if g.objects.iter().any(|o| o == "*") {
-        Objects::All
-    } else {
-        let mut set = BTreeSet::new();
-        for o in g.objects {
-            if tables.contains_key(o.as_str()) {
-                set.insert(o);
-            } else {
-                problems.push(format!(
-                    "{at}: objects: no object type has the table `{o}` (see `fdp model`)"
-                ));
-            }
-        }
-        Objects::Only(set)
-    };
+    let objects = objects_of(at, "objects", g.objects, tables, problems);
+    let change = objects_of(at, "change", g.change, tables, problems);
     let own_organisation_only = match g.organisation.as_deref() {
         None | Some("own") => true,
         Some("any") => false,
@@ -607,9 +615,34 @@ fn grant(
             rv_groups: g.rv_groups,
         },
         raw: g.raw,
+        change,
         tags,
         columns,
     }
+}
+
+/// A list of tables, or `*` for all of them, each checked against the model.
+fn objects_of(
+    at: &str,
+    key: &str,
+    names: Vec<String>,
+    tables: &BTreeMap<&str, &fdp_model::ObjectType>,
+    problems: &mut Vec<String>,
+) -> Objects {
+    if names.iter().any(|o| o == "*") {
+        return Objects::All;
+    }
+    let mut set = BTreeSet::new();
+    for o in names {
+        if tables.contains_key(o.as_str()) {
+            set.insert(o);
+        } else {
+            problems.push(format!(
+                "{at}: {key}: no object type has the table `{o}` (see `fdp model`)"
+            ));
+        }
+    }
+    Objects::Only(set)
 }
 
 #[cfg(test)]
@@ -676,6 +709,47 @@ quasi_identifying = "year"
             let p = Policy::parse("p", &text, model()).unwrap();
             assert!(p.roles["engineer"].grants.values().all(|g| g.raw));
         }
+    }
+
+    #[test]
+    fn records_are_changed_only_where_granted_and_never_for_secondary_use() {
+        for purpose in ["planning", "research"] {
+            let text = format!("[role.analyst.{purpose}]\nobjects = [\"*\"]\nchange = [\"bed\"]\n");
+            let err = Policy::parse("p", &text, model()).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!(
+                    "role `analyst`, purpose `{purpose}`: change = [\"bed\"]"
+                )) && err.contains("never for a secondary purpose"),
+                "{err}"
+            );
+        }
+        let text = "[role.a.operations]\nobjects = [\"*\"]\nchange = [\"bed\", \"beds\"]\n";
+        let err = Policy::parse("p", text, model()).unwrap_err().to_string();
+        assert!(
+            err.contains("change: no object type has the table `beds`"),
+            "{err}"
+        );
+        let p = Policy::demo(model());
+        let change = |role: &str, purpose: Purpose, table: &str| {
+            p.roles[role]
+                .grants
+                .get(&purpose)
+                .is_some_and(|g| g.change.covers(table))
+        };
+        assert!(change("clinician", Purpose::DirectCare, "patient"));
+        assert!(change("bed-manager", Purpose::Operations, "bed"));
+        assert!(!change("bed-manager", Purpose::Operations, "patient"));
+        assert!(!change("analyst", Purpose::Operations, "bed"));
+        assert!(!change(
+            "integration-engineer",
+            Purpose::Operations,
+            "patient"
+        ));
+        assert!(!change(
+            "information-governance-lead",
+            Purpose::Operations,
+            "bed"
+        ));
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::disclosure::{self, DisclosureReport};
 use crate::keystore::{Keystore, KeystoreError, PseudonymKey};
 use crate::masks::MaskCache;
 use crate::optout::{OptOut, OptOutError};
-use crate::policy::{Action, Policy, Refusal};
+use crate::policy::{Action, Objects, Policy, Refusal};
 use crate::purpose::Purpose;
 use crate::Principal;
 
@@ -417,6 +417,69 @@ impl Governance {
         }
     }
 
+    /// May `req` create, change or delete whole records (FHIR resources)
+    /// that fill the canonical object types `object_types`? Only for direct
+    /// care or operations, for the instance's own organisation, where the
+    /// grant's `change` covers each of them on every row: a write cannot be
+    /// kept to some sites or wards. Records of no object type (or of any
+    /// type, as an undeclared bulk import) need `change = ["*"]`. The
+    /// refusal is audited; an allowed change is audited, with its patients,
+    /// by [`RecordChange::changed`].
+    pub fn change_records(
+        &self,
+        req: &SessionRequest,
+        object_types: &[&str],
+        what: &str,
+    ) -> Result<RecordChange, GovernError> {
+        let mut entry = AuditEntry::for_request(req, what);
+        entry.kind = "change".into();
+        entry.policy = Some(self.policy.digest.clone());
+        let decided = self.check(req).and_then(|(role, grant)| {
+            entry.role = Some(role.to_string());
+            let refuse = |reason: String| {
+                Err(Refusal::ChangeRefused {
+                    role: role.to_string(),
+                    purpose: req.purpose,
+                    reason,
+                })
+            };
+            if req.purpose.is_secondary() {
+                return refuse(
+                    "records are changed for direct care or operations, never for a secondary purpose"
+                        .into(),
+                );
+            }
+            let own = req.principal.organisation.as_deref() == Some(self.organisation.as_str());
+            if !own {
+                return refuse(format!("only {}'s own staff change its records", self.organisation));
+            }
+            if grant.rows.sites.is_some() || grant.rows.wards.is_some() {
+                return refuse("the grant covers some sites or wards only, and a whole record is not kept to them".into());
+            }
+            if object_types.is_empty() && grant.change != Objects::All {
+                return refuse("these records may be of any type, or fill no canonical object type, and only change = [\"*\"] covers them".into());
+            }
+            for name in object_types {
+                let Some(object) = self.model.object_type(name) else {
+                    return refuse(format!("{name} is not in the canonical model"));
+                };
+                let table = object.table.as_str();
+                if !grant.change.covers(table) {
+                    return refuse(format!("changing `{table}` is not granted"));
+                }
+                entry.objects.push(table.to_string());
+            }
+            Ok(())
+        });
+        match decided {
+            Ok(()) => Ok(RecordChange {
+                audit: self.audit.clone(),
+                entry,
+            }),
+            Err(e) => self.refuse(entry, e),
+        }
+    }
+
     /// A product's view for `req` (the bed board reads the live census, not
     /// the tables): allowed only where the grant covers every table in
     /// `tables` for this principal's organisation, and then each field is
@@ -483,11 +546,16 @@ impl Governance {
             if need == Need::Raw && !grant.raw {
                 return refuse("records as received (raw) are not granted".into());
             }
-            if need == Need::Change && req.purpose.is_secondary() {
-                return refuse(
-                    "records are changed for direct care or operations, never for a secondary purpose"
-                        .into(),
-                );
+            if need == Need::Change {
+                if req.purpose.is_secondary() {
+                    return refuse(
+                        "records are changed for direct care or operations, never for a secondary purpose"
+                            .into(),
+                    );
+                }
+                if let Some(t) = tables.iter().find(|t| !grant.change.covers(t)) {
+                    return refuse(format!("changing `{t}` is not granted"));
+                }
             }
             entry.objects = tables.iter().map(|t| t.to_string()).collect();
             Ok(grant.clone())
@@ -1075,6 +1143,26 @@ impl RecordRead {
         if let Some(k) = kind {
             entry.kind = k.to_string();
         }
+        entry.rows = Some(records);
+        entry.patients = patients;
+        entry.outcome = "ok".into();
+        self.audit.append(entry)?;
+        Ok(())
+    }
+}
+
+/// A change to whole records the policy allowed, to be audited once made.
+#[must_use = "the change is audited only when `changed` is called"]
+pub struct RecordChange {
+    audit: Arc<AuditLog>,
+    entry: AuditEntry,
+}
+
+impl RecordChange {
+    /// Audit what was changed: how many records, and the patients they are
+    /// about. A change that cannot be audited must be reported as failed.
+    pub fn changed(&self, records: u64, patients: Vec<String>) -> Result<(), GovernError> {
+        let mut entry = self.entry.clone();
         entry.rows = Some(records);
         entry.patients = patients;
         entry.outcome = "ok".into();

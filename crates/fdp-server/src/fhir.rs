@@ -34,13 +34,16 @@ use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
 use crate::AppState;
-use fdp_govern::{GovernError, RecordRead, SessionRequest};
+use fdp_govern::{GovernError, RecordChange, RecordRead, SessionRequest};
 
 const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// The purpose a read is made for: `X-Purpose` (default `direct-care`),
 /// with `X-Justification` and `X-Project` where the policy asks for them.
-fn read_request(ext: &Extensions, headers: &HeaderMap) -> Result<SessionRequest, Response> {
+pub(crate) fn read_request(
+    ext: &Extensions,
+    headers: &HeaderMap,
+) -> Result<SessionRequest, Response> {
     crate::api::declared_in_headers(crate::auth::principal(ext), headers, "fhir")
         .map_err(|e| outcome(StatusCode::BAD_REQUEST, IssueCode::Value, e))
 }
@@ -68,6 +71,70 @@ fn may_read(
         })
 }
 
+/// A change to records filling `object_types` for the purpose the request
+/// names, or the OperationOutcome refusing it (the refusal is audited).
+pub(crate) fn may_change(
+    state: &AppState,
+    ext: &Extensions,
+    headers: &HeaderMap,
+    object_types: &[&str],
+    what: &str,
+) -> Result<RecordChange, Response> {
+    let req = read_request(ext, headers)?;
+    state
+        .governance
+        .change_records(&req, object_types, what)
+        .map_err(refused_outcome)
+}
+
+fn refused_outcome(e: GovernError) -> Response {
+    match e {
+        GovernError::Refused(r) => {
+            outcome(StatusCode::FORBIDDEN, IssueCode::Forbidden, r.to_string())
+        }
+        e => outcome(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            IssueCode::Exception,
+            e.to_string(),
+        ),
+    }
+}
+
+/// Audit what `change` did, then answer with `response`. The change is
+/// already durable, so an audit that fails is reported as a failure the
+/// operator must see, never passed over.
+fn change_audited(
+    change: &RecordChange,
+    records: u64,
+    patients: Vec<String>,
+    response: Response,
+) -> Response {
+    match change.changed(records, patients) {
+        Ok(()) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "a FHIR change was stored but could not be audited");
+            outcome(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                IssueCode::Exception,
+                format!("the change was stored but could not be audited: {e}"),
+            )
+        }
+    }
+}
+
+/// How many of `outcomes` changed a record, and the patients those are about.
+fn changed_by(outcomes: &[Outcome], items: &[(Value, String, String)]) -> (u64, Vec<String>) {
+    let mut records = 0;
+    let mut patients = std::collections::BTreeSet::new();
+    for (o, (r, id, _)) in outcomes.iter().zip(items) {
+        if let Outcome::Stored { resource_type, .. } = o {
+            records += 1;
+            patients.extend(patient_of(resource_type, id, r));
+        }
+    }
+    (records, patients.into_iter().collect())
+}
+
 /// Audit what `read` served, then answer with `response`; an answer that
 /// cannot be audited is not given.
 fn audited(read: RecordRead, records: u64, patients: Vec<String>, response: Response) -> Response {
@@ -83,7 +150,7 @@ fn audited(read: RecordRead, records: u64, patients: Vec<String>, response: Resp
 
 /// The patients a resource is about: a Patient's own id, or the patient
 /// its `subject` or `patient` refers to.
-fn patient_of(rt: &str, id: &str, body: &Value) -> Option<String> {
+pub(crate) fn patient_of(rt: &str, id: &str, body: &Value) -> Option<String> {
     if rt == "Patient" {
         return Some(id.to_string());
     }
@@ -145,6 +212,15 @@ impl FhirService {
     pub fn with_import_dir(mut self, dir: std::path::PathBuf) -> Self {
         self.imports = crate::fhir_import::Imports::new(dir);
         self
+    }
+
+    /// The patient the current version of `rt/id` is about, if any.
+    fn patients_of(&self, rt: &str, id: &str) -> Vec<String> {
+        self.current(rt, id)
+            .and_then(|v| v.body)
+            .and_then(|b| patient_of(rt, id, &b))
+            .into_iter()
+            .collect()
     }
 
     fn current(&self, rt: &str, id: &str) -> Option<Version> {
@@ -607,12 +683,22 @@ fn write_response(state: &AppState, base: &str, o: &Outcome, id: &str) -> Respon
 pub async fn create(
     State(state): State<AppState>,
     Path(rt): Path<String>,
+    ext: Extensions,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = check_type(&rt) {
-        return r;
-    }
+    let change = match check_type(&rt).and_then(|()| {
+        may_change(
+            &state,
+            &ext,
+            &headers,
+            fdp_fhir::map::object_types_of(&rt),
+            &format!("POST /fhir/{rt}"),
+        )
+    }) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let resource = match parse_body(&body) {
         Ok(v) => v,
         Err(r) => return r,
@@ -629,8 +715,13 @@ pub async fn create(
     if let Some(o) = resource.as_object_mut() {
         o.insert("id".into(), json!(id));
     }
-    match store(&state, vec![(resource, id.clone(), format!("POST {rt}"))]).await {
-        Ok(outcomes) => write_response(&state, &base_url(&headers), &outcomes[0], &id),
+    let items = vec![(resource, id.clone(), format!("POST {rt}"))];
+    match store(&state, items.clone()).await {
+        Ok(outcomes) => {
+            let (records, patients) = changed_by(&outcomes, &items);
+            let resp = write_response(&state, &base_url(&headers), &outcomes[0], &id);
+            change_audited(&change, records, patients, resp)
+        }
         Err(r) => r,
     }
 }
@@ -638,12 +729,22 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     Path((rt, id)): Path<(String, String)>,
+    ext: Extensions,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = check_type(&rt).and(check_id(&id)) {
-        return r;
-    }
+    let change = match check_type(&rt).and(check_id(&id)).and_then(|()| {
+        may_change(
+            &state,
+            &ext,
+            &headers,
+            fdp_fhir::map::object_types_of(&rt),
+            &format!("PUT /fhir/{rt}/{id}"),
+        )
+    }) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let resource = match parse_body(&body) {
         Ok(v) => v,
         Err(r) => return r,
@@ -672,13 +773,13 @@ pub async fn update(
         }
         _ => {}
     }
-    match store(
-        &state,
-        vec![(resource, id.clone(), format!("PUT {rt}/{id}"))],
-    )
-    .await
-    {
-        Ok(outcomes) => write_response(&state, &base_url(&headers), &outcomes[0], &id),
+    let items = vec![(resource, id.clone(), format!("PUT {rt}/{id}"))];
+    match store(&state, items.clone()).await {
+        Ok(outcomes) => {
+            let (records, patients) = changed_by(&outcomes, &items);
+            let resp = write_response(&state, &base_url(&headers), &outcomes[0], &id);
+            change_audited(&change, records, patients, resp)
+        }
         Err(r) => r,
     }
 }
@@ -686,18 +787,30 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     Path((rt, id)): Path<(String, String)>,
+    ext: Extensions,
+    headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = check_type(&rt).and(check_id(&id)) {
-        return r;
-    }
+    let change = match check_type(&rt).and(check_id(&id)).and_then(|()| {
+        may_change(
+            &state,
+            &ext,
+            &headers,
+            fdp_fhir::map::object_types_of(&rt),
+            &format!("DELETE /fhir/{rt}/{id}"),
+        )
+    }) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let patients = state.fhir.patients_of(&rt, &id);
     let mut source = state.fhir.source.lock().await;
     match source.delete(&run_id(), &rt, &id).await {
         Ok(Some(version)) => {
             state.fhir.remember(&rt, &id, version, Utc::now(), None);
-            StatusCode::NO_CONTENT.into_response()
+            change_audited(&change, 1, patients, StatusCode::NO_CONTENT.into_response())
         }
         // Deleting what is not there (or already deleted) succeeds too.
-        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Ok(None) => change_audited(&change, 0, vec![], StatusCode::NO_CONTENT.into_response()),
         Err(e) => outcome(
             StatusCode::INTERNAL_SERVER_ERROR,
             IssueCode::Exception,
@@ -1059,6 +1172,78 @@ pub async fn search(
     )
 }
 
+/// A Bundle's changes: the decision for each resource type it changes,
+/// and what was changed under each, audited once the Bundle is done.
+#[derive(Default)]
+struct BundleChanges {
+    decided: HashMap<String, Result<RecordChange, (StatusCode, Value)>>,
+    made: HashMap<String, (u64, std::collections::BTreeSet<String>)>,
+}
+
+impl BundleChanges {
+    /// May the Bundle's request change records of type `rt`? Decided (and
+    /// a refusal audited) once per type.
+    fn decide(
+        &mut self,
+        state: &AppState,
+        req: &Result<SessionRequest, String>,
+        rt: &str,
+    ) -> Result<(), (StatusCode, Value)> {
+        let decided = self.decided.entry(rt.to_string()).or_insert_with(|| {
+            let req = req.as_ref().map_err(|bad| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    issue_json(IssueCode::Value, bad.clone()),
+                )
+            })?;
+            state
+                .governance
+                .change_records(
+                    req,
+                    fdp_fhir::map::object_types_of(rt),
+                    &format!("POST /fhir (Bundle) {rt}"),
+                )
+                .map_err(|e| match e {
+                    GovernError::Refused(r) => (
+                        StatusCode::FORBIDDEN,
+                        issue_json(IssueCode::Forbidden, r.to_string()),
+                    ),
+                    e => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        issue_json(IssueCode::Exception, e.to_string()),
+                    ),
+                })
+        });
+        decided.as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+
+    fn made(&mut self, rt: &str, patients: impl IntoIterator<Item = String>) {
+        let (n, p) = self.made.entry(rt.to_string()).or_default();
+        *n += 1;
+        p.extend(patients);
+    }
+
+    /// Audit every allowed decision with what was changed under it.
+    fn audit(self) -> Result<(), GovernError> {
+        let mut made = self.made;
+        for (rt, decided) in self.decided {
+            if let Ok(change) = decided {
+                let (n, patients) = made.remove(&rt).unwrap_or_default();
+                change.changed(n, patients.into_iter().collect())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn status_line(status: StatusCode) -> String {
+    format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
+}
+
 /// `POST /fhir` with a batch or transaction Bundle.
 pub async fn bundle(
     State(state): State<AppState>,
@@ -1095,14 +1280,33 @@ pub async fn bundle(
     }
     let urls = bundle::assign_ids(&mut entries, fdp_ingest::fhir::new_id);
     let base = base_url(&headers);
-    // Check every writing entry first; a transaction stops at the first problem.
-    let mut writes: Vec<(usize, Value, String)> = Vec::new();
-    let mut responses: Vec<Option<Value>> = vec![None; entries.len()];
-    // Reads in the Bundle are governed like reads on their own.
+    // Reads in the Bundle are governed like reads on their own, and writes
+    // like writes on their own: one decision per resource type changed.
     let read_req = read_request(&ext, &headers).map_err(|_| {
         "X-Purpose is not one of direct-care, operations, planning, research".to_string()
     });
+    let mut changes = BundleChanges::default();
+    // Check every writing entry first; a transaction stops at the first problem.
+    let mut writes: Vec<(usize, Value, String)> = Vec::new();
+    let mut responses: Vec<Option<Value>> = vec![None; entries.len()];
     for e in &mut entries {
+        let changing = match (e.method, &e.target, &e.url) {
+            (Method::Post | Method::Put, Some((rt, _)), _) => Some(rt.clone()),
+            (Method::Delete, _, Some(url)) => url
+                .split_once('/')
+                .filter(|(rt, id)| is_r4_resource_type(rt) && is_valid_id(id))
+                .map(|(rt, _)| rt.to_string()),
+            _ => None,
+        };
+        if let Some(rt) = changing {
+            if let Err((status, oo)) = changes.decide(&state, &read_req, &rt) {
+                if kind == BundleKind::Transaction {
+                    return fhir_json(status, &oo);
+                }
+                responses[e.index] = Some(json!({"status": status_line(status), "outcome": oo}));
+                continue;
+            }
+        }
         match e.method {
             Method::Post | Method::Put => {
                 let Some(mut r) = e.resource.take() else {
@@ -1156,14 +1360,19 @@ pub async fn bundle(
         .iter()
         .map(|(i, r, id)| (r.clone(), id.clone(), format!("Bundle.entry[{i}]")))
         .collect();
-    let outcomes = match store(&state, items).await {
+    let outcomes = match store(&state, items.clone()).await {
         Ok(o) => o,
         Err(r) => return r,
     };
+    for (o, (r, id, _)) in outcomes.iter().zip(&items) {
+        if let Outcome::Stored { resource_type, .. } = o {
+            changes.made(resource_type, patient_of(resource_type, id, r));
+        }
+    }
     for ((index, _, id), o) in writes.iter().zip(&outcomes) {
         let resp = write_response(&state, &base, o, id);
         let status = resp.status();
-        let mut r = json!({"status": format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""))});
+        let mut r = json!({"status": status_line(status)});
         if let Some(l) = resp
             .headers()
             .get(header::LOCATION)
@@ -1185,13 +1394,17 @@ pub async fn bundle(
     }
     for e in &entries {
         match (e.method, &e.url) {
+            // Refused when the writes were checked.
+            (Method::Delete, Some(_)) if responses[e.index].is_some() => {}
             (Method::Delete, Some(url)) => {
                 let status = match url.split_once('/') {
                     Some((rt, id)) if is_r4_resource_type(rt) && is_valid_id(id) => {
+                        let patients = state.fhir.patients_of(rt, id);
                         let mut source = state.fhir.source.lock().await;
                         match source.delete(&run_id(), rt, id).await {
                             Ok(Some(v)) => {
                                 state.fhir.remember(rt, id, v, Utc::now(), None);
+                                changes.made(rt, patients);
                                 "204 No Content"
                             }
                             Ok(None) => "204 No Content",
@@ -1236,6 +1449,14 @@ pub async fn bundle(
             }
             _ => {}
         }
+    }
+    if let Err(e) = changes.audit() {
+        tracing::error!(error = %e, "a FHIR Bundle's changes were stored but could not be audited");
+        return outcome(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            IssueCode::Exception,
+            format!("the Bundle's changes were stored but could not be audited: {e}"),
+        );
     }
     let response_type = if kind == BundleKind::Transaction {
         "transaction-response"

@@ -259,6 +259,25 @@ pub async fn start(
             files,
         });
     }
+    // An import writes whole records of the types it declares; an input of
+    // no declared type (or of one that fills no object type) may hold any,
+    // and needs every change granted, records as received included.
+    let declared: Option<Vec<&str>> = inputs
+        .iter()
+        .map(|i| {
+            let types = fdp_fhir::map::object_types_of(i.declared_type.as_deref()?);
+            (!types.is_empty()).then_some(types)
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(|t| t.concat());
+    let mut types = declared.unwrap_or_default();
+    types.sort_unstable();
+    types.dedup();
+    let change = match crate::fhir::may_change(&state, &ext, &headers, &types, "POST /fhir/$import")
+    {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     // 122 random bits: a job's id is its only name, and must not be guessed.
     let id = format!("import-{}", fdp_ingest::fhir::new_id().replace('-', ""));
     let base = base_url(&headers);
@@ -282,7 +301,7 @@ pub async fn start(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("respond-async"));
-    let running = tokio::spawn(run(state.clone(), id.clone(), job.clone()));
+    let running = tokio::spawn(run(state.clone(), id.clone(), job.clone(), change));
     if respond_async {
         let status_url = format!("{base}/$import-status/{id}");
         return (
@@ -295,9 +314,56 @@ pub async fn start(
     status_response(&base, &id, &job)
 }
 
-async fn run(state: AppState, id: String, job: Arc<Job>) {
+async fn run(state: AppState, id: String, job: Arc<Job>, change: fdp_govern::RecordChange) {
+    let loaded = load(&state, &id, &job).await;
+    // Reads and searches answer from memory: add what this import stored.
+    let stored = {
+        let source = state.fhir.source.lock().await;
+        source.versions_of_run(&id).await
+    };
+    // What the import changed is audited with the patients it is about.
+    let mut patients = std::collections::BTreeSet::new();
+    let mut changed = 0u64;
+    match stored {
+        Ok(versions) => {
+            for v in versions {
+                let body: Option<Value> = v.payload.and_then(|p| serde_json::from_str(&p).ok());
+                if let Some(b) = &body {
+                    patients.extend(crate::fhir::patient_of(&v.resource_type, &v.id, b));
+                }
+                changed += 1;
+                let at = DateTime::from_timestamp_micros(v.received_at_us).unwrap_or_else(Utc::now);
+                state
+                    .fhir
+                    .remember(&v.resource_type, &v.id, v.version, at, body);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, import = %id, "reading back an import"),
+    }
+    if let Err(e) = change.changed(changed, patients.into_iter().collect()) {
+        tracing::error!(error = %e, import = %id, "a bulk import was stored but could not be audited");
+        *job.state.lock().expect("job lock") = JobState::Failed(format!(
+            "the import was stored but could not be audited: {e}"
+        ));
+        return;
+    }
+    match loaded {
+        Ok((total, resources)) => {
+            tracing::info!(import = %id, resources, rejected = total.rejected.len(), "bulk import done");
+            *job.state.lock().expect("job lock") = JobState::Done {
+                finished: Utc::now(),
+                report: total,
+            };
+        }
+        Err(why) => *job.state.lock().expect("job lock") = JobState::Failed(why),
+    }
+}
+
+/// Load every input, a chunk per commit; on a failure, what was loaded so
+/// far stays committed, and is audited by the caller.
+async fn load(state: &AppState, id: &str, job: &Job) -> Result<(Report, u64), String> {
     let mut total = Report {
-        run_id: id.clone(),
+        run_id: id.to_string(),
         ..Default::default()
     };
     let mut files_done = 0;
@@ -319,10 +385,7 @@ async fn run(state: AppState, id: String, job: Arc<Job>) {
                     files_done += 1;
                     continue;
                 }
-                Err(e) => {
-                    *job.state.lock().expect("job lock") = JobState::Failed(e.to_string());
-                    return;
-                }
+                Err(e) => return Err(e.to_string()),
             };
             let mut incoming = batch.incoming;
             let mut unreadable = batch.unreadable;
@@ -355,15 +418,13 @@ async fn run(state: AppState, id: String, job: Arc<Job>) {
                 let n = (chunk.len() + bad.len()) as u64;
                 let loaded = {
                     let mut source = state.fhir.source.lock().await;
-                    source.load(&id, chunk, bad).await
+                    source.load(id, chunk, bad).await
                 };
                 match loaded {
                     Ok((_, report)) => total.merge(report),
                     Err(e) => {
                         tracing::error!(error = %e, import = %id, "bulk import failed");
-                        *job.state.lock().expect("job lock") =
-                            JobState::Failed(format!("storing the resources failed: {e}"));
-                        return;
+                        return Err(format!("storing the resources failed: {e}"));
                     }
                 }
                 resources += n;
@@ -379,28 +440,7 @@ async fn run(state: AppState, id: String, job: Arc<Job>) {
             };
         }
     }
-    // Reads and searches answer from memory: add what this import stored.
-    let stored = {
-        let source = state.fhir.source.lock().await;
-        source.versions_of_run(&id).await
-    };
-    match stored {
-        Ok(versions) => {
-            for v in versions {
-                let body = v.payload.and_then(|p| serde_json::from_str(&p).ok());
-                let at = DateTime::from_timestamp_micros(v.received_at_us).unwrap_or_else(Utc::now);
-                state
-                    .fhir
-                    .remember(&v.resource_type, &v.id, v.version, at, body);
-            }
-        }
-        Err(e) => tracing::error!(error = %e, import = %id, "reading back an import"),
-    }
-    tracing::info!(import = %id, resources, rejected = total.rejected.len(), "bulk import done");
-    *job.state.lock().expect("job lock") = JobState::Done {
-        finished: Utc::now(),
-        report: total,
-    };
+    Ok((total, resources))
 }
 
 fn resource_type_of(i: &fdp_ingest::fhir::Incoming) -> Option<String> {

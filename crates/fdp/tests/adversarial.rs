@@ -4,6 +4,7 @@
 //! each asserts the refusal or the protected result. Every test names the
 //! class of attack it covers (see `docs/governance.md`, "Threat model"):
 //!
+//! - class 3: a record changed without a change grant, or unaudited (here);
 //! - class 4: a session naming a pseudonymisation project it is not on
 //!   (here);
 //! - class 6: identifiers from outside used as file names (a peer's message
@@ -533,4 +534,283 @@ async fn class_7_the_audit_cannot_lose_its_tail_or_its_key_unseen() {
         .to_string();
     let e = verify(&data, &[&"--public-key", &published]).unwrap_err();
     assert!(e.contains("the key was replaced"), "{e}");
+}
+
+/// A FHIR Patient with a name and an NHS number.
+fn patient_resource(id: Option<&str>, family: &str) -> Value {
+    let mut p = json!({"resourceType": "Patient",
+        "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs_number(943_476_600)}],
+        "name": [{"family": family, "given": ["Ada"]}],
+        "birthDate": "1961-04-02"});
+    if let Some(id) = id {
+        p["id"] = json!(id);
+    }
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn class_3_no_record_is_changed_without_a_change_grant_and_every_change_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let opt_out = dir.path().join("opt-out.txt");
+    std::fs::write(&opt_out, "").unwrap();
+    let config = config(dir.path(), &opt_out);
+    // A researcher on a registered project: the most a researcher can hold.
+    projects(&[
+        &"register",
+        &"p1",
+        &"--data-dir",
+        &data,
+        &"--config",
+        &config,
+        &"--by",
+        &"ig",
+        &"--purpose",
+        &"research",
+        &"--title",
+        &"asthma outcomes",
+        &"--principal",
+        &"res",
+    ])
+    .unwrap();
+    let server = Server::start_configured(
+        &data,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &format!(
+            "{}[principal.bed]\nroles = [\"bed-manager\"]\n\
+             [principal.visitor]\nroles = [\"clinician\"]\norganisation = \"RYY\"\n",
+            std::fs::read_to_string(&config)
+                .unwrap()
+                .replace("ods = \"RXX\"\n", "")
+        ),
+    );
+    let a = server.http;
+    let token = |who: &str| {
+        fdp_ok!("token", "create", who, "--data-dir", data)
+            .trim()
+            .to_string()
+    };
+    let doc = token("doc");
+
+    // The clinician records a patient, and corrects the name.
+    let made = http_request(
+        a,
+        "POST",
+        "/fhir/Patient",
+        Some(&doc),
+        Some(&patient_resource(None, "Lovelace").to_string()),
+    );
+    assert_eq!(made.status, 201, "{}", made.body);
+    let id = serde_json::from_str::<Value>(&made.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fixed = http_request(
+        a,
+        "PUT",
+        &format!("/fhir/Patient/{id}"),
+        Some(&doc),
+        Some(&patient_resource(Some(&id), "King").to_string()),
+    );
+    assert_eq!(fixed.status, 200, "{}", fixed.body);
+
+    // Each attacker, in every purpose their roles hold, on every FHIR
+    // write: create, update, delete, a transaction, a batch, a bulk import.
+    let import_dir = data.join("import");
+    std::fs::create_dir_all(&import_dir).unwrap();
+    let ndjson = import_dir.join("Patient.ndjson");
+    std::fs::write(
+        &ndjson,
+        format!("{}\n", patient_resource(Some(&id), "Forged")),
+    )
+    .unwrap();
+    let attackers: &[(&str, &[(&str, &str)])] = &[
+        ("ana", &[("X-Purpose", "planning")]),
+        ("ana", &[("X-Purpose", "operations")]),
+        (
+            "res",
+            &[
+                ("X-Purpose", "research"),
+                ("X-Project", "p1"),
+                ("X-Justification", "study"),
+            ],
+        ),
+        ("ig", &[("X-Purpose", "operations")]),
+        // Records as received are granted to the engineer; changing them is not.
+        ("eng", &[("X-Purpose", "operations")]),
+        // The bed manager changes beds and readiness under operations, not patients.
+        ("bed", &[("X-Purpose", "operations")]),
+        // A clinician of another organisation.
+        ("visitor", &[]),
+    ];
+    let mut attempts = 0;
+    for (who, headers) in attackers {
+        let t = token(who);
+        let send = |method: &str, path: &str, body: Option<&Value>| {
+            let body = body.map(Value::to_string);
+            http_request_with(a, method, path, Some(&t), headers, body.as_deref())
+        };
+        let forged = patient_resource(Some(&id), "Forged");
+        let created = send(
+            "POST",
+            "/fhir/Patient",
+            Some(&patient_resource(None, "Forged")),
+        );
+        let updated = send("PUT", &format!("/fhir/Patient/{id}"), Some(&forged));
+        let deleted = send("DELETE", &format!("/fhir/Patient/{id}"), None);
+        for (what, r) in [
+            ("create", &created),
+            ("update", &updated),
+            ("delete", &deleted),
+        ] {
+            assert_eq!(r.status, 403, "{who} {headers:?} {what}: {}", r.body);
+            assert!(
+                r.body.contains("may not change these records"),
+                "{who} {what}: {}",
+                r.body
+            );
+        }
+        let entries = json!([
+            {"resource": forged, "request": {"method": "PUT", "url": format!("Patient/{id}")}},
+            {"request": {"method": "DELETE", "url": format!("Patient/{id}")}}]);
+        let transaction = send(
+            "POST",
+            "/fhir",
+            Some(&json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})),
+        );
+        assert_eq!(
+            transaction.status, 403,
+            "{who} transaction: {}",
+            transaction.body
+        );
+        let batch = send(
+            "POST",
+            "/fhir",
+            Some(&json!({"resourceType": "Bundle", "type": "batch", "entry": entries})),
+        );
+        assert_eq!(batch.status, 200, "{who} batch: {}", batch.body);
+        let batch: Value = serde_json::from_str(&batch.body).unwrap();
+        for e in batch["entry"].as_array().unwrap() {
+            assert_eq!(
+                e["response"]["status"], "403 Forbidden",
+                "{who} batch: {batch}"
+            );
+        }
+        let import = send(
+            "POST",
+            "/fhir/$import",
+            Some(&json!({"input": [{"type": "Patient", "url": ndjson.display().to_string()}]})),
+        );
+        assert_eq!(import.status, 403, "{who} import: {}", import.body);
+        attempts += 5;
+    }
+    // The patient is as the clinician left it: version 2, named King.
+    let now = http_request(a, "GET", &format!("/fhir/Patient/{id}"), Some(&doc), None);
+    assert_eq!(now.status, 200, "{}", now.body);
+    let now: Value = serde_json::from_str(&now.body).unwrap();
+    assert_eq!(now["meta"]["versionId"], "2", "{now}");
+    assert_eq!(now["name"][0]["family"], "King", "{now}");
+
+    // Product changes are governed by the same grant, on the API and the
+    // pages: the analyst may read capacity under operations, not change it.
+    let ana = token("ana");
+    let offers = json!([{"kind": "residential", "location": "Hillside House", "free": 1, "total": 10,
+                         "updated_at": "2026-12-01T10:00:00Z"}]);
+    let put = http_request_with(
+        a,
+        "PUT",
+        "/api/capacity",
+        Some(&ana),
+        &[("X-Purpose", "operations")],
+        Some(&offers.to_string()),
+    );
+    assert_eq!(put.status, 403, "{}", put.body);
+    let bed_status = http_request_with(
+        a,
+        "POST",
+        "/api/beds/RXX-W1-B1/status",
+        Some(&ana),
+        &[("X-Purpose", "operations")],
+        Some(r#"{"closed": true}"#),
+    );
+    assert_eq!(bed_status.status, 403, "{}", bed_status.body);
+    let cookie = purpose_cookie(a, &ana, "operations");
+    let page = http_form(
+        a,
+        "/capacity",
+        &ana,
+        &[("Cookie", &cookie)],
+        &[("free-0", "3")],
+    );
+    assert_eq!(page.status, 403, "{}", page.body);
+    attempts += 3;
+    let bed = token("bed");
+    let put = http_request_with(
+        a,
+        "PUT",
+        "/api/capacity",
+        Some(&bed),
+        &[("X-Purpose", "operations")],
+        Some(&offers.to_string()),
+    );
+    assert_eq!(put.status, 200, "{}", put.body);
+
+    // A bulk import by the clinician is allowed, and audited with its patients.
+    let imported = http_request(
+        a,
+        "POST",
+        "/fhir/$import",
+        Some(&doc),
+        Some(
+            &json!({"input": [{"type": "Patient", "url": ndjson.display().to_string()}]})
+                .to_string(),
+        ),
+    );
+    assert_eq!(imported.status, 200, "{}", imported.body);
+    let deleted = http_request(
+        a,
+        "DELETE",
+        &format!("/fhir/Patient/{id}"),
+        Some(&doc),
+        None,
+    );
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    server.stop();
+
+    let audit = audit_entries(&data);
+    let changes: Vec<&Value> = audit.iter().filter(|e| e["kind"] == "change").collect();
+    let refused = changes
+        .iter()
+        .filter(|e| e["outcome"].as_str().unwrap().starts_with("refused"))
+        .count();
+    // Every refused write is in the audit (a Bundle's is one per type).
+    assert!(
+        refused >= attempts,
+        "{refused} refusals audited for {attempts} attempts"
+    );
+    let of_patient = |what: &str| {
+        changes.iter().any(|e| {
+            e["principal"] == "doc"
+                && e["outcome"] == "ok"
+                && e["what"].as_str().unwrap().starts_with(what)
+                && e["patients"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p == id.as_str())
+        })
+    };
+    for what in [
+        "POST /fhir/Patient",
+        "PUT /fhir/Patient/",
+        "POST /fhir/$import",
+        "DELETE /fhir/Patient/",
+    ] {
+        assert!(
+            of_patient(what),
+            "{what} by doc is not audited with the patient"
+        );
+    }
 }

@@ -1043,8 +1043,17 @@ fn reads_are_governed_by_purpose_and_audited() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let fhir_reads: Vec<&Value> = entries.iter().filter(|e| e["channel"] == "fhir").collect();
+    let fhir_reads: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["channel"] == "fhir" && e["kind"] == "query")
+        .collect();
     assert_eq!(fhir_reads.len(), 3, "{looked}");
+    // The writes that made the patient are audited with the patient too.
+    let changes: Vec<&Value> = entries.iter().filter(|e| e["kind"] == "change").collect();
+    assert_eq!(changes.len(), 2, "{looked}");
+    assert!(changes
+        .iter()
+        .all(|e| e["principal"] == "tester" && e["outcome"] == "ok" && e["rows"] == 1));
     assert!(fhir_reads
         .iter()
         .any(|e| e["principal"] == "bed" && e["what"] == format!("GET /fhir/Patient/{pid}")));
