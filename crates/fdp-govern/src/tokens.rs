@@ -211,7 +211,7 @@ impl TokenStore {
 }
 
 /// `bytes` random bytes as hex: for tokens and other unguessable ids.
-pub(crate) fn random_hex(bytes: usize) -> String {
+pub fn random_hex(bytes: usize) -> String {
     let mut raw = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut raw);
     hex(&raw)

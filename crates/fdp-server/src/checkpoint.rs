@@ -16,7 +16,7 @@ use crate::auth::{cookie, principal};
 use crate::pages::layout;
 use crate::AppState;
 
-const COOKIE: &str = "fdp_purpose";
+pub(crate) const COOKIE: &str = "fdp_purpose";
 
 /// The purpose the signed-in principal declared, as a request on `channel`.
 pub(crate) fn declared(
@@ -180,10 +180,7 @@ pub async fn submit(
         Ok(d) => (
             [(
                 header::SET_COOKIE,
-                format!(
-                    "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200",
-                    d.id
-                ),
+                crate::auth::set_cookie(&state, COOKIE, &d.id, crate::auth::SHIFT),
             )],
             Redirect::to(&next),
         )

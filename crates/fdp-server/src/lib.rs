@@ -12,7 +12,7 @@
 
 mod api;
 mod approvals;
-mod auth;
+pub mod auth;
 mod capacity;
 mod checkpoint;
 pub mod fhir;
@@ -26,6 +26,7 @@ pub mod routes;
 mod sources;
 mod sql;
 mod svg;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -59,6 +60,10 @@ pub struct AppState {
     pub referrals: Arc<fdp_federation::referrals::Referrals>,
     /// The ICB's capacity feeds as last fetched, for the bed board.
     pub capacity: Arc<fdp_federation::capacity::FetchedFeed>,
+    /// Browsers signed in to the UI.
+    pub sessions: Arc<auth::BrowserSessions>,
+    /// Whether the HTTP listener serves TLS: cookies are then `Secure`.
+    pub https: bool,
 }
 
 /// Facts about the instance shown on its pages.

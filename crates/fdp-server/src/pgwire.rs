@@ -109,44 +109,14 @@ pub fn tls_acceptor(
     data_dir: &Path,
     configured: Option<(&Path, &Path)>,
 ) -> Result<TlsAcceptor, TlsSetupError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
     let (cert_path, key_path) = match configured {
         Some((c, k)) => (c.to_path_buf(), k.to_path_buf()),
         None => self_signed(data_dir)?,
     };
-    let certs = CertificateDer::pem_file_iter(&cert_path)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsSetupError::Pem(cert_path.display().to_string(), e.to_string()))?;
-    if certs.is_empty() {
-        return Err(TlsSetupError::Pem(
-            cert_path.display().to_string(),
-            "no certificate in the file".into(),
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|e| TlsSetupError::Pem(key_path.display().to_string(), e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-        .map_err(|e| TlsSetupError::Config(e.to_string()))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    crate::tls::acceptor(&cert_path, &key_path, &[])
 }
 
-/// Why the SQL endpoint's TLS could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsSetupError {
-    #[error("reading {0}: {1}")]
-    Pem(String, String),
-    #[error("writing the self-signed certificate in {0}: {1}")]
-    Write(String, std::io::Error),
-    #[error("making a self-signed certificate: {0}")]
-    Generate(String),
-    #[error("the certificate and key do not make a TLS configuration: {0}")]
-    Config(String),
-}
+pub use crate::tls::TlsSetupError;
 
 fn self_signed(data_dir: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf), TlsSetupError> {
     let dir = data_dir.join("tls");

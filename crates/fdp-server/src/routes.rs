@@ -123,7 +123,7 @@ pub fn routes() -> Vec<Route> {
             vec![
                 get("The sign-in page", "html", auth::login_page),
                 post(
-                    "Sign in with a token; sets the session cookie",
+                    "Sign in with a token (a form post): begins a session, whose id the cookie holds",
                     "html",
                     auth::login_submit,
                 ),
@@ -133,7 +133,7 @@ pub fn routes() -> Vec<Route> {
             "/logout",
             "identity",
             vec![post(
-                "Sign out: clears the session cookie",
+                "Sign out: ends the session, so its cookie signs no one in again",
                 "html",
                 auth::logout,
             )],

@@ -340,7 +340,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         let token = r.tokens.create("demo")?;
         let http = r.http_addr.context("HTTP listener")?;
         print!(
-            "  {:<4} {:<14} http://{http}/login?token={token}&next={}",
+            "  {:<4} {:<14} http://{http}{}  token {token}",
             m.ods,
             m.role.as_str(),
             m.landing

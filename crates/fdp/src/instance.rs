@@ -27,6 +27,11 @@ pub struct InstanceConfig {
     pub data_dir: Option<PathBuf>,
     /// HTTP listen address (API and web UI).
     pub http: Option<SocketAddr>,
+    /// The HTTP listener's TLS certificate chain and key (PEM): with them it
+    /// serves HTTPS only, and the UI's cookies are `Secure`. Without them it
+    /// serves plain HTTP, for loopback or behind a proxy that ends TLS.
+    pub http_tls_cert: Option<PathBuf>,
+    pub http_tls_key: Option<PathBuf>,
     /// MLLP listen address (HL7 v2).
     pub mllp: Option<SocketAddr>,
     /// PostgreSQL wire protocol listen address (SQL for analysts and BI
@@ -128,7 +133,7 @@ impl InstanceConfig {
             .with_context(|| format!("reading the configuration file {}", path.display()))?;
         toml::from_str(&text).with_context(|| {
             format!(
-                "{} is not a valid instance configuration (keys: ods, data_dir, http, mllp, sql, sql_tls_cert, sql_tls_key, canonical_interval_secs, import_dir, drop_folder, oidc, principal, policy, opt_out_file, federation, dedup_window_hours, snapshot_interval_secs, census_retention_days, limits)",
+                "{} is not a valid instance configuration (keys: ods, data_dir, http, http_tls_cert, http_tls_key, mllp, sql, sql_tls_cert, sql_tls_key, canonical_interval_secs, import_dir, drop_folder, oidc, principal, policy, opt_out_file, federation, dedup_window_hours, snapshot_interval_secs, census_retention_days, limits)",
                 path.display()
             )
         })
@@ -389,6 +394,16 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
         None => None,
     };
 
+    let http_tls = match (&config.http_tls_cert, &config.http_tls_key) {
+        (Some(c), Some(k)) => Some(
+            fdp_server::tls::acceptor(c, k, fdp_server::tls::TlsListener::ALPN)
+                .context("setting up TLS for the HTTP listener (http_tls_cert, http_tls_key)")?,
+        ),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "give both http_tls_cert and http_tls_key to serve HTTPS, or neither to serve plain HTTP"
+        ),
+    };
     let state = if config.http.is_some() || config.sql.is_some() {
         let oidc = match &config.oidc {
             Some(c) => Some(Arc::new(
@@ -403,6 +418,10 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
             capacity: Arc::new(fdp_federation::capacity::FetchedFeed::new(
                 Duration::from_secs(30),
             )),
+            sessions: Arc::new(fdp_server::auth::BrowserSessions::new(
+                fdp_server::auth::SHIFT,
+            )),
+            https: http_tls.is_some(),
             governance: governance.clone(),
             tables: tables.clone(),
             oidc,
@@ -441,15 +460,29 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
             let bound = listener.local_addr()?;
             let app = fdp_server::router(state.clone());
             let mut rx = shutdown_rx.clone();
+            let stop = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            let served = match http_tls.clone() {
+                Some(tls) => {
+                    let listener = fdp_server::tls::TlsListener::new(listener, tls)?;
+                    tokio::spawn(async move {
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(stop)
+                            .await
+                    })
+                }
+                None => tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stop)
+                        .await
+                }),
+            };
             tasks.push(tokio::spawn(async move {
-                let stop = async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                };
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(stop)
-                    .await
-                {
-                    tracing::error!(error = %e, "HTTP server failed");
+                match served.await {
+                    Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
+                    Err(e) => tracing::error!(error = %e, "HTTP server stopped"),
+                    Ok(Ok(())) => {}
                 }
             }));
             Some(bound)

@@ -251,7 +251,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         eprintln!("MLLP (HL7 v2) listening on {a}");
     }
     if let Some(a) = running.http_addr {
-        eprintln!("HTTP listening on http://{a}/  (sign in at http://{a}/login)");
+        let scheme = if config.http_tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        eprintln!("HTTP listening on {scheme}://{a}/  (sign in at {scheme}://{a}/login)");
     }
     if let Some(a) = running.sql_addr {
         eprintln!(

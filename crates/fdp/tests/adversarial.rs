@@ -11,6 +11,8 @@
 //!   id: `crates/fdp-federation/tests/wire.rs`, which runs two instances'
 //!   federation endpoints over mutual TLS);
 //! - class 7: an audit that loses its tail unseen (here);
+//! - class 8: a token in a URL, a cookie that outlives sign-out, cookies
+//!   sent in the clear (here);
 //! - class 9: settings and data that would fail open (here).
 
 mod common;
@@ -813,4 +815,164 @@ async fn class_3_no_record_is_changed_without_a_change_grant_and_every_change_is
             "{what} by doc is not audited with the patient"
         );
     }
+}
+
+/// The `Set-Cookie` header for cookie `name` in a raw HTTP response head.
+fn set_cookie_of<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.trim())
+        .find(|v| v.starts_with(&format!("{name}=")))
+}
+
+fn cookie_value(set_cookie: &str) -> &str {
+    set_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+}
+
+#[test]
+fn class_8_a_browser_signs_in_by_post_and_holds_a_session_that_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), 1.0);
+    let (a, token) = (server.http, server.token.clone());
+    let html = [("Accept", "text/html")];
+
+    // A token in a link signs no one in: it would be in browser history
+    // and proxy logs.
+    let r = http_request_with(
+        a,
+        "GET",
+        &format!("/login?token={token}&next=/bed-board"),
+        None,
+        &html,
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.header("set-cookie").is_none(),
+        "a link signed a browser in"
+    );
+    assert!(r.body.contains("Paste the token"), "{}", r.body);
+
+    // A wrong token posted: no session.
+    let wrong = http_form(a, "/login", "none", &[], &[("token", "fdp_0000")]);
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.header("set-cookie").is_none());
+
+    // The form: the cookie holds a session id, not the token.
+    let signed_in = http_form(
+        a,
+        "/login",
+        "none",
+        &[],
+        &[("token", &token), ("next", "/bed-board")],
+    );
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    let set = signed_in
+        .header("set-cookie")
+        .expect("a session cookie")
+        .to_string();
+    let id = cookie_value(&set).to_string();
+    assert!(!set.contains(&token) && id.len() == 64, "{set}");
+    for attr in ["HttpOnly", "SameSite=Strict", "Max-Age=43200"] {
+        assert!(set.contains(attr), "{attr} missing: {set}");
+    }
+    assert!(
+        !set.contains("Secure"),
+        "plain HTTP cannot keep a Secure cookie: {set}"
+    );
+    let whoami = |cookie: &str| {
+        http_request_with(a, "GET", "/api/whoami", None, &[("Cookie", cookie)], None)
+    };
+    let me = whoami(&format!("fdp_session={id}"));
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert!(me.body.contains("\"tester\""), "{}", me.body);
+    // The token itself in the cookie (the old scheme) is not a session.
+    assert_eq!(whoami(&format!("fdp_session={token}")).status, 401);
+
+    // Sign-out ends the session on the server: a copy of the cookie, taken
+    // before, signs no one in.
+    let out = http_request_with(
+        a,
+        "POST",
+        "/logout",
+        None,
+        &[("Cookie", &format!("fdp_session={id}"))],
+        Some(""),
+    );
+    assert_eq!(out.status, 303, "{}", out.body);
+    assert_eq!(whoami(&format!("fdp_session={id}")).status, 401);
+    server.stop();
+}
+
+#[test]
+fn class_8_the_http_listener_serves_tls_and_its_cookies_are_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.path().join("http.crt"), dir.path().join("http.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let server = Server::start_configured(
+        &dir.path().join("data"),
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &format!(
+            "http_tls_cert = {:?}\nhttp_tls_key = {:?}\n[principal.tester]\nroles = [\"clinician\"]\n",
+            cert, key
+        ),
+    );
+    let base = format!("https://127.0.0.1:{}", server.http.port());
+    // curl, trusting only the instance's certificate; -i keeps the head.
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-i", "--max-time", "20", "--cacert"])
+            .arg(&cert)
+            .args(args)
+            .output()
+            .expect("curl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, head, err) = curl(&[
+        "--data-urlencode",
+        &format!("token={}", server.token),
+        &format!("{base}/login"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(head.starts_with("HTTP/1.1 303"), "{head}");
+    let session = set_cookie_of(&head, "fdp_session").expect("a session cookie");
+    assert!(session.contains("; Secure"), "{session}");
+    let id = cookie_value(session).to_string();
+    // The purpose declared at the checkpoint is kept in a Secure cookie too.
+    let (ok, head, err) = curl(&[
+        "-b",
+        &format!("fdp_session={id}"),
+        "--data",
+        "purpose=direct-care",
+        &format!("{base}/purpose"),
+    ]);
+    assert!(ok, "{err}");
+    let purpose = set_cookie_of(&head, "fdp_purpose").unwrap_or_else(|| panic!("{head}"));
+    assert!(purpose.contains("; Secure"), "{purpose}");
+    let (ok, head, err) = curl(&[
+        "-H",
+        &format!("Authorization: Bearer {}", server.token),
+        &format!("{base}/api/whoami"),
+    ]);
+    assert!(ok && head.starts_with("HTTP/1.1 200"), "{head}{err}");
+    // Plain HTTP to the TLS listener is not answered.
+    let (ok, head, _) = curl(&[&format!("http://127.0.0.1:{}/healthz", server.http.port())]);
+    assert!(!ok || !head.contains(" 200"), "{head}");
+    server.stop();
 }

@@ -103,15 +103,13 @@ fn start_demo(data: &std::path::Path) -> Demo {
             let Some(url) = url.strip_prefix("http://") else {
                 continue;
             };
-            let (addr, rest) = url.split_once('/').unwrap();
-            let token = rest
-                .split_once('?')
-                .unwrap()
-                .1
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("token="))
-                .unwrap()
-                .to_string();
+            let (addr, _) = url.split_once('/').unwrap();
+            // The token is printed beside the address, never in it.
+            let token = words
+                .windows(2)
+                .find(|w| w[0] == "token")
+                .map(|w| w[1].to_string())
+                .expect("the instance's token");
             demo.instances
                 .insert(ods.to_string(), (addr.parse().unwrap(), token));
         }

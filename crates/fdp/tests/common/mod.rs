@@ -117,7 +117,10 @@ impl Server {
             if let Some(rest) = line.strip_prefix("SQL (PostgreSQL protocol, TLS) listening on ") {
                 sql_addr = Some(rest.split_whitespace().next().unwrap().parse().unwrap());
             }
-            if let Some(rest) = line.strip_prefix("HTTP listening on http://") {
+            if let Some(rest) = line
+                .strip_prefix("HTTP listening on http://")
+                .or_else(|| line.strip_prefix("HTTP listening on https://"))
+            {
                 let addr = rest.split('/').next().unwrap();
                 http_addr = Some(addr.parse().unwrap());
             }
