@@ -4,7 +4,7 @@
 // once; boxing it would only add an allocation on the error path.
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -296,16 +296,28 @@ pub async fn bed_board_events(
         Ok(r) => r,
         Err(r) => return r,
     };
-    // The stream is audited once, as it opens, with what it showed then.
-    let view = match board_for(&state, &req, "GET /bed-board/events", false).await {
-        Ok((_, view)) => view,
+    // Audited as it opens, with the patients it showed then, and again each
+    // time a patient appears on it who was not on the board it last sent.
+    let (first, view) = match board_for(&state, &req, "GET /bed-board/events", false).await {
+        Ok(opened) => opened,
         Err(r) => return r,
     };
     let mut changes = state.live.subscribe();
     let stream = async_stream(move |tx| async move {
         let mut sent: HashMap<String, Cell> = HashMap::new();
+        let mut shown: HashSet<String> = patients_on(&first).into_iter().collect();
         loop {
             let board = governed_board(current_board(&state).await, &view);
+            let on_board: HashSet<String> = patients_on(&board).into_iter().collect();
+            let appeared: Vec<String> = on_board.difference(&shown).cloned().collect();
+            if !appeared.is_empty() {
+                if let Err(e) = view.served(appeared.len() as u64, appeared) {
+                    // What cannot be audited is not shown: the stream ends.
+                    tracing::error!(error = %e, "the live bed board could not be audited");
+                    return;
+                }
+            }
+            shown = on_board;
             let now = cells(&board);
             let diff: HashMap<&String, &Cell> = now
                 .iter()

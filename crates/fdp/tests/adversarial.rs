@@ -976,3 +976,97 @@ fn class_8_the_http_listener_serves_tls_and_its_cookies_are_secure() {
     assert!(!ok || !head.contains(" 200"), "{head}");
     server.stop();
 }
+
+#[test]
+fn class_7_the_live_stream_audits_each_patient_as_they_appear() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("trust");
+    let trust = fdp_synth::Trust::generate(9, fdp_synth::TrustSpec::default()).unwrap();
+    let register = dir.path().join("beds.csv");
+    std::fs::write(&register, trust.bed_register_csv()).unwrap();
+    fdp_ok!("ingest", "beds", "--data-dir", data, register);
+    let server = Server::start(&data, 1.0);
+    let board = |token: &str| -> Value {
+        let (status, body) = http_get(server.http, "/api/bed-board", Some(token));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let bed = board(&server.token)["sites"][0]["wards"][0]["beds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["state"] == "free")
+        .expect("a free bed")
+        .clone();
+    let bed_id = bed["bed_id"].as_str().unwrap().to_string();
+
+    // Open the stream, and read its first event: the board as it opened.
+    let mut stream = std::net::TcpStream::connect(server.http).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /bed-board/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nX-Purpose: direct-care\r\nAccept: text/event-stream\r\n\r\n",
+        server.token
+    )
+    .unwrap();
+    let mut seen = String::new();
+    let mut read_until = |what: &str| {
+        let mut buf = [0u8; 8192];
+        while !seen.contains(what) {
+            let n = stream.read(&mut buf).expect("the stream to send");
+            assert!(n > 0, "the stream closed: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    };
+    read_until("event: beds");
+
+    // A patient is admitted while it is open.
+    let id: Vec<&str> = bed_id.split(':').collect();
+    let a01 = format!(
+        "MSH|^~\\&|PAS|RXX|OPENFDP|RXX|20261120080000||ADT^A01^ADT_A01|STREAM1|P|2.4\r\
+         EVN|A01|20261120080000\r\
+         PID|1||9434765919^^^NHS^NH~UI7^^^RXX^MR||STREAMED^Sam||19500101|F\r\
+         PV1|1|I|{}^{}^{}^{}^^BED|21|||||||||||||||V-STREAM1\r",
+        id[1], id[2], id[3], id[0]
+    );
+    let acks = mllp_roundtrip(server.mllp, &[a01.into_bytes()]);
+    assert_eq!(acks, ["AA"]);
+    read_until("STREAMED");
+    let patient = board(&server.token)["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["wards"].as_array().unwrap())
+        .flat_map(|w| w["beds"].as_array().unwrap())
+        .find(|b| b["bed_id"] == bed_id.as_str())
+        .map(|b| b["occupant"]["patient_id"].as_str().unwrap().to_string())
+        .expect("the admitted patient");
+    drop(stream);
+    server.stop();
+
+    // The stream's audit names the patient it showed after it opened.
+    let streamed: Vec<Value> = audit_entries(&data)
+        .into_iter()
+        .filter(|e| e["what"] == "GET /bed-board/events")
+        .collect();
+    assert!(streamed.len() >= 2, "{streamed:?}");
+    assert!(
+        !streamed[0]["patients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == patient.as_str()),
+        "the patient was on the board before they were admitted"
+    );
+    assert!(
+        streamed[1..].iter().any(|e| e["patients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == patient.as_str())),
+        "the stream showed {patient} without auditing it: {streamed:?}"
+    );
+}
