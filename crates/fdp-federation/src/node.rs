@@ -127,6 +127,11 @@ impl Federation {
         })
     }
 
+    /// The audit this instance's federation traffic is recorded in.
+    pub fn audit_log(&self) -> &Arc<AuditLog> {
+        &self.audit
+    }
+
     /// How old a message may be on arrival (default five minutes).
     pub fn with_window(mut self, window: Window) -> Federation {
         self.window = window;

@@ -52,6 +52,10 @@ pub struct Question {
     /// Like the arguments, not part of what is approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_of: Option<DateTime<Utc>>,
+    /// The principal at the asking instance who asked: audited there and
+    /// at every member that answers. Not part of what is approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_by: Option<String>,
 }
 
 /// What a parameter may be given as. Each is checked and written into the
@@ -74,6 +78,35 @@ impl ParameterType {
             ParameterType::Timestamp => "timestamp",
             ParameterType::Date => "date",
             ParameterType::Integer => "integer",
+        }
+    }
+
+    /// `value` as a number that orders as values of this type do, for
+    /// checking it against an approved range. A timestamp or date bound may
+    /// also be `now` or `now-Nd` (N days before `now`).
+    fn ordinal(self, name: &str, value: &str, now: DateTime<Utc>) -> Result<i64, String> {
+        let relative = match value.trim() {
+            "now" => Some(now),
+            v => v
+                .strip_prefix("now-")
+                .and_then(|d| d.strip_suffix('d'))
+                .and_then(|d| d.parse::<i64>().ok())
+                .map(|d| now - chrono::Duration::days(d)),
+        };
+        match (self, relative) {
+            (ParameterType::Timestamp, Some(t)) => return Ok(t.timestamp_micros()),
+            (ParameterType::Date, Some(t)) => return Ok(t.date_naive().to_epoch_days().into()),
+            _ => {}
+        }
+        let bad = |what: &str| format!("{name} = {value:?} is not {what}");
+        match self {
+            ParameterType::Timestamp => DateTime::parse_from_rfc3339(value)
+                .map(|t| t.timestamp_micros())
+                .map_err(|_| bad("an RFC 3339 timestamp, `now` or `now-Nd`")),
+            ParameterType::Date => chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                .map(|d| d.to_epoch_days().into())
+                .map_err(|_| bad("a date (YYYY-MM-DD), `now` or `now-Nd`")),
+            ParameterType::Integer => value.parse().map_err(|_| bad("a whole number")),
         }
     }
 
@@ -195,6 +228,133 @@ impl Question {
     }
 }
 
+/// How far an approval reaches: the values each parameter may be asked
+/// with, and how far back the tables may be read. Asks outside it are
+/// declined, so that a question cannot be slid along its parameters, or
+/// back in time, further than the IG lead agreed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reach {
+    /// For every parameter the question takes, its least and greatest value.
+    #[serde(default)]
+    pub ranges: BTreeMap<String, ValueRange>,
+    /// How many days back `as_of` may reach; none: never read the tables
+    /// as they stood before (only as they are).
+    #[serde(default)]
+    pub as_of_days: Option<u32>,
+}
+
+/// The least and greatest value of one parameter: values of its type, or for
+/// a timestamp or date `now` or `now-Nd`, counted from when it is asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueRange {
+    pub min: String,
+    pub max: String,
+}
+
+impl std::str::FromStr for ValueRange {
+    type Err = String;
+    /// `MIN..MAX`.
+    fn from_str(s: &str) -> Result<ValueRange, String> {
+        let (min, max) = s
+            .split_once("..")
+            .ok_or_else(|| format!("{s:?}: give a range as MIN..MAX"))?;
+        Ok(ValueRange {
+            min: min.trim().to_string(),
+            max: max.trim().to_string(),
+        })
+    }
+}
+
+impl Reach {
+    /// What is wrong with this reach for `question`: every parameter needs
+    /// a range of values of its type, least first, and no other.
+    pub fn check_for(&self, question: &Question) -> Result<(), String> {
+        let now = Utc::now();
+        let mut problems = Vec::new();
+        for (name, ty) in &question.parameters {
+            let Some(r) = self.ranges.get(name) else {
+                problems.push(format!(
+                    "{name}: give the range of values it may be asked with"
+                ));
+                continue;
+            };
+            match (ty.ordinal(name, &r.min, now), ty.ordinal(name, &r.max, now)) {
+                (Ok(lo), Ok(hi)) if lo > hi => {
+                    problems.push(format!("{name}: {} is after {}", r.min, r.max))
+                }
+                (Ok(_), Ok(_)) => {}
+                (Err(e), _) | (_, Err(e)) => problems.push(e),
+            }
+        }
+        for name in self.ranges.keys() {
+            if !question.parameters.contains_key(name) {
+                problems.push(format!("{name}: {} takes no such parameter", question.name));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// Why `question` as asked is outside this reach, if it is.
+    fn admits(&self, question: &Question, now: DateTime<Utc>) -> Result<(), String> {
+        for (name, ty) in &question.parameters {
+            let Some(value) = question.arguments.get(name) else {
+                continue; // bound_sql refuses it, saying so
+            };
+            let r = self
+                .ranges
+                .get(name)
+                .ok_or_else(|| format!("no range of {name} is approved"))?;
+            let v = ty.ordinal(name, value, now)?;
+            let lo = ty.ordinal(name, &r.min, now)?;
+            let hi = ty.ordinal(name, &r.max, now)?;
+            if v < lo || v > hi {
+                return Err(format!(
+                    "{name} = {value} is outside the approved range {}..{}",
+                    r.min, r.max
+                ));
+            }
+        }
+        if let Some(at) = question.as_of {
+            let Some(days) = self.as_of_days else {
+                return Err(
+                    "reading the tables as they stood before (as_of) is not approved".into(),
+                );
+            };
+            // A little skew between the instances' clocks is not a future.
+            let (earliest, latest) = (
+                now - chrono::Duration::days(days.into()),
+                now + chrono::Duration::minutes(5),
+            );
+            if at < earliest || at > latest {
+                return Err(format!(
+                    "as_of {} is outside the approved {days} days back",
+                    at.to_rfc3339()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        let mut parts: Vec<String> = self
+            .ranges
+            .iter()
+            .map(|(n, r)| format!("{n} in {}..{}", r.min, r.max))
+            .collect();
+        parts.push(match self.as_of_days {
+            Some(d) => format!("as_of up to {d} days back"),
+            None => "no as_of".into(),
+        });
+        parts.join(", ")
+    }
+}
+
 /// An IG lead's decision on one question from one asker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Approval {
@@ -206,6 +366,11 @@ pub struct Approval {
     pub reason: String,
     pub at: DateTime<Utc>,
     pub withdrawn_at: Option<DateTime<Utc>>,
+    /// Approvals made before reach was recorded reach nothing: a question
+    /// with parameters, or asked as of before, is declined until approved
+    /// again.
+    #[serde(default)]
+    pub reach: Reach,
 }
 
 impl Approval {
@@ -244,7 +409,7 @@ impl Approvals {
         .map_err(|e| e.to_string())
     }
 
-    /// Approve `question` from `from`, audited.
+    /// Approve `question` from `from` within `reach`, audited.
     pub fn approve(
         &self,
         governance: &Governance,
@@ -252,7 +417,17 @@ impl Approvals {
         question: &Question,
         by: &str,
         reason: &str,
+        reach: Reach,
     ) -> Result<(), String> {
+        reach
+            .check_for(question)
+            .map_err(|e| format!("{} v{}: {e}", question.name, question.version))?;
+        let what = format!(
+            "{} v{} from {from} ({})",
+            question.name,
+            question.version,
+            reach.describe()
+        );
         let mut all = self.list()?;
         all.retain(|a| {
             !(a.from == from && a.name == question.name && a.version == question.version)
@@ -266,15 +441,14 @@ impl Approvals {
             reason: reason.to_string(),
             at: Utc::now(),
             withdrawn_at: None,
+            reach,
         });
         self.save(&all)?;
         audit_decision(
             governance,
             Decision {
                 kind: "question-approval",
-                from,
-                name: &question.name,
-                version: question.version,
+                what: &what,
                 by,
                 reason,
             },
@@ -305,9 +479,7 @@ impl Approvals {
             governance,
             Decision {
                 kind: "question-withdrawal",
-                from,
-                name,
-                version,
+                what: &format!("{name} v{version} from {from}"),
                 by,
                 reason,
             },
@@ -318,14 +490,31 @@ impl Approvals {
     pub fn approved(&self, from: &str, question: &Question) -> Result<bool, String> {
         Ok(self.list()?.iter().any(|a| a.covers(from, question)))
     }
+
+    /// Whether `question` from `from` may be answered as it is asked: it is
+    /// approved as worded, and its arguments and `as_of` are within the
+    /// approval's reach; if not, why.
+    pub fn admits(&self, from: &str, question: &Question) -> Result<(), String> {
+        let all = self.list()?;
+        let Some(a) = all.iter().find(|a| a.covers(from, question)) else {
+            return Err(format!(
+                "{} v{} from {from} is not approved by this instance's information-governance lead",
+                question.name, question.version
+            ));
+        };
+        a.reach.admits(question, Utc::now()).map_err(|e| {
+            format!(
+                "{} v{} from {from} is approved, but not as asked: {e}",
+                question.name, question.version
+            )
+        })
+    }
 }
 
-/// Audit an IG lead's decision on question `name` v`version` from `from`.
+/// An IG lead's decision, audited.
 struct Decision<'a> {
     kind: &'a str,
-    from: &'a str,
-    name: &'a str,
-    version: u32,
+    what: &'a str,
     by: &'a str,
     reason: &'a str,
 }
@@ -333,9 +522,7 @@ struct Decision<'a> {
 fn audit_decision(governance: &Governance, d: Decision) -> Result<(), String> {
     let Decision {
         kind,
-        from,
-        name,
-        version,
+        what,
         by,
         reason,
     } = d;
@@ -347,7 +534,7 @@ fn audit_decision(governance: &Governance, d: Decision) -> Result<(), String> {
             organisation: Some(governance.organisation().to_string()),
             justification: Some(reason.to_string()),
             channel: "federation".into(),
-            what: format!("{name} v{version} from {from}"),
+            what: what.to_string(),
             outcome: "ok".into(),
             ..AuditEntry::default()
         })
@@ -374,14 +561,33 @@ impl<S: TableSource + Send + Sync> QuestionAnswerer<S> {
     /// Run an approved question in a governed session: its columns and rows
     /// (after disclosure control), or why it was declined.
     pub async fn answer(&self, from: &str, q: &Question) -> Result<Value, String> {
-        if !self.approvals.approved(from, q)? {
-            return Err(format!(
-                "{} v{} from {from} is not approved by this instance's information-governance lead",
-                q.name, q.version
-            ));
+        // The person who asked is named in this instance's audit too.
+        let asked_by = q
+            .asked_by
+            .as_deref()
+            .filter(|a| valid_principal_name(a))
+            .ok_or_else(|| {
+                format!(
+                    "{} v{} from {from} does not say who asked it, so it cannot be audited",
+                    q.name, q.version
+                )
+            })?;
+        let principal_name = format!("peer:{from}/{asked_by}");
+        if let Err(why) = self.approvals.admits(from, q) {
+            let _ = self.governance.audit().append(AuditEntry {
+                kind: "federated-question".into(),
+                principal: principal_name,
+                organisation: Some(from.to_string()),
+                purpose: Some(q.purpose.as_str().into()),
+                channel: "federation".into(),
+                what: asked(q),
+                outcome: format!("refused: {why}"),
+                ..AuditEntry::default()
+            });
+            return Err(why);
         }
         let principal = Principal {
-            name: format!("peer:{from}"),
+            name: principal_name,
             roles: vec![FEDERATION_ROLE.to_string()],
             organisation: Some(from.to_string()),
         };
@@ -400,6 +606,33 @@ impl<S: TableSource + Send + Sync> QuestionAnswerer<S> {
             .map_err(|e| e.to_string())?;
         run(&session, q).await
     }
+}
+
+/// A principal's name as an asking instance gives it: printable, short,
+/// and without the separators the audit's principal names use.
+fn valid_principal_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@:".contains(c))
+}
+
+/// What was asked, for the audit: the question, its arguments and `as_of`.
+fn asked(q: &Question) -> String {
+    let mut s = format!("{} v{}", q.name, q.version);
+    if !q.arguments.is_empty() {
+        let args: Vec<String> = q
+            .arguments
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        s.push_str(&format!(" with {}", args.join(", ")));
+    }
+    if let Some(at) = q.as_of {
+        s.push_str(&format!(" as of {}", at.to_rfc3339()));
+    }
+    s
 }
 
 /// Run a question in a governed session: its answer, or for an instant
@@ -475,12 +708,25 @@ pub struct MemberAnswer {
 /// what each said. A member that cannot be reached now is reported so and
 /// not asked again later: a late answer would be to a question no one is
 /// waiting on.
+///
+/// `asked_by` is the principal asking here: the question carries it to each
+/// member, and the ask is audited here with it and what each member said.
 pub async fn ask(
     fed: &crate::node::Federation,
     question: &Question,
     members: &[String],
-) -> Vec<MemberAnswer> {
-    let body = serde_json::to_value(question).expect("a question serialises");
+    asked_by: &str,
+) -> Result<Vec<MemberAnswer>, String> {
+    if !valid_principal_name(asked_by) {
+        return Err(format!(
+            "{asked_by:?} cannot name who asks: use letters, digits and . _ - @ : only"
+        ));
+    }
+    let question = Question {
+        asked_by: Some(asked_by.to_string()),
+        ..question.clone()
+    };
+    let body = serde_json::to_value(&question).expect("a question serialises");
     let asks = members.iter().map(|m| {
         let body = body.clone();
         async move {
@@ -521,7 +767,24 @@ pub async fn ask(
             }
         }
     });
-    futures::future::join_all(asks).await
+    let answers = futures::future::join_all(asks).await;
+    let said: Vec<String> = answers
+        .iter()
+        .map(|a| format!("{} {}", a.member, a.status))
+        .collect();
+    fed.audit_log()
+        .append(AuditEntry {
+            kind: "federated-question".into(),
+            principal: asked_by.to_string(),
+            organisation: Some(fed.identity.ods.clone()),
+            purpose: Some(question.purpose.as_str().into()),
+            channel: "federation".into(),
+            what: format!("ask {} of {}", asked(&question), members.join(", ")),
+            outcome: said.join("; "),
+            ..AuditEntry::default()
+        })
+        .map_err(|e| format!("the ask could not be audited: {e}"))?;
+    Ok(answers)
 }
 
 /// Every answering member's rows, each marked with the member it came from.
@@ -556,6 +819,7 @@ mod tests {
             ]),
             arguments: BTreeMap::new(),
             as_of: None,
+            asked_by: None,
         }
     }
 
@@ -604,6 +868,69 @@ mod tests {
             .bound_sql()
             .unwrap_err()
             .contains("does not declare"));
+    }
+
+    #[test]
+    fn an_approval_reaches_only_its_ranges_and_days_back() {
+        let q = question("SELECT :census_at, :n");
+        let reach = Reach {
+            ranges: BTreeMap::from([
+                (
+                    "census_at".to_string(),
+                    "now-7d..now".parse::<ValueRange>().unwrap(),
+                ),
+                ("n".to_string(), "1..10".parse().unwrap()),
+            ]),
+            as_of_days: Some(2),
+        };
+        reach.check_for(&q).unwrap();
+        let now = Utc::now();
+        let asked = |at: DateTime<Utc>, n: &str, as_of: Option<DateTime<Utc>>| Question {
+            as_of,
+            ..q.with_arguments(args(&[("census_at", &at.to_rfc3339()), ("n", n)]))
+        };
+        let day = chrono::Duration::days(1);
+        assert!(reach.admits(&asked(now - day, "5", None), now).is_ok());
+        assert!(reach
+            .admits(&asked(now - day, "5", Some(now - day)), now)
+            .is_ok());
+        let e = reach
+            .admits(&asked(now - day * 8, "5", None), now)
+            .unwrap_err();
+        assert!(e.contains("census_at") && e.contains("outside"), "{e}");
+        let e = reach
+            .admits(&asked(now - day, "11", None), now)
+            .unwrap_err();
+        assert!(e.contains("n = 11"), "{e}");
+        let e = reach
+            .admits(&asked(now - day, "5", Some(now - day * 3)), now)
+            .unwrap_err();
+        assert!(e.contains("2 days back"), "{e}");
+        let e = Reach::default()
+            .admits(&asked(now, "5", None), now)
+            .unwrap_err();
+        assert!(e.contains("no range"), "{e}");
+        // Every parameter needs a range, least first, of its type.
+        let e = Reach::default().check_for(&q).unwrap_err();
+        assert!(
+            e.contains("census_at: give the range") && e.contains("n: give"),
+            "{e}"
+        );
+        let backwards = Reach {
+            ranges: BTreeMap::from([
+                ("census_at".to_string(), "now..now-1d".parse().unwrap()),
+                ("n".to_string(), "x..2".parse().unwrap()),
+                ("m".to_string(), "1..2".parse().unwrap()),
+            ]),
+            as_of_days: None,
+        };
+        let e = backwards.check_for(&q).unwrap_err();
+        assert!(
+            e.contains("is after")
+                && e.contains("whole number")
+                && e.contains("m: q takes no such parameter"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -33,6 +33,9 @@ use crate::questions::{ask, Question};
 
 const DAILY_OPERATIONAL: &str = include_str!("../returns/daily-operational.toml");
 
+/// Who asks a return's questions, in the audits of both sides.
+pub const RETURNS_COLLECTOR: &str = "instance:returns";
+
 /// A return: its name and the questions it is made of.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -341,8 +344,10 @@ pub async fn collect(
         async move {
             let mut sections = BTreeMap::new();
             for q in questions {
-                let a = ask(fed, q, std::slice::from_ref(m))
+                // The collection is the instance's own work, on its schedule.
+                let a = ask(fed, q, std::slice::from_ref(m), RETURNS_COLLECTOR)
                     .await
+                    .map_err(|e| ("refused".to_string(), format!("{}: {e}", q.name)))?
                     .pop()
                     .expect("one member asked, one answer");
                 match (a.status.as_str(), a.answer) {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::{Extensions, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use fdp_federation::questions::{Approvals, Question};
+use fdp_federation::questions::{Approvals, Question, Reach, ValueRange};
 use maud::html;
 
 use crate::auth::principal;
@@ -91,6 +91,12 @@ pub async fn page(State(state): State<AppState>, ext: Extensions) -> Response {
                         form method="post" action="/federation/approvals" {
                             input type="hidden" name="from" value=(from);
                             input type="hidden" name="digest" value=(q.digest());
+                            @for (name, ty) in &q.parameters {
+                                label for=(format!("range-{name}-{}", q.digest())) { "Range of " code { (name) } " (" (format!("{ty:?}").to_lowercase()) "), MIN..MAX" }
+                                input id=(format!("range-{name}-{}", q.digest())) name=(format!("range-{name}")) placeholder="now-7d..now" required;
+                            }
+                            label for=(format!("days-{}", q.digest())) { "Days back the tables may be read (empty: as they are now only)" }
+                            input id=(format!("days-{}", q.digest())) name="as_of_days" size="4";
                             label for=(format!("why-{}", q.digest())) { "Why (for the audit)" }
                             input id=(format!("why-{}", q.digest())) name="reason" size="60" required;
                             button type="submit" { "Approve" }
@@ -156,15 +162,47 @@ pub async fn approve(State(state): State<AppState>, ext: Extensions, body: Strin
             &format!("{from} has asked no question with digest {digest}"),
         );
     };
+    // How far the approval reaches: a range per parameter, and how many
+    // days back the tables may be read (none if left empty).
+    let mut reach = Reach::default();
+    for name in q.parameters.keys() {
+        let given = field(&form, &format!("range-{name}"));
+        match given.parse::<ValueRange>() {
+            Ok(r) => {
+                reach.ranges.insert(name.clone(), r);
+            }
+            Err(e) => {
+                return crate::governed::refused(
+                    &state,
+                    StatusCode::BAD_REQUEST,
+                    &format!("{name}: {e}"),
+                )
+            }
+        }
+    }
+    let days = field(&form, "as_of_days").trim();
+    if !days.is_empty() {
+        match days.parse::<u32>() {
+            Ok(d) => reach.as_of_days = Some(d),
+            Err(_) => {
+                return crate::governed::refused(
+                    &state,
+                    StatusCode::BAD_REQUEST,
+                    "days back: give a whole number, or leave it empty",
+                )
+            }
+        }
+    }
     match Approvals::open(&state.instance.data_dir).approve(
         &state.governance,
         from,
         &q,
         &by,
         reason.trim(),
+        reach,
     ) {
         Ok(()) => Redirect::to("/federation/approvals").into_response(),
-        Err(e) => crate::governed::refused(&state, StatusCode::INTERNAL_SERVER_ERROR, &e),
+        Err(e) => crate::governed::refused(&state, StatusCode::BAD_REQUEST, &e),
     }
 }
 

@@ -420,7 +420,11 @@ pub async fn ask_question(
         return problem(StatusCode::FORBIDDEN, r.to_string());
     }
     let members: Vec<String> = fed.peers().iter().map(|p| p.ods.clone()).collect();
-    let answers = fdp_federation::questions::ask(&fed, &q, &members).await;
+    let answers =
+        match fdp_federation::questions::ask(&fed, &q, &members, &req.principal.name).await {
+            Ok(a) => a,
+            Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
+        };
     let rows = fdp_federation::questions::combine(&answers);
     Json(json!({
         "question": q.name,

@@ -92,6 +92,7 @@ pub async fn run(args: FederationArgs) -> Result<()> {
         parameters: Default::default(),
         arguments: Default::default(),
         as_of: None,
+        asked_by: None,
     };
 
     // One trust's data, copied to every member.
@@ -120,7 +121,14 @@ pub async fn run(args: FederationArgs) -> Result<()> {
         let id = InstanceIdentity::init(&data, &ods, OrgRole::Trust, &ca)?;
         let governance = InstanceConfig::governance_of(&data)?;
         Approvals::open(&data)
-            .approve(&governance, "QWO", &question, "ig.lead", "benchmark")
+            .approve(
+                &governance,
+                "QWO",
+                &question,
+                "ig.lead",
+                "benchmark",
+                Default::default(),
+            )
             .map_err(anyhow::Error::msg)?;
         let config = data.join("instance.toml");
         std::fs::write(
@@ -180,7 +188,9 @@ pub async fn run(args: FederationArgs) -> Result<()> {
     );
     let members: Vec<String> = fed.peers().iter().map(|p| p.ods.clone()).collect();
     // Warm-up: each member opens its tables once.
-    let first = questions::ask(&fed, &question, &members).await;
+    let first = questions::ask(&fed, &question, &members, "bench")
+        .await
+        .map_err(anyhow::Error::msg)?;
     let answered = first.iter().filter(|a| a.status == "answered").count();
     if answered != members.len() {
         let missing: Vec<String> = first
@@ -204,7 +214,9 @@ pub async fn run(args: FederationArgs) -> Result<()> {
     let progress = indicatif::ProgressBar::new(args.asks as u64).with_message("asking");
     for _ in 0..args.asks {
         let t = Instant::now();
-        let answers = questions::ask(&fed, &question, &members).await;
+        let answers = questions::ask(&fed, &question, &members, "bench")
+            .await
+            .map_err(anyhow::Error::msg)?;
         let elapsed = t.elapsed();
         let ok = answers.iter().filter(|a| a.status == "answered").count();
         if ok != members.len() {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chrono::Utc;
 use fdp_federation::capacity::{Offer, OwnCapacity};
-use fdp_federation::questions::Approvals;
+use fdp_federation::questions::{Approvals, Reach, ValueRange};
 use fdp_federation::returns::ReturnDefinition;
 use fdp_federation::{FederationCa, InstanceIdentity, OrgRole};
 use fdp_ingest::adt::census::DischargeReadiness;
@@ -151,6 +151,22 @@ fn federation_ports(count: usize) -> Result<Vec<u16>> {
     Ok(ports)
 }
 
+/// How far the demo's IG leads approve the daily return: its census
+/// instant, and the tables as they stood then, up to a week back.
+fn daily_return_reach() -> Reach {
+    Reach {
+        ranges: [(
+            "census_at".to_string(),
+            ValueRange {
+                min: "now-7d".into(),
+                max: "now".into(),
+            },
+        )]
+        .into(),
+        as_of_days: Some(7),
+    }
+}
+
 /// Make the authority, the identities, the configurations and the
 /// approvals: once, on the first run.
 fn set_up(root: &Path, return_every_minutes: u32) -> Result<()> {
@@ -201,6 +217,7 @@ fn set_up(root: &Path, return_every_minutes: u32) -> Result<()> {
                         &q,
                         "demo information-governance lead",
                         "the daily operational return replaces the keyed situation report",
+                        daily_return_reach(),
                     )
                     .map_err(anyhow::Error::msg)?;
             }

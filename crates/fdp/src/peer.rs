@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use fdp_federation::questions::{Approvals, Question};
+use fdp_federation::questions::{Approvals, Question, Reach, ValueRange};
 use fdp_federation::returns::ReturnDefinition;
 use fdp_federation::{FederationCa, InstanceIdentity, OrgRole};
 
@@ -63,6 +63,15 @@ pub enum PeerCommand {
         /// Why, for the audit
         #[arg(long)]
         reason: String,
+        /// The values a parameter may be asked with, NAME=MIN..MAX (a
+        /// timestamp or date bound may be `now` or `now-Nd`); one for every
+        /// parameter the question takes
+        #[arg(long = "range", value_name = "NAME=MIN..MAX")]
+        ranges: Vec<String>,
+        /// How many days back the member's tables may be read (as_of);
+        /// without it, only as they are now
+        #[arg(long)]
+        as_of_days: Option<u32>,
     },
     /// Withdraw an approval (audited); the question is declined from then on
     Withdraw {
@@ -92,6 +101,9 @@ pub enum PeerCommand {
         /// Only these members (ODS codes, comma-separated); default every peer
         #[arg(long, value_delimiter = ',')]
         members: Vec<String>,
+        /// Who asks: named in this instance's audit and in every member's
+        #[arg(long = "as")]
+        asked_by: String,
     },
     /// Messages to peers: queued, delivered, failed with the reason
     Outbox {
@@ -107,6 +119,7 @@ pub async fn run_async(cmd: PeerCommand) -> Result<()> {
             config,
             question,
             members,
+            asked_by,
         } => {
             let config = InstanceConfig::for_data_dir(&data_dir, config.as_deref())?;
             let fc = config.federation.clone().with_context(|| {
@@ -124,7 +137,9 @@ pub async fn run_async(cmd: PeerCommand) -> Result<()> {
             } else {
                 members
             };
-            let answers = fdp_federation::questions::ask(&fed, &q, &members).await;
+            let answers = fdp_federation::questions::ask(&fed, &q, &members, &asked_by)
+                .await
+                .map_err(anyhow::Error::msg)?;
             let combined = fdp_federation::questions::combine(&answers);
             let count = |s: &str| answers.iter().filter(|a| a.status == s).count();
             eprintln!(
@@ -189,7 +204,22 @@ pub fn run(cmd: PeerCommand) -> Result<()> {
             daily_return,
             by,
             reason,
+            ranges,
+            as_of_days,
         } => {
+            let mut reach = Reach {
+                as_of_days,
+                ..Reach::default()
+            };
+            for r in &ranges {
+                let (name, range) = r
+                    .split_once('=')
+                    .with_context(|| format!("--range {r}: give NAME=MIN..MAX"))?;
+                let range: ValueRange = range
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--range {name}: {e}"))?;
+                reach.ranges.insert(name.trim().to_string(), range);
+            }
             let questions = match question {
                 None if daily_return => ReturnDefinition::daily_operational().questions,
                 None => anyhow::bail!("name a --question file, or --daily-return"),
@@ -205,7 +235,7 @@ pub fn run(cmd: PeerCommand) -> Result<()> {
             let approvals = Approvals::open(&data_dir);
             for q in &questions {
                 approvals
-                    .approve(&governance, &from, q, &by, &reason)
+                    .approve(&governance, &from, q, &by, &reason, reach.clone())
                     .map_err(anyhow::Error::msg)?;
                 println!(
                     "{} v{} from {from} approved (sha256 {})",

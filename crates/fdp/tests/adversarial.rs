@@ -7,6 +7,9 @@
 //! - class 3: a record changed without a change grant, or unaudited (here);
 //! - class 4: a session naming a pseudonymisation project it is not on
 //!   (here);
+//! - class 5: a federated question slid beyond what was approved, or asked
+//!   by no one named (`crates/fdp/tests/federation.rs`, between two running
+//!   instances);
 //! - class 6: identifiers from outside used as file names (a peer's message
 //!   id: `crates/fdp-federation/tests/wire.rs`, which runs two instances'
 //!   federation endpoints over mutual TLS);

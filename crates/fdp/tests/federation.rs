@@ -31,7 +31,16 @@ fn question(dir: &Path, file: &str, name: &str, sql: &str) -> PathBuf {
 
 /// `fdp peer ask` as the ICB: the combined answer.
 fn ask(icb: &Path, q: &Path) -> Value {
-    let out = fdp_ok!("peer", "ask", "--data-dir", icb, "--question", q);
+    let out = fdp_ok!(
+        "peer",
+        "ask",
+        "--data-dir",
+        icb,
+        "--question",
+        q,
+        "--as",
+        "icb.analyst"
+    );
     serde_json::from_str(&out).unwrap()
 }
 
@@ -247,8 +256,9 @@ fn a_federated_question_is_answered_declined_and_missed_as_it_should_be() {
     assert!(raa
         .iter()
         .any(|e| e["kind"] == "federation-receive" && e["principal"] == "peer:QWO"));
+    // The member names the person at the ICB who asked, not only the ICB.
     assert!(raa.iter().any(|e| e["kind"] == "query"
-        && e["principal"] == "peer:QWO"
+        && e["principal"] == "peer:QWO/icb.analyst"
         && e["channel"] == "federation"
         && e["what"] == "SELECT count(*) AS n FROM patient"));
     let rbb = audit_entries(&datas[1]);
@@ -264,6 +274,15 @@ fn a_federated_question_is_answered_declined_and_missed_as_it_should_be() {
         .filter(|e| e["kind"] == "federation-send")
         .count();
     assert_eq!(sent, 5 * 3, "one entry per question sent to each member");
+    // And the ICB audits each ask with who asked and what each member said.
+    let asks: Vec<&Value> = qwo
+        .iter()
+        .filter(|e| e["kind"] == "federated-question")
+        .collect();
+    assert_eq!(asks.len(), 5, "{asks:?}");
+    assert!(asks.iter().all(|e| e["principal"] == "icb.analyst"
+        && e["what"].as_str().unwrap().starts_with("ask ")
+        && e["outcome"].as_str().unwrap().contains("RAA ")));
     assert!(qwo.iter().any(|e| e["kind"] == "federation-send"
         && e["outcome"].as_str().unwrap().contains("not delivered")));
 }
@@ -337,4 +356,150 @@ fn a_trust_that_only_connects_out_answers_through_its_icb() {
     assert_eq!(answer["rows"][0]["member"], "RDD");
     trust_server.stop();
     icb_server.stop();
+}
+
+/// Class 5 of the adversarial suite (`crates/fdp/tests/adversarial.rs`,
+/// `docs/governance.md`): a question cannot be slid along its parameters or
+/// back in time beyond what the member's IG lead approved, and the person
+/// who asked is named in the audits of both sides.
+#[test]
+fn class_5_an_approval_reaches_only_its_ranges_and_both_sides_audit_who_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    fdp_ok!("peer", "ca", "--out", ca, "--name", "Test ICS");
+    let export = dir.path().join("export");
+    fdp_ok!("synth", "fhir", "--out", export, "--patients", "20");
+    let (icb, trust) = (dir.path().join("QWO"), dir.path().join("RDD"));
+    peer_init(&icb, "QWO", "icb", &ca);
+    fdp_ok!("ingest", "fhir", "--data-dir", trust, export);
+    peer_init(&trust, "RDD", "trust", &ca);
+    let sql = "SELECT count(*) AS n FROM patient WHERE date_of_birth >= :born_since";
+    let file = dir.path().join("born-since.toml");
+    std::fs::write(
+        &file,
+        format!("name = \"born-since\"\nversion = 1\npurpose = \"planning\"\nsql = \"{sql}\"\nparameters = {{ born_since = \"date\" }}\n"),
+    )
+    .unwrap();
+    let approve = |extra: &[&str]| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"peer",
+            &"approve",
+            &"--data-dir",
+            &trust,
+            &"--from",
+            &"QWO",
+            &"--question",
+            &file,
+            &"--by",
+            &"ig.lead",
+            &"--reason",
+            &"ICB planning, decades of birth only",
+        ];
+        args.extend(extra.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
+        let mut cmd = fdp();
+        for a in args {
+            cmd.arg(a);
+        }
+        cmd.output().unwrap()
+    };
+    // Approving a parameterised question needs its range.
+    let unranged = approve(&[]);
+    assert!(!unranged.status.success());
+    assert!(
+        String::from_utf8_lossy(&unranged.stderr).contains("born_since: give the range"),
+        "{}",
+        String::from_utf8_lossy(&unranged.stderr)
+    );
+    let ranged = approve(&["--range", "born_since=1900-01-01..1990-01-01"]);
+    assert!(
+        ranged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ranged.stderr)
+    );
+
+    let icb_port = free_port();
+    let icb_server = Server::start_configured(
+        &icb,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &format!(
+            "[principal.tester]\nroles = [\"analyst\"]\n[federation]\nlisten = \"127.0.0.1:{icb_port}\"\n[[federation.peer]]\nods = \"RDD\"\nrole = \"trust\"\ncertificate = \"{}\"\n",
+            cert(&trust).display()
+        ),
+    );
+    let trust_server = Server::start_configured(
+        &trust,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &format!(
+            "[federation]\npoll = \"QWO\"\npoll_every_ms = 100\n[[federation.peer]]\nods = \"QWO\"\nrole = \"icb\"\naddress = \"127.0.0.1:{icb_port}\"\ncertificate = \"{}\"\n",
+            cert(&icb).display()
+        ),
+    );
+    let ask = |arguments: Value, as_of: Option<&str>| {
+        let mut q = serde_json::json!({"name": "born-since", "version": 1, "purpose": "planning",
+            "sql": sql, "parameters": {"born_since": "date"}, "arguments": arguments});
+        if let Some(t) = as_of {
+            q["as_of"] = t.into();
+        }
+        let (status, body) = http_post(
+            icb_server.http,
+            "/api/federation/questions",
+            &icb_server.token,
+            &q.to_string(),
+        );
+        assert_eq!(status, 200, "{body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        member(&answer, "RDD").clone()
+    };
+    assert_eq!(
+        ask(serde_json::json!({"born_since": "1950-01-01"}), None)["status"],
+        "answered"
+    );
+    // Sliding the parameter past the approved range: declined.
+    for outside in ["1989-12-31T00:00:00Z", "2001-01-01", "1850-01-01"] {
+        let a = ask(serde_json::json!({"born_since": outside}), None);
+        if outside.contains('T') {
+            // Not a date at all: refused before any range is looked at.
+            assert_ne!(a["status"], "answered", "{a}");
+            continue;
+        }
+        assert_eq!(a["status"], "declined", "{outside}: {a}");
+        assert!(
+            a["reason"]
+                .as_str()
+                .unwrap()
+                .contains("outside the approved range"),
+            "{a}"
+        );
+    }
+    // Back in time, when the approval does not reach there: declined.
+    let then = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let a = ask(serde_json::json!({"born_since": "1950-01-01"}), Some(&then));
+    assert_eq!(a["status"], "declined", "{a}");
+    assert!(a["reason"].as_str().unwrap().contains("as_of"), "{a}");
+    trust_server.stop();
+    icb_server.stop();
+
+    // Both sides name who asked: the ICB's analyst, at the trust too.
+    let at_trust = audit_entries(&trust);
+    assert!(at_trust.iter().any(|e| e["kind"] == "query"
+        && e["principal"] == "peer:QWO/tester"
+        && e["channel"] == "federation"));
+    let refused: Vec<&Value> = at_trust
+        .iter()
+        .filter(|e| e["kind"] == "federated-question" && e["principal"] == "peer:QWO/tester")
+        .collect();
+    assert!(refused.len() >= 3, "{refused:?}");
+    assert!(refused
+        .iter()
+        .all(|e| e["outcome"].as_str().unwrap().starts_with("refused")));
+    let at_icb = audit_entries(&icb);
+    let asks = at_icb
+        .iter()
+        .filter(|e| e["kind"] == "federated-question" && e["principal"] == "tester")
+        .count();
+    assert_eq!(asks, 5);
 }
