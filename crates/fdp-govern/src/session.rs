@@ -207,6 +207,11 @@ impl Governance {
         &self.organisation
     }
 
+    /// Whether `req`'s principal acts for this instance's own organisation.
+    fn acts_for_us(&self, req: &SessionRequest) -> bool {
+        req.principal.organisation.as_deref() == Some(self.organisation.as_str())
+    }
+
     /// Open a session for a principal's declared purpose. A refusal is
     /// audited before it is returned.
     pub async fn session<S: TableSource>(
@@ -375,7 +380,7 @@ impl Governance {
                     reason,
                 })
             };
-            let own = req.principal.organisation.as_deref() == Some(self.organisation.as_str());
+            let own = self.acts_for_us(req);
             if grant.rows.own_organisation_only && !own {
                 return refuse(format!("it sees only {}'s records", self.organisation));
             }
@@ -445,11 +450,10 @@ impl Governance {
             };
             if req.purpose.is_secondary() {
                 return refuse(
-                    "records are changed for direct care or operations, never for a secondary purpose"
-                        .into(),
+                    CHANGED_FOR_CARE_ONLY.into(),
                 );
             }
-            let own = req.principal.organisation.as_deref() == Some(self.organisation.as_str());
+            let own = self.acts_for_us(req);
             if !own {
                 return refuse(format!("only {}'s own staff change its records", self.organisation));
             }
@@ -472,10 +476,10 @@ impl Governance {
             Ok(())
         });
         match decided {
-            Ok(()) => Ok(RecordChange {
+            Ok(()) => Ok(RecordChange(RecordRead {
                 audit: self.audit.clone(),
                 entry,
-            }),
+            })),
             Err(e) => self.refuse(entry, e),
         }
     }
@@ -529,7 +533,7 @@ impl Governance {
         entry.policy = Some(self.policy.digest.clone());
         let decided = self.check(req).and_then(|(role, grant)| {
             entry.role = Some(role.to_string());
-            let own = req.principal.organisation.as_deref() == Some(self.organisation.as_str());
+            let own = self.acts_for_us(req);
             let refuse = |reason: String| {
                 Err(Refusal::ProductRefused {
                     role: role.to_string(),
@@ -548,10 +552,7 @@ impl Governance {
             }
             if need == Need::Change {
                 if req.purpose.is_secondary() {
-                    return refuse(
-                        "records are changed for direct care or operations, never for a secondary purpose"
-                            .into(),
-                    );
+                    return refuse(CHANGED_FOR_CARE_ONLY.into());
                 }
                 if let Some(t) = tables.iter().find(|t| !grant.change.covers(t)) {
                     return refuse(format!("changing `{t}` is not granted"));
@@ -821,7 +822,7 @@ impl Governance {
             .await
             .map_err(|e| GovernError::Source(e.to_string()))?;
         let mut decisions = Vec::new();
-        let own = req.principal.organisation.as_deref() == Some(self.organisation.as_str());
+        let own = self.acts_for_us(req);
         let no_rows = grant.rows.own_organisation_only && !own;
         if no_rows {
             decisions.push(format!(
@@ -1153,23 +1154,20 @@ impl RecordRead {
 
 /// A change to whole records the policy allowed, to be audited once made.
 #[must_use = "the change is audited only when `changed` is called"]
-pub struct RecordChange {
-    audit: Arc<AuditLog>,
-    entry: AuditEntry,
-}
+pub struct RecordChange(RecordRead);
 
 impl RecordChange {
-    /// Audit what was changed: how many records, and the patients they are
-    /// about. A change that cannot be audited must be reported as failed.
+    /// Audit what was changed (its entry is of kind `change`): how many
+    /// records, and the patients they are about. A change that cannot be
+    /// audited must be reported as failed.
     pub fn changed(&self, records: u64, patients: Vec<String>) -> Result<(), GovernError> {
-        let mut entry = self.entry.clone();
-        entry.rows = Some(records);
-        entry.patients = patients;
-        entry.outcome = "ok".into();
-        self.audit.append(entry)?;
-        Ok(())
+        self.0.record(records, patients)
     }
 }
+
+/// Why a change is refused under planning or research.
+const CHANGED_FOR_CARE_ONLY: &str =
+    "records are changed for direct care or operations, never for a secondary purpose";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Need {

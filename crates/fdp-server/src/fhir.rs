@@ -59,16 +59,7 @@ fn may_read(
     state
         .governance
         .whole_records(req, fdp_fhir::map::object_types_of(rt), what)
-        .map_err(|e| match e {
-            GovernError::Refused(r) => {
-                outcome(StatusCode::FORBIDDEN, IssueCode::Forbidden, r.to_string())
-            }
-            e => outcome(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                IssueCode::Exception,
-                e.to_string(),
-            ),
-        })
+        .map_err(refused_outcome)
 }
 
 /// A change to records filling `object_types` for the purpose the request
@@ -87,6 +78,8 @@ pub(crate) fn may_change(
         .map_err(refused_outcome)
 }
 
+/// A governance error as the OperationOutcome a FHIR client expects: 403
+/// for a refusal, 500 for anything else.
 fn refused_outcome(e: GovernError) -> Response {
     match e {
         GovernError::Refused(r) => {

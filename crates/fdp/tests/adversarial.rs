@@ -324,18 +324,7 @@ async fn class_4_a_researcher_names_only_a_registered_project_they_are_on() {
     assert!(research("res", "p1").unwrap_err().contains("closed"));
 
     // Over HTTP too: the same refusal whatever the channel.
-    let server = Server::start_configured(
-        &data,
-        1.0,
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        &format!(
-            "sql = \"127.0.0.1:0\"\n{}",
-            std::fs::read_to_string(&config)
-                .unwrap()
-                .replace("ods = \"RXX\"\n", "")
-        ),
-    );
+    let server = Server::start_with_config_file(&data, &config, "sql = \"127.0.0.1:0\"", "");
     let token = fdp_ok!("token", "create", "res2", "--data-dir", data)
         .trim()
         .to_string();
@@ -457,15 +446,7 @@ async fn class_7_the_audit_cannot_lose_its_tail_or_its_key_unseen() {
         .map(|i| json!({"person_id": format!("P{i}"), "nhs_number": nhs_number(943_476_591 + i)}))
         .collect();
     write_canonical(&data, "Patient", &[], &rows).await;
-    let server = Server::start_configured(
-        &data,
-        1.0,
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        &std::fs::read_to_string(&config)
-            .unwrap()
-            .replace("ods = \"RXX\"\n", ""),
-    );
+    let server = Server::start_with_config_file(&data, &config, "", "");
     let token = fdp_ok!("token", "create", "doc", "--data-dir", data)
         .trim()
         .to_string();
@@ -578,18 +559,12 @@ async fn class_3_no_record_is_changed_without_a_change_grant_and_every_change_is
         &"res",
     ])
     .unwrap();
-    let server = Server::start_configured(
+    let server = Server::start_with_config_file(
         &data,
-        1.0,
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        &format!(
-            "{}[principal.bed]\nroles = [\"bed-manager\"]\n\
-             [principal.visitor]\nroles = [\"clinician\"]\norganisation = \"RYY\"\n",
-            std::fs::read_to_string(&config)
-                .unwrap()
-                .replace("ods = \"RXX\"\n", "")
-        ),
+        &config,
+        "",
+        "[principal.bed]\nroles = [\"bed-manager\"]\n\
+         [principal.visitor]\nroles = [\"clinician\"]\norganisation = \"RYY\"",
     );
     let a = server.http;
     let token = |who: &str| {
@@ -723,14 +698,17 @@ async fn class_3_no_record_is_changed_without_a_change_grant_and_every_change_is
     let ana = token("ana");
     let offers = json!([{"kind": "residential", "location": "Hillside House", "free": 1, "total": 10,
                          "updated_at": "2026-12-01T10:00:00Z"}]);
-    let put = http_request_with(
-        a,
-        "PUT",
-        "/api/capacity",
-        Some(&ana),
-        &[("X-Purpose", "operations")],
-        Some(&offers.to_string()),
-    );
+    let put_capacity = |token: &str| {
+        http_request_with(
+            a,
+            "PUT",
+            "/api/capacity",
+            Some(token),
+            &[("X-Purpose", "operations")],
+            Some(&offers.to_string()),
+        )
+    };
+    let put = put_capacity(&ana);
     assert_eq!(put.status, 403, "{}", put.body);
     let bed_status = http_request_with(
         a,
@@ -751,15 +729,7 @@ async fn class_3_no_record_is_changed_without_a_change_grant_and_every_change_is
     );
     assert_eq!(page.status, 403, "{}", page.body);
     attempts += 3;
-    let bed = token("bed");
-    let put = http_request_with(
-        a,
-        "PUT",
-        "/api/capacity",
-        Some(&bed),
-        &[("X-Purpose", "operations")],
-        Some(&offers.to_string()),
-    );
+    let put = put_capacity(&token("bed"));
     assert_eq!(put.status, 200, "{}", put.body);
 
     // A bulk import by the clinician is allowed, and audited with its patients.
@@ -985,10 +955,7 @@ fn class_7_the_live_stream_audits_each_patient_as_they_appear() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("trust");
-    let trust = fdp_synth::Trust::generate(9, fdp_synth::TrustSpec::default()).unwrap();
-    let register = dir.path().join("beds.csv");
-    std::fs::write(&register, trust.bed_register_csv()).unwrap();
-    fdp_ok!("ingest", "beds", "--data-dir", data, register);
+    load_bed_register(dir.path(), &data);
     let server = Server::start(&data, 1.0);
     let board = |token: &str| -> Value {
         let (status, body) = http_get(server.http, "/api/bed-board", Some(token));

@@ -28,10 +28,7 @@ fn bed_board_shows_an_admission_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("trust");
     // A trust's bed register, loaded before the instance starts.
-    let trust = fdp_synth::Trust::generate(9, fdp_synth::TrustSpec::default()).unwrap();
-    let register = dir.path().join("beds.csv");
-    std::fs::write(&register, trust.bed_register_csv()).unwrap();
-    fdp_ok!("ingest", "beds", "--data-dir", data, register);
+    load_bed_register(dir.path(), &data);
     let server = Server::start_configured(
         &data,
         1.0,

@@ -44,6 +44,48 @@ fn ask(icb: &Path, q: &Path) -> Value {
     serde_json::from_str(&out).unwrap()
 }
 
+/// An ICB, QWO, and a trust, RDD, holding 20 patients, certified by one
+/// authority, in `dir`.
+fn icb_and_trust(dir: &Path) -> (PathBuf, PathBuf) {
+    let ca = dir.join("ca");
+    fdp_ok!("peer", "ca", "--out", ca, "--name", "Test ICS");
+    let export = dir.join("export");
+    fdp_ok!("synth", "fhir", "--out", export, "--patients", "20");
+    let (icb, trust) = (dir.join("QWO"), dir.join("RDD"));
+    peer_init(&icb, "QWO", "icb", &ca);
+    fdp_ok!("ingest", "fhir", "--data-dir", trust, export);
+    peer_init(&trust, "RDD", "trust", &ca);
+    (icb, trust)
+}
+
+/// The ICB QWO listening, its analyst `tester`'s token the server's, and
+/// the trust RDD, known to it by certificate only, collecting its work by
+/// polling.
+fn start_icb_and_polling_trust(icb: &Path, trust: &Path) -> (Server, Server) {
+    let icb_port = free_port();
+    let icb_server = Server::start_configured(
+        icb,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &format!(
+            "[principal.tester]\nroles = [\"analyst\"]\n[federation]\nlisten = \"127.0.0.1:{icb_port}\"\n[[federation.peer]]\nods = \"RDD\"\nrole = \"trust\"\ncertificate = \"{}\"\n",
+            cert(trust).display()
+        ),
+    );
+    let trust_server = Server::start_configured(
+        trust,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &format!(
+            "[federation]\npoll = \"QWO\"\npoll_every_ms = 100\n[[federation.peer]]\nods = \"QWO\"\nrole = \"icb\"\naddress = \"127.0.0.1:{icb_port}\"\ncertificate = \"{}\"\n",
+            cert(icb).display()
+        ),
+    );
+    (icb_server, trust_server)
+}
+
 fn member<'a>(answer: &'a Value, ods: &str) -> &'a Value {
     answer["members"]
         .as_array()
@@ -290,14 +332,7 @@ fn a_federated_question_is_answered_declined_and_missed_as_it_should_be() {
 #[test]
 fn a_trust_that_only_connects_out_answers_through_its_icb() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca");
-    fdp_ok!("peer", "ca", "--out", ca, "--name", "Test ICS");
-    let export = dir.path().join("export");
-    fdp_ok!("synth", "fhir", "--out", export, "--patients", "20");
-    let (icb, trust) = (dir.path().join("QWO"), dir.path().join("RDD"));
-    peer_init(&icb, "QWO", "icb", &ca);
-    fdp_ok!("ingest", "fhir", "--data-dir", trust, export);
-    peer_init(&trust, "RDD", "trust", &ca);
+    let (icb, trust) = icb_and_trust(dir.path());
     let total = question(
         dir.path(),
         "total.toml",
@@ -320,27 +355,7 @@ fn a_trust_that_only_connects_out_answers_through_its_icb() {
     );
     // The ICB listens; the trust is known to it by certificate only, and
     // collects its work by polling.
-    let icb_port = free_port();
-    let icb_server = Server::start_configured(
-        &icb,
-        1.0,
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        &format!(
-            "[principal.tester]\nroles = [\"analyst\"]\n[federation]\nlisten = \"127.0.0.1:{icb_port}\"\n[[federation.peer]]\nods = \"RDD\"\nrole = \"trust\"\ncertificate = \"{}\"\n",
-            cert(&trust).display()
-        ),
-    );
-    let trust_server = Server::start_configured(
-        &trust,
-        1.0,
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        &format!(
-            "[federation]\npoll = \"QWO\"\npoll_every_ms = 100\n[[federation.peer]]\nods = \"QWO\"\nrole = \"icb\"\naddress = \"127.0.0.1:{icb_port}\"\ncertificate = \"{}\"\n",
-            cert(&icb).display()
-        ),
-    );
+    let (icb_server, trust_server) = start_icb_and_polling_trust(&icb, &trust);
     let (status, body) = http_post(
         icb_server.http,
         "/api/federation/questions",
@@ -365,14 +380,7 @@ fn a_trust_that_only_connects_out_answers_through_its_icb() {
 #[test]
 fn class_5_an_approval_reaches_only_its_ranges_and_both_sides_audit_who_asked() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca");
-    fdp_ok!("peer", "ca", "--out", ca, "--name", "Test ICS");
-    let export = dir.path().join("export");
-    fdp_ok!("synth", "fhir", "--out", export, "--patients", "20");
-    let (icb, trust) = (dir.path().join("QWO"), dir.path().join("RDD"));
-    peer_init(&icb, "QWO", "icb", &ca);
-    fdp_ok!("ingest", "fhir", "--data-dir", trust, export);
-    peer_init(&trust, "RDD", "trust", &ca);
+    let (icb, trust) = icb_and_trust(dir.path());
     let sql = "SELECT count(*) AS n FROM patient WHERE date_of_birth >= :born_since";
     let file = dir.path().join("born-since.toml");
     std::fs::write(
@@ -417,27 +425,7 @@ fn class_5_an_approval_reaches_only_its_ranges_and_both_sides_audit_who_asked() 
         String::from_utf8_lossy(&ranged.stderr)
     );
 
-    let icb_port = free_port();
-    let icb_server = Server::start_configured(
-        &icb,
-        1.0,
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        &format!(
-            "[principal.tester]\nroles = [\"analyst\"]\n[federation]\nlisten = \"127.0.0.1:{icb_port}\"\n[[federation.peer]]\nods = \"RDD\"\nrole = \"trust\"\ncertificate = \"{}\"\n",
-            cert(&trust).display()
-        ),
-    );
-    let trust_server = Server::start_configured(
-        &trust,
-        1.0,
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        &format!(
-            "[federation]\npoll = \"QWO\"\npoll_every_ms = 100\n[[federation.peer]]\nods = \"QWO\"\nrole = \"icb\"\naddress = \"127.0.0.1:{icb_port}\"\ncertificate = \"{}\"\n",
-            cert(&icb).display()
-        ),
-    );
+    let (icb_server, trust_server) = start_icb_and_polling_trust(&icb, &trust);
     let ask = |arguments: Value, as_of: Option<&str>| {
         let mut q = serde_json::json!({"name": "born-since", "version": 1, "purpose": "planning",
             "sql": sql, "parameters": {"born_since": "date"}, "arguments": arguments});

@@ -129,18 +129,7 @@ fn the_policy_matrix_holds_through_every_path() {
                 .to_string()
         })
         .collect();
-    let server = Server::start_configured(
-        &data,
-        1.0,
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        &format!(
-            "sql = \"127.0.0.1:0\"\n{}",
-            std::fs::read_to_string(&config)
-                .unwrap()
-                .replace("ods = \"RXX\"\n", "")
-        ),
-    );
+    let server = Server::start_with_config_file(&data, &config, "sql = \"127.0.0.1:0\"", "");
     let tokens: BTreeMap<&str, String> = PRINCIPALS
         .iter()
         .map(|(name, _)| {

@@ -146,6 +146,28 @@ impl Server {
         }
     }
 
+    /// Start with an instance configuration file a test wrote (its `ods`
+    /// line is the helper's own), with more top-level `settings` put before
+    /// it and more `tables` after it, as TOML needs.
+    #[allow(dead_code)]
+    pub fn start_with_config_file(
+        data_dir: &Path,
+        config: &Path,
+        settings: &str,
+        tables: &str,
+    ) -> Server {
+        let written = std::fs::read_to_string(config)
+            .unwrap()
+            .replace("ods = \"RXX\"\n", "");
+        Self::start_configured(
+            data_dir,
+            1.0,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+            &format!("{settings}\n{written}\n{tables}\n"),
+        )
+    }
+
     /// SIGTERM and wait: the orderly stop.
     pub fn stop(mut self) {
         unsafe_kill(self.child.id(), "TERM");
@@ -466,6 +488,16 @@ fn read_response(mut s: TcpStream) -> HttpResponse {
         headers,
         body: body.to_string(),
     }
+}
+
+/// Load a generated trust's bed register (sites, wards, beds) into `data`,
+/// as the instance's operator would before it starts.
+#[allow(dead_code)]
+pub fn load_bed_register(dir: &Path, data: &Path) {
+    let trust = fdp_synth::Trust::generate(9, fdp_synth::TrustSpec::default()).unwrap();
+    let register = dir.join("beds.csv");
+    std::fs::write(&register, trust.bed_register_csv()).unwrap();
+    fdp_ok!("ingest", "beds", "--data-dir", data, register);
 }
 
 /// A loopback port free now, for a listener a configuration must name
