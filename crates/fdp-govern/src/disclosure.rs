@@ -8,7 +8,9 @@
 //! cell in that line is suppressed too, until no line has exactly one.
 //!
 //! Which columns are counts is read from the query plan: the outputs of
-//! `count` and `sum` aggregates, followed through projections and aliases.
+//! `count` and `sum` aggregates and window functions, a row's number or
+//! rank in a window, and any aggregate of those, followed through
+//! projections, casts and aliases.
 //! Where an aggregate's output cannot be traced, every integer column of an
 //! aggregated result is treated as a count. Row-level results (no
 //! aggregate) carry no counts.
@@ -32,15 +34,22 @@ pub struct DisclosureReport {
     pub suppressed: usize,
     pub secondary_suppressed: usize,
     pub rounded_to: u64,
+    /// Rows withheld because fewer patients than the threshold stand
+    /// behind them.
+    pub withheld_rows: usize,
 }
 
 impl DisclosureReport {
     pub fn summary(&self) -> String {
+        let withheld = match self.withheld_rows {
+            0 => String::new(),
+            n => format!("; {n} rows withheld: fewer patients than the threshold behind each"),
+        };
         if self.count_columns.is_empty() {
-            return "disclosure control: no counts in the result".into();
+            return format!("disclosure control: no counts in the result{withheld}");
         }
         format!(
-            "disclosure control on {}: {} cells suppressed, {} more to protect them, others rounded to {}",
+            "disclosure control on {}: {} cells suppressed, {} more to protect them, others rounded to {}{withheld}",
             self.count_columns.join(", "),
             self.suppressed,
             self.secondary_suppressed,
@@ -91,13 +100,71 @@ fn trace(plan: &LogicalPlan, i: usize) -> Traced {
             // for grouping sets, the internal grouping id.
             let first_aggregate = a.schema.fields().len() - a.aggr_expr.len();
             let Some(e) = i.checked_sub(first_aggregate).map(|k| &a.aggr_expr[k]) else {
-                return Traced::NotCount;
+                // A group column: a count when it groups by one (how many
+                // wards had each count of admissions).
+                return match a.group_expr.get(i) {
+                    Some(g) if a.group_expr.len() == first_aggregate => {
+                        match trace_expr(&a.input, g) {
+                            Traced::Count => Traced::Count,
+                            _ => Traced::NotCount,
+                        }
+                    }
+                    _ => Traced::NotCount,
+                };
             };
             match unalias(e) {
-                Expr::AggregateFunction(f) if matches!(f.func.name(), "count" | "sum") => {
+                Expr::AggregateFunction(f)
+                    if matches!(
+                        f.func.name(),
+                        "count" | "sum" | "approx_distinct" | "regr_count"
+                    ) =>
+                {
+                    Traced::Count
+                }
+                // The largest of several counts is a count.
+                Expr::AggregateFunction(f)
+                    if f.params
+                        .args
+                        .iter()
+                        .any(|arg| matches!(trace_expr(&a.input, arg), Traced::Count)) =>
+                {
                     Traced::Count
                 }
                 Expr::AggregateFunction(_) => Traced::NotCount,
+                _ => Traced::Unknown,
+            }
+        }
+        LogicalPlan::Window(w) => {
+            let first = w.schema.fields().len() - w.window_expr.len();
+            let Some(e) = i.checked_sub(first).map(|k| &w.window_expr[k]) else {
+                return trace(&w.input, i);
+            };
+            match unalias(e) {
+                // A count over a window, and a row's place in one (its
+                // number is how many rows came before it).
+                Expr::WindowFunction(f)
+                    if matches!(
+                        f.fun.name(),
+                        "count"
+                            | "sum"
+                            | "approx_distinct"
+                            | "row_number"
+                            | "rank"
+                            | "dense_rank"
+                            | "ntile"
+                    ) =>
+                {
+                    Traced::Count
+                }
+                Expr::WindowFunction(f)
+                    if f.params
+                        .args
+                        .iter()
+                        .any(|a| matches!(trace_expr(&w.input, a), Traced::Count)) =>
+                {
+                    Traced::Count
+                }
+                Expr::WindowFunction(_) => Traced::NotCount,
                 _ => Traced::Unknown,
             }
         }
@@ -133,12 +200,16 @@ fn trace_expr(input: &LogicalPlan, e: &Expr) -> Traced {
     }
 }
 
-/// Apply the rule to the count columns of a result.
+/// Apply the rule to the count columns of a result, and leave out the rows
+/// `withheld` marks (fewer patients than the threshold behind them). A
+/// withheld row is a hidden cell for secondary suppression too: a total
+/// beside it must not give it back.
 pub fn apply(
     schema: &SchemaRef,
     batches: Vec<RecordBatch>,
     counts: &BTreeSet<usize>,
     rule: Disclosure,
+    withheld: &[bool],
 ) -> Result<(Vec<RecordBatch>, DisclosureReport)> {
     let mut report = DisclosureReport {
         count_columns: counts
@@ -146,12 +217,18 @@ pub fn apply(
             .map(|&i| schema.field(i).name().clone())
             .collect(),
         rounded_to: rule.round_to,
+        withheld_rows: withheld.iter().filter(|w| **w).count(),
         ..Default::default()
     };
-    if counts.is_empty() {
-        return Ok((batches, report));
-    }
     let all = concat_batches(schema, &batches)?;
+    let withheld: Vec<bool> = (0..all.num_rows())
+        .map(|r| withheld.get(r).copied().unwrap_or(false))
+        .collect();
+    let keep: datafusion::arrow::array::BooleanArray = withheld.iter().map(|w| Some(!w)).collect();
+    if counts.is_empty() {
+        let kept = datafusion::arrow::compute::filter_record_batch(&all, &keep)?;
+        return Ok((vec![kept], report));
+    }
     let dims: Vec<usize> = (0..schema.fields().len())
         .filter(|i| !counts.contains(i))
         .collect();
@@ -164,11 +241,17 @@ pub fn apply(
         let values = cast(all.column(c), &DataType::Int64)?;
         let values = values.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
         let raw: Vec<Option<i64>> = values.iter().collect();
-        let mut suppressed: Vec<bool> = raw
+        let small: Vec<bool> = raw
             .iter()
             .map(|v| matches!(v, Some(x) if *x >= 1 && (*x as u64) < rule.suppress_below))
             .collect();
-        report.suppressed += suppressed.iter().filter(|s| **s).count();
+        report.suppressed += small
+            .iter()
+            .zip(&withheld)
+            .filter(|(s, w)| **s && !**w)
+            .count();
+        let mut suppressed: Vec<bool> =
+            small.iter().zip(&withheld).map(|(s, w)| *s || *w).collect();
         report.secondary_suppressed += secondary(&dim_text, &raw, &mut suppressed);
         let out: Int64Array = raw
             .iter()
@@ -198,10 +281,11 @@ pub fn apply(
         schema.metadata().clone(),
     ));
     let batch = RecordBatch::try_new(out_schema, columns)?;
-    Ok((vec![batch], report))
+    let kept = datafusion::arrow::compute::filter_record_batch(&batch, &keep)?;
+    Ok((vec![kept], report))
 }
 
-fn round(x: i64, to: u64) -> i64 {
+pub(crate) fn round(x: i64, to: u64) -> i64 {
     let to = to as i64;
     if to <= 1 {
         return x;
@@ -247,18 +331,23 @@ fn secondary(dims: &[Vec<Option<String>>], raw: &[Option<i64>], suppressed: &mut
                     .filter(|&r| !suppressed[r] && raw[r].is_some())
                     .min_by_key(|&r| raw[r].unwrap_or(i64::MAX));
                 match partner {
-                    Some(r) => suppressed[r] = true,
-                    // The only other cell is the total itself: hide that.
+                    Some(r) => {
+                        suppressed[r] = true;
+                        added += 1;
+                        changed = true;
+                    }
+                    // The only other cell is the total itself: hide that,
+                    // once.
                     None => {
                         for t in 0..n {
-                            if dims[d][t].is_none() && key(t) == k {
+                            if dims[d][t].is_none() && key(t) == k && !suppressed[t] {
                                 suppressed[t] = true;
+                                added += 1;
+                                changed = true;
                             }
                         }
                     }
                 }
-                added += 1;
-                changed = true;
             }
         }
         if !changed {
@@ -330,5 +419,15 @@ mod tests {
         let d = dims(&[&[Some("A"), Some("B"), Some("C")]]);
         let mut s = [true, false, false];
         assert_eq!(secondary(&d, &raw[..3], &mut s), 0);
+    }
+
+    #[test]
+    fn a_lone_group_beside_its_total_hides_the_total_once() {
+        // One ward and its total: the total is the ward.
+        let d = dims(&[&[Some("A"), None]]);
+        let raw = [Some(3), Some(3)];
+        let mut s = [true, false];
+        assert_eq!(secondary(&d, &raw, &mut s), 1);
+        assert_eq!(s, [true, true]);
     }
 }

@@ -22,6 +22,7 @@
 
 pub mod access;
 pub mod audit;
+mod behind;
 pub mod disclosure;
 pub mod grants;
 pub mod keystore;

@@ -33,6 +33,7 @@ use fdp_model::{Model, Sensitivity};
 
 use crate::access::{AsOf, SourceTable, TableAccess, TableSource};
 use crate::audit::{AuditEntry, AuditError, AuditFilter, AuditLog};
+use crate::behind::{self, PatientKeys};
 use crate::disclosure::{self, DisclosureReport};
 use crate::keystore::{Keystore, KeystoreError, PseudonymKey};
 use crate::masks::MaskCache;
@@ -81,6 +82,15 @@ pub struct SessionRequest {
 }
 
 impl SessionRequest {
+    /// Whether an answer leaves the instance: everything but the command
+    /// line on the instance's own machine and the instance's pages, which
+    /// show rows on screen and offer no download. Under planning and research,
+    /// what leaves is never row-level; inside, an analyst may look at
+    /// pseudonymised rows, as in a trusted research environment.
+    pub fn leaves_instance(&self) -> bool {
+        !matches!(self.channel.as_str(), "sql" | "ui")
+    }
+
     pub fn new(principal: Principal, purpose: Purpose, channel: &str) -> SessionRequest {
         SessionRequest {
             principal,
@@ -255,6 +265,7 @@ impl Governance {
             objects_granted: BTreeSet::new(),
             versions,
             disclosure: None,
+            patient_keys: PatientKeys::new(),
             audit: self.audit.clone(),
             policy_digest: self.policy.digest.clone(),
             audit_each_query: false,
@@ -871,6 +882,7 @@ impl Governance {
         let mut key: Option<PseudonymKey> = None;
         let mut objects_granted = BTreeSet::new();
         let mut versions = TableVersions::new();
+        let mut patient_keys = PatientKeys::new();
         for t in tables {
             if !grant.objects.covers(&t.name) {
                 continue;
@@ -913,6 +925,12 @@ impl Governance {
                         row_rules.push(col(&c).is_null().or(col(&c).in_list(list, true)));
                     }
                 }
+            }
+            // A canonical table may be read from several stored parts, and
+            // a plan scans the parts by their own names.
+            let patient = patient_key(object).filter(|c| has(c));
+            for name in std::iter::once(&t.name).chain(t.versions.iter().map(|(part, _)| part)) {
+                patient_keys.insert(name.clone(), patient.clone());
             }
             let mut projection = Vec::new();
             let mut changed: BTreeMap<Action, Vec<String>> = BTreeMap::new();
@@ -1016,6 +1034,7 @@ impl Governance {
             objects_granted,
             versions,
             disclosure: req.purpose.is_secondary().then_some(self.policy.disclosure),
+            patient_keys,
             audit: self.audit.clone(),
             policy_digest: self.policy.digest.clone(),
             audit_each_query: true,
@@ -1067,6 +1086,20 @@ fn register_raw(ctx: &SessionContext, raw: Vec<SourceTable>) -> Result<TableVers
         versions.insert(name, t.versions);
     }
     Ok(versions)
+}
+
+/// The column that names the patient a record of `object` is about: the
+/// patient table's own key, else the link to the patient.
+fn patient_key(object: &fdp_model::ObjectType) -> Option<String> {
+    if object.name == "Patient" {
+        return Some(object.primary_key_property().column.clone());
+    }
+    let columns = patient_columns(object);
+    columns
+        .iter()
+        .find(|c| *c == "patient_id")
+        .or_else(|| columns.first())
+        .cloned()
 }
 
 fn is_text(t: &DataType) -> bool {
@@ -1256,6 +1289,9 @@ pub struct GovernedSession {
     /// The stored tables and versions behind each table in the session.
     versions: TableVersions,
     disclosure: Option<crate::policy::Disclosure>,
+    /// The tables that name a patient, by the column that does: how the
+    /// patients behind each row of an answer are counted.
+    patient_keys: PatientKeys,
     audit: Arc<AuditLog>,
     policy_digest: String,
     audit_each_query: bool,
@@ -1505,16 +1541,39 @@ impl GovernedSession {
             .into_iter()
             .collect();
         let plan = df.logical_plan().clone();
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let mut batches = df.collect().await?;
-        let disclosure = match self.disclosure {
-            Some(rule) => {
-                let counts = disclosure::count_columns(&plan);
-                let (b, report) = disclosure::apply(&schema, batches, &counts, rule)?;
-                batches = b;
-                Some(report)
+        let (schema, batches, disclosure) = match self.disclosure {
+            None => {
+                let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+                (schema, df.collect().await?, None)
             }
-            None => None,
+            Some(rule) => {
+                // The optimised plan, with the patients behind each row
+                // carried through it (see `behind`), planned as it is.
+                let (state, logical) = df.into_parts();
+                let optimised = state.optimize(&logical)?;
+                let protected = behind::protect(&optimised, &self.patient_keys, rule)?;
+                let physical = state
+                    .query_planner()
+                    .create_physical_plan(&protected.plan, &state)
+                    .await?;
+                let batches =
+                    datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
+                let (batches, withheld) = behind::withhold(
+                    batches,
+                    protected.visible,
+                    rule.suppress_below,
+                    !self.req.leaves_instance(),
+                )?;
+                let full = protected.plan.schema().as_arrow().clone();
+                let schema: SchemaRef =
+                    Arc::new(full.project(&(0..protected.visible).collect::<Vec<_>>())?);
+                let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
+                let counts = disclosure::count_columns(&plan);
+                let (batches, report) =
+                    disclosure::apply(&schema, batches, &counts, rule, &withheld)?;
+                let schema = batches.first().map(|b| b.schema()).unwrap_or(schema);
+                (schema, batches, Some(report))
+            }
         };
         let versions = objects
             .iter()

@@ -152,7 +152,7 @@ async fn both_ways(
     purpose: Purpose,
     sql: &str,
 ) -> String {
-    let req = SessionRequest::new(principal(role), purpose, "test");
+    let req = SessionRequest::new(principal(role), purpose, "sql");
     let per_file = gov
         .session(&StoredTables::new(dir), req.clone())
         .await

@@ -4,6 +4,8 @@
 //! each asserts the refusal or the protected result. Every test names the
 //! class of attack it covers (see `docs/governance.md`, "Threat model"):
 //!
+//! - class 2: an answer under planning that fewer patients than the
+//!   threshold stand behind, or a small count written another way (here);
 //! - class 3: a record changed without a change grant, or unaudited (here);
 //! - class 4: a session naming a pseudonymisation project it is not on
 //!   (here);
@@ -21,14 +23,9 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use common::*;
-use fdp_model::Model;
-use fdp_store::tables::{self, Layer};
-use serde_json::{json, Map, Value};
-
-type Row = Map<String, Value>;
+use serde_json::{json, Value};
 
 /// Principals of the demo policy these attacks act as.
 fn config(dir: &Path, opt_out: &Path) -> std::path::PathBuf {
@@ -47,54 +44,257 @@ fn config(dir: &Path, opt_out: &Path) -> std::path::PathBuf {
     path
 }
 
-/// Write `rows` as a new version of canonical table `table` (the model's
-/// columns for `object`, plus `extra` text columns), replacing what it held.
-async fn write_canonical(data: &Path, object: &str, extra: &[&str], rows: &[Value]) {
-    use fdp_store::arrow::datatypes::{DataType, Field, Schema};
-    let ot = Model::canonical().object_type(object).unwrap();
-    let mut fields: Vec<Field> = ot
-        .arrow_schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.extend(extra.iter().map(|c| Field::new(*c, DataType::Utf8, true)));
-    let schema = Arc::new(Schema::new(fields));
-    let rows: Vec<Row> = rows
-        .iter()
-        .map(|r| r.as_object().unwrap().clone())
-        .collect();
-    let batch = fdp_store::rows::batch_from_rows(&schema, &rows).unwrap();
-    let path = tables::table_path(data, Layer::Canonical, &ot.table);
-    let table = tables::open_or_create(&path, schema).await.unwrap();
-    let lineage = fdp_store::Lineage {
-        transform: "adversarial-test".into(),
-        through_seq: 0,
-        raw_versions: Default::default(),
-        run: None,
-        targets: Vec::new(),
-    };
-    tables::overwrite(table, vec![batch], &lineage)
-        .await
-        .unwrap();
+/// Specialties and how many patients stand behind each in class 2's data:
+/// Urology 20 (one encounter each), Dermatology 1 (twelve encounters, so
+/// twelve rows but one patient), Cardiology 3, ENT 6.
+const SMALL_SPECIALTIES: &[&str] = &["Dermatology", "Cardiology", "ENT"];
+
+/// What an analyst tries under planning to get round disclosure control,
+/// and whether the answer may hold rows at all (`false`: row-level).
+const CLASS_2_ATTACKS: &[(&str, bool)] = &[
+    ("SELECT specialty_name, count(*) AS n FROM encounter GROUP BY specialty_name", true),
+    ("SELECT specialty_name, count(*) * 1000 + 7 AS n FROM encounter GROUP BY 1", true),
+    ("SELECT specialty_name, CAST(sum(1) AS DOUBLE) / 1 AS n FROM encounter GROUP BY 1", true),
+    ("SELECT specialty_name, approx_distinct(patient_id) AS n FROM encounter GROUP BY 1", true),
+    ("SELECT specialty_name FROM encounter GROUP BY specialty_name", true),
+    ("SELECT DISTINCT specialty_name FROM encounter", true),
+    (
+        "SELECT specialty_name, max(k) AS n FROM (SELECT specialty_name, \
+         row_number() OVER (PARTITION BY specialty_name ORDER BY encounter_id) AS k \
+         FROM encounter) w GROUP BY specialty_name",
+        true,
+    ),
+    (
+        "SELECT count(*) FILTER (WHERE specialty_name = 'Cardiology') * 1000 AS n FROM encounter",
+        true,
+    ),
+    (
+        "SELECT sum(CASE WHEN specialty_name = 'ENT' THEN 1 ELSE 0 END) + 100 AS n FROM encounter",
+        true,
+    ),
+    (
+        "WITH s AS (SELECT specialty_name, count(*) AS c FROM encounter GROUP BY 1) \
+         SELECT specialty_name, c FROM s WHERE c < 8",
+        true,
+    ),
+    ("SELECT patient_id, specialty_name FROM encounter", false),
+    ("SELECT * FROM patient", false),
+    (
+        "SELECT e.specialty_name, t.total FROM encounter e \
+         CROSS JOIN (SELECT count(*) AS total FROM encounter) t",
+        false,
+    ),
+    (
+        "SELECT e.specialty_name, p.sex FROM encounter e JOIN patient p ON p.person_id = e.patient_id",
+        false,
+    ),
+    (
+        "SELECT specialty_name, count(*) AS n FROM encounter \
+         WHERE patient_id IN (SELECT person_id FROM patient WHERE sex = 'F') GROUP BY 1 \
+         UNION ALL SELECT 'all', count(*) FROM encounter",
+        true,
+    ),
+];
+
+/// Whether one answer to a class 2 attack kept the promise: no small
+/// specialty, no planted identifier, no count from 1 to 7, and no row at
+/// all for a row-level question.
+fn class_2_kept(query: &str, aggregate: bool, rows: &[Row], planted: &[String]) {
+    let text = format!("{rows:?}");
+    if !aggregate {
+        assert!(rows.is_empty(), "{query}: row-level rows left: {text}");
+    }
+    for s in SMALL_SPECIALTIES {
+        assert!(!text.contains(s), "{query}: {s} left: {text}");
+    }
+    for p in planted {
+        assert!(!text.contains(p.as_str()), "{query}: {p} left: {text}");
+    }
+    for r in rows {
+        for (column, v) in r {
+            let n = match v {
+                Value::Number(n) => n.as_f64(),
+                Value::String(s) => s.parse::<f64>().ok(),
+                _ => None,
+            };
+            if let Some(n) = n {
+                assert!(
+                    !(n > 0.0 && n < 8.0),
+                    "{query}: {column} = {n} left: {text}"
+                );
+            }
+        }
+    }
 }
 
-/// A valid NHS number (modulus 11 check digit) from nine digits.
-fn nhs_number(nine: u64) -> String {
-    let digits: Vec<u32> = format!("{nine:09}")
-        .chars()
-        .map(|c| c.to_digit(10).unwrap())
+/// A CSV file's rows as JSON objects (no field in these answers holds a
+/// comma or a quote).
+fn csv_rows(body: &str) -> Vec<Row> {
+    let mut lines = body.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split(','))
+                .map(|(h, v)| (h.to_string(), Value::String(v.to_string())))
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn class_2_nothing_leaves_under_planning_that_fewer_patients_than_the_threshold_stand_behind()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let opt_out = dir.path().join("opt-out.txt");
+    std::fs::write(&opt_out, "").unwrap();
+    let config = config(dir.path(), &opt_out);
+    let mut planted: Vec<String> = Vec::new();
+    let patients: Vec<Value> = (0..30u64)
+        .map(|i| {
+            let nhs = nhs_number(943_476_100 + i * 7);
+            planted.extend([
+                nhs.clone(),
+                format!("Plantedname{i:02}"),
+                format!("MRN-PLANT-{i:02}"),
+                format!("19{:02}-03-1{}", 40 + i, i % 10),
+            ]);
+            json!({"person_id": format!("P{i:02}"), "nhs_number": nhs,
+                   "first_name": format!("Plantedname{i:02}"), "surname": "Plantedsurname",
+                   "mrn": format!("MRN-PLANT-{i:02}"),
+                   "date_of_birth": format!("19{:02}-03-1{}", 40 + i, i % 10),
+                   "postcode": "LS1 4AP", "sex": if i % 2 == 0 { "F" } else { "M" }})
+        })
         .collect();
-    let sum: u32 = digits
-        .iter()
-        .enumerate()
-        .map(|(i, d)| d * (10 - i as u32))
-        .sum();
-    let check = (11 - sum % 11) % 11;
-    if check == 10 {
-        return nhs_number(nine + 1);
+    planted.extend(["Plantedsurname".to_string(), "LS1 4AP".to_string()]);
+    write_canonical(&data, "Patient", &[], &patients).await;
+    let mut encounters = Vec::new();
+    let mut add = |patient: u64, specialty: &str| {
+        let n = encounters.len();
+        encounters.push(
+            json!({"encounter_id": format!("E{n:03}"), "patient_id": format!("P{patient:02}"),
+                               "specialty_name": specialty, "encounter_type": "IMP"}),
+        );
+    };
+    for p in 0..20 {
+        add(p, "Urology");
     }
-    format!("{nine:09}{check}")
+    for _ in 0..12 {
+        add(20, "Dermatology");
+    }
+    for p in 21..24 {
+        add(p, "Cardiology");
+        add(p, "Cardiology");
+    }
+    for p in 24..30 {
+        add(p, "ENT");
+    }
+    write_canonical(&data, "Encounter", &[], &encounters).await;
+
+    // Inside the instance (the command line on its own machine) an analyst
+    // may look at pseudonymised rows, as in a trusted research environment.
+    let inside = sql_as(
+        &config,
+        &data,
+        "ana",
+        "planning",
+        &[],
+        "SELECT patient_id, specialty_name FROM encounter",
+    )
+    .unwrap();
+    assert_eq!(inside.len(), encounters.len());
+    assert!(
+        !format!("{inside:?}").contains("\"P0"),
+        "pseudonymised inside too"
+    );
+
+    let server = Server::start_with_config_file(&data, &config, "sql = \"127.0.0.1:0\"", "");
+    let token = fdp_ok!("token", "create", "ana", "--data-dir", data)
+        .trim()
+        .to_string();
+    // Through the JSON API and the CSV export.
+    for (query, aggregate) in CLASS_2_ATTACKS {
+        let body = json!({"sql": query, "purpose": "planning"}).to_string();
+        let (status, answer) = http_post(server.http, "/sql", &token, &body);
+        // Answered, with the protection applied: not refused, which would
+        // show nothing about what disclosure control does.
+        assert_eq!(status, 200, "{query}: {answer}");
+        {
+            let v: Value = serde_json::from_str(&answer).unwrap();
+            let rows: Vec<Row> = v["rows"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{query}: {answer}"))
+                .iter()
+                .map(|r| r.as_object().unwrap().clone())
+                .collect();
+            class_2_kept(query, *aggregate, &rows, &planted);
+        }
+        let export = http_request(server.http, "POST", "/export", Some(&token), Some(&body));
+        assert_eq!(export.status, 200, "{query}: {}", export.body);
+        class_2_kept(query, *aggregate, &csv_rows(&export.body), &planted);
+    }
+    // The answer a planner needs still comes through, rounded.
+    let body = json!({"sql": CLASS_2_ATTACKS[0].0, "purpose": "planning"}).to_string();
+    let (_, answer) = http_post(server.http, "/sql", &token, &body);
+    let v: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        v["rows"],
+        json!([{"specialty_name": "Urology", "n": 20}]),
+        "{answer}"
+    );
+    // The download of a whole table under planning: no row of a patient.
+    let cookie = purpose_cookie(server.http, &token, "planning");
+    for table in ["encounter", "patient"] {
+        let r = http_request_with(
+            server.http,
+            "GET",
+            &format!("/tables/{table}/download"),
+            Some(&token),
+            &[("Cookie", cookie.as_str())],
+            None,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let rows = csv_rows(&r.body);
+        class_2_kept(table, false, &rows, &planted);
+        assert!(
+            r.header("x-disclosure-control")
+                .is_some_and(|d| d.contains("rows withheld")),
+            "{:?}",
+            r.headers
+        );
+    }
+    // SQL over the PostgreSQL wire, as a BI tool fetches it.
+    let wire = pg_batch(
+        server.sql.unwrap(),
+        &[
+            json!({"user": "ana", "password": token, "dbname": "planning",
+                 "queries": CLASS_2_ATTACKS.iter().map(|(q, _)| *q).collect::<Vec<_>>()}),
+        ],
+    );
+    let results = wire[0]["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{:?}", wire[0]));
+    for ((query, aggregate), r) in CLASS_2_ATTACKS.iter().zip(results) {
+        let rows: Vec<Row> = r["rows"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{query}: {r}"))
+            .iter()
+            .map(|r| r.as_object().unwrap().clone())
+            .collect();
+        class_2_kept(query, *aggregate, &rows, &planted);
+    }
+    assert_eq!(
+        results[0]["rows"],
+        json!([{"specialty_name": "Urology", "n": 20}])
+    );
+    // Each withholding is in the audit.
+    assert!(audit_entries(&data).iter().any(|e| e["principal"] == "ana"
+        && e["decisions"].as_array().is_some_and(|d| d
+            .iter()
+            .any(|d| d.as_str().unwrap_or_default().contains("rows withheld")))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,7 +566,7 @@ async fn class_4_a_researcher_names_only_a_registered_project_they_are_on() {
             .map(|p| {
                 json!({"user": "res2", "password": token, "dbname": "research",
                        "options": format!("-c project={p} -c justification=study"),
-                       "queries": ["SELECT person_id FROM patient"]})
+                       "queries": ["SELECT count(DISTINCT person_id) AS n FROM patient"]})
             })
             .collect::<Vec<_>>(),
     );
@@ -379,9 +579,9 @@ async fn class_4_a_researcher_names_only_a_registered_project_they_are_on() {
             .to_string()
     };
     assert_eq!(
-        wire[0]["results"][0]["rows"].as_array().map(Vec::len),
-        Some(12),
-        "{:?}",
+        wire[0]["results"][0]["rows"],
+        json!([{"n": 10}]),
+        "twelve patients, rounded: {:?}",
         wire[0]
     );
     assert!(error_of(&wire[1]).contains("closed"), "{:?}", wire[1]);

@@ -491,3 +491,69 @@ fn class_5_an_approval_reaches_only_its_ranges_and_both_sides_audit_who_asked() 
         .count();
     assert_eq!(asks, 5);
 }
+
+/// Class 2 between two running instances: an approved question whose
+/// answer would be row-level, or about one patient, leaves the member with
+/// no row (the same disclosure control as every answer under planning).
+#[test]
+fn class_2_a_federated_answer_is_never_row_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let (icb, trust) = icb_and_trust(dir.path());
+    let questions = [
+        ("rows", "SELECT person_id, date_of_birth, sex FROM patient"),
+        (
+            "one-patient",
+            "SELECT sex, count(*) AS n, max(date_of_birth) AS born FROM patient \
+             WHERE person_id = (SELECT min(person_id) FROM patient) GROUP BY sex",
+        ),
+    ];
+    for (name, sql) in questions {
+        let file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &file,
+            format!("name = \"{name}\"\nversion = 1\npurpose = \"planning\"\nsql = \"{sql}\"\n"),
+        )
+        .unwrap();
+        fdp_ok!(
+            "peer",
+            "approve",
+            "--data-dir",
+            trust,
+            "--from",
+            "QWO",
+            "--question",
+            file,
+            "--by",
+            "ig.lead",
+            "--reason",
+            "approved in error"
+        );
+    }
+    let (icb_server, trust_server) = start_icb_and_polling_trust(&icb, &trust);
+    for (name, sql) in questions {
+        let q = serde_json::json!({"name": name, "version": 1, "purpose": "planning", "sql": sql});
+        let (status, body) = http_post(
+            icb_server.http,
+            "/api/federation/questions",
+            &icb_server.token,
+            &q.to_string(),
+        );
+        assert_eq!(status, 200, "{body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        let rdd = member(&answer, "RDD");
+        assert_eq!(rdd["status"], "answered", "{name}: {rdd}");
+        assert_eq!(
+            rdd["answer"]["rows"],
+            serde_json::json!([]),
+            "{name}: {rdd}"
+        );
+        assert!(
+            rdd["answer"]["disclosure_control"]
+                .to_string()
+                .contains("rows withheld"),
+            "{name}: {rdd}"
+        );
+    }
+    trust_server.stop();
+    icb_server.stop();
+}

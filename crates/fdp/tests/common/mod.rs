@@ -601,3 +601,66 @@ pub fn pg_batch(addr: SocketAddr, sessions: &[serde_json::Value]) -> Vec<serde_j
     assert!(out.status.success(), "pg_batch.py failed");
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// A row of a table as JSON.
+#[allow(dead_code)]
+pub type Row = serde_json::Map<String, serde_json::Value>;
+
+/// Write `rows` as a new version of canonical table `table` (the model's
+/// columns for `object`, plus `extra` text columns), replacing what it held.
+#[allow(dead_code)]
+pub async fn write_canonical(
+    data: &Path,
+    object: &str,
+    extra: &[&str],
+    rows: &[serde_json::Value],
+) {
+    use fdp_store::arrow::datatypes::{DataType, Field, Schema};
+    let ot = fdp_model::Model::canonical().object_type(object).unwrap();
+    let mut fields: Vec<Field> = ot
+        .arrow_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend(extra.iter().map(|c| Field::new(*c, DataType::Utf8, true)));
+    let schema = std::sync::Arc::new(Schema::new(fields));
+    let rows: Vec<Row> = rows
+        .iter()
+        .map(|r| r.as_object().unwrap().clone())
+        .collect();
+    let batch = fdp_store::rows::batch_from_rows(&schema, &rows).unwrap();
+    let path = fdp_store::tables::table_path(data, fdp_store::tables::Layer::Canonical, &ot.table);
+    let table = fdp_store::tables::open_or_create(&path, schema)
+        .await
+        .unwrap();
+    let lineage = fdp_store::Lineage {
+        transform: "adversarial-test".into(),
+        through_seq: 0,
+        raw_versions: Default::default(),
+        run: None,
+        targets: Vec::new(),
+    };
+    fdp_store::tables::overwrite(table, vec![batch], &lineage)
+        .await
+        .unwrap();
+}
+
+/// A valid NHS number (modulus 11 check digit) from nine digits.
+#[allow(dead_code)]
+pub fn nhs_number(nine: u64) -> String {
+    let digits: Vec<u32> = format!("{nine:09}")
+        .chars()
+        .map(|c| c.to_digit(10).unwrap())
+        .collect();
+    let sum: u32 = digits
+        .iter()
+        .enumerate()
+        .map(|(i, d)| d * (10 - i as u32))
+        .sum();
+    let check = (11 - sum % 11) % 11;
+    if check == 10 {
+        return nhs_number(nine + 1);
+    }
+    format!("{nine:09}{check}")
+}

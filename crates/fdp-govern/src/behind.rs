@@ -1,0 +1,1056 @@
+//! How many distinct patients stand behind each row of an answer, computed
+//! by the engine from the query's own plan, whatever its columns are called.
+//!
+//! Disclosure control that looks for counts by name or type can be walked
+//! round: a count written as arithmetic, a result with no aggregate at all.
+//! So for a secondary purpose the optimised plan is rewritten before it
+//! runs:
+//!
+//! - each scan of a table that names a patient carries that patient's key in
+//!   a hidden column, one per scan in the plan (a *component*);
+//! - projections, filters, sorts, limits, windows and joins carry every
+//!   component through; a union carries each input's, null elsewhere;
+//! - an aggregate replaces each component with the set of distinct patients
+//!   behind the group (up to the threshold: more is never needed), so the
+//!   grouping the query chose is the grouping counted;
+//! - counts, sums and distinct estimates are rounded, and those from 1 to
+//!   the threshold made null, where the aggregate computes them, so nothing
+//!   derived from them later in the query (arithmetic, a cast, a ratio, a
+//!   `CASE`) sees the exact figure.
+//!
+//! A row of the answer stands behind the smallest of its components: a row
+//! that joins a ward's total to one patient's record says something about
+//! that one patient. A row behind fewer patients than the threshold is
+//! withheld from anything that leaves the instance. A row that reads no
+//! patient's record (a ward, a bed) has no component and is not withheld.
+//!
+//! Plans this cannot follow (a recursive query, an unnest, an extension,
+//! a subquery left in an expression) are refused rather than guessed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray, RecordBatch,
+    StringArray,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchemaRef, ExprSchema, ScalarValue};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::functions_nested::expr_fn::cardinality;
+use datafusion::logical_expr::function::AccumulatorArgs;
+use datafusion::logical_expr::{
+    create_udf, Accumulator, Aggregate, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo,
+    Expr, GroupsAccumulator, JoinType, LogicalPlan, Projection, ScalarUDF, Signature, Subquery,
+    TableScanBuilder, Union, Volatility, Window,
+};
+use datafusion::prelude::cast as cast_expr;
+use datafusion::prelude::{lit, when};
+
+use crate::policy::Disclosure;
+
+/// The name every hidden component column starts with. A query that names a
+/// column so itself is refused, so it can never read or fake one.
+pub(crate) const HIDDEN: &str = "__fdp_patients_behind_";
+
+/// Aggregates whose result is a count, or adds counts up: computed, they
+/// are rounded and small ones made null before anything else sees them.
+const COUNTING: &[&str] = &["count", "sum", "approx_distinct", "regr_count"];
+
+/// Aggregates that return the rows' own values as a list or a string:
+/// under a secondary purpose they would release rows, so they are refused.
+const LISTING: &[&str] = &["array_agg", "string_agg"];
+
+/// An answer's plan, rewritten: the answer's own columns first, then one
+/// hidden column per component.
+pub(crate) struct Protected {
+    pub plan: LogicalPlan,
+    pub visible: usize,
+}
+
+/// Every stored table a session may scan, with the column that names the
+/// patient in those that do. A scan of a table not listed is refused: the
+/// rewrite never guesses that a table holds no patient.
+pub(crate) type PatientKeys = HashMap<String, Option<String>>;
+
+fn refused(why: String) -> DataFusionError {
+    DataFusionError::Plan(format!(
+        "{why}; under planning and research an answer must be one the instance can count the patients behind"
+    ))
+}
+
+/// Rewrite an optimised plan so that its answer carries the patients behind
+/// each row (see the module's documentation).
+pub(crate) fn protect(
+    plan: &LogicalPlan,
+    keys: &PatientKeys,
+    rule: Disclosure,
+) -> Result<Protected> {
+    if let LogicalPlan::Explain(_) = plan {
+        // A plan's text holds no record; EXPLAIN ANALYZE, which counts
+        // rows, is a different node and refused below.
+        return Ok(Protected {
+            plan: plan.clone(),
+            visible: plan.schema().fields().len(),
+        });
+    }
+    let visible = plan.schema().fields().len();
+    let rewriter = Rewriter {
+        keys,
+        rule,
+        next: AtomicUsize::new(0),
+    };
+    let rewritten = rewriter.rewrite(plan)?;
+    // Put the answer's own columns first, in their order, then the hidden.
+    let schema = rewritten.schema().clone();
+    let mut shown = Vec::new();
+    let mut hidden = Vec::new();
+    for (q, f) in schema.iter() {
+        let e = Expr::Column(Column::new(q.cloned(), f.name()));
+        if f.name().starts_with(HIDDEN) {
+            hidden.push(e);
+        } else {
+            shown.push(e);
+        }
+    }
+    if shown.len() != visible {
+        return Err(DataFusionError::Internal(format!(
+            "protecting the plan changed its columns from {visible} to {}",
+            shown.len()
+        )));
+    }
+    shown.extend(hidden);
+    let plan = LogicalPlan::Projection(Projection::try_new(shown, Arc::new(rewritten))?);
+    Ok(Protected { plan, visible })
+}
+
+struct Rewriter<'a> {
+    keys: &'a PatientKeys,
+    rule: Disclosure,
+    next: AtomicUsize,
+}
+
+fn hidden_columns(schema: &DFSchemaRef) -> Vec<Column> {
+    schema
+        .iter()
+        .filter(|(_, f)| f.name().starts_with(HIDDEN))
+        .map(|(q, f)| Column::new(q.cloned(), f.name()))
+        .collect()
+}
+
+fn columns(schema: &DFSchemaRef) -> Vec<Expr> {
+    schema
+        .iter()
+        .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+        .collect()
+}
+
+/// Whether any scan under `plan` reads a table that names a patient.
+fn reads_patients(plan: &LogicalPlan, keys: &PatientKeys) -> bool {
+    let mut found = false;
+    let _ = plan.apply(|n| {
+        if let LogicalPlan::TableScan(s) = n {
+            let catalog = matches!(
+                s.table_name.schema(),
+                Some("information_schema" | "pg_catalog")
+            );
+            if !catalog && !matches!(keys.get(s.table_name.table()), Some(None)) {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+impl Rewriter<'_> {
+    fn name(&self) -> String {
+        format!("{HIDDEN}{}", self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn rewrite(&self, plan: &LogicalPlan) -> Result<LogicalPlan> {
+        // Subqueries the optimiser left in expressions: a scalar one is an
+        // answer of its own, protected as one; one that only filters (IN,
+        // EXISTS) is noted, for a node whose rows name no patient.
+        let mut filtered_by_patients = false;
+        let mut correlated = false;
+        let plan = plan
+            .clone()
+            .map_expressions(|e| {
+                e.transform_up(|x| match x {
+                    Expr::ScalarSubquery(sq) => {
+                        let inner = self.scalar(&sq.subquery)?;
+                        Ok(Transformed::yes(Expr::ScalarSubquery(Subquery {
+                            subquery: Arc::new(inner),
+                            ..sq
+                        })))
+                    }
+                    Expr::Exists(ref ex) => {
+                        filtered_by_patients |= reads_patients(&ex.subquery.subquery, self.keys);
+                        Ok(Transformed::no(x))
+                    }
+                    Expr::InSubquery(ref i) => {
+                        filtered_by_patients |= reads_patients(&i.subquery.subquery, self.keys);
+                        Ok(Transformed::no(x))
+                    }
+                    Expr::SetComparison(ref c) => {
+                        filtered_by_patients |= reads_patients(&c.subquery.subquery, self.keys);
+                        Ok(Transformed::no(x))
+                    }
+                    Expr::OuterReferenceColumn(..) => {
+                        correlated = true;
+                        Ok(Transformed::no(x))
+                    }
+                    _ => Ok(Transformed::no(x)),
+                })
+            })?
+            .data;
+        if correlated {
+            return Err(refused(
+                "a correlated subquery the engine could not turn into a join".into(),
+            ));
+        }
+        let rewritten = self.rewrite_node(&plan)?;
+        if filtered_by_patients && hidden_columns(rewritten.schema()).is_empty() {
+            return Err(refused(
+                "a table without patients filtered by whether patients' records match it".into(),
+            ));
+        }
+        Ok(rewritten)
+    }
+
+    /// A scalar subquery's plan, its one value made null where fewer
+    /// patients than the threshold stand behind it.
+    fn scalar(&self, plan: &LogicalPlan) -> Result<LogicalPlan> {
+        let rewritten = self.rewrite(plan)?;
+        let schema = rewritten.schema().clone();
+        let mut enough: Option<Expr> = None;
+        for h in hidden_columns(&schema) {
+            let t = schema.field_from_column(&h)?.data_type().clone();
+            let c = Expr::Column(h);
+            let ok = match t {
+                DataType::List(_) => c
+                    .clone()
+                    .is_null()
+                    .or(cardinality(c).gt_eq(lit(self.rule.suppress_below))),
+                _ => c.is_null(),
+            };
+            enough = Some(match enough {
+                Some(e) => e.and(ok),
+                None => ok,
+            });
+        }
+        let Some(enough) = enough else {
+            return Ok(rewritten);
+        };
+        let exprs = schema
+            .iter()
+            .filter(|(_, f)| !f.name().starts_with(HIDDEN))
+            .map(|(q, f)| {
+                Ok(when(
+                    enough.clone(),
+                    Expr::Column(Column::new(q.cloned(), f.name())),
+                )
+                .end()?
+                .alias_qualified(q.cloned(), f.name()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(LogicalPlan::Projection(Projection::try_new(
+            exprs,
+            Arc::new(rewritten),
+        )?))
+    }
+
+    fn rewrite_node(&self, plan: &LogicalPlan) -> Result<LogicalPlan> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                // The catalog describes tables; it holds no record.
+                if matches!(
+                    scan.table_name.schema(),
+                    Some("information_schema" | "pg_catalog")
+                ) {
+                    return Ok(plan.clone());
+                }
+                let key = match self.keys.get(scan.table_name.table()) {
+                    Some(Some(key)) => key,
+                    Some(None) => return Ok(plan.clone()),
+                    None => {
+                        return Err(refused(format!(
+                            "{} is not a table the session knows whether patients stand behind",
+                            scan.table_name
+                        )))
+                    }
+                };
+                let source_schema = scan.source.schema();
+                let Ok(at) = source_schema.index_of(key) else {
+                    return Err(refused(format!(
+                        "{} has no {key} column to count its patients by",
+                        scan.table_name
+                    )));
+                };
+                let projection = scan.projection.clone().map(|mut p| {
+                    if !p.contains(&at) {
+                        p.push(at);
+                    }
+                    p
+                });
+                let wider = TableScanBuilder::new(scan.table_name.clone(), scan.source.clone())
+                    .with_projection(projection)
+                    .with_filters(scan.filters.clone())
+                    .with_fetch(scan.fetch)
+                    .build()?;
+                let mut exprs = columns(&scan.projected_schema);
+                // The key as stored: a cast would copy every row's key,
+                // and the aggregate reads each kind of string as it is.
+                exprs.push(
+                    Expr::Column(Column::new(Some(scan.table_name.clone()), key))
+                        .alias(self.name()),
+                );
+                Ok(LogicalPlan::Projection(Projection::try_new(
+                    exprs,
+                    Arc::new(LogicalPlan::TableScan(wider)),
+                )?))
+            }
+            LogicalPlan::Projection(p) => {
+                let input = self.rewrite(&p.input)?;
+                let mut exprs = p.expr.clone();
+                exprs.extend(hidden_columns(input.schema()).into_iter().map(Expr::Column));
+                Ok(LogicalPlan::Projection(Projection::try_new(
+                    exprs,
+                    Arc::new(input),
+                )?))
+            }
+            LogicalPlan::Filter(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Limit(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::Repartition(_) => {
+                let input = self.rewrite(plan.inputs()[0])?;
+                plan.with_new_exprs(plan.expressions(), vec![input])?
+                    .recompute_schema()
+            }
+            LogicalPlan::Window(w) => {
+                let input = self.rewrite(&w.input)?;
+                let window = Window::try_new(w.window_expr.clone(), Arc::new(input))?;
+                // A count over a window is a count like any other; a row's
+                // position (row_number, rank) is not, and stays exact so
+                // that `WHERE rank = 1` still picks each patient's first.
+                let first = window.schema.fields().len() - window.window_expr.len();
+                let counting: BTreeSet<usize> = window
+                    .window_expr
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| {
+                        matches!(unalias(e), Expr::WindowFunction(f) if COUNTING.contains(&f.fun.name()))
+                    })
+                    .map(|(k, _)| first + k)
+                    .collect();
+                self.disclose_outputs(LogicalPlan::Window(window), &counting)
+            }
+            LogicalPlan::Aggregate(a) => self.aggregate(a),
+            LogicalPlan::Join(j) => {
+                let keeps_left_only = matches!(
+                    j.join_type,
+                    JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark
+                );
+                let keeps_right_only = matches!(
+                    j.join_type,
+                    JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark
+                );
+                let (left, right) = if keeps_left_only {
+                    (self.rewrite(&j.left)?, j.right.as_ref().clone())
+                } else if keeps_right_only {
+                    (j.left.as_ref().clone(), self.rewrite(&j.right)?)
+                } else {
+                    (self.rewrite(&j.left)?, self.rewrite(&j.right)?)
+                };
+                // A semi or anti join keeps one side's rows for whether the
+                // other side matched. Where the kept side names no patient,
+                // the answer would be about the other side's patients with
+                // none of them counted: refused.
+                let (kept, other) = if keeps_left_only {
+                    (Some(&left), &j.right)
+                } else if keeps_right_only {
+                    (Some(&right), &j.left)
+                } else {
+                    (None, &j.left)
+                };
+                if let Some(kept) = kept {
+                    if hidden_columns(kept.schema()).is_empty() && reads_patients(other, self.keys)
+                    {
+                        return Err(refused(
+                            "a table without patients filtered by whether patients' records match it"
+                                .into(),
+                        ));
+                    }
+                }
+                plan.with_new_exprs(plan.expressions(), vec![left, right])?
+                    .recompute_schema()
+            }
+            LogicalPlan::Union(u) => {
+                let inputs: Vec<LogicalPlan> = u
+                    .inputs
+                    .iter()
+                    .map(|i| self.rewrite(i))
+                    .collect::<Result<_>>()?;
+                let mut slots: Vec<(String, DataType)> = Vec::new();
+                for i in &inputs {
+                    for (_, f) in i.schema().iter() {
+                        if f.name().starts_with(HIDDEN) {
+                            slots.push((f.name().clone(), f.data_type().clone()));
+                        }
+                    }
+                }
+                let aligned = inputs
+                    .into_iter()
+                    .map(|i| {
+                        let schema = i.schema().clone();
+                        let mut exprs: Vec<Expr> = schema
+                            .iter()
+                            .filter(|(_, f)| !f.name().starts_with(HIDDEN))
+                            .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+                            .collect();
+                        for (name, t) in &slots {
+                            let own = schema
+                                .iter()
+                                .find(|(_, f)| f.name() == name)
+                                .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())));
+                            exprs.push(match own {
+                                Some(c) => c,
+                                None => Expr::Literal(ScalarValue::try_from(t)?, None)
+                                    .alias(name.as_str()),
+                            });
+                        }
+                        Ok(Arc::new(LogicalPlan::Projection(Projection::try_new(
+                            exprs,
+                            Arc::new(i),
+                        )?)))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(LogicalPlan::Union(Union::try_new(aligned)?))
+            }
+            LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => Ok(plan.clone()),
+            LogicalPlan::Analyze(_) => Err(refused(
+                "EXPLAIN ANALYZE reports how many rows each step found".into(),
+            )),
+            other => Err(refused(format!(
+                "a plan step the instance cannot count patients through ({})",
+                other.display()
+            ))),
+        }
+    }
+
+    fn aggregate(&self, a: &Aggregate) -> Result<LogicalPlan> {
+        for e in &a.aggr_expr {
+            if let Expr::AggregateFunction(f) = unalias(e) {
+                if LISTING.contains(&f.func.name()) {
+                    return Err(refused(format!(
+                        "{} returns the rows' own values",
+                        f.func.name()
+                    )));
+                }
+            }
+        }
+        let input = self.rewrite(&a.input)?;
+        let mut aggr = a.aggr_expr.clone();
+        for c in hidden_columns(input.schema()) {
+            let t = input.schema().field_from_column(&c)?.data_type().clone();
+            let name = c.name.clone();
+            aggr.push(
+                patients_behind(&t, self.rule.suppress_below)?
+                    .call(vec![Expr::Column(c)])
+                    .alias(name),
+            );
+        }
+        let aggregate = Aggregate::try_new(Arc::new(input), a.group_expr.clone(), aggr)?;
+        // Round the counts where they are computed.
+        let first_aggregate = aggregate.schema.fields().len() - aggregate.aggr_expr.len();
+        let counting: BTreeSet<usize> = aggregate
+            .aggr_expr
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| {
+                matches!(unalias(e), Expr::AggregateFunction(f) if COUNTING.contains(&f.func.name()))
+            })
+            .map(|(k, _)| first_aggregate + k)
+            .collect();
+        self.disclose_outputs(LogicalPlan::Aggregate(aggregate), &counting)
+    }
+
+    /// `plan` with the rule applied to its outputs at `counting`, under the
+    /// same names, so that what reads them reads the disclosed figure.
+    fn disclose_outputs(
+        &self,
+        plan: LogicalPlan,
+        counting: &BTreeSet<usize>,
+    ) -> Result<LogicalPlan> {
+        if counting.is_empty() {
+            return Ok(plan);
+        }
+        let schema = plan.schema().clone();
+        let exprs = schema
+            .iter()
+            .enumerate()
+            .map(|(i, (q, f))| {
+                let c = Expr::Column(Column::new(q.cloned(), f.name()));
+                if counting.contains(&i) {
+                    Ok(disclosed(c, f.data_type(), self.rule)?
+                        .alias_qualified(q.cloned(), f.name()))
+                } else {
+                    Ok(c)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(LogicalPlan::Projection(Projection::try_new(
+            exprs,
+            Arc::new(plan),
+        )?))
+    }
+}
+
+fn unalias(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(a) => unalias(&a.expr),
+        e => e,
+    }
+}
+
+/// `c` with the rule applied: 1 to `suppress_below - 1` null, others
+/// rounded to `round_to`, in `c`'s own type.
+fn disclosed(c: Expr, t: &DataType, rule: Disclosure) -> Result<Expr> {
+    let float = matches!(t, DataType::Float16 | DataType::Float32 | DataType::Float64);
+    let (inner, name) = if float {
+        (DataType::Float64, "disclosed_float")
+    } else {
+        (DataType::Int64, "disclosed")
+    };
+    let f = move |args: &[ColumnarValue]| -> Result<ColumnarValue> {
+        let a = ColumnarValue::values_to_arrays(args)?;
+        let out: ArrayRef = if float {
+            let v = a[0].as_primitive::<Float64Type>();
+            Arc::new(
+                v.iter()
+                    .map(|x| x.and_then(|x| disclose_f64(x, rule)))
+                    .collect::<Float64Array>(),
+            )
+        } else {
+            let v = a[0].as_primitive::<Int64Type>();
+            Arc::new(
+                v.iter()
+                    .map(|x| x.and_then(|x| disclose_i64(x, rule)))
+                    .collect::<Int64Array>(),
+            )
+        };
+        Ok(ColumnarValue::Array(out))
+    };
+    let udf: ScalarUDF = create_udf(
+        name,
+        vec![inner.clone()],
+        inner.clone(),
+        Volatility::Immutable,
+        Arc::new(f),
+    );
+    Ok(cast_expr(udf.call(vec![cast_expr(c, inner)]), t.clone()))
+}
+
+pub(crate) fn disclose_i64(x: i64, rule: Disclosure) -> Option<i64> {
+    if x >= 1 && (x as u64) < rule.suppress_below {
+        return None;
+    }
+    Some(crate::disclosure::round(x, rule.round_to))
+}
+
+fn disclose_f64(x: f64, rule: Disclosure) -> Option<f64> {
+    if x > 0.0 && x < rule.suppress_below as f64 {
+        return None;
+    }
+    let to = rule.round_to.max(1) as f64;
+    Some((x / to).round() * to)
+}
+
+/// The aggregate that unions the patients behind a group's rows, keeping at
+/// most `cap`: its input is a patient's key (a scan's component) or a set
+/// (an aggregate's).
+fn patients_behind(_input: &DataType, cap: u64) -> Result<AggregateUDF> {
+    Ok(AggregateUDF::from(PatientsBehind {
+        signature: Signature::any(1, Volatility::Immutable),
+        cap: cap.max(1) as usize,
+    }))
+}
+
+fn set_type() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PatientsBehind {
+    signature: Signature,
+    cap: usize,
+}
+
+impl AggregateUDFImpl for PatientsBehind {
+    fn name(&self) -> &str {
+        "patients_behind"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(set_type())
+    }
+
+    fn accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(Behind::new(self.cap)))
+    }
+
+    fn groups_accumulator_supported(&self, _: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(BehindGroups {
+            cap: self.cap,
+            sets: Vec::new(),
+            seen: Vec::new(),
+        }))
+    }
+}
+
+/// Call `f(row, key)` for every patient key in `values` (one per row for a
+/// scan's keys, several for an aggregate's sets), and `none(row)` for a row
+/// with none. `skip(row)` says a row need not be read (its group has enough).
+fn each_key(
+    values: &ArrayRef,
+    mut skip: impl FnMut(usize) -> bool,
+    mut f: impl FnMut(usize, &str),
+) -> Result<()> {
+    match values.data_type() {
+        DataType::List(_) => {
+            let lists = values.as_list::<i32>();
+            for row in 0..lists.len() {
+                if lists.is_null(row) || skip(row) {
+                    continue;
+                }
+                let keys = cast(&lists.value(row), &DataType::Utf8)?;
+                for k in keys.as_string::<i32>().iter().flatten() {
+                    f(row, k);
+                }
+            }
+        }
+        DataType::Utf8View => {
+            let keys = values.as_string_view();
+            for row in 0..keys.len() {
+                if keys.is_null(row) || skip(row) {
+                    continue;
+                }
+                f(row, keys.value(row));
+            }
+        }
+        DataType::Utf8 => {
+            let keys = values.as_string::<i32>();
+            for row in 0..keys.len() {
+                if keys.is_null(row) || skip(row) {
+                    continue;
+                }
+                f(row, keys.value(row));
+            }
+        }
+        _ => {
+            let text = cast(values, &DataType::Utf8)?;
+            return each_key(&text, skip, f);
+        }
+    }
+    Ok(())
+}
+
+/// Whether a row carries a patient at all (a null key, or a group with
+/// none, stands behind no patient).
+fn carries(values: &ArrayRef, row: usize) -> bool {
+    !values.is_null(row)
+}
+
+fn add_key(set: &mut Vec<String>, cap: usize, key: &str) {
+    if set.len() < cap && !set.iter().any(|k| k == key) {
+        set.push(key.to_string());
+    }
+}
+
+fn set_array(sets: Vec<Vec<String>>, seen: Vec<bool>) -> ArrayRef {
+    let mut lengths = Vec::with_capacity(sets.len());
+    let mut keys = Vec::new();
+    for set in &sets {
+        lengths.push(set.len());
+        keys.extend(set.iter().map(String::as_str));
+    }
+    let nulls = datafusion::arrow::buffer::NullBuffer::from(seen);
+    Arc::new(ListArray::new(
+        Arc::new(Field::new_list_field(DataType::Utf8, true)),
+        datafusion::arrow::buffer::OffsetBuffer::from_lengths(lengths),
+        Arc::new(StringArray::from(keys)),
+        Some(nulls),
+    ))
+}
+
+/// [`Behind`] for many groups at once, the way the engine aggregates.
+struct BehindGroups {
+    cap: usize,
+    sets: Vec<Vec<String>>,
+    seen: Vec<bool>,
+}
+
+impl BehindGroups {
+    fn add(
+        &mut self,
+        values: &ArrayRef,
+        groups: &[usize],
+        filter: Option<&BooleanArray>,
+        n: usize,
+    ) -> Result<()> {
+        self.sets.resize_with(n, Vec::new);
+        self.seen.resize(n, false);
+        let cap = self.cap;
+        let wanted = |row: usize| filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+        for (row, &g) in groups.iter().enumerate() {
+            if wanted(row) && carries(values, row) {
+                self.seen[g] = true;
+            }
+        }
+        // A group with enough patients is not read again: most rows of a
+        // large group cost one comparison.
+        let sets = std::cell::RefCell::new(&mut self.sets);
+        each_key(
+            values,
+            |row| !wanted(row) || sets.borrow()[groups[row]].len() >= cap,
+            |row, key| add_key(&mut sets.borrow_mut()[groups[row]], cap, key),
+        )
+    }
+}
+
+impl GroupsAccumulator for BehindGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.add(&values[0], group_indices, opt_filter, total_num_groups)
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.add(&values[0], group_indices, None, total_num_groups)
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let sets = emit_to.take_needed(&mut self.sets);
+        let seen = emit_to.take_needed(&mut self.seen);
+        Ok(set_array(sets, seen))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.evaluate(emit_to)?])
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let rows = values[0].len();
+        let mut sets: Vec<Vec<String>> = vec![Vec::new(); rows];
+        let mut seen = vec![false; rows];
+        let wanted = |row: usize| opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+        for (row, s) in seen.iter_mut().enumerate() {
+            *s = wanted(row) && carries(&values[0], row);
+        }
+        let cap = self.cap;
+        each_key(
+            &values[0],
+            |row| !wanted(row),
+            |row, key| add_key(&mut sets[row], cap, key),
+        )?;
+        Ok(vec![set_array(sets, seen)])
+    }
+
+    fn size(&self) -> usize {
+        self.sets.capacity() * std::mem::size_of::<Vec<String>>()
+            + self
+                .sets
+                .iter()
+                .flat_map(|s| s.iter())
+                .map(|k| k.capacity() + std::mem::size_of::<String>())
+                .sum::<usize>()
+            + self.seen.capacity()
+    }
+}
+
+/// Distinct patients seen, up to `cap`; `seen` says whether any row had a
+/// patient at all (a group of rows with none stands behind no patient, and
+/// is not withheld).
+#[derive(Debug)]
+struct Behind {
+    cap: usize,
+    set: Vec<String>,
+    seen: bool,
+}
+
+impl Behind {
+    fn new(cap: usize) -> Behind {
+        Behind {
+            cap,
+            set: Vec::new(),
+            seen: false,
+        }
+    }
+
+    fn add_array(&mut self, values: &ArrayRef) -> Result<()> {
+        if (0..values.len()).any(|row| carries(values, row)) {
+            self.seen = true;
+        }
+        let cap = self.cap;
+        let set = &mut self.set;
+        let full = std::cell::Cell::new(set.len() >= cap);
+        each_key(
+            values,
+            |_| full.get(),
+            |_, key| {
+                add_key(set, cap, key);
+                full.set(set.len() >= cap);
+            },
+        )
+    }
+}
+
+impl Accumulator for Behind {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.add_array(&values[0])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.add_array(&states[0])
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![self.evaluate()?])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let list = set_array(vec![self.set.clone()], vec![self.seen]);
+        Ok(ScalarValue::List(Arc::new(list.as_list::<i32>().clone())))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.set.iter().map(|k| k.capacity() + 24).sum::<usize>()
+    }
+}
+
+/// How many patients stand behind each row of `batch`, from its hidden
+/// columns (from `visible` on): the smallest component, or `None` where the
+/// row reads no patient's record.
+fn behind(batch: &RecordBatch, visible: usize) -> Vec<Option<usize>> {
+    let mut out: Vec<Option<usize>> = vec![None; batch.num_rows()];
+    for c in visible..batch.num_columns() {
+        let column = batch.column(c);
+        let sizes: Vec<Option<usize>> = match column.data_type() {
+            DataType::List(_) => {
+                let l = column.as_list::<i32>();
+                (0..l.len())
+                    .map(|i| (!l.is_null(i)).then(|| l.value_length(i) as usize))
+                    .collect()
+            }
+            _ => (0..column.len())
+                .map(|i| (!column.is_null(i)).then_some(1))
+                .collect(),
+        };
+        for (o, s) in out.iter_mut().zip(sizes) {
+            if let Some(s) = s {
+                *o = Some(o.map_or(s, |m| m.min(s)));
+            }
+        }
+    }
+    out
+}
+
+/// Which rows to withhold, those behind fewer than `k` patients (none when
+/// the rows stay inside the instance), and the answer without its hidden
+/// columns.
+pub(crate) fn withhold(
+    batches: Vec<RecordBatch>,
+    visible: usize,
+    k: u64,
+    release_rows: bool,
+) -> Result<(Vec<RecordBatch>, Vec<bool>)> {
+    let mut withheld = Vec::new();
+    let mut out = Vec::with_capacity(batches.len());
+    let shown: Vec<usize> = (0..visible).collect();
+    for b in batches {
+        withheld.extend(
+            behind(&b, visible)
+                .into_iter()
+                .map(|n| !release_rows && n.is_some_and(|n| (n as u64) < k)),
+        );
+        out.push(b.project(&shown)?);
+    }
+    Ok((out, withheld))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::Schema;
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+
+    const RULE: Disclosure = Disclosure {
+        suppress_below: 8,
+        round_to: 5,
+    };
+
+    /// Stays: ward A has 10 patients, ward B one patient with 12 stays.
+    async fn context() -> SessionContext {
+        let mut patients = Vec::new();
+        let mut wards = Vec::new();
+        let mut days = Vec::new();
+        for p in 0..10 {
+            patients.push(format!("p{p}"));
+            wards.push("A".to_string());
+            days.push(p as i64);
+        }
+        for d in 0..12 {
+            patients.push("lonely".to_string());
+            wards.push("B".to_string());
+            days.push(d);
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("patient_id", DataType::Utf8, true),
+            Field::new("ward", DataType::Utf8, true),
+            Field::new("days", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(patients)),
+                Arc::new(StringArray::from(wards)),
+                Arc::new(Int64Array::from(days)),
+            ],
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_table(
+            "stay",
+            Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+        )
+        .unwrap();
+        ctx
+    }
+
+    /// The answer to `sql` with the patients behind each row: (rows as
+    /// text, patients behind each).
+    async fn answer(sql: &str) -> Vec<(String, Option<usize>)> {
+        let ctx = context().await;
+        let keys: PatientKeys = [("stay".to_string(), Some("patient_id".to_string()))].into();
+        let state = ctx.state();
+        let plan = state
+            .optimize(&ctx.sql(sql).await.unwrap().into_unoptimized_plan())
+            .unwrap();
+        let protected = protect(&plan, &keys, RULE).unwrap();
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&protected.plan, &state)
+            .await
+            .unwrap();
+        let batches = datafusion::physical_plan::collect(physical, state.task_ctx())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for b in batches {
+            let n = behind(&b, protected.visible);
+            let shown = b
+                .project(&(0..protected.visible).collect::<Vec<_>>())
+                .unwrap();
+            let text = datafusion::arrow::util::pretty::pretty_format_batches(&[shown])
+                .unwrap()
+                .to_string();
+            let lines: Vec<&str> = text
+                .lines()
+                .skip(3)
+                .filter(|l| !l.starts_with('+'))
+                .collect();
+            out.extend(lines.iter().map(|l| l.to_string()).zip(n));
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_group_counts_its_distinct_patients_not_its_rows() {
+        let got = answer("SELECT ward, count(*) AS n FROM stay GROUP BY ward").await;
+        assert_eq!(got.len(), 2);
+        // Ward A: ten patients, ten stays, rounded. Ward B: twelve stays of
+        // one patient, so one patient behind it.
+        assert!(got[0].0.contains("| A    | 10 |"), "{got:?}");
+        assert_eq!(got[0].1, Some(8));
+        assert!(got[1].0.contains("| B    | 10 |"), "{got:?}");
+        assert_eq!(got[1].1, Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_count_is_rounded_before_the_query_does_arithmetic_with_it() {
+        let got = answer(
+            "SELECT count(*) FILTER (WHERE ward = 'A' AND days < 3) * 1000 + 7 AS n FROM stay",
+        )
+        .await;
+        // Three stays: null where counted, so null after the arithmetic.
+        assert!(got[0].0.contains("|   |"), "{got:?}");
+        assert_eq!(got[0].1, Some(8));
+    }
+
+    #[tokio::test]
+    async fn a_row_joined_to_a_total_stands_behind_its_own_patient() {
+        let got = answer(
+            "SELECT s.ward, t.total FROM stay s CROSS JOIN (SELECT count(*) AS total FROM stay) t",
+        )
+        .await;
+        assert_eq!(got.len(), 22);
+        assert!(got.iter().all(|(_, n)| *n == Some(1)), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_scalar_subquery_behind_one_patient_answers_null() {
+        let got = answer(
+            "SELECT (SELECT max(days) FROM stay WHERE patient_id = 'lonely') AS d, \
+             (SELECT max(days) FROM stay) AS all_days",
+        )
+        .await;
+        assert!(got[0].0.contains("|   | 11       |"), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn listing_aggregates_and_row_counting_explains_are_refused() {
+        let ctx = context().await;
+        let keys: PatientKeys = [("stay".to_string(), Some("patient_id".to_string()))].into();
+        for sql in [
+            "SELECT ward, array_agg(patient_id) FROM stay GROUP BY ward",
+            "SELECT string_agg(patient_id, ',') FROM stay",
+            "EXPLAIN ANALYZE SELECT count(*) FROM stay",
+        ] {
+            let plan = ctx
+                .state()
+                .optimize(&ctx.sql(sql).await.unwrap().into_unoptimized_plan());
+            let refused = plan.and_then(|p| protect(&p, &keys, RULE).map(|_| ()));
+            assert!(refused.is_err(), "{sql}");
+        }
+    }
+}
