@@ -214,7 +214,9 @@ fn a_federated_question_is_answered_declined_and_missed_as_it_should_be() {
         }
         cells += 1;
     }
-    assert!(cells >= 6, "{answer}");
+    // Groups fewer than the threshold's patients stand behind are
+    // withheld by each member, not sent as suppressed cells.
+    assert!(cells >= 3, "{answer}");
 
     // The second trust's IG lead withdraws the approval; the third is down.
     fdp_ok!(
