@@ -58,7 +58,7 @@ pub(crate) const HIDDEN: &str = "__fdp_patients_behind_";
 
 /// Aggregates whose result is a count, or adds counts up: computed, they
 /// are rounded and small ones made null before anything else sees them.
-const COUNTING: &[&str] = &["count", "sum", "approx_distinct", "regr_count"];
+pub(crate) const COUNTING: &[&str] = &["count", "sum", "approx_distinct", "regr_count"];
 
 /// Aggregates that return the rows' own values as a list or a string:
 /// under a secondary purpose they would release rows, so they are refused.
@@ -80,6 +80,13 @@ fn refused(why: String) -> DataFusionError {
     DataFusionError::Plan(format!(
         "{why}; under planning and research an answer must be one the instance can count the patients behind"
     ))
+}
+
+/// Rows that name no patient, kept or dropped by whether patients' records
+/// match them (`EXISTS`, `IN`, a semi join): the answer is about those
+/// patients, with none of them counted.
+fn filtered_by_uncounted_patients() -> DataFusionError {
+    refused("a table without patients filtered by whether patients' records match it".into())
 }
 
 /// Rewrite an optimised plan so that its answer carries the patients behind
@@ -216,9 +223,7 @@ impl Rewriter<'_> {
         }
         let rewritten = self.rewrite_node(&plan)?;
         if filtered_by_patients && hidden_columns(rewritten.schema()).is_empty() {
-            return Err(refused(
-                "a table without patients filtered by whether patients' records match it".into(),
-            ));
+            return Err(filtered_by_uncounted_patients());
         }
         Ok(rewritten)
     }
@@ -339,16 +344,7 @@ impl Rewriter<'_> {
                 // A count over a window is a count like any other; a row's
                 // position (row_number, rank) is not, and stays exact so
                 // that `WHERE rank = 1` still picks each patient's first.
-                let first = window.schema.fields().len() - window.window_expr.len();
-                let counting: BTreeSet<usize> = window
-                    .window_expr
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, e)| {
-                        matches!(unalias(e), Expr::WindowFunction(f) if COUNTING.contains(&f.fun.name()))
-                    })
-                    .map(|(k, _)| first + k)
-                    .collect();
+                let counting = counting_outputs(&window.schema, &window.window_expr);
                 self.disclose_outputs(LogicalPlan::Window(window), &counting)
             }
             LogicalPlan::Aggregate(a) => self.aggregate(a),
@@ -382,10 +378,7 @@ impl Rewriter<'_> {
                 if let Some(kept) = kept {
                     if hidden_columns(kept.schema()).is_empty() && reads_patients(other, self.keys)
                     {
-                        return Err(refused(
-                            "a table without patients filtered by whether patients' records match it"
-                                .into(),
-                        ));
+                        return Err(filtered_by_uncounted_patients());
                     }
                 }
                 plan.with_new_exprs(plan.expressions(), vec![left, right])?
@@ -457,27 +450,14 @@ impl Rewriter<'_> {
         }
         let input = self.rewrite(&a.input)?;
         let mut aggr = a.aggr_expr.clone();
+        let union = patients_behind(self.rule.suppress_below);
         for c in hidden_columns(input.schema()) {
-            let t = input.schema().field_from_column(&c)?.data_type().clone();
             let name = c.name.clone();
-            aggr.push(
-                patients_behind(&t, self.rule.suppress_below)?
-                    .call(vec![Expr::Column(c)])
-                    .alias(name),
-            );
+            aggr.push(union.call(vec![Expr::Column(c)]).alias(name));
         }
         let aggregate = Aggregate::try_new(Arc::new(input), a.group_expr.clone(), aggr)?;
         // Round the counts where they are computed.
-        let first_aggregate = aggregate.schema.fields().len() - aggregate.aggr_expr.len();
-        let counting: BTreeSet<usize> = aggregate
-            .aggr_expr
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| {
-                matches!(unalias(e), Expr::AggregateFunction(f) if COUNTING.contains(&f.func.name()))
-            })
-            .map(|(k, _)| first_aggregate + k)
-            .collect();
+        let counting = counting_outputs(&aggregate.schema, &aggregate.aggr_expr);
         self.disclose_outputs(LogicalPlan::Aggregate(aggregate), &counting)
     }
 
@@ -510,6 +490,26 @@ impl Rewriter<'_> {
             Arc::new(plan),
         )?))
     }
+}
+
+/// The positions, in a node's output, of those of its last `exprs`
+/// (aggregates or window functions, which come after the node's other
+/// outputs) that count.
+fn counting_outputs(schema: &DFSchemaRef, exprs: &[Expr]) -> BTreeSet<usize> {
+    let first = schema.fields().len() - exprs.len();
+    exprs
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            let name = match unalias(e) {
+                Expr::AggregateFunction(f) => f.func.name(),
+                Expr::WindowFunction(f) => f.fun.name(),
+                _ => return false,
+            };
+            COUNTING.contains(&name)
+        })
+        .map(|(k, _)| first + k)
+        .collect()
 }
 
 fn unalias(e: &Expr) -> &Expr {
@@ -575,11 +575,11 @@ fn disclose_f64(x: f64, rule: Disclosure) -> Option<f64> {
 /// The aggregate that unions the patients behind a group's rows, keeping at
 /// most `cap`: its input is a patient's key (a scan's component) or a set
 /// (an aggregate's).
-fn patients_behind(_input: &DataType, cap: u64) -> Result<AggregateUDF> {
-    Ok(AggregateUDF::from(PatientsBehind {
+fn patients_behind(cap: u64) -> AggregateUDF {
+    AggregateUDF::from(PatientsBehind {
         signature: Signature::any(1, Volatility::Immutable),
         cap: cap.max(1) as usize,
-    }))
+    })
 }
 
 fn set_type() -> DataType {

@@ -25,6 +25,7 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::Result;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 
+use crate::behind::COUNTING;
 use crate::policy::Disclosure;
 
 /// What disclosure control did to one result.
@@ -113,23 +114,9 @@ fn trace(plan: &LogicalPlan, i: usize) -> Traced {
                 };
             };
             match unalias(e) {
-                Expr::AggregateFunction(f)
-                    if matches!(
-                        f.func.name(),
-                        "count" | "sum" | "approx_distinct" | "regr_count"
-                    ) =>
-                {
-                    Traced::Count
-                }
+                Expr::AggregateFunction(f) if COUNTING.contains(&f.func.name()) => Traced::Count,
                 // The largest of several counts is a count.
-                Expr::AggregateFunction(f)
-                    if f.params
-                        .args
-                        .iter()
-                        .any(|arg| matches!(trace_expr(&a.input, arg), Traced::Count)) =>
-                {
-                    Traced::Count
-                }
+                Expr::AggregateFunction(f) if any_count(&a.input, &f.params.args) => Traced::Count,
                 Expr::AggregateFunction(_) => Traced::NotCount,
                 _ => Traced::Unknown,
             }
@@ -143,27 +130,15 @@ fn trace(plan: &LogicalPlan, i: usize) -> Traced {
                 // A count over a window, and a row's place in one (its
                 // number is how many rows came before it).
                 Expr::WindowFunction(f)
-                    if matches!(
-                        f.fun.name(),
-                        "count"
-                            | "sum"
-                            | "approx_distinct"
-                            | "row_number"
-                            | "rank"
-                            | "dense_rank"
-                            | "ntile"
-                    ) =>
+                    if COUNTING.contains(&f.fun.name())
+                        || matches!(
+                            f.fun.name(),
+                            "row_number" | "rank" | "dense_rank" | "ntile"
+                        ) =>
                 {
                     Traced::Count
                 }
-                Expr::WindowFunction(f)
-                    if f.params
-                        .args
-                        .iter()
-                        .any(|a| matches!(trace_expr(&w.input, a), Traced::Count)) =>
-                {
-                    Traced::Count
-                }
+                Expr::WindowFunction(f) if any_count(&w.input, &f.params.args) => Traced::Count,
                 Expr::WindowFunction(_) => Traced::NotCount,
                 _ => Traced::Unknown,
             }
@@ -178,6 +153,12 @@ fn trace(plan: &LogicalPlan, i: usize) -> Traced {
         },
         _ => Traced::Unknown,
     }
+}
+
+/// Whether any of a function's arguments, read over `input`, is a count.
+fn any_count(input: &LogicalPlan, args: &[Expr]) -> bool {
+    args.iter()
+        .any(|a| matches!(trace_expr(input, a), Traced::Count))
 }
 
 fn unalias(e: &Expr) -> &Expr {

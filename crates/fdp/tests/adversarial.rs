@@ -127,6 +127,17 @@ fn class_2_kept(query: &str, aggregate: bool, rows: &[Row], planted: &[String]) 
     }
 }
 
+/// The `rows` of an answer (the JSON API's, or psycopg's through
+/// `pg_batch`), which must be there.
+fn rows_of(query: &str, answer: &Value) -> Vec<Row> {
+    answer["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{query}: {answer}"))
+        .iter()
+        .map(|r| r.as_object().unwrap().clone())
+        .collect()
+}
+
 /// A CSV file's rows as JSON objects (no field in these answers holds a
 /// comma or a quote).
 fn csv_rows(body: &str) -> Vec<Row> {
@@ -222,16 +233,8 @@ async fn class_2_nothing_leaves_under_planning_that_fewer_patients_than_the_thre
         // Answered, with the protection applied: not refused, which would
         // show nothing about what disclosure control does.
         assert_eq!(status, 200, "{query}: {answer}");
-        {
-            let v: Value = serde_json::from_str(&answer).unwrap();
-            let rows: Vec<Row> = v["rows"]
-                .as_array()
-                .unwrap_or_else(|| panic!("{query}: {answer}"))
-                .iter()
-                .map(|r| r.as_object().unwrap().clone())
-                .collect();
-            class_2_kept(query, *aggregate, &rows, &planted);
-        }
+        let v: Value = serde_json::from_str(&answer).unwrap();
+        class_2_kept(query, *aggregate, &rows_of(query, &v), &planted);
         let export = http_request(server.http, "POST", "/export", Some(&token), Some(&body));
         assert_eq!(export.status, 200, "{query}: {}", export.body);
         class_2_kept(query, *aggregate, &csv_rows(&export.body), &planted);
@@ -278,13 +281,7 @@ async fn class_2_nothing_leaves_under_planning_that_fewer_patients_than_the_thre
         .as_array()
         .unwrap_or_else(|| panic!("{:?}", wire[0]));
     for ((query, aggregate), r) in CLASS_2_ATTACKS.iter().zip(results) {
-        let rows: Vec<Row> = r["rows"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{query}: {r}"))
-            .iter()
-            .map(|r| r.as_object().unwrap().clone())
-            .collect();
-        class_2_kept(query, *aggregate, &rows, &planted);
+        class_2_kept(query, *aggregate, &rows_of(query, r), &planted);
     }
     assert_eq!(
         results[0]["rows"],

@@ -510,12 +510,7 @@ fn class_2_a_federated_answer_is_never_row_level() {
         ),
     ];
     for (name, sql) in questions {
-        let file = dir.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &file,
-            format!("name = \"{name}\"\nversion = 1\npurpose = \"planning\"\nsql = \"{sql}\"\n"),
-        )
-        .unwrap();
+        let file = question(dir.path(), &format!("{name}.toml"), name, sql);
         fdp_ok!(
             "peer",
             "approve",
