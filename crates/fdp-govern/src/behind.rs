@@ -33,10 +33,11 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray, RecordBatch,
-    StringArray,
+    UInt64Array,
 };
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, UInt64Type};
+use datafusion::common::hash_utils::{create_hashes, RandomState};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchemaRef, ExprSchema, ScalarValue};
 use datafusion::error::{DataFusionError, Result};
@@ -582,9 +583,16 @@ fn patients_behind(cap: u64) -> AggregateUDF {
     })
 }
 
+/// A set of patients: each patient's key reduced to 64 bits. Two patients
+/// whose keys hash alike count as one, which can only make a group look
+/// smaller than it is: the safe direction.
 fn set_type() -> DataType {
-    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+    DataType::List(Arc::new(Field::new_list_field(DataType::UInt64, true)))
 }
+
+/// The hash a patient's key is counted by. Fixed, so that every partition
+/// of one query hashes a key alike; sets never leave the instance.
+const KEY_HASH: RandomState = RandomState::with_seed(0x6f70_656e_6664_7021);
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct PatientsBehind {
@@ -606,7 +614,7 @@ impl AggregateUDFImpl for PatientsBehind {
     }
 
     fn accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(Behind::new(self.cap)))
+        Ok(Box::new(Behind(Sets::new(self.cap))))
     }
 
     fn groups_accumulator_supported(&self, _: AccumulatorArgs) -> bool {
@@ -614,123 +622,170 @@ impl AggregateUDFImpl for PatientsBehind {
     }
 
     fn create_groups_accumulator(&self, _: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(BehindGroups {
-            cap: self.cap,
-            sets: Vec::new(),
-            seen: Vec::new(),
-        }))
+        Ok(Box::new(BehindGroups(Sets::new(self.cap))))
     }
 }
 
-/// Call `f(row, key)` for every patient key in `values` (one per row for a
-/// scan's keys, several for an aggregate's sets), and `none(row)` for a row
-/// with none. `skip(row)` says a row need not be read (its group has enough).
-fn each_key(
+/// Call `f(row, patient)` for every patient in `values`: one per row for a
+/// scan's keys (hashed), several for an aggregate's sets. Rows with none,
+/// and rows `skip(row)` says need not be read (their group has enough), are
+/// passed over; a batch whose every row is skipped is not hashed at all.
+fn each_patient(
     values: &ArrayRef,
-    mut skip: impl FnMut(usize) -> bool,
-    mut f: impl FnMut(usize, &str),
+    skip: impl Fn(usize) -> bool,
+    mut f: impl FnMut(usize, u64),
 ) -> Result<()> {
-    match values.data_type() {
-        DataType::List(_) => {
-            let lists = values.as_list::<i32>();
-            for row in 0..lists.len() {
-                if lists.is_null(row) || skip(row) {
-                    continue;
-                }
-                let keys = cast(&lists.value(row), &DataType::Utf8)?;
-                for k in keys.as_string::<i32>().iter().flatten() {
+    let wanted = |row: usize| !values.is_null(row) && !skip(row);
+    if let DataType::List(_) = values.data_type() {
+        let lists = values.as_list::<i32>();
+        let offsets = lists.value_offsets();
+        let keys = lists.values().as_primitive::<UInt64Type>().values();
+        for row in 0..lists.len() {
+            if wanted(row) {
+                for &k in &keys[offsets[row] as usize..offsets[row + 1] as usize] {
                     f(row, k);
                 }
             }
         }
-        DataType::Utf8View => {
-            let keys = values.as_string_view();
-            for row in 0..keys.len() {
-                if keys.is_null(row) || skip(row) {
-                    continue;
-                }
-                f(row, keys.value(row));
-            }
-        }
-        DataType::Utf8 => {
-            let keys = values.as_string::<i32>();
-            for row in 0..keys.len() {
-                if keys.is_null(row) || skip(row) {
-                    continue;
-                }
-                f(row, keys.value(row));
-            }
-        }
-        _ => {
-            let text = cast(values, &DataType::Utf8)?;
-            return each_key(&text, skip, f);
+        return Ok(());
+    }
+    let Some(first) = (0..values.len()).find(|&row| wanted(row)) else {
+        return Ok(());
+    };
+    let mut hashes = vec![0u64; values.len()];
+    create_hashes([values], &KEY_HASH, &mut hashes)?;
+    for row in first..values.len() {
+        if wanted(row) {
+            f(row, hashes[row]);
         }
     }
     Ok(())
 }
 
-/// Whether a row carries a patient at all (a null key, or a group with
-/// none, stands behind no patient).
-fn carries(values: &ArrayRef, row: usize) -> bool {
-    !values.is_null(row)
-}
-
-fn add_key(set: &mut Vec<String>, cap: usize, key: &str) {
-    if set.len() < cap && !set.iter().any(|k| k == key) {
-        set.push(key.to_string());
-    }
-}
-
-fn set_array(sets: Vec<Vec<String>>, seen: Vec<bool>) -> ArrayRef {
-    let mut lengths = Vec::with_capacity(sets.len());
-    let mut keys = Vec::new();
-    for set in &sets {
-        lengths.push(set.len());
-        keys.extend(set.iter().map(String::as_str));
-    }
-    let nulls = datafusion::arrow::buffer::NullBuffer::from(seen);
-    Arc::new(ListArray::new(
-        Arc::new(Field::new_list_field(DataType::Utf8, true)),
-        datafusion::arrow::buffer::OffsetBuffer::from_lengths(lengths),
-        Arc::new(StringArray::from(keys)),
-        Some(nulls),
-    ))
-}
-
-/// [`Behind`] for many groups at once, the way the engine aggregates.
-struct BehindGroups {
+/// Up to `cap` distinct patients for each of many groups. Most groups of a
+/// fine grouping stand behind one patient, so the first is kept inline and
+/// only a second allocates.
+struct Sets {
     cap: usize,
-    sets: Vec<Vec<String>>,
+    first: Vec<u64>,
+    len: Vec<u32>,
+    more: Vec<Vec<u64>>,
+    /// How many patients `more` holds, for the engine's memory accounting.
+    more_keys: usize,
+    /// Whether any row of the group carried a patient at all: a group of
+    /// rows with none stands behind no patient, and is not withheld.
     seen: Vec<bool>,
 }
 
-impl BehindGroups {
+impl Sets {
+    fn new(cap: usize) -> Sets {
+        Sets {
+            cap,
+            first: Vec::new(),
+            len: Vec::new(),
+            more: Vec::new(),
+            more_keys: 0,
+            seen: Vec::new(),
+        }
+    }
+
+    fn grow(&mut self, groups: usize) {
+        if groups > self.len.len() {
+            self.first.resize(groups, 0);
+            self.len.resize(groups, 0);
+            self.more.resize_with(groups, Vec::new);
+            self.seen.resize(groups, false);
+        }
+    }
+
+    fn full(&self, g: usize) -> bool {
+        self.len[g] as usize >= self.cap
+    }
+
+    fn insert(&mut self, g: usize, patient: u64) {
+        self.seen[g] = true;
+        match self.len[g] {
+            0 => {
+                self.first[g] = patient;
+                self.len[g] = 1;
+            }
+            n if (n as usize) < self.cap
+                && self.first[g] != patient
+                && !self.more[g].contains(&patient) =>
+            {
+                self.more[g].push(patient);
+                self.more_keys += 1;
+                self.len[g] += 1;
+            }
+            _ => {}
+        }
+    }
+
+    /// Add `values` (keys or sets), row by row into `groups[row]`, leaving
+    /// out rows `filter` drops.
     fn add(
         &mut self,
         values: &ArrayRef,
         groups: &[usize],
         filter: Option<&BooleanArray>,
-        n: usize,
+        total: usize,
     ) -> Result<()> {
-        self.sets.resize_with(n, Vec::new);
-        self.seen.resize(n, false);
-        let cap = self.cap;
-        let wanted = |row: usize| filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+        self.grow(total);
+        let dropped = |row: usize| filter.is_some_and(|f| !(f.is_valid(row) && f.value(row)));
+        // A group with enough patients is not read again: most rows of a
+        // large group cost one comparison, and a batch of them no hashing.
+        let mut inserts = Vec::new();
+        each_patient(
+            values,
+            |row| dropped(row) || self.full(groups[row]),
+            |row, p| inserts.push((groups[row], p)),
+        )?;
+        for (g, p) in inserts {
+            self.insert(g, p);
+        }
+        // A non-null empty set (a group whose rows carried no patient in a
+        // join's unmatched side) still says the group was seen.
         for (row, &g) in groups.iter().enumerate() {
-            if wanted(row) && carries(values, row) {
+            if !self.seen[g] && !dropped(row) && !values.is_null(row) {
                 self.seen[g] = true;
             }
         }
-        // A group with enough patients is not read again: most rows of a
-        // large group cost one comparison.
-        let sets = std::cell::RefCell::new(&mut self.sets);
-        each_key(
-            values,
-            |row| !wanted(row) || sets.borrow()[groups[row]].len() >= cap,
-            |row, key| add_key(&mut sets.borrow_mut()[groups[row]], cap, key),
-        )
+        Ok(())
+    }
+
+    /// The sets of the groups `emit_to` names, taken out.
+    fn emit(&mut self, emit_to: EmitTo) -> ArrayRef {
+        let first = emit_to.take_needed(&mut self.first);
+        let len = emit_to.take_needed(&mut self.len);
+        let more = emit_to.take_needed(&mut self.more);
+        let seen = emit_to.take_needed(&mut self.seen);
+        let mut keys = Vec::with_capacity(len.iter().map(|&n| n as usize).sum());
+        for g in 0..len.len() {
+            if len[g] > 0 {
+                keys.push(first[g]);
+                keys.extend_from_slice(&more[g]);
+                self.more_keys -= more[g].len();
+            }
+        }
+        Arc::new(ListArray::new(
+            Arc::new(Field::new_list_field(DataType::UInt64, true)),
+            OffsetBuffer::from_lengths(len.iter().map(|&n| n as usize)),
+            Arc::new(UInt64Array::from(keys)),
+            Some(NullBuffer::from(seen)),
+        ))
+    }
+
+    fn size(&self) -> usize {
+        self.first.capacity() * 8
+            + self.len.capacity() * 4
+            + self.seen.capacity()
+            + self.more.capacity() * std::mem::size_of::<Vec<u64>>()
+            + self.more_keys * 8
     }
 }
+
+/// The patients behind each group, the way the engine aggregates.
+struct BehindGroups(Sets);
 
 impl GroupsAccumulator for BehindGroups {
     fn update_batch(
@@ -740,7 +795,8 @@ impl GroupsAccumulator for BehindGroups {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        self.add(&values[0], group_indices, opt_filter, total_num_groups)
+        self.0
+            .add(&values[0], group_indices, opt_filter, total_num_groups)
     }
 
     fn merge_batch(
@@ -749,96 +805,59 @@ impl GroupsAccumulator for BehindGroups {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        self.add(&values[0], group_indices, None, total_num_groups)
+        self.0
+            .add(&values[0], group_indices, None, total_num_groups)
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let sets = emit_to.take_needed(&mut self.sets);
-        let seen = emit_to.take_needed(&mut self.seen);
-        Ok(set_array(sets, seen))
+        Ok(self.0.emit(emit_to))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        Ok(vec![self.evaluate(emit_to)?])
+        Ok(vec![self.0.emit(emit_to)])
     }
 
+    /// Each row as a group of its own: the engine does this when a
+    /// grouping is so fine that aggregating before the shuffle saves
+    /// nothing.
     fn convert_to_state(
         &self,
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
         let rows = values[0].len();
-        let mut sets: Vec<Vec<String>> = vec![Vec::new(); rows];
-        let mut seen = vec![false; rows];
-        let wanted = |row: usize| opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
-        for (row, s) in seen.iter_mut().enumerate() {
-            *s = wanted(row) && carries(&values[0], row);
-        }
-        let cap = self.cap;
-        each_key(
-            &values[0],
-            |row| !wanted(row),
-            |row, key| add_key(&mut sets[row], cap, key),
-        )?;
-        Ok(vec![set_array(sets, seen)])
+        let mut sets = Sets::new(self.0.cap);
+        let groups: Vec<usize> = (0..rows).collect();
+        sets.add(&values[0], &groups, opt_filter, rows)?;
+        Ok(vec![sets.emit(EmitTo::All)])
     }
 
     fn size(&self) -> usize {
-        self.sets.capacity() * std::mem::size_of::<Vec<String>>()
-            + self
-                .sets
-                .iter()
-                .flat_map(|s| s.iter())
-                .map(|k| k.capacity() + std::mem::size_of::<String>())
-                .sum::<usize>()
-            + self.seen.capacity()
+        self.0.size()
     }
 }
 
-/// Distinct patients seen, up to `cap`; `seen` says whether any row had a
-/// patient at all (a group of rows with none stands behind no patient, and
-/// is not withheld).
+/// The patients behind an aggregate with no grouping: one set.
 #[derive(Debug)]
-struct Behind {
-    cap: usize,
-    set: Vec<String>,
-    seen: bool,
-}
+struct Behind(Sets);
 
-impl Behind {
-    fn new(cap: usize) -> Behind {
-        Behind {
-            cap,
-            set: Vec::new(),
-            seen: false,
-        }
-    }
-
-    fn add_array(&mut self, values: &ArrayRef) -> Result<()> {
-        if (0..values.len()).any(|row| carries(values, row)) {
-            self.seen = true;
-        }
-        let cap = self.cap;
-        let set = &mut self.set;
-        let full = std::cell::Cell::new(set.len() >= cap);
-        each_key(
-            values,
-            |_| full.get(),
-            |_, key| {
-                add_key(set, cap, key);
-                full.set(set.len() >= cap);
-            },
-        )
+impl std::fmt::Debug for Sets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sets")
+            .field("cap", &self.cap)
+            .field("groups", &self.len.len())
+            .finish()
     }
 }
 
 impl Accumulator for Behind {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.add_array(&values[0])
+        let groups = vec![0; values[0].len()];
+        self.0.add(&values[0], &groups, None, 1)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.add_array(&states[0])
+        self.update_batch(states)
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
@@ -846,12 +865,23 @@ impl Accumulator for Behind {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let list = set_array(vec![self.set.clone()], vec![self.seen]);
+        self.0.grow(1);
+        // Read without emptying: the engine may ask for the state and
+        // then go on adding.
+        let list = Sets {
+            cap: self.0.cap,
+            first: self.0.first.clone(),
+            len: self.0.len.clone(),
+            more: self.0.more.clone(),
+            more_keys: self.0.more_keys,
+            seen: self.0.seen.clone(),
+        }
+        .emit(EmitTo::All);
         Ok(ScalarValue::List(Arc::new(list.as_list::<i32>().clone())))
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.set.iter().map(|k| k.capacity() + 24).sum::<usize>()
+        std::mem::size_of_val(self) + self.0.size()
     }
 }
 
@@ -908,7 +938,7 @@ pub(crate) fn withhold(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::array::{Int64Array, StringArray};
     use datafusion::arrow::datatypes::Schema;
     use datafusion::datasource::MemTable;
     use datafusion::prelude::SessionContext;

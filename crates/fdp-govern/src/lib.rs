@@ -26,6 +26,7 @@ mod behind;
 pub mod disclosure;
 pub mod grants;
 pub mod keystore;
+mod late_pseudonyms;
 mod masks;
 pub mod oidc;
 pub mod optout;

@@ -1068,7 +1068,9 @@ fn new_context() -> SessionContext {
         .with_config(config)
         .with_default_features()
         .build();
-    SessionContext::new_with_state(state)
+    let ctx = SessionContext::new_with_state(state);
+    ctx.add_optimizer_rule(Arc::new(crate::late_pseudonyms::PseudonymiseAfterAggregate));
+    ctx
 }
 
 /// Register the raw tables under `raw.`; answers their versions by name.
@@ -1459,8 +1461,21 @@ impl GovernedSession {
     /// the result, policy decisions), whether it ran or failed.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, GovernError> {
         let planned = self.ctx.sql_with_options(sql, read_only()).await;
-        self.audited(sql, async move { self.run(planned?).await })
+        self.audited(sql, async move { self.run(planned?, None).await })
             .await
+    }
+
+    /// [`Self::query`], governed and audited the same, also giving the plan
+    /// the engine ran with what each step measured. For an operator timing
+    /// the instance (`fdp bench`): no channel offers it, because a step's
+    /// row counts are themselves counts no disclosure control has seen.
+    pub async fn profile(&self, sql: &str) -> Result<(QueryResult, String), GovernError> {
+        let planned = self.ctx.sql_with_options(sql, read_only()).await;
+        let mut profile = String::new();
+        let result = self
+            .audited(sql, async { self.run(planned?, Some(&mut profile)).await })
+            .await?;
+        Ok((result, profile))
     }
 
     /// Run a plan made in this session's context (a prepared statement with
@@ -1475,7 +1490,7 @@ impl GovernedSession {
             Ok(()) => self.ctx.execute_logical_plan(plan).await,
             Err(e) => Err(e),
         };
-        self.audited(sql, async move { self.run(planned?).await })
+        self.audited(sql, async move { self.run(planned?, None).await })
             .await
     }
 
@@ -1520,9 +1535,12 @@ impl GovernedSession {
         entry
     }
 
+    /// Run `df` under the session's disclosure control; with `profile`,
+    /// also write there the physical plan with what each step measured.
     async fn run(
         &self,
         df: datafusion::prelude::DataFrame,
+        profile: Option<&mut String>,
     ) -> Result<(QueryResult, Vec<String>), GovernError> {
         // A scan names a stored table (a canonical table's part, a raw
         // table); the audit and the answer name the table the session offers.
@@ -1544,7 +1562,14 @@ impl GovernedSession {
         let (schema, batches, disclosure) = match self.disclosure {
             None => {
                 let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-                (schema, df.collect().await?, None)
+                let task = df.task_ctx();
+                let physical = df.create_physical_plan().await?;
+                let batches =
+                    datafusion::physical_plan::collect(physical.clone(), Arc::new(task)).await?;
+                if let Some(profile) = profile {
+                    *profile = measured(physical.as_ref());
+                }
+                (schema, batches, None)
             }
             Some(rule) => {
                 // The optimised plan, with the patients behind each row
@@ -1557,7 +1582,10 @@ impl GovernedSession {
                     .create_physical_plan(&protected.plan, &state)
                     .await?;
                 let batches =
-                    datafusion::physical_plan::collect(physical, state.task_ctx()).await?;
+                    datafusion::physical_plan::collect(physical.clone(), state.task_ctx()).await?;
+                if let Some(profile) = profile {
+                    *profile = measured(physical.as_ref());
+                }
                 let (batches, withheld) = behind::withhold(
                     batches,
                     protected.visible,
@@ -1589,6 +1617,13 @@ impl GovernedSession {
             objects,
         ))
     }
+}
+
+/// A physical plan as run, with what each step measured.
+fn measured(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> String {
+    datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan)
+        .indent(true)
+        .to_string()
 }
 
 struct CancelledQueryAudit<'a> {

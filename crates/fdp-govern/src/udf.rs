@@ -19,6 +19,10 @@ fn call(udf: ScalarUDF, arg: Expr) -> Expr {
     udf.call(vec![arg])
 }
 
+/// The name a pseudonym call carries in a plan, where
+/// [`crate::late_pseudonyms`] finds it.
+pub(crate) const PSEUDONYM: &str = "pseudonym";
+
 /// `p<version>-<hmac>` for every non-null value.
 pub(crate) fn pseudonym(key: PseudonymKey, arg: Expr) -> Expr {
     let f = move |args: &[ColumnarValue]| -> Result<ColumnarValue> {
@@ -29,7 +33,7 @@ pub(crate) fn pseudonym(key: PseudonymKey, arg: Expr) -> Expr {
         Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
     };
     let udf = create_udf(
-        "pseudonym",
+        PSEUDONYM,
         vec![DataType::Utf8],
         DataType::Utf8,
         Volatility::Immutable,

@@ -380,12 +380,9 @@ pub async fn run(args: GovernedQueryArgs) -> Result<()> {
     );
     for (name, sql) in QUERIES {
         if args.explain {
+            let (_, profile) = session.profile(sql).await?;
+            println!("{name}, governed:\n{profile}");
             let explain = format!("EXPLAIN ANALYZE {sql}");
-            let plan = session.query(&explain).await?;
-            println!(
-                "{name}, governed:\n{}",
-                datafusion::arrow::util::pretty::pretty_format_batches(&plan.batches)?
-            );
             ungoverned_baseline(&data_dir, &explain, Baseline::Parquet).await?;
         }
         let (mut delta, mut parquet, mut governed) = (Vec::new(), Vec::new(), Vec::new());
