@@ -21,7 +21,9 @@
 //! - **federated questions** ([`questions`]): named, versioned aggregate
 //!   questions, each member's approvals (audited, withdrawable), answers
 //!   computed in a governed session of the member's own, and the asker's
-//!   gathering of who answered, declined or could not be reached;
+//!   gathering of who answered, declined or could not be reached, and what
+//!   each member has released to each asker ([`released`]), so that no two
+//!   answers differ by a handful of patients;
 //! - **discharge referrals** ([`referrals`]): a patient's record sent for
 //!   direct care through the outbox, accepted or declined by the provider.
 //!
@@ -36,6 +38,7 @@ pub mod identity;
 pub mod node;
 pub mod questions;
 pub mod referrals;
+pub mod released;
 pub mod returns;
 pub mod store;
 pub mod transport;

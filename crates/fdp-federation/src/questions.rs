@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::envelope::Envelope;
 use crate::node::{Handler, Peer};
+use crate::released::Released;
 
 /// The role a peer's question runs in, in the member's policy.
 pub const FEDERATION_ROLE: &str = "federation";
@@ -547,6 +548,7 @@ pub struct QuestionAnswerer<S> {
     governance: Arc<Governance>,
     source: S,
     approvals: Approvals,
+    released: Released,
 }
 
 impl<S: TableSource + Send + Sync> QuestionAnswerer<S> {
@@ -555,7 +557,23 @@ impl<S: TableSource + Send + Sync> QuestionAnswerer<S> {
             governance,
             source,
             approvals: Approvals::open(data_dir),
+            released: Released::open(data_dir),
         }
+    }
+
+    /// A question declined, audited with who asked and why.
+    fn decline(&self, principal: &str, from: &str, q: &Question, why: String) -> String {
+        let _ = self.governance.audit().append(AuditEntry {
+            kind: "federated-question".into(),
+            principal: principal.to_string(),
+            organisation: Some(from.to_string()),
+            purpose: Some(q.purpose.as_str().into()),
+            channel: "federation".into(),
+            what: asked(q),
+            outcome: format!("refused: {why}"),
+            ..AuditEntry::default()
+        });
+        why
     }
 
     /// Run an approved question in a governed session: its columns and rows
@@ -574,20 +592,10 @@ impl<S: TableSource + Send + Sync> QuestionAnswerer<S> {
             })?;
         let principal_name = format!("peer:{from}/{asked_by}");
         if let Err(why) = self.approvals.admits(from, q) {
-            let _ = self.governance.audit().append(AuditEntry {
-                kind: "federated-question".into(),
-                principal: principal_name,
-                organisation: Some(from.to_string()),
-                purpose: Some(q.purpose.as_str().into()),
-                channel: "federation".into(),
-                what: asked(q),
-                outcome: format!("refused: {why}"),
-                ..AuditEntry::default()
-            });
-            return Err(why);
+            return Err(self.decline(&principal_name, from, q, why));
         }
         let principal = Principal {
-            name: principal_name,
+            name: principal_name.clone(),
             roles: vec![FEDERATION_ROLE.to_string()],
             organisation: Some(from.to_string()),
         };
@@ -604,7 +612,14 @@ impl<S: TableSource + Send + Sync> QuestionAnswerer<S> {
             .session(&self.source, req)
             .await
             .map_err(|e| e.to_string())?;
-        run(&session, q).await
+        let answer = run(&session, q).await?;
+        if answer.get("no_data").is_none() {
+            let rule = self.governance.policy().disclosure;
+            if let Err(why) = self.released.release(from, q, &asked(q), &answer, rule) {
+                return Err(self.decline(&principal_name, from, q, why));
+            }
+        }
+        Ok(answer)
     }
 }
 

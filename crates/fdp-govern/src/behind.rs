@@ -654,9 +654,9 @@ fn each_patient(
     };
     let mut hashes = vec![0u64; values.len()];
     create_hashes([values], &KEY_HASH, &mut hashes)?;
-    for row in first..values.len() {
+    for (row, &h) in hashes.iter().enumerate().skip(first) {
         if wanted(row) {
-            f(row, hashes[row]);
+            f(row, h);
         }
     }
     Ok(())

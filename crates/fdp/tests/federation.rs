@@ -47,10 +47,21 @@ fn ask(icb: &Path, q: &Path) -> Value {
 /// An ICB, QWO, and a trust, RDD, holding 20 patients, certified by one
 /// authority, in `dir`.
 fn icb_and_trust(dir: &Path) -> (PathBuf, PathBuf) {
+    icb_and_trust_of(dir, 20)
+}
+
+fn icb_and_trust_of(dir: &Path, patients: usize) -> (PathBuf, PathBuf) {
     let ca = dir.join("ca");
     fdp_ok!("peer", "ca", "--out", ca, "--name", "Test ICS");
     let export = dir.join("export");
-    fdp_ok!("synth", "fhir", "--out", export, "--patients", "20");
+    fdp_ok!(
+        "synth",
+        "fhir",
+        "--out",
+        export,
+        "--patients",
+        patients.to_string()
+    );
     let (icb, trust) = (dir.join("QWO"), dir.join("RDD"));
     peer_init(&icb, "QWO", "icb", &ca);
     fdp_ok!("ingest", "fhir", "--data-dir", trust, export);
@@ -492,6 +503,105 @@ fn class_5_an_approval_reaches_only_its_ranges_and_both_sides_audit_who_asked() 
         .filter(|e| e["kind"] == "federated-question" && e["principal"] == "tester")
         .count();
     assert_eq!(asks, 5);
+}
+
+/// Class 5, differencing: an ICB analyst slides an approved parameter a
+/// little at a time, hoping the difference between two answers singles out
+/// a few patients. The member declines any answer whose figures differ from
+/// one it already released by an amount that could stand for fewer patients
+/// than the threshold, and answers one far enough from every earlier one.
+#[test]
+fn class_5_answers_a_few_patients_apart_are_not_both_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let (icb, trust) = icb_and_trust_of(dir.path(), 300);
+    // The truth, read inside the trust: each patient's year of birth, which
+    // is what the federation role sees of a date of birth.
+    let mut years: Vec<i64> = sql(&trust, "SELECT date_of_birth FROM patient")
+        .iter()
+        .filter_map(|r| r["date_of_birth"].as_str()?.get(..4)?.parse().ok())
+        .collect();
+    years.sort();
+    let born_since = |y: i64| years.iter().filter(|&&b| b >= y).count() as i64;
+    // A first year with about a hundred born since; a later one a handful
+    // fewer (5 to 8: however each is rounded, the released figures differ);
+    // and one far from the first.
+    let first = (1900..2030)
+        .find(|&y| born_since(y) <= 150)
+        .expect("a year with at most 150 born since");
+    let near = (first + 1..2030)
+        .find(|&y| (5..=8).contains(&(born_since(first) - born_since(y))))
+        .unwrap_or_else(|| panic!("no year 5 to 8 patients after {first}: {years:?}"));
+    let far = (first + 1..2030)
+        .find(|&y| born_since(first) - born_since(y) >= 17 && born_since(y) >= 20)
+        .expect("a year at least 17 patients after the first");
+
+    let sql = "SELECT count(*) AS n FROM patient WHERE date_of_birth >= :born_since";
+    let file = dir.path().join("born-since.toml");
+    std::fs::write(
+        &file,
+        format!("name = \"born-since\"\nversion = 1\npurpose = \"planning\"\nsql = \"{sql}\"\nparameters = {{ born_since = \"integer\" }}\n"),
+    )
+    .unwrap();
+    fdp_ok!(
+        "peer",
+        "approve",
+        "--data-dir",
+        trust,
+        "--from",
+        "QWO",
+        "--question",
+        file,
+        "--by",
+        "ig.lead",
+        "--reason",
+        "ICB planning by year of birth",
+        "--range",
+        "born_since=1900..2030"
+    );
+    let (icb_server, trust_server) = start_icb_and_polling_trust(&icb, &trust);
+    let ask = |year: i64| {
+        let q = serde_json::json!({"name": "born-since", "version": 1, "purpose": "planning",
+            "sql": sql, "parameters": {"born_since": "integer"},
+            "arguments": {"born_since": year.to_string()}});
+        let (status, body) = http_post(
+            icb_server.http,
+            "/api/federation/questions",
+            &icb_server.token,
+            &q.to_string(),
+        );
+        assert_eq!(status, 200, "{body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        member(&answer, "RDD").clone()
+    };
+    let n = |a: &Value| a["answer"]["rows"][0]["n"].as_i64();
+    let a = ask(first);
+    assert_eq!(a["status"], "answered", "{a}");
+    assert!(n(&a).is_some_and(|n| n >= 8), "{a}");
+    // Asked again as it was: the same figure, released again.
+    assert_eq!(ask(first)["status"], "answered");
+    let b = ask(near);
+    assert_eq!(b["status"], "declined", "{near} after {first}: {b}");
+    assert!(
+        b["reason"]
+            .as_str()
+            .unwrap()
+            .contains("could single out patients"),
+        "{b}"
+    );
+    let c = ask(far);
+    assert_eq!(c["status"], "answered", "{far} after {first}: {c}");
+    assert!(n(&a).unwrap() - n(&c).unwrap() >= 13, "{a} {c}");
+    trust_server.stop();
+    icb_server.stop();
+    // The trust audits the decline, naming who asked.
+    assert!(audit_entries(&trust)
+        .iter()
+        .any(|e| e["kind"] == "federated-question"
+            && e["principal"] == "peer:QWO/tester"
+            && e["outcome"]
+                .as_str()
+                .unwrap()
+                .contains("could single out patients")));
 }
 
 /// Class 2 between two running instances: an approved question whose
