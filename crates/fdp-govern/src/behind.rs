@@ -26,6 +26,15 @@
 //!
 //! Plans this cannot follow (a recursive query, an unnest, an extension,
 //! a subquery left in an expression) are refused rather than guessed.
+//!
+//! Reading every row's patient key costs more than many questions do
+//! themselves. So one aggregate over one table, when the question does not
+//! read the key anyway, is first answered *by rows*: each group counts its
+//! rows, and since no patient has more than `most_per_patient` rows in the
+//! table (see `masks::RowBound`), a group of `r` rows stands behind at least
+//! `(r - without_patient) / most_per_patient` patients. When that proves
+//! every group stands behind enough, the answer stands; otherwise the
+//! question is run again with the keys, as above.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,6 +50,7 @@ use datafusion::common::hash_utils::{create_hashes, RandomState};
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchemaRef, ExprSchema, ScalarValue};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::functions_nested::expr_fn::cardinality;
 use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{
@@ -92,10 +102,14 @@ fn filtered_by_uncounted_patients() -> DataFusionError {
 
 /// Rewrite an optimised plan so that its answer carries the patients behind
 /// each row (see the module's documentation).
+///
+/// `by_rows` counts each group's rows instead (only for a plan
+/// [`answerable_by_rows`] says so of).
 pub(crate) fn protect(
     plan: &LogicalPlan,
     keys: &PatientKeys,
     rule: Disclosure,
+    by_rows: bool,
 ) -> Result<Protected> {
     if let LogicalPlan::Explain(_) = plan {
         // A plan's text holds no record; EXPLAIN ANALYZE, which counts
@@ -110,6 +124,7 @@ pub(crate) fn protect(
         keys,
         rule,
         next: AtomicUsize::new(0),
+        by_rows,
     };
     let rewritten = rewriter.rewrite(plan)?;
     // Put the answer's own columns first, in their order, then the hidden.
@@ -139,6 +154,101 @@ struct Rewriter<'a> {
     keys: &'a PatientKeys,
     rule: Disclosure,
     next: AtomicUsize,
+    by_rows: bool,
+}
+
+/// Whether any expression of `plan`'s own nodes holds a subquery or a
+/// reference to an outer query.
+fn has_subquery(plan: &LogicalPlan) -> bool {
+    plan.exists(|n| {
+        Ok(n.expressions().iter().any(|e| {
+            e.exists(|x| {
+                Ok(matches!(
+                    x,
+                    Expr::ScalarSubquery(_)
+                        | Expr::Exists(_)
+                        | Expr::InSubquery(_)
+                        | Expr::SetComparison(_)
+                        | Expr::OuterReferenceColumn(..)
+                ))
+            })
+            .unwrap_or(true)
+        }))
+    })
+    .unwrap_or(true)
+}
+
+/// The table a plan can be answered from by rows, if it can: one aggregate
+/// over one scan of a table that names a patient, through nothing that
+/// repeats a row (a projection, a filter, an alias), with nothing above it
+/// but projections, filters, sorts and limits, and with the patient key not
+/// read otherwise (if it is, counting keys costs nothing more).
+pub(crate) fn answerable_by_rows(plan: &LogicalPlan, keys: &PatientKeys) -> Option<String> {
+    if has_subquery(plan) {
+        return None;
+    }
+    let mut node = plan;
+    let mut aggregated = false;
+    loop {
+        match node {
+            LogicalPlan::Projection(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::Repartition(_) => {}
+            LogicalPlan::Sort(_) | LogicalPlan::Limit(_) if !aggregated => {}
+            LogicalPlan::Aggregate(a) if !aggregated => {
+                let lists = a.aggr_expr.iter().any(|e| {
+                    matches!(unalias(e), Expr::AggregateFunction(f) if LISTING.contains(&f.func.name()))
+                });
+                if lists {
+                    return None;
+                }
+                aggregated = true;
+            }
+            LogicalPlan::TableScan(scan) if aggregated => {
+                let name = scan.table_name.table();
+                let Some(Some(key)) = keys.get(name) else {
+                    return None;
+                };
+                let at = scan.source.schema().index_of(key).ok()?;
+                let reads_key = scan.projection.as_ref().is_none_or(|p| p.contains(&at));
+                return (!reads_key).then(|| name.to_string());
+            }
+            _ => return None,
+        }
+        let inputs = node.inputs();
+        if inputs.len() != 1 {
+            return None;
+        }
+        node = inputs[0];
+    }
+}
+
+/// Whether every row of an answer protected by rows is proven to stand
+/// behind at least `k` patients (or behind no row at all).
+pub(crate) fn proven_by_rows(
+    batches: &[RecordBatch],
+    visible: usize,
+    bound: crate::masks::RowBound,
+    k: u64,
+) -> bool {
+    batches.iter().all(|b| {
+        (visible..b.num_columns()).all(|c| {
+            let Some(rows) = b.column(c).as_primitive_opt::<Int64Type>() else {
+                return false;
+            };
+            rows.iter().all(|r| {
+                let r = r.unwrap_or(0).max(0) as u64;
+                if r == 0 {
+                    return true;
+                }
+                bound.most_per_patient > 0
+                    && r.saturating_sub(bound.without_patient)
+                        .div_ceil(bound.most_per_patient)
+                        >= k
+            })
+        })
+    })
 }
 
 fn hidden_columns(schema: &DFSchemaRef) -> Vec<Column> {
@@ -291,6 +401,9 @@ impl Rewriter<'_> {
                         )))
                     }
                 };
+                if self.by_rows {
+                    return Ok(plan.clone());
+                }
                 let source_schema = scan.source.schema();
                 let Ok(at) = source_schema.index_of(key) else {
                     return Err(refused(format!(
@@ -451,6 +564,9 @@ impl Rewriter<'_> {
         }
         let input = self.rewrite(&a.input)?;
         let mut aggr = a.aggr_expr.clone();
+        if self.by_rows {
+            aggr.push(count(lit(1i64)).alias(self.name()));
+        }
         let union = patients_behind(self.rule.suppress_below);
         for c in hidden_columns(input.schema()) {
             let name = c.name.clone();
@@ -502,6 +618,11 @@ fn counting_outputs(schema: &DFSchemaRef, exprs: &[Expr]) -> BTreeSet<usize> {
         .iter()
         .enumerate()
         .filter(|(_, e)| {
+            // A group's own rows, counted to prove how many patients stand
+            // behind it, are never released.
+            if matches!(e, Expr::Alias(a) if a.name.starts_with(HIDDEN)) {
+                return false;
+            }
             let name = match unalias(e) {
                 Expr::AggregateFunction(f) => f.func.name(),
                 Expr::WindowFunction(f) => f.fun.name(),
@@ -995,7 +1116,7 @@ mod tests {
         let plan = state
             .optimize(&ctx.sql(sql).await.unwrap().into_unoptimized_plan())
             .unwrap();
-        let protected = protect(&plan, &keys, RULE).unwrap();
+        let protected = protect(&plan, &keys, RULE, false).unwrap();
         let physical = state
             .query_planner()
             .create_physical_plan(&protected.plan, &state)
@@ -1068,6 +1189,63 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_one_aggregate_over_one_table_not_reading_its_key_is_answered_by_rows() {
+        let ctx = context().await;
+        let keys: PatientKeys = [("stay".to_string(), Some("patient_id".to_string()))].into();
+        for (sql, by_rows) in [
+            ("SELECT ward, count(*), avg(days) FROM stay GROUP BY ward ORDER BY 1", true),
+            ("SELECT ward, n FROM (SELECT ward, count(*) AS n FROM stay WHERE days > 2 GROUP BY ward) WHERE n > 1", true),
+            ("SELECT count(DISTINCT patient_id) FROM stay", false),
+            ("SELECT ward, count(*) FROM stay WHERE patient_id <> 'lonely' GROUP BY ward", false),
+            ("SELECT ward, days FROM stay", false),
+            ("SELECT a.ward, count(*) FROM stay a JOIN stay b ON a.ward = b.ward GROUP BY a.ward", false),
+            ("SELECT ward, count(*) FROM (SELECT ward FROM stay UNION ALL SELECT ward FROM stay) GROUP BY ward", false),
+            ("SELECT n, count(*) FROM (SELECT ward, count(*) AS n FROM stay GROUP BY ward) GROUP BY n", false),
+            ("SELECT ward, count(*) OVER () FROM stay", false),
+            ("SELECT ward, count(*) FROM stay WHERE days < (SELECT avg(days) FROM stay) GROUP BY ward", false),
+            ("SELECT ward, array_agg(days) FROM stay GROUP BY ward", false),
+        ] {
+            let plan = ctx
+                .state()
+                .optimize(&ctx.sql(sql).await.unwrap().into_unoptimized_plan())
+                .unwrap();
+            assert_eq!(answerable_by_rows(&plan, &keys).is_some(), by_rows, "{sql}\n{plan}");
+        }
+    }
+
+    #[test]
+    fn rows_prove_patients_only_past_the_most_one_patient_has() {
+        use crate::masks::RowBound;
+        let rows = |n: Vec<i64>| {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("n", DataType::Int64, true),
+                Field::new("__fdp_patients_behind_0", DataType::Int64, true),
+            ]));
+            let behind = Int64Array::from(n);
+            vec![
+                RecordBatch::try_new(schema, vec![Arc::new(behind.clone()), Arc::new(behind)])
+                    .unwrap(),
+            ]
+        };
+        let bound = RowBound {
+            most_per_patient: 12,
+            without_patient: 3,
+        };
+        // 8 patients of at most 12 rows each need more than 7 * 12 rows, and
+        // 3 of the rows may name no one.
+        assert!(proven_by_rows(&rows(vec![88, 1000]), 1, bound, 8));
+        assert!(!proven_by_rows(&rows(vec![87, 1000]), 1, bound, 8));
+        // No row at all (a total over nothing) stands behind no patient.
+        assert!(proven_by_rows(&rows(vec![0]), 1, bound, 8));
+        // A table of no patient's rows proves nothing.
+        let nobody = RowBound {
+            most_per_patient: 0,
+            without_patient: 100,
+        };
+        assert!(!proven_by_rows(&rows(vec![50]), 1, nobody, 8));
+    }
+
+    #[tokio::test]
     async fn listing_aggregates_and_row_counting_explains_are_refused() {
         let ctx = context().await;
         let keys: PatientKeys = [("stay".to_string(), Some("patient_id".to_string()))].into();
@@ -1079,7 +1257,7 @@ mod tests {
             let plan = ctx
                 .state()
                 .optimize(&ctx.sql(sql).await.unwrap().into_unoptimized_plan());
-            let refused = plan.and_then(|p| protect(&p, &keys, RULE).map(|_| ()));
+            let refused = plan.and_then(|p| protect(&p, &keys, RULE, false).map(|_| ()));
             assert!(refused.is_err(), "{sql}");
         }
     }

@@ -42,6 +42,29 @@ pub(crate) struct MaskCache {
 struct Entries {
     by_file: HashMap<(StoredFile, [u8; 32]), Arc<BooleanArray>>,
     rows: usize,
+    /// Per file and patient column: see [`RowBound`].
+    bounds: HashMap<(StoredFile, String), RowBound>,
+}
+
+/// How many rows one patient can have in a table, at most, and how many
+/// rows name no patient: enough to prove from a group's rows alone that
+/// enough patients stand behind it (see `behind`). For a table, the sum
+/// over its files: a patient's rows in the table are at most the sum of
+/// their most in each file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RowBound {
+    pub most_per_patient: u64,
+    pub without_patient: u64,
+}
+
+impl std::ops::Add for RowBound {
+    type Output = RowBound;
+    fn add(self, o: RowBound) -> RowBound {
+        RowBound {
+            most_per_patient: self.most_per_patient + o.most_per_patient,
+            without_patient: self.without_patient + o.without_patient,
+        }
+    }
 }
 
 impl MaskCache {
@@ -80,6 +103,35 @@ impl MaskCache {
         table.keeping(&keep)
     }
 
+    /// The [`RowBound`] of `table` by its patient column `key`: each file
+    /// read once (its key column only) and kept, since files never change.
+    pub(crate) async fn row_bound(&self, table: &dyn RowMasking, key: &str) -> Result<RowBound> {
+        let columns = [key.to_string()];
+        let bounds: Vec<RowBound> = futures::stream::iter(table.files())
+            .map(|file| {
+                let columns = &columns;
+                async move {
+                    let at = (file, key.to_string());
+                    let known = {
+                        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                        inner.bounds.get(&at).copied()
+                    };
+                    if let Some(b) = known {
+                        return Ok(b);
+                    }
+                    let batches = table.read_file(&at.0, columns).await?;
+                    let b = file_bound(&batches)?;
+                    let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                    inner.bounds.insert(at, b);
+                    Ok::<_, DataFusionError>(b)
+                }
+            })
+            .buffer_unordered(4)
+            .try_collect()
+            .await?;
+        Ok(bounds.into_iter().fold(RowBound::default(), |a, b| a + b))
+    }
+
     fn get(&self, file: &StoredFile, digest: &[u8; 32]) -> Option<Arc<BooleanArray>> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.by_file.get(&(file.clone(), *digest)).cloned()
@@ -94,6 +146,31 @@ impl MaskCache {
         inner.rows += mask.len();
         inner.by_file.insert((file, digest), mask);
     }
+}
+
+/// One file's [`RowBound`] from its patient column. Keys are counted by a
+/// 64-bit hash: two patients hashing alike count as one with both's rows,
+/// which can only make the bound larger, the safe direction.
+fn file_bound(batches: &[datafusion::arrow::array::RecordBatch]) -> Result<RowBound> {
+    let mut rows: HashMap<u64, u64> = HashMap::new();
+    let mut without_patient = 0;
+    let state = datafusion::common::hash_utils::RandomState::with_seed(0);
+    for b in batches {
+        let keys = b.column(0);
+        let mut hashes = vec![0u64; keys.len()];
+        datafusion::common::hash_utils::create_hashes([keys], &state, &mut hashes)?;
+        for (row, h) in hashes.into_iter().enumerate() {
+            if keys.is_null(row) {
+                without_patient += 1;
+            } else {
+                *rows.entry(h).or_default() += 1;
+            }
+        }
+    }
+    Ok(RowBound {
+        most_per_patient: rows.values().copied().max().unwrap_or(0),
+        without_patient,
+    })
 }
 
 /// The rule over every row of one file, nulls as false.

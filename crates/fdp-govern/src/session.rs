@@ -12,7 +12,7 @@
 //! allows it (see `masks`), as a filter otherwise. Every query and every
 //! refusal is written to the audit log.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -126,7 +126,7 @@ pub struct Governance {
     audit: Arc<AuditLog>,
     organisation: String,
     model: &'static Model,
-    masks: MaskCache,
+    masks: Arc<MaskCache>,
 }
 
 impl Governance {
@@ -148,7 +148,7 @@ impl Governance {
             audit,
             organisation: organisation.to_string(),
             model: Model::canonical(),
-            masks: MaskCache::default(),
+            masks: Default::default(),
             declarations: Default::default(),
         })
     }
@@ -266,6 +266,8 @@ impl Governance {
             versions,
             disclosure: None,
             patient_keys: PatientKeys::new(),
+            row_sources: HashMap::new(),
+            masks: self.masks.clone(),
             audit: self.audit.clone(),
             policy_digest: self.policy.digest.clone(),
             audit_each_query: false,
@@ -883,6 +885,7 @@ impl Governance {
         let mut objects_granted = BTreeSet::new();
         let mut versions = TableVersions::new();
         let mut patient_keys = PatientKeys::new();
+        let mut row_sources = HashMap::new();
         for t in tables {
             if !grant.objects.covers(&t.name) {
                 continue;
@@ -931,6 +934,9 @@ impl Governance {
             let patient = patient_key(object).filter(|c| has(c));
             for name in std::iter::once(&t.name).chain(t.versions.iter().map(|(part, _)| part)) {
                 patient_keys.insert(name.clone(), patient.clone());
+            }
+            if let (Some(masking), Some(key)) = (&t.masking, &patient) {
+                row_sources.insert(t.name.clone(), (masking.clone(), key.clone()));
             }
             let mut projection = Vec::new();
             let mut changed: BTreeMap<Action, Vec<String>> = BTreeMap::new();
@@ -1035,6 +1041,8 @@ impl Governance {
             versions,
             disclosure: req.purpose.is_secondary().then_some(self.policy.disclosure),
             patient_keys,
+            row_sources,
+            masks: self.masks.clone(),
             audit: self.audit.clone(),
             policy_digest: self.policy.digest.clone(),
             audit_each_query: true,
@@ -1294,6 +1302,10 @@ pub struct GovernedSession {
     /// The tables that name a patient, by the column that does: how the
     /// patients behind each row of an answer are counted.
     patient_keys: PatientKeys,
+    /// Of those, the ones whose stored files are known, with their patient
+    /// column: their rows per patient can be bounded (see `behind`).
+    row_sources: HashMap<String, (Arc<dyn crate::access::RowMasking>, String)>,
+    masks: Arc<MaskCache>,
     audit: Arc<AuditLog>,
     policy_digest: String,
     audit_each_query: bool,
@@ -1576,13 +1588,51 @@ impl GovernedSession {
                 // carried through it (see `behind`), planned as it is.
                 let (state, logical) = df.into_parts();
                 let optimised = state.optimize(&logical)?;
-                let protected = behind::protect(&optimised, &self.patient_keys, rule)?;
-                let physical = state
-                    .query_planner()
-                    .create_physical_plan(&protected.plan, &state)
-                    .await?;
-                let batches =
-                    datafusion::physical_plan::collect(physical.clone(), state.task_ctx()).await?;
+                let run = |protected: behind::Protected| {
+                    let state = &state;
+                    async move {
+                        let physical = state
+                            .query_planner()
+                            .create_physical_plan(&protected.plan, state)
+                            .await?;
+                        let batches =
+                            datafusion::physical_plan::collect(physical.clone(), state.task_ctx())
+                                .await?;
+                        Ok::<_, GovernError>((protected, physical, batches))
+                    }
+                };
+                // Answered by rows where that proves enough patients behind
+                // every row (see `behind`), with the keys otherwise.
+                let mut by_rows = None;
+                if let Some((table, key)) =
+                    behind::answerable_by_rows(&optimised, &self.patient_keys)
+                        .and_then(|scan| self.row_sources.get(&scan))
+                {
+                    let bound = self.masks.row_bound(table.as_ref(), key).await?;
+                    let answer =
+                        run(behind::protect(&optimised, &self.patient_keys, rule, true)?).await?;
+                    if behind::proven_by_rows(
+                        &answer.2,
+                        answer.0.visible,
+                        bound,
+                        rule.suppress_below,
+                    ) {
+                        by_rows = Some(answer);
+                    }
+                }
+                let proven = by_rows.is_some();
+                let (protected, physical, batches) = match by_rows {
+                    Some(answer) => answer,
+                    None => {
+                        run(behind::protect(
+                            &optimised,
+                            &self.patient_keys,
+                            rule,
+                            false,
+                        )?)
+                        .await?
+                    }
+                };
                 if let Some(profile) = profile {
                     *profile = measured(physical.as_ref());
                 }
@@ -1590,7 +1640,7 @@ impl GovernedSession {
                     batches,
                     protected.visible,
                     rule.suppress_below,
-                    !self.req.leaves_instance(),
+                    proven || !self.req.leaves_instance(),
                 )?;
                 let full = protected.plan.schema().as_arrow().clone();
                 let schema: SchemaRef =
