@@ -46,7 +46,7 @@ pub use policy::{Policy, PolicyError, Refusal};
 pub use purpose::Purpose;
 pub use session::{
     Declared, GovernError, Governance, GovernedSession, OptOutExclusion, ProductView, QueryResult,
-    RecordChange, RecordRead, Reidentified, SessionRequest,
+    RecordChange, RecordRead, Reidentified, RowFacts, SessionRequest,
 };
 pub use tokens::{Principal, TokenError, TokenStore};
 

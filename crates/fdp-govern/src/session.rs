@@ -574,10 +574,22 @@ impl Governance {
             entry.objects = tables.iter().map(|t| t.to_string()).collect();
             Ok(grant.clone())
         });
+        let opted_out = match (&decided, req.purpose.is_secondary()) {
+            (Ok(_), true) => self.opt_out.nhs_numbers()?,
+            _ => Default::default(),
+        };
         match decided {
             Ok(grant) => Ok(ProductView {
                 grant,
                 model: self.model,
+                keystore: self.keystore.clone(),
+                purpose: req.purpose,
+                project: req
+                    .project
+                    .clone()
+                    .unwrap_or_else(|| req.purpose.as_str().to_string()),
+                opted_out,
+                row_level: !(req.purpose.is_secondary() && req.leaves_instance()),
                 read: RecordRead {
                     audit: self.audit.clone(),
                     entry,
@@ -1220,14 +1232,128 @@ enum Need {
 }
 
 /// A product's view allowed by the policy: what it may show of each field.
+///
+/// A product shows records it holds itself (the bed board reads the live
+/// census, not the tables), so the view gives it the policy's rules to
+/// apply: [`Self::admits`] for each record, [`Self::field`] for each value
+/// by the model column it comes from, [`Self::row_level`] for whether any
+/// patient's record may be shown at all. They are the rules a governed
+/// session compiles into each table's plan, read from the same grant.
 #[must_use = "the view is audited only when `served` is called"]
 pub struct ProductView {
     grant: crate::policy::Grant,
     model: &'static Model,
+    keystore: Keystore,
+    purpose: Purpose,
+    project: String,
+    /// The national data opt-out, for a secondary purpose; empty otherwise.
+    opted_out: Arc<BTreeSet<String>>,
+    row_level: bool,
     read: RecordRead,
 }
 
+/// What a product knows of one record it would show, for the view's row
+/// rules. What it does not know is `None`: a rule on it cannot pass.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RowFacts<'a> {
+    /// The site's name (the tables' `site_name`).
+    pub site: Option<&'a str>,
+    /// The ward's code (the tables' `ward`).
+    pub ward: Option<&'a str>,
+    /// The restricted-view groups the record is in (`rv_group_ids`).
+    pub rv_groups: &'a [String],
+    /// The patient's NHS number, for the national data opt-out.
+    pub nhs_number: Option<&'a str>,
+}
+
 impl ProductView {
+    /// Whether a record passes the view's row rules: the sites and wards
+    /// granted, the restricted-view groups, and for a secondary purpose the
+    /// national data opt-out. A record a rule names but the product cannot
+    /// place (no site, say, where the grant lists sites) does not pass.
+    pub fn admits(&self, row: &RowFacts) -> bool {
+        let rows = &self.grant.rows;
+        let within = |granted: &Option<Vec<String>>, v: Option<&str>| match granted {
+            None => true,
+            Some(list) => v.is_some_and(|v| list.iter().any(|g| g == v)),
+        };
+        let unrestricted =
+            row.rv_groups.is_empty() || row.rv_groups.iter().any(|g| rows.rv_groups.contains(g));
+        let opted_out = row.nhs_number.is_some_and(|n| {
+            let digits: String = n.chars().filter(|c| !c.is_whitespace()).collect();
+            self.opted_out.contains(&digits)
+        });
+        within(&rows.sites, row.site) && within(&rows.wards, row.ward) && unrestricted && !opted_out
+    }
+
+    /// Whether patients' records may be shown one by one: not for a
+    /// secondary purpose on a channel that leaves the instance, where only
+    /// aggregates leave (as for SQL; see `behind`).
+    pub fn row_level(&self) -> bool {
+        self.row_level
+    }
+
+    /// This view, for a product that shows patients one by one (a bed
+    /// board, an admission): refused, and the refusal audited, where
+    /// [`Self::row_level`] says records may not leave one by one.
+    pub fn one_by_one(self, product: &str) -> Result<ProductView, GovernError> {
+        if self.row_level {
+            return Ok(self);
+        }
+        let why = format!(
+            "{product} shows patients one by one, and under {} only aggregates leave the instance (ask one through SQL)",
+            self.purpose.as_str()
+        );
+        Err(self.refuse(&why))
+    }
+
+    /// Refuse what the product was about to show (a record the row rules
+    /// do not admit, say), audited as refused; the error to answer with.
+    pub fn refuse(self, reason: &str) -> GovernError {
+        let refusal = Refusal::ProductRefused {
+            role: self.read.entry.role.clone().unwrap_or_default(),
+            purpose: self.purpose,
+            reason: reason.to_string(),
+        };
+        let mut entry = self.read.entry.clone();
+        entry.outcome = format!("refused: {refusal}");
+        if let Err(e) = self.read.audit.append(entry) {
+            return e.into();
+        }
+        GovernError::Refused(refusal)
+    }
+
+    /// `value`, of the model's `table.column`, as this view may show it:
+    /// as it is, masked, pseudonymised with the purpose's key, generalised
+    /// (a year, an age band, a postcode district), or `None` where the
+    /// policy removes it (or the value is missing).
+    pub fn field(&self, table: &str, column: &str, value: Option<&str>) -> Option<String> {
+        let value = value?;
+        match self.action(table, column) {
+            Action::Show => Some(value.to_string()),
+            Action::Remove => None,
+            Action::Mask => Some("[masked]".into()),
+            Action::Pseudonymise => self
+                .keystore
+                .pseudonym_key(self.purpose, &self.project)
+                .map(|k| k.pseudonym(value))
+                .map_err(|e| tracing::error!(error = %e, "no pseudonym key for a product view"))
+                .ok(),
+            Action::Year => value.get(..4).map(str::to_string),
+            Action::AgeBand => value.parse::<i64>().ok().map(crate::udf::band),
+            Action::District => crate::udf::outward_code(value),
+        }
+    }
+
+    /// [`Self::field`] for a number: shown as it is, or removed (a number
+    /// is never masked or pseudonymised into text).
+    pub fn number<T>(&self, table: &str, column: &str, value: Option<T>) -> Option<T> {
+        match self.action(table, column) {
+            Action::Show => value,
+            _ => None,
+        }
+    }
+
     /// What the policy does with `table.column` for this view; a column of
     /// a table not granted, or one the model does not know, is removed.
     pub fn action(&self, table: &str, column: &str) -> Action {

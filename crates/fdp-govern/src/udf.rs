@@ -63,7 +63,7 @@ pub(crate) fn year(arg: Expr) -> Expr {
     call(udf, cast_expr(arg, DataType::Date32))
 }
 
-fn band(age: i64) -> String {
+pub(crate) fn band(age: i64) -> String {
     if age >= 90 {
         return "90+".into();
     }
@@ -134,7 +134,7 @@ pub(crate) fn district(arg: Expr) -> Expr {
     call(udf, cast_expr(arg, DataType::Utf8))
 }
 
-fn outward_code(postcode: &str) -> Option<String> {
+pub(crate) fn outward_code(postcode: &str) -> Option<String> {
     let compact: String = postcode
         .chars()
         .filter(|c| !c.is_whitespace())

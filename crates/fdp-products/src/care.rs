@@ -7,6 +7,7 @@
 use std::cmp::Ordering;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use fdp_govern::{ProductView, RowFacts};
 use fdp_ingest::adt::census::{BedStatus, Census, DischargeReadiness, Spell};
 use serde::Serialize;
 
@@ -153,6 +154,113 @@ pub struct BedBoard {
     pub counts: Counts,
     pub sites: Vec<SiteView>,
     pub unplaced: Vec<Unplaced>,
+}
+
+impl Occupant {
+    /// The occupant as `view` lets them be seen: each detail by the model
+    /// column it comes from. A text the product must show something for
+    /// (the name, the patient's id) reads `[masked]` where removed.
+    fn governed(self, view: &ProductView) -> Occupant {
+        let text = |table: &str, column: &str, v: &str| {
+            view.field(table, column, Some(v))
+                .unwrap_or_else(|| "[masked]".into())
+        };
+        let status = view.shows("patient", "nhs_number_status_indicator_local_code");
+        let readiness = view.shows("discharge_readiness", "medically_optimised");
+        Occupant {
+            admission_id: text("admission", "admission_id", &self.admission_id),
+            patient_id: text("admission", "patient_id", &self.patient_id),
+            name: text("admission", "patient_name", &self.name),
+            nhs_number: view.field("patient", "nhs_number", self.nhs_number.as_deref()),
+            nhs_number_status: self.nhs_number_status.filter(|_| status),
+            nhs_number_status_text: view.field(
+                "patient",
+                "nhs_number_status_indicator",
+                self.nhs_number_status_text.as_deref(),
+            ),
+            nhs_number_flag: self.nhs_number_flag && status,
+            sex: view.field("patient", "sex", self.sex.as_deref()),
+            age: view.number("patient", "age", self.age),
+            admitted_at: view.number("admission", "admission_timestamp", self.admitted_at),
+            specialty: view.field("admission", "specialty_id", self.specialty.as_deref()),
+            readiness: self.readiness.filter(|_| readiness),
+            ..self
+        }
+    }
+}
+
+impl BedBoard {
+    /// The board as `view` lets it be seen, by the rules SQL over the
+    /// tables is shaped by: sites and wards the grant does not reach left
+    /// out (and the totals counted again without them), each occupant's
+    /// details by the model column they come from, and an occupant the row
+    /// rules do not admit (an opted-out patient, for a secondary purpose)
+    /// shown only as an occupied bed.
+    pub fn governed(mut self, view: &ProductView) -> BedBoard {
+        let mut total = Counts::default();
+        self.sites.retain(|s| {
+            view.admits(&RowFacts {
+                site: Some(&s.site),
+                ..RowFacts::default()
+            })
+        });
+        for site in &mut self.sites {
+            let name = site.site.clone();
+            site.wards.retain(|w| {
+                view.admits(&RowFacts {
+                    site: Some(&name),
+                    ward: Some(&w.ward),
+                    ..RowFacts::default()
+                })
+            });
+            site.counts = Counts::default();
+            for ward in &mut site.wards {
+                for bed in &mut ward.beds {
+                    bed.occupant = bed
+                        .occupant
+                        .take()
+                        .and_then(|o| admitted(view, &name, &ward.ward, o));
+                }
+                site.counts.add(&ward.counts);
+            }
+            total.add(&site.counts);
+        }
+        self.counts = total;
+        self.unplaced = std::mem::take(&mut self.unplaced)
+            .into_iter()
+            .filter_map(|u| {
+                // A ward id is `site:ward`; a patient on no ward passes
+                // only a grant that keeps to no sites or wards.
+                let (site, ward) = match u.ward_id.as_deref().and_then(|id| id.rsplit_once(':')) {
+                    Some((s, w)) => (Some(s.to_string()), Some(w.to_string())),
+                    None => (None, None),
+                };
+                let facts = RowFacts {
+                    site: site.as_deref(),
+                    ward: ward.as_deref(),
+                    nhs_number: u.occupant.nhs_number.as_deref(),
+                    ..RowFacts::default()
+                };
+                view.admits(&facts).then(|| Unplaced {
+                    occupant: u.occupant.governed(view),
+                    ..u
+                })
+            })
+            .collect();
+        self
+    }
+}
+
+/// `o` as `view` shows them in a bed of `site`'s `ward`, or `None` where the
+/// row rules do not admit them (the bed still shows as occupied).
+fn admitted(view: &ProductView, site: &str, ward: &str, o: Occupant) -> Option<Occupant> {
+    let facts = RowFacts {
+        site: Some(site),
+        ward: Some(ward),
+        nhs_number: o.nhs_number.as_deref(),
+        ..RowFacts::default()
+    };
+    view.admits(&facts).then(|| o.governed(view))
 }
 
 /// Build the board from the census at time `now`.

@@ -124,46 +124,9 @@ fn refusal_response(
     })
 }
 
-/// The bed board as `view` lets it be seen: patient details the policy
-/// does not show are masked or left out.
-pub(crate) fn governed_board(mut board: BedBoard, view: &ProductView) -> BedBoard {
-    let name = view.shows("admission", "patient_name");
-    let id = view.shows("admission", "patient_id");
-    let nhs = view.shows("patient", "nhs_number");
-    let sex = view.shows("patient", "sex");
-    let age = view.shows("patient", "age");
-    let nhs_status = view.shows("patient", "nhs_number_status_indicator_local_code");
-    // Patients without a bed are masked as those in one: the same person.
-    let in_beds = board
-        .sites
-        .iter_mut()
-        .flat_map(|s| &mut s.wards)
-        .flat_map(|w| &mut w.beds)
-        .filter_map(|b| b.occupant.as_mut());
-    let unplaced = board.unplaced.iter_mut().map(|u| &mut u.occupant);
-    for o in in_beds.chain(unplaced) {
-        if !name {
-            o.name = "[masked]".into();
-        }
-        if !id {
-            o.patient_id = "[masked]".into();
-        }
-        if !nhs {
-            o.nhs_number = None;
-        }
-        if !sex {
-            o.sex = None;
-        }
-        if !age {
-            o.age = None;
-        }
-        if !nhs_status {
-            o.nhs_number_status = None;
-            o.nhs_number_status_text = None;
-            o.nhs_number_flag = false;
-        }
-    }
-    board
+/// The bed board as `view` lets it be seen (see [`BedBoard::governed`]).
+pub(crate) fn governed_board(board: BedBoard, view: &ProductView) -> BedBoard {
+    board.governed(view)
 }
 
 /// A change through the API needs a purpose whose grant covers the table
@@ -214,6 +177,7 @@ pub(crate) async fn board_for(
     page: bool,
 ) -> Result<(BedBoard, ProductView), Response> {
     let view = product_view(state, req, BED_BOARD_TABLES, what, page)?;
+    let view = refusal_response(state, view.one_by_one("the bed board"), page)?;
     let board = governed_board(current_board(state).await, &view);
     view.served(board.counts.beds as u64, patients_on(&board))
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())?;

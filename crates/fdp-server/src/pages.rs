@@ -495,16 +495,30 @@ pub async fn admission(
             .into_response();
     };
     let patient = census.patients.get(&spell.patient_id);
+    // The same row rules as the tables': the sites and wards granted, and
+    // the national data opt-out for a secondary purpose.
+    let location = spell.current_stay().map(|st| &st.location);
+    let facts = fdp_govern::RowFacts {
+        site: location.map(|l| l.site.as_str()),
+        ward: location.map(|l| l.ward.as_str()),
+        nhs_number: patient.and_then(|p| p.nhs_number.as_deref()),
+        ..Default::default()
+    };
+    if !view.admits(&facts) {
+        let e = view.refuse("this admission is outside the sites, wards or patients the grant shows under this purpose");
+        return crate::governed::refused(&state, StatusCode::FORBIDDEN, &e.to_string());
+    }
     if let Err(e) = view.served(1, vec![spell.patient_id.clone()]) {
         return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
     }
-    // What the policy does not show is masked, as in every other answer.
+    // Each value as the policy shows its model column: as it is, masked,
+    // pseudonymised or generalised; `[masked]` where it is removed.
     let shown = |table: &str, column: &str, value: Option<String>| {
-        if view.shows(table, column) {
-            value.unwrap_or_default()
-        } else {
-            "[masked]".to_string()
+        if value.is_none() {
+            return String::new();
         }
+        view.field(table, column, value.as_deref())
+            .unwrap_or_else(|| "[masked]".to_string())
     };
     let r = census.readiness.get(&id).cloned().unwrap_or_default();
     let history = census

@@ -1237,3 +1237,167 @@ fn class_7_the_live_stream_audits_each_patient_as_they_appear() {
         "the stream showed {patient} without auditing it: {streamed:?}"
     );
 }
+
+/// Class 1: the bed board is shaped by the same compiled policy as SQL. An
+/// analyst gets, under operations, each occupant's details as the policy
+/// shows their model columns (the name removed, the patient's id
+/// pseudonymised, nothing of the patient table, which operations does not
+/// grant); under planning, the API refuses a board of patients one by one
+/// (only aggregates leave), while the live stream of the pages, inside the
+/// instance, shows the pseudonymised board with opted-out patients left out.
+#[test]
+fn class_1_the_bed_board_shows_what_the_policy_grants_and_no_more() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("trust");
+    load_bed_register(dir.path(), &data);
+    let opt_out = dir.path().join("opt-out.txt");
+    let opted_out = nhs_number(943_476_591);
+    std::fs::write(&opt_out, format!("{opted_out}\n")).unwrap();
+    let config = config(dir.path(), &opt_out);
+    let server = Server::start_with_config_file(&data, &config, "", "");
+    let ana = fdp_ok!("token", "create", "ana", "--data-dir", data)
+        .trim()
+        .to_string();
+    let get = |token: &str, purpose: &str| {
+        http_request_with(
+            server.http,
+            "GET",
+            "/api/bed-board",
+            Some(token),
+            &[("X-Purpose", purpose)],
+            None,
+        )
+    };
+    let doc = fdp_ok!("token", "create", "doc", "--data-dir", data)
+        .trim()
+        .to_string();
+    // Two patients admitted to free beds: one on the opt-out list.
+    let (status, body) = http_get(server.http, "/api/bed-board", Some(&doc));
+    assert_eq!(status, 200, "{body}");
+    let board: Value = serde_json::from_str(&body).unwrap();
+    let free: Vec<String> = board["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["wards"].as_array().unwrap())
+        .flat_map(|w| w["beds"].as_array().unwrap())
+        .filter(|b| b["state"] == "free")
+        .map(|b| b["bed_id"].as_str().unwrap().to_string())
+        .take(2)
+        .collect();
+    let kept = nhs_number(943_476_599);
+    let mut messages = Vec::new();
+    for (i, (bed, (nhs, name))) in free
+        .iter()
+        .zip([(&kept, "SHOWNOT^Kim"), (&opted_out, "OPTEDOUT^Lee")])
+        .enumerate()
+    {
+        let id: Vec<&str> = bed.split(':').collect();
+        messages.push(
+            format!(
+                "MSH|^~\\&|PAS|RXX|OPENFDP|RXX|20261120080000||ADT^A01^ADT_A01|BOARD{i}|P|2.4\r\
+                 EVN|A01|20261120080000\r\
+                 PID|1||{nhs}^^^NHS^NH~UB{i}^^^RXX^MR||{name}||19500101|F\r\
+                 PV1|1|I|{}^{}^{}^{}^^BED|21|||||||||||||||V-BOARD{i}\r",
+                id[1], id[2], id[3], id[0]
+            )
+            .into_bytes(),
+        );
+    }
+    assert_eq!(mllp_roundtrip(server.mllp, &messages), ["AA", "AA"]);
+    let occupants = |board: &Value| -> Vec<Value> {
+        board["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["wards"].as_array().unwrap())
+            .flat_map(|w| w["beds"].as_array().unwrap())
+            .filter(|b| free.contains(&b["bed_id"].as_str().unwrap().to_string()))
+            .map(|b| b["occupant"].clone())
+            .collect()
+    };
+
+    // Operations: the board, shaped column by column.
+    let ops = get(&ana, "operations");
+    assert_eq!(ops.status, 200, "{}", ops.body);
+    for secret in [
+        "SHOWNOT",
+        "OPTEDOUT",
+        kept.as_str(),
+        opted_out.as_str(),
+        "UB0",
+        "UB1",
+    ] {
+        assert!(!ops.body.contains(secret), "{secret} in {}", ops.body);
+    }
+    let board: Value = serde_json::from_str(&ops.body).unwrap();
+    let shown = occupants(&board);
+    assert_eq!(shown.len(), 2);
+    for o in &shown {
+        assert_eq!(o["name"], "[masked]", "{o}");
+        assert!(o["nhs_number"].is_null() && o["sex"].is_null(), "{o}");
+        let id = o["patient_id"].as_str().unwrap();
+        assert!(
+            id.starts_with('p') && id.contains('-') && id.len() > 20,
+            "not a pseudonym: {o}"
+        );
+    }
+
+    // Planning over the API: refused, and the refusal audited.
+    let planning = get(&ana, "planning");
+    assert_eq!(planning.status, 403, "{}", planning.body);
+    assert!(planning.body.contains("one by one"), "{}", planning.body);
+    assert!(audit_entries(&data).iter().any(|e| e["principal"] == "ana"
+        && e["what"] == "GET /api/bed-board"
+        && e["outcome"].as_str().unwrap().starts_with("refused")));
+
+    // Planning in the pages' live stream: pseudonymised, opted-out left out.
+    let mut stream = std::net::TcpStream::connect(server.http).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /bed-board/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ana}\r\nX-Purpose: planning\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 65536];
+    while !seen.contains("event: beds") || !seen.contains("\n\n") {
+        let n = stream.read(&mut buf).expect("the stream to send");
+        assert!(n > 0, "the stream closed: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    drop(stream);
+    for secret in ["SHOWNOT", "OPTEDOUT", kept.as_str(), opted_out.as_str()] {
+        assert!(!seen.contains(secret), "{secret} in {seen}");
+    }
+    server.stop();
+    // The stream audited the one patient it showed, and not the opted-out.
+    let streamed: Vec<Value> = audit_entries(&data)
+        .into_iter()
+        .filter(|e| e["principal"] == "ana" && e["what"] == "GET /bed-board/events")
+        .collect();
+    assert!(!streamed.is_empty());
+    let named: usize = streamed
+        .iter()
+        .map(|e| e["patients"].as_array().map_or(0, |p| p.len()))
+        .sum();
+    assert_eq!(named, board_patients_before(&board), "{streamed:?}");
+}
+
+/// The occupied beds on a board an operations view returned, less the two
+/// the test admitted, plus the one of them not opted out: what a planning
+/// view of the same board names.
+fn board_patients_before(board: &Value) -> usize {
+    let occupied = board["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["wards"].as_array().unwrap())
+        .flat_map(|w| w["beds"].as_array().unwrap())
+        .filter(|b| b["occupant"].is_object())
+        .count();
+    occupied - 1
+}

@@ -172,12 +172,18 @@ fn discharge_readiness_is_recorded_with_who_set_it() {
     assert_eq!(status, 200, "{board}");
     let occ = &board["sites"][0]["wards"][0]["beds"][0]["occupant"];
     assert_eq!(occ["name"], "ALPHA, Test");
-    assert!(occ["nhs_number"].is_null(), "{occ}");
+    // The policy masks identifying columns for operations, as SQL does.
+    assert_eq!(occ["nhs_number"], "[masked]", "{occ}");
     let (status, board) = board_as(ana, "operations");
     assert_eq!(status, 200, "{board}");
     let occ = &board["sites"][0]["wards"][0]["beds"][0]["occupant"];
     assert_eq!(occ["name"], "[masked]");
-    assert_eq!(occ["patient_id"], "[masked]");
+    // The analyst's policy pseudonymises every patient_id.
+    let id = occ["patient_id"].as_str().unwrap();
+    assert!(
+        id != "M1" && id.starts_with('p') && id.contains('-'),
+        "{occ}"
+    );
     assert!(occ["nhs_number"].is_null() && occ["age"].is_null(), "{occ}");
     assert_eq!(board["counts"]["occupied"], 1);
     assert!(!board.to_string().contains("9434765919"));

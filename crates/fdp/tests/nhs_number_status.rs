@@ -209,7 +209,10 @@ fn a_received_invalid_nhs_number_reaches_only_those_shown_nhs_numbers() {
             &headers,
             None,
         );
-        assert_eq!(json.status, 200, "{who}: {}", json.body);
+        // Under planning the API gives no board of patients one by one:
+        // only aggregates leave the instance.
+        let expected = if purpose == "planning" { 403 } else { 200 };
+        assert_eq!(json.status, expected, "{who}: {}", json.body);
         let events = first_event(server.http, tok, &headers);
         assert!(events.contains("\ndata: "), "{who}: no event: {events}");
         let cookie = purpose_cookie(server.http, tok, purpose);
@@ -260,6 +263,9 @@ fn a_received_invalid_nhs_number_reaches_only_those_shown_nhs_numbers() {
         }
         // The flag itself is operational: those running the beds see that
         // identity needs checking.
+        if json.status != 200 {
+            continue;
+        }
         let board: Value = serde_json::from_str(&json.body).unwrap();
         assert!(
             occupants(&board)
