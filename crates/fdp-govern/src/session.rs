@@ -583,6 +583,7 @@ impl Governance {
                 grant,
                 model: self.model,
                 keystore: self.keystore.clone(),
+                key: std::sync::OnceLock::new(),
                 purpose: req.purpose,
                 project: req
                     .project
@@ -1244,6 +1245,10 @@ pub struct ProductView {
     grant: crate::policy::Grant,
     model: &'static Model,
     keystore: Keystore,
+    /// The purpose's pseudonym key, read from the keystore once per view
+    /// rather than for every value (a live board shapes every occupant on
+    /// every change).
+    key: std::sync::OnceLock<Option<PseudonymKey>>,
     purpose: Purpose,
     project: String,
     /// The national data opt-out, for a secondary purpose; empty otherwise.
@@ -1334,11 +1339,17 @@ impl ProductView {
             Action::Remove => None,
             Action::Mask => Some("[masked]".into()),
             Action::Pseudonymise => self
-                .keystore
-                .pseudonym_key(self.purpose, &self.project)
-                .map(|k| k.pseudonym(value))
-                .map_err(|e| tracing::error!(error = %e, "no pseudonym key for a product view"))
-                .ok(),
+                .key
+                .get_or_init(|| {
+                    self.keystore
+                        .pseudonym_key(self.purpose, &self.project)
+                        .map_err(
+                            |e| tracing::error!(error = %e, "no pseudonym key for a product view"),
+                        )
+                        .ok()
+                })
+                .as_ref()
+                .map(|k| k.pseudonym(value)),
             Action::Year => value.get(..4).map(str::to_string),
             Action::AgeBand => value.parse::<i64>().ok().map(crate::udf::band),
             Action::District => crate::udf::outward_code(value),
