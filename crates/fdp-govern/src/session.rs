@@ -1391,6 +1391,16 @@ impl ProductView {
         self.action(table, column) == Action::Show
     }
 
+    /// Whether every column of `table` is shown as it is: what a whole
+    /// record filling it (a FHIR resource in a referral) needs, since a
+    /// record cannot be shown with a field masked (as for
+    /// [`Governance::whole_records`]).
+    pub fn shows_whole(&self, table: &str) -> bool {
+        self.model
+            .object_type_by_table(table)
+            .is_some_and(|o| o.properties.iter().all(|p| self.shows(table, &p.column)))
+    }
+
     /// Audit what was served (a view that keeps serving, like a live
     /// stream, may record more than once).
     pub fn served(&self, records: u64, patients: Vec<String>) -> Result<(), GovernError> {

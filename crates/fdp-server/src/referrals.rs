@@ -226,8 +226,13 @@ pub async fn list(State(state): State<AppState>, ext: Extensions, headers: Heade
         Ok(v) => v,
         Err(r) => return r,
     };
+    let view = match view.one_by_one("the referrals list") {
+        Ok(v) => v,
+        Err(e) => return problem(StatusCode::FORBIDDEN, e.to_string()),
+    };
     match state.referrals.current(&fed) {
         Ok(all) => {
+            let all = governed(all, &view);
             let patients = all.iter().map(|r| r.patient.clone()).collect();
             if let Err(e) = view.served(all.len() as u64, patients) {
                 return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
@@ -236,6 +241,55 @@ pub async fn list(State(state): State<AppState>, ext: Extensions, headers: Heade
         }
         Err(e) => referral_error(e),
     }
+}
+
+/// Referrals as `view` lets them be seen: a referral of a patient the row
+/// rules do not admit (the national data opt-out, for a secondary purpose)
+/// left out; the patient's id shaped by its model column; and the FHIR
+/// record itself only where the grant shows every column of the patient
+/// and the admission, since a whole record cannot be shown with a field
+/// masked.
+fn governed(
+    all: Vec<fdp_federation::referrals::Referral>,
+    view: &fdp_govern::ProductView,
+) -> Vec<fdp_federation::referrals::Referral> {
+    let whole = view.shows_whole("patient") && view.shows_whole("admission");
+    all.into_iter()
+        .filter(|r| {
+            let nhs = nhs_number_in(&r.bundle);
+            view.admits(&fdp_govern::RowFacts {
+                nhs_number: nhs.as_deref(),
+                ..Default::default()
+            })
+        })
+        .map(|mut r| {
+            r.patient = view
+                .field("patient", "person_id", Some(&r.patient))
+                .unwrap_or_else(|| "[masked]".into());
+            if !whole {
+                r.bundle = Value::Null;
+            }
+            r
+        })
+        .collect()
+}
+
+/// The NHS number of the patient a referral's record names, if any.
+fn nhs_number_in(bundle: &Value) -> Option<String> {
+    bundle["entry"]
+        .as_array()?
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["resourceType"] == "Patient")?["identifier"]
+        .as_array()?
+        .iter()
+        .find(|i| {
+            i["system"]
+                .as_str()
+                .is_some_and(|s| s.ends_with("/nhs-number"))
+        })?["value"]
+        .as_str()
+        .map(str::to_string)
 }
 
 #[derive(Debug, Deserialize)]
@@ -516,7 +570,7 @@ pub async fn page(State(state): State<AppState>, ext: Extensions, headers: Heade
         Err(r) => return r,
     };
     let all = match state.referrals.current(fed) {
-        Ok(a) => a,
+        Ok(a) => governed(a, &view),
         Err(e) => return referral_error(e),
     };
     if let Err(e) = view.served(
@@ -538,6 +592,7 @@ pub async fn page(State(state): State<AppState>, ext: Extensions, headers: Heade
             @if received.is_empty() { p.muted { "None." } }
             @for r in received.iter().rev() {
                 @let (name, born) = patient_in(&r.bundle);
+                @let name = if r.bundle.is_null() { "[masked]".to_string() } else { name };
                 @let status = r.status.as_str();
                 section.referral data-id=(r.id) data-status=(status) {
                     h3 { (name) @if !born.is_empty() { span.muted { " born " (born) } } " from " (r.from) }

@@ -24,7 +24,7 @@ fn downtime() -> Duration {
 
 fn config(listen: u16, peer: &str, role: &str, peer_port: u16, peer_data: &Path) -> String {
     format!(
-        "[principal.tester]\nroles = [\"clinician\"]\n[federation]\nlisten = \"127.0.0.1:{listen}\"\n[[federation.peer]]\nods = \"{peer}\"\nrole = \"{role}\"\naddress = \"127.0.0.1:{peer_port}\"\ncertificate = \"{}\"\n",
+        "[principal.tester]\nroles = [\"clinician\"]\n[principal.ana]\nroles = [\"analyst\"]\n[federation]\nlisten = \"127.0.0.1:{listen}\"\n[[federation.peer]]\nods = \"{peer}\"\nrole = \"{role}\"\naddress = \"127.0.0.1:{peer_port}\"\ncertificate = \"{}\"\n",
         peer_data.join("federation/instance.pem").display()
     )
 }
@@ -161,6 +161,20 @@ fn a_referral_waits_for_a_care_provider_that_is_down_and_arrives_once() {
     wait_until(60, "the acceptance at the trust", || {
         referrals(&server)[0]["status"] == "accepted"
     });
+    // Under planning, referrals are not listed patient by patient over the
+    // API (class 1 of the adversarial suite): only aggregates leave.
+    let ana = fdp_ok!("token", "create", "ana", "--data-dir", trust);
+    let listed = http_request_with(
+        server.http,
+        "GET",
+        "/api/referrals",
+        Some(ana.trim()),
+        &[("X-Purpose", "planning")],
+        None,
+    );
+    assert_eq!(listed.status, 403, "{}", listed.body);
+    assert!(listed.body.contains("one by one"), "{}", listed.body);
+    assert!(!listed.body.contains("ALPHA"), "{}", listed.body);
     // The admission's page at the trust shows it, for a declared purpose.
     let cookie = purpose_cookie(server.http, &server.token, "direct-care");
     let page = http_request_with(
