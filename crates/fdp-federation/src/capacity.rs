@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use fdp_govern::ProductView;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -74,6 +75,63 @@ impl Offer {
             }
         }
         Ok(())
+    }
+}
+
+/// The model's table an offer's figures are columns of: what the policy
+/// grants of capacity, for a product showing it.
+pub const TABLE: &str = "care_capacity";
+
+/// An offer as a product view lets it be seen: each figure by the
+/// `care_capacity` column it is, `None` where the policy removes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShownOffer {
+    pub kind: Option<String>,
+    pub location: Option<String>,
+    pub specialty: Option<String>,
+    pub free: Option<u32>,
+    pub total: Option<u32>,
+    pub detail: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl Offer {
+    /// The offer as `view` shows it (see [`ShownOffer`]).
+    pub fn governed(&self, view: &ProductView) -> ShownOffer {
+        let text = |column: &str, v: Option<&str>| view.field(TABLE, column, v);
+        ShownOffer {
+            kind: text("place_type", Some(&self.kind)),
+            location: text("location", Some(&self.location)),
+            specialty: text("specialty", self.specialty.as_deref()),
+            free: view.number(TABLE, "places_free", Some(self.free)),
+            total: view.number(TABLE, "places_total", self.total),
+            detail: text("available_when", self.detail.as_deref()),
+            updated_at: view.number(TABLE, "updated_timestamp", Some(self.updated_at)),
+        }
+    }
+}
+
+/// A publisher's offers as a product view lets them be seen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShownPublished {
+    /// The publisher's ODS code (`provider_ods_code`).
+    pub publisher: Option<String>,
+    pub role: String,
+    pub offers: Vec<ShownOffer>,
+    pub published_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+}
+
+impl Published {
+    /// What `view` shows of this publisher's offers.
+    pub fn governed(&self, view: &ProductView) -> ShownPublished {
+        ShownPublished {
+            publisher: view.field(TABLE, "provider_ods_code", Some(&self.publisher)),
+            role: self.role.clone(),
+            offers: self.offers.iter().map(|o| o.governed(view)).collect(),
+            published_at: self.published_at,
+            received_at: self.received_at,
+        }
     }
 }
 

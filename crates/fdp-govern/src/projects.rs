@@ -10,6 +10,14 @@
 //! audited by [`crate::Governance`], which checks that whoever does it
 //! reviews the audit.
 //!
+//! A research project may also hold extract specifications the IG lead
+//! approved ([`ExtractSpec`]): the one way rows leave the instance under a
+//! secondary purpose. Each file of an extract is one query fixed at
+//! approval; a researcher names the extract and the file, never the SQL,
+//! and the answer is shaped by the policy like any other under research
+//! (identifiers removed, ids pseudonymised with the project's key, opted-out
+//! patients left out).
+//!
 //! The registry is one JSON file in the data directory
 //! (`governance/projects.json`), replaced whole and durably on each change.
 
@@ -41,6 +49,125 @@ pub struct Project {
     /// pseudonym it made can still be re-identified for direct care.
     #[serde(default)]
     pub closed_at: Option<DateTime<Utc>>,
+    /// The extract specifications approved for it, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extracts: BTreeMap<String, ExtractSpec>,
+}
+
+/// An extract specification: the pseudonymised row-level files a research
+/// project may take out of the instance, as the IG lead approved them.
+///
+/// Written as TOML:
+///
+/// ```toml
+/// name = "asthma-cohort"
+/// description = "Adults with asthma and their admissions, 2020-2026"
+///
+/// [[file]]
+/// name = "patients"
+/// sql = "SELECT person_id, sex, date_of_birth, postcode FROM patient"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractSpec {
+    pub name: String,
+    /// What it is for, for the audit and the researcher.
+    pub description: String,
+    #[serde(rename = "file", default)]
+    pub files: Vec<ExtractFile>,
+    /// Who approved it, and when: set at approval, not by the author.
+    #[serde(default)]
+    pub approved_by: Option<String>,
+    #[serde(default)]
+    pub approved_at: Option<DateTime<Utc>>,
+}
+
+/// One file of an extract: its name and the query that fills it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractFile {
+    pub name: String,
+    pub sql: String,
+}
+
+impl ExtractSpec {
+    /// A specification as its author wrote it (TOML), checked.
+    pub fn from_toml(text: &str) -> Result<ExtractSpec, ProjectError> {
+        let spec: ExtractSpec =
+            toml::from_str(text).map_err(|e| ProjectError::BadExtract(e.to_string()))?;
+        if spec.approved_by.is_some() || spec.approved_at.is_some() {
+            return Err(ProjectError::BadExtract(
+                "approved_by and approved_at are set when the IG lead approves it, not written in"
+                    .into(),
+            ));
+        }
+        spec.check()?;
+        Ok(spec)
+    }
+
+    /// What is wrong with it, if anything: names that can name files, at
+    /// least one file, each named once, each one read-only query.
+    pub fn check(&self) -> Result<(), ProjectError> {
+        let bad = |why: String| Err(ProjectError::BadExtract(why));
+        if !valid_name(&self.name) {
+            return bad(format!(
+                "{:?} is not an extract name: use 1–64 letters, digits, `-` or `_`",
+                self.name
+            ));
+        }
+        if self.description.trim().is_empty() {
+            return bad("say what the extract is for (description)".into());
+        }
+        if self.files.is_empty() {
+            return bad("an extract has at least one [[file]]".into());
+        }
+        let mut seen = BTreeSet::new();
+        for f in &self.files {
+            if !valid_name(&f.name) {
+                return bad(format!(
+                    "{:?} is not a file name: use 1–64 letters, digits, `-` or `_`",
+                    f.name
+                ));
+            }
+            if !seen.insert(f.name.as_str()) {
+                return bad(format!("file {:?} is named twice", f.name));
+            }
+            match datafusion::sql::parser::DFParser::parse_sql(&f.sql) {
+                Ok(statements) => {
+                    let query = statements.len() == 1
+                        && matches!(
+                            statements.front(),
+                            Some(datafusion::sql::parser::Statement::Statement(s))
+                                if matches!(**s, datafusion::sql::sqlparser::ast::Statement::Query(_))
+                        );
+                    if !query {
+                        return bad(format!("file {:?}: the sql is not one query", f.name));
+                    }
+                }
+                Err(e) => return bad(format!("file {:?}: {e}", f.name)),
+            }
+        }
+        Ok(())
+    }
+
+    /// A digest of what was approved (the name and each file's query), for
+    /// the audit: the extract a researcher takes can be matched to it.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.name.as_bytes());
+        for f in &self.files {
+            h.update([0]);
+            h.update(f.name.as_bytes());
+            h.update([0]);
+            h.update(f.sql.as_bytes());
+        }
+        h.finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 impl Project {
@@ -75,6 +202,18 @@ pub enum ProjectError {
     BadName(String),
     #[error("a project is approved for research or planning, not {0}")]
     NotSecondary(Purpose),
+    #[error("not an extract specification: {0}")]
+    BadExtract(String),
+    #[error("project {project:?} is approved for {purpose}: only a research project takes rows out, as an extract")]
+    ExtractNotResearch { project: String, purpose: Purpose },
+    #[error("project {project:?} has no approved extract {extract:?}; the information-governance lead approves extracts (`fdp projects approve-extract`)")]
+    NoExtract { project: String, extract: String },
+    #[error("extract {extract:?} has no file {file:?}: it has {files}")]
+    NoExtractFile {
+        extract: String,
+        file: String,
+        files: String,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -175,6 +314,52 @@ impl Projects {
         })
     }
 
+    /// Approve `spec` for research project `project`, replacing an extract
+    /// of the same name; `by` is recorded as its approver.
+    pub fn approve_extract(
+        &self,
+        project: &str,
+        mut spec: ExtractSpec,
+        by: &str,
+    ) -> Result<Project, ProjectError> {
+        spec.check()?;
+        let p = self
+            .all()?
+            .remove(project)
+            .ok_or_else(|| ProjectError::Unknown(project.chars().take(64).collect()))?;
+        if p.closed_at.is_some() {
+            return Err(ProjectError::Closed(p.name));
+        }
+        if p.purpose != Purpose::Research {
+            return Err(ProjectError::ExtractNotResearch {
+                project: p.name,
+                purpose: p.purpose,
+            });
+        }
+        spec.approved_by = Some(by.to_string());
+        spec.approved_at = Some(Utc::now());
+        self.update(project, |p| {
+            p.extracts.insert(spec.name.clone(), spec);
+        })
+    }
+
+    /// Withdraw an approved extract: no session may take it from now on.
+    pub fn withdraw_extract(&self, project: &str, extract: &str) -> Result<Project, ProjectError> {
+        let p = self
+            .all()?
+            .remove(project)
+            .ok_or_else(|| ProjectError::Unknown(project.chars().take(64).collect()))?;
+        if !p.extracts.contains_key(extract) {
+            return Err(ProjectError::NoExtract {
+                project: project.to_string(),
+                extract: extract.to_string(),
+            });
+        }
+        self.update(project, |p| {
+            p.extracts.remove(extract);
+        })
+    }
+
     /// Change an existing project with `f`; returns it as changed.
     pub fn update(
         &self,
@@ -231,6 +416,7 @@ mod tests {
 
     fn project(name: &str, purpose: Purpose, on: &[&str]) -> Project {
         Project {
+            extracts: BTreeMap::new(),
             name: name.into(),
             purpose,
             title: "asthma outcomes, REC 26/YH/0001".into(),
@@ -289,6 +475,70 @@ mod tests {
             .unwrap();
         assert!(matches!(
             projects.check("p1", Purpose::Research, "res"),
+            Err(ProjectError::Closed(_))
+        ));
+    }
+
+    fn spec(files: &str) -> String {
+        format!("name = \"cohort\"\ndescription = \"asthma cohort\"\n{files}")
+    }
+
+    #[test]
+    fn an_extract_is_named_files_of_one_query_each_approved_only_for_open_research() {
+        let ok = spec("[[file]]\nname = \"patients\"\nsql = \"SELECT * FROM patient\"\n");
+        let approved = ExtractSpec::from_toml(&ok).unwrap();
+        for (bad, why) in [
+            (spec(""), "at least one"),
+            (spec("[[file]]\nname = \"a\"\nsql = \"DELETE FROM patient\"\n"), "not one query"),
+            (spec("[[file]]\nname = \"a\"\nsql = \"SELECT 1; SELECT 2\"\n"), "not one query"),
+            (spec("[[file]]\nname = \"a\"\nsql = \"SELEC\"\n"), "file \"a\""),
+            (spec("[[file]]\nname = \"../a\"\nsql = \"SELECT 1\"\n"), "not a file name"),
+            (
+                spec("[[file]]\nname = \"a\"\nsql = \"SELECT 1\"\n[[file]]\nname = \"a\"\nsql = \"SELECT 2\"\n"),
+                "named twice",
+            ),
+            (format!("approved_by = \"me\"\n{ok}"), "not written in"),
+        ] {
+            let e = ExtractSpec::from_toml(&bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        // The digest follows what was approved, and only that.
+        let changed = ExtractSpec::from_toml(&ok.replace("SELECT *", "SELECT person_id")).unwrap();
+        assert_ne!(approved.digest(), changed.digest());
+        let mut stamped = approved.clone();
+        stamped.approved_by = Some("ig".into());
+        assert_eq!(approved.digest(), stamped.digest());
+
+        let dir = tempfile::tempdir().unwrap();
+        let projects = Projects::open(dir.path());
+        projects
+            .register(project("p1", Purpose::Research, &["res"]))
+            .unwrap();
+        projects
+            .register(project("plan", Purpose::Planning, &["ana"]))
+            .unwrap();
+        assert!(matches!(
+            projects.approve_extract("plan", approved.clone(), "ig"),
+            Err(ProjectError::ExtractNotResearch { .. })
+        ));
+        assert!(matches!(
+            projects.approve_extract("nope", approved.clone(), "ig"),
+            Err(ProjectError::Unknown(_))
+        ));
+        let p = projects.approve_extract("p1", approved, "ig").unwrap();
+        assert_eq!(p.extracts["cohort"].approved_by.as_deref(), Some("ig"));
+        assert!(p.extracts["cohort"].approved_at.is_some());
+        let p = projects.withdraw_extract("p1", "cohort").unwrap();
+        assert!(p.extracts.is_empty());
+        assert!(matches!(
+            projects.withdraw_extract("p1", "cohort"),
+            Err(ProjectError::NoExtract { .. })
+        ));
+        projects
+            .update("p1", |p| p.closed_at = Some(Utc::now()))
+            .unwrap();
+        assert!(matches!(
+            projects.approve_extract("p1", changed, "ig"),
             Err(ProjectError::Closed(_))
         ));
     }

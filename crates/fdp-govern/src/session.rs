@@ -205,6 +205,19 @@ impl Governance {
                         ""
                     }
                 )];
+                entry.decisions.extend(p.extracts.values().map(|x| {
+                    format!(
+                        "extract {} approved by {}: files {} (spec {})",
+                        x.name,
+                        x.approved_by.as_deref().unwrap_or("?"),
+                        x.files
+                            .iter()
+                            .map(|f| f.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        x.digest()
+                    )
+                }));
                 entry.outcome = "ok".into();
                 self.audit.append(entry)?;
                 Ok(p)
@@ -271,6 +284,7 @@ impl Governance {
             audit: self.audit.clone(),
             policy_digest: self.policy.digest.clone(),
             audit_each_query: false,
+            extracts: BTreeMap::new(),
         })
     }
 
@@ -1045,7 +1059,18 @@ impl Governance {
             versions.extend(register_raw(&ctx, raw)?);
             decisions.push("raw tables granted".into());
         }
+        // The extracts the IG lead approved for the session's research
+        // project: the only answers that leave it row by row.
+        let extracts = match req.project.as_deref().filter(|p| !p.trim().is_empty()) {
+            Some(p) if req.purpose == Purpose::Research => {
+                self.projects
+                    .check(p, req.purpose, &req.principal.name)?
+                    .extracts
+            }
+            _ => BTreeMap::new(),
+        };
         Ok(GovernedSession {
+            extracts,
             ctx,
             req: req.clone(),
             role: role.to_string(),
@@ -1381,6 +1406,16 @@ impl ProductView {
         }
     }
 
+    /// Whether the grant covers `table` at all.
+    pub fn reads(&self, table: &str) -> bool {
+        self.grant.objects.covers(table)
+    }
+
+    /// The purpose the view is for.
+    pub fn purpose(&self) -> Purpose {
+        self.purpose
+    }
+
     /// Whether records as received (the raw layer) are granted.
     pub fn raw(&self) -> bool {
         self.grant.raw
@@ -1456,6 +1491,9 @@ pub struct GovernedSession {
     audit: Arc<AuditLog>,
     policy_digest: String,
     audit_each_query: bool,
+    /// The extract specifications approved for the session's research
+    /// project (see [`GovernedSession::extract`]).
+    extracts: BTreeMap<String, crate::projects::ExtractSpec>,
 }
 
 /// A query's answer.
@@ -1620,8 +1658,12 @@ impl GovernedSession {
     /// the result, policy decisions), whether it ran or failed.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, GovernError> {
         let planned = self.ctx.sql_with_options(sql, read_only()).await;
-        self.audited(sql, async move { self.run(planned?, None).await })
-            .await
+        self.audited(
+            sql,
+            None,
+            async move { self.run(planned?, None, false).await },
+        )
+        .await
     }
 
     /// [`Self::query`], governed and audited the same, also giving the plan
@@ -1632,7 +1674,9 @@ impl GovernedSession {
         let planned = self.ctx.sql_with_options(sql, read_only()).await;
         let mut profile = String::new();
         let result = self
-            .audited(sql, async { self.run(planned?, Some(&mut profile)).await })
+            .audited(sql, None, async {
+                self.run(planned?, Some(&mut profile), false).await
+            })
             .await?;
         Ok((result, profile))
     }
@@ -1649,13 +1693,75 @@ impl GovernedSession {
             Ok(()) => self.ctx.execute_logical_plan(plan).await,
             Err(e) => Err(e),
         };
-        self.audited(sql, async move { self.run(planned?, None).await })
-            .await
+        self.audited(
+            sql,
+            None,
+            async move { self.run(planned?, None, false).await },
+        )
+        .await
+    }
+
+    /// Take one file of an extract the IG lead approved for the session's
+    /// research project: its query, fixed at approval, answered row by row
+    /// on any channel. The answer is shaped by the policy like any other
+    /// under research (identifiers removed, ids pseudonymised with the
+    /// project's key, opted-out patients left out, counts in it rounded);
+    /// only the rule that rows do not leave is lifted, for this query
+    /// alone. Audited with the extract, its approver and its digest; an
+    /// extract or file the project does not hold is refused, audited.
+    pub async fn extract(&self, extract: &str, file: &str) -> Result<QueryResult, GovernError> {
+        let what = format!("extract {extract}/{file}");
+        let project = self.req.project.clone().unwrap_or_default();
+        let found = match self.extracts.get(extract) {
+            None => Err(crate::projects::ProjectError::NoExtract {
+                project,
+                extract: extract.chars().take(64).collect(),
+            }),
+            Some(spec) => match spec.files.iter().find(|f| f.name == file) {
+                None => Err(crate::projects::ProjectError::NoExtractFile {
+                    extract: spec.name.clone(),
+                    file: file.chars().take(64).collect(),
+                    files: spec
+                        .files
+                        .iter()
+                        .map(|f| f.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }),
+                Some(f) => Ok((spec, f)),
+            },
+        };
+        let (spec, f) = match found {
+            Ok(found) => found,
+            Err(e) => {
+                let mut entry = self.audit_entry(&what);
+                entry.outcome = format!("refused: {e}");
+                self.audit.append(entry)?;
+                return Err(e.into());
+            }
+        };
+        let decision = format!(
+            "{what}: approved by {} at {} (spec {}); rows released",
+            spec.approved_by.as_deref().unwrap_or("?"),
+            spec.approved_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            spec.digest()
+        );
+        let planned = self.ctx.sql_with_options(&f.sql, read_only()).await;
+        self.audited(&f.sql, Some(decision), async move {
+            self.run(planned?, None, true).await
+        })
+        .await
+    }
+
+    /// The extracts approved for the session's project, by name.
+    pub fn extracts(&self) -> &BTreeMap<String, crate::projects::ExtractSpec> {
+        &self.extracts
     }
 
     async fn audited(
         &self,
         sql: &str,
+        decision: Option<String>,
         run: impl std::future::Future<Output = Result<(QueryResult, Vec<String>), GovernError>>,
     ) -> Result<QueryResult, GovernError> {
         // A query stopped before it finishes (the client cancels it, or its
@@ -1669,6 +1775,7 @@ impl GovernedSession {
         pending.finished = true;
         if self.audit_each_query {
             let mut entry = self.audit_entry(sql);
+            entry.decisions.extend(decision);
             match &result {
                 Ok((r, objects)) => {
                     entry.objects = objects.clone();
@@ -1696,10 +1803,13 @@ impl GovernedSession {
 
     /// Run `df` under the session's disclosure control; with `profile`,
     /// also write there the physical plan with what each step measured.
+    /// `extract`: the query is a file of an approved extract, whose rows may
+    /// leave the instance.
     async fn run(
         &self,
         df: datafusion::prelude::DataFrame,
         profile: Option<&mut String>,
+        extract: bool,
     ) -> Result<(QueryResult, Vec<String>), GovernError> {
         // A scan names a stored table (a canonical table's part, a raw
         // table); the audit and the answer name the table the session offers.
@@ -1787,7 +1897,7 @@ impl GovernedSession {
                     batches,
                     protected.visible,
                     rule.suppress_below,
-                    proven || !self.req.leaves_instance(),
+                    proven || extract || !self.req.leaves_instance(),
                 )?;
                 let full = protected.plan.schema().as_arrow().clone();
                 let schema: SchemaRef =

@@ -339,22 +339,28 @@ pub struct ReadinessInput {
     pub expected_discharge_date: Option<String>,
 }
 
-/// Check and record a readiness change; shared by the API and the form.
+/// Check and record a readiness change the grant allows (`view`, a change
+/// to `discharge_readiness`), audited with the admission's patient once
+/// made; shared by the API and the form.
 pub async fn apply_readiness(
     state: &AppState,
+    view: &ProductView,
     admission_id: &str,
     input: ReadinessInput,
     by: &str,
 ) -> Result<DischargeReadiness, (StatusCode, String)> {
-    {
+    let patient = {
         let census = state.live.read().await;
-        if !census.spells.contains_key(admission_id) {
-            return Err((
-                StatusCode::NOT_FOUND,
-                format!("no admission {admission_id}"),
-            ));
+        match census.spells.get(admission_id) {
+            Some(spell) => spell.patient_id.clone(),
+            None => {
+                return Err((
+                    StatusCode::NOT_FOUND,
+                    format!("no admission {admission_id}"),
+                ))
+            }
         }
-    }
+    };
     if let Some(p) = input.discharge_pathway {
         if p > 3 {
             return Err((
@@ -397,6 +403,8 @@ pub async fn apply_readiness(
     record_action(&state.committer, &state.live, &action, by)
         .await
         .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    view.changed(vec![patient])
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(readiness)
 }
 
@@ -407,17 +415,20 @@ pub async fn set_readiness(
     headers: HeaderMap,
     Json(input): Json<ReadinessInput>,
 ) -> Response {
-    if let Err(r) = may_change(
-        &state,
-        &ext,
-        &headers,
-        "discharge_readiness",
-        &format!("POST /api/admissions/{id}/discharge-readiness"),
-    ) {
-        return r;
-    }
+    let view = match purpose_of(&state, &ext, &headers, "http").and_then(|req| {
+        change_view(
+            &state,
+            &req,
+            &["discharge_readiness"],
+            &format!("POST /api/admissions/{id}/discharge-readiness"),
+            false,
+        )
+    }) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     let by = principal(&ext).name;
-    match apply_readiness(&state, &id, input, &by).await {
+    match apply_readiness(&state, &view, &id, input, &by).await {
         Ok(r) => Json(r).into_response(),
         Err((code, msg)) => (code, Json(json!({ "error": msg }))).into_response(),
     }

@@ -10,12 +10,15 @@ use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use fdp_federation::capacity::{self, CapacityFeed, Offer, OwnCapacity, Place, Published};
+use fdp_federation::capacity::{
+    self, CapacityFeed, Offer, OwnCapacity, Place, ShownOffer, ShownPublished,
+};
+use fdp_govern::{ProductView, SessionRequest};
 use fdp_products::care::BedBoard;
 use maud::{html, Markup};
 use serde_json::json;
 
-use crate::api::{change_allowed, purpose_of};
+use crate::api::{change_allowed, product_view, purpose_of};
 use crate::auth::principal;
 use crate::AppState;
 
@@ -24,7 +27,7 @@ fn problem(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// Changing what the instance offers is a change to `care_capacity`.
-const TABLE: &str = "care_capacity";
+const TABLE: &str = capacity::TABLE;
 
 /// How long a published figure counts as current.
 fn fresh_within() -> chrono::Duration {
@@ -41,19 +44,54 @@ pub(crate) fn age(t: DateTime<Utc>) -> String {
     }
 }
 
-/// `GET /api/capacity`: what this instance offers, and (on an ICB) what it
-/// has gathered from each publisher.
-pub async fn get_capacity(State(state): State<AppState>) -> Response {
+/// The capacity `req` may see, shaped by the policy, and audited; or the
+/// refusal (JSON for the API, a page for the UI). Capacity names no
+/// patient, but is read under a purpose like any table: a role whose grant
+/// does not cover `care_capacity` sees none of it.
+fn capacity_for(
+    state: &AppState,
+    req: &SessionRequest,
+    what: &str,
+    page: bool,
+) -> Result<(Vec<ShownOffer>, Vec<ShownPublished>), Response> {
+    let view = product_view(state, req, &[capacity::TABLE], what, page)?;
     let own = OwnCapacity::open(&state.instance.data_dir).offers();
     let gathered = CapacityFeed::open(&state.instance.data_dir).all();
-    match (own, gathered) {
-        (Ok(own), Ok(gathered)) => Json(json!({
+    let (own, gathered) = match (own, gathered) {
+        (Ok(own), Ok(gathered)) => (own, gathered),
+        (Err(e), _) | (_, Err(e)) => {
+            return Err(problem(StatusCode::INTERNAL_SERVER_ERROR, e));
+        }
+    };
+    let offers = own.len() + gathered.iter().map(|p| p.offers.len()).sum::<usize>();
+    view.served(offers as u64, vec![])
+        .map_err(|e| problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((
+        own.iter().map(|o| o.governed(&view)).collect(),
+        gathered.iter().map(|p| p.governed(&view)).collect(),
+    ))
+}
+
+/// `GET /api/capacity`: what this instance offers, and (on an ICB) what it
+/// has gathered from each publisher, as the caller's purpose (`X-Purpose`,
+/// direct care by default) lets them see `care_capacity`.
+pub async fn get_capacity(
+    State(state): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
+) -> Response {
+    let req = match purpose_of(&state, &ext, &headers, "http") {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match capacity_for(&state, &req, "GET /api/capacity", false) {
+        Ok((own, gathered)) => Json(json!({
             "organisation": state.instance.ods,
             "offers": own,
             "gathered": gathered,
         }))
         .into_response(),
-        (Err(e), _) | (_, Err(e)) => problem(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(r) => r,
     }
 }
 
@@ -136,14 +174,17 @@ pub async fn form(
 }
 
 /// `GET /capacity`: this instance's offers with a form to update them, and
-/// on an ICB everything it has gathered.
-pub async fn page(State(state): State<AppState>) -> Response {
-    let own = OwnCapacity::open(&state.instance.data_dir)
-        .offers()
-        .unwrap_or_default();
-    let gathered = CapacityFeed::open(&state.instance.data_dir)
-        .all()
-        .unwrap_or_default();
+/// on an ICB everything it has gathered, under the purpose declared at the
+/// checkpoint.
+pub async fn page(State(state): State<AppState>, ext: Extensions, headers: HeaderMap) -> Response {
+    let p = principal(&ext);
+    let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
+        return crate::checkpoint::to_checkpoint("/capacity");
+    };
+    let (own, gathered) = match capacity_for(&state, &req, "GET /capacity", true) {
+        Ok(shown) => shown,
+        Err(r) => return r,
+    };
     crate::pages::layout(
         "Capacity",
         Some(&state.instance.ods),
@@ -157,12 +198,12 @@ pub async fn page(State(state): State<AppState>) -> Response {
                     table #offers {
                         thead { tr { th { "Kind" } th { "Location" } th { "Specialty / when" } th.num { "Free" } th.num { "Of" } th { "Updated" } } }
                         tbody { @for (i, o) in own.iter().enumerate() {
-                            tr data-kind=(o.kind) {
-                                td { (o.kind) } td { (o.location) }
-                                td { (o.specialty.clone().unwrap_or_default()) " " (o.detail.clone().unwrap_or_default()) }
-                                td.num { input name=(format!("free-{i}")) value=(o.free) size="4" aria-label=(format!("free {} places at {}", o.kind, o.location)); }
-                                td.num { (o.total.map(|t| t.to_string()).unwrap_or_default()) }
-                                td { (age(o.updated_at)) }
+                            tr data-kind=(text(&o.kind)) {
+                                td { (text(&o.kind)) } td { (text(&o.location)) }
+                                td { (text(&o.specialty)) " " (text(&o.detail)) }
+                                td.num { input name=(format!("free-{i}")) value=(number(o.free)) size="4" aria-label=(format!("free {} places at {}", text(&o.kind), text(&o.location))); }
+                                td.num { (number(o.total)) }
+                                td { (o.updated_at.map(age).unwrap_or_default()) }
                             }
                         } }
                     }
@@ -178,16 +219,26 @@ pub async fn page(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-fn gathered_table(gathered: &[Published]) -> Markup {
+/// A text the policy may have removed, as a page shows it.
+fn text(v: &Option<String>) -> String {
+    v.clone().unwrap_or_default()
+}
+
+/// A figure the policy may have removed, as a page shows it.
+fn number(v: Option<u32>) -> String {
+    v.map(|n| n.to_string()).unwrap_or_default()
+}
+
+fn gathered_table(gathered: &[ShownPublished]) -> Markup {
     html! {
         table #gathered {
             thead { tr { th { "Publisher" } th { "Kind" } th { "Location" } th { "Specialty / when" } th.num { "Free" } th.num { "Of" } th { "Figure updated" } th { "Received" } } }
             tbody { @for p in gathered { @for o in &p.offers {
-                tr data-publisher=(p.publisher) data-kind=(o.kind) {
-                    td { (p.publisher) } td { (o.kind) } td { (o.location) }
-                    td { (o.specialty.clone().unwrap_or_default()) " " (o.detail.clone().unwrap_or_default()) }
-                    td.num { (o.free) } td.num { (o.total.map(|t| t.to_string()).unwrap_or_default()) }
-                    td { (age(o.updated_at)) } td { (age(p.received_at)) }
+                tr data-publisher=(text(&p.publisher)) data-kind=(text(&o.kind)) {
+                    td { (text(&p.publisher)) } td { (text(&o.kind)) } td { (text(&o.location)) }
+                    td { (text(&o.specialty)) " " (text(&o.detail)) }
+                    td.num { (number(o.free)) } td.num { (number(o.total)) }
+                    td { (o.updated_at.map(age).unwrap_or_default()) } td { (age(p.received_at)) }
                 }
             } } }
         }
@@ -196,8 +247,12 @@ fn gathered_table(gathered: &[Published]) -> Markup {
 
 /// The bed board's panel: each medically optimised patient on the board,
 /// and the places that suit their discharge pathway, free today, from the
-/// ICB's gathered feeds.
-pub(crate) async fn discharge_options(state: &AppState, board: &BedBoard) -> Markup {
+/// ICB's gathered feeds, as `view` (the board's) shows `care_capacity`.
+pub(crate) async fn discharge_options(
+    state: &AppState,
+    board: &BedBoard,
+    view: &ProductView,
+) -> Markup {
     let waiting: Vec<&fdp_products::care::Occupant> = board
         .sites
         .iter()
@@ -209,9 +264,17 @@ pub(crate) async fn discharge_options(state: &AppState, board: &BedBoard) -> Mar
     if waiting.is_empty() {
         return html! {};
     }
-    let feed = match state.federation.as_deref() {
-        Some(fed) => state.capacity.get(fed).await,
-        None => Err("this instance is not in a federation".to_string()),
+    let feed = if !view.reads(capacity::TABLE) {
+        Err(format!(
+            "capacity ({}) is not granted under {}",
+            capacity::TABLE,
+            view.purpose()
+        ))
+    } else {
+        match state.federation.as_deref() {
+            Some(fed) => state.capacity.get(fed).await,
+            None => Err("this instance is not in a federation".to_string()),
+        }
     };
     html! {
         h2 #discharge-options { "Medically optimised: where each could go today (" (waiting.len()) ")" }
@@ -233,9 +296,11 @@ pub(crate) async fn discharge_options(state: &AppState, board: &BedBoard) -> Mar
                             span.muted { @if pathway.is_none_or(|p| p == 0) { "record a pathway of 1 to 3" } @else { "no free place found" } }
                         }
                         @for (i, pl) in places.iter().take(3).enumerate() {
+                            @let shown = pl.offer.governed(view);
+                            @let publisher = text(&view.field(capacity::TABLE, "provider_ods_code", Some(&pl.publisher)));
                             @if i > 0 { "; " }
-                            span.place data-publisher=(pl.publisher) data-kind=(pl.offer.kind) {
-                                (pl.offer.location) " (" (pl.publisher) ", " (pl.offer.kind) ": " (pl.offer.free) " free, " (age(pl.offer.updated_at)) ")"
+                            span.place data-publisher=(publisher) data-kind=(text(&shown.kind)) {
+                                (text(&shown.location)) " (" (publisher) ", " (text(&shown.kind)) ": " (number(shown.free)) " free, " (shown.updated_at.map(age).unwrap_or_default()) ")"
                             }
                         }
                     }

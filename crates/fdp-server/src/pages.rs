@@ -248,11 +248,11 @@ pub async fn bed_board(
     let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
         return crate::checkpoint::to_checkpoint("/bed-board");
     };
-    let board = match api::board_for(&state, &req, "GET /bed-board", true).await {
-        Ok((board, _)) => board,
+    let (board, view) = match api::board_for(&state, &req, "GET /bed-board", true).await {
+        Ok(shown) => shown,
         Err(r) => return r,
     };
-    let options = crate::capacity::discharge_options(&state, &board).await;
+    let options = crate::capacity::discharge_options(&state, &board, &view).await;
     // Where each admission's latest discharge referral has got to.
     let mut referrals = state
         .federation
@@ -564,65 +564,81 @@ pub async fn admission(
                     } }
                     tr { th { "Hospital number" } td { (shown("patient", "mrn", patient.and_then(|p| p.mrn.clone()))) } }
                     tr { th { "Date of birth" } td { (shown("patient", "date_of_birth", patient.and_then(|p| p.date_of_birth.clone()))) } }
-                    tr { th { "Status" } td { (spell.status.as_str()) @if spell.on_leave { " (on leave)" } } }
-                    tr { th { "Admitted" } td { (fmt_time_us(spell.admitted_at_us)) } }
-                    @if spell.status == SpellStatus::Discharged { tr { th { "Discharged" } td { (fmt_time_us(spell.discharged_at_us)) } } }
-                    tr { th { "Bed" } td { (spell.bed_id.clone().unwrap_or_else(|| "none".into())) } }
+                    @if view.shows("admission", "admission_status") {
+                        tr { th { "Status" } td { (spell.status.as_str()) @if spell.on_leave { " (on leave)" } } }
+                    }
+                    @if view.shows("admission", "admission_timestamp") {
+                        tr { th { "Admitted" } td { (fmt_time_us(spell.admitted_at_us)) } }
+                    }
+                    @if spell.status == SpellStatus::Discharged && view.shows("admission", "discharge_timestamp") {
+                        tr { th { "Discharged" } td { (fmt_time_us(spell.discharged_at_us)) } }
+                    }
+                    @if view.reads("bed") { tr { th { "Bed" } td { (spell.bed_id.clone().unwrap_or_else(|| "none".into())) } } }
                 }
             }
             h2 { "Stays" }
+            @let (wards, beds, times) = (view.shows("ward_stay", "ward_id"), view.reads("bed"), view.shows("ward_stay", "start_timestamp"));
             table {
                 thead { tr { th { "Ward" } th { "Bay" } th { "Bed" } th { "From" } th { "To" } } }
                 tbody { @for s in &spell.stays {
-                    tr { td { (s.location.ward) } td { (s.location.room) } td { (s.location.bed) } td { (fmt_time_us(Some(s.start_us))) } td { (fmt_time_us(s.end_us)) } }
+                    tr {
+                        td { @if wards { (s.location.ward) } }
+                        td { @if beds { (s.location.room) } } td { @if beds { (s.location.bed) } }
+                        td { @if times { (fmt_time_us(Some(s.start_us))) } } td { @if times { (fmt_time_us(s.end_us)) } }
+                    }
                 } }
             }
-            @if let Some(fed) = &state.federation {
+            @if let Some(fed) = state.federation.as_ref().filter(|_| view.reads("referral")) {
                 (referral_section(&state, fed, &id))
             }
-            h2 { "Discharge readiness" }
-            @if !r.updated_by.is_empty() {
-                p.muted { "Last recorded by " (r.updated_by) " at " (fmt_time_us(Some(r.updated_at_us))) " UTC." }
-            }
-            form method="post" action=(format!("/bed-board/admission/{id}/readiness")) {
-                fieldset {
-                    legend { "Medically optimised for discharge" }
-                    label { input type="checkbox" name="medically_optimised" value="yes" checked[r.medically_optimised]; " Yes, medically optimised" }
-                    label for="mo-date" { "Date medically optimised" }
-                    input #mo-date type="date" name="medically_optimised_date" value=(r.medically_optimised_date.clone().unwrap_or_default());
+            @if !view.reads("discharge_readiness") {
+                h2 { "Discharge readiness" }
+                p.muted #readiness-not-granted { "Discharge readiness is not granted under " (view.purpose()) "." }
+            } @else {
+                h2 { "Discharge readiness" }
+                @if let Some(by) = view.field("discharge_readiness", "updated_by", Some(&r.updated_by)).filter(|b| !b.is_empty()) {
+                    p.muted { "Last recorded by " (by) " at " (fmt_time_us(Some(r.updated_at_us))) " UTC." }
                 }
-                label for="pathway" { "Discharge pathway" }
-                select #pathway name="discharge_pathway" {
-                    option value="" selected[r.discharge_pathway.is_none()] { "Not decided" }
-                    @for (p, text) in [(0u8, "0 — home, no new support"), (1, "1 — home with support"), (2, "2 — rehabilitation or short-term care in a bedded setting"), (3, "3 — long-term care home placement")] {
-                        option value=(p) selected[r.discharge_pathway == Some(p)] { (text) }
+                form method="post" action=(format!("/bed-board/admission/{id}/readiness")) {
+                    fieldset {
+                        legend { "Medically optimised for discharge" }
+                        label { input type="checkbox" name="medically_optimised" value="yes" checked[r.medically_optimised]; " Yes, medically optimised" }
+                        label for="mo-date" { "Date medically optimised" }
+                        input #mo-date type="date" name="medically_optimised_date" value=(r.medically_optimised_date.clone().unwrap_or_default());
                     }
-                }
-                fieldset {
-                    legend { "Waiting for" }
-                    @for w in WAITING_FOR {
-                        label { input type="checkbox" name="waiting_for" value=(w) checked[r.waiting_for.iter().any(|x| x == w)]; " " (w) }
-                    }
-                }
-                label for="edd" { "Expected discharge date" }
-                input #edd type="date" name="expected_discharge_date" value=(r.expected_discharge_date.clone().unwrap_or_default());
-                br;
-                button type="submit" { "Save readiness" }
-            }
-            @if !history.is_empty() {
-                h2 { "Readiness recorded" }
-                table {
-                    thead { tr { th { "When (UTC)" } th { "By" } th { "Medically optimised" } th { "Pathway" } th { "Waiting for" } th { "Expected discharge" } } }
-                    tbody { @for h in history.iter().rev() {
-                        tr {
-                            td { (fmt_time_us(Some(h.updated_at_us))) }
-                            td { (h.updated_by) }
-                            td { @if h.medically_optimised { "yes" (h.medically_optimised_date.as_deref().map(|d| format!(", {d}")).unwrap_or_default()) } @else { "no" } }
-                            td { (h.discharge_pathway.map(|p| p.to_string()).unwrap_or_default()) }
-                            td { (h.waiting_for.join(", ")) }
-                            td { (h.expected_discharge_date.clone().unwrap_or_default()) }
+                    label for="pathway" { "Discharge pathway" }
+                    select #pathway name="discharge_pathway" {
+                        option value="" selected[r.discharge_pathway.is_none()] { "Not decided" }
+                        @for (p, text) in [(0u8, "0 — home, no new support"), (1, "1 — home with support"), (2, "2 — rehabilitation or short-term care in a bedded setting"), (3, "3 — long-term care home placement")] {
+                            option value=(p) selected[r.discharge_pathway == Some(p)] { (text) }
                         }
-                    } }
+                    }
+                    fieldset {
+                        legend { "Waiting for" }
+                        @for w in WAITING_FOR {
+                            label { input type="checkbox" name="waiting_for" value=(w) checked[r.waiting_for.iter().any(|x| x == w)]; " " (w) }
+                        }
+                    }
+                    label for="edd" { "Expected discharge date" }
+                    input #edd type="date" name="expected_discharge_date" value=(r.expected_discharge_date.clone().unwrap_or_default());
+                    br;
+                    button type="submit" { "Save readiness" }
+                }
+                @if !history.is_empty() {
+                    h2 { "Readiness recorded" }
+                    table {
+                        thead { tr { th { "When (UTC)" } th { "By" } th { "Medically optimised" } th { "Pathway" } th { "Waiting for" } th { "Expected discharge" } } }
+                        tbody { @for h in history.iter().rev() {
+                            tr {
+                                td { (fmt_time_us(Some(h.updated_at_us))) }
+                                td { (view.field("discharge_readiness", "updated_by", Some(&h.updated_by)).unwrap_or_default()) }
+                                td { @if h.medically_optimised { "yes" (h.medically_optimised_date.as_deref().map(|d| format!(", {d}")).unwrap_or_default()) } @else { "no" } }
+                                td { (h.discharge_pathway.map(|p| p.to_string()).unwrap_or_default()) }
+                                td { (h.waiting_for.join(", ")) }
+                                td { (h.expected_discharge_date.clone().unwrap_or_default()) }
+                            }
+                        } }
+                    }
                 }
             }
         },
@@ -638,15 +654,20 @@ pub async fn readiness_form(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    if let Err(r) = may_change(
+    let p = principal(&ext);
+    let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
+        return crate::checkpoint::to_checkpoint(&format!("/bed-board/admission/{id}"));
+    };
+    let view = match api::change_view(
         &state,
-        &ext,
-        &headers,
-        "discharge_readiness",
+        &req,
+        &["discharge_readiness"],
         &format!("POST /bed-board/admission/{id}/readiness"),
+        true,
     ) {
-        return r;
-    }
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     let mut input = api::ReadinessInput {
         medically_optimised: false,
         medically_optimised_date: None,
@@ -665,7 +686,7 @@ pub async fn readiness_form(
         }
     }
     let by = principal(&ext).name;
-    match api::apply_readiness(&state, &id, input, &by).await {
+    match api::apply_readiness(&state, &view, &id, input, &by).await {
         Ok(_) => Redirect::to(&format!("/bed-board/admission/{id}")).into_response(),
         Err((code, msg)) => not_saved(&state, code, &msg, &format!("/bed-board/admission/{id}")),
     }

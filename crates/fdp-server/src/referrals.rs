@@ -8,6 +8,7 @@
 // once; boxing it would only add an allocation on the error path.
 #![allow(clippy::result_large_err)]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -232,7 +233,7 @@ pub async fn list(State(state): State<AppState>, ext: Extensions, headers: Heade
     };
     match state.referrals.current(&fed) {
         Ok(all) => {
-            let all = governed(all, &view);
+            let all = governed(all, &view, &nhs_numbers(&state).await);
             let patients = all.iter().map(|r| r.patient.clone()).collect();
             if let Err(e) = view.served(all.len() as u64, patients) {
                 return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
@@ -248,15 +249,19 @@ pub async fn list(State(state): State<AppState>, ext: Extensions, headers: Heade
 /// left out; the patient's id shaped by its model column; and the FHIR
 /// record itself only where the grant shows every column of the patient
 /// and the admission, since a whole record cannot be shown with a field
-/// masked.
+/// masked. The care needs are shaped as the referral's notes
+/// (`referral.referral_notes`).
 fn governed(
     all: Vec<fdp_federation::referrals::Referral>,
     view: &fdp_govern::ProductView,
+    nhs_numbers: &HashMap<String, String>,
 ) -> Vec<fdp_federation::referrals::Referral> {
     let whole = view.shows_whole("patient") && view.shows_whole("admission");
     all.into_iter()
         .filter(|r| {
-            let nhs = nhs_number_in(&r.bundle);
+            // A referral received carries the record; one sent is of a
+            // patient of this instance, whose number the census holds.
+            let nhs = nhs_number_in(&r.bundle).or_else(|| nhs_numbers.get(&r.patient).cloned());
             view.admits(&fdp_govern::RowFacts {
                 nhs_number: nhs.as_deref(),
                 ..Default::default()
@@ -266,11 +271,28 @@ fn governed(
             r.patient = view
                 .field("patient", "person_id", Some(&r.patient))
                 .unwrap_or_else(|| "[masked]".into());
+            r.admission = view.field("admission", "admission_id", r.admission.as_deref());
+            // What the patient needs is free text about them: the
+            // referral's notes, as the model has them.
+            r.care_needs = std::mem::take(&mut r.care_needs)
+                .into_iter()
+                .filter_map(|n| view.field("referral", "referral_notes", Some(&n)))
+                .collect();
             if !whole {
                 r.bundle = Value::Null;
             }
             r
         })
+        .collect()
+}
+
+/// The NHS number of each patient the live census knows, by patient id.
+async fn nhs_numbers(state: &AppState) -> HashMap<String, String> {
+    let census = state.live.read().await;
+    census
+        .patients
+        .iter()
+        .filter_map(|(id, p)| Some((id.clone(), p.nhs_number.clone()?)))
         .collect()
 }
 
@@ -570,7 +592,7 @@ pub async fn page(State(state): State<AppState>, ext: Extensions, headers: Heade
         Err(r) => return r,
     };
     let all = match state.referrals.current(fed) {
-        Ok(a) => governed(a, &view),
+        Ok(a) => governed(a, &view, &nhs_numbers(&state).await),
         Err(e) => return referral_error(e),
     };
     if let Err(e) = view.served(

@@ -92,10 +92,12 @@ fn public(path: &'static str, tag: &'static str, operations: Vec<Operation>) -> 
 fn sql_body() -> Value {
     json!({
         "type": "object",
-        "required": ["sql", "purpose"],
+        "required": ["purpose"],
         "additionalProperties": false,
         "properties": {
-            "sql": {"type": "string", "description": "One query (SELECT, WITH, EXPLAIN)."},
+            "sql": {"type": "string", "description": "One query (SELECT, WITH, EXPLAIN); or, instead, `extract` and `file`."},
+            "extract": {"type": "string", "description": "An extract the information-governance lead approved for the research `project`: its file's rows leave the instance, pseudonymised and shaped by the policy."},
+            "file": {"type": "string", "description": "The extract's file to take."},
             "purpose": {"type": "string", "enum": ["direct-care", "operations", "planning", "research"]},
             "role": {"type": "string", "description": "The role to act in, when the principal holds several granted the purpose."},
             "project": {"type": "string", "description": "The approved project (research); picks the pseudonym key."},
@@ -564,7 +566,7 @@ pub fn routes() -> Vec<Route> {
             "/export",
             "sql",
             vec![post(
-                "A query's answer as a CSV file, under a declared purpose (an audited export, disclosure-controlled for planning and research)",
+                "A query's answer as a CSV file, under a declared purpose (an audited export, disclosure-controlled for planning and research), or a file of an approved research extract",
                 "csv",
                 sql::export,
             )

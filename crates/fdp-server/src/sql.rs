@@ -16,8 +16,16 @@ use crate::AppState;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqlRequest {
-    /// One query.
-    pub sql: String,
+    /// One query; or, instead, `extract` and `file`.
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// A file of an extract the IG lead approved for the research
+    /// `project`: its rows leave, shaped by the policy (see
+    /// `GovernedSession::extract`).
+    #[serde(default)]
+    pub extract: Option<String>,
+    #[serde(default)]
+    pub file: Option<String>,
     /// direct-care, operations, planning or research.
     pub purpose: Purpose,
     pub role: Option<String>,
@@ -38,6 +46,16 @@ async fn run(
     channel: &str,
 ) -> Result<(fdp_govern::GovernedSession, fdp_govern::QueryResult), Response> {
     let Json(body) = body.map_err(|e| problem(StatusCode::BAD_REQUEST, e.body_text()))?;
+    // What is asked: one query, or one file of an approved extract, never
+    // both (an extract's query is the one approved, not the caller's).
+    let asked = match (&body.sql, &body.extract, &body.file) {
+        (Some(sql), None, None) => Ok(sql.clone()),
+        (None, Some(x), Some(f)) => Ok(format!("{x}/{f}")),
+        (None, Some(_), None) => Err("name the extract's file (`file`) as well as the extract"),
+        (None, None, _) => Err("send `sql`, or an approved `extract` and its `file`"),
+        (Some(_), _, _) => Err("send `sql` or an `extract` and its `file`, not both: an extract's query is the one the information-governance lead approved"),
+    }
+    .map_err(|e| problem(StatusCode::BAD_REQUEST, e.into()))?;
     let Some(principal) = ext.get::<Principal>().cloned() else {
         return Err(problem(StatusCode::UNAUTHORIZED, "no principal".into()));
     };
@@ -51,11 +69,16 @@ async fn run(
         Err(GovernError::Refused(r)) => return Err(problem(StatusCode::FORBIDDEN, r.to_string())),
         Err(e) => return Err(problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     };
-    match session.query(&body.sql).await {
+    let answered = match (&body.extract, &body.file) {
+        (Some(x), Some(f)) => session.extract(x, f).await,
+        _ => session.query(&asked).await,
+    };
+    match answered {
         Ok(r) => Ok((session, r)),
         Err(e @ (GovernError::Query(_) | GovernError::Arrow(_))) => {
             Err(problem(StatusCode::BAD_REQUEST, e.to_string()))
         }
+        Err(e @ GovernError::Project(_)) => Err(problem(StatusCode::FORBIDDEN, e.to_string())),
         Err(e) => Err(problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use fdp_govern::projects::Project;
+use fdp_govern::projects::{ExtractSpec, Project};
 use fdp_govern::Purpose;
 
 use crate::instance::InstanceConfig;
@@ -57,6 +57,27 @@ pub enum ProjectsCommand {
         by: Acting,
         name: String,
     },
+    /// Approve an extract specification for a research project: the
+    /// pseudonymised files a researcher on it may take out, row by row, each
+    /// one query fixed now (replaces an extract of the same name)
+    ApproveExtract {
+        #[command(flatten)]
+        by: Acting,
+        /// The research project
+        name: String,
+        /// The specification (TOML: name, description, [[file]] name and sql)
+        #[arg(long)]
+        spec: PathBuf,
+    },
+    /// Withdraw an approved extract: no session may take it from now on
+    WithdrawExtract {
+        #[command(flatten)]
+        by: Acting,
+        /// The research project
+        name: String,
+        /// The extract's name
+        extract: String,
+    },
 }
 
 /// Who makes a change, in which instance.
@@ -106,6 +127,19 @@ pub fn run(cmd: ProjectsCommand) -> Result<()> {
                     p.principals_listed(),
                     p.title
                 );
+                for x in p.extracts.values() {
+                    println!(
+                        "    extract {} (spec {}), approved by {}: {}",
+                        x.name,
+                        x.digest(),
+                        x.approved_by.as_deref().unwrap_or("?"),
+                        x.files
+                            .iter()
+                            .map(|f| f.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
             }
             return Ok(());
         }
@@ -128,6 +162,7 @@ pub fn run(cmd: ProjectsCommand) -> Result<()> {
                 registered_by: who.name.clone(),
                 registered_at: chrono::Utc::now(),
                 closed_at: None,
+                extracts: Default::default(),
             };
             let p = gov
                 .manage_project(
@@ -164,6 +199,31 @@ pub fn run(cmd: ProjectsCommand) -> Result<()> {
                 }
             }),
         ),
+        ProjectsCommand::ApproveExtract { by, name, spec } => {
+            let text = std::fs::read_to_string(&spec)
+                .with_context(|| format!("reading {}", spec.display()))?;
+            let spec = ExtractSpec::from_toml(&text)
+                .with_context(|| format!("checking {}", spec.display()))?;
+            let (gov, who) = by.open()?;
+            let extract = spec.name.clone();
+            let what = format!("approve extract {extract} for project {name}");
+            gov.manage_project(&who, "cli", what.clone(), |projects| {
+                projects.approve_extract(&name, spec, &who.name)
+            })
+            .with_context(|| what.clone())?;
+            println!("extract {extract} approved for project {name}");
+            return Ok(());
+        }
+        ProjectsCommand::WithdrawExtract { by, name, extract } => {
+            let (gov, who) = by.open()?;
+            let what = format!("withdraw extract {extract} from project {name}");
+            gov.manage_project(&who, "cli", what.clone(), |projects| {
+                projects.withdraw_extract(&name, &extract)
+            })
+            .with_context(|| what.clone())?;
+            println!("extract {extract} withdrawn from project {name}");
+            return Ok(());
+        }
         ProjectsCommand::Close { by, name } => (
             by,
             name.clone(),

@@ -40,12 +40,21 @@ impl Demo {
 
     /// `GET path` on `ods` as the demo principal acting in `role`.
     fn get(&self, ods: &str, path: &str, role: &str) -> serde_json::Value {
+        self.request(ods, path, &[("X-Role", role)])
+    }
+
+    /// `get`, under a purpose other than the path's own default.
+    fn get_for(&self, ods: &str, path: &str, role: &str, purpose: &str) -> serde_json::Value {
+        self.request(ods, path, &[("X-Role", role), ("X-Purpose", purpose)])
+    }
+
+    fn request(&self, ods: &str, path: &str, headers: &[(&str, &str)]) -> serde_json::Value {
         let r = http_request_with(
             self.http(ods),
             "GET",
             path,
             Some(self.token(ods)),
-            &[("X-Role", role)],
+            headers,
             None,
         );
         assert_eq!(r.status, 200, "{ods} {path}: {}", r.body);
@@ -279,13 +288,13 @@ fn demo_federation_reports_daily_stops_cleanly_and_resumes() {
     // The ICB has gathered every publisher's capacity, and a trust's bed
     // board shows where its medically optimised patients could go.
     wait_until(60, "the ICB to gather every feed", || {
-        d.get("QXA", "/api/capacity", "analyst")["gathered"]
+        d.get_for("QXA", "/api/capacity", "analyst", "operations")["gathered"]
             .as_array()
             .unwrap()
             .len()
             == 5
     });
-    let gathered = d.get("QXA", "/api/capacity", "analyst");
+    let gathered = d.get_for("QXA", "/api/capacity", "analyst", "operations");
     let care_home = gathered["gathered"]
         .as_array()
         .unwrap()

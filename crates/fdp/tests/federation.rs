@@ -97,6 +97,26 @@ fn start_icb_and_polling_trust(icb: &Path, trust: &Path) -> (Server, Server) {
     (icb_server, trust_server)
 }
 
+/// The trust's IG lead approves the question in `file` from the ICB (QWO),
+/// with `reason` and any `extra` arguments (`--range …`): what
+/// `fdp peer approve` said, or why it refused.
+fn approve(trust: &Path, file: &Path, reason: &str, extra: &[&str]) -> Result<String, String> {
+    let out = fdp()
+        .args(["peer", "approve", "--data-dir"])
+        .arg(trust)
+        .args(["--from", "QWO", "--question"])
+        .arg(file)
+        .args(["--by", "ig.lead", "--reason", reason])
+        .args(extra)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 fn member<'a>(answer: &'a Value, ods: &str) -> &'a Value {
     answer["members"]
         .as_array()
@@ -158,20 +178,7 @@ fn a_federated_question_is_answered_declined_and_missed_as_it_should_be() {
             std::fs::write(data.join("opt-out.txt"), opted_out.join("\n") + "\n").unwrap();
         }
         for q in [&total, &groups] {
-            fdp_ok!(
-                "peer",
-                "approve",
-                "--data-dir",
-                data,
-                "--from",
-                "QWO",
-                "--question",
-                q,
-                "--by",
-                "ig.lead",
-                "--reason",
-                "ICB planning return, approved at IG board"
-            );
+            approve(&data, q, "ICB planning return, approved at IG board", &[]).unwrap();
         }
         let port = free_port();
         let config = format!(
@@ -352,20 +359,7 @@ fn a_trust_that_only_connects_out_answers_through_its_icb() {
         "patients",
         "SELECT count(*) AS n FROM patient",
     );
-    fdp_ok!(
-        "peer",
-        "approve",
-        "--data-dir",
-        trust,
-        "--from",
-        "QWO",
-        "--question",
-        total,
-        "--by",
-        "ig.lead",
-        "--reason",
-        "ICB planning return"
-    );
+    approve(&trust, &total, "ICB planning return", &[]).unwrap();
     // The ICB listens; the trust is known to it by certificate only, and
     // collects its work by polling.
     let (icb_server, trust_server) = start_icb_and_polling_trust(&icb, &trust);
@@ -401,42 +395,20 @@ fn class_5_an_approval_reaches_only_its_ranges_and_both_sides_audit_who_asked() 
         format!("name = \"born-since\"\nversion = 1\npurpose = \"planning\"\nsql = \"{sql}\"\nparameters = {{ born_since = \"date\" }}\n"),
     )
     .unwrap();
-    let approve = |extra: &[&str]| {
-        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
-            &"peer",
-            &"approve",
-            &"--data-dir",
-            &trust,
-            &"--from",
-            &"QWO",
-            &"--question",
-            &file,
-            &"--by",
-            &"ig.lead",
-            &"--reason",
-            &"ICB planning, decades of birth only",
-        ];
-        args.extend(extra.iter().map(|a| a as &dyn AsRef<std::ffi::OsStr>));
-        let mut cmd = fdp();
-        for a in args {
-            cmd.arg(a);
-        }
-        cmd.output().unwrap()
-    };
+    let reason = "ICB planning, decades of birth only";
     // Approving a parameterised question needs its range.
-    let unranged = approve(&[]);
-    assert!(!unranged.status.success());
+    let unranged = approve(&trust, &file, reason, &[]).unwrap_err();
     assert!(
-        String::from_utf8_lossy(&unranged.stderr).contains("born_since: give the range"),
-        "{}",
-        String::from_utf8_lossy(&unranged.stderr)
+        unranged.contains("born_since: give the range"),
+        "{unranged}"
     );
-    let ranged = approve(&["--range", "born_since=1900-01-01..1990-01-01"]);
-    assert!(
-        ranged.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ranged.stderr)
-    );
+    approve(
+        &trust,
+        &file,
+        reason,
+        &["--range", "born_since=1900-01-01..1990-01-01"],
+    )
+    .unwrap();
 
     let (icb_server, trust_server) = start_icb_and_polling_trust(&icb, &trust);
     let ask = |arguments: Value, as_of: Option<&str>| {
@@ -542,22 +514,13 @@ fn class_5_answers_a_few_patients_apart_are_not_both_released() {
         format!("name = \"born-since\"\nversion = 1\npurpose = \"planning\"\nsql = \"{sql}\"\nparameters = {{ born_since = \"integer\" }}\n"),
     )
     .unwrap();
-    fdp_ok!(
-        "peer",
-        "approve",
-        "--data-dir",
-        trust,
-        "--from",
-        "QWO",
-        "--question",
-        file,
-        "--by",
-        "ig.lead",
-        "--reason",
+    approve(
+        &trust,
+        &file,
         "ICB planning by year of birth",
-        "--range",
-        "born_since=1900..2030"
-    );
+        &["--range", "born_since=1900..2030"],
+    )
+    .unwrap();
     let (icb_server, trust_server) = start_icb_and_polling_trust(&icb, &trust);
     let ask = |year: i64| {
         let q = serde_json::json!({"name": "born-since", "version": 1, "purpose": "planning",
@@ -621,20 +584,7 @@ fn class_2_a_federated_answer_is_never_row_level() {
     ];
     for (name, sql) in questions {
         let file = question(dir.path(), &format!("{name}.toml"), name, sql);
-        fdp_ok!(
-            "peer",
-            "approve",
-            "--data-dir",
-            trust,
-            "--from",
-            "QWO",
-            "--question",
-            file,
-            "--by",
-            "ig.lead",
-            "--reason",
-            "approved in error"
-        );
+        approve(&trust, &file, "approved in error", &[]).unwrap();
     }
     let (icb_server, trust_server) = start_icb_and_polling_trust(&icb, &trust);
     for (name, sql) in questions {

@@ -784,6 +784,7 @@ async fn no_random_query_releases_an_identifier_a_small_count_or_an_opted_out_pa
     governance
         .manage_project(&ig, "test", "register".into(), |projects| {
             let p = fdp_govern::projects::Project {
+                extracts: Default::default(),
                 name: "study".into(),
                 purpose: Purpose::Research,
                 title: "outcomes, REC 26/YH/0002".into(),
