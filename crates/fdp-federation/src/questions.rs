@@ -175,43 +175,17 @@ impl Question {
                 ));
             }
         }
-        let chars: Vec<char> = self.sql.chars().collect();
-        let mut out = String::with_capacity(self.sql.len());
-        let mut in_quotes = false;
-        let mut i = 0;
-        while i < chars.len() {
-            let c = chars[i];
-            if c == '\'' {
-                in_quotes = !in_quotes;
-            }
-            let starts_parameter = !in_quotes
-                && c == ':'
-                && chars
-                    .get(i + 1)
-                    .is_some_and(|n| n.is_ascii_alphabetic() || *n == '_')
-                && (i == 0 || chars[i - 1] != ':');
-            if !starts_parameter {
-                out.push(c);
-                i += 1;
-                continue;
-            }
-            let mut j = i + 1;
-            while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '_') {
-                j += 1;
-            }
-            let name: String = chars[i + 1..j].iter().collect();
+        fdp_govern::statement::bind_named(&self.sql, |name| {
             let ty = self
                 .parameters
-                .get(&name)
+                .get(name)
                 .ok_or_else(|| format!("{} names :{name}, which it does not declare", self.name))?;
             let value = self
                 .arguments
-                .get(&name)
+                .get(name)
                 .ok_or_else(|| format!("{} was asked without a value for :{name}", self.name))?;
-            out.push_str(&ty.literal(&name, value)?);
-            i = j;
-        }
-        Ok(out)
+            ty.literal(name, value)
+        })
     }
 
     /// The same question, asked with `arguments`.

@@ -61,6 +61,9 @@ pub enum GovernError {
     Arrow(#[from] datafusion::arrow::error::ArrowError),
     #[error(transparent)]
     Project(#[from] crate::projects::ProjectError),
+    /// A reviewed change that was allowed but could not be made.
+    #[error("{0}")]
+    Change(String),
 }
 
 /// What a session is opened for.
@@ -226,6 +229,37 @@ impl Governance {
         }
     }
 
+    /// Make a change to what the instance serves (a product installed or
+    /// rolled back) as `by`, who must review the audit (the
+    /// information-governance lead). `change` makes it and says, for the
+    /// audit, what was decided. Audited as `kind`, refused and failed too.
+    pub fn reviewed_change<T, E: std::fmt::Display>(
+        &self,
+        by: &Principal,
+        kind: &str,
+        channel: &str,
+        what: String,
+        change: impl FnOnce() -> Result<(T, Vec<String>), E>,
+    ) -> Result<T, GovernError> {
+        let mut entry = self.review_entry(by, kind, channel, what);
+        if !self.policy.reviews_audit(by) {
+            return self.refuse(entry, Refusal::NotAuditReviewer(by.name.clone()));
+        }
+        match change() {
+            Ok((done, decisions)) => {
+                entry.decisions = decisions;
+                entry.outcome = "ok".into();
+                self.audit.append(entry)?;
+                Ok(done)
+            }
+            Err(e) => {
+                entry.outcome = format!("failed: {e}");
+                self.audit.append(entry)?;
+                Err(GovernError::Change(e.to_string()))
+            }
+        }
+    }
+
     pub fn organisation(&self) -> &str {
         &self.organisation
     }
@@ -285,6 +319,7 @@ impl Governance {
             policy_digest: self.policy.digest.clone(),
             audit_each_query: false,
             extracts: BTreeMap::new(),
+            covered: crate::policy::Objects::Only(BTreeSet::new()),
         })
     }
 
@@ -1071,6 +1106,7 @@ impl Governance {
         };
         Ok(GovernedSession {
             extracts,
+            covered: grant.objects.clone(),
             ctx,
             req: req.clone(),
             role: role.to_string(),
@@ -1494,6 +1530,8 @@ pub struct GovernedSession {
     /// The extract specifications approved for the session's research
     /// project (see [`GovernedSession::extract`]).
     extracts: BTreeMap<String, crate::projects::ExtractSpec>,
+    /// The object types the grant covers, whether or not they hold data yet.
+    covered: crate::policy::Objects,
 }
 
 /// A query's answer.
@@ -1574,6 +1612,21 @@ impl GovernedSession {
     /// The object types (tables) this session may read.
     pub fn objects(&self) -> &BTreeSet<String> {
         &self.objects_granted
+    }
+
+    /// Audit a refusal made on this session's behalf before any query ran
+    /// (a product the purpose may not use, say): `what` was asked, `why`
+    /// not.
+    pub fn refused(&self, what: &str, why: &str) -> Result<(), GovernError> {
+        let mut entry = self.audit_entry(what);
+        entry.outcome = format!("refused: {why}");
+        self.audit.append(entry)?;
+        Ok(())
+    }
+
+    /// Whether the grant covers `table`, whether or not it holds data yet.
+    pub fn covers(&self, table: &str) -> bool {
+        self.covered.covers(table)
     }
 
     /// What the policy did when the session was opened, for the audit.

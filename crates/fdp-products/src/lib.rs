@@ -1,11 +1,38 @@
 //! # fdp-products: what staff use the instance for
 //!
-//! One module per national priority. Each owns its queries and algorithms
-//! and returns plain, serialisable views that the API, the web UI and tests
-//! share. A product never opens a table itself and never writes: it reads
-//! the state it is given and computes.
+//! [`platform`] is the one extension point every product plugs into: a
+//! [`platform::Product`] declares what it reads and for which purposes,
+//! takes only governed input and returns output whose every column says
+//! where it comes from; [`platform::run_view`] is the one path from a
+//! request to its answer, and [`built_in`] lists the products built in,
+//! one line each at the foot of this file. A product never opens a table
+//! itself.
 //!
 //! - [`care`]: care coordination: the live bed board, long stays and
 //!   discharge readiness.
+//! - [`discharge_delays`]: patients medically optimised and still in a bed,
+//!   by ward and one by one.
+//! - [`declared`]: products declared as data (a folder with `product.toml`
+//!   and SQL, no Rust), checked against the model and the policy.
 
 pub mod care;
+pub mod declared;
+pub mod installed;
+pub mod platform;
+
+/// Declares each built-in product's module and registers the product: a
+/// coded product is its folder under `src/` and its line in the list below.
+macro_rules! built_in {
+    ($($module:ident :: $product:ident),* $(,)?) => {
+        $(pub mod $module;)*
+
+        /// The products built into OpenFDP, in the order listed.
+        pub fn built_in() -> Vec<std::sync::Arc<dyn platform::Product>> {
+            vec![$(std::sync::Arc::new($module::$product)),*]
+        }
+    };
+}
+
+built_in! {
+    discharge_delays::DischargeDelays,
+}

@@ -20,6 +20,7 @@ mod fhir_import;
 mod governed;
 mod pages;
 pub mod pgwire;
+mod products;
 mod referrals;
 mod returns;
 pub mod routes;
@@ -64,6 +65,9 @@ pub struct AppState {
     pub sessions: Arc<auth::BrowserSessions>,
     /// Whether the HTTP listener serves TLS: cookies are then `Secure`.
     pub https: bool,
+    /// The products the instance serves: built in, and declared ones
+    /// installed in its data directory.
+    pub products: Arc<fdp_products::installed::Catalogue>,
 }
 
 /// Facts about the instance shown on its pages.

@@ -79,6 +79,7 @@ pub fn layout(title: &str, ods: Option<&str>, body: Markup) -> Html<String> {
                         nav aria-label="Main" {
                             a href="/" { "Instance" } " "
                             a href="/bed-board" { "Bed board" } " "
+                            a href="/products" { "Products" } " "
                             a href="/sources" { "Sources" } " "
                             a href="/tables" { "Tables" } " "
                             a href="/lineage" { "Lineage" } " "

@@ -9,8 +9,8 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    api, approvals, auth, capacity, checkpoint, fhir, fhir_import, governed, pages, referrals,
-    returns, sources, sql, AppState,
+    api, approvals, auth, capacity, checkpoint, fhir, fhir_import, governed, pages, products,
+    referrals, returns, sources, sql, AppState,
 };
 
 /// Who may call a route.
@@ -297,6 +297,38 @@ pub fn routes() -> Vec<Route> {
                 "Accept or decline a referral from the page; the trust is told through the outbox",
                 "html",
                 referrals::decision_form,
+            )],
+        ),
+        route(
+            "/api/products",
+            "products",
+            vec![get(
+                "Every product this instance serves: what it is, the purposes it is for, the tables and columns it reads, its views and their parameters",
+                "json",
+                products::list,
+            )],
+        ),
+        route(
+            "/api/products/{id}/{view}",
+            "products",
+            vec![get(
+                "A product's view under the caller's purpose (X-Purpose): its columns, each naming where it comes from, and rows; format=csv for a CSV file; other query parameters are the view's",
+                "json",
+                products::view_api,
+            )],
+        ),
+        route(
+            "/products",
+            "products",
+            vec![get("Every product and its views", "html", products::index)],
+        ),
+        route(
+            "/products/{id}/{view}",
+            "products",
+            vec![get(
+                "A product's view as a page, under the purpose declared at the checkpoint",
+                "html",
+                products::view_page,
             )],
         ),
         route(

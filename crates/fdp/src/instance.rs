@@ -422,6 +422,11 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
                 fdp_server::auth::SHIFT,
             )),
             https: http_tls.is_some(),
+            products: Arc::new(fdp_products::installed::Catalogue::new(
+                fdp_products::platform::Registry::builtin(),
+                &data_dir,
+                Arc::new(governance.policy().clone()),
+            )),
             governance: governance.clone(),
             tables: tables.clone(),
             oidc,

@@ -18,6 +18,7 @@ mod instance;
 mod keys;
 mod mllp_client;
 mod peer;
+mod product;
 mod projects;
 mod quarantine;
 mod sql;
@@ -81,6 +82,9 @@ enum Command {
     /// The approved projects a research or planning session may name
     #[command(subcommand)]
     Projects(projects::ProjectsCommand),
+    /// Products declared as data: check, install, roll back, list
+    #[command(subcommand)]
+    Product(product::ProductCommand),
     /// The instance's identity in the federation: an authority for a demo, the instance's certificate
     #[command(subcommand)]
     Peer(peer::PeerCommand),
@@ -215,6 +219,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Policy(cmd) => audit::policy(cmd),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Projects(cmd) => projects::run(cmd),
+        Command::Product(cmd) => product::run(cmd),
         Command::Peer(cmd) => peer::run_async(cmd).await,
         Command::Synth(cmd) => synth::run(cmd),
     }

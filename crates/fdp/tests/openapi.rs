@@ -31,7 +31,8 @@ fn every_operation_in_the_openapi_document_needs_a_valid_token() {
             .replace("{rt}", "Patient")
             .replace("{vid}", "1")
             .replace("{id}", "x")
-            .replace("{name}", "patient");
+            .replace("{name}", "patient")
+            .replace("{view}", "by-ward");
         assert!(!concrete.contains('{'), "unfilled parameter in {path}");
         for (method, op) in item.as_object().unwrap() {
             let method = method.to_uppercase();

@@ -1,0 +1,539 @@
+//! Products declared as data: a folder an organisation writes with no
+//! Rust, served exactly like a coded product and under the same governance.
+//!
+//! ```text
+//! discharge-delays-summary/
+//!   product.toml        what it is, who publishes it, purposes, what it reads, its views
+//!   by-ward.sql         one query per view, with typed named parameters (:as_at)
+//! ```
+//!
+//! ```toml
+//! id = "discharge-delays-summary"
+//! title = "Discharge delays summary"
+//! version = "1.0.0"
+//! publisher = "RXX"
+//! priority = "care-coordination"
+//! description = "Delayed discharges by ward"
+//! purposes = ["operations", "planning"]
+//!
+//! [[reads]]
+//! table = "discharge_readiness"
+//! columns = ["admission_id", "medically_optimised", "medically_optimised_date"]
+//!
+//! [[view]]
+//! name = "by-ward"
+//! title = "Delayed discharges by ward"
+//! description = "…"
+//! sql = "by-ward.sql"
+//! param = [{ name = "as_at", kind = "date", description = "The day counted to" }]
+//! column = [
+//!   { name = "ward_id", title = "Ward", source = "ward_stay.ward_id" },
+//!   { name = "patients", title = "Patients", source = "count(discharge_readiness)" },
+//!   { name = "mean_days", title = "Mean days", source = "derived(discharge_readiness.medically_optimised_date)" },
+//! ]
+//! ```
+//!
+//! [`DeclaredProduct::load`] checks the folder against the canonical model
+//! and the policy, and says what is wrong by file and line: a table or
+//! column the model does not have, a query that reads a table the product
+//! does not declare, a parameter used but not declared (or declared but
+//! not used), a column's source the product does not read, a purpose no
+//! role of the policy may use it for.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use fdp_govern::{GovernedSession, Policy, Purpose};
+use fdp_model::Model;
+use serde::Deserialize;
+
+use crate::platform::{
+    Answer, Manifest, OutputColumn, ParamKind, ParamSpec, Params, Priority, Product, ProductError,
+    Reads, Source, ViewSpec,
+};
+
+/// What is wrong with a declared product: the file, the line where known,
+/// and what.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct DeclareError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProductToml {
+    id: String,
+    title: String,
+    version: String,
+    publisher: String,
+    priority: Priority,
+    description: String,
+    purposes: Vec<Purpose>,
+    reads: Vec<ReadsToml>,
+    view: Vec<ViewToml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadsToml {
+    table: String,
+    columns: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ViewToml {
+    name: String,
+    title: String,
+    #[serde(default)]
+    description: String,
+    sql: String,
+    #[serde(default)]
+    param: Vec<ParamToml>,
+    column: Vec<ColumnToml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParamToml {
+    name: String,
+    kind: ParamKind,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ColumnToml {
+    name: String,
+    title: String,
+    source: String,
+}
+
+/// One view of a declared product: its query, and its columns' sources.
+#[derive(Debug, Clone)]
+struct DeclaredView {
+    spec: ViewSpec,
+    sql: String,
+    columns: Vec<OutputColumn>,
+}
+
+/// A product declared as data, checked and ready to serve.
+#[derive(Debug, Clone)]
+pub struct DeclaredProduct {
+    manifest: Manifest,
+    /// The ODS code of the organisation that publishes it.
+    pub publisher: String,
+    views: Vec<DeclaredView>,
+    /// The files it was read from, by name, as read: what an install keeps.
+    pub files: BTreeMap<String, String>,
+}
+
+/// Whether `name` can name a product or a view in a URL.
+fn valid_id(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The line of byte `offset` in `text`, counted from 1.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line where `needle` first appears in `text` (for errors that name
+/// a value the TOML parser has no span for).
+fn line_with(text: &str, needle: &str) -> Option<usize> {
+    text.find(needle).map(|i| line_of(text, i))
+}
+
+impl DeclaredProduct {
+    /// Read and check the product in `dir` against the canonical model and
+    /// `policy`.
+    pub fn load(dir: &Path, policy: &Policy) -> Result<DeclaredProduct, DeclareError> {
+        let toml_path = dir.join("product.toml");
+        let text = std::fs::read_to_string(&toml_path).map_err(|e| DeclareError {
+            file: toml_path.clone(),
+            line: None,
+            message: format!("cannot read it: {e}"),
+        })?;
+        let err = |line: Option<usize>, message: String| DeclareError {
+            file: toml_path.clone(),
+            line,
+            message,
+        };
+        let at = |needle: &str| line_with(&text, needle);
+        let declared: ProductToml = toml::from_str(&text).map_err(|e| {
+            err(
+                e.span().map(|s| line_of(&text, s.start)),
+                e.message().to_string(),
+            )
+        })?;
+        if !valid_id(&declared.id) {
+            return Err(err(
+                at("id"),
+                format!(
+                    "{:?} is not a product id: use 1–64 lowercase letters, digits and -",
+                    declared.id
+                ),
+            ));
+        }
+        if declared.purposes.is_empty() {
+            return Err(err(at("purposes"), "name at least one purpose".into()));
+        }
+        let model = Model::canonical();
+        let mut reads: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for r in &declared.reads {
+            let Some(object) = model.object_type_by_table(&r.table) else {
+                return Err(err(
+                    at(&format!("\"{}\"", r.table)),
+                    format!("{} is not a table of the canonical model", r.table),
+                ));
+            };
+            for c in &r.columns {
+                if object.property_by_column(c).is_none() {
+                    return Err(err(
+                        at(&format!("\"{c}\"")),
+                        format!("{}.{c} is not a column of the canonical model", r.table),
+                    ));
+                }
+            }
+            reads
+                .entry(r.table.clone())
+                .or_default()
+                .extend(r.columns.iter().cloned());
+        }
+        // Each purpose must be one some role of the policy may use it for.
+        for purpose in &declared.purposes {
+            let usable = policy.roles.values().any(|role| {
+                role.grants
+                    .get(purpose)
+                    .is_some_and(|g| reads.keys().all(|t| g.objects.covers(t)))
+            });
+            if !usable {
+                return Err(err(
+                    at("purposes"),
+                    format!(
+                        "no role of the policy may read {} under {purpose}",
+                        reads.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        }
+        let mut files = BTreeMap::from([("product.toml".to_string(), text.clone())]);
+        let mut views = Vec::new();
+        let mut names = BTreeSet::new();
+        for v in &declared.view {
+            if !valid_id(&v.name) || !names.insert(v.name.clone()) {
+                return Err(err(
+                    at(&format!("\"{}\"", v.name)),
+                    format!(
+                        "view {:?}: a view's name is unique, lowercase letters, digits and -",
+                        v.name
+                    ),
+                ));
+            }
+            let sql_name = v.sql.as_str();
+            let plain = sql_name.ends_with(".sql")
+                && !sql_name.contains(['/', '\\'])
+                && !sql_name.starts_with('.');
+            if !plain {
+                return Err(err(
+                    at(sql_name),
+                    format!(
+                        "view {}: sql = {sql_name:?} must name a .sql file in the product's folder",
+                        v.name
+                    ),
+                ));
+            }
+            let sql_path = dir.join(sql_name);
+            let sql = std::fs::read_to_string(&sql_path).map_err(|e| DeclareError {
+                file: sql_path.clone(),
+                line: None,
+                message: format!("cannot read it: {e}"),
+            })?;
+            let sql_err = |message: String| DeclareError {
+                file: sql_path.clone(),
+                line: None,
+                message,
+            };
+            // Parameters: used exactly as declared.
+            let used = fdp_govern::statement::named_parameters(&sql);
+            let declared_params: BTreeSet<String> =
+                v.param.iter().map(|p| p.name.clone()).collect();
+            if let Some(p) = used.difference(&declared_params).next() {
+                return Err(sql_err(format!(
+                    ":{p} is used but view {} declares no parameter {p}",
+                    v.name
+                )));
+            }
+            if let Some(p) = declared_params.difference(&used).next() {
+                return Err(err(
+                    at(&format!("\"{p}\"")),
+                    format!(
+                        "view {} declares parameter {p}, which {sql_name} does not use",
+                        v.name
+                    ),
+                ));
+            }
+            // The query, with every parameter as a placeholder literal,
+            // reads only tables the product declares.
+            let probe =
+                fdp_govern::statement::bind_named(&sql, |_| Ok("NULL".into())).map_err(sql_err)?;
+            let tables = fdp_govern::statement::tables_read(&probe)
+                .map_err(|e| sql_err(format!("not a query this platform can run: {e}")))?;
+            if let Some(t) = tables.iter().find(|t| !reads.contains_key(*t)) {
+                return Err(sql_err(format!(
+                    "reads {t}, which product.toml does not declare under [[reads]]"
+                )));
+            }
+            let mut columns = Vec::new();
+            for c in &v.column {
+                let source = parse_source(&c.source, &reads).map_err(|m| {
+                    err(
+                        at(&c.source),
+                        format!("view {}, column {}: {m}", v.name, c.name),
+                    )
+                })?;
+                columns.push(OutputColumn {
+                    name: c.name.clone(),
+                    title: c.title.clone(),
+                    source,
+                });
+            }
+            files.insert(sql_name.to_string(), sql.clone());
+            views.push(DeclaredView {
+                spec: ViewSpec {
+                    name: v.name.clone(),
+                    title: v.title.clone(),
+                    description: v.description.clone(),
+                    params: v
+                        .param
+                        .iter()
+                        .map(|p| ParamSpec {
+                            name: p.name.clone(),
+                            kind: p.kind,
+                            required: p.required,
+                            description: p.description.clone(),
+                        })
+                        .collect(),
+                },
+                sql,
+                columns,
+            });
+        }
+        if views.is_empty() {
+            return Err(err(None, "declare at least one [[view]]".into()));
+        }
+        Ok(DeclaredProduct {
+            manifest: Manifest {
+                id: declared.id,
+                title: declared.title,
+                version: declared.version,
+                priority: declared.priority,
+                description: declared.description,
+                purposes: declared.purposes,
+                reads: reads
+                    .into_iter()
+                    .map(|(table, columns)| Reads {
+                        table,
+                        columns: columns.into_iter().collect(),
+                    })
+                    .collect(),
+                views: views.iter().map(|v| v.spec.clone()).collect(),
+            },
+            publisher: declared.publisher,
+            views,
+            files,
+        })
+    }
+}
+
+/// A column's declared source: `table.column`, `count(table)` or
+/// `derived(table.column, …)`, each column one the product reads.
+fn parse_source(text: &str, reads: &BTreeMap<String, BTreeSet<String>>) -> Result<Source, String> {
+    let column = |tc: &str| -> Result<(String, String), String> {
+        let (t, c) = tc
+            .trim()
+            .split_once('.')
+            .ok_or_else(|| format!("{tc:?} is not table.column"))?;
+        if !reads.get(t).is_some_and(|cols| cols.contains(c)) {
+            return Err(format!("{t}.{c} is not among what the product reads"));
+        }
+        Ok((t.to_string(), c.to_string()))
+    };
+    let text = text.trim();
+    if let Some(inner) = text
+        .strip_prefix("count(")
+        .and_then(|r| r.strip_suffix(')'))
+    {
+        let t = inner.trim();
+        if !reads.contains_key(t) {
+            return Err(format!("{t} is not among the tables the product reads"));
+        }
+        return Ok(Source::count(t));
+    }
+    if let Some(inner) = text
+        .strip_prefix("derived(")
+        .and_then(|r| r.strip_suffix(')'))
+    {
+        let from = inner
+            .split(',')
+            .map(column)
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Source::Derived { from });
+    }
+    let (t, c) = column(text)?;
+    Ok(Source::Column {
+        table: t,
+        column: c,
+    })
+}
+
+#[async_trait]
+impl Product for DeclaredProduct {
+    fn manifest(&self) -> Manifest {
+        self.manifest.clone()
+    }
+
+    async fn view(
+        &self,
+        view: &str,
+        session: &GovernedSession,
+        params: &Params,
+    ) -> Result<Answer, ProductError> {
+        let v = self
+            .views
+            .iter()
+            .find(|v| v.spec.name == view)
+            .ok_or_else(|| ProductError::UnknownView {
+                product: self.manifest.id.clone(),
+                view: view.to_string(),
+            })?;
+        let sql = fdp_govern::statement::bind_named(&v.sql, |name| {
+            Ok(params
+                .get(name)
+                .map(|p| p.sql_literal())
+                .unwrap_or_else(|| "NULL".to_string()))
+        })
+        .map_err(ProductError::Failed)?;
+        let result = session.query(&sql).await?;
+        Answer::from_query(&result, v.columns.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn examples() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/products")
+    }
+
+    fn policy() -> Policy {
+        Policy::demo(Model::canonical())
+    }
+
+    #[test]
+    fn the_shipped_examples_load() {
+        for name in ["discharge-delays-summary", "theatre-utilisation"] {
+            let p = DeclaredProduct::load(&examples().join(name), &policy())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(p.manifest().id, name);
+            assert!(p.files.contains_key("product.toml"));
+            assert_eq!(p.files.len(), 1 + p.manifest().views.len());
+        }
+    }
+
+    /// A copy of the discharge delays example with `edit` applied to one
+    /// of its files: what loading it says.
+    fn load_edited(file: &str, edit: impl Fn(&str) -> String) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let from = examples().join("discharge-delays-summary");
+        for f in ["product.toml", "by-ward.sql"] {
+            let text = std::fs::read_to_string(from.join(f)).unwrap();
+            let text = if f == file { edit(&text) } else { text };
+            std::fs::write(dir.path().join(f), text).unwrap();
+        }
+        match DeclaredProduct::load(dir.path(), &policy()) {
+            Ok(_) => "loaded".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn what_is_wrong_is_named_by_file_and_line() {
+        let cases: Vec<(&str, Box<dyn Fn(&str) -> String>, &str)> = vec![
+            (
+                "product.toml",
+                Box::new(|t| t.replace("table = \"admission\"", "table = \"admissions\"")),
+                "product.toml:16: admissions is not a table of the canonical model",
+            ),
+            (
+                "product.toml",
+                Box::new(|t| t.replace("\"discharge_timestamp\"]", "\"discharged_at\"]")),
+                "admission.discharged_at is not a column",
+            ),
+            (
+                "product.toml",
+                Box::new(|t| t.replace("priority = \"care-coordination\"", "priority = \"beds\"")),
+                "product.toml:7:",
+            ),
+            (
+                "by-ward.sql",
+                Box::new(|t| {
+                    t.replace(
+                        "JOIN admission a",
+                        "JOIN patient p ON true JOIN admission a",
+                    )
+                }),
+                "by-ward.sql: reads patient, which product.toml does not declare",
+            ),
+            (
+                "by-ward.sql",
+                Box::new(|t| t.replace("current_date", ":today")),
+                "by-ward.sql: :today is used but view by-ward declares no parameter today",
+            ),
+            (
+                "product.toml",
+                Box::new(|t| {
+                    t.replace(
+                        "source = \"ward_stay.ward_id\"",
+                        "source = \"ward_stay.patient_id\"",
+                    )
+                }),
+                "ward_stay.patient_id is not among what the product reads",
+            ),
+            (
+                "product.toml",
+                Box::new(|t| {
+                    t.replace(
+                        "purposes = [\"operations\", \"planning\"]",
+                        "purposes = [\"research\"]",
+                    )
+                }),
+                "no role of the policy may read",
+            ),
+            (
+                "product.toml",
+                Box::new(|t| t.replace("sql = \"by-ward.sql\"", "sql = \"../../etc/passwd.sql\"")),
+                "must name a .sql file in the product's folder",
+            ),
+        ];
+        for (file, edit, expected) in cases {
+            let said = load_edited(file, edit);
+            assert!(
+                said.contains(expected),
+                "expected {expected:?}, got {said:?}"
+            );
+        }
+    }
+}
