@@ -35,4 +35,5 @@ macro_rules! built_in {
 
 built_in! {
     discharge_delays::DischargeDelays,
+    long_stays::LongStays,
 }
