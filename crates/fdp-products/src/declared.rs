@@ -49,8 +49,8 @@ use fdp_model::Model;
 use serde::Deserialize;
 
 use crate::platform::{
-    Answer, Manifest, OutputColumn, ParamKind, ParamSpec, Params, Priority, Product, ProductError,
-    Reads, Source, ViewSpec,
+    Answer, Chart, Manifest, OutputColumn, ParamKind, ParamSpec, Params, Priority, Product,
+    ProductError, Reads, Source, ViewSpec,
 };
 
 /// What is wrong with a declared product: the file, the line where known,
@@ -95,6 +95,8 @@ struct ViewToml {
     #[serde(default)]
     param: Vec<ParamToml>,
     column: Vec<ColumnToml>,
+    #[serde(default)]
+    chart: Option<Chart>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,6 +311,19 @@ impl DeclaredProduct {
                     source,
                 });
             }
+            if let Some(chart) = &v.chart {
+                for c in [&chart.label, &chart.value] {
+                    if !columns.iter().any(|o| &o.name == c) {
+                        return Err(err(
+                            at(&format!("\"{c}\"")),
+                            format!(
+                                "view {}: the chart names column {c}, which the view does not have",
+                                v.name
+                            ),
+                        ));
+                    }
+                }
+            }
             files.insert(sql_name.to_string(), sql.clone());
             views.push(DeclaredView {
                 spec: ViewSpec {
@@ -325,6 +340,7 @@ impl DeclaredProduct {
                             description: p.description.clone(),
                         })
                         .collect(),
+                    chart: v.chart.clone(),
                 },
                 sql,
                 columns,
@@ -471,7 +487,8 @@ mod tests {
 
     #[test]
     fn what_is_wrong_is_named_by_file_and_line() {
-        let cases: Vec<(&str, Box<dyn Fn(&str) -> String>, &str)> = vec![
+        type Edit = Box<dyn Fn(&str) -> String>;
+        let cases: Vec<(&str, Edit, &str)> = vec![
             (
                 "product.toml",
                 Box::new(|t| t.replace("table = \"admission\"", "table = \"admissions\"")),
@@ -526,6 +543,11 @@ mod tests {
                 "product.toml",
                 Box::new(|t| t.replace("sql = \"by-ward.sql\"", "sql = \"../../etc/passwd.sql\"")),
                 "must name a .sql file in the product's folder",
+            ),
+            (
+                "product.toml",
+                Box::new(|t| t.replace("value = \"patients\"", "value = \"beds\"")),
+                "the chart names column beds, which the view does not have",
             ),
         ];
         for (file, edit, expected) in cases {

@@ -84,6 +84,20 @@ pub struct ViewSpec {
     pub title: String,
     pub description: String,
     pub params: Vec<ParamSpec>,
+    /// A chart of the answer, drawn beside its table on the page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chart: Option<Chart>,
+}
+
+/// A bar chart of a view's answer: one bar a row, labelled by one column
+/// and as long as another's number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chart {
+    /// The column that names each bar.
+    pub label: String,
+    /// The column whose number is the bar's length.
+    pub value: String,
 }
 
 /// A parameter a view takes.

@@ -48,7 +48,7 @@ th { font-weight: 600; }
 .bed.occupied { background: var(--occ); border-color: var(--occ-b); }
 .bed.closed { background: var(--closed); border-color: var(--closed-b); border-style: dashed; }
 .bed .flags { font-size: .8rem; color: var(--warn); font-weight: 600; }
-.chart rect.occupied { fill: #003087; } .chart rect.free { fill: #2e7d32; } .chart rect.closed { fill: #9e9e9e; }
+.chart rect.occupied { fill: #003087; } .chart rect.free { fill: #2e7d32; } .chart rect.closed { fill: #9e9e9e; } .chart rect.bar { fill: #005eb8; }
 .chart-label { font-size: 12px; fill: var(--fg); }
 .legend span { display: inline-block; margin-right: 1rem; } .legend i { display: inline-block; width: .9rem; height: .9rem; margin-right: .3rem; vertical-align: -2px; }
 .error { color: var(--warn); font-weight: 600; }

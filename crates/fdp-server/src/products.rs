@@ -11,7 +11,7 @@ use axum::http::{header, Extensions, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fdp_govern::{GovernError, GovernedSession};
-use fdp_products::platform::{run_view, Output, ProductError};
+use fdp_products::platform::{run_view, Chart, Output, ProductError};
 use maud::html;
 use serde_json::{json, Value};
 
@@ -94,6 +94,41 @@ async fn answer(
     run_view(&state.products.registry(), id, view, session, given).await
 }
 
+/// The view's bar chart: one bar a row, labelled by `c.label`, as long as
+/// `c.value` (a row whose value was withheld or is not a number has no bar).
+fn chart(out: &Output, c: &Chart) -> maud::Markup {
+    let at = |name: &str| out.columns.iter().position(|col| col.name == name);
+    let (Some(label), Some(value)) = (at(&c.label), at(&c.value)) else {
+        return html! {};
+    };
+    let labels: Vec<String> = out
+        .rows
+        .iter()
+        .map(|r| match &r[label] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    let bars: Vec<crate::svg::StackedBar> = out
+        .rows
+        .iter()
+        .zip(&labels)
+        .filter_map(|(r, l)| {
+            let v = r[value].as_f64().filter(|v| *v >= 0.0)?;
+            Some(crate::svg::StackedBar {
+                label: l,
+                parts: vec![(v.round() as usize, "bar", "")],
+            })
+        })
+        .collect();
+    let title = out
+        .columns
+        .get(value)
+        .map(|col| format!("{} by {}", col.title, c.label))
+        .unwrap_or_default();
+    crate::svg::stacked_bars(&title, &bars)
+}
+
 /// `GET /products`: every product and its views.
 pub async fn index(State(state): State<AppState>) -> Response {
     let manifests = state.products.registry().manifests();
@@ -145,14 +180,14 @@ pub async fn view_page(
         Ok(out) => out,
         Err(e) => return crate::governed::refused(&state, status_of(&e), &e.to_string()),
     };
-    let params = state
+    let spec = state
         .products
         .registry()
         .get(&id)
         .map(|p| p.manifest())
-        .and_then(|m| m.views.into_iter().find(|v| v.name == view))
-        .map(|v| v.params)
-        .unwrap_or_default();
+        .and_then(|m| m.views.into_iter().find(|v| v.name == view));
+    let params = spec.as_ref().map(|v| v.params.clone()).unwrap_or_default();
+    let chart = spec.and_then(|v| v.chart).map(|c| chart(&out, &c));
     let cell = |v: &Value| match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
@@ -174,6 +209,7 @@ pub async fn view_page(
                     button type="submit" { "Show" }
                 }
             }
+            @if let Some(chart) = chart { (chart) }
             table #product-view data-product=(out.product) data-view=(out.view) {
                 thead { tr { @for c in &out.columns { th scope="col" data-column=(c.name) { (c.title) } } } }
                 tbody { @for r in &out.rows {

@@ -170,3 +170,55 @@ fn only_the_governance_crate_can_make_table_access() {
         }
     }
 }
+
+/// Products reach data only through governance: the products crate
+/// depends on no store, query engine or file format, and names none, so
+/// the only rows a product can see are those a governed session or a
+/// governed product view gives it.
+#[test]
+fn products_reach_data_only_through_governance() {
+    let products = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../fdp-products");
+    let manifest = std::fs::read_to_string(products.join("Cargo.toml")).unwrap();
+    let dependencies: Vec<&str> = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .expect("a [dependencies] table")
+        .split("\n[")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(['.', '=', ' ']).next())
+        .filter(|name| !name.is_empty() && !name.starts_with('#'))
+        .collect();
+    const STORAGE: &[&str] = &[
+        "fdp-store",
+        "datafusion",
+        "deltalake",
+        "parquet",
+        "arrow",
+        "object_store",
+    ];
+    for d in &dependencies {
+        assert!(
+            !STORAGE.contains(d),
+            "fdp-products depends on {d}: a product reads through fdp-govern only"
+        );
+    }
+    assert!(dependencies.contains(&"fdp-govern"), "{dependencies:?}");
+    let mut files = Vec::new();
+    sources(&products.join("src"), &mut files);
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            for name in ["fdp_store", "datafusion", "deltalake", "parquet"] {
+                assert!(
+                    !line.contains(name),
+                    "{}:{}: {name} in a product",
+                    f.display(),
+                    i + 1
+                );
+            }
+        }
+    }
+}

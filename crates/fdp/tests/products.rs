@@ -235,7 +235,9 @@ async fn declared_and_coded_products_serve_what_each_purpose_may_see() {
     );
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(
-        page.body.contains("RXX:A") && page.body.contains("data-view=\"by-ward\""),
+        page.body.contains("RXX:A")
+            && page.body.contains("data-view=\"by-ward\"")
+            && page.body.contains("<svg"),
         "{}",
         page.body
     );

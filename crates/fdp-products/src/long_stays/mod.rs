@@ -7,7 +7,7 @@ use chrono::Utc;
 use fdp_govern::{GovernedSession, Purpose};
 
 use crate::platform::{
-    Answer, Manifest, OutputColumn, ParamKind, ParamSpec, ParamValue, Params, Priority, Product,
+    Answer, Chart, Manifest, OutputColumn, ParamKind, ParamSpec, ParamValue, Params, Priority, Product,
     ProductError, Reads, Source, ViewSpec,
 };
 
@@ -38,6 +38,10 @@ impl Product for LongStays {
                     required: false,
                     description: "The instant counted at (default now)".into(),
                 }],
+                chart: Some(Chart {
+                    label: "ward_id".into(),
+                    value: "stay_21_plus".into(),
+                }),
             }],
         }
     }
