@@ -19,6 +19,8 @@ pub mod care;
 pub mod declared;
 pub mod installed;
 pub mod platform;
+#[cfg(test)]
+mod testing;
 
 /// Declares each built-in product's module and registers the product: a
 /// coded product is its folder under `src/` and its line in the list below.

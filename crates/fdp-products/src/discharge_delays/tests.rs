@@ -1,12 +1,11 @@
 //! The product alone, behind the demo policy, over tables in memory.
 
-use std::collections::BTreeMap;
-
 use fdp_govern::memory::MemoryTables;
-use fdp_govern::{Governance, Policy, Principal, Purpose, SessionRequest};
+use fdp_govern::Purpose;
 use serde_json::{json, Value};
 
-use crate::platform::{run_view, ProductError, Registry};
+use crate::platform::ProductError;
+use crate::testing::DemoInstance;
 
 /// Ward A: ten patients medically optimised on 20 November, still in; ward
 /// B: two, optimised on 25 November. Not counted: one not optimised, one
@@ -47,26 +46,10 @@ fn tables() -> MemoryTables {
         .unwrap()
 }
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    governance: Governance,
-    tables: MemoryTables,
-}
+struct Fixture(DemoInstance);
 
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let governance = Governance::open(
-        dir.path(),
-        Policy::demo(fdp_model::Model::canonical()),
-        "RXX",
-        None,
-    )
-    .unwrap();
-    Fixture {
-        _dir: dir,
-        governance,
-        tables: tables(),
-    }
+    Fixture(DemoInstance::new(tables()))
 }
 
 impl Fixture {
@@ -78,34 +61,11 @@ impl Fixture {
         view: &str,
         params: &[(&str, &str)],
     ) -> Result<(Vec<String>, Vec<Vec<Value>>), ProductError> {
-        let principal = Principal {
-            name: format!("a {role}"),
-            roles: vec![role.to_string()],
-            organisation: Some("RXX".into()),
-        };
-        let session = self
-            .governance
-            .session(
-                &self.tables,
-                SessionRequest::new(principal, purpose, channel),
-            )
+        let out = self
+            .0
+            .view("discharge-delays", role, purpose, channel, view, params)
             .await?;
-        let given: BTreeMap<String, String> = params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let out = run_view(
-            &Registry::builtin(),
-            "discharge-delays",
-            view,
-            &session,
-            &given,
-        )
-        .await?;
-        Ok((
-            out.columns.iter().map(|c| c.name.clone()).collect(),
-            out.rows,
-        ))
+        Ok((out.columns.iter().map(|c| c.name.clone()).collect(), out.rows))
     }
 }
 

@@ -1,12 +1,10 @@
 //! The product alone, behind the demo policy, over tables in memory.
 
-use std::collections::BTreeMap;
-
 use fdp_govern::memory::MemoryTables;
-use fdp_govern::{Governance, Policy, Principal, Purpose, SessionRequest};
+use fdp_govern::Purpose;
 use serde_json::{json, Value};
 
-use crate::platform::{run_view, Registry};
+use crate::testing::DemoInstance;
 
 /// Ward A: patients admitted 3, 10, 17 and 25 days before 30 November
 /// noon, two of each; ward B: one admitted 30 days before who moved there
@@ -43,26 +41,15 @@ fn tables() -> MemoryTables {
 
 #[tokio::test]
 async fn long_stays_are_counted_from_admission_on_the_ward_the_patient_is_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let governance = Governance::open(
-        dir.path(),
-        Policy::demo(fdp_model::Model::canonical()),
-        "RXX",
-        None,
-    )
-    .unwrap();
-    let tables = tables();
-    let principal = Principal {
-        name: "a bed manager".into(),
-        roles: vec!["bed-manager".into()],
-        organisation: Some("RXX".into()),
-    };
-    let session = governance
-        .session(&tables, SessionRequest::new(principal, Purpose::Operations, "http"))
-        .await
-        .unwrap();
-    let given = BTreeMap::from([("at".to_string(), "2026-11-30T12:00:00Z".to_string())]);
-    let out = run_view(&Registry::builtin(), "long-stays", "by-ward", &session, &given)
+    let out = DemoInstance::new(tables())
+        .view(
+            "long-stays",
+            "bed-manager",
+            Purpose::Operations,
+            "http",
+            "by-ward",
+            &[("at", "2026-11-30T12:00:00Z")],
+        )
         .await
         .unwrap();
     let rows: Vec<Vec<Value>> = out.rows;
