@@ -150,6 +150,15 @@ impl ExtractSpec {
         Ok(())
     }
 
+    /// The names of its files, for people: `patients, admissions`.
+    pub fn file_names(&self) -> String {
+        self.files
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// A digest of what was approved (the name and each file's query), for
     /// the audit: the extract a researcher takes can be matched to it.
     pub fn digest(&self) -> String {
@@ -323,40 +332,31 @@ impl Projects {
         by: &str,
     ) -> Result<Project, ProjectError> {
         spec.check()?;
-        let p = self
-            .all()?
-            .remove(project)
-            .ok_or_else(|| ProjectError::Unknown(project.chars().take(64).collect()))?;
-        if p.closed_at.is_some() {
-            return Err(ProjectError::Closed(p.name));
-        }
-        if p.purpose != Purpose::Research {
-            return Err(ProjectError::ExtractNotResearch {
-                project: p.name,
-                purpose: p.purpose,
-            });
-        }
         spec.approved_by = Some(by.to_string());
         spec.approved_at = Some(Utc::now());
-        self.update(project, |p| {
+        self.change_one(project, |p| {
+            if p.closed_at.is_some() {
+                return Err(ProjectError::Closed(p.name.clone()));
+            }
+            if p.purpose != Purpose::Research {
+                return Err(ProjectError::ExtractNotResearch {
+                    project: p.name.clone(),
+                    purpose: p.purpose,
+                });
+            }
             p.extracts.insert(spec.name.clone(), spec);
+            Ok(())
         })
     }
 
     /// Withdraw an approved extract: no session may take it from now on.
     pub fn withdraw_extract(&self, project: &str, extract: &str) -> Result<Project, ProjectError> {
-        let p = self
-            .all()?
-            .remove(project)
-            .ok_or_else(|| ProjectError::Unknown(project.chars().take(64).collect()))?;
-        if !p.extracts.contains_key(extract) {
-            return Err(ProjectError::NoExtract {
+        self.change_one(project, |p| match p.extracts.remove(extract) {
+            Some(_) => Ok(()),
+            None => Err(ProjectError::NoExtract {
                 project: project.to_string(),
                 extract: extract.to_string(),
-            });
-        }
-        self.update(project, |p| {
-            p.extracts.remove(extract);
+            }),
         })
     }
 
@@ -366,12 +366,25 @@ impl Projects {
         name: &str,
         f: impl FnOnce(&mut Project),
     ) -> Result<Project, ProjectError> {
+        self.change_one(name, |p| {
+            f(p);
+            Ok(())
+        })
+    }
+
+    /// Change project `name` with `f`, which may refuse, read and written
+    /// under the registry's lock; returns it as changed.
+    fn change_one(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Project) -> Result<(), ProjectError>,
+    ) -> Result<Project, ProjectError> {
         let mut changed = None;
         self.change(|all| {
             let p = all
                 .get_mut(name)
-                .ok_or_else(|| ProjectError::Unknown(name.to_string()))?;
-            f(p);
+                .ok_or_else(|| ProjectError::Unknown(name.chars().take(64).collect()))?;
+            f(p)?;
             changed = Some(p.clone());
             Ok(())
         })?;

@@ -213,11 +213,7 @@ impl Governance {
                         "extract {} approved by {}: files {} (spec {})",
                         x.name,
                         x.approved_by.as_deref().unwrap_or("?"),
-                        x.files
-                            .iter()
-                            .map(|f| f.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        x.file_names(),
                         x.digest()
                     )
                 }));
@@ -392,6 +388,22 @@ impl Governance {
 
     /// The role and grant `req` acts under, or why it may not.
     fn check(&self, req: &SessionRequest) -> Result<(&str, &crate::policy::Grant), Refusal> {
+        self.checked(req).map(|(role, grant, _)| (role, grant))
+    }
+
+    /// [`Self::check`], with the approved project `req` names, if any (read
+    /// once: a session keeps the project's extracts).
+    fn checked(
+        &self,
+        req: &SessionRequest,
+    ) -> Result<
+        (
+            &str,
+            &crate::policy::Grant,
+            Option<crate::projects::Project>,
+        ),
+        Refusal,
+    > {
         let (role, grant) =
             self.policy
                 .grant_for(&req.principal, req.purpose, req.role.as_deref())?;
@@ -410,12 +422,15 @@ impl Governance {
         }
         // A project picks a pseudonymisation key: only one the IG lead
         // registered, for this purpose, with this principal on it.
-        if let Some(project) = req.project.as_deref().filter(|p| !p.trim().is_empty()) {
-            self.projects
-                .check(project, req.purpose, &req.principal.name)
-                .map_err(|e| Refusal::ProjectRefused(e.to_string()))?;
-        }
-        Ok((role, grant))
+        let project = match req.project.as_deref().filter(|p| !p.trim().is_empty()) {
+            Some(project) => Some(
+                self.projects
+                    .check(project, req.purpose, &req.principal.name)
+                    .map_err(|e| Refusal::ProjectRefused(e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok((role, grant, project))
     }
 
     /// May `req` be given whole records as received (FHIR resources) that
@@ -889,7 +904,7 @@ impl Governance {
         source: &S,
         req: &SessionRequest,
     ) -> Result<GovernedSession, GovernError> {
-        let (role, grant) = self.check(req)?;
+        let (role, grant, approved) = self.checked(req)?;
         let ctx = new_context();
         let access = TableAccess::new();
         let tables = source
@@ -1096,14 +1111,10 @@ impl Governance {
         }
         // The extracts the IG lead approved for the session's research
         // project: the only answers that leave it row by row.
-        let extracts = match req.project.as_deref().filter(|p| !p.trim().is_empty()) {
-            Some(p) if req.purpose == Purpose::Research => {
-                self.projects
-                    .check(p, req.purpose, &req.principal.name)?
-                    .extracts
-            }
-            _ => BTreeMap::new(),
-        };
+        let extracts = approved
+            .filter(|_| req.purpose == Purpose::Research)
+            .map(|p| p.extracts)
+            .unwrap_or_default();
         Ok(GovernedSession {
             extracts,
             covered: grant.objects.clone(),
@@ -1774,12 +1785,7 @@ impl GovernedSession {
                 None => Err(crate::projects::ProjectError::NoExtractFile {
                     extract: spec.name.clone(),
                     file: file.chars().take(64).collect(),
-                    files: spec
-                        .files
-                        .iter()
-                        .map(|f| f.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    files: spec.file_names(),
                 }),
                 Some(f) => Ok((spec, f)),
             },
@@ -1787,9 +1793,7 @@ impl GovernedSession {
         let (spec, f) = match found {
             Ok(found) => found,
             Err(e) => {
-                let mut entry = self.audit_entry(&what);
-                entry.outcome = format!("refused: {e}");
-                self.audit.append(entry)?;
+                self.refused(&what, &e.to_string())?;
                 return Err(e.into());
             }
         };
@@ -1804,11 +1808,6 @@ impl GovernedSession {
             self.run(planned?, None, true).await
         })
         .await
-    }
-
-    /// The extracts approved for the session's project, by name.
-    pub fn extracts(&self) -> &BTreeMap<String, crate::projects::ExtractSpec> {
-        &self.extracts
     }
 
     async fn audited(

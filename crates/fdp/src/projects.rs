@@ -133,11 +133,7 @@ pub fn run(cmd: ProjectsCommand) -> Result<()> {
                         x.name,
                         x.digest(),
                         x.approved_by.as_deref().unwrap_or("?"),
-                        x.files
-                            .iter()
-                            .map(|f| f.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        x.file_names()
                     );
                 }
             }
