@@ -57,17 +57,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
 
 /// Write `bytes` to `path` so that it is either all there or not at all.
 pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().expect("a file in a directory");
-    fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-    }
-    fs::rename(&tmp, path).map_err(io(path))?;
-    // The rename itself must survive a crash.
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    fdp_govern::files::replace_durably(path, bytes).map_err(io(path))
 }
 
 /// The JSON document at `path`, or the empty value when there is none yet.

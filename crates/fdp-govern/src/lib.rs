@@ -24,6 +24,7 @@ pub mod access;
 pub mod audit;
 mod behind;
 pub mod disclosure;
+pub mod files;
 pub mod grants;
 pub mod keystore;
 mod late_pseudonyms;

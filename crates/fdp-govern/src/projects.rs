@@ -23,7 +23,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -404,22 +403,10 @@ impl Projects {
     }
 
     fn write_durably(&self, bytes: &[u8]) -> Result<(), ProjectError> {
-        let dir = self.path.parent().expect("a file in a directory");
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ProjectError::Io { path, source }
-        };
-        fs::create_dir_all(dir).map_err(io(dir))?;
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-            f.write_all(bytes).map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
-        }
-        fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))
+        crate::files::replace_durably(&self.path, bytes).map_err(|source| ProjectError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 

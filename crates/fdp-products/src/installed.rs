@@ -12,12 +12,12 @@
 //! rollback changes `installed.json`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
+use fdp_govern::files::replace_durably;
 use fdp_govern::Policy;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -113,16 +113,8 @@ impl Installed {
 
     fn write_index(&self, all: &BTreeMap<String, InstalledProduct>) -> Result<(), InstallError> {
         let path = self.index();
-        let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(all).expect("the index serialises");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| Self::io(&path, e))
+        replace_durably(&path, &bytes).map_err(|e| Self::io(&path, e))
     }
 
     /// Install `product` (checked already) and put it in use. The same
@@ -161,13 +153,9 @@ impl Installed {
             Some(_) => {}
             None => {
                 let dir = self.dir.join(&manifest.id).join(&manifest.version);
-                std::fs::create_dir_all(&dir).map_err(|e| Self::io(&dir, e))?;
                 for (name, text) in &product.files {
                     let path = dir.join(name);
-                    let mut f = std::fs::File::create(&path).map_err(|e| Self::io(&path, e))?;
-                    f.write_all(text.as_bytes())
-                        .and_then(|()| f.sync_all())
-                        .map_err(|e| Self::io(&path, e))?;
+                    replace_durably(&path, text.as_bytes()).map_err(|e| Self::io(&path, e))?;
                 }
                 entry.versions.push(InstalledVersion {
                     version: manifest.version.clone(),
