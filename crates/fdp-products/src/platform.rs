@@ -445,28 +445,37 @@ pub trait Product: Send + Sync {
 /// The products an instance serves.
 #[derive(Clone, Default)]
 pub struct Registry {
-    products: Vec<Arc<dyn Product>>,
+    /// Each product by its id, read from its manifest once, when it was
+    /// registered, not on every lookup.
+    products: Vec<(String, Arc<dyn Product>)>,
 }
 
 impl Registry {
     /// Every product built into OpenFDP (see [`crate::built_in`]).
     pub fn builtin() -> Registry {
         Registry {
-            products: crate::built_in(),
+            products: crate::built_in()
+                .into_iter()
+                .map(|p| (p.manifest().id, p))
+                .collect(),
         }
     }
 
     pub fn with(mut self, product: impl Product + 'static) -> Registry {
-        self.products.push(Arc::new(product));
+        self.products
+            .push((product.manifest().id, Arc::new(product)));
         self
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<dyn Product>> {
-        self.products.iter().find(|p| p.manifest().id == id)
+        self.products
+            .iter()
+            .find(|(known, _)| known == id)
+            .map(|(_, p)| p)
     }
 
     pub fn manifests(&self) -> Vec<Manifest> {
-        self.products.iter().map(|p| p.manifest()).collect()
+        self.products.iter().map(|(_, p)| p.manifest()).collect()
     }
 }
 
@@ -474,10 +483,10 @@ impl Registry {
 ///
 /// Refused, and the refusal audited, before the product runs, where the
 /// session's purpose is not one the manifest names or the grant does not
-/// cover a table the product reads. The parameters are parsed by the view's declared types. The
-/// output is checked against the manifest: a column from a model column
-/// the product did not declare it reads is a fault of the product, and
-/// nothing is answered.
+/// cover a table the product reads. The parameters are parsed by the
+/// view's declared types. The output is checked against the manifest: a
+/// column from a model column the product did not declare it reads is a
+/// fault of the product, and nothing is answered.
 pub async fn run_view(
     registry: &Registry,
     id: &str,

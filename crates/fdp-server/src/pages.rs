@@ -592,11 +592,10 @@ pub async fn admission(
             @if let Some(fed) = state.federation.as_ref().filter(|_| view.reads("referral")) {
                 (referral_section(&state, fed, &id))
             }
+            h2 { "Discharge readiness" }
             @if !view.reads("discharge_readiness") {
-                h2 { "Discharge readiness" }
                 p.muted #readiness-not-granted { "Discharge readiness is not granted under " (view.purpose()) "." }
             } @else {
-                h2 { "Discharge readiness" }
                 @if let Some(by) = view.field("discharge_readiness", "updated_by", Some(&r.updated_by)).filter(|b| !b.is_empty()) {
                     p.muted { "Last recorded by " (by) " at " (fmt_time_us(Some(r.updated_at_us))) " UTC." }
                 }

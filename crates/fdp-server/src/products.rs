@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, Extensions, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use fdp_govern::{GovernError, GovernedSession};
+use fdp_govern::GovernError;
 use fdp_products::platform::{run_view, Chart, Output, ProductError};
 use maud::html;
 use serde_json::{json, Value};
@@ -50,7 +50,17 @@ pub async fn view_api(
     Path((id, view)): Path<(String, String)>,
     Query(mut given): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let format = given.remove("format");
+    // A format no one can be answered in is said before anything is read.
+    let csv = match given.remove("format").as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("format {other:?}: use json or csv"),
+            )
+        }
+    };
     let req = match purpose_of(&state, &ext, &headers, "http") {
         Ok(r) => r,
         Err(r) => return r,
@@ -60,38 +70,24 @@ pub async fn view_api(
         Err(e @ GovernError::Refused(_)) => return problem(StatusCode::FORBIDDEN, e.to_string()),
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let out = match answer(&state, &session, &id, &view, &given).await {
+    let out = match run_view(&state.products.registry(), &id, &view, &session, &given).await {
         Ok(out) => out,
         Err(e) => return problem(status_of(&e), e.to_string()),
     };
-    match format.as_deref() {
-        None | Some("json") => Json(out).into_response(),
-        Some("csv") => (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{id}-{view}.csv\""),
-                ),
-            ],
-            out.to_csv(),
-        )
-            .into_response(),
-        Some(other) => problem(
-            StatusCode::BAD_REQUEST,
-            format!("format {other:?}: use json or csv"),
-        ),
+    if !csv {
+        return Json(out).into_response();
     }
-}
-
-async fn answer(
-    state: &AppState,
-    session: &GovernedSession,
-    id: &str,
-    view: &str,
-    given: &BTreeMap<String, String>,
-) -> Result<Output, ProductError> {
-    run_view(&state.products.registry(), id, view, session, given).await
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}-{view}.csv\""),
+            ),
+        ],
+        out.to_csv(),
+    )
+        .into_response()
 }
 
 /// The view's bar chart: one bar a row, labelled by `c.label`, as long as
@@ -176,13 +172,12 @@ pub async fn view_page(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let out = match answer(&state, &session, &id, &view, &given).await {
+    let registry = state.products.registry();
+    let out = match run_view(&registry, &id, &view, &session, &given).await {
         Ok(out) => out,
         Err(e) => return crate::governed::refused(&state, status_of(&e), &e.to_string()),
     };
-    let spec = state
-        .products
-        .registry()
+    let spec = registry
         .get(&id)
         .map(|p| p.manifest())
         .and_then(|m| m.views.into_iter().find(|v| v.name == view));

@@ -233,7 +233,8 @@ pub async fn list(State(state): State<AppState>, ext: Extensions, headers: Heade
     };
     match state.referrals.current(&fed) {
         Ok(all) => {
-            let all = governed(all, &view, &nhs_numbers(&state).await);
+            let numbers = nhs_numbers(&state, &all).await;
+            let all = governed(all, &view, &numbers);
             let patients = all.iter().map(|r| r.patient.clone()).collect();
             if let Err(e) = view.served(all.len() as u64, patients) {
                 return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
@@ -286,13 +287,20 @@ fn governed(
         .collect()
 }
 
-/// The NHS number of each patient the live census knows, by patient id.
-async fn nhs_numbers(state: &AppState) -> HashMap<String, String> {
+/// The NHS number the live census holds for each patient of `referrals`
+/// whose record does not carry one, by patient id.
+async fn nhs_numbers(
+    state: &AppState,
+    referrals: &[fdp_federation::referrals::Referral],
+) -> HashMap<String, String> {
     let census = state.live.read().await;
-    census
-        .patients
+    referrals
         .iter()
-        .filter_map(|(id, p)| Some((id.clone(), p.nhs_number.clone()?)))
+        .filter(|r| nhs_number_in(&r.bundle).is_none())
+        .filter_map(|r| {
+            let nhs = census.patients.get(&r.patient)?.nhs_number.clone()?;
+            Some((r.patient.clone(), nhs))
+        })
         .collect()
 }
 
@@ -592,7 +600,10 @@ pub async fn page(State(state): State<AppState>, ext: Extensions, headers: Heade
         Err(r) => return r,
     };
     let all = match state.referrals.current(fed) {
-        Ok(a) => governed(a, &view, &nhs_numbers(&state).await),
+        Ok(a) => {
+            let numbers = nhs_numbers(&state, &a).await;
+            governed(a, &view, &numbers)
+        }
         Err(e) => return referral_error(e),
     };
     if let Err(e) = view.served(

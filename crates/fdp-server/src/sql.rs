@@ -37,6 +37,13 @@ fn problem(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
+/// What a request asks for.
+enum Asked {
+    Query(String),
+    /// An approved extract, and which of its files.
+    Extract(String, String),
+}
+
 /// Open the caller's governed session for `body` and run its query: the
 /// answer, or the response that says why not.
 async fn run(
@@ -48,9 +55,9 @@ async fn run(
     let Json(body) = body.map_err(|e| problem(StatusCode::BAD_REQUEST, e.body_text()))?;
     // What is asked: one query, or one file of an approved extract, never
     // both (an extract's query is the one approved, not the caller's).
-    let asked = match (&body.sql, &body.extract, &body.file) {
-        (Some(sql), None, None) => Ok(sql.clone()),
-        (None, Some(x), Some(f)) => Ok(format!("{x}/{f}")),
+    let asked = match (body.sql, body.extract, body.file) {
+        (Some(sql), None, None) => Ok(Asked::Query(sql)),
+        (None, Some(x), Some(f)) => Ok(Asked::Extract(x, f)),
         (None, Some(_), None) => Err("name the extract's file (`file`) as well as the extract"),
         (None, None, _) => Err("send `sql`, or an approved `extract` and its `file`"),
         (Some(_), _, _) => Err("send `sql` or an `extract` and its `file`, not both: an extract's query is the one the information-governance lead approved"),
@@ -69,9 +76,9 @@ async fn run(
         Err(GovernError::Refused(r)) => return Err(problem(StatusCode::FORBIDDEN, r.to_string())),
         Err(e) => return Err(problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     };
-    let answered = match (&body.extract, &body.file) {
-        (Some(x), Some(f)) => session.extract(x, f).await,
-        _ => session.query(&asked).await,
+    let answered = match &asked {
+        Asked::Query(sql) => session.query(sql).await,
+        Asked::Extract(x, f) => session.extract(x, f).await,
     };
     match answered {
         Ok(r) => Ok((session, r)),
