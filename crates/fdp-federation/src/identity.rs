@@ -400,6 +400,17 @@ pub fn verify_issued_by(cert: &CertificateDer<'_>, ca: &CertificateDer<'_>) -> R
     .map_err(|e| format!("not issued by the federation's authority: {e:?}"))
 }
 
+/// Check that `cert` names the instance of `ods` (the name the authority
+/// certified it under).
+pub fn verify_names(cert: &CertificateDer<'_>, ods: &str) -> Result<(), String> {
+    let name = rustls::pki_types::ServerName::try_from(ods.to_ascii_lowercase())
+        .map_err(|e| format!("{ods:?} is not an ODS code: {e}"))?;
+    webpki::EndEntityCert::try_from(cert)
+        .map_err(|e| format!("{e:?}"))?
+        .verify_is_valid_for_subject_name(&name)
+        .map_err(|e| format!("it is certified for another instance ({e:?})"))
+}
+
 /// Check `signature` over `message` against `cert`'s key.
 pub fn verify_signature(cert: &CertificateDer<'_>, message: &[u8], signature: &[u8]) -> bool {
     webpki::EndEntityCert::try_from(cert)

@@ -25,7 +25,10 @@
 //!   each member has released to each asker ([`released`]), so that no two
 //!   answers differ by a handful of patients;
 //! - **discharge referrals** ([`referrals`]): a patient's record sent for
-//!   direct care through the outbox, accepted or declined by the provider.
+//!   direct care through the outbox, accepted or declined by the provider;
+//! - **the marketplace** ([`marketplace`]): declared products offered to
+//!   peers as signed packages, listed, and approved or declined by each
+//!   member's IG lead before they are installed.
 //!
 //! What a message may carry is for governance to decide: an answer to a
 //! peer's question passes the answering instance's own policy, opt-out and
@@ -35,6 +38,7 @@ pub mod capacity;
 pub mod envelope;
 pub mod handler;
 pub mod identity;
+pub mod marketplace;
 pub mod node;
 pub mod questions;
 pub mod referrals;

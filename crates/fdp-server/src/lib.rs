@@ -18,6 +18,8 @@ mod checkpoint;
 pub mod fhir;
 mod fhir_import;
 mod governed;
+mod marketplace;
+pub mod objects;
 mod pages;
 pub mod pgwire;
 mod products;

@@ -80,6 +80,7 @@ pub fn layout(title: &str, ods: Option<&str>, body: Markup) -> Html<String> {
                             a href="/" { "Instance" } " "
                             a href="/bed-board" { "Bed board" } " "
                             a href="/products" { "Products" } " "
+                            a href="/marketplace" { "Marketplace" } " "
                             a href="/sources" { "Sources" } " "
                             a href="/tables" { "Tables" } " "
                             a href="/lineage" { "Lineage" } " "

@@ -9,8 +9,8 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    api, approvals, auth, capacity, checkpoint, fhir, fhir_import, governed, pages, products,
-    referrals, returns, sources, sql, AppState,
+    api, approvals, auth, capacity, checkpoint, fhir, fhir_import, governed, marketplace, objects,
+    pages, products, referrals, returns, sources, sql, AppState,
 };
 
 /// Who may call a route.
@@ -315,6 +315,89 @@ pub fn routes() -> Vec<Route> {
                 "A product's view under the caller's purpose (X-Purpose): its columns, each naming where it comes from, and rows; format=csv for a CSV file; other query parameters are the view's",
                 "json",
                 products::view_api,
+            )],
+        ),
+        route(
+            "/api/v2/ontologies/{ontology}/objects/{objectType}",
+            "objects",
+            vec![get(
+                "The FDP object API (NHS England's published ontology API): a page of objects of one type under the caller's purpose (X-Purpose); pageSize, pageToken, select, orderBy",
+                "json",
+                objects::list,
+            )],
+        ),
+        route(
+            "/api/v2/ontologies/{ontology}/objects/{objectType}/search",
+            "objects",
+            vec![post(
+                "Objects matching a `where` query (eq, gt, gte, lt, lte, isNull, in, startsWith, contains, the term queries, and, or, not), ordered and paged",
+                "json",
+                objects::search,
+            )
+            .with_body(json!({"type": "object", "description": "The published SearchObjectsRequestV2: where, orderBy, pageSize, pageToken, select"}))],
+        ),
+        route(
+            "/api/v2/ontologies/{ontology}/objects/{objectType}/count",
+            "objects",
+            vec![post(
+                "How many objects of one type there are, under the caller's purpose (disclosure-controlled under planning and research)",
+                "json",
+                objects::count,
+            )],
+        ),
+        route(
+            "/api/v2/ontologies/{ontology}/objects/{objectType}/aggregate",
+            "objects",
+            vec![post(
+                "Metrics (count, min, max, sum, avg, distinct, percentile) over objects, grouped exactly, by width, by ranges or by duration",
+                "json",
+                objects::aggregate,
+            )
+            .with_body(json!({"type": "object", "description": "The published AggregateObjectsRequestV2: aggregation, groupBy, where, accuracy"}))],
+        ),
+        route(
+            "/api/v2/ontologies/{ontology}/objects/{objectType}/{primaryKey}",
+            "objects",
+            vec![get(
+                "One object by its primary key; select narrows its properties",
+                "json",
+                objects::get_one,
+            )],
+        ),
+        route(
+            "/api/v2/ontologies/{ontology}/objects/{objectType}/{primaryKey}/links/{linkType}",
+            "objects",
+            vec![get(
+                "The objects one object links to (a ward stay's admission, an admission's ward stays), paged",
+                "json",
+                objects::links,
+            )],
+        ),
+        route(
+            "/api/v2/ontologies/{ontology}/objects/{objectType}/{primaryKey}/links/{linkType}/{linkedObjectPrimaryKey}",
+            "objects",
+            vec![get(
+                "One linked object by its primary key",
+                "json",
+                objects::linked,
+            )],
+        ),
+        route(
+            "/marketplace",
+            "products",
+            vec![get(
+                "Products peers have offered this instance: what each reads, for which purposes, and whether it is new, an update, approved or in use",
+                "html",
+                marketplace::page,
+            )],
+        ),
+        route(
+            "/api/marketplace",
+            "products",
+            vec![get(
+                "The products offered to this instance, as JSON",
+                "json",
+                marketplace::api,
             )],
         ),
         route(

@@ -12,7 +12,10 @@
 //! - the care providers publish free places to the ICB, changing a figure
 //!   every minute, and each trust publishes a theatre slot it will not use;
 //! - the national instance collects the daily return from each trust, for
-//!   a census instant every `--return-every-minutes`.
+//!   a census instant every `--return-every-minutes`;
+//! - the first trust's own declared product (a discharge-delays summary)
+//!   is offered to the ICB through the marketplace, and the second trust's
+//!   IG lead, finding it listed there, approves and installs it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +33,26 @@ use tokio::sync::watch;
 
 use crate::demo::DemoArgs;
 use crate::instance::{self, InstanceConfig, Running};
+
+/// The product the first trust wrote, as declared in `examples/products`:
+/// published under its own ODS code.
+const AUTHORED: [(&str, &str); 2] = [
+    (
+        "product.toml",
+        include_str!("../../../examples/products/discharge-delays-summary/product.toml"),
+    ),
+    (
+        "by-ward.sql",
+        include_str!("../../../examples/products/discharge-delays-summary/by-ward.sql"),
+    ),
+];
+
+/// Where the first trust keeps the product it wrote.
+fn authored_dir(root: &Path) -> PathBuf {
+    root.join("RXA")
+        .join("authored")
+        .join("discharge-delays-summary")
+}
 
 /// One organisation in the demo.
 struct Member {
@@ -226,7 +249,74 @@ fn set_up(root: &Path, return_every_minutes: u32) -> Result<()> {
             .set(None, first_offers(m))
             .map_err(anyhow::Error::msg)?;
     }
+    let authored = authored_dir(root);
+    std::fs::create_dir_all(&authored)?;
+    for (name, text) in AUTHORED {
+        let text = text.replace("publisher = \"RXX\"", "publisher = \"RXA\"");
+        std::fs::write(authored.join(name), text)?;
+    }
     Ok(())
+}
+
+/// The marketplace at work: the first trust (RXA) offers the product it
+/// wrote to the ICB; the second (RXB) finds it listed there and its IG
+/// lead approves it, which installs it. Skipped once RXB has it.
+async fn marketplace_tour(root: &Path, running: &[(&Member, Running)]) -> Result<String> {
+    use fdp_federation::marketplace::Marketplace;
+    let id = "discharge-delays-summary";
+    let fed_of = |ods: &str| {
+        running
+            .iter()
+            .find(|(m, _)| m.ods == ods)
+            .and_then(|(_, r)| r.federation.clone())
+            .with_context(|| format!("{ods} is not in the federation"))
+    };
+    let (rxa, rxb) = (root.join("RXA"), root.join("RXB"));
+    if fdp_products::installed::Installed::open(&rxb)
+        .all()?
+        .contains_key(id)
+    {
+        return Ok(format!(
+            "{id}, written at RXA, is installed at RXB through the marketplace"
+        ));
+    }
+    let config = InstanceConfig::load(&rxa.join("instance.toml"))?;
+    let gov = config.governance(&rxa)?;
+    let who = config.local_principal("demo");
+    let product = fdp_products::declared::DeclaredProduct::load(&authored_dir(root), gov.policy())?;
+    let fed = fed_of("RXA")?;
+    crate::marketplace::offer_to_peers(
+        &gov,
+        &who,
+        &fed,
+        &Marketplace::open(&rxa),
+        &product,
+        &["QXA".to_string()],
+    )
+    .await?;
+
+    let config = InstanceConfig::load(&rxb.join("instance.toml"))?;
+    let gov = config.governance(&rxb)?;
+    let who = config.local_principal("demo");
+    let fed = fed_of("RXB")?;
+    crate::marketplace::refresh(&gov, &fed, &Marketplace::open(&rxb)).await;
+    crate::marketplace::Decide {
+        data_dir: &rxb,
+        gov: &gov,
+        who: &who,
+        identity: &fed.identity,
+        fed: Some(&*fed),
+    }
+    .decide(
+        id,
+        None,
+        true,
+        "reviewed by the demo's IG lead: reads no identifying columns",
+    )
+    .await?;
+    Ok(format!(
+        "{id}, written at RXA, was offered to QXA and installed at RXB by its IG lead"
+    ))
 }
 
 fn offer(kind: &str, location: &str, specialty: Option<&str>, free: u32, total: u32) -> Offer {
@@ -347,6 +437,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         }
         running.push((m, r));
     }
+    let tour = match marketplace_tour(&root, &running).await {
+        Ok(said) => said,
+        Err(e) => format!("the product tour did not finish: {e:#}"),
+    };
     println!(
         "OpenFDP demo: a federation of {} instances on loopback, data in {} (started in {:.1} s)",
         running.len(),
@@ -371,6 +465,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         "Each trust's PAS sends {:.1} ADT messages/s; the national instance collects the daily return for a census instant every {} min.",
         args.rate, args.return_every_minutes
     );
+    println!("Marketplace: {tour}.");
     println!("Press Ctrl-C to stop.");
 
     crate::wait_for_signal().await;

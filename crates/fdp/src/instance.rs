@@ -345,6 +345,8 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
                 referrals: referrals.clone(),
                 audit: governance.audit().clone(),
                 capacity: Arc::new(fdp_federation::capacity::CapacityFeed::open(&data_dir)),
+                marketplace: Arc::new(fdp_federation::marketplace::Marketplace::open(&data_dir)),
+                ca: fed.identity.ca.clone(),
             }));
             federation_tasks.push(tokio::spawn(fed.clone().run_outbox()));
             federation = Some(fed.clone());

@@ -16,6 +16,7 @@ mod demo_federation;
 mod ingest;
 mod instance;
 mod keys;
+mod marketplace;
 mod mllp_client;
 mod peer;
 mod product;
@@ -219,7 +220,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Policy(cmd) => audit::policy(cmd),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Projects(cmd) => projects::run(cmd),
-        Command::Product(cmd) => product::run(cmd),
+        Command::Product(cmd) => product::run(cmd).await,
         Command::Peer(cmd) => peer::run_async(cmd).await,
         Command::Synth(cmd) => synth::run(cmd),
     }

@@ -3,6 +3,10 @@
 //! the instance's policy; every version is kept and an upgrade can be
 //! rolled back. Installing and rolling back are for a principal whose role
 //! reviews the audit (the information-governance lead), and are audited.
+//!
+//! Products are also offered across the federation (see
+//! [`crate::marketplace`]): `publish`, `list --offered`, `approve`,
+//! `decline`, and `install --offered` once approved.
 
 use std::path::PathBuf;
 
@@ -18,8 +22,13 @@ use crate::instance::InstanceConfig;
 pub enum ProductCommand {
     /// The products this instance serves: built in, and installed with the version in use
     List {
+        #[command(flatten)]
+        at: Instance,
+        /// Instead, the products offered to this instance by its peers (asked
+        /// of every peer that listens), each with what it reads, for which
+        /// purposes, and whether it is new, an update, approved or declined
         #[arg(long)]
-        data_dir: PathBuf,
+        offered: bool,
     },
     /// Check a declared product's folder against the model and the policy, without installing it
     Check {
@@ -35,7 +44,50 @@ pub enum ProductCommand {
         /// A principal whose role reviews the audit (the IG lead)
         #[arg(long)]
         by: String,
+        /// The product's folder
+        #[arg(required_unless_present = "offered", conflicts_with = "offered")]
+        dir: Option<PathBuf>,
+        /// Instead, a product offered through the federation (ID or
+        /// ID@VERSION), which the IG lead has approved
+        #[arg(long)]
+        offered: Option<String>,
+    },
+    /// Offer a declared product to the federation's peers, signed with this
+    /// instance's key (the IG lead; audited). Only its definition leaves.
+    Publish {
+        #[command(flatten)]
+        at: Instance,
+        #[arg(long)]
+        by: String,
+        /// Only these peers (ODS codes, comma-separated); default every peer
+        #[arg(long, value_delimiter = ',')]
+        to: Vec<String>,
         dir: PathBuf,
+    },
+    /// Approve a product offered through the federation, after reviewing
+    /// what it reads and for which purposes, and install it (the IG lead;
+    /// audited, and the peer that offered it is told)
+    Approve {
+        #[command(flatten)]
+        at: Instance,
+        #[arg(long)]
+        by: String,
+        /// Why, for the audit
+        #[arg(long)]
+        reason: String,
+        /// The product, ID or ID@VERSION (default its latest version offered)
+        product: String,
+    },
+    /// Decline a product offered through the federation (the IG lead;
+    /// audited, and the peer that offered it is told)
+    Decline {
+        #[command(flatten)]
+        at: Instance,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+        product: String,
     },
     /// Put back in use the version installed before the one in use
     Rollback {
@@ -51,16 +103,61 @@ pub enum ProductCommand {
 #[derive(Args)]
 pub struct Instance {
     #[arg(long)]
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// The instance's configuration, for the policy and the roles of `--by`
     /// (default: instance.toml in the data directory, if there is one)
     #[arg(long, env = "FDP_CONFIG")]
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
 }
 
-pub fn run(cmd: ProductCommand) -> Result<()> {
+pub async fn run(cmd: ProductCommand) -> Result<()> {
     match cmd {
-        ProductCommand::List { data_dir } => {
+        ProductCommand::List { at, offered: true } => {
+            crate::marketplace::list_offered(&at.data_dir, at.config.as_deref()).await
+        }
+        ProductCommand::Install {
+            at,
+            by,
+            offered: Some(product),
+            ..
+        } => crate::marketplace::install_offered(&at.data_dir, at.config.as_deref(), &by, &product),
+        ProductCommand::Publish { at, by, to, dir } => {
+            crate::marketplace::publish(&at.data_dir, at.config.as_deref(), &by, &to, &dir).await
+        }
+        ProductCommand::Approve {
+            at,
+            by,
+            reason,
+            product,
+        } => {
+            crate::marketplace::decide(
+                &at.data_dir,
+                at.config.as_deref(),
+                &by,
+                &product,
+                true,
+                &reason,
+            )
+            .await
+        }
+        ProductCommand::Decline {
+            at,
+            by,
+            reason,
+            product,
+        } => {
+            crate::marketplace::decide(
+                &at.data_dir,
+                at.config.as_deref(),
+                &by,
+                &product,
+                false,
+                &reason,
+            )
+            .await
+        }
+        ProductCommand::List { at, .. } => {
+            let data_dir = at.data_dir;
             for m in Registry::builtin().manifests() {
                 println!("{:<28} {:<8} built in    {}", m.id, m.version, m.title);
             }
@@ -103,7 +200,8 @@ pub fn run(cmd: ProductCommand) -> Result<()> {
             );
             Ok(())
         }
-        ProductCommand::Install { at, by, dir } => {
+        ProductCommand::Install { at, by, dir, .. } => {
+            let dir = dir.context("name the product's folder, or --offered ID")?;
             let config = InstanceConfig::for_data_dir(&at.data_dir, at.config.as_deref())?;
             let gov = config.governance(&at.data_dir)?;
             let who = config.local_principal(&by);

@@ -161,6 +161,33 @@ fn demo_federation_reports_daily_stops_cleanly_and_resumes() {
         "started in {} s",
         d.started_in_secs
     );
+    // The marketplace: RXA's own product, offered to the ICB, is installed
+    // at RXB by its IG lead, and the ICB audited the offer and the decision.
+    let products = d.get("RXB", "/api/products", "analyst");
+    assert!(
+        products["products"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "discharge-delays-summary"),
+        "{products}"
+    );
+    let offered = d.get("RXB", "/api/marketplace", "analyst");
+    assert_eq!(
+        offered["offers"][0]["status"], "installed, in use",
+        "{offered}"
+    );
+    let icb_audit = audit_entries(&data.join("QXA"));
+    for what in [
+        "offer of product discharge-delays-summary 1.0.0 from RXA via RXA",
+        "product discharge-delays-summary 1.0.0 from RXA approved at RXB",
+    ] {
+        assert!(
+            icb_audit.iter().any(|e| e["what"] == what),
+            "{what} not in the ICB's audit"
+        );
+    }
+
     // The census fills each trust's board, then the stream goes on.
     for trust in ["RXA", "RXB", "RXC"] {
         wait_until(90, "the boards to fill", || {

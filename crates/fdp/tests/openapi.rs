@@ -32,7 +32,12 @@ fn every_operation_in_the_openapi_document_needs_a_valid_token() {
             .replace("{vid}", "1")
             .replace("{id}", "x")
             .replace("{name}", "patient")
-            .replace("{view}", "by-ward");
+            .replace("{view}", "by-ward")
+            .replace("{ontology}", "palantirukhealth-ontology")
+            .replace("{objectType}", "Admission")
+            .replace("{primaryKey}", "A1")
+            .replace("{linkType}", "wardStays")
+            .replace("{linkedObjectPrimaryKey}", "S1");
         assert!(!concrete.contains('{'), "unfilled parameter in {path}");
         for (method, op) in item.as_object().unwrap() {
             let method = method.to_uppercase();
