@@ -69,7 +69,7 @@ pub async fn page(State(state): State<AppState>, ext: Extensions) -> Response {
         .list()
         .unwrap_or_default();
     let asked = asked(&state);
-    crate::pages::layout(
+    crate::ui::layout(
         "Federated questions",
         Some(&state.instance.ods),
         html! {
@@ -143,7 +143,7 @@ pub async fn approve(State(state): State<AppState>, ext: Extensions, body: Strin
         Ok(n) => n,
         Err(r) => return r,
     };
-    let form = crate::pages::form_pairs(&body);
+    let form = crate::ui::form_pairs(&body);
     let (from, digest, reason) = (
         field(&form, "from"),
         field(&form, "digest"),
@@ -212,7 +212,7 @@ pub async fn withdraw(State(state): State<AppState>, ext: Extensions, body: Stri
         Ok(n) => n,
         Err(r) => return r,
     };
-    let form = crate::pages::form_pairs(&body);
+    let form = crate::ui::form_pairs(&body);
     let Ok(version) = field(&form, "version").parse::<u32>() else {
         return crate::governed::refused(&state, StatusCode::BAD_REQUEST, "no question version");
     };

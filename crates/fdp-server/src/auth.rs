@@ -19,10 +19,14 @@ use fdp_govern::Principal;
 use maud::html;
 use serde::Deserialize;
 
-use crate::pages::layout;
+use crate::ui::layout;
 use crate::AppState;
 
 const COOKIE: &str = "fdp_session";
+
+/// The cookie holding the id of the purpose declared at the checkpoint;
+/// signing out ends it with the session.
+pub(crate) const PURPOSE_COOKIE: &str = "fdp_purpose";
 
 /// A shift: long enough that closing the browser tab does not sign a bed
 /// manager out mid-shift, and no longer.
@@ -266,7 +270,7 @@ pub async fn login_submit(State(state): State<AppState>, Form(f): Form<LoginForm
     // Signed in; next, the purpose checkpoint.
     (
         [(header::SET_COOKIE, set_cookie(&state, COOKIE, &id, SHIFT))],
-        crate::checkpoint::to_checkpoint(&crate::checkpoint::safe_next(f.next.as_deref())),
+        crate::ui::to_checkpoint(&crate::ui::safe_next(f.next.as_deref())),
     )
         .into_response()
 }
@@ -286,7 +290,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
             ),
             (
                 header::SET_COOKIE,
-                set_cookie(&state, crate::checkpoint::COOKIE, "", Duration::ZERO),
+                set_cookie(&state, PURPOSE_COOKIE, "", Duration::ZERO),
             ),
         ]),
         Redirect::to("/login"),

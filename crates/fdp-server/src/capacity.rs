@@ -132,7 +132,7 @@ pub async fn form(
 ) -> Response {
     let p = principal(&ext);
     let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
-        return crate::checkpoint::to_checkpoint("/capacity");
+        return crate::ui::to_checkpoint("/capacity");
     };
     if let Err(r) = change_allowed(&state, &req, TABLE, "POST /capacity", true) {
         return r;
@@ -142,7 +142,7 @@ pub async fn form(
         Ok(o) => o,
         Err(e) => return crate::governed::refused(&state, StatusCode::INTERNAL_SERVER_ERROR, &e),
     };
-    for (k, v) in crate::pages::form_pairs(&body) {
+    for (k, v) in crate::ui::form_pairs(&body) {
         let Some(i) = k
             .strip_prefix("free-")
             .and_then(|i| i.parse::<usize>().ok())
@@ -179,13 +179,13 @@ pub async fn form(
 pub async fn page(State(state): State<AppState>, ext: Extensions, headers: HeaderMap) -> Response {
     let p = principal(&ext);
     let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
-        return crate::checkpoint::to_checkpoint("/capacity");
+        return crate::ui::to_checkpoint("/capacity");
     };
     let (own, gathered) = match capacity_for(&state, &req, "GET /capacity", true) {
         Ok(shown) => shown,
         Err(r) => return r,
     };
-    crate::pages::layout(
+    crate::ui::layout(
         "Capacity",
         Some(&state.instance.ods),
         html! {

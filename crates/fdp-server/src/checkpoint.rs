@@ -12,11 +12,9 @@ use fdp_govern::{GovernError, Principal, Purpose, SessionRequest};
 use maud::html;
 use serde::Deserialize;
 
-use crate::auth::{cookie, principal};
-use crate::pages::layout;
+use crate::auth::{cookie, principal, PURPOSE_COOKIE};
+use crate::ui::{layout, safe_next};
 use crate::AppState;
-
-pub(crate) const COOKIE: &str = "fdp_purpose";
 
 /// The purpose the signed-in principal declared, as a request on `channel`.
 pub(crate) fn declared(
@@ -25,35 +23,8 @@ pub(crate) fn declared(
     principal: &Principal,
     channel: &str,
 ) -> Option<SessionRequest> {
-    let id = cookie(headers, COOKIE)?;
+    let id = cookie(headers, PURPOSE_COOKIE)?;
     state.governance.declared(&id, principal, channel)
-}
-
-/// Send the browser to declare a purpose, then back to `next`.
-pub(crate) fn to_checkpoint(next: &str) -> Response {
-    Redirect::to(&format!("/purpose?next={}", encode(next))).into_response()
-}
-
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// Only paths on this instance: an open redirect would let a link signed
-/// by us send staff anywhere.
-pub(crate) fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
-        _ => "/".to_string(),
-    }
 }
 
 #[derive(Deserialize)]
@@ -180,7 +151,7 @@ pub async fn submit(
         Ok(d) => (
             [(
                 header::SET_COOKIE,
-                crate::auth::set_cookie(&state, COOKIE, &d.id, crate::auth::SHIFT),
+                crate::auth::set_cookie(&state, PURPOSE_COOKIE, &d.id, crate::auth::SHIFT),
             )],
             Redirect::to(&next),
         )
@@ -195,23 +166,5 @@ pub async fn submit(
             form(&state, &p, &next, None, Some(&e.to_string())),
         )
             .into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn next_stays_on_this_instance() {
-        assert_eq!(
-            safe_next(Some("/tables/patient/rows")),
-            "/tables/patient/rows"
-        );
-        assert_eq!(safe_next(Some("//evil.example/")), "/");
-        assert_eq!(safe_next(Some("https://evil.example/")), "/");
-        assert_eq!(safe_next(Some("/\\evil.example")), "/");
-        assert_eq!(safe_next(None), "/");
-        assert_eq!(encode("/tables/a b?x=1"), "/tables/a%20b%3Fx%3D1");
     }
 }

@@ -12,8 +12,9 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use crate::auth::principal;
-use crate::checkpoint::{declared, to_checkpoint};
-use crate::pages::layout;
+use crate::checkpoint::declared;
+use crate::ui::layout;
+use crate::ui::to_checkpoint;
 use crate::AppState;
 
 /// Rows per page unless asked otherwise, and the most a page shows.

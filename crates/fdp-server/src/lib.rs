@@ -16,7 +16,6 @@ pub mod auth;
 mod capacity;
 mod checkpoint;
 pub mod fhir;
-mod fhir_import;
 mod governed;
 mod marketplace;
 pub mod objects;
@@ -30,6 +29,7 @@ mod sources;
 mod sql;
 mod svg;
 pub mod tls;
+mod ui;
 
 use std::sync::Arc;
 

@@ -12,7 +12,7 @@ use fdp_products::installed::Installed;
 use maud::html;
 use serde_json::{json, Value};
 
-use crate::pages::layout;
+use crate::ui::layout;
 use crate::AppState;
 
 struct Listed {

@@ -16,7 +16,7 @@ use maud::html;
 use serde_json::{json, Value};
 
 use crate::api::purpose_of;
-use crate::pages::layout;
+use crate::ui::layout;
 use crate::AppState;
 
 fn problem(status: StatusCode, message: impl Into<String>) -> Response {

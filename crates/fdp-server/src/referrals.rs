@@ -377,7 +377,7 @@ pub async fn decide(
 pub async fn federation_page(State(state): State<AppState>) -> Response {
     use maud::html;
     let Some(fed) = state.federation.as_ref() else {
-        return crate::pages::layout(
+        return crate::ui::layout(
             "Federation",
             Some(&state.instance.ods),
             html! {
@@ -423,7 +423,7 @@ pub async fn federation_page(State(state): State<AppState>) -> Response {
         t.map(crate::capacity::age)
             .unwrap_or_else(|| "never".into())
     };
-    crate::pages::layout(
+    crate::ui::layout(
         "Federation",
         Some(&state.instance.ods),
         html! {
@@ -580,7 +580,7 @@ pub async fn page(State(state): State<AppState>, ext: Extensions, headers: Heade
     use maud::html;
     let p = principal(&ext);
     let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
-        return crate::checkpoint::to_checkpoint("/referrals");
+        return crate::ui::to_checkpoint("/referrals");
     };
     let Some(fed) = state.federation.as_ref() else {
         return crate::governed::refused(
@@ -616,7 +616,7 @@ pub async fn page(State(state): State<AppState>, ext: Extensions, headers: Heade
     let me = &fed.identity.ods;
     let received: Vec<_> = all.iter().filter(|r| &r.to == me).collect();
     let sent: Vec<_> = all.iter().filter(|r| &r.from == me).collect();
-    crate::pages::layout(
+    crate::ui::layout(
         "Referrals",
         Some(me),
         html! {
@@ -675,7 +675,7 @@ pub async fn decision_form(
 ) -> Response {
     let p = principal(&ext);
     let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
-        return crate::checkpoint::to_checkpoint("/referrals");
+        return crate::ui::to_checkpoint("/referrals");
     };
     let Some(fed) = state.federation.clone() else {
         return crate::governed::refused(
@@ -693,7 +693,7 @@ pub async fn decision_form(
     ) {
         return r;
     }
-    let form = crate::pages::form_pairs(&body);
+    let form = crate::ui::form_pairs(&body);
     let get = |k: &str| {
         form.iter()
             .find(|(n, _)| n == k)

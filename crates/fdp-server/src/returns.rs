@@ -195,7 +195,7 @@ pub async fn page(
             Err(e) => return crate::governed::refused(&state, StatusCode::BAD_REQUEST, &e),
         }
     };
-    crate::pages::layout("Returns", Some(&state.instance.ods), body).into_response()
+    crate::ui::layout("Returns", Some(&state.instance.ods), body).into_response()
 }
 
 fn collected_page(chosen: Option<&CollectedReturn>, all: &[CollectedReturn]) -> Markup {

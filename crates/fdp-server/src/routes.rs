@@ -9,8 +9,8 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    api, approvals, auth, capacity, checkpoint, fhir, fhir_import, governed, marketplace, objects,
-    pages, products, referrals, returns, sources, sql, AppState,
+    api, approvals, auth, capacity, checkpoint, fhir, governed, marketplace, objects, pages,
+    products, referrals, returns, sources, sql, AppState,
 };
 
 /// Who may call a route.
@@ -707,13 +707,13 @@ pub fn routes() -> Vec<Route> {
             vec![post(
                 "Start a bulk import of NDJSON files",
                 "fhir",
-                fhir_import::start,
+                fhir::import::start,
             )],
         ),
         route(
             "/fhir/$import-status/{id}",
             "fhir",
-            vec![get("A bulk import's progress", "fhir", fhir_import::status)],
+            vec![get("A bulk import's progress", "fhir", fhir::import::status)],
         ),
         route(
             "/fhir/$import-status/{id}/errors",
@@ -721,7 +721,7 @@ pub fn routes() -> Vec<Route> {
             vec![get(
                 "A bulk import's refused lines",
                 "fhir",
-                fhir_import::errors,
+                fhir::import::errors,
             )],
         ),
         route(

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use fdp_store::tables::{self, Layer};
 use maud::html;
 
-use crate::pages::layout;
 use crate::svg::lineage_picture;
+use crate::ui::layout;
 use crate::AppState;
 
 fn age(ms: i64) -> String {

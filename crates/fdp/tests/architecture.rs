@@ -222,3 +222,95 @@ fn products_reach_data_only_through_governance() {
         }
     }
 }
+
+/// The server's modules form no cycle: each page, API or facade module may
+/// use the UI kit (`ui`), the pieces it is built on and the modules before
+/// it, and nothing that uses it back, so any one can be read, moved or
+/// replaced alone. A module's own submodules (`fhir/import.rs`) count as
+/// that module.
+#[test]
+fn no_module_cycle_in_the_server() {
+    let src = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../fdp-server/src");
+    let mut uses: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if name == "lib" {
+            continue;
+        }
+        let mut files = Vec::new();
+        if path.is_dir() {
+            sources(&path, &mut files);
+        } else {
+            files.push(path.clone());
+        }
+        let deps = uses.entry(name.clone()).or_default();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            // A module's tests may reach anywhere.
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            for (i, _) in code.match_indices("crate::") {
+                let rest = &code[i + "crate::".len()..];
+                if let Some(group) = rest.strip_prefix('{') {
+                    let group = group.split('}').next().unwrap_or("");
+                    deps.extend(
+                        group
+                            .split(',')
+                            .map(|item| item.trim().split("::").next().unwrap_or("").to_string()),
+                    );
+                } else {
+                    let ident: String = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    deps.insert(ident);
+                }
+            }
+        }
+        deps.remove(&name);
+    }
+    let modules: std::collections::BTreeSet<String> = uses.keys().cloned().collect();
+    for deps in uses.values_mut() {
+        deps.retain(|d| modules.contains(d));
+    }
+    assert!(
+        uses.len() > 15 && uses["routes"].len() > 10,
+        "the module graph was not read: {uses:?}"
+    );
+    // Depth-first, keeping the path: a module met again on it is a cycle.
+    fn visit(
+        m: &str,
+        uses: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|p| p == m) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(m.to_string());
+            return Some(cycle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_string());
+        for d in &uses[m] {
+            if let Some(c) = visit(d, uses, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+        None
+    }
+    let mut done = Default::default();
+    for m in uses.keys() {
+        if let Some(cycle) = visit(m, &uses, &mut Vec::new(), &mut done) {
+            panic!(
+                "a module cycle in fdp-server: {} (move what both need into a module both use, such as the UI kit `ui`)",
+                cycle.join(" → ")
+            );
+        }
+    }
+}

@@ -17,6 +17,8 @@
 // once; boxing it would only add an allocation on the error path.
 #![allow(clippy::result_large_err)]
 
+pub(crate) mod import;
+
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -168,7 +170,7 @@ struct Version {
 pub struct FhirService {
     pub(crate) source: Mutex<FhirSource>,
     versions: RwLock<HashMap<(String, String), Vec<Version>>>,
-    pub(crate) imports: crate::fhir_import::Imports,
+    pub(crate) imports: import::Imports,
 }
 
 impl FhirService {
@@ -196,14 +198,14 @@ impl FhirService {
         Ok(FhirService {
             source: Mutex::new(source),
             versions: RwLock::new(versions),
-            imports: crate::fhir_import::Imports::new(data_dir.join("import")),
+            imports: import::Imports::new(data_dir.join("import")),
         })
     }
 
     /// Where `$import` may read files from (by default `import/` in the data
     /// directory): the only part of the file system a request can name.
     pub fn with_import_dir(mut self, dir: std::path::PathBuf) -> Self {
-        self.imports = crate::fhir_import::Imports::new(dir);
+        self.imports = import::Imports::new(dir);
         self
     }
 
