@@ -53,6 +53,31 @@ fn error(e: &ObjectError) -> Response {
     failure(status, code, name, parameters, &e.to_string())
 }
 
+impl From<ObjectError> for Response {
+    fn from(e: ObjectError) -> Response {
+        error(&e)
+    }
+}
+
+/// A handler's answer, whichever way it went.
+fn answer(r: Result<Response, Response>) -> Response {
+    r.unwrap_or_else(|refused| refused)
+}
+
+/// The caller's governed session, and `ty` as it sees it (`None`: no data
+/// yet), for the audited step `what`.
+async fn open(
+    state: &AppState,
+    ext: &Extensions,
+    headers: &HeaderMap,
+    ty: &'static ObjectType,
+    what: String,
+) -> Result<(Reader, Option<ObjectView<'static>>), Response> {
+    let reader = Reader::open(state, ext, headers).await?;
+    let view = reader.view(ty, &what).await?;
+    Ok((reader, view))
+}
+
 fn failure(status: u16, code: &str, name: &str, mut parameters: Value, message: &str) -> Response {
     parameters["message"] = Value::String(message.to_string());
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -204,9 +229,7 @@ impl Reader {
         if !view.key_shown() {
             return Err(no_key(view));
         }
-        let sql = view
-            .list_sql(select, predicate, order, page)
-            .map_err(|e| error(&e))?;
+        let sql = view.list_sql(select, predicate, order, page)?;
         let mut rows = self.rows(&sql).await?;
         let more = rows.len() > page.size;
         rows.truncate(page.size);
@@ -240,8 +263,7 @@ impl Reader {
                 pk.property_type,
                 &Value::String(key.to_string()),
                 "primaryKey"
-            )
-            .map_err(|e| error(&e))?
+            )?
         );
         let page = Page { size: 1, offset: 0 };
         let found = self.page(view, select, Some(&predicate), &[], page).await?;
@@ -334,34 +356,22 @@ pub async fn list(
     Path((ontology, name)): Path<(String, String)>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
-    let (ty, listing) =
-        match object_type(&ontology, &name).and_then(|ty| Ok((ty, Listing::read(&pairs)?))) {
-            Ok(x) => x,
-            Err(e) => return error(&e),
-        };
-    let reader = match Reader::open(&state, &ext, &headers).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let view = match reader.view(ty, &format!("list {name}")).await {
-        Ok(Some(v)) => v,
-        Ok(None) => return empty_list(),
-        Err(r) => return r,
-    };
-    let order = match view
-        .order_by_text(listing.order_by.as_deref())
-        .and_then(|o| Ok((o, listing.page()?)))
-    {
-        Ok(x) => x,
-        Err(e) => return error(&e),
-    };
-    match reader
-        .page(&view, &listing.select, None, &order.0, order.1)
-        .await
-    {
-        Ok(out) => Json(out).into_response(),
-        Err(r) => r,
-    }
+    answer(
+        async {
+            let ty = object_type(&ontology, &name)?;
+            let listing = Listing::read(&pairs)?;
+            let (reader, view) = open(&state, &ext, &headers, ty, format!("list {name}")).await?;
+            let Some(view) = view else {
+                return Ok(empty_list());
+            };
+            let order = view.order_by_text(listing.order_by.as_deref())?;
+            let out = reader
+                .page(&view, &listing.select, None, &order, listing.page()?)
+                .await?;
+            Ok(Json(out).into_response())
+        }
+        .await,
+    )
 }
 
 /// `GET …/objects/{objectType}/{primaryKey}`: one object.
@@ -372,27 +382,18 @@ pub async fn get_one(
     Path((ontology, name, key)): Path<(String, String, String)>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
-    let (ty, listing) =
-        match object_type(&ontology, &name).and_then(|ty| Ok((ty, Listing::read(&pairs)?))) {
-            Ok(x) => x,
-            Err(e) => return error(&e),
-        };
-    let reader = match Reader::open(&state, &ext, &headers).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let view = match reader.view(ty, &format!("get {name}")).await {
-        Ok(Some(v)) => v,
-        Ok(None) => {
-            let view = ObjectView::new(ty, Vec::new());
-            return error(&not_found(&view, &key));
+    answer(
+        async {
+            let ty = object_type(&ontology, &name)?;
+            let listing = Listing::read(&pairs)?;
+            let (reader, view) = open(&state, &ext, &headers, ty, format!("get {name}")).await?;
+            let Some(view) = view else {
+                return Err(not_found(&ObjectView::new(ty, Vec::new()), &key).into());
+            };
+            Ok(Json(reader.one(&view, &listing.select, &key).await?).into_response())
         }
-        Err(r) => return r,
-    };
-    match reader.one(&view, &listing.select, &key).await {
-        Ok(out) => Json(out).into_response(),
-        Err(r) => r,
-    }
+        .await,
+    )
 }
 
 /// A request body as JSON, or what is wrong with it.
@@ -422,63 +423,75 @@ pub async fn search(
     Path((ontology, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let (ty, req) =
-        match object_type(&ontology, &name).and_then(|ty| Ok((ty, body_json(&body, false)?))) {
-            Ok(x) => x,
-            Err(e) => return error(&e),
-        };
-    let reader = match Reader::open(&state, &ext, &headers).await {
-        Ok(r) => r,
-        Err(r) => return r,
+    answer(
+        async {
+            let ty = object_type(&ontology, &name)?;
+            let req = body_json(&body, false)?;
+            let (reader, view) = open(&state, &ext, &headers, ty, format!("search {name}")).await?;
+            let Some(view) = view else {
+                return Ok(empty_list());
+            };
+            let asked = search_request(&view, &req)?;
+            let out = reader
+                .page(
+                    &view,
+                    &asked.select,
+                    asked.predicate.as_deref(),
+                    &asked.order,
+                    asked.page,
+                )
+                .await?;
+            Ok(Json(out).into_response())
+        }
+        .await,
+    )
+}
+
+/// What a search asks for.
+struct SearchRequest {
+    predicate: Option<String>,
+    order: Vec<(String, Direction)>,
+    select: Vec<String>,
+    page: Page,
+}
+
+/// The published `SearchObjectsRequestV2`, read against `view`.
+fn search_request(view: &ObjectView<'_>, req: &Value) -> Result<SearchRequest, ObjectError> {
+    let predicate = match req.get("where").filter(|w| !w.is_null()) {
+        Some(w) => Some(view.predicate(w, "where")?),
+        None => None,
     };
-    let view = match reader.view(ty, &format!("search {name}")).await {
-        Ok(Some(v)) => v,
-        Ok(None) => return empty_list(),
-        Err(r) => return r,
+    let order = view.order_by_json(req.get("orderBy"))?;
+    let select: Vec<String> = match req.get("select") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|s| {
+                s.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| ObjectError::Invalid {
+                        at: "select".into(),
+                        message: "a list of property names".into(),
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(ObjectError::Invalid {
+                at: "select".into(),
+                message: "a list of property names".into(),
+            })
+        }
     };
-    let read = || -> Result<_, ObjectError> {
-        let predicate = match req.get("where").filter(|w| !w.is_null()) {
-            Some(w) => Some(view.predicate(w, "where")?),
-            None => None,
-        };
-        let order = view.order_by_json(req.get("orderBy"))?;
-        let select: Vec<String> = match req.get("select") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|s| {
-                    s.as_str()
-                        .map(String::from)
-                        .ok_or_else(|| ObjectError::Invalid {
-                            at: "select".into(),
-                            message: "a list of property names".into(),
-                        })
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => {
-                return Err(ObjectError::Invalid {
-                    at: "select".into(),
-                    message: "a list of property names".into(),
-                })
-            }
-        };
-        let page = Page::parse(
-            req.get("pageSize").and_then(Value::as_i64),
-            req.get("pageToken").and_then(Value::as_str),
-        )?;
-        Ok((predicate, order, select, page))
-    };
-    let (predicate, order, select, page) = match read() {
-        Ok(x) => x,
-        Err(e) => return error(&e),
-    };
-    match reader
-        .page(&view, &select, predicate.as_deref(), &order, page)
-        .await
-    {
-        Ok(out) => Json(out).into_response(),
-        Err(r) => r,
-    }
+    let page = Page::parse(
+        req.get("pageSize").and_then(Value::as_i64),
+        req.get("pageToken").and_then(Value::as_str),
+    )?;
+    Ok(SearchRequest {
+        predicate,
+        order,
+        select,
+        page,
+    })
 }
 
 /// `POST …/objects/{objectType}/count`: how many objects there are.
@@ -488,32 +501,26 @@ pub async fn count(
     headers: HeaderMap,
     Path((ontology, name)): Path<(String, String)>,
 ) -> Response {
-    let ty = match object_type(&ontology, &name) {
-        Ok(ty) => ty,
-        Err(e) => return error(&e),
-    };
-    let reader = match Reader::open(&state, &ext, &headers).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let view = match reader.view(ty, &format!("count {name}")).await {
-        Ok(Some(v)) => v,
-        Ok(None) => return Json(json!({ "count": 0 })).into_response(),
-        Err(r) => return r,
-    };
-    let rows = match reader.rows(&view.count_sql(None)).await {
-        Ok(rows) => rows,
-        Err(r) => return r,
-    };
-    // A count disclosure control suppressed has no value to give.
-    match rows
-        .first()
-        .and_then(|r| r.get("count"))
-        .and_then(Value::as_i64)
-    {
-        Some(n) => Json(json!({ "count": n })).into_response(),
-        None => Json(json!({ "suppressed": true })).into_response(),
-    }
+    answer(
+        async {
+            let ty = object_type(&ontology, &name)?;
+            let (reader, view) = open(&state, &ext, &headers, ty, format!("count {name}")).await?;
+            let Some(view) = view else {
+                return Ok(Json(json!({ "count": 0 })).into_response());
+            };
+            let rows = reader.rows(&view.count_sql(None)).await?;
+            // A count disclosure control suppressed has no value to give.
+            let n = rows
+                .first()
+                .and_then(|r| r.get("count"))
+                .and_then(Value::as_i64);
+            Ok(match n {
+                Some(n) => Json(json!({ "count": n })).into_response(),
+                None => Json(json!({ "suppressed": true })).into_response(),
+            })
+        }
+        .await,
+    )
 }
 
 /// `POST …/objects/{objectType}/aggregate`: metrics, grouped.
@@ -524,28 +531,21 @@ pub async fn aggregate(
     Path((ontology, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let (ty, req) =
-        match object_type(&ontology, &name).and_then(|ty| Ok((ty, body_json(&body, false)?))) {
-            Ok(x) => x,
-            Err(e) => return error(&e),
-        };
-    let reader = match Reader::open(&state, &ext, &headers).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let view = match reader.view(ty, &format!("aggregate {name}")).await {
-        Ok(Some(v)) => v,
-        Ok(None) => return Json(json!({ "accuracy": "ACCURATE", "data": [] })).into_response(),
-        Err(r) => return r,
-    };
-    let aggregation = match view.aggregation(&req) {
-        Ok(a) => a,
-        Err(e) => return error(&e),
-    };
-    match reader.rows(&aggregation.sql).await {
-        Ok(rows) => Json(aggregation.response(&rows)).into_response(),
-        Err(r) => r,
-    }
+    answer(
+        async {
+            let ty = object_type(&ontology, &name)?;
+            let req = body_json(&body, false)?;
+            let (reader, view) =
+                open(&state, &ext, &headers, ty, format!("aggregate {name}")).await?;
+            let Some(view) = view else {
+                return Ok(Json(json!({ "accuracy": "ACCURATE", "data": [] })).into_response());
+            };
+            let aggregation = view.aggregation(&req)?;
+            let rows = reader.rows(&aggregation.sql).await?;
+            Ok(Json(aggregation.response(&rows)).into_response())
+        }
+        .await,
+    )
 }
 
 /// The objects `link` of the object `key` leads to: a page of them, or the
@@ -558,8 +558,8 @@ async fn follow(
     linked: Option<&str>,
     pairs: &[(String, String)],
 ) -> Result<Value, Response> {
-    let ty = object_type(ontology, name).map_err(|e| error(&e))?;
-    let listing = Listing::read(pairs).map_err(|e| error(&e))?;
+    let ty = object_type(ontology, name)?;
+    let listing = Listing::read(pairs)?;
     let unknown = || {
         error(&ObjectError::UnknownLink {
             object: name.to_string(),
@@ -588,7 +588,7 @@ async fn follow(
     };
     let predicate = if fk.object == ty.name {
         // The key is on this object: the linked object is the one it names.
-        let p = source.property(&fk.property).map_err(|e| error(&e))?;
+        let p = source.property(&fk.property)?;
         let Some(value) = source_object.get(&p.name) else {
             return match linked {
                 Some(k) => Err(error(&not_found(&target_view, k))),
@@ -596,28 +596,26 @@ async fn follow(
             };
         };
         let tk = target.primary_key_property();
-        target_view.property(&tk.name).map_err(|e| error(&e))?;
+        target_view.property(&tk.name)?;
         format!(
             "\"{}\" = {}",
             tk.column,
-            query::literal(tk.property_type, value, "link").map_err(|e| error(&e))?
+            query::literal(tk.property_type, value, "link")?
         )
     } else {
         // The key is on the linked objects: they are the ones naming this one.
-        let p = target_view.property(&fk.property).map_err(|e| error(&e))?;
+        let p = target_view.property(&fk.property)?;
         let own = source_object["__primaryKey"].clone();
         format!(
             "\"{}\" = {}",
             p.column,
-            query::literal(p.property_type, &own, "primaryKey").map_err(|e| error(&e))?
+            query::literal(p.property_type, &own, "primaryKey")?
         )
     };
     match linked {
         None => {
-            let order = target_view
-                .order_by_text(listing.order_by.as_deref())
-                .map_err(|e| error(&e))?;
-            let page = listing.page().map_err(|e| error(&e))?;
+            let order = target_view.order_by_text(listing.order_by.as_deref())?;
+            let page = listing.page()?;
             reader
                 .page(
                     &target_view,
@@ -637,8 +635,7 @@ async fn follow(
                     tk.property_type,
                     &Value::String(k.to_string()),
                     "linkedObjectPrimaryKey"
-                )
-                .map_err(|e| error(&e))?
+                )?
             );
             let found = reader
                 .page(
