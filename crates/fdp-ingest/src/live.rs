@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fdp_model::Model;
-use fdp_store::{Lineage, RawRecord, RecordStatus, Store, Submission};
+pub use fdp_store::RawRecord;
+use fdp_store::{Lineage, RecordStatus, Store, Submission};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, RwLock};
 
@@ -491,6 +492,28 @@ fn canonical_batches(census: &Census, refreshed_at: i64) -> Result<Vec<Canonical
     Ok(out)
 }
 
+/// A staff action as the record the store keeps of it (stream `ui`).
+pub fn staff_submission(action: &StaffAction, by: &str) -> Submission {
+    let (message_type, control_id) = match action {
+        StaffAction::DischargeReadiness { readiness } => {
+            ("DischargeReadiness", readiness.admission_id.clone())
+        }
+        StaffAction::BedStatus { bed_id, .. } => ("Bed", bed_id.clone()),
+    };
+    Submission {
+        received_at_us: chrono::Utc::now().timestamp_micros(),
+        status: RecordStatus::Accepted,
+        stream: UI_STREAM.into(),
+        source: format!("user:{by}"),
+        message_type: message_type.into(),
+        control_id,
+        dedup_key: None,
+        reason: String::new(),
+        location: String::new(),
+        payload: serde_json::to_vec(action).expect("actions serialise"),
+    }
+}
+
 /// Record a staff action durably and wait until the census shows it.
 pub async fn record_action(
     store: &fdp_store::Committer,
@@ -498,26 +521,7 @@ pub async fn record_action(
     action: &StaffAction,
     by: &str,
 ) -> Result<u64, fdp_store::StoreError> {
-    let (message_type, control_id) = match action {
-        StaffAction::DischargeReadiness { readiness } => {
-            ("DischargeReadiness", readiness.admission_id.clone())
-        }
-        StaffAction::BedStatus { bed_id, .. } => ("Bed", bed_id.clone()),
-    };
-    let committed = store
-        .commit(Submission {
-            received_at_us: chrono::Utc::now().timestamp_micros(),
-            status: RecordStatus::Accepted,
-            stream: UI_STREAM.into(),
-            source: format!("user:{by}"),
-            message_type: message_type.into(),
-            control_id,
-            dedup_key: None,
-            reason: String::new(),
-            location: String::new(),
-            payload: serde_json::to_vec(action).expect("actions serialise"),
-        })
-        .await?;
+    let committed = store.commit(staff_submission(action, by)).await?;
     let seq = match committed {
         fdp_store::Committed::New(s) | fdp_store::Committed::Duplicate(s) => s,
     };

@@ -49,7 +49,7 @@ use fdp_model::Model;
 use serde::Deserialize;
 
 use crate::platform::{
-    Answer, Chart, Manifest, OutputColumn, ParamKind, ParamSpec, Params, Priority, Product,
+    Answer, Chart, Input, Manifest, OutputColumn, ParamKind, ParamSpec, Params, Priority, Product,
     ProductError, Reads, Source, ViewSpec,
 };
 
@@ -340,6 +340,7 @@ impl DeclaredProduct {
                             description: p.description.clone(),
                         })
                         .collect(),
+                    input: Input::Tables,
                     chart: v.chart.clone(),
                 },
                 sql,
@@ -362,9 +363,11 @@ impl DeclaredProduct {
                     .map(|(table, columns)| Reads {
                         table,
                         columns: columns.into_iter().collect(),
+                        optional: false,
                     })
                     .collect(),
                 views: views.iter().map(|v| v.spec.clone()).collect(),
+                actions: Vec::new(),
             },
             publisher: declared.publisher,
             views,

@@ -8,14 +8,13 @@
 //! one line each at the foot of this file. A product never opens a table
 //! itself.
 //!
-//! - [`care`]: care coordination: the live bed board, long stays and
-//!   discharge readiness.
+//! - [`bed_board`]: the live bed board (care coordination), over the live
+//!   census, with discharge readiness and bed status as its actions.
 //! - [`discharge_delays`]: patients medically optimised and still in a bed,
 //!   by ward and one by one.
 //! - [`declared`]: products declared as data (a folder with `product.toml`
 //!   and SQL, no Rust), checked against the model and the policy.
 
-pub mod care;
 pub mod declared;
 pub mod installed;
 pub mod platform;
@@ -36,6 +35,7 @@ macro_rules! built_in {
 }
 
 built_in! {
+    bed_board::LiveBoard,
     discharge_delays::DischargeDelays,
     long_stays::LongStays,
 }

@@ -27,7 +27,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use fdp_govern::{GovernError, GovernedSession, Purpose};
+use fdp_govern::{GovernError, Governance, GovernedSession, ProductView, Purpose, SessionRequest};
+use fdp_ingest::adt::census::Census;
+use fdp_ingest::live::{Live, StaffAction};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -58,6 +60,8 @@ pub struct Manifest {
     /// The tables it reads, and of each the columns.
     pub reads: Vec<Reads>,
     pub views: Vec<ViewSpec>,
+    /// What staff may change through it (governed write-back).
+    pub actions: Vec<ActionSpec>,
 }
 
 /// One table a product reads, and which of its columns.
@@ -65,6 +69,10 @@ pub struct Manifest {
 pub struct Reads {
     pub table: String,
     pub columns: Vec<String>,
+    /// Shown where the grant covers the table, and left out where it does
+    /// not; a table not optional must be granted for the product to run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 impl Reads {
@@ -72,6 +80,15 @@ impl Reads {
         Reads {
             table: table.to_string(),
             columns: columns.iter().map(|c| c.to_string()).collect(),
+            optional: false,
+        }
+    }
+
+    /// [`Self::new`] for a table the product shows only where granted.
+    pub fn optional(table: &str, columns: &[&str]) -> Reads {
+        Reads {
+            optional: true,
+            ..Reads::new(table, columns)
         }
     }
 }
@@ -84,9 +101,42 @@ pub struct ViewSpec {
     pub title: String,
     pub description: String,
     pub params: Vec<ParamSpec>,
+    /// What it is computed from.
+    pub input: Input,
     /// A chart of the answer, drawn beside its table on the page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chart: Option<Chart>,
+}
+
+/// What a view is computed from: the governed tables (a
+/// [`GovernedSession`]), or the live census, which is newer than the
+/// tables by the time the canonical writer takes (a [`GovernedCensus`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Input {
+    #[default]
+    Tables,
+    /// The live census, shown patient by patient: refused wherever only
+    /// aggregates may leave (see [`ProductView::one_by_one`]).
+    Census,
+}
+
+/// A change staff make through a product (governed write-back): recorded
+/// durably as a staff action, applied to the live census, and audited as
+/// a change with the patient it is about.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionSpec {
+    /// Letters, digits and `-`: the action's name in URLs.
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    /// What the action is done to, named by its id in the URL (an
+    /// admission, a bed).
+    pub target: String,
+    /// The model's tables it changes: the grant must allow a change to
+    /// each under the caller's purpose, or nothing is looked up.
+    pub changes: Vec<String>,
+    pub inputs: Vec<ParamSpec>,
 }
 
 /// A bar chart of a view's answer: one bar a row, labelled by one column
@@ -119,6 +169,10 @@ pub enum ParamKind {
     Date,
     /// RFC 3339.
     Timestamp,
+    /// `true` or `false` (in a query string or form also `yes`, `no`).
+    Boolean,
+    /// A list of texts (in a query string, separated by commas).
+    TextList,
 }
 
 /// A parameter's value, typed.
@@ -128,6 +182,8 @@ pub enum ParamValue {
     Integer(i64),
     Date(NaiveDate),
     Timestamp(DateTime<Utc>),
+    Boolean(bool),
+    TextList(Vec<String>),
 }
 
 impl ParamValue {
@@ -140,6 +196,14 @@ impl ParamValue {
             ParamValue::Integer(i) => i.to_string(),
             ParamValue::Date(d) => format!("DATE '{d}'"),
             ParamValue::Timestamp(t) => format!("TIMESTAMP '{}'", t.to_rfc3339()),
+            ParamValue::Boolean(b) => b.to_string().to_uppercase(),
+            ParamValue::TextList(list) => format!(
+                "({})",
+                list.iter()
+                    .map(|t| ParamValue::Text(t.clone()).sql_literal())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 }
@@ -149,18 +213,74 @@ impl ParamValue {
 pub struct Params(BTreeMap<String, ParamValue>);
 
 impl Params {
-    /// Parse `given` (a query string's pairs) by `specs`: a required one
-    /// missing, one of the wrong type or one the view does not take is
-    /// refused, naming it.
+    /// Parse `given` (a query string's or a form's pairs) by `specs`: a
+    /// required one missing, one of the wrong type or one the view does
+    /// not take is refused, naming it.
     pub fn parse(
         specs: &[ParamSpec],
         given: &BTreeMap<String, String>,
     ) -> Result<Params, ProductError> {
-        if let Some(unknown) = given.keys().find(|k| !specs.iter().any(|s| &s.name == *k)) {
+        Params::typed(specs, given.keys(), |spec| {
+            let raw = given
+                .get(&spec.name)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())?;
+            Some(Self::from_text(spec, raw))
+        })
+    }
+
+    /// Parse a JSON object (an action's body) by `specs`, as
+    /// [`Self::parse`]; a `null` is a value not given.
+    pub fn from_json(specs: &[ParamSpec], given: &Value) -> Result<Params, ProductError> {
+        let Some(object) = given.as_object() else {
             return Err(ProductError::Param {
-                name: unknown.chars().take(64).collect(),
+                name: "body".into(),
+                message: "must be a JSON object of the inputs".into(),
+            });
+        };
+        Params::typed(specs, object.keys(), |spec| {
+            let value = object.get(&spec.name).filter(|v| !v.is_null())?;
+            let bad = |expected: &str| ProductError::Param {
+                name: spec.name.clone(),
+                message: format!("{} is not {expected}", shorten(&value.to_string())),
+            };
+            Some(match (spec.kind, value) {
+                (ParamKind::Boolean, Value::Bool(b)) => Ok(ParamValue::Boolean(*b)),
+                (ParamKind::Boolean, _) => Err(bad("true or false")),
+                (ParamKind::Integer, Value::Number(n)) => n
+                    .as_i64()
+                    .map(ParamValue::Integer)
+                    .ok_or_else(|| bad("a whole number")),
+                (ParamKind::Integer, _) => Err(bad("a whole number")),
+                (ParamKind::TextList, Value::Array(items)) => items
+                    .iter()
+                    .map(|i| i.as_str().map(|t| t.trim().to_string()))
+                    .collect::<Option<Vec<_>>>()
+                    .map(|l| {
+                        ParamValue::TextList(l.into_iter().filter(|t| !t.is_empty()).collect())
+                    })
+                    .ok_or_else(|| bad("a list of texts")),
+                (ParamKind::TextList, _) => Err(bad("a list of texts")),
+                (_, Value::String(raw)) => Self::from_text(spec, raw.trim()),
+                (ParamKind::Text, _) => Err(bad("a text")),
+                (ParamKind::Date, _) => Err(bad("a date YYYY-MM-DD")),
+                (ParamKind::Timestamp, _) => Err(bad("an RFC 3339 instant")),
+            })
+        })
+    }
+
+    /// Each spec's value by `value_of` (`None` where not given), after
+    /// refusing a name no spec has and a required one not given.
+    fn typed<'k>(
+        specs: &[ParamSpec],
+        mut names: impl Iterator<Item = &'k String>,
+        value_of: impl Fn(&ParamSpec) -> Option<Result<ParamValue, ProductError>>,
+    ) -> Result<Params, ProductError> {
+        if let Some(unknown) = names.find(|k| !specs.iter().any(|s| &s.name == *k)) {
+            return Err(ProductError::Param {
+                name: shorten(unknown),
                 message: format!(
-                    "not a parameter of this view (it takes {})",
+                    "not a parameter here (it takes {})",
                     if specs.is_empty() {
                         "none".to_string()
                     } else {
@@ -175,46 +295,96 @@ impl Params {
         }
         let mut out = BTreeMap::new();
         for spec in specs {
-            let Some(raw) = given
-                .get(&spec.name)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-            else {
-                if spec.required {
+            match value_of(spec) {
+                Some(value) => {
+                    out.insert(spec.name.clone(), value?);
+                }
+                None if spec.required => {
                     return Err(ProductError::Param {
                         name: spec.name.clone(),
                         message: "is required".into(),
-                    });
+                    })
                 }
-                continue;
-            };
-            let bad = |expected: &str| ProductError::Param {
-                name: spec.name.clone(),
-                message: format!("{raw:?} is not {expected}"),
-            };
-            let value = match spec.kind {
-                ParamKind::Text => ParamValue::Text(raw.to_string()),
-                ParamKind::Integer => {
-                    ParamValue::Integer(raw.parse().map_err(|_| bad("a whole number"))?)
-                }
-                ParamKind::Date => ParamValue::Date(
-                    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-                        .map_err(|_| bad("a date YYYY-MM-DD"))?,
-                ),
-                ParamKind::Timestamp => ParamValue::Timestamp(
-                    DateTime::parse_from_rfc3339(raw)
-                        .map_err(|_| bad("an RFC 3339 instant, e.g. 2026-11-22T08:00:00Z"))?
-                        .with_timezone(&Utc),
-                ),
-            };
-            out.insert(spec.name.clone(), value);
+                None => {}
+            }
         }
         Ok(Params(out))
+    }
+
+    /// One value written as text, by its declared type.
+    fn from_text(spec: &ParamSpec, raw: &str) -> Result<ParamValue, ProductError> {
+        let bad = |expected: &str| ProductError::Param {
+            name: spec.name.clone(),
+            message: format!("{:?} is not {expected}", shorten(raw)),
+        };
+        Ok(match spec.kind {
+            ParamKind::Text => ParamValue::Text(raw.to_string()),
+            ParamKind::Integer => {
+                ParamValue::Integer(raw.parse().map_err(|_| bad("a whole number"))?)
+            }
+            ParamKind::Date => ParamValue::Date(
+                NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| bad("a date YYYY-MM-DD"))?,
+            ),
+            ParamKind::Timestamp => ParamValue::Timestamp(
+                DateTime::parse_from_rfc3339(raw)
+                    .map_err(|_| bad("an RFC 3339 instant, e.g. 2026-11-22T08:00:00Z"))?
+                    .with_timezone(&Utc),
+            ),
+            ParamKind::Boolean => ParamValue::Boolean(match raw.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" => true,
+                "false" | "no" | "off" => false,
+                _ => return Err(bad("true or false")),
+            }),
+            ParamKind::TextList => ParamValue::TextList(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ),
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&ParamValue> {
         self.0.get(name)
     }
+
+    /// A text (or date, or instant, as written) given for `name`.
+    pub fn text(&self, name: &str) -> Option<String> {
+        match self.get(name)? {
+            ParamValue::Text(t) => Some(t.clone()),
+            ParamValue::Date(d) => Some(d.to_string()),
+            ParamValue::Timestamp(t) => Some(t.to_rfc3339()),
+            _ => None,
+        }
+    }
+
+    pub fn integer(&self, name: &str) -> Option<i64> {
+        match self.get(name)? {
+            ParamValue::Integer(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn boolean(&self, name: &str) -> Option<bool> {
+        match self.get(name)? {
+            ParamValue::Boolean(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// A list given for `name`; empty where none was.
+    pub fn list(&self, name: &str) -> Vec<String> {
+        match self.get(name) {
+            Some(ParamValue::TextList(l)) => l.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// At most 64 characters of what a caller sent, for an error message.
+fn shorten(text: &str) -> String {
+    text.chars().take(64).collect()
 }
 
 /// Where a column of a product's output comes from.
@@ -324,6 +494,9 @@ pub struct Answer {
     pub columns: Vec<OutputColumn>,
     pub rows: Vec<Vec<Value>>,
     pub disclosure: Option<String>,
+    /// The patients (by id, as the view shows them) a census view's rows
+    /// name, for the audit; a session's queries are audited as they run.
+    pub patients: Vec<String>,
 }
 
 impl Answer {
@@ -353,6 +526,7 @@ impl Answer {
             columns,
             rows,
             disclosure: result.disclosure.as_ref().map(|d| d.summary()),
+            patients: Vec::new(),
         })
     }
 }
@@ -364,6 +538,22 @@ pub enum ProductError {
     UnknownProduct(String),
     #[error("{product} has no view {view:?}")]
     UnknownView { product: String, view: String },
+    #[error("{product} has no action {action:?}")]
+    UnknownAction { product: String, action: String },
+    /// What an action names (an admission, a bed) is not there.
+    #[error("{0}")]
+    NotFound(String),
+    /// The change was refused by the census as it stands (a bed already
+    /// taken, an admission already discharged).
+    #[error("{0}")]
+    Conflict(String),
+    /// The change could not be recorded durably; nothing was changed.
+    #[error("not recorded: {0}")]
+    NotRecorded(String),
+    /// The record an action names is outside what the caller's grant
+    /// shows: answered as not found, audited as refused.
+    #[error("{0}")]
+    NotAdmitted(String),
     #[error("{product} is for {allowed}, not {asked}")]
     Purpose {
         product: String,
@@ -409,6 +599,7 @@ impl ProductError {
             ProductError::Param { .. }
                 | ProductError::UnknownProduct(_)
                 | ProductError::UnknownView { .. }
+                | ProductError::UnknownAction { .. }
         )
     }
 }
@@ -428,6 +619,10 @@ impl ProductError {
 ///     }
 /// }
 /// ```
+///
+/// A view declared with [`Input::Census`] is answered by
+/// [`Product::census_view`], and an action by [`Product::act`]; a product
+/// implements the ones its manifest declares.
 #[async_trait::async_trait]
 pub trait Product: Send + Sync {
     fn manifest(&self) -> Manifest;
@@ -437,9 +632,93 @@ pub trait Product: Send + Sync {
     async fn view(
         &self,
         view: &str,
-        session: &GovernedSession,
-        params: &Params,
-    ) -> Result<Answer, ProductError>;
+        _session: &GovernedSession,
+        _params: &Params,
+    ) -> Result<Answer, ProductError> {
+        Err(self.no_view(view))
+    }
+
+    /// Answer a view over the live census, as `census` lets it be seen.
+    /// The rows' patients go in [`Answer::patients`], for the audit.
+    fn census_view(
+        &self,
+        view: &str,
+        _census: &GovernedCensus<'_>,
+        _params: &Params,
+    ) -> Result<Answer, ProductError> {
+        Err(self.no_view(view))
+    }
+
+    /// Make `action` on `target` with `inputs` (checked against its
+    /// declared inputs) as the census stands: the staff action to record,
+    /// or why not. The platform records it and audits the change.
+    fn act(
+        &self,
+        action: &str,
+        _target: &str,
+        _census: &GovernedCensus<'_>,
+        _inputs: &Params,
+        _by: &str,
+    ) -> Result<Change, ProductError> {
+        Err(ProductError::UnknownAction {
+            product: self.manifest().id,
+            action: shorten(action),
+        })
+    }
+
+    #[doc(hidden)]
+    fn no_view(&self, view: &str) -> ProductError {
+        ProductError::UnknownView {
+            product: self.manifest().id,
+            view: shorten(view),
+        }
+    }
+}
+
+/// The live census as a product may see it: the census at one moment and
+/// the policy's [`ProductView`] of it (minted by `fdp-govern` for the
+/// caller's principal and purpose). A product reads the census through
+/// the view's rules: [`ProductView::admits`] for each record,
+/// [`ProductView::field`] for each value by its model column.
+pub struct GovernedCensus<'a> {
+    census: &'a Census,
+    view: &'a ProductView,
+    now: DateTime<Utc>,
+}
+
+impl<'a> GovernedCensus<'a> {
+    pub fn new(census: &'a Census, view: &'a ProductView, now: DateTime<Utc>) -> Self {
+        GovernedCensus { census, view, now }
+    }
+
+    pub fn census(&self) -> &'a Census {
+        self.census
+    }
+
+    pub fn view(&self) -> &'a ProductView {
+        self.view
+    }
+
+    /// The moment the census is read at (lengths of stay count to it).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+}
+
+/// A change a product made: the staff action to record, the patients it
+/// is about (for the audit) and what to answer the caller.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub action: StaffAction,
+    pub patients: Vec<String>,
+    pub answer: Value,
+}
+
+/// Where the platform records a change: durably, and applied to the live
+/// census before it returns (the instance's committer; a test's own).
+#[async_trait::async_trait]
+pub trait Recorder: Send + Sync {
+    async fn record(&self, action: &StaffAction, by: &str) -> Result<(), String>;
 }
 
 /// The products an instance serves.
@@ -477,65 +756,62 @@ impl Registry {
     pub fn manifests(&self) -> Vec<Manifest> {
         self.products.iter().map(|(_, p)| p.manifest()).collect()
     }
+
+    /// What `id`'s `view` is declared as, if there is one.
+    pub fn view_spec(&self, id: &str, view: &str) -> Option<ViewSpec> {
+        self.get(id)?
+            .manifest()
+            .views
+            .into_iter()
+            .find(|v| v.name == view)
+    }
 }
 
-/// The one path from a request to a product's answer.
-///
-/// Refused, and the refusal audited, before the product runs, where the
-/// session's purpose is not one the manifest names or the grant does not
-/// cover a table the product reads. The parameters are parsed by the
-/// view's declared types. The output is checked against the manifest: a
-/// column from a model column the product did not declare it reads is a
-/// fault of the product, and nothing is answered.
-pub async fn run_view(
-    registry: &Registry,
+/// A product, its manifest and one of its views, found by name.
+fn find_view<'r>(
+    registry: &'r Registry,
     id: &str,
     view: &str,
-    session: &GovernedSession,
-    given: &BTreeMap<String, String>,
-) -> Result<Output, ProductError> {
+) -> Result<(&'r Arc<dyn Product>, Manifest, ViewSpec), ProductError> {
     let product = registry
         .get(id)
-        .ok_or_else(|| ProductError::UnknownProduct(id.chars().take(64).collect()))?;
+        .ok_or_else(|| ProductError::UnknownProduct(shorten(id)))?;
     let manifest = product.manifest();
     let spec = manifest
         .views
         .iter()
         .find(|v| v.name == view)
+        .cloned()
         .ok_or_else(|| ProductError::UnknownView {
             product: manifest.id.clone(),
-            view: view.chars().take(64).collect(),
+            view: shorten(view),
         })?;
-    let what = format!("product {}/{}", manifest.id, spec.name);
-    let refuse = |e: ProductError| -> ProductError {
-        // Refused before any query: the session's audit has not seen it.
-        match session.refused(&what, &e.to_string()) {
-            Ok(()) => e,
-            Err(audit) => audit.into(),
-        }
-    };
-    let purpose = session.purpose();
-    if !manifest.purposes.contains(&purpose) {
-        return Err(refuse(ProductError::Purpose {
-            product: manifest.id.clone(),
-            allowed: manifest
-                .purposes
-                .iter()
-                .map(|p| p.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            asked: purpose,
-        }));
-    }
-    if let Some(r) = manifest.reads.iter().find(|r| !session.covers(&r.table)) {
-        return Err(refuse(ProductError::NotGranted {
-            product: manifest.id.clone(),
-            table: r.table.clone(),
-            purpose,
-        }));
-    }
-    let params = Params::parse(&spec.params, given)?;
-    let answer = product.view(view, session, &params).await?;
+    Ok((product, manifest, spec))
+}
+
+/// Why `purpose` may not use the product, if it may not.
+fn purpose_refused(manifest: &Manifest, purpose: Purpose) -> Option<ProductError> {
+    (!manifest.purposes.contains(&purpose)).then(|| ProductError::Purpose {
+        product: manifest.id.clone(),
+        allowed: manifest
+            .purposes
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        asked: purpose,
+    })
+}
+
+/// The answer as the caller gets it, once checked against the manifest: a
+/// column from a model column the product did not declare it reads is a
+/// fault of the product, and nothing is answered.
+fn checked_output(
+    manifest: &Manifest,
+    spec: &ViewSpec,
+    purpose: Purpose,
+    answer: Answer,
+) -> Result<Output, ProductError> {
     for c in &answer.columns {
         for (table, column) in c.source.columns() {
             let declared = manifest
@@ -545,7 +821,7 @@ pub async fn run_view(
             if !declared {
                 return Err(ProductError::Undeclared {
                     product: manifest.id.clone(),
-                    view: view.to_string(),
+                    view: spec.name.clone(),
                     column: c.name.clone(),
                     source_column: format!("{table}.{column}"),
                 });
@@ -561,4 +837,188 @@ pub async fn run_view(
         rows: answer.rows,
         disclosure: answer.disclosure,
     })
+}
+
+/// The one path from a request to a product's answer over the tables.
+///
+/// Refused, and the refusal audited, before the product runs, where the
+/// session's purpose is not one the manifest names or the grant does not
+/// cover a table the product needs. The parameters are parsed by the
+/// view's declared types, and the output checked against the manifest.
+pub async fn run_view(
+    registry: &Registry,
+    id: &str,
+    view: &str,
+    session: &GovernedSession,
+    given: &BTreeMap<String, String>,
+) -> Result<Output, ProductError> {
+    let (product, manifest, spec) = find_view(registry, id, view)?;
+    let what = format!("product {}/{}", manifest.id, spec.name);
+    let refuse = |e: ProductError| -> ProductError {
+        // Refused before any query: the session's audit has not seen it.
+        match session.refused(&what, &e.to_string()) {
+            Ok(()) => e,
+            Err(audit) => audit.into(),
+        }
+    };
+    let purpose = session.purpose();
+    if let Some(refused) = purpose_refused(&manifest, purpose) {
+        return Err(refuse(refused));
+    }
+    if let Some(r) = manifest
+        .reads
+        .iter()
+        .find(|r| !r.optional && !session.covers(&r.table))
+    {
+        return Err(refuse(ProductError::NotGranted {
+            product: manifest.id.clone(),
+            table: r.table.clone(),
+            purpose,
+        }));
+    }
+    let params = Params::parse(&spec.params, given)?;
+    let answer = product.view(view, session, &params).await?;
+    checked_output(&manifest, &spec, purpose, answer)
+}
+
+/// The policy's view of the live census for `manifest`'s product, asked
+/// as `req` (`what` names the request in the audit): refused, and audited,
+/// where the grant does not cover a table the product needs, where the
+/// purpose is not one the manifest names, or where only aggregates may
+/// leave (the census is shown patient by patient).
+pub fn census_view_for(
+    governance: &Governance,
+    req: &SessionRequest,
+    manifest: &Manifest,
+    what: &str,
+) -> Result<ProductView, ProductError> {
+    let needs: Vec<&str> = manifest
+        .reads
+        .iter()
+        .filter(|r| !r.optional)
+        .map(|r| r.table.as_str())
+        .collect();
+    let view = governance
+        .product_view(req, &needs, what)?
+        .one_by_one(&manifest.title)?;
+    if let Some(refused) = purpose_refused(manifest, req.purpose) {
+        return Err(view.refuse(&refused.to_string()).into());
+    }
+    Ok(view)
+}
+
+/// [`run_view`] for a view over the live census ([`Input::Census`]): the
+/// census read once, as [`census_view_for`] lets `req` see it, and the
+/// answer audited with the patients it names.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_census_view(
+    registry: &Registry,
+    id: &str,
+    view: &str,
+    governance: &Governance,
+    req: &SessionRequest,
+    live: &Live,
+    what: &str,
+    given: &BTreeMap<String, String>,
+) -> Result<Output, ProductError> {
+    let (product, manifest, spec) = find_view(registry, id, view)?;
+    let census_view = census_view_for(governance, req, &manifest, what)?;
+    let params = Params::parse(&spec.params, given)?;
+    let answer = {
+        let census = live.read().await;
+        product.census_view(
+            view,
+            &GovernedCensus::new(&census, &census_view, Utc::now()),
+            &params,
+        )?
+    };
+    let patients = answer.patients.clone();
+    let out = checked_output(&manifest, &spec, req.purpose, answer)?;
+    census_view.served(out.rows.len() as u64, patients)?;
+    Ok(out)
+}
+
+/// What an action is asked to do: the product, the action, the id of
+/// what it is done to, and the caller's inputs (a JSON object).
+pub struct ActionRequest<'a> {
+    pub product: &'a str,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub inputs: &'a Value,
+    /// The request as the audit names it (`POST /api/beds/B1/status`).
+    pub what: &'a str,
+}
+
+/// The one path for a change through a product (governed write-back).
+///
+/// The grant must allow a change to every table the action changes under
+/// the caller's purpose (direct care or operations: planning and research
+/// never change records), and the purpose must be one the manifest names:
+/// otherwise it is refused, and audited, before anything is looked up, so
+/// a refusal tells nothing of what exists. The inputs are parsed by their
+/// declared types; the product checks them against the census as the
+/// policy lets the caller see it (a record the grant does not show is
+/// answered as not found, and the attempt audited as refused); the staff
+/// action is recorded durably by `recorder`, and only then audited as a
+/// change with the patients it is about and answered.
+pub async fn run_action(
+    registry: &Registry,
+    asked: ActionRequest<'_>,
+    governance: &Governance,
+    req: &SessionRequest,
+    live: &Live,
+    recorder: &dyn Recorder,
+) -> Result<Value, ProductError> {
+    let product = registry
+        .get(asked.product)
+        .ok_or_else(|| ProductError::UnknownProduct(shorten(asked.product)))?;
+    let manifest = product.manifest();
+    let spec = manifest
+        .actions
+        .iter()
+        .find(|a| a.name == asked.action)
+        .ok_or_else(|| ProductError::UnknownAction {
+            product: manifest.id.clone(),
+            action: shorten(asked.action),
+        })?;
+    let tables: Vec<&str> = spec.changes.iter().map(String::as_str).collect();
+    let change_view = governance.change_view(req, &tables, asked.what)?;
+    if let Some(refused) = purpose_refused(&manifest, req.purpose) {
+        return Err(change_view.refuse(&refused.to_string()).into());
+    }
+    let inputs = Params::from_json(&spec.inputs, asked.inputs)?;
+    let by = req.principal.name.as_str();
+    let made = {
+        let census = live.read().await;
+        product.act(
+            asked.action,
+            asked.target,
+            &GovernedCensus::new(&census, &change_view, Utc::now()),
+            &inputs,
+            by,
+        )
+    };
+    let change = match made {
+        Ok(change) => change,
+        Err(ProductError::NotAdmitted(why)) => {
+            // Answered as absent, so a grant kept to some wards learns
+            // nothing of the others; the attempt is audited as refused.
+            let answer = format!(
+                "no {} {} among those the grant shows",
+                spec.target,
+                shorten(asked.target)
+            );
+            return Err(match change_view.refuse(&why) {
+                GovernError::Refused(_) => ProductError::NotFound(answer),
+                unaudited => unaudited.into(),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    recorder
+        .record(&change.action, by)
+        .await
+        .map_err(ProductError::NotRecorded)?;
+    change_view.changed(change.patients)?;
+    Ok(change.answer)
 }

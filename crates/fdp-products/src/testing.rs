@@ -1,13 +1,21 @@
 //! What products' own tests share: the demo policy's governance over a
 //! temporary directory and tables in memory, and a view asked as one of
-//! the policy's roles, through the platform's one path.
+//! the policy's roles, through the platform's one path; and a live census
+//! fed real HL7 v2 ADT messages, which records staff actions as the
+//! instance does.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fdp_ingest::adt::census::Census;
+use fdp_ingest::live::{Live, StaffAction};
+use tokio::sync::mpsc;
 
 use fdp_govern::memory::MemoryTables;
 use fdp_govern::{Governance, Policy, Principal, Purpose, SessionRequest};
 
-use crate::platform::{run_view, Output, ProductError, Registry};
+use crate::platform::{run_view, Output, ProductError, Recorder, Registry};
 
 /// An instance of organisation RXX under the demo policy, holding `tables`.
 pub(crate) struct DemoInstance {
@@ -18,19 +26,30 @@ pub(crate) struct DemoInstance {
 
 impl DemoInstance {
     pub(crate) fn new(tables: MemoryTables) -> DemoInstance {
+        DemoInstance::with_policy(tables, "")
+    }
+
+    /// An instance under the demo policy with `more` (roles of its own)
+    /// added.
+    pub(crate) fn with_policy(tables: MemoryTables, more: &str) -> DemoInstance {
         let dir = tempfile::tempdir().unwrap();
-        let governance = Governance::open(
-            dir.path(),
-            Policy::demo(fdp_model::Model::canonical()),
-            "RXX",
-            None,
-        )
-        .unwrap();
+        let text = format!("{}\n{more}", fdp_govern::policy::DEMO_POLICY);
+        let policy = Policy::parse("test policy", &text, fdp_model::Model::canonical()).unwrap();
+        let governance = Governance::open(dir.path(), policy, "RXX", None).unwrap();
         DemoInstance {
             _dir: dir,
             governance,
             tables,
         }
+    }
+
+    pub(crate) fn governance(&self) -> &Governance {
+        &self.governance
+    }
+
+    /// Every audit entry so far.
+    pub(crate) fn audit(&self) -> Vec<fdp_govern::AuditEntry> {
+        self.governance.audit().entries().unwrap()
     }
 
     /// `product`'s `view` with `params`, asked by someone in `role` for
@@ -44,22 +63,101 @@ impl DemoInstance {
         view: &str,
         params: &[(&str, &str)],
     ) -> Result<Output, ProductError> {
-        let principal = Principal {
-            name: format!("a {role}"),
-            roles: vec![role.to_string()],
-            organisation: Some("RXX".into()),
-        };
         let session = self
             .governance
-            .session(
-                &self.tables,
-                SessionRequest::new(principal, purpose, channel),
-            )
+            .session(&self.tables, request(role, purpose, channel))
             .await?;
         let given: BTreeMap<String, String> = params
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         run_view(&Registry::builtin(), product, view, &session, &given).await
+    }
+}
+
+/// A request by someone in `role` (named "a `role`") of organisation RXX.
+pub(crate) fn request(role: &str, purpose: Purpose, channel: &str) -> SessionRequest {
+    let principal = Principal {
+        name: format!("a {role}"),
+        roles: vec![role.to_string()],
+        organisation: Some("RXX".into()),
+    };
+    SessionRequest::new(principal, purpose, channel)
+}
+
+/// A live census fed as the instance feeds it: HL7 v2 messages classified
+/// and applied in order, and staff actions recorded as records of the `ui`
+/// stream and applied before [`Recorder::record`] returns.
+pub(crate) struct LiveFeed {
+    pub(crate) live: Arc<Live>,
+    feed: mpsc::Sender<Arc<fdp_ingest::live::RawRecord>>,
+    seq: AtomicU64,
+}
+
+impl LiveFeed {
+    pub(crate) fn new() -> LiveFeed {
+        let live = Live::new(Census::new());
+        let (feed, rx) = mpsc::channel(64);
+        tokio::spawn(fdp_ingest::live::run_applier(live.clone(), rx));
+        LiveFeed {
+            live,
+            feed,
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    /// Send an ADT message (segments separated by newlines) and wait until
+    /// the census shows it; panics unless it is accepted.
+    pub(crate) async fn send(&self, hl7: &str) {
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let classified = fdp_ingest::hl7v2::classify(
+            hl7.replace('\n', "\r").as_bytes(),
+            "test",
+            1_763_600_000_000_000,
+        );
+        assert_eq!(
+            classified.verdict,
+            fdp_ingest::hl7v2::Verdict::Accept,
+            "{hl7}"
+        );
+        self.apply(classified.submission.into_record(seq)).await;
+    }
+
+    async fn apply(&self, record: fdp_ingest::live::RawRecord) {
+        let seq = record.seq;
+        self.feed.send(Arc::new(record)).await.unwrap();
+        self.live.applied_through(seq).await;
+    }
+
+    /// Admit `admission` of `patient` (hospital number, NHS number,
+    /// surname) to `bed` of `ward` on site RXX01 at 08:00 on `day`
+    /// November 2026.
+    pub(crate) async fn admit(
+        &self,
+        admission: &str,
+        (mrn, nhs, name): (&str, &str, &str),
+        (ward, bed): (&str, &str),
+        day: u32,
+    ) {
+        let n = self.seq.load(Ordering::SeqCst) + 1;
+        self.send(&format!(
+            "MSH|^~\\&|PAS|RXX|OPENFDP|RXX|202611{day:02}080000||ADT^A01^ADT_A01|C{n:05}|P|2.4|||AL|NE|GBR|UNICODE UTF-8\n\
+             EVN|A01|202611{day:02}080000\n\
+             PID|1||{nhs}^^^NHS^NH~{mrn}^^^RXX^MR||{name}^Test^^^Mx||19500101|F|||1 High Street^^Leeds^^LS1 1AA^GBR^H\n\
+             PV1|1|I|{ward}^BAY1^{bed}^RXX01|21|||C100^JONES^Ann^^^Dr|||300{}{admission}^^^RXX^VN{}202611{day:02}080000",
+            "|".repeat(9),
+            "|".repeat(25)
+        ))
+        .await;
+    }
+}
+
+#[async_trait::async_trait]
+impl Recorder for LiveFeed {
+    async fn record(&self, action: &StaffAction, by: &str) -> Result<(), String> {
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        self.apply(fdp_ingest::live::staff_submission(action, by).into_record(seq))
+            .await;
+        Ok(())
     }
 }

@@ -1,10 +1,11 @@
-//! The JSON API and the bed board's live event stream.
+//! The JSON API: how a request declares its purpose, the bed board's
+//! routes and live event stream (the board itself is the `bed-board`
+//! product's), quarantine and the sources.
 
 // The checks return the error response itself, which a handler returns at
 // once; boxing it would only add an allocation on the error path.
 #![allow(clippy::result_large_err)]
 
-use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -14,70 +15,14 @@ use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use fdp_ingest::adt::census::DischargeReadiness;
-use fdp_ingest::live::{record_action, StaffAction};
-use fdp_products::care::{self, BedBoard, BedView};
+use fdp_products::bed_board::{self, feed::BoardFeed, BedBoard};
+use fdp_products::platform::ActionRequest;
 use futures::Stream;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::auth::principal;
+use crate::checkpoint::purpose_of;
 use crate::AppState;
-use fdp_govern::{GovernError, ProductView, Purpose, SessionRequest};
-
-pub async fn current_board(state: &AppState) -> BedBoard {
-    let census = state.live.read().await;
-    care::bed_board(&census, chrono::Utc::now())
-}
-
-/// What the bed board is made of: a purpose must be granted all of these.
-pub(crate) const BED_BOARD_TABLES: &[&str] = &["bed", "ward", "ward_stay"];
-
-/// The request a read acts under: the purpose declared at the UI's
-/// checkpoint when the browser holds one, else `X-Purpose` (default
-/// `direct-care`), with `X-Role` and `X-Justification`, for API clients.
-pub(crate) fn purpose_of(
-    state: &AppState,
-    ext: &Extensions,
-    headers: &HeaderMap,
-    channel: &str,
-) -> Result<SessionRequest, Response> {
-    let p = principal(ext);
-    if let Some(req) = crate::checkpoint::declared(state, headers, &p, channel) {
-        return Ok(req);
-    }
-    declared_in_headers(p, headers, channel)
-        .map_err(|e| (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response())
-}
-
-/// The request an API client declares in headers: `X-Purpose` (default
-/// `direct-care`), `X-Role`, `X-Project`, `X-Justification`; or what is
-/// wrong with them.
-pub(crate) fn declared_in_headers(
-    principal: fdp_govern::Principal,
-    headers: &HeaderMap,
-    channel: &str,
-) -> Result<SessionRequest, String> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    };
-    let purpose = match header("x-purpose") {
-        None => Purpose::DirectCare,
-        Some(v) => v
-            .parse()
-            .map_err(|e: fdp_govern::purpose::UnknownPurpose| format!("X-Purpose: {e}"))?,
-    };
-    let mut req = SessionRequest::new(principal, purpose, channel);
-    req.role = header("x-role");
-    req.project = header("x-project");
-    req.justification = header("x-justification");
-    Ok(req)
-}
+use fdp_govern::{GovernError, ProductView, SessionRequest};
 
 /// The policy's view of a product for `req`, or the refusal (JSON for the
 /// API, a page for the UI).
@@ -124,24 +69,6 @@ fn refusal_response(
     })
 }
 
-/// The bed board as `view` lets it be seen (see [`BedBoard::governed`]).
-pub(crate) fn governed_board(board: BedBoard, view: &ProductView) -> BedBoard {
-    board.governed(view)
-}
-
-/// A change through the API needs a purpose whose grant covers the table
-/// it changes; the decision is audited.
-fn may_change(
-    state: &AppState,
-    ext: &Extensions,
-    headers: &HeaderMap,
-    table: &str,
-    what: &str,
-) -> Result<(), Response> {
-    let req = purpose_of(state, ext, headers, "http")?;
-    change_allowed(state, &req, table, what, false)
-}
-
 /// Whether `req` may change `table` (the decision audited as a change),
 /// or the refusal as JSON or, for the UI, a page.
 pub(crate) fn change_allowed(
@@ -156,32 +83,17 @@ pub(crate) fn change_allowed(
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
 }
 
-/// The patients a board names, for the audit.
-fn patients_on(board: &BedBoard) -> Vec<String> {
-    board
-        .sites
-        .iter()
-        .flat_map(|s| &s.wards)
-        .flat_map(|w| &w.beds)
-        .filter_map(|b| b.occupant.as_ref())
-        .filter(|o| o.patient_id != "[masked]")
-        .map(|o| o.patient_id.clone())
-        .collect()
-}
-
-/// The governed board for `req`, audited, or the refusal.
+/// The governed board for `req`, audited, or the refusal (JSON for the
+/// API, a page for the UI).
 pub(crate) async fn board_for(
     state: &AppState,
     req: &SessionRequest,
     what: &str,
     page: bool,
 ) -> Result<(BedBoard, ProductView), Response> {
-    let view = product_view(state, req, BED_BOARD_TABLES, what, page)?;
-    let view = refusal_response(state, view.one_by_one("the bed board"), page)?;
-    let board = governed_board(current_board(state).await, &view);
-    view.served(board.counts.beds as u64, patients_on(&board))
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())?;
-    Ok((board, view))
+    bed_board::board_for(&state.governance, req, &state.live, what)
+        .await
+        .map_err(|e| crate::products::failed(state, &e, page))
 }
 
 pub async fn bed_board(
@@ -199,58 +111,9 @@ pub async fn bed_board(
     }
 }
 
-/// What one bed cell shows, for live updates.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Cell {
-    pub state: &'static str,
-    pub text: String,
-    pub flags: String,
-}
-
-pub fn cell(b: &BedView) -> Cell {
-    match &b.occupant {
-        Some(o) => {
-            let mut flags = Vec::new();
-            if let Some(d) = o.long_stay {
-                flags.push(format!("los{d}"));
-            }
-            if o.on_leave {
-                flags.push("leave".to_string());
-            }
-            if o.readiness.as_ref().is_some_and(|r| r.medically_optimised) {
-                flags.push("mo".to_string());
-            }
-            if o.nhs_number_flag {
-                // `nhs-missing`, `nhs-invalid`, `nhs-unverified`: no
-                // verified NHS number yet.
-                flags.push(format!("nhs-{}", o.nhs_number_status.unwrap_or("missing")));
-            }
-            Cell {
-                state: b.state.as_str(),
-                text: format!("{} · {}d", o.name, o.length_of_stay_days),
-                flags: flags.join(" "),
-            }
-        }
-        None => Cell {
-            state: b.state.as_str(),
-            text: b.closed_reason.clone().unwrap_or_default(),
-            flags: String::new(),
-        },
-    }
-}
-
-fn cells(board: &BedBoard) -> HashMap<String, Cell> {
-    board
-        .sites
-        .iter()
-        .flat_map(|s| &s.wards)
-        .flat_map(|w| &w.beds)
-        .map(|b| (b.bed_id.clone(), cell(b)))
-        .collect()
-}
-
 /// Server-sent events: after each change to the census (at most ten a
-/// second), the beds whose cells changed and the new totals.
+/// second), the beds whose cells changed and the new totals (see
+/// [`BoardFeed`]).
 pub async fn bed_board_events(
     State(state): State<AppState>,
     ext: Extensions,
@@ -266,41 +129,29 @@ pub async fn bed_board_events(
         Ok(opened) => opened,
         Err(r) => return r,
     };
+    let mut feed = BoardFeed::opened(&first, view);
     let mut changes = state.live.subscribe();
     let stream = async_stream(move |tx| async move {
-        let mut sent: HashMap<String, Cell> = HashMap::new();
-        let mut shown: HashSet<String> = patients_on(&first).into_iter().collect();
         loop {
-            let board = governed_board(current_board(&state).await, &view);
-            let on_board: HashSet<String> = patients_on(&board).into_iter().collect();
-            let appeared: Vec<String> = on_board.difference(&shown).cloned().collect();
-            if !appeared.is_empty() {
-                if let Err(e) = view.served(appeared.len() as u64, appeared) {
+            let update = {
+                let census = state.live.read().await;
+                feed.next(&census, chrono::Utc::now())
+            };
+            let update = match update {
+                Ok(u) => u,
+                Err(e) => {
                     // What cannot be audited is not shown: the stream ends.
                     tracing::error!(error = %e, "the live bed board could not be audited");
                     return;
                 }
-            }
-            shown = on_board;
-            let now = cells(&board);
-            let diff: HashMap<&String, &Cell> = now
-                .iter()
-                .filter(|(k, v)| sent.get(*k) != Some(*v))
-                .collect();
-            let payload = json!({
-                "seq": board.through_seq,
-                "counts": board.counts,
-                "occupancy": format!("{:.1}", board.counts.occupancy_percent()),
-                "beds": diff,
-            });
+            };
             if tx
-                .send(Event::default().event("beds").data(payload.to_string()))
+                .send(Event::default().event("beds").data(update.to_string()))
                 .await
                 .is_err()
             {
                 return;
             }
-            sent = now;
             if changes.changed().await.is_err() {
                 return;
             }
@@ -328,160 +179,49 @@ where
     )
 }
 
-/// A request to record discharge readiness.
-#[derive(Debug, Deserialize)]
-pub struct ReadinessInput {
-    pub medically_optimised: bool,
-    pub medically_optimised_date: Option<String>,
-    pub discharge_pathway: Option<u8>,
-    #[serde(default)]
-    pub waiting_for: Vec<String>,
-    pub expected_discharge_date: Option<String>,
-}
-
-/// Check and record a readiness change the grant allows (`view`, a change
-/// to `discharge_readiness`), audited with the admission's patient once
-/// made; shared by the API and the form.
-pub async fn apply_readiness(
-    state: &AppState,
-    view: &ProductView,
-    admission_id: &str,
-    input: ReadinessInput,
-    by: &str,
-) -> Result<DischargeReadiness, (StatusCode, String)> {
-    let patient = {
-        let census = state.live.read().await;
-        match census.spells.get(admission_id) {
-            Some(spell) => spell.patient_id.clone(),
-            None => {
-                return Err((
-                    StatusCode::NOT_FOUND,
-                    format!("no admission {admission_id}"),
-                ))
-            }
-        }
-    };
-    if let Some(p) = input.discharge_pathway {
-        if p > 3 {
-            return Err((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("discharge_pathway must be 0, 1, 2 or 3, not {p}"),
-            ));
-        }
-    }
-    for (name, d) in [
-        ("medically_optimised_date", &input.medically_optimised_date),
-        ("expected_discharge_date", &input.expected_discharge_date),
-    ] {
-        if let Some(d) = d {
-            if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
-                return Err((
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("{name} must be a date YYYY-MM-DD, not {d:?}"),
-                ));
-            }
-        }
-    }
-    let readiness = DischargeReadiness {
-        admission_id: admission_id.to_string(),
-        medically_optimised: input.medically_optimised,
-        medically_optimised_date: input.medically_optimised_date,
-        discharge_pathway: input.discharge_pathway,
-        waiting_for: input
-            .waiting_for
-            .into_iter()
-            .map(|w| w.trim().to_string())
-            .filter(|w| !w.is_empty())
-            .collect(),
-        expected_discharge_date: input.expected_discharge_date,
-        updated_by: by.to_string(),
-        updated_at_us: chrono::Utc::now().timestamp_micros(),
-    };
-    let action = StaffAction::DischargeReadiness {
-        readiness: readiness.clone(),
-    };
-    record_action(&state.committer, &state.live, &action, by)
-        .await
-        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    view.changed(vec![patient])
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(readiness)
-}
-
+/// `POST /api/admissions/{id}/discharge-readiness`: the bed board's
+/// readiness action, answered with the readiness recorded.
 pub async fn set_readiness(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ext: Extensions,
     headers: HeaderMap,
-    Json(input): Json<ReadinessInput>,
+    Json(inputs): Json<serde_json::Value>,
 ) -> Response {
-    let view = match purpose_of(&state, &ext, &headers, "http").and_then(|req| {
-        change_view(
-            &state,
-            &req,
-            &["discharge_readiness"],
-            &format!("POST /api/admissions/{id}/discharge-readiness"),
-            false,
-        )
-    }) {
-        Ok(v) => v,
-        Err(r) => return r,
+    let what = format!("POST /api/admissions/{id}/discharge-readiness");
+    let asked = ActionRequest {
+        product: bed_board::ID,
+        action: bed_board::actions::READINESS,
+        target: &id,
+        inputs: &inputs,
+        what: &what,
     };
-    let by = principal(&ext).name;
-    match apply_readiness(&state, &view, &id, input, &by).await {
-        Ok(r) => Json(r).into_response(),
-        Err((code, msg)) => (code, Json(json!({ "error": msg }))).into_response(),
+    match crate::products::act_over_api(&state, &ext, &headers, asked).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(r) => r,
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct BedStatusInput {
-    pub closed: bool,
-    pub reason: Option<String>,
-}
-
-pub async fn apply_bed_status(
-    state: &AppState,
-    bed_id: &str,
-    input: BedStatusInput,
-    by: &str,
-) -> Result<(), (StatusCode, String)> {
-    if !state.live.read().await.beds.contains_key(bed_id) {
-        return Err((StatusCode::NOT_FOUND, format!("no bed {bed_id}")));
-    }
-    let action = StaffAction::BedStatus {
-        bed_id: bed_id.to_string(),
-        closed: input.closed,
-        reason: input.reason.filter(|r| !r.trim().is_empty()),
-        by: by.to_string(),
-        at_us: chrono::Utc::now().timestamp_micros(),
-    };
-    record_action(&state.committer, &state.live, &action, by)
-        .await
-        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    Ok(())
-}
-
+/// `POST /api/beds/{id}/status`: the bed board's bed-status action,
+/// answered with no content.
 pub async fn set_bed_status(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ext: Extensions,
     headers: HeaderMap,
-    Json(input): Json<BedStatusInput>,
+    Json(inputs): Json<serde_json::Value>,
 ) -> Response {
-    if let Err(r) = may_change(
-        &state,
-        &ext,
-        &headers,
-        "bed",
-        &format!("POST /api/beds/{id}/status"),
-    ) {
-        return r;
-    }
-    let by = principal(&ext).name;
-    match apply_bed_status(&state, &id, input, &by).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err((code, msg)) => (code, Json(json!({ "error": msg }))).into_response(),
+    let what = format!("POST /api/beds/{id}/status");
+    let asked = ActionRequest {
+        product: bed_board::ID,
+        action: bed_board::actions::BED_STATUS,
+        target: &id,
+        inputs: &inputs,
+        what: &what,
+    };
+    match crate::products::act_over_api(&state, &ext, &headers, asked).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(r) => r,
     }
 }
 

@@ -14,12 +14,13 @@ use fdp_federation::capacity::{
     self, CapacityFeed, Offer, OwnCapacity, Place, ShownOffer, ShownPublished,
 };
 use fdp_govern::{ProductView, SessionRequest};
-use fdp_products::care::BedBoard;
+use fdp_products::bed_board::BedBoard;
 use maud::{html, Markup};
 use serde_json::json;
 
-use crate::api::{change_allowed, product_view, purpose_of};
+use crate::api::{change_allowed, product_view};
 use crate::auth::principal;
+use crate::checkpoint::purpose_of;
 use crate::AppState;
 
 fn problem(status: StatusCode, message: impl Into<String>) -> Response {
@@ -253,7 +254,7 @@ pub(crate) async fn discharge_options(
     board: &BedBoard,
     view: &ProductView,
 ) -> Markup {
-    let waiting: Vec<&fdp_products::care::Occupant> = board
+    let waiting: Vec<&fdp_products::bed_board::Occupant> = board
         .sites
         .iter()
         .flat_map(|s| &s.wards)

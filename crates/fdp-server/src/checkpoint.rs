@@ -7,10 +7,11 @@
 use axum::extract::{Query, State};
 use axum::http::{header, Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
+use axum::{Form, Json};
 use fdp_govern::{GovernError, Principal, Purpose, SessionRequest};
 use maud::html;
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::auth::{cookie, principal, PURPOSE_COOKIE};
 use crate::ui::{layout, safe_next};
@@ -167,4 +168,52 @@ pub async fn submit(
         )
             .into_response(),
     }
+}
+
+/// The request a read acts under: the purpose declared at the UI's
+/// checkpoint when the browser holds one, else `X-Purpose` (default
+/// `direct-care`), with `X-Role` and `X-Justification`, for API clients.
+// The refusal is the error response itself, which a handler returns at once.
+#[allow(clippy::result_large_err)]
+pub(crate) fn purpose_of(
+    state: &AppState,
+    ext: &Extensions,
+    headers: &HeaderMap,
+    channel: &str,
+) -> Result<SessionRequest, Response> {
+    let p = principal(ext);
+    if let Some(req) = declared(state, headers, &p, channel) {
+        return Ok(req);
+    }
+    declared_in_headers(p, headers, channel)
+        .map_err(|e| (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response())
+}
+
+/// The request an API client declares in headers: `X-Purpose` (default
+/// `direct-care`), `X-Role`, `X-Project`, `X-Justification`; or what is
+/// wrong with them.
+pub(crate) fn declared_in_headers(
+    principal: fdp_govern::Principal,
+    headers: &HeaderMap,
+    channel: &str,
+) -> Result<SessionRequest, String> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let purpose = match header("x-purpose") {
+        None => Purpose::DirectCare,
+        Some(v) => v
+            .parse()
+            .map_err(|e: fdp_govern::purpose::UnknownPurpose| format!("X-Purpose: {e}"))?,
+    };
+    let mut req = SessionRequest::new(principal, purpose, channel);
+    req.role = header("x-role");
+    req.project = header("x-project");
+    req.justification = header("x-justification");
+    Ok(req)
 }

@@ -11,12 +11,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
-use fdp_ingest::adt::census::SpellStatus;
-use fdp_products::care::{BedBoard, Counts};
+use fdp_products::bed_board::admission::{admission_for, NhsNumberShown, ReadinessShown};
+use fdp_products::bed_board::feed::cell;
+use fdp_products::bed_board::{self, BedBoard, Counts};
+use fdp_products::platform::{ActionRequest, ProductError};
 use maud::{html, Markup, PreEscaped};
 use serde::Deserialize;
 
-use crate::api::{self, cell};
+use crate::api;
 use crate::auth::principal;
 use crate::svg::{stacked_bars, StackedBar};
 use crate::ui::{form_pairs, layout};
@@ -233,9 +235,9 @@ pub async fn bed_board(
                                     @for b in &ward.beds { option value=(b.bed_id) { (b.bay) " " (b.label) " (" (b.state.as_str()) ")" } }
                                 }
                                 label for=(format!("act-{}", ward.ward_id)) { "Action" }
-                                select id=(format!("act-{}", ward.ward_id)) name="action" {
-                                    option value="close" { "Close" }
-                                    option value="open" { "Reopen" }
+                                select id=(format!("act-{}", ward.ward_id)) name="closed" {
+                                    option value="yes" { "Close" }
+                                    option value="no" { "Reopen" }
                                 }
                                 label for=(format!("why-{}", ward.ward_id)) { "Reason (for closing)" }
                                 input id=(format!("why-{}", ward.ward_id)) name="reason" type="text";
@@ -261,22 +263,6 @@ pub async fn bed_board(
         },
     )
     .into_response()
-}
-
-/// A change from a page needs a declared purpose whose grant covers the
-/// table it changes; the decision is audited.
-fn may_change(
-    state: &AppState,
-    ext: &Extensions,
-    headers: &HeaderMap,
-    table: &str,
-    what: &str,
-) -> Result<(), Response> {
-    let p = principal(ext);
-    let Some(req) = crate::checkpoint::declared(state, headers, &p, "ui") else {
-        return Err(crate::ui::to_checkpoint("/bed-board"));
-    };
-    api::change_allowed(state, &req, table, what, true)
 }
 
 /// The admission's discharge referrals and the form to send one.
@@ -380,7 +366,8 @@ const WAITING_FOR: &[&str] = &[
     "social care assessment",
 ];
 
-/// One admission: who, where they have been, and discharge readiness.
+/// One admission: who, where they have been, and discharge readiness, as
+/// the bed board's admission record shows them under the declared purpose.
 pub async fn admission(
     State(state): State<AppState>,
     ext: Extensions,
@@ -391,183 +378,177 @@ pub async fn admission(
     let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
         return crate::ui::to_checkpoint(&format!("/bed-board/admission/{id}"));
     };
-    let view = match api::product_view(
-        &state,
-        &req,
-        &["admission", "ward_stay"],
-        &format!("GET /bed-board/admission/{id}"),
-        true,
-    ) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let census = state.live.read().await;
-    let Some(spell) = census.spells.get(&id) else {
-        return (
-            StatusCode::NOT_FOUND,
-            layout(
-                "Not found",
-                Some(&state.instance.ods),
-                html! {
-                    h1 { "No admission " (id) }
-                    p { a href="/bed-board" { "Back to the bed board" } }
-                },
-            ),
-        )
-            .into_response();
-    };
-    let patient = census.patients.get(&spell.patient_id);
-    // The same row rules as the tables': the sites and wards granted, and
-    // the national data opt-out for a secondary purpose.
-    let location = spell.current_stay().map(|st| &st.location);
-    let facts = fdp_govern::RowFacts {
-        site: location.map(|l| l.site.as_str()),
-        ward: location.map(|l| l.ward.as_str()),
-        nhs_number: patient.and_then(|p| p.nhs_number.as_deref()),
-        ..Default::default()
-    };
-    if !view.admits(&facts) {
-        let e = view.refuse("this admission is outside the sites, wards or patients the grant shows under this purpose");
-        return crate::governed::refused(&state, StatusCode::FORBIDDEN, &e.to_string());
-    }
-    if let Err(e) = view.served(1, vec![spell.patient_id.clone()]) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
-    }
-    // Each value as the policy shows its model column: as it is, masked,
-    // pseudonymised or generalised; `[masked]` where it is removed.
-    let shown = |table: &str, column: &str, value: Option<String>| {
-        if value.is_none() {
-            return String::new();
-        }
-        view.field(table, column, value.as_deref())
-            .unwrap_or_else(|| "[masked]".to_string())
-    };
-    let r = census.readiness.get(&id).cloned().unwrap_or_default();
-    let history = census
-        .readiness_history
-        .get(&id)
-        .cloned()
-        .unwrap_or_default();
-    let name = shown(
-        "admission",
-        "patient_name",
-        patient.map(|p| {
-            format!(
-                "{} {}",
-                p.first_name.clone().unwrap_or_default(),
-                p.surname.clone().unwrap_or_default()
+    let what = format!("GET /bed-board/admission/{id}");
+    let (a, view) = match admission_for(&state.governance, &req, &state.live, &id, &what).await {
+        Ok(shown) => shown,
+        Err(ProductError::NotFound(_)) => {
+            return (
+                StatusCode::NOT_FOUND,
+                layout(
+                    "Not found",
+                    Some(&state.instance.ods),
+                    html! {
+                        h1 { "No admission " (id) }
+                        p { a href="/bed-board" { "Back to the bed board" } }
+                    },
+                ),
             )
-        }),
-    );
+                .into_response()
+        }
+        Err(e) => return crate::products::failed(&state, &e, true),
+    };
     layout(
         "Admission",
         Some(&state.instance.ods),
         html! {
             p { a href="/bed-board" { "← Bed board" } }
-            h1 { (name.trim()) " — admission " (id) }
+            h1 { (a.name) " — admission " (id) }
             table {
                 tbody {
-                    tr { th { "NHS number" } td { (shown("patient", "nhs_number", patient.and_then(|p| p.nhs_number.clone()))) } }
-                    @let nhs_status = patient.and_then(|p| p.nhs_number_status.as_ref());
+                    tr { th { "NHS number" } td { (a.nhs_number) } }
                     tr { th { "NHS number status" } td {
-                        @if !view.shows("patient", "nhs_number_status_indicator") { "[masked]" }
-                        @else if let Some(st) = nhs_status {
-                            span class=(if st.needs_attention() { "flag nhs-flag" } else { "" }) data-nhs-status=(st.local_code()) {
-                                (st.describe())
-                                @if st.needs_attention() { " — no verified NHS number: check identity before sharing or matching records" }
-                            }
-                            // The value received is as identifying as a
-                            // valid number: shown only where numbers are.
-                            @if let fdp_ingest::adt::event::NhsNumberStatus::Invalid { value, .. } = st {
-                                @if view.shows("patient", "nhs_number") { " (received: " (value) ")" }
+                        @match &a.nhs_number_status {
+                            NhsNumberShown::Masked => { "[masked]" }
+                            NhsNumberShown::NotRecorded => { "not recorded" }
+                            NhsNumberShown::Recorded { code, text, needs_attention, received } => {
+                                span class=(if *needs_attention { "flag nhs-flag" } else { "" }) data-nhs-status=(code) {
+                                    (text)
+                                    @if *needs_attention { " — no verified NHS number: check identity before sharing or matching records" }
+                                }
+                                @if let Some(value) = received { " (received: " (value) ")" }
                             }
                         }
-                        @else { "not recorded" }
                     } }
-                    tr { th { "Hospital number" } td { (shown("patient", "mrn", patient.and_then(|p| p.mrn.clone()))) } }
-                    tr { th { "Date of birth" } td { (shown("patient", "date_of_birth", patient.and_then(|p| p.date_of_birth.clone()))) } }
-                    @if view.shows("admission", "admission_status") {
-                        tr { th { "Status" } td { (spell.status.as_str()) @if spell.on_leave { " (on leave)" } } }
+                    tr { th { "Hospital number" } td { (a.mrn) } }
+                    tr { th { "Date of birth" } td { (a.date_of_birth) } }
+                    @if let Some((status, on_leave)) = &a.status {
+                        tr { th { "Status" } td { (status) @if *on_leave { " (on leave)" } } }
                     }
-                    @if view.shows("admission", "admission_timestamp") {
-                        tr { th { "Admitted" } td { (fmt_time_us(spell.admitted_at_us)) } }
+                    @if let Some(at) = a.admitted_at_us {
+                        tr { th { "Admitted" } td { (fmt_time_us(at)) } }
                     }
-                    @if spell.status == SpellStatus::Discharged && view.shows("admission", "discharge_timestamp") {
-                        tr { th { "Discharged" } td { (fmt_time_us(spell.discharged_at_us)) } }
+                    @if let Some(at) = a.discharged_at_us {
+                        tr { th { "Discharged" } td { (fmt_time_us(at)) } }
                     }
-                    @if view.reads("bed") { tr { th { "Bed" } td { (spell.bed_id.clone().unwrap_or_else(|| "none".into())) } } }
+                    @if let Some(bed) = &a.bed { tr { th { "Bed" } td { (bed) } } }
                 }
             }
             h2 { "Stays" }
-            @let (wards, beds, times) = (view.shows("ward_stay", "ward_id"), view.reads("bed"), view.shows("ward_stay", "start_timestamp"));
             table {
                 thead { tr { th { "Ward" } th { "Bay" } th { "Bed" } th { "From" } th { "To" } } }
-                tbody { @for s in &spell.stays {
+                tbody { @for s in &a.stays {
                     tr {
-                        td { @if wards { (s.location.ward) } }
-                        td { @if beds { (s.location.room) } } td { @if beds { (s.location.bed) } }
-                        td { @if times { (fmt_time_us(Some(s.start_us))) } } td { @if times { (fmt_time_us(s.end_us)) } }
+                        td { (s.ward.clone().unwrap_or_default()) }
+                        td { (s.bay.clone().unwrap_or_default()) } td { (s.bed.clone().unwrap_or_default()) }
+                        td { (s.from_us.map(|t| fmt_time_us(Some(t))).unwrap_or_default()) }
+                        td { (s.to_us.map(fmt_time_us).unwrap_or_default()) }
                     }
                 } }
             }
-            @if let Some(fed) = state.federation.as_ref().filter(|_| view.reads("referral")) {
+            @if let Some(fed) = state.federation.as_ref().filter(|_| a.referrals) {
                 (referral_section(&state, fed, &id))
             }
             h2 { "Discharge readiness" }
-            @if !view.reads("discharge_readiness") {
-                p.muted #readiness-not-granted { "Discharge readiness is not granted under " (view.purpose()) "." }
-            } @else {
-                @if let Some(by) = view.field("discharge_readiness", "updated_by", Some(&r.updated_by)).filter(|b| !b.is_empty()) {
-                    p.muted { "Last recorded by " (by) " at " (fmt_time_us(Some(r.updated_at_us))) " UTC." }
-                }
-                form method="post" action=(format!("/bed-board/admission/{id}/readiness")) {
-                    fieldset {
-                        legend { "Medically optimised for discharge" }
-                        label { input type="checkbox" name="medically_optimised" value="yes" checked[r.medically_optimised]; " Yes, medically optimised" }
-                        label for="mo-date" { "Date medically optimised" }
-                        input #mo-date type="date" name="medically_optimised_date" value=(r.medically_optimised_date.clone().unwrap_or_default());
-                    }
-                    label for="pathway" { "Discharge pathway" }
-                    select #pathway name="discharge_pathway" {
-                        option value="" selected[r.discharge_pathway.is_none()] { "Not decided" }
-                        @for (p, text) in [(0u8, "0 — home, no new support"), (1, "1 — home with support"), (2, "2 — rehabilitation or short-term care in a bedded setting"), (3, "3 — long-term care home placement")] {
-                            option value=(p) selected[r.discharge_pathway == Some(p)] { (text) }
-                        }
-                    }
-                    fieldset {
-                        legend { "Waiting for" }
-                        @for w in WAITING_FOR {
-                            label { input type="checkbox" name="waiting_for" value=(w) checked[r.waiting_for.iter().any(|x| x == w)]; " " (w) }
-                        }
-                    }
-                    label for="edd" { "Expected discharge date" }
-                    input #edd type="date" name="expected_discharge_date" value=(r.expected_discharge_date.clone().unwrap_or_default());
-                    br;
-                    button type="submit" { "Save readiness" }
-                }
-                @if !history.is_empty() {
-                    h2 { "Readiness recorded" }
-                    table {
-                        thead { tr { th { "When (UTC)" } th { "By" } th { "Medically optimised" } th { "Pathway" } th { "Waiting for" } th { "Expected discharge" } } }
-                        tbody { @for h in history.iter().rev() {
-                            tr {
-                                td { (fmt_time_us(Some(h.updated_at_us))) }
-                                td { (view.field("discharge_readiness", "updated_by", Some(&h.updated_by)).unwrap_or_default()) }
-                                td { @if h.medically_optimised { "yes" (h.medically_optimised_date.as_deref().map(|d| format!(", {d}")).unwrap_or_default()) } @else { "no" } }
-                                td { (h.discharge_pathway.map(|p| p.to_string()).unwrap_or_default()) }
-                                td { (h.waiting_for.join(", ")) }
-                                td { (h.expected_discharge_date.clone().unwrap_or_default()) }
-                            }
-                        } }
-                    }
-                }
+            @match &a.readiness {
+                None => { p.muted #readiness-not-granted { "Discharge readiness is not granted under " (view.purpose()) "." } }
+                Some(readiness) => { (readiness_form_markup(&id, readiness)) }
             }
         },
     )
     .into_response()
 }
 
-/// Form fields as the browser sends them (repeated `waiting_for`).
+/// The readiness form, filled with what is recorded, and its history.
+fn readiness_form_markup(id: &str, shown: &ReadinessShown) -> Markup {
+    let r = &shown.current;
+    html! {
+        @if !r.updated_by.is_empty() {
+            p.muted { "Last recorded by " (r.updated_by) " at " (fmt_time_us(Some(r.updated_at_us))) " UTC." }
+        }
+        form method="post" action=(format!("/bed-board/admission/{id}/readiness")) {
+            fieldset {
+                legend { "Medically optimised for discharge" }
+                label { input type="checkbox" name="medically_optimised" value="yes" checked[r.medically_optimised]; " Yes, medically optimised" }
+                label for="mo-date" { "Date medically optimised" }
+                input #mo-date type="date" name="medically_optimised_date" value=(r.medically_optimised_date.clone().unwrap_or_default());
+            }
+            label for="pathway" { "Discharge pathway" }
+            select #pathway name="discharge_pathway" {
+                option value="" selected[r.discharge_pathway.is_none()] { "Not decided" }
+                @for (p, text) in [(0u8, "0 — home, no new support"), (1, "1 — home with support"), (2, "2 — rehabilitation or short-term care in a bedded setting"), (3, "3 — long-term care home placement")] {
+                    option value=(p) selected[r.discharge_pathway == Some(p)] { (text) }
+                }
+            }
+            fieldset {
+                legend { "Waiting for" }
+                @for w in WAITING_FOR {
+                    label { input type="checkbox" name="waiting_for" value=(w) checked[r.waiting_for.iter().any(|x| x == w)]; " " (w) }
+                }
+            }
+            label for="edd" { "Expected discharge date" }
+            input #edd type="date" name="expected_discharge_date" value=(r.expected_discharge_date.clone().unwrap_or_default());
+            br;
+            button type="submit" { "Save readiness" }
+        }
+        @if !shown.history.is_empty() {
+            h2 { "Readiness recorded" }
+            table {
+                thead { tr { th { "When (UTC)" } th { "By" } th { "Medically optimised" } th { "Pathway" } th { "Waiting for" } th { "Expected discharge" } } }
+                tbody { @for h in shown.history.iter().rev() {
+                    tr {
+                        td { (fmt_time_us(Some(h.updated_at_us))) }
+                        td { (h.updated_by) }
+                        td { @if h.medically_optimised { "yes" (h.medically_optimised_date.as_deref().map(|d| format!(", {d}")).unwrap_or_default()) } @else { "no" } }
+                        td { (h.discharge_pathway.map(|p| p.to_string()).unwrap_or_default()) }
+                        td { (h.waiting_for.join(", ")) }
+                        td { (h.expected_discharge_date.clone().unwrap_or_default()) }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+/// Make a bed board action from a page's form posted to `path`, under the
+/// purpose declared at the checkpoint; then back to `back`, or a page
+/// saying what was wrong.
+#[allow(clippy::too_many_arguments)]
+async fn act_from_form(
+    state: &AppState,
+    ext: &Extensions,
+    headers: &HeaderMap,
+    path: &str,
+    action: &str,
+    target: &str,
+    body: &str,
+    back: &str,
+) -> Response {
+    let p = principal(ext);
+    let Some(req) = crate::checkpoint::declared(state, headers, &p, "ui") else {
+        return crate::ui::to_checkpoint(back);
+    };
+    let inputs = crate::products::form_inputs(state, bed_board::ID, action, &form_pairs(body));
+    let what = format!("POST {path}");
+    let asked = ActionRequest {
+        product: bed_board::ID,
+        action,
+        target,
+        inputs: &inputs,
+        what: &what,
+    };
+    match crate::products::act(state, &req, asked).await {
+        Ok(_) => Redirect::to(back).into_response(),
+        Err(e) if e.is_refusal() => crate::products::failed(state, &e, true),
+        Err(e) => not_saved(
+            state,
+            crate::products::action_status(&e),
+            &e.to_string(),
+            back,
+        ),
+    }
+}
+
+/// `POST /bed-board/admission/{id}/readiness`: the readiness form.
 pub async fn readiness_form(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -575,42 +556,10 @@ pub async fn readiness_form(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let p = principal(&ext);
-    let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
-        return crate::ui::to_checkpoint(&format!("/bed-board/admission/{id}"));
-    };
-    let view = match api::change_view(
-        &state,
-        &req,
-        &["discharge_readiness"],
-        &format!("POST /bed-board/admission/{id}/readiness"),
-        true,
-    ) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let mut input = api::ReadinessInput {
-        medically_optimised: false,
-        medically_optimised_date: None,
-        discharge_pathway: None,
-        waiting_for: Vec::new(),
-        expected_discharge_date: None,
-    };
-    for (k, v) in form_pairs(&body) {
-        match k.as_str() {
-            "medically_optimised" => input.medically_optimised = v == "yes",
-            "medically_optimised_date" if !v.is_empty() => input.medically_optimised_date = Some(v),
-            "expected_discharge_date" if !v.is_empty() => input.expected_discharge_date = Some(v),
-            "discharge_pathway" if !v.is_empty() => input.discharge_pathway = v.parse().ok(),
-            "waiting_for" => input.waiting_for.push(v),
-            _ => {}
-        }
-    }
-    let by = principal(&ext).name;
-    match api::apply_readiness(&state, &view, &id, input, &by).await {
-        Ok(_) => Redirect::to(&format!("/bed-board/admission/{id}")).into_response(),
-        Err((code, msg)) => not_saved(&state, code, &msg, &format!("/bed-board/admission/{id}")),
-    }
+    let back = format!("/bed-board/admission/{id}");
+    let path = format!("{back}/readiness");
+    let action = bed_board::actions::READINESS;
+    act_from_form(&state, &ext, &headers, &path, action, &id, &body, &back).await
 }
 
 /// The page for a change that was refused: what was wrong, and the way back.
@@ -626,31 +575,31 @@ fn not_saved(state: &AppState, code: StatusCode, msg: &str, back: &str) -> Respo
     (code, page).into_response()
 }
 
-#[derive(Deserialize)]
-pub struct BedStatusForm {
-    bed_id: String,
-    action: String,
-    reason: Option<String>,
-}
-
+/// `POST /bed-board/bed-status`: close or reopen the bed the form names.
 pub async fn bed_status_form(
     State(state): State<AppState>,
     ext: Extensions,
     headers: HeaderMap,
-    Form(f): Form<BedStatusForm>,
+    body: String,
 ) -> Response {
-    if let Err(r) = may_change(&state, &ext, &headers, "bed", "POST /bed-board/bed-status") {
-        return r;
-    }
-    let by = principal(&ext).name;
-    let input = api::BedStatusInput {
-        closed: f.action == "close",
-        reason: f.reason,
-    };
-    match api::apply_bed_status(&state, &f.bed_id, input, &by).await {
-        Ok(()) => Redirect::to("/bed-board").into_response(),
-        Err((code, msg)) => not_saved(&state, code, &msg, "/bed-board"),
-    }
+    let bed = form_pairs(&body)
+        .into_iter()
+        .find(|(k, _)| k == "bed_id")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let action = bed_board::actions::BED_STATUS;
+    let path = "/bed-board/bed-status";
+    act_from_form(
+        &state,
+        &ext,
+        &headers,
+        path,
+        action,
+        &bed,
+        &body,
+        "/bed-board",
+    )
+    .await
 }
 
 /// Every rejected record, why, and its raw bytes.

@@ -1,8 +1,10 @@
 //! Every registered product, mounted the same way: its manifest, each view
 //! as JSON or CSV under the caller's declared purpose, and as a page under
-//! the purpose declared at the checkpoint. No product logic lives here: the
-//! answer is `fdp_products::platform::run_view`'s, from the caller's
-//! governed session.
+//! the purpose declared at the checkpoint; each action as a JSON `POST`,
+//! or a form. No product logic lives here: the answer is the platform's
+//! (`run_view` from the caller's governed session, `run_census_view` from
+//! the live census as the caller's grant shows it, `run_action` for a
+//! change), and a change is recorded by the instance's committer.
 
 use std::collections::BTreeMap;
 
@@ -10,12 +12,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, Extensions, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use fdp_govern::GovernError;
-use fdp_products::platform::{run_view, Chart, Output, ProductError};
+use fdp_govern::{GovernError, SessionRequest};
+use fdp_ingest::live::{record_action, StaffAction};
+use fdp_products::platform::{
+    run_action, run_census_view, run_view, ActionRequest, Chart, Input, Output, ParamKind,
+    ProductError, Recorder,
+};
 use maud::html;
 use serde_json::{json, Value};
 
-use crate::api::purpose_of;
+use crate::checkpoint::purpose_of;
 use crate::ui::layout;
 use crate::AppState;
 
@@ -24,14 +30,145 @@ fn problem(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 fn status_of(e: &ProductError) -> StatusCode {
-    if e.is_refusal() {
-        StatusCode::FORBIDDEN
-    } else if e.is_bad_request() {
-        StatusCode::BAD_REQUEST
-    } else if let ProductError::Govern(GovernError::Query(_)) = e {
-        StatusCode::BAD_REQUEST
+    match e {
+        _ if e.is_refusal() => StatusCode::FORBIDDEN,
+        ProductError::NotFound(_) => StatusCode::NOT_FOUND,
+        _ if e.is_bad_request() => StatusCode::BAD_REQUEST,
+        ProductError::Govern(GovernError::Query(_)) => StatusCode::BAD_REQUEST,
+        ProductError::Conflict(_) => StatusCode::CONFLICT,
+        ProductError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// An action that was not made: as [`status_of`], except that inputs
+/// understood and wrong are unprocessable, not a bad request.
+pub(crate) fn action_status(e: &ProductError) -> StatusCode {
+    match e {
+        ProductError::Param { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        other => status_of(other),
+    }
+}
+
+/// What a product answered instead: JSON for the API, a page for the UI.
+pub(crate) fn failed(state: &AppState, e: &ProductError, page: bool) -> Response {
+    if page {
+        crate::governed::refused(state, status_of(e), &e.to_string())
     } else {
-        StatusCode::INTERNAL_SERVER_ERROR
+        problem(status_of(e), e.to_string())
+    }
+}
+
+/// Where a product's change is recorded: the instance's committer, then
+/// the live census, before the caller is answered.
+struct Committed<'a>(&'a AppState);
+
+#[async_trait::async_trait]
+impl Recorder for Committed<'_> {
+    async fn record(&self, action: &StaffAction, by: &str) -> Result<(), String> {
+        record_action(&self.0.committer, &self.0.live, action, by)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Make `asked` as `req`: the platform's one path for a change.
+pub(crate) async fn act(
+    state: &AppState,
+    req: &SessionRequest,
+    asked: ActionRequest<'_>,
+) -> Result<serde_json::Value, ProductError> {
+    run_action(
+        &state.products.registry(),
+        asked,
+        &state.governance,
+        req,
+        &state.live,
+        &Committed(state),
+    )
+    .await
+}
+
+/// [`act`] for an API client, under the purpose its headers declare; the
+/// failure as JSON.
+pub(crate) async fn act_over_api(
+    state: &AppState,
+    ext: &Extensions,
+    headers: &HeaderMap,
+    asked: ActionRequest<'_>,
+) -> Result<serde_json::Value, Response> {
+    let req = purpose_of(state, ext, headers, "http")?;
+    act(state, &req, asked)
+        .await
+        .map_err(|e| problem(action_status(&e), e.to_string()))
+}
+
+/// A form's fields as an action's inputs, by their declared types: a
+/// checkbox (boolean) is true when sent as `yes`, `on` or `true` and false
+/// when not sent; a list takes every value sent under its name; a field
+/// left empty is not given. Fields the action does not take are left out
+/// (a form also carries the ids it was posted for).
+pub(crate) fn form_inputs(
+    state: &AppState,
+    product: &str,
+    action: &str,
+    pairs: &[(String, String)],
+) -> serde_json::Value {
+    let spec = state
+        .products
+        .registry()
+        .get(product)
+        .and_then(|p| p.manifest().actions.into_iter().find(|a| a.name == action));
+    let mut inputs = serde_json::Map::new();
+    for input in spec.map(|a| a.inputs).unwrap_or_default() {
+        let mut sent = pairs
+            .iter()
+            .filter(|(k, _)| *k == input.name)
+            .map(|(_, v)| v.trim());
+        let value = match input.kind {
+            ParamKind::Boolean => json!(sent.any(|v| matches!(v, "yes" | "on" | "true"))),
+            ParamKind::TextList => json!(sent.filter(|v| !v.is_empty()).collect::<Vec<_>>()),
+            ParamKind::Integer => match sent.find(|v| !v.is_empty()) {
+                // A number the form could not have sent is passed on as
+                // text, for the platform to name.
+                Some(v) => v
+                    .parse::<i64>()
+                    .map(|n| json!(n))
+                    .unwrap_or_else(|_| json!(v)),
+                None => continue,
+            },
+            _ => match sent.find(|v| !v.is_empty()) {
+                Some(v) => json!(v),
+                None => continue,
+            },
+        };
+        inputs.insert(input.name.clone(), value);
+    }
+    serde_json::Value::Object(inputs)
+}
+
+/// `POST /api/products/{id}/actions/{action}/{target}`: make the action
+/// under `X-Purpose` with the JSON body as its inputs; the answer is what
+/// was recorded.
+pub async fn action_api(
+    State(state): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
+    Path((id, action, target)): Path<(String, String, String)>,
+    Json(inputs): Json<serde_json::Value>,
+) -> Response {
+    let what = format!("POST /api/products/{id}/actions/{action}/{target}");
+    let asked = ActionRequest {
+        product: &id,
+        action: &action,
+        target: &target,
+        inputs: &inputs,
+        what: &what,
+    };
+    match act_over_api(&state, &ext, &headers, asked).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(r) => r,
     }
 }
 
@@ -65,12 +202,28 @@ pub async fn view_api(
         Ok(r) => r,
         Err(r) => return r,
     };
-    let session = match state.governance.session(&state.tables, req).await {
-        Ok(s) => s,
-        Err(e @ GovernError::Refused(_)) => return problem(StatusCode::FORBIDDEN, e.to_string()),
-        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let registry = state.products.registry();
+    let answered = match registry.view_spec(&id, &view).map(|v| v.input) {
+        Some(Input::Census) => {
+            let what = format!("GET /api/products/{id}/{view}");
+            run_census_view(
+                &registry,
+                &id,
+                &view,
+                &state.governance,
+                &req,
+                &state.live,
+                &what,
+                &given,
+            )
+            .await
+        }
+        _ => match state.governance.session(&state.tables, req).await {
+            Ok(session) => run_view(&registry, &id, &view, &session, &given).await,
+            Err(e) => Err(e.into()),
+        },
     };
-    let out = match run_view(&state.products.registry(), &id, &view, &session, &given).await {
+    let out = match answered {
         Ok(out) => out,
         Err(e) => return problem(status_of(&e), e.to_string()),
     };
@@ -159,28 +312,48 @@ pub async fn view_page(
     Path((id, view)): Path<(String, String)>,
     Query(given): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let session = match crate::governed::session_as_of(
-        &state,
-        &ext,
-        &headers,
-        &uri,
-        "ui",
-        fdp_govern::AsOf::Latest,
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let registry = state.products.registry();
-    let out = match run_view(&registry, &id, &view, &session, &given).await {
-        Ok(out) => out,
-        Err(e) => return crate::governed::refused(&state, status_of(&e), &e.to_string()),
+    let spec = registry.view_spec(&id, &view);
+    let (answered, role) = if spec.as_ref().is_some_and(|v| v.input == Input::Census) {
+        let p = crate::auth::principal(&ext);
+        let Some(req) = crate::checkpoint::declared(&state, &headers, &p, "ui") else {
+            return crate::ui::to_checkpoint(&uri.to_string());
+        };
+        let what = format!("GET /products/{id}/{view}");
+        let role = req.role.clone().unwrap_or_else(|| p.roles.join(", "));
+        let out = run_census_view(
+            &registry,
+            &id,
+            &view,
+            &state.governance,
+            &req,
+            &state.live,
+            &what,
+            &given,
+        )
+        .await;
+        (out, role)
+    } else {
+        let session = match crate::governed::session_as_of(
+            &state,
+            &ext,
+            &headers,
+            &uri,
+            "ui",
+            fdp_govern::AsOf::Latest,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+        let out = run_view(&registry, &id, &view, &session, &given).await;
+        (out, session.role().to_string())
     };
-    let spec = registry
-        .get(&id)
-        .map(|p| p.manifest())
-        .and_then(|m| m.views.into_iter().find(|v| v.name == view));
+    let out = match answered {
+        Ok(out) => out,
+        Err(e) => return failed(&state, &e, true),
+    };
     let params = spec.as_ref().map(|v| v.params.clone()).unwrap_or_default();
     let chart = spec.and_then(|v| v.chart).map(|c| chart(&out, &c));
     let cell = |v: &Value| match v {
@@ -194,7 +367,7 @@ pub async fn view_page(
         html! {
             p { a href="/products" { "← Products" } }
             h1 { (out.title) }
-            p.muted { "Under " (out.purpose) " as " (session.role()) "." }
+            p.muted { "Under " (out.purpose) " as " (role) "." }
             @if !params.is_empty() {
                 form method="get" {
                     @for p in &params {

@@ -21,8 +21,9 @@ use fdp_govern::Purpose;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{change_view, product_view, purpose_of};
+use crate::api::{change_view, product_view};
 use crate::auth::principal;
+use crate::checkpoint::purpose_of;
 use crate::AppState;
 
 fn problem(status: StatusCode, message: impl Into<String>) -> Response {
@@ -490,10 +491,11 @@ pub async fn ask_question(
         Ok(f) => f.clone(),
         Err(r) => return r,
     };
-    let mut req = match crate::api::declared_in_headers(principal(&ext), &headers, "federation") {
-        Ok(r) => r,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, e),
-    };
+    let mut req =
+        match crate::checkpoint::declared_in_headers(principal(&ext), &headers, "federation") {
+            Ok(r) => r,
+            Err(e) => return problem(StatusCode::BAD_REQUEST, e),
+        };
     req.purpose = q.purpose;
     if let Err(r) =
         state

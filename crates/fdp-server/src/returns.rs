@@ -55,7 +55,7 @@ pub async fn own_return(
         Ok(t) => t,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e),
     };
-    let mut req = match crate::api::declared_in_headers(principal(&ext), &headers, "http") {
+    let mut req = match crate::checkpoint::declared_in_headers(principal(&ext), &headers, "http") {
         Ok(r) => r,
         Err(e) => return problem(StatusCode::BAD_REQUEST, e),
     };

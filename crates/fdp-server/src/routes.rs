@@ -318,6 +318,16 @@ pub fn routes() -> Vec<Route> {
             )],
         ),
         route(
+            "/api/products/{id}/actions/{action}/{target}",
+            "products",
+            vec![post(
+                "Make a product's action (governed write-back) on what `target` names, under the caller's purpose (X-Purpose); the body is the action's inputs as its manifest declares them; answered with what was recorded",
+                "json",
+                products::action_api,
+            )
+            .with_body(json!({"type": "object", "description": "The action's inputs, by name, typed as the product's manifest declares"}))],
+        ),
+        route(
             "/api/v2/ontologies/{ontology}/objects/{objectType}",
             "objects",
             vec![get(

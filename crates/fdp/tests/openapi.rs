@@ -33,6 +33,8 @@ fn every_operation_in_the_openapi_document_needs_a_valid_token() {
             .replace("{id}", "x")
             .replace("{name}", "patient")
             .replace("{view}", "by-ward")
+            .replace("{action}", "bed-status")
+            .replace("{target}", "B1")
             .replace("{ontology}", "palantirukhealth-ontology")
             .replace("{objectType}", "Admission")
             .replace("{primaryKey}", "A1")

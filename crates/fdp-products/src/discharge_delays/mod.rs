@@ -8,6 +8,7 @@ use chrono::Utc;
 use fdp_govern::{GovernedSession, Purpose};
 
 use crate::platform::{
+    Input,
     Answer, Chart, Manifest, OutputColumn, ParamKind, ParamSpec, ParamValue, Params, Priority, Product,
     ProductError, Reads, Source, ViewSpec,
 };
@@ -73,6 +74,7 @@ impl Product for DischargeDelays {
                     title: "Delayed discharges by ward".into(),
                     description: "For each ward, the patients medically optimised and still there, and the mean days since".into(),
                     params: vec![as_at_param()],
+                    input: Input::Tables,
                     chart: Some(Chart {
                         label: "ward_id".into(),
                         value: "patients".into(),
@@ -83,9 +85,11 @@ impl Product for DischargeDelays {
                     title: "Delayed discharges, patient by patient".into(),
                     description: "Each patient medically optimised and still in a bed, the longest delayed first".into(),
                     params: vec![as_at_param()],
+                    input: Input::Tables,
                     chart: None,
                 },
             ],
+            actions: Vec::new(),
         }
     }
 

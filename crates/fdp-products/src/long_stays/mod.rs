@@ -7,6 +7,7 @@ use chrono::Utc;
 use fdp_govern::{GovernedSession, Purpose};
 
 use crate::platform::{
+    Input,
     Answer, Chart, Manifest, OutputColumn, ParamKind, ParamSpec, ParamValue, Params, Priority, Product,
     ProductError, Reads, Source, ViewSpec,
 };
@@ -38,11 +39,13 @@ impl Product for LongStays {
                     required: false,
                     description: "The instant counted at (default now)".into(),
                 }],
+                input: Input::Tables,
                 chart: Some(Chart {
                     label: "ward_id".into(),
                     value: "stay_21_plus".into(),
                 }),
             }],
+            actions: Vec::new(),
         }
     }
 

@@ -46,7 +46,7 @@ pub(crate) fn read_request(
     ext: &Extensions,
     headers: &HeaderMap,
 ) -> Result<SessionRequest, Response> {
-    crate::api::declared_in_headers(crate::auth::principal(ext), headers, "fhir")
+    crate::checkpoint::declared_in_headers(crate::auth::principal(ext), headers, "fhir")
         .map_err(|e| outcome(StatusCode::BAD_REQUEST, IssueCode::Value, e))
 }
 

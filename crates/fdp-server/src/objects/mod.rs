@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 pub use query::ObjectError;
 use query::{Direction, ObjectView, Page};
 
-use crate::api::purpose_of;
+use crate::checkpoint::purpose_of;
 use crate::AppState;
 
 /// The ontology the published API names in every path.

@@ -1,8 +1,5 @@
-//! Care coordination: the live bed board.
-//!
-//! For each site and ward, every bed: free, occupied or closed; who is in it
-//! and for how long; the long-stay thresholds that national reporting uses
-//! (7, 14 and 21 days); and discharge readiness as staff record it.
+//! The board itself: built from the census ([`bed_board`]) and shaped by
+//! the policy's view ([`BedBoard::governed`], [`governed_board`]).
 
 use std::cmp::Ordering;
 
@@ -10,6 +7,17 @@ use chrono::{DateTime, NaiveDate, Utc};
 use fdp_govern::{ProductView, RowFacts};
 use fdp_ingest::adt::census::{BedStatus, Census, DischargeReadiness, Spell};
 use serde::Serialize;
+
+use crate::platform::GovernedCensus;
+
+/// What a text the board must show something for reads where the policy
+/// removes it.
+pub const MASKED: &str = "[masked]";
+
+/// The board from `census`, as its view lets it be seen.
+pub fn governed_board(census: &GovernedCensus<'_>) -> BedBoard {
+    bed_board(census.census(), census.now()).governed(census.view())
+}
 
 /// What a bed is doing now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -163,7 +171,7 @@ impl Occupant {
     fn governed(self, view: &ProductView) -> Occupant {
         let text = |table: &str, column: &str, v: &str| {
             view.field(table, column, Some(v))
-                .unwrap_or_else(|| "[masked]".into())
+                .unwrap_or_else(|| MASKED.into())
         };
         let status = view.shows("patient", "nhs_number_status_indicator_local_code");
         let readiness = view.shows("discharge_readiness", "medically_optimised");
@@ -190,6 +198,21 @@ impl Occupant {
 }
 
 impl BedBoard {
+    /// The patients the board names (by id as shown), in beds or admitted
+    /// without one, for the audit; a patient whose id the policy removed
+    /// names no one.
+    pub fn patients(&self) -> Vec<String> {
+        self.sites
+            .iter()
+            .flat_map(|s| &s.wards)
+            .flat_map(|w| &w.beds)
+            .filter_map(|b| b.occupant.as_ref())
+            .chain(self.unplaced.iter().map(|u| &u.occupant))
+            .filter(|o| o.patient_id != MASKED)
+            .map(|o| o.patient_id.clone())
+            .collect()
+    }
+
     /// The board as `view` lets it be seen, by the rules SQL over the
     /// tables is shaped by: sites and wards the grant does not reach left
     /// out (and the totals counted again without them), each occupant's
@@ -198,12 +221,6 @@ impl BedBoard {
     /// shown only as an occupied bed.
     pub fn governed(mut self, view: &ProductView) -> BedBoard {
         let mut total = Counts::default();
-        self.sites.retain(|s| {
-            view.admits(&RowFacts {
-                site: Some(&s.site),
-                ..RowFacts::default()
-            })
-        });
         for site in &mut self.sites {
             let name = site.site.clone();
             site.wards.retain(|w| {
@@ -225,6 +242,9 @@ impl BedBoard {
             }
             total.add(&site.counts);
         }
+        // A site is shown where any of its wards is: a grant kept to wards
+        // names no site, and one kept to sites leaves out their wards.
+        self.sites.retain(|s| !s.wards.is_empty());
         self.counts = total;
         self.unplaced = std::mem::take(&mut self.unplaced)
             .into_iter()
