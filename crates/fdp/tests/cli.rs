@@ -217,6 +217,75 @@ fn discharge_readiness_is_recorded_with_who_set_it() {
             "SELECT count(*) AS n FROM discharge_readiness WHERE discharge_pathway = 3",
         ) == Some(1)
     });
+
+    // The bed board is a product like any other: its views over the live
+    // census as JSON and CSV, and its actions through the generic path.
+    let (status, beds) = http_get(
+        server.http,
+        "/api/products/bed-board/beds",
+        Some(&server.token),
+    );
+    assert_eq!(status, 200, "{beds}");
+    let beds: serde_json::Value = serde_json::from_str(&beds).unwrap();
+    let at = |name: &str| {
+        beds["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|c| c["name"] == name)
+            .unwrap()
+    };
+    let row = &beds["rows"][0];
+    assert_eq!(row[at("admission_id")], "SPELL1", "{beds}");
+    assert_eq!(row[at("discharge_pathway")], 3, "{beds}");
+    assert_eq!(
+        beds["columns"][at("name")]["source"],
+        serde_json::json!({"kind": "column", "table": "admission", "column": "patient_name"})
+    );
+    let (status, csv) = http_get(
+        server.http,
+        "/api/products/bed-board/beds?format=csv",
+        Some(&server.token),
+    );
+    assert_eq!(status, 200, "{csv}");
+    assert!(csv.starts_with("site,ward,bay,bed,state,admission_id"), "{csv}");
+    assert!(csv.contains("\"ALPHA, Test\""), "{csv}");
+    let r = http_request_with(
+        server.http,
+        "GET",
+        "/api/products/bed-board/beds",
+        Some(ana),
+        &[("X-Purpose", "planning")],
+        None,
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("one by one"), "{}", r.body);
+    let (status, made) = http_post(
+        server.http,
+        "/api/products/bed-board/actions/discharge-readiness/SPELL1",
+        &server.token,
+        r#"{"medically_optimised": true, "discharge_pathway": 2, "waiting_for": ["transport"]}"#,
+    );
+    assert_eq!(status, 200, "{made}");
+    let made: serde_json::Value = serde_json::from_str(&made).unwrap();
+    assert_eq!(made["discharge_pathway"], 2);
+    let (_, board) = http_get(server.http, "/api/bed-board", Some(&server.token));
+    let board: serde_json::Value = serde_json::from_str(&board).unwrap();
+    let readiness = &board["sites"][0]["wards"][0]["beds"][0]["occupant"]["readiness"];
+    assert_eq!(readiness["waiting_for"], serde_json::json!(["transport"]));
+    for (path, want) in [
+        ("/api/products/bed-board/actions/discharge-readiness/NO-SUCH", 404),
+        ("/api/products/bed-board/actions/discharge-now/SPELL1", 400),
+        ("/api/products/no-such-product/actions/x/SPELL1", 400),
+    ] {
+        let (status, body) = http_post(
+            server.http,
+            path,
+            &server.token,
+            r#"{"medically_optimised": true}"#,
+        );
+        assert_eq!(status, want, "{path}: {body}");
+    }
     server.stop();
 }
 
