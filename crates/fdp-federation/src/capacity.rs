@@ -16,134 +16,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use fdp_govern::ProductView;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+pub use fdp_products::capacity::{
+    kinds_for_pathway, places_for, Offer, Place, Published, ShownOffer, ShownPublished, KINDS,
+    TABLE,
+};
 
 use crate::identity::OrgRole;
 use crate::node::{Federation, SendError};
-
-/// The kinds of place a feed may offer.
-pub const KINDS: &[&str] = &[
-    "residential",
-    "nursing",
-    "dementia",
-    "virtual-ward",
-    "theatre-slot",
-];
-
-/// Free places of one kind at one location.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Offer {
-    /// residential, nursing, dementia, virtual-ward or theatre-slot.
-    pub kind: String,
-    /// The home, service or theatre.
-    pub location: String,
-    /// For a virtual ward or a theatre slot: the specialty.
-    #[serde(default)]
-    pub specialty: Option<String>,
-    pub free: u32,
-    #[serde(default)]
-    pub total: Option<u32>,
-    /// For a theatre slot: when, e.g. "2026-11-23 afternoon, 3 h 30 min".
-    #[serde(default)]
-    pub detail: Option<String>,
-    /// When the figure was last checked by the publisher.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl Offer {
-    /// What is wrong with the offer, if anything.
-    pub fn check(&self) -> Result<(), String> {
-        if !KINDS.contains(&self.kind.as_str()) {
-            return Err(format!(
-                "kind {:?} is not one of {}",
-                self.kind,
-                KINDS.join(", ")
-            ));
-        }
-        if self.location.trim().is_empty() {
-            return Err(format!("a {} offer names no location", self.kind));
-        }
-        if let Some(t) = self.total {
-            if self.free > t {
-                return Err(format!(
-                    "{} at {}: {} free of {t}",
-                    self.kind, self.location, self.free
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The model's table an offer's figures are columns of: what the policy
-/// grants of capacity, for a product showing it.
-pub const TABLE: &str = "care_capacity";
-
-/// An offer as a product view lets it be seen: each figure by the
-/// `care_capacity` column it is, `None` where the policy removes it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ShownOffer {
-    pub kind: Option<String>,
-    pub location: Option<String>,
-    pub specialty: Option<String>,
-    pub free: Option<u32>,
-    pub total: Option<u32>,
-    pub detail: Option<String>,
-    pub updated_at: Option<DateTime<Utc>>,
-}
-
-impl Offer {
-    /// The offer as `view` shows it (see [`ShownOffer`]).
-    pub fn governed(&self, view: &ProductView) -> ShownOffer {
-        let text = |column: &str, v: Option<&str>| view.field(TABLE, column, v);
-        ShownOffer {
-            kind: text("place_type", Some(&self.kind)),
-            location: text("location", Some(&self.location)),
-            specialty: text("specialty", self.specialty.as_deref()),
-            free: view.number(TABLE, "places_free", Some(self.free)),
-            total: view.number(TABLE, "places_total", self.total),
-            detail: text("available_when", self.detail.as_deref()),
-            updated_at: view.number(TABLE, "updated_timestamp", Some(self.updated_at)),
-        }
-    }
-}
-
-/// A publisher's offers as a product view lets them be seen.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ShownPublished {
-    /// The publisher's ODS code (`provider_ods_code`).
-    pub publisher: Option<String>,
-    pub role: String,
-    pub offers: Vec<ShownOffer>,
-    pub published_at: DateTime<Utc>,
-    pub received_at: DateTime<Utc>,
-}
-
-impl Published {
-    /// What `view` shows of this publisher's offers.
-    pub fn governed(&self, view: &ProductView) -> ShownPublished {
-        ShownPublished {
-            publisher: view.field(TABLE, "provider_ods_code", Some(&self.publisher)),
-            role: self.role.clone(),
-            offers: self.offers.iter().map(|o| o.governed(view)).collect(),
-            published_at: self.published_at,
-            received_at: self.received_at,
-        }
-    }
-}
-
-/// One publisher's offers as the ICB holds them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Published {
-    pub publisher: String,
-    pub role: String,
-    pub offers: Vec<Offer>,
-    pub published_at: DateTime<Utc>,
-    pub received_at: DateTime<Utc>,
-}
 
 /// This instance's own offers (`federation/capacity.json`).
 pub struct OwnCapacity {
@@ -307,53 +188,6 @@ impl FetchedFeed {
     }
 }
 
-/// The kinds of place suited to a discharge pathway: 1, support at home
-/// (a virtual ward); 2, rehabilitation or short-term care in a bed; 3, a
-/// care home for the long term.
-pub fn kinds_for_pathway(pathway: Option<u8>) -> &'static [&'static str] {
-    match pathway {
-        Some(1) => &["virtual-ward"],
-        Some(2) => &["residential", "nursing"],
-        Some(3) => &["residential", "nursing", "dementia"],
-        _ => &[],
-    }
-}
-
-/// A place a patient could go today: a publisher's offer with places free,
-/// updated within `fresh_within`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Place {
-    pub publisher: String,
-    pub offer: Offer,
-}
-
-/// The offers in `feed` that suit `pathway`, with places free and fresh,
-/// the freshest first.
-pub fn places_for(
-    feed: &[Published],
-    pathway: Option<u8>,
-    now: DateTime<Utc>,
-    fresh_within: chrono::Duration,
-) -> Vec<Place> {
-    let kinds = kinds_for_pathway(pathway);
-    let mut out: Vec<Place> = feed
-        .iter()
-        .flat_map(|p| {
-            p.offers.iter().map(move |o| Place {
-                publisher: p.publisher.clone(),
-                offer: o.clone(),
-            })
-        })
-        .filter(|o| {
-            kinds.contains(&o.offer.kind.as_str())
-                && o.offer.free > 0
-                && now - o.offer.updated_at <= fresh_within
-        })
-        .collect();
-    out.sort_by_key(|o| std::cmp::Reverse(o.offer.updated_at));
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,33 +202,6 @@ mod tests {
             detail: None,
             updated_at: Utc::now() - chrono::Duration::minutes(minutes_ago),
         }
-    }
-
-    #[test]
-    fn a_patient_is_offered_free_fresh_places_that_suit_the_pathway() {
-        let feed = vec![Published {
-            publisher: "VCH".into(),
-            role: "care-provider".into(),
-            offers: vec![
-                offer("nursing", 2, 10),
-                offer("dementia", 0, 5),
-                offer("residential", 1, 60 * 48),
-                offer("virtual-ward", 4, 1),
-            ],
-            published_at: Utc::now(),
-            received_at: Utc::now(),
-        }];
-        let day = chrono::Duration::hours(24);
-        let p3 = places_for(&feed, Some(3), Utc::now(), day);
-        assert_eq!(
-            p3.iter().map(|o| o.offer.kind.as_str()).collect::<Vec<_>>(),
-            ["nursing"],
-            "no dementia place is free and the residential figure is two days old"
-        );
-        let p1 = places_for(&feed, Some(1), Utc::now(), day);
-        assert_eq!(p1[0].offer.kind, "virtual-ward");
-        assert!(places_for(&feed, Some(0), Utc::now(), day).is_empty());
-        assert!(places_for(&feed, None, Utc::now(), day).is_empty());
     }
 
     #[test]

@@ -12,9 +12,12 @@
 //!   census, with discharge readiness and bed status as its actions.
 //! - [`discharge_delays`]: patients medically optimised and still in a bed,
 //!   by ward and one by one.
+//! - [`capacity`]: places free across the ICB, and where each medically
+//!   optimised patient on the bed board could go today.
 //! - [`declared`]: products declared as data (a folder with `product.toml`
 //!   and SQL, no Rust), checked against the model and the policy.
 
+pub mod capacity;
 pub mod declared;
 pub mod installed;
 pub mod platform;

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use fdp_federation::capacity::{
-    self, CapacityFeed, Offer, OwnCapacity, Place, ShownOffer, ShownPublished,
+    self, CapacityFeed, Offer, OwnCapacity, ShownOffer, ShownPublished,
 };
 use fdp_govern::{ProductView, SessionRequest};
 use fdp_products::bed_board::BedBoard;
@@ -29,11 +29,6 @@ fn problem(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// Changing what the instance offers is a change to `care_capacity`.
 const TABLE: &str = capacity::TABLE;
-
-/// How long a published figure counts as current.
-fn fresh_within() -> chrono::Duration {
-    chrono::Duration::hours(24)
-}
 
 pub(crate) fn age(t: DateTime<Utc>) -> String {
     let mins = (Utc::now() - t).num_minutes().max(0);
@@ -248,21 +243,15 @@ fn gathered_table(gathered: &[ShownPublished]) -> Markup {
 
 /// The bed board's panel: each medically optimised patient on the board,
 /// and the places that suit their discharge pathway, free today, from the
-/// ICB's gathered feeds, as `view` (the board's) shows `care_capacity`.
+/// ICB's gathered feeds, as `view` (the board's) shows `care_capacity`
+/// (see [`fdp_products::capacity::discharge_options`]).
 pub(crate) async fn discharge_options(
     state: &AppState,
     board: &BedBoard,
     view: &ProductView,
 ) -> Markup {
-    let waiting: Vec<&fdp_products::bed_board::Occupant> = board
-        .sites
-        .iter()
-        .flat_map(|s| &s.wards)
-        .flat_map(|w| &w.beds)
-        .filter_map(|b| b.occupant.as_ref())
-        .filter(|o| o.readiness.as_ref().is_some_and(|r| r.medically_optimised))
-        .collect();
-    if waiting.is_empty() {
+    // No one to place: the ICB is not asked.
+    if board.counts.medically_optimised == 0 {
         return html! {};
     }
     let feed = if !view.reads(capacity::TABLE) {
@@ -277,6 +266,11 @@ pub(crate) async fn discharge_options(
             None => Err("this instance is not in a federation".to_string()),
         }
     };
+    let waiting =
+        fdp_products::capacity::discharge_options(board, feed.as_deref().ok(), view, Utc::now());
+    if waiting.is_empty() {
+        return html! {};
+    }
     html! {
         h2 #discharge-options { "Medically optimised: where each could go today (" (waiting.len()) ")" }
         @match &feed {
@@ -286,22 +280,19 @@ pub(crate) async fn discharge_options(
         table #mo-patients {
             thead { tr { th { "Patient" } th { "Pathway" } th.num { "Days" } th { "Could go to" } } }
             tbody { @for o in &waiting {
-                @let pathway = o.readiness.as_ref().and_then(|r| r.discharge_pathway);
-                @let places: Vec<Place> = feed.as_ref().map(|f| capacity::places_for(f, pathway, Utc::now(), fresh_within())).unwrap_or_default();
-                tr data-admission=(o.admission_id) data-options=(places.len()) {
+                tr data-admission=(o.admission_id) data-options=(o.suitable) {
                     td { a href=(format!("/bed-board/admission/{}", o.admission_id)) { (o.name) } }
-                    td { (pathway.map(|p| format!("pathway {p}")).unwrap_or_else(|| "not recorded".into())) }
+                    td { (o.pathway.map(|p| format!("pathway {p}")).unwrap_or_else(|| "not recorded".into())) }
                     td.num { (o.length_of_stay_days) }
                     td {
-                        @if places.is_empty() {
-                            span.muted { @if pathway.is_none_or(|p| p == 0) { "record a pathway of 1 to 3" } @else { "no free place found" } }
+                        @if o.places.is_empty() {
+                            span.muted { @if o.pathway.is_none_or(|p| p == 0) { "record a pathway of 1 to 3" } @else { "no free place found" } }
                         }
-                        @for (i, pl) in places.iter().take(3).enumerate() {
-                            @let shown = pl.offer.governed(view);
-                            @let publisher = text(&view.field(capacity::TABLE, "provider_ods_code", Some(&pl.publisher)));
+                        @for (i, pl) in o.places.iter().enumerate() {
+                            @let publisher = text(&pl.publisher);
                             @if i > 0 { "; " }
-                            span.place data-publisher=(publisher) data-kind=(text(&shown.kind)) {
-                                (text(&shown.location)) " (" (publisher) ", " (text(&shown.kind)) ": " (number(shown.free)) " free, " (shown.updated_at.map(age).unwrap_or_default()) ")"
+                            span.place data-publisher=(publisher) data-kind=(text(&pl.offer.kind)) {
+                                (text(&pl.offer.location)) " (" (publisher) ", " (text(&pl.offer.kind)) ": " (number(pl.offer.free)) " free, " (pl.offer.updated_at.map(age).unwrap_or_default()) ")"
                             }
                         }
                     }
