@@ -77,7 +77,7 @@ impl Signed {
     }
 
     pub fn signature_hex(&self) -> String {
-        self.signature.iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.signature)
     }
 
     /// The signature from its hex form (as the `FDP-Signature` header carries it).
@@ -91,6 +91,12 @@ impl Signed {
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
             .collect()
     }
+}
+
+/// Bytes (a signature) in lower-case hex, as headers and packages carry
+/// them; read back with [`Signed::parse_signature`].
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Why a message was refused.

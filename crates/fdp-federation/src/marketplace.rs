@@ -78,10 +78,6 @@ struct Declared<'a> {
     title: &'a str,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Whether `name` is a file a package may hold: a plain name in the
 /// product's folder, `product.toml` or SQL.
 fn plain_file(name: &str) -> bool {
@@ -126,7 +122,7 @@ impl Package {
             certificate: identity.cert_pem(),
             signature: String::new(),
         };
-        p.signature = hex(&identity.sign(&p.signed_bytes()));
+        p.signature = crate::envelope::hex(&identity.sign(&p.signed_bytes()));
         Ok(p)
     }
 

@@ -190,6 +190,20 @@ impl Federation {
         Ok(m)
     }
 
+    /// Commit a message to the outbox, then try it at once: the answer
+    /// where the peer listens, or why not (a transient failure leaves it
+    /// for the outbox to deliver later; see [`SendError::is_transient`]).
+    /// A command that ends before the outbox runs again uses this.
+    pub async fn queue_and_send(
+        &self,
+        to: &str,
+        kind: &str,
+        body: Value,
+    ) -> Result<Answer, SendError> {
+        let queued = self.queue(to, kind, body)?;
+        self.send(&queued.envelope.id).await
+    }
+
     /// Commit a message that the caller sends now and settles itself: the
     /// outbox's sender leaves it alone.
     pub fn queue_for_caller(

@@ -161,6 +161,23 @@ impl InstanceConfig {
 
     /// The instance's governance: its policy (validated here, so a bad
     /// policy stops the instance from starting), keys, opt-out and audit.
+    /// The instance's federation, as a command opens it: the peers this
+    /// configuration names, the identity in `data_dir`, and `gov`'s audit.
+    pub fn federation(
+        &self,
+        data_dir: &std::path::Path,
+        gov: &fdp_govern::Governance,
+    ) -> Result<fdp_federation::Federation> {
+        let fc = self
+            .federation
+            .clone()
+            .context("the configuration has no [federation] section naming the peers")?;
+        let peers = fc.peers().map_err(anyhow::Error::msg)?;
+        fdp_federation::Federation::open(data_dir, peers, gov.audit().clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("opening the federation identity (make one with `fdp peer init`)")
+    }
+
     pub fn governance(&self, data_dir: &std::path::Path) -> Result<fdp_govern::Governance> {
         let model = fdp_model::Model::canonical();
         let in_data_dir = data_dir.join("policy.toml");

@@ -24,22 +24,6 @@ use serde_json::json;
 
 use crate::instance::InstanceConfig;
 
-/// The instance's federation, as the command line opens it.
-fn federation(
-    data_dir: &Path,
-    config: &InstanceConfig,
-    gov: &fdp_govern::Governance,
-) -> Result<Federation> {
-    let fc = config
-        .federation
-        .clone()
-        .context("the configuration has no [federation] section naming the peers")?;
-    let peers = fc.peers().map_err(anyhow::Error::msg)?;
-    Federation::open(data_dir, peers, gov.audit().clone())
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("opening the federation identity (make one with `fdp peer init`)")
-}
-
 /// `ID` or `ID@VERSION`.
 fn named(product: &str) -> (&str, Option<&str>) {
     match product.split_once('@') {
@@ -58,7 +42,7 @@ pub async fn publish(
     let config = InstanceConfig::for_data_dir(data_dir, config)?;
     let gov = config.governance(data_dir)?;
     let who = config.local_principal(by);
-    let fed = federation(data_dir, &config, &gov)?;
+    let fed = config.federation(data_dir, &gov)?;
     let product = DeclaredProduct::load(dir, gov.policy())?;
     let peers: Vec<String> = if to.is_empty() {
         fed.peers().iter().map(|p| p.ods.clone()).collect()
@@ -110,11 +94,11 @@ pub async fn offer_to_peers(
     let body = serde_json::to_value(&package)?;
     let mut done = Vec::new();
     for peer in peers {
-        let queued = fed
-            .queue(peer, "product-offer", body.clone())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
         // Sent now where the peer listens; the outbox retries otherwise.
-        match fed.send(&queued.envelope.id).await {
+        match fed
+            .queue_and_send(peer, "product-offer", body.clone())
+            .await
+        {
             Ok(answer) => match answer.body["declined"].as_str() {
                 Some(why) => bail!("{peer} refused {} {}: {why}", package.id, package.version),
                 None => done.push(format!(
@@ -126,6 +110,7 @@ pub async fn offer_to_peers(
                 "{} {} queued for {peer} ({e}); the instance's outbox will deliver it",
                 package.id, package.version
             )),
+            Err(e @ fdp_federation::SendError::UnknownPeer(_)) => bail!("{e}"),
             Err(e) => bail!("{peer} refused {} {}: {e}", package.id, package.version),
         }
     }
@@ -205,7 +190,7 @@ pub async fn refresh(gov: &fdp_govern::Governance, fed: &Federation, market: &Ma
 pub async fn list_offered(data_dir: &Path, config: Option<&Path>) -> Result<()> {
     let config = InstanceConfig::for_data_dir(data_dir, config)?;
     let gov = config.governance(data_dir)?;
-    let fed = federation(data_dir, &config, &gov)?;
+    let fed = config.federation(data_dir, &gov)?;
     let market = Marketplace::open(data_dir);
     let own = fed.identity.ods.clone();
     refresh(&gov, &fed, &market).await;
@@ -269,7 +254,7 @@ pub async fn decide(
     let gov = config.governance(data_dir)?;
     let who = config.local_principal(by);
     let identity = InstanceIdentity::open(data_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let fed = federation(data_dir, &config, &gov).ok();
+    let fed = config.federation(data_dir, &gov).ok();
     let (id, version) = named(product);
     let step = Decide {
         data_dir,
@@ -373,11 +358,13 @@ impl Decide<'_> {
             told.sort();
             told.dedup();
             for peer in told.into_iter().filter(|t| fed.peer(t).is_some()) {
-                match fed.queue(peer, "product-decision", serde_json::to_value(&notice)?) {
-                    // Sent now where the peer listens; the outbox retries otherwise.
-                    Ok(q) => {
-                        let _ = fed.send(&q.envelope.id).await;
-                    }
+                // Sent now where the peer listens; the outbox retries otherwise.
+                match fed
+                    .queue_and_send(peer, "product-decision", serde_json::to_value(&notice)?)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.is_transient() => {}
                     Err(e) => {
                         tracing::warn!(peer, error = %e, "a peer was not told of a product decision")
                     }

@@ -122,15 +122,8 @@ pub async fn run_async(cmd: PeerCommand) -> Result<()> {
             asked_by,
         } => {
             let config = InstanceConfig::for_data_dir(&data_dir, config.as_deref())?;
-            let fc = config.federation.clone().with_context(|| {
-                "the configuration has no [federation] section naming the peers".to_string()
-            })?;
-            let peers = fc.peers().map_err(anyhow::Error::msg)?;
             let governance = config.governance(&data_dir)?;
-            let fed =
-                fdp_federation::Federation::open(&data_dir, peers, governance.audit().clone())
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-                    .context("opening the federation identity")?;
+            let fed = config.federation(&data_dir, &governance)?;
             let q = Question::load(&question).map_err(anyhow::Error::msg)?;
             let members = if members.is_empty() {
                 fed.peers().iter().map(|p| p.ods.clone()).collect()

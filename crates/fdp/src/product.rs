@@ -67,28 +67,10 @@ pub enum ProductCommand {
     /// Approve a product offered through the federation, after reviewing
     /// what it reads and for which purposes, and install it (the IG lead;
     /// audited, and the peer that offered it is told)
-    Approve {
-        #[command(flatten)]
-        at: Instance,
-        #[arg(long)]
-        by: String,
-        /// Why, for the audit
-        #[arg(long)]
-        reason: String,
-        /// The product, ID or ID@VERSION (default its latest version offered)
-        product: String,
-    },
+    Approve(Decision),
     /// Decline a product offered through the federation (the IG lead;
     /// audited, and the peer that offered it is told)
-    Decline {
-        #[command(flatten)]
-        at: Instance,
-        #[arg(long)]
-        by: String,
-        #[arg(long)]
-        reason: String,
-        product: String,
-    },
+    Decline(Decision),
     /// Put back in use the version installed before the one in use
     Rollback {
         #[command(flatten)]
@@ -97,6 +79,34 @@ pub enum ProductCommand {
         by: String,
         id: String,
     },
+}
+
+/// The IG lead's decision on a product offered.
+#[derive(Args)]
+pub struct Decision {
+    #[command(flatten)]
+    at: Instance,
+    #[arg(long)]
+    by: String,
+    /// Why, for the audit
+    #[arg(long)]
+    reason: String,
+    /// The product, ID or ID@VERSION (default its latest version offered)
+    product: String,
+}
+
+impl Decision {
+    async fn decide(self, approve: bool) -> Result<()> {
+        crate::marketplace::decide(
+            &self.at.data_dir,
+            self.at.config.as_deref(),
+            &self.by,
+            &self.product,
+            approve,
+            &self.reason,
+        )
+        .await
+    }
 }
 
 /// The instance a command acts on.
@@ -124,38 +134,8 @@ pub async fn run(cmd: ProductCommand) -> Result<()> {
         ProductCommand::Publish { at, by, to, dir } => {
             crate::marketplace::publish(&at.data_dir, at.config.as_deref(), &by, &to, &dir).await
         }
-        ProductCommand::Approve {
-            at,
-            by,
-            reason,
-            product,
-        } => {
-            crate::marketplace::decide(
-                &at.data_dir,
-                at.config.as_deref(),
-                &by,
-                &product,
-                true,
-                &reason,
-            )
-            .await
-        }
-        ProductCommand::Decline {
-            at,
-            by,
-            reason,
-            product,
-        } => {
-            crate::marketplace::decide(
-                &at.data_dir,
-                at.config.as_deref(),
-                &by,
-                &product,
-                false,
-                &reason,
-            )
-            .await
-        }
+        ProductCommand::Approve(d) => d.decide(true).await,
+        ProductCommand::Decline(d) => d.decide(false).await,
         ProductCommand::List { at, .. } => {
             let data_dir = at.data_dir;
             for m in Registry::builtin().manifests() {

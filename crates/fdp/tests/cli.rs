@@ -248,7 +248,10 @@ fn discharge_readiness_is_recorded_with_who_set_it() {
         Some(&server.token),
     );
     assert_eq!(status, 200, "{csv}");
-    assert!(csv.starts_with("site,ward,bay,bed,state,admission_id"), "{csv}");
+    assert!(
+        csv.starts_with("site,ward,bay,bed,state,admission_id"),
+        "{csv}"
+    );
     assert!(csv.contains("\"ALPHA, Test\""), "{csv}");
     let r = http_request_with(
         server.http,
@@ -274,7 +277,10 @@ fn discharge_readiness_is_recorded_with_who_set_it() {
     let readiness = &board["sites"][0]["wards"][0]["beds"][0]["occupant"]["readiness"];
     assert_eq!(readiness["waiting_for"], serde_json::json!(["transport"]));
     for (path, want) in [
-        ("/api/products/bed-board/actions/discharge-readiness/NO-SUCH", 404),
+        (
+            "/api/products/bed-board/actions/discharge-readiness/NO-SUCH",
+            404,
+        ),
         ("/api/products/bed-board/actions/discharge-now/SPELL1", 400),
         ("/api/products/no-such-product/actions/x/SPELL1", 400),
     ] {

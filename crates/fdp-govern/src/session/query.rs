@@ -137,6 +137,20 @@ impl GovernedSession {
         &self.decisions
     }
 
+    /// The columns of `table` as the session's view of it holds them (a
+    /// column the policy removes is not there), or `None` where the session
+    /// has no such table. Read from the view itself: nothing is planned.
+    pub async fn visible_columns(&self, table: &str) -> Option<Vec<String>> {
+        let view = self.ctx.table_provider(table).await.ok()?;
+        Some(
+            view.schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect(),
+        )
+    }
+
     /// Whether the session has a table (`ward_stay`, `raw.hl7v2_message`).
     pub fn has_table(&self, name: &str) -> bool {
         self.ctx.table_exist(name).ok() == Some(true)

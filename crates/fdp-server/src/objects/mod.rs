@@ -184,18 +184,11 @@ impl Reader {
                 &why,
             ));
         }
-        if !self.session.has_table(&ty.table) {
-            return Ok(None);
-        }
-        let schema = self
+        Ok(self
             .session
-            .describe(&format!("SELECT * FROM \"{}\"", ty.table))
+            .visible_columns(&ty.table)
             .await
-            .map_err(|e| governed_failure(&e))?;
-        Ok(Some(ObjectView::new(
-            ty,
-            schema.fields().iter().map(|f| f.name().clone()),
-        )))
+            .map(|columns| ObjectView::new(ty, columns)))
     }
 
     async fn rows(&self, sql: &str) -> Result<Vec<Value>, Response> {
