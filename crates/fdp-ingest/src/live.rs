@@ -44,6 +44,18 @@ pub enum StaffAction {
     },
 }
 
+/// The live census's progress through the feed (see [`Live::status`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedStatus {
+    /// The last record applied.
+    pub applied_seq: u64,
+    /// ADT events applied, by trigger.
+    pub events: std::collections::BTreeMap<String, u64>,
+    /// Warnings ever raised.
+    pub warnings: u64,
+    pub recent_warnings: Vec<crate::adt::census::Warning>,
+}
+
 /// The census shared between the applier, the canonical writer and readers.
 pub struct Live {
     census: RwLock<Census>,
@@ -62,6 +74,24 @@ impl Live {
 
     pub async fn read(&self) -> tokio::sync::RwLockReadGuard<'_, Census> {
         self.census.read().await
+    }
+
+    /// How the feed is going, for the people who look after it: what has
+    /// been applied and what did not fit (the newest 50 warnings first).
+    pub async fn status(&self) -> FeedStatus {
+        let census = self.census.read().await;
+        FeedStatus {
+            applied_seq: census.applied_seq,
+            events: census.events.clone(),
+            warnings: census.warning_count,
+            recent_warnings: census
+                .recent_warnings
+                .iter()
+                .rev()
+                .take(50)
+                .cloned()
+                .collect(),
+        }
     }
 
     /// A receiver that changes whenever a record has been applied.

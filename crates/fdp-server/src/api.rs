@@ -133,11 +133,7 @@ pub async fn bed_board_events(
     let mut changes = state.live.subscribe();
     let stream = async_stream(move |tx| async move {
         loop {
-            let update = {
-                let census = state.live.read().await;
-                feed.next(&census, chrono::Utc::now())
-            };
-            let update = match update {
+            let update = match feed.next(&state.live).await {
                 Ok(u) => u,
                 Err(e) => {
                     // What cannot be audited is not shown: the stream ends.
@@ -270,7 +266,7 @@ pub async fn quarantine(
 /// The sources feeding the instance and what they have sent.
 pub async fn sources(State(state): State<AppState>) -> Json<serde_json::Value> {
     let m = &state.mllp;
-    let census = state.live.read().await;
+    let census = state.live.status().await;
     Json(json!({
         "mllp": {
             "address": state.instance.mllp_addr.map(|a| a.to_string()),
@@ -281,11 +277,6 @@ pub async fn sources(State(state): State<AppState>) -> Json<serde_json::Value> {
             "duplicates": m.duplicates.load(Ordering::Relaxed),
             "garbage_bytes": m.garbage_bytes.load(Ordering::Relaxed),
         },
-        "census": {
-            "applied_seq": census.applied_seq,
-            "events": census.events,
-            "warnings": census.warning_count,
-            "recent_warnings": census.recent_warnings.iter().rev().take(50).collect::<Vec<_>>(),
-        }
+        "census": census,
     }))
 }

@@ -51,7 +51,7 @@ pub async fn home(State(state): State<AppState>) -> Html<String> {
     let m = &state.mllp;
     let data_dir = &state.instance.data_dir;
     let rows = crate::sources::table_rows(data_dir).await;
-    let census = state.live.read().await;
+    let census = state.live.status().await;
     layout(
         "Instance",
         Some(&state.instance.ods),
@@ -73,13 +73,13 @@ pub async fn home(State(state): State<AppState>) -> Html<String> {
             }
             p { "ADT events applied: "
                 @for (t, n) in &census.events { span { (t) " " (n) "; " } }
-                " census warnings: " (census.warning_count) "." }
+                " census warnings: " (census.warnings) "." }
             @if !census.recent_warnings.is_empty() {
                 details {
                     summary { "Recent census warnings (what the feed said that did not fit)" }
                     table {
                         thead { tr { th { "Seq" } th { "Event" } th { "Warning" } } }
-                        tbody { @for w in census.recent_warnings.iter().rev().take(50) {
+                        tbody { @for w in &census.recent_warnings {
                             tr { td.num { (w.seq) } td { (w.trigger) } td { (w.message) } }
                         } }
                     }

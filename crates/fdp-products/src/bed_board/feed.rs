@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use fdp_govern::{GovernError, ProductView};
 use fdp_ingest::adt::census::Census;
+use fdp_ingest::live::Live;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -84,12 +85,25 @@ impl BoardFeed {
         }
     }
 
+    /// The next update, from the live census now (see [`Self::next_from`]).
+    pub async fn next(&mut self, live: &Live) -> Result<Value, GovernError> {
+        let board = {
+            let census = live.read().await;
+            super::board::governed_board(&GovernedCensus::new(&census, &self.view, Utc::now()))
+        };
+        self.update(board)
+    }
+
     /// The next update, from `census` at `now`: every cell that changed
     /// since the last (every cell, the first time), the totals and the
     /// occupancy. Patients on it who were not on the last are audited
     /// first; what cannot be audited is not sent (the error).
-    pub fn next(&mut self, census: &Census, now: DateTime<Utc>) -> Result<Value, GovernError> {
+    pub fn next_from(&mut self, census: &Census, now: DateTime<Utc>) -> Result<Value, GovernError> {
         let board = super::board::governed_board(&GovernedCensus::new(census, &self.view, now));
+        self.update(board)
+    }
+
+    fn update(&mut self, board: BedBoard) -> Result<Value, GovernError> {
         let on_board: HashSet<String> = board.patients().into_iter().collect();
         let appeared: Vec<String> = on_board.difference(&self.shown).cloned().collect();
         if !appeared.is_empty() {

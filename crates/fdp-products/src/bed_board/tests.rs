@@ -256,16 +256,16 @@ async fn the_live_feed_sends_what_changed_and_audits_who_appears() {
     .unwrap();
     let mut updates = BoardFeed::opened(&first, view);
     let now = chrono::Utc::now();
-    let update = updates.next(&*feed.live.read().await, now).unwrap();
+    let update = updates.next(&feed.live).await.unwrap();
     assert_eq!(update["beds"].as_object().unwrap().len(), 2, "W1's beds only: {update}");
     assert_eq!(update["counts"]["occupied"], 2);
-    let unchanged = updates.next(&*feed.live.read().await, now).unwrap();
+    let unchanged = updates.next_from(&*feed.live.read().await, now).unwrap();
     assert!(unchanged["beds"].as_object().unwrap().is_empty(), "{unchanged}");
 
     // BRAVO is medically optimised: one bed changes, flagged `mo`.
     act(&instance, &feed, "ward-nurse", Purpose::DirectCare, actions::READINESS, "V2",
         json!({"medically_optimised": true})).await.unwrap();
-    let update = updates.next(&*feed.live.read().await, now).unwrap();
+    let update = updates.next_from(&*feed.live.read().await, now).unwrap();
     let beds = update["beds"].as_object().unwrap();
     assert_eq!(beds.len(), 1, "{update}");
     assert!(beds.values().next().unwrap()["flags"].as_str().unwrap().contains("mo"));
@@ -275,7 +275,7 @@ async fn the_live_feed_sends_what_changed_and_audits_who_appears() {
     feed.admit("V4", ("M4", "9434765021", "DELTA"), ("W1", "B3"), 30).await;
     feed.admit("V5", ("M5", "9434765048", "ECHO"), ("W2", "B2"), 30).await;
     let before = instance.audit().len();
-    let update = updates.next(&*feed.live.read().await, now).unwrap();
+    let update = updates.next_from(&*feed.live.read().await, now).unwrap();
     assert!(update.to_string().contains("DELTA") && !update.to_string().contains("ECHO"), "{update}");
     let audited: Vec<_> = instance.audit().into_iter().skip(before).collect();
     assert_eq!(audited.len(), 1, "{audited:?}");
