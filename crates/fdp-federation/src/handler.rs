@@ -1,5 +1,13 @@
 //! What an instance does with each kind of message it receives.
+//!
+//! Each part of the instance that takes messages from peers says which
+//! kinds it takes and handles them ([`MessageKind`]); the instance
+//! registers each part once in [`Messages`], which answers a kind no part
+//! took by naming the kinds it does take. A new kind is a new
+//! [`MessageKind`] and one more registration, never an edit to a central
+//! list.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use fdp_govern::{AuditLog, TableSource};
@@ -12,59 +20,186 @@ use crate::node::{Handler, Peer};
 use crate::questions::{Question, QuestionAnswerer};
 use crate::referrals::Referrals;
 
-/// Questions are answered through governance; referrals and their status
-/// are recorded; capacity feeds are gathered and handed to members that
-/// ask for them; product packages offered are checked and kept, listed to
-/// members that ask, and the decisions on them audited.
-pub struct InstanceMessages<S> {
-    pub questions: QuestionAnswerer<S>,
+/// Kinds of message taken from peers, and what is done with each.
+#[async_trait::async_trait]
+pub trait MessageKind: Send + Sync {
+    /// The kinds it takes (`capacity`, `capacity-query`).
+    fn kinds(&self) -> &'static [&'static str];
+
+    /// Handle `message` (of one of [`Self::kinds`]) from `from`: the value
+    /// to answer with, or why it was declined.
+    async fn handle(&self, from: &Peer, message: &Envelope) -> Result<Value, String>;
+}
+
+/// The message kinds an instance takes, each handled by the one part that
+/// registered it.
+#[derive(Default, Clone)]
+pub struct Messages {
+    by_kind: BTreeMap<&'static str, Arc<dyn MessageKind>>,
+}
+
+impl Messages {
+    pub fn new() -> Messages {
+        Messages::default()
+    }
+
+    /// Take `part`'s kinds from now on. A kind another part already takes
+    /// is refused, naming it: an instance answers each kind one way.
+    pub fn register(mut self, part: impl MessageKind + 'static) -> Result<Messages, String> {
+        let part: Arc<dyn MessageKind> = Arc::new(part);
+        for kind in part.kinds() {
+            if self.by_kind.insert(kind, part.clone()).is_some() {
+                return Err(format!("the message kind `{kind}` is registered twice"));
+            }
+        }
+        Ok(self)
+    }
+
+    /// Every kind taken, in order.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.by_kind.keys().copied().collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for Messages {
+    async fn handle(&self, from: &Peer, message: &Envelope) -> Result<Value, String> {
+        match self.by_kind.get(message.kind.as_str()) {
+            Some(part) => part.handle(from, message).await,
+            None => Err(format!(
+                "this instance does not take `{}` messages (it takes {})",
+                message.kind.chars().take(64).collect::<String>(),
+                self.kinds().join(", ")
+            )),
+        }
+    }
+}
+
+/// Federated questions, answered through governance once approved.
+#[async_trait::async_trait]
+impl<S: TableSource + Send + Sync> MessageKind for QuestionAnswerer<S> {
+    fn kinds(&self) -> &'static [&'static str] {
+        &["question"]
+    }
+
+    async fn handle(&self, from: &Peer, message: &Envelope) -> Result<Value, String> {
+        let q: Question = serde_json::from_value(message.body.clone())
+            .map_err(|e| format!("not a question: {e}"))?;
+        self.answer(&from.ods, &q).await
+    }
+}
+
+/// Discharge referrals received, and where referrals sent have got to.
+pub struct ReferralMessages {
     pub referrals: Arc<Referrals>,
     pub audit: Arc<AuditLog>,
-    /// What an ICB has gathered from its members' capacity feeds.
-    pub capacity: Arc<CapacityFeed>,
-    /// Products offered to this instance, and what it offers on.
+}
+
+#[async_trait::async_trait]
+impl MessageKind for ReferralMessages {
+    fn kinds(&self) -> &'static [&'static str] {
+        &["referral", "referral-status"]
+    }
+
+    async fn handle(&self, _from: &Peer, message: &Envelope) -> Result<Value, String> {
+        let recorded = if message.kind == "referral" {
+            self.referrals.received(&self.audit, message)
+        } else {
+            self.referrals.status_arrived(&self.audit, message)
+        };
+        recorded.map_err(|e| e.to_string())?;
+        Ok(json!({"received": true}))
+    }
+}
+
+/// Capacity feeds gathered (on an ICB), and handed to members that ask.
+#[async_trait::async_trait]
+impl MessageKind for CapacityFeed {
+    fn kinds(&self) -> &'static [&'static str] {
+        &["capacity", "capacity-query"]
+    }
+
+    async fn handle(&self, from: &Peer, message: &Envelope) -> Result<Value, String> {
+        if message.kind == "capacity" {
+            self.received(&from.ods, &message.body)?;
+            Ok(json!({"received": true}))
+        } else {
+            Ok(json!({"feed": self.all()?}))
+        }
+    }
+}
+
+/// Product packages offered, listed to members that ask, and the decisions
+/// on them.
+pub struct MarketplaceMessages {
     pub marketplace: Arc<Marketplace>,
+    pub audit: Arc<AuditLog>,
     /// The federation's authority, which every package's publisher must be
     /// certified by.
     pub ca: rustls::pki_types::CertificateDer<'static>,
 }
 
 #[async_trait::async_trait]
-impl<S: TableSource + Send + Sync> Handler for InstanceMessages<S> {
+impl MessageKind for MarketplaceMessages {
+    fn kinds(&self) -> &'static [&'static str] {
+        &["product-offer", "marketplace-list", "product-decision"]
+    }
+
     async fn handle(&self, from: &Peer, message: &Envelope) -> Result<Value, String> {
         match message.kind.as_str() {
-            "question" => {
-                let q: Question = serde_json::from_value(message.body.clone())
-                    .map_err(|e| format!("not a question: {e}"))?;
-                self.questions.answer(&from.ods, &q).await
-            }
-            "referral" => {
-                self.referrals
-                    .received(&self.audit, message)
-                    .map_err(|e| e.to_string())?;
-                Ok(json!({"received": true}))
-            }
-            "referral-status" => {
-                self.referrals
-                    .status_arrived(&self.audit, message)
-                    .map_err(|e| e.to_string())?;
-                Ok(json!({"received": true}))
-            }
-            "capacity" => {
-                self.capacity.received(&from.ods, &message.body)?;
-                Ok(json!({"received": true}))
-            }
-            "capacity-query" => Ok(json!({"feed": self.capacity.all()?})),
             "product-offer" => {
                 self.marketplace
                     .arrived(&self.audit, &from.ods, &message.body, &self.ca)
             }
             "marketplace-list" => self.marketplace.listed(&self.audit, &from.ods),
-            "product-decision" => {
-                self.marketplace
-                    .decision_arrived(&self.audit, &from.ods, &message.body)
-            }
-            other => Err(format!("this instance does not take `{other}` messages")),
+            _ => self
+                .marketplace
+                .decision_arrived(&self.audit, &from.ods, &message.body),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo(&'static [&'static str]);
+
+    #[async_trait::async_trait]
+    impl MessageKind for Echo {
+        fn kinds(&self) -> &'static [&'static str] {
+            self.0
+        }
+        async fn handle(&self, _from: &Peer, message: &Envelope) -> Result<Value, String> {
+            Ok(json!({"echo": message.kind}))
+        }
+    }
+
+    #[tokio::test]
+    async fn each_kind_goes_to_the_part_that_took_it_and_no_kind_is_taken_twice() {
+        let messages = Messages::new()
+            .register(Echo(&["a", "b"]))
+            .unwrap()
+            .register(Echo(&["c"]))
+            .unwrap();
+        assert_eq!(messages.kinds(), ["a", "b", "c"]);
+        let peer = Peer {
+            ods: "RXX".into(),
+            role: crate::OrgRole::Trust,
+            address: None,
+            cert: rustls::pki_types::CertificateDer::from(Vec::new()),
+        };
+        let envelope = |kind: &str| Envelope::new("RXX", "QXX", kind, json!({}));
+        assert_eq!(
+            messages.handle(&peer, &envelope("c")).await.unwrap()["echo"],
+            "c"
+        );
+        let refused = messages.handle(&peer, &envelope("d")).await.unwrap_err();
+        assert_eq!(
+            refused,
+            "this instance does not take `d` messages (it takes a, b, c)"
+        );
+        let twice = messages.register(Echo(&["b"])).err().unwrap();
+        assert!(twice.contains("`b` is registered twice"), "{twice}");
     }
 }

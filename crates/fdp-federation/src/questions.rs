@@ -20,8 +20,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::envelope::Envelope;
-use crate::node::{Handler, Peer};
 use crate::released::Released;
 
 /// The role a peer's question runs in, in the member's policy.
@@ -664,20 +662,6 @@ pub fn answer_json(q: &Question, result: &fdp_govern::QueryResult) -> Result<Val
         "tables": result.versions,
         "computed_at": Utc::now(),
     }))
-}
-
-#[async_trait::async_trait]
-impl<S: TableSource + Send + Sync> Handler for QuestionAnswerer<S> {
-    async fn handle(&self, from: &Peer, message: &Envelope) -> Result<Value, String> {
-        match message.kind.as_str() {
-            "question" => {
-                let q: Question = serde_json::from_value(message.body.clone())
-                    .map_err(|e| format!("not a question: {e}"))?;
-                self.answer(&from.ods, &q).await
-            }
-            other => Err(format!("this instance does not take `{other}` messages")),
-        }
-    }
 }
 
 /// A member's status when it held no data at the instant asked about.

@@ -353,18 +353,31 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
                     .map_err(|e| anyhow::anyhow!("{e}"))
                     .context("opening the federation identity (make one with `fdp peer init`)")?,
             );
-            fed.set_handler(Arc::new(fdp_federation::handler::InstanceMessages {
-                questions: fdp_federation::questions::QuestionAnswerer::new(
+            let audit = governance.audit().clone();
+            let messages = fdp_federation::handler::Messages::new()
+                .register(fdp_federation::questions::QuestionAnswerer::new(
                     governance.clone(),
                     tables.clone(),
                     &data_dir,
-                ),
-                referrals: referrals.clone(),
-                audit: governance.audit().clone(),
-                capacity: Arc::new(fdp_federation::capacity::CapacityFeed::open(&data_dir)),
-                marketplace: Arc::new(fdp_federation::marketplace::Marketplace::open(&data_dir)),
-                ca: fed.identity.ca.clone(),
-            }));
+                ))
+                .and_then(|m| {
+                    m.register(fdp_federation::handler::ReferralMessages {
+                        referrals: referrals.clone(),
+                        audit: audit.clone(),
+                    })
+                })
+                .and_then(|m| m.register(fdp_federation::capacity::CapacityFeed::open(&data_dir)))
+                .and_then(|m| {
+                    m.register(fdp_federation::handler::MarketplaceMessages {
+                        marketplace: Arc::new(fdp_federation::marketplace::Marketplace::open(
+                            &data_dir,
+                        )),
+                        audit,
+                        ca: fed.identity.ca.clone(),
+                    })
+                })
+                .map_err(anyhow::Error::msg)?;
+            fed.set_handler(Arc::new(messages));
             federation_tasks.push(tokio::spawn(fed.clone().run_outbox()));
             federation = Some(fed.clone());
             if let Some(icb) = &fc.poll {
