@@ -130,8 +130,6 @@ struct DeclaredView {
 #[derive(Debug, Clone)]
 pub struct DeclaredProduct {
     manifest: Manifest,
-    /// The ODS code of the organisation that publishes it.
-    pub publisher: String,
     views: Vec<DeclaredView>,
     /// The files it was read from, by name, as read: what an install keeps.
     pub files: BTreeMap<String, String>,
@@ -158,6 +156,11 @@ fn line_with(text: &str, needle: &str) -> Option<usize> {
 }
 
 impl DeclaredProduct {
+    /// The ODS code of the organisation that publishes it.
+    pub fn publisher(&self) -> &str {
+        self.manifest.publisher.as_deref().unwrap_or_default()
+    }
+
     /// Read and check the product in `dir` against the canonical model and
     /// `policy`.
     pub fn load(dir: &Path, policy: &Policy) -> Result<DeclaredProduct, DeclareError> {
@@ -357,6 +360,7 @@ impl DeclaredProduct {
                 version: declared.version,
                 priority: declared.priority,
                 description: declared.description,
+                publisher: Some(declared.publisher),
                 purposes: declared.purposes,
                 reads: reads
                     .into_iter()
@@ -369,7 +373,6 @@ impl DeclaredProduct {
                 views: views.iter().map(|v| v.spec.clone()).collect(),
                 actions: Vec::new(),
             },
-            publisher: declared.publisher,
             views,
             files,
         })

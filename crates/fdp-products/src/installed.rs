@@ -135,7 +135,7 @@ impl Installed {
             .entry(manifest.id.clone())
             .or_insert_with(|| InstalledProduct {
                 id: manifest.id.clone(),
-                publisher: product.publisher.clone(),
+                publisher: product.publisher().to_string(),
                 versions: Vec::new(),
                 active: manifest.version.clone(),
             });
@@ -165,7 +165,7 @@ impl Installed {
             }
         }
         entry.active = manifest.version;
-        entry.publisher = product.publisher.clone();
+        entry.publisher = product.publisher().to_string();
         let installed = entry.clone();
         self.write_index(&all)?;
         Ok(installed)

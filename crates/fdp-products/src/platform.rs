@@ -55,6 +55,10 @@ pub struct Manifest {
     pub version: String,
     pub priority: Priority,
     pub description: String,
+    /// The ODS code of the organisation that publishes it; `None` for a
+    /// product built into OpenFDP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<String>,
     /// The purposes it may be used for; any other is refused.
     pub purposes: Vec<Purpose>,
     /// The tables it reads, and of each the columns.

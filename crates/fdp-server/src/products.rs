@@ -290,6 +290,7 @@ pub async fn index(State(state): State<AppState>) -> Response {
                 section.product data-product=(m.id) {
                     h2 { (m.title) " " span.muted { "v" (m.version) } }
                     p { (m.description) }
+                    @if let Some(publisher) = &m.publisher { p.muted { "Published by " (publisher) "." } }
                     p.muted { "For " (m.purposes.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "))
                         ". Reads " (m.reads.iter().map(|r| r.table.as_str()).collect::<Vec<_>>().join(", ")) "." }
                     ul { @for v in &m.views {

@@ -151,6 +151,18 @@ async fn declared_and_coded_products_serve_what_each_purpose_may_see() {
     ] {
         assert!(ids.contains(&id), "{id} not in {ids:?}");
     }
+    // Each manifest names its publisher; a built-in product has none.
+    let publisher = |id: &str| {
+        list["products"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap()["publisher"]
+            .clone()
+    };
+    assert_eq!(publisher("theatre-utilisation"), "RXX");
+    assert!(publisher("discharge-delays").is_null());
 
     // Operations: the planted truth, from the declared and the coded product alike.
     let as_at = "as_at=2026-11-30";

@@ -57,6 +57,7 @@ impl Product for LiveBoard {
             // The policy decides the rest: a board inside the instance
             // shows each purpose what its grant shows; over the API only
             // aggregates leave under a secondary purpose.
+            publisher: None,
             purposes: vec![Purpose::DirectCare, Purpose::Operations, Purpose::Planning, Purpose::Research],
             reads: vec![
                 Reads::new("bed", &["bed_id", "bed_label", "bay", "bed_type", "status", "closed_reason"]),

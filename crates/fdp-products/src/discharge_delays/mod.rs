@@ -59,6 +59,7 @@ impl Product for DischargeDelays {
             version: "1.0.0".into(),
             priority: Priority::CareCoordination,
             description: "Patients medically optimised for discharge and still in a bed: how many on each ward, for how long, and who".into(),
+            publisher: None,
             purposes: vec![Purpose::DirectCare, Purpose::Operations, Purpose::Planning],
             reads: vec![
                 Reads::new(

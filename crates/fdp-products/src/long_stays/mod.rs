@@ -24,6 +24,7 @@ impl Product for LongStays {
             version: "1.0.0".into(),
             priority: Priority::CareCoordination,
             description: "Patients in hospital 7, 14 and 21 days or more, by the ward they are on".into(),
+            publisher: None,
             purposes: vec![Purpose::DirectCare, Purpose::Operations, Purpose::Planning],
             reads: vec![
                 Reads::new("admission", &["admission_id", "admission_timestamp", "discharge_timestamp"]),
