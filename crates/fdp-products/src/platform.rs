@@ -447,6 +447,16 @@ pub struct OutputColumn {
     pub source: Source,
 }
 
+/// A column named `name` (in the answer), titled `title` (for people),
+/// whose values come from `source`.
+pub fn column(name: &str, title: &str, source: Source) -> OutputColumn {
+    OutputColumn {
+        name: name.into(),
+        title: title.into(),
+        source,
+    }
+}
+
 /// What a view answers: columns that say where they come from, and rows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Output {

@@ -172,6 +172,27 @@ pub async fn action_api(
     }
 }
 
+/// A product's view over the live census, as `req` may see it.
+async fn census_view(
+    state: &AppState,
+    req: &SessionRequest,
+    (id, view): (&str, &str),
+    what: &str,
+    given: &BTreeMap<String, String>,
+) -> Result<Output, ProductError> {
+    run_census_view(
+        &state.products.registry(),
+        id,
+        view,
+        &state.governance,
+        req,
+        &state.live,
+        what,
+        given,
+    )
+    .await
+}
+
 /// `GET /api/products`: what each product is, reads and offers.
 pub async fn list(State(state): State<AppState>) -> Response {
     Json(json!({ "products": state.products.registry().manifests() })).into_response()
@@ -206,17 +227,7 @@ pub async fn view_api(
     let answered = match registry.view_spec(&id, &view).map(|v| v.input) {
         Some(Input::Census) => {
             let what = format!("GET /api/products/{id}/{view}");
-            run_census_view(
-                &registry,
-                &id,
-                &view,
-                &state.governance,
-                &req,
-                &state.live,
-                &what,
-                &given,
-            )
-            .await
+            census_view(&state, &req, (&id, &view), &what, &given).await
         }
         _ => match state.governance.session(&state.tables, req).await {
             Ok(session) => run_view(&registry, &id, &view, &session, &given).await,
@@ -322,17 +333,7 @@ pub async fn view_page(
         };
         let what = format!("GET /products/{id}/{view}");
         let role = req.role.clone().unwrap_or_else(|| p.roles.join(", "));
-        let out = run_census_view(
-            &registry,
-            &id,
-            &view,
-            &state.governance,
-            &req,
-            &state.live,
-            &what,
-            &given,
-        )
-        .await;
+        let out = census_view(&state, &req, (&id, &view), &what, &given).await;
         (out, role)
     } else {
         let session = match crate::governed::session_as_of(

@@ -29,7 +29,8 @@ use fdp_ingest::live::Live;
 use serde_json::{json, Value};
 
 use crate::platform::{
-    census_view_for, ActionSpec, Answer, Change, GovernedCensus, Input, Manifest, OutputColumn,
+    column,
+    census_view_for, ActionSpec, Answer, Change, GovernedCensus, Input, Manifest,
     ParamKind, ParamSpec, Params, Priority, Product, ProductError, Reads, Source, ViewSpec,
 };
 
@@ -167,14 +168,6 @@ pub async fn board_for(
     };
     view.served(board.counts.beds as u64, board.patients())?;
     Ok((board, view))
-}
-
-fn column(name: &str, title: &str, source: Source) -> OutputColumn {
-    OutputColumn {
-        name: name.into(),
-        title: title.into(),
-        source,
-    }
 }
 
 /// The `beds` view: a row a bed, of `ward` only if given.

@@ -8,8 +8,9 @@ use chrono::Utc;
 use fdp_govern::{GovernedSession, Purpose};
 
 use crate::platform::{
+    column,
     Input,
-    Answer, Chart, Manifest, OutputColumn, ParamKind, ParamSpec, ParamValue, Params, Priority, Product,
+    Answer, Chart, Manifest, ParamKind, ParamSpec, ParamValue, Params, Priority, Product,
     ProductError, Reads, Source, ViewSpec,
 };
 
@@ -22,14 +23,6 @@ fn as_at_param() -> ParamSpec {
         kind: ParamKind::Date,
         required: false,
         description: "The day the delays are counted to (default today, UTC)".into(),
-    }
-}
-
-fn column(name: &str, title: &str, source: Source) -> OutputColumn {
-    OutputColumn {
-        name: name.into(),
-        title: title.into(),
-        source,
     }
 }
 
