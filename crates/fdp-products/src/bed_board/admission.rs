@@ -2,7 +2,7 @@
 //! been, and discharge readiness, each value by the model column it comes
 //! from; refused where the row rules do not admit the admission.
 
-use fdp_govern::{GovernError, Governance, ProductView, RowFacts, SessionRequest};
+use fdp_govern::{Governance, ProductView, RowFacts, SessionRequest};
 use fdp_ingest::adt::census::{DischargeReadiness, SpellStatus};
 use fdp_ingest::adt::event::NhsNumberStatus;
 use fdp_ingest::live::Live;
@@ -95,10 +95,8 @@ pub async fn admission_for(
             view.served(1, vec![patient])?;
             Ok((record, view))
         }
-        Err(ProductError::NotAdmitted(why)) => Err(match view.refuse(&why) {
-            e @ GovernError::Refused(_) => e.into(),
-            unaudited => unaudited.into(),
-        }),
+        // The refusal, audited (or why it could not be).
+        Err(ProductError::NotAdmitted(why)) => Err(view.refuse(&why).into()),
         Err(e) => Err(e),
     }
 }
