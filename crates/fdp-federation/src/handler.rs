@@ -18,7 +18,7 @@ use crate::envelope::Envelope;
 use crate::marketplace::Marketplace;
 use crate::node::{Handler, Peer};
 use crate::questions::{Question, QuestionAnswerer};
-use crate::referrals::Referrals;
+use crate::referrals::{RecordIntake, Referrals};
 
 /// Kinds of message taken from peers, and what is done with each.
 #[async_trait::async_trait]
@@ -93,6 +93,8 @@ impl<S: TableSource + Send + Sync> MessageKind for QuestionAnswerer<S> {
 pub struct ReferralMessages {
     pub referrals: Arc<Referrals>,
     pub audit: Arc<AuditLog>,
+    /// Where the record a referral carries is stored.
+    pub intake: Arc<dyn RecordIntake>,
 }
 
 #[async_trait::async_trait]
@@ -103,7 +105,9 @@ impl MessageKind for ReferralMessages {
 
     async fn handle(&self, _from: &Peer, message: &Envelope) -> Result<Value, String> {
         let recorded = if message.kind == "referral" {
-            self.referrals.received(&self.audit, message)
+            self.referrals
+                .received(&self.audit, self.intake.as_ref(), message)
+                .await
         } else {
             self.referrals.status_arrived(&self.audit, message)
         };

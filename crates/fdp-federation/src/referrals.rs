@@ -4,83 +4,50 @@
 //! accepts or declines; the trust sees the answer.
 //!
 //! A referral travels through the outbox like every message, so a provider
-//! that is down receives it once it is back, exactly once. Each side keeps
-//! its referrals in `federation/referrals.json` and audits every step with
-//! the patient named.
+//! that is down receives it once it is back, exactly once. The provider
+//! stores the record it carries through ingest ([`RecordIntake`]). Each
+//! side keeps where its referrals have got to (no record) in
+//! `federation/referrals.json` and audits every step with the patient
+//! named.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use fdp_govern::{AuditEntry, AuditLog};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::envelope::Envelope;
 use crate::node::{Federation, SendError};
 use crate::store::Delivery;
 
-/// Where a referral has got to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// In the outbox, waiting for the provider's instance.
-    Queued,
-    /// The provider's instance has it.
-    Delivered,
-    Accepted,
-    Declined,
-}
+pub use fdp_products::referrals::{NewReferral, Referral, Status};
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::Delivered => "delivered",
-            Status::Accepted => "accepted",
-            Status::Declined => "declined",
-        }
-    }
-}
+/// Where the record a referral carries is kept when it arrives: the
+/// instance's FHIR source, so the record is in raw with its lineage and
+/// mapped to the canonical tables, versioned and governed like any other.
+#[async_trait::async_trait]
+pub trait RecordIntake: Send + Sync {
+    /// Store `resources` (each with the id to store it under) as received
+    /// from `source`: the `Type/id` of each, or why the record was not
+    /// taken (what was refused stays in quarantine).
+    async fn take(
+        &self,
+        source: &str,
+        resources: Vec<(Value, String)>,
+    ) -> Result<Vec<String>, String>;
 
-/// One referral, as either side keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Referral {
-    /// The id of the message that carried it.
-    pub id: String,
-    /// The referring trust and the care provider.
-    pub from: String,
-    pub to: String,
-    pub patient: String,
-    pub admission: Option<String>,
-    /// Why the record may be shared (recorded with the referral).
-    pub lawful_basis: String,
-    pub care_needs: Vec<String>,
-    pub status: Status,
-    pub reason: Option<String>,
-    pub sent_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// The FHIR Bundle (kept by the receiving side).
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    pub bundle: Value,
-}
-
-/// What a trust refers.
-#[derive(Debug, Clone)]
-pub struct NewReferral {
-    pub to: String,
-    pub patient: String,
-    pub admission: Option<String>,
-    pub lawful_basis: String,
-    pub care_needs: Vec<String>,
-    /// A FHIR R4 Bundle of type `collection`.
-    pub bundle: Value,
+    /// The current version of each of `record` (`Type/id`) that is held.
+    fn current(&self, record: &[String]) -> Vec<Value>;
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReferralError {
     #[error("{0}")]
     Store(String),
+    /// The record a referral carries could not be taken.
+    #[error("the referral's record was not taken: {0}")]
+    Record(String),
     #[error(transparent)]
     Send(#[from] SendError),
     #[error("no referral {0}")]
@@ -136,6 +103,20 @@ impl Referrals {
         Ok(all)
     }
 
+    /// [`Self::current`], each referral received with its record as it is
+    /// stored now (a FHIR Bundle, in `bundle`).
+    pub fn current_with_records(
+        &self,
+        fed: &Federation,
+        intake: &dyn RecordIntake,
+    ) -> Result<Vec<Referral>, ReferralError> {
+        let mut all = self.current(fed)?;
+        for r in all.iter_mut().filter(|r| !r.record.is_empty()) {
+            r.bundle = fdp_fhir::referral::collection(intake.current(&r.record));
+        }
+        Ok(all)
+    }
+
     /// Send a referral: committed to the outbox and recorded before this
     /// returns; delivered when the provider's instance can take it.
     pub fn refer(
@@ -169,6 +150,7 @@ impl Referrals {
             reason: None,
             sent_at: now,
             updated_at: now,
+            record: Vec::new(),
             bundle: Value::Null,
         };
         let kept = referral.clone();
@@ -180,9 +162,23 @@ impl Referrals {
         Ok(referral)
     }
 
-    /// A referral arrived from a trust (the message is already in the inbox).
-    pub fn received(&self, audit: &AuditLog, e: &Envelope) -> Result<(), ReferralError> {
+    /// A referral arrived from a trust (the message is already in the
+    /// inbox): its record is stored through `intake` under the sender's
+    /// name (`federation:RXX`), then the referral is kept, once, however
+    /// often the message is delivered.
+    pub async fn received(
+        &self,
+        audit: &AuditLog,
+        intake: &dyn RecordIntake,
+        e: &Envelope,
+    ) -> Result<(), ReferralError> {
         let b = &e.body;
+        let resources = fdp_fhir::referral::to_store(&b["bundle"], &e.from, &e.id)
+            .map_err(ReferralError::Record)?;
+        let record = intake
+            .take(&format!("federation:{}", e.from), resources)
+            .await
+            .map_err(ReferralError::Record)?;
         let referral = Referral {
             id: e.id.clone(),
             from: e.from.clone(),
@@ -202,7 +198,8 @@ impl Referrals {
             reason: None,
             sent_at: e.sent_at,
             updated_at: Utc::now(),
-            bundle: b["bundle"].clone(),
+            record,
+            bundle: Value::Null,
         };
         let kept = referral.clone();
         self.change(move |all| {
@@ -243,7 +240,7 @@ impl Referrals {
                 .iter_mut()
                 .find(|r| r.id == id && r.to == fed.identity.ods)
                 .ok_or_else(|| ReferralError::NotFound(id.to_string()))?;
-            if matches!(r.status, Status::Accepted | Status::Declined) {
+            if r.status.is_decided() {
                 return Err(ReferralError::AlreadyDecided(id.to_string()));
             }
             r.status = status;
@@ -311,5 +308,125 @@ fn audit_step(audit: &AuditLog, kind: &str, principal: &str, r: &Referral, outco
     };
     if let Err(e) = audit.append(entry) {
         tracing::error!(error = %e, "the referral could not be audited");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use chrono::Utc;
+    use fdp_fhir::referral::{DischargeReferral, ReferredPatient};
+    use fdp_govern::keystore::Keystore;
+
+    use super::*;
+
+    /// An intake that keeps what it takes in memory, or refuses all.
+    #[derive(Default)]
+    struct Kept {
+        refuse: bool,
+        taken: Mutex<Vec<(String, Vec<String>)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl RecordIntake for Kept {
+        async fn take(
+            &self,
+            source: &str,
+            resources: Vec<(Value, String)>,
+        ) -> Result<Vec<String>, String> {
+            if self.refuse {
+                return Err("Patient.birthDate: not a date".into());
+            }
+            let ids: Vec<String> = resources
+                .iter()
+                .map(|(r, id)| format!("{}/{id}", r["resourceType"].as_str().unwrap()))
+                .collect();
+            self.taken
+                .lock()
+                .unwrap()
+                .push((source.to_string(), ids.clone()));
+            Ok(ids)
+        }
+
+        fn current(&self, _record: &[String]) -> Vec<Value> {
+            Vec::new()
+        }
+    }
+
+    fn message(bundle: Value) -> Envelope {
+        Envelope::new(
+            "RXX",
+            "CARE1",
+            "referral",
+            json!({"patient": "M1", "admission": "V1", "lawful_basis": "direct care",
+                "care_needs": ["hoist"], "bundle": bundle}),
+        )
+    }
+
+    fn bundle() -> Value {
+        DischargeReferral {
+            patient: ReferredPatient {
+                id: "M1".into(),
+                ..Default::default()
+            },
+            admission_id: "V1".into(),
+            admitted_at: None,
+            from: "RXX".into(),
+            to: "CARE1".into(),
+            summary: "home".into(),
+            care_needs: vec!["hoist".into()],
+            authored_at: Utc::now(),
+        }
+        .bundle()
+    }
+
+    #[tokio::test]
+    async fn a_referral_received_is_stored_through_ingest_and_kept_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::open(dir.path(), &Keystore::open(dir.path())).unwrap();
+        let referrals = Referrals::open(dir.path());
+        let intake = Kept::default();
+        let m = message(bundle());
+        referrals.received(&audit, &intake, &m).await.unwrap();
+        // Delivered again (a retry after a lost answer): kept once.
+        referrals.received(&audit, &intake, &m).await.unwrap();
+        let kept = referrals.list().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].status, Status::Delivered);
+        assert!(kept[0].bundle.is_null(), "the record is not kept here");
+        assert_eq!(kept[0].record[0], "Patient/RXX.M1");
+        assert_eq!(kept[0].record[4], format!("ServiceRequest/{}", m.id));
+        let taken = intake.taken.lock().unwrap();
+        assert_eq!(taken[0].0, "federation:RXX");
+    }
+
+    #[tokio::test]
+    async fn a_record_not_taken_is_not_a_referral() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::open(dir.path(), &Keystore::open(dir.path())).unwrap();
+        let referrals = Referrals::open(dir.path());
+        let refused = Kept {
+            refuse: true,
+            ..Default::default()
+        };
+        let e = referrals
+            .received(&audit, &refused, &message(bundle()))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("Patient.birthDate"), "{e}");
+        // Not a Bundle at all: refused before anything is stored.
+        let intake = Kept::default();
+        let e = referrals
+            .received(
+                &audit,
+                &intake,
+                &message(json!({"resourceType": "Patient"})),
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("record was not taken"), "{e}");
+        assert!(intake.taken.lock().unwrap().is_empty());
+        assert!(referrals.list().unwrap().is_empty());
     }
 }

@@ -4,7 +4,8 @@
 //! resource the way a FHIR server must before accepting it ([`validate`]),
 //! answers problems as an `OperationOutcome` ([`outcome`]), unpacks batch and
 //! transaction Bundles and resolves their `urn:uuid` references ([`bundle`]),
-//! and maps each resource to rows of the canonical model ([`map`]). What it
+//! maps each resource to rows of the canonical model ([`map`]), and
+//! says which resources a search matches ([`search`]). What it
 //! cannot map is reported as such, so the caller keeps it in raw rather than
 //! dropping it.
 //!
@@ -17,6 +18,8 @@ pub mod bundle;
 pub mod map;
 pub mod outcome;
 pub mod primitives;
+pub mod referral;
+pub mod search;
 pub mod validate;
 
 pub use map::{map_resource, Mapped, MAPPED_TYPES};

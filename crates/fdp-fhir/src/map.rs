@@ -642,9 +642,25 @@ fn service_request(r: &R, sid: &str) -> Map<String, Value> {
         ),
         ("ubrn", s(r.identifier(systems::UBRN))),
         ("source_unique_id", s(r.s("identifier.value"))),
-        ("referral_notes", s(r.s("note.text"))),
+        ("referral_notes", s(notes(r))),
         ("service_id", s(r.reference("performer"))),
+        (
+            "referring_organisation_ods_code",
+            s(r.s("requester.identifier.value")),
+        ),
     ])
+}
+
+/// Every note's text, a line each: a referral's notes are often a list
+/// (one care need a note).
+fn notes(r: &R) -> Option<String> {
+    let lines: Vec<&str> =
+        r.0.get("note")?
+            .as_array()?
+            .iter()
+            .filter_map(|n| n.get("text")?.as_str())
+            .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
 fn location(r: &R, lid: &str, out: &mut Mapped) {

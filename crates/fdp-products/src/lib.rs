@@ -14,6 +14,8 @@
 //!   by ward and one by one.
 //! - [`capacity`]: places free across the ICB, and where each medically
 //!   optimised patient on the bed board could go today.
+//! - [`referrals`]: discharge referrals to care providers, the record they
+//!   carry, and what a policy lets be seen of them.
 //! - [`declared`]: products declared as data (a folder with `product.toml`
 //!   and SQL, no Rust), checked against the model and the policy.
 
@@ -21,6 +23,7 @@ pub mod capacity;
 pub mod declared;
 pub mod installed;
 pub mod platform;
+pub mod referrals;
 #[cfg(test)]
 mod testing;
 

@@ -19,7 +19,7 @@ use crate::platform::{run_view, Output, ProductError, Recorder, Registry};
 
 /// An instance of organisation RXX under the demo policy, holding `tables`.
 pub(crate) struct DemoInstance {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     governance: Governance,
     tables: MemoryTables,
 }
@@ -37,10 +37,20 @@ impl DemoInstance {
         let policy = Policy::parse("test policy", &text, fdp_model::Model::canonical()).unwrap();
         let governance = Governance::open(dir.path(), policy, "RXX", None).unwrap();
         DemoInstance {
-            _dir: dir,
+            dir,
             governance,
             tables,
         }
+    }
+
+    /// Record that the patients with `nhs_numbers` have opted out of the
+    /// use of their data for purposes beyond their care.
+    pub(crate) fn opt_out(&self, nhs_numbers: &[&str]) {
+        std::fs::write(
+            self.dir.path().join("opt-out.txt"),
+            nhs_numbers.join("\n") + "\n",
+        )
+        .unwrap();
     }
 
     pub(crate) fn governance(&self) -> &Governance {

@@ -1,25 +1,25 @@
 //! Discharge referrals over HTTP: a trust refers an admitted patient to a
 //! care provider's instance; the provider lists what it received and
-//! accepts or declines. Sending a referral hands over a whole record, so it
-//! needs a direct-care grant that shows the whole record
-//! (`Governance::whole_records`), and is audited with the patient.
+//! accepts or declines. What a referral is, and what a policy lets be seen
+//! of one, is the product's (`fdp_products::referrals`); carrying it is the
+//! federation's. These handlers adapt them to HTTP and the page.
 
 // The checks return the error response itself, which a handler returns at
 // once; boxing it would only add an allocation on the error path.
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use fdp_federation::referrals::{NewReferral, ReferralError};
+use fdp_federation::referrals::{Referral, ReferralError, Status};
 use fdp_federation::Federation;
-use fdp_govern::Purpose;
+use fdp_fhir::referral::ReferralRecord;
+use fdp_products::referrals;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::api::{change_view, product_view};
 use crate::auth::principal;
@@ -88,125 +88,51 @@ pub async fn refer(
     }
 }
 
-/// Send a referral for `req` (a direct-care request) made by `by`.
+/// Send a referral for `req` (a direct-care request) made by `by`: the
+/// product makes it from the live census, under governance; the federation
+/// carries it.
 pub(crate) async fn make_referral(
     state: &AppState,
-    mut req: fdp_govern::SessionRequest,
+    req: fdp_govern::SessionRequest,
     by: &str,
     body: ReferralRequest,
-) -> Result<fdp_federation::referrals::Referral, Response> {
+) -> Result<Referral, Response> {
     let fed = federation(state)?.clone();
-    if body.lawful_basis.trim().is_empty() {
-        return Err(problem(
-            StatusCode::BAD_REQUEST,
-            "a referral records its lawful basis: give lawful_basis",
-        ));
-    }
-    if req.purpose != Purpose::DirectCare {
-        return Err(problem(
-            StatusCode::FORBIDDEN,
-            "a discharge referral is made for direct care",
-        ));
-    }
-    req.justification = Some(body.lawful_basis.clone());
-    let census = state.live.read().await;
-    let Some(spell) = census.spells.get(&body.admission_id) else {
-        return Err(problem(
-            StatusCode::NOT_FOUND,
-            format!("no admission {}", body.admission_id),
-        ));
+    let asked = referrals::Asked {
+        admission_id: body.admission_id,
+        to: body.to,
+        lawful_basis: body.lawful_basis,
+        care_needs: body.care_needs,
+        summary: body.summary,
     };
-    let read = match state.governance.whole_records(
-        &req,
-        &["Patient", "Admission"],
-        &format!(
-            "discharge referral of admission {} to {}",
-            body.admission_id, body.to
-        ),
-    ) {
-        Ok(r) => r,
-        Err(e) => return Err(problem(StatusCode::FORBIDDEN, e.to_string())),
-    };
-    let patient = census.patients.get(&spell.patient_id);
-    let bundle = bundle_for(&spell.patient_id, patient, spell, &body);
-    let patient_id = spell.patient_id.clone();
-    drop(census);
-    if let Err(e) = read.served(1, vec![patient_id.clone()]) {
-        return Err(problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
-    }
+    let referral = referrals::discharge_referral(
+        &state.live,
+        &state.governance,
+        req,
+        &fed.identity.ods,
+        asked,
+    )
+    .await
+    .map_err(|e| crate::products::failed(state, &e, false))?;
     state
         .referrals
-        .refer(
-            &fed,
-            state.governance.audit(),
-            by,
-            NewReferral {
-                to: body.to.clone(),
-                patient: patient_id,
-                admission: Some(body.admission_id.clone()),
-                lawful_basis: body.lawful_basis.clone(),
-                care_needs: body.care_needs.clone(),
-                bundle,
-            },
-        )
+        .refer(&fed, state.governance.audit(), by, referral)
         .map_err(referral_error)
 }
 
-/// The FHIR R4 Bundle a referral carries.
-fn bundle_for(
-    patient_id: &str,
-    p: Option<&fdp_ingest::adt::event::PatientDetails>,
-    spell: &fdp_ingest::adt::census::Spell,
-    body: &ReferralRequest,
-) -> Value {
-    let mut patient = json!({"resourceType": "Patient", "id": patient_id});
-    if let Some(p) = p {
-        let mut ids = Vec::new();
-        if let Some(n) = &p.nhs_number {
-            ids.push(json!({"system": "https://fhir.nhs.uk/Id/nhs-number", "value": n}));
-        }
-        if let Some(m) = &p.mrn {
-            ids.push(json!({"system": "urn:oid:local-hospital-number", "value": m}));
-        }
-        patient["identifier"] = json!(ids);
-        patient["name"] =
-            json!([{"family": p.surname, "given": p.first_name.iter().collect::<Vec<_>>()}]);
-        if let Some(d) = &p.date_of_birth {
-            patient["birthDate"] = json!(d);
-        }
-    }
-    let start = spell
-        .admitted_at_us
-        .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_micros)
-        .map(|t| t.to_rfc3339());
-    json!({
-        "resourceType": "Bundle",
-        "type": "collection",
-        "entry": [
-            {"fullUrl": format!("urn:fdp:patient:{patient_id}"), "resource": patient},
-            {"fullUrl": format!("urn:fdp:encounter:{}", spell.admission_id), "resource": {
-                "resourceType": "Encounter", "id": spell.admission_id, "status": "in-progress",
-                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
-                "subject": {"reference": format!("Patient/{patient_id}")},
-                "period": {"start": start}}},
-            {"fullUrl": format!("urn:fdp:summary:{}", spell.admission_id), "resource": {
-                "resourceType": "Composition", "status": "final",
-                "type": {"coding": [{"system": "http://snomed.info/sct", "code": "373942005", "display": "Discharge summary"}]},
-                "subject": {"reference": format!("Patient/{patient_id}")},
-                "title": "Discharge summary",
-                "section": [{"title": "Summary", "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{}</div>", escape(&body.summary))}}]}},
-            {"fullUrl": format!("urn:fdp:careplan:{}", spell.admission_id), "resource": {
-                "resourceType": "CarePlan", "status": "active", "intent": "plan",
-                "subject": {"reference": format!("Patient/{patient_id}")},
-                "activity": body.care_needs.iter().map(|n| json!({"detail": {"status": "not-started", "description": n}})).collect::<Vec<_>>()}},
-        ]
-    })
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// Every referral as it stands, each received with its record, as `view`
+/// lets it be seen.
+async fn governed_referrals(
+    state: &AppState,
+    fed: &Federation,
+    view: &fdp_govern::ProductView,
+) -> Result<Vec<Referral>, Response> {
+    let all = state
+        .referrals
+        .current_with_records(fed, state.fhir.as_ref())
+        .map_err(referral_error)?;
+    let numbers = referrals::nhs_numbers(&state.live, &all).await;
+    Ok(referrals::governed(all, view, &numbers))
 }
 
 /// `GET /api/referrals`: referrals sent and received, with where each has
@@ -232,95 +158,15 @@ pub async fn list(State(state): State<AppState>, ext: Extensions, headers: Heade
         Ok(v) => v,
         Err(e) => return problem(StatusCode::FORBIDDEN, e.to_string()),
     };
-    match state.referrals.current(&fed) {
-        Ok(all) => {
-            let numbers = nhs_numbers(&state, &all).await;
-            let all = governed(all, &view, &numbers);
-            let patients = all.iter().map(|r| r.patient.clone()).collect();
-            if let Err(e) = view.served(all.len() as u64, patients) {
-                return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-            }
-            Json(all).into_response()
-        }
-        Err(e) => referral_error(e),
+    let all = match governed_referrals(&state, &fed, &view).await {
+        Ok(all) => all,
+        Err(r) => return r,
+    };
+    let patients = all.iter().map(|r| r.patient.clone()).collect();
+    if let Err(e) = view.served(all.len() as u64, patients) {
+        return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
-}
-
-/// Referrals as `view` lets them be seen: a referral of a patient the row
-/// rules do not admit (the national data opt-out, for a secondary purpose)
-/// left out; the patient's id shaped by its model column; and the FHIR
-/// record itself only where the grant shows every column of the patient
-/// and the admission, since a whole record cannot be shown with a field
-/// masked. The care needs are shaped as the referral's notes
-/// (`referral.referral_notes`).
-fn governed(
-    all: Vec<fdp_federation::referrals::Referral>,
-    view: &fdp_govern::ProductView,
-    nhs_numbers: &HashMap<String, String>,
-) -> Vec<fdp_federation::referrals::Referral> {
-    let whole = view.shows_whole("patient") && view.shows_whole("admission");
-    all.into_iter()
-        .filter(|r| {
-            // A referral received carries the record; one sent is of a
-            // patient of this instance, whose number the census holds.
-            let nhs = nhs_number_in(&r.bundle).or_else(|| nhs_numbers.get(&r.patient).cloned());
-            view.admits(&fdp_govern::RowFacts {
-                nhs_number: nhs.as_deref(),
-                ..Default::default()
-            })
-        })
-        .map(|mut r| {
-            r.patient = view
-                .field("patient", "person_id", Some(&r.patient))
-                .unwrap_or_else(|| "[masked]".into());
-            r.admission = view.field("admission", "admission_id", r.admission.as_deref());
-            // What the patient needs is free text about them: the
-            // referral's notes, as the model has them.
-            r.care_needs = std::mem::take(&mut r.care_needs)
-                .into_iter()
-                .filter_map(|n| view.field("referral", "referral_notes", Some(&n)))
-                .collect();
-            if !whole {
-                r.bundle = Value::Null;
-            }
-            r
-        })
-        .collect()
-}
-
-/// The NHS number the live census holds for each patient of `referrals`
-/// whose record does not carry one, by patient id.
-async fn nhs_numbers(
-    state: &AppState,
-    referrals: &[fdp_federation::referrals::Referral],
-) -> HashMap<String, String> {
-    let census = state.live.read().await;
-    referrals
-        .iter()
-        .filter(|r| nhs_number_in(&r.bundle).is_none())
-        .filter_map(|r| {
-            let nhs = census.patients.get(&r.patient)?.nhs_number.clone()?;
-            Some((r.patient.clone(), nhs))
-        })
-        .collect()
-}
-
-/// The NHS number of the patient a referral's record names, if any.
-fn nhs_number_in(bundle: &Value) -> Option<String> {
-    bundle["entry"]
-        .as_array()?
-        .iter()
-        .map(|e| &e["resource"])
-        .find(|r| r["resourceType"] == "Patient")?["identifier"]
-        .as_array()?
-        .iter()
-        .find(|i| {
-            i["system"]
-                .as_str()
-                .is_some_and(|s| s.ends_with("/nhs-number"))
-        })?["value"]
-        .as_str()
-        .map(str::to_string)
+    Json(all).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -521,60 +367,6 @@ pub async fn ask_question(
     .into_response()
 }
 
-/// The patient's name and date of birth as the referral's Bundle gives them.
-fn patient_in(bundle: &Value) -> (String, String) {
-    let patient = bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| &e["resource"])
-        .find(|r| r["resourceType"] == "Patient");
-    let Some(p) = patient else {
-        return (String::new(), String::new());
-    };
-    let name = &p["name"][0];
-    let given: Vec<&str> = name["given"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|g| g.as_str())
-        .collect();
-    let full = format!(
-        "{} {}",
-        given.join(" "),
-        name["family"].as_str().unwrap_or_default()
-    );
-    (
-        full.trim().to_string(),
-        p["birthDate"].as_str().unwrap_or_default().to_string(),
-    )
-}
-
-/// The discharge summary's text, its markup taken out.
-fn summary_in(bundle: &Value) -> String {
-    let div = bundle["entry"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| &e["resource"])
-        .find(|r| r["resourceType"] == "Composition")
-        .and_then(|c| c["section"][0]["text"]["div"].as_str())
-        .unwrap_or_default();
-    let mut text = String::new();
-    let mut in_tag = false;
-    for c in div.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => in_tag = false,
-            c if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
 /// `GET /referrals`: referrals received, to accept or decline, and those
 /// sent, with where each has got to; under the purpose declared at the
 /// checkpoint, which must show patients and admissions.
@@ -601,12 +393,9 @@ pub async fn page(State(state): State<AppState>, ext: Extensions, headers: Heade
         Ok(v) => v,
         Err(r) => return r,
     };
-    let all = match state.referrals.current(fed) {
-        Ok(a) => {
-            let numbers = nhs_numbers(&state, &a).await;
-            governed(a, &view, &numbers)
-        }
-        Err(e) => return referral_error(e),
+    let all = match governed_referrals(&state, fed, &view).await {
+        Ok(all) => all,
+        Err(r) => return r,
     };
     if let Err(e) = view.served(
         all.len() as u64,
@@ -626,7 +415,8 @@ pub async fn page(State(state): State<AppState>, ext: Extensions, headers: Heade
             h2 { "Received (" (received.len()) ")" }
             @if received.is_empty() { p.muted { "None." } }
             @for r in received.iter().rev() {
-                @let (name, born) = patient_in(&r.bundle);
+                @let record = ReferralRecord::read(&r.bundle);
+                @let (name, born) = (record.name, record.birth_date);
                 @let name = if r.bundle.is_null() { "[masked]".to_string() } else { name };
                 @let status = r.status.as_str();
                 section.referral data-id=(r.id) data-status=(status) {
@@ -637,9 +427,8 @@ pub async fn page(State(state): State<AppState>, ext: Extensions, headers: Heade
                         p { "Care needs:" }
                         ul { @for n in &r.care_needs { li { (n) } } }
                     }
-                    @let summary = summary_in(&r.bundle);
-                    @if !summary.is_empty() { blockquote { (summary) } }
-                    @if matches!(r.status, fdp_federation::referrals::Status::Delivered) {
+                    @if !record.summary.is_empty() { blockquote { (record.summary) } }
+                    @if r.status == Status::Delivered {
                         form method="post" action=(format!("/referrals/{}/decision", r.id)) {
                             label for=(format!("why-{}", r.id)) { "Reason or note (sent to the trust)" }
                             input id=(format!("why-{}", r.id)) name="reason" size="60";

@@ -340,6 +340,19 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
     // The federation's listener and sender hold no data of their own that
     // a stop must wait for (the outbox is on disk): they are cut off.
     let mut federation_tasks = Vec::new();
+    // The FHIR source is the one writer of FHIR records, whether they come
+    // over the API or in a referral from a peer.
+    let fhir = Arc::new(
+        fdp_server::fhir::FhirService::open(&data_dir)
+            .await
+            .context("opening the FHIR resources")?
+            .with_import_dir(
+                config
+                    .import_dir
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join("import")),
+            ),
+    );
     let referrals = Arc::new(fdp_federation::referrals::Referrals::open(&data_dir));
     let mut federation: Option<Arc<fdp_federation::Federation>> = None;
     let federation_addr = match &config.federation {
@@ -364,6 +377,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
                     m.register(fdp_federation::handler::ReferralMessages {
                         referrals: referrals.clone(),
                         audit: audit.clone(),
+                        intake: fhir.clone(),
                     })
                 })
                 .and_then(|m| m.register(fdp_federation::capacity::CapacityFeed::open(&data_dir)))
@@ -473,17 +487,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
             committer: store.committer(),
             tokens: tokens.clone(),
             mllp: mllp_stats.clone(),
-            fhir: Arc::new(
-                fdp_server::fhir::FhirService::open(&data_dir)
-                    .await
-                    .context("opening the FHIR resources")?
-                    .with_import_dir(
-                        config
-                            .import_dir
-                            .clone()
-                            .unwrap_or_else(|| data_dir.join("import")),
-                    ),
-            ),
+            fhir: fhir.clone(),
         })
     } else {
         None

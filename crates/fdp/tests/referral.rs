@@ -149,6 +149,22 @@ fn a_referral_waits_for_a_care_provider_that_is_down_and_arrives_once() {
         })
         .count();
     assert_eq!(messages, 1, "the referral is in the provider's inbox once");
+    // The record came in through ingest under the trust's name: the
+    // provider's FHIR API serves the patient, and its canonical tables hold
+    // the referral, read under its policy like any other.
+    let (status, patient) = http_get(provider.http, "/fhir/Patient/RXX.M1", Some(&provider.token));
+    assert_eq!(status, 200, "{patient}");
+    assert!(patient.contains("9434765919"), "{patient}");
+    let query = json!({"sql": "SELECT referral_id, referring_organisation_ods_code, referral_notes, patient_id FROM referral",
+        "purpose": "direct-care"});
+    let (status, answer) = http_post(provider.http, "/sql", &provider.token, &query.to_string());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["rows"],
+        json!([{"referral_id": id, "referring_organisation_ods_code": "RXX",
+            "referral_notes": "nursing care\nhoist for transfers", "patient_id": "RXX.M1"}]),
+        "{answer}"
+    );
 
     // The provider accepts; the trust sees it.
     let (status, decided) = http_post(
