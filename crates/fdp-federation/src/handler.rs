@@ -59,7 +59,45 @@ impl Messages {
     pub fn kinds(&self) -> Vec<&'static str> {
         self.by_kind.keys().copied().collect()
     }
+
+    /// Check the kinds taken against what products declare they take
+    /// (`(kind, product)`, from their manifests' offers): every kind a
+    /// product declares is taken by some part, and every kind taken is
+    /// declared by a product or is the platform's own ([`PLATFORM_KINDS`]).
+    /// The error names each kind out of place.
+    pub fn check_declared(&self, declared: &[(String, String)]) -> Result<(), String> {
+        let mut wrong = Vec::new();
+        for (kind, product) in declared {
+            if !self.by_kind.contains_key(kind.as_str()) {
+                wrong.push(format!(
+                    "{product} declares the message kind `{kind}`, which no part of this instance takes"
+                ));
+            }
+        }
+        for kind in self.by_kind.keys() {
+            if !PLATFORM_KINDS.contains(kind) && !declared.iter().any(|(k, _)| k == kind) {
+                wrong.push(format!(
+                    "the message kind `{kind}` is taken, but no product declares it"
+                ));
+            }
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(wrong.join("; "))
+        }
+    }
 }
+
+/// Kinds the platform itself takes, whatever the products: federated
+/// questions (which products offer by name, not by kind) and the
+/// marketplace's.
+pub const PLATFORM_KINDS: &[&str] = &[
+    "question",
+    "product-offer",
+    "marketplace-list",
+    "product-decision",
+];
 
 #[async_trait::async_trait]
 impl Handler for Messages {
@@ -197,6 +235,22 @@ mod tests {
         assert_eq!(
             messages.handle(&peer, &envelope("c")).await.unwrap()["echo"],
             "c"
+        );
+        let declared = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, p)| (k.to_string(), p.to_string()))
+                .collect()
+        };
+        assert!(messages
+            .check_declared(&declared(&[("a", "x"), ("b", "x"), ("c", "y")]))
+            .is_ok());
+        let e = messages
+            .check_declared(&declared(&[("a", "x"), ("b", "x"), ("z", "y")]))
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "y declares the message kind `z`, which no part of this instance takes; the message kind `c` is taken, but no product declares it"
         );
         let refused = messages.handle(&peer, &envelope("d")).await.unwrap_err();
         assert_eq!(

@@ -57,6 +57,38 @@ pub struct Question {
     pub asked_by: Option<String>,
 }
 
+impl Question {
+    /// The question a product offers the federation
+    /// (`fdp_products::platform::QuestionSpec`), or why it is not one.
+    pub fn from_spec(spec: &fdp_products::platform::QuestionSpec) -> Result<Question, String> {
+        let parameters = spec
+            .parameters
+            .iter()
+            .map(|(name, kind)| {
+                serde_json::from_value(Value::String(kind.clone()))
+                    .map(|t| (name.clone(), t))
+                    .map_err(|_| {
+                        format!(
+                            "{}: parameter {name} is of type {kind:?}: give timestamp, date or integer",
+                            spec.name
+                        )
+                    })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Question {
+            name: spec.name.clone(),
+            version: spec.version,
+            purpose: spec.purpose,
+            sql: spec.sql.clone(),
+            description: spec.description.clone(),
+            parameters,
+            arguments: BTreeMap::new(),
+            as_of: None,
+            asked_by: None,
+        })
+    }
+}
+
 /// What a parameter may be given as. Each is checked and written into the
 /// query as a literal of its type, so an argument can never change the
 /// query's shape.

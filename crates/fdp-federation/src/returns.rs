@@ -31,8 +31,6 @@ use crate::identity::OrgRole;
 use crate::node::Federation;
 use crate::questions::{ask, Question};
 
-const DAILY_OPERATIONAL: &str = include_str!("../returns/daily-operational.toml");
-
 /// Who asks a return's questions, in the audits of both sides.
 pub const RETURNS_COLLECTOR: &str = "instance:returns";
 
@@ -48,9 +46,22 @@ pub struct ReturnDefinition {
 }
 
 impl ReturnDefinition {
-    /// The daily operational return, as published with this release.
+    /// The daily operational return, as published with this release: the
+    /// questions the daily-return product offers the federation
+    /// (`fdp_products::daily_return`).
     pub fn daily_operational() -> ReturnDefinition {
-        toml::from_str(DAILY_OPERATIONAL).expect("the built-in daily return is valid")
+        let declared = fdp_products::daily_return::daily_operational();
+        ReturnDefinition {
+            name: declared.name,
+            description: declared.description,
+            questions: declared
+                .questions
+                .iter()
+                .map(|q| {
+                    Question::from_spec(q).expect("the built-in daily return's questions are valid")
+                })
+                .collect(),
+        }
     }
 
     /// A return file (TOML: name, description, `[[question]]`…).

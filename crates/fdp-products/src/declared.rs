@@ -49,8 +49,8 @@ use fdp_model::Model;
 use serde::Deserialize;
 
 use crate::platform::{
-    Answer, Chart, Input, Manifest, OutputColumn, ParamKind, ParamSpec, Params, Priority, Product,
-    ProductError, Reads, Source, ViewSpec,
+    Answer, Chart, Input, Manifest, Offers, OutputColumn, ParamKind, ParamSpec, Params, Priority,
+    Product, ProductError, Reads, Source, ViewSpec,
 };
 
 /// What is wrong with a declared product: the file, the line where known,
@@ -372,6 +372,7 @@ impl DeclaredProduct {
                     .collect(),
                 views: views.iter().map(|v| v.spec.clone()).collect(),
                 actions: Vec::new(),
+                offers: Offers::default(),
             },
             views,
             files,

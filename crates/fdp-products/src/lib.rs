@@ -14,6 +14,8 @@
 //!   by ward and one by one.
 //! - [`capacity`]: places free across the ICB, and where each medically
 //!   optimised patient on the bed board could go today.
+//! - [`daily_return`]: the daily operational return, as the federated
+//!   questions a collecting instance asks of every member.
 //! - [`referrals`]: discharge referrals to care providers, the record they
 //!   carry, and what a policy lets be seen of them.
 //! - [`declared`]: products declared as data (a folder with `product.toml`
@@ -44,4 +46,5 @@ built_in! {
     bed_board::LiveBoard,
     discharge_delays::DischargeDelays,
     long_stays::LongStays,
+    daily_return::DailyReturn,
 }

@@ -66,6 +66,64 @@ pub struct Manifest {
     pub views: Vec<ViewSpec>,
     /// What staff may change through it (governed write-back).
     pub actions: Vec<ActionSpec>,
+    /// What it offers the federation.
+    #[serde(skip_serializing_if = "Offers::is_empty")]
+    pub offers: Offers,
+}
+
+/// What a product offers the federation: questions a collecting instance
+/// (an ICB, the national instance) may ask of each member, answered in
+/// aggregate under the member's own policy, opt-out and disclosure
+/// control; and the kinds of message it takes from peers, which the
+/// instance registers a handler for (`fdp-federation::handler`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Offers {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub questions: Vec<QuestionSpec>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<MessageSpec>,
+}
+
+impl Offers {
+    pub fn is_empty(&self) -> bool {
+        self.questions.is_empty() && self.messages.is_empty()
+    }
+}
+
+/// A federated question: one query over the canonical model with typed
+/// parameters (`:name` in the SQL), asked of members by name and version.
+/// A member's IG lead approves it as worded here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuestionSpec {
+    /// `product/question`, e.g. `daily-return/beds-occupied`.
+    pub name: String,
+    pub version: u32,
+    /// The purpose it is asked for (`planning` for a return).
+    pub purpose: Purpose,
+    #[serde(default)]
+    pub description: String,
+    /// Each parameter's type by name: `timestamp`, `date` or `integer`.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+    pub sql: String,
+}
+
+/// A kind of message a product takes from peers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageSpec {
+    /// The envelope's `kind`, e.g. `referral`.
+    pub kind: String,
+    pub description: String,
+}
+
+impl MessageSpec {
+    pub fn new(kind: &str, description: &str) -> MessageSpec {
+        MessageSpec {
+            kind: kind.to_string(),
+            description: description.to_string(),
+        }
+    }
 }
 
 /// One table a product reads, and which of its columns.
@@ -765,6 +823,21 @@ impl Registry {
             .iter()
             .find(|(known, _)| known == id)
             .map(|(_, p)| p)
+    }
+
+    /// Every kind of message a product takes from peers, with the product
+    /// that declares it.
+    pub fn message_kinds(&self) -> Vec<(String, String)> {
+        self.manifests()
+            .into_iter()
+            .flat_map(|m| {
+                let id = m.id.clone();
+                m.offers
+                    .messages
+                    .into_iter()
+                    .map(move |k| (k.kind, id.clone()))
+            })
+            .collect()
     }
 
     pub fn manifests(&self) -> Vec<Manifest> {

@@ -391,6 +391,10 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
                     })
                 })
                 .map_err(anyhow::Error::msg)?;
+            messages
+                .check_declared(&fdp_products::platform::Registry::builtin().message_kinds())
+                .map_err(anyhow::Error::msg)
+                .context("matching the federation's message kinds to the products")?;
             fed.set_handler(Arc::new(messages));
             federation_tasks.push(tokio::spawn(fed.clone().run_outbox()));
             federation = Some(fed.clone());

@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 
 use crate::platform::{
     column,
-    census_view_for, ActionSpec, Answer, Change, GovernedCensus, Input, Manifest,
+    census_view_for, ActionSpec, Answer, MessageSpec, Offers, Change, GovernedCensus, Input, Manifest,
     ParamKind, ParamSpec, Params, Priority, Product, ProductError, Reads, Source, ViewSpec,
 };
 
@@ -116,6 +116,18 @@ impl Product for LiveBoard {
                     ],
                 },
             ],
+            // A patient leaves the board through a discharge referral
+            // (`crate::referrals`) to a place capacity feeds say is free
+            // (`crate::capacity`): the messages those take from peers.
+            offers: Offers {
+                questions: Vec::new(),
+                messages: vec![
+                    MessageSpec::new("referral", "A discharge referral with the patient's record, from a trust"),
+                    MessageSpec::new("referral-status", "A care provider's acceptance or decline of a referral sent"),
+                    MessageSpec::new("capacity", "A care provider's or service's free places, to its ICB"),
+                    MessageSpec::new("capacity-query", "A member's request for the places its ICB has gathered"),
+                ],
+            },
         }
     }
 

@@ -11,7 +11,7 @@ use crate::platform::{
     column,
     Input,
     Answer, Chart, Manifest, ParamKind, ParamSpec, ParamValue, Params, Priority, Product,
-    ProductError, Reads, Source, ViewSpec,
+    ProductError, Reads, Source, ViewSpec, Offers,
 };
 
 /// The product.
@@ -84,6 +84,7 @@ impl Product for DischargeDelays {
                 },
             ],
             actions: Vec::new(),
+            offers: Offers::default(),
         }
     }
 

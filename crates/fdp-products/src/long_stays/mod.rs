@@ -9,7 +9,7 @@ use fdp_govern::{GovernedSession, Purpose};
 use crate::platform::{
     Input,
     Answer, Chart, Manifest, OutputColumn, ParamKind, ParamSpec, ParamValue, Params, Priority, Product,
-    ProductError, Reads, Source, ViewSpec,
+    ProductError, Reads, Source, ViewSpec, Offers,
 };
 
 /// The product.
@@ -47,6 +47,7 @@ impl Product for LongStays {
                 }),
             }],
             actions: Vec::new(),
+            offers: Offers::default(),
         }
     }
 
