@@ -11,12 +11,10 @@
 //! member computes its own return through its own governed session with
 //! the same questions, so it sees what it submitted.
 
+use fdp_govern::Purpose;
 use serde::Deserialize;
 
-use crate::platform::{
-    Answer, Manifest, Offers, Params, Priority, Product, ProductError, QuestionSpec, Reads,
-};
-use fdp_govern::{GovernedSession, Purpose};
+use crate::platform::{Manifest, Offers, Priority, Product, QuestionSpec, Reads};
 
 /// The product's id.
 pub const ID: &str = "daily-return";
@@ -83,15 +81,6 @@ impl Product for DailyReturn {
                 messages: Vec::new(),
             },
         }
-    }
-
-    async fn view(
-        &self,
-        view: &str,
-        _session: &GovernedSession,
-        _params: &Params,
-    ) -> Result<Answer, ProductError> {
-        Err(self.no_view(view))
     }
 }
 
