@@ -50,7 +50,7 @@ use serde::Deserialize;
 
 use crate::platform::{
     Answer, Chart, Input, Manifest, Offers, OutputColumn, ParamKind, ParamSpec, Params, Priority,
-    Product, ProductError, Reads, Source, ViewSpec,
+    Product, ProductError, QuestionSpec, Reads, Source, ViewSpec,
 };
 
 /// What is wrong with a declared product: the file, the line where known,
@@ -75,7 +75,28 @@ struct ProductToml {
     purposes: Vec<Purpose>,
     reads: Vec<ReadsToml>,
     view: Vec<ViewToml>,
+    /// Federated questions the product offers: asked of members by a
+    /// collecting instance and answered in aggregate.
+    #[serde(default)]
+    question: Vec<QuestionToml>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuestionToml {
+    name: String,
+    version: u32,
+    purpose: Purpose,
+    #[serde(default)]
+    description: String,
+    /// Each parameter's type by name: timestamp, date or integer.
+    #[serde(default)]
+    parameters: BTreeMap<String, String>,
+    sql: String,
+}
+
+/// The types a federated question's parameter may have.
+const QUESTION_PARAMETER_TYPES: &[&str] = &["timestamp", "date", "integer"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -246,60 +267,15 @@ impl DeclaredProduct {
                     ),
                 ));
             }
-            let sql_name = v.sql.as_str();
-            let plain = sql_name.ends_with(".sql")
-                && !sql_name.contains(['/', '\\'])
-                && !sql_name.starts_with('.');
-            if !plain {
-                return Err(err(
-                    at(sql_name),
-                    format!(
-                        "view {}: sql = {sql_name:?} must name a .sql file in the product's folder",
-                        v.name
-                    ),
-                ));
-            }
-            let sql_path = dir.join(sql_name);
-            let sql = std::fs::read_to_string(&sql_path).map_err(|e| DeclareError {
-                file: sql_path.clone(),
-                line: None,
-                message: format!("cannot read it: {e}"),
-            })?;
-            let sql_err = |message: String| DeclareError {
-                file: sql_path.clone(),
-                line: None,
-                message,
-            };
-            // Parameters: used exactly as declared.
-            let used = fdp_govern::statement::named_parameters(&sql);
             let declared_params: BTreeSet<String> =
                 v.param.iter().map(|p| p.name.clone()).collect();
-            if let Some(p) = used.difference(&declared_params).next() {
-                return Err(sql_err(format!(
-                    ":{p} is used but view {} declares no parameter {p}",
-                    v.name
-                )));
-            }
-            if let Some(p) = declared_params.difference(&used).next() {
-                return Err(err(
-                    at(&format!("\"{p}\"")),
-                    format!(
-                        "view {} declares parameter {p}, which {sql_name} does not use",
-                        v.name
-                    ),
-                ));
-            }
-            // The query, with every parameter as a placeholder literal,
-            // reads only tables the product declares.
-            let probe =
-                fdp_govern::statement::bind_named(&sql, |_| Ok("NULL".into())).map_err(sql_err)?;
-            let tables = fdp_govern::statement::tables_read(&probe)
-                .map_err(|e| sql_err(format!("not a query this platform can run: {e}")))?;
-            if let Some(t) = tables.iter().find(|t| !reads.contains_key(*t)) {
-                return Err(sql_err(format!(
-                    "reads {t}, which product.toml does not declare under [[reads]]"
-                )));
-            }
+            let sql = read_sql(
+                (dir, &toml_path, &text),
+                &format!("view {}", v.name),
+                &v.sql,
+                &declared_params,
+                &reads,
+            )?;
             let mut columns = Vec::new();
             for c in &v.column {
                 let source = parse_source(&c.source, &reads).map_err(|m| {
@@ -327,7 +303,7 @@ impl DeclaredProduct {
                     }
                 }
             }
-            files.insert(sql_name.to_string(), sql.clone());
+            files.insert(v.sql.clone(), sql.clone());
             views.push(DeclaredView {
                 spec: ViewSpec {
                     name: v.name.clone(),
@@ -353,6 +329,56 @@ impl DeclaredProduct {
         if views.is_empty() {
             return Err(err(None, "declare at least one [[view]]".into()));
         }
+        let mut questions = Vec::new();
+        for q in &declared.question {
+            let what = format!("question {}", q.name);
+            if !valid_id(&q.name)
+                || questions
+                    .iter()
+                    .any(|o: &QuestionSpec| o.name.ends_with(&format!("/{}", q.name)))
+            {
+                return Err(err(
+                    at(&format!("\"{}\"", q.name)),
+                    format!("{what}: a question's name is unique, lowercase letters, digits and -"),
+                ));
+            }
+            if q.version == 0 {
+                return Err(err(
+                    at("version = 0"),
+                    format!("{what}: versions count from 1"),
+                ));
+            }
+            if !declared.purposes.contains(&q.purpose) {
+                return Err(err(
+                    at(&format!("purpose = \"{}\"", q.purpose)),
+                    format!(
+                        "{what} is asked for {}, which is not among the product's purposes",
+                        q.purpose
+                    ),
+                ));
+            }
+            if let Some((name, kind)) = q
+                .parameters
+                .iter()
+                .find(|(_, kind)| !QUESTION_PARAMETER_TYPES.contains(&kind.as_str()))
+            {
+                return Err(err(
+                    at(&format!("{name} = \"{kind}\"")),
+                    format!("{what}: parameter {name} is of type {kind:?}: give timestamp, date or integer"),
+                ));
+            }
+            let params: BTreeSet<String> = q.parameters.keys().cloned().collect();
+            let sql = read_sql((dir, &toml_path, &text), &what, &q.sql, &params, &reads)?;
+            files.insert(q.sql.clone(), sql.clone());
+            questions.push(QuestionSpec {
+                name: format!("{}/{}", declared.id, q.name),
+                version: q.version,
+                purpose: q.purpose,
+                description: q.description.clone(),
+                parameters: q.parameters.clone(),
+                sql,
+            });
+        }
         Ok(DeclaredProduct {
             manifest: Manifest {
                 id: declared.id,
@@ -372,12 +398,70 @@ impl DeclaredProduct {
                     .collect(),
                 views: views.iter().map(|v| v.spec.clone()).collect(),
                 actions: Vec::new(),
-                offers: Offers::default(),
+                offers: Offers {
+                    questions,
+                    messages: Vec::new(),
+                },
             },
             views,
             files,
         })
     }
+}
+
+/// The query in `name` (a `.sql` file in the product's folder `dir`) for
+/// `what` (a view, a question), checked: it uses exactly the parameters
+/// `params` declares, and reads only tables the product declares.
+fn read_sql(
+    (dir, toml_path, toml_text): (&Path, &Path, &str),
+    what: &str,
+    name: &str,
+    params: &BTreeSet<String>,
+    reads: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<String, DeclareError> {
+    let at = |needle: &str| line_with(toml_text, needle);
+    let plain = name.ends_with(".sql") && !name.contains(['/', '\\']) && !name.starts_with('.');
+    if !plain {
+        return Err(DeclareError {
+            file: toml_path.to_path_buf(),
+            line: at(name),
+            message: format!(
+                "{what}: sql = {name:?} must name a .sql file in the product's folder"
+            ),
+        });
+    }
+    let sql_path = dir.join(name);
+    let sql_err = |message: String| DeclareError {
+        file: sql_path.clone(),
+        line: None,
+        message,
+    };
+    let sql =
+        std::fs::read_to_string(&sql_path).map_err(|e| sql_err(format!("cannot read it: {e}")))?;
+    let used = fdp_govern::statement::named_parameters(&sql);
+    if let Some(p) = used.difference(params).next() {
+        return Err(sql_err(format!(
+            ":{p} is used but {what} declares no parameter {p}"
+        )));
+    }
+    if let Some(p) = params.difference(&used).next() {
+        return Err(DeclareError {
+            file: toml_path.to_path_buf(),
+            line: at(&format!("\"{p}\"")).or_else(|| at(&format!("{p} ="))),
+            message: format!("{what} declares parameter {p}, which {name} does not use"),
+        });
+    }
+    // The query, with every parameter as a placeholder literal, reads only
+    // tables the product declares.
+    let probe = fdp_govern::statement::bind_named(&sql, |_| Ok("NULL".into())).map_err(sql_err)?;
+    let tables = fdp_govern::statement::tables_read(&probe)
+        .map_err(|e| sql_err(format!("not a query this platform can run: {e}")))?;
+    if let Some(t) = tables.iter().find(|t| !reads.contains_key(*t)) {
+        return Err(sql_err(format!(
+            "reads {t}, which product.toml does not declare under [[reads]]"
+        )));
+    }
+    Ok(sql)
 }
 
 /// A column's declared source: `table.column`, `count(table)` or
@@ -472,8 +556,15 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(p.manifest().id, name);
             assert!(p.files.contains_key("product.toml"));
-            assert_eq!(p.files.len(), 1 + p.manifest().views.len());
+            let offered = p.manifest().offers.questions;
+            assert_eq!(p.files.len(), 1 + p.manifest().views.len() + offered.len());
         }
+        let delays =
+            DeclaredProduct::load(&examples().join("discharge-delays-summary"), &policy()).unwrap();
+        let q = &delays.manifest().offers.questions[0];
+        assert_eq!(q.name, "discharge-delays-summary/delayed-by-ward");
+        assert_eq!(q.parameters["census_at"], "timestamp");
+        assert!(q.sql.contains(":census_at"));
     }
 
     /// A copy of the discharge delays example with `edit` applied to one
@@ -481,7 +572,7 @@ mod tests {
     fn load_edited(file: &str, edit: impl Fn(&str) -> String) -> String {
         let dir = tempfile::tempdir().unwrap();
         let from = examples().join("discharge-delays-summary");
-        for f in ["product.toml", "by-ward.sql"] {
+        for f in ["product.toml", "by-ward.sql", "delayed-by-ward.sql"] {
             let text = std::fs::read_to_string(from.join(f)).unwrap();
             let text = if f == file { edit(&text) } else { text };
             std::fs::write(dir.path().join(f), text).unwrap();
@@ -555,6 +646,26 @@ mod tests {
                 "product.toml",
                 Box::new(|t| t.replace("value = \"patients\"", "value = \"beds\"")),
                 "the chart names column beds, which the view does not have",
+            ),
+            (
+                "product.toml",
+                Box::new(|t| t.replace("purpose = \"planning\"", "purpose = \"research\"")),
+                "question delayed-by-ward is asked for research, which is not among the product's purposes",
+            ),
+            (
+                "product.toml",
+                Box::new(|t| t.replace("census_at = \"timestamp\"", "census_at = \"instant\"")),
+                "parameter census_at is of type \"instant\": give timestamp, date or integer",
+            ),
+            (
+                "delayed-by-ward.sql",
+                Box::new(|t| t.replace("JOIN ward_stay s", "JOIN patient p ON true JOIN ward_stay s")),
+                "delayed-by-ward.sql: reads patient, which product.toml does not declare",
+            ),
+            (
+                "delayed-by-ward.sql",
+                Box::new(|t| t.replace(":census_at", "current_timestamp")),
+                "question delayed-by-ward declares parameter census_at, which delayed-by-ward.sql does not use",
             ),
         ];
         for (file, edit, expected) in cases {

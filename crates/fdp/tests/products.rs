@@ -38,7 +38,8 @@ async fn plant(data: &Path) {
         for i in 0..n {
             let id = format!("{ward}-{i}");
             readiness.push(json!({"admission_id": id, "patient_id": format!("P{id}"),
-                "medically_optimised": true, "medically_optimised_date": date}));
+                "medically_optimised": true, "medically_optimised_date": date,
+                "updated_timestamp": format!("{date}T09:00:00Z")}));
             admissions.push(json!({"admission_id": id, "patient_id": format!("P{id}"),
                 "admission_timestamp": "2026-11-01T08:00:00Z"}));
             stays.push(json!({"ward_stay_id": format!("S{id}"), "admission_id": id,
@@ -163,6 +164,33 @@ async fn declared_and_coded_products_serve_what_each_purpose_may_see() {
     };
     assert_eq!(publisher("theatre-utilisation"), "RXX");
     assert!(publisher("discharge-delays").is_null());
+    // The question the declared product offers the federation runs as a
+    // member would answer it: in aggregate, under planning.
+    let offered = list["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "discharge-delays-summary")
+        .unwrap()["offers"]["questions"][0]
+        .clone();
+    assert_eq!(offered["name"], "discharge-delays-summary/delayed-by-ward");
+    let sql = offered["sql"]
+        .as_str()
+        .unwrap()
+        .replace(":census_at", "TIMESTAMP '2026-11-30T08:00:00Z'");
+    let body = json!({"sql": sql, "purpose": "planning"}).to_string();
+    let (status, answer) = http_post(server.http, "/sql", &ana, &body);
+    assert_eq!(status, 200, "{answer}");
+    let rows = &serde_json::from_str::<Value>(&answer).unwrap()["rows"];
+    assert_eq!(
+        rows[0],
+        json!({"ward_id": "RXX:A", "patients": 10}),
+        "{answer}"
+    );
+    assert!(
+        rows[1]["patients"].is_null() || rows.as_array().unwrap().len() == 1,
+        "ward B's two patients are not disclosed: {answer}"
+    );
 
     // Operations: the planted truth, from the declared and the coded product alike.
     let as_at = "as_at=2026-11-30";
