@@ -131,12 +131,14 @@ struct ParamToml {
     description: String,
 }
 
+/// An output column as declared: its name, title and source
+/// (`table.column`, `count(table)` or `derived(table.column, …)`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ColumnToml {
-    name: String,
-    title: String,
-    source: String,
+pub(crate) struct ColumnToml {
+    pub(crate) name: String,
+    pub(crate) title: String,
+    pub(crate) source: String,
 }
 
 /// One view of a declared product: its query, and its columns' sources.
@@ -321,6 +323,7 @@ impl DeclaredProduct {
                         .collect(),
                     input: Input::Tables,
                     chart: v.chart.clone(),
+                    as_of: None,
                 },
                 sql,
                 columns,
@@ -466,7 +469,10 @@ fn read_sql(
 
 /// A column's declared source: `table.column`, `count(table)` or
 /// `derived(table.column, …)`, each column one the product reads.
-fn parse_source(text: &str, reads: &BTreeMap<String, BTreeSet<String>>) -> Result<Source, String> {
+pub(crate) fn parse_source(
+    text: &str,
+    reads: &BTreeMap<String, BTreeSet<String>>,
+) -> Result<Source, String> {
     let column = |tc: &str| -> Result<(String, String), String> {
         let (t, c) = tc
             .trim()

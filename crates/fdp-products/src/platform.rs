@@ -168,6 +168,23 @@ pub struct ViewSpec {
     /// A chart of the answer, drawn beside its table on the page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chart: Option<Chart>,
+    /// The timestamp parameter whose instant the tables are read as they
+    /// stood at (Delta time travel), so that the answer for an instant is
+    /// the same whenever it is asked; `None` reads them as they are now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+}
+
+/// The version of the tables `spec` is answered from, given `given`: the
+/// instant its [`ViewSpec::as_of`] parameter names, or the latest. A value
+/// that is not an instant is left to the parameter's own check.
+pub fn as_of(spec: &ViewSpec, given: &BTreeMap<String, String>) -> fdp_govern::AsOf {
+    spec.as_of
+        .as_ref()
+        .and_then(|p| given.get(p))
+        .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+        .map(|t| fdp_govern::AsOf::Timestamp(t.with_timezone(&Utc)))
+        .unwrap_or(fdp_govern::AsOf::Latest)
 }
 
 /// What a view is computed from: the governed tables (a

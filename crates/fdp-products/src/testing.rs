@@ -145,8 +145,32 @@ impl LiveFeed {
     pub(crate) async fn admit(
         &self,
         admission: &str,
-        (mrn, nhs, name): (&str, &str, &str),
+        patient: (&str, &str, &str),
         (ward, bed): (&str, &str),
+        day: u32,
+    ) {
+        self.admit_to(admission, patient, &format!("{ward}^BAY1^{bed}^RXX01"), day)
+            .await;
+    }
+
+    /// [`Self::admit`] to `ward` with no bed named (the PAS has not placed
+    /// the patient yet).
+    pub(crate) async fn admit_without_bed(
+        &self,
+        admission: &str,
+        patient: (&str, &str, &str),
+        ward: &str,
+        day: u32,
+    ) {
+        self.admit_to(admission, patient, &format!("{ward}^^^RXX01"), day)
+            .await;
+    }
+
+    async fn admit_to(
+        &self,
+        admission: &str,
+        (mrn, nhs, name): (&str, &str, &str),
+        location: &str,
         day: u32,
     ) {
         let n = self.seq.load(Ordering::SeqCst) + 1;
@@ -154,7 +178,7 @@ impl LiveFeed {
             "MSH|^~\\&|PAS|RXX|OPENFDP|RXX|202611{day:02}080000||ADT^A01^ADT_A01|C{n:05}|P|2.4|||AL|NE|GBR|UNICODE UTF-8\n\
              EVN|A01|202611{day:02}080000\n\
              PID|1||{nhs}^^^NHS^NH~{mrn}^^^RXX^MR||{name}^Test^^^Mx||19500101|F|||1 High Street^^Leeds^^LS1 1AA^GBR^H\n\
-             PV1|1|I|{ward}^BAY1^{bed}^RXX01|21|||C100^JONES^Ann^^^Dr|||300{}{admission}^^^RXX^VN{}202611{day:02}080000",
+             PV1|1|I|{location}|21|||C100^JONES^Ann^^^Dr|||300{}{admission}^^^RXX^VN{}202611{day:02}080000",
             "|".repeat(9),
             "|".repeat(25)
         ))

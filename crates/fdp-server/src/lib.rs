@@ -15,6 +15,7 @@ mod approvals;
 pub mod auth;
 mod capacity;
 mod checkpoint;
+mod federation;
 pub mod fhir;
 mod governed;
 mod marketplace;

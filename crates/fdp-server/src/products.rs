@@ -15,7 +15,7 @@ use axum::Json;
 use fdp_govern::{GovernError, SessionRequest};
 use fdp_ingest::live::{record_action, StaffAction};
 use fdp_products::platform::{
-    run_action, run_census_view, run_view, ActionRequest, Chart, Input, Output, ParamKind,
+    as_of, run_action, run_census_view, run_view, ActionRequest, Chart, Input, Output, ParamKind,
     ProductError, Recorder,
 };
 use maud::html;
@@ -219,12 +219,16 @@ pub async fn view_api(
             )
         }
     };
-    let req = match purpose_of(&state, &ext, &headers, "http") {
+    let mut req = match purpose_of(&state, &ext, &headers, "http") {
         Ok(r) => r,
         Err(r) => return r,
     };
     let registry = state.products.registry();
-    let answered = match registry.view_spec(&id, &view).map(|v| v.input) {
+    let spec = registry.view_spec(&id, &view);
+    if let Some(spec) = &spec {
+        req.as_of = as_of(spec, &given);
+    }
+    let answered = match spec.map(|v| v.input) {
         Some(Input::Census) => {
             let what = format!("GET /api/products/{id}/{view}");
             census_view(&state, &req, (&id, &view), &what, &given).await
@@ -336,19 +340,17 @@ pub async fn view_page(
         let out = census_view(&state, &req, (&id, &view), &what, &given).await;
         (out, role)
     } else {
-        let session = match crate::governed::session_as_of(
-            &state,
-            &ext,
-            &headers,
-            &uri,
-            "ui",
-            fdp_govern::AsOf::Latest,
-        )
-        .await
-        {
-            Ok(s) => s,
-            Err(r) => return r,
-        };
+        let tables_as_of = spec
+            .as_ref()
+            .map(|v| as_of(v, &given))
+            .unwrap_or(fdp_govern::AsOf::Latest);
+        let session =
+            match crate::governed::session_as_of(&state, &ext, &headers, &uri, "ui", tables_as_of)
+                .await
+            {
+                Ok(s) => s,
+                Err(r) => return r,
+            };
         let out = run_view(&registry, &id, &view, &session, &given).await;
         (out, session.role().to_string())
     };

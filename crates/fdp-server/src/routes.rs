@@ -9,8 +9,8 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    api, approvals, auth, capacity, checkpoint, fhir, governed, marketplace, objects, pages,
-    products, referrals, returns, sources, sql, AppState,
+    api, approvals, auth, capacity, checkpoint, federation, fhir, governed, marketplace, objects,
+    pages, products, referrals, returns, sources, sql, AppState,
 };
 
 /// Who may call a route.
@@ -253,7 +253,7 @@ pub fn routes() -> Vec<Route> {
             vec![get(
                 "This instance in the federation: peers, and every message sent with where it has got to",
                 "html",
-                referrals::federation_page,
+                federation::federation_page,
             )],
         ),
         route(
@@ -489,7 +489,7 @@ pub fn routes() -> Vec<Route> {
             vec![post(
                 "Ask every peer a federated question and combine their answers (who answered, declined, could not be reached)",
                 "json",
-                referrals::ask_question,
+                federation::ask_question,
             )
             .with_body(json!({
                 "type": "object",

@@ -36,7 +36,7 @@ use crate::instance::{self, InstanceConfig, Running};
 
 /// The product the first trust wrote, as declared in `examples/products`:
 /// published under its own ODS code.
-const AUTHORED: [(&str, &str); 2] = [
+const AUTHORED: [(&str, &str); 3] = [
     (
         "product.toml",
         include_str!("../../../examples/products/discharge-delays-summary/product.toml"),
@@ -44,6 +44,10 @@ const AUTHORED: [(&str, &str); 2] = [
     (
         "by-ward.sql",
         include_str!("../../../examples/products/discharge-delays-summary/by-ward.sql"),
+    ),
+    (
+        "delayed-by-ward.sql",
+        include_str!("../../../examples/products/discharge-delays-summary/delayed-by-ward.sql"),
     ),
 ];
 
@@ -578,5 +582,26 @@ async fn care_home_manager(
         if let Err(e) = own.set(Some(&fed), offers) {
             tracing::warn!(error = %e, "the demo care home could not publish its places");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The demo's copy of the example product is the whole example: a file
+    /// added to the folder and not here would leave the product unloadable
+    /// in the demo.
+    #[test]
+    fn the_authored_product_is_the_whole_example() {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/products/discharge-delays-summary");
+        let mut files: Vec<String> = std::fs::read_dir(folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let mut authored: Vec<String> =
+            super::AUTHORED.iter().map(|(n, _)| n.to_string()).collect();
+        authored.sort();
+        assert_eq!(authored, files);
     }
 }

@@ -51,12 +51,16 @@ pub enum PeerCommand {
         /// The question, as the asker published it (TOML: name, version,
         /// purpose, sql), or a return (name and `[[question]]`s): every
         /// question in it is approved
-        #[arg(long, required_unless_present = "daily_return")]
+        #[arg(long, required_unless_present_any = ["daily_return", "offered"])]
         question: Option<PathBuf>,
         /// Approve the daily operational return's questions, as published
         /// with this release
-        #[arg(long, conflicts_with = "question")]
+        #[arg(long, conflicts_with_all = ["question", "offered"])]
         daily_return: bool,
+        /// Approve the question a product installed here offers under this
+        /// name (`product/question`, as `fdp product list` shows)
+        #[arg(long, conflicts_with = "question")]
+        offered: Option<String>,
         /// Who approves it
         #[arg(long)]
         by: String,
@@ -96,8 +100,15 @@ pub enum PeerCommand {
         #[arg(long)]
         config: Option<PathBuf>,
         /// The question (TOML: name, version, purpose, sql)
-        #[arg(long)]
-        question: PathBuf,
+        #[arg(long, required_unless_present = "offered")]
+        question: Option<PathBuf>,
+        /// Ask the question a product installed here offers under this name
+        /// (`product/question`)
+        #[arg(long, conflicts_with = "question")]
+        offered: Option<String>,
+        /// A value for one of the question's parameters, NAME=VALUE
+        #[arg(long = "arg", value_name = "NAME=VALUE")]
+        arguments: Vec<String>,
         /// Only these members (ODS codes, comma-separated); default every peer
         #[arg(long, value_delimiter = ',')]
         members: Vec<String>,
@@ -118,13 +129,27 @@ pub async fn run_async(cmd: PeerCommand) -> Result<()> {
             data_dir,
             config,
             question,
+            offered,
+            arguments,
             members,
             asked_by,
         } => {
             let config = InstanceConfig::for_data_dir(&data_dir, config.as_deref())?;
             let governance = config.governance(&data_dir)?;
             let fed = config.federation(&data_dir, &governance)?;
-            let q = Question::load(&question).map_err(anyhow::Error::msg)?;
+            let q = match (question, offered) {
+                (Some(path), _) => Question::load(&path).map_err(anyhow::Error::msg)?,
+                (None, Some(name)) => offered_question(&data_dir, &governance, &name)?,
+                (None, None) => anyhow::bail!("name a --question file or an --offered question"),
+            };
+            let mut given = q.arguments.clone();
+            for a in &arguments {
+                let (name, value) = a
+                    .split_once('=')
+                    .with_context(|| format!("--arg {a}: give NAME=VALUE"))?;
+                given.insert(name.trim().to_string(), value.trim().to_string());
+            }
+            let q = q.with_arguments(given);
             let members = if members.is_empty() {
                 fed.peers().iter().map(|p| p.ods.clone()).collect()
             } else {
@@ -195,6 +220,7 @@ pub fn run(cmd: PeerCommand) -> Result<()> {
             from,
             question,
             daily_return,
+            offered,
             by,
             reason,
             ranges,
@@ -215,7 +241,14 @@ pub fn run(cmd: PeerCommand) -> Result<()> {
             }
             let questions = match question {
                 None if daily_return => ReturnDefinition::daily_operational().questions,
-                None => anyhow::bail!("name a --question file, or --daily-return"),
+                None => match &offered {
+                    Some(name) => vec![offered_question(
+                        &data_dir,
+                        &InstanceConfig::governance_of(&data_dir)?,
+                        name,
+                    )?],
+                    None => anyhow::bail!("name a --question file, --daily-return or --offered"),
+                },
                 Some(path) => match Question::load(&path) {
                     Ok(q) => vec![q],
                     Err(as_question) => ReturnDefinition::load(&path)
@@ -283,4 +316,35 @@ pub fn run(cmd: PeerCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The question a product in use at this instance (built in, or installed
+/// from a folder or the marketplace) offers the federation under `name`.
+fn offered_question(
+    data_dir: &std::path::Path,
+    governance: &fdp_govern::Governance,
+    name: &str,
+) -> Result<Question> {
+    let catalogue = fdp_products::installed::Catalogue::new(
+        fdp_products::platform::Registry::builtin(),
+        data_dir,
+        std::sync::Arc::new(governance.policy().clone()),
+    );
+    let offered: Vec<fdp_products::platform::QuestionSpec> = catalogue
+        .registry()
+        .manifests()
+        .into_iter()
+        .flat_map(|m| m.offers.questions)
+        .collect();
+    let spec = offered.iter().find(|q| q.name == name).with_context(|| {
+        format!(
+            "no product in use here offers a question {name:?}; offered: {}",
+            offered
+                .iter()
+                .map(|q| q.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    Question::from_spec(spec).map_err(anyhow::Error::msg)
 }

@@ -380,6 +380,89 @@ fn a_trust_that_only_connects_out_answers_through_its_icb() {
     icb_server.stop();
 }
 
+/// A question a product offers the federation is approved and asked by
+/// its name alone, with its arguments: here the daily return's, which both
+/// instances have built in. A name no product offers is refused, naming
+/// what is offered.
+#[test]
+fn an_offered_question_is_approved_and_asked_by_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (icb, trust) = icb_and_trust(dir.path());
+    let name = "daily-return/length-of-stay";
+    let approve_offered = |offered: &str| {
+        fdp()
+            .args(["peer", "approve", "--data-dir"])
+            .arg(&trust)
+            .args(["--from", "QWO", "--offered", offered, "--by", "ig.lead"])
+            .args([
+                "--reason",
+                "ICB daily return",
+                "--range",
+                "census_at=now-30d..now",
+            ])
+            .output()
+            .unwrap()
+    };
+    let refused = approve_offered("daily-return/bed-days");
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("no product in use here offers a question \"daily-return/bed-days\"")
+            && why.contains(name),
+        "{why}"
+    );
+    let approved = approve_offered(name);
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    let port = free_port();
+    let trust_server = Server::start_configured(
+        &trust,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &format!(
+            "[federation]\nlisten = \"127.0.0.1:{port}\"\n[[federation.peer]]\nods = \"QWO\"\nrole = \"icb\"\ncertificate = \"{}\"\n",
+            cert(&icb).display()
+        ),
+    );
+    std::fs::write(
+        icb.join("instance.toml"),
+        format!(
+            "ods = \"QWO\"\n[federation]\n[[federation.peer]]\nods = \"RDD\"\nrole = \"trust\"\naddress = \"127.0.0.1:{port}\"\ncertificate = \"{}\"\n",
+            cert(&trust).display()
+        ),
+    )
+    .unwrap();
+    let census_at = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let out = fdp_ok!(
+        "peer",
+        "ask",
+        "--data-dir",
+        icb,
+        "--offered",
+        name,
+        "--arg",
+        format!("census_at={census_at}"),
+        "--as",
+        "icb.analyst"
+    );
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["question"], name);
+    assert_eq!(member(&answer, "RDD")["status"], "answered", "{answer}");
+    assert!(
+        member(&answer, "RDD")["answer"]["rows"][0]
+            .get("stay_7_days_plus")
+            .is_some(),
+        "{answer}"
+    );
+    trust_server.stop();
+}
+
 /// Class 5 of the adversarial suite (`crates/fdp/tests/adversarial.rs`,
 /// `docs/governance.md`): a question cannot be slid along its parameters or
 /// back in time beyond what the member's IG lead approved, and the person

@@ -76,6 +76,7 @@ impl Product for LiveBoard {
                     params: vec![input("ward", ParamKind::Text, false, "Only this ward (its code)")],
                     input: Input::Census,
                     chart: None,
+                    as_of: None,
                 },
                 ViewSpec {
                     name: "wards".into(),
@@ -87,6 +88,7 @@ impl Product for LiveBoard {
                         label: "ward".into(),
                         value: "occupied".into(),
                     }),
+                    as_of: None,
                 },
             ],
             actions: vec![

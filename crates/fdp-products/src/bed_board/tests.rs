@@ -280,6 +280,15 @@ async fn the_live_feed_sends_what_changed_and_audits_who_appears() {
     let audited: Vec<_> = instance.audit().into_iter().skip(before).collect();
     assert_eq!(audited.len(), 1, "{audited:?}");
     assert_eq!(audited[0].patients, ["M4"]);
+
+    // A patient admitted to W1 whom the PAS has not yet given a bed is on
+    // the board all the same, and audited when they appear.
+    feed.admit_without_bed("V6", ("M6", "9434765056", "FOXTROT"), "W1", 30).await;
+    let before = instance.audit().len();
+    updates.next_from(&*feed.live.read().await, now).unwrap();
+    let audited: Vec<_> = instance.audit().into_iter().skip(before).collect();
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0].patients, ["M6"]);
 }
 
 #[tokio::test]

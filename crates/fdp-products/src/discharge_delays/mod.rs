@@ -73,6 +73,7 @@ impl Product for DischargeDelays {
                         label: "ward_id".into(),
                         value: "patients".into(),
                     }),
+                    as_of: None,
                 },
                 ViewSpec {
                     name: "patients".into(),
@@ -81,6 +82,7 @@ impl Product for DischargeDelays {
                     params: vec![as_at_param()],
                     input: Input::Tables,
                     chart: None,
+                    as_of: None,
                 },
             ],
             actions: Vec::new(),

@@ -45,6 +45,7 @@ impl Product for LongStays {
                     label: "ward_id".into(),
                     value: "stay_21_plus".into(),
                 }),
+                as_of: None,
             }],
             actions: Vec::new(),
             offers: Offers::default(),
