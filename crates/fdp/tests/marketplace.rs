@@ -147,7 +147,10 @@ fn a_product_travels_from_one_trust_through_the_icb_to_another() {
         listed.contains("discharge-delays-summary     1.0.0    from RAA    via QWO"),
         "{listed}"
     );
-    assert!(listed.contains("reads discharge_readiness(admission_id, medically_optimised, medically_optimised_date)"), "{listed}");
+    assert!(
+        listed.contains("reads discharge_readiness(admission_id, medically_optimised, medically_optimised_date, updated_timestamp)"),
+        "{listed}"
+    );
     assert!(listed.contains("for operations, planning"), "{listed}");
     assert!(listed.contains(" new\n"), "{listed}");
 
