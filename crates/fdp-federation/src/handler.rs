@@ -7,7 +7,7 @@
 //! [`MessageKind`] and one more registration, never an edit to a central
 //! list.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use fdp_govern::{AuditLog, TableSource};
@@ -36,6 +36,9 @@ pub trait MessageKind: Send + Sync {
 #[derive(Default, Clone)]
 pub struct Messages {
     by_kind: BTreeMap<&'static str, Arc<dyn MessageKind>>,
+    /// Kinds the platform itself takes, whatever the products (see
+    /// [`Messages::register_platform`]).
+    platform: BTreeSet<&'static str>,
 }
 
 impl Messages {
@@ -55,6 +58,16 @@ impl Messages {
         Ok(self)
     }
 
+    /// [`Self::register`] for a part of the platform itself (federated
+    /// questions, which products offer by name rather than by kind; the
+    /// marketplace): its kinds need no product to declare them.
+    pub fn register_platform(self, part: impl MessageKind + 'static) -> Result<Messages, String> {
+        let kinds = part.kinds();
+        let mut me = self.register(part)?;
+        me.platform.extend(kinds.iter().copied());
+        Ok(me)
+    }
+
     /// Every kind taken, in order.
     pub fn kinds(&self) -> Vec<&'static str> {
         self.by_kind.keys().copied().collect()
@@ -63,7 +76,8 @@ impl Messages {
     /// Check the kinds taken against what products declare they take
     /// (`(kind, product)`, from their manifests' offers): every kind a
     /// product declares is taken by some part, and every kind taken is
-    /// declared by a product or is the platform's own ([`PLATFORM_KINDS`]).
+    /// declared by a product or is the platform's own
+    /// ([`Self::register_platform`]).
     /// The error names each kind out of place.
     pub fn check_declared(&self, declared: &[(String, String)]) -> Result<(), String> {
         let mut wrong = Vec::new();
@@ -75,7 +89,7 @@ impl Messages {
             }
         }
         for kind in self.by_kind.keys() {
-            if !PLATFORM_KINDS.contains(kind) && !declared.iter().any(|(k, _)| k == kind) {
+            if !self.platform.contains(kind) && !declared.iter().any(|(k, _)| k == kind) {
                 wrong.push(format!(
                     "the message kind `{kind}` is taken, but no product declares it"
                 ));
@@ -88,16 +102,6 @@ impl Messages {
         }
     }
 }
-
-/// Kinds the platform itself takes, whatever the products: federated
-/// questions (which products offer by name, not by kind) and the
-/// marketplace's.
-pub const PLATFORM_KINDS: &[&str] = &[
-    "question",
-    "product-offer",
-    "marketplace-list",
-    "product-decision",
-];
 
 #[async_trait::async_trait]
 impl Handler for Messages {
@@ -223,8 +227,10 @@ mod tests {
             .register(Echo(&["a", "b"]))
             .unwrap()
             .register(Echo(&["c"]))
+            .unwrap()
+            .register_platform(Echo(&["p"]))
             .unwrap();
-        assert_eq!(messages.kinds(), ["a", "b", "c"]);
+        assert_eq!(messages.kinds(), ["a", "b", "c", "p"]);
         let peer = Peer {
             ods: "RXX".into(),
             role: crate::OrgRole::Trust,
@@ -255,7 +261,7 @@ mod tests {
         let refused = messages.handle(&peer, &envelope("d")).await.unwrap_err();
         assert_eq!(
             refused,
-            "this instance does not take `d` messages (it takes a, b, c)"
+            "this instance does not take `d` messages (it takes a, b, c, p)"
         );
         let twice = messages.register(Echo(&["b"])).err().unwrap();
         assert!(twice.contains("`b` is registered twice"), "{twice}");

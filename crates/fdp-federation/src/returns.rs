@@ -52,8 +52,8 @@ impl ReturnDefinition {
     pub fn daily_operational() -> ReturnDefinition {
         let declared = fdp_products::daily_return::daily_operational();
         ReturnDefinition {
-            name: declared.name,
-            description: declared.description,
+            name: declared.name.clone(),
+            description: declared.description.clone(),
             questions: declared
                 .questions
                 .iter()

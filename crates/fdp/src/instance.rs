@@ -368,7 +368,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
             );
             let audit = governance.audit().clone();
             let messages = fdp_federation::handler::Messages::new()
-                .register(fdp_federation::questions::QuestionAnswerer::new(
+                .register_platform(fdp_federation::questions::QuestionAnswerer::new(
                     governance.clone(),
                     tables.clone(),
                     &data_dir,
@@ -382,7 +382,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
                 })
                 .and_then(|m| m.register(fdp_federation::capacity::CapacityFeed::open(&data_dir)))
                 .and_then(|m| {
-                    m.register(fdp_federation::handler::MarketplaceMessages {
+                    m.register_platform(fdp_federation::handler::MarketplaceMessages {
                         marketplace: Arc::new(fdp_federation::marketplace::Marketplace::open(
                             &data_dir,
                         )),

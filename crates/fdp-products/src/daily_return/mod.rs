@@ -89,8 +89,14 @@ fn reads() -> Vec<Reads> {
     ]
 }
 
-/// The daily operational return as published with this release.
-pub fn daily_operational() -> ReturnFile {
+/// The daily operational return as published with this release, read
+/// once: every manifest, view and schedule asks for it.
+pub fn daily_operational() -> &'static ReturnFile {
+    static RETURN_FILE: std::sync::OnceLock<ReturnFile> = std::sync::OnceLock::new();
+    RETURN_FILE.get_or_init(read_return)
+}
+
+fn read_return() -> ReturnFile {
     let declared: ReturnToml = toml::from_str(RETURN).expect("the built-in daily return is valid");
     let read: BTreeMap<String, BTreeSet<String>> = reads()
         .into_iter()
@@ -154,14 +160,14 @@ impl Product for DailyReturn {
             title: "Daily operational return".into(),
             version: "1.0.0".into(),
             priority: Priority::CareCoordination,
-            description: definition.description,
+            description: definition.description.clone(),
             publisher: None,
             purposes: vec![Purpose::Planning],
             reads: reads(),
-            views: definition.views.into_iter().map(|(v, _)| v).collect(),
+            views: definition.views.iter().map(|(v, _)| v.clone()).collect(),
             actions: Vec::new(),
             offers: Offers {
-                questions: definition.questions,
+                questions: definition.questions.clone(),
                 messages: Vec::new(),
             },
         }
@@ -178,8 +184,8 @@ impl Product for DailyReturn {
         let definition = daily_operational();
         let Some(((_, columns), question)) = definition
             .views
-            .into_iter()
-            .zip(definition.questions)
+            .iter()
+            .zip(&definition.questions)
             .find(|((v, _), _)| v.name == view)
         else {
             return Err(self.no_view(view));
@@ -192,7 +198,7 @@ impl Product for DailyReturn {
         })
         .map_err(ProductError::Failed)?;
         let result = session.query(&sql).await?;
-        Answer::from_query(&result, columns)
+        Answer::from_query(&result, columns.clone())
     }
 }
 
