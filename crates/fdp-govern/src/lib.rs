@@ -48,8 +48,8 @@ pub use oidc::{OidcConfig, OidcError, OidcVerifier};
 pub use policy::{Policy, PolicyError, Refusal};
 pub use purpose::Purpose;
 pub use session::{
-    Declared, GovernError, Governance, GovernedSession, OptOutExclusion, ProductView, QueryResult,
-    RecordChange, RecordRead, Reidentified, RowFacts, SessionRequest,
+    Declared, GovernError, Governance, GovernedSession, Held, OptOutExclusion, ProductView,
+    QueryResult, RecordChange, RecordRead, Reidentified, RowFacts, SessionRequest,
 };
 pub use tokens::{Principal, TokenError, TokenStore};
 

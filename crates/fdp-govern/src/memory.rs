@@ -81,6 +81,47 @@ impl MemoryTables {
         Ok(self)
     }
 
+    /// Add `batches` (as a mapping or the store made them, with the
+    /// model's columns for `table`) to the model's `table`.
+    pub fn with_batches(
+        mut self,
+        table: &str,
+        batches: Vec<RecordBatch>,
+    ) -> Result<MemoryTables, MemoryError> {
+        let object = Model::canonical()
+            .object_type_by_table(table)
+            .ok_or_else(|| MemoryError::UnknownTable(table.to_string()))?;
+        let schema: SchemaRef = Arc::new(object.arrow_schema());
+        for b in &batches {
+            let names = |s: &datafusion::arrow::datatypes::Schema| {
+                s.fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), f.data_type().clone()))
+                    .collect::<Vec<_>>()
+            };
+            if names(&b.schema()) != names(&schema) {
+                return Err(MemoryError::Rows {
+                    table: table.to_string(),
+                    message: "a batch's columns are not the model's".into(),
+                });
+            }
+        }
+        let entry = self
+            .tables
+            .entry(table.to_string())
+            .or_insert_with(|| (schema.clone(), Vec::new()));
+        for b in batches {
+            entry.1.push(
+                b.with_schema(schema.clone())
+                    .map_err(|e| MemoryError::Rows {
+                        table: table.to_string(),
+                        message: e.to_string(),
+                    })?,
+            );
+        }
+        Ok(self)
+    }
+
     /// How many tables are held.
     pub fn len(&self) -> usize {
         self.tables.len()
@@ -155,5 +196,72 @@ mod tests {
             )
             .unwrap_err();
         assert!(e.to_string().contains("not_a_column"), "{e}");
+    }
+
+    fn session_request(role: &str, purpose: crate::Purpose) -> crate::SessionRequest {
+        let principal = crate::Principal {
+            name: format!("a {role}"),
+            roles: vec![role.to_string()],
+            organisation: Some("RXX".into()),
+        };
+        crate::SessionRequest::new(principal, purpose, "ui")
+    }
+
+    #[tokio::test]
+    async fn a_granted_table_nothing_has_written_reads_as_empty_and_an_answer_can_be_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = crate::Policy::demo(Model::canonical());
+        let governance = crate::Governance::open(dir.path(), policy, "RXX", None).unwrap();
+        let tables = MemoryTables::new()
+            .with_rows(
+                "admission",
+                &[
+                    json!({"admission_id": "A1", "admission_timestamp": "2026-11-20T08:00:00Z"}),
+                    json!({"admission_id": "A2", "admission_timestamp": "2026-11-21T08:00:00Z"}),
+                ],
+            )
+            .unwrap();
+        let session = governance
+            .session(
+                &tables,
+                session_request("clinician", crate::Purpose::DirectCare),
+            )
+            .await
+            .unwrap();
+        // No procedure has been written: none, not an error.
+        let none = session
+            .query("SELECT count(*) AS n FROM procedure")
+            .await
+            .unwrap();
+        assert_eq!(none.rows_json().unwrap(), json!([{"n": 0}]));
+        // An answer held is a table for the session's next queries, and
+        // goes when the guard does.
+        {
+            let _held = session
+                .hold("recent", "SELECT admission_id FROM admission WHERE admission_timestamp > TIMESTAMP '2026-11-21T00:00:00Z'")
+                .await
+                .unwrap();
+            let n = session
+                .query("SELECT count(*) AS n FROM recent")
+                .await
+                .unwrap();
+            assert_eq!(n.rows_json().unwrap(), json!([{"n": 1}]));
+            // A name the session already has cannot be taken.
+            assert!(session.hold("admission", "SELECT 1").await.is_err());
+        }
+        assert!(session.query("SELECT * FROM recent").await.is_err());
+        // Under disclosure control nothing is held.
+        let planning = governance
+            .session(
+                &tables,
+                session_request("analyst", crate::Purpose::Planning),
+            )
+            .await
+            .unwrap();
+        let e = planning
+            .hold("recent", "SELECT admission_id FROM admission")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("disclosure control"), "{e}");
     }
 }

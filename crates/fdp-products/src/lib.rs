@@ -18,6 +18,8 @@
 //!   questions a collecting instance asks of every member.
 //! - [`referrals`]: discharge referrals to care providers, the record they
 //!   carry, and what a policy lets be seen of them.
+//! - [`waiting_list`]: the patient tracking list under the national RTT
+//!   rules (elective recovery), its breach forecast and its shape.
 //! - [`declared`]: products declared as data (a folder with `product.toml`
 //!   and SQL, no Rust), checked against the model and the policy.
 
@@ -47,4 +49,5 @@ built_in! {
     discharge_delays::DischargeDelays,
     long_stays::LongStays,
     daily_return::DailyReturn,
+    waiting_list::WaitingList,
 }

@@ -11,6 +11,8 @@
 //!   ADT messages (with a configurable share of malformed ones) and keeps an
 //!   exact model of bed occupancy for tests to compare against;
 //! - [`hl7`]: the message text building those messages use;
+//! - [`elective`]: a trust's elective waiting list and its pathways'
+//!   RTT activity, with planted validation problems as known truth;
 //! - [`extracts`]: the flat files a trust's other systems send (theatre
 //!   sessions and bookings, consultant leave, rosters, Capacity Tracker and
 //!   virtual-ward capacity, vaccine and supplies stock, supplies
@@ -48,6 +50,7 @@
 
 #![warn(missing_docs)]
 
+pub mod elective;
 pub mod error;
 pub mod extracts;
 pub mod fhir_export;
@@ -57,6 +60,7 @@ pub mod people;
 mod rng;
 pub mod trust;
 
+pub use elective::{ElectiveList, ElectiveSpec, Problem};
 pub use error::SynthError;
 pub use extracts::{ExtractFile, ExtractSpec, Fault, FaultKind};
 pub use pas::{

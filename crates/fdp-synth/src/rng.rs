@@ -49,6 +49,7 @@ pub(crate) type SynthRng = ChaCha8Rng;
 pub(crate) mod stream {
     pub const TRUST: u64 = 1;
     pub const PAS: u64 = 2;
+    pub const ELECTIVE: u64 = 3;
     /// The flat extracts take this stream and the fifteen after it, one per
     /// file, so a change to one extract leaves the others byte-identical.
     pub const EXTRACTS: u64 = 16;

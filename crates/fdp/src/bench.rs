@@ -31,6 +31,8 @@ pub enum BenchCommand {
     Fhir(crate::bench_fhir::FhirArgs),
     /// Flat extract (CSV) through a declared mapping, beside DuckDB: rows/s
     Csv(crate::bench_csv::CsvArgs),
+    /// The PTL rebuilt and every validation rule run over a million-pathway waiting list, beside DuckDB
+    Elective(crate::bench_elective::ElectiveArgs),
     /// The same aggregates over 10 million rows with and without the policy: what governance costs
     GovernedQuery(crate::bench_governed::GovernedQueryArgs),
     /// One federated question of 20 instances on loopback: end-to-end latency, p50 and p99
@@ -88,6 +90,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Adt(args) => adt(args).await.map(|r| r.print()),
         BenchCommand::Fhir(args) => crate::bench_fhir::fhir(args).await,
         BenchCommand::Csv(args) => crate::bench_csv::csv(args).await,
+        BenchCommand::Elective(args) => crate::bench_elective::elective(args).await,
         BenchCommand::GovernedQuery(args) => crate::bench_governed::run(args).await,
         BenchCommand::Federation(args) => crate::bench_federation::run(args).await,
         BenchCommand::Flood(args) => crate::bench_flood::run(args).await,

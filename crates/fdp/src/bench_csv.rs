@@ -200,7 +200,7 @@ pub async fn csv(args: CsvArgs) -> Result<()> {
     Ok(())
 }
 
-fn duckdb_version() -> String {
+pub(crate) fn duckdb_version() -> String {
     std::process::Command::new("python3")
         .args(["-c", "import duckdb; print(duckdb.__version__)"])
         .output()

@@ -33,6 +33,28 @@ pub enum SynthCommand {
         #[arg(long, default_value_t = 24)]
         care_homes: usize,
     },
+    /// A trust's elective waiting list as its PAS exports it
+    /// (`waiting_list_<date>.csv`) with every pathway's RTT activity
+    /// (`rtt_activity_<date>.csv`), and the planted validation problems as
+    /// known truth (`planted_<date>.csv`: pathway and problem). Load the
+    /// two exports with `fdp ingest csv --mapping mappings/ DIR`.
+    Elective {
+        /// Folder to write into (created if missing)
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the synthetic trust and its list
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// The day the list is extracted
+        #[arg(long, default_value = "2026-11-30")]
+        as_at: NaiveDate,
+        /// Entries on the list
+        #[arg(long, default_value_t = 200_000)]
+        pathways: usize,
+        /// The share of entries carrying each of the eight kinds of planted problem
+        #[arg(long, default_value_t = 0.01)]
+        problem_share: f64,
+    },
     /// A FHIR R4 Bulk Data export of UK Core patients with their
     /// encounters, observations, conditions, immunisations, procedures,
     /// referrals and appointments (36 resources a patient), one NDJSON file
@@ -114,6 +136,13 @@ pub fn run(cmd: SynthCommand) -> Result<()> {
             days,
             per_day,
         } => write_adt(&out, seed, start, days, per_day),
+        SynthCommand::Elective {
+            out,
+            seed,
+            as_at,
+            pathways,
+            problem_share,
+        } => write_elective(&out, seed, as_at, pathways, problem_share),
         SynthCommand::Fhir { out, patients } => {
             let (files, n) =
                 fdp_synth::fhir_export::write(&out, patients * fdp_synth::fhir_export::PER_PATIENT)
@@ -171,5 +200,47 @@ fn write_adt(
         bytes as f64 / (1024.0 * 1024.0),
         out.display()
     );
+    Ok(())
+}
+
+/// Write the elective list, its activity and its truth into `out`.
+fn write_elective(
+    out: &std::path::Path,
+    seed: u64,
+    as_at: NaiveDate,
+    pathways: usize,
+    problem_share: f64,
+) -> Result<()> {
+    let trust = Trust::generate(seed, TrustSpec::default())?;
+    let spec = fdp_synth::ElectiveSpec {
+        as_at,
+        pathways,
+        problem_share,
+    };
+    let list = fdp_synth::ElectiveList::generate(&trust, seed, &spec)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let day = as_at.format("%Y%m%d");
+    let mut truth = String::from("pathway_id,problem,rule\n");
+    let mut planted = std::collections::BTreeMap::new();
+    for (id, p) in list.truth() {
+        truth.push_str(&format!("{id},{p:?},{}\n", p.rule()));
+        *planted.entry(p.rule()).or_insert(0usize) += 1;
+    }
+    for (name, text) in [
+        (format!("waiting_list_{day}.csv"), list.waiting_list_csv()),
+        (format!("rtt_activity_{day}.csv"), list.rtt_activity_csv()),
+        (format!("planted_{day}.csv"), truth),
+    ] {
+        let path = out.join(&name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    println!(
+        "{} entries; planted problems by the rule that should find them:",
+        list.entries.len()
+    );
+    for (rule, n) in planted {
+        println!("  {rule:<42} {n:>7}");
+    }
     Ok(())
 }

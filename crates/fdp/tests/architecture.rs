@@ -35,7 +35,7 @@ const DIRECT_PATHS: &[&str] = &[
 
 /// The only exceptions outside fdp-store and fdp-govern: writers re-reading
 /// the raw records they wrote, to recognise a record sent twice; and the
-/// governance benchmark's ungoverned baseline.
+/// benchmarks' ungoverned baselines.
 const ALLOWED: &[(&str, &str)] = &[
     ("fdp-ingest/src/lib.rs", "writer_read"),
     ("fdp-ingest/src/fhir.rs", "datafusion_session"),
@@ -43,6 +43,9 @@ const ALLOWED: &[(&str, &str)] = &[
     // The governance benchmark's baseline: the same query with no policy,
     // over the table the benchmark generated in its own directory.
     ("fdp/src/bench_governed.rs", "ungoverned_baseline"),
+    // The elective benchmark's peer: DuckDB reading the Parquet files of
+    // the tables the benchmark loaded into its own directory.
+    ("fdp/src/bench_elective.rs", "duckdb_peer"),
 ];
 
 #[test]

@@ -86,3 +86,11 @@ fn federation_quick() {
     let out = bench(&["federation"]);
     assert!(out.contains("p50") && out.contains("p99"), "{out}");
 }
+
+#[test]
+fn elective_quick() {
+    let out = bench(&["elective"]);
+    assert!(out.contains("planted problems found"), "{out}");
+    assert!(out.contains("DuckDB"), "the peer runs beside it: {out}");
+    assert!(out.contains("already-treated"), "each rule's flags: {out}");
+}

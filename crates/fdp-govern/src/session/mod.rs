@@ -60,7 +60,7 @@ mod records;
 pub use oversight::{OptOutExclusion, Reidentified};
 pub use product_view::{ProductView, RowFacts};
 pub(crate) use query::column_text;
-pub use query::{GovernedSession, QueryResult, TableVersions, TextTable};
+pub use query::{GovernedSession, Held, QueryResult, TableVersions, TextTable};
 pub use records::{RecordChange, RecordRead};
 
 // What the concerns below share.

@@ -236,6 +236,43 @@ impl GovernedSession {
         .await
     }
 
+    /// Answer `sql` (governed and audited as any query) and hold the answer
+    /// in this session as a table named `name` until the returned guard is
+    /// dropped: how a product computes a large intermediate once (the PTL)
+    /// and asks several questions of it, where a common table expression
+    /// would be computed again in each. Refused, audited, where disclosure
+    /// control applies: a held answer no longer says which patients are
+    /// behind each of its rows, which that control needs.
+    pub async fn hold(&self, name: &str, sql: &str) -> Result<Held<'_>, GovernError> {
+        if self.disclosure.is_some() {
+            let refusal = format!(
+                "an answer is not held for further queries under {}: disclosure control needs the patients behind each row",
+                self.req.purpose
+            );
+            self.refused(&format!("hold {name}"), &refusal)?;
+            return Err(GovernError::Source(refusal));
+        }
+        if self.ctx.table_exist(name)? {
+            return Err(GovernError::Source(format!(
+                "an answer cannot be held as {name}: the session already has a table of that name"
+            )));
+        }
+        let answer = self.query(sql).await?;
+        // The batches' own schema: the planned one may differ from it in
+        // nullability, which a held table must match.
+        let schema = answer
+            .batches
+            .first()
+            .map(|b| b.schema())
+            .unwrap_or(answer.schema);
+        let table = datafusion::datasource::MemTable::try_new(schema, vec![answer.batches])?;
+        self.ctx.register_table(name, Arc::new(table))?;
+        Ok(Held {
+            session: self,
+            name: name.to_string(),
+        })
+    }
+
     /// [`Self::query`], governed and audited the same, also giving the plan
     /// the engine ran with what each step measured. For an operator timing
     /// the instance (`fdp bench`): no channel offers it, because a step's
@@ -614,4 +651,25 @@ pub(crate) fn column_text(
                 .collect()
         }
     })
+}
+
+/// An answer held in a session as a table (see [`GovernedSession::hold`]);
+/// dropped, the table goes.
+pub struct Held<'s> {
+    session: &'s GovernedSession,
+    name: String,
+}
+
+impl std::fmt::Debug for Held<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held").field("name", &self.name).finish()
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // Deregistering a table the session registered cannot fail in a
+        // way the caller could act on; the session ends soon after anyway.
+        let _ = self.session.ctx.deregister_table(self.name.as_str());
+    }
 }

@@ -113,6 +113,11 @@ pub struct ColumnRule {
     /// An empty value is an error instead of null.
     #[serde(default)]
     pub required: bool,
+    /// A column later exports added (`from` a named column only): where
+    /// the file's header lacks it, the target is left empty rather than
+    /// the file refused, so older exports still load.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// A mapping file.
@@ -255,6 +260,11 @@ impl Mapping {
                 ));
             }
             let source = match (&rule.from, &rule.concat, &rule.constant) {
+                (Some(s @ Source::Name(_)), None, None)
+                    if rule.optional && header.is_some() && resolve(s, target).is_err() =>
+                {
+                    ValueSource::Absent
+                }
                 (Some(s), None, None) => ValueSource::Column(resolve(s, target)?),
                 (None, Some(list), None) => ValueSource::Concat(
                     list.iter()
@@ -349,6 +359,8 @@ enum ValueSource {
     Column(usize),
     Concat(Vec<Part>, String),
     Constant(String),
+    /// An optional column the file does not have.
+    Absent,
 }
 
 #[derive(Debug, Clone)]
@@ -438,6 +450,7 @@ impl Plan {
                     std::borrow::Cow::Owned(parts.join(sep))
                 }
                 ValueSource::Constant(k) => std::borrow::Cow::Owned(k.clone()),
+                ValueSource::Absent => std::borrow::Cow::Borrowed(""),
             };
             out.push(
                 self.value(c, raw)
@@ -861,6 +874,33 @@ mod tests {
         assert!(e.contains("not a date in the format %d/%m/%Y"), "{e}");
         let e = p.apply(&["RXX4", "9434765919", "1"], &mut out).unwrap_err();
         assert_eq!(e, "expected 4 fields, found 3");
+    }
+
+    #[test]
+    fn an_optional_column_an_older_export_lacks_is_left_empty() {
+        let text = r#"
+            name = "wl"
+            object_type = "EalEntry"
+            file_pattern = "wl_*.csv"
+            [columns]
+            eal_id = { from = "Pathway" }
+            latest_clinically_appropriate_date = { from = "LCAD", format = "%d/%m/%Y", optional = true }
+            "#;
+        // A newer export has it, and it is read.
+        let p = plan(text, &["Pathway", "LCAD"]);
+        let mut out = Vec::new();
+        p.apply(&["RXX1", "01/02/2027"], &mut out).unwrap();
+        assert!(matches!(out[1], Val::Date(_)));
+        // An older one has not: null, and the file still loads.
+        let p = plan(text, &["Pathway"]);
+        p.apply(&["RXX1"], &mut out).unwrap();
+        assert_eq!(out[1], Val::Null);
+        // Without `optional`, the missing column is named.
+        let strict = Mapping::from_toml(&text.replace(", optional = true", "")).unwrap();
+        let Err(e) = strict.compile(Model::canonical(), Some(&["Pathway".to_string()])) else {
+            panic!("a mapping naming a column the file lacks compiled");
+        };
+        assert!(e.contains("the file has no column \"LCAD\""), "{e}");
     }
 
     #[test]

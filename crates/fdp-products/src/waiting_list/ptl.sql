@@ -1,0 +1,183 @@
+-- The patient tracking list: every entry on the elective admission list
+-- that has not been removed, with its RTT clock computed from the
+-- pathway's activities as they stood on {as_at}. Nothing about the clock
+-- is copied from the extract; the extract's own figures are shown beside
+-- the computed ones, with why they differ.
+--
+-- Each activity is ordered by a key: its day, then its sequence within
+-- the day, then its RTT status code (so the code of the first or last
+-- activity can be read back from the key alone, modulo 100).
+WITH activity AS (
+    SELECT pathway_id,
+           activity_date,
+           rtt_status_code,
+           (activity_date - DATE '1970-01-01') * 100000
+               + coalesce(activity_sequence, 0) * 100
+               + CAST(rtt_status_code AS BIGINT) AS at_key
+    FROM pathway_activity
+    WHERE activity_date <= {as_at}
+),
+last_stop AS (
+    SELECT pathway_id,
+           max(CASE WHEN rtt_status_code IN ('30', '31', '32', '33', '34', '35', '36')
+                    THEN at_key END) AS stop_key,
+           max(at_key) AS latest_key,
+           count(*) AS activities
+    FROM activity
+    GROUP BY pathway_id
+),
+clock AS (
+    -- The clock runs from the first clock start after the last stop (a
+    -- second referral letter does not restart a running clock); with no
+    -- start after it, the clock stopped at the last stop.
+    SELECT a.pathway_id,
+           min(CASE WHEN a.rtt_status_code IN ('10', '11', '12')
+                     AND (s.stop_key IS NULL OR a.at_key > s.stop_key)
+                    THEN a.at_key END) AS start_key,
+           min(CASE WHEN a.rtt_status_code IN ('10', '11', '12')
+                     AND (s.stop_key IS NULL OR a.at_key > s.stop_key)
+                    THEN a.activity_date END) AS clock_start,
+           max(CASE WHEN a.at_key = s.stop_key THEN a.activity_date END) AS stop_date,
+           max(CASE WHEN a.at_key = s.latest_key THEN a.activity_date END) AS latest_date,
+           max(s.stop_key) AS stop_key,
+           max(s.latest_key) AS latest_key,
+           max(s.activities) AS activities
+    FROM activity a
+    JOIN last_stop s ON s.pathway_id = a.pathway_id
+    GROUP BY a.pathway_id
+),
+entry AS (
+    SELECT e.eal_id,
+           e.pathway_id,
+           e.patient_id,
+           {patient_name} AS patient_name,
+           coalesce(p.specialty_name, n.specialty_name) AS specialty,
+           coalesce(p.consultant_name, n.primary_consultant_name) AS consultant,
+           n.intended_primary_procedure_code AS procedure_code,
+           e.priority_type,
+           e.decided_to_admit_date,
+           e.planned_date,
+           e.latest_clinically_appropriate_date,
+           CASE WHEN c.start_key IS NOT NULL THEN 'running'
+                WHEN c.stop_key IS NOT NULL THEN 'stopped'
+                ELSE 'no clock' END AS clock,
+           CAST(c.latest_key % 100 AS VARCHAR) AS rtt_status_code,
+           c.latest_date AS rtt_status_date,
+           CAST(c.start_key % 100 AS VARCHAR) AS clock_start_code,
+           c.clock_start AS rtt_period_start_date,
+           CASE WHEN c.start_key IS NULL THEN c.stop_date END AS rtt_period_end_date,
+           CASE WHEN c.start_key IS NULL THEN CAST(c.stop_key % 100 AS VARCHAR) END AS clock_stop_code,
+           coalesce(e.rtt_days_paused, 0) AS rtt_days_paused,
+           {as_at} - c.clock_start - coalesce(e.rtt_days_paused, 0) AS rtt_period_length,
+           c.activities,
+           e.rtt_period_start_date AS extract_rtt_period_start_date,
+           e.rtt_status_code AS extract_rtt_status_code,
+           e.rtt_weeks_waiting AS extract_rtt_weeks_waiting
+    FROM eal_entry e
+    LEFT JOIN clock c ON c.pathway_id = e.pathway_id
+    LEFT JOIN patient_pathway p ON p.pathway_id = e.pathway_id
+    LEFT JOIN encounter n ON n.eal_id = e.eal_id
+    WHERE e.removal_date IS NULL OR e.removal_date > {as_at}
+),
+paused AS (
+    -- Days paused move every breach date; almost always none.
+    SELECT entry.*,
+           CASE WHEN rtt_days_paused = 0 THEN rtt_period_start_date
+                ELSE CAST(rtt_period_start_date
+                          + CAST(CAST(rtt_days_paused AS VARCHAR) || ' days' AS INTERVAL) AS DATE)
+           END AS breach_base
+    FROM entry
+),
+waits AS (
+    SELECT paused.*,
+           CAST(floor(rtt_period_length / 7.0) AS BIGINT) AS rtt_weeks_waiting,
+           -- A breach date is the day the wait reaches that many whole
+           -- weeks; a clock still running after it has breached.
+           CAST(breach_base + INTERVAL '126 days' AS DATE) AS date_of_18_week_rtt_breach,
+           CAST(breach_base + INTERVAL '364 days' AS DATE) AS date_of_52_week_rtt_breach,
+           CAST(breach_base + INTERVAL '455 days' AS DATE) AS date_of_65_week_rtt_breach,
+           CAST(breach_base + INTERVAL '546 days' AS DATE) AS rtt_period_78_week_breach_date,
+           CAST(breach_base + INTERVAL '728 days' AS DATE) AS rtt_period_104_week_breach_date,
+           -- Clinical priority's time limit runs from the decision to
+           -- admit; a P1 without its sub-level is held to the stricter.
+           CASE WHEN priority_type IN ('P1a', 'P1') THEN CAST(decided_to_admit_date + INTERVAL '1 day' AS DATE)
+                WHEN priority_type = 'P1b' THEN CAST(decided_to_admit_date + INTERVAL '3 days' AS DATE)
+                WHEN priority_type = 'P2' THEN CAST(decided_to_admit_date + INTERVAL '28 days' AS DATE)
+                WHEN priority_type = 'P3' THEN CAST(decided_to_admit_date + INTERVAL '3 months' AS DATE)
+           END AS priority_due_date,
+           rtt_period_start_date - DATE '1970-01-01' AS start_day
+    FROM paused
+)
+SELECT eal_id,
+       pathway_id,
+       patient_id,
+       patient_name,
+       specialty,
+       consultant,
+       procedure_code,
+       priority_type,
+       decided_to_admit_date,
+       planned_date,
+       latest_clinically_appropriate_date,
+       clock,
+       rtt_status_code,
+       rtt_status_date,
+       rtt_period_start_date,
+       clock_start_code,
+       rtt_period_end_date,
+       clock_stop_code,
+       rtt_days_paused,
+       rtt_period_length,
+       rtt_weeks_waiting,
+       CASE WHEN rtt_weeks_waiting IS NULL THEN NULL
+            WHEN rtt_weeks_waiting < 18 THEN '00-17 weeks'
+            WHEN rtt_weeks_waiting < 52 THEN '18-51 weeks'
+            WHEN rtt_weeks_waiting < 65 THEN '52-64 weeks'
+            WHEN rtt_weeks_waiting < 78 THEN '65-77 weeks'
+            WHEN rtt_weeks_waiting < 104 THEN '78-103 weeks'
+            ELSE '104+ weeks' END AS rtt_time_bands,
+       date_of_18_week_rtt_breach,
+       date_of_18_week_rtt_breach - {as_at} AS days_to_18_week_rtt_breach,
+       date_of_52_week_rtt_breach,
+       date_of_52_week_rtt_breach - {as_at} AS days_to_52_week_rtt_breach,
+       date_of_65_week_rtt_breach,
+       date_of_65_week_rtt_breach - {as_at} AS days_to_65_week_rtt_breach,
+       rtt_period_78_week_breach_date,
+       rtt_period_78_week_breach_date - {as_at} AS rtt_period_days_to_78_week_breach,
+       rtt_period_104_week_breach_date,
+       rtt_period_104_week_breach_date - {as_at} AS rtt_period_days_to_104_week_breach,
+       date_of_18_week_rtt_breach - {as_at} BETWEEN 0 AND 69 AS less_than_10_weeks_to_rtt_breach,
+       rtt_weeks_waiting >= 68 AS rtt_period_is_68_week_waiter,
+       rtt_weeks_waiting >= 94 AS rtt_period_is_94_week_waiter,
+       priority_due_date,
+       clock = 'running' AND {as_at} > priority_due_date AS past_priority_limit,
+       -- Treated in turn: a booked patient ahead of anyone of the same
+       -- priority and procedure who has waited longer and is not booked
+       -- sooner.
+       coalesce(clock = 'running' AND planned_date IS NOT NULL
+           AND max(CASE WHEN clock = 'running' THEN coalesce(planned_date, DATE '9999-12-31') END)
+                   OVER (PARTITION BY priority_type, procedure_code ORDER BY start_day
+                         RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) > planned_date,
+           false) AS booked_out_of_turn,
+       extract_rtt_period_start_date,
+       extract_rtt_status_code,
+       extract_rtt_weeks_waiting,
+       CASE WHEN clock = 'no clock'
+                THEN 'no activity on the pathway by this date to compute the clock from'
+            WHEN clock = 'stopped' AND extract_rtt_status_code IS NOT NULL
+                 AND extract_rtt_status_code NOT IN ('30', '31', '32', '33', '34', '35', '36')
+                THEN 'the clock stopped on ' || CAST(rtt_period_end_date AS VARCHAR)
+                     || ' (code ' || clock_stop_code || '); the extract still counts it as waiting'
+            WHEN extract_rtt_period_start_date IS NOT NULL
+                 AND extract_rtt_period_start_date <> rtt_period_start_date
+                THEN CASE clock_start_code
+                         WHEN '11' THEN 'the clock restarted after active monitoring on '
+                         WHEN '12' THEN 'a new clock started on '
+                         ELSE 'the first clock start is on ' END
+                     || CAST(rtt_period_start_date AS VARCHAR)
+                     || '; the extract counts from ' || CAST(extract_rtt_period_start_date AS VARCHAR)
+            WHEN extract_rtt_weeks_waiting IS NOT NULL AND extract_rtt_weeks_waiting <> rtt_weeks_waiting
+                THEN 'the extract gives ' || CAST(extract_rtt_weeks_waiting AS VARCHAR)
+                     || ' weeks waited, counted on another day'
+       END AS extract_disagrees
+FROM waits
