@@ -132,6 +132,8 @@ pub async fn elective(args: ElectiveArgs) -> Result<()> {
     let rules: Vec<String> = validation_rules().iter().map(|r| r.query(AS_AT)).collect();
     let mut ours = Vec::new();
     let mut flags: Vec<BTreeSet<String>> = Vec::new();
+    // Each step's seconds in the last run: the PTL, then each rule.
+    let mut steps = Vec::new();
     for _ in 0..args.runs {
         let session = governance
             .session(
@@ -141,10 +143,13 @@ pub async fn elective(args: ElectiveArgs) -> Result<()> {
             .await?;
         let t = Instant::now();
         let held = session.hold("ptl", &ptl).await?;
+        steps = vec![t.elapsed().as_secs_f64()];
         flags.clear();
         for sql in &rules {
+            let step = Instant::now();
             let result = session.query(sql).await?;
             flags.push(eal_ids(&result.batches)?);
+            steps.push(step.elapsed().as_secs_f64());
         }
         ours.push(t.elapsed().as_secs_f64());
         drop(held);
@@ -154,6 +159,16 @@ pub async fn elective(args: ElectiveArgs) -> Result<()> {
     println!(
         "  OpenFDP (governed, audited): {ours:.3} s median of {} runs",
         args.runs
+    );
+    println!(
+        "    of which the PTL {:.3} s, then the rules {}",
+        steps[0],
+        validation_rules()
+            .iter()
+            .zip(&steps[1..])
+            .map(|(r, t)| format!("{} {t:.3} s", r.name))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     score(&list, &flags);
     if args.no_duckdb {
