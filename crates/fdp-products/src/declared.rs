@@ -159,7 +159,7 @@ pub struct DeclaredProduct {
 }
 
 /// Whether `name` can name a product or a view in a URL.
-fn valid_id(name: &str) -> bool {
+pub(crate) fn valid_id(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

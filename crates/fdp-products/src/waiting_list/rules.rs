@@ -25,7 +25,7 @@ const FILES: &[(&str, &str)] = &[
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
-    /// Letters, digits and `-`: how flags and proposals name it.
+    /// Lowercase letters, digits and `-`: how flags and proposals name it.
     pub name: String,
     pub title: String,
     /// The file of its SQL.
@@ -60,14 +60,9 @@ fn parse(text: &str, file: impl Fn(&str) -> Option<String>) -> Result<Vec<Rule>,
     let parsed: RulesFile = toml::from_str(text).map_err(|e| format!("rules.toml: {e}"))?;
     let mut rules = Vec::with_capacity(parsed.rule.len());
     for mut rule in parsed.rule {
-        if rule.name.is_empty()
-            || !rule
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
+        if !crate::declared::valid_id(&rule.name) {
             return Err(format!(
-                "rules.toml: rule {:?}: a name is letters, digits and -",
+                "rules.toml: rule {:?}: a name is 1–64 lowercase letters, digits and -",
                 rule.name
             ));
         }
