@@ -537,6 +537,75 @@ fn merge_of_two_admitted_records_leaves_one_bed() {
     f.check_invariants();
 }
 
+/// A merge after a restart from a snapshot (the census read back, its
+/// index of spells by patient not yet built) moves every spell of the
+/// merged record, and the bed the patient keeps is the one a later
+/// admission frees.
+#[test]
+fn merge_after_a_snapshot_moves_every_spell_and_keeps_one_bed() {
+    let mut f = Feed::new();
+    let m1b = "PID|1||M1B^^^RXX^MR||ALPHA^Test||19500101|F";
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120080000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V1", "20261120080000")
+        ),
+    );
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261119080000\n{m1b}\n{}",
+            pv1(W1B2, "V0", "20261119080000")
+        ),
+    );
+    f.send(
+        "A03",
+        &format!(
+            "EVN|A03|20261119180000\n{m1b}\n{}",
+            pv1(W1B2, "V0", "20261119080000")
+        ),
+    );
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120090000\n{m1b}\n{}",
+            pv1(W2B1, "V2", "20261120090000")
+        ),
+    );
+    let json = serde_json::to_string(&f.census).expect("the census serialises");
+    f.census = serde_json::from_str(&json).expect("and reads back");
+    f.send(
+        "A40",
+        &format!(
+            "EVN|A40|20261120100000\n{}\nMRG|M1B^^^RXX^MR",
+            pid(NHS_A, "M1", "ALPHA")
+        ),
+    );
+    for spell in ["V0", "V1", "V2"] {
+        assert_eq!(
+            f.census.spells[spell].patient_id, "M1",
+            "spell {spell} belongs to the surviving record"
+        );
+    }
+    assert_eq!(f.bed_of("V1"), None, "the older spell gave up its bed");
+    assert_eq!(f.bed_of("V2").as_deref(), Some("RXX01:W2:BAY1:B1"));
+    f.check_invariants();
+    // The patient holds one bed, under V2: admitting them again frees it.
+    f.send(
+        "A01",
+        &format!(
+            "EVN|A01|20261120110000\n{}\n{}",
+            pid(NHS_A, "M1", "ALPHA"),
+            pv1(W1B1, "V3", "20261120110000")
+        ),
+    );
+    assert_eq!(f.bed_of("V2"), None, "one bed per patient after the merge");
+    assert_eq!(f.occupant_of("W1:BAY1:B1").as_deref(), Some("V3"));
+    f.check_invariants();
+}
+
 #[test]
 fn bad_messages_are_quarantined_with_a_reason_and_place() {
     let mut f = Feed::new();

@@ -184,6 +184,11 @@ pub struct Census {
     /// that placing a patient need not scan every spell).
     bed_holder: HashMap<String, String>,
     pub spells: BTreeMap<String, Spell>,
+    /// Patient id → their spells (an index, so that a merge need not scan
+    /// every spell). Derived from `spells`: neither saved nor compared, and
+    /// built on first use after a census is read back.
+    #[serde(skip)]
+    spells_by_patient: SpellIndex,
     pub beds: BTreeMap<String, Bed>,
     pub readiness: BTreeMap<String, DischargeReadiness>,
     /// Every readiness record staff have made, oldest first: who said what,
@@ -214,9 +219,59 @@ pub struct Census {
     spell_seen_us: HashMap<String, i64>,
 }
 
+/// See [`Census::spells_by_patient`]. `None` until first used.
+#[derive(Debug, Default, Clone)]
+struct SpellIndex(Option<HashMap<String, BTreeSet<String>>>);
+
+impl PartialEq for SpellIndex {
+    /// Always equal: the index is derived from the spells, which are
+    /// compared themselves.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 impl Census {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The spell index, built from the spells if it has not been yet.
+    fn spell_index(&mut self) -> &mut HashMap<String, BTreeSet<String>> {
+        let spells = &self.spells;
+        self.spells_by_patient.0.get_or_insert_with(|| {
+            let mut index: HashMap<String, BTreeSet<String>> = HashMap::new();
+            for s in spells.values() {
+                index
+                    .entry(s.patient_id.clone())
+                    .or_default()
+                    .insert(s.admission_id.clone());
+            }
+            index
+        })
+    }
+
+    /// Note in the index (if built) that `admission_id` is now `patient_id`'s.
+    fn index_spell(&mut self, patient_id: &str, admission_id: &str) {
+        if let Some(index) = &mut self.spells_by_patient.0 {
+            index
+                .entry(patient_id.to_string())
+                .or_default()
+                .insert(admission_id.to_string());
+        }
+    }
+
+    /// Note in the index (if built) that `admission_id` is no longer
+    /// `patient_id`'s.
+    fn unindex_spell(&mut self, patient_id: &str, admission_id: &str) {
+        if let Some(index) = &mut self.spells_by_patient.0 {
+            if let Some(set) = index.get_mut(patient_id) {
+                set.remove(admission_id);
+                if set.is_empty() {
+                    index.remove(patient_id);
+                }
+            }
+        }
     }
 
     /// Add a bed from the bed register (or update its description).
@@ -317,6 +372,7 @@ impl Census {
         };
         for id in old_spells {
             if let Some(spell) = self.spells.remove(&id) {
+                self.unindex_spell(&spell.patient_id, &id);
                 self.spell_seen_us.remove(&id);
                 self.readiness_history.remove(&id);
                 if let Some(r) = self.readiness.remove(&id) {
@@ -579,6 +635,7 @@ impl Cx<'_> {
                     bed_id: None,
                 },
             );
+            self.census.index_spell(patient_id, &v.admission_id);
         }
         let previous = self.census.spells[&v.admission_id].patient_id.clone();
         if previous != patient_id {
@@ -601,6 +658,8 @@ impl Cx<'_> {
             spell.patient_id = to.to_string();
             spell.bed_id.is_some()
         };
+        self.census.unindex_spell(from, admission_id);
+        self.census.index_spell(to, admission_id);
         if !holds_bed {
             return;
         }
@@ -750,7 +809,6 @@ impl Cx<'_> {
             let prev = spell.stays.last_mut().expect("len >= 2");
             prev.end_us = None;
             let back_to = prev.location.clone();
-            spell.bed_id = None;
             self.vacate_beds_of(&id);
             match &v.location {
                 Some(loc) if *loc != back_to => {
@@ -875,11 +933,13 @@ impl Cx<'_> {
             ));
             return;
         }
+        let mut merged = Vec::new();
         for retired in retired_ids {
             let retired = self.census.resolve_patient(retired).to_string();
             if retired == surviving {
                 continue;
             }
+            merged.push(retired.clone());
             // Merged away after it was retired: its archived row goes too.
             if self.census.retired.patients.remove(&retired) {
                 self.census.retired.revived_patients.push(retired.clone());
@@ -907,21 +967,36 @@ impl Cx<'_> {
                     postcode
                 );
             }
-            for spell in self.census.spells.values_mut() {
-                if spell.patient_id == retired {
+            let moved = self
+                .census
+                .spell_index()
+                .remove(&retired)
+                .unwrap_or_default();
+            for id in &moved {
+                if let Some(spell) = self.census.spells.get_mut(id) {
                     spell.patient_id = surviving.to_string();
                 }
             }
+            self.census
+                .spell_index()
+                .entry(surviving.to_string())
+                .or_default()
+                .extend(moved);
             self.census
                 .merged_into
                 .insert(retired.clone(), surviving.to_string());
         }
         // After a merge one person may hold two beds: keep the most recent.
-        let mut held: Vec<(i64, String)> = self
+        let theirs = self
             .census
-            .spells
-            .values()
-            .filter(|s| s.patient_id == surviving && s.bed_id.is_some())
+            .spell_index()
+            .get(surviving)
+            .cloned()
+            .unwrap_or_default();
+        let mut held: Vec<(i64, String)> = theirs
+            .iter()
+            .filter_map(|id| self.census.spells.get(id))
+            .filter(|s| s.bed_id.is_some())
             .map(|s| {
                 (
                     s.current_stay().map(|st| st.start_us).unwrap_or(0),
@@ -938,14 +1013,20 @@ impl Cx<'_> {
                 self.vacate(id);
             }
         }
-        // Rebuilt only now, from the beds actually held.
-        self.census.bed_holder = self
-            .census
-            .spells
-            .values()
-            .filter(|s| s.bed_id.is_some())
-            .map(|s| (s.patient_id.clone(), s.admission_id.clone()))
-            .collect();
+        // Set only now, from the beds actually held.
+        for retired in &merged {
+            self.census.bed_holder.remove(retired);
+        }
+        match held.last() {
+            Some((_, id)) => {
+                self.census
+                    .bed_holder
+                    .insert(surviving.to_string(), id.clone());
+            }
+            None => {
+                self.census.bed_holder.remove(surviving);
+            }
+        }
     }
 
     /// Move a spell to a location from `at`: close its current stay, open a
@@ -1007,6 +1088,9 @@ impl Cx<'_> {
         if let Some(other) = displaced.filter(|o| o != admission_id) {
             if let Some(s) = census.spells.get_mut(&other) {
                 s.bed_id = None;
+                if census.bed_holder.get(&s.patient_id) == Some(&other) {
+                    census.bed_holder.remove(&s.patient_id);
+                }
             }
             self.warn(format!(
                 "bed {bed_id} given to spell {admission_id} while spell {other} was recorded in it; \
@@ -1048,29 +1132,22 @@ impl Cx<'_> {
 
     /// Free the bed a spell holds.
     fn vacate(&mut self, admission_id: &str) {
-        if let Some(spell) = self.census.spells.get_mut(admission_id) {
-            spell.bed_id = None;
-        }
         self.vacate_beds_of(admission_id);
     }
 
     fn vacate_beds_of(&mut self, admission_id: &str) {
-        let Some(bed_id) = self
-            .census
-            .spells
-            .get(admission_id)
-            .and_then(|s| s.bed_id.clone())
-            .or_else(|| {
-                self.census
-                    .beds
-                    .values()
-                    .find(|b| b.occupant.as_deref() == Some(admission_id))
-                    .map(|b| b.bed_id.clone())
-            })
-        else {
-            return;
+        // The spell says which bed it holds; only a spell the census does
+        // not know is looked for among the beds.
+        let bed_id = match self.census.spells.get(admission_id) {
+            Some(spell) => spell.bed_id.clone(),
+            None => self
+                .census
+                .beds
+                .values()
+                .find(|b| b.occupant.as_deref() == Some(admission_id))
+                .map(|b| b.bed_id.clone()),
         };
-        if let Some(bed) = self.census.beds.get_mut(&bed_id) {
+        if let Some(bed) = bed_id.and_then(|b| self.census.beds.get_mut(&b)) {
             if bed.occupant.as_deref() == Some(admission_id) {
                 bed.occupant = None;
             }
