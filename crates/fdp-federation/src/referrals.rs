@@ -26,20 +26,7 @@ pub use fdp_products::referrals::{NewReferral, Referral, Status};
 /// Where the record a referral carries is kept when it arrives: the
 /// instance's FHIR source, so the record is in raw with its lineage and
 /// mapped to the canonical tables, versioned and governed like any other.
-#[async_trait::async_trait]
-pub trait RecordIntake: Send + Sync {
-    /// Store `resources` (each with the id to store it under) as received
-    /// from `source`: the `Type/id` of each, or why the record was not
-    /// taken (what was refused stays in quarantine).
-    async fn take(
-        &self,
-        source: &str,
-        resources: Vec<(Value, String)>,
-    ) -> Result<Vec<String>, String>;
-
-    /// The current version of each of `record` (`Type/id`) that is held.
-    fn current(&self, record: &[String]) -> Vec<Value>;
-}
+pub use fdp_products::platform::RecordIntake;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReferralError {

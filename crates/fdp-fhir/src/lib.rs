@@ -15,6 +15,7 @@
 //! ethnic-category extension.
 
 pub mod bundle;
+pub mod change_request;
 pub mod map;
 pub mod outcome;
 pub mod primitives;

@@ -14,6 +14,7 @@
 //! | Location | Ward when its physical type is a ward, otherwise Site |
 //! | Organization | Organisation (extension) |
 //! | Practitioner | CareProfessional |
+//! | Task (a waiting-list change, see [`crate::change_request`]) | ChangeLogRequest; also ValidatedChangelog once decided |
 //!
 //! Canonical ids are the resources' logical ids, and references become the
 //! id they point at, so canonical rows join the way the resources refer.
@@ -39,6 +40,7 @@ pub const MAPPED_TYPES: &[&str] = &[
     "Location",
     "Organization",
     "Practitioner",
+    "Task",
 ];
 
 /// The canonical object types a resource type can map to (which of them a
@@ -57,6 +59,7 @@ pub fn object_types_of(resource_type: &str) -> &'static [&'static str] {
         "Location" => &["Ward", "Site"],
         "Organization" => &["Organisation"],
         "Practitioner" => &["CareProfessional"],
+        "Task" => &["ChangeLogRequest", "ValidatedChangelog"],
         _ => &[],
     }
 }
@@ -86,6 +89,9 @@ pub fn map_resource(resource: &Value, id: &str) -> Option<Mapped> {
         "Location" => location(&r, id, &mut out),
         "Organization" => out.rows.push(("Organisation", organization(&r, id))),
         "Practitioner" => out.rows.push(("CareProfessional", practitioner(&r, id))),
+        "Task" if crate::change_request::is_change_request(resource) => {
+            change_request(&r, id, &mut out)
+        }
         _ => return None,
     }
     Some(out)
@@ -649,6 +655,106 @@ fn service_request(r: &R, sid: &str) -> Map<String, Value> {
             s(r.s("requester.identifier.value")),
         ),
     ])
+}
+
+/// A waiting-list change: the request, and once decided (`completed` is
+/// signed off, `rejected` is not) the validated changelog entry.
+fn change_request(r: &R, cid: &str, out: &mut Mapped) {
+    use crate::change_request::{
+        national_display, INPUT_EVIDENCE, INPUT_NEW_VALUE, INPUT_OLD_VALUE, INPUT_PROPERTY,
+        INPUT_RULE, LOCAL_REMOVAL_REASON, REMOVAL_REASON,
+    };
+    let input = |kind: &str| -> Option<String> {
+        r.0.get("input")?
+            .as_array()?
+            .iter()
+            .find(|i| i.pointer("/type/text").and_then(Value::as_str) == Some(kind))
+            .and_then(|i| i.get("valueString")?.as_str().map(str::to_string))
+    };
+    let action = r.first_code("code").map(|c| c.1);
+    let property = input(INPUT_PROPERTY);
+    let new_value = input(INPUT_NEW_VALUE);
+    let national = r.code_in("reasonCode", REMOVAL_REASON);
+    let description = match (&property, input(INPUT_OLD_VALUE), &new_value) {
+        (Some(p), Some(old), Some(new)) => Some(match &national {
+            Some(n) => format!("{p}: {old} → {new} (national {n}, {})", national_display(n)),
+            None => format!("{p}: {old} → {new}"),
+        }),
+        _ => None,
+    };
+    let rules = input(INPUT_RULE).map(|rule| Value::Array(vec![Value::String(rule)]));
+    let status = r.s("status");
+    let decided = matches!(status.as_deref(), Some("completed" | "rejected"));
+    let signed_off = status.as_deref() == Some("completed");
+    let closed_at = decided.then(|| r.timestamp("lastModified")).flatten();
+    let closed_by = decided.then(|| r.s("owner.display")).flatten();
+    let comments = notes(r);
+    let eal_id = r.s("focus.identifier.value");
+    let requested_by = r.s("requester.display");
+    let requested_at = r.timestamp("authoredOn");
+    let evidence = input(INPUT_EVIDENCE);
+    out.rows.push((
+        "ChangeLogRequest",
+        row(vec![
+            ("change_log_id", id(cid)),
+            ("action_type", s(action.clone())),
+            ("description", s(description.clone())),
+            ("eal_id", s(eal_id.clone())),
+            ("property_to_modify", s(property.clone())),
+            ("new_value", s(new_value.clone())),
+            ("primary_evidence_source", s(evidence.clone())),
+            ("originating_waiting_list_alert_rule_types", rules.clone()),
+            ("requested_by", s(requested_by.clone())),
+            ("timestamp", s(requested_at.clone())),
+            ("task_type", s(Some("Waiting list validation".into()))),
+            ("free_text_comments", s(comments.clone())),
+            ("resolved", Some(Value::Bool(decided))),
+            ("closed_at", s(closed_at.clone())),
+            ("closed_by", s(closed_by.clone())),
+        ]),
+    ));
+    if !decided {
+        return;
+    }
+    let removed = signed_off && action.as_deref() == Some("remove");
+    out.rows.push((
+        "ValidatedChangelog",
+        row(vec![
+            ("change_log_id", id(cid)),
+            ("action_type", s(action)),
+            ("description", s(description)),
+            ("eal_id", s(eal_id)),
+            ("patient_id", s(r.reference("for"))),
+            ("property_to_modify", s(property)),
+            ("new_value", s(new_value)),
+            ("primary_evidence_source", s(evidence)),
+            ("originating_waiting_list_alert_rule_types", rules),
+            ("requested_by", s(requested_by)),
+            ("timestamp", s(requested_at)),
+            ("task_type", s(Some("Waiting list validation".into()))),
+            ("comments", s(comments)),
+            ("resolved", Some(Value::Bool(true))),
+            ("status", s(r.s("businessStatus.text"))),
+            (
+                "validated",
+                s(Some(if signed_off { "yes" } else { "no" }.into())),
+            ),
+            ("removed", Some(Value::Bool(removed))),
+            (
+                "removal_date",
+                s(removed.then(|| r.date("lastModified")).flatten()),
+            ),
+            (
+                "required_action",
+                s(r.code_in("reasonCode", LOCAL_REMOVAL_REASON)),
+            ),
+            ("closed_at", s(closed_at.clone())),
+            ("closed_by", s(closed_by.clone())),
+            ("care_professional_name", s(closed_by.clone())),
+            ("status_updated_by_user", s(closed_by)),
+            ("status_updated_timestamp", s(closed_at)),
+        ]),
+    ));
 }
 
 /// Every note's text, a line each: a referral's notes are often a list

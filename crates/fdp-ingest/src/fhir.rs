@@ -1091,6 +1091,18 @@ fn prepare(mut i: Incoming, model: &Model, held: &Held) -> Prepared {
         .into_iter()
         .filter(Issue::is_error)
         .collect();
+    // Who proposed a change and who signed it off is what makes it valid:
+    // only the product's actions, which take both from the signed-in
+    // principal, may write one.
+    if fdp_fhir::change_request::is_change_request(&i.resource)
+        && i.source != fdp_fhir::change_request::SOURCE
+    {
+        issues.push(Issue::error(
+            IssueCode::Forbidden,
+            "Task",
+            fdp_fhir::change_request::WRITTEN_ONLY_BY_ACTIONS,
+        ));
+    }
     if !issues.is_empty() {
         return Prepared::Bad {
             resource_type,
@@ -1434,4 +1446,68 @@ pub fn read_files(paths: &[PathBuf]) -> std::io::Result<FileBatch> {
         unreadable,
         unresolved,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fdp_fhir::change_request::{removal_reason, ChangeKind, ChangeProposal, SOURCE};
+
+    fn incoming(resource: Value, source: &str) -> Incoming {
+        Incoming {
+            resource,
+            id: Some("chg-1".into()),
+            text: None,
+            source: source.into(),
+            location: "test".into(),
+            same_as_any_version: false,
+        }
+    }
+
+    /// A waiting-list change names who proposed it and who signed it off;
+    /// from anywhere but the product's actions it is quarantined, never
+    /// mapped to the tables the PTL reads.
+    #[tokio::test]
+    async fn a_change_request_is_taken_only_from_the_waiting_lists_actions() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut source = FhirSource::open(dir.path()).await.unwrap();
+        let task = ChangeProposal {
+            id: "chg-1".into(),
+            eal_id: "EAL1".into(),
+            patient_id: "P1".into(),
+            kind: ChangeKind::Remove(removal_reason("deceased").unwrap()),
+            old_value: "on the list".into(),
+            evidence: "x".into(),
+            rule: None,
+            comments: None,
+            requested_by: "someone".into(),
+            at: chrono::Utc::now(),
+        }
+        .to_task();
+        for from in ["rest", "import", "federation:RYY"] {
+            let (outcomes, _) = source
+                .load("run-1", vec![incoming(task.clone(), from)], Vec::new())
+                .await
+                .unwrap();
+            match &outcomes[0] {
+                Outcome::Rejected(oo) => {
+                    assert!(
+                        oo.summary().contains("waiting list's actions"),
+                        "{}",
+                        oo.summary()
+                    )
+                }
+                other => panic!("taken from {from}: {other:?}"),
+            }
+        }
+        let (outcomes, _) = source
+            .load("run-2", vec![incoming(task, SOURCE)], Vec::new())
+            .await
+            .unwrap();
+        assert!(
+            matches!(&outcomes[0], Outcome::Stored { mapped: true, .. }),
+            "{:?}",
+            outcomes[0]
+        );
+    }
 }

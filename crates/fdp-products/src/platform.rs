@@ -216,6 +216,22 @@ pub struct ActionSpec {
     /// each under the caller's purpose, or nothing is looked up.
     pub changes: Vec<String>,
     pub inputs: Vec<ParamSpec>,
+    /// What it is made against: the live census (a staff action, recorded
+    /// and applied to it: [`Product::act`]) or the governed tables (records
+    /// stored through ingest: [`Product::act_on_tables`]).
+    pub input: Input,
+    /// Views whose every row offers it (the page shows a form on each).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub offered_on: Vec<OfferedOn>,
+}
+
+/// A view whose rows offer an action: its target is the row's value of
+/// `column`, and an input named like one of the view's columns starts
+/// with the row's value of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OfferedOn {
+    pub view: String,
+    pub column: String,
 }
 
 /// A bar chart of a view's answer: one bar a row, labelled by one column
@@ -643,6 +659,10 @@ pub enum ProductError {
     /// shows: answered as not found, audited as refused.
     #[error("{0}")]
     NotAdmitted(String),
+    /// The product's own rule refuses the caller (a proposer signing off
+    /// their own change): audited as refused, answered as forbidden.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{product} is for {allowed}, not {asked}")]
     Purpose {
         product: String,
@@ -677,6 +697,7 @@ impl ProductError {
             self,
             ProductError::Purpose { .. }
                 | ProductError::NotGranted { .. }
+                | ProductError::Forbidden(_)
                 | ProductError::Govern(GovernError::Refused(_))
         )
     }
@@ -755,6 +776,26 @@ pub trait Product: Send + Sync {
         })
     }
 
+    /// Make `action` on `target` with `inputs` over the tables, as
+    /// `session` (the caller's) shows them: the records to store, or why
+    /// not. `held` gives the current version of a record already stored,
+    /// to change it. The platform stores them through ingest and audits
+    /// the change.
+    async fn act_on_tables(
+        &self,
+        action: &str,
+        _target: &str,
+        _session: &GovernedSession,
+        _held: &dyn RecordIntake,
+        _inputs: &Params,
+        _by: &str,
+    ) -> Result<RecordsChange, ProductError> {
+        Err(ProductError::UnknownAction {
+            product: self.manifest().id,
+            action: shorten(action),
+        })
+    }
+
     #[doc(hidden)]
     fn no_view(&self, view: &str) -> ProductError {
         ProductError::UnknownView {
@@ -801,6 +842,35 @@ pub struct Change {
     pub action: StaffAction,
     pub patients: Vec<String>,
     pub answer: Value,
+}
+
+/// A change a product made over the tables: the records to store (FHIR
+/// resources, each with the id to store it under), the patients they are
+/// about (for the audit) and what to answer the caller.
+#[derive(Debug, Clone)]
+pub struct RecordsChange {
+    pub records: Vec<(Value, String)>,
+    pub patients: Vec<String>,
+    pub answer: Value,
+}
+
+/// Where records are kept when a product's action writes them, or a peer
+/// sends them: the instance's FHIR source, so each is in raw with its
+/// lineage and mapped to the canonical tables, versioned and governed like
+/// any other (the instance's FHIR service; a test's own).
+#[async_trait::async_trait]
+pub trait RecordIntake: Send + Sync {
+    /// Store `resources` (each with the id to store it under) as received
+    /// from `source`: the `Type/id` of each, or why the record was not
+    /// taken (what was refused stays in quarantine).
+    async fn take(
+        &self,
+        source: &str,
+        resources: Vec<(Value, String)>,
+    ) -> Result<Vec<String>, String>;
+
+    /// The current version of each of `record` (`Type/id`) that is held.
+    fn current(&self, record: &[String]) -> Vec<Value>;
 }
 
 /// Where the platform records a change: durably, and applied to the live
@@ -1073,24 +1143,8 @@ pub async fn run_action(
     live: &Live,
     recorder: &dyn Recorder,
 ) -> Result<Value, ProductError> {
-    let product = registry
-        .get(asked.product)
-        .ok_or_else(|| ProductError::UnknownProduct(shorten(asked.product)))?;
-    let manifest = product.manifest();
-    let spec = manifest
-        .actions
-        .iter()
-        .find(|a| a.name == asked.action)
-        .ok_or_else(|| ProductError::UnknownAction {
-            product: manifest.id.clone(),
-            action: shorten(asked.action),
-        })?;
-    let tables: Vec<&str> = spec.changes.iter().map(String::as_str).collect();
-    let change_view = governance.change_view(req, &tables, asked.what)?;
-    if let Some(refused) = purpose_refused(&manifest, req.purpose) {
-        return Err(change_view.refuse(&refused.to_string()).into());
-    }
-    let inputs = Params::from_json(&spec.inputs, asked.inputs)?;
+    let (product, spec) = find_action(registry, &asked, Input::Census)?;
+    let (change_view, inputs) = allowed_change(&product, &spec, &asked, governance, req)?;
     let by = req.principal.name.as_str();
     let made = {
         let census = live.read().await;
@@ -1104,20 +1158,7 @@ pub async fn run_action(
     };
     let change = match made {
         Ok(change) => change,
-        Err(ProductError::NotAdmitted(why)) => {
-            // Answered as absent, so a grant kept to some wards learns
-            // nothing of the others; the attempt is audited as refused.
-            let answer = format!(
-                "no {} {} among those the grant shows",
-                spec.target,
-                shorten(asked.target)
-            );
-            return Err(match change_view.refuse(&why) {
-                GovernError::Refused(_) => ProductError::NotFound(answer),
-                unaudited => unaudited.into(),
-            });
-        }
-        Err(e) => return Err(e),
+        Err(e) => return Err(refused_change(e, &spec, &asked, change_view)),
     };
     recorder
         .record(&change.action, by)
@@ -1125,4 +1166,110 @@ pub async fn run_action(
         .map_err(ProductError::NotRecorded)?;
     change_view.changed(change.patients)?;
     Ok(change.answer)
+}
+
+/// [`run_action`] for an action over the tables ([`Input::Tables`]): the
+/// same checks, in the same order, before anything is looked up; then the
+/// product reads what it needs through `session` (the caller's) and
+/// returns the records to store, which `intake` stores (raw, then the
+/// canonical tables) under the source `product:{id}` before the change is
+/// audited and answered.
+pub async fn run_table_action(
+    registry: &Registry,
+    asked: ActionRequest<'_>,
+    governance: &Governance,
+    req: &SessionRequest,
+    session: &GovernedSession,
+    intake: &dyn RecordIntake,
+) -> Result<Value, ProductError> {
+    let (product, spec) = find_action(registry, &asked, Input::Tables)?;
+    let (change_view, inputs) = allowed_change(&product, &spec, &asked, governance, req)?;
+    let by = req.principal.name.as_str();
+    let made = product
+        .act_on_tables(asked.action, asked.target, session, intake, &inputs, by)
+        .await;
+    let change = match made {
+        Ok(change) => change,
+        Err(e) => return Err(refused_change(e, &spec, &asked, change_view)),
+    };
+    let source = format!("product:{}", product.manifest().id);
+    intake
+        .take(&source, change.records)
+        .await
+        .map_err(ProductError::NotRecorded)?;
+    change_view.changed(change.patients)?;
+    Ok(change.answer)
+}
+
+/// The product and action `asked` names, made against `input`.
+fn find_action(
+    registry: &Registry,
+    asked: &ActionRequest<'_>,
+    input: Input,
+) -> Result<(Arc<dyn Product>, ActionSpec), ProductError> {
+    let product = registry
+        .get(asked.product)
+        .ok_or_else(|| ProductError::UnknownProduct(shorten(asked.product)))?
+        .clone();
+    let manifest = product.manifest();
+    let spec = manifest
+        .actions
+        .into_iter()
+        .find(|a| a.name == asked.action && a.input == input)
+        .ok_or_else(|| ProductError::UnknownAction {
+            product: manifest.id.clone(),
+            action: shorten(asked.action),
+        })?;
+    Ok((product, spec))
+}
+
+/// Whether the action on `asked` is an action over the tables.
+pub fn is_table_action(registry: &Registry, asked: &ActionRequest<'_>) -> bool {
+    find_action(registry, asked, Input::Tables).is_ok()
+}
+
+/// The change view for an action, refused (and audited) where the grant
+/// does not allow a change to every table it changes or the purpose is
+/// not the product's; and its inputs, parsed by their declared types.
+fn allowed_change(
+    product: &Arc<dyn Product>,
+    spec: &ActionSpec,
+    asked: &ActionRequest<'_>,
+    governance: &Governance,
+    req: &SessionRequest,
+) -> Result<(ProductView, Params), ProductError> {
+    let tables: Vec<&str> = spec.changes.iter().map(String::as_str).collect();
+    let change_view = governance.change_view(req, &tables, asked.what)?;
+    if let Some(refused) = purpose_refused(&product.manifest(), req.purpose) {
+        return Err(change_view.refuse(&refused.to_string()).into());
+    }
+    let inputs = Params::from_json(&spec.inputs, asked.inputs)?;
+    Ok((change_view, inputs))
+}
+
+/// What the caller is told when the product did not make the change. A
+/// record outside the grant is answered as absent, so a grant kept to some
+/// wards learns nothing of the others; it and the product's own refusals
+/// are audited as refused.
+fn refused_change(
+    e: ProductError,
+    spec: &ActionSpec,
+    asked: &ActionRequest<'_>,
+    change_view: ProductView,
+) -> ProductError {
+    match e {
+        ProductError::NotAdmitted(why) => {
+            let answer = format!(
+                "no {} {} among those the grant shows",
+                spec.target,
+                shorten(asked.target)
+            );
+            match change_view.refuse(&why) {
+                GovernError::Refused(_) => ProductError::NotFound(answer),
+                unaudited => unaudited.into(),
+            }
+        }
+        ProductError::Forbidden(why) => change_view.refuse(&why).into(),
+        other => other,
+    }
 }

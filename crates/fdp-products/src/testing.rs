@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
 
 use fdp_ingest::adt::census::Census;
 use fdp_ingest::live::{Live, StaffAction};
@@ -15,13 +17,18 @@ use tokio::sync::mpsc;
 use fdp_govern::memory::MemoryTables;
 use fdp_govern::{Governance, Policy, Principal, Purpose, SessionRequest};
 
-use crate::platform::{run_view, Output, ProductError, Recorder, Registry};
+use crate::platform::{
+    run_table_action, run_view, ActionRequest, Output, ProductError, RecordIntake, Recorder,
+    Registry,
+};
 
-/// An instance of organisation RXX under the demo policy, holding `tables`.
+/// An instance of organisation RXX under the demo policy, holding `tables`
+/// and the records products' actions store.
 pub(crate) struct DemoInstance {
     dir: tempfile::TempDir,
     governance: Governance,
     tables: MemoryTables,
+    pub(crate) held: HeldRecords,
 }
 
 impl DemoInstance {
@@ -40,7 +47,56 @@ impl DemoInstance {
             dir,
             governance,
             tables,
+            held: HeldRecords::default(),
         }
+    }
+
+    /// The tables as they stand: those given, and the canonical rows of
+    /// every record stored since.
+    fn tables_now(&self) -> MemoryTables {
+        let mut tables = self.tables.clone();
+        let rows = self.held.rows.lock().unwrap();
+        for (table, by_key) in rows.iter() {
+            let rows: Vec<Value> = by_key.values().cloned().collect();
+            tables = tables.with_rows(table, &rows).unwrap();
+        }
+        tables
+    }
+
+    /// `product`'s action over the tables, made by `name` in `role` for
+    /// `purpose`, through the platform's one path.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn act(
+        &self,
+        product: &str,
+        action: &str,
+        target: &str,
+        (name, role): (&str, &str),
+        purpose: Purpose,
+        inputs: Value,
+    ) -> Result<Value, ProductError> {
+        let mut req = request(role, purpose, "ui");
+        req.principal.name = name.to_string();
+        let session = self
+            .governance
+            .session(&self.tables_now(), req.clone())
+            .await?;
+        let what = format!("POST /api/products/{product}/actions/{action}/{target}");
+        run_table_action(
+            &Registry::builtin(),
+            ActionRequest {
+                product,
+                action,
+                target,
+                inputs: &inputs,
+                what: &what,
+            },
+            &self.governance,
+            &req,
+            &session,
+            &self.held,
+        )
+        .await
     }
 
     /// Record that the patients with `nhs_numbers` have opted out of the
@@ -75,7 +131,7 @@ impl DemoInstance {
     ) -> Result<Output, ProductError> {
         let session = self
             .governance
-            .session(&self.tables, request(role, purpose, channel))
+            .session(&self.tables_now(), request(role, purpose, channel))
             .await?;
         let given: BTreeMap<String, String> = params
             .iter()
@@ -193,5 +249,75 @@ impl Recorder for LiveFeed {
         self.apply(fdp_ingest::live::staff_submission(action, by).into_record(seq))
             .await;
         Ok(())
+    }
+}
+
+/// Records stored the way the instance's FHIR source stores them, in
+/// memory: each resource kept by `Type/id`, its canonical rows (as
+/// `fdp_fhir::map` makes them) replacing any with the same primary key.
+#[derive(Default)]
+pub(crate) struct HeldRecords {
+    records: Mutex<BTreeMap<String, Value>>,
+    rows: Mutex<BTreeMap<String, BTreeMap<String, Value>>>,
+    /// The source each store came from, in order.
+    pub(crate) sources: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl RecordIntake for HeldRecords {
+    async fn take(
+        &self,
+        source: &str,
+        resources: Vec<(Value, String)>,
+    ) -> Result<Vec<String>, String> {
+        let model = fdp_model::Model::canonical();
+        let mut stored = Vec::new();
+        for (resource, id) in resources {
+            let problems: Vec<String> = fdp_fhir::validate::validate(&resource)
+                .into_iter()
+                .filter(fdp_fhir::Issue::is_error)
+                .map(|i| i.diagnostics)
+                .collect();
+            if !problems.is_empty() {
+                return Err(problems.join("; "));
+            }
+            let rt = resource["resourceType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            for (object_type, row) in fdp_fhir::map_resource(&resource, &id)
+                .map(|m| m.rows)
+                .unwrap_or_default()
+            {
+                let ot = model.object_type(object_type).unwrap();
+                let key = row
+                    .get(&ot.primary_key_property().column)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                self.rows
+                    .lock()
+                    .unwrap()
+                    .entry(ot.table.clone())
+                    .or_default()
+                    .insert(key, Value::Object(row));
+            }
+            let record = format!("{rt}/{id}");
+            self.records
+                .lock()
+                .unwrap()
+                .insert(record.clone(), resource);
+            stored.push(record);
+        }
+        self.sources.lock().unwrap().push(source.to_string());
+        Ok(stored)
+    }
+
+    fn current(&self, record: &[String]) -> Vec<Value> {
+        let records = self.records.lock().unwrap();
+        record
+            .iter()
+            .filter_map(|r| records.get(r).cloned())
+            .collect()
     }
 }

@@ -14,7 +14,7 @@ use axum::Form;
 use fdp_products::bed_board::admission::{admission_for, NhsNumberShown, ReadinessShown};
 use fdp_products::bed_board::feed::cell;
 use fdp_products::bed_board::{self, BedBoard, Counts};
-use fdp_products::platform::{ActionRequest, ProductError};
+use fdp_products::platform::ProductError;
 use maud::{html, Markup, PreEscaped};
 use serde::Deserialize;
 
@@ -509,45 +509,6 @@ fn readiness_form_markup(id: &str, shown: &ReadinessShown) -> Markup {
     }
 }
 
-/// Make a bed board action from a page's form posted to `path`, under the
-/// purpose declared at the checkpoint; then back to `back`, or a page
-/// saying what was wrong.
-#[allow(clippy::too_many_arguments)]
-async fn act_from_form(
-    state: &AppState,
-    ext: &Extensions,
-    headers: &HeaderMap,
-    path: &str,
-    action: &str,
-    target: &str,
-    body: &str,
-    back: &str,
-) -> Response {
-    let p = principal(ext);
-    let Some(req) = crate::checkpoint::declared(state, headers, &p, "ui") else {
-        return crate::ui::to_checkpoint(back);
-    };
-    let inputs = crate::products::form_inputs(state, bed_board::ID, action, &form_pairs(body));
-    let what = format!("POST {path}");
-    let asked = ActionRequest {
-        product: bed_board::ID,
-        action,
-        target,
-        inputs: &inputs,
-        what: &what,
-    };
-    match crate::products::act(state, &req, asked).await {
-        Ok(_) => Redirect::to(back).into_response(),
-        Err(e) if e.is_refusal() => crate::products::failed(state, &e, true),
-        Err(e) => not_saved(
-            state,
-            crate::products::action_status(&e),
-            &e.to_string(),
-            back,
-        ),
-    }
-}
-
 /// `POST /bed-board/admission/{id}/readiness`: the readiness form.
 pub async fn readiness_form(
     State(state): State<AppState>,
@@ -559,20 +520,16 @@ pub async fn readiness_form(
     let back = format!("/bed-board/admission/{id}");
     let path = format!("{back}/readiness");
     let action = bed_board::actions::READINESS;
-    act_from_form(&state, &ext, &headers, &path, action, &id, &body, &back).await
-}
-
-/// The page for a change that was refused: what was wrong, and the way back.
-fn not_saved(state: &AppState, code: StatusCode, msg: &str, back: &str) -> Response {
-    let page = layout(
-        "Not saved",
-        Some(&state.instance.ods),
-        html! {
-            h1 { "Not saved" } p.error role="alert" { (msg) }
-            p { a href=(back) { "Back" } }
-        },
-    );
-    (code, page).into_response()
+    crate::products::act_from_form(
+        &state,
+        &ext,
+        &headers,
+        &path,
+        (bed_board::ID, action, &id),
+        &body,
+        &back,
+    )
+    .await
 }
 
 /// `POST /bed-board/bed-status`: close or reopen the bed the form names.
@@ -589,13 +546,12 @@ pub async fn bed_status_form(
         .unwrap_or_default();
     let action = bed_board::actions::BED_STATUS;
     let path = "/bed-board/bed-status";
-    act_from_form(
+    crate::products::act_from_form(
         &state,
         &ext,
         &headers,
         path,
-        action,
-        &bed,
+        (bed_board::ID, action, &bed),
         &body,
         "/bed-board",
     )

@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, Extensions, HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use fdp_govern::{GovernError, SessionRequest};
 use fdp_ingest::live::{record_action, StaffAction};
 use fdp_products::platform::{
-    as_of, run_action, run_census_view, run_view, ActionRequest, Chart, Input, Output, ParamKind,
-    ProductError, Recorder,
+    as_of, is_table_action, run_action, run_census_view, run_table_action, run_view, ActionRequest,
+    ActionSpec, Chart, Input, Output, OutputColumn, ParamKind, ProductError, Recorder,
 };
 use maud::html;
 use serde_json::{json, Value};
@@ -73,14 +73,30 @@ impl Recorder for Committed<'_> {
     }
 }
 
-/// Make `asked` as `req`: the platform's one path for a change.
+/// Make `asked` as `req`: the platform's one path for a change. An action
+/// over the tables reads them through the caller's own governed session
+/// and stores its records through the instance's FHIR source; one over
+/// the census is recorded by the committer.
 pub(crate) async fn act(
     state: &AppState,
     req: &SessionRequest,
     asked: ActionRequest<'_>,
 ) -> Result<serde_json::Value, ProductError> {
+    let registry = state.products.registry();
+    if is_table_action(&registry, &asked) {
+        let session = state.governance.session(&state.tables, req.clone()).await?;
+        return run_table_action(
+            &registry,
+            asked,
+            &state.governance,
+            req,
+            &session,
+            state.fhir.as_ref(),
+        )
+        .await;
+    }
     run_action(
-        &state.products.registry(),
+        &registry,
         asked,
         &state.governance,
         req,
@@ -318,6 +334,85 @@ pub async fn index(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
+fn cell_text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The form making action `a` on one row of a view: its target the row's
+/// value at `target_at`, each input starting with the row's value of the
+/// column of the same name, if any; back to `back` once made.
+fn row_action(
+    product: &str,
+    a: &ActionSpec,
+    columns: &[OutputColumn],
+    row: &[Value],
+    target_at: usize,
+    back: &str,
+) -> maud::Markup {
+    let target = row.get(target_at).map(cell_text).unwrap_or_default();
+    let prefill = |name: &str| {
+        columns
+            .iter()
+            .position(|c| c.name == name)
+            .and_then(|i| row.get(i))
+            .map(cell_text)
+            .unwrap_or_default()
+    };
+    let to = format!(
+        "/products/{product}/actions/{}/{}",
+        a.name,
+        crate::ui::path_segment(&target)
+    );
+    html! {
+        form.row-action method="post" action=(to) data-action=(a.name) data-target=(target) {
+            input type="hidden" name="back" value=(back);
+            @for i in &a.inputs {
+                @if i.kind == ParamKind::Boolean {
+                    label { input type="checkbox" name=(i.name) value="yes"; " " (i.description) }
+                } @else {
+                    input type="text" name=(i.name) placeholder=(i.name) title=(i.description)
+                        value=(prefill(&i.name)) required[i.required];
+                }
+            }
+            button type="submit" { (a.title) }
+        }
+    }
+}
+
+/// `POST /products/{id}/actions/{action}/{target}`: an action made from a
+/// form on a view's page (see [`row_action`]), under the purpose declared
+/// at the checkpoint; then back to the page it was made from.
+pub async fn action_form(
+    State(state): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
+    Path((id, action, target)): Path<(String, String, String)>,
+    body: String,
+) -> Response {
+    let pairs = crate::ui::form_pairs(&body);
+    let back = crate::ui::safe_next(
+        pairs
+            .iter()
+            .find(|(k, _)| k == "back")
+            .map(|(_, v)| v.as_str()),
+    );
+    let path = format!("/products/{id}/actions/{action}/{target}");
+    act_from_form(
+        &state,
+        &ext,
+        &headers,
+        &path,
+        (&id, &action, &target),
+        &body,
+        &back,
+    )
+    .await
+}
+
 /// `GET /products/{id}/{view}`: the view as a page, under the purpose
 /// declared at the checkpoint, with a form for its parameters.
 pub async fn view_page(
@@ -360,11 +455,23 @@ pub async fn view_page(
     };
     let params = spec.as_ref().map(|v| v.params.clone()).unwrap_or_default();
     let chart = spec.and_then(|v| v.chart).map(|c| chart(&out, &c));
-    let cell = |v: &Value| match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
+    let cell = cell_text;
+    // Actions the product offers on each row of this view.
+    let offered: Vec<(ActionSpec, usize)> = registry
+        .get(&id)
+        .map(|p| p.manifest().actions)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|a| {
+            let column = a.offered_on.iter().find(|o| o.view == view)?.column.clone();
+            let at = out.columns.iter().position(|c| c.name == column)?;
+            Some((a, at))
+        })
+        .collect();
+    let here = uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| format!("/products/{id}/{view}"));
     layout(
         &out.title,
         Some(&state.instance.ods),
@@ -383,9 +490,17 @@ pub async fn view_page(
             }
             @if let Some(chart) = chart { (chart) }
             table #product-view data-product=(out.product) data-view=(out.view) {
-                thead { tr { @for c in &out.columns { th scope="col" data-column=(c.name) { (c.title) } } } }
+                thead { tr {
+                    @for c in &out.columns { th scope="col" data-column=(c.name) { (c.title) } }
+                    @for (a, _) in &offered { th scope="col" data-action=(a.name) { (a.title) } }
+                } }
                 tbody { @for r in &out.rows {
-                    tr { @for v in r { td { (cell(v)) } } }
+                    tr {
+                        @for v in r { td { (cell(v)) } }
+                        @for (a, at) in &offered {
+                            td { (row_action(&out.product, a, &out.columns, r, *at, &here)) }
+                        }
+                    }
                 } }
             }
             @if out.rows.is_empty() { p.muted { "Nothing to show." } }
@@ -393,4 +508,50 @@ pub async fn view_page(
         },
     )
     .into_response()
+}
+
+/// Make a product's action from a page's form posted to `path`, under
+/// the purpose declared at the checkpoint; then back to `back`, or a page
+/// saying what was wrong.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn act_from_form(
+    state: &AppState,
+    ext: &Extensions,
+    headers: &HeaderMap,
+    path: &str,
+    (product, action, target): (&str, &str, &str),
+    body: &str,
+    back: &str,
+) -> Response {
+    let p = crate::auth::principal(ext);
+    let Some(req) = crate::checkpoint::declared(state, headers, &p, "ui") else {
+        return crate::ui::to_checkpoint(back);
+    };
+    let inputs = form_inputs(state, product, action, &crate::ui::form_pairs(body));
+    let what = format!("POST {path}");
+    let asked = ActionRequest {
+        product,
+        action,
+        target,
+        inputs: &inputs,
+        what: &what,
+    };
+    match act(state, &req, asked).await {
+        Ok(_) => Redirect::to(back).into_response(),
+        Err(e) if e.is_refusal() => failed(state, &e, true),
+        Err(e) => not_saved(state, action_status(&e), &e.to_string(), back),
+    }
+}
+
+/// The page for a change that was refused: what was wrong, and the way back.
+fn not_saved(state: &AppState, code: StatusCode, msg: &str, back: &str) -> Response {
+    let page = layout(
+        "Not saved",
+        Some(&state.instance.ods),
+        html! {
+            h1 { "Not saved" } p.error role="alert" { (msg) }
+            p { a href=(back) { "Back" } }
+        },
+    );
+    (code, page).into_response()
 }

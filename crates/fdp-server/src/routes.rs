@@ -416,6 +416,15 @@ pub fn routes() -> Vec<Route> {
             vec![get("Every product and its views", "html", products::index)],
         ),
         route(
+            "/products/{id}/actions/{action}/{target}",
+            "products",
+            vec![post(
+                "Make a product's action from a page's form, under the purpose declared at the checkpoint; then back to the page it was made from",
+                "html",
+                products::action_form,
+            )],
+        ),
+        route(
             "/products/{id}/{view}",
             "products",
             vec![get(

@@ -94,13 +94,21 @@ pub(crate) fn to_checkpoint(next: &str) -> Response {
 }
 
 fn encode(s: &str) -> String {
+    percent_encode(s, b"-_.~/")
+}
+
+/// `s` as one segment of a path: a `/` in it is encoded too.
+pub(crate) fn path_segment(s: &str) -> String {
+    percent_encode(s, b"-_.~")
+}
+
+fn percent_encode(s: &str, kept: &[u8]) -> String {
     let mut out = String::new();
     for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
+        if b.is_ascii_alphanumeric() || kept.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
         }
     }
     out

@@ -58,8 +58,9 @@ for table, files in spec["tables"].items():
     if files:
         listed = ", ".join("'" + f + "'" for f in files)
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
-    else:
-        con.execute(spec["empty"][table])
+for table, ddl in spec["empty"].items():
+    if not spec["tables"].get(table):
+        con.execute(ddl)
 for run in range(spec["runs"]):
     t = time.perf_counter()
     con.execute("CREATE OR REPLACE TEMP TABLE ptl AS " + spec["ptl"])
@@ -183,6 +184,7 @@ pub async fn elective(args: ElectiveArgs) -> Result<()> {
         // rules read.
         "empty": {
             "procedure": "CREATE TABLE procedure (procedure_id VARCHAR, encounter_id VARCHAR, procedure_date DATE, procedure_opcs_code VARCHAR)",
+            "validated_changelog": "CREATE TABLE validated_changelog (eal_id VARCHAR, removed BOOLEAN, removal_date DATE, validated VARCHAR, closed_at TIMESTAMPTZ, property_to_modify VARCHAR, new_value VARCHAR)",
         },
     });
     let spec_file = tmp.path().join("duckdb.json");

@@ -105,6 +105,8 @@ impl Product for LiveBoard {
                         input("waiting_for", ParamKind::TextList, false, "What the discharge waits for"),
                         input("expected_discharge_date", ParamKind::Date, false, "The expected date of discharge"),
                     ],
+                    input: Input::Census,
+                    offered_on: Vec::new(),
                 },
                 ActionSpec {
                     name: actions::BED_STATUS.into(),
@@ -116,6 +118,8 @@ impl Product for LiveBoard {
                         input("closed", ParamKind::Boolean, true, "Closed (true) or open (false)"),
                         input("reason", ParamKind::Text, false, "Why it is closed"),
                     ],
+                    input: Input::Census,
+                    offered_on: Vec::new(),
                 },
             ],
             // A patient leaves the board through a discharge referral

@@ -33,13 +33,16 @@ use async_trait::async_trait;
 use chrono::{Duration, NaiveDate, Utc};
 use fdp_govern::{GovernedSession, Purpose};
 
+mod changes;
 mod rules;
 
+pub use changes::{CHANGEABLE, PROPOSE, SIGN_OFF};
 pub use rules::Rule;
 
 use crate::platform::{
-    column, Answer, Chart, Input, Manifest, Offers, OutputColumn, ParamKind, ParamSpec,
-    ParamValue, Params, Priority, Product, ProductError, Reads, Source, ViewSpec,
+    column, ActionSpec, Answer, Chart, Input, Manifest, OfferedOn, Offers, OutputColumn,
+    ParamKind, ParamSpec, ParamValue, Params, Priority, Product, ProductError, Reads,
+    RecordIntake, RecordsChange, Source, ViewSpec,
 };
 
 /// The product.
@@ -163,6 +166,38 @@ fn reads() -> Vec<Reads> {
             "procedure",
             &["procedure_id", "encounter_id", "procedure_date", "procedure_opcs_code"],
         ),
+        // Signed-off changes apply over the extract, for everyone who
+        // reads the list.
+        Reads::new(
+            "validated_changelog",
+            &[
+                "change_log_id",
+                "eal_id",
+                "removed",
+                "removal_date",
+                "validated",
+                "status",
+                "closed_at",
+                "closed_by",
+                "property_to_modify",
+                "new_value",
+                "comments",
+            ],
+        ),
+        // The queue itself: for those who validate the list.
+        Reads::optional(
+            "change_log_request",
+            &[
+                "change_log_id",
+                "eal_id",
+                "description",
+                "primary_evidence_source",
+                "originating_waiting_list_alert_rule_types",
+                "requested_by",
+                "timestamp",
+                "resolved",
+            ],
+        ),
     ]
 }
 
@@ -214,7 +249,14 @@ fn ptl_columns() -> Vec<OutputColumn> {
             "Procedure",
             Source::column("encounter", "intended_primary_procedure_code"),
         ),
-        eal("priority_type", "Priority"),
+        column(
+            "priority_type",
+            "Priority",
+            Source::derived(&[
+                ("eal_entry", "priority_type"),
+                ("validated_changelog", "new_value"),
+            ]),
+        ),
         eal("decided_to_admit_date", "Decided to admit"),
         eal("planned_date", "TCI"),
         eal("latest_clinically_appropriate_date", "Latest clinically appropriate"),
@@ -439,8 +481,73 @@ impl Product for WaitingList {
                     }),
                     as_of: None,
                 },
+                ViewSpec {
+                    name: "queue".into(),
+                    title: "Validation queue".into(),
+                    description: "Changes proposed to entries on the list, awaiting a clinician's sign-off, oldest first".into(),
+                    params: Vec::new(),
+                    input: Input::Tables,
+                    chart: None,
+                    as_of: None,
+                },
+                ViewSpec {
+                    name: "history".into(),
+                    title: "Validation history".into(),
+                    description: "Every change proposed to one entry, from the old value to the new, who proposed it, who decided it and the record it is kept as".into(),
+                    params: vec![ParamSpec {
+                        name: "entry".into(),
+                        kind: ParamKind::Text,
+                        required: true,
+                        description: "The entry (its eal_id)".into(),
+                    }],
+                    input: Input::Tables,
+                    chart: None,
+                    as_of: None,
+                },
             ],
-            actions: Vec::new(),
+            actions: vec![
+                ActionSpec {
+                    name: PROPOSE.into(),
+                    title: "Propose a change".into(),
+                    description: "Propose removing an entry from the list (with its coded reason) or changing its priority, with the evidence; a clinician signs it off".into(),
+                    target: "entry".into(),
+                    changes: vec!["change_log_request".into()],
+                    inputs: vec![
+                        param("reason", ParamKind::Text, "For a removal, its reason: treated, treated-as-emergency, deceased, duplicate, no-longer-required, declined, not-contactable or transferred"),
+                        param("property", ParamKind::Text, "For a change, the property (priorityType); leave out to remove the entry"),
+                        param("new_value", ParamKind::Text, "For a change, the new value"),
+                        ParamSpec {
+                            name: "evidence".into(),
+                            kind: ParamKind::Text,
+                            required: true,
+                            description: "The evidence: a validation rule's finding, a letter, a record".into(),
+                        },
+                        param("rule", ParamKind::Text, "The validation rule that flagged the entry"),
+                        param("comments", ParamKind::Text, "Comments for the clinician"),
+                    ],
+                    input: Input::Tables,
+                    offered_on: vec![OfferedOn {
+                        view: "validation".into(),
+                        column: "eal_id".into(),
+                    }],
+                },
+                ActionSpec {
+                    name: SIGN_OFF.into(),
+                    title: "Sign off a change".into(),
+                    description: "A clinician signs off (or rejects) a change someone else proposed; a removal signed off takes the entry off the list".into(),
+                    target: "change".into(),
+                    changes: vec!["change_log_request".into(), "validated_changelog".into()],
+                    inputs: vec![
+                        param("decision", ParamKind::Text, "sign-off (the default) or reject"),
+                        param("comments", ParamKind::Text, "The clinician's comments"),
+                    ],
+                    input: Input::Tables,
+                    offered_on: vec![OfferedOn {
+                        view: "queue".into(),
+                        column: "change_log_id".into(),
+                    }],
+                },
+            ],
             offers: Offers::default(),
         }
     }
@@ -459,21 +566,45 @@ impl Product for WaitingList {
         let ptl = ptl_query(&ParamValue::Date(day).sql_literal(), names);
         let (sql, columns) = match view {
             "ptl" => {
-                let columns = ptl_columns();
-                let names = columns
+                let mut columns = ptl_columns();
+                let listed = columns
                     .iter()
                     .map(|c| c.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ");
+                // Where the grant shows the queue, each entry says what
+                // change to it awaits sign-off.
+                let ptl = if session.covers("change_log_request") {
+                    columns.push(column(
+                        "awaiting_sign_off",
+                        "Awaiting sign-off",
+                        Source::column("change_log_request", "description"),
+                    ));
+                    format!(
+                        "SELECT p.*, q.awaiting_sign_off FROM ({ptl}) p \
+                         LEFT JOIN (SELECT eal_id, min(description) AS awaiting_sign_off \
+                                    FROM change_log_request WHERE NOT coalesce(resolved, false) \
+                                    GROUP BY eal_id) q ON q.eal_id = p.eal_id"
+                    )
+                } else {
+                    ptl
+                };
+                let extra = if columns.len() > ptl_columns().len() {
+                    ", awaiting_sign_off"
+                } else {
+                    ""
+                };
                 (
                     format!(
-                        "SELECT {names} FROM ({ptl}) ptl WHERE {} \
+                        "SELECT {listed}{extra} FROM ({ptl}) ptl WHERE {} \
                          ORDER BY rtt_period_length DESC NULLS LAST, eal_id",
                         filters(params)?
                     ),
                     columns,
                 )
             }
+            "queue" => queue(names),
+            "history" => history(session, params).await?,
             "breach-forecast" => breach_forecast(&ptl, day),
             "validation" => return validation(session, &ptl, day, params).await,
             "validation-summary" => validation_summary(&ptl, day),
@@ -488,6 +619,103 @@ impl Product for WaitingList {
         let result = session.query(&sql).await?;
         Answer::from_query(&result, columns)
     }
+
+    async fn act_on_tables(
+        &self,
+        action: &str,
+        target: &str,
+        session: &GovernedSession,
+        held: &dyn RecordIntake,
+        inputs: &Params,
+        by: &str,
+    ) -> Result<RecordsChange, ProductError> {
+        match action {
+            PROPOSE => changes::propose(target, session, inputs, by).await,
+            SIGN_OFF => changes::sign_off(target, session, held, inputs, by).await,
+            other => Err(ProductError::UnknownAction {
+                product: ID.into(),
+                action: other.into(),
+            }),
+        }
+    }
+}
+
+/// The changes awaiting sign-off, oldest first, each with its entry.
+fn queue(names: bool) -> (String, Vec<OutputColumn>) {
+    let name = if names {
+        "e.patient_name"
+    } else {
+        "CAST(NULL AS VARCHAR)"
+    };
+    let sql = format!(
+        "SELECT r.change_log_id, r.eal_id, e.patient_id, {name} AS patient_name, \
+                r.description, array_to_string(r.originating_waiting_list_alert_rule_types, ', ') AS rule, \
+                r.primary_evidence_source AS evidence, r.requested_by, r.timestamp AS proposed_at \
+         FROM change_log_request r JOIN eal_entry e ON e.eal_id = r.eal_id \
+         WHERE NOT coalesce(r.resolved, false) \
+         ORDER BY r.timestamp, r.change_log_id"
+    );
+    let request = |name: &str, title: &str, from: &str| {
+        column(name, title, Source::column("change_log_request", from))
+    };
+    let columns = vec![
+        request("change_log_id", "Change", "change_log_id"),
+        request("eal_id", "Entry", "eal_id"),
+        column("patient_id", "Patient", Source::column("eal_entry", "patient_id")),
+        column("patient_name", "Name", Source::column("eal_entry", "patient_name")),
+        request("description", "Change", "description"),
+        request("rule", "Rule", "originating_waiting_list_alert_rule_types"),
+        request("evidence", "Evidence", "primary_evidence_source"),
+        request("requested_by", "Proposed by", "requested_by"),
+        request("proposed_at", "Proposed", "timestamp"),
+    ];
+    (sql, columns)
+}
+
+/// Every change proposed to one entry, and how each was decided.
+async fn history(
+    session: &GovernedSession,
+    params: &Params,
+) -> Result<(String, Vec<OutputColumn>), ProductError> {
+    let entry = params.text("entry").unwrap_or_default();
+    // Comments are free text, and a policy may remove them.
+    let comments = if session
+        .visible_columns("validated_changelog")
+        .await
+        .is_some_and(|c| c.iter().any(|c| c == "comments"))
+    {
+        "v.comments"
+    } else {
+        "CAST(NULL AS VARCHAR) AS comments"
+    };
+    let sql = format!(
+        "SELECT r.change_log_id, 'Task/' || r.change_log_id AS record, r.timestamp AS proposed_at, \
+                r.requested_by, r.description, r.primary_evidence_source AS evidence, \
+                coalesce(v.status, 'awaiting sign-off') AS decision, v.closed_by AS decided_by, \
+                v.closed_at AS decided_at, {comments} \
+         FROM change_log_request r LEFT JOIN validated_changelog v ON v.change_log_id = r.change_log_id \
+         WHERE r.eal_id = {} ORDER BY r.timestamp, r.change_log_id",
+        text(&entry)
+    );
+    let request = |name: &str, title: &str, from: &str| {
+        column(name, title, Source::column("change_log_request", from))
+    };
+    let decision = |name: &str, title: &str, from: &str| {
+        column(name, title, Source::column("validated_changelog", from))
+    };
+    let columns = vec![
+        request("change_log_id", "Change", "change_log_id"),
+        request("record", "Kept as", "change_log_id"),
+        request("proposed_at", "Proposed", "timestamp"),
+        request("requested_by", "Proposed by", "requested_by"),
+        request("description", "From → to", "description"),
+        request("evidence", "Evidence", "primary_evidence_source"),
+        decision("decision", "Decision", "status"),
+        decision("decided_by", "Decided by", "closed_by"),
+        decision("decided_at", "Decided", "closed_at"),
+        decision("comments", "Comments", "comments"),
+    ];
+    Ok((sql, columns))
 }
 
 /// For each of the 12 weeks from `day`, the clocks that reach each breach

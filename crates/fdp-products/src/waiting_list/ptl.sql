@@ -46,6 +46,19 @@ clock AS (
     JOIN last_stop s ON s.pathway_id = a.pathway_id
     GROUP BY a.pathway_id
 ),
+signed_off AS (
+    -- Changes a clinician signed off by {as_at}, applied over the extract
+    -- so that the next day's extract does not undo them: a removal takes
+    -- the entry off the list; the latest change of priority replaces the
+    -- extract's.
+    SELECT eal_id,
+           min(CASE WHEN removed THEN removal_date END) AS removed_on,
+           max(CASE WHEN property_to_modify = 'priorityType'
+                    THEN CAST(closed_at AS VARCHAR) || '|' || new_value END) AS priority_change
+    FROM validated_changelog
+    WHERE validated = 'yes' AND CAST(closed_at AS DATE) <= {as_at}
+    GROUP BY eal_id
+),
 entry AS (
     SELECT e.eal_id,
            e.pathway_id,
@@ -54,7 +67,7 @@ entry AS (
            coalesce(p.specialty_name, n.specialty_name) AS specialty,
            coalesce(p.consultant_name, n.primary_consultant_name) AS consultant,
            n.intended_primary_procedure_code AS procedure_code,
-           e.priority_type,
+           coalesce(split_part(so.priority_change, '|', 2), e.priority_type) AS priority_type,
            e.decided_to_admit_date,
            e.planned_date,
            e.latest_clinically_appropriate_date,
@@ -77,7 +90,9 @@ entry AS (
     LEFT JOIN clock c ON c.pathway_id = e.pathway_id
     LEFT JOIN patient_pathway p ON p.pathway_id = e.pathway_id
     LEFT JOIN encounter n ON n.eal_id = e.eal_id
-    WHERE e.removal_date IS NULL OR e.removal_date > {as_at}
+    LEFT JOIN signed_off so ON so.eal_id = e.eal_id
+    WHERE (e.removal_date IS NULL OR e.removal_date > {as_at})
+      AND so.removed_on IS NULL
 ),
 paused AS (
     -- Days paused move every breach date; almost always none.

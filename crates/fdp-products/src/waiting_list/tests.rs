@@ -776,3 +776,229 @@ async fn the_rules_find_the_planted_problems_and_leave_valid_entries_alone() {
     );
     assert!(truth.len() >= 200, "the list plants enough problems to test: {}", truth.len());
 }
+
+/// Two entries: W1 (P3) and W2 (P3), both waiting.
+fn two_waiting() -> DemoInstance {
+    Pathways::default()
+        .activities("W1", &[("2026-01-05", 0, "10")])
+        .entry("W1", json!({"priority_type": "P3"}))
+        .activities("W2", &[("2026-02-02", 0, "10")])
+        .entry("W2", json!({"priority_type": "P3"}))
+        .instance()
+}
+
+fn today() -> String {
+    chrono::Utc::now().date_naive().to_string()
+}
+
+const ADMIN: (&str, &str) = ("Ann Admin", "waiting-list-manager");
+const CLINICIAN: (&str, &str) = ("Dr Bea Consultant", "clinician");
+
+async fn propose(i: &DemoInstance, by: (&str, &str), entry: &str, inputs: Value) -> Result<Value, ProductError> {
+    i.act("waiting-list", "propose", entry, by, Purpose::DirectCare, inputs)
+        .await
+}
+
+async fn sign_off(i: &DemoInstance, by: (&str, &str), change: &str, inputs: Value) -> Result<Value, ProductError> {
+    i.act("waiting-list", "sign-off", change, by, Purpose::DirectCare, inputs)
+        .await
+}
+
+/// A view's rows as maps, asked by the waiting-list manager for direct care.
+async fn rows(i: &DemoInstance, view: &str, params: &[(&str, &str)]) -> Vec<BTreeMap<String, Value>> {
+    let out = i
+        .view("waiting-list", "waiting-list-manager", Purpose::DirectCare, "ui", view, params)
+        .await
+        .unwrap();
+    out.rows
+        .iter()
+        .map(|row| out.columns.iter().zip(row).map(|(c, v)| (c.name.clone(), v.clone())).collect())
+        .collect()
+}
+
+fn listed(ptl: &[BTreeMap<String, Value>]) -> Vec<String> {
+    ptl.iter()
+        .map(|e| e["eal_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_removal_proposed_then_signed_off_takes_the_entry_off_the_list_over_the_extract() {
+    let i = two_waiting();
+    let day = today();
+    let proposed = propose(
+        &i,
+        ADMIN,
+        "W1",
+        json!({"reason": "deceased", "evidence": "patient_pathway.patient_deceased = true", "rule": "deceased"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(proposed["status"], json!("awaiting sign-off"));
+    let change = proposed["change"].as_str().unwrap().to_string();
+
+    // On the queue, and marked on the PTL, still listed.
+    let queue = rows(&i, "queue", &[]).await;
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0]["change_log_id"], json!(change));
+    assert_eq!(queue[0]["eal_id"], json!("W1"));
+    assert_eq!(queue[0]["patient_name"], json!("Patient W1"));
+    assert_eq!(queue[0]["requested_by"], json!("Ann Admin"));
+    assert_eq!(queue[0]["rule"], json!("deceased"));
+    assert_eq!(
+        queue[0]["description"],
+        json!("removal: on the list → removed: The patient has died (national 3, Patient died)")
+    );
+    let ptl_now = ptl(&i, &day, &[]).await.unwrap();
+    assert_eq!(listed(&ptl_now), ["W1", "W2"]);
+    assert!(ptl_now[0]["awaiting_sign_off"].as_str().unwrap().starts_with("removal:"));
+    assert_eq!(ptl_now[1]["awaiting_sign_off"], Value::Null);
+
+    let signed = sign_off(&i, CLINICIAN, &change, json!({"comments": "Death confirmed"}))
+        .await
+        .unwrap();
+    assert_eq!(signed["status"], json!("signed off"));
+
+    // Off the list (the extract still holds it: the removal is applied
+    // over it), off the queue, and in the entry's history.
+    assert_eq!(listed(&ptl(&i, &day, &[]).await.unwrap()), ["W2"]);
+    assert!(rows(&i, "queue", &[]).await.is_empty());
+    let history = rows(&i, "history", &[("entry", "W1")]).await;
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["decision"], json!("signed off"));
+    assert_eq!(history[0]["decided_by"], json!("Dr Bea Consultant"));
+    assert_eq!(history[0]["requested_by"], json!("Ann Admin"));
+    assert_eq!(history[0]["record"], json!(format!("Task/{change}")));
+    assert!(history[0]["comments"].as_str().unwrap().contains("Death confirmed"));
+    // As the list stood before the sign-off, W1 was on it.
+    let yesterday = (chrono::Utc::now().date_naive() - chrono::Duration::days(1)).to_string();
+    assert_eq!(listed(&ptl(&i, &yesterday, &[]).await.unwrap()), ["W1", "W2"]);
+
+    // Both went through ingest as the product's own records, and both
+    // were audited as changes about the patient.
+    assert_eq!(
+        *i.held.sources.lock().unwrap(),
+        [fdp_fhir::change_request::SOURCE, fdp_fhir::change_request::SOURCE]
+    );
+    let changes: Vec<_> = i
+        .audit()
+        .into_iter()
+        .filter(|e| e.kind == "change" && e.outcome == "ok")
+        .collect();
+    assert_eq!(changes.len(), 2);
+    assert!(changes.iter().all(|e| e.patients == ["patient-W1"]));
+    assert_eq!(changes[0].principal, "Ann Admin");
+    assert_eq!(changes[1].principal, "Dr Bea Consultant");
+}
+
+#[tokio::test]
+async fn a_proposer_cannot_sign_off_their_own_change_and_a_role_without_the_grant_is_refused() {
+    let i = two_waiting();
+    let own = ("Dr Who", "clinician");
+    let change = propose(&i, own, "W1", json!({"reason": "treated", "evidence": "procedure on 2026-11-02"}))
+        .await
+        .unwrap()["change"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let e = sign_off(&i, own, &change, json!({})).await.unwrap_err();
+    assert!(e.is_refusal(), "{e}");
+    assert!(e.to_string().contains("signed off by someone else"), "{e}");
+    // A waiting-list manager may propose, not sign off.
+    let e = sign_off(&i, ADMIN, &change, json!({})).await.unwrap_err();
+    assert!(e.is_refusal(), "{e}");
+    assert!(e.to_string().contains("changing `validated_changelog` is not granted"), "{e}");
+    // An analyst changes nothing.
+    let e = i
+        .act("waiting-list", "propose", "W2", ("Al Analyst", "analyst"), Purpose::Operations,
+             json!({"reason": "duplicate", "evidence": "x"}))
+        .await
+        .unwrap_err();
+    assert!(e.is_refusal(), "{e}");
+    // Each refusal audited; the entry still listed, its change still open.
+    let refused = i.audit().into_iter().filter(|e| e.outcome.starts_with("refused")).count();
+    assert!(refused >= 3, "{refused} refusals audited");
+    assert_eq!(listed(&ptl(&i, &today(), &[]).await.unwrap()), ["W1", "W2"]);
+    assert_eq!(rows(&i, "queue", &[]).await.len(), 1);
+    // Someone else signs it off, once.
+    sign_off(&i, CLINICIAN, &change, json!({})).await.unwrap();
+    let e = sign_off(&i, ("Dr Three", "clinician"), &change, json!({})).await.unwrap_err();
+    assert!(matches!(e, ProductError::Conflict(_)), "{e}");
+}
+
+#[tokio::test]
+async fn a_rejected_removal_leaves_the_entry_and_a_signed_off_priority_replaces_the_extracts() {
+    let i = two_waiting();
+    let day = today();
+    let removal = propose(&i, ADMIN, "W1", json!({"reason": "duplicate", "evidence": "same as W2"}))
+        .await
+        .unwrap()["change"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rejected = sign_off(&i, CLINICIAN, &removal, json!({"decision": "reject", "comments": "different procedure"}))
+        .await
+        .unwrap();
+    assert_eq!(rejected["status"], json!("rejected"));
+    assert_eq!(listed(&ptl(&i, &day, &[]).await.unwrap()), ["W1", "W2"]);
+    assert_eq!(rows(&i, "history", &[("entry", "W1")]).await[0]["decision"], json!("rejected"));
+
+    let change = propose(
+        &i,
+        ADMIN,
+        "W2",
+        json!({"property": "priorityType", "new_value": "P2", "evidence": "clinic letter of 2026-11-20"}),
+    )
+    .await
+    .unwrap()["change"]
+    .as_str()
+    .unwrap()
+    .to_string();
+    let before = ptl(&i, &day, &[]).await.unwrap();
+    assert_eq!(before[1]["priority_type"], json!("P3"), "not until signed off");
+    sign_off(&i, CLINICIAN, &change, json!({})).await.unwrap();
+    let after = ptl(&i, &day, &[]).await.unwrap();
+    assert_eq!(after[1]["eal_id"], json!("W2"));
+    assert_eq!(after[1]["priority_type"], json!("P2"));
+    assert_eq!(
+        rows(&i, "history", &[("entry", "W2")]).await[0]["description"],
+        json!("priorityType: P3 → P2")
+    );
+}
+
+#[tokio::test]
+async fn a_proposal_that_cannot_be_made_says_why() {
+    let i = two_waiting();
+    // An entry that is not there, or an id that tries to be SQL: absent.
+    for target in ["W9", "W1' OR '1'='1"] {
+        let e = propose(&i, ADMIN, target, json!({"reason": "treated", "evidence": "x"}))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ProductError::NotFound(_)), "{target}: {e}");
+    }
+    let e = propose(&i, ADMIN, "W1", json!({"reason": "bored", "evidence": "x"}))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not a removal reason"), "{e}");
+    let e = propose(&i, ADMIN, "W1", json!({"evidence": "x"})).await.unwrap_err();
+    assert!(e.to_string().contains("needs its reason"), "{e}");
+    let e = propose(&i, ADMIN, "W1", json!({"property": "patientName", "new_value": "X", "evidence": "x"}))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot be changed here"), "{e}");
+    let e = propose(&i, ADMIN, "W1", json!({"property": "priorityType", "new_value": "P9", "evidence": "x"}))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not a value of priorityType"), "{e}");
+    let e = propose(&i, ADMIN, "W1", json!({"reason": "treated"})).await.unwrap_err();
+    assert!(e.to_string().contains("evidence"), "{e}");
+    // One change at a time awaits sign-off for an entry.
+    propose(&i, ADMIN, "W1", json!({"reason": "treated", "evidence": "x"})).await.unwrap();
+    let e = propose(&i, ADMIN, "W1", json!({"reason": "declined", "evidence": "y"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ProductError::Conflict(_)), "{e}");
+    // A change that is not there.
+    let e = sign_off(&i, CLINICIAN, "nope", json!({})).await.unwrap_err();
+    assert!(matches!(e, ProductError::NotFound(_)), "{e}");
+}

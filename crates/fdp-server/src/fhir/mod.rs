@@ -433,6 +433,21 @@ fn check_type(rt: &str) -> Result<(), Response> {
     }
 }
 
+/// Refuses a write of a type only products' actions write: a Task here is
+/// a change to the waiting list, valid only with who proposed it and who
+/// signed it off, which the actions take from the signed-in principals.
+fn check_writable(rt: &str) -> Result<(), Response> {
+    check_type(rt)?;
+    if rt == "Task" {
+        return Err(outcome(
+            StatusCode::FORBIDDEN,
+            IssueCode::Forbidden,
+            fdp_fhir::change_request::WRITTEN_ONLY_BY_ACTIONS.to_string(),
+        ));
+    }
+    Ok(())
+}
+
 fn check_id(id: &str) -> Result<(), Response> {
     if is_valid_id(id) {
         Ok(())
@@ -735,7 +750,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let change = match check_type(&rt).and_then(|()| {
+    let change = match check_writable(&rt).and_then(|()| {
         may_change(
             &state,
             &ext,
@@ -781,7 +796,7 @@ pub async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let change = match check_type(&rt).and(check_id(&id)).and_then(|()| {
+    let change = match check_writable(&rt).and(check_id(&id)).and_then(|()| {
         may_change(
             &state,
             &ext,
@@ -838,7 +853,7 @@ pub async fn delete(
     ext: Extensions,
     headers: HeaderMap,
 ) -> Response {
-    let change = match check_type(&rt).and(check_id(&id)).and_then(|()| {
+    let change = match check_writable(&rt).and(check_id(&id)).and_then(|()| {
         may_change(
             &state,
             &ext,
@@ -956,6 +971,15 @@ impl BundleChanges {
                     issue_json(IssueCode::Value, bad.clone()),
                 )
             })?;
+            if rt == "Task" {
+                return Err((
+                    StatusCode::FORBIDDEN,
+                    issue_json(
+                        IssueCode::Forbidden,
+                        fdp_fhir::change_request::WRITTEN_ONLY_BY_ACTIONS.to_string(),
+                    ),
+                ));
+            }
             state
                 .governance
                 .change_records(
