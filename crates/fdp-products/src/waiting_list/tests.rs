@@ -53,7 +53,12 @@ impl Pathways {
     }
 
     fn instance(self) -> DemoInstance {
-        DemoInstance::new(
+        self.instance_with("")
+    }
+
+    /// The instance under the demo policy with the roles in `more` added.
+    fn instance_with(self, more: &str) -> DemoInstance {
+        DemoInstance::with_policy(
             MemoryTables::new()
                 .with_rows("pathway_activity", &self.activities)
                 .unwrap()
@@ -63,6 +68,7 @@ impl Pathways {
                 .unwrap()
                 .with_rows("patient_pathway", &self.pathways)
                 .unwrap(),
+            more,
         )
     }
 }
@@ -1001,4 +1007,54 @@ async fn a_proposal_that_cannot_be_made_says_why() {
     // A change that is not there.
     let e = sign_off(&i, CLINICIAN, "nope", json!({})).await.unwrap_err();
     assert!(matches!(e, ProductError::NotFound(_)), "{e}");
+}
+
+/// Reads the list, but not how its clocks are computed, nor the changes
+/// signed off over it.
+const CLERK: &str = r#"
+[role.list-clerk]
+description = "Types up the waiting list"
+[role.list-clerk.direct-care]
+objects = ["patient", "eal_entry", "patient_pathway", "encounter", "procedure"]
+identifying = "show"
+quasi_identifying = "show"
+clinical = "show"
+operational = "show"
+"#;
+
+#[tokio::test]
+async fn a_role_without_the_tables_the_ptl_needs_is_refused_rather_than_shown_a_partial_list() {
+    let i = Pathways::default()
+        .activities("W1", &[("2026-01-05", 0, "10")])
+        .entry("W1", json!({}))
+        .instance_with(CLERK);
+    let e = i
+        .view("waiting-list", "list-clerk", Purpose::DirectCare, "ui", "ptl", &[])
+        .await
+        .unwrap_err();
+    // Without pathway_activity no clock could be computed; without
+    // validated_changelog entries signed off as removed would come back.
+    assert!(matches!(e, ProductError::NotGranted { .. }), "{e}");
+    assert!(e.to_string().contains("pathway_activity"), "{e}");
+    let refused = i
+        .audit()
+        .into_iter()
+        .filter(|a| a.outcome.starts_with("refused") && a.what.contains("waiting-list/ptl"))
+        .count();
+    assert_eq!(refused, 1, "the refusal is audited");
+}
+
+#[tokio::test]
+async fn a_filter_is_a_value_never_sql() {
+    let i = mixed();
+    let all = ptl(&i, "2026-11-30", &[]).await.unwrap().len();
+    assert!(all > 1);
+    for attack in ["x' OR '1'='1", "x') OR TRUE --", "Orthopaedics' UNION SELECT * FROM patient --"] {
+        for filter in ["specialty", "consultant", "priority"] {
+            let shown = ptl(&i, "2026-11-30", &[(filter, attack)]).await.unwrap();
+            assert!(shown.is_empty(), "{filter}={attack:?} listed {} entries", shown.len());
+        }
+        let e = ptl(&i, "2026-11-30", &[("weeks_band", attack)]).await.unwrap_err();
+        assert!(matches!(e, ProductError::Param { .. }), "{e}");
+    }
 }
