@@ -36,6 +36,10 @@ pub struct ElectiveArgs {
     /// Skip the DuckDB comparison
     #[arg(long)]
     pub no_duckdb: bool,
+    /// Also print the PTL's plan as the engine ran it, with what each
+    /// step measured (rows, bytes, time), to see where the time goes
+    #[arg(long)]
+    pub profile: bool,
     /// A few seconds on tiny sizes: the same code path, so that the
     /// benchmark cannot break unseen (the test suite runs it)
     #[arg(long)]
@@ -154,6 +158,16 @@ pub async fn elective(args: ElectiveArgs) -> Result<()> {
         }
         ours.push(t.elapsed().as_secs_f64());
         drop(held);
+    }
+    if args.profile {
+        let session = governance
+            .session(
+                &tables,
+                SessionRequest::new(principal.clone(), Purpose::DirectCare, "sql"),
+            )
+            .await?;
+        let (_, plan) = session.profile(&ptl).await?;
+        println!("  the PTL's plan as run:\n{plan}");
     }
     governance.audit().checkpoint()?;
     let ours = median(&mut ours);

@@ -89,8 +89,9 @@ fn federation_quick() {
 
 #[test]
 fn elective_quick() {
-    let out = bench(&["elective"]);
+    let out = bench(&["elective", "--profile"]);
     assert!(out.contains("planted problems found"), "{out}");
+    assert!(out.contains("the PTL's plan as run"), "{out}");
     assert!(out.contains("DuckDB"), "the peer runs beside it: {out}");
     assert!(out.contains("already-treated"), "each rule's flags: {out}");
 }
