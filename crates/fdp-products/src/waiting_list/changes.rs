@@ -18,6 +18,7 @@ use fdp_fhir::change_request::{
 use fdp_govern::GovernedSession;
 use serde_json::{json, Value};
 
+use super::text;
 use crate::platform::{ParamValue, Params, ProductError, RecordIntake, RecordsChange};
 
 /// The action proposing a change to an entry.
@@ -31,10 +32,6 @@ pub const CHANGEABLE: &[(&str, &[&str])] = &[(
     "priorityType",
     &["P1a", "P1b", "P2", "P3", "P4", "P5", "P6"],
 )];
-
-fn literal(v: &str) -> String {
-    ParamValue::Text(v.to_string()).sql_literal()
-}
 
 /// The first row of `sql`'s answer, as JSON, if any.
 async fn first_row(session: &GovernedSession, sql: &str) -> Result<Option<Value>, ProductError> {
@@ -60,7 +57,7 @@ pub async fn propose(
         session,
         &format!(
             "SELECT eal_id, patient_id, priority_type FROM eal_entry WHERE eal_id = {}",
-            literal(eal_id)
+            text(eal_id)
         ),
     )
     .await?
@@ -73,7 +70,7 @@ pub async fn propose(
                ON v.eal_id = e.eal_id \
              WHERE e.eal_id = {} AND (e.removal_date IS NULL OR e.removal_date > {}) \
                AND v.eal_id IS NULL",
-            literal(eal_id),
+            text(eal_id),
             ParamValue::Date(Utc::now().date_naive()).sql_literal()
         ),
     )
@@ -88,7 +85,7 @@ pub async fn propose(
         &format!(
             "SELECT change_log_id, description FROM change_log_request \
              WHERE eal_id = {} AND NOT coalesce(resolved, false)",
-            literal(eal_id)
+            text(eal_id)
         ),
     )
     .await?
@@ -192,7 +189,7 @@ pub async fn sign_off(
         &format!(
             "SELECT change_log_id, eal_id, requested_by, resolved FROM change_log_request \
              WHERE change_log_id = {}",
-            literal(change_id)
+            text(change_id)
         ),
     )
     .await?

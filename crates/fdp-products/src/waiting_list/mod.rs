@@ -574,25 +574,23 @@ impl Product for WaitingList {
                     .join(", ");
                 // Where the grant shows the queue, each entry says what
                 // change to it awaits sign-off.
-                let ptl = if session.covers("change_log_request") {
+                let (ptl, extra) = if session.covers("change_log_request") {
                     columns.push(column(
                         "awaiting_sign_off",
                         "Awaiting sign-off",
                         Source::column("change_log_request", "description"),
                     ));
-                    format!(
-                        "SELECT p.*, q.awaiting_sign_off FROM ({ptl}) p \
-                         LEFT JOIN (SELECT eal_id, min(description) AS awaiting_sign_off \
-                                    FROM change_log_request WHERE NOT coalesce(resolved, false) \
-                                    GROUP BY eal_id) q ON q.eal_id = p.eal_id"
+                    (
+                        format!(
+                            "SELECT p.*, q.awaiting_sign_off FROM ({ptl}) p \
+                             LEFT JOIN (SELECT eal_id, min(description) AS awaiting_sign_off \
+                                        FROM change_log_request WHERE NOT coalesce(resolved, false) \
+                                        GROUP BY eal_id) q ON q.eal_id = p.eal_id"
+                        ),
+                        ", awaiting_sign_off",
                     )
                 } else {
-                    ptl
-                };
-                let extra = if columns.len() > ptl_columns().len() {
-                    ", awaiting_sign_off"
-                } else {
-                    ""
+                    (ptl, "")
                 };
                 (
                     format!(
