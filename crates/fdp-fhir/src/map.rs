@@ -689,72 +689,56 @@ fn change_request(r: &R, cid: &str, out: &mut Mapped) {
     let closed_at = decided.then(|| r.timestamp("lastModified")).flatten();
     let closed_by = decided.then(|| r.s("owner.display")).flatten();
     let comments = notes(r);
-    let eal_id = r.s("focus.identifier.value");
-    let requested_by = r.s("requester.display");
-    let requested_at = r.timestamp("authoredOn");
-    let evidence = input(INPUT_EVIDENCE);
-    out.rows.push((
-        "ChangeLogRequest",
-        row(vec![
-            ("change_log_id", id(cid)),
-            ("action_type", s(action.clone())),
-            ("description", s(description.clone())),
-            ("eal_id", s(eal_id.clone())),
-            ("property_to_modify", s(property.clone())),
-            ("new_value", s(new_value.clone())),
-            ("primary_evidence_source", s(evidence.clone())),
-            ("originating_waiting_list_alert_rule_types", rules.clone()),
-            ("requested_by", s(requested_by.clone())),
-            ("timestamp", s(requested_at.clone())),
-            ("task_type", s(Some("Waiting list validation".into()))),
-            ("free_text_comments", s(comments.clone())),
-            ("resolved", Some(Value::Bool(decided))),
-            ("closed_at", s(closed_at.clone())),
-            ("closed_by", s(closed_by.clone())),
-        ]),
-    ));
+    // What the request and its decision both say, in the same columns.
+    let shared = vec![
+        ("change_log_id", id(cid)),
+        ("action_type", s(action.clone())),
+        ("description", s(description)),
+        ("eal_id", s(r.s("focus.identifier.value"))),
+        ("property_to_modify", s(property)),
+        ("new_value", s(new_value)),
+        ("primary_evidence_source", s(input(INPUT_EVIDENCE))),
+        ("originating_waiting_list_alert_rule_types", rules),
+        ("requested_by", s(r.s("requester.display"))),
+        ("timestamp", s(r.timestamp("authoredOn"))),
+        ("task_type", s(Some("Waiting list validation".into()))),
+        ("closed_at", s(closed_at.clone())),
+        ("closed_by", s(closed_by.clone())),
+    ];
+    let mut request = shared.clone();
+    request.extend([
+        ("free_text_comments", s(comments.clone())),
+        ("resolved", Some(Value::Bool(decided))),
+    ]);
+    out.rows.push(("ChangeLogRequest", row(request)));
     if !decided {
         return;
     }
     let removed = signed_off && action.as_deref() == Some("remove");
-    out.rows.push((
-        "ValidatedChangelog",
-        row(vec![
-            ("change_log_id", id(cid)),
-            ("action_type", s(action)),
-            ("description", s(description)),
-            ("eal_id", s(eal_id)),
-            ("patient_id", s(r.reference("for"))),
-            ("property_to_modify", s(property)),
-            ("new_value", s(new_value)),
-            ("primary_evidence_source", s(evidence)),
-            ("originating_waiting_list_alert_rule_types", rules),
-            ("requested_by", s(requested_by)),
-            ("timestamp", s(requested_at)),
-            ("task_type", s(Some("Waiting list validation".into()))),
-            ("comments", s(comments)),
-            ("resolved", Some(Value::Bool(true))),
-            ("status", s(r.s("businessStatus.text"))),
-            (
-                "validated",
-                s(Some(if signed_off { "yes" } else { "no" }.into())),
-            ),
-            ("removed", Some(Value::Bool(removed))),
-            (
-                "removal_date",
-                s(removed.then(|| r.date("lastModified")).flatten()),
-            ),
-            (
-                "required_action",
-                s(r.code_in("reasonCode", LOCAL_REMOVAL_REASON)),
-            ),
-            ("closed_at", s(closed_at.clone())),
-            ("closed_by", s(closed_by.clone())),
-            ("care_professional_name", s(closed_by.clone())),
-            ("status_updated_by_user", s(closed_by)),
-            ("status_updated_timestamp", s(closed_at)),
-        ]),
-    ));
+    let mut validated = shared;
+    validated.extend([
+        ("patient_id", s(r.reference("for"))),
+        ("comments", s(comments)),
+        ("resolved", Some(Value::Bool(true))),
+        ("status", s(r.s("businessStatus.text"))),
+        (
+            "validated",
+            s(Some(if signed_off { "yes" } else { "no" }.into())),
+        ),
+        ("removed", Some(Value::Bool(removed))),
+        (
+            "removal_date",
+            s(removed.then(|| r.date("lastModified")).flatten()),
+        ),
+        (
+            "required_action",
+            s(r.code_in("reasonCode", LOCAL_REMOVAL_REASON)),
+        ),
+        ("care_professional_name", s(closed_by.clone())),
+        ("status_updated_by_user", s(closed_by)),
+        ("status_updated_timestamp", s(closed_at)),
+    ]);
+    out.rows.push(("ValidatedChangelog", row(validated)));
 }
 
 /// Every note's text, a line each: a referral's notes are often a list
