@@ -324,6 +324,7 @@ impl DeclaredProduct {
                     input: Input::Tables,
                     chart: v.chart.clone(),
                     as_of: None,
+                    needs: vec![],
                 },
                 sql,
                 columns,

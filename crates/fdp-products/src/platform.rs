@@ -173,6 +173,11 @@ pub struct ViewSpec {
     /// the same whenever it is asked; `None` reads them as they are now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub as_of: Option<String>,
+    /// Tables the product reads only optionally that this view cannot be
+    /// answered without: where the grant does not cover one, the view is
+    /// refused, and the refusal audited, before any query.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
 }
 
 /// The version of the tables `spec` is answered from, given `given`: the
@@ -1039,14 +1044,16 @@ pub async fn run_view(
     if let Some(refused) = purpose_refused(&manifest, purpose) {
         return Err(refuse(refused));
     }
-    if let Some(r) = manifest
+    let required = manifest
         .reads
         .iter()
-        .find(|r| !r.optional && !session.covers(&r.table))
-    {
+        .filter(|r| !r.optional)
+        .map(|r| &r.table)
+        .chain(&spec.needs);
+    if let Some(table) = required.into_iter().find(|t| !session.covers(t)) {
         return Err(refuse(ProductError::NotGranted {
             product: manifest.id.clone(),
-            table: r.table.clone(),
+            table: table.clone(),
             purpose,
         }));
     }

@@ -109,6 +109,21 @@ impl DemoInstance {
         .unwrap();
     }
 
+    /// `sql` asked as someone in `role` for `purpose`, as a SQL client
+    /// would ask it: to show what a role can reach round a product.
+    pub(crate) async fn sql(
+        &self,
+        role: &str,
+        purpose: Purpose,
+        sql: &str,
+    ) -> Result<fdp_govern::QueryResult, ProductError> {
+        let session = self
+            .governance
+            .session(&self.tables_now(), request(role, purpose, "sql"))
+            .await?;
+        Ok(session.query(sql).await?)
+    }
+
     pub(crate) fn governance(&self) -> &Governance {
         &self.governance
     }

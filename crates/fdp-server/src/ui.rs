@@ -117,8 +117,17 @@ fn percent_encode(s: &str, kept: &[u8]) -> String {
 /// Only paths on this instance: an open redirect would let a link signed
 /// by us send staff anywhere.
 pub(crate) fn safe_next(next: Option<&str>) -> String {
+    // A browser drops tabs and line breaks from a URL before reading it,
+    // and reads `\\` as `/`, so "/\t/evil.example" would leave for
+    // another host: a path stays only if nothing in it can be read so.
+    let on_this_instance = |n: &str| {
+        n.starts_with('/')
+            && !n.starts_with("//")
+            && !n.contains('\\')
+            && !n.chars().any(|c| c.is_control() || c.is_whitespace())
+    };
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n) if on_this_instance(n) => n.to_string(),
         _ => "/".to_string(),
     }
 }
@@ -172,6 +181,15 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example/")), "/");
         assert_eq!(safe_next(Some("https://evil.example/")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        for hidden in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            " //evil.example",
+            "/ /evil.example",
+        ] {
+            assert_eq!(safe_next(Some(hidden)), "/", "{hidden:?}");
+        }
         assert_eq!(safe_next(None), "/");
         assert_eq!(encode("/tables/a b?x=1"), "/tables/a%20b%3Fx%3D1");
     }

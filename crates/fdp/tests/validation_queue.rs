@@ -137,6 +137,31 @@ fn a_removal_is_proposed_signed_off_by_a_clinician_in_the_browser_and_leaves_the
     assert_eq!(status, 200, "{proposed}");
     let change = proposed["change"].as_str().unwrap().to_string();
 
+    // A form's way back cannot be pointed off the instance: not on the
+    // way to the checkpoint, nor on the page saying why a change was not
+    // made (a second proposal for the same entry).
+    let form = format!("/products/waiting-list/actions/propose/{entry}");
+    let cookie = purpose_cookie(server.http, &admin, "direct-care");
+    for hostile in [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example",
+        "/\t/evil.example",
+    ] {
+        let fields = [("back", hostile), ("reason", "treated"), ("evidence", "x")];
+        let undeclared = http_form(server.http, &form, &admin, &[], &fields);
+        assert_eq!(undeclared.status, 303, "{hostile:?}");
+        assert_eq!(
+            undeclared.header("location"),
+            Some("/purpose?next=/"),
+            "{hostile:?}"
+        );
+        let refused = http_form(server.http, &form, &admin, &[("Cookie", &cookie)], &fields);
+        assert_eq!(refused.status, 409, "{hostile:?}: {}", refused.body);
+        assert!(refused.body.contains("href=\"/\""), "{}", refused.body);
+        assert!(!refused.body.contains("evil.example"), "{}", refused.body);
+    }
+
     // Ways round the sign-off, each refused: the administrator's grant
     // does not sign off; a clinician does not sign off their own change;
     // a change is not written as a FHIR Task by anyone.

@@ -77,6 +77,7 @@ impl Product for LiveBoard {
                     input: Input::Census,
                     chart: None,
                     as_of: None,
+                    needs: vec![],
                 },
                 ViewSpec {
                     name: "wards".into(),
@@ -89,6 +90,7 @@ impl Product for LiveBoard {
                         value: "occupied".into(),
                     }),
                     as_of: None,
+                    needs: vec![],
                 },
             ],
             actions: vec![

@@ -128,6 +128,7 @@ fn read_return() -> ReturnFile {
             input: Input::Tables,
             chart: q.chart.clone(),
             as_of: Some(CENSUS_AT.into()),
+            needs: vec![],
         };
         views.push((view, columns));
         questions.push(QuestionSpec {

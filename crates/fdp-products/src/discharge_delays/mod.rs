@@ -74,6 +74,7 @@ impl Product for DischargeDelays {
                         value: "patients".into(),
                     }),
                     as_of: None,
+                    needs: vec![],
                 },
                 ViewSpec {
                     name: "patients".into(),
@@ -83,6 +84,7 @@ impl Product for DischargeDelays {
                     input: Input::Tables,
                     chart: None,
                     as_of: None,
+                    needs: vec![],
                 },
             ],
             actions: Vec::new(),

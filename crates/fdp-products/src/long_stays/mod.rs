@@ -46,6 +46,7 @@ impl Product for LongStays {
                     value: "stay_21_plus".into(),
                 }),
                 as_of: None,
+                needs: vec![],
             }],
             actions: Vec::new(),
             offers: Offers::default(),

@@ -432,6 +432,7 @@ impl Product for WaitingList {
                     input: Input::Tables,
                     chart: None,
                     as_of: None,
+                    needs: vec![],
                 },
                 ViewSpec {
                     name: "breach-forecast".into(),
@@ -444,6 +445,7 @@ impl Product for WaitingList {
                         value: "breach_18".into(),
                     }),
                     as_of: None,
+                    needs: vec![],
                 },
                 ViewSpec {
                     name: "validation".into(),
@@ -456,6 +458,7 @@ impl Product for WaitingList {
                     input: Input::Tables,
                     chart: None,
                     as_of: None,
+                    needs: vec![],
                 },
                 ViewSpec {
                     name: "validation-summary".into(),
@@ -468,6 +471,7 @@ impl Product for WaitingList {
                         value: "entries".into(),
                     }),
                     as_of: None,
+                    needs: vec![],
                 },
                 ViewSpec {
                     name: "shape".into(),
@@ -480,6 +484,7 @@ impl Product for WaitingList {
                         value: "patients".into(),
                     }),
                     as_of: None,
+                    needs: vec![],
                 },
                 ViewSpec {
                     name: "queue".into(),
@@ -489,6 +494,7 @@ impl Product for WaitingList {
                     input: Input::Tables,
                     chart: None,
                     as_of: None,
+                    needs: vec!["change_log_request".into()],
                 },
                 ViewSpec {
                     name: "history".into(),
@@ -503,6 +509,7 @@ impl Product for WaitingList {
                     input: Input::Tables,
                     chart: None,
                     as_of: None,
+                    needs: vec!["change_log_request".into()],
                 },
             ],
             actions: vec![

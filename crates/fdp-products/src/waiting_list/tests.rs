@@ -1058,3 +1058,109 @@ async fn a_filter_is_a_value_never_sql() {
         assert!(matches!(e, ProductError::Param { .. }), "{e}");
     }
 }
+
+/// Audits the list's validation, under a policy that removes free text
+/// about patients.
+const AUDITOR: &str = r#"
+[role.validation-auditor]
+description = "Audits how the list is validated"
+[role.validation-auditor.direct-care]
+objects = ["eal_entry", "pathway_activity", "procedure", "change_log_request", "validated_changelog"]
+identifying = "remove"
+quasi_identifying = "show"
+clinical = "show"
+operational = "show"
+"#;
+
+#[tokio::test]
+async fn comments_a_policy_removes_are_never_shown_in_the_history_nor_round_it() {
+    let i = Pathways::default()
+        .activities("W1", &[("2026-01-05", 0, "10")])
+        .entry("W1", json!({"priority_type": "P3"}))
+        .instance_with(AUDITOR);
+    let change = propose(&i, ADMIN, "W1", json!({"reason": "deceased", "evidence": "spine"}))
+        .await
+        .unwrap()["change"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret = "died at home, per the GP's letter";
+    sign_off(&i, CLINICIAN, &change, json!({"comments": secret}))
+        .await
+        .unwrap();
+
+    // The decision is shown; the clinician's comments are not.
+    let out = i
+        .view("waiting-list", "validation-auditor", Purpose::DirectCare, "ui", "history", &[("entry", "W1")])
+        .await
+        .unwrap();
+    assert_eq!(out.rows.len(), 1);
+    let at = |name: &str| out.columns.iter().position(|c| c.name == name).unwrap();
+    assert_eq!(out.rows[0][at("decision")], json!("signed off"));
+    assert_eq!(out.rows[0][at("comments")], Value::Null);
+    assert!(!serde_json::to_string(&out.rows).unwrap().contains("GP's letter"));
+    // The waiting-list manager, whose policy shows them, reads them.
+    let shown = rows(&i, "history", &[("entry", "W1")]).await;
+    assert_eq!(shown[0]["comments"], json!(secret));
+
+    // Round the product, straight at the table: the column is not there.
+    let e = i
+        .sql("validation-auditor", Purpose::DirectCare, "SELECT comments FROM validated_changelog")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("comments"), "{e}");
+    let all = i
+        .sql("validation-auditor", Purpose::DirectCare, "SELECT * FROM validated_changelog")
+        .await
+        .unwrap();
+    assert_eq!(all.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    for batch in &all.batches {
+        assert!(batch.schema().field_with_name("comments").is_err());
+        let text = format!("{batch:?}");
+        assert!(!text.contains("GP's letter"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn an_analyst_cannot_read_the_queue_or_the_history_for_any_purpose() {
+    let i = two_waiting();
+    let change = propose(&i, ADMIN, "W1", json!({"reason": "treated", "evidence": "procedure on 2026-11-02"}))
+        .await
+        .unwrap()["change"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sign_off(&i, CLINICIAN, &change, json!({"comments": "seen in clinic"}))
+        .await
+        .unwrap();
+    propose(&i, ADMIN, "W2", json!({"reason": "declined", "evidence": "letter of 2026-11-20"}))
+        .await
+        .unwrap();
+    // The queue names patients and staff and what is said of them: the
+    // analyst is granted neither the proposals nor, for the history, the
+    // requests the decisions answer, whether for operations or planning.
+    for purpose in [Purpose::Operations, Purpose::Planning] {
+        for (view, params) in [("queue", vec![]), ("history", vec![("entry", "W1")])] {
+            let e = i
+                .view("waiting-list", "analyst", purpose, "ui", view, &params)
+                .await
+                .unwrap_err();
+            assert!(e.is_refusal(), "{view} for {purpose:?}: {e}");
+        }
+        // Round the product, in SQL: to a table not granted, there is no
+        // such table.
+        let e = i
+            .sql("analyst", purpose, "SELECT * FROM change_log_request")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("change_log_request' not found"), "{purpose:?}: {e}");
+    }
+    let audit: Vec<_> = i
+        .audit()
+        .into_iter()
+        .filter(|a| a.principal == "a analyst")
+        .collect();
+    let refused = audit.iter().filter(|a| a.outcome.starts_with("refused")).count();
+    assert_eq!(refused, 4, "every view refused, and audited: {audit:?}");
+    assert!(audit.iter().all(|a| a.outcome != "ok"), "{audit:?}");
+}
