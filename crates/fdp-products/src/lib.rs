@@ -20,6 +20,9 @@
 //!   carry, and what a policy lets be seen of them.
 //! - [`waiting_list`]: the patient tracking list under the national RTT
 //!   rules (elective recovery), its breach forecast and its shape.
+//! - [`theatre_sessions`]: for the theatre scheduler, how much of each
+//!   planned theatre session was spent with a patient in theatre, capped
+//!   and uncapped, per session and per theatre or specialty and week.
 //! - [`declared`]: products declared as data (a folder with `product.toml`
 //!   and SQL, no Rust), checked against the model and the policy.
 
@@ -50,4 +53,5 @@ built_in! {
     long_stays::LongStays,
     daily_return::DailyReturn,
     waiting_list::WaitingList,
+    theatre_sessions::TheatreSessions,
 }

@@ -1,0 +1,362 @@
+//! Theatre sessions, for the theatre scheduler. Utilisation first: how
+//! much of each planned theatre session was spent with a patient in
+//! theatre, per session and per theatre or specialty and week, as the
+//! CDM's `TheatreSession` defines it.
+//!
+//! - **Available time** is the session as planned: from its planned start
+//!   to its planned end (`plannedDurationMinutes` where the session plan
+//!   gives it).
+//! - **Touch time** is each case's time in theatre: from the procedure's
+//!   timestamp for its `actualProcedureTimeTotalTheatreTime` minutes.
+//! - **Capped** utilisation counts only the touch time inside the planned
+//!   session: a case started early or running past the planned end counts
+//!   up to the session's edges. **Uncapped** counts all of it, so a list
+//!   that overruns can exceed 100%.
+//! - Each ratio has its colour band, the CDM's defaults: above 1.0 blue,
+//!   from 0.90 green, from 0.85 yellow, from 0.75 orange, below red.
+//!
+//! Sessions released (the consultant on leave) or cancelled are not
+//! counted: their time was never available to the list. A session that
+//! went ahead with no case recorded counts at 0%. Ask for days that have
+//! happened; a session still to come has no touch time yet.
+
+use async_trait::async_trait;
+use fdp_govern::{GovernedSession, Purpose};
+
+use crate::platform::{
+    column, Answer, Input, Manifest, Offers, OutputColumn, ParamKind, ParamSpec, Params, Priority,
+    Product, ProductError, Reads, Source, ViewSpec,
+};
+
+/// The product.
+pub struct TheatreSessions;
+
+const ID: &str = "theatre-sessions";
+
+/// The CDM's colour band for a utilisation ratio `ratio` (a SQL
+/// expression).
+fn band(ratio: &str) -> String {
+    format!(
+        "CASE WHEN {ratio} IS NULL THEN NULL \
+              WHEN {ratio} > 1.0 THEN 'Blue' \
+              WHEN {ratio} >= 0.90 THEN 'Green' \
+              WHEN {ratio} >= 0.85 THEN 'Yellow' \
+              WHEN {ratio} >= 0.75 THEN 'Orange' \
+              ELSE 'Red' END"
+    )
+}
+
+/// Each session counted between `from` and `to` (SQL date literals), with
+/// its available minutes and its cases' touch time, capped and uncapped.
+fn session_minutes(from: &str, to: &str) -> String {
+    format!(
+        "WITH counted AS ( \
+             SELECT s.theatre_session_id, s.date, s.theatre_id, s.theatre_name, s.specialty_name, \
+                    s.am_pm, s.primary_consultant_name, s.planned_start_time, s.planned_end_time, \
+                    s.start_time, s.end_time, \
+                    date_part('epoch', s.planned_start_time) / 60.0 AS planned_from, \
+                    date_part('epoch', s.planned_end_time) / 60.0 AS planned_to, \
+                    coalesce(CAST(s.planned_duration_minutes AS DOUBLE), \
+                             (date_part('epoch', s.planned_end_time) \
+                              - date_part('epoch', s.planned_start_time)) / 60.0) AS available_minutes \
+             FROM theatre_session s \
+             WHERE s.date BETWEEN {from} AND {to} \
+               AND coalesce(s.status, '') NOT IN ('released', 'cancelled') \
+               AND NOT coalesce(s.cancelled, false) \
+         ), \
+         cases AS ( \
+             SELECT p.theatre_session_id, \
+                    date_part('epoch', p.procedure_timestamp) / 60.0 AS into_theatre, \
+                    CAST(p.actual_procedure_time_total_theatre_time AS DOUBLE) AS minutes \
+             FROM procedure p \
+             WHERE p.theatre_session_id IS NOT NULL \
+               AND p.procedure_timestamp IS NOT NULL \
+               AND p.actual_procedure_time_total_theatre_time > 0 \
+         ), \
+         touched AS ( \
+             SELECT c.theatre_session_id, count(*) AS cases, \
+                    sum(c.minutes) AS uncapped, \
+                    sum(greatest(0.0, least(c.into_theatre + c.minutes, s.planned_to) \
+                                      - greatest(c.into_theatre, s.planned_from))) AS capped \
+             FROM cases c JOIN counted s ON s.theatre_session_id = c.theatre_session_id \
+             GROUP BY c.theatre_session_id \
+         ) \
+         SELECT s.*, coalesce(t.cases, 0) AS cases, \
+                coalesce(t.capped, 0.0) AS touch_capped, coalesce(t.uncapped, 0.0) AS touch_uncapped \
+         FROM counted s LEFT JOIN touched t ON t.theatre_session_id = s.theatre_session_id"
+    )
+}
+
+/// Whole minutes `actual` fell after `planned`, none if before; unknown
+/// (NULL) where the actual time was not recorded.
+fn minutes_after(actual: &str, planned: &str) -> String {
+    format!(
+        "CASE WHEN {actual} IS NOT NULL THEN CAST(greatest(0.0, \
+             (date_part('epoch', {actual}) - date_part('epoch', {planned})) / 60.0) AS BIGINT) END"
+    )
+}
+
+/// A ratio of two SQL expressions, NULL where nothing was available.
+fn ratio(touch: &str, available: &str) -> String {
+    format!("CASE WHEN {available} > 0 THEN round({touch} / {available}, 4) END")
+}
+
+fn date_param(name: &str, description: &str) -> ParamSpec {
+    ParamSpec {
+        name: name.into(),
+        kind: ParamKind::Date,
+        required: true,
+        description: description.into(),
+    }
+}
+
+/// Where touch time comes from.
+fn touch_source() -> Source {
+    Source::derived(&[
+        ("procedure", "procedure_timestamp"),
+        ("procedure", "actual_procedure_time_total_theatre_time"),
+        ("theatre_session", "planned_start_time"),
+        ("theatre_session", "planned_end_time"),
+    ])
+}
+
+fn available_source() -> Source {
+    Source::derived(&[
+        ("theatre_session", "planned_start_time"),
+        ("theatre_session", "planned_end_time"),
+        ("theatre_session", "planned_duration_minutes"),
+    ])
+}
+
+#[async_trait]
+impl Product for TheatreSessions {
+    fn manifest(&self) -> Manifest {
+        let range = || {
+            vec![
+                date_param("from", "The first day counted"),
+                date_param("to", "The last day counted"),
+            ]
+        };
+        let mut by_group = range();
+        by_group.push(ParamSpec {
+            name: "by".into(),
+            kind: ParamKind::Text,
+            required: false,
+            description: "theatre (the default) or specialty".into(),
+        });
+        Manifest {
+            id: ID.into(),
+            title: "Theatre sessions".into(),
+            version: "1.0.0".into(),
+            priority: Priority::ElectiveRecovery,
+            description: "How much of each planned theatre session was spent with a patient in theatre, capped at the session's planned times and uncapped, per session and per theatre or specialty and week".into(),
+            publisher: None,
+            purposes: vec![Purpose::DirectCare, Purpose::Operations],
+            reads: vec![
+                Reads::new(
+                    "theatre_session",
+                    &[
+                        "theatre_session_id",
+                        "date",
+                        "theatre_id",
+                        "theatre_name",
+                        "specialty_name",
+                        "am_pm",
+                        "primary_consultant_name",
+                        "planned_start_time",
+                        "planned_end_time",
+                        "planned_duration_minutes",
+                        "start_time",
+                        "end_time",
+                        "status",
+                        "cancelled",
+                    ],
+                ),
+                Reads::new(
+                    "procedure",
+                    &[
+                        "theatre_session_id",
+                        "procedure_timestamp",
+                        "actual_procedure_time_total_theatre_time",
+                    ],
+                ),
+            ],
+            views: vec![
+                ViewSpec {
+                    name: "sessions".into(),
+                    title: "Theatre sessions".into(),
+                    description: "Each session that went ahead: its planned and actual times, its cases, and its utilisation capped and uncapped".into(),
+                    params: range(),
+                    input: Input::Tables,
+                    chart: None,
+                    as_of: None,
+                    needs: vec![],
+                },
+                ViewSpec {
+                    name: "utilisation".into(),
+                    title: "Utilisation by week".into(),
+                    description: "Per theatre (or specialty) and week: the sessions, the minutes available, the touch time and the utilisation, capped and uncapped".into(),
+                    params: by_group,
+                    input: Input::Tables,
+                    chart: None,
+                    as_of: None,
+                    needs: vec![],
+                },
+            ],
+            actions: Vec::new(),
+            offers: Offers::default(),
+        }
+    }
+
+    async fn view(
+        &self,
+        view: &str,
+        session: &GovernedSession,
+        params: &Params,
+    ) -> Result<Answer, ProductError> {
+        let literal = |name: &str| {
+            params
+                .get(name)
+                .map(|v| v.sql_literal())
+                .ok_or_else(|| ProductError::Param {
+                    name: name.into(),
+                    message: "a date is needed".into(),
+                })
+        };
+        let (from, to) = (literal("from")?, literal("to")?);
+        let minutes = session_minutes(&from, &to);
+        let (sql, columns) = match view {
+            "sessions" => sessions(&minutes),
+            "utilisation" => {
+                let by = params.text("by").unwrap_or_else(|| "theatre".into());
+                let group = match by.as_str() {
+                    "theatre" => ("theatre_name", "Theatre", "theatre_name"),
+                    "specialty" => ("specialty_name", "Specialty", "specialty_name"),
+                    _ => {
+                        return Err(ProductError::Param {
+                            name: "by".into(),
+                            message: format!("{by:?} is not theatre or specialty"),
+                        })
+                    }
+                };
+                by_week(&minutes, group)
+            }
+            _ => {
+                return Err(ProductError::UnknownView {
+                    product: ID.into(),
+                    view: view.into(),
+                })
+            }
+        };
+        let result = session.query(&sql).await?;
+        Answer::from_query(&result, columns)
+    }
+}
+
+fn sessions(minutes: &str) -> (String, Vec<OutputColumn>) {
+    let capped = ratio("touch_capped", "available_minutes");
+    let uncapped = ratio("touch_uncapped", "available_minutes");
+    let sql = format!(
+        "SELECT theatre_session_id, date, theatre_name, specialty_name, am_pm, primary_consultant_name, \
+                planned_start_time, planned_end_time, start_time, end_time, \
+                CAST(available_minutes AS BIGINT) AS available_minutes, \
+                {late_start} AS late_start_minutes, {overrun} AS overrun_minutes, \
+                cases, \
+                CAST(touch_capped AS BIGINT) AS touch_minutes_capped, \
+                CAST(touch_uncapped AS BIGINT) AS touch_minutes_uncapped, \
+                {capped} AS utilisation_capped, {band_capped} AS utilisation_capped_status, \
+                {uncapped} AS utilisation_uncapped, {band_uncapped} AS utilisation_uncapped_status \
+         FROM ({minutes}) \
+         ORDER BY date, theatre_name, planned_start_time",
+        band_capped = band(&capped),
+        band_uncapped = band(&uncapped),
+        late_start = minutes_after("start_time", "planned_start_time"),
+        overrun = minutes_after("end_time", "planned_end_time"),
+    );
+    let session = |name: &str, title: &str, from: &str| {
+        column(name, title, Source::column("theatre_session", from))
+    };
+    let columns = vec![
+        session("theatre_session_id", "Session", "theatre_session_id"),
+        session("date", "Date", "date"),
+        session("theatre_name", "Theatre", "theatre_name"),
+        session("specialty_name", "Specialty", "specialty_name"),
+        session("am_pm", "AM/PM", "am_pm"),
+        session("primary_consultant_name", "Consultant", "primary_consultant_name"),
+        session("planned_start_time", "Planned start", "planned_start_time"),
+        session("planned_end_time", "Planned end", "planned_end_time"),
+        session("start_time", "Started", "start_time"),
+        session("end_time", "Ended", "end_time"),
+        column("available_minutes", "Minutes available", available_source()),
+        column(
+            "late_start_minutes",
+            "Late start (min)",
+            Source::derived(&[
+                ("theatre_session", "start_time"),
+                ("theatre_session", "planned_start_time"),
+            ]),
+        ),
+        column(
+            "overrun_minutes",
+            "Overrun (min)",
+            Source::derived(&[
+                ("theatre_session", "end_time"),
+                ("theatre_session", "planned_end_time"),
+            ]),
+        ),
+        column("cases", "Cases", Source::count("procedure")),
+        column("touch_minutes_capped", "Touch time, capped (min)", touch_source()),
+        column("touch_minutes_uncapped", "Touch time, uncapped (min)", touch_source()),
+        column("utilisation_capped", "Utilisation, capped", touch_source()),
+        column("utilisation_capped_status", "Band, capped", touch_source()),
+        column("utilisation_uncapped", "Utilisation, uncapped", touch_source()),
+        column("utilisation_uncapped_status", "Band, uncapped", touch_source()),
+    ];
+    (sql, columns)
+}
+
+/// Per `group` (its column, title and session column) and week.
+fn by_week(minutes: &str, group: (&str, &str, &str)) -> (String, Vec<OutputColumn>) {
+    let (name, title, from) = group;
+    // The week's ratio is of its sums, not an average of its sessions'.
+    let capped = ratio("capped", "available");
+    let uncapped = ratio("uncapped", "available");
+    let sql = format!(
+        "SELECT week, {name}, sessions, cases, CAST(available AS BIGINT) AS available_minutes, \
+                CAST(capped AS BIGINT) AS touch_minutes_capped, \
+                CAST(uncapped AS BIGINT) AS touch_minutes_uncapped, \
+                {capped} AS utilisation_capped, {band_capped} AS utilisation_capped_status, \
+                {uncapped} AS utilisation_uncapped, {band_uncapped} AS utilisation_uncapped_status \
+         FROM ( \
+             SELECT CAST(date_trunc('week', CAST(date AS TIMESTAMP)) AS DATE) AS week, {from} AS {name}, \
+                    count(*) AS sessions, sum(cases) AS cases, sum(available_minutes) AS available, \
+                    sum(touch_capped) AS capped, sum(touch_uncapped) AS uncapped \
+             FROM ({minutes}) \
+             GROUP BY 1, 2 \
+         ) \
+         ORDER BY week, {name}",
+        band_capped = band(&capped),
+        band_uncapped = band(&uncapped),
+    );
+    let columns = vec![
+        column(
+            "week",
+            "Week beginning",
+            Source::derived(&[("theatre_session", "date")]),
+        ),
+        column(name, title, Source::column("theatre_session", from)),
+        column("sessions", "Sessions", Source::count("theatre_session")),
+        column("cases", "Cases", Source::count("procedure")),
+        column("available_minutes", "Minutes available", available_source()),
+        column("touch_minutes_capped", "Touch time, capped (min)", touch_source()),
+        column("touch_minutes_uncapped", "Touch time, uncapped (min)", touch_source()),
+        column("utilisation_capped", "Utilisation, capped", touch_source()),
+        column("utilisation_capped_status", "Band, capped", touch_source()),
+        column("utilisation_uncapped", "Utilisation, uncapped", touch_source()),
+        column("utilisation_uncapped_status", "Band, uncapped", touch_source()),
+    ];
+    (sql, columns)
+}
+
+#[cfg(test)]
+mod tests;

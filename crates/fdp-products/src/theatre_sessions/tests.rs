@@ -1,0 +1,179 @@
+//! Utilisation against a week worked by hand from the CDM's definitions,
+//! the product alone behind the demo policy over tables in memory.
+//!
+//! Week beginning Monday 23 November 2026 (GMT, so clock time is UTC):
+//!
+//! | session | planned | cases in theatre (minutes) | capped | uncapped |
+//! |---|---|---|---|---|
+//! | S1 Theatre 1 Mon AM, General Surgery | 08:30–12:30, 240 | 08:40 (90), 10:25 (100), 12:15 (45, 15 inside) | 205 → 0.8542 Yellow | 235 → 0.9792 Green |
+//! | S2 Theatre 1 Mon PM, General Surgery | 13:30–17:30, 240 | 13:20 (60, 50 inside), 14:40 (120) | 170 → 0.7083 Red | 180 → 0.7500 Orange |
+//! | S3 Theatre 2 Mon AM, released | — | not counted | | |
+//! | S4 Theatre 1 Tue all day, T&O | 08:30–17:30, 480 planned (lunch is not list time) | 08:30 (240), 14:00 (270, 210 to 17:30) | 450 → 0.9375 Green | 510 → 1.0625 Blue |
+//! | S5 Theatre 2 Mon AM, Urology | 08:30–12:30, 240 | none | 0 → 0 Red | 0 → 0 Red |
+//! | S6 Theatre 1 next Monday | outside the week asked for | | | |
+//!
+//! Theatre 1's week: 960 available, 825 capped (0.8594 Yellow), 925
+//! uncapped (0.9635 Green). By specialty, General Surgery: 480 available,
+//! 375 capped (0.7813 Orange), 415 uncapped (0.8646 Yellow).
+
+use std::collections::BTreeMap;
+
+use fdp_govern::memory::MemoryTables;
+use fdp_govern::Purpose;
+use serde_json::{json, Value};
+
+use crate::platform::ProductError;
+use crate::testing::DemoInstance;
+
+fn at(day: &str, time: &str) -> String {
+    format!("2026-11-{day}T{time}:00Z")
+}
+
+fn tables() -> MemoryTables {
+    let session = |id: &str, day: &str, theatre: &str, specialty: &str, from: &str, to: &str, status: &str| {
+        json!({"theatre_session_id": id, "date": format!("2026-11-{day}"),
+               "theatre_id": format!("RXX:{theatre}"), "theatre_name": theatre,
+               "specialty_name": specialty, "primary_consultant_name": "Ms Cutter",
+               "planned_start_time": at(day, from), "planned_end_time": at(day, to),
+               "status": status, "cancelled": false})
+    };
+    let mut s1 = session("S1", "23", "Theatre 1", "General Surgery", "08:30", "12:30", "confirmed");
+    s1["start_time"] = json!(at("23", "08:40"));
+    s1["end_time"] = json!(at("23", "13:00"));
+    let mut s4 = session("S4", "24", "Theatre 1", "Trauma and Orthopaedics", "08:30", "17:30", "confirmed");
+    s4["planned_duration_minutes"] = json!(480);
+    let sessions = vec![
+        s1,
+        session("S2", "23", "Theatre 1", "General Surgery", "13:30", "17:30", "confirmed"),
+        session("S3", "23", "Theatre 2", "Urology", "13:30", "17:30", "released"),
+        s4,
+        session("S5", "23", "Theatre 2", "Urology", "08:30", "12:30", "confirmed"),
+        session("S6", "30", "Theatre 1", "General Surgery", "08:30", "12:30", "confirmed"),
+    ];
+    let mut n = 0;
+    let mut case = |session: &str, day: &str, into: &str, minutes: i64| {
+        n += 1;
+        json!({"procedure_id": format!("P{n}"), "patient_id": format!("patient-{n}"),
+               "theatre_session_id": session, "procedure_timestamp": at(day, into),
+               "actual_procedure_time_total_theatre_time": minutes})
+    };
+    let procedures = vec![
+        case("S1", "23", "08:40", 90),
+        case("S1", "23", "10:25", 100),
+        case("S1", "23", "12:15", 45),
+        case("S2", "23", "13:20", 60),
+        case("S2", "23", "14:40", 120),
+        case("S3", "23", "13:40", 60),
+        case("S4", "24", "08:30", 240),
+        case("S4", "24", "14:00", 270),
+        case("S6", "30", "08:30", 200),
+    ];
+    MemoryTables::new()
+        .with_rows("theatre_session", &sessions)
+        .unwrap()
+        .with_rows("procedure", &procedures)
+        .unwrap()
+}
+
+async fn view(view: &str, params: &[(&str, &str)]) -> Result<Vec<BTreeMap<String, Value>>, ProductError> {
+    let mut given = vec![("from", "2026-11-23"), ("to", "2026-11-29")];
+    given.extend_from_slice(params);
+    let out = DemoInstance::new(tables())
+        .view("theatre-sessions", "analyst", Purpose::Operations, "http", view, &given)
+        .await?;
+    Ok(out
+        .rows
+        .iter()
+        .map(|row| out.columns.iter().zip(row).map(|(c, v)| (c.name.clone(), v.clone())).collect())
+        .collect())
+}
+
+#[tokio::test]
+async fn each_sessions_utilisation_matches_the_hand_calculation() {
+    let rows = view("sessions", &[]).await.unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r["theatre_session_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["S1", "S2", "S5", "S4"], "released and next week's sessions are not counted");
+    let expect = [
+        ("S1", 240, 3, 205, 235, 0.8542, "Yellow", 0.9792, "Green"),
+        ("S2", 240, 2, 170, 180, 0.7083, "Red", 0.75, "Orange"),
+        ("S5", 240, 0, 0, 0, 0.0, "Red", 0.0, "Red"),
+        ("S4", 480, 2, 450, 510, 0.9375, "Green", 1.0625, "Blue"),
+    ];
+    for (row, (id, available, cases, capped, uncapped, ratio_c, band_c, ratio_u, band_u)) in rows.iter().zip(expect) {
+        assert_eq!(row["available_minutes"], json!(available), "{id}");
+        assert_eq!(row["cases"], json!(cases), "{id}");
+        assert_eq!(row["touch_minutes_capped"], json!(capped), "{id}");
+        assert_eq!(row["touch_minutes_uncapped"], json!(uncapped), "{id}");
+        assert_eq!(row["utilisation_capped"].as_f64(), Some(ratio_c), "{id}");
+        assert_eq!(row["utilisation_capped_status"], json!(band_c), "{id}");
+        assert_eq!(row["utilisation_uncapped"].as_f64(), Some(ratio_u), "{id}");
+        assert_eq!(row["utilisation_uncapped_status"], json!(band_u), "{id}");
+    }
+    // S1 started ten minutes late and ran thirty past its planned end.
+    assert_eq!(rows[0]["late_start_minutes"], json!(10));
+    assert_eq!(rows[0]["overrun_minutes"], json!(30));
+    assert_eq!(rows[1]["late_start_minutes"], Value::Null, "no actual times recorded");
+}
+
+#[tokio::test]
+async fn a_weeks_utilisation_is_of_its_sums_by_theatre_and_by_specialty() {
+    let theatres = view("utilisation", &[]).await.unwrap();
+    assert_eq!(theatres.len(), 2);
+    let t1 = &theatres[0];
+    assert_eq!(t1["week"], json!("2026-11-23"));
+    assert_eq!(t1["theatre_name"], json!("Theatre 1"));
+    assert_eq!(t1["sessions"], json!(3));
+    assert_eq!(t1["cases"], json!(7));
+    assert_eq!(t1["available_minutes"], json!(960));
+    assert_eq!(t1["touch_minutes_capped"], json!(825));
+    assert_eq!(t1["touch_minutes_uncapped"], json!(925));
+    assert_eq!(t1["utilisation_capped"].as_f64(), Some(0.8594));
+    assert_eq!(t1["utilisation_capped_status"], json!("Yellow"));
+    assert_eq!(t1["utilisation_uncapped"].as_f64(), Some(0.9635));
+    assert_eq!(t1["utilisation_uncapped_status"], json!("Green"));
+    assert_eq!(theatres[1]["theatre_name"], json!("Theatre 2"));
+    assert_eq!(theatres[1]["sessions"], json!(1), "the released session is not counted");
+    assert_eq!(theatres[1]["utilisation_capped_status"], json!("Red"));
+
+    let specialties = view("utilisation", &[("by", "specialty")]).await.unwrap();
+    let names: Vec<&str> = specialties.iter().map(|r| r["specialty_name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["General Surgery", "Trauma and Orthopaedics", "Urology"]);
+    let gs = &specialties[0];
+    assert_eq!(gs["available_minutes"], json!(480));
+    assert_eq!(gs["touch_minutes_capped"], json!(375));
+    assert_eq!(gs["touch_minutes_uncapped"], json!(415));
+    assert_eq!(gs["utilisation_capped"].as_f64(), Some(0.7813));
+    assert_eq!(gs["utilisation_capped_status"], json!("Orange"));
+    assert_eq!(gs["utilisation_uncapped"].as_f64(), Some(0.8646));
+    assert_eq!(gs["utilisation_uncapped_status"], json!("Yellow"));
+}
+
+#[tokio::test]
+async fn a_grouping_that_is_not_offered_or_a_missing_day_is_refused_by_name() {
+    let e = view("utilisation", &[("by", "consultant; DROP TABLE x")]).await.unwrap_err();
+    assert!(matches!(e, ProductError::Param { .. }), "{e}");
+    let e = DemoInstance::new(tables())
+        .view("theatre-sessions", "analyst", Purpose::Operations, "http", "sessions", &[("from", "2026-11-23")])
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, ProductError::Param { name, .. } if name == "to"), "{e}");
+}
+
+#[tokio::test]
+async fn a_role_without_the_procedures_is_refused_rather_than_shown_no_touch_time() {
+    // The bed manager sees theatre sessions for operations but not
+    // procedures: every session would read 0%.
+    let e = DemoInstance::new(tables())
+        .view(
+            "theatre-sessions",
+            "bed-manager",
+            Purpose::Operations,
+            "http",
+            "sessions",
+            &[("from", "2026-11-23"), ("to", "2026-11-29")],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ProductError::NotGranted { .. }), "{e}");
+    assert!(e.to_string().contains("procedure"), "{e}");
+}
