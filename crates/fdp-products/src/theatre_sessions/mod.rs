@@ -253,23 +253,43 @@ impl Product for TheatreSessions {
     }
 }
 
+/// The cases, touch minutes and utilisation both ways with their bands,
+/// from SQL expressions for the capped and uncapped touch minutes and the
+/// minutes available: the columns [`touch_columns`] describes.
+fn touch_select(capped: &str, uncapped: &str, available: &str) -> String {
+    let (ratio_capped, ratio_uncapped) = (ratio(capped, available), ratio(uncapped, available));
+    format!(
+        "cases, CAST({capped} AS BIGINT) AS touch_minutes_capped, \
+         CAST({uncapped} AS BIGINT) AS touch_minutes_uncapped, \
+         {ratio_capped} AS utilisation_capped, {} AS utilisation_capped_status, \
+         {ratio_uncapped} AS utilisation_uncapped, {} AS utilisation_uncapped_status",
+        band(&ratio_capped),
+        band(&ratio_uncapped),
+    )
+}
+
+fn touch_columns() -> Vec<OutputColumn> {
+    vec![
+        column("cases", "Cases", Source::count("procedure")),
+        column("touch_minutes_capped", "Touch time, capped (min)", touch_source()),
+        column("touch_minutes_uncapped", "Touch time, uncapped (min)", touch_source()),
+        column("utilisation_capped", "Utilisation, capped", touch_source()),
+        column("utilisation_capped_status", "Band, capped", touch_source()),
+        column("utilisation_uncapped", "Utilisation, uncapped", touch_source()),
+        column("utilisation_uncapped_status", "Band, uncapped", touch_source()),
+    ]
+}
+
 fn sessions(minutes: &str) -> (String, Vec<OutputColumn>) {
-    let capped = ratio("touch_capped", "available_minutes");
-    let uncapped = ratio("touch_uncapped", "available_minutes");
     let sql = format!(
         "SELECT theatre_session_id, date, theatre_name, specialty_name, am_pm, primary_consultant_name, \
                 planned_start_time, planned_end_time, start_time, end_time, \
                 CAST(available_minutes AS BIGINT) AS available_minutes, \
                 {late_start} AS late_start_minutes, {overrun} AS overrun_minutes, \
-                cases, \
-                CAST(touch_capped AS BIGINT) AS touch_minutes_capped, \
-                CAST(touch_uncapped AS BIGINT) AS touch_minutes_uncapped, \
-                {capped} AS utilisation_capped, {band_capped} AS utilisation_capped_status, \
-                {uncapped} AS utilisation_uncapped, {band_uncapped} AS utilisation_uncapped_status \
+                {touch} \
          FROM ({minutes}) \
          ORDER BY date, theatre_name, planned_start_time",
-        band_capped = band(&capped),
-        band_uncapped = band(&uncapped),
+        touch = touch_select("touch_capped", "touch_uncapped", "available_minutes"),
         late_start = minutes_after("start_time", "planned_start_time"),
         overrun = minutes_after("end_time", "planned_end_time"),
     );
@@ -304,29 +324,18 @@ fn sessions(minutes: &str) -> (String, Vec<OutputColumn>) {
                 ("theatre_session", "planned_end_time"),
             ]),
         ),
-        column("cases", "Cases", Source::count("procedure")),
-        column("touch_minutes_capped", "Touch time, capped (min)", touch_source()),
-        column("touch_minutes_uncapped", "Touch time, uncapped (min)", touch_source()),
-        column("utilisation_capped", "Utilisation, capped", touch_source()),
-        column("utilisation_capped_status", "Band, capped", touch_source()),
-        column("utilisation_uncapped", "Utilisation, uncapped", touch_source()),
-        column("utilisation_uncapped_status", "Band, uncapped", touch_source()),
-    ];
+    ]
+    .into_iter()
+    .chain(touch_columns())
+    .collect();
     (sql, columns)
 }
 
 /// Per `group` (its column, title and session column) and week.
 fn by_week(minutes: &str, group: (&str, &str, &str)) -> (String, Vec<OutputColumn>) {
     let (name, title, from) = group;
-    // The week's ratio is of its sums, not an average of its sessions'.
-    let capped = ratio("capped", "available");
-    let uncapped = ratio("uncapped", "available");
     let sql = format!(
-        "SELECT week, {name}, sessions, cases, CAST(available AS BIGINT) AS available_minutes, \
-                CAST(capped AS BIGINT) AS touch_minutes_capped, \
-                CAST(uncapped AS BIGINT) AS touch_minutes_uncapped, \
-                {capped} AS utilisation_capped, {band_capped} AS utilisation_capped_status, \
-                {uncapped} AS utilisation_uncapped, {band_uncapped} AS utilisation_uncapped_status \
+        "SELECT week, {name}, sessions, CAST(available AS BIGINT) AS available_minutes, {touch} \
          FROM ( \
              SELECT CAST(date_trunc('week', CAST(date AS TIMESTAMP)) AS DATE) AS week, {from} AS {name}, \
                     count(*) AS sessions, sum(cases) AS cases, sum(available_minutes) AS available, \
@@ -335,8 +344,8 @@ fn by_week(minutes: &str, group: (&str, &str, &str)) -> (String, Vec<OutputColum
              GROUP BY 1, 2 \
          ) \
          ORDER BY week, {name}",
-        band_capped = band(&capped),
-        band_uncapped = band(&uncapped),
+        // The week's ratio is of its sums, not an average of its sessions'.
+        touch = touch_select("capped", "uncapped", "available"),
     );
     let columns = vec![
         column(
@@ -346,15 +355,11 @@ fn by_week(minutes: &str, group: (&str, &str, &str)) -> (String, Vec<OutputColum
         ),
         column(name, title, Source::column("theatre_session", from)),
         column("sessions", "Sessions", Source::count("theatre_session")),
-        column("cases", "Cases", Source::count("procedure")),
         column("available_minutes", "Minutes available", available_source()),
-        column("touch_minutes_capped", "Touch time, capped (min)", touch_source()),
-        column("touch_minutes_uncapped", "Touch time, uncapped (min)", touch_source()),
-        column("utilisation_capped", "Utilisation, capped", touch_source()),
-        column("utilisation_capped_status", "Band, capped", touch_source()),
-        column("utilisation_uncapped", "Utilisation, uncapped", touch_source()),
-        column("utilisation_uncapped_status", "Band, uncapped", touch_source()),
-    ];
+    ]
+    .into_iter()
+    .chain(touch_columns())
+    .collect();
     (sql, columns)
 }
 
