@@ -177,3 +177,26 @@ async fn a_role_without_the_procedures_is_refused_rather_than_shown_no_touch_tim
     assert!(matches!(e, ProductError::NotGranted { .. }), "{e}");
     assert!(e.to_string().contains("procedure"), "{e}");
 }
+
+#[tokio::test]
+async fn under_planning_or_research_the_product_is_refused_and_a_day_is_never_sql() {
+    // Offered for direct care and operations only: session by session,
+    // with consultants named, it is not an aggregate to leave the trust.
+    for purpose in [Purpose::Planning, Purpose::Research] {
+        let e = DemoInstance::new(tables())
+            .view(
+                "theatre-sessions",
+                "analyst",
+                purpose,
+                "http",
+                "sessions",
+                &[("from", "2026-11-23"), ("to", "2026-11-29")],
+            )
+            .await
+            .unwrap_err();
+        assert!(e.is_refusal(), "{purpose:?}: {e}");
+    }
+    // The days are typed: text that tries to be SQL is refused by name.
+    let e = view("sessions", &[("to", "2026-11-29' OR '1'='1")]).await.unwrap_err();
+    assert!(matches!(&e, ProductError::Param { name, .. } if name == "to"), "{e}");
+}
