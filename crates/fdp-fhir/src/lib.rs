@@ -19,6 +19,7 @@ pub mod change_request;
 pub mod map;
 pub mod outcome;
 pub mod primitives;
+pub mod pathway_transfer;
 pub mod referral;
 pub mod search;
 pub mod validate;

@@ -4,10 +4,12 @@
 //! |---|---|
 //! | Patient | Patient |
 //! | Encounter | Encounter; also Admission for inpatient classes, Appointment (an attendance) for ambulatory, virtual and home visits, and emergency attendances |
-//! | EpisodeOfCare | PatientPathway |
+//! | EpisodeOfCare | PatientPathway (its id the patient pathway identifier where it carries one) |
 //! | Condition | PatientDiagnosis |
 //! | Observation | Observation (extension); also TestResult for laboratory observations |
 //! | Procedure | Procedure |
+//! | ServiceRequest, Encounter, Procedure or Appointment carrying the RTT extension (see [`crate::pathway_transfer`]) | also PathwayActivity (extension) |
+//! | ServiceRequest carrying a list entry's identifier | also EalEntry, and Encounter (the planned admission) |
 //! | Immunization | Vaccination (extension) |
 //! | Appointment | Appointment |
 //! | ServiceRequest | Referral |
@@ -23,6 +25,7 @@
 use serde_json::{Map, Value};
 
 use crate::bundle::reference_id;
+use crate::pathway_transfer;
 use crate::primitives::parse_date_time;
 use crate::systems;
 
@@ -48,14 +51,14 @@ pub const MAPPED_TYPES: &[&str] = &[
 pub fn object_types_of(resource_type: &str) -> &'static [&'static str] {
     match resource_type {
         "Patient" => &["Patient"],
-        "Encounter" => &["Encounter", "Admission", "Appointment"],
+        "Encounter" => &["Encounter", "Admission", "Appointment", "PathwayActivity"],
         "EpisodeOfCare" => &["PatientPathway"],
         "Condition" => &["PatientDiagnosis"],
         "Observation" => &["Observation", "TestResult"],
-        "Procedure" => &["Procedure"],
+        "Procedure" => &["Procedure", "PathwayActivity"],
         "Immunization" => &["Vaccination"],
-        "Appointment" => &["Appointment"],
-        "ServiceRequest" => &["Referral"],
+        "Appointment" => &["Appointment", "PathwayActivity"],
+        "ServiceRequest" => &["Referral", "EalEntry", "Encounter", "PathwayActivity"],
         "Location" => &["Ward", "Site"],
         "Organization" => &["Organisation"],
         "Practitioner" => &["CareProfessional"],
@@ -85,7 +88,10 @@ pub fn map_resource(resource: &Value, id: &str) -> Option<Mapped> {
         "Procedure" => out.rows.push(("Procedure", procedure(&r, id))),
         "Immunization" => out.rows.push(("Vaccination", immunization(&r, id))),
         "Appointment" => out.rows.push(("Appointment", appointment(&r, id))),
-        "ServiceRequest" => out.rows.push(("Referral", service_request(&r, id))),
+        "ServiceRequest" => {
+            out.rows.push(("Referral", service_request(&r, id)));
+            list_entry(&r, &mut out);
+        }
         "Location" => location(&r, id, &mut out),
         "Organization" => out.rows.push(("Organisation", organization(&r, id))),
         "Practitioner" => out.rows.push(("CareProfessional", practitioner(&r, id))),
@@ -93,6 +99,9 @@ pub fn map_resource(resource: &Value, id: &str) -> Option<Mapped> {
             change_request(&r, id, &mut out)
         }
         _ => return None,
+    }
+    if matches!(rt, "ServiceRequest" | "Encounter" | "Procedure" | "Appointment") {
+        pathway_activity(&r, rt, id, &mut out);
     }
     Some(out)
 }
@@ -387,8 +396,20 @@ fn encounter(r: &R, eid: &str, out: &mut Mapped) {
 }
 
 fn episode_of_care(r: &R, eid: &str) -> Map<String, Value> {
+    let service = treatment_function(r);
     row(vec![
-        ("pathway_id", id(eid)),
+        (
+            "pathway_id",
+            s(Some(
+                r.identifier(pathway_transfer::PATIENT_PATHWAY)
+                    .unwrap_or_else(|| eid.to_string()),
+            )),
+        ),
+        (
+            "treatment_function_code",
+            s(service.as_ref().and_then(|c| c.0.clone())),
+        ),
+        ("specialty_name", s(service.and_then(|c| c.1))),
         ("patient_id", s(r.reference("patient"))),
         ("pathway_status", s(r.s("status"))),
         ("pathway_type", s(r.text("type"))),
@@ -655,6 +676,106 @@ fn service_request(r: &R, sid: &str) -> Map<String, Value> {
             s(r.s("requester.identifier.value")),
         ),
     ])
+}
+
+/// The treatment function (code, name) among an EpisodeOfCare's types.
+fn treatment_function(r: &R) -> Option<(Option<String>, Option<String>)> {
+    r.0.get("type")?.as_array()?.iter().find_map(|t| {
+        let c = t.get("coding")?.as_array()?.iter().find(|c| {
+            c.get("system").and_then(Value::as_str) == Some(pathway_transfer::TREATMENT_FUNCTION)
+        })?;
+        let text = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_string);
+        Some((text("code"), text("display")))
+    })
+}
+
+/// A resource carrying the RTT extension is also one of its pathway's
+/// activities, on the day the extension names or else its own.
+fn pathway_activity(r: &R, rt: &str, aid: &str, out: &mut Mapped) {
+    let Some((code, pathway, date)) = pathway_transfer::rtt_activity(r.0) else {
+        return;
+    };
+    let (own_date, patient, kind) = match rt {
+        "ServiceRequest" => (r.date("authoredOn"), r.reference("subject"), "referral"),
+        "Encounter" => (r.date("period.start"), r.reference("subject"), "encounter"),
+        "Procedure" => (
+            r.date("performedDateTime")
+                .or_else(|| r.date("performedPeriod.start")),
+            r.reference("subject"),
+            "procedure",
+        ),
+        _ => (r.date("start"), None, "appointment"),
+    };
+    let kind = if code == pathway_transfer::TRANSFERRED {
+        "transfer to another provider"
+    } else {
+        kind
+    };
+    out.rows.push((
+        "PathwayActivity",
+        row(vec![
+            ("activity_id", id(aid)),
+            ("pathway_id", s(Some(pathway))),
+            ("patient_id", s(patient)),
+            ("activity_date", s(date.or(own_date))),
+            ("activity_type", s(Some(kind.to_string()))),
+            ("rtt_status_code", s(Some(code))),
+            ("source_system", s(Some("FHIR".into()))),
+            ("source_reference", s(Some(format!("{rt}/{aid}")))),
+        ]),
+    ));
+}
+
+/// A ServiceRequest naming a list entry (and not a draft) is that entry,
+/// and the planned admission it is listed for.
+fn list_entry(r: &R, out: &mut Mapped) {
+    let Some(eal) = r.identifier(crate::change_request::EAL_ENTRY) else {
+        return;
+    };
+    if matches!(r.s("status").as_deref(), Some("draft" | "entered-in-error")) {
+        return;
+    }
+    let pathway = pathway_transfer::pathway_of(r.0);
+    let patient = r.reference("subject");
+    let ext = |url: &str| r.extension(url);
+    out.rows.push((
+        "EalEntry",
+        row(vec![
+            ("eal_id", s(Some(eal.clone()))),
+            ("pathway_id", s(pathway.clone())),
+            ("episode_id", s(pathway.clone())),
+            ("patient_id", s(patient.clone())),
+            (
+                "priority_type",
+                s(ext(pathway_transfer::CLINICAL_PRIORITY_EXT)
+                    .and_then(|e| e.get("valueCode")?.as_str().map(str::to_string))),
+            ),
+            ("decided_to_admit_date", s(r.date("occurrencePeriod.start"))),
+            (
+                "latest_clinically_appropriate_date",
+                s(ext(pathway_transfer::LATEST_CLINICALLY_APPROPRIATE_EXT)
+                    .and_then(|e| e.get("valueDate")?.as_str().map(str::to_string))),
+            ),
+        ]),
+    ));
+    out.rows.push((
+        "Encounter",
+        row(vec![
+            ("encounter_id", s(Some(eal.clone()))),
+            ("eal_id", s(Some(eal))),
+            ("pathway_id", s(pathway)),
+            ("patient_id", s(patient)),
+            ("encounter_type", s(Some("elective".into()))),
+            ("intended_primary_procedure_code", s(r.code_in("code", systems::OPCS4))),
+            ("intended_primary_procedure_description", s(r.text("code"))),
+            (
+                "estimated_total_theatre_time",
+                ext(pathway_transfer::EXPECTED_THEATRE_MINUTES_EXT)
+                    .and_then(|e| e.get("valueInteger")?.as_i64())
+                    .map(Value::from),
+            ),
+        ]),
+    ));
 }
 
 /// A waiting-list change: the request, and once decided (`completed` is

@@ -30,6 +30,27 @@ pub struct ReferredPatient {
     pub birth_date: Option<String>,
 }
 
+impl ReferredPatient {
+    /// The patient as a FHIR Patient.
+    pub fn resource(&self) -> Value {
+        let mut patient = json!({"resourceType": "Patient", "id": self.id});
+        let mut ids = Vec::new();
+        if let Some(n) = &self.nhs_number {
+            ids.push(json!({"system": systems::NHS_NUMBER, "value": n}));
+        }
+        if let Some(m) = &self.mrn {
+            ids.push(json!({"system": "urn:oid:local-hospital-number", "value": m}));
+        }
+        patient["identifier"] = json!(ids);
+        patient["name"] =
+            json!([{"family": self.family, "given": self.given.iter().collect::<Vec<_>>()}]);
+        if let Some(d) = &self.birth_date {
+            patient["birthDate"] = json!(d);
+        }
+        patient
+    }
+}
+
 /// What a trust refers: the patient, the admission they leave, and why.
 #[derive(Debug, Clone)]
 pub struct DischargeReferral {
@@ -56,20 +77,7 @@ impl DischargeReferral {
         let patient_url = format!("urn:fdp:patient:{}", p.id);
         let encounter_url = format!("urn:fdp:encounter:{}", self.admission_id);
         let subject = json!({"reference": patient_url});
-        let mut patient = json!({"resourceType": "Patient", "id": p.id});
-        let mut ids = Vec::new();
-        if let Some(n) = &p.nhs_number {
-            ids.push(json!({"system": systems::NHS_NUMBER, "value": n}));
-        }
-        if let Some(m) = &p.mrn {
-            ids.push(json!({"system": "urn:oid:local-hospital-number", "value": m}));
-        }
-        patient["identifier"] = json!(ids);
-        patient["name"] =
-            json!([{"family": p.family, "given": p.given.iter().collect::<Vec<_>>()}]);
-        if let Some(d) = &p.birth_date {
-            patient["birthDate"] = json!(d);
-        }
+        let patient = p.resource();
         let organisation =
             |ods: &str| json!({"identifier": {"system": systems::ODS_ORGANISATION, "value": ods}});
         json!({
@@ -130,9 +138,24 @@ pub fn to_store(
     from: &str,
     referral_id: &str,
 ) -> Result<Vec<(Value, String)>, String> {
+    with_ids(bundle, "a referral's record", |rt, given, index| match rt {
+        "Patient" | "Encounter" if !given.is_empty() => sender_scoped(from, given),
+        "ServiceRequest" => referral_id.to_string(),
+        _ => format!("{referral_id}.{index}"),
+    })
+}
+
+/// The resources of a collection Bundle (`what`, for errors), each with the
+/// id `id_for(resourceType, given id, place)` chose, references between
+/// them rewritten to those ids. The Bundle must hold a Patient.
+pub(crate) fn with_ids(
+    bundle: &Value,
+    what: &str,
+    id_for: impl Fn(&str, &str, usize) -> String,
+) -> Result<Vec<(Value, String)>, String> {
     let (kind, entries) = unpack(bundle).map_err(|i| i.diagnostics)?;
     if kind != BundleKind::Collection {
-        return Err("a referral's record is a collection Bundle".into());
+        return Err(format!("{what} is a collection Bundle"));
     }
     let mut ids = HashMap::new();
     let mut resources = Vec::new();
@@ -145,11 +168,7 @@ pub fn to_store(
             .unwrap_or_default()
             .to_string();
         let given = resource["id"].as_str().unwrap_or_default();
-        let id = match rt.as_str() {
-            "Patient" | "Encounter" if !given.is_empty() => sender_scoped(from, given),
-            "ServiceRequest" => referral_id.to_string(),
-            _ => format!("{referral_id}.{}", e.index),
-        };
+        let id = id_for(&rt, given, e.index);
         if let Some(url) = &e.full_url {
             ids.insert(url.clone(), format!("{rt}/{id}"));
         }
@@ -159,7 +178,7 @@ pub fn to_store(
         .iter()
         .any(|(r, _)| r["resourceType"] == "Patient")
     {
-        return Err("a referral's record names its patient: the Bundle has no Patient".into());
+        return Err(format!("{what} names its patient: the Bundle has no Patient"));
     }
     for (resource, id) in &mut resources {
         resource["id"] = json!(id);
@@ -176,7 +195,7 @@ pub fn to_store(
 /// `id` as `from` gave it, made an id of this instance: `RXX.M1`. An id
 /// that would not be a valid FHIR id so (too long, or with characters FHIR
 /// ids cannot hold) is replaced by a digest of it, the same every time.
-fn sender_scoped(from: &str, id: &str) -> String {
+pub(crate) fn sender_scoped(from: &str, id: &str) -> String {
     let scoped = format!("{from}.{id}");
     if is_valid_id(&scoped) {
         return scoped;

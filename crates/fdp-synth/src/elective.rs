@@ -227,6 +227,28 @@ const SERVICES: &[(&str, &str, &[PlannedProcedure])] = &[
     ),
 ];
 
+/// The minutes a planned procedure usually takes in theatre, from the
+/// patient entering to leaving: what a list is booked by. None for what is
+/// not done in theatre.
+pub fn expected_theatre_minutes(opcs: &str) -> Option<u32> {
+    Some(match opcs {
+        "W401" => 120,
+        "W371" => 110,
+        "T521" => 75,
+        "A651" => 30,
+        "J183" => 90,
+        "T201" => 60,
+        "H511" => 40,
+        "M653" => 75,
+        "M421" => 45,
+        "N303" => 35,
+        "Q074" => 120,
+        "Q181" => 25,
+        "S702" => 20,
+        _ => return None,
+    })
+}
+
 /// Services that are not consultant-led (allied health professions), for
 /// the planted [`Problem::NotConsultantLed`].
 const NOT_CONSULTANT_LED: &[(&str, &str, (&str, &str))] = &[
@@ -325,7 +347,7 @@ impl ElectiveList {
     /// The list as the PAS exports it.
     pub fn waiting_list_csv(&self) -> String {
         let mut out = String::with_capacity(self.entries.len() * 260);
-        out.push_str("Pathway ID,NHS Number,Patient Name,Specialty,Treatment Function,Consultant Code,Consultant Name,Priority,Referral Received,RTT Clock Start,Decision To Admit,Planned Procedure,Procedure Description,Intended Management,TCI Date,RTT Status,Latest Clinically Appropriate Date,Deceased,Date Of Death\n");
+        out.push_str("Pathway ID,NHS Number,Patient Name,Specialty,Treatment Function,Consultant Code,Consultant Name,Priority,Referral Received,RTT Clock Start,Decision To Admit,Planned Procedure,Procedure Description,Intended Management,TCI Date,RTT Status,Latest Clinically Appropriate Date,Deceased,Date Of Death,Expected Theatre Mins\n");
         let d = |d: Option<NaiveDate>| {
             d.map(|d| d.format("%d/%m/%Y").to_string())
                 .unwrap_or_default()
@@ -334,7 +356,7 @@ impl ElectiveList {
             let referral = e.activities.iter().find(|a| a.code == "10").map(|a| a.date);
             let _ = writeln!(
                 out,
-                "{},{},\"{}\",{},{},{},\"{}\",{},{},{},{},{},\"{}\",{},{},{},{},{},{}",
+                "{},{},\"{}\",{},{},{},\"{}\",{},{},{},{},{},\"{}\",{},{},{},{},{},{},{}",
                 e.pathway_id,
                 e.nhs_number,
                 e.patient_name,
@@ -359,6 +381,9 @@ impl ElectiveList {
                 d(e.latest_clinically_appropriate),
                 if e.date_of_death.is_some() { "Y" } else { "N" },
                 d(e.date_of_death),
+                expected_theatre_minutes(e.procedure.0)
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
             );
         }
         out

@@ -15,6 +15,15 @@
 //! - Each ratio has its colour band, the CDM's defaults: above 1.0 blue,
 //!   from 0.90 green, from 0.85 yellow, from 0.75 orange, below red.
 //!
+//! **Free time** is what is left of a session to come once its cases are
+//! booked: the minutes available less the expected minutes of every
+//! booking not cancelled (computed from the bookings, not copied from the
+//! session plan's own count). Of that, the **usable** minutes are what a
+//! further case could take after a changeover of [`CHANGEOVER_MINUTES`],
+//! and count only when at least [`SHORTEST_CASE_MINUTES`]: a list two
+//! weeks out (locked) with usable time is what a trust offers others
+//! through mutual aid.
+//!
 //! Sessions released (the consultant on leave) or cancelled are not
 //! counted: their time was never available to the list. A session that
 //! went ahead with no case recorded counts at 0%. Ask for days that have
@@ -30,6 +39,14 @@ use crate::platform::{
 
 /// The product.
 pub struct TheatreSessions;
+
+/// The changeover between two cases on a list.
+pub const CHANGEOVER_MINUTES: i64 = 15;
+/// The shortest case a list's free time is worth offering for.
+pub const SHORTEST_CASE_MINUTES: i64 = 20;
+
+/// The name of the view of free time on sessions to come.
+pub const FREE_TIME: &str = "free-time";
 
 const ID: &str = "theatre-sessions";
 
@@ -180,6 +197,10 @@ impl Product for TheatreSessions {
                         "actual_procedure_time_total_theatre_time",
                     ],
                 ),
+                Reads::optional(
+                    "theatre_booking",
+                    &["theatre_session_id", "expected_duration", "booking_cancelled"],
+                ),
             ],
             views: vec![
                 ViewSpec {
@@ -201,6 +222,16 @@ impl Product for TheatreSessions {
                     chart: None,
                     as_of: None,
                     needs: vec![],
+                },
+                ViewSpec {
+                    name: FREE_TIME.into(),
+                    title: "Free time on sessions to come".into(),
+                    description: "Each session planned between the two days: the minutes booked, unbooked and usable for a further case".into(),
+                    params: range(),
+                    input: Input::Tables,
+                    chart: None,
+                    as_of: None,
+                    needs: vec!["theatre_booking".into()],
                 },
             ],
             actions: Vec::new(),
@@ -226,6 +257,7 @@ impl Product for TheatreSessions {
         let (from, to) = (literal("from")?, literal("to")?);
         let minutes = session_minutes(&from, &to);
         let (sql, columns) = match view {
+            FREE_TIME => free_time(&from, &to),
             "sessions" => sessions(&minutes),
             "utilisation" => {
                 let by = params.text("by").unwrap_or_else(|| "theatre".into());
@@ -328,6 +360,69 @@ fn sessions(minutes: &str) -> (String, Vec<OutputColumn>) {
     .into_iter()
     .chain(touch_columns())
     .collect();
+    (sql, columns)
+}
+
+/// Each session planned between `from` and `to` (SQL date literals) with
+/// its booked, unbooked and usable minutes.
+fn free_time(from: &str, to: &str) -> (String, Vec<OutputColumn>) {
+    let sql = format!(
+        "WITH planned AS ( \
+             SELECT theatre_session_id, date, theatre_name, specialty_name, am_pm, primary_consultant_name, \
+                    planned_start_time, planned_end_time, \
+                    coalesce(CAST(planned_duration_minutes AS DOUBLE), \
+                             (date_part('epoch', planned_end_time) \
+                              - date_part('epoch', planned_start_time)) / 60.0) AS available \
+             FROM theatre_session \
+             WHERE date BETWEEN {from} AND {to} \
+               AND coalesce(status, '') NOT IN ('released', 'cancelled') \
+               AND NOT coalesce(cancelled, false) \
+         ), \
+         booked AS ( \
+             SELECT theatre_session_id, count(*) AS bookings, \
+                    sum(coalesce(CAST(expected_duration AS DOUBLE), 0.0)) AS minutes \
+             FROM theatre_booking \
+             WHERE NOT coalesce(booking_cancelled, false) AND theatre_session_id IS NOT NULL \
+             GROUP BY theatre_session_id \
+         ), \
+         free AS ( \
+             SELECT p.*, coalesce(b.bookings, 0) AS bookings, coalesce(b.minutes, 0.0) AS booked, \
+                    greatest(0.0, p.available - coalesce(b.minutes, 0.0)) AS unbooked \
+             FROM booked b RIGHT JOIN planned p ON b.theatre_session_id = p.theatre_session_id \
+         ) \
+         SELECT theatre_session_id, date, theatre_name, specialty_name, am_pm, primary_consultant_name, \
+                planned_start_time, planned_end_time, \
+                CAST(available AS BIGINT) AS available_minutes, bookings, \
+                CAST(booked AS BIGINT) AS booked_minutes, CAST(unbooked AS BIGINT) AS unbooked_minutes, \
+                CAST(CASE WHEN unbooked - {CHANGEOVER_MINUTES} >= {SHORTEST_CASE_MINUTES} \
+                          THEN unbooked - {CHANGEOVER_MINUTES} ELSE 0 END AS BIGINT) AS usable_unbooked_minutes \
+         FROM free \
+         ORDER BY date, theatre_name, planned_start_time"
+    );
+    let session = |name: &str, title: &str| {
+        column(name, title, Source::column("theatre_session", name))
+    };
+    let booked = || {
+        Source::derived(&[
+            ("theatre_booking", "expected_duration"),
+            ("theatre_booking", "booking_cancelled"),
+        ])
+    };
+    let columns = vec![
+        session("theatre_session_id", "Session"),
+        session("date", "Date"),
+        session("theatre_name", "Theatre"),
+        session("specialty_name", "Specialty"),
+        session("am_pm", "AM/PM"),
+        session("primary_consultant_name", "Consultant"),
+        session("planned_start_time", "Planned start"),
+        session("planned_end_time", "Planned end"),
+        column("available_minutes", "Minutes available", available_source()),
+        column("bookings", "Bookings", Source::count("theatre_booking")),
+        column("booked_minutes", "Booked (min)", booked()),
+        column("unbooked_minutes", "Unbooked (min)", booked()),
+        column("usable_unbooked_minutes", "Usable unbooked (min)", booked()),
+    ];
     (sql, columns)
 }
 

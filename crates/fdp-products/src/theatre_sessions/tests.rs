@@ -68,10 +68,24 @@ fn tables() -> MemoryTables {
         case("S4", "24", "14:00", 270),
         case("S6", "30", "08:30", 200),
     ];
+    let booking = |id: &str, session: &str, minutes: i64, cancelled: bool| {
+        json!({"theatre_booking_id": id, "theatre_session_id": session,
+               "expected_duration": minutes, "booking_cancelled": cancelled})
+    };
+    let bookings = vec![
+        booking("B1", "S1", 90, false),
+        booking("B2", "S1", 100, false),
+        booking("B3", "S1", 60, true),
+        booking("B4", "S2", 200, false),
+        booking("B5", "S4", 470, false),
+        booking("B6", "S3", 240, false),
+    ];
     MemoryTables::new()
         .with_rows("theatre_session", &sessions)
         .unwrap()
         .with_rows("procedure", &procedures)
+        .unwrap()
+        .with_rows("theatre_booking", &bookings)
         .unwrap()
 }
 
@@ -199,4 +213,35 @@ async fn under_planning_or_research_the_product_is_refused_and_a_day_is_never_sq
     // The days are typed: text that tries to be SQL is refused by name.
     let e = view("sessions", &[("to", "2026-11-29' OR '1'='1")]).await.unwrap_err();
     assert!(matches!(&e, ProductError::Param { name, .. } if name == "to"), "{e}");
+}
+
+/// Free time on the week's lists: S1 has 240 minutes, 190 booked (a
+/// cancelled booking of 60 does not count), so 50 unbooked and 35 usable
+/// after a changeover; S2's 40 unbooked leave 25; S4's 10 leave none;
+/// S5, with nothing booked, offers 225; S3 was released.
+#[tokio::test]
+async fn free_time_is_the_minutes_left_after_the_bookings_and_a_changeover() {
+    let rows = view("free-time", &[]).await.unwrap();
+    let got: Vec<(String, i64, i64, i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            let n = |c: &str| r[c].as_i64().unwrap();
+            (
+                r["theatre_session_id"].as_str().unwrap().to_string(),
+                n("available_minutes"),
+                n("booked_minutes"),
+                n("unbooked_minutes"),
+                n("usable_unbooked_minutes"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("S1".into(), 240, 190, 50, 35),
+            ("S2".into(), 240, 200, 40, 25),
+            ("S5".into(), 240, 0, 240, 225),
+            ("S4".into(), 480, 470, 10, 0),
+        ]
+    );
 }

@@ -160,6 +160,7 @@ fn reads() -> Vec<Reads> {
                 "specialty_name",
                 "primary_consultant_name",
                 "intended_primary_procedure_code",
+                "estimated_total_theatre_time",
             ],
         ),
         Reads::new(
@@ -248,6 +249,11 @@ fn ptl_columns() -> Vec<OutputColumn> {
             "procedure_code",
             "Procedure",
             Source::column("encounter", "intended_primary_procedure_code"),
+        ),
+        column(
+            "expected_theatre_minutes",
+            "Expected theatre minutes",
+            Source::column("encounter", "estimated_total_theatre_time"),
         ),
         column(
             "priority_type",
