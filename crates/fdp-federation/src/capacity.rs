@@ -201,6 +201,7 @@ mod tests {
             total: Some(10),
             detail: None,
             updated_at: Utc::now() - chrono::Duration::minutes(minutes_ago),
+            slot: None,
         }
     }
 

@@ -26,6 +26,9 @@
 //!   answers differ by a handful of patients;
 //! - **discharge referrals** ([`referrals`]): a patient's record sent for
 //!   direct care through the outbox, accepted or declined by the provider;
+//! - **mutual aid** ([`mutual_aid`]): a booking request for another
+//!   trust's free theatre time, with the pathway's record, and the answer
+//!   that moves the pathway (RTT status 21) at both trusts;
 //! - **the marketplace** ([`marketplace`]): declared products offered to
 //!   peers as signed packages, listed, and approved or declined by each
 //!   member's IG lead before they are installed.
@@ -39,6 +42,7 @@ pub mod envelope;
 pub mod handler;
 pub mod identity;
 pub mod marketplace;
+pub mod mutual_aid;
 pub mod node;
 pub mod questions;
 pub mod referrals;

@@ -100,7 +100,10 @@ pub fn map_resource(resource: &Value, id: &str) -> Option<Mapped> {
         }
         _ => return None,
     }
-    if matches!(rt, "ServiceRequest" | "Encounter" | "Procedure" | "Appointment") {
+    if matches!(
+        rt,
+        "ServiceRequest" | "Encounter" | "Procedure" | "Appointment"
+    ) {
         pathway_activity(&r, rt, id, &mut out);
     }
     Some(out)
@@ -697,17 +700,25 @@ fn pathway_activity(r: &R, rt: &str, aid: &str, out: &mut Mapped) {
     };
     let (own_date, patient, kind) = match rt {
         "ServiceRequest" => (r.date("authoredOn"), r.reference("subject"), "referral"),
-        "Encounter" => (r.date("period.start"), r.reference("subject"), "encounter"),
+        "Encounter" => (
+            r.date("period.start"),
+            r.reference("subject"),
+            match r.s("class.code").as_deref() {
+                Some("AMB" | "VR") => "outpatient attendance",
+                Some("IMP" | "ACUTE" | "NONAC") => "admission",
+                _ => "other",
+            },
+        ),
         "Procedure" => (
             r.date("performedDateTime")
                 .or_else(|| r.date("performedPeriod.start")),
             r.reference("subject"),
             "procedure",
         ),
-        _ => (r.date("start"), None, "appointment"),
+        _ => (r.date("start"), None, "outpatient attendance"),
     };
     let kind = if code == pathway_transfer::TRANSFERRED {
-        "transfer to another provider"
+        "transfer"
     } else {
         kind
     };
@@ -766,7 +777,10 @@ fn list_entry(r: &R, out: &mut Mapped) {
             ("pathway_id", s(pathway)),
             ("patient_id", s(patient)),
             ("encounter_type", s(Some("elective".into()))),
-            ("intended_primary_procedure_code", s(r.code_in("code", systems::OPCS4))),
+            (
+                "intended_primary_procedure_code",
+                s(r.code_in("code", systems::OPCS4)),
+            ),
             ("intended_primary_procedure_description", s(r.text("code"))),
             (
                 "estimated_total_theatre_time",

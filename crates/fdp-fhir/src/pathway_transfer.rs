@@ -184,21 +184,25 @@ pub fn to_store(
     from: &str,
     request_id: &str,
 ) -> Result<Vec<(Value, String)>, String> {
-    let resources = with_ids(bundle, "a booking request's record", |rt, given, index| {
-        match (rt, given) {
+    let resources = with_ids(
+        bundle,
+        "a booking request's record",
+        |rt, given, index| match (rt, given) {
             ("Patient" | "EpisodeOfCare", g) if !g.is_empty() => sender_scoped(from, g),
             ("ServiceRequest", "transfer") => request_id.to_string(),
             ("ServiceRequest", "clock-start") => format!("{request_id}.start"),
             _ => format!("{request_id}.{index}"),
-        }
-    })?;
+        },
+    )?;
     let count = |id: &str| resources.iter().filter(|(_, i)| i == id).count();
     let kinds: Vec<&str> = resources
         .iter()
         .map(|(r, _)| r["resourceType"].as_str().unwrap_or_default())
         .collect();
     if kinds.len() != 4
-        || !["Patient", "EpisodeOfCare"].iter().all(|k| kinds.contains(k))
+        || !["Patient", "EpisodeOfCare"]
+            .iter()
+            .all(|k| kinds.contains(k))
         || count(request_id) != 1
         || count(&format!("{request_id}.start")) != 1
     {
@@ -355,7 +359,11 @@ mod tests {
         assert_eq!(episode[0].1["specialty_name"], "Trauma and Orthopaedics");
         assert_eq!(episode[0].1["treatment_function_code"], "110");
         let start = rows(2, None);
-        let activity = &start.iter().find(|(t, _)| *t == "PathwayActivity").unwrap().1;
+        let activity = &start
+            .iter()
+            .find(|(t, _)| *t == "PathwayActivity")
+            .unwrap()
+            .1;
         assert_eq!(activity["activity_date"], "2025-06-02");
         assert_eq!(activity["rtt_status_code"], "10");
         assert_eq!(activity["patient_id"], "RXX.9434765919");

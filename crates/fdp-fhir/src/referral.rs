@@ -178,7 +178,9 @@ pub(crate) fn with_ids(
         .iter()
         .any(|(r, _)| r["resourceType"] == "Patient")
     {
-        return Err(format!("{what} names its patient: the Bundle has no Patient"));
+        return Err(format!(
+            "{what} names its patient: the Bundle has no Patient"
+        ));
     }
     for (resource, id) in &mut resources {
         resource["id"] = json!(id);

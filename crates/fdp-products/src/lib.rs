@@ -23,12 +23,15 @@
 //! - [`theatre_sessions`]: for the theatre scheduler, how much of each
 //!   planned theatre session was spent with a patient in theatre, capped
 //!   and uncapped, per session and per theatre or specialty and week.
+//! - [`mutual_aid`]: theatre time a trust will not use, offered across
+//!   the ICB, and the patients on another trust's list each slot suits.
 //! - [`declared`]: products declared as data (a folder with `product.toml`
 //!   and SQL, no Rust), checked against the model and the policy.
 
 pub mod capacity;
 pub mod declared;
 pub mod installed;
+pub mod mutual_aid;
 pub mod platform;
 pub mod referrals;
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod federation;
 pub mod fhir;
 mod governed;
 mod marketplace;
+mod mutual_aid;
 pub mod objects;
 mod pages;
 pub mod pgwire;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub federation: Option<Arc<fdp_federation::Federation>>,
     /// Discharge referrals sent and received.
     pub referrals: Arc<fdp_federation::referrals::Referrals>,
+    /// Mutual-aid booking requests sent and received.
+    pub booking_requests: Arc<fdp_federation::mutual_aid::BookingRequests>,
     /// The ICB's capacity feeds as last fetched, for the bed board.
     pub capacity: Arc<fdp_federation::capacity::FetchedFeed>,
     /// Browsers signed in to the UI.

@@ -9,8 +9,8 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    api, approvals, auth, capacity, checkpoint, federation, fhir, governed, marketplace, objects,
-    pages, products, referrals, returns, sources, sql, AppState,
+    api, approvals, auth, capacity, checkpoint, federation, fhir, governed, marketplace,
+    mutual_aid, objects, pages, products, referrals, returns, sources, sql, AppState,
 };
 
 /// Who may call a route.
@@ -540,6 +540,67 @@ pub fn routes() -> Vec<Route> {
                     }
                 })),
             ],
+        ),
+        route(
+            "/api/capacity/theatre-slots",
+            "elective recovery",
+            vec![post(
+                "Derive this trust's theatre-slot offers from the free time on its sessions inside the two-week lock and publish them to the ICB (reads the theatre tables; a change to care_capacity)",
+                "json",
+                mutual_aid::publish_theatre_slots,
+            )],
+        ),
+        route(
+            "/api/mutual-aid/slots",
+            "elective recovery",
+            vec![get(
+                "Theatre slots other trusts offer across the ICB, each with the patients on this trust's list it suits, greatest need first",
+                "json",
+                mutual_aid::slots,
+            )],
+        ),
+        route(
+            "/api/mutual-aid/requests",
+            "elective recovery",
+            vec![
+                get(
+                    "Mutual-aid booking requests sent and received, and where each has got to",
+                    "json",
+                    mutual_aid::list,
+                ),
+                post(
+                    "Ask another trust to book a patient on this list into a slot it offers, with the patient's choice; the pathway's record goes through the outbox (a change to booking_request)",
+                    "json",
+                    mutual_aid::request,
+                )
+                .with_body(json!({
+                    "type": "object",
+                    "required": ["to", "session_id", "eal_id", "patient_choice", "lawful_basis"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "to": {"type": "string", "description": "The trust offering the slot (ODS code)."},
+                        "session_id": {"type": "string", "description": "Its theatre session."},
+                        "eal_id": {"type": "string", "description": "The entry on this trust's list."},
+                        "patient_choice": {"type": "string", "description": "What the patient said when offered the slot."},
+                        "lawful_basis": {"type": "string"}
+                    }
+                })),
+            ],
+        ),
+        route(
+            "/api/mutual-aid/requests/{id}/decision",
+            "elective recovery",
+            vec![post(
+                "Accept (the patient joins this trust's list, the clock carried over, RTT status 21) or decline a booking request; the asking trust is told",
+                "json",
+                mutual_aid::decide,
+            )
+            .with_body(json!({
+                "type": "object",
+                "required": ["accept"],
+                "additionalProperties": false,
+                "properties": {"accept": {"type": "boolean"}, "reason": {"type": "string"}}
+            }))],
         ),
         route(
             "/api/referrals/{id}/decision",

@@ -332,6 +332,7 @@ fn offer(kind: &str, location: &str, specialty: Option<&str>, free: u32, total: 
         total: Some(total),
         detail: None,
         updated_at: Utc::now(),
+        slot: None,
     }
 }
 

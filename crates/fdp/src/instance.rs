@@ -354,6 +354,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
             ),
     );
     let referrals = Arc::new(fdp_federation::referrals::Referrals::open(&data_dir));
+    let booking_requests = Arc::new(fdp_federation::mutual_aid::BookingRequests::open(&data_dir));
     let mut federation: Option<Arc<fdp_federation::Federation>> = None;
     let federation_addr = match &config.federation {
         Some(fc) => {
@@ -376,6 +377,13 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
                 .and_then(|m| {
                     m.register(fdp_federation::handler::ReferralMessages {
                         referrals: referrals.clone(),
+                        audit: audit.clone(),
+                        intake: fhir.clone(),
+                    })
+                })
+                .and_then(|m| {
+                    m.register(fdp_federation::mutual_aid::MutualAidMessages {
+                        requests: booking_requests.clone(),
                         audit: audit.clone(),
                         intake: fhir.clone(),
                     })
@@ -465,6 +473,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
         Some(AppState {
             federation: federation.clone(),
             referrals: referrals.clone(),
+            booking_requests: booking_requests.clone(),
             capacity: Arc::new(fdp_federation::capacity::FetchedFeed::new(
                 Duration::from_secs(30),
             )),

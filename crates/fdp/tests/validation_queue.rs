@@ -32,28 +32,6 @@ fn api(
     (r.status, v)
 }
 
-/// The rows of a product view's JSON answer, as objects.
-fn rows(answer: &Value) -> Vec<serde_json::Map<String, Value>> {
-    let names: Vec<&str> = answer["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    answer["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            names
-                .iter()
-                .zip(r.as_array().unwrap())
-                .map(|(n, v)| (n.to_string(), v.clone()))
-                .collect()
-        })
-        .collect()
-}
-
 #[test]
 fn a_removal_is_proposed_signed_off_by_a_clinician_in_the_browser_and_leaves_the_list() {
     let dir = tempfile::tempdir().unwrap();

@@ -44,6 +44,30 @@ pub struct Offer {
     pub detail: Option<String>,
     /// When the figure was last checked by the publisher.
     pub updated_at: DateTime<Utc>,
+    /// For a theatre slot derived from the publisher's sessions: which
+    /// session, when, and the minutes a further case could take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<TheatreSlot>,
+}
+
+/// Free time on one of a trust's theatre sessions to come, as offered to
+/// other trusts (see `crate::mutual_aid`). No patient is named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TheatreSlot {
+    /// The publisher's theatre session id.
+    pub session_id: String,
+    pub date: chrono::NaiveDate,
+    /// AM, PM or All day.
+    #[serde(default)]
+    pub am_pm: Option<String>,
+    /// Planned start and end, local time (`HH:MM`).
+    #[serde(default)]
+    pub starts: Option<String>,
+    #[serde(default)]
+    pub ends: Option<String>,
+    /// The minutes a further case could take (after a changeover).
+    pub usable_minutes: u32,
 }
 
 impl Offer {
@@ -58,6 +82,20 @@ impl Offer {
         }
         if self.location.trim().is_empty() {
             return Err(format!("a {} offer names no location", self.kind));
+        }
+        if let Some(slot) = &self.slot {
+            if self.kind != "theatre-slot" {
+                return Err(format!(
+                    "a {} offer at {} carries a theatre session; only a theatre-slot does",
+                    self.kind, self.location
+                ));
+            }
+            if slot.session_id.trim().is_empty() || slot.usable_minutes == 0 {
+                return Err(format!(
+                    "the theatre slot at {} names no session or no usable minutes",
+                    self.location
+                ));
+            }
         }
         if let Some(t) = self.total {
             if self.free > t {
@@ -86,6 +124,8 @@ pub struct ShownOffer {
     pub total: Option<u32>,
     pub detail: Option<String>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// Shown with `available_when`, which it is the detail of.
+    pub slot: Option<TheatreSlot>,
 }
 
 impl Offer {
@@ -100,6 +140,7 @@ impl Offer {
             total: view.number(TABLE, "places_total", self.total),
             detail: text("available_when", self.detail.as_deref()),
             updated_at: view.number(TABLE, "updated_timestamp", Some(self.updated_at)),
+            slot: text("available_when", Some("shown")).and(self.slot.clone()),
         }
     }
 }

@@ -19,6 +19,7 @@ fn offer(kind: &str, free: u32, minutes_ago: i64) -> Offer {
         total: Some(10),
         detail: None,
         updated_at: Utc::now() - chrono::Duration::minutes(minutes_ago),
+        slot: None,
     }
 }
 

@@ -39,7 +39,7 @@ mod rules;
 pub use changes::{CHANGEABLE, PROPOSE, SIGN_OFF};
 pub use rules::Rule;
 
-use crate::platform::{
+use crate::platform::{MessageSpec, 
     column, ActionSpec, Answer, Chart, Input, Manifest, OfferedOn, Offers, OutputColumn,
     ParamKind, ParamSpec, ParamValue, Params, Priority, Product, ProductError, Reads,
     RecordIntake, RecordsChange, Source, ViewSpec,
@@ -561,7 +561,15 @@ impl Product for WaitingList {
                     }],
                 },
             ],
-            offers: Offers::default(),
+            // Mutual aid: a booking request for another trust's free
+            // theatre time carries the pathway (`crate::mutual_aid`).
+            offers: Offers {
+                questions: Vec::new(),
+                messages: vec![
+                    MessageSpec::new("booking-request", "A trust's request to book a patient on the waiting list into another trust's free theatre time, with the pathway's record"),
+                    MessageSpec::new("booking-status", "The providing trust's acceptance or decline of a booking request"),
+                ],
+            },
         }
     }
 

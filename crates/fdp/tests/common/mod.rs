@@ -664,3 +664,26 @@ pub fn nhs_number(nine: u64) -> String {
     }
     format!("{nine:09}{check}")
 }
+
+/// The rows of a product view's JSON answer, as objects.
+#[allow(dead_code)]
+pub fn rows(answer: &serde_json::Value) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let names: Vec<&str> = answer["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    answer["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            names
+                .iter()
+                .zip(r.as_array().unwrap())
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect()
+        })
+        .collect()
+}
