@@ -516,3 +516,135 @@ impl MessageKind for MutualAidMessages {
         Ok(json!({"received": true}))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use fdp_fhir::referral::ReferredPatient;
+    use fdp_govern::keystore::Keystore;
+
+    use super::*;
+    use crate::identity::OrgRole;
+
+    /// An intake that keeps the ids it takes, or refuses everything.
+    #[derive(Default)]
+    struct Intake {
+        refuse: bool,
+        taken: Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl RecordIntake for Intake {
+        async fn take(
+            &self,
+            _: &str,
+            resources: Vec<(Value, String)>,
+        ) -> Result<Vec<String>, String> {
+            if self.refuse {
+                return Err("Patient.birthDate: not a date".into());
+            }
+            let ids: Vec<String> = resources
+                .iter()
+                .map(|(r, id)| format!("{}/{id}", r["resourceType"].as_str().unwrap_or_default()))
+                .collect();
+            self.taken.lock().unwrap().extend(ids.clone());
+            Ok(ids)
+        }
+
+        fn current(&self, _: &[String]) -> Vec<Value> {
+            Vec::new()
+        }
+    }
+
+    fn request() -> Envelope {
+        let pathway = TransferredPathway {
+            patient: ReferredPatient {
+                id: "9434765919".into(),
+                ..Default::default()
+            },
+            pathway_id: "PW1".into(),
+            clock_start: NaiveDate::from_ymd_opt(2025, 6, 2).unwrap(),
+            clock_start_code: "10".into(),
+            from: "RXX".into(),
+            to: "RYY".into(),
+            session_id: "S1".into(),
+            ..Default::default()
+        };
+        Envelope::new(
+            "RXX",
+            "RYY",
+            "booking-request",
+            json!({"slot": {"session_id": "S1", "date": "2026-12-10", "usable_minutes": 105},
+                   "eal_id": "E1", "pathway_id": "PW1", "patient": "9434765919",
+                   "patient_choice": "agreed", "lawful_basis": "direct care",
+                   "bundle": pathway.bundle(Utc::now())}),
+        )
+    }
+
+    fn messages(dir: &Path, refuse: bool) -> (MutualAidMessages, Arc<Intake>) {
+        let intake = Arc::new(Intake {
+            refuse,
+            ..Default::default()
+        });
+        let audit = AuditLog::open(dir, &Keystore::open(dir)).unwrap();
+        let part = MutualAidMessages {
+            requests: Arc::new(BookingRequests::open(dir)),
+            audit: Arc::new(audit),
+            intake: intake.clone(),
+        };
+        (part, intake)
+    }
+
+    fn peer(role: OrgRole) -> Peer {
+        Peer {
+            ods: "RXX".into(),
+            role,
+            address: None,
+            cert: rustls::pki_types::CertificateDer::from(Vec::new()),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_trust_may_send_a_booking_request_or_its_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (part, intake) = messages(dir.path(), false);
+        for role in [OrgRole::Icb, OrgRole::CareProvider] {
+            let e = part.handle(&peer(role), &request()).await.unwrap_err();
+            assert!(e.contains("not a trust"), "{e}");
+            let mut status = request();
+            status.kind = "booking-status".into();
+            assert!(part.handle(&peer(role), &status).await.is_err());
+        }
+        assert!(intake.taken.lock().unwrap().is_empty());
+        assert!(part.requests.list().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_request_is_kept_once_and_not_at_all_if_its_record_is_not_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let (part, intake) = messages(dir.path(), false);
+        let m = request();
+        part.handle(&peer(OrgRole::Trust), &m).await.unwrap();
+        part.handle(&peer(OrgRole::Trust), &m).await.unwrap();
+        let kept = part.requests.list().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].status, Status::Delivered);
+        assert_eq!(kept[0].slot.usable_minutes, 105);
+        assert_eq!(
+            intake.taken.lock().unwrap().clone(),
+            [
+                "Patient/RXX.9434765919".to_string(),
+                "EpisodeOfCare/RXX.PW1".into(),
+                format!("ServiceRequest/{}.start", m.id),
+                format!("ServiceRequest/{}", m.id),
+            ]
+        );
+        let refused_dir = tempfile::tempdir().unwrap();
+        let (refusing, _) = messages(refused_dir.path(), true);
+        let e = refusing
+            .handle(&peer(OrgRole::Trust), &request())
+            .await
+            .unwrap_err();
+        assert!(e.contains("Patient.birthDate"), "{e}");
+        assert!(refusing.requests.list().unwrap().is_empty());
+    }
+}

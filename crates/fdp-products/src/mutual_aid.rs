@@ -20,6 +20,7 @@
 //! `fdp-federation`'s; this module says what fits.
 
 use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -27,6 +28,7 @@ use serde_json::{Map, Value};
 
 use crate::capacity::{Offer, Published, TheatreSlot};
 use crate::platform::OutputColumn;
+use crate::theatre_sessions::{CHANGEOVER_MINUTES, SHORTEST_CASE_MINUTES};
 
 /// How far ahead a list is locked: free time inside it is offered.
 pub const LOCK_DAYS: i64 = 14;
@@ -113,6 +115,40 @@ pub fn offers(free_time: &[Map<String, Value>], now: DateTime<Utc>) -> Vec<Offer
             })
         })
         .collect()
+}
+
+/// The rows of the `free-time` view less the cases this trust accepted
+/// from other trusts (`accepted`: by session, each case's pathway and
+/// expected minutes) that its theatre system has not yet booked (`booked`:
+/// the (session, pathway) of every booking not cancelled): each such case
+/// takes its minutes and a changeover from the usable time, which counts
+/// only while a further case would still fit.
+pub fn less_accepted(
+    free_time: &mut [Map<String, Value>],
+    accepted: &BTreeMap<String, Vec<(String, i64)>>,
+    booked: &BTreeSet<(String, String)>,
+) {
+    for row in free_time {
+        let Some(session) = text(row, "theatre_session_id") else {
+            continue;
+        };
+        let taken: i64 = accepted
+            .get(&session)
+            .into_iter()
+            .flatten()
+            .filter(|(pathway, _)| !booked.contains(&(session.clone(), pathway.clone())))
+            .map(|(_, minutes)| minutes + CHANGEOVER_MINUTES)
+            .sum();
+        if taken > 0 {
+            let left = whole(row, "usable_unbooked_minutes").unwrap_or(0) - taken;
+            let left = if left >= SHORTEST_CASE_MINUTES {
+                left
+            } else {
+                0
+            };
+            row.insert("usable_unbooked_minutes".into(), Value::from(left));
+        }
+    }
 }
 
 /// A patient on the PTL, as far as fitting a slot goes.
@@ -355,5 +391,28 @@ mod tests {
             offered.detail.as_deref(),
             Some("2026-12-10 AM 08:30–12:30, 45 min usable")
         );
+    }
+
+    #[test]
+    fn a_case_accepted_takes_its_minutes_and_a_changeover_until_the_theatre_system_books_it() {
+        let mut rows = vec![
+            row(json!({"theatre_session_id": "S1", "usable_unbooked_minutes": 105})),
+            row(json!({"theatre_session_id": "S2", "usable_unbooked_minutes": 60})),
+            row(json!({"theatre_session_id": "S3", "usable_unbooked_minutes": 60})),
+        ];
+        let accepted = BTreeMap::from([
+            ("S1".to_string(), vec![("PW1".to_string(), 30)]),
+            ("S2".to_string(), vec![("PW2".to_string(), 30)]),
+            ("S3".to_string(), vec![("PW3".to_string(), 30)]),
+        ]);
+        // S3's case is in the theatre system's bookings: already counted.
+        let booked = BTreeSet::from([("S3".to_string(), "PW3".to_string())]);
+        less_accepted(&mut rows, &accepted, &booked);
+        let usable: Vec<i64> = rows
+            .iter()
+            .map(|r| r["usable_unbooked_minutes"].as_i64().unwrap())
+            .collect();
+        // 105 - 45 = 60; 60 - 45 = 15 is too short for another case.
+        assert_eq!(usable, [60, 0, 60]);
     }
 }

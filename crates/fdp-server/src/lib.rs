@@ -19,7 +19,7 @@ mod federation;
 pub mod fhir;
 mod governed;
 mod marketplace;
-mod mutual_aid;
+pub mod mutual_aid;
 pub mod objects;
 mod pages;
 pub mod pgwire;

@@ -29,7 +29,7 @@ fn problem(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-fn status_of(e: &ProductError) -> StatusCode {
+pub(crate) fn status_of(e: &ProductError) -> StatusCode {
     match e {
         _ if e.is_refusal() => StatusCode::FORBIDDEN,
         ProductError::NotFound(_) => StatusCode::NOT_FOUND,

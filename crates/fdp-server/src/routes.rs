@@ -291,6 +291,42 @@ pub fn routes() -> Vec<Route> {
             )],
         ),
         route(
+            "/mutual-aid",
+            "elective recovery",
+            vec![get(
+                "Mutual aid: slots other trusts offer with the patients on this list each suits (send a booking request), requests received (accept or decline) and sent",
+                "html",
+                mutual_aid::page,
+            )],
+        ),
+        route(
+            "/mutual-aid/requests",
+            "elective recovery",
+            vec![post(
+                "Send a booking request from the page, with the patient's choice",
+                "html",
+                mutual_aid::request_form,
+            )],
+        ),
+        route(
+            "/mutual-aid/requests/{id}/decision",
+            "elective recovery",
+            vec![post(
+                "Accept or decline a booking request from the page; the asking trust is told",
+                "html",
+                mutual_aid::decision_form,
+            )],
+        ),
+        route(
+            "/mutual-aid/publish",
+            "elective recovery",
+            vec![post(
+                "Publish this trust's free theatre time inside the lock to the ICB, from the page",
+                "html",
+                mutual_aid::publish_form,
+            )],
+        ),
+        route(
             "/referrals/{id}/decision",
             "federation",
             vec![post(

@@ -75,6 +75,7 @@ pub fn layout(title: &str, ods: Option<&str>, body: Markup) -> Html<String> {
                             a href="/returns" { "Returns" } " "
                             a href="/capacity" { "Capacity" } " "
                             a href="/referrals" { "Referrals" } " "
+                            a href="/mutual-aid" { "Mutual aid" } " "
                             a href="/audit" { "Audit" } " "
                             a href="/purpose" { "Purpose" }
                         }

@@ -9,8 +9,14 @@
 //! start from what is there. While it runs:
 //! - each trust's PAS sends ADT, and a simulated discharge coordinator
 //!   marks the longest-staying patient medically optimised now and then;
+//! - each trust carries an elective waiting list and two weeks of theatre
+//!   lists (from `fdp-synth`), and publishes the free time on the lists
+//!   inside its two-week lock to the ICB;
 //! - the care providers publish free places to the ICB, changing a figure
-//!   every minute, and each trust publishes a theatre slot it will not use;
+//!   every minute;
+//! - mutual aid: the first trust's waiting-list manager sends its
+//!   longest-waiting suitable patient for a slot the second trust offers,
+//!   and the second trust's theatre scheduler accepts, moving the pathway;
 //! - the national instance collects the daily return from each trust, for
 //!   a census instant every `--return-every-minutes`;
 //! - the first trust's own declared product (a discharge-delays summary)
@@ -31,6 +37,8 @@ use fdp_ingest::adt::census::DischargeReadiness;
 use fdp_ingest::live::StaffAction;
 use tokio::sync::watch;
 
+use fdp_server::mutual_aid::MutualAid;
+
 use crate::demo::DemoArgs;
 use crate::instance::{self, InstanceConfig, Running};
 
@@ -50,6 +58,38 @@ const AUTHORED: [(&str, &str); 3] = [
         include_str!("../../../examples/products/discharge-delays-summary/delayed-by-ward.sql"),
     ),
 ];
+
+/// The mappings the trusts' elective and theatre extracts are loaded with,
+/// as `mappings/` holds them.
+const MAPPINGS: [(&str, &str); 6] = [
+    (
+        "waiting-list.toml",
+        include_str!("../../../mappings/waiting-list.toml"),
+    ),
+    (
+        "waiting-list-pathways.toml",
+        include_str!("../../../mappings/waiting-list-pathways.toml"),
+    ),
+    (
+        "waiting-list-procedures.toml",
+        include_str!("../../../mappings/waiting-list-procedures.toml"),
+    ),
+    (
+        "rtt-activity.toml",
+        include_str!("../../../mappings/rtt-activity.toml"),
+    ),
+    (
+        "theatre-sessions.toml",
+        include_str!("../../../mappings/theatre-sessions.toml"),
+    ),
+    (
+        "theatre-bookings.toml",
+        include_str!("../../../mappings/theatre-bookings.toml"),
+    ),
+];
+
+/// Entries on each trust's waiting list.
+const PATHWAYS: usize = 3_000;
 
 /// Where the first trust keeps the product it wrote.
 fn authored_dir(root: &Path) -> PathBuf {
@@ -121,7 +161,13 @@ fn peers_of(m: &Member) -> Vec<&'static Member> {
             .collect()
     };
     match m.role {
-        OrgRole::Trust => of(&[OrgRole::Icb, OrgRole::National, OrgRole::CareProvider]),
+        // Trusts exchange booking requests for mutual aid.
+        OrgRole::Trust => of(&[
+            OrgRole::Trust,
+            OrgRole::Icb,
+            OrgRole::National,
+            OrgRole::CareProvider,
+        ]),
         OrgRole::Icb => of(&[OrgRole::Trust, OrgRole::CareProvider]),
         OrgRole::CareProvider => of(&[OrgRole::Trust, OrgRole::Icb]),
         OrgRole::National => of(&[OrgRole::Trust]),
@@ -131,7 +177,7 @@ fn peers_of(m: &Member) -> Vec<&'static Member> {
 fn roles_of(role: OrgRole) -> &'static str {
     match role {
         OrgRole::Trust => {
-            r#"["clinician", "bed-manager", "analyst", "information-governance-lead"]"#
+            r#"["clinician", "bed-manager", "waiting-list-manager", "theatre-scheduler", "analyst", "information-governance-lead"]"#
         }
         OrgRole::CareProvider => r#"["clinician", "bed-manager", "analyst"]"#,
         OrgRole::Icb | OrgRole::National => r#"["analyst", "information-governance-lead"]"#,
@@ -194,11 +240,77 @@ fn daily_return_reach() -> Reach {
     }
 }
 
+/// A trust's elective waiting list and theatre lists from `today`, made by
+/// `fdp-synth` from `seed` and loaded through the extract mappings like any
+/// trust's files (their planted faults go to quarantine).
+async fn elective_extracts(
+    root: &Path,
+    dir: &Path,
+    seed: u64,
+    today: chrono::NaiveDate,
+) -> Result<()> {
+    use fdp_ingest::extract;
+    let trust = fdp_synth::Trust::generate(seed, fdp_synth::TrustSpec::default())?;
+    let list = fdp_synth::ElectiveList::generate(
+        &trust,
+        seed,
+        &fdp_synth::ElectiveSpec {
+            as_at: today,
+            pathways: PATHWAYS,
+            problem_share: 0.01,
+        },
+    )?;
+    let spec = fdp_synth::extracts::ExtractSpec {
+        start: today,
+        days: 14,
+        ..Default::default()
+    };
+    let theatre = fdp_synth::extracts::generate(&trust, seed, &spec)?
+        .into_iter()
+        .filter(|f| {
+            f.name.starts_with("theatre_sessions") || f.name.starts_with("theatre_bookings")
+        });
+    let drop = dir.join("extracts");
+    std::fs::create_dir_all(&drop)?;
+    let day = today.format("%Y%m%d");
+    let mut files = vec![
+        (
+            format!("waiting_list_{day}.csv"),
+            list.waiting_list_csv().into_bytes(),
+        ),
+        (
+            format!("rtt_activity_{day}.csv"),
+            list.rtt_activity_csv().into_bytes(),
+        ),
+    ];
+    files.extend(theatre.map(|f| (f.name, f.bytes)));
+    let mappings = extract::read_mappings(&root.join("mappings"))
+        .map_err(|e| anyhow::anyhow!("reading the demo's mappings: {e}"))?;
+    let run_id = format!("demo-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
+    for (name, bytes) in files {
+        let path = drop.join(&name);
+        std::fs::write(&path, bytes)?;
+        for m in extract::mappings_to_load(&mappings, &path).map_err(anyhow::Error::msg)? {
+            extract::load_file(dir, m, &path, &run_id)
+                .await
+                .with_context(|| format!("loading {name} with mapping {}", m.name))?;
+        }
+    }
+    Ok(())
+}
+
 /// Make the authority, the identities, the configurations and the
 /// approvals: once, on the first run.
-fn set_up(root: &Path, return_every_minutes: u32) -> Result<()> {
+async fn set_up(root: &Path, return_every_minutes: u32, seed: u64) -> Result<()> {
     let ca = FederationCa::create(&root.join("ca"), "Three Rivers demo federation")?;
     let mut free = federation_ports(MEMBERS.len())?.into_iter();
+    let mappings = root.join("mappings");
+    std::fs::create_dir_all(&mappings)?;
+    for (name, text) in MAPPINGS {
+        std::fs::write(mappings.join(name), text)?;
+    }
+    let today = Utc::now().date_naive();
+    let mut trust_no = 0u64;
     let mut ports = std::collections::BTreeMap::new();
     for m in MEMBERS {
         let dir = root.join(m.ods);
@@ -234,6 +346,10 @@ fn set_up(root: &Path, return_every_minutes: u32) -> Result<()> {
         std::fs::write(dir.join("instance.toml"), toml)?;
         let config = InstanceConfig::load(&dir.join("instance.toml"))?;
         if m.role == OrgRole::Trust {
+            elective_extracts(root, &dir, seed + trust_no, today)
+                .await
+                .with_context(|| format!("making {}'s waiting list and theatre lists", m.ods))?;
+            trust_no += 1;
             let governance = config.governance(&dir)?;
             let approvals = Approvals::open(&dir);
             for q in ReturnDefinition::daily_operational().questions {
@@ -323,6 +439,174 @@ async fn marketplace_tour(root: &Path, running: &[(&Member, Running)]) -> Result
     ))
 }
 
+/// A trust's parts, owned, as mutual aid works with them.
+struct AidParts {
+    governance: Arc<fdp_govern::Governance>,
+    tables: fdp_store::StoredTables,
+    federation: Option<Arc<fdp_federation::Federation>>,
+    requests: Arc<fdp_federation::mutual_aid::BookingRequests>,
+    fhir: Arc<fdp_server::fhir::FhirService>,
+    dir: PathBuf,
+}
+
+impl AidParts {
+    fn of(running: &[(&Member, Running)], root: &Path, ods: &str) -> Result<AidParts> {
+        let (_, r) = running
+            .iter()
+            .find(|(m, _)| m.ods == ods)
+            .with_context(|| format!("{ods} is not running"))?;
+        Ok(AidParts {
+            governance: r.governance.clone(),
+            tables: r.tables.clone(),
+            federation: r.federation.clone(),
+            requests: r.booking_requests.clone(),
+            fhir: r.fhir.clone(),
+            dir: root.join(ods),
+        })
+    }
+
+    fn aid(&self) -> MutualAid<'_> {
+        MutualAid {
+            governance: &self.governance,
+            tables: &self.tables,
+            registry: fdp_products::platform::Registry::builtin(),
+            federation: self.federation.as_ref(),
+            requests: &self.requests,
+            intake: self.fhir.as_ref(),
+            data_dir: &self.dir,
+        }
+    }
+}
+
+/// The demo principal at `ods`, acting in `role` for direct care.
+fn demo_as(root: &Path, ods: &str, role: &str) -> Result<fdp_govern::SessionRequest> {
+    let config = InstanceConfig::load(&root.join(ods).join("instance.toml"))?;
+    let mut req = fdp_govern::SessionRequest::new(
+        config.local_principal("demo"),
+        fdp_govern::Purpose::DirectCare,
+        "instance",
+    );
+    req.role = Some(role.to_string());
+    Ok(req)
+}
+
+/// Whether `secs` from `since` are up, after a half-second wait if not.
+async fn gave_up(since: std::time::Instant, secs: u64) -> bool {
+    if since.elapsed() > Duration::from_secs(secs) {
+        return true;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    false
+}
+
+/// Mutual aid at work: every trust publishes the free time on its locked
+/// lists; the first trust (RXA) sends its longest-waiting suitable patient
+/// for a slot the second (RXB) offers, and RXB's theatre scheduler accepts.
+/// Once RXA has sent one, later runs say where it has got to.
+async fn mutual_aid_tour(root: PathBuf, trusts: Vec<(&'static str, AidParts)>) -> Result<String> {
+    let root = root.as_path();
+    let today = Utc::now().date_naive();
+    for (ods, parts) in &trusts {
+        parts
+            .aid()
+            .publish_theatre_slots(&demo_as(root, ods, "theatre-scheduler")?, today)
+            .await
+            .with_context(|| format!("publishing {ods}'s theatre slots"))?;
+    }
+    let at = |ods: &str| {
+        trusts
+            .iter()
+            .find(|(o, _)| *o == ods)
+            .map(|(_, p)| p.aid())
+            .with_context(|| format!("{ods} is not running"))
+    };
+    let (rxa, rxb) = (at("RXA")?, at("RXB")?);
+    let fed = rxa
+        .federation
+        .context("RXA is not in the federation")?
+        .clone();
+    if let Some(r) = rxa.requests.current(&fed)?.into_iter().next() {
+        return Ok(format!(
+            "RXA's request for pathway {} on RXB's session {} ({}) is {}",
+            r.pathway_id,
+            r.slot.session_id,
+            r.slot.date,
+            r.status.as_str()
+        ));
+    }
+    let wlm = demo_as(root, "RXA", "waiting-list-manager")?;
+    // RXB's slots reach the ICB through the outbox; then RXA asks for them.
+    let started = std::time::Instant::now();
+    let (fit, feed) = loop {
+        if let Ok(feed) = fdp_federation::capacity::fetch(&fed).await {
+            let fit = rxa
+                .fits(&wlm, &feed)
+                .await?
+                .into_iter()
+                .find(|f| f.publisher == "RXB" && !f.candidates.is_empty());
+            if let Some(fit) = fit {
+                break (fit, feed);
+            }
+        }
+        anyhow::ensure!(
+            !gave_up(started, 30).await,
+            "no slot at RXB suits a patient on RXA's list"
+        );
+    };
+    let patient = fit.candidates[0].clone();
+    let sent = rxa
+        .send(
+            &wlm,
+            "demo waiting-list manager",
+            fdp_server::mutual_aid::AskedBooking {
+                to: "RXB".into(),
+                session_id: fit.slot.session_id.clone(),
+                eal_id: patient.eal_id.clone(),
+                patient_choice: "agreed by phone to travel to Calder General".into(),
+                lawful_basis: "UK GDPR 6(1)(e) and 9(2)(h): direct care".into(),
+            },
+            &feed,
+        )
+        .await?;
+    let started = std::time::Instant::now();
+    while !rxb.requests.list()?.iter().any(|r| r.id == sent.id) {
+        anyhow::ensure!(
+            !gave_up(started, 30).await,
+            "the booking request did not reach RXB"
+        );
+    }
+    rxb.decide(
+        &demo_as(root, "RXB", "theatre-scheduler")?,
+        "demo theatre scheduler",
+        &sent.id,
+        true,
+        None,
+    )
+    .await?;
+    let started = std::time::Instant::now();
+    while !rxa
+        .requests
+        .list()?
+        .iter()
+        .any(|r| r.id == sent.id && r.status == fdp_federation::mutual_aid::Status::Accepted)
+    {
+        anyhow::ensure!(
+            !gave_up(started, 30).await,
+            "RXB's acceptance did not reach RXA"
+        );
+    }
+    Ok(format!(
+        "RXB offered {} usable minutes on {} ({}, {}); RXA sent its longest-waiting suitable patient (pathway {}, {} weeks, {}), and RXB accepted: the pathway is on both PTLs, transferred (RTT 21)",
+        fit.slot.usable_minutes,
+        fit.location,
+        fit.slot.date,
+        fit.specialty.as_deref().unwrap_or("no specialty"),
+        patient.pathway_id.as_deref().unwrap_or("?"),
+        patient.rtt_weeks_waiting.unwrap_or(0),
+        patient.priority_type.as_deref().unwrap_or("no priority"),
+    ))
+}
+
 fn offer(kind: &str, location: &str, specialty: Option<&str>, free: u32, total: u32) -> Offer {
     Offer {
         kind: kind.into(),
@@ -368,16 +652,7 @@ fn first_offers(m: &Member) -> Vec<Offer> {
                 20,
             ),
         ],
-        (OrgRole::Trust, _) => vec![Offer {
-            detail: Some("tomorrow afternoon, 3 h 30 min".into()),
-            ..offer(
-                "theatre-slot",
-                "Main theatres, theatre 3",
-                Some("trauma and orthopaedics"),
-                1,
-                1,
-            )
-        }],
+        // A trust's theatre slots are derived from its lists once it runs.
         _ => Vec::new(),
     }
 }
@@ -394,7 +669,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let root = std::path::absolute(&args.data_dir)?;
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     if !root.join("ca").join("ca.pem").exists() {
-        set_up(&root, args.return_every_minutes).context("setting up the demo federation")?;
+        set_up(&root, args.return_every_minutes, args.seed)
+            .await
+            .context("setting up the demo federation")?;
     }
     let started = std::time::Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -446,6 +723,22 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         Ok(said) => said,
         Err(e) => format!("the product tour did not finish: {e:#}"),
     };
+    // Mutual aid waits on messages between instances: it runs beside the
+    // demo and says how it went when it has.
+    let trusts = MEMBERS
+        .iter()
+        .filter(|m| m.role == OrgRole::Trust)
+        .map(|m| Ok((m.ods, AidParts::of(&running, &root, m.ods)?)))
+        .collect::<Result<Vec<_>>>()?;
+    sims.push(tokio::spawn({
+        let root = root.clone();
+        async move {
+            match mutual_aid_tour(root, trusts).await {
+                Ok(said) => println!("Mutual aid: {said}."),
+                Err(e) => println!("Mutual aid: the tour did not finish: {e:#}."),
+            }
+        }
+    }));
     println!(
         "OpenFDP demo: a federation of {} instances on loopback, data in {} (started in {:.1} s)",
         running.len(),

@@ -237,6 +237,12 @@ pub struct Running {
     pub live: Arc<Live>,
     pub store: Arc<Store>,
     pub tokens: Arc<TokenStore>,
+    /// What an in-process caller (the demo) reads and acts through, as the
+    /// HTTP API does.
+    pub governance: Arc<fdp_govern::Governance>,
+    pub tables: fdp_store::StoredTables,
+    pub fhir: Arc<fdp_server::fhir::FhirService>,
+    pub booking_requests: Arc<fdp_federation::mutual_aid::BookingRequests>,
     shutdown: watch::Sender<bool>,
     writer_stop: watch::Sender<bool>,
     audit: Arc<fdp_govern::AuditLog>,
@@ -607,6 +613,10 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
         shutdown,
         writer_stop,
         audit: governance.audit().clone(),
+        governance,
+        tables,
+        fhir,
+        booking_requests,
         _mllp_runtime: mllp_runtime,
         tasks,
         writer,

@@ -333,6 +333,31 @@ fn demo_federation_reports_daily_stops_cleanly_and_resumes() {
         care_home["offers"].as_array().unwrap().len() >= 3,
         "{care_home}"
     );
+    // Mutual aid: the trusts carry waiting lists and theatre lists; a slot
+    // RXB offers went to a patient on RXA's list, RXB accepted, and both
+    // PTLs show the pathway transferred (RTT status 21).
+    let mut pathway = String::new();
+    wait_until(120, "RXB's acceptance of RXA's booking request", || {
+        let sent = d.get("RXA", "/api/mutual-aid/requests", "waiting-list-manager");
+        match sent.as_array().and_then(|a| a.first()) {
+            Some(r) if r["status"] == "accepted" => {
+                pathway = r["pathway_id"].as_str().unwrap().to_string();
+                true
+            }
+            _ => false,
+        }
+    });
+    for ods in ["RXA", "RXB"] {
+        wait_until(60, "the transfer on both trusts' PTLs", || {
+            rows(&d.get(
+                ods,
+                "/api/products/waiting-list/ptl",
+                "waiting-list-manager",
+            ))
+            .iter()
+            .any(|r| r["pathway_id"] == pathway.as_str() && r["rtt_status_code"] == "21")
+        });
+    }
     let declared = http_form(
         d.http("RXA"),
         "/purpose",

@@ -373,6 +373,24 @@ fn a_free_slot_at_one_trust_goes_to_another_trusts_longest_waiting_suitable_pati
     let eal = text(chosen, "eal_id");
     let pathway = text(chosen, "pathway_id");
     let minutes = chosen["expected_theatre_minutes"].as_i64().unwrap();
+    // The page shows the same: the slot, and the patient with a form.
+    let a_cookie = purpose_cookie(trust_a.http, &wlm, "direct-care");
+    let page = http_request_with(
+        trust_a.http,
+        "GET",
+        "/mutual-aid",
+        Some(&wlm),
+        &[("Cookie", &a_cookie)],
+        None,
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    let slot = page
+        .body
+        .split("data-publisher=\"RYY\" data-session=\"B-101\"")
+        .nth(1)
+        .and_then(|s| s.split("</section>").next())
+        .unwrap_or_else(|| panic!("B-101 is not on A's page: {}", page.body));
+    assert!(slot.contains(&format!("data-eal=\"{eal}\"")), "{slot}");
 
     // What does not fit is refused by name: a urology patient into the
     // T&O slot, a slot B does not offer, and an analyst sending at all.
@@ -480,17 +498,33 @@ fn a_free_slot_at_one_trust_goes_to_another_trusts_longest_waiting_suitable_pati
         .iter()
         .all(|r| text(r, "pathway_id") != pathway));
 
-    // B accepts: the patient joins B's list with the clock carried over.
-    let (status, decided) = call(
-        &trust_b,
-        "POST",
-        &format!("/api/mutual-aid/requests/{id}/decision"),
-        &sched,
-        Some(json!({"accept": true})),
+    // B's theatre scheduler accepts on its page: the patient joins B's
+    // list with the clock carried over.
+    let b_cookie = purpose_cookie(trust_b.http, &sched, "direct-care");
+    let page = http_request_with(
+        trust_b.http,
+        "GET",
+        "/mutual-aid",
+        Some(&sched),
+        &[("Cookie", &b_cookie)],
+        None,
     );
-    assert_eq!(status, 200, "{decided}");
-    assert_eq!(decided["status"], "accepted");
-    assert_eq!(decided["slots_republished"], true);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body
+            .contains(&format!("data-id=\"{id}\" data-status=\"delivered\"")),
+        "{}",
+        page.body
+    );
+    let decided = http_form(
+        trust_b.http,
+        &format!("/mutual-aid/requests/{id}/decision"),
+        &sched,
+        &[("Cookie", &b_cookie)],
+        &[("decision", "accept")],
+    );
+    assert_eq!(decided.status, 303, "{}", decided.body);
+    assert_eq!(requests(&trust_b, &sched)[0]["status"], "accepted");
     let (status, again) = call(
         &trust_b,
         "POST",
