@@ -24,6 +24,14 @@
 //! weeks out (locked) with usable time is what a trust offers others
 //! through mutual aid.
 //!
+//! **Sessions at risk** are lists still planned that may not run as
+//! planned: their consultant or anaesthetist on leave (approved or asked
+//! for) at the time of the list, the consultant or the theatre booked on
+//! two lists at once, or no anaesthetist named (a gap in the rota).
+//!
+//! **Cancellations** are the bookings cancelled on the lists asked about,
+//! each with its reason, and whether it was on the day of the list.
+//!
 //! Sessions released (the consultant on leave) or cancelled are not
 //! counted: their time was never available to the list. A session that
 //! went ahead with no case recorded counts at 0%. Ask for days that have
@@ -47,6 +55,10 @@ pub const SHORTEST_CASE_MINUTES: i64 = 20;
 
 /// The name of the view of free time on sessions to come.
 pub const FREE_TIME: &str = "free-time";
+/// The name of the view of sessions at risk.
+pub const AT_RISK: &str = "at-risk";
+/// The name of the view of cancelled bookings.
+pub const CANCELLATIONS: &str = "cancellations";
 
 const ID: &str = "theatre-sessions";
 
@@ -180,6 +192,8 @@ impl Product for TheatreSessions {
                         "specialty_name",
                         "am_pm",
                         "primary_consultant_name",
+                        "primary_consultant_id",
+                        "primary_anaesthetist_id",
                         "planned_start_time",
                         "planned_end_time",
                         "planned_duration_minutes",
@@ -199,7 +213,25 @@ impl Product for TheatreSessions {
                 ),
                 Reads::optional(
                     "theatre_booking",
-                    &["theatre_session_id", "expected_duration", "booking_cancelled"],
+                    &[
+                        "theatre_booking_id",
+                        "theatre_session_id",
+                        "expected_duration",
+                        "booking_cancelled",
+                        "cancellation_date",
+                        "cancellation_reason",
+                        "cancelled_otd",
+                    ],
+                ),
+                Reads::optional(
+                    "staff_unavailability",
+                    &[
+                        "care_professional_id",
+                        "title",
+                        "leave_start_time",
+                        "leave_end_time",
+                        "leave_state",
+                    ],
                 ),
             ],
             views: vec![
@@ -233,6 +265,26 @@ impl Product for TheatreSessions {
                     as_of: None,
                     needs: vec!["theatre_booking".into()],
                 },
+                ViewSpec {
+                    name: AT_RISK.into(),
+                    title: "Sessions at risk".into(),
+                    description: "Each list planned between the two days that may not run as planned, and why: consultant or anaesthetist on leave, consultant or theatre double-booked, no anaesthetist named".into(),
+                    params: range(),
+                    input: Input::Tables,
+                    chart: None,
+                    as_of: None,
+                    needs: vec!["staff_unavailability".into()],
+                },
+                ViewSpec {
+                    name: CANCELLATIONS.into(),
+                    title: "Cancellations".into(),
+                    description: "Each booking cancelled on a list between the two days, with its reason, and whether on the day".into(),
+                    params: range(),
+                    input: Input::Tables,
+                    chart: None,
+                    as_of: None,
+                    needs: vec!["theatre_booking".into()],
+                },
             ],
             actions: Vec::new(),
             offers: Offers::default(),
@@ -258,6 +310,8 @@ impl Product for TheatreSessions {
         let minutes = session_minutes(&from, &to);
         let (sql, columns) = match view {
             FREE_TIME => free_time(&from, &to),
+            AT_RISK => at_risk(&from, &to),
+            CANCELLATIONS => cancellations(&from, &to),
             "sessions" => sessions(&minutes),
             "utilisation" => {
                 let by = params.text("by").unwrap_or_else(|| "theatre".into());
@@ -422,6 +476,123 @@ fn free_time(from: &str, to: &str) -> (String, Vec<OutputColumn>) {
         column("booked_minutes", "Booked (min)", booked()),
         column("unbooked_minutes", "Unbooked (min)", booked()),
         column("usable_unbooked_minutes", "Usable unbooked (min)", booked()),
+    ];
+    (sql, columns)
+}
+
+/// The lists still planned between `from` and `to` (SQL date literals).
+fn planned(from: &str, to: &str) -> String {
+    format!(
+        "SELECT theatre_session_id, date, theatre_id, theatre_name, specialty_name, am_pm, \
+                primary_consultant_id, primary_consultant_name, primary_anaesthetist_id, \
+                planned_start_time, planned_end_time \
+         FROM theatre_session \
+         WHERE date BETWEEN {from} AND {to} \
+           AND coalesce(status, '') NOT IN ('released', 'cancelled') \
+           AND NOT coalesce(cancelled, false)"
+    )
+}
+
+/// Each list planned between `from` and `to` that may not run as planned,
+/// once for each reason.
+fn at_risk(from: &str, to: &str) -> (String, Vec<OutputColumn>) {
+    let leave = |who: &str, risk: &str| {
+        format!(
+            "SELECT s.theatre_session_id, '{risk}' AS risk, \
+                    coalesce(u.title, 'Leave') || ' (' || coalesce(u.leave_state, 'state not given') || ')' AS detail \
+             FROM staff_unavailability u JOIN s ON u.care_professional_id = s.{who} \
+               AND u.leave_start_time < s.planned_end_time AND u.leave_end_time > s.planned_start_time \
+             WHERE coalesce(u.leave_state, '') IN ('approved', 'requested')"
+        )
+    };
+    let twice = |on: &str, risk: &str| {
+        format!(
+            "SELECT a.theatre_session_id, '{risk}' AS risk, \
+                    'also on session ' || b.theatre_session_id || ' in ' || coalesce(b.theatre_name, 'another theatre') AS detail \
+             FROM s a JOIN s b ON a.{on} = b.{on} AND a.theatre_session_id <> b.theatre_session_id \
+               AND a.planned_start_time < b.planned_end_time AND b.planned_start_time < a.planned_end_time"
+        )
+    };
+    let sql = format!(
+        "WITH s AS ({planned}), \
+         risks AS ( \
+             {consultant_leave} UNION ALL {anaesthetist_leave} UNION ALL \
+             {consultant_twice} UNION ALL {theatre_twice} UNION ALL \
+             SELECT theatre_session_id, 'no anaesthetist' AS risk, 'no anaesthetist named on the list' AS detail \
+             FROM s WHERE primary_anaesthetist_id IS NULL \
+         ) \
+         SELECT s.theatre_session_id, s.date, s.theatre_name, s.specialty_name, s.am_pm, \
+                s.primary_consultant_name, s.planned_start_time, r.risk, r.detail \
+         FROM risks r JOIN s ON s.theatre_session_id = r.theatre_session_id \
+         ORDER BY s.date, s.theatre_name, s.planned_start_time, r.risk, r.detail",
+        planned = planned(from, to),
+        consultant_leave = leave("primary_consultant_id", "consultant on leave"),
+        anaesthetist_leave = leave("primary_anaesthetist_id", "anaesthetist on leave"),
+        consultant_twice = twice("primary_consultant_id", "consultant double-booked"),
+        theatre_twice = twice("theatre_id", "theatre double-booked"),
+    );
+    let session = |name: &str, title: &str| {
+        column(name, title, Source::column("theatre_session", name))
+    };
+    let why = || {
+        Source::derived(&[
+            ("staff_unavailability", "leave_state"),
+            ("theatre_session", "primary_consultant_id"),
+            ("theatre_session", "primary_anaesthetist_id"),
+            ("theatre_session", "theatre_id"),
+        ])
+    };
+    let columns = vec![
+        session("theatre_session_id", "Session"),
+        session("date", "Date"),
+        session("theatre_name", "Theatre"),
+        session("specialty_name", "Specialty"),
+        session("am_pm", "AM/PM"),
+        session("primary_consultant_name", "Consultant"),
+        session("planned_start_time", "Planned start"),
+        column("risk", "Risk", why()),
+        column("detail", "Why", why()),
+    ];
+    (sql, columns)
+}
+
+/// Each booking cancelled on a list between `from` and `to`.
+fn cancellations(from: &str, to: &str) -> (String, Vec<OutputColumn>) {
+    let sql = format!(
+        "WITH s AS ({planned}) \
+         SELECT s.theatre_session_id, s.date, s.theatre_name, s.specialty_name, s.am_pm, \
+                b.theatre_booking_id, b.cancellation_date, \
+                coalesce(b.cancellation_reason, 'no reason recorded') AS cancellation_reason, \
+                coalesce(b.cancelled_otd, b.cancellation_date = s.date, false) AS cancelled_on_the_day \
+         FROM theatre_booking b JOIN s ON s.theatre_session_id = b.theatre_session_id \
+         WHERE coalesce(b.booking_cancelled, false) \
+         ORDER BY s.date, s.theatre_name, s.planned_start_time, b.theatre_booking_id",
+        planned = planned(from, to),
+    );
+    let session = |name: &str, title: &str| {
+        column(name, title, Source::column("theatre_session", name))
+    };
+    let booking = |name: &str, title: &str| {
+        column(name, title, Source::column("theatre_booking", name))
+    };
+    let columns = vec![
+        session("theatre_session_id", "Session"),
+        session("date", "Date"),
+        session("theatre_name", "Theatre"),
+        session("specialty_name", "Specialty"),
+        session("am_pm", "AM/PM"),
+        booking("theatre_booking_id", "Booking"),
+        booking("cancellation_date", "Cancelled on"),
+        booking("cancellation_reason", "Reason"),
+        column(
+            "cancelled_on_the_day",
+            "On the day",
+            Source::derived(&[
+                ("theatre_booking", "cancelled_otd"),
+                ("theatre_booking", "cancellation_date"),
+                ("theatre_session", "date"),
+            ]),
+        ),
     ];
     (sql, columns)
 }

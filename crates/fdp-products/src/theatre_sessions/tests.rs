@@ -75,7 +75,18 @@ fn tables() -> MemoryTables {
     let bookings = vec![
         booking("B1", "S1", 90, false),
         booking("B2", "S1", 100, false),
-        booking("B3", "S1", 60, true),
+        {
+            let mut b = booking("B3", "S1", 60, true);
+            b["cancellation_date"] = json!("2026-11-23");
+            b["cancellation_reason"] = json!("Patient unwell");
+            b
+        },
+        {
+            let mut b = booking("B7", "S2", 90, true);
+            b["cancellation_date"] = json!("2026-11-20");
+            b["cancellation_reason"] = json!("No post-operative bed");
+            b
+        },
         booking("B4", "S2", 200, false),
         booking("B5", "S4", 470, false),
         booking("B6", "S3", 240, false),
@@ -90,10 +101,19 @@ fn tables() -> MemoryTables {
 }
 
 async fn view(view: &str, params: &[(&str, &str)]) -> Result<Vec<BTreeMap<String, Value>>, ProductError> {
+    view_over(tables(), "analyst", view, params).await
+}
+
+async fn view_over(
+    tables: MemoryTables,
+    role: &str,
+    view: &str,
+    params: &[(&str, &str)],
+) -> Result<Vec<BTreeMap<String, Value>>, ProductError> {
     let mut given = vec![("from", "2026-11-23"), ("to", "2026-11-29")];
     given.extend_from_slice(params);
-    let out = DemoInstance::new(tables())
-        .view("theatre-sessions", "analyst", Purpose::Operations, "http", view, &given)
+    let out = DemoInstance::new(tables)
+        .view("theatre-sessions", role, Purpose::Operations, "http", view, &given)
         .await?;
     Ok(out
         .rows
@@ -244,4 +264,122 @@ async fn free_time_is_the_minutes_left_after_the_bookings_and_a_changeover() {
             ("S4".into(), 480, 470, 10, 0),
         ]
     );
+}
+
+/// A booking cancelled on the day of its list and one cancelled days
+/// before, each with its reason; bookings not cancelled are not listed.
+#[tokio::test]
+async fn cancellations_carry_their_reason_and_whether_on_the_day() {
+    let rows = view("cancellations", &[]).await.unwrap();
+    let got: Vec<(String, String, String, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["theatre_session_id"].as_str().unwrap().to_string(),
+                r["theatre_booking_id"].as_str().unwrap().to_string(),
+                r["cancellation_reason"].as_str().unwrap().to_string(),
+                r["cancelled_on_the_day"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("S1".into(), "B3".into(), "Patient unwell".into(), true),
+            ("S2".into(), "B7".into(), "No post-operative bed".into(), false),
+        ]
+    );
+}
+
+/// Lists of the week of 23 November with one risk each, or two ways of
+/// seeing one double-booking:
+/// - R1 (Theatre 1) and R2 (Theatre 2) share consultant C1 on Monday
+///   morning;
+/// - R3 and R4 overlap in Theatre 3 from 12:00 to 12:30;
+/// - R5's consultant C5 is on approved annual leave on Tuesday;
+/// - R6 names no anaesthetist, and its consultant's leave that day was
+///   declined (no risk);
+/// - R7's anaesthetist A2 has asked for study leave that afternoon;
+/// - R8 was released: not a risk, whoever is on it.
+fn risk_tables() -> MemoryTables {
+    let list = |id: &str, day: &str, theatre: &str, from: &str, to: &str, consultant: &str, anaesthetist: Option<&str>, status: &str| {
+        json!({"theatre_session_id": id, "date": format!("2026-11-{day}"),
+               "theatre_id": format!("RXX:{theatre}"), "theatre_name": theatre,
+               "specialty_name": "General Surgery", "primary_consultant_id": consultant,
+               "primary_consultant_name": format!("Consultant {consultant}"),
+               "primary_anaesthetist_id": anaesthetist,
+               "planned_start_time": at(day, from), "planned_end_time": at(day, to),
+               "status": status, "cancelled": false})
+    };
+    let sessions = vec![
+        list("R1", "23", "Theatre 1", "08:30", "12:30", "C1", Some("A1"), "confirmed"),
+        list("R2", "23", "Theatre 2", "08:30", "12:30", "C1", Some("A2"), "confirmed"),
+        list("R3", "23", "Theatre 3", "08:30", "12:30", "C3", Some("A3"), "confirmed"),
+        list("R4", "23", "Theatre 3", "12:00", "14:00", "C4", Some("A4"), "confirmed"),
+        list("R5", "24", "Theatre 1", "08:30", "17:30", "C5", Some("A1"), "confirmed"),
+        list("R6", "25", "Theatre 1", "08:30", "12:30", "C6", None, "confirmed"),
+        list("R7", "25", "Theatre 2", "13:30", "17:30", "C7", Some("A2"), "confirmed"),
+        list("R8", "26", "Theatre 2", "08:30", "12:30", "C1", None, "released"),
+    ];
+    let leave = |who: &str, kind: &str, day: &str, from: &str, to: &str, state: &str| {
+        json!({"id": format!("{who}-{day}"), "care_professional_id": who, "title": kind,
+               "leave_start_time": at(day, from), "leave_end_time": at(day, to),
+               "leave_state": state})
+    };
+    let unavailable = vec![
+        leave("C5", "Annual leave", "24", "00:00", "23:59", "approved"),
+        leave("C6", "Annual leave", "25", "00:00", "23:59", "declined"),
+        leave("A2", "Study leave", "25", "12:00", "18:00", "requested"),
+        // Leave that ends before its list starts is no risk.
+        leave("A1", "Professional leave", "24", "06:00", "08:30", "approved"),
+    ];
+    MemoryTables::new()
+        .with_rows("theatre_session", &sessions)
+        .unwrap()
+        .with_rows("procedure", &[])
+        .unwrap()
+        .with_rows("staff_unavailability", &unavailable)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_list_is_at_risk_for_leave_a_double_booking_or_no_anaesthetist() {
+    let rows = view_over(risk_tables(), "theatre-scheduler", "at-risk", &[])
+        .await
+        .unwrap();
+    let got: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["theatre_session_id"].as_str().unwrap().to_string(),
+                r["risk"].as_str().unwrap().to_string(),
+                r["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("R1", "consultant double-booked", "also on session R2 in Theatre 2"),
+        ("R2", "consultant double-booked", "also on session R1 in Theatre 1"),
+        ("R3", "theatre double-booked", "also on session R4 in Theatre 3"),
+        ("R4", "theatre double-booked", "also on session R3 in Theatre 3"),
+        ("R5", "consultant on leave", "Annual leave (approved)"),
+        ("R6", "no anaesthetist", "no anaesthetist named on the list"),
+        ("R7", "anaesthetist on leave", "Study leave (requested)"),
+    ]
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+    assert_eq!(got, want);
+    // Without the leave table in the grant, the view is refused rather
+    // than shown with no leave.
+    let e = DemoInstance::new(risk_tables())
+        .view(
+            "theatre-sessions",
+            "analyst",
+            Purpose::Operations,
+            "http",
+            "at-risk",
+            &[("from", "2026-11-23"), ("to", "2026-11-29")],
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("staff_unavailability"), "{e}");
 }
