@@ -23,6 +23,8 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
+use fdp_fhir::pathway_transfer::TransferredPathway;
+use fdp_fhir::referral::ReferredPatient;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -251,6 +253,56 @@ pub fn unfit(
     None
 }
 
+/// Split "SURNAME, Given" into family and given names.
+fn name_parts(name: Option<&str>) -> (Option<String>, Option<String>) {
+    match name.and_then(|n| n.split_once(',')) {
+        Some((family, given)) => (
+            Some(family.trim().to_string()),
+            Some(given.trim().to_string()).filter(|g| !g.is_empty()),
+        ),
+        None => (name.map(str::to_string), None),
+    }
+}
+
+/// The pathway of PTL `row` as it moves from trust `from` to a slot on
+/// session `session_id` at trust `to`: what a booking request carries.
+/// `None` where the row does not show its patient, pathway or clock start.
+pub fn transferred(
+    row: &Map<String, Value>,
+    from: &str,
+    to: &str,
+    session_id: &str,
+) -> Option<TransferredPathway> {
+    let patient = text(row, "patient_id")?;
+    let (family, given) = name_parts(text(row, "patient_name").as_deref());
+    Some(TransferredPathway {
+        patient: ReferredPatient {
+            nhs_number: Some(patient.clone())
+                .filter(|p| fdp_model::identifiers::parse_nhs_number(p).is_ok()),
+            id: patient,
+            family,
+            given,
+            ..Default::default()
+        },
+        pathway_id: text(row, "pathway_id")?,
+        specialty: text(row, "specialty"),
+        treatment_function_code: None,
+        consultant: text(row, "consultant"),
+        clock_start: day(row, "rtt_period_start_date")?,
+        clock_start_code: text(row, "clock_start_code").unwrap_or_else(|| "10".into()),
+        priority: text(row, "priority_type"),
+        decided_to_admit: day(row, "decided_to_admit_date"),
+        latest_clinically_appropriate: day(row, "latest_clinically_appropriate_date"),
+        procedure_code: text(row, "procedure_code"),
+        procedure_description: None,
+        expected_theatre_minutes: whole(row, "expected_theatre_minutes")
+            .and_then(|m| u32::try_from(m).ok()),
+        from: from.to_string(),
+        to: to.to_string(),
+        session_id: session_id.to_string(),
+    })
+}
+
 /// A slot offered by another trust, with the patients on this trust's
 /// PTL it would suit, greatest need first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -414,5 +466,28 @@ mod tests {
             .collect();
         // 105 - 45 = 60; 60 - 45 = 15 is too short for another case.
         assert_eq!(usable, [60, 0, 60]);
+    }
+
+    #[test]
+    fn a_ptl_row_moves_with_its_clock_and_patient_and_not_without_them() {
+        let mut r = row(
+            json!({"eal_id": "E1", "pathway_id": "PW1", "patient_id": "9434765919",
+            "patient_name": "ALPHA, Test", "specialty": "Trauma and Orthopaedics",
+            "rtt_period_start_date": "2025-06-02", "clock_start_code": "11",
+            "priority_type": "P2", "expected_theatre_minutes": 75}),
+        );
+        let t = transferred(&r, "RXX", "RYY", "S9").unwrap();
+        assert_eq!(t.patient.nhs_number.as_deref(), Some("9434765919"));
+        assert_eq!(
+            (t.patient.family.as_deref(), t.patient.given.as_deref()),
+            (Some("ALPHA"), Some("Test"))
+        );
+        assert_eq!(t.clock_start, NaiveDate::from_ymd_opt(2025, 6, 2).unwrap());
+        assert_eq!(t.clock_start_code, "11");
+        assert_eq!(t.expected_theatre_minutes, Some(75));
+        assert_eq!((t.to.as_str(), t.session_id.as_str()), ("RYY", "S9"));
+        // A clock start the grant does not show: nothing is sent.
+        r.remove("rtt_period_start_date");
+        assert!(transferred(&r, "RXX", "RYY", "S9").is_none());
     }
 }

@@ -24,8 +24,6 @@ use fdp_federation::mutual_aid::{
     BookingRequest, BookingRequests, MutualAidError, NewBookingRequest, RecordIntake,
 };
 use fdp_federation::Federation;
-use fdp_fhir::pathway_transfer::TransferredPathway;
-use fdp_fhir::referral::ReferredPatient;
 use fdp_govern::{GovernError, Governance, ProductView, SessionRequest};
 use fdp_products::mutual_aid::{self, objects, SlotFit, LOCK_DAYS};
 use fdp_products::platform::{run_view, ProductError, Registry};
@@ -35,6 +33,7 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::principal;
 use crate::checkpoint::purpose_of;
+use crate::referrals::Decision;
 use crate::AppState;
 
 /// Why a step was not taken, with the HTTP status that says so.
@@ -183,6 +182,36 @@ impl<'a> MutualAid<'a> {
         let session = self.governance.session(self.tables, req.clone()).await?;
         let out = run_view(&self.registry, product, view, &session, &given).await?;
         Ok(objects(&out.columns, &out.rows))
+    }
+
+    /// The booking requests sent and received as `req` may see them: one
+    /// by one (each names a patient), the patient and their name shaped as
+    /// the policy shapes a list entry's, audited as served (`what`).
+    fn shown_requests(
+        &self,
+        req: &SessionRequest,
+        what: &str,
+    ) -> Result<Vec<BookingRequest>, Problem> {
+        let fed = self.federation()?;
+        let view = self
+            .view(req, &["patient", "eal_entry"], what)?
+            .one_by_one("the booking requests")?;
+        let shown: Vec<BookingRequest> = self
+            .requests
+            .current(fed)?
+            .into_iter()
+            .map(|mut r| {
+                r.patient_name = view.field("eal_entry", "patient_name", r.patient_name.as_deref());
+                r.patient = view
+                    .field("eal_entry", "patient_id", Some(&r.patient))
+                    .unwrap_or_default();
+                r.transfer = Value::Null;
+                r
+            })
+            .collect();
+        let patients = shown.iter().map(|r| r.patient.clone()).collect();
+        view.served(shown.len() as u64, patients)?;
+        Ok(shown)
     }
 
     /// This trust's theatre-slot offers: the free time inside the lock from
@@ -361,7 +390,13 @@ impl<'a> MutualAid<'a> {
                 format!("entry {} does not fit the slot: {why}", asked.eal_id),
             ));
         }
-        let pathway = transferred(row, &fed.identity.ods, &asked).ok_or_else(|| {
+        let pathway = mutual_aid::transferred(
+            row,
+            &fed.identity.ods,
+            &asked.to,
+            &asked.session_id,
+        )
+        .ok_or_else(|| {
             Problem::new(
                 StatusCode::FORBIDDEN,
                 format!(
@@ -377,7 +412,10 @@ impl<'a> MutualAid<'a> {
             slot: fit.slot.clone(),
             eal_id: asked.eal_id,
             pathway,
-            patient_name: text(row, "patient_name"),
+            patient_name: row
+                .get("patient_name")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             rtt_weeks_waiting: row.get("rtt_weeks_waiting").and_then(Value::as_i64),
             patient_choice: asked.patient_choice,
             lawful_basis: asked.lawful_basis,
@@ -418,67 +456,16 @@ impl<'a> MutualAid<'a> {
             .await?;
         // The slot's time is now taken: offer what is left. A caller whose
         // grant does not reach capacity leaves that to the next publication.
-        let republished = self.publish_theatre_slots(req, today).await.is_ok();
+        let republished = match self.publish_theatre_slots(req, today).await {
+            Ok(_) => true,
+            Err(p) if p.status == StatusCode::FORBIDDEN => false,
+            Err(p) => {
+                tracing::warn!(problem = %p, "the theatre slots could not be published again");
+                false
+            }
+        };
         Ok((decided, republished))
     }
-}
-
-fn text(row: &Map<String, Value>, column: &str) -> Option<String> {
-    row.get(column).and_then(Value::as_str).map(str::to_string)
-}
-
-/// Split "SURNAME, Given" into family and given names.
-fn name_parts(name: Option<&str>) -> (Option<String>, Option<String>) {
-    match name.and_then(|n| n.split_once(',')) {
-        Some((family, given)) => (
-            Some(family.trim().to_string()),
-            Some(given.trim().to_string()).filter(|g| !g.is_empty()),
-        ),
-        None => (name.map(str::to_string), None),
-    }
-}
-
-/// The pathway of PTL `row` as it moves from `from` to the slot `asked`
-/// for; `None` where the row does not show its patient, pathway or clock
-/// start.
-fn transferred(
-    row: &Map<String, Value>,
-    from: &str,
-    asked: &AskedBooking,
-) -> Option<TransferredPathway> {
-    let day = |c: &str| {
-        text(row, c).and_then(|d| NaiveDate::parse_from_str(d.get(..10)?, "%Y-%m-%d").ok())
-    };
-    let patient = text(row, "patient_id")?;
-    let (family, given) = name_parts(text(row, "patient_name").as_deref());
-    Some(TransferredPathway {
-        patient: ReferredPatient {
-            nhs_number: Some(patient.clone())
-                .filter(|p| fdp_model::identifiers::parse_nhs_number(p).is_ok()),
-            id: patient,
-            family,
-            given,
-            ..Default::default()
-        },
-        pathway_id: text(row, "pathway_id")?,
-        specialty: text(row, "specialty"),
-        treatment_function_code: None,
-        consultant: text(row, "consultant"),
-        clock_start: day("rtt_period_start_date")?,
-        clock_start_code: text(row, "clock_start_code").unwrap_or_else(|| "10".into()),
-        priority: text(row, "priority_type"),
-        decided_to_admit: day("decided_to_admit_date"),
-        latest_clinically_appropriate: day("latest_clinically_appropriate_date"),
-        procedure_code: text(row, "procedure_code"),
-        procedure_description: None,
-        expected_theatre_minutes: row
-            .get("expected_theatre_minutes")
-            .and_then(Value::as_u64)
-            .and_then(|m| u32::try_from(m).ok()),
-        from: from.to_string(),
-        to: asked.to.clone(),
-        session_id: asked.session_id.clone(),
-    })
 }
 
 /// The caller's session request, or the refusal.
@@ -587,44 +574,11 @@ pub async fn list(State(state): State<AppState>, ext: Extensions, headers: Heade
         Ok(r) => r,
         Err(r) => return r,
     };
-    let aid = MutualAid::of(&state);
-    let listed = (|| {
-        let fed = aid.federation()?;
-        let view = aid
-            .view(
-                &req,
-                &["patient", "eal_entry"],
-                "GET /api/mutual-aid/requests",
-            )?
-            .one_by_one("the booking requests")?;
-        let shown: Vec<BookingRequest> = aid
-            .requests
-            .current(fed)?
-            .into_iter()
-            .map(|mut r| {
-                r.patient_name = view.field("eal_entry", "patient_name", r.patient_name.as_deref());
-                r.patient = view
-                    .field("eal_entry", "patient_id", Some(&r.patient))
-                    .unwrap_or_default();
-                r.transfer = Value::Null;
-                r
-            })
-            .collect();
-        let patients = shown.iter().map(|r| r.patient.clone()).collect();
-        view.served(shown.len() as u64, patients)?;
-        Ok::<_, Problem>(shown)
-    })();
+    let listed = MutualAid::of(&state).shown_requests(&req, "GET /api/mutual-aid/requests");
     match listed {
         Ok(shown) => Json(shown).into_response(),
         Err(p) => p.into_response(),
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Decision {
-    pub accept: bool,
-    pub reason: Option<String>,
 }
 
 /// `POST /api/mutual-aid/requests/{id}/decision`: the providing trust
@@ -685,25 +639,7 @@ pub async fn page(State(state): State<AppState>, ext: Extensions, headers: Heade
         Ok(feed) => aid.fits(&req, &feed).await,
         Err(p) => Err(p),
     };
-    let requests = (|| {
-        let view = aid
-            .view(&req, &["patient", "eal_entry"], "GET /mutual-aid")?
-            .one_by_one("the booking requests")?;
-        let shown: Vec<BookingRequest> = aid
-            .requests
-            .current(fed)?
-            .into_iter()
-            .map(|mut r| {
-                r.patient_name = view.field("eal_entry", "patient_name", r.patient_name.as_deref());
-                r
-            })
-            .collect();
-        view.served(
-            shown.len() as u64,
-            shown.iter().map(|r| r.patient.clone()).collect(),
-        )?;
-        Ok::<_, Problem>(shown)
-    })();
+    let requests = aid.shown_requests(&req, "GET /mutual-aid");
     let name = |n: &Option<String>| n.clone().unwrap_or_else(|| "[not shown]".into());
     crate::ui::layout(
         "Mutual aid",

@@ -159,6 +159,8 @@ pub async fn list(State(state): State<AppState>, ext: Extensions, headers: Heade
     Json(all).into_response()
 }
 
+/// A provider's answer, with its reason: to a referral, or to a
+/// mutual-aid booking request.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {

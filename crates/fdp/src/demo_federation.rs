@@ -290,11 +290,7 @@ async fn elective_extracts(
     for (name, bytes) in files {
         let path = drop.join(&name);
         std::fs::write(&path, bytes)?;
-        for m in extract::mappings_to_load(&mappings, &path).map_err(anyhow::Error::msg)? {
-            extract::load_file(dir, m, &path, &run_id)
-                .await
-                .with_context(|| format!("loading {name} with mapping {}", m.name))?;
-        }
+        crate::ingest::load_extract(dir, &mappings, &path, &run_id).await?;
     }
     Ok(())
 }

@@ -255,6 +255,27 @@ pub async fn load_bed_register(
     Ok(())
 }
 
+/// Load the extract at `path` into `data_dir` with each of `mappings` that
+/// applies to it, as part of load `run_id`.
+pub async fn load_extract(
+    data_dir: &Path,
+    mappings: &[fdp_ingest::extract::Mapping],
+    path: &Path,
+    run_id: &str,
+) -> Result<Vec<fdp_ingest::extract::FileReport>> {
+    use fdp_ingest::extract;
+    let applying = extract::mappings_to_load(mappings, path)
+        .map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
+    let mut reports = Vec::new();
+    for m in applying {
+        let r = extract::load_file(data_dir, m, path, run_id)
+            .await
+            .with_context(|| format!("loading {} with mapping {}", path.display(), m.name))?;
+        reports.push(r);
+    }
+    Ok(reports)
+}
+
 /// Load flat extracts with declared mappings and print what happened.
 pub async fn csv(
     data_dir: &Path,
@@ -296,14 +317,7 @@ pub async fn csv(
     let pb = progress(paths.len() as u64, "files");
     let mut reports = Vec::new();
     for p in &paths {
-        let applying = extract::mappings_to_load(&mappings, p)
-            .map_err(|why| anyhow::anyhow!("{}: {why}", p.display()))?;
-        for m in applying {
-            let r = extract::load_file(data_dir, m, p, &run_id)
-                .await
-                .with_context(|| format!("loading {} with mapping {}", p.display(), m.name))?;
-            reports.push(r);
-        }
+        reports.extend(load_extract(data_dir, &mappings, p, &run_id).await?);
         pb.inc(1);
     }
     pb.finish_and_clear();

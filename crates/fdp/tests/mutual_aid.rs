@@ -47,26 +47,6 @@ fn config(listen: u16, principals: &str, peers: &[&Site]) -> String {
     c
 }
 
-fn call(
-    server: &Server,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let body = body.map(|b| b.to_string());
-    let r = http_request_with(
-        server.http,
-        method,
-        path,
-        Some(token),
-        &[("X-Purpose", "direct-care")],
-        body.as_deref(),
-    );
-    let v = serde_json::from_str(&r.body).unwrap_or(Value::String(r.body.clone()));
-    (r.status, v)
-}
-
 fn dmy(d: NaiveDate) -> String {
     d.format("%d/%m/%Y").to_string()
 }
@@ -156,13 +136,14 @@ fn theatre_extracts(dir: &Path, today: NaiveDate) -> NaiveDate {
 }
 
 fn ptl(server: &Server, token: &str) -> Vec<Map<String, Value>> {
-    let (status, answer) = call(server, "GET", "/api/products/waiting-list/ptl", token, None);
+    let (status, answer) =
+        direct_care_call(server, "GET", "/api/products/waiting-list/ptl", token, None);
     assert_eq!(status, 200, "{answer}");
     rows(&answer)
 }
 
 fn requests(server: &Server, token: &str) -> Vec<Value> {
-    let (status, list) = call(server, "GET", "/api/mutual-aid/requests", token, None);
+    let (status, list) = direct_care_call(server, "GET", "/api/mutual-aid/requests", token, None);
     assert_eq!(status, 200, "{list}");
     list.as_array().unwrap().clone()
 }
@@ -275,7 +256,7 @@ fn a_free_slot_at_one_trust_goes_to_another_trusts_longest_waiting_suitable_pati
     let trust_a = Server::start_configured(&a_data, 0.5, "127.0.0.1:0", "127.0.0.1:0", &a_config);
 
     // B publishes the free time inside its lock, derived from its lists.
-    let (status, published) = call(
+    let (status, published) = direct_care_call(
         &trust_b,
         "POST",
         "/api/capacity/theatre-slots",
@@ -300,7 +281,7 @@ fn a_free_slot_at_one_trust_goes_to_another_trusts_longest_waiting_suitable_pati
         [("B-101".to_string(), 105), ("B-102".to_string(), 225)]
     );
     // A waiting-list manager has no grant to publish capacity.
-    let (status, refused) = call(
+    let (status, refused) = direct_care_call(
         &trust_b,
         "POST",
         "/api/capacity/theatre-slots",
@@ -309,7 +290,8 @@ fn a_free_slot_at_one_trust_goes_to_another_trusts_longest_waiting_suitable_pati
     );
     assert_eq!(status, 403, "{refused}");
     wait_until(60, "B's slots at the ICB", || {
-        let (_, feed) = call(&icb_server, "GET", "/api/capacity", &icb_server.token, None);
+        let (_, feed) =
+            direct_care_call(&icb_server, "GET", "/api/capacity", &icb_server.token, None);
         feed["gathered"].as_array().is_some_and(|g| {
             g.iter()
                 .any(|p| p["publisher"] == "RYY" && p["offers"].as_array().unwrap().len() == 2)
@@ -317,7 +299,7 @@ fn a_free_slot_at_one_trust_goes_to_another_trusts_longest_waiting_suitable_pati
     });
 
     // A's waiting-list manager sees B's T&O slot with A's patients it suits.
-    let (status, fits) = call(&trust_a, "GET", "/api/mutual-aid/slots", &wlm, None);
+    let (status, fits) = direct_care_call(&trust_a, "GET", "/api/mutual-aid/slots", &wlm, None);
     assert_eq!(status, 200, "{fits}");
     let fits = fits.as_array().unwrap().clone();
     let fit = |session: &str| {
@@ -403,7 +385,7 @@ fn a_free_slot_at_one_trust_goes_to_another_trusts_longest_waiting_suitable_pati
                "patient_choice": "agreed by phone to travel to Riverside General",
                "lawful_basis": "UK GDPR 6(1)(e) and 9(2)(h): direct care"})
     };
-    let (status, refused) = call(
+    let (status, refused) = direct_care_call(
         &trust_a,
         "POST",
         "/api/mutual-aid/requests",
@@ -415,7 +397,7 @@ fn a_free_slot_at_one_trust_goes_to_another_trusts_longest_waiting_suitable_pati
         refused["error"].as_str().unwrap().contains("Urology"),
         "{refused}"
     );
-    let (status, refused) = call(
+    let (status, refused) = direct_care_call(
         &trust_a,
         "POST",
         "/api/mutual-aid/requests",
@@ -434,7 +416,7 @@ fn a_free_slot_at_one_trust_goes_to_another_trusts_longest_waiting_suitable_pati
     assert_eq!(analyst.status, 403, "{}", analyst.body);
     let mut no_choice = ask(&eal, "B-101");
     no_choice["patient_choice"] = json!(" ");
-    let (status, refused) = call(
+    let (status, refused) = direct_care_call(
         &trust_a,
         "POST",
         "/api/mutual-aid/requests",
@@ -446,7 +428,7 @@ fn a_free_slot_at_one_trust_goes_to_another_trusts_longest_waiting_suitable_pati
     // B goes down; A sends the request, which waits in A's outbox.
     trust_b.stop();
     let t0 = Instant::now();
-    let (status, sent) = call(
+    let (status, sent) = direct_care_call(
         &trust_a,
         "POST",
         "/api/mutual-aid/requests",
@@ -483,16 +465,7 @@ fn a_free_slot_at_one_trust_goes_to_another_trusts_longest_waiting_suitable_pati
         received[0]["patient_choice"],
         "agreed by phone to travel to Riverside General"
     );
-    let inbox = std::fs::read_dir(b_data.join("federation/inbox"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "json")
-        })
-        .count();
+    let inbox = inbox_messages(&b_data);
     assert_eq!(inbox, 1, "the request is in B's inbox once");
     assert!(ptl(&trust_b, &sched)
         .iter()
@@ -525,7 +498,7 @@ fn a_free_slot_at_one_trust_goes_to_another_trusts_longest_waiting_suitable_pati
     );
     assert_eq!(decided.status, 303, "{}", decided.body);
     assert_eq!(requests(&trust_b, &sched)[0]["status"], "accepted");
-    let (status, again) = call(
+    let (status, again) = direct_care_call(
         &trust_b,
         "POST",
         &format!("/api/mutual-aid/requests/{id}/decision"),
@@ -533,7 +506,7 @@ fn a_free_slot_at_one_trust_goes_to_another_trusts_longest_waiting_suitable_pati
         Some(json!({"accept": false})),
     );
     assert_eq!(status, 409, "{again}");
-    let (status, own) = call(
+    let (status, own) = direct_care_call(
         &trust_a,
         "POST",
         &format!("/api/mutual-aid/requests/{id}/decision"),
@@ -587,7 +560,7 @@ fn a_free_slot_at_one_trust_goes_to_another_trusts_longest_waiting_suitable_pati
     );
     assert_eq!(requests(&trust_a, &wlm)[0]["status"], "accepted");
     // The patient is offered no more slots, and B offers what is left.
-    let (_, fits) = call(&trust_a, "GET", "/api/mutual-aid/slots", &wlm, None);
+    let (_, fits) = direct_care_call(&trust_a, "GET", "/api/mutual-aid/slots", &wlm, None);
     assert!(fits
         .as_array()
         .unwrap()
@@ -596,7 +569,8 @@ fn a_free_slot_at_one_trust_goes_to_another_trusts_longest_waiting_suitable_pati
         .all(|c| c["eal_id"] != eal.as_str()));
     let left = 105 - (minutes + 15);
     wait_until(60, "B's slot reduced at the ICB", || {
-        let (_, feed) = call(&icb_server, "GET", "/api/capacity", &icb_server.token, None);
+        let (_, feed) =
+            direct_care_call(&icb_server, "GET", "/api/capacity", &icb_server.token, None);
         let ortho = feed["gathered"]
             .as_array()
             .and_then(|g| g.iter().find(|p| p["publisher"] == "RYY"))

@@ -138,16 +138,7 @@ fn a_referral_waits_for_a_care_provider_that_is_down_and_arrives_once() {
         bundle["entry"][3]["resource"]["activity"][1]["detail"]["description"],
         "hoist for transfers"
     );
-    let messages = std::fs::read_dir(care.join("federation/inbox"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "json")
-        })
-        .count();
+    let messages = inbox_messages(&care);
     assert_eq!(messages, 1, "the referral is in the provider's inbox once");
     // The record came in through ingest under the trust's name: the
     // provider's FHIR API serves the patient, and its canonical tables hold

@@ -10,28 +10,6 @@ use common::webdriver::Browser;
 use common::*;
 use serde_json::{json, Value};
 
-const DIRECT_CARE: (&str, &str) = ("X-Purpose", "direct-care");
-
-fn api(
-    server: &Server,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let body = body.map(|b| b.to_string());
-    let r = http_request_with(
-        server.http,
-        method,
-        path,
-        Some(token),
-        &[DIRECT_CARE],
-        body.as_deref(),
-    );
-    let v = serde_json::from_str(&r.body).unwrap_or(Value::String(r.body.clone()));
-    (r.status, v)
-}
-
 #[test]
 fn a_removal_is_proposed_signed_off_by_a_clinician_in_the_browser_and_leaves_the_list() {
     let dir = tempfile::tempdir().unwrap();
@@ -75,7 +53,7 @@ fn a_removal_is_proposed_signed_off_by_a_clinician_in_the_browser_and_leaves_the
     let (admin, doc) = (token("admin"), token("doc"));
 
     // The rule that finds patients who have died flags some entries.
-    let (status, flags) = api(
+    let (status, flags) = direct_care_call(
         &server,
         "GET",
         "/api/products/waiting-list/validation?rule=deceased",
@@ -87,7 +65,7 @@ fn a_removal_is_proposed_signed_off_by_a_clinician_in_the_browser_and_leaves_the
     assert!(flags.len() >= 2, "{} deceased flags", flags.len());
     let entry = flags[0]["eal_id"].as_str().unwrap().to_string();
     let other = flags[1]["eal_id"].as_str().unwrap().to_string();
-    let (_, ptl) = api(
+    let (_, ptl) = direct_care_call(
         &server,
         "GET",
         "/api/products/waiting-list/ptl",
@@ -105,7 +83,7 @@ fn a_removal_is_proposed_signed_off_by_a_clinician_in_the_browser_and_leaves_the
         .to_string();
 
     // The administrator proposes the removal, with the rule's evidence.
-    let (status, proposed) = api(
+    let (status, proposed) = direct_care_call(
         &server,
         "POST",
         &format!("/api/products/waiting-list/actions/propose/{entry}"),
@@ -144,9 +122,9 @@ fn a_removal_is_proposed_signed_off_by_a_clinician_in_the_browser_and_leaves_the
     // does not sign off; a clinician does not sign off their own change;
     // a change is not written as a FHIR Task by anyone.
     let sign_off = format!("/api/products/waiting-list/actions/sign-off/{change}");
-    let (status, refused) = api(&server, "POST", &sign_off, &admin, Some(json!({})));
+    let (status, refused) = direct_care_call(&server, "POST", &sign_off, &admin, Some(json!({})));
     assert_eq!(status, 403, "{refused}");
-    let (status, own) = api(
+    let (status, own) = direct_care_call(
         &server,
         "POST",
         &format!("/api/products/waiting-list/actions/propose/{other}"),
@@ -155,7 +133,7 @@ fn a_removal_is_proposed_signed_off_by_a_clinician_in_the_browser_and_leaves_the
     );
     assert_eq!(status, 200, "{own}");
     let own = own["change"].as_str().unwrap().to_string();
-    let (status, refused) = api(
+    let (status, refused) = direct_care_call(
         &server,
         "POST",
         &format!("/api/products/waiting-list/actions/sign-off/{own}"),
@@ -171,9 +149,10 @@ fn a_removal_is_proposed_signed_off_by_a_clinician_in_the_browser_and_leaves_the
         "code": {"coding": [{"system": "https://openfdp.nhs.uk/CodeSystem/waiting-list-change", "code": "remove"}]},
         "focus": {"identifier": {"system": "https://openfdp.nhs.uk/Id/eal-entry", "value": other}},
         "requester": {"display": "admin"}, "owner": {"display": "doc"}});
-    let (status, refused) = api(&server, "POST", "/fhir/Task", &doc, Some(forged.clone()));
+    let (status, refused) =
+        direct_care_call(&server, "POST", "/fhir/Task", &doc, Some(forged.clone()));
     assert_eq!(status, 403, "{refused}");
-    let (status, refused) = api(
+    let (status, refused) = direct_care_call(
         &server,
         "PUT",
         &format!("/fhir/Task/{own}"),
@@ -251,7 +230,7 @@ fn a_removal_is_proposed_signed_off_by_a_clinician_in_the_browser_and_leaves_the
     assert_eq!(after.len(), listed.len() - 1);
 
     // The entry's history says who did what, kept as a versioned record.
-    let (_, history) = api(
+    let (_, history) = direct_care_call(
         &server,
         "GET",
         &format!("/api/products/waiting-list/history?entry={entry}"),
@@ -263,7 +242,7 @@ fn a_removal_is_proposed_signed_off_by_a_clinician_in_the_browser_and_leaves_the
     assert_eq!(history[0]["decision"], json!("signed off"));
     assert_eq!(history[0]["requested_by"], json!("admin"));
     assert_eq!(history[0]["decided_by"], json!("doc"));
-    let (status, versions) = api(
+    let (status, versions) = direct_care_call(
         &server,
         "GET",
         &format!("/fhir/Task/{change}/_history"),

@@ -139,6 +139,11 @@ fn date_param(name: &str, description: &str) -> ParamSpec {
     }
 }
 
+/// The session's own column `name`, titled `title`.
+fn session(name: &str, title: &str) -> OutputColumn {
+    column(name, title, Source::column("theatre_session", name))
+}
+
 /// Where touch time comes from.
 fn touch_source() -> Source {
     Source::derived(&[
@@ -379,20 +384,17 @@ fn sessions(minutes: &str) -> (String, Vec<OutputColumn>) {
         late_start = minutes_after("start_time", "planned_start_time"),
         overrun = minutes_after("end_time", "planned_end_time"),
     );
-    let session = |name: &str, title: &str, from: &str| {
-        column(name, title, Source::column("theatre_session", from))
-    };
     let columns = vec![
-        session("theatre_session_id", "Session", "theatre_session_id"),
-        session("date", "Date", "date"),
-        session("theatre_name", "Theatre", "theatre_name"),
-        session("specialty_name", "Specialty", "specialty_name"),
-        session("am_pm", "AM/PM", "am_pm"),
-        session("primary_consultant_name", "Consultant", "primary_consultant_name"),
-        session("planned_start_time", "Planned start", "planned_start_time"),
-        session("planned_end_time", "Planned end", "planned_end_time"),
-        session("start_time", "Started", "start_time"),
-        session("end_time", "Ended", "end_time"),
+        session("theatre_session_id", "Session"),
+        session("date", "Date"),
+        session("theatre_name", "Theatre"),
+        session("specialty_name", "Specialty"),
+        session("am_pm", "AM/PM"),
+        session("primary_consultant_name", "Consultant"),
+        session("planned_start_time", "Planned start"),
+        session("planned_end_time", "Planned end"),
+        session("start_time", "Started"),
+        session("end_time", "Ended"),
         column("available_minutes", "Minutes available", available_source()),
         column(
             "late_start_minutes",
@@ -453,9 +455,6 @@ fn free_time(from: &str, to: &str) -> (String, Vec<OutputColumn>) {
          FROM free \
          ORDER BY date, theatre_name, planned_start_time"
     );
-    let session = |name: &str, title: &str| {
-        column(name, title, Source::column("theatre_session", name))
-    };
     let booked = || {
         Source::derived(&[
             ("theatre_booking", "expected_duration"),
@@ -531,9 +530,6 @@ fn at_risk(from: &str, to: &str) -> (String, Vec<OutputColumn>) {
         consultant_twice = twice("primary_consultant_id", "consultant double-booked"),
         theatre_twice = twice("theatre_id", "theatre double-booked"),
     );
-    let session = |name: &str, title: &str| {
-        column(name, title, Source::column("theatre_session", name))
-    };
     let why = || {
         Source::derived(&[
             ("staff_unavailability", "leave_state"),
@@ -569,9 +565,6 @@ fn cancellations(from: &str, to: &str) -> (String, Vec<OutputColumn>) {
          ORDER BY s.date, s.theatre_name, s.planned_start_time, b.theatre_booking_id",
         planned = planned(from, to),
     );
-    let session = |name: &str, title: &str| {
-        column(name, title, Source::column("theatre_session", name))
-    };
     let booking = |name: &str, title: &str| {
         column(name, title, Source::column("theatre_booking", name))
     };

@@ -687,3 +687,42 @@ pub fn rows(answer: &serde_json::Value) -> Vec<serde_json::Map<String, serde_jso
         })
         .collect()
 }
+
+/// `method path` on `server` as `token` for direct care, with a JSON
+/// `body`: the status, and the answer as JSON (or as a string when it is
+/// not JSON).
+#[allow(dead_code)]
+pub fn direct_care_call(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let body = body.map(|b| b.to_string());
+    let r = http_request_with(
+        server.http,
+        method,
+        path,
+        Some(token),
+        &[("X-Purpose", "direct-care")],
+        body.as_deref(),
+    );
+    let v = serde_json::from_str(&r.body).unwrap_or(serde_json::Value::String(r.body.clone()));
+    (r.status, v)
+}
+
+/// How many messages an instance's federation inbox holds.
+#[allow(dead_code)]
+pub fn inbox_messages(data: &Path) -> usize {
+    std::fs::read_dir(data.join("federation/inbox"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count()
+}
