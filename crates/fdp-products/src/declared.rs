@@ -293,8 +293,8 @@ impl DeclaredProduct {
                 });
             }
             if let Some(chart) = &v.chart {
-                for c in [&chart.label, &chart.value] {
-                    if !columns.iter().any(|o| &o.name == c) {
+                for c in chart.columns() {
+                    if !columns.iter().any(|o| o.name == c) {
                         return Err(err(
                             at(&format!("\"{c}\"")),
                             format!(

@@ -239,15 +239,95 @@ pub struct OfferedOn {
     pub column: String,
 }
 
-/// A bar chart of a view's answer: one bar a row, labelled by one column
-/// and as long as another's number.
+/// A chart of a view's answer. As bars (the default): one bar a row,
+/// labelled by one column and as long as another's number, with the
+/// numbers of further columns stacked after it. As lines: the rows in
+/// order along the bottom, labelled by one column, and a line for each
+/// number column, for a trend week by week.
+///
+/// ```
+/// use fdp_products::platform::Chart;
+/// // Minutes booked, then minutes free, on each list.
+/// let week = Chart::bars("list", "booked_minutes").stacked(&["usable_unbooked_minutes"]);
+/// // Utilisation capped and uncapped, week by week.
+/// let trend = Chart::lines("week", &["utilisation_capped", "utilisation_uncapped"]);
+/// assert_eq!(trend.columns(), ["week", "utilisation_capped", "utilisation_uncapped"]);
+/// # let _ = week;
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Chart {
-    /// The column that names each bar.
+    /// The column that names each bar, or each point along the bottom.
     pub label: String,
-    /// The column whose number is the bar's length.
+    /// The column whose number is the bar's length (its first part), or
+    /// the first line.
     pub value: String,
+    /// Columns whose numbers follow `value`'s: the further parts of each
+    /// bar, or further lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stack: Vec<String>,
+    #[serde(default, skip_serializing_if = "ChartKind::is_bars")]
+    pub kind: ChartKind,
+}
+
+/// How a [`Chart`] is drawn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChartKind {
+    #[default]
+    Bars,
+    Lines,
+}
+
+impl ChartKind {
+    fn is_bars(&self) -> bool {
+        *self == ChartKind::Bars
+    }
+}
+
+impl Chart {
+    /// One bar a row, labelled by `label`, as long as `value`.
+    pub fn bars(label: &str, value: &str) -> Chart {
+        Chart {
+            label: label.into(),
+            value: value.into(),
+            stack: Vec::new(),
+            kind: ChartKind::Bars,
+        }
+    }
+
+    /// A line for each of `values` across the rows, labelled by `label`.
+    ///
+    /// # Panics
+    /// If `values` is empty: a line chart with no line is a bug.
+    pub fn lines(label: &str, values: &[&str]) -> Chart {
+        let (first, rest) = values.split_first().expect("a line chart has a line");
+        Chart {
+            label: label.into(),
+            value: (*first).into(),
+            stack: rest.iter().map(|s| s.to_string()).collect(),
+            kind: ChartKind::Lines,
+        }
+    }
+
+    /// With `more` stacked after the value.
+    pub fn stacked(mut self, more: &[&str]) -> Chart {
+        self.stack.extend(more.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Every column the chart names: the label, then the numbers.
+    pub fn columns(&self) -> Vec<&str> {
+        [self.label.as_str(), self.value.as_str()]
+            .into_iter()
+            .chain(self.stack.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// The number columns, in order.
+    pub fn values(&self) -> Vec<&str> {
+        self.columns()[1..].to_vec()
+    }
 }
 
 /// A parameter a view takes.

@@ -16,7 +16,7 @@ use fdp_govern::{GovernError, SessionRequest};
 use fdp_ingest::live::{record_action, StaffAction};
 use fdp_products::platform::{
     as_of, is_table_action, run_action, run_census_view, run_table_action, run_view, ActionRequest,
-    ActionSpec, Chart, Input, Output, OutputColumn, ParamKind, ProductError, Recorder,
+    ActionSpec, Chart, ChartKind, Input, Output, OutputColumn, ParamKind, ProductError, Recorder,
 };
 use maud::html;
 use serde_json::{json, Value};
@@ -274,11 +274,22 @@ pub async fn view_api(
         .into_response()
 }
 
-/// The view's bar chart: one bar a row, labelled by `c.label`, as long as
-/// `c.value` (a row whose value was withheld or is not a number has no bar).
+/// The view's chart. Bars: one a row, labelled by `c.label`, in parts as
+/// long as `c.value` and each of `c.stack` (a row whose value was withheld
+/// or is not a number has no part). Lines: one for each of those columns
+/// across the rows.
 fn chart(out: &Output, c: &Chart) -> maud::Markup {
+    const CLASSES: [&str; 4] = ["series-0", "series-1", "series-2", "series-3"];
     let at = |name: &str| out.columns.iter().position(|col| col.name == name);
-    let (Some(label), Some(value)) = (at(&c.label), at(&c.value)) else {
+    let Some(label) = at(&c.label) else {
+        return html! {};
+    };
+    let Some(values) = c
+        .values()
+        .into_iter()
+        .map(|name| at(name).map(|i| (i, out.columns[i].title.as_str())))
+        .collect::<Option<Vec<_>>>()
+    else {
         return html! {};
     };
     let labels: Vec<String> = out
@@ -289,24 +300,54 @@ fn chart(out: &Output, c: &Chart) -> maud::Markup {
             other => other.to_string(),
         })
         .collect();
-    let bars: Vec<crate::svg::StackedBar> = out
-        .rows
-        .iter()
-        .zip(&labels)
-        .filter_map(|(r, l)| {
-            let v = r[value].as_f64().filter(|v| *v >= 0.0)?;
-            Some(crate::svg::StackedBar {
-                label: l,
-                parts: vec![(v.round() as usize, "bar", "")],
-            })
-        })
-        .collect();
-    let title = out
-        .columns
-        .get(value)
-        .map(|col| format!("{} by {}", col.title, c.label))
-        .unwrap_or_default();
-    crate::svg::stacked_bars(&title, &bars)
+    let names: Vec<&str> = values.iter().map(|(_, title)| *title).collect();
+    let title = format!("{} by {}", names.join(", "), out.columns[label].title);
+    match c.kind {
+        ChartKind::Lines => {
+            let lines: Vec<crate::svg::Line> = values
+                .iter()
+                .zip(CLASSES.iter().cycle())
+                .map(|(&(i, name), class)| crate::svg::Line {
+                    name,
+                    class,
+                    values: out.rows.iter().map(|r| r[i].as_f64()).collect(),
+                })
+                .collect();
+            crate::svg::lines(&title, &labels, &lines)
+        }
+        ChartKind::Bars => {
+            // One value is the plain bar; stacked parts each take a series colour.
+            let classes: Vec<&'static str> = if values.len() == 1 {
+                vec!["bar"]
+            } else {
+                CLASSES.iter().cycle().take(values.len()).copied().collect()
+            };
+            let bars: Vec<crate::svg::StackedBar> = out
+                .rows
+                .iter()
+                .zip(&labels)
+                .filter_map(|(r, l)| {
+                    let parts: Vec<(usize, &'static str, &str)> = values
+                        .iter()
+                        .zip(&classes)
+                        .filter_map(|(&(i, name), class)| {
+                            let v = r[i].as_f64().filter(|v| *v >= 0.0)?;
+                            Some((v.round() as usize, *class, name))
+                        })
+                        .collect();
+                    (!parts.is_empty()).then_some(crate::svg::StackedBar { label: l, parts })
+                })
+                .collect();
+            html! {
+                @if values.len() > 1 {
+                    p.legend { @for ((_, name), class) in values.iter().zip(&classes) {
+                        span { svg width="14" height="14" class="chart" { rect class=(class) width="14" height="14" {} } (name) }
+                    } }
+                }
+                (crate::svg::stacked_bars(&title, &bars))
+            }
+        }
+    }
 }
 
 /// `GET /products`: every product and its views.

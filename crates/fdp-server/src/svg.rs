@@ -7,7 +7,7 @@ use maud::{html, Markup};
 pub struct StackedBar<'a> {
     pub label: &'a str,
     /// (value, CSS class, name) for each part, drawn left to right.
-    pub parts: Vec<(usize, &'static str, &'static str)>,
+    pub parts: Vec<(usize, &'static str, &'a str)>,
 }
 
 /// A stacked horizontal bar chart, one bar a row.
@@ -43,11 +43,11 @@ pub fn stacked_bars(title: &str, bars: &[StackedBar]) -> Markup {
 }
 
 /// Where each part of a bar starts and how wide it is.
-fn layout(
-    parts: &[(usize, &'static str, &'static str)],
+fn layout<'a>(
+    parts: &[(usize, &'static str, &'a str)],
     start: f64,
     scale: f64,
-) -> Vec<(f64, f64, usize, &'static str, &'static str)> {
+) -> Vec<(f64, f64, usize, &'static str, &'a str)> {
     let mut x = start;
     parts
         .iter()
@@ -58,6 +58,81 @@ fn layout(
             (at, w, value, class, name)
         })
         .collect()
+}
+
+/// One line of a [`lines`] chart: its name, CSS class, and its value at
+/// each point along the bottom (none where the row has no number).
+pub struct Line<'a> {
+    pub name: &'a str,
+    pub class: &'static str,
+    pub values: Vec<Option<f64>>,
+}
+
+/// A line chart: `labels` along the bottom, one line for each of `lines`,
+/// each point titled with its value, and a legend. The scale runs from 0
+/// to the largest value (at least 1, so that ratios read against 100%).
+pub fn lines(title: &str, labels: &[String], lines: &[Line]) -> Markup {
+    let (left, top, plot_w, plot_h, bottom) = (60.0, 16.0, 640.0, 220.0, 50.0);
+    let max = lines
+        .iter()
+        .flat_map(|l| l.values.iter().flatten().copied())
+        .fold(1.0_f64, f64::max);
+    let step = if labels.len() > 1 {
+        plot_w / (labels.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let x = |i: usize| left + step * i as f64;
+    let y = |v: f64| top + plot_h * (1.0 - v / max);
+    let ticks: Vec<f64> = (0..=4).map(|k| max * f64::from(k) / 4.0).collect();
+    let width = left + plot_w + 40.0;
+    let height = top + plot_h + bottom;
+    // Label every point along the bottom when they fit, else every few.
+    let every = labels.len().div_ceil(12).max(1);
+    html! {
+        svg.chart role="img" aria-label=(title) width=(width) height=(height)
+            viewBox=(format!("0 0 {width} {height}")) {
+            title { (title) }
+            @for t in &ticks {
+                line.grid x1=(left) x2=(left + plot_w) y1=(format!("{:.1}", y(*t))) y2=(format!("{:.1}", y(*t))) {}
+                text.chart-label x=(left - 6.0) y=(format!("{:.1}", y(*t) + 4.0)) text-anchor="end" { (format_tick(*t)) }
+            }
+            @for (i, label) in labels.iter().enumerate() {
+                @if i % every == 0 {
+                    text.chart-label x=(format!("{:.1}", x(i))) y=(top + plot_h + 18.0) text-anchor="middle" { (label) }
+                }
+            }
+            @for line in lines {
+                @let points = line.values.iter().enumerate()
+                    .filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v))))
+                    .collect::<Vec<_>>().join(" ");
+                polyline class=(line.class) fill="none" points=(points) {
+                    title { (line.name) }
+                }
+                @for (i, v) in line.values.iter().enumerate() {
+                    @if let Some(v) = v {
+                        circle class=(line.class) cx=(format!("{:.1}", x(i))) cy=(format!("{:.1}", y(*v))) r="3" {
+                            title { (labels[i]) ": " (line.name) " " (v) }
+                        }
+                    }
+                }
+            }
+            @for (k, line) in lines.iter().enumerate() {
+                @let lx = left + 200.0 * k as f64;
+                rect class=(line.class) x=(lx) y=(height - 16.0) width="12" height="12" {}
+                text.chart-label x=(lx + 16.0) y=(height - 6.0) { (line.name) }
+            }
+        }
+    }
+}
+
+/// A tick's value: whole numbers as they are, fractions to two places.
+fn format_tick(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 /// The lineage picture: four columns (sources, raw tables, canonical parts,

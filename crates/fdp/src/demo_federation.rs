@@ -9,9 +9,10 @@
 //! start from what is there. While it runs:
 //! - each trust's PAS sends ADT, and a simulated discharge coordinator
 //!   marks the longest-staying patient medically optimised now and then;
-//! - each trust carries an elective waiting list and two weeks of theatre
-//!   lists (from `fdp-synth`), and publishes the free time on the lists
-//!   inside its two-week lock to the ICB;
+//! - each trust carries an elective waiting list, the four weeks of theatre
+//!   lists that have run with their case times (so utilisation shows), and
+//!   two weeks of lists to come (from `fdp-synth`); it publishes the free
+//!   time on the lists inside its two-week lock to the ICB;
 //! - the care providers publish free places to the ICB, changing a figure
 //!   every minute;
 //! - mutual aid: the first trust's waiting-list manager sends its
@@ -61,7 +62,7 @@ const AUTHORED: [(&str, &str); 3] = [
 
 /// The mappings the trusts' elective and theatre extracts are loaded with,
 /// as `mappings/` holds them.
-const MAPPINGS: [(&str, &str); 6] = [
+const MAPPINGS: [(&str, &str); 7] = [
     (
         "waiting-list.toml",
         include_str!("../../../mappings/waiting-list.toml"),
@@ -85,6 +86,10 @@ const MAPPINGS: [(&str, &str); 6] = [
     (
         "theatre-bookings.toml",
         include_str!("../../../mappings/theatre-bookings.toml"),
+    ),
+    (
+        "theatre-case-times.toml",
+        include_str!("../../../mappings/theatre-case-times.toml"),
     ),
 ];
 
@@ -240,7 +245,8 @@ fn daily_return_reach() -> Reach {
     }
 }
 
-/// A trust's elective waiting list and theatre lists from `today`, made by
+/// A trust's elective waiting list, and its theatre lists of the four weeks
+/// to `today` (with their case times) and the two weeks from it, made by
 /// `fdp-synth` from `seed` and loaded through the extract mappings like any
 /// trust's files (their planted faults go to quarantine).
 async fn elective_extracts(
@@ -268,7 +274,9 @@ async fn elective_extracts(
     let theatre = fdp_synth::extracts::generate(&trust, seed, &spec)?
         .into_iter()
         .filter(|f| {
-            f.name.starts_with("theatre_sessions") || f.name.starts_with("theatre_bookings")
+            ["theatre_sessions", "theatre_bookings", "theatre_case_times"]
+                .iter()
+                .any(|p| f.name.starts_with(p))
         });
     let drop = dir.join("extracts");
     std::fs::create_dir_all(&drop)?;

@@ -85,10 +85,7 @@ impl Product for LiveBoard {
                     description: "Each ward's beds: occupied, free, closed, long stays and patients medically optimised".into(),
                     params: Vec::new(),
                     input: Input::Census,
-                    chart: Some(crate::platform::Chart {
-                        label: "ward".into(),
-                        value: "occupied".into(),
-                    }),
+                    chart: Some(crate::platform::Chart::bars("ward", "occupied")),
                     as_of: None,
                     needs: vec![],
                 },

@@ -69,10 +69,7 @@ impl Product for DischargeDelays {
                     description: "For each ward, the patients medically optimised and still there, and the mean days since".into(),
                     params: vec![as_at_param()],
                     input: Input::Tables,
-                    chart: Some(Chart {
-                        label: "ward_id".into(),
-                        value: "patients".into(),
-                    }),
+                    chart: Some(Chart::bars("ward_id", "patients")),
                     as_of: None,
                     needs: vec![],
                 },

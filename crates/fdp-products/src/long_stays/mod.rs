@@ -41,10 +41,7 @@ impl Product for LongStays {
                     description: "The instant counted at (default now)".into(),
                 }],
                 input: Input::Tables,
-                chart: Some(Chart {
-                    label: "ward_id".into(),
-                    value: "stay_21_plus".into(),
-                }),
+                chart: Some(Chart::bars("ward_id", "stay_21_plus")),
                 as_of: None,
                 needs: vec![],
             }],

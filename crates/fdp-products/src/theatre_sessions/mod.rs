@@ -15,6 +15,9 @@
 //! - Each ratio has its colour band, the CDM's defaults: above 1.0 blue,
 //!   from 0.90 green, from 0.85 yellow, from 0.75 orange, below red.
 //!
+//! The **trend** is the same week by week for every list, or one
+//! specialty's, drawn as lines.
+//!
 //! **Free time** is what is left of a session to come once its cases are
 //! booked: the minutes available less the expected minutes of every
 //! booking not cancelled (computed from the bookings, not copied from the
@@ -41,8 +44,8 @@ use async_trait::async_trait;
 use fdp_govern::{GovernedSession, Purpose};
 
 use crate::platform::{
-    column, Answer, Input, Manifest, Offers, OutputColumn, ParamKind, ParamSpec, Params, Priority,
-    Product, ProductError, Reads, Source, ViewSpec,
+    column, Answer, Chart, Input, Manifest, Offers, OutputColumn, ParamKind, ParamSpec, Params,
+    Priority, Product, ProductError, Reads, Source, ViewSpec,
 };
 
 /// The product.
@@ -59,6 +62,8 @@ pub const FREE_TIME: &str = "free-time";
 pub const AT_RISK: &str = "at-risk";
 /// The name of the view of cancelled bookings.
 pub const CANCELLATIONS: &str = "cancellations";
+/// The name of the view of utilisation week by week.
+pub const TREND: &str = "trend";
 
 const ID: &str = "theatre-sessions";
 
@@ -171,6 +176,13 @@ impl Product for TheatreSessions {
                 date_param("to", "The last day counted"),
             ]
         };
+        let mut for_specialty = range();
+        for_specialty.push(ParamSpec {
+            name: "specialty".into(),
+            kind: ParamKind::Text,
+            required: false,
+            description: "Only this specialty's lists (default every list)".into(),
+        });
         let mut by_group = range();
         by_group.push(ParamSpec {
             name: "by".into(),
@@ -261,12 +273,22 @@ impl Product for TheatreSessions {
                     needs: vec![],
                 },
                 ViewSpec {
+                    name: TREND.into(),
+                    title: "Utilisation trend".into(),
+                    description: "Week by week, every list (or one specialty's): the minutes available, the touch time and the utilisation, capped and uncapped".into(),
+                    params: for_specialty,
+                    input: Input::Tables,
+                    chart: Some(Chart::lines("week", &["utilisation_capped", "utilisation_uncapped"])),
+                    as_of: None,
+                    needs: vec![],
+                },
+                ViewSpec {
                     name: FREE_TIME.into(),
                     title: "Free time on sessions to come".into(),
-                    description: "Each session planned between the two days: the minutes booked, unbooked and usable for a further case".into(),
+                    description: "Each session planned between the two days, as the theatre week: the minutes booked, unbooked and usable for a further case".into(),
                     params: range(),
                     input: Input::Tables,
-                    chart: None,
+                    chart: Some(Chart::bars("list", "booked_minutes").stacked(&["usable_unbooked_minutes"])),
                     as_of: None,
                     needs: vec!["theatre_booking".into()],
                 },
@@ -318,6 +340,13 @@ impl Product for TheatreSessions {
             AT_RISK => at_risk(&from, &to),
             CANCELLATIONS => cancellations(&from, &to),
             "sessions" => sessions(&minutes),
+            TREND => {
+                let only = match params.get("specialty") {
+                    Some(v) => format!("WHERE specialty_name = {}", v.sql_literal()),
+                    None => String::new(),
+                };
+                trend(&minutes, &only)
+            }
             "utilisation" => {
                 let by = params.text("by").unwrap_or_else(|| "theatre".into());
                 let group = match by.as_str() {
@@ -446,7 +475,9 @@ fn free_time(from: &str, to: &str) -> (String, Vec<OutputColumn>) {
                     greatest(0.0, p.available - coalesce(b.minutes, 0.0)) AS unbooked \
              FROM booked b RIGHT JOIN planned p ON b.theatre_session_id = p.theatre_session_id \
          ) \
-         SELECT theatre_session_id, date, theatre_name, specialty_name, am_pm, primary_consultant_name, \
+         SELECT theatre_session_id, \
+                concat_ws(' · ', to_char(date, '%a %d %b'), theatre_name, am_pm) AS list, \
+                date, theatre_name, specialty_name, am_pm, primary_consultant_name, \
                 planned_start_time, planned_end_time, \
                 CAST(available AS BIGINT) AS available_minutes, bookings, \
                 CAST(booked AS BIGINT) AS booked_minutes, CAST(unbooked AS BIGINT) AS unbooked_minutes, \
@@ -463,6 +494,15 @@ fn free_time(from: &str, to: &str) -> (String, Vec<OutputColumn>) {
     };
     let columns = vec![
         session("theatre_session_id", "Session"),
+        column(
+            "list",
+            "List",
+            Source::derived(&[
+                ("theatre_session", "date"),
+                ("theatre_session", "theatre_name"),
+                ("theatre_session", "am_pm"),
+            ]),
+        ),
         session("date", "Date"),
         session("theatre_name", "Theatre"),
         session("specialty_name", "Specialty"),
@@ -587,6 +627,36 @@ fn cancellations(from: &str, to: &str) -> (String, Vec<OutputColumn>) {
             ]),
         ),
     ];
+    (sql, columns)
+}
+
+/// Week by week, the lists of `minutes` that `only` (a `WHERE` clause, or
+/// nothing) keeps.
+fn trend(minutes: &str, only: &str) -> (String, Vec<OutputColumn>) {
+    let sql = format!(
+        "SELECT week, sessions, CAST(available AS BIGINT) AS available_minutes, {touch} \
+         FROM ( \
+             SELECT CAST(date_trunc('week', CAST(date AS TIMESTAMP)) AS DATE) AS week, \
+                    count(*) AS sessions, sum(cases) AS cases, sum(available_minutes) AS available, \
+                    sum(touch_capped) AS capped, sum(touch_uncapped) AS uncapped \
+             FROM ({minutes}) {only} \
+             GROUP BY 1 \
+         ) \
+         ORDER BY week",
+        touch = touch_select("capped", "uncapped", "available"),
+    );
+    let columns = vec![
+        column(
+            "week",
+            "Week beginning",
+            Source::derived(&[("theatre_session", "date")]),
+        ),
+        column("sessions", "Sessions", Source::count("theatre_session")),
+        column("available_minutes", "Minutes available", available_source()),
+    ]
+    .into_iter()
+    .chain(touch_columns())
+    .collect();
     (sql, columns)
 }
 

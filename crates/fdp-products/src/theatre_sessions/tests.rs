@@ -264,6 +264,9 @@ async fn free_time_is_the_minutes_left_after_the_bookings_and_a_changeover() {
             ("S4".into(), 480, 470, 10, 0),
         ]
     );
+    // Each list is named for the theatre week's chart by its day, theatre
+    // and half.
+    assert_eq!(rows[0]["list"], json!("Mon 23 Nov · Theatre 1"));
 }
 
 /// A booking cancelled on the day of its list and one cancelled days
@@ -382,4 +385,205 @@ async fn a_list_is_at_risk_for_leave_a_double_booking_or_no_anaesthetist() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("staff_unavailability"), "{e}");
+}
+
+/// A line of a generated file split into fields (quotes honoured).
+fn fields(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    for c in line.trim_end_matches('\r').chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(String::new()),
+            c => out.last_mut().unwrap().push(c),
+        }
+    }
+    out
+}
+
+/// The good lines of a generated file.
+fn lines(f: &fdp_synth::ExtractFile) -> Vec<Vec<String>> {
+    let bad: Vec<u64> = f.faults.iter().map(|x| x.line).collect();
+    String::from_utf8_lossy(&f.bytes)
+        .split('\n')
+        .enumerate()
+        .skip(1)
+        .filter(|(i, l)| !l.is_empty() && !bad.contains(&(*i as u64 + 1)))
+        .map(|(_, l)| fields(l))
+        .collect()
+}
+
+fn local(at: &str) -> chrono::NaiveDateTime {
+    chrono::NaiveDateTime::parse_from_str(at, "%d/%m/%Y %H:%M").unwrap()
+}
+
+/// A synthetic trust's theatre extracts, loaded through the shipped
+/// mappings, with the files and the first and last days whose lists ran.
+fn synthetic() -> (MemoryTables, Vec<fdp_synth::ExtractFile>, String, String) {
+    let trust = fdp_synth::Trust::generate(11, fdp_synth::TrustSpec::default()).unwrap();
+    let spec = fdp_synth::ExtractSpec::default();
+    let files: Vec<_> = fdp_synth::extracts::generate(&trust, 11, &spec)
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.name.starts_with("theatre_"))
+        .collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings");
+    let mappings = fdp_ingest::extract::read_mappings(&dir).unwrap();
+    let mut tables = MemoryTables::new();
+    for f in &files {
+        for m in fdp_ingest::extract::mappings_for(&mappings, std::path::Path::new(&f.name)) {
+            let parsed = fdp_ingest::extract::parse(m, &f.bytes, &f.name).unwrap();
+            assert_eq!(parsed.rejected.len(), f.faults.len(), "{}", f.name);
+            tables = tables.with_batches(&parsed.plan.object_type.table, parsed.batches).unwrap();
+        }
+    }
+    let first = spec.start - chrono::Duration::days(fdp_synth::extracts::HISTORY_DAYS);
+    let last = spec.start - chrono::Duration::days(1);
+    (tables, files, first.to_string(), last.to_string())
+}
+
+/// A list's figures worked by hand from the files.
+#[derive(Clone, Copy)]
+struct ByHand {
+    available: i64,
+    capped: i64,
+    uncapped: i64,
+    late_start: Option<i64>,
+    overrun: Option<i64>,
+}
+
+#[tokio::test]
+async fn a_synthetic_trusts_lists_show_the_utilisation_their_case_times_give() {
+    let (tables, files, first, last) = synthetic();
+    let file = |prefix: &str| files.iter().find(|f| f.name.starts_with(prefix)).unwrap();
+    // By hand, from the files: each list that could run, its planned
+    // minutes, and its cases' minutes inside and beyond its planned times.
+    let mut want: BTreeMap<String, ByHand> = BTreeMap::new();
+    let sessions: BTreeMap<String, Vec<String>> =
+        lines(file("theatre_sessions_")).into_iter().map(|r| (r[0].clone(), r)).collect();
+    for (id, r) in &sessions {
+        let day = chrono::NaiveDate::parse_from_str(&r[5], "%d/%m/%Y").unwrap().to_string();
+        if day < first || day > last || r[20] == "REL" || r[20] == "CANC" {
+            continue;
+        }
+        let (from, to) = (local(&format!("{} {}", r[5], r[8])), local(&format!("{} {}", r[5], r[9])));
+        let after = |at: &str, planned: chrono::NaiveDateTime| (!at.is_empty()).then(|| (local(at) - planned).num_minutes().max(0));
+        want.insert(
+            id.clone(),
+            ByHand {
+                available: r[10].parse().unwrap(),
+                capped: 0,
+                uncapped: 0,
+                late_start: after(&r[24], from),
+                overrun: after(&r[25], to),
+            },
+        );
+    }
+    for c in lines(file("theatre_case_times_")) {
+        let r = &sessions[&c[1]];
+        let (from, to) = (local(&format!("{} {}", r[5], r[8])), local(&format!("{} {}", r[5], r[9])));
+        let (into, out) = (local(&c[9]), local(&c[12]));
+        let w = want.get_mut(&c[1]).unwrap();
+        w.capped += (out.min(to) - into.max(from)).num_minutes().max(0);
+        w.uncapped += (out - into).num_minutes();
+    }
+    let i = DemoInstance::new(tables);
+    let out = i
+        .view("theatre-sessions", "analyst", Purpose::Operations, "http", "sessions", &[("from", first.as_str()), ("to", last.as_str())])
+        .await
+        .unwrap();
+    let col = |name: &str| out.columns.iter().position(|c| c.name == name).unwrap();
+    assert_eq!(out.rows.len(), want.len());
+    let (mut late, mut overran) = (0, 0);
+    for row in &out.rows {
+        let id = row[col("theatre_session_id")].as_str().unwrap();
+        let ByHand { available, capped, uncapped, late_start, overrun } = want[id];
+        assert_eq!(row[col("available_minutes")], json!(available), "{id}");
+        assert_eq!(row[col("touch_minutes_capped")], json!(capped), "{id}");
+        assert_eq!(row[col("touch_minutes_uncapped")], json!(uncapped), "{id}");
+        let ratio = row[col("utilisation_capped")].as_f64().unwrap();
+        assert!((ratio - capped as f64 / available as f64).abs() < 0.00006, "{id}: {ratio}");
+        assert_eq!(row[col("late_start_minutes")].as_i64(), late_start, "{id}");
+        assert_eq!(row[col("overrun_minutes")].as_i64(), overrun, "{id}");
+        late += usize::from(late_start.unwrap_or(0) >= 10);
+        overran += usize::from(overrun.unwrap_or(0) > 0);
+    }
+    assert!(late > 20 && overran > 10, "{late} late starts, {overran} overruns");
+
+    // The weeks' figures are the sums of their lists'.
+    let weeks = i
+        .view("theatre-sessions", "analyst", Purpose::Operations, "http", "utilisation", &[("from", first.as_str()), ("to", last.as_str()), ("by", "specialty")])
+        .await
+        .unwrap();
+    let total = |name: &str| -> i64 {
+        let at = weeks.columns.iter().position(|c| c.name == name).unwrap();
+        weeks.rows.iter().map(|r| r[at].as_i64().unwrap()).sum()
+    };
+    assert_eq!(total("available_minutes"), want.values().map(|w| w.available).sum::<i64>());
+    assert_eq!(total("touch_minutes_capped"), want.values().map(|w| w.capped).sum::<i64>());
+    assert_eq!(total("touch_minutes_uncapped"), want.values().map(|w| w.uncapped).sum::<i64>());
+
+    // Every case cancelled on the day of a list that ran is among the
+    // cancellations, marked as on the day.
+    let on_the_day: Vec<String> = lines(file("theatre_bookings_"))
+        .into_iter()
+        .filter(|b| b[15] == "Cancelled" && b[17] == b[2])
+        .map(|b| b[0].clone())
+        .collect();
+    assert!(on_the_day.len() > 5, "{on_the_day:?}");
+    let cancelled = i
+        .view("theatre-sessions", "theatre-scheduler", Purpose::Operations, "http", "cancellations", &[("from", first.as_str()), ("to", last.as_str())])
+        .await
+        .unwrap();
+    let (id, otd) = (
+        cancelled.columns.iter().position(|c| c.name == "theatre_booking_id").unwrap(),
+        cancelled.columns.iter().position(|c| c.name == "cancelled_on_the_day").unwrap(),
+    );
+    let mut got: Vec<String> = cancelled
+        .rows
+        .iter()
+        .filter(|r| r[otd] == json!(true))
+        .map(|r| r[id].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    let mut want_otd = on_the_day;
+    want_otd.sort();
+    assert_eq!(got, want_otd);
+}
+
+#[tokio::test]
+async fn the_trend_is_each_weeks_sums_for_every_list_or_one_specialtys() {
+    // The week of 23 November (S1, S2, S5, S4): 1,200 minutes available,
+    // 825 capped (0.6875, Red) and 925 uncapped (0.7708, Orange). The week
+    // of 30 November (S6 alone): 200 of 240 (0.8333, Orange) both ways.
+    let weeks = view("trend", &[("to", "2026-12-06")]).await.unwrap();
+    let columns = [
+        "week",
+        "available_minutes",
+        "touch_minutes_capped",
+        "touch_minutes_uncapped",
+        "utilisation_capped",
+        "utilisation_capped_status",
+        "utilisation_uncapped_status",
+    ];
+    let got: Vec<Vec<Value>> = weeks.iter().map(|r| columns.iter().map(|c| r[*c].clone()).collect()).collect();
+    assert_eq!(
+        got,
+        [
+            [json!("2026-11-23"), json!(1200), json!(825), json!(925), json!(0.6875), json!("Red"), json!("Orange")],
+            [json!("2026-11-30"), json!(240), json!(200), json!(200), json!(0.8333), json!("Orange"), json!("Orange")],
+        ]
+    );
+    assert_eq!(weeks[0]["utilisation_uncapped"].as_f64(), Some(0.7708));
+    assert_eq!(weeks[0]["sessions"], json!(4));
+    assert_eq!(weeks[0]["cases"], json!(7));
+
+    // General Surgery's first week is S1 and S2: as the by-specialty view.
+    let gs = view("trend", &[("specialty", "General Surgery")]).await.unwrap();
+    assert_eq!(gs.len(), 1);
+    assert_eq!(gs[0]["available_minutes"], json!(480));
+    assert_eq!(gs[0]["utilisation_capped"].as_f64(), Some(0.7813));
+    // A specialty's name is a value, never SQL.
+    let none = view("trend", &[("specialty", "x' OR '1'='1")]).await.unwrap();
+    assert!(none.is_empty(), "{none:?}");
 }

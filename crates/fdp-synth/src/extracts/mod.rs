@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `theatre_sessions_<date>.csv` | UTF-8, `dd/mm/yyyy` dates with separate `HH:MM` times | theatre management system: session plan |
 //! | `theatre_bookings_<date>.csv` | Windows-1252, CRLF, quoted `SURNAME, Given` names, `dd/mm/yyyy HH:MM` | theatre management system: cases booked on those sessions |
+//! | `theatre_case_times_<date>.csv` | UTF-8, `dd/mm/yyyy HH:MM` | theatre management system: each case operated on in the four weeks before, into theatre to out |
 //! | `medic_leave_<date>.txt` | tab-separated, `dd-Mon-yyyy HH:MM` | consultants' leave from the medical rostering system |
 //! | `roster_duties_<date>.csv` | UTF-8 with BOM, CRLF, two title lines, `dd/mm/yyyy HH:MM` | e-rostering (HealthRoster "Assigned Duties by Person") |
 //! | `capacity_tracker_<date>.csv` | UTF-8 with BOM, CRLF, one line per care home with beds and vacancies by type | Capacity Tracker export for the ICB's care homes |
@@ -34,6 +35,9 @@ mod roster;
 mod sheet;
 mod stock;
 mod theatre;
+mod theatre_day;
+
+pub use theatre::HISTORY_DAYS;
 
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
@@ -46,7 +50,9 @@ use crate::trust::Trust;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExtractSpec {
     /// The day the extracts are taken: plans (theatre lists, rosters) run
-    /// from it, stock counts are made on it, transactions run up to it.
+    /// from it, stock counts are made on it, transactions run up to it. The
+    /// theatre plan also holds the four weeks of lists before it, which
+    /// have run.
     pub start: NaiveDate,
     /// Days covered by plans and by the transaction history.
     pub days: u32,
@@ -177,7 +183,7 @@ mod tests {
     fn every_file_has_records_and_faults_of_all_three_kinds() {
         let trust = Trust::generate(5, TrustSpec::default()).unwrap();
         let files = generate(&trust, 5, &ExtractSpec::default()).unwrap();
-        assert_eq!(files.len(), 10);
+        assert_eq!(files.len(), 11);
         for f in &files {
             assert!(f.records > 0, "{}", f.name);
             let mut kinds: Vec<FaultKind> = f.faults.iter().map(|x| x.kind).collect();

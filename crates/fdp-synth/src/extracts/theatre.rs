@@ -1,5 +1,10 @@
-//! The theatre management system's session plan and case bookings, and the
-//! consultants' leave that releases sessions.
+//! The theatre management system's session plan and case bookings, the
+//! case times of the lists that have run, and the consultants' leave that
+//! releases sessions.
+//!
+//! The plan starts [`HISTORY_DAYS`] before the extract day: those lists have
+//! happened, so they carry their actual start and end, their cases' times
+//! (`theatre_day`) and the cancellations made on the day.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,6 +12,7 @@ use chrono::{Datelike, Duration, NaiveDate, Weekday};
 use rand::Rng;
 
 use super::sheet::{Encoding, Sheet};
+use super::theatre_day::{self, Booked, CaseLine, CaseTimesReport, Outcome};
 use super::{dmy, impossible_day, stamp, ExtractFile, ExtractSpec, FaultKind};
 use crate::people::{
     random_name, Cohort, MrnAllocator, NhsNumberAllocator, NhsNumberRange, Person, Sex,
@@ -109,6 +115,12 @@ const ELECTIVE_THEATRES: &[TheatrePlan] = &[
         Layout::Halves,
     ),
 ];
+
+/// The minutes a list is booked to leave between cases.
+const CHANGEOVER_ALLOWED: u32 = 15;
+
+/// Days before the extract day whose lists have run.
+pub const HISTORY_DAYS: i64 = 28;
 
 /// A theatre of the trust.
 pub(crate) struct Theatre {
@@ -465,6 +477,8 @@ pub(crate) fn generate(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
         "Booked Mins",
         "Unbooked Mins",
         "Comments",
+        "Actual Start",
+        "Actual End",
     ]);
     let mut bookings = Sheet::new(',', true, Encoding::Windows1252);
     bookings.header(&[
@@ -488,7 +502,9 @@ pub(crate) fn generate(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
         "Cancellation Date",
         "Consultant Code",
         "Consultant Name",
+        "Case ID",
     ]);
+    let mut cases = CaseTimesReport::new(rng);
 
     let mut session_id: u32 = rng.random_range(4_100_000..4_800_000);
     let mut booking_ref: u32 = rng.random_range(1_000_000..6_000_000);
@@ -498,7 +514,8 @@ pub(crate) fn generate(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
     let mut last_session: Vec<String> = Vec::new();
     let mut last_booking: Vec<String> = Vec::new();
 
-    for day in spec.start.iter_days().take(spec.days as usize) {
+    let first = spec.start - Duration::days(HISTORY_DAYS);
+    for day in first.iter_days().take_while(|d| *d <= end) {
         let wd = day.weekday().num_days_from_monday();
         if wd >= 5 {
             continue;
@@ -564,6 +581,8 @@ pub(crate) fn generate(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
                         .to_string(),
                     );
                     "CANC"
+                } else if day < spec.start {
+                    "COMP"
                 } else if day < spec.start + Duration::days(7) {
                     "CONF"
                 } else {
@@ -575,19 +594,26 @@ pub(crate) fn generate(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
                 session_id += 1;
                 let sid = session_id.to_string();
 
-                let mut booked = 0;
-                if matches!(status, "CONF" | "PROV") && t.layout != Layout::Emergency {
-                    let target = (f64::from(planned) * rng.random_range(0.70..1.0)) as u32;
+                // The bookings, in list order, and (for a list that has run)
+                // what became of each.
+                let mut drafts: Vec<(Vec<String>, Option<Booked>)> = Vec::new();
+                let has_run = status == "COMP";
+                let (planned_from, planned_to) = (at_time(day, from), at_time(day, to));
+                if matches!(status, "CONF" | "PROV" | "COMP") && t.layout != Layout::Emergency {
+                    let target = (f64::from(planned) * rng.random_range(0.75..1.0)) as u32;
                     let mut order = 0;
+                    let mut planned_minutes = 0;
                     let list = procedures(tfc);
-                    while booked < target {
+                    while planned_minutes < target {
                         let p = *pick(rng, list);
-                        if booked + p.1 > planned {
+                        // A list is booked with room for the changeovers
+                        // between its cases.
+                        if planned_minutes + p.1 + CHANGEOVER_ALLOWED * order > planned {
                             break;
                         }
                         let cancelled = rng.random_bool(0.06);
                         if !cancelled {
-                            booked += p.1;
+                            planned_minutes += p.1;
                             order += 1;
                         }
                         let cohort = match tfc {
@@ -607,6 +633,8 @@ pub(crate) fn generate(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
                         let booked_on = day - Duration::days(rng.random_range(3..60));
                         let status_text = if cancelled {
                             "Cancelled"
+                        } else if has_run {
+                            "Completed"
                         } else if day < spec.start + Duration::days(7) && rng.random_bool(0.7) {
                             "Confirmed"
                         } else {
@@ -665,11 +693,88 @@ pub(crate) fn generate(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
                             cancel_date,
                             consultant.code.clone(),
                             consultant_name(consultant),
+                            String::new(),
                         ];
-                        bookings.record(&fields);
-                        last_booking = fields;
+                        let case = (!cancelled).then(|| Booked {
+                            expected: p.1,
+                            anaesthetic: anaesthetic_for(rng, tfc, p.2),
+                        });
+                        drafts.push((fields, case));
                     }
                 }
+                let mut list_day = None;
+                if has_run {
+                    let base = CaseLine {
+                        session_id: &sid,
+                        booking_ref: None,
+                        theatre_code: t.code,
+                        nhs_number: "",
+                        procedure: "",
+                        consultant_code: &consultant.code,
+                        anaesthetist_code: anaesthetist.map(|a| a.code.as_str()).unwrap_or(""),
+                        urgency: "Elective",
+                    };
+                    if t.layout == Layout::Emergency {
+                        let day_cases = theatre_day::emergency_day(rng, planned_from, planned_to);
+                        for (procedure, times) in &day_cases {
+                            let n = nhs.allocate();
+                            let nhs_number = format!("{} {} {}", &n[..3], &n[3..6], &n[6..]);
+                            let line = CaseLine {
+                                nhs_number: &nhs_number,
+                                procedure,
+                                urgency: "Emergency",
+                                ..base
+                            };
+                            cases.record(&line, times);
+                        }
+                        list_day = day_cases
+                            .first()
+                            .zip(day_cases.last())
+                            .map(|(a, b)| (a.1.into_theatre, b.1.out_of_theatre));
+                    } else {
+                        let booked_cases: Vec<Booked> = drafts
+                            .iter_mut()
+                            .filter_map(|(_, case)| case.take())
+                            .collect();
+                        let ran =
+                            theatre_day::run_list(rng, planned_from, planned_to, &booked_cases);
+                        let mut outcomes = ran.outcomes.into_iter();
+                        for (fields, _) in drafts.iter_mut().filter(|(f, _)| f[15] != "Cancelled") {
+                            match outcomes.next() {
+                                Some(Outcome::Done(times)) => {
+                                    let line = CaseLine {
+                                        booking_ref: Some(&fields[0]),
+                                        nhs_number: &fields[4],
+                                        procedure: &fields[7],
+                                        ..base
+                                    };
+                                    let id = cases.record(&line, &times);
+                                    fields[20] = id;
+                                }
+                                Some(Outcome::Cancelled(reason)) => {
+                                    fields[15] = "Cancelled".into();
+                                    fields[16] = reason.into();
+                                    fields[17] = dmy(day);
+                                }
+                                None => {}
+                            }
+                        }
+                        list_day = ran.started.zip(ran.ended);
+                    }
+                }
+                // Booked minutes are what is still booked: a case cancelled,
+                // on the day or before, no longer counts.
+                let mut booked = 0;
+                for (fields, _) in &drafts {
+                    if fields[15] != "Cancelled" {
+                        booked += fields[9].parse::<u32>().unwrap_or(0);
+                    }
+                    bookings.record(fields);
+                }
+                if let Some((fields, _)) = drafts.pop() {
+                    last_booking = fields;
+                }
+                let at = |t: chrono::NaiveDateTime| t.format("%d/%m/%Y %H:%M").to_string();
                 let fields = vec![
                     sid,
                     trust.sites[t.site].code.clone(),
@@ -695,6 +800,8 @@ pub(crate) fn generate(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
                     booked.to_string(),
                     planned.saturating_sub(booked).to_string(),
                     comments.join("; "),
+                    list_day.map(|(a, _)| at(a)).unwrap_or_default(),
+                    list_day.map(|(_, b)| at(b)).unwrap_or_default(),
                 ];
                 sessions.record(&fields);
                 last_session = fields;
@@ -829,8 +936,33 @@ pub(crate) fn generate(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
     vec![
         sessions.finish(format!("theatre_sessions_{s}.csv")),
         bookings.finish(format!("theatre_bookings_{s}.csv")),
+        cases.finish(rng, format!("theatre_case_times_{s}.csv")),
         leave.finish(format!("medic_leave_{s}.txt")),
     ]
+}
+
+/// `time` (`HH:MM`) on `day`.
+fn at_time(day: NaiveDate, time: &str) -> chrono::NaiveDateTime {
+    let time = chrono::NaiveTime::parse_from_str(time, "%H:%M").expect("a list's planned time");
+    day.and_time(time)
+}
+
+/// How a case is anaesthetised: locally where no anaesthetist is needed;
+/// joints and prostates often under a spinal.
+fn anaesthetic_for(rng: &mut SynthRng, tfc: &str, anaesthetist: bool) -> &'static str {
+    if !anaesthetist {
+        return "LA";
+    }
+    let regional = match tfc {
+        "110" => 0.4,
+        "101" => 0.3,
+        _ => 0.05,
+    };
+    if rng.random_bool(regional) {
+        "RA"
+    } else {
+        "GA"
+    }
 }
 
 fn yn(b: bool) -> String {
