@@ -11,8 +11,9 @@
 //!   marks the longest-staying patient medically optimised now and then;
 //! - each trust carries an elective waiting list, the four weeks of theatre
 //!   lists that have run with their case times (so utilisation shows), and
-//!   two weeks of lists to come (from `fdp-synth`); it publishes the free
-//!   time on the lists inside its two-week lock to the ICB;
+//!   six weeks of lists to come with their patients' pre-operative
+//!   assessments (so 6-4-2 shows), all from `fdp-synth`; it publishes the
+//!   free time on the lists inside its two-week lock to the ICB;
 //! - the care providers publish free places to the ICB, changing a figure
 //!   every minute;
 //! - mutual aid: the first trust's waiting-list manager sends its
@@ -62,7 +63,7 @@ const AUTHORED: [(&str, &str); 3] = [
 
 /// The mappings the trusts' elective and theatre extracts are loaded with,
 /// as `mappings/` holds them.
-const MAPPINGS: [(&str, &str); 7] = [
+const MAPPINGS: [(&str, &str); 8] = [
     (
         "waiting-list.toml",
         include_str!("../../../mappings/waiting-list.toml"),
@@ -90,6 +91,10 @@ const MAPPINGS: [(&str, &str); 7] = [
     (
         "theatre-case-times.toml",
         include_str!("../../../mappings/theatre-case-times.toml"),
+    ),
+    (
+        "pre-op-assessments.toml",
+        include_str!("../../../mappings/pre-op-assessments.toml"),
     ),
 ];
 
@@ -246,7 +251,8 @@ fn daily_return_reach() -> Reach {
 }
 
 /// A trust's elective waiting list, and its theatre lists of the four weeks
-/// to `today` (with their case times) and the two weeks from it, made by
+/// to `today` (with their case times) and the six weeks from it (with
+/// their patients' assessments), made by
 /// `fdp-synth` from `seed` and loaded through the extract mappings like any
 /// trust's files (their planted faults go to quarantine).
 async fn elective_extracts(
@@ -266,17 +272,23 @@ async fn elective_extracts(
             problem_share: 0.01,
         },
     )?;
+    // Six weeks of lists to come, so that 6-4-2 has every stage.
     let spec = fdp_synth::extracts::ExtractSpec {
         start: today,
-        days: 14,
+        days: 42,
         ..Default::default()
     };
     let theatre = fdp_synth::extracts::generate(&trust, seed, &spec)?
         .into_iter()
         .filter(|f| {
-            ["theatre_sessions", "theatre_bookings", "theatre_case_times"]
-                .iter()
-                .any(|p| f.name.starts_with(p))
+            [
+                "theatre_sessions",
+                "theatre_bookings",
+                "theatre_case_times",
+                "pre_op_assessments",
+            ]
+            .iter()
+            .any(|p| f.name.starts_with(p))
         });
     let drop = dir.join("extracts");
     std::fs::create_dir_all(&drop)?;

@@ -68,6 +68,17 @@ const EXPECT: &[Expect] = &[
         unknown_code: "anaesthetic_type_to_be_used: \"GA/RA\" is not one of the mapped values (GA, LA, RA, SED)",
     },
     Expect {
+        prefix: "pre_op_assessments_",
+        table: "procedure_status",
+        mappings: &["pre-op-assessments"],
+        head: 1,
+        windows_1252: false,
+        delimiter: ',',
+        field_count: "expected 11 fields, found 12",
+        impossible_date: "poa_expiry_date: \"30/02/2026\" is not a date in the format %d/%m/%Y",
+        unknown_code: "poa_outcome: \"Fit?\" is not one of the mapped values (Awaiting Results, Fit, Unfit)",
+    },
+    Expect {
         prefix: "medic_leave_",
         table: "staff_unavailability",
         mappings: &["medic-leave"],
@@ -284,7 +295,7 @@ fn operational_extracts_load_typed_with_faulty_lines_refused_and_reloads_add_not
     let trust = Trust::generate(SEED, TrustSpec::default()).unwrap();
     let spec = ExtractSpec::default();
     let files = extracts::generate(&trust, SEED, &spec).unwrap();
-    assert_eq!(files.len(), 11);
+    assert_eq!(files.len(), 12);
     for f in &files {
         assert_eq!(
             std::fs::read(drop.join(&f.name)).unwrap(),
@@ -389,6 +400,11 @@ fn operational_extracts_load_typed_with_faulty_lines_refused_and_reloads_add_not
         file("theatre_bookings_"),
         file("theatre_case_times_"),
     );
+    check_pre_op(
+        &data,
+        file("theatre_bookings_"),
+        file("pre_op_assessments_"),
+    );
     check_theatre_pages(&data, &spec);
     check_roster(&data, &trust, file("roster_duties_"));
     check_capacity(
@@ -415,6 +431,7 @@ fn operational_extracts_load_typed_with_faulty_lines_refused_and_reloads_add_not
             "stock_level",
             "stock_movement",
             "procedure",
+            "procedure_status",
             "raw.extract_rejected",
         ]
         .iter()
@@ -423,7 +440,7 @@ fn operational_extracts_load_typed_with_faulty_lines_refused_and_reloads_add_not
     };
     let before = counts(&data);
     assert_eq!(
-        before[..8],
+        before[..9],
         [
             file("theatre_sessions_").records as i64,
             file("theatre_bookings_").records as i64,
@@ -434,6 +451,7 @@ fn operational_extracts_load_typed_with_faulty_lines_refused_and_reloads_add_not
             (file("vaccine_stock_").records + file("ward_stock_").records) as i64,
             file("supplies_transactions_").records as i64,
             file("theatre_case_times_").records as i64,
+            file("pre_op_assessments_").records as i64,
         ]
     );
     let again = fdp_ok!(
@@ -447,7 +465,7 @@ fn operational_extracts_load_typed_with_faulty_lines_refused_and_reloads_add_not
     );
     assert_eq!(
         again.matches("(same content): skipped").count(),
-        13,
+        14,
         "{again}"
     );
     assert!(!again.contains("rejected:"), "{again}");
@@ -1242,4 +1260,63 @@ fn check_theatre_pages(data: &std::path::Path, spec: &ExtractSpec) {
         "free time on some lists"
     );
     server.stop();
+}
+
+/// Each assessment typed as the file has it, for a patient booked; a case
+/// operated on had an assessment valid on its day, and a case cancelled on
+/// the day for want of one had none.
+fn check_pre_op(data: &std::path::Path, bookings: &ExtractFile, pre_op: &ExtractFile) {
+    let got = by_key(
+        sql(
+            data,
+            "SELECT procedure_status_id, theatre_booking_id, patient_id, poa_scheduled_or_attended_datetime AS seen, \
+             poa_booking_status, poa_outcome, poa_outcome_date, poa_expiry_date, mrsa_swab_outcome FROM procedure_status",
+        ),
+        "procedure_status_id",
+    );
+    let recs = records(pre_op);
+    assert_eq!(got.len(), recs.len());
+    let booked: BTreeMap<String, Vec<String>> = records(bookings)
+        .into_iter()
+        .map(|r| (r[0].clone(), r))
+        .collect();
+    let mut assessed: BTreeMap<&str, &Vec<String>> = BTreeMap::new();
+    for r in &recs {
+        let g = &got[&r[0]];
+        assert_eq!(s(v(g, "theatre_booking_id")), r[1]);
+        assert_eq!(s(v(g, "patient_id")), r[2].replace(' ', ""));
+        assert_eq!(s(v(g, "seen")), utc_at(&r[4]));
+        assert_eq!(s(v(g, "poa_booking_status")), r[5].to_lowercase());
+        assert_eq!(s(v(g, "poa_outcome")), r[6].to_lowercase());
+        if !r[8].is_empty() {
+            assert_eq!(s(v(g, "poa_expiry_date")), iso(&r[8]));
+        }
+        let b = &booked[&r[1]];
+        assert_eq!(b[4], r[2], "the booking's patient: {r:?}");
+        assessed.insert(&r[1], r);
+    }
+    let mut operated = 0;
+    for b in booked.values() {
+        if b[15] == "Completed" {
+            let r = assessed
+                .get(b[0].as_str())
+                .unwrap_or_else(|| panic!("no assessment: {b:?}"));
+            assert_eq!(r[6], "Fit", "{r:?}");
+            assert!(
+                iso(&r[8]) >= iso(&b[2]) && iso(&r[7]) < iso(&b[2]),
+                "{r:?} {b:?}"
+            );
+            operated += 1;
+        }
+        if b[16] == "No pre-operative assessment" {
+            assert!(!assessed.contains_key(b[0].as_str()), "{b:?}");
+        }
+    }
+    assert!(operated > 100);
+    let outcomes: BTreeSet<&str> = recs.iter().map(|r| r[6].as_str()).collect();
+    let known: BTreeSet<&str> = ["", "Awaiting Results", "Fit", "Unfit"].into();
+    assert!(
+        outcomes.is_subset(&known) && outcomes.len() >= 3,
+        "{outcomes:?}"
+    );
 }

@@ -27,6 +27,13 @@
 //! weeks out (locked) with usable time is what a trust offers others
 //! through mutual aid.
 //!
+//! **6-4-2 readiness** holds each list to come to the standard of its
+//! stage: six weeks out it is fixed (an anaesthetist named), by four it is
+//! built (at least [`BUILT_PERCENT`]% of its minutes booked), at two it is
+//! locked, and every patient on it must have a pre-operative assessment
+//! (`ProcedureStatus`) found fit and still valid on the day of the list.
+//! The patients who are not, and why, are a view of their own.
+//!
 //! **Sessions at risk** are lists still planned that may not run as
 //! planned: their consultant or anaesthetist on leave (approved or asked
 //! for) at the time of the list, the consultant or the theatre booked on
@@ -44,8 +51,8 @@ use async_trait::async_trait;
 use fdp_govern::{GovernedSession, Purpose};
 
 use crate::platform::{
-    column, Answer, Chart, Input, Manifest, Offers, OutputColumn, ParamKind, ParamSpec, Params,
-    Priority, Product, ProductError, Reads, Source, ViewSpec,
+    column, Answer, Chart, Input, Manifest, Offers, OutputColumn, ParamKind, ParamSpec, ParamValue,
+    Params, Priority, Product, ProductError, Reads, Source, ViewSpec,
 };
 
 /// The product.
@@ -64,6 +71,21 @@ pub const AT_RISK: &str = "at-risk";
 pub const CANCELLATIONS: &str = "cancellations";
 /// The name of the view of utilisation week by week.
 pub const TREND: &str = "trend";
+/// The name of the 6-4-2 view: each list to come against its stage's
+/// standard.
+pub const READINESS: &str = "readiness";
+/// The name of the view of patients on the lists to come not yet ready for
+/// theatre.
+pub const NOT_READY: &str = "not-ready";
+
+/// 6-4-2: a list is fixed six weeks ahead (its consultant and anaesthetist
+/// named, leave settled), built by four (booked), locked at two (every
+/// patient assessed fit for the day).
+const FIXED_DAYS: i64 = 42;
+const BUILT_DAYS: i64 = 28;
+const LOCKED_DAYS: i64 = 14;
+/// The share of a list's minutes booked by the time it is built.
+const BUILT_PERCENT: i64 = 85;
 
 const ID: &str = "theatre-sessions";
 
@@ -233,11 +255,22 @@ impl Product for TheatreSessions {
                     &[
                         "theatre_booking_id",
                         "theatre_session_id",
+                        "patient_id",
                         "expected_duration",
                         "booking_cancelled",
                         "cancellation_date",
                         "cancellation_reason",
                         "cancelled_otd",
+                    ],
+                ),
+                Reads::optional(
+                    "procedure_status",
+                    &[
+                        "theatre_booking_id",
+                        "poa_booking_status",
+                        "poa_scheduled_or_attended_datetime",
+                        "poa_outcome",
+                        "poa_expiry_date",
                     ],
                 ),
                 Reads::optional(
@@ -293,6 +326,26 @@ impl Product for TheatreSessions {
                     needs: vec!["theatre_booking".into()],
                 },
                 ViewSpec {
+                    name: READINESS.into(),
+                    title: "6-4-2 readiness".into(),
+                    description: "Each list in the six weeks from the day given against its stage: fixed at six weeks (an anaesthetist named), built by four (85% of its minutes booked), locked at two (every patient assessed fit for the day), and what stands in the way".into(),
+                    params: vec![date_param("as_at", "The day the lists are counted from")],
+                    input: Input::Tables,
+                    chart: Some(Chart::bars("list", "patients_ready").stacked(&["patients_not_ready"])),
+                    as_of: None,
+                    needs: vec!["theatre_booking".into(), "procedure_status".into()],
+                },
+                ViewSpec {
+                    name: NOT_READY.into(),
+                    title: "Patients not ready for theatre".into(),
+                    description: "Each patient booked on a list in the six weeks from the day given without a pre-operative assessment found fit and valid on the day of the list, and why".into(),
+                    params: vec![date_param("as_at", "The day the lists are counted from")],
+                    input: Input::Tables,
+                    chart: None,
+                    as_of: None,
+                    needs: vec!["theatre_booking".into(), "procedure_status".into()],
+                },
+                ViewSpec {
                     name: AT_RISK.into(),
                     title: "Sessions at risk".into(),
                     description: "Each list planned between the two days that may not run as planned, and why: consultant or anaesthetist on leave, consultant or theatre double-booked, no anaesthetist named".into(),
@@ -333,6 +386,21 @@ impl Product for TheatreSessions {
                     message: "a date is needed".into(),
                 })
         };
+        if view == READINESS || view == NOT_READY {
+            let Some(ParamValue::Date(as_at)) = params.get("as_at") else {
+                return Err(ProductError::Param {
+                    name: "as_at".into(),
+                    message: "a date is needed".into(),
+                });
+            };
+            let (sql, columns) = if view == READINESS {
+                readiness(*as_at)
+            } else {
+                not_ready(*as_at)
+            };
+            let result = session.query(&sql).await?;
+            return Answer::from_query(&result, columns);
+        }
         let (from, to) = (literal("from")?, literal("to")?);
         let minutes = session_minutes(&from, &to);
         let (sql, columns) = match view {
@@ -494,15 +562,7 @@ fn free_time(from: &str, to: &str) -> (String, Vec<OutputColumn>) {
     };
     let columns = vec![
         session("theatre_session_id", "Session"),
-        column(
-            "list",
-            "List",
-            Source::derived(&[
-                ("theatre_session", "date"),
-                ("theatre_session", "theatre_name"),
-                ("theatre_session", "am_pm"),
-            ]),
-        ),
+        list_column(),
         session("date", "Date"),
         session("theatre_name", "Theatre"),
         session("specialty_name", "Specialty"),
@@ -628,6 +688,210 @@ fn cancellations(from: &str, to: &str) -> (String, Vec<OutputColumn>) {
         ),
     ];
     (sql, columns)
+}
+
+/// The lists planned in the six weeks from `as_at`, each with its days to
+/// go and its stage; each booking on them not cancelled; and where each
+/// booked patient stands with their pre-operative assessment.
+fn lists_to_come(as_at: chrono::NaiveDate) -> String {
+    let last = as_at + chrono::Duration::days(FIXED_DAYS - 1);
+    format!(
+        "WITH s AS ( \
+             SELECT theatre_session_id, date, theatre_name, specialty_name, am_pm, \
+                    primary_consultant_name, primary_anaesthetist_id, planned_start_time, \
+                    concat_ws(' · ', to_char(date, '%a %d %b'), theatre_name, am_pm) AS list, \
+                    coalesce(CAST(planned_duration_minutes AS DOUBLE), \
+                             (date_part('epoch', planned_end_time) \
+                              - date_part('epoch', planned_start_time)) / 60.0) AS available, \
+                    CAST((date_part('epoch', CAST(date AS TIMESTAMP)) \
+                          - date_part('epoch', CAST(DATE '{as_at}' AS TIMESTAMP))) / 86400 AS BIGINT) AS days_to_list \
+             FROM theatre_session \
+             WHERE date BETWEEN DATE '{as_at}' AND DATE '{last}' \
+               AND coalesce(status, '') NOT IN ('released', 'cancelled') \
+               AND NOT coalesce(cancelled, false) \
+         ), \
+         staged AS ( \
+             SELECT *, CASE WHEN days_to_list < {LOCKED_DAYS} THEN '2 weeks: locked' \
+                            WHEN days_to_list < {BUILT_DAYS} THEN '4 weeks: built' \
+                            ELSE '6 weeks: fixed' END AS stage \
+             FROM s \
+         ), \
+         b AS ( \
+             SELECT b.theatre_booking_id, b.theatre_session_id, b.patient_id, s.date, \
+                    coalesce(CAST(b.expected_duration AS DOUBLE), 0.0) AS minutes \
+             FROM theatre_booking b JOIN s ON s.theatre_session_id = b.theatre_session_id \
+             WHERE NOT coalesce(b.booking_cancelled, false) \
+         ), \
+         a AS ( \
+             SELECT b.theatre_booking_id, \
+                    CASE WHEN bool_or(p.poa_outcome = 'fit' AND p.poa_expiry_date >= b.date) THEN 'ready' \
+                         WHEN bool_or(p.poa_outcome = 'fit') THEN 'assessment lapses before the list' \
+                         WHEN bool_or(p.poa_outcome = 'unfit') THEN 'unfit at assessment' \
+                         WHEN bool_or(p.poa_outcome = 'awaiting results') THEN 'assessment results awaited' \
+                         WHEN bool_or(p.poa_booking_status = 'booked') THEN 'assessment booked, not yet held' \
+                         WHEN bool_or(p.poa_booking_status = 'did not attend') THEN 'did not attend assessment' \
+                         ELSE 'no assessment' END AS readiness, \
+                    max(p.poa_scheduled_or_attended_datetime) AS assessment, \
+                    max(p.poa_expiry_date) AS valid_until \
+             FROM b LEFT JOIN procedure_status p ON p.theatre_booking_id = b.theatre_booking_id \
+             GROUP BY b.theatre_booking_id \
+         )"
+    )
+}
+
+/// Each list in the six weeks from `as_at` against its stage's standard.
+fn readiness(as_at: chrono::NaiveDate) -> (String, Vec<OutputColumn>) {
+    let sql = format!(
+        "{lists}, \
+         counted AS ( \
+             SELECT s.theatre_session_id, count(b.theatre_booking_id) AS bookings, \
+                    coalesce(sum(b.minutes), 0.0) AS booked, \
+                    count(CASE WHEN a.readiness = 'ready' THEN 1 END) AS ready \
+             FROM s LEFT JOIN b ON b.theatre_session_id = s.theatre_session_id \
+                    LEFT JOIN a ON a.theatre_booking_id = b.theatre_booking_id \
+             GROUP BY s.theatre_session_id \
+         ), \
+         judged AS ( \
+             SELECT t.*, c.bookings, c.booked, c.ready, \
+                    CAST(CASE WHEN t.available > 0 THEN round(100.0 * c.booked / t.available) END AS BIGINT) AS booked_percent, \
+                    concat_ws('; ', \
+                        CASE WHEN t.primary_anaesthetist_id IS NULL THEN 'no anaesthetist named' END, \
+                        CASE WHEN t.days_to_list < {BUILT_DAYS} AND c.booked < t.available * {BUILT_PERCENT} / 100.0 \
+                             THEN 'booked ' || CAST(CAST(round(100.0 * c.booked / t.available) AS BIGINT) AS VARCHAR) \
+                                  || '% of ' || CAST(CAST(t.available AS BIGINT) AS VARCHAR) || ' minutes' END, \
+                        CASE WHEN t.days_to_list < {LOCKED_DAYS} AND c.bookings > c.ready \
+                             THEN CAST(c.bookings - c.ready AS VARCHAR) || ' of ' || CAST(c.bookings AS VARCHAR) \
+                                  || ' patients not ready for theatre' END) AS to_do \
+             FROM staged t JOIN counted c ON c.theatre_session_id = t.theatre_session_id \
+         ) \
+         SELECT theatre_session_id, list, date, theatre_name, specialty_name, am_pm, primary_consultant_name, \
+                days_to_list, stage, CAST(available AS BIGINT) AS available_minutes, \
+                CAST(booked AS BIGINT) AS booked_minutes, booked_percent, bookings, ready AS patients_ready, \
+                bookings - ready AS patients_not_ready, to_do = '' AS on_track, to_do \
+         FROM judged \
+         ORDER BY date, theatre_name, planned_start_time",
+        lists = lists_to_come(as_at),
+    );
+    let assessed = || {
+        Source::derived(&[
+            ("procedure_status", "poa_outcome"),
+            ("procedure_status", "poa_expiry_date"),
+            ("procedure_status", "poa_booking_status"),
+            ("theatre_booking", "booking_cancelled"),
+        ])
+    };
+    let booked = || {
+        Source::derived(&[
+            ("theatre_booking", "expected_duration"),
+            ("theatre_booking", "booking_cancelled"),
+        ])
+    };
+    let judged = || {
+        Source::derived(&[
+            ("theatre_session", "date"),
+            ("theatre_session", "primary_anaesthetist_id"),
+            ("theatre_booking", "expected_duration"),
+            ("procedure_status", "poa_outcome"),
+            ("procedure_status", "poa_expiry_date"),
+        ])
+    };
+    let columns = vec![
+        session("theatre_session_id", "Session"),
+        list_column(),
+        session("date", "Date"),
+        session("theatre_name", "Theatre"),
+        session("specialty_name", "Specialty"),
+        session("am_pm", "AM/PM"),
+        session("primary_consultant_name", "Consultant"),
+    ]
+    .into_iter()
+    .chain(stage_columns())
+    .chain([
+        column("available_minutes", "Minutes available", available_source()),
+        column("booked_minutes", "Booked (min)", booked()),
+        column("booked_percent", "Booked %", booked()),
+        column("bookings", "Patients", Source::count("theatre_booking")),
+        column("patients_ready", "Ready", assessed()),
+        column("patients_not_ready", "Not ready", assessed()),
+        column("on_track", "On track", judged()),
+        column("to_do", "To do", judged()),
+    ])
+    .collect();
+    (sql, columns)
+}
+
+/// Each patient on a list in the six weeks from `as_at` not ready for
+/// theatre, and why.
+fn not_ready(as_at: chrono::NaiveDate) -> (String, Vec<OutputColumn>) {
+    let sql = format!(
+        "{lists} \
+         SELECT t.theatre_session_id, t.list, t.date, t.days_to_list, t.stage, b.theatre_booking_id, b.patient_id, \
+                a.readiness, a.assessment, a.valid_until \
+         FROM a JOIN b ON b.theatre_booking_id = a.theatre_booking_id \
+                JOIN staged t ON t.theatre_session_id = b.theatre_session_id \
+         WHERE a.readiness <> 'ready' \
+         ORDER BY t.date, t.theatre_name, t.planned_start_time, b.theatre_booking_id",
+        lists = lists_to_come(as_at),
+    );
+    let status = |name: &str| Source::column("procedure_status", name);
+    let columns = vec![
+        session("theatre_session_id", "Session"),
+        list_column(),
+        session("date", "Date"),
+    ]
+    .into_iter()
+    .chain(stage_columns())
+    .chain([
+        column(
+            "theatre_booking_id",
+            "Booking",
+            Source::column("theatre_booking", "theatre_booking_id"),
+        ),
+        column(
+            "patient_id",
+            "Patient",
+            Source::column("theatre_booking", "patient_id"),
+        ),
+        column(
+            "readiness",
+            "Why not ready",
+            Source::derived(&[
+                ("procedure_status", "poa_outcome"),
+                ("procedure_status", "poa_expiry_date"),
+                ("procedure_status", "poa_booking_status"),
+            ]),
+        ),
+        column(
+            "assessment",
+            "Assessment",
+            status("poa_scheduled_or_attended_datetime"),
+        ),
+        column("valid_until", "Valid until", status("poa_expiry_date")),
+    ])
+    .collect();
+    (sql, columns)
+}
+
+/// A list's days to go and its 6-4-2 stage.
+fn stage_columns() -> [OutputColumn; 2] {
+    let from_date = || Source::derived(&[("theatre_session", "date")]);
+    [
+        column("days_to_list", "Days to go", from_date()),
+        column("stage", "6-4-2 stage", from_date()),
+    ]
+}
+
+/// A list named by its day, theatre and half.
+fn list_column() -> OutputColumn {
+    column(
+        "list",
+        "List",
+        Source::derived(&[
+            ("theatre_session", "date"),
+            ("theatre_session", "theatre_name"),
+            ("theatre_session", "am_pm"),
+        ]),
+    )
 }
 
 /// Week by week, the lists of `minutes` that `only` (a `WHERE` clause, or

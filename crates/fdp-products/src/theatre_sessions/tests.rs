@@ -421,11 +421,15 @@ fn local(at: &str) -> chrono::NaiveDateTime {
 /// mappings, with the files and the first and last days whose lists ran.
 fn synthetic() -> (MemoryTables, Vec<fdp_synth::ExtractFile>, String, String) {
     let trust = fdp_synth::Trust::generate(11, fdp_synth::TrustSpec::default()).unwrap();
-    let spec = fdp_synth::ExtractSpec::default();
+    // Six weeks of lists to come, for 6-4-2.
+    let spec = fdp_synth::ExtractSpec {
+        days: 42,
+        ..Default::default()
+    };
     let files: Vec<_> = fdp_synth::extracts::generate(&trust, 11, &spec)
         .unwrap()
         .into_iter()
-        .filter(|f| f.name.starts_with("theatre_"))
+        .filter(|f| f.name.starts_with("theatre_") || f.name.starts_with("pre_op_"))
         .collect();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings");
     let mappings = fdp_ingest::extract::read_mappings(&dir).unwrap();
@@ -586,4 +590,199 @@ async fn the_trend_is_each_weeks_sums_for_every_list_or_one_specialtys() {
     // A specialty's name is a value, never SQL.
     let none = view("trend", &[("specialty", "x' OR '1'='1")]).await.unwrap();
     assert!(none.is_empty(), "{none:?}");
+}
+
+/// Six weeks of lists from Monday 23 November 2026, worked by hand:
+///
+/// | list | day (days to go) | stage | minutes | booked | patients | to do |
+/// |---|---|---|---|---|---|---|
+/// | L1 | Wed 25 Nov (2) | locked | 240 | 210 (B1 90, B2 60, B3 60; B4 cancelled) = 88% | B1 fit to 31 Dec; B2 fit but lapses 24 Nov; B3 none | 2 of 3 patients not ready |
+/// | L4 | Thu 26 Nov (3) | locked | 240 | 230 (B6 200, B7 30) = 96% | both fit and valid | none: on track |
+/// | L2 | Wed 9 Dec (16) | built | 240 | 120 (B5) = 50% | B5's assessment booked | booked 50% of 240 minutes (patients are not yet counted) |
+/// | L3 | Mon 28 Dec (35) | fixed | 240 | 0 | none | no anaesthetist named |
+///
+/// L5 (released), L6 (Tue 5 Jan, 43 days) and L7 (past) are not listed.
+fn readiness_tables() -> MemoryTables {
+    let list = |id: &str, date: &str, anaesthetist: Option<&str>, status: &str| {
+        json!({"theatre_session_id": id, "date": date, "theatre_id": "RXX:T1", "theatre_name": "Theatre 1",
+               "specialty_name": "General Surgery", "am_pm": "AM", "primary_consultant_name": "Ms Cutter",
+               "primary_anaesthetist_id": anaesthetist,
+               "planned_start_time": format!("{date}T08:30:00Z"), "planned_end_time": format!("{date}T12:30:00Z"),
+               "status": status, "cancelled": false})
+    };
+    let sessions = vec![
+        list("L1", "2026-11-25", Some("C1"), "confirmed"),
+        list("L4", "2026-11-26", Some("C1"), "confirmed"),
+        list("L2", "2026-12-09", Some("C1"), "provisional"),
+        list("L3", "2026-12-28", None, "provisional"),
+        list("L5", "2026-11-27", Some("C1"), "released"),
+        list("L6", "2027-01-05", Some("C1"), "provisional"),
+        list("L7", "2026-11-20", Some("C1"), "completed"),
+    ];
+    let booking = |id: &str, session: &str, minutes: i64, cancelled: bool| {
+        json!({"theatre_booking_id": id, "theatre_session_id": session, "patient_id": format!("999000000{}", &id[1..]),
+               "expected_duration": minutes, "booking_cancelled": cancelled})
+    };
+    let bookings = vec![
+        booking("B1", "L1", 90, false),
+        booking("B2", "L1", 60, false),
+        booking("B3", "L1", 60, false),
+        booking("B4", "L1", 30, true),
+        booking("B5", "L2", 120, false),
+        booking("B6", "L4", 200, false),
+        booking("B7", "L4", 30, false),
+        booking("B8", "L6", 240, false),
+    ];
+    let assessed = |id: &str, booking: &str, status: &str, outcome: Option<&str>, until: Option<&str>| {
+        json!({"procedure_status_id": id, "theatre_booking_id": booking, "poa_booking_status": status,
+               "poa_scheduled_or_attended_datetime": "2026-10-01T10:00:00Z",
+               "poa_outcome": outcome, "poa_expiry_date": until})
+    };
+    let statuses = vec![
+        assessed("A1", "B1", "attended", Some("fit"), Some("2026-12-31")),
+        assessed("A2", "B2", "attended", Some("fit"), Some("2026-11-24")),
+        assessed("A5", "B5", "booked", None, None),
+        assessed("A6", "B6", "attended", Some("fit"), Some("2027-01-10")),
+        assessed("A7", "B7", "attended", Some("fit"), Some("2027-01-01")),
+    ];
+    MemoryTables::new()
+        .with_rows("theatre_session", &sessions)
+        .unwrap()
+        .with_rows("theatre_booking", &bookings)
+        .unwrap()
+        .with_rows("procedure_status", &statuses)
+        .unwrap()
+        .with_rows("procedure", &[])
+        .unwrap()
+}
+
+async fn readiness_view(role: &str, purpose: Purpose, view: &str) -> Result<crate::platform::Output, ProductError> {
+    DemoInstance::new(readiness_tables())
+        .view("theatre-sessions", role, purpose, "http", view, &[("as_at", "2026-11-23")])
+        .await
+}
+
+#[tokio::test]
+async fn each_list_to_come_is_held_to_its_6_4_2_stage() {
+    let out = readiness_view("theatre-scheduler", Purpose::Operations, "readiness").await.unwrap();
+    let names = ["theatre_session_id", "days_to_list", "stage", "booked_minutes", "booked_percent", "bookings", "patients_ready", "patients_not_ready", "on_track", "to_do"];
+    let at: Vec<usize> = names.iter().map(|n| out.columns.iter().position(|c| c.name == *n).unwrap()).collect();
+    let got: Vec<Vec<Value>> = out.rows.iter().map(|r| at.iter().map(|i| r[*i].clone()).collect()).collect();
+    let want = [
+        json!(["L1", 2, "2 weeks: locked", 210, 88, 3, 1, 2, false, "2 of 3 patients not ready for theatre"]),
+        json!(["L4", 3, "2 weeks: locked", 230, 96, 2, 2, 0, true, ""]),
+        json!(["L2", 16, "4 weeks: built", 120, 50, 1, 0, 1, false, "booked 50% of 240 minutes"]),
+        json!(["L3", 35, "6 weeks: fixed", 0, 0, 0, 0, 0, false, "no anaesthetist named"]),
+    ];
+    let want: Vec<Vec<Value>> = want.iter().map(|w| w.as_array().unwrap().clone()).collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn each_patient_not_ready_is_named_with_why_to_direct_care_and_masked_to_operations() {
+    let out = readiness_view("theatre-scheduler", Purpose::DirectCare, "not-ready").await.unwrap();
+    let col = |n: &str| out.columns.iter().position(|c| c.name == n).unwrap();
+    let got: Vec<(String, String, String)> = out
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r[col("theatre_booking_id")].as_str().unwrap().to_string(),
+                r[col("readiness")].as_str().unwrap().to_string(),
+                r[col("patient_id")].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("B2", "assessment lapses before the list", "9990000002"),
+        ("B3", "no assessment", "9990000003"),
+        ("B5", "assessment booked, not yet held", "9990000005"),
+    ]
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+    assert_eq!(got, want);
+
+    // Under operations the same patients are there, their NHS numbers not.
+    let out = readiness_view("theatre-scheduler", Purpose::Operations, "not-ready").await.unwrap();
+    let at = out.columns.iter().position(|c| c.name == "patient_id").unwrap();
+    assert_eq!(out.rows.len(), 3);
+    for r in &out.rows {
+        assert!(!r[at].as_str().unwrap_or_default().starts_with("999000000"), "{r:?}");
+    }
+
+    // An analyst has no grant of the assessments: refused, not shown every
+    // patient unassessed.
+    let e = readiness_view("analyst", Purpose::Operations, "readiness").await.unwrap_err();
+    assert!(e.to_string().contains("procedure_status"), "{e}");
+}
+
+#[tokio::test]
+async fn a_synthetic_trusts_patients_not_ready_are_those_its_assessments_leave_out() {
+    let (tables, files, _, last_ran) = synthetic();
+    let file = |prefix: &str| files.iter().find(|f| f.name.starts_with(prefix)).unwrap();
+    let as_at = (chrono::NaiveDate::parse_from_str(&last_ran, "%Y-%m-%d").unwrap() + chrono::Duration::days(1)).to_string();
+    // By hand: each patient still booked on a list to come, and where their
+    // assessment leaves them.
+    let sessions: BTreeMap<String, Vec<String>> =
+        lines(file("theatre_sessions_")).into_iter().map(|r| (r[0].clone(), r)).collect();
+    let assessed: BTreeMap<String, Vec<String>> =
+        lines(file("pre_op_assessments_")).into_iter().map(|r| (r[1].clone(), r)).collect();
+    let mut want: BTreeMap<String, String> = BTreeMap::new();
+    let mut booked = 0;
+    for b in lines(file("theatre_bookings_")) {
+        let s = &sessions[&b[1]];
+        let day = chrono::NaiveDate::parse_from_str(&s[5], "%d/%m/%Y").unwrap().to_string();
+        if day < as_at || b[15] == "Cancelled" || s[20] == "REL" || s[20] == "CANC" {
+            continue;
+        }
+        booked += 1;
+        let why = match assessed.get(&b[0]) {
+            None => "no assessment",
+            Some(a) if a[6] == "Fit" => {
+                let until = chrono::NaiveDate::parse_from_str(&a[8], "%d/%m/%Y").unwrap().to_string();
+                if until >= day {
+                    continue;
+                }
+                "assessment lapses before the list"
+            }
+            Some(a) if a[6] == "Unfit" => "unfit at assessment",
+            Some(a) if a[6] == "Awaiting Results" => "assessment results awaited",
+            Some(a) if a[5] == "Booked" => "assessment booked, not yet held",
+            Some(a) => panic!("{a:?}"),
+        };
+        want.insert(b[0].clone(), why.to_string());
+    }
+    let i = DemoInstance::new(tables);
+    let out = i
+        .view("theatre-sessions", "theatre-scheduler", Purpose::DirectCare, "ui", "not-ready", &[("as_at", as_at.as_str())])
+        .await
+        .unwrap();
+    let col = |n: &str| out.columns.iter().position(|c| c.name == n).unwrap();
+    let got: BTreeMap<String, String> = out
+        .rows
+        .iter()
+        .map(|r| (r[col("theatre_booking_id")].as_str().unwrap().to_string(), r[col("readiness")].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(got, want);
+    // Most patients inside the lock are ready; further out, fewer.
+    let stage_share = |stage: &str| {
+        let rows: Vec<_> = out.rows.iter().filter(|r| r[col("stage")] == json!(stage)).collect();
+        rows.len()
+    };
+    assert!(stage_share("2 weeks: locked") > 0 && stage_share("6 weeks: fixed") > stage_share("2 weeks: locked"));
+    assert!(want.len() * 2 < booked, "{} of {booked} not ready", want.len());
+
+    // The lists' own counts agree with their patients'.
+    let lists = i
+        .view("theatre-sessions", "theatre-scheduler", Purpose::Operations, "http", "readiness", &[("as_at", as_at.as_str())])
+        .await
+        .unwrap();
+    let at = |n: &str| lists.columns.iter().position(|c| c.name == n).unwrap();
+    let not_ready: i64 = lists.rows.iter().map(|r| r[at("patients_not_ready")].as_i64().unwrap()).sum();
+    assert_eq!(not_ready as usize, want.len());
+    let locked_behind = lists
+        .rows
+        .iter()
+        .filter(|r| r[at("stage")] == json!("2 weeks: locked") && r[at("on_track")] == json!(false))
+        .count();
+    assert!(locked_behind > 0, "some locked lists have patients to chase");
 }

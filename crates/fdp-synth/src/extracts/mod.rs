@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `theatre_sessions_<date>.csv` | UTF-8, `dd/mm/yyyy` dates with separate `HH:MM` times | theatre management system: session plan |
 //! | `theatre_bookings_<date>.csv` | Windows-1252, CRLF, quoted `SURNAME, Given` names, `dd/mm/yyyy HH:MM` | theatre management system: cases booked on those sessions |
+//! | `pre_op_assessments_<date>.csv` | UTF-8 with BOM, CRLF, `dd/mm/yyyy` and `dd/mm/yyyy HH:MM` | pre-operative assessment clinic: each booked patient's assessment, outcome, validity and MRSA screen |
 //! | `theatre_case_times_<date>.csv` | UTF-8, `dd/mm/yyyy HH:MM` | theatre management system: each case operated on in the four weeks before, into theatre to out |
 //! | `medic_leave_<date>.txt` | tab-separated, `dd-Mon-yyyy HH:MM` | consultants' leave from the medical rostering system |
 //! | `roster_duties_<date>.csv` | UTF-8 with BOM, CRLF, two title lines, `dd/mm/yyyy HH:MM` | e-rostering (HealthRoster "Assigned Duties by Person") |
@@ -31,6 +32,7 @@
 //! from the 999 range that is never issued.
 
 mod capacity;
+mod pre_op;
 mod roster;
 mod sheet;
 mod stock;
@@ -183,7 +185,7 @@ mod tests {
     fn every_file_has_records_and_faults_of_all_three_kinds() {
         let trust = Trust::generate(5, TrustSpec::default()).unwrap();
         let files = generate(&trust, 5, &ExtractSpec::default()).unwrap();
-        assert_eq!(files.len(), 11);
+        assert_eq!(files.len(), 12);
         for f in &files {
             assert!(f.records > 0, "{}", f.name);
             let mut kinds: Vec<FaultKind> = f.faults.iter().map(|x| x.kind).collect();

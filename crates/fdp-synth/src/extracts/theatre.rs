@@ -1,6 +1,6 @@
 //! The theatre management system's session plan and case bookings, the
-//! case times of the lists that have run, and the consultants' leave that
-//! releases sessions.
+//! case times of the lists that have run, the pre-operative assessment of
+//! each patient booked, and the consultants' leave that releases sessions.
 //!
 //! The plan starts [`HISTORY_DAYS`] before the extract day: those lists have
 //! happened, so they carry their actual start and end, their cases' times
@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{Datelike, Duration, NaiveDate, Weekday};
 use rand::Rng;
 
+use super::pre_op::{PreOpReport, Readiness};
 use super::sheet::{Encoding, Sheet};
 use super::theatre_day::{self, Booked, CaseLine, CaseTimesReport, Outcome};
 use super::{dmy, impossible_day, stamp, ExtractFile, ExtractSpec, FaultKind};
@@ -505,6 +506,7 @@ pub(crate) fn generate(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
         "Case ID",
     ]);
     let mut cases = CaseTimesReport::new(rng);
+    let mut pre_op = PreOpReport::new(rng);
 
     let mut session_id: u32 = rng.random_range(4_100_000..4_800_000);
     let mut booking_ref: u32 = rng.random_range(1_000_000..6_000_000);
@@ -765,11 +767,22 @@ pub(crate) fn generate(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
                 // Booked minutes are what is still booked: a case cancelled,
                 // on the day or before, no longer counts.
                 let mut booked = 0;
+                let days_out = (day - spec.start).num_days();
                 for (fields, _) in &drafts {
                     if fields[15] != "Cancelled" {
                         booked += fields[9].parse::<u32>().unwrap_or(0);
                     }
                     bookings.record(fields);
+                    // Patients still booked, or cancelled only on the day,
+                    // were sent for their pre-operative assessment.
+                    if fields[15] != "Cancelled" || fields[17] == fields[2] {
+                        let readiness = if fields[16] == theatre_day::NO_ASSESSMENT {
+                            Readiness::None
+                        } else {
+                            Readiness::draw(rng, days_out)
+                        };
+                        pre_op.record(rng, &fields[0], &fields[4], day, spec.start, readiness);
+                    }
                 }
                 if let Some((fields, _)) = drafts.pop() {
                     last_booking = fields;
@@ -937,6 +950,7 @@ pub(crate) fn generate(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
         sessions.finish(format!("theatre_sessions_{s}.csv")),
         bookings.finish(format!("theatre_bookings_{s}.csv")),
         cases.finish(rng, format!("theatre_case_times_{s}.csv")),
+        pre_op.finish(rng, spec.start, format!("pre_op_assessments_{s}.csv")),
         leave.finish(format!("medic_leave_{s}.txt")),
     ]
 }

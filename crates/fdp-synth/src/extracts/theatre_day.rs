@@ -63,9 +63,13 @@ const OVERRUN_ALLOWED_MINUTES: i64 = 30;
 const ON_THE_DAY: &[&str] = &[
     "Patient did not attend",
     "Patient unfit for surgery",
-    "No pre-operative assessment",
+    NO_ASSESSMENT,
     "Patient not starved",
 ];
+
+/// The reason a case is cancelled on the day for want of a valid
+/// pre-operative assessment.
+pub(super) const NO_ASSESSMENT: &str = "No pre-operative assessment";
 
 /// The reason a case is cancelled because the cases before it overran.
 pub(super) const LIST_OVERRAN: &str = "Previous case overran";
