@@ -23,6 +23,7 @@ mod peer;
 mod product;
 mod projects;
 mod quarantine;
+mod schedule;
 mod sql;
 mod synth;
 
@@ -93,6 +94,9 @@ enum Command {
     /// Write the synthetic trust's data to files
     #[command(subcommand)]
     Synth(synth::SynthCommand),
+    /// Schedule admissions, theatres and nurses; price a schedule
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
 }
 
 #[derive(Args)]
@@ -224,6 +228,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Product(cmd) => product::run(cmd).await,
         Command::Peer(cmd) => peer::run_async(cmd).await,
         Command::Synth(cmd) => synth::run(cmd),
+        Command::Schedule(cmd) => schedule::run(cmd),
     }
 }
 

@@ -336,3 +336,84 @@ fn peer_identities_are_made_and_certified_by_the_federation_authority() {
         }
     }
 }
+
+/// `fdp schedule validate` prices an IHTC-2024 solution in the
+/// competition validator's layout, and names a file that is not one.
+#[test]
+fn schedule_validate_prices_a_solution_and_names_a_file_that_is_not_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let instance = dir.path().join("instance.json");
+    let solution = dir.path().join("solution.json");
+    // One optional patient (weight 10 unscheduled, 3 a day of delay), one
+    // room, one nurse on every shift of the two days.
+    let shifts: Vec<serde_json::Value> = (0..2)
+        .flat_map(|day| {
+            ["early", "late", "night"]
+                .map(|s| serde_json::json!({"day": day, "shift": s, "max_load": 1}))
+        })
+        .collect();
+    std::fs::write(
+        &instance,
+        serde_json::json!({
+            "days": 2, "skill_levels": 2, "shift_types": ["early", "late", "night"],
+            "age_groups": ["adult", "elderly"],
+            "weights": {"room_mixed_age": 1, "room_nurse_skill": 1, "continuity_of_care": 1,
+                        "nurse_eccessive_workload": 1, "open_operating_theater": 5,
+                        "surgeon_transfer": 1, "patient_delay": 3, "unscheduled_optional": 10},
+            "occupants": [],
+            "patients": [{"id": "p0", "mandatory": false, "gender": "A", "age_group": "adult",
+                          "length_of_stay": 1, "surgery_release_day": 0, "surgery_duration": 60,
+                          "surgeon_id": "s0", "incompatible_room_ids": [],
+                          "workload_produced": [1, 1, 2], "skill_level_required": [0, 1, 0]}],
+            "surgeons": [{"id": "s0", "max_surgery_time": [480, 480]}],
+            "operating_theaters": [{"id": "t0", "availability": [480, 480]}],
+            "rooms": [{"id": "r0", "capacity": 1}],
+            "nurses": [{"id": "n0", "skill_level": 0, "working_shifts": shifts}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    // Admitted a day late, covered by n0 in each shift of that day: delay
+    // 3, one theatre open 5, one nurse 1, skill short by 1 in the late
+    // shift, load 2 of 1 at night.
+    let cover: Vec<serde_json::Value> = ["early", "late", "night"]
+        .map(|s| serde_json::json!({"day": 1, "shift": s, "rooms": ["r0"]}))
+        .to_vec();
+    std::fs::write(
+        &solution,
+        serde_json::json!({
+            "patients": [{"id": "p0", "admission_day": 1, "room": "r0", "operating_theater": "t0"}],
+            "nurses": [{"id": "n0", "assignments": cover}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = fdp_ok!("schedule", "validate", instance, solution);
+    assert!(out.contains("Total violations = 0\n"), "{out}");
+    assert!(
+        out.contains("RoomSkillLevel.........................1 (  1 X   1)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ExcessiveNurseWorkload.................1 (  1 X   1)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("PatientDelay...........................3 (  3 X   1)\n"),
+        "{out}"
+    );
+    assert!(out.contains("Total cost = 11\n"), "{out}");
+
+    let out = fdp()
+        .args(["schedule", "validate"])
+        .arg(&solution)
+        .arg(&solution)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not an IHTC-2024 instance") && err.contains("solution.json"),
+        "{err}"
+    );
+}
