@@ -5,10 +5,20 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use fdp_schedule::ihtc::{evaluate, Instance, Solution};
+use fdp_schedule::ihtc::{construct, evaluate, price, Instance, Problem, Solution};
 
 #[derive(Subcommand)]
 pub enum ScheduleCommand {
+    /// Schedule an IHTC-2024 instance: admissions, rooms, theatres and
+    /// nurses, built greedily without breaking a hard constraint where
+    /// that can be helped; writes the solution and prints its price
+    Ihtc {
+        /// The competition instance (JSON)
+        instance: PathBuf,
+        /// Where to write the solution (JSON)
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Price an IHTC-2024 solution against its instance: the violations of
     /// each hard constraint and each soft cost, raw and weighted, in the
     /// competition validator's layout
@@ -33,6 +43,29 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<
 
 pub fn run(cmd: ScheduleCommand) -> Result<()> {
     match cmd {
+        ScheduleCommand::Ihtc { instance, out } => {
+            let i: Instance = read_json(&instance, "instance")?;
+            let started = std::time::Instant::now();
+            let problem =
+                Problem::new(&i).with_context(|| format!("reading {}", instance.display()))?;
+            let schedule = construct(&problem);
+            let priced = price(&problem, &schedule);
+            let solution = problem.write(&schedule);
+            let text = serde_json::to_string_pretty(&solution)?;
+            std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+            print!("{priced}");
+            eprintln!(
+                "{} written in {:.2} s: {}",
+                out.display(),
+                started.elapsed().as_secs_f64(),
+                if priced.is_feasible() {
+                    "feasible"
+                } else {
+                    "NOT feasible: see the violations"
+                }
+            );
+            Ok(())
+        }
         ScheduleCommand::Validate { instance, solution } => {
             let i: Instance = read_json(&instance, "instance")?;
             let s: Solution = read_json(&solution, "solution")?;

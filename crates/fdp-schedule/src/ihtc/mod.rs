@@ -9,11 +9,14 @@
 //! indices, and [`evaluate`] prices a solution: the violations of the nine
 //! hard constraints and the eight soft costs, printed in the validator's
 //! own layout, so that a figure here can be set beside a published one.
+//! [`construct`] builds a first schedule greedily.
 
+pub mod construct;
 pub mod evaluate;
 pub mod files;
 pub mod problem;
 
+pub use construct::construct;
 pub use evaluate::{price, Evaluation, COSTS, VIOLATIONS};
 pub use files::{AdmissionDay, Instance, Solution, Weights};
 pub use problem::{Admission, Problem, Schedule};

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::files::{AdmissionDay, Instance, Solution};
+use super::files::{AdmissionDay, Instance, NurseRooms, PatientPlacement, ShiftRooms, Solution};
 use super::IhtcError;
 
 /// Everyone in a room: occupants first, then the patients to admit, so
@@ -336,6 +336,58 @@ impl Problem {
             }
         }
         Ok(schedule)
+    }
+}
+
+impl Problem {
+    /// `schedule` as a solution file: every patient (`"none"` for one not
+    /// admitted) and every nurse with the rooms of each shift they work.
+    pub fn write(&self, schedule: &Schedule) -> Solution {
+        let patients = self
+            .ids
+            .patients
+            .iter()
+            .zip(&schedule.admission)
+            .map(|(id, a)| match a {
+                Some(a) => PatientPlacement {
+                    id: id.clone(),
+                    admission_day: AdmissionDay::Day(a.day),
+                    room: Some(self.ids.rooms[a.room].clone()),
+                    operating_theater: Some(self.ids.theaters[a.theater].clone()),
+                },
+                None => PatientPlacement {
+                    id: id.clone(),
+                    admission_day: AdmissionDay::None,
+                    room: None,
+                    operating_theater: None,
+                },
+            })
+            .collect();
+        let spd = self.shifts_per_day();
+        let nurses = self
+            .ids
+            .nurses
+            .iter()
+            .enumerate()
+            .map(|(n, id)| NurseRooms {
+                id: id.clone(),
+                assignments: (0..self.shifts())
+                    .filter(|&s| {
+                        self.nurse_max_load[n][s].is_some()
+                            || !schedule.nurse_rooms[n][s].is_empty()
+                    })
+                    .map(|s| ShiftRooms {
+                        day: s / spd,
+                        shift: self.shift_names[s % spd].clone(),
+                        rooms: schedule.nurse_rooms[n][s]
+                            .iter()
+                            .map(|&r| self.ids.rooms[r].clone())
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Solution { patients, nurses }
     }
 }
 

@@ -246,3 +246,33 @@ fn an_admission_outside_the_horizon_is_a_violation_and_counts_nowhere_else() {
     assert_eq!(e.violations[5], 1);
     assert_eq!(e.violations[3], 30);
 }
+
+#[test]
+fn a_constructed_schedule_breaks_no_rule_it_can_keep_and_prices_the_same_written_out() {
+    let i = instance();
+    let problem = Problem::new(&i).unwrap();
+    let schedule = construct(&problem);
+    let priced = price(&problem, &schedule);
+    // Rooms single-sex and within their beds, rooms allowed, theatres and
+    // surgeons within their minutes, admissions inside their windows,
+    // nurses only on their shifts.
+    for k in [0, 1, 2, 3, 5, 6, 7] {
+        assert_eq!(priced.violations[k], 0, "{}: {priced}", VIOLATIONS[k]);
+    }
+    // The mandatory patients first: p0 (due on day 0) that day, p2 (day 1
+    // only) in t1, the one theatre open on day 1. Then p1, optional, fits
+    // nowhere: s0 has 30 of its 90 minutes left on day 0 after p0, and t1
+    // 10 of its 60 on day 1 after p2.
+    assert_eq!(schedule.admission[0].map(|a| a.day), Some(0));
+    assert_eq!(
+        schedule.admission[2].map(|a| (a.day, a.theater)),
+        Some((1, 1))
+    );
+    assert_eq!(schedule.admission[1], None);
+    // The written file prices the same, and reads back to the same.
+    let written = problem.write(&schedule);
+    let text = serde_json::to_string(&written).unwrap();
+    let again: Solution = serde_json::from_str(&text).unwrap();
+    assert_eq!(evaluate(&i, &again).unwrap(), priced);
+    assert_eq!(again, written);
+}
