@@ -89,6 +89,16 @@ const BUILT_PERCENT: i64 = 85;
 
 const ID: &str = "theatre-sessions";
 
+/// A session's minutes available: the plan's own count, or else its
+/// planned times (SQL over `theatre_session`).
+const AVAILABLE: &str = "coalesce(CAST(planned_duration_minutes AS DOUBLE), \
+     (date_part('epoch', planned_end_time) - date_part('epoch', planned_start_time)) / 60.0)";
+
+/// A session still planned: neither released nor cancelled (SQL over
+/// `theatre_session`).
+const STILL_PLANNED: &str =
+    "coalesce(status, '') NOT IN ('released', 'cancelled') AND NOT coalesce(cancelled, false)";
+
 /// The CDM's colour band for a utilisation ratio `ratio` (a SQL
 /// expression).
 fn band(ratio: &str) -> String {
@@ -112,13 +122,10 @@ fn session_minutes(from: &str, to: &str) -> String {
                     s.start_time, s.end_time, \
                     date_part('epoch', s.planned_start_time) / 60.0 AS planned_from, \
                     date_part('epoch', s.planned_end_time) / 60.0 AS planned_to, \
-                    coalesce(CAST(s.planned_duration_minutes AS DOUBLE), \
-                             (date_part('epoch', s.planned_end_time) \
-                              - date_part('epoch', s.planned_start_time)) / 60.0) AS available_minutes \
+                    {AVAILABLE} AS available_minutes \
              FROM theatre_session s \
              WHERE s.date BETWEEN {from} AND {to} \
-               AND coalesce(s.status, '') NOT IN ('released', 'cancelled') \
-               AND NOT coalesce(s.cancelled, false) \
+               AND {STILL_PLANNED} \
          ), \
          cases AS ( \
              SELECT p.theatre_session_id, \
@@ -523,13 +530,10 @@ fn free_time(from: &str, to: &str) -> (String, Vec<OutputColumn>) {
         "WITH planned AS ( \
              SELECT theatre_session_id, date, theatre_name, specialty_name, am_pm, primary_consultant_name, \
                     planned_start_time, planned_end_time, \
-                    coalesce(CAST(planned_duration_minutes AS DOUBLE), \
-                             (date_part('epoch', planned_end_time) \
-                              - date_part('epoch', planned_start_time)) / 60.0) AS available \
+                    {AVAILABLE} AS available \
              FROM theatre_session \
              WHERE date BETWEEN {from} AND {to} \
-               AND coalesce(status, '') NOT IN ('released', 'cancelled') \
-               AND NOT coalesce(cancelled, false) \
+               AND {STILL_PLANNED} \
          ), \
          booked AS ( \
              SELECT theatre_session_id, count(*) AS bookings, \
@@ -587,8 +591,7 @@ fn planned(from: &str, to: &str) -> String {
                 planned_start_time, planned_end_time \
          FROM theatre_session \
          WHERE date BETWEEN {from} AND {to} \
-           AND coalesce(status, '') NOT IN ('released', 'cancelled') \
-           AND NOT coalesce(cancelled, false)"
+           AND {STILL_PLANNED}"
     )
 }
 
@@ -700,15 +703,12 @@ fn lists_to_come(as_at: chrono::NaiveDate) -> String {
              SELECT theatre_session_id, date, theatre_name, specialty_name, am_pm, \
                     primary_consultant_name, primary_anaesthetist_id, planned_start_time, \
                     concat_ws(' · ', to_char(date, '%a %d %b'), theatre_name, am_pm) AS list, \
-                    coalesce(CAST(planned_duration_minutes AS DOUBLE), \
-                             (date_part('epoch', planned_end_time) \
-                              - date_part('epoch', planned_start_time)) / 60.0) AS available, \
+                    {AVAILABLE} AS available, \
                     CAST((date_part('epoch', CAST(date AS TIMESTAMP)) \
                           - date_part('epoch', CAST(DATE '{as_at}' AS TIMESTAMP))) / 86400 AS BIGINT) AS days_to_list \
              FROM theatre_session \
              WHERE date BETWEEN DATE '{as_at}' AND DATE '{last}' \
-               AND coalesce(status, '') NOT IN ('released', 'cancelled') \
-               AND NOT coalesce(cancelled, false) \
+               AND {STILL_PLANNED} \
          ), \
          staged AS ( \
              SELECT *, CASE WHEN days_to_list < {LOCKED_DAYS} THEN '2 weeks: locked' \

@@ -159,23 +159,7 @@ fn assign_nurses(problem: &Problem, schedule: &mut Schedule) {
     let spd = problem.shifts_per_day();
     let w = problem.weights;
     let rooms = problem.room_capacity.len();
-    // Who is in each room each day, with the first shift of their stay.
-    let mut present: Vec<Vec<Vec<(usize, usize)>>> = vec![vec![Vec::new(); problem.days]; rooms];
-    for (o, &room) in problem.occupant_room.iter().enumerate() {
-        let stay = problem.people[o].length_of_stay.min(problem.days);
-        for in_room in &mut present[room][..stay] {
-            in_room.push((o, 0));
-        }
-    }
-    for (i, a) in schedule.admission.iter().enumerate() {
-        let Some(a) = a else { continue };
-        let person = problem.occupants + i;
-        let day = a.day as usize;
-        let last = (day + problem.people[person].length_of_stay).min(problem.days);
-        for in_room in &mut present[a.room][day..last] {
-            in_room.push((person, day * spd));
-        }
-    }
+    let present = schedule.presence(problem);
     let mut seen: Vec<Vec<usize>> = vec![Vec::new(); problem.people.len()];
     for s in 0..problem.shifts() {
         let d = s / spd;
@@ -188,7 +172,7 @@ fn assign_nurses(problem: &Problem, schedule: &mut Schedule) {
         let need = |r: usize| -> i64 {
             present[r][d]
                 .iter()
-                .map(|&(q, first)| problem.people[q].skill[s - first])
+                .map(|q| problem.people[q.person].skill[s - q.first_shift])
                 .sum()
         };
         occupied.sort_by_key(|&r| std::cmp::Reverse(need(r)));
@@ -196,21 +180,23 @@ fn assign_nurses(problem: &Problem, schedule: &mut Schedule) {
             let here = &present[r][d];
             let room_load: i64 = here
                 .iter()
-                .map(|&(q, first)| problem.people[q].workload[s - first])
+                .map(|q| problem.people[q.person].workload[s - q.first_shift])
                 .sum();
             let best = working
                 .iter()
                 .map(|&n| {
                     let short: i64 = here
                         .iter()
-                        .map(|&(q, first)| {
-                            (problem.people[q].skill[s - first] - problem.nurse_skill[n]).max(0)
+                        .map(|q| {
+                            (problem.people[q.person].skill[s - q.first_shift]
+                                - problem.nurse_skill[n])
+                                .max(0)
                         })
                         .sum();
                     let max = problem.nurse_max_load[n][s].unwrap_or(0);
                     let over = (load[n] + room_load - max).max(0) - (load[n] - max).max(0);
                     let new_to =
-                        here.iter().filter(|&&(q, _)| !seen[q].contains(&n)).count() as i64;
+                        here.iter().filter(|q| !seen[q.person].contains(&n)).count() as i64;
                     (short * w[1] + over * w[3] + new_to * w[2], n)
                 })
                 .min();
@@ -218,9 +204,9 @@ fn assign_nurses(problem: &Problem, schedule: &mut Schedule) {
             load[n] += room_load;
             schedule.cover[r][s] = Some(n);
             schedule.nurse_rooms[n][s].push(r);
-            for &(q, _) in here {
-                if !seen[q].contains(&n) {
-                    seen[q].push(n);
+            for q in here {
+                if !seen[q.person].contains(&n) {
+                    seen[q.person].push(n);
                 }
             }
         }

@@ -94,33 +94,14 @@ impl fmt::Display for Evaluation {
     }
 }
 
-/// Someone in a room on a day: the person, and the first shift of their
-/// stay, from which their per-shift figures run.
-#[derive(Debug, Clone, Copy)]
-struct InRoom {
-    person: usize,
-    first_shift: usize,
-}
-
 /// Price `schedule`.
 pub fn price(problem: &Problem, schedule: &Schedule) -> Evaluation {
     let days = problem.days;
     let spd = problem.shifts_per_day();
-    let rooms = problem.room_capacity.len();
     let mut v = [0i64; 9];
     let mut c = [0i64; 8];
 
-    // Who is in each room each day.
-    let mut present: Vec<Vec<Vec<InRoom>>> = vec![vec![Vec::new(); days]; rooms];
-    for (o, &room) in problem.occupant_room.iter().enumerate() {
-        let stay = problem.people[o].length_of_stay.min(days);
-        for day in &mut present[room][..stay] {
-            day.push(InRoom {
-                person: o,
-                first_shift: 0,
-            });
-        }
-    }
+    let present = schedule.presence(problem);
     let theaters = problem.theater_minutes.len();
     let surgeons = problem.surgeon_minutes.len();
     let mut theater_load = vec![vec![0i64; days]; theaters];
@@ -148,14 +129,6 @@ pub fn price(problem: &Problem, schedule: &Schedule) -> Evaluation {
         };
         if day >= days {
             continue;
-        }
-        let person = problem.occupants + i;
-        let last = (day + problem.people[person].length_of_stay).min(days);
-        for in_room in &mut present[a.room][day..last] {
-            in_room.push(InRoom {
-                person,
-                first_shift: day * spd,
-            });
         }
         theater_load[a.theater][day] += p.duration;
         surgeon_load[p.surgeon][day] += p.duration;

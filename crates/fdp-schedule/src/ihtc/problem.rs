@@ -411,7 +411,43 @@ pub struct Schedule {
     pub nurse_rooms: Vec<Vec<Vec<usize>>>,
 }
 
+/// Someone in a room on a day: the person, and the first shift of their
+/// stay, from which their per-shift figures run.
+#[derive(Debug, Clone, Copy)]
+pub struct InRoom {
+    pub person: usize,
+    pub first_shift: usize,
+}
+
 impl Schedule {
+    /// Who is in each room each day: occupants, and the patients admitted
+    /// on a day inside the horizon, each stay cut at its end.
+    pub fn presence(&self, problem: &Problem) -> Vec<Vec<Vec<InRoom>>> {
+        let days = problem.days;
+        let spd = problem.shifts_per_day();
+        let mut present = vec![vec![Vec::new(); days]; problem.room_capacity.len()];
+        let stays = problem
+            .occupant_room
+            .iter()
+            .enumerate()
+            .map(|(o, &room)| (o, room, 0));
+        let admitted = self.admission.iter().enumerate().filter_map(|(i, a)| {
+            let a = a.as_ref()?;
+            let day = usize::try_from(a.day).ok().filter(|&d| d < days)?;
+            Some((problem.occupants + i, a.room, day))
+        });
+        for (person, room, day) in stays.chain(admitted) {
+            let last = (day + problem.people[person].length_of_stay).min(days);
+            for in_room in &mut present[room][day..last] {
+                in_room.push(InRoom {
+                    person,
+                    first_shift: day * spd,
+                });
+            }
+        }
+        present
+    }
+
     /// Nobody admitted, no room covered.
     pub fn empty(problem: &Problem) -> Schedule {
         let shifts = problem.shifts();

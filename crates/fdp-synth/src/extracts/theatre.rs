@@ -787,7 +787,6 @@ pub(crate) fn generate(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
                 if let Some((fields, _)) = drafts.pop() {
                     last_booking = fields;
                 }
-                let at = |t: chrono::NaiveDateTime| t.format("%d/%m/%Y %H:%M").to_string();
                 let fields = vec![
                     sid,
                     trust.sites[t.site].code.clone(),
@@ -813,8 +812,12 @@ pub(crate) fn generate(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
                     booked.to_string(),
                     planned.saturating_sub(booked).to_string(),
                     comments.join("; "),
-                    list_day.map(|(a, _)| at(a)).unwrap_or_default(),
-                    list_day.map(|(_, b)| at(b)).unwrap_or_default(),
+                    list_day
+                        .map(|(a, _)| theatre_day::at(a))
+                        .unwrap_or_default(),
+                    list_day
+                        .map(|(_, b)| theatre_day::at(b))
+                        .unwrap_or_default(),
                 ];
                 sessions.record(&fields);
                 last_session = fields;

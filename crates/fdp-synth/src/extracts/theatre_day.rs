@@ -211,7 +211,8 @@ pub(super) struct CaseLine<'a> {
     pub urgency: &'static str,
 }
 
-fn at(t: NaiveDateTime) -> String {
+/// `dd/mm/yyyy HH:MM`, as the theatre system writes its times.
+pub(super) fn at(t: NaiveDateTime) -> String {
     t.format("%d/%m/%Y %H:%M").to_string()
 }
 
