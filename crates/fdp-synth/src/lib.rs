@@ -16,7 +16,9 @@
 //! - [`extracts`]: the flat files a trust's other systems send (theatre
 //!   sessions and bookings, consultant leave, rosters, Capacity Tracker and
 //!   virtual-ward capacity, vaccine and supplies stock, supplies
-//!   transactions), each with a few faulty lines of the kinds real ones carry.
+//!   transactions), each with a few faulty lines of the kinds real ones carry;
+//! - [`ihtc`]: admission and theatre scheduling problems in the IHTC-2024
+//!   competition's format, each with a feasible schedule planted.
 //!
 //! It will grow into a whole synthetic federation (community and mental
 //! health providers, GP practices, an ICB) built from the same pieces.
@@ -55,6 +57,7 @@ pub mod error;
 pub mod extracts;
 pub mod fhir_export;
 pub mod hl7;
+pub mod ihtc;
 pub mod pas;
 pub mod people;
 mod rng;

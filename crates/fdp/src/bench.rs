@@ -39,6 +39,8 @@ pub enum BenchCommand {
     Federation(crate::bench_federation::FederationArgs),
     /// Senders that flood and never read their ACKs beside one sending normal traffic: its ACK latency and the instance's peak memory
     Flood(crate::bench_flood::FloodArgs),
+    /// The scheduler on IHTC-2024 instances at a time limit: cost, lower bound and gap to the best-known, beside the competition's published results
+    Schedule(crate::bench_schedule::ScheduleArgs),
 }
 
 #[derive(Args, Clone)]
@@ -94,6 +96,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::GovernedQuery(args) => crate::bench_governed::run(args).await,
         BenchCommand::Federation(args) => crate::bench_federation::run(args).await,
         BenchCommand::Flood(args) => crate::bench_flood::run(args).await,
+        BenchCommand::Schedule(args) => crate::bench_schedule::run(args),
     }
 }
 

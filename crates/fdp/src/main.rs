@@ -11,6 +11,7 @@ mod bench_federation;
 mod bench_fhir;
 mod bench_flood;
 mod bench_governed;
+mod bench_schedule;
 mod bench_year;
 mod demo;
 mod demo_federation;

@@ -5,19 +5,33 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use fdp_schedule::ihtc::{construct, evaluate, price, Instance, Problem, Solution};
+use std::time::Duration;
+
+use fdp_schedule::ihtc::{
+    construct, evaluate, lower_bound, price, search, Instance, Problem, SearchOptions, Solution,
+};
 
 #[derive(Subcommand)]
 pub enum ScheduleCommand {
     /// Schedule an IHTC-2024 instance: admissions, rooms, theatres and
     /// nurses, built greedily without breaking a hard constraint where
-    /// that can be helped; writes the solution and prints its price
+    /// that can be helped, then improved by simulated annealing; writes the
+    /// solution and prints its price
     Ihtc {
         /// The competition instance (JSON)
         instance: PathBuf,
         /// Where to write the solution (JSON)
         #[arg(short, long)]
         out: PathBuf,
+        /// Seconds to search for (0: the greedy schedule alone)
+        #[arg(long, default_value_t = 60.0)]
+        time_limit: f64,
+        /// Independent searches run in parallel; the best is kept
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Seed of the search's random choices
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Price an IHTC-2024 solution against its instance: the violations of
     /// each hard constraint and each soft cost, raw and weighted, in the
@@ -41,19 +55,59 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<
     })
 }
 
+/// How far `cost` is above `reference`, as a share of `reference`.
+pub fn gap_percent(cost: i64, reference: i64) -> f64 {
+    if reference <= 0 {
+        return if cost <= 0 { 0.0 } else { f64::INFINITY };
+    }
+    (cost - reference) as f64 * 100.0 / reference as f64
+}
+
 pub fn run(cmd: ScheduleCommand) -> Result<()> {
     match cmd {
-        ScheduleCommand::Ihtc { instance, out } => {
+        ScheduleCommand::Ihtc {
+            instance,
+            out,
+            time_limit,
+            threads,
+            seed,
+        } => {
             let i: Instance = read_json(&instance, "instance")?;
             let started = std::time::Instant::now();
             let problem =
                 Problem::new(&i).with_context(|| format!("reading {}", instance.display()))?;
-            let schedule = construct(&problem);
+            let first = construct(&problem);
+            let greedy = price(&problem, &first);
+            let schedule = if time_limit > 0.0 {
+                let options = SearchOptions {
+                    time_limit: Duration::from_secs_f64(time_limit),
+                    threads: threads.max(1),
+                    max_moves: None,
+                    seed,
+                };
+                let found = search(&problem, &first, &options);
+                eprintln!(
+                    "greedy start {} ({} violations); searched {:.0} s on {} thread(s), {:.0} moves/s",
+                    greedy.total_cost(),
+                    greedy.total_violations(),
+                    time_limit,
+                    options.threads,
+                    found.moves_per_second
+                );
+                found.schedule
+            } else {
+                first
+            };
             let priced = price(&problem, &schedule);
             let solution = problem.write(&schedule);
             let text = serde_json::to_string_pretty(&solution)?;
             std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
             print!("{priced}");
+            let bound = lower_bound(&problem).total();
+            println!(
+                "Lower bound = {bound} (this schedule is at most {:.1}% above the best possible)",
+                gap_percent(priced.total_cost(), bound)
+            );
             eprintln!(
                 "{} written in {:.2} s: {}",
                 out.display(),

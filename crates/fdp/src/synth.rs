@@ -90,6 +90,25 @@ pub enum SynthCommand {
         #[arg(long, default_value_t = 8_640)]
         per_day: u32,
     },
+    /// Admission and theatre scheduling problems in the IHTC-2024
+    /// competition's format (`<size>_<seed>.json`), each with the feasible
+    /// schedule planted in it (`<size>_<seed>_planted.json`), whose cost any
+    /// scheduler must match. Schedule one with `fdp schedule ihtc`.
+    Ihtc {
+        /// Folder to write into (created if missing)
+        #[arg(long)]
+        out: PathBuf,
+        /// small (14 days, 30 patients), medium (21 days, 150) or
+        /// competition (21 days, 400, 25 rooms, 50 nurses)
+        #[arg(long, default_value = "medium")]
+        size: String,
+        /// The first seed
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Instances to write, one per seed from the first
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+    },
 }
 
 pub fn run(cmd: SynthCommand) -> Result<()> {
@@ -143,6 +162,12 @@ pub fn run(cmd: SynthCommand) -> Result<()> {
             pathways,
             problem_share,
         } => write_elective(&out, seed, as_at, pathways, problem_share),
+        SynthCommand::Ihtc {
+            out,
+            size,
+            seed,
+            count,
+        } => write_ihtc(&out, &size, seed, count),
         SynthCommand::Fhir { out, patients } => {
             let (files, n) =
                 fdp_synth::fhir_export::write(&out, patients * fdp_synth::fhir_export::PER_PATIENT)
@@ -155,6 +180,39 @@ pub fn run(cmd: SynthCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn write_ihtc(out: &std::path::Path, size: &str, seed: u64, count: u64) -> Result<()> {
+    use fdp_synth::ihtc::{generate, IhtcSize};
+    let Some(spec) = IhtcSize::named(size) else {
+        anyhow::bail!("no instance size {size:?}: use small, medium or competition");
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for seed in seed..seed + count {
+        let drawn = generate(seed, &spec);
+        let priced = fdp_schedule::ihtc::evaluate(&drawn.instance, &drawn.planted)?;
+        for (name, text) in [
+            (
+                format!("{size}_{seed}.json"),
+                serde_json::to_string_pretty(&drawn.instance)?,
+            ),
+            (
+                format!("{size}_{seed}_planted.json"),
+                serde_json::to_string_pretty(&drawn.planted)?,
+            ),
+        ] {
+            let path = out.join(name);
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        println!(
+            "{size}_{seed}.json: {} patients ({} mandatory), {} rooms; the planted schedule costs {}",
+            drawn.instance.patients.len(),
+            drawn.instance.patients.iter().filter(|p| p.mandatory).count(),
+            drawn.instance.rooms.len(),
+            priced.total_cost()
+        );
+    }
+    Ok(())
 }
 
 fn write_adt(

@@ -95,3 +95,13 @@ fn elective_quick() {
     assert!(out.contains("DuckDB"), "the peer runs beside it: {out}");
     assert!(out.contains("already-treated"), "each rule's flags: {out}");
 }
+
+#[test]
+fn schedule_quick() {
+    let out = bench(&["schedule"]);
+    assert!(out.contains("at 1 s on 2 thread(s)"), "{out}");
+    assert!(out.contains("small_1"), "{out}");
+    assert!(out.contains("medium_1"), "{out}");
+    // The planted schedules are feasible, so the scheduler must be too.
+    assert!(out.contains("feasible on 2 of 2"), "{out}");
+}

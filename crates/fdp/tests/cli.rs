@@ -417,3 +417,64 @@ fn schedule_validate_prices_a_solution_and_names_a_file_that_is_not_one() {
         "{err}"
     );
 }
+
+fn total_cost(out: &str) -> i64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix("Total cost = "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no total cost in {out}"))
+}
+
+/// `fdp synth ihtc` draws an instance with a feasible schedule planted;
+/// `fdp schedule ihtc` schedules it on two threads, writes a solution the
+/// validator prices the same, no dearer than the plant, and prints a lower
+/// bound no schedule beats.
+#[test]
+fn schedule_ihtc_beats_the_planted_schedule_and_prints_a_bound_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = fdp_ok!(
+        "synth",
+        "ihtc",
+        "--out",
+        dir.path(),
+        "--size",
+        "small",
+        "--seed",
+        "3"
+    );
+    assert!(out.contains("small_3.json: 30 patients"), "{out}");
+    let instance = dir.path().join("small_3.json");
+    let planted = dir.path().join("small_3_planted.json");
+    let solution = dir.path().join("solution.json");
+    let plant = fdp_ok!("schedule", "validate", &instance, &planted);
+    assert!(plant.contains("Total violations = 0\n"), "{plant}");
+
+    let out = fdp_ok!(
+        "schedule",
+        "ihtc",
+        &instance,
+        "-o",
+        &solution,
+        "--time-limit",
+        "2",
+        "--threads",
+        "2"
+    );
+    assert!(out.contains("Total violations = 0\n"), "{out}");
+    let cost = total_cost(&out);
+    assert!(
+        cost <= total_cost(&plant),
+        "{cost} against the plant's\n{plant}"
+    );
+    let bound: i64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Lower bound = "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no lower bound in {out}"));
+    assert!(0 < bound && bound <= cost, "bound {bound}, cost {cost}");
+
+    let again = fdp_ok!("schedule", "validate", &instance, &solution);
+    assert_eq!(total_cost(&again), cost, "{again}");
+    assert!(again.contains("Total violations = 0\n"), "{again}");
+}

@@ -9,17 +9,23 @@
 //! indices, and [`evaluate`] prices a solution: the violations of the nine
 //! hard constraints and the eight soft costs, printed in the validator's
 //! own layout, so that a figure here can be set beside a published one.
-//! [`construct`] builds a first schedule greedily.
+//! [`construct`] builds a first schedule greedily and [`search`] improves
+//! it by simulated annealing; [`lower_bound`] says how far from the best
+//! possible it may still be.
 
+pub mod bound;
 pub mod construct;
 pub mod evaluate;
 pub mod files;
 pub mod problem;
+pub mod search;
 
+pub use bound::{lower_bound, Bound};
 pub use construct::construct;
 pub use evaluate::{price, Evaluation, COSTS, VIOLATIONS};
 pub use files::{AdmissionDay, Instance, Solution, Weights};
 pub use problem::{Admission, Problem, Schedule};
+pub use search::{search, SearchOptions, SearchOutcome};
 
 /// What is wrong with an instance or a solution, by name.
 #[derive(Debug, thiserror::Error)]
