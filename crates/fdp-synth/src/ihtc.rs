@@ -243,9 +243,8 @@ pub fn generate(seed: u64, size: &IhtcSize) -> PlantedInstance {
     let mut theater_used = vec![vec![0i64; days]; theaters];
     let mut surgeon_used = vec![vec![0i64; days]; surgeons];
 
-    // Everyone in a room: (room, first day, workload, skill), for the
-    // nurses' plan.
-    let mut stays: Vec<(usize, usize, Vec<i64>, Vec<i64>)> = Vec::new();
+    // Everyone in a room: (room, first day, days), for the nurses' plan.
+    let mut stays: Vec<(usize, usize, usize)> = Vec::new();
     let mut occupants = Vec::new();
     for k in 0..size.occupants {
         let mut who = person(rng, 5.min(days));
@@ -256,7 +255,7 @@ pub fn generate(seed: u64, size: &IhtcSize) -> PlantedInstance {
         who.workload.truncate(who.stay * 3);
         who.skill.truncate(who.stay * 3);
         wards.take(room, 0, who.stay, who.gender_a);
-        stays.push((room, 0, who.workload.clone(), who.skill.clone()));
+        stays.push((room, 0, who.stay));
         occupants.push(Occupant {
             id: format!("a{k:03}"),
             gender: gender(who.gender_a),
@@ -310,7 +309,7 @@ pub fn generate(seed: u64, size: &IhtcSize) -> PlantedInstance {
                 surgeon_used[surgeon][day] += duration;
                 theater_used[theater][day] += duration;
                 wards.take(room, day, who.stay, who.gender_a);
-                stays.push((room, day, who.workload.clone(), who.skill.clone()));
+                stays.push((room, day, who.stay));
                 placements.push(PatientPlacement {
                     id: id.clone(),
                     admission_day: AdmissionDay::Day(day as i64),
@@ -378,9 +377,9 @@ pub fn generate(seed: u64, size: &IhtcSize) -> PlantedInstance {
     }
     // Each occupied room, each shift: a nurse rostered then.
     let mut occupied = vec![vec![false; shifts]; rooms];
-    for (room, first, workload, _) in &stays {
-        let end = (first * 3 + workload.len()).min(shifts);
-        for busy in &mut occupied[*room][first * 3..end] {
+    for &(room, first, days_in) in &stays {
+        let end = ((first + days_in) * 3).min(shifts);
+        for busy in &mut occupied[room][first * 3..end] {
             *busy = true;
         }
     }

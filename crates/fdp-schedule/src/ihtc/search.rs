@@ -699,7 +699,7 @@ impl<'a> State<'a> {
 
     /// A patient left out admitted at a random slot, discharging whoever
     /// stands in the way there (occupants excepted), each then readmitted
-    /// at the first of a few random slots that fits, if any does.
+    /// wherever they first fit, if anywhere.
     fn eject(&mut self, rng: &mut Random) -> bool {
         let n = self.slot.len();
         let p = self.p;
