@@ -116,3 +116,50 @@ fn a_written_schedule_prices_the_same_read_back() {
     let back = evaluate(&drawn.instance, &serde_json::from_str(&text).unwrap()).unwrap();
     assert_eq!(back, found.evaluation);
 }
+
+/// Hostile figures in an instance file: a skill need in the billions, a
+/// stay past counting, no rooms and no theatres at all. Each is refused by
+/// name or searched without a panic, and what is searched still prices as
+/// the validator prices it.
+#[test]
+fn hostile_figures_are_refused_by_name_or_searched_without_a_panic() {
+    let drawn = generate(6, &IhtcSize::small());
+
+    let mut huge_skill = drawn.instance.clone();
+    huge_skill.patients[0].skill_level_required[0] = 1_000_000_000_000;
+    huge_skill.patients[0].mandatory = true;
+    huge_skill.patients[0].surgery_due_day = Some(huge_skill.days - 1);
+    let problem = Problem::new(&huge_skill).unwrap();
+    let found = search(&problem, &construct(&problem), &options(20_000, 1));
+    // No nurse can meet the need: admitting the patient would cost more
+    // than leaving a mandatory patient out, so the search leaves them out.
+    assert!(
+        found.schedule.admission[0].is_none(),
+        "{}",
+        found.evaluation
+    );
+    assert_eq!(found.evaluation.violations[4], 1, "{}", found.evaluation);
+    assert!(found.evaluation.costs[1] < 1_000, "{}", found.evaluation);
+
+    let mut endless = drawn.instance.clone();
+    endless.patients[1].length_of_stay = usize::MAX / 2;
+    let e = Problem::new(&endless).unwrap_err().to_string();
+    assert!(e.contains("p001") && e.contains("past counting"), "{e}");
+
+    let mut nowhere = drawn.instance.clone();
+    nowhere.rooms.clear();
+    nowhere.occupants.clear();
+    nowhere.operating_theaters.clear();
+    for p in &mut nowhere.patients {
+        p.incompatible_room_ids.clear();
+    }
+    let problem = Problem::new(&nowhere).unwrap();
+    let found = search(&problem, &construct(&problem), &options(20_000, 1));
+    let mandatory = nowhere.patients.iter().filter(|p| p.mandatory).count() as i64;
+    assert_eq!(
+        found.evaluation.violations[4], mandatory,
+        "{}",
+        found.evaluation
+    );
+    assert!(found.schedule.admission.iter().all(Option::is_none));
+}

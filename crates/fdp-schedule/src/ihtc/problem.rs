@@ -128,10 +128,12 @@ impl Problem {
             })
         };
         let per_shift = |who: &str, los: usize, w: &[i64], s: &[i64]| {
-            if w.len() != los * spd || s.len() != los * spd {
+            let Some(need) = los.checked_mul(spd) else {
+                return invalid(format!("{who}: a stay of {los} days is past counting"));
+            };
+            if w.len() != need || s.len() != need {
                 return invalid(format!(
-                    "{who}: workload_produced and skill_level_required need {} values (a stay of {los} days), not {} and {}",
-                    los * spd,
+                    "{who}: workload_produced and skill_level_required need {need} values (a stay of {los} days), not {} and {}",
                     w.len(),
                     s.len()
                 ));

@@ -131,7 +131,13 @@ struct State<'a> {
     shifts: usize,
     theaters: usize,
     ages: usize,
-    levels: usize,
+    /// The distinct skills anyone needs, ascending (below 0 read as 0):
+    /// the counts per room-shift are by position here, so their size
+    /// follows how many skills there are, not how high the file's go.
+    needs: Vec<i64>,
+    /// Per person and shift of their stay: the position of their need in
+    /// `needs`.
+    need_at: Vec<Vec<u32>>,
     slot: Vec<Option<Slot>>,
     /// Per room-day (`room * days + day`).
     beds: Vec<u16>,
@@ -171,14 +177,24 @@ impl<'a> State<'a> {
         let theaters = p.theater_minutes.len();
         let surgeons = p.surgeon_minutes.len();
         let ages = p.people.iter().map(|q| q.age_group + 1).max().unwrap_or(1);
-        let levels = p
+        let mut needs: Vec<i64> = p
             .people
             .iter()
-            .flat_map(|q| q.skill.iter().copied())
-            .max()
-            .unwrap_or(0)
-            .max(0) as usize
-            + 1;
+            .flat_map(|q| q.skill.iter().map(|&k| k.max(0)))
+            .collect();
+        needs.sort_unstable();
+        needs.dedup();
+        let levels = needs.len().max(1);
+        let need_at = p
+            .people
+            .iter()
+            .map(|q| {
+                q.skill
+                    .iter()
+                    .map(|&k| needs.binary_search(&k.max(0)).unwrap_or_default() as u32)
+                    .collect()
+            })
+            .collect();
         let rostered: Vec<Vec<u32>> = (0..shifts)
             .map(|s| {
                 (0..p.nurse_skill.len())
@@ -194,7 +210,8 @@ impl<'a> State<'a> {
             shifts,
             theaters,
             ages,
-            levels,
+            needs,
+            need_at,
             slot: vec![None; p.to_admit.len()],
             beds: vec![0; rooms * days],
             gender_a: vec![0; rooms * days],
@@ -284,11 +301,12 @@ impl<'a> State<'a> {
 
     fn shortfall(&self, rs: usize, nurse: u32) -> i64 {
         let skill = self.p.nurse_skill[nurse as usize];
-        let counts = &self.skill_count[rs * self.levels..(rs + 1) * self.levels];
+        let levels = self.needs.len();
+        let counts = &self.skill_count[rs * levels..(rs + 1) * levels];
         counts
             .iter()
-            .enumerate()
-            .map(|(need, &c)| (need as i64 - skill).max(0) * i64::from(c))
+            .zip(&self.needs)
+            .map(|(&c, &need)| (need - skill).max(0) * i64::from(c))
             .sum()
     }
 
@@ -357,10 +375,11 @@ impl<'a> State<'a> {
             for s in d * self.spd..(d + 1) * self.spd {
                 let rel = s - first * self.spd;
                 let rs = room * self.shifts + s;
-                let need = who.skill[rel].max(0) as usize;
+                let level = self.need_at[person][rel] as usize;
+                let need = self.needs[level];
                 let load = who.workload[rel];
                 self.room_load[rs] += sign * load;
-                let c = &mut self.skill_count[rs * self.levels + need];
+                let c = &mut self.skill_count[rs * self.needs.len() + level];
                 if sign > 0 {
                     *c += 1;
                 } else {
@@ -370,7 +389,7 @@ impl<'a> State<'a> {
                 if nurse == NONE {
                     continue;
                 }
-                self.costs[1] += sign * (need as i64 - p.nurse_skill[nurse as usize]).max(0);
+                self.costs[1] += sign * (need - p.nurse_skill[nurse as usize]).max(0);
                 self.load_nurse(nurse, s, sign * load);
                 if sign > 0 {
                     self.meet(person, nurse);
@@ -518,19 +537,20 @@ impl<'a> State<'a> {
         }
     }
 
-    fn random_slot(&self, i: usize, rng: &mut Random) -> Slot {
+    /// A random day in the window, room the patient may use and theatre;
+    /// none where there is no such room or no theatre at all.
+    fn random_slot(&self, i: usize, rng: &mut Random) -> Option<Slot> {
         let a = &self.p.to_admit[i];
         let last = a.last_day.min(self.days - 1);
         let rooms = &self.rooms_for[i];
-        Slot {
-            day: a.release_day + rng.below(last.saturating_sub(a.release_day) + 1),
-            room: if rooms.is_empty() {
-                0
-            } else {
-                rooms[rng.below(rooms.len())]
-            },
-            theater: rng.below(self.theaters),
+        if rooms.is_empty() || self.theaters == 0 {
+            return None;
         }
+        Some(Slot {
+            day: a.release_day + rng.below(last.saturating_sub(a.release_day) + 1),
+            room: rooms[rng.below(rooms.len())],
+            theater: rng.below(self.theaters),
+        })
     }
 
     /// One move; false where it could not be made (the journal holds what
@@ -560,15 +580,19 @@ impl<'a> State<'a> {
                         }
                         None => false,
                     },
-                    None => {
-                        let to = self.random_slot(i, rng);
-                        self.fits(i, to) && {
+                    None => match self.random_slot(i, rng) {
+                        Some(to) if self.fits(i, to) => {
                             self.admit(i, to);
                             true
                         }
-                    }
+                        _ => false,
+                    },
                     Some(at) => {
-                        let any = self.random_slot(i, rng);
+                        // The patient has a room and a theatre, so there is
+                        // a slot to draw.
+                        let Some(any) = self.random_slot(i, rng) else {
+                            return false;
+                        };
                         let a = &self.p.to_admit[i];
                         let step = if rng.below(2) == 0 { 1 } else { usize::MAX };
                         let near = at.day.wrapping_add(step);
@@ -599,7 +623,9 @@ impl<'a> State<'a> {
                         // that day, or one open, where there is one.
                         let to = if to.day != at.day && to.theater == at.theater {
                             Slot {
-                                theater: self.theater_for(i, to.day, rng).unwrap_or(to.theater),
+                                theater: self
+                                    .theater_for(i, to.day, rng.below(self.theaters))
+                                    .unwrap_or(to.theater),
                                 ..to
                             }
                         } else {
@@ -624,6 +650,10 @@ impl<'a> State<'a> {
     }
 
     fn renurse(&mut self, rng: &mut Random) -> bool {
+        // No rooms, nothing to cover.
+        if self.cover.is_empty() {
+            return false;
+        }
         let rs = rng.below(self.cover.len());
         let s = rs % self.shifts;
         let rd = (rs / self.shifts) * self.days + s / self.spd;
@@ -639,6 +669,9 @@ impl<'a> State<'a> {
     }
 
     fn swap_nurses(&mut self, rng: &mut Random) -> bool {
+        if self.cover.is_empty() {
+            return false;
+        }
         let rooms = self.p.room_capacity.len();
         let s = rng.below(self.shifts);
         let (a, b) = (rng.below(rooms), rng.below(rooms));
@@ -719,11 +752,10 @@ impl<'a> State<'a> {
         }) else {
             return false;
         };
-        let to = self.random_slot(i, rng);
-        let a = &p.to_admit[i];
-        if a.incompatible[to.room] {
+        let Some(to) = self.random_slot(i, rng) else {
             return false;
-        }
+        };
+        let a = &p.to_admit[i];
         // Whoever shares the theatre or the surgeon that day, or the room
         // during the stay, in random order until the patient fits.
         let who = &p.people[p.occupants + i];
@@ -773,17 +805,7 @@ impl<'a> State<'a> {
             if self.surgeon_load[ud] + a.duration > p.surgeon_minutes[a.surgeon][day] {
                 continue;
             }
-            let Some((_, theater)) = (0..self.theaters)
-                .filter(|&t| {
-                    self.theater_load[t * self.days + day] + a.duration <= p.theater_minutes[t][day]
-                })
-                .map(|t| {
-                    let used = self.surgeon_theaters[ud * self.theaters + t] > 0;
-                    let open = self.theater_load[t * self.days + day] > 0;
-                    (u8::from(!used) * 2 + u8::from(!open), t)
-                })
-                .min()
-            else {
+            let Some(theater) = self.theater_for(i, day, 0) else {
                 continue;
             };
             for k in 0..self.rooms_for[i].len() {
@@ -808,11 +830,11 @@ impl<'a> State<'a> {
     }
 
     /// For patient `i` on `day`: a theatre the surgeon already operates
-    /// in with the minutes, else an open one with them, else any with them.
-    fn theater_for(&self, i: usize, day: usize, rng: &mut Random) -> Option<usize> {
+    /// in with the minutes, else an open one with them, else any with them;
+    /// among equals the first from theatre `first` on.
+    fn theater_for(&self, i: usize, day: usize, first: usize) -> Option<usize> {
         let a = &self.p.to_admit[i];
         let ud = a.surgeon * self.days + day;
-        let first = rng.below(self.theaters);
         (0..self.theaters)
             .map(|k| (first + k) % self.theaters)
             .filter(|&t| {
