@@ -22,7 +22,7 @@ use fdp_schedule::ihtc::{
     construct, evaluate, lower_bound, price, search, Instance, Problem, SearchOptions,
 };
 
-use crate::schedule::gap_percent;
+use crate::schedule::{gap_percent, seconds};
 
 #[derive(Args, Clone)]
 pub struct ScheduleArgs {
@@ -224,6 +224,9 @@ pub fn run(args: ScheduleArgs) -> Result<()> {
     if limits.iter().any(|&l| !l.is_finite() || l <= 0.0) {
         bail!("--time-limit must be a number of seconds above 0");
     }
+    for &l in &limits {
+        seconds(l)?;
+    }
     if let Some(dir) = &args.solutions {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -258,7 +261,7 @@ pub fn run(args: ScheduleArgs) -> Result<()> {
                 &problem,
                 &first,
                 &SearchOptions {
-                    time_limit: Duration::from_secs_f64(limit)
+                    time_limit: seconds(limit)?
                         .saturating_sub(started.elapsed())
                         .max(Duration::from_millis(1)),
                     threads: args.threads.max(1),

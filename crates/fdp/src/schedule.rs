@@ -55,6 +55,14 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<
     })
 }
 
+/// A time limit given in seconds, refused by name where it is no length of
+/// time a search could run for.
+pub fn seconds(limit: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(limit).map_err(|_| {
+        anyhow::anyhow!("--time-limit {limit}: give a number of seconds from 0 up, such as 60")
+    })
+}
+
 /// How far `cost` is above `reference`, as a share of `reference`.
 pub fn gap_percent(cost: i64, reference: i64) -> f64 {
     if reference <= 0 {
@@ -78,9 +86,9 @@ pub fn run(cmd: ScheduleCommand) -> Result<()> {
                 Problem::new(&i).with_context(|| format!("reading {}", instance.display()))?;
             let first = construct(&problem);
             let greedy = price(&problem, &first);
-            let schedule = if time_limit > 0.0 {
+            let (schedule, priced) = if time_limit > 0.0 {
                 let options = SearchOptions {
-                    time_limit: Duration::from_secs_f64(time_limit),
+                    time_limit: seconds(time_limit)?,
                     threads: threads.max(1),
                     max_moves: None,
                     seed,
@@ -94,11 +102,10 @@ pub fn run(cmd: ScheduleCommand) -> Result<()> {
                     options.threads,
                     found.moves_per_second
                 );
-                found.schedule
+                (found.schedule, found.evaluation)
             } else {
-                first
+                (first, greedy)
             };
-            let priced = price(&problem, &schedule);
             let solution = problem.write(&schedule);
             let text = serde_json::to_string_pretty(&solution)?;
             std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;

@@ -477,4 +477,18 @@ fn schedule_ihtc_beats_the_planted_schedule_and_prints_a_bound_below_it() {
     let again = fdp_ok!("schedule", "validate", &instance, &solution);
     assert_eq!(total_cost(&again), cost, "{again}");
     assert!(again.contains("Total violations = 0\n"), "{again}");
+
+    // A time limit no search could run for is refused by name, not a panic.
+    let out = fdp()
+        .args(["schedule", "ihtc"])
+        .arg(&instance)
+        .arg("-o")
+        .arg(&solution)
+        .args(["--time-limit", "1e30"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--time-limit 1000000"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }
