@@ -112,6 +112,8 @@ pub struct PlantedInstance {
 const SHIFTS: [&str; 3] = ["early", "late", "night"];
 const AGES: [&str; 3] = ["infant", "adult", "elderly"];
 const DURATIONS: [i64; 6] = [60, 90, 120, 180, 240, 300];
+/// The most load a nurse carries in a shift, as the published rosters give it.
+const MAX_LOADS: [i64; 4] = [5, 10, 12, 15];
 
 /// Who is in each room each day, as the plant fills it.
 struct Wards {
@@ -359,7 +361,7 @@ pub fn generate(seed: u64, size: &IhtcSize) -> PlantedInstance {
                 _ => 2,
             };
             let off = rng.random_range(0..7);
-            let max_load = *pick(rng, &[5, 10, 12, 15]);
+            let max_load = *pick(rng, &MAX_LOADS);
             (0..shifts)
                 .map(|s| {
                     let d = s / 3;
@@ -372,7 +374,7 @@ pub fn generate(seed: u64, size: &IhtcSize) -> PlantedInstance {
     for s in 0..shifts {
         if rostered.iter().all(|n| n[s].is_none()) {
             let n = rng.random_range(0..nurses);
-            rostered[n][s] = Some(*pick(rng, &[5, 10, 12, 15]));
+            rostered[n][s] = Some(*pick(rng, &MAX_LOADS));
         }
     }
     // Each occupied room, each shift: a nurse rostered then.
