@@ -35,3 +35,4 @@
 //! ```
 
 pub mod ihtc;
+pub mod plan;

@@ -107,24 +107,25 @@ fn forced_out(problem: &Problem, optional: &[(usize, Option<i64>)]) -> [i64; 8] 
             fit += 1;
         }
         let must_leave = members.len().saturating_sub(fit);
-        // Leaving a patient out costs w7 in place of their admission.
-        let mut extra: Vec<i64> = members
+        // Leaving a patient out costs their weighted skip price in place
+        // of their admission.
+        let skip = |i: usize| w7 * problem.to_admit[i].skip_cost;
+        let mut extra: Vec<(i64, i64)> = members
             .iter()
-            .map(|&(_, a)| a.map_or(0, |a| w7 - a))
+            .map(|&(i, a)| (a.map_or(0, |a| skip(i) - a), skip(i)))
             .collect();
         extra.sort_unstable();
-        let admitted: i64 = members.iter().map(|&(_, a)| a.unwrap_or(w7)).sum();
-        let out: i64 = extra
-            .iter()
-            .enumerate()
-            .map(|(k, &e)| if k < must_leave || e < 0 { e } else { 0 })
-            .sum();
-        let left_out = extra
-            .iter()
-            .enumerate()
-            .filter(|&(k, &e)| k < must_leave || e < 0)
-            .count() as i64;
-        (admitted + out - left_out * w7, left_out * w7)
+        let admitted: i64 = members.iter().map(|&(i, a)| a.unwrap_or(skip(i))).sum();
+        let leaving = || {
+            extra
+                .iter()
+                .enumerate()
+                .filter(|&(k, &(e, _))| k < must_leave || e < 0)
+                .map(|(_, &e)| e)
+        };
+        let out: i64 = leaving().map(|(e, _)| e).sum();
+        let skipped: i64 = leaving().map(|(_, s)| s).sum();
+        (admitted + out - skipped, skipped)
     };
     let mut by_surgeon = (0i64, 0i64);
     for (u, minutes) in problem.surgeon_minutes.iter().enumerate() {
@@ -193,11 +194,13 @@ pub fn lower_bound(problem: &Problem) -> Bound {
         let admitted = (p.release_day..=last)
             .filter(|&d| {
                 problem.surgeon_minutes[p.surgeon][d] >= p.duration
-                    && problem.theater_minutes.iter().any(|t| t[d] >= p.duration)
+                    && p.theaters
+                        .iter()
+                        .any(|&t| problem.theater_minutes[t][d] >= p.duration)
             })
             .map(|d| {
                 let (short, nurses) = stay_costs(problem.occupants + i, d);
-                let delay = (d - p.release_day) as i64 * w[6];
+                let delay = p.delay(d) * w[6];
                 (short + nurses + delay, [short, nurses, delay])
             })
             .min_by_key(|c| c.0);
@@ -205,7 +208,7 @@ pub fn lower_bound(problem: &Problem) -> Bound {
             optional.push((i, admitted.map(|a| a.0)));
         }
         match admitted {
-            Some((total, parts)) if p.mandatory || total < w[7] => {
+            Some((total, parts)) if p.mandatory || total < w[7] * p.skip_cost => {
                 for (k, part) in [1, 2, 6].into_iter().zip(parts) {
                     weighted[k] += part;
                     if !p.mandatory {
@@ -217,8 +220,8 @@ pub fn lower_bound(problem: &Problem) -> Bound {
             // schedule is infeasible whatever it does; nothing to add.
             _ if p.mandatory => {}
             _ => {
-                weighted[7] += w[7];
-                optional_parts[7] += w[7];
+                weighted[7] += w[7] * p.skip_cost;
+                optional_parts[7] += w[7] * p.skip_cost;
             }
         }
     }

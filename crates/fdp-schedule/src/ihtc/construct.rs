@@ -101,7 +101,10 @@ pub fn construct(problem: &Problem) -> Schedule {
             }
             // The cheapest theatre with the minutes: one already open, and
             // one the surgeon is already in, cost nothing more.
-            let theater = (0..problem.theater_minutes.len())
+            let theater = p
+                .theaters
+                .iter()
+                .copied()
                 .filter(|&t| {
                     ward.theater_used[t][day] + p.duration <= problem.theater_minutes[t][day]
                 })
@@ -115,7 +118,7 @@ pub fn construct(problem: &Problem) -> Schedule {
             let Some((theater_cost, theater)) = theater else {
                 continue;
             };
-            let delay = (day - p.release_day) as i64 * w[6];
+            let delay = p.delay(day) * w[6];
             for room in 0..problem.room_capacity.len() {
                 if p.incompatible[room] {
                     continue;

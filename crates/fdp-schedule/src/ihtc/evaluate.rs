@@ -112,14 +112,17 @@ pub fn price(problem: &Problem, schedule: &Schedule) -> Evaluation {
             if p.mandatory {
                 v[4] += 1;
             } else {
-                c[7] += 1;
+                c[7] += p.skip_cost;
             }
             continue;
         };
         if a.day < p.release_day as i64 || a.day > p.last_day as i64 {
             v[5] += 1;
         }
-        c[6] += (a.day - p.release_day as i64).max(0);
+        c[6] += match &p.day_cost {
+            None => (a.day - p.release_day as i64).max(0),
+            Some(_) => usize::try_from(a.day).map_or(0, |d| p.delay(d)),
+        };
         if p.incompatible[a.room] {
             v[1] += 1;
         }

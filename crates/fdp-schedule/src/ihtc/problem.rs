@@ -30,6 +30,27 @@ pub struct ToAdmit {
     pub surgeon: usize,
     /// Per room: may not be placed there.
     pub incompatible: Vec<bool>,
+    /// The theatres the patient may be operated in, ascending: every one
+    /// in the competition's problem, their consultant's lists on a trust's.
+    pub theaters: Vec<usize>,
+    /// The price of admission on each day of the horizon, where it is not
+    /// the competition's one per day after release: a trust weighs each
+    /// day by how long the patient has waited and when their wait breaches.
+    pub day_cost: Option<Vec<i64>>,
+    /// The price of leaving an optional patient out, in units of the
+    /// `ElectiveUnscheduledPatients` weight: 1 in the competition.
+    pub skip_cost: i64,
+}
+
+impl ToAdmit {
+    /// The price, before weighting, of admission on `day` (inside the
+    /// horizon): `PatientDelay`'s share.
+    pub fn delay(&self, day: usize) -> i64 {
+        match &self.day_cost {
+            Some(cost) => cost.get(day).copied().unwrap_or(0),
+            None => day.saturating_sub(self.release_day) as i64,
+        }
+    }
 }
 
 /// An instance resolved.
@@ -65,6 +86,29 @@ pub struct Ids {
     room_at: HashMap<String, usize>,
     theater_at: HashMap<String, usize>,
     nurse_at: HashMap<String, usize>,
+}
+
+impl Ids {
+    /// The names of a problem built other than from the competition's file.
+    pub fn new(
+        patients: Vec<String>,
+        rooms: Vec<String>,
+        theaters: Vec<String>,
+        nurses: Vec<String>,
+        occupants: Vec<String>,
+    ) -> Ids {
+        Ids {
+            patient_at: index(&patients),
+            room_at: index(&rooms),
+            theater_at: index(&theaters),
+            nurse_at: index(&nurses),
+            patients,
+            rooms,
+            theaters,
+            nurses,
+            occupants,
+        }
+    }
 }
 
 fn invalid<T>(what: String) -> Result<T, IhtcError> {
@@ -205,6 +249,9 @@ impl Problem {
                 duration: p.surgery_duration,
                 surgeon,
                 incompatible,
+                theaters: (0..instance.operating_theaters.len()).collect(),
+                day_cost: None,
+                skip_cost: 1,
             });
             people.push(Person {
                 gender_a: p.gender == "A",

@@ -261,7 +261,7 @@ impl<'a> State<'a> {
             if a.mandatory {
                 state.left_out += 1;
             } else {
-                state.costs[7] += 1;
+                state.costs[7] += a.skip_cost;
             }
         }
         for (i, a) in start.admission.iter().enumerate() {
@@ -411,6 +411,10 @@ impl<'a> State<'a> {
         if a.incompatible[slot.room] {
             return false;
         }
+        // Every theatre in the competition's problem; a few on a trust's.
+        if a.theaters.len() != self.theaters && a.theaters.binary_search(&slot.theater).is_err() {
+            return false;
+        }
         let td = slot.theater * self.days + slot.day;
         if self.theater_load[td] + a.duration > p.theater_minutes[slot.theater][slot.day] {
             return false;
@@ -439,9 +443,9 @@ impl<'a> State<'a> {
         if a.mandatory {
             self.left_out -= 1;
         } else {
-            self.costs[7] -= 1;
+            self.costs[7] -= a.skip_cost;
         }
-        self.costs[6] += (slot.day - a.release_day) as i64;
+        self.costs[6] += a.delay(slot.day);
         let td = slot.theater * self.days + slot.day;
         self.costs[4] += i64::from(self.theater_load[td] == 0);
         self.theater_load[td] += a.duration;
@@ -465,9 +469,9 @@ impl<'a> State<'a> {
         if a.mandatory {
             self.left_out += 1;
         } else {
-            self.costs[7] += 1;
+            self.costs[7] += a.skip_cost;
         }
-        self.costs[6] -= (slot.day - a.release_day) as i64;
+        self.costs[6] -= a.delay(slot.day);
         let td = slot.theater * self.days + slot.day;
         self.theater_load[td] -= a.duration;
         self.costs[4] -= i64::from(self.theater_load[td] == 0);
@@ -543,13 +547,13 @@ impl<'a> State<'a> {
         let a = &self.p.to_admit[i];
         let last = a.last_day.min(self.days - 1);
         let rooms = &self.rooms_for[i];
-        if rooms.is_empty() || self.theaters == 0 {
+        if rooms.is_empty() || a.theaters.is_empty() {
             return None;
         }
         Some(Slot {
             day: a.release_day + rng.below(last.saturating_sub(a.release_day) + 1),
             room: rooms[rng.below(rooms.len())],
-            theater: rng.below(self.theaters),
+            theater: a.theaters[rng.below(a.theaters.len())],
         })
     }
 
@@ -624,7 +628,7 @@ impl<'a> State<'a> {
                         let to = if to.day != at.day && to.theater == at.theater {
                             Slot {
                                 theater: self
-                                    .theater_for(i, to.day, rng.below(self.theaters))
+                                    .theater_for(i, to.day, rng.below(a.theaters.len()))
                                     .unwrap_or(to.theater),
                                 ..to
                             }
@@ -831,12 +835,13 @@ impl<'a> State<'a> {
 
     /// For patient `i` on `day`: a theatre the surgeon already operates
     /// in with the minutes, else an open one with them, else any with them;
-    /// among equals the first from theatre `first` on.
+    /// among equals the first from the patient's `first` theatre on.
     fn theater_for(&self, i: usize, day: usize, first: usize) -> Option<usize> {
         let a = &self.p.to_admit[i];
         let ud = a.surgeon * self.days + day;
-        (0..self.theaters)
-            .map(|k| (first + k) % self.theaters)
+        let n = a.theaters.len();
+        (0..n)
+            .map(|k| a.theaters[(first + k) % n])
             .filter(|&t| {
                 self.theater_load[t * self.days + day] + a.duration
                     <= self.p.theater_minutes[t][day]
@@ -853,15 +858,16 @@ impl<'a> State<'a> {
     fn any_fit(&self, i: usize, rng: &mut Random) -> Option<Slot> {
         let a = &self.p.to_admit[i];
         let last = a.last_day.min(self.days - 1);
-        if a.release_day > last || self.rooms_for[i].is_empty() {
+        if a.release_day > last || self.rooms_for[i].is_empty() || a.theaters.is_empty() {
             return None;
         }
         let days = last - a.release_day + 1;
         let rooms = &self.rooms_for[i];
+        let theaters = &a.theaters;
         let (d0, r0, t0) = (
             rng.below(days),
             rng.below(rooms.len()),
-            rng.below(self.theaters),
+            rng.below(theaters.len()),
         );
         for d in 0..days {
             let day = a.release_day + (d0 + d) % days;
@@ -869,8 +875,8 @@ impl<'a> State<'a> {
             if self.surgeon_load[ud] + a.duration > self.p.surgeon_minutes[a.surgeon][day] {
                 continue;
             }
-            let Some(theater) = (0..self.theaters)
-                .map(|t| (t0 + t) % self.theaters)
+            let Some(theater) = (0..theaters.len())
+                .map(|t| theaters[(t0 + t) % theaters.len()])
                 .find(|&t| {
                     self.theater_load[t * self.days + day] + a.duration
                         <= self.p.theater_minutes[t][day]

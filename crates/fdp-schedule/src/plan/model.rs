@@ -1,0 +1,657 @@
+//! A [`Plan`] as an IHTC-2024 [`Problem`], searched, and read back.
+//!
+//! A session open to new bookings is a theatre with minutes on its one
+//! day; a consultant is a surgeon; a bay of the elective wards is a room
+//! under the single-sex rule, and day cases go to the day unit, a room of
+//! no beds that only they may use (they stay no night). A patient already
+//! booked on a list stays on it: they are admitted on that day, in that
+//! session, and take its minutes and a bed like anyone else. Nobody is
+//! mandatory in the competition's sense: a priority limit is a price far
+//! above everything else (and so kept wherever it can be), so that a
+//! patient who cannot be treated in time is still booked as soon as may be
+//! rather than left off.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use chrono::{Duration, NaiveDate};
+
+use super::{
+    Leave, Placement, Plan, PlanError, PreOp, Proposal, Sex, Status, CHANGEOVER_MINUTES,
+    LOCKED_DAYS,
+};
+use crate::ihtc::problem::{Ids, Person, ToAdmit};
+use crate::ihtc::{search, Admission, Problem, Schedule, SearchOptions};
+
+/// A day past a priority limit: above every other price, so that a limit
+/// is broken only where it cannot be kept.
+const PAST_LIMIT: i64 = 1_000_000;
+/// A wait passing 18 weeks before treatment.
+const BREACH_18: i64 = 5_000;
+/// A wait passing 52 weeks before treatment.
+const BREACH_52: i64 = 20_000;
+/// Each minute of a list left unfilled, against booking a case into it.
+const FILL_PER_MINUTE: i64 = 20;
+/// A day's delay for a patient past their limit already: as soon as may be.
+const OVERDUE_PER_DAY: i64 = 500;
+
+/// How long to search.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub search: SearchOptions,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            search: SearchOptions {
+                time_limit: std::time::Duration::from_secs(10),
+                ..SearchOptions::default()
+            },
+        }
+    }
+}
+
+/// A plan as the engine's problem, and the way back.
+pub(super) struct Model {
+    pub problem: Problem,
+    /// Per patient to admit: the PTL entry (index into `plan.listed`).
+    pub listed: Vec<usize>,
+    /// Per theatre: the session (index into `plan.sessions`).
+    pub session: Vec<usize>,
+    /// PTL entries left out of the problem, and why.
+    pub excluded: BTreeMap<usize, String>,
+    /// Per patient to admit: already booked, so held to that session.
+    pub pinned: Vec<bool>,
+    /// The day unit's room index.
+    pub day_unit: usize,
+    /// Per patient to admit: their turn on the list (priority, then the
+    /// clock's start, then their place on the PTL).
+    pub turn: Vec<(super::Priority, NaiveDate, usize)>,
+}
+
+fn age_group(age: u32) -> usize {
+    match age {
+        0..=17 => 0,
+        18..=64 => 1,
+        _ => 2,
+    }
+}
+
+/// Workload and skill a stay of `nights` needs, per shift (early, late,
+/// night): the day of surgery most, recovery after.
+fn nursing(nights: u32) -> (Vec<i64>, Vec<i64>) {
+    let mut load = Vec::new();
+    let mut skill = Vec::new();
+    for d in 0..nights {
+        let (l, k) = if d == 0 { (3, 2) } else { (1, 1) };
+        load.extend([l, l, l]);
+        skill.extend([k, k, k]);
+    }
+    (load, skill)
+}
+
+impl Model {
+    pub fn new(plan: &Plan) -> Result<Model, PlanError> {
+        Model::build(plan, &BTreeMap::new())
+    }
+
+    /// The plan's problem, with `held` patients (PTL index) held to the
+    /// session (index) given, as if already booked there.
+    pub fn build(plan: &Plan, held: &BTreeMap<usize, usize>) -> Result<Model, PlanError> {
+        if plan.weeks == 0 {
+            return Err(PlanError::NoWeeks);
+        }
+        if plan.weeks > 26 {
+            return Err(PlanError::TooLong(plan.weeks));
+        }
+        let days = plan.days();
+        let mut seen = std::collections::HashSet::new();
+        for l in &plan.listed {
+            if !seen.insert(l.id.as_str()) {
+                return Err(PlanError::DuplicateEntry(l.id.clone()));
+            }
+            if l.minutes <= 0 || l.minutes > 24 * 60 {
+                return Err(PlanError::Entry {
+                    id: l.id.clone(),
+                    what: format!("{} expected minutes in theatre: give 1 to 1440", l.minutes),
+                });
+            }
+            if l.nights > 365 {
+                return Err(PlanError::Entry {
+                    id: l.id.clone(),
+                    what: format!("a stay of {} nights: give 0 to 365", l.nights),
+                });
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &plan.sessions {
+            if !seen.insert(s.id.as_str()) {
+                return Err(PlanError::DuplicateSession(s.id.clone()));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for b in &plan.bays {
+            if !seen.insert(b.id.as_str()) {
+                return Err(PlanError::DuplicateBay(b.id.clone()));
+            }
+        }
+        let session_at: HashMap<&str, usize> = plan
+            .sessions
+            .iter()
+            .enumerate()
+            .map(|(k, s)| (s.id.as_str(), k))
+            .collect();
+
+        // Each PTL entry already on a list in the horizon is held there.
+        let mut held = held.clone();
+        for (i, l) in plan.listed.iter().enumerate() {
+            if let Some(&k) = l.booked_on.as_deref().and_then(|s| session_at.get(s)) {
+                if plan.day_of(plan.sessions[k].date).is_some() {
+                    held.entry(i).or_insert(k);
+                }
+            }
+        }
+        // Theatres: every session in the horizon not cancelled, open ones
+        // taking new cases and held ones their own.
+        // In the order lists run, so that a first fit is the earliest.
+        let mut session: Vec<usize> = (0..plan.sessions.len())
+            .filter(|&k| {
+                let s = &plan.sessions[k];
+                !s.cancelled
+                    && plan.day_of(s.date).is_some()
+                    && (plan.closed(s).is_none() || held.values().any(|&h| h == k))
+            })
+            .collect();
+        session.sort_by(|&a, &b| {
+            let (a, b) = (&plan.sessions[a], &plan.sessions[b]);
+            (a.date, &a.am_pm, &a.theatre, &a.id).cmp(&(b.date, &b.am_pm, &b.theatre, &b.id))
+        });
+        let theater_of: HashMap<usize, usize> =
+            session.iter().enumerate().map(|(t, &k)| (k, t)).collect();
+        let mut theater_minutes = vec![vec![0i64; days]; session.len()];
+        for (t, &k) in session.iter().enumerate() {
+            let s = &plan.sessions[k];
+            let d = plan.day_of(s.date).expect("in the horizon");
+            theater_minutes[t][d] = plan.free_minutes(s);
+        }
+        // Surgeons: each consultant named on a list or by a patient.
+        let mut surgeon_at: HashMap<String, usize> = HashMap::new();
+        let surgeon_of = |name: &str, at: &mut HashMap<String, usize>| {
+            let n = at.len();
+            *at.entry(name.to_string()).or_insert(n)
+        };
+        for &k in &session {
+            if let Some(c) = &plan.sessions[k].consultant {
+                surgeon_of(c, &mut surgeon_at);
+            }
+        }
+        for l in &plan.listed {
+            surgeon_of(&l.consultant, &mut surgeon_at);
+        }
+        let mut surgeon_minutes = vec![vec![0i64; days]; surgeon_at.len()];
+        for (t, &k) in session.iter().enumerate() {
+            let s = &plan.sessions[k];
+            // A held booking on a list with no consultant named counts
+            // against the patient's own.
+            let names = s.consultant.iter().cloned().chain(
+                held.iter()
+                    .filter(|&(_, &h)| h == k)
+                    .map(|(&i, _)| plan.listed[i].consultant.clone()),
+            );
+            let mut counted = Vec::new();
+            for name in names {
+                let u = surgeon_at[&name];
+                if !counted.contains(&u) {
+                    counted.push(u);
+                    let d = plan.day_of(s.date).expect("in the horizon");
+                    surgeon_minutes[u][d] += theater_minutes[t][d];
+                }
+            }
+        }
+
+        // Rooms: the bays, then the day unit.
+        let rooms = plan.bays.len() + 1;
+        let day_unit = plan.bays.len();
+        let mut room_capacity: Vec<usize> = plan.bays.iter().map(|b| b.beds).collect();
+        room_capacity.push(0);
+        let mut people = Vec::new();
+        let mut occupant_room = Vec::new();
+        let mut occupant_ids = Vec::new();
+        for (r, bay) in plan.bays.iter().enumerate() {
+            for (n, &(sex, age, nights)) in bay.occupied.iter().enumerate() {
+                let nights = nights.min(days as u32);
+                let (workload, skill) = nursing(nights);
+                people.push(Person {
+                    gender_a: sex == Sex::Female,
+                    age_group: age_group(age),
+                    length_of_stay: nights as usize,
+                    workload,
+                    skill,
+                });
+                occupant_room.push(r);
+                occupant_ids.push(format!("{}#{n}", bay.id));
+            }
+        }
+
+        let end = plan.start + Duration::days(days as i64);
+        let mut excluded = BTreeMap::new();
+        let mut to_admit = Vec::new();
+        let mut listed = Vec::new();
+        let mut pinned = Vec::new();
+        let mut turn = Vec::new();
+        for (i, l) in plan.listed.iter().enumerate() {
+            let u = surgeon_at[&l.consultant];
+            let in_room = |r: usize| {
+                if l.nights == 0 {
+                    r != day_unit
+                } else {
+                    r == day_unit
+                }
+            };
+            let incompatible: Vec<bool> = (0..rooms).map(in_room).collect();
+            let (window, theaters) = if let Some(&k) = held.get(&i) {
+                let d = plan
+                    .day_of(plan.sessions[k].date)
+                    .expect("held in the horizon");
+                ((d, d), vec![theater_of[&k]])
+            } else {
+                if let Some(b) = &l.booked_on {
+                    excluded.insert(i, format!("booked on {b}, outside the weeks planned"));
+                    continue;
+                }
+                if l.priority.is_deferred() {
+                    excluded.insert(
+                        i,
+                        format!(
+                            "{}: treatment deferred at the patient's choice",
+                            l.priority.as_str()
+                        ),
+                    );
+                    continue;
+                }
+                let last = match l.pre_op {
+                    PreOp::Fit { valid_until } if valid_until >= plan.start => {
+                        plan.day_of(valid_until).unwrap_or(days - 1)
+                    }
+                    PreOp::Fit { valid_until } => {
+                        excluded.insert(
+                            i,
+                            format!("not ready: pre-operative assessment lapsed on {valid_until}; reassess before booking"),
+                        );
+                        continue;
+                    }
+                    PreOp::Booked { on } => {
+                        excluded.insert(
+                            i,
+                            format!("not ready: pre-operative assessment booked for {on}"),
+                        );
+                        continue;
+                    }
+                    PreOp::AwaitingResults => {
+                        excluded.insert(
+                            i,
+                            "not ready: pre-operative assessment results awaited".into(),
+                        );
+                        continue;
+                    }
+                    PreOp::Unfit => {
+                        excluded.insert(
+                            i,
+                            "not ready: found unfit at pre-operative assessment".into(),
+                        );
+                        continue;
+                    }
+                    PreOp::None => {
+                        excluded.insert(i, "not ready: no pre-operative assessment".into());
+                        continue;
+                    }
+                };
+                let theaters: Vec<usize> = session
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &k)| {
+                        let s = &plan.sessions[k];
+                        plan.closed(s).is_none()
+                            && s.consultant.as_deref() == Some(l.consultant.as_str())
+                    })
+                    .map(|(t, _)| t)
+                    .collect();
+                if theaters.is_empty() {
+                    excluded.insert(
+                        i,
+                        format!(
+                            "{} has no list open to booking in the {} weeks planned",
+                            l.consultant, plan.weeks
+                        ),
+                    );
+                    continue;
+                }
+                // Lists inside the lock take nobody new.
+                ((LOCKED_DAYS as usize, last), theaters)
+            };
+            let (release_day, last_day) = window;
+            if release_day > last_day {
+                excluded.insert(
+                    i,
+                    format!(
+                        "not ready in time: the pre-operative assessment lapses before the first list open to booking ({})",
+                        plan.start + Duration::days(LOCKED_DAYS)
+                    ),
+                );
+                continue;
+            }
+            let price = |d: i64| -> i64 {
+                let day = plan.start + Duration::days(d);
+                let weeks = l.weeks_waited(plan.start);
+                let mut c = d * (10 + weeks);
+                for (w, penalty) in [(18, BREACH_18), (52, BREACH_52)] {
+                    let b = l.breach(w);
+                    if b >= plan.start && b < end && day >= b {
+                        c += penalty;
+                    }
+                }
+                match l.priority_limit() {
+                    Some(limit) if limit < plan.start => c += PAST_LIMIT + d * OVERDUE_PER_DAY,
+                    Some(limit) if day > limit => c += PAST_LIMIT,
+                    _ => {}
+                }
+                c
+            };
+            let day_cost: Vec<i64> = (0..days as i64).map(price).collect();
+            let skip_cost = price(days as i64) + FILL_PER_MINUTE * l.minutes;
+            let (workload, skill) = nursing(l.nights.min(days as u32));
+            people.push(Person {
+                gender_a: l.sex == Sex::Female,
+                age_group: age_group(l.age),
+                length_of_stay: (l.nights as usize).min(days),
+                workload,
+                skill,
+            });
+            pinned.push(held.contains_key(&i));
+            to_admit.push(ToAdmit {
+                mandatory: false,
+                release_day,
+                last_day,
+                duration: l.minutes + CHANGEOVER_MINUTES,
+                surgeon: u,
+                incompatible,
+                theaters,
+                day_cost: Some(day_cost),
+                skip_cost,
+            });
+            listed.push(i);
+            turn.push((l.priority, l.clock_start, i));
+        }
+        // A patient held to a list is worth more there than anything else.
+        for (a, &held) in to_admit.iter_mut().zip(&pinned) {
+            if held {
+                a.skip_cost += PAST_LIMIT * 10;
+            }
+        }
+        let mut room_ids: Vec<String> = plan.bays.iter().map(|b| b.id.clone()).collect();
+        room_ids.push("day unit".into());
+        let ids = Ids::new(
+            listed.iter().map(|&i| plan.listed[i].id.clone()).collect(),
+            room_ids,
+            session
+                .iter()
+                .map(|&k| plan.sessions[k].id.clone())
+                .collect(),
+            Vec::new(),
+            occupant_ids,
+        );
+        let problem = Problem {
+            days,
+            shift_names: vec!["early".into(), "late".into(), "night".into()],
+            // Age mix, skill, continuity, workload, theatres opened,
+            // surgeons moving theatre, delay, unscheduled.
+            weights: [1, 1, 1, 1, 0, 0, 1, 1],
+            people,
+            occupants: occupant_room.len(),
+            occupant_room,
+            to_admit,
+            surgeon_minutes,
+            theater_minutes,
+            room_capacity,
+            nurse_skill: Vec::new(),
+            nurse_max_load: Vec::new(),
+            ids,
+        };
+        Ok(Model {
+            problem,
+            listed,
+            session,
+            excluded,
+            pinned,
+            day_unit,
+            turn,
+        })
+    }
+
+    /// The schedule with every held patient on their list, and nobody else.
+    pub fn held_only(&self) -> Schedule {
+        let mut schedule = Schedule::empty(&self.problem);
+        for (a, (p, &held)) in self.problem.to_admit.iter().zip(&self.pinned).enumerate() {
+            if held {
+                schedule.admission[a] = Some(Admission {
+                    day: p.release_day as i64,
+                    room: self.first_room(a),
+                    theater: p.theaters[0],
+                });
+            }
+        }
+        schedule
+    }
+
+    fn first_room(&self, a: usize) -> usize {
+        let p = &self.problem.to_admit[a];
+        (0..p.incompatible.len())
+            .find(|&r| !p.incompatible[r])
+            .unwrap_or(self.day_unit)
+    }
+
+    /// Read `schedule` back as a proposal, each patient with a reason.
+    pub fn read(&self, plan: &Plan, schedule: &Schedule, cost: i64) -> Proposal {
+        let mut at = vec![None; plan.listed.len()];
+        for (a, &i) in self.listed.iter().enumerate() {
+            at[i] = Some(a);
+        }
+        let placements = plan
+            .listed
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let Some(a) = at[i] else {
+                    return Placement {
+                        id: l.id.clone(),
+                        session: None,
+                        date: None,
+                        bay: None,
+                        status: Status::NotBooked,
+                        reason: self.excluded.get(&i).cloned().unwrap_or_default(),
+                    };
+                };
+                match schedule.admission[a] {
+                    Some(adm) => {
+                        let s = &plan.sessions[self.session[adm.theater]];
+                        let bay =
+                            (adm.room != self.day_unit).then(|| plan.bays[adm.room].id.clone());
+                        Placement {
+                            id: l.id.clone(),
+                            session: Some(s.id.clone()),
+                            date: Some(s.date),
+                            bay,
+                            status: if self.pinned[a] {
+                                Status::AlreadyBooked
+                            } else {
+                                Status::Proposed
+                            },
+                            reason: booked_reason(plan, l, s.date, self.pinned[a]),
+                        }
+                    }
+                    None => Placement {
+                        id: l.id.clone(),
+                        session: None,
+                        date: None,
+                        bay: None,
+                        status: Status::NotBooked,
+                        reason: self.unbooked_reason(plan, schedule, a),
+                    },
+                }
+            })
+            .collect();
+        Proposal { placements, cost }
+    }
+
+    /// Why patient `a` (in the problem, not admitted) was left off.
+    fn unbooked_reason(&self, plan: &Plan, schedule: &Schedule, a: usize) -> String {
+        let p = &self.problem.to_admit[a];
+        let l = &plan.listed[self.listed[a]];
+        let mut used = vec![0i64; self.session.len()];
+        for (b, adm) in schedule.admission.iter().enumerate() {
+            if let Some(adm) = adm {
+                used[adm.theater] += self.problem.to_admit[b].duration;
+            }
+        }
+        let first = plan.start + Duration::days(p.release_day as i64);
+        let last = plan.start + Duration::days(p.last_day as i64);
+        let with_time = p
+            .theaters
+            .iter()
+            .filter(|&&t| {
+                let d = plan
+                    .day_of(plan.sessions[self.session[t]].date)
+                    .unwrap_or(0);
+                (p.release_day..=p.last_day).contains(&d)
+                    && used[t] + p.duration <= self.problem.theater_minutes[t][d]
+            })
+            .count();
+        if with_time == 0 {
+            format!(
+                "{}'s lists from {first} to {last} are full (no {} minutes free) with patients of higher priority or longer waits",
+                l.consultant, l.minutes
+            )
+        } else {
+            format!(
+                "{}'s lists with {} minutes free from {first} to {last} have no {} bed for {} nights",
+                l.consultant,
+                l.minutes,
+                match l.sex {
+                    Sex::Female => "female",
+                    Sex::Male => "male",
+                },
+                l.nights
+            )
+        }
+    }
+}
+
+fn booked_reason(plan: &Plan, l: &super::Listed, date: NaiveDate, held: bool) -> String {
+    let weeks = l.weeks_waited(date);
+    let mut why = format!("{}, {} weeks waited on the day", l.priority.as_str(), weeks);
+    match l.priority_limit() {
+        Some(limit) if date <= limit => why.push_str(&format!(", within the limit of {limit}")),
+        Some(limit) => why.push_str(&format!(
+            ", past the limit of {limit}: no earlier list of {} had the time",
+            l.consultant
+        )),
+        None => {}
+    }
+    let b18 = l.breach(18);
+    if b18 > date {
+        if b18 < plan.start + Duration::days(plan.days() as i64) {
+            why.push_str(&format!(", before the 18-week breach on {b18}"));
+        }
+    } else {
+        why.push_str(&format!(", 18 weeks breached on {b18}"));
+    }
+    if held {
+        format!("already booked: {why}")
+    } else {
+        why
+    }
+}
+
+/// Propose a schedule for `plan`: the baseline improved by the search.
+pub fn propose(plan: &Plan, options: &PlanOptions) -> Result<Proposal, PlanError> {
+    let model = Model::new(plan)?;
+    Ok(model.solve(plan, &model.baseline_schedule(), options))
+}
+
+impl Model {
+    fn solve(&self, plan: &Plan, start: &Schedule, options: &PlanOptions) -> Proposal {
+        let outcome = search(&self.problem, start, &options.search);
+        let cost = outcome.evaluation.total_cost();
+        self.read(plan, &outcome.schedule, cost)
+    }
+}
+
+/// A re-plan: the new proposal and what it changed.
+#[derive(Debug, Clone)]
+pub struct Replan {
+    pub proposal: Proposal,
+    /// Patients whose session changed, or who lost or gained one.
+    pub moved: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Re-plan from `current` after `leave` arrives: every booking on a list
+/// the leave takes away is moved, each to the list that costs least, and
+/// nobody else is (patients left off before may be booked into the time
+/// freed or left).
+pub fn replan(
+    plan: &Plan,
+    current: &Proposal,
+    leave: &[Leave],
+    options: &PlanOptions,
+) -> Result<Replan, PlanError> {
+    let began = Instant::now();
+    let mut plan = plan.clone();
+    plan.leave.extend(leave.iter().cloned());
+    let session_at: HashMap<&str, usize> = plan
+        .sessions
+        .iter()
+        .enumerate()
+        .map(|(k, s)| (s.id.as_str(), k))
+        .collect();
+    // Hold everyone whose list still runs where they are.
+    let mut held = BTreeMap::new();
+    for (i, (l, p)) in plan.listed.iter().zip(&current.placements).enumerate() {
+        debug_assert_eq!(l.id, p.id);
+        let Some(&k) = p.session.as_deref().and_then(|s| session_at.get(s)) else {
+            continue;
+        };
+        if !lost(leave, &plan.sessions[k]) {
+            held.insert(i, k);
+        }
+    }
+    // Bookings already made stay held by `booked_on`; a lost list frees
+    // them to move.
+    for l in plan.listed.iter_mut() {
+        if let Some(&k) = l.booked_on.as_deref().and_then(|s| session_at.get(s)) {
+            if lost(leave, &plan.sessions[k]) {
+                l.booked_on = None;
+            }
+        }
+    }
+    let model = Model::build(&plan, &held)?;
+    let start = model.greedy(&model.held_only());
+    let proposal = model.solve(&plan, &start, options);
+    let moved = proposal.moved(current);
+    Ok(Replan {
+        proposal,
+        moved,
+        seconds: began.elapsed().as_secs_f64(),
+    })
+}
+
+/// Whether `leave` takes list `s` away: its consultant or anaesthetist
+/// away that day.
+fn lost(leave: &[Leave], s: &super::Session) -> bool {
+    s.consultant.iter().chain(&s.anaesthetist).any(|who| {
+        leave
+            .iter()
+            .any(|v| &v.person == who && v.from <= s.date && s.date <= v.to)
+    })
+}
