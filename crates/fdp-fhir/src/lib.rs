@@ -14,6 +14,7 @@
 //! `https://fhir.nhs.uk/Id/ods-organization-code` and `ods-site-code`, and the
 //! ethnic-category extension.
 
+pub mod booking_request;
 pub mod bundle;
 pub mod change_request;
 pub mod map;

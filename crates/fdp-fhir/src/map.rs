@@ -62,7 +62,7 @@ pub fn object_types_of(resource_type: &str) -> &'static [&'static str] {
         "Location" => &["Ward", "Site"],
         "Organization" => &["Organisation"],
         "Practitioner" => &["CareProfessional"],
-        "Task" => &["ChangeLogRequest", "ValidatedChangelog"],
+        "Task" => &["ChangeLogRequest", "ValidatedChangelog", "BookingRequest"],
         _ => &[],
     }
 }
@@ -97,6 +97,9 @@ pub fn map_resource(resource: &Value, id: &str) -> Option<Mapped> {
         "Practitioner" => out.rows.push(("CareProfessional", practitioner(&r, id))),
         "Task" if crate::change_request::is_change_request(resource) => {
             change_request(&r, id, &mut out)
+        }
+        "Task" if crate::booking_request::is_booking_request(resource) => {
+            out.rows.push(("BookingRequest", booking_request(&r, id)))
         }
         _ => return None,
     }
@@ -874,6 +877,62 @@ fn change_request(r: &R, cid: &str, out: &mut Mapped) {
         ("status_updated_timestamp", s(closed_at)),
     ]);
     out.rows.push(("ValidatedChangelog", row(validated)));
+}
+
+/// A theatre booking request (see [`crate::booking_request`]).
+fn booking_request(r: &R, bid: &str) -> Map<String, Value> {
+    use crate::booking_request::{
+        INPUT_AM_PM, INPUT_CONSULTANT, INPUT_DATE, INPUT_MINUTES, INPUT_SESSION,
+        INPUT_SESSION_MINUTES, INPUT_THEATRE,
+    };
+    let input = |kind: &str| -> Option<&Value> {
+        r.0.get("input")?
+            .as_array()?
+            .iter()
+            .find(|i| i.pointer("/type/text").and_then(Value::as_str) == Some(kind))
+    };
+    let text = |kind: &str| {
+        s(input(kind).and_then(|i| i.get("valueString")?.as_str().map(str::to_string)))
+    };
+    let number = |kind: &str| input(kind).and_then(|i| i.get("valueInteger").cloned());
+    let by = r.s("requester.display");
+    row(vec![
+        ("booking_request_id", id(bid)),
+        ("encounter_id", s(r.s("focus.identifier.value"))),
+        ("person_id", s(r.reference("for"))),
+        ("theatre_session_id", text(INPUT_SESSION)),
+        ("date", text(INPUT_DATE)),
+        ("am_pm", text(INPUT_AM_PM)),
+        ("theatre_name", text(INPUT_THEATRE)),
+        ("consultant_id", text(INPUT_CONSULTANT)),
+        (
+            "theatre_session_primary_consultant_id",
+            text(INPUT_CONSULTANT),
+        ),
+        (
+            "encounter_estimated_total_theatre_time",
+            number(INPUT_MINUTES),
+        ),
+        (
+            "theatre_session_planned_duration_minutes",
+            number(INPUT_SESSION_MINUTES),
+        ),
+        ("status", s(r.s("status"))),
+        ("action", s(r.s("code.text"))),
+        ("title", s(r.s("code.text"))),
+        ("reason", s(r.s("reasonCode.text"))),
+        ("task_type", s(Some("Theatre booking".into()))),
+        ("task_priority", s(r.s("priority"))),
+        ("assigned_team_name", s(r.s("owner.display"))),
+        ("user_id", s(by.clone())),
+        ("updated_by", s(by)),
+        ("timestamp", s(r.timestamp("authoredOn"))),
+        (
+            "updated_at",
+            s(r.timestamp("lastModified")
+                .or_else(|| r.timestamp("authoredOn"))),
+        ),
+    ])
 }
 
 /// Every note's text, a line each: a referral's notes are often a list

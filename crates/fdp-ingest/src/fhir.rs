@@ -1103,6 +1103,15 @@ fn prepare(mut i: Incoming, model: &Model, held: &Held) -> Prepared {
             fdp_fhir::change_request::WRITTEN_ONLY_BY_ACTIONS,
         ));
     }
+    if fdp_fhir::booking_request::is_booking_request(&i.resource)
+        && i.source != fdp_fhir::booking_request::SOURCE
+    {
+        issues.push(Issue::error(
+            IssueCode::Forbidden,
+            "Task",
+            fdp_fhir::booking_request::WRITTEN_ONLY_BY_ACTIONS,
+        ));
+    }
     if !issues.is_empty() {
         return Prepared::Bad {
             resource_type,

@@ -23,6 +23,10 @@
 //! - [`theatre_sessions`]: for the theatre scheduler, how much of each
 //!   planned theatre session was spent with a patient in theatre, capped
 //!   and uncapped, per session and per theatre or specialty and week.
+//! - [`theatre_planner`]: the lists of the coming weeks filled from the
+//!   PTL by the scheduling engine under priority limits, 6-4-2 and
+//!   pre-operative readiness, each patient with why; the planner accepts
+//!   proposals as booking requests.
 //! - [`mutual_aid`]: theatre time a trust will not use, offered across
 //!   the ICB, and the patients on another trust's list each slot suits.
 //! - [`declared`]: products declared as data (a folder with `product.toml`
@@ -57,4 +61,5 @@ built_in! {
     daily_return::DailyReturn,
     waiting_list::WaitingList,
     theatre_sessions::TheatreSessions,
+    theatre_planner::TheatrePlanner,
 }

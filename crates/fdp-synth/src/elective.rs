@@ -163,7 +163,32 @@ pub struct Entry {
     pub activities: Vec<Activity>,
     /// The problem planted in it; `None` for a valid entry.
     pub problem: Option<Problem>,
+    /// The patient's sex, as the PAS holds it.
+    pub sex: Sex,
+    /// The patient's date of birth.
+    pub date_of_birth: NaiveDate,
+    /// Where the patient stands with their pre-operative assessment.
+    pub pre_op: PreOpAssessment,
 }
+
+/// A listed patient's latest pre-operative assessment, as the PAS shows it
+/// beside the entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreOpAssessment {
+    /// None booked or held.
+    None,
+    /// Booked for the day, not yet attended.
+    Booked(NaiveDate),
+    /// Attended on the day; bloods or an ECG awaited.
+    AwaitingResults(NaiveDate),
+    /// Attended on the day and found unfit for now.
+    Unfit(NaiveDate),
+    /// Attended on the first day and found fit, valid to the second.
+    Fit(NaiveDate, NaiveDate),
+}
+
+/// Days an assessment found fit stays valid.
+pub const PRE_OP_VALID_DAYS: i64 = 84;
 
 /// The generated list.
 #[derive(Debug, Clone, PartialEq)]
@@ -249,6 +274,51 @@ pub fn expected_theatre_minutes(opcs: &str) -> Option<u32> {
     })
 }
 
+/// Each patient's sex and date of birth (the same on all their entries),
+/// and each entry's pre-operative assessment: about half assessed fit and
+/// still valid, the rest booked for one, awaiting results, unfit, lapsed
+/// or not yet sent. Drawn from a stream of their own, after the list, so
+/// that the list itself is the same for the same seed as it always was.
+fn readiness(entries: &mut [Entry], seed: u64, as_at: NaiveDate) {
+    let mut rng = rng_for(seed, stream::ELECTIVE_READINESS);
+    let mut people: std::collections::HashMap<String, (Sex, NaiveDate)> =
+        std::collections::HashMap::new();
+    for e in entries.iter_mut() {
+        let (sex, born) = *people.entry(e.nhs_number.clone()).or_insert_with(|| {
+            let sex = if e.treatment_function_code == "502" || rng.random_bool(0.5) {
+                Sex::Female
+            } else {
+                Sex::Male
+            };
+            let age = rng.random_range(18..90);
+            let born = as_at - Duration::days(age * 365 + rng.random_range(0..365));
+            (sex, born)
+        });
+        e.sex = sex;
+        e.date_of_birth = born;
+        let x: f64 = rng.random();
+        let ago = |rng: &mut SynthRng, lo: i64, hi: i64| {
+            as_at - Duration::days(rng.random_range(lo..=hi))
+        };
+        e.pre_op = if x < 0.50 {
+            let seen = ago(&mut rng, 0, 70);
+            PreOpAssessment::Fit(seen, seen + Duration::days(PRE_OP_VALID_DAYS))
+        } else if x < 0.55 {
+            // Lapsed: seen too long ago.
+            let seen = ago(&mut rng, 90, 200);
+            PreOpAssessment::Fit(seen, seen + Duration::days(PRE_OP_VALID_DAYS))
+        } else if x < 0.68 {
+            PreOpAssessment::Booked(as_at + Duration::days(rng.random_range(1..=28)))
+        } else if x < 0.73 {
+            PreOpAssessment::AwaitingResults(ago(&mut rng, 1, 10))
+        } else if x < 0.76 {
+            PreOpAssessment::Unfit(ago(&mut rng, 1, 30))
+        } else {
+            PreOpAssessment::None
+        };
+    }
+}
+
 /// Services that are not consultant-led (allied health professions), for
 /// the planted [`Problem::NotConsultantLed`].
 const NOT_CONSULTANT_LED: &[(&str, &str, (&str, &str))] = &[
@@ -331,6 +401,7 @@ impl ElectiveList {
                 entries.push(other);
             }
         }
+        readiness(&mut entries, seed, spec.as_at);
         Ok(ElectiveList {
             as_at: spec.as_at,
             entries,
@@ -347,7 +418,7 @@ impl ElectiveList {
     /// The list as the PAS exports it.
     pub fn waiting_list_csv(&self) -> String {
         let mut out = String::with_capacity(self.entries.len() * 260);
-        out.push_str("Pathway ID,NHS Number,Patient Name,Specialty,Treatment Function,Consultant Code,Consultant Name,Priority,Referral Received,RTT Clock Start,Decision To Admit,Planned Procedure,Procedure Description,Intended Management,TCI Date,RTT Status,Latest Clinically Appropriate Date,Deceased,Date Of Death,Expected Theatre Mins\n");
+        out.push_str("Pathway ID,NHS Number,Patient Name,Specialty,Treatment Function,Consultant Code,Consultant Name,Priority,Referral Received,RTT Clock Start,Decision To Admit,Planned Procedure,Procedure Description,Intended Management,TCI Date,RTT Status,Latest Clinically Appropriate Date,Deceased,Date Of Death,Expected Theatre Mins,Sex,Date Of Birth,POA Status,POA Date,POA Outcome,POA Valid Until\n");
         let d = |d: Option<NaiveDate>| {
             d.map(|d| d.format("%d/%m/%Y").to_string())
                 .unwrap_or_default()
@@ -356,7 +427,7 @@ impl ElectiveList {
             let referral = e.activities.iter().find(|a| a.code == "10").map(|a| a.date);
             let _ = writeln!(
                 out,
-                "{},{},\"{}\",{},{},{},\"{}\",{},{},{},{},{},\"{}\",{},{},{},{},{},{},{}",
+                "{},{},\"{}\",{},{},{},\"{}\",{},{},{},{},{},\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 e.pathway_id,
                 e.nhs_number,
                 e.patient_name,
@@ -384,6 +455,34 @@ impl ElectiveList {
                 expected_theatre_minutes(e.procedure.0)
                     .map(|m| m.to_string())
                     .unwrap_or_default(),
+                match e.sex {
+                    Sex::Female => "F",
+                    Sex::Male => "M",
+                    Sex::Unknown => "U",
+                },
+                d(Some(e.date_of_birth)),
+                match e.pre_op {
+                    PreOpAssessment::None => "",
+                    PreOpAssessment::Booked(_) => "Booked",
+                    _ => "Attended",
+                },
+                match e.pre_op {
+                    PreOpAssessment::None => String::new(),
+                    PreOpAssessment::Booked(on)
+                    | PreOpAssessment::AwaitingResults(on)
+                    | PreOpAssessment::Unfit(on)
+                    | PreOpAssessment::Fit(on, _) => format!("{} 09:00", on.format("%d/%m/%Y")),
+                },
+                match e.pre_op {
+                    PreOpAssessment::Fit(..) => "Fit",
+                    PreOpAssessment::Unfit(_) => "Unfit",
+                    PreOpAssessment::AwaitingResults(_) => "Awaiting Results",
+                    _ => "",
+                },
+                match e.pre_op {
+                    PreOpAssessment::Fit(_, until) => d(Some(until)),
+                    _ => String::new(),
+                },
             );
         }
         out
@@ -581,6 +680,10 @@ impl Generator<'_> {
             rtt_status,
             activities,
             problem: None,
+            // Drawn for the whole list once it is made (see `readiness`).
+            sex: Sex::Unknown,
+            date_of_birth: self.as_at,
+            pre_op: PreOpAssessment::None,
         }
     }
 

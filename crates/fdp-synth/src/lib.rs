@@ -63,7 +63,7 @@ pub mod people;
 mod rng;
 pub mod trust;
 
-pub use elective::{ElectiveList, ElectiveSpec, Problem};
+pub use elective::{ElectiveList, ElectiveSpec, PreOpAssessment, Problem};
 pub use error::SynthError;
 pub use extracts::{ExtractFile, ExtractSpec, Fault, FaultKind};
 pub use pas::{

@@ -51,6 +51,8 @@ pub(crate) mod stream {
     pub const PAS: u64 = 2;
     pub const ELECTIVE: u64 = 3;
     pub const IHTC: u64 = 4;
+    /// Listed patients' sex, age and pre-operative assessments.
+    pub const ELECTIVE_READINESS: u64 = 5;
     /// The flat extracts take this stream and the fifteen after it, one per
     /// file, so a change to one extract leaves the others byte-identical.
     pub const EXTRACTS: u64 = 16;

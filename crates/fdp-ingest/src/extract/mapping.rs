@@ -145,8 +145,25 @@ pub struct Mapping {
     /// Fields every record has. A header says so itself; a headerless file
     /// should declare it, or a line with fields added is not noticed.
     pub fields: Option<usize>,
+    /// Where the same record is on several lines, each repeating it
+    /// exactly (a patient on a list once per entry): `"one-record"` keeps
+    /// it once. By default, and for lines that differ, the first line
+    /// wins and the later ones are refused as duplicates.
+    #[serde(default)]
+    pub repeated: Repeated,
     /// Target column → rule.
     pub columns: BTreeMap<String, ColumnRule>,
+}
+
+/// What a line whose key an earlier line has is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Repeated {
+    /// A duplicate, refused, unless this file's records repeat by design.
+    #[default]
+    Duplicate,
+    /// The same record again where every value is the same: kept once.
+    OneRecord,
 }
 
 fn comma() -> String {

@@ -192,9 +192,11 @@ pub fn parse(mapping: &Mapping, bytes: &[u8], file: &str) -> Result<ParsedFile, 
         lines.push(p.lines);
         rejected.extend(p.rejected);
     }
-    // A key given twice: the first line wins, later ones are refused.
+    // A key given twice: the first line wins, later ones are refused (or,
+    // where the mapping says records repeat, folded when the same).
     let (batches, lines) = if repeats {
-        drop_duplicate_keys(&plan, batches, lines, &mut rejected)
+        let fold = mapping.repeated == mapping::Repeated::OneRecord;
+        drop_duplicate_keys(&plan, batches, lines, fold, &mut rejected)
     } else {
         (batches, lines)
     };
@@ -362,6 +364,7 @@ fn drop_duplicate_keys(
     plan: &Plan,
     batches: Vec<RecordBatch>,
     lines: Vec<Vec<u64>>,
+    fold_same: bool,
     rejected: &mut Vec<(u64, String, String)>,
 ) -> (Vec<RecordBatch>, Vec<Vec<u64>>) {
     use std::collections::HashMap;
@@ -374,8 +377,14 @@ fn drop_duplicate_keys(
         })
         .collect();
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut first: HashMap<&str, u64, BuildHasherDefault<FxHasher>> =
+    let mut first: HashMap<&str, (u64, usize, usize), BuildHasherDefault<FxHasher>> =
         HashMap::with_capacity_and_hasher(total, Default::default());
+    let same_row = |(b1, i1): (usize, usize), (b2, i2): (usize, usize)| {
+        (0..batches[b1].num_columns()).all(|c| {
+            batches[b1].column(c).slice(i1, 1).as_ref()
+                == batches[b2].column(c).slice(i2, 1).as_ref()
+        })
+    };
     let mut keep: Vec<Vec<bool>> = Vec::with_capacity(batches.len());
     let mut any_dup = false;
     for (bi, k) in keys.iter().enumerate() {
@@ -384,16 +393,18 @@ fn drop_duplicate_keys(
         for (i, m) in mask.iter_mut().enumerate() {
             let key = k.value(i);
             let line = lines[bi][i];
-            if let Some(&at) = first.get(key) {
+            if let Some(&(at, b0, i0)) = first.get(key) {
                 *m = false;
                 any_dup = true;
-                rejected.push((
-                    line,
-                    format!("duplicate key {key:?}: line {at} has it already"),
-                    String::new(),
-                ));
+                if !(fold_same && same_row((b0, i0), (bi, i))) {
+                    rejected.push((
+                        line,
+                        format!("duplicate key {key:?}: line {at} has it already"),
+                        String::new(),
+                    ));
+                }
             } else {
-                first.insert(key, line);
+                first.insert(key, (line, bi, i));
             }
         }
         keep.push(mask);
@@ -937,6 +948,36 @@ header = true
 eal_id = { from = "id" }
 rtt_period_start_date = { from = "start", format = "%d/%m/%Y" }
 "#;
+
+    #[test]
+    fn where_records_repeat_by_design_an_exact_repeat_is_one_record_and_a_different_one_refused() {
+        let mapping = Mapping::from_toml(
+            &MAPPING.replace("header = true", "header = true\nrepeated = \"one-record\""),
+        )
+        .unwrap();
+        let mut text = String::from("id,start\n");
+        for i in 0..100_000 {
+            text.push_str(&format!("E{i},01/02/2024\n"));
+        }
+        // E5 again the same, far away; E9 again with another start.
+        text.push_str("E5,01/02/2024\nE9,02/02/2024\n");
+        let parsed = parse(&mapping, text.as_bytes(), "t.csv").unwrap();
+        let accepted: usize = parsed.batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(accepted, 100_000);
+        let reasons: Vec<_> = parsed
+            .rejected
+            .iter()
+            .map(|r| (r.0, r.1.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [(100_003, "duplicate key \"E9\": line 11 has it already")]
+        );
+        // Without it, the exact repeat is refused too.
+        let strict = Mapping::from_toml(MAPPING).unwrap();
+        let parsed = parse(&strict, text.as_bytes(), "t.csv").unwrap();
+        assert_eq!(parsed.rejected.len(), 2);
+    }
 
     #[test]
     fn a_key_repeated_far_apart_is_refused_whichever_chunks_hold_it() {

@@ -58,7 +58,7 @@ pub fn ptl_sql(as_at: &str) -> String {
 
 /// The PTL query, naming patients only where `names` (a session whose
 /// policy removes names cannot read the column at all).
-fn ptl_query(as_at: &str, names: bool) -> String {
+pub(crate) fn ptl_query(as_at: &str, names: bool) -> String {
     include_str!("ptl.sql")
         .replace("{as_at}", as_at)
         .replace(

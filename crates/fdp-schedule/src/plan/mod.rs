@@ -30,10 +30,11 @@
 //! - **beds**: an inpatient needs a bed in a bay of the elective wards for
 //!   their stay, and a bay holds one sex at a time.
 //!
-//! What the search weighs, in order: leaving a patient whose wait will
-//! breach out, then filling the lists' minutes, then treating the longest
-//! waiters soonest (each day of delay priced by weeks waited, and a day
-//! past an 18 or 52-week breach priced far above).
+//! What the search weighs, in order: a priority's limit kept; the more
+//! urgent priorities booked first; a wait's 52 and 18-week breaches
+//! avoided; then filling the lists' minutes and treating the longest
+//! waiters soonest (each day of delay priced by weeks waited and by
+//! priority).
 
 use std::collections::BTreeMap;
 

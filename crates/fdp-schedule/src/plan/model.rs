@@ -35,6 +35,19 @@ const FILL_PER_MINUTE: i64 = 20;
 /// A day's delay for a patient past their limit already: as soon as may be.
 const OVERDUE_PER_DAY: i64 = 500;
 
+/// How much more a day's wait weighs, and what leaving a patient off the
+/// lists costs beyond that, by clinical priority: the more urgent come
+/// first, and within a priority the longest waiters.
+fn urgency(p: super::Priority) -> (i64, i64) {
+    use super::Priority::*;
+    match p {
+        P1a | P1b => (16, 200_000),
+        P2 => (4, 50_000),
+        P3 => (2, 10_000),
+        P4 | P5 | P6 => (1, 0),
+    }
+}
+
 /// How long to search.
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
@@ -307,6 +320,13 @@ impl Model {
                         continue;
                     }
                 };
+                if l.nights > 0 && plan.bays.is_empty() {
+                    excluded.insert(
+                        i,
+                        "an inpatient, and no elective ward's bays are in the plan: name the wards whose bays take elective admissions".into(),
+                    );
+                    continue;
+                }
                 let theaters: Vec<usize> = session
                     .iter()
                     .enumerate()
@@ -341,10 +361,11 @@ impl Model {
                 );
                 continue;
             }
+            let (per_day, left_off) = urgency(l.priority);
             let price = |d: i64| -> i64 {
                 let day = plan.start + Duration::days(d);
                 let weeks = l.weeks_waited(plan.start);
-                let mut c = d * (10 + weeks);
+                let mut c = d * (10 + weeks) * per_day;
                 for (w, penalty) in [(18, BREACH_18), (52, BREACH_52)] {
                     let b = l.breach(w);
                     if b >= plan.start && b < end && day >= b {
@@ -359,7 +380,7 @@ impl Model {
                 c
             };
             let day_cost: Vec<i64> = (0..days as i64).map(price).collect();
-            let skip_cost = price(days as i64) + FILL_PER_MINUTE * l.minutes;
+            let skip_cost = price(days as i64) + FILL_PER_MINUTE * l.minutes + left_off;
             let (workload, skill) = nursing(l.nights.min(days as u32));
             people.push(Person {
                 gender_a: l.sex == Sex::Female,

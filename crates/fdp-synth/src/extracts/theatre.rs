@@ -602,7 +602,18 @@ pub(crate) fn generate(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
                 let has_run = status == "COMP";
                 let (planned_from, planned_to) = (at_time(day, from), at_time(day, to));
                 if matches!(status, "CONF" | "PROV" | "COMP") && t.layout != Layout::Emergency {
-                    let target = (f64::from(planned) * rng.random_range(0.75..1.0)) as u32;
+                    // Lists are built to the 6-4-2 timetable: nearly full
+                    // inside two weeks, half built by four, a few cases
+                    // further out.
+                    let out = (day - spec.start).num_days();
+                    let fill = if out < 14 {
+                        0.75..1.0
+                    } else if out < 28 {
+                        0.45..0.8
+                    } else {
+                        0.1..0.45
+                    };
+                    let target = (f64::from(planned) * rng.random_range(fill)) as u32;
                     let mut order = 0;
                     let mut planned_minutes = 0;
                     let list = procedures(tfc);
