@@ -41,6 +41,8 @@ pub enum BenchCommand {
     Flood(crate::bench_flood::FloodArgs),
     /// The scheduler on IHTC-2024 instances at a time limit: cost, lower bound and gap to the best-known, beside the competition's published results
     Schedule(crate::bench_schedule::ScheduleArgs),
+    /// The theatre planner on a synthetic trust's own list beside booking by hand, and a re-plan after a surgeon's week of leave
+    Plan(crate::bench_plan::PlanArgs),
 }
 
 #[derive(Args, Clone)]
@@ -97,6 +99,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Federation(args) => crate::bench_federation::run(args).await,
         BenchCommand::Flood(args) => crate::bench_flood::run(args).await,
         BenchCommand::Schedule(args) => crate::bench_schedule::run(args),
+        BenchCommand::Plan(args) => crate::bench_plan::run(args).await,
     }
 }
 

@@ -11,6 +11,7 @@ mod bench_federation;
 mod bench_fhir;
 mod bench_flood;
 mod bench_governed;
+mod bench_plan;
 mod bench_schedule;
 mod bench_year;
 mod demo;
@@ -229,7 +230,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Product(cmd) => product::run(cmd).await,
         Command::Peer(cmd) => peer::run_async(cmd).await,
         Command::Synth(cmd) => synth::run(cmd),
-        Command::Schedule(cmd) => schedule::run(cmd),
+        Command::Schedule(cmd) => schedule::run(cmd).await,
     }
 }
 

@@ -123,7 +123,7 @@ impl Priority {
 }
 
 /// A patient's sex, for single-sex bays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Sex {
     Female,
     Male,

@@ -21,11 +21,14 @@ use super::{
     LOCKED_DAYS,
 };
 use crate::ihtc::problem::{Ids, Person, ToAdmit};
-use crate::ihtc::{search, Admission, Problem, Schedule, SearchOptions};
+use crate::ihtc::{price, search, Admission, Problem, Schedule, SearchOptions};
 
 /// A day past a priority limit: above every other price, so that a limit
-/// is broken only where it cannot be kept.
-const PAST_LIMIT: i64 = 1_000_000;
+/// is broken only where it cannot be kept. (A limit booking by hand keeps
+/// is kept as a rule: see [`propose`].)
+const PAST_LIMIT: i64 = 100_000;
+/// Leaving a patient already on a list off it: never, while the list runs.
+const HELD: i64 = 10_000_000;
 /// A wait passing 18 weeks before treatment.
 const BREACH_18: i64 = 5_000;
 /// A wait passing 52 weeks before treatment.
@@ -47,6 +50,10 @@ fn urgency(p: super::Priority) -> (i64, i64) {
         P4 | P5 | P6 => (1, 0),
     }
 }
+
+/// Patients who could take each other's places exactly: consultant,
+/// priority, procedure, minutes, nights, and sex where they need a bed.
+type Exchangeable<'a> = (super::Priority, &'a str, &'a str, i64, u32, Option<Sex>);
 
 /// How long to search.
 #[derive(Debug, Clone)]
@@ -407,7 +414,7 @@ impl Model {
         // A patient held to a list is worth more there than anything else.
         for (a, &held) in to_admit.iter_mut().zip(&pinned) {
             if held {
-                a.skip_cost += PAST_LIMIT * 10;
+                a.skip_cost += HELD;
             }
         }
         let mut room_ids: Vec<String> = plan.bays.iter().map(|b| b.id.clone()).collect();
@@ -595,16 +602,128 @@ fn booked_reason(plan: &Plan, l: &super::Listed, date: NaiveDate, held: bool) ->
 }
 
 /// Propose a schedule for `plan`: the baseline improved by the search.
+/// Every priority limit booking by hand keeps becomes a rule the search
+/// keeps too: the patient must be booked, by their limit.
 pub fn propose(plan: &Plan, options: &PlanOptions) -> Result<Proposal, PlanError> {
-    let model = Model::new(plan)?;
-    Ok(model.solve(plan, &model.baseline_schedule(), options))
+    let mut model = Model::new(plan)?;
+    let start = model.baseline_schedule();
+    for (a, adm) in start.admission.iter().enumerate() {
+        let l = &plan.listed[model.listed[a]];
+        let (Some(adm), Some(limit)) = (adm, l.priority_limit()) else {
+            continue;
+        };
+        if model.pinned[a] {
+            continue;
+        }
+        if let Some(last) = plan.day_of(limit).filter(|&d| adm.day as usize <= d) {
+            let p = &mut model.problem.to_admit[a];
+            p.mandatory = true;
+            p.last_day = p.last_day.min(last);
+        }
+    }
+    Ok(model.solve(plan, &start, options))
 }
 
 impl Model {
     fn solve(&self, plan: &Plan, start: &Schedule, options: &PlanOptions) -> Proposal {
-        let outcome = search(&self.problem, start, &options.search);
-        let cost = outcome.evaluation.total_cost();
-        self.read(plan, &outcome.schedule, cost)
+        let mut schedule = search(&self.problem, start, &options.search).schedule;
+        self.in_turn(plan, &mut schedule);
+        let cost = price(&self.problem, &schedule).total_cost();
+        self.read(plan, &schedule, cost)
+    }
+
+    /// Put the search's bookings in turn: among patients who could take
+    /// each other's places exactly (the same consultant, priority,
+    /// procedure, minutes, nights and, for a bed, sex), a longer waiter
+    /// takes the earlier place, or the place of a shorter waiter left
+    /// waiting, wherever their window allows and it breaches no wait or
+    /// limit more than before. The lists' minutes and beds are the same
+    /// after each exchange, so only the order changes.
+    fn in_turn(&self, plan: &Plan, schedule: &mut Schedule) {
+        let end = plan.start + Duration::days(plan.days() as i64);
+        let day_of = |d: usize| plan.start + Duration::days(d as i64);
+        // What a patient at `day` (or left waiting) breaches in the weeks
+        // planned: a priority's limit, and an 18 or 52-week wait.
+        let penalties = |a: usize, day: Option<usize>| -> (usize, usize) {
+            let l = &plan.listed[self.listed[a]];
+            let on = day.map(day_of);
+            let mut waits = 0;
+            for w in [18, 52] {
+                let b = l.breach(w);
+                waits += usize::from(b >= plan.start && b < end && on.is_none_or(|d| d >= b));
+            }
+            let limit = l
+                .priority_limit()
+                .filter(|d| *d < end)
+                .is_some_and(|limit| on.is_none_or(|d| d > limit));
+            (usize::from(limit), waits)
+        };
+        let mut groups: BTreeMap<Exchangeable, Vec<usize>> = BTreeMap::new();
+        for (a, &i) in self.listed.iter().enumerate() {
+            if self.pinned[a] {
+                continue;
+            }
+            let l = &plan.listed[i];
+            let sex = (l.nights > 0).then_some(l.sex);
+            groups
+                .entry((
+                    l.priority,
+                    &l.procedure,
+                    &l.consultant,
+                    l.minutes,
+                    l.nights,
+                    sex,
+                ))
+                .or_default()
+                .push(a);
+        }
+        for mut members in groups.into_values() {
+            if members.len() < 2 {
+                continue;
+            }
+            // Longest waiter first.
+            members.sort_by_key(|&a| self.turn[a]);
+            let fits = |a: usize, adm: &Admission| {
+                let p = &self.problem.to_admit[a];
+                let d = adm.day as usize;
+                (p.release_day..=p.last_day).contains(&d)
+                    && p.theaters.binary_search(&adm.theater).is_ok()
+            };
+            // Each exchange puts a longer waiter earlier: it ends.
+            let mut changed = true;
+            while changed {
+                changed = false;
+                for x in 0..members.len() {
+                    for y in x + 1..members.len() {
+                        let (b, a) = (members[x], members[y]);
+                        let Some(at_a) = schedule.admission[a] else {
+                            continue;
+                        };
+                        let at_b = schedule.admission[b];
+                        if at_b.is_some_and(|at_b| at_b.day <= at_a.day) || !fits(b, &at_a) {
+                            continue;
+                        }
+                        if at_b.is_some_and(|at_b| !fits(a, &at_b)) {
+                            continue;
+                        }
+                        let day = |adm: Option<Admission>| adm.map(|x| x.day as usize);
+                        let sum = |x: (usize, usize), y: (usize, usize)| (x.0 + y.0, x.1 + y.1);
+                        let before = sum(penalties(a, day(Some(at_a))), penalties(b, day(at_b)));
+                        let after = sum(penalties(b, day(Some(at_a))), penalties(a, day(at_b)));
+                        if after.0 > before.0 || after.1 > before.1 {
+                            continue;
+                        }
+                        // A patient the rules hold to a window stays in it.
+                        if at_b.is_none() && self.problem.to_admit[a].mandatory {
+                            continue;
+                        }
+                        schedule.admission[b] = Some(at_a);
+                        schedule.admission[a] = at_b;
+                        changed = true;
+                    }
+                }
+            }
+        }
     }
 }
 
