@@ -283,7 +283,11 @@ pub async fn run(args: PlanArgs) -> Result<()> {
     let plan_owned = plan.clone();
     let current = done.proposal.clone();
     let (warm, afresh, afresh_seconds) = tokio::task::spawn_blocking(move || {
-        let warm = plan::replan(&plan_owned, &current, &leave, &warm_options)?;
+        let disruption = plan::Disruption {
+            leave: leave.to_vec(),
+            ..plan::Disruption::default()
+        };
+        let warm = plan::replan(&plan_owned, &current, &disruption, &warm_options)?;
         let mut after = plan_owned.clone();
         after.leave.extend(leave.iter().cloned());
         let t = Instant::now();

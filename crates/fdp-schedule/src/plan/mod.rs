@@ -49,7 +49,7 @@ mod tests;
 
 pub use baseline::baseline;
 pub use measure::Measures;
-pub use model::{propose, replan, PlanOptions, Replan};
+pub use model::{propose, replan, Disruption, PlanOptions, Replan};
 
 /// A list this close (in days from the plan's first day) is locked.
 pub const LOCKED_DAYS: i64 = 14;

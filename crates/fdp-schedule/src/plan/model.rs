@@ -736,19 +736,40 @@ pub struct Replan {
     pub seconds: f64,
 }
 
-/// Re-plan from `current` after `leave` arrives: every booking on a list
-/// the leave takes away is moved, each to the list that costs least, and
+/// What arrives that takes lists away: leave (a consultant's or an
+/// anaesthetist's), and lists cancelled.
+#[derive(Debug, Clone, Default)]
+pub struct Disruption {
+    pub leave: Vec<Leave>,
+    /// Sessions cancelled, by id.
+    pub cancelled: Vec<String>,
+}
+
+impl Disruption {
+    /// Whether list `s` is taken away.
+    fn takes(&self, s: &super::Session) -> bool {
+        self.cancelled.contains(&s.id) || lost(&self.leave, s)
+    }
+}
+
+/// Re-plan from `current` after `disruption` arrives: every booking on a
+/// list it takes away is moved, each to the list that costs least, and
 /// nobody else is (patients left off before may be booked into the time
-/// freed or left).
+/// freed, or left).
 pub fn replan(
     plan: &Plan,
     current: &Proposal,
-    leave: &[Leave],
+    disruption: &Disruption,
     options: &PlanOptions,
 ) -> Result<Replan, PlanError> {
     let began = Instant::now();
     let mut plan = plan.clone();
-    plan.leave.extend(leave.iter().cloned());
+    plan.leave.extend(disruption.leave.iter().cloned());
+    for s in plan.sessions.iter_mut() {
+        if disruption.cancelled.contains(&s.id) {
+            s.cancelled = true;
+        }
+    }
     let session_at: HashMap<&str, usize> = plan
         .sessions
         .iter()
@@ -762,7 +783,7 @@ pub fn replan(
         let Some(&k) = p.session.as_deref().and_then(|s| session_at.get(s)) else {
             continue;
         };
-        if !lost(leave, &plan.sessions[k]) {
+        if !disruption.takes(&plan.sessions[k]) {
             held.insert(i, k);
         }
     }
@@ -770,7 +791,7 @@ pub fn replan(
     // them to move.
     for l in plan.listed.iter_mut() {
         if let Some(&k) = l.booked_on.as_deref().and_then(|s| session_at.get(s)) {
-            if lost(leave, &plan.sessions[k]) {
+            if disruption.takes(&plan.sessions[k]) {
                 l.booked_on = None;
             }
         }

@@ -285,7 +285,11 @@ fn a_surgeons_week_of_leave_moves_only_the_bookings_it_takes_away() {
         .map(|x| x.id.as_str())
         .collect();
     assert!(!lost.is_empty(), "the week of leave takes bookings away");
-    let warm = replan(&p, &before, &leave, &quick()).unwrap();
+    let disruption = Disruption {
+        leave: leave.to_vec(),
+        ..Disruption::default()
+    };
+    let warm = replan(&p, &before, &disruption, &quick()).unwrap();
     let mut moved = warm.moved.clone();
     moved.sort();
     let mut expect: Vec<String> = lost.iter().map(|s| s.to_string()).collect();
@@ -297,6 +301,44 @@ fn a_surgeons_week_of_leave_moves_only_the_bookings_it_takes_away() {
     assert!(m.rule_breaks.is_empty(), "{:?}", m.rule_breaks);
     let afresh = propose(&after, &quick()).unwrap();
     assert!(warm.moved.len() < afresh.moved(&before).len());
+
+    // A list cancelled: its patients move, nobody else.
+    let on_it: Vec<String> = warm
+        .proposal
+        .placements
+        .iter()
+        .filter(|x| x.session.as_deref() == Some("C2-w4d1"))
+        .map(|x| x.id.clone())
+        .collect();
+    assert!(!on_it.is_empty());
+    let mut now = after.clone();
+    let again = replan(
+        &now,
+        &warm.proposal,
+        &Disruption {
+            cancelled: vec!["C2-w4d1".into()],
+            ..Disruption::default()
+        },
+        &quick(),
+    )
+    .unwrap();
+    let mut moved = again.moved.clone();
+    moved.sort();
+    let mut expect = on_it.clone();
+    expect.sort();
+    assert_eq!(moved, expect);
+    now.sessions
+        .iter_mut()
+        .find(|s| s.id == "C2-w4d1")
+        .unwrap()
+        .cancelled = true;
+    let m = Measures::of(&now, &again.proposal);
+    assert!(m.rule_breaks.is_empty(), "{:?}", m.rule_breaks);
+    assert!(again
+        .proposal
+        .placements
+        .iter()
+        .all(|x| x.session.as_deref() != Some("C2-w4d1")));
 }
 
 #[test]
