@@ -1519,4 +1519,52 @@ mod tests {
             outcomes[0]
         );
     }
+
+    /// A theatre booking request names who accepted it: from anywhere but
+    /// the theatre planner's action it is quarantined, and the waiting
+    /// list's own source may not write one either.
+    #[tokio::test]
+    async fn a_booking_request_is_taken_only_from_the_theatre_planners_action() {
+        use fdp_fhir::booking_request::{BookingRequest, SOURCE as PLANNER};
+        let dir = tempfile::tempdir().unwrap();
+        let mut source = FhirSource::open(dir.path()).await.unwrap();
+        let task = BookingRequest {
+            id: "chg-1".into(),
+            eal_id: "EAL1".into(),
+            patient_id: "P1".into(),
+            session_id: "S1".into(),
+            date: chrono::NaiveDate::from_ymd_opt(2026, 12, 21).unwrap(),
+            am_pm: "AM".into(),
+            theatre: "Main Theatre 1".into(),
+            consultant: "C1".into(),
+            minutes: 60,
+            session_minutes: 240,
+            reason: "P4".into(),
+            team: "Theatre booking team".into(),
+            requested_by: "someone".into(),
+            at: chrono::Utc::now(),
+        }
+        .to_task();
+        for from in ["rest", "import", "federation:RYY", SOURCE] {
+            let (outcomes, _) = source
+                .load("run-1", vec![incoming(task.clone(), from)], Vec::new())
+                .await
+                .unwrap();
+            match &outcomes[0] {
+                Outcome::Rejected(oo) => {
+                    assert!(oo.summary().contains("theatre planner"), "{}", oo.summary())
+                }
+                other => panic!("taken from {from}: {other:?}"),
+            }
+        }
+        let (outcomes, _) = source
+            .load("run-2", vec![incoming(task, PLANNER)], Vec::new())
+            .await
+            .unwrap();
+        assert!(
+            matches!(&outcomes[0], Outcome::Stored { mapped: true, .. }),
+            "{:?}",
+            outcomes[0]
+        );
+    }
 }

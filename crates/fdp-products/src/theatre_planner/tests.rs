@@ -321,4 +321,22 @@ async fn parameters_out_of_range_are_refused_by_name() {
     }
     let e = view(&i, "week", &[("week", "next monday")]).await.unwrap_err();
     assert!(matches!(&e, ProductError::Param { name, .. } if name == "week"), "{e}");
+    // A ward that tries to be SQL is only a ward nobody has: the
+    // inpatient is left waiting for want of a bay, and nothing else moves.
+    let as_at = today().to_string();
+    let out = i
+        .view(
+            "theatre-planner",
+            PLANNER.1,
+            Purpose::DirectCare,
+            "ui",
+            "proposal",
+            &[("as_at", &as_at), ("wards", "x') OR 1=1 --,RXX01:ELEC' --"), ("moves", "1000")],
+        )
+        .await
+        .unwrap();
+    let at = |n: &str| out.columns.iter().position(|c| c.name == n).unwrap();
+    let inpatient = out.rows.iter().find(|r| r[at("eal_id")] == json!("IN")).unwrap();
+    assert_eq!(inpatient[at("status")], json!("not booked"));
+    assert!(inpatient[at("reason")].as_str().unwrap().contains("no elective ward's bays"), "{inpatient:?}");
 }

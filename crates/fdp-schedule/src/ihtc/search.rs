@@ -276,7 +276,8 @@ impl<'a> State<'a> {
             };
             // A start breaking a hard rule is repaired by leaving that
             // patient out; the search may admit them again.
-            if state.fits(i, slot) {
+            let allowed = p.to_admit[i].theaters.binary_search(&slot.theater).is_ok();
+            if allowed && state.fits(i, slot) {
                 state.admit(i, slot);
             }
         }
@@ -411,10 +412,13 @@ impl<'a> State<'a> {
         if a.incompatible[slot.room] {
             return false;
         }
-        // Every theatre in the competition's problem; a few on a trust's.
-        if a.theaters.len() != self.theaters && a.theaters.binary_search(&slot.theater).is_err() {
-            return false;
-        }
+        // Every move draws the theatre from the patient's own, but for an
+        // exchange of admissions, which checks it itself.
+        debug_assert!(
+            a.theaters.binary_search(&slot.theater).is_ok(),
+            "patient {i} may not be operated in theatre {}",
+            slot.theater
+        );
         let td = slot.theater * self.days + slot.day;
         if self.theater_load[td] + a.duration > p.theater_minutes[slot.theater][slot.day] {
             return false;
@@ -719,6 +723,14 @@ impl<'a> State<'a> {
             (sj, si)
         };
         if ti == si {
+            return false;
+        }
+        // Every theatre in the competition's problem; a few on a trust's.
+        let allowed = |k: usize, t: usize| {
+            let a = &self.p.to_admit[k];
+            a.theaters.len() == self.theaters || a.theaters.binary_search(&t).is_ok()
+        };
+        if !allowed(i, ti.theater) || !allowed(j, tj.theater) {
             return false;
         }
         self.discharge(i);
