@@ -280,27 +280,22 @@ pub async fn run(args: PlanArgs) -> Result<()> {
             ..options.search.clone()
         },
     };
-    let plan_owned = plan.clone();
-    let current = done.proposal.clone();
-    let (warm, afresh, afresh_seconds) = tokio::task::spawn_blocking(move || {
+    // The plan with the leave, as the warm re-plan sees it and as it is
+    // planned afresh.
+    let mut after = plan.clone();
+    after.leave.extend(leave.iter().cloned());
+    let (before, current) = (plan.clone(), done.proposal.clone());
+    let (after, warm, afresh, afresh_seconds) = tokio::task::spawn_blocking(move || {
         let disruption = plan::Disruption {
             leave: leave.to_vec(),
             ..plan::Disruption::default()
         };
-        let warm = plan::replan(&plan_owned, &current, &disruption, &warm_options)?;
-        let mut after = plan_owned.clone();
-        after.leave.extend(leave.iter().cloned());
+        let warm = plan::replan(&before, &current, &disruption, &warm_options)?;
         let t = Instant::now();
         let afresh = plan::propose(&after, &options)?;
-        Ok::<_, plan::PlanError>((warm, afresh, t.elapsed().as_secs_f64()))
+        Ok::<_, plan::PlanError>((after, warm, afresh, t.elapsed().as_secs_f64()))
     })
     .await??;
-    let mut after = plan.clone();
-    after.leave.push(Leave {
-        person: surgeon.clone(),
-        from: week,
-        to: week + Duration::days(6),
-    });
     let mw = Measures::of(&after, &warm.proposal);
     let ma = Measures::of(&after, &afresh);
     let afresh_moved = afresh.moved(&done.proposal).len();

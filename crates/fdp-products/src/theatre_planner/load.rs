@@ -306,6 +306,7 @@ pub async fn load(
         let decided = date(e, "decided_to_admit_date").unwrap_or(clock_start);
         let procedure = text(e, "procedure_code").unwrap_or_default();
         let inpatient = text(e, "intended_management_code").as_deref() == Some("1");
+        let nights = if inpatient { nights_for(&procedure) } else { 0 };
         let sex = match text(e, "sex").as_deref() {
             Some("female") => Some(Sex::Female),
             Some("male") => Some(Sex::Male),
@@ -352,7 +353,7 @@ pub async fn load(
             specialty: text(e, "specialty").unwrap_or_default(),
             procedure,
             minutes,
-            nights: if inpatient { nights_for(&text(e, "procedure_code").unwrap_or_default()) } else { 0 },
+            nights,
             sex,
             age,
             clock_start,

@@ -612,16 +612,25 @@ impl Product for TheatrePlanner {
                     .iter()
                     .map(|p| placement_row(plan, &planned, p))
                     .collect();
+                let columns = placement_columns();
+                let at = |name: &str| columns.iter().position(|c| c.name == name);
+                let (entry, status, reason) = (at("eal_id"), at("status"), at("reason"));
                 let mut unplannable = planned.loaded.unplannable.clone();
                 unplannable.sort_by(|a, b| a.eal_id.cmp(&b.eal_id));
                 for u in unplannable {
-                    let mut row = vec![Value::Null; placement_columns().len()];
-                    row[0] = json!(u.eal_id);
-                    row[10] = json!(Status::NotBooked.as_str());
-                    row[16] = json!(u.reason);
+                    let mut row = vec![Value::Null; columns.len()];
+                    for (k, value) in [
+                        (entry, json!(u.eal_id)),
+                        (status, json!(Status::NotBooked.as_str())),
+                        (reason, json!(u.reason)),
+                    ] {
+                        if let Some(k) = k {
+                            row[k] = value;
+                        }
+                    }
                     rows.push(row);
                 }
-                (placement_columns(), rows)
+                (columns, rows)
             }
             _ => {
                 let week = match params.get("week") {

@@ -14,8 +14,10 @@
 
 use super::problem::{Admission, Problem, Schedule};
 
-/// Who is in the rooms, and how full the theatres and surgeons are.
-struct Ward {
+/// Who is in the rooms, and how full the theatres and surgeons are: what
+/// a greedy placement (this one, and a trust's booking by hand) checks a
+/// patient against.
+pub(crate) struct Ward {
     beds_used: Vec<Vec<usize>>,
     /// Per room and day: the gender there (`true` for A), if anyone.
     gender: Vec<Vec<Option<bool>>>,
@@ -28,7 +30,7 @@ struct Ward {
 }
 
 impl Ward {
-    fn new(problem: &Problem) -> Ward {
+    pub(crate) fn new(problem: &Problem) -> Ward {
         let days = problem.days;
         let rooms = problem.room_capacity.len();
         let mut ward = Ward {
@@ -59,7 +61,13 @@ impl Ward {
 
     /// Whether `person` fits `room` from `day`, and if so the age spread
     /// the stay adds.
-    fn room_cost(&self, problem: &Problem, person: usize, room: usize, day: usize) -> Option<i64> {
+    pub(crate) fn room_cost(
+        &self,
+        problem: &Problem,
+        person: usize,
+        room: usize,
+        day: usize,
+    ) -> Option<i64> {
         let who = &problem.people[person];
         let mut spread = 0;
         for d in day..(day + who.length_of_stay).min(problem.days) {
@@ -75,6 +83,39 @@ impl Ward {
             }
         }
         Some(spread)
+    }
+
+    /// Whether patient `i`'s surgeon has their operation's minutes left on
+    /// `day`.
+    pub(crate) fn surgeon_free(&self, problem: &Problem, i: usize, day: usize) -> bool {
+        let p = &problem.to_admit[i];
+        self.surgeon_used[p.surgeon][day] + p.duration <= problem.surgeon_minutes[p.surgeon][day]
+    }
+
+    /// Whether `theater` has patient `i`'s operation's minutes left on
+    /// `day`.
+    pub(crate) fn theater_free(
+        &self,
+        problem: &Problem,
+        i: usize,
+        theater: usize,
+        day: usize,
+    ) -> bool {
+        self.theater_used[theater][day] + problem.to_admit[i].duration
+            <= problem.theater_minutes[theater][day]
+    }
+
+    /// Patient `i` admitted at `a`: their bed for the stay, and their
+    /// operation's minutes in the theatre and of the surgeon.
+    pub(crate) fn admit(&mut self, problem: &Problem, i: usize, a: Admission) {
+        let p = &problem.to_admit[i];
+        let day = a.day as usize;
+        self.occupy(problem, problem.occupants + i, a.room, day);
+        self.theater_used[a.theater][day] += p.duration;
+        self.surgeon_used[p.surgeon][day] += p.duration;
+        if !self.surgeon_theaters[p.surgeon][day].contains(&a.theater) {
+            self.surgeon_theaters[p.surgeon][day].push(a.theater);
+        }
     }
 }
 
@@ -94,9 +135,7 @@ pub fn construct(problem: &Problem) -> Schedule {
         let mut best: Option<(i64, Admission)> = None;
         let last = p.last_day.min(problem.days - 1);
         for day in p.release_day..=last {
-            if ward.surgeon_used[p.surgeon][day] + p.duration
-                > problem.surgeon_minutes[p.surgeon][day]
-            {
+            if !ward.surgeon_free(problem, i, day) {
                 continue;
             }
             // The cheapest theatre with the minutes: one already open, and
@@ -105,9 +144,7 @@ pub fn construct(problem: &Problem) -> Schedule {
                 .theaters
                 .iter()
                 .copied()
-                .filter(|&t| {
-                    ward.theater_used[t][day] + p.duration <= problem.theater_minutes[t][day]
-                })
+                .filter(|&t| ward.theater_free(problem, i, t, day))
                 .map(|t| {
                     let opens = i64::from(ward.theater_used[t][day] == 0) * w[4];
                     let theaters = &ward.surgeon_theaters[p.surgeon][day];
@@ -143,13 +180,7 @@ pub fn construct(problem: &Problem) -> Schedule {
         if !p.mandatory && cost >= w[7] {
             continue;
         }
-        let day = a.day as usize;
-        ward.occupy(problem, person, a.room, day);
-        ward.theater_used[a.theater][day] += p.duration;
-        ward.surgeon_used[p.surgeon][day] += p.duration;
-        if !ward.surgeon_theaters[p.surgeon][day].contains(&a.theater) {
-            ward.surgeon_theaters[p.surgeon][day].push(a.theater);
-        }
+        ward.admit(problem, i, a);
         schedule.admission[i] = Some(a);
     }
     assign_nurses(problem, &mut schedule);

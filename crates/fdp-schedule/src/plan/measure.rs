@@ -55,14 +55,7 @@ impl Measures {
             .collect();
         let runs = |k: usize| {
             let s = &plan.sessions[k];
-            in_horizon(s.date)
-                && !s.cancelled
-                && s.consultant
-                    .as_deref()
-                    .is_some_and(|c| !plan.on_leave(c, s.date))
-                && s.anaesthetist
-                    .as_deref()
-                    .is_some_and(|a| !plan.on_leave(a, s.date))
+            in_horizon(s.date) && plan.lost(s).is_none()
         };
         let mut rule_breaks = Vec::new();
         let mut placed_minutes = vec![0i64; plan.sessions.len()];

@@ -213,6 +213,13 @@ pub struct Leave {
     pub to: NaiveDate,
 }
 
+impl Leave {
+    /// Whether it keeps `person` away on `day`.
+    pub fn covers(&self, person: &str, day: NaiveDate) -> bool {
+        self.person == person && self.from <= day && day <= self.to
+    }
+}
+
 /// A bay of the elective wards.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bay {
@@ -248,13 +255,21 @@ impl Plan {
     }
 
     pub fn on_leave(&self, person: &str, day: NaiveDate) -> bool {
-        self.leave
-            .iter()
-            .any(|l| l.person == person && l.from <= day && day <= l.to)
+        self.leave.iter().any(|l| l.covers(person, day))
     }
 
-    /// Why a session takes no new booking, or `None` where it may.
+    /// Why a session takes no new booking, or `None` where it may: lost,
+    /// or locked.
     pub fn closed(&self, s: &Session) -> Option<String> {
+        self.lost(s).or_else(|| {
+            ((s.date - self.start).num_days() < LOCKED_DAYS)
+                .then(|| "locked (inside two weeks)".into())
+        })
+    }
+
+    /// Why a session does not run, or `None` where it does: cancelled,
+    /// or its consultant or anaesthetist not named or on leave.
+    pub fn lost(&self, s: &Session) -> Option<String> {
         if s.cancelled {
             return Some("cancelled".into());
         }
@@ -269,9 +284,6 @@ impl Plan {
         };
         if self.on_leave(anaesthetist, s.date) {
             return Some(format!("anaesthetist {anaesthetist} on leave"));
-        }
-        if (s.date - self.start).num_days() < LOCKED_DAYS {
-            return Some("locked (inside two weeks)".into());
         }
         None
     }

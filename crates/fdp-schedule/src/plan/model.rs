@@ -485,6 +485,12 @@ impl Model {
         for (a, &i) in self.listed.iter().enumerate() {
             at[i] = Some(a);
         }
+        let mut used = vec![0i64; self.session.len()];
+        for (b, adm) in schedule.admission.iter().enumerate() {
+            if let Some(adm) = adm {
+                used[adm.theater] += self.problem.to_admit[b].duration;
+            }
+        }
         let placements = plan
             .listed
             .iter()
@@ -524,7 +530,7 @@ impl Model {
                         date: None,
                         bay: None,
                         status: Status::NotBooked,
-                        reason: self.unbooked_reason(plan, schedule, a),
+                        reason: self.unbooked_reason(plan, &used, a),
                     },
                 }
             })
@@ -532,16 +538,11 @@ impl Model {
         Proposal { placements, cost }
     }
 
-    /// Why patient `a` (in the problem, not admitted) was left off.
-    fn unbooked_reason(&self, plan: &Plan, schedule: &Schedule, a: usize) -> String {
+    /// Why patient `a` (in the problem, not admitted) was left off, with
+    /// `used` each list's minutes the schedule fills.
+    fn unbooked_reason(&self, plan: &Plan, used: &[i64], a: usize) -> String {
         let p = &self.problem.to_admit[a];
         let l = &plan.listed[self.listed[a]];
-        let mut used = vec![0i64; self.session.len()];
-        for (b, adm) in schedule.admission.iter().enumerate() {
-            if let Some(adm) = adm {
-                used[adm.theater] += self.problem.to_admit[b].duration;
-            }
-        }
         let first = plan.start + Duration::days(p.release_day as i64);
         let last = plan.start + Duration::days(p.last_day as i64);
         let with_time = p
@@ -810,9 +811,8 @@ pub fn replan(
 /// Whether `leave` takes list `s` away: its consultant or anaesthetist
 /// away that day.
 fn lost(leave: &[Leave], s: &super::Session) -> bool {
-    s.consultant.iter().chain(&s.anaesthetist).any(|who| {
-        leave
-            .iter()
-            .any(|v| &v.person == who && v.from <= s.date && s.date <= v.to)
-    })
+    s.consultant
+        .iter()
+        .chain(&s.anaesthetist)
+        .any(|who| leave.iter().any(|v| v.covers(who, s.date)))
 }
