@@ -90,7 +90,7 @@ pub async fn run(args: PlanArgs) -> Result<()> {
         list.rtt_activity_csv(),
     )?;
     for f in extracts.iter().filter(|f| {
-        ["theatre_", "medic_leave", "pre_op"]
+        ["theatre_", "medic_leave", "pre_op", "roster_duties"]
             .iter()
             .any(|p| f.name.starts_with(p))
     }) {
@@ -147,13 +147,15 @@ pub async fn run(args: PlanArgs) -> Result<()> {
     let plan = &done.loaded.plan;
     let planned_patients = plan.listed.len();
     println!(
-        "  the plan: {} weeks from {}, {} patients with a running clock ({} more not plannable), {} lists, {} bays; read, booked by hand and searched ({} moves) in {seconds:.1} s",
+        "  the plan: {} weeks from {}, {} patients with a running clock ({} more not plannable), {} lists, {} bays, {} registered nurses' {} shifts; read, booked by hand and searched ({} moves) in {seconds:.1} s",
         plan.weeks,
         plan.start,
         planned_patients,
         done.loaded.unplannable.len(),
         plan.sessions.len(),
         plan.bays.len(),
+        plan.nurses.len(),
+        plan.nurses.iter().map(|n| n.shifts.len()).sum::<usize>(),
         args.moves
     );
     let b = Measures::of(plan, &done.baseline);
@@ -204,6 +206,23 @@ pub async fn run(args: PlanArgs) -> Result<()> {
         "treated out of turn",
         b.out_of_turn.to_string(),
         o.out_of_turn.to_string(),
+    );
+    let nursing = |n: usize, m: &Measures| {
+        if m.nursing_checked {
+            n.to_string()
+        } else {
+            "no roster".into()
+        }
+    };
+    line(
+        "ward shifts short of safe nursing",
+        nursing(b.understaffed_shifts, &b),
+        nursing(o.understaffed_shifts, &o),
+    );
+    line(
+        "ward shifts not yet rostered",
+        nursing(b.unrostered_shifts, &b),
+        nursing(o.unrostered_shifts, &o),
     );
     line(
         "hard rules broken",

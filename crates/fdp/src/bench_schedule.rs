@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fdp_schedule::ihtc::{
-    construct, evaluate, lower_bound, price, search, Instance, Problem, SearchOptions,
+    construct, evaluate, lower_bound, price, search, Instance, Problem, SearchOptions, Solution,
 };
 
 use crate::schedule::{gap_percent, seconds};
@@ -51,6 +51,16 @@ pub struct ScheduleArgs {
     /// Write each solution here, as `<instance>_<seconds>s.json`
     #[arg(long)]
     pub solutions: Option<PathBuf>,
+    /// Instances run at once, each on --threads threads (`--jobs 2
+    /// --threads 1` keeps both cores of a two-core machine busy)
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Do not run again an instance whose solution at this time limit, with
+    /// the same threads and seed, is already in --solutions DIR: its cost is
+    /// checked afresh from the saved solution, so a long table can be built
+    /// over several sittings
+    #[arg(long)]
+    pub resume: bool,
     /// A few seconds on small synthetic instances: the same code path, so
     /// that the benchmark cannot break unseen (the test suite runs it)
     #[arg(long)]
@@ -195,6 +205,174 @@ struct Row {
     bound: i64,
     reference: Option<i64>,
     moves_per_second: f64,
+    /// Taken from a solution saved by an earlier sitting (`--resume`).
+    resumed: bool,
+}
+
+impl Row {
+    /// The run's figures on one line, printed as soon as it ends.
+    fn line(&self, limit: &str) -> String {
+        format!(
+            "{} at {limit}: cost {}{}, {}{}",
+            self.name,
+            self.cost,
+            self.reference.map_or(String::new(), |b| format!(
+                " ({:.1}% from {b})",
+                gap_percent(self.cost, b)
+            )),
+            if self.feasible {
+                "feasible"
+            } else {
+                "NOT feasible"
+            },
+            if self.resumed {
+                ", from the saved solution"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// What a run leaves beside its solution, so that `--resume` knows how the
+/// solution was found. Its cost is not kept here: it is recomputed from the
+/// solution itself.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RunRecord {
+    instance: String,
+    time_limit: f64,
+    threads: usize,
+    seed: u64,
+    greedy: i64,
+    moves_per_second: f64,
+    fdp_version: String,
+}
+
+/// Runs one instance for `limit` seconds, or, under `--resume`, takes the
+/// run an earlier sitting saved.
+fn run_one(case: &Case, limit: f64, args: &ScheduleArgs) -> Result<Row> {
+    let problem = Problem::new(&case.instance).with_context(|| format!("reading {}", case.name))?;
+    let stem = format!("{}_{limit}s", case.name);
+    if let (true, Some(dir)) = (args.resume, &args.solutions) {
+        if let Some(row) = resume_one(case, &problem, limit, dir, &stem, args)? {
+            return Ok(row);
+        }
+    }
+    let started = Instant::now();
+    let first = construct(&problem);
+    let greedy = price(&problem, &first).total_cost();
+    let found = search(
+        &problem,
+        &first,
+        &SearchOptions {
+            time_limit: seconds(limit)?
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(1)),
+            threads: args.threads.max(1),
+            max_moves: None,
+            seed: args.seed,
+        },
+    );
+    if let Some(dir) = &args.solutions {
+        // The solution first and its record last, each written whole: a run
+        // killed part way leaves no record, so it is run again on resuming.
+        let solution = serde_json::to_string_pretty(&problem.write(&found.schedule))?;
+        write_whole(&dir.join(format!("{stem}.json")), &solution)?;
+        let record = RunRecord {
+            instance: case.name.clone(),
+            time_limit: limit,
+            threads: args.threads.max(1),
+            seed: args.seed,
+            greedy,
+            moves_per_second: found.moves_per_second,
+            fdp_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        write_whole(
+            &dir.join(format!("{stem}.run.json")),
+            &serde_json::to_string_pretty(&record)?,
+        )?;
+    }
+    Ok(Row {
+        name: case.name.clone(),
+        greedy,
+        cost: found.evaluation.total_cost(),
+        feasible: found.evaluation.is_feasible(),
+        bound: lower_bound(&problem).total(),
+        reference: case.reference,
+        moves_per_second: found.moves_per_second,
+        resumed: false,
+    })
+}
+
+/// The saved run of `case` at `limit`, if there is one made the same way:
+/// the solution is read back and priced by the validator, so a solution
+/// edited or damaged since is caught, not trusted.
+fn resume_one(
+    case: &Case,
+    problem: &Problem,
+    limit: f64,
+    dir: &Path,
+    stem: &str,
+    args: &ScheduleArgs,
+) -> Result<Option<Row>> {
+    let record_path = dir.join(format!("{stem}.run.json"));
+    let Ok(text) = std::fs::read_to_string(&record_path) else {
+        return Ok(None);
+    };
+    let record: RunRecord = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a run record: delete it to run {} again",
+            record_path.display(),
+            case.name
+        )
+    })?;
+    if record.threads != args.threads.max(1)
+        || record.seed != args.seed
+        || record.time_limit != limit
+    {
+        tracing::warn!(
+            instance = %case.name,
+            "the saved run used {} thread(s) and seed {}; running again with {} and {}",
+            record.threads,
+            record.seed,
+            args.threads.max(1),
+            args.seed
+        );
+        return Ok(None);
+    }
+    let solution_path = dir.join(format!("{stem}.json"));
+    let solution: Solution = serde_json::from_str(
+        &std::fs::read_to_string(&solution_path)
+            .with_context(|| format!("reading the saved solution {}", solution_path.display()))?,
+    )
+    .with_context(|| {
+        format!(
+            "{} is not an IHTC-2024 solution: delete it and {} to run {} again",
+            solution_path.display(),
+            record_path.display(),
+            case.name
+        )
+    })?;
+    let evaluation = evaluate(&case.instance, &solution)
+        .with_context(|| format!("checking the saved solution {}", solution_path.display()))?;
+    Ok(Some(Row {
+        name: case.name.clone(),
+        greedy: record.greedy,
+        cost: evaluation.total_cost(),
+        feasible: evaluation.is_feasible(),
+        bound: lower_bound(problem).total(),
+        reference: case.reference,
+        moves_per_second: record.moves_per_second,
+        resumed: true,
+    }))
+}
+
+/// Writes `text` to `path` through a temporary file and a rename, so the
+/// file is either whole or absent.
+fn write_whole(path: &Path, text: &str) -> Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, text).with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn run(args: ScheduleArgs) -> Result<()> {
@@ -230,69 +408,76 @@ pub fn run(args: ScheduleArgs) -> Result<()> {
     if let Some(dir) = &args.solutions {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    if args.resume && args.solutions.is_none() {
+        bail!("--resume reads the runs already made from --solutions DIR: give that folder");
+    }
     let total: f64 = limits.iter().sum::<f64>() * cases.len() as f64;
+    let jobs = args.jobs.clamp(1, cases.len().max(1));
     println!(
-        "fdp bench schedule — {} instance(s), {} thread(s), time limit(s) {} s: about {:.0} min",
+        "fdp bench schedule — {} instance(s), {} at a time on {} thread(s) each, time limit(s) {} s: at most {:.0} min",
         cases.len(),
-        args.threads,
+        jobs,
+        args.threads.max(1),
         limits
             .iter()
             .map(|l| format!("{l}"))
             .collect::<Vec<_>>()
             .join(", "),
-        total / 60.0
+        total / 60.0 / jobs as f64
     );
     let progress = indicatif::ProgressBar::new(total.ceil() as u64);
     progress.set_style(
         indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} s ({eta})")
             .expect("a valid template"),
     );
-    let mut tables = Vec::new();
-    for &limit in &limits {
-        let mut rows = Vec::new();
-        for case in &cases {
-            progress.set_message(format!("{} at {limit} s", case.name));
-            let problem =
-                Problem::new(&case.instance).with_context(|| format!("reading {}", case.name))?;
-            let started = Instant::now();
-            let first = construct(&problem);
-            let greedy = price(&problem, &first).total_cost();
-            let found = search(
-                &problem,
-                &first,
-                &SearchOptions {
-                    time_limit: seconds(limit)?
-                        .saturating_sub(started.elapsed())
-                        .max(Duration::from_millis(1)),
-                    threads: args.threads.max(1),
-                    max_moves: None,
-                    seed: args.seed,
-                },
-            );
-            if let Some(dir) = &args.solutions {
-                let path = dir.join(format!("{}_{limit}s.json", case.name));
-                let text = serde_json::to_string_pretty(&problem.write(&found.schedule))?;
-                std::fs::write(&path, text)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            rows.push(Row {
-                name: case.name.clone(),
-                greedy,
-                cost: found.evaluation.total_cost(),
-                feasible: found.evaluation.is_feasible(),
-                bound: lower_bound(&problem).total(),
-                reference: case.reference,
-                moves_per_second: found.moves_per_second,
-            });
-            progress.inc(limit.ceil() as u64);
+    // Every (time limit, instance) pair is one run; `--jobs` of them go at
+    // once, each taking the next run not yet started, so a slow instance
+    // never holds up a free core.
+    let runs: Vec<(f64, &Case)> = limits
+        .iter()
+        .flat_map(|&l| cases.iter().map(move |c| (l, c)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: std::sync::Mutex<Vec<Option<Row>>> =
+        std::sync::Mutex::new((0..runs.len()).map(|_| None).collect());
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> = (0..jobs)
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(limit, case)) = runs.get(k) else {
+                            return Ok(());
+                        };
+                        progress.set_message(format!("{} at {limit} s", case.name));
+                        let row = run_one(case, limit, &args).inspect_err(|_| {
+                            // The other jobs stop once their current run ends.
+                            next.store(runs.len(), std::sync::atomic::Ordering::Relaxed);
+                        })?;
+                        // To stdout, so that a run saved to a file keeps them.
+                        progress.suspend(|| println!("{}", row.line(&format!("{limit} s"))));
+                        progress.inc(limit.ceil() as u64);
+                        done.lock().expect("no run panicked")[k] = Some(row);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("a run does not panic")?;
         }
-        tables.push((limit, rows));
-    }
+        Ok(())
+    })?;
+    let mut done = done.into_inner().expect("no run panicked").into_iter();
+    let tables: Vec<(f64, Vec<Row>)> = limits
+        .iter()
+        .map(|&l| (l, done.by_ref().take(cases.len()).flatten().collect()))
+        .collect();
     progress.finish_and_clear();
     for (limit, rows) in &tables {
         print_table(
             *limit,
-            args.threads,
+            args.threads.max(1),
+            jobs,
             rows,
             published.as_ref(),
             reference_name,
@@ -304,12 +489,20 @@ pub fn run(args: ScheduleArgs) -> Result<()> {
 fn print_table(
     limit: f64,
     threads: usize,
+    jobs: usize,
     rows: &[Row],
     published: Option<&Published>,
     reference_name: &str,
 ) {
     println!();
-    println!("at {limit} s on {threads} thread(s), gaps to the {reference_name} cost:");
+    let at_once = if jobs > 1 {
+        format!(", {jobs} instances at a time")
+    } else {
+        String::new()
+    };
+    println!(
+        "at {limit} s on {threads} thread(s) each{at_once}, gaps to the {reference_name} cost:"
+    );
     println!(
         "{:<16} {:>9} {:>9} {:>9} {:>11} {:>8} {:>9} {:>9} {:>10}",
         "instance",
@@ -348,6 +541,12 @@ fn print_table(
         rows.len(),
         mean.map_or("-".to_string(), |m| format!("{m:.2}%"))
     );
+    let resumed = rows.iter().filter(|r| r.resumed).count();
+    if resumed > 0 {
+        println!(
+            "{resumed} of these runs were made by an earlier sitting: their costs are the validator's on the saved solutions"
+        );
+    }
     let (Some(published), Some(mean)) = (published, mean) else {
         return;
     };

@@ -120,6 +120,7 @@ async fn plan(args: PlanArgs) -> Result<()> {
     );
     let cell = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
         other => other.to_string(),
     };
     for row in &compare.rows {

@@ -106,6 +106,57 @@ fn schedule_quick() {
     assert!(out.contains("feasible on 2 of 2"), "{out}");
 }
 
+/// A long table is built over several sittings: the second sitting takes
+/// the first one's runs, and prices each saved solution afresh rather than
+/// trusting it, so a solution damaged in between is reported for what it is.
+#[test]
+fn schedule_quick_resumes_from_saved_solutions() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().to_str().unwrap();
+    let first = bench(&["schedule", "--jobs", "2", "--solutions", saved, "--resume"]);
+    assert!(first.contains("2 at a time"), "{first}");
+    assert!(first.contains("feasible on 2 of 2"), "{first}");
+    assert!(!first.contains("from the saved solution"), "{first}");
+    for stem in ["small_1_1s", "medium_1_1s"] {
+        assert!(dir.path().join(format!("{stem}.json")).exists());
+        assert!(dir.path().join(format!("{stem}.run.json")).exists());
+    }
+
+    let again = bench(&["schedule", "--jobs", "2", "--solutions", saved, "--resume"]);
+    assert!(again.contains("small_1 at 1 s: cost"), "{again}");
+    assert!(again.contains("from the saved solution"), "{again}");
+    assert!(
+        again.contains("2 of these runs were made by an earlier sitting"),
+        "{again}"
+    );
+    assert!(again.contains("feasible on 2 of 2"), "{again}");
+
+    // Every patient taken off the saved schedule: the mandatory ones are
+    // then unscheduled, which the validator must see.
+    let path = dir.path().join("small_1_1s.json");
+    let mut solution: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for p in solution["patients"].as_array_mut().unwrap() {
+        *p = serde_json::json!({ "id": p["id"], "admission_day": "none" });
+    }
+    std::fs::write(&path, solution.to_string()).unwrap();
+    let damaged = bench(&["schedule", "--solutions", saved, "--resume"]);
+    assert!(damaged.contains("feasible on 1 of 2"), "{damaged}");
+
+    // A run made another way (here, on one thread) is not taken for this one.
+    let reseeded = bench(&[
+        "schedule",
+        "--seed",
+        "1",
+        "--threads",
+        "1",
+        "--solutions",
+        saved,
+        "--resume",
+    ]);
+    assert!(!reseeded.contains("from the saved solution"), "{reseeded}");
+}
+
 #[test]
 fn plan_quick() {
     let out = bench(&["plan"]);

@@ -2,14 +2,16 @@
 //! (computed as the waiting list computes it), each entry's planned
 //! procedure and pre-operative assessment, the patients' sex and age, the
 //! theatre lists to come with what is booked on them and the booking
-//! requests already accepted, approved leave, and the bays of the wards
-//! named.
+//! requests already accepted, approved leave, the bays of the wards
+//! named, and those wards' registered nurses from the e-roster.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use fdp_govern::GovernedSession;
-use fdp_schedule::plan::{Bay, Leave, Listed, Plan, PreOp, Priority, Session, Sex};
+use fdp_schedule::plan::{
+    Bay, Leave, Listed, Plan, PreOp, Priority, RosteredNurse, Session, Sex, Shift,
+};
 use serde_json::Value;
 
 use crate::platform::{ParamValue, ProductError};
@@ -24,6 +26,10 @@ fn nights_for(procedure: &str) -> u32 {
         _ => 1,
     }
 }
+
+/// The e-roster's staff group of registered nurses and midwives (NHS
+/// Occupation Codes' "Nursing and Midwifery Registered").
+const REGISTERED: &str = "Nursing and Midwifery Registered";
 
 /// A PTL entry the plan cannot hold, and why: still shown to the planner.
 #[derive(Debug, Clone)]
@@ -181,6 +187,27 @@ pub async fn load(
         .await?
     };
 
+    // The wards' registered nurses, shift by shift, from the e-roster; a
+    // long day is an early and a late, and a twilight (support workers)
+    // is no ward shift of its own.
+    let duties = if wards.is_empty() {
+        Vec::new()
+    } else {
+        rows(
+            session,
+            &format!(
+                "SELECT staff_id, ward_id, shift_date, shift_type FROM staff_shift \
+                 WHERE ward_id IN {} AND staff_group = '{REGISTERED}' \
+                   AND shift_date >= {} AND shift_date < {} \
+                 ORDER BY staff_id, shift_date",
+                ParamValue::TextList(wards.to_vec()).sql_literal(),
+                literal(start),
+                literal(end)
+            ),
+        )
+        .await?
+    };
+
     // Lists, named by their consultant's name as the PTL names them.
     let mut consultant_code = HashMap::new();
     let mut plan_sessions = Vec::new();
@@ -258,12 +285,36 @@ pub async fn load(
         }
     }
 
-    let mut bays: BTreeMap<String, usize> = BTreeMap::new();
+    let mut bays: BTreeMap<String, (String, usize)> = BTreeMap::new();
     for b in &beds {
         let ward = text(b, "ward_id").unwrap_or_default();
         let bay = text(b, "bay").unwrap_or_else(|| "beds".into());
-        *bays.entry(format!("{ward} {bay}")).or_default() +=
-            number(b, "beds").unwrap_or(0).max(0) as usize;
+        bays.entry(format!("{ward} {bay}"))
+            .or_insert_with(|| (ward, 0))
+            .1 += number(b, "beds").unwrap_or(0).max(0) as usize;
+    }
+    let mut nurses: BTreeMap<(String, String), RosteredNurse> = BTreeMap::new();
+    for d in &duties {
+        let (Some(id), Some(ward), Some(day)) =
+            (text(d, "staff_id"), text(d, "ward_id"), date(d, "shift_date"))
+        else {
+            continue;
+        };
+        let shifts: &[Shift] = match text(d, "shift_type").as_deref() {
+            Some("early") => &[Shift::Early],
+            Some("late") => &[Shift::Late],
+            Some("long day") => &[Shift::Early, Shift::Late],
+            Some("night") => &[Shift::Night],
+            _ => &[],
+        };
+        let nurse = nurses
+            .entry((ward.clone(), id.clone()))
+            .or_insert_with(|| RosteredNurse {
+                id,
+                ward,
+                shifts: Vec::new(),
+            });
+        nurse.shifts.extend(shifts.iter().map(|&s| (day, s)));
     }
 
     let mut listed = Vec::new();
@@ -385,12 +436,14 @@ pub async fn load(
         leave,
         bays: bays
             .into_iter()
-            .map(|(id, beds)| Bay {
+            .map(|(id, (ward, beds))| Bay {
                 id,
+                ward,
                 beds,
                 occupied: Vec::new(),
             })
             .collect(),
+        nurses: nurses.into_values().collect(),
     };
     Ok(Loaded {
         plan,

@@ -495,6 +495,31 @@ fn compare_rows(plan: &Plan, planned: &Planned) -> Vec<Vec<Value>> {
         json!(o.out_of_turn),
         cmp(b.out_of_turn as f64, o.out_of_turn as f64, false),
     );
+    // Without the e-roster, nursing is not measured: shown as unknown, not
+    // as none.
+    let nursing = |n: usize, m: &Measures| {
+        if m.nursing_checked {
+            json!(n)
+        } else {
+            Value::Null
+        }
+    };
+    row(
+        "ward shifts short of safe nursing",
+        nursing(b.understaffed_shifts, &b),
+        nursing(o.understaffed_shifts, &o),
+        cmp(
+            b.understaffed_shifts as f64,
+            o.understaffed_shifts as f64,
+            false,
+        ),
+    );
+    row(
+        "ward shifts not yet rostered",
+        nursing(b.unrostered_shifts, &b),
+        nursing(o.unrostered_shifts, &o),
+        "same",
+    );
     row(
         "hard rules broken",
         json!(b.rule_breaks.len()),

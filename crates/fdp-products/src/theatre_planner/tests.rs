@@ -34,6 +34,7 @@ struct Trust {
     bookings: Vec<Value>,
     leave: Vec<Value>,
     beds: Vec<Value>,
+    roster: Vec<Value>,
 }
 
 impl Trust {
@@ -47,6 +48,7 @@ impl Trust {
             bookings: Vec::new(),
             leave: Vec::new(),
             beds: Vec::new(),
+            roster: Vec::new(),
         }
     }
 
@@ -115,6 +117,19 @@ impl Trust {
         self
     }
 
+    /// A registered nurse on `ward`, a long day and a night on each of
+    /// the plan's days `days` but `except`.
+    fn rostered(mut self, nurse: &str, ward: &str, days: std::ops::Range<i64>, except: &[i64]) -> Self {
+        for n in days.filter(|n| !except.contains(n)) {
+            for duty in ["long day", "night"] {
+                self.roster.push(json!({"staff_shift_id": format!("{nurse}-{n}-{duty}"),
+                    "staff_id": nurse, "ward_id": ward, "shift_date": day(n), "shift_type": duty,
+                    "staff_group": "Nursing and Midwifery Registered", "role": "Staff Nurse"}));
+            }
+        }
+        self
+    }
+
     fn instance(self) -> DemoInstance {
         DemoInstance::new(
             MemoryTables::new()
@@ -133,6 +148,8 @@ impl Trust {
                 .with_rows("staff_unavailability", &self.leave)
                 .unwrap()
                 .with_rows("bed", &self.beds)
+                .unwrap()
+                .with_rows("staff_shift", &self.roster)
                 .unwrap(),
         )
     }
@@ -223,6 +240,34 @@ async fn the_proposal_fills_the_lists_by_the_rules_and_says_why_for_everyone() {
     assert_eq!(measure("hard rules broken")["proposal"], json!(0));
     assert_eq!(measure("hard rules broken")["baseline"], json!(0));
     assert_eq!(measure("lists")["proposal"], json!(3), "the locked list runs; the one lost to leave does not");
+    // No roster: nursing is not measured, and not shown as none.
+    assert_eq!(measure("ward shifts short of safe nursing")["proposal"], Value::Null);
+}
+
+/// The ward's roster has no registered nurse on the day of S22, the first
+/// list the inpatient could take; a nurse rostered that day on another
+/// ward does not cover it. Booking by hand takes S22 all the same; the
+/// proposal waits for S29, when the ward is staffed.
+#[tokio::test]
+async fn the_ward_roster_keeps_inpatients_off_days_no_nurse_is_on() {
+    let i = Trust::new()
+        .entry("IN", "P3", 10, 60, "fit", true, "female")
+        .list("S22", 22, 240)
+        .list("S29", 29, 240)
+        .bay("Bay A", 2)
+        .rostered("RN1", WARD, 0..42, &[22])
+        .rostered("RN2", "RXX01:OTHER", 20..25, &[])
+        .instance();
+    let rows = by_entry(&view(&i, "proposal", &[]).await.unwrap());
+    assert_eq!(rows["IN"]["theatre_session_id"], json!("S29"), "{:?}", rows["IN"]);
+    let compare = view(&i, "compare", &[]).await.unwrap();
+    let short = compare
+        .iter()
+        .find(|r| r["measure"] == json!("ward shifts short of safe nursing"))
+        .unwrap();
+    // The early, the late and the night of day 22.
+    assert_eq!(short["baseline"], json!(3), "{short:?}");
+    assert_eq!(short["proposal"], json!(0), "{short:?}");
 }
 
 #[tokio::test]

@@ -218,6 +218,7 @@ fn assign_nurses(problem: &Problem, schedule: &mut Schedule) {
                 .sum();
             let best = working
                 .iter()
+                .filter(|&&n| problem.nurse_ward[n] == problem.room_ward[r])
                 .map(|&n| {
                     let short: i64 = here
                         .iter()

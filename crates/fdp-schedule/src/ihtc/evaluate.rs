@@ -185,10 +185,11 @@ pub fn price(problem: &Problem, schedule: &Schedule) -> Evaluation {
         }
     }
     c[2] = nurses_of.iter().map(|n| n.len() as i64).sum();
-    // A room given to a nurse in a shift the roster does not give them.
-    for shifts in &schedule.cover {
+    // A room given to a nurse in a shift the roster does not give them, or
+    // on another ward.
+    for (r, shifts) in schedule.cover.iter().enumerate() {
         for (s, nurse) in shifts.iter().enumerate() {
-            if nurse.is_some_and(|n| problem.nurse_max_load[n][s].is_none()) {
+            if nurse.is_some_and(|n| !problem.may_cover(n, r, s)) {
                 v[7] += 1;
             }
         }

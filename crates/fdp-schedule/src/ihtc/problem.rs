@@ -71,6 +71,11 @@ pub struct Problem {
     pub nurse_skill: Vec<i64>,
     /// Per nurse and shift of the horizon: the most load, where rostered.
     pub nurse_max_load: Vec<Vec<Option<i64>>>,
+    /// Per room, its ward; per nurse, the ward they are rostered to. A nurse
+    /// covers only their own ward's rooms. The competition has one ward,
+    /// so every room and nurse is on ward 0.
+    pub room_ward: Vec<usize>,
+    pub nurse_ward: Vec<usize>,
     pub ids: Ids,
 }
 
@@ -134,6 +139,21 @@ impl Problem {
 
     pub fn shifts(&self) -> usize {
         self.days * self.shifts_per_day()
+    }
+
+    /// Whether nurse `n` may cover room `r` in shift `s`: rostered then,
+    /// on the room's ward.
+    pub fn may_cover(&self, n: usize, r: usize, s: usize) -> bool {
+        self.nurse_max_load[n][s].is_some() && self.nurse_ward[n] == self.room_ward[r]
+    }
+
+    /// How many wards the rooms and nurses are on.
+    pub fn wards(&self) -> usize {
+        self.room_ward
+            .iter()
+            .chain(&self.nurse_ward)
+            .max()
+            .map_or(1, |&w| w + 1)
     }
 
     /// Resolve `instance`, refusing one that names what it does not hold
@@ -313,6 +333,8 @@ impl Problem {
             room_capacity: instance.rooms.iter().map(|r| r.capacity).collect(),
             nurse_skill: instance.nurses.iter().map(|n| n.skill_level).collect(),
             nurse_max_load,
+            room_ward: vec![0; instance.rooms.len()],
+            nurse_ward: vec![0; instance.nurses.len()],
             ids,
         })
     }

@@ -8,7 +8,7 @@
 //! at a price far above any soft cost, so that the search can pass through
 //! a schedule missing one on its way to a schedule holding all.
 //!
-//! Every occupied room is always covered by a nurse rostered that shift
+//! Every occupied room is always covered by a nurse rostered that shift on its ward
 //! (an empty room may keep its nurse, at no cost, and is left out when
 //! written), so moving a patient never leaves a room uncovered.
 //!
@@ -164,7 +164,7 @@ struct State<'a> {
     journal: Vec<Change>,
     /// Per patient: the rooms they may use.
     rooms_for: Vec<Vec<usize>>,
-    /// Per shift: the nurses rostered.
+    /// Per ward-shift (`ward * shifts + shift`): the nurses rostered there.
     rostered: Vec<Vec<u32>>,
 }
 
@@ -195,10 +195,11 @@ impl<'a> State<'a> {
                     .collect()
             })
             .collect();
-        let rostered: Vec<Vec<u32>> = (0..shifts)
-            .map(|s| {
+        let rostered: Vec<Vec<u32>> = (0..p.wards() * shifts)
+            .map(|ws| {
+                let (w, s) = (ws / shifts, ws % shifts);
                 (0..p.nurse_skill.len())
-                    .filter(|&n| p.nurse_max_load[n][s].is_some())
+                    .filter(|&n| p.nurse_max_load[n][s].is_some() && p.nurse_ward[n] == w)
                     .map(|n| n as u32)
                     .collect()
             })
@@ -241,10 +242,10 @@ impl<'a> State<'a> {
         for r in 0..rooms {
             for s in 0..shifts {
                 let given = start.cover[r][s]
-                    .filter(|&n| p.nurse_max_load[n][s].is_some())
+                    .filter(|&n| p.may_cover(n, r, s))
                     .map(|n| n as u32);
                 let n = given.or_else(|| {
-                    state.rostered[s]
+                    state.rostered[p.room_ward[r] * shifts + s]
                         .iter()
                         .copied()
                         .min_by_key(|&n| state.nurse_load[n as usize * shifts + s])
@@ -664,11 +665,13 @@ impl<'a> State<'a> {
         }
         let rs = rng.below(self.cover.len());
         let s = rs % self.shifts;
-        let rd = (rs / self.shifts) * self.days + s / self.spd;
-        if self.beds[rd] == 0 || self.rostered[s].is_empty() {
+        let r = rs / self.shifts;
+        let rd = r * self.days + s / self.spd;
+        let rostered = &self.rostered[self.p.room_ward[r] * self.shifts + s];
+        if self.beds[rd] == 0 || rostered.is_empty() {
             return false;
         }
-        let nurse = self.rostered[s][rng.below(self.rostered[s].len())];
+        let nurse = rostered[rng.below(rostered.len())];
         if nurse == self.cover[rs] {
             return false;
         }
@@ -683,6 +686,9 @@ impl<'a> State<'a> {
         let rooms = self.p.room_capacity.len();
         let s = rng.below(self.shifts);
         let (a, b) = (rng.below(rooms), rng.below(rooms));
+        if self.p.room_ward[a] != self.p.room_ward[b] {
+            return false;
+        }
         let (ra, rb) = (a * self.shifts + s, b * self.shifts + s);
         let (na, nb) = (self.cover[ra], self.cover[rb]);
         if na == nb || na == NONE || nb == NONE {

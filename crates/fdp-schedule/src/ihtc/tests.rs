@@ -187,6 +187,47 @@ fn a_room_given_to_a_nurse_off_the_roster_is_a_presence_violation() {
     assert_eq!(e.violations[7], 1);
 }
 
+/// On a problem of two wards (the trust's own list), a nurse covering a
+/// room of the other ward is where the roster does not put them; the
+/// search, started from that, moves every room to its own ward's nurse.
+#[test]
+fn a_room_covered_from_another_ward_is_a_presence_violation_the_search_clears() {
+    let mut problem = Problem::new(&instance()).unwrap();
+    let schedule = problem
+        .read(&serde_json::from_value(solution()).unwrap())
+        .unwrap();
+    assert_eq!(price(&problem, &schedule).violations[7], 0);
+    // r1 and n1 on ward 1: n0 covered r1 early on days 0 and 1, and n1
+    // covered r0 in both nights.
+    problem.room_ward = vec![0, 1];
+    problem.nurse_ward = vec![0, 1];
+    assert_eq!(price(&problem, &schedule).violations[7], 4);
+
+    // Everyone rostered every shift, so that each ward can be covered.
+    for loads in &mut problem.nurse_max_load {
+        for l in loads.iter_mut() {
+            *l = Some(l.unwrap_or(5));
+        }
+    }
+    let found = search(
+        &problem,
+        &schedule,
+        &SearchOptions {
+            time_limit: std::time::Duration::from_secs(5),
+            threads: 1,
+            max_moves: Some(20_000),
+            seed: 3,
+        },
+    );
+    assert_eq!(found.evaluation.violations[7], 0);
+    assert_eq!(found.evaluation.violations[8], 0);
+    for (r, shifts) in found.schedule.cover.iter().enumerate() {
+        for n in shifts.iter().flatten() {
+            assert_eq!(problem.nurse_ward[*n], problem.room_ward[r]);
+        }
+    }
+}
+
 #[test]
 fn names_the_instance_does_not_hold_and_a_patient_placed_twice_are_refused_by_name() {
     let cases = [

@@ -1,14 +1,15 @@
 //! A proposal measured against its plan, the same way whoever made it:
 //! the lists' booked utilisation, patients treated, breaches, patients
-//! past their priority's limit, patients treated out of turn, and every
-//! hard rule checked again.
+//! past their priority's limit, patients treated out of turn, the ward
+//! shifts whose patients need more nursing than the roster gives, and
+//! every hard rule checked again.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Duration, NaiveDate};
 use serde::Serialize;
 
-use super::{Plan, PreOp, Proposal, Sex, Status, CHANGEOVER_MINUTES};
+use super::{nursing_load, Plan, PreOp, Proposal, Sex, Shift, Status, CHANGEOVER_MINUTES};
 
 /// What a proposal achieves over the weeks planned.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,6 +39,16 @@ pub struct Measures {
     /// priority and procedure, on the same consultant's list and ready by
     /// then, is left off or booked later.
     pub out_of_turn: usize,
+    /// Whether the e-roster was read: without it the two counts below are
+    /// not measured.
+    pub nursing_checked: bool,
+    /// Ward shifts, inside the published roster, whose patients need more
+    /// nursing than the registered nurses rostered carry safely
+    /// ([`Shift::safe_load`] each).
+    pub understaffed_shifts: usize,
+    /// Ward shifts with patients past the last day the ward's roster is
+    /// published: their nursing is not yet known.
+    pub unrostered_shifts: usize,
     /// Each proposal breaking a hard rule, in words: none, unless the
     /// proposal is wrong.
     pub rule_breaks: Vec<String>,
@@ -69,11 +80,18 @@ impl Measures {
             .collect();
         let days = plan.days();
         let mut beds = vec![vec![(0usize, 0usize); days]; plan.bays.len()];
+        // Per bay and day: the nursing its patients need in each shift.
+        let mut nursing = vec![vec![0i64; days]; plan.bays.len()];
         for (r, bay) in plan.bays.iter().enumerate() {
             for &(sex, _, nights) in &bay.occupied {
-                for taken in beds[r].iter_mut().take(nights as usize) {
+                for (taken, need) in beds[r]
+                    .iter_mut()
+                    .zip(&mut nursing[r])
+                    .take(nights as usize)
+                {
                     taken.0 += 1;
                     taken.1 += usize::from(sex == Sex::Female);
+                    *need += nursing_load(false);
                 }
             }
         }
@@ -128,9 +146,16 @@ impl Measures {
                     continue;
                 };
                 let first = (s.date - plan.start).num_days() as usize;
-                for taken in beds[r].iter_mut().skip(first).take(l.nights as usize) {
+                for (d, (taken, need)) in beds[r]
+                    .iter_mut()
+                    .zip(&mut nursing[r])
+                    .enumerate()
+                    .skip(first)
+                    .take(l.nights as usize)
+                {
                     taken.0 += 1;
                     taken.1 += usize::from(l.sex == Sex::Female);
+                    *need += nursing_load(d == first);
                 }
             }
         }
@@ -158,6 +183,8 @@ impl Measures {
                 }
             }
         }
+
+        let (understaffed_shifts, unrostered_shifts) = staffing(plan, &nursing);
 
         let (mut sessions, mut available, mut booked) = (0, 0, 0);
         for (k, s) in plan.sessions.iter().enumerate() {
@@ -239,7 +266,54 @@ impl Measures {
             breaches_52: b52,
             past_priority_limit: past,
             out_of_turn,
+            nursing_checked: !plan.nurses.is_empty(),
+            understaffed_shifts,
+            unrostered_shifts,
             rule_breaks,
         }
     }
+}
+
+/// Ward shifts whose patients need more nursing than the registered nurses
+/// rostered carry safely, and ward shifts with patients past the published
+/// roster, from each bay's need per day (`nursing[bay][day]`, the same in
+/// each shift of the day). Nothing is counted without a roster.
+fn staffing(plan: &Plan, nursing: &[Vec<i64>]) -> (usize, usize) {
+    if plan.nurses.is_empty() {
+        return (0, 0);
+    }
+    let until = plan.rostered_until();
+    let mut need: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for (bay, by_day) in plan.bays.iter().zip(nursing) {
+        let ward = need
+            .entry(bay.ward.as_str())
+            .or_insert_with(|| vec![0; plan.days()]);
+        for (w, n) in ward.iter_mut().zip(by_day) {
+            *w += n;
+        }
+    }
+    let mut on_shift: HashMap<(&str, NaiveDate, Shift), i64> = HashMap::new();
+    for n in &plan.nurses {
+        for &(day, shift) in &n.shifts {
+            *on_shift.entry((n.ward.as_str(), day, shift)).or_default() += 1;
+        }
+    }
+    let (mut under, mut unrostered) = (0, 0);
+    for (ward, by_day) in &need {
+        for (d, &load) in by_day.iter().enumerate() {
+            if load == 0 {
+                continue;
+            }
+            let day = plan.start + Duration::days(d as i64);
+            if until.get(ward).is_none_or(|&last| day > last) {
+                unrostered += Shift::ALL.len();
+                continue;
+            }
+            for shift in Shift::ALL {
+                let nurses = on_shift.get(&(*ward, day, shift)).copied().unwrap_or(0);
+                under += usize::from(load > nurses * shift.safe_load());
+            }
+        }
+    }
+    (under, unrostered)
 }

@@ -30,6 +30,14 @@
 //! - **beds**: an inpatient needs a bed in a bay of the elective wards for
 //!   their stay, and a bay holds one sex at a time.
 //!
+//! Nursing: the wards' registered nurses from the e-roster
+//! ([`RosteredNurse`]) cover the bays of their own ward, shift by shift, as
+//! the competition's nurses cover rooms; a nurse's load above
+//! [`Shift::safe_load`] is priced, so admissions are spread where the
+//! roster is thin. A shift inside the published roster with no registered
+//! nurse takes no load without that price; past the last rostered day the
+//! roster is not yet published and nursing is not weighed.
+//!
 //! What the search weighs, in order: a priority's limit kept; the more
 //! urgent priorities booked first; a wait's 52 and 18-week breaches
 //! avoided; then filling the lists' minutes and treating the longest
@@ -224,10 +232,74 @@ impl Leave {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bay {
     pub id: String,
+    /// The ward it is on: its nurses are the ward's ([`RosteredNurse`]).
+    #[serde(default)]
+    pub ward: String,
     pub beds: usize,
     /// Already in the bay on the plan's first day: sex, age and nights
     /// still to stay.
     pub occupied: Vec<(Sex, u32, u32)>,
+}
+
+/// A shift on a ward, as the e-roster's duties fall into them: a long day
+/// is an early and a late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shift {
+    Early,
+    Late,
+    Night,
+}
+
+impl Shift {
+    pub const ALL: [Shift; 3] = [Shift::Early, Shift::Late, Shift::Night];
+
+    /// Its place in the day, as the engine numbers shifts.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shift::Early => "early",
+            Shift::Late => "late",
+            Shift::Night => "night",
+        }
+    }
+
+    /// The nursing load one registered nurse carries safely in the shift,
+    /// in the units of [`nursing_load`]: eight patients by day, NICE's red
+    /// flag for adult wards (safe staffing guideline SG1, 2014), and ten at
+    /// night.
+    pub fn safe_load(self) -> i64 {
+        match self {
+            Shift::Early | Shift::Late => 8 * nursing_load(false),
+            Shift::Night => 10 * nursing_load(false),
+        }
+    }
+}
+
+/// The nursing one patient needs in one shift, in half-units of a patient
+/// needing routine care: one back from theatre that day needs half as much
+/// again (the Safer Nursing Care Tool's multipliers for acuity levels 0 and
+/// 1a are 0.99 and 1.39).
+pub fn nursing_load(operated_today: bool) -> i64 {
+    if operated_today {
+        3
+    } else {
+        2
+    }
+}
+
+/// A registered nurse on the e-roster of one of the plan's wards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosteredNurse {
+    /// The e-roster's staff number.
+    pub id: String,
+    /// The ward, as the bays name it ([`Bay::ward`]).
+    pub ward: String,
+    /// The shifts they work, by the day each starts.
+    pub shifts: Vec<(NaiveDate, Shift)>,
 }
 
 /// Everything a plan is made from.
@@ -241,6 +313,10 @@ pub struct Plan {
     pub sessions: Vec<Session>,
     pub leave: Vec<Leave>,
     pub bays: Vec<Bay>,
+    /// The wards' registered nurses from the e-roster. With none, the
+    /// nursing on the wards is not weighed (and the measures say so).
+    #[serde(default)]
+    pub nurses: Vec<RosteredNurse>,
 }
 
 impl Plan {
@@ -252,6 +328,19 @@ impl Plan {
     pub fn day_of(&self, day: NaiveDate) -> Option<usize> {
         let d = (day - self.start).num_days();
         (0..self.days() as i64).contains(&d).then_some(d as usize)
+    }
+
+    /// Per ward the bays are on: the last day its roster gives anyone a
+    /// shift. Past it, the roster is taken as not yet published.
+    pub fn rostered_until(&self) -> BTreeMap<&str, NaiveDate> {
+        let mut until: BTreeMap<&str, NaiveDate> = BTreeMap::new();
+        for n in &self.nurses {
+            for &(day, _) in &n.shifts {
+                let last = until.entry(n.ward.as_str()).or_insert(day);
+                *last = (*last).max(day);
+            }
+        }
+        until
     }
 
     pub fn on_leave(&self, person: &str, day: NaiveDate) -> bool {

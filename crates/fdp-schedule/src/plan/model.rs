@@ -17,8 +17,8 @@ use std::time::Instant;
 use chrono::{Duration, NaiveDate};
 
 use super::{
-    Leave, Placement, Plan, PlanError, PreOp, Proposal, Sex, Status, CHANGEOVER_MINUTES,
-    LOCKED_DAYS,
+    nursing_load, Leave, Placement, Plan, PlanError, PreOp, Proposal, Sex, Shift, Status,
+    CHANGEOVER_MINUTES, LOCKED_DAYS,
 };
 use crate::ihtc::problem::{Ids, Person, ToAdmit};
 use crate::ihtc::{price, search, Admission, Problem, Schedule, SearchOptions};
@@ -99,16 +99,98 @@ fn age_group(age: u32) -> usize {
 }
 
 /// Workload and skill a stay of `nights` needs, per shift (early, late,
-/// night): the day of surgery most, recovery after.
-fn nursing(nights: u32) -> (Vec<i64>, Vec<i64>) {
+/// night): more on the day of surgery (for a patient operated on the
+/// first day) than in recovery. Any registered nurse has the skill.
+fn nursing(nights: u32, operated_first_day: bool) -> (Vec<i64>, Vec<i64>) {
     let mut load = Vec::new();
-    let mut skill = Vec::new();
     for d in 0..nights {
-        let (l, k) = if d == 0 { (3, 2) } else { (1, 1) };
-        load.extend([l, l, l]);
-        skill.extend([k, k, k]);
+        load.extend([nursing_load(operated_first_day && d == 0); 3]);
     }
+    let skill = vec![1; load.len()];
     (load, skill)
+}
+
+/// The roster as the engine's nurses: each registered nurse on their ward
+/// in the shifts they work, and for every ward-shift with none, one who
+/// stands for the gap. Inside the published roster the gap carries
+/// nothing safely (so any patient there is load above the safe load);
+/// past it, the roster is not yet published and the stand-in carries
+/// everything. Returns skill, load per shift, ward, and name per nurse.
+struct Nursing {
+    skill: Vec<i64>,
+    max_load: Vec<Vec<Option<i64>>>,
+    ward: Vec<usize>,
+    names: Vec<String>,
+}
+
+/// What a stand-in for an unpublished roster carries: no limit.
+const UNROSTERED_LOAD: i64 = 1 << 40;
+/// The price of each unit of nursing load above a nurse's safe load in a
+/// shift: above a list's minute, below a breach.
+const OVERLOAD: i64 = 300;
+
+fn nursing_cover(plan: &Plan, wards: &[&str]) -> Nursing {
+    let days = plan.days();
+    let shifts = days * Shift::ALL.len();
+    let mut out = Nursing {
+        skill: Vec::new(),
+        max_load: Vec::new(),
+        ward: Vec::new(),
+        names: Vec::new(),
+    };
+    if plan.nurses.is_empty() {
+        return out;
+    }
+    let ward_at: HashMap<&str, usize> = wards.iter().enumerate().map(|(w, &n)| (n, w)).collect();
+    let mut covered = vec![false; wards.len() * shifts];
+    for n in &plan.nurses {
+        let Some(&w) = ward_at.get(n.ward.as_str()) else {
+            continue;
+        };
+        let mut loads = vec![None; shifts];
+        for &(day, shift) in &n.shifts {
+            if let Some(d) = plan.day_of(day) {
+                let s = d * Shift::ALL.len() + shift.index();
+                loads[s] = Some(shift.safe_load());
+                covered[w * shifts + s] = true;
+            }
+        }
+        if loads.iter().all(Option::is_none) {
+            continue;
+        }
+        out.skill.push(1);
+        out.max_load.push(loads);
+        out.ward.push(w);
+        out.names.push(n.id.clone());
+    }
+    let until = plan.rostered_until();
+    for (w, &ward) in wards.iter().enumerate() {
+        let published = until.get(ward).copied();
+        let (mut gap, mut unpublished) = (vec![None; shifts], vec![None; shifts]);
+        for s in 0..shifts {
+            if covered[w * shifts + s] {
+                continue;
+            }
+            let day = plan.start + Duration::days((s / Shift::ALL.len()) as i64);
+            if published.is_some_and(|last| day <= last) {
+                gap[s] = Some(0);
+            } else {
+                unpublished[s] = Some(UNROSTERED_LOAD);
+            }
+        }
+        for (loads, what) in [
+            (gap, "no registered nurse rostered"),
+            (unpublished, "roster not yet published"),
+        ] {
+            if loads.iter().any(Option::is_some) {
+                out.skill.push(1);
+                out.max_load.push(loads);
+                out.ward.push(w);
+                out.names.push(format!("{ward}: {what}"));
+            }
+        }
+    }
+    out
 }
 
 impl Model {
@@ -235,13 +317,33 @@ impl Model {
         let day_unit = plan.bays.len();
         let mut room_capacity: Vec<usize> = plan.bays.iter().map(|b| b.beds).collect();
         room_capacity.push(0);
+        // Wards, in the order the bays name them; the day unit is a ward of
+        // its own that nobody stays the night on.
+        let mut wards: Vec<&str> = Vec::new();
+        for b in &plan.bays {
+            if !wards.contains(&b.ward.as_str()) {
+                wards.push(b.ward.as_str());
+            }
+        }
+        let mut room_ward: Vec<usize> = plan
+            .bays
+            .iter()
+            .map(|b| {
+                wards
+                    .iter()
+                    .position(|w| *w == b.ward)
+                    .expect("listed above")
+            })
+            .collect();
+        room_ward.push(wards.len());
+        let nurses = nursing_cover(plan, &wards);
         let mut people = Vec::new();
         let mut occupant_room = Vec::new();
         let mut occupant_ids = Vec::new();
         for (r, bay) in plan.bays.iter().enumerate() {
             for (n, &(sex, age, nights)) in bay.occupied.iter().enumerate() {
                 let nights = nights.min(days as u32);
-                let (workload, skill) = nursing(nights);
+                let (workload, skill) = nursing(nights, false);
                 people.push(Person {
                     gender_a: sex == Sex::Female,
                     age_group: age_group(age),
@@ -388,7 +490,7 @@ impl Model {
             };
             let day_cost: Vec<i64> = (0..days as i64).map(price).collect();
             let skip_cost = price(days as i64) + FILL_PER_MINUTE * l.minutes + left_off;
-            let (workload, skill) = nursing(l.nights.min(days as u32));
+            let (workload, skill) = nursing(l.nights.min(days as u32), true);
             people.push(Person {
                 gender_a: l.sex == Sex::Female,
                 age_group: age_group(l.age),
@@ -426,7 +528,7 @@ impl Model {
                 .iter()
                 .map(|&k| plan.sessions[k].id.clone())
                 .collect(),
-            Vec::new(),
+            nurses.names,
             occupant_ids,
         );
         let problem = Problem {
@@ -434,7 +536,7 @@ impl Model {
             shift_names: vec!["early".into(), "late".into(), "night".into()],
             // Age mix, skill, continuity, workload, theatres opened,
             // surgeons moving theatre, delay, unscheduled.
-            weights: [1, 1, 1, 1, 0, 0, 1, 1],
+            weights: [1, 1, 1, OVERLOAD, 0, 0, 1, 1],
             people,
             occupants: occupant_room.len(),
             occupant_room,
@@ -442,8 +544,10 @@ impl Model {
             surgeon_minutes,
             theater_minutes,
             room_capacity,
-            nurse_skill: Vec::new(),
-            nurse_max_load: Vec::new(),
+            nurse_skill: nurses.skill,
+            nurse_max_load: nurses.max_load,
+            room_ward,
+            nurse_ward: nurses.ward,
             ids,
         };
         Ok(Model {

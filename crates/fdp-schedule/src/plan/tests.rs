@@ -55,6 +55,7 @@ fn plan(listed: Vec<Listed>, sessions: Vec<Session>) -> Plan {
         sessions,
         leave: Vec::new(),
         bays: Vec::new(),
+        nurses: Vec::new(),
     }
 }
 
@@ -206,6 +207,7 @@ fn a_bay_holds_one_sex_and_its_beds() {
     );
     p.bays.push(Bay {
         id: "Ward A bay 1".into(),
+        ward: "Ward A".into(),
         beds: 2,
         occupied: Vec::new(),
     });
@@ -378,4 +380,125 @@ fn priority_is_read_as_written_and_limits_run_from_the_decision() {
     assert_eq!(Priority::P2.limit(d), Some(day("2026-12-28")));
     assert_eq!(Priority::P3.limit(d), Some(day("2027-02-28")));
     assert_eq!(Priority::P4.limit(d), None);
+}
+
+fn bay(id: &str, ward: &str, beds: usize) -> Bay {
+    Bay {
+        id: id.into(),
+        ward: ward.into(),
+        beds,
+        occupied: Vec::new(),
+    }
+}
+
+/// A registered nurse on `ward` for every shift of the plan's days but
+/// `except`.
+fn nurse_all_shifts(id: &str, ward: &str, p: &Plan, except: &[NaiveDate]) -> RosteredNurse {
+    RosteredNurse {
+        id: id.into(),
+        ward: ward.into(),
+        shifts: (0..p.days() as i64)
+            .map(|d| p.start + Duration::days(d))
+            .filter(|d| !except.contains(d))
+            .flat_map(|d| Shift::ALL.map(|s| (d, s)))
+            .collect(),
+    }
+}
+
+/// Six patients back from theatre on one day in a ward with one
+/// registered nurse: 18 units of nursing where one nurse carries 16 by
+/// day and 20 at night, so the early and the late are short. Past the
+/// ward's last rostered day the shifts are not yet rostered; with no
+/// roster at all nothing is counted, and the measures say so.
+#[test]
+fn measures_count_ward_shifts_short_of_safe_nursing() {
+    let w3 = start() + Duration::days(15);
+    let patients: Vec<Listed> = (0..6)
+        .map(|k| {
+            let mut l = listed(&format!("IN{k}"), Priority::P4, 20, 30);
+            l.nights = 3;
+            l
+        })
+        .collect();
+    let mut p = plan(patients, vec![session("S1", w3, "C1", 480)]);
+    p.bays.push(bay("Ward A bay 1", "Ward A", 6));
+    let by_hand = baseline(&p).unwrap();
+    let m = Measures::of(&p, &by_hand);
+    assert_eq!(m.treated, 6);
+    assert!(!m.nursing_checked);
+    assert_eq!((m.understaffed_shifts, m.unrostered_shifts), (0, 0));
+
+    // Rostered up to the day after the operations, not beyond: the third
+    // day of the stay is past the published roster.
+    let mut rostered = nurse_all_shifts("RN1", "Ward A", &p, &[]);
+    rostered
+        .shifts
+        .retain(|&(d, _)| d <= w3 + Duration::days(1));
+    p.nurses.push(rostered);
+    let m = Measures::of(&p, &by_hand);
+    assert!(m.nursing_checked);
+    assert_eq!(
+        m.understaffed_shifts, 2,
+        "the early and the late of the day of surgery"
+    );
+    assert_eq!(m.unrostered_shifts, 3, "the third day's three shifts");
+}
+
+/// The published roster has nobody on the ward one Tuesday. Booking by
+/// hand takes the Tuesday list, the first that fits; the proposal waits
+/// for Thursday's, so no patient is on the ward without a registered
+/// nurse.
+#[test]
+fn a_gap_in_the_roster_moves_admissions_off_it() {
+    let tuesday = start() + Duration::days(15);
+    let thursday = tuesday + Duration::days(2);
+    let mut l = listed("IN", Priority::P4, 20, 60);
+    l.nights = 1;
+    let mut p = plan(
+        vec![l],
+        vec![
+            session("TUE", tuesday, "C1", 240),
+            session("THU", thursday, "C1", 240),
+        ],
+    );
+    p.bays.push(bay("Ward A bay 1", "Ward A", 4));
+    p.nurses
+        .push(nurse_all_shifts("RN1", "Ward A", &p, &[tuesday]));
+    let by_hand = baseline(&p).unwrap();
+    assert_eq!(placement(&by_hand, "IN").session.as_deref(), Some("TUE"));
+    assert_eq!(Measures::of(&p, &by_hand).understaffed_shifts, 3);
+    let proposed = propose(&p, &quick()).unwrap();
+    assert_eq!(placement(&proposed, "IN").session.as_deref(), Some("THU"));
+    let m = Measures::of(&p, &proposed);
+    assert_eq!(m.understaffed_shifts, 0);
+    assert!(m.rule_breaks.is_empty(), "{:?}", m.rule_breaks);
+}
+
+/// A nurse covers only their own ward. Ward B comes first and has no
+/// registered nurse in its published roster until the plan's last day;
+/// ward A's nurse works every shift. An inpatient goes to ward A: were A's
+/// nurse allowed onto B's bay, B would cost nothing more and, coming
+/// first, be kept.
+#[test]
+fn nurses_cover_only_their_own_ward() {
+    let w3 = start() + Duration::days(15);
+    let mut l = listed("IN", Priority::P4, 20, 60);
+    l.nights = 2;
+    let mut p = plan(vec![l], vec![session("S1", w3, "C1", 240)]);
+    p.bays.push(bay("Ward B bay 1", "Ward B", 4));
+    p.bays.push(bay("Ward A bay 1", "Ward A", 4));
+    p.nurses.push(nurse_all_shifts("RN-A", "Ward A", &p, &[]));
+    let last = p.start + Duration::days(p.days() as i64 - 1);
+    p.nurses.push(RosteredNurse {
+        id: "RN-B".into(),
+        ward: "Ward B".into(),
+        shifts: vec![(last, Shift::Night)],
+    });
+    let proposed = propose(&p, &quick()).unwrap();
+    assert_eq!(placement(&proposed, "IN").session.as_deref(), Some("S1"));
+    assert_eq!(
+        placement(&proposed, "IN").bay.as_deref(),
+        Some("Ward A bay 1")
+    );
+    assert_eq!(Measures::of(&p, &proposed).understaffed_shifts, 0);
 }
