@@ -3,14 +3,15 @@
 //! procedure and pre-operative assessment, the patients' sex and age, the
 //! theatre lists to come with what is booked on them and the booking
 //! requests already accepted, approved leave, the bays of the wards
-//! named, and those wards' registered nurses from the e-roster.
+//! named with who is in their beds now, and those wards' registered nurses
+//! from the e-roster.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use fdp_govern::GovernedSession;
 use fdp_schedule::plan::{
-    Bay, Leave, Listed, Plan, PreOp, Priority, RosteredNurse, Session, Sex, Shift,
+    self, Bay, Leave, Listed, Plan, PreOp, Priority, RosteredNurse, Session, Sex, Shift,
 };
 use serde_json::Value;
 
@@ -49,6 +50,19 @@ pub struct Loaded {
     pub requested: HashMap<String, String>,
     /// Consultant names by the code the sessions and leave use.
     pub consultant_code: HashMap<String, String>,
+    pub inpatients: Inpatients,
+}
+
+/// The patients in the wards' beds when the plan is made.
+#[derive(Debug, Clone, Default)]
+pub struct Inpatients {
+    pub in_beds: usize,
+    /// Of them, with no expected discharge date recorded: taken to stay
+    /// through the locked fortnight.
+    pub no_discharge_date: usize,
+    /// Of them, with no sex recorded and alone in their bay: their bed is
+    /// taken out of the bay instead.
+    pub bed_taken_out: usize,
 }
 
 async fn rows(session: &GovernedSession, sql: &str) -> Result<Vec<Value>, ProductError> {
@@ -187,6 +201,47 @@ pub async fn load(
         .await?
     };
 
+    // Who is in the wards' beds now, and until when: the expected
+    // discharge date the ward recorded (discharge readiness), else the
+    // admission's estimate, where the caller may read them.
+    let occupied_beds = if wards.is_empty() {
+        Vec::new()
+    } else {
+        let (mut joins, mut leaves) = (String::new(), Vec::new());
+        if session.has_table("discharge_readiness") {
+            joins.push_str(
+                " LEFT JOIN (SELECT admission_id, max(expected_discharge_date) AS leaves \
+                             FROM discharge_readiness GROUP BY admission_id) r \
+                   ON r.admission_id = b.admission_id",
+            );
+            leaves.push("r.leaves");
+        }
+        if session.has_table("admission") {
+            joins.push_str(
+                " LEFT JOIN (SELECT admission_id, max(estimated_discharge_date) AS leaves \
+                             FROM admission GROUP BY admission_id) a \
+                   ON a.admission_id = b.admission_id",
+            );
+            leaves.push("a.leaves");
+        }
+        leaves.push("CAST(NULL AS DATE)");
+        rows(
+            session,
+            &format!(
+                "SELECT b.ward_id, b.bay, pt.sex, pt.date_of_birth, coalesce({}) AS leaves \
+                 FROM bed b \
+                 LEFT JOIN (SELECT person_id, max(sex) AS sex, max(date_of_birth) AS date_of_birth \
+                            FROM patient GROUP BY person_id) pt ON pt.person_id = b.patient_id{joins} \
+                 WHERE b.ward_id IN {} AND b.patient_id IS NOT NULL \
+                   AND coalesce(b.status, 'open') <> 'closed' \
+                   AND coalesce(b.bed_type, 'general') IN ('general', 'side_room')",
+                leaves.join(", "),
+                ParamValue::TextList(wards.to_vec()).sql_literal()
+            ),
+        )
+        .await?
+    };
+
     // The wards' registered nurses, shift by shift, from the e-roster; a
     // long day is an early and a late, and a twilight (support workers)
     // is no ward shift of its own.
@@ -293,6 +348,58 @@ pub async fn load(
             .or_insert_with(|| (ward, 0))
             .1 += number(b, "beds").unwrap_or(0).max(0) as usize;
     }
+    // Each inpatient stays in their bay until their expected discharge;
+    // with none recorded, through the locked fortnight (no list inside it
+    // takes a new booking, so the guess moves nobody's date, only the beds
+    // of bookings already made). Where the sex is not recorded the bay's
+    // others' is theirs (a bay holds one sex); alone, their bed is taken
+    // out of the bay for the weeks planned.
+    let mut inpatients = Inpatients::default();
+    let mut in_bay: BTreeMap<String, Vec<(Option<Sex>, u32, u32)>> = BTreeMap::new();
+    for o in &occupied_beds {
+        let ward = text(o, "ward_id").unwrap_or_default();
+        let bay = text(o, "bay").unwrap_or_else(|| "beds".into());
+        let nights = match date(o, "leaves") {
+            Some(leaves) => (leaves - start).num_days().clamp(0, 7 * i64::from(weeks)) as u32,
+            None => {
+                inpatients.no_discharge_date += 1;
+                plan::LOCKED_DAYS as u32
+            }
+        };
+        inpatients.in_beds += 1;
+        if nights == 0 {
+            continue;
+        }
+        let sex = match text(o, "sex").as_deref() {
+            Some("female") => Some(Sex::Female),
+            Some("male") => Some(Sex::Male),
+            _ => None,
+        };
+        let age = date(o, "date_of_birth")
+            .map(|b| ((as_at - b).num_days() / 365).clamp(0, 120) as u32)
+            .unwrap_or(50);
+        in_bay
+            .entry(format!("{ward} {bay}"))
+            .or_default()
+            .push((sex, age, nights));
+    }
+    let mut occupied: BTreeMap<String, Vec<(Sex, u32, u32)>> = BTreeMap::new();
+    for (key, people) in in_bay {
+        let known = people.iter().find_map(|p| p.0);
+        let Some((_, beds)) = bays.get_mut(&key) else {
+            continue;
+        };
+        for (sex, age, nights) in people {
+            match sex.or(known) {
+                Some(sex) => occupied.entry(key.clone()).or_default().push((sex, age, nights)),
+                None => {
+                    *beds = beds.saturating_sub(1);
+                    inpatients.bed_taken_out += 1;
+                }
+            }
+        }
+    }
+
     let mut nurses: BTreeMap<(String, String), RosteredNurse> = BTreeMap::new();
     for d in &duties {
         let (Some(id), Some(ward), Some(day)) =
@@ -437,10 +544,10 @@ pub async fn load(
         bays: bays
             .into_iter()
             .map(|(id, (ward, beds))| Bay {
+                occupied: occupied.remove(&id).unwrap_or_default(),
                 id,
                 ward,
                 beds,
-                occupied: Vec::new(),
             })
             .collect(),
         nurses: nurses.into_values().collect(),
@@ -451,5 +558,6 @@ pub async fn load(
         shown,
         requested,
         consultant_code,
+        inpatients,
     })
 }

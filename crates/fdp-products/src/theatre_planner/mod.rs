@@ -446,6 +446,19 @@ fn compare_rows(plan: &Plan, planned: &Planned) -> Vec<Vec<Value>> {
         }
     };
     row("lists", json!(b.sessions), json!(o.sessions), "same");
+    let inpatients = &planned.loaded.inpatients;
+    row(
+        "inpatients in the wards' beds now",
+        json!(inpatients.in_beds),
+        json!(inpatients.in_beds),
+        "same",
+    );
+    row(
+        "of them, no expected discharge date",
+        json!(inpatients.no_discharge_date),
+        json!(inpatients.no_discharge_date),
+        "same",
+    );
     row(
         "available minutes",
         json!(b.available_minutes),

@@ -35,6 +35,7 @@ struct Trust {
     leave: Vec<Value>,
     beds: Vec<Value>,
     roster: Vec<Value>,
+    admissions: Vec<Value>,
 }
 
 impl Trust {
@@ -49,6 +50,7 @@ impl Trust {
             leave: Vec::new(),
             beds: Vec::new(),
             roster: Vec::new(),
+            admissions: Vec::new(),
         }
     }
 
@@ -117,6 +119,27 @@ impl Trust {
         self
     }
 
+    /// A patient of `sex` in bed `bed` of `bay` now, expected to leave on
+    /// the plan's day `leaves` (none recorded if `None`).
+    fn in_bed(mut self, bay: &str, bed: usize, sex: &str, leaves: Option<i64>) -> Self {
+        let id = format!("INPT-{bay}-{bed}");
+        let row = self
+            .beds
+            .iter_mut()
+            .find(|b| b["bed_id"] == json!(format!("{bay}-{bed}")))
+            .expect("a bed of the bay");
+        row["patient_id"] = json!(id);
+        row["admission_id"] = json!(format!("ADM-{id}"));
+        self.patients
+            .push(json!({"person_id": id, "sex": sex, "date_of_birth": "1950-01-01"}));
+        let mut admission = json!({"admission_id": format!("ADM-{id}"), "patient_id": id});
+        if let Some(d) = leaves {
+            admission["estimated_discharge_date"] = json!(day(d));
+        }
+        self.admissions.push(admission);
+        self
+    }
+
     /// A registered nurse on `ward`, a long day and a night on each of
     /// the plan's days `days` but `except`.
     fn rostered(mut self, nurse: &str, ward: &str, days: std::ops::Range<i64>, except: &[i64]) -> Self {
@@ -150,6 +173,8 @@ impl Trust {
                 .with_rows("bed", &self.beds)
                 .unwrap()
                 .with_rows("staff_shift", &self.roster)
+                .unwrap()
+                .with_rows("admission", &self.admissions)
                 .unwrap(),
         )
     }
@@ -384,4 +409,48 @@ async fn parameters_out_of_range_are_refused_by_name() {
     let inpatient = out.rows.iter().find(|r| r[at("eal_id")] == json!("IN")).unwrap();
     assert_eq!(inpatient[at("status")], json!("not booked"));
     assert!(inpatient[at("reason")].as_str().unwrap().contains("no elective ward's bays"), "{inpatient:?}");
+}
+
+/// Two men in the bay's two beds now, expected home on day 25: the woman
+/// who needs a bed after S22 cannot have one until they leave, so she
+/// waits for S29. The comparison says who is in the beds.
+#[tokio::test]
+async fn the_patients_in_the_beds_now_keep_them_until_their_expected_discharge() {
+    let trust = || {
+        Trust::new()
+            .entry("IN", "P3", 10, 60, "fit", true, "female")
+            .list("S22", 22, 240)
+            .list("S29", 29, 240)
+            .bay("Bay A", 2)
+    };
+    let rows = by_entry(&view(&trust().instance(), "proposal", &[]).await.unwrap());
+    assert_eq!(rows["IN"]["theatre_session_id"], json!("S22"), "{:?}", rows["IN"]);
+
+    let i = trust()
+        .in_bed("Bay A", 0, "male", Some(25))
+        .in_bed("Bay A", 1, "male", Some(25))
+        .instance();
+    let rows = by_entry(&view(&i, "proposal", &[]).await.unwrap());
+    assert_eq!(rows["IN"]["theatre_session_id"], json!("S29"), "{:?}", rows["IN"]);
+    assert_eq!(rows["IN"]["bay"], json!(format!("{WARD} Bay A")));
+    let compare = view(&i, "compare", &[]).await.unwrap();
+    let measure = |name: &str| compare.iter().find(|r| r["measure"] == json!(name)).unwrap().clone();
+    assert_eq!(measure("inpatients in the wards' beds now")["proposal"], json!(2));
+    assert_eq!(measure("of them, no expected discharge date")["proposal"], json!(0));
+    assert_eq!(measure("hard rules broken")["proposal"], json!(0));
+
+    // With no date recorded they are taken to stay through the locked
+    // fortnight only, so S22 is hers again.
+    let i = trust()
+        .in_bed("Bay A", 0, "male", None)
+        .in_bed("Bay A", 1, "male", None)
+        .instance();
+    let rows = by_entry(&view(&i, "proposal", &[]).await.unwrap());
+    assert_eq!(rows["IN"]["theatre_session_id"], json!("S22"), "{:?}", rows["IN"]);
+    let compare = view(&i, "compare", &[]).await.unwrap();
+    let missing = compare
+        .iter()
+        .find(|r| r["measure"] == json!("of them, no expected discharge date"))
+        .unwrap();
+    assert_eq!(missing["proposal"], json!(2));
 }
