@@ -49,7 +49,7 @@ macro_rules! built_in {
 
         /// The products built into OpenFDP, in the order listed.
         pub fn built_in() -> Vec<std::sync::Arc<dyn platform::Product>> {
-            vec![$(std::sync::Arc::new($module::$product)),*]
+            vec![$(std::sync::Arc::new(<$module::$product>::default())),*]
         }
     };
 }

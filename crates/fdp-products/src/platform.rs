@@ -771,6 +771,10 @@ pub enum ProductError {
     },
     #[error(transparent)]
     Govern(#[from] GovernError),
+    /// The product is already doing this for the caller, or is as busy as
+    /// it allows itself to be: ask again later.
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Failed(String),
 }

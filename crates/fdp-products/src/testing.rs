@@ -53,7 +53,7 @@ impl DemoInstance {
 
     /// The tables as they stand: those given, and the canonical rows of
     /// every record stored since.
-    fn tables_now(&self) -> MemoryTables {
+    pub(crate) fn tables_now(&self) -> MemoryTables {
         let mut tables = self.tables.clone();
         let rows = self.held.rows.lock().unwrap();
         for (table, by_key) in rows.iter() {

@@ -37,6 +37,7 @@ pub(crate) fn status_of(e: &ProductError) -> StatusCode {
         ProductError::Govern(GovernError::Query(_)) => StatusCode::BAD_REQUEST,
         ProductError::Conflict(_) => StatusCode::CONFLICT,
         ProductError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ProductError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

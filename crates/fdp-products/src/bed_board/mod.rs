@@ -35,6 +35,7 @@ use crate::platform::{
 };
 
 /// The live bed board, as a product.
+#[derive(Default)]
 pub struct LiveBoard;
 
 /// The product's id: its name in URLs.

@@ -150,6 +150,7 @@ fn read_return() -> ReturnFile {
 
 /// The daily operational return, as a product: each question a view, and
 /// every question offered to the federation.
+#[derive(Default)]
 pub struct DailyReturn;
 
 #[async_trait::async_trait]

@@ -15,6 +15,7 @@ use crate::platform::{
 };
 
 /// The product.
+#[derive(Default)]
 pub struct DischargeDelays;
 
 fn as_at_param() -> ParamSpec {

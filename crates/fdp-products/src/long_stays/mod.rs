@@ -13,6 +13,7 @@ use crate::platform::{
 };
 
 /// The product.
+#[derive(Default)]
 pub struct LongStays;
 
 #[async_trait]

@@ -51,7 +51,89 @@ use crate::platform::{
 };
 
 /// The product.
-pub struct TheatrePlanner;
+#[derive(Default)]
+pub struct TheatrePlanner {
+    searches: Searches,
+}
+
+/// How long a plan asked for waits for another's search to end before it
+/// is turned away.
+const WAIT_FOR_TURN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A plan is seconds of a core. The instance makes one at a time, and
+/// each person asks for one at a time, so that a token asking for plans in
+/// a loop (or dropping each request as soon as it is made) takes one core
+/// at most and holds up nobody but itself for long.
+struct Searches {
+    turn: std::sync::Arc<tokio::sync::Semaphore>,
+    asking: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl Default for Searches {
+    fn default() -> Self {
+        Searches {
+            turn: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            asking: Default::default(),
+        }
+    }
+}
+
+/// One person's mark as asking: taken off when dropped, whether the plan
+/// was made, refused, or the request abandoned while it waited its turn.
+struct Mark {
+    who: String,
+    asking: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl Drop for Mark {
+    fn drop(&mut self) {
+        if let Ok(mut asking) = self.asking.lock() {
+            asking.remove(&self.who);
+        }
+    }
+}
+
+/// Held while one person's plan is being made, wherever it is: dropped
+/// only when the search itself ends, not when the request is abandoned.
+struct Asking {
+    _mark: Mark,
+    _turn: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Searches {
+    async fn take_turn(&self, session: &GovernedSession) -> Result<Asking, ProductError> {
+        let principal = session.principal();
+        let who = format!(
+            "{}/{}",
+            principal.organisation.as_deref().unwrap_or(""),
+            principal.name
+        );
+        let fresh = self
+            .asking
+            .lock()
+            .map_err(|_| ProductError::Failed("the planner's queue was poisoned".into()))?
+            .insert(who.clone());
+        if !fresh {
+            return Err(ProductError::Busy(format!(
+                "a plan for {} is already being made: wait for it before asking again",
+                principal.name
+            )));
+        }
+        let mark = Mark {
+            who,
+            asking: self.asking.clone(),
+        };
+        match tokio::time::timeout(WAIT_FOR_TURN, self.turn.clone().acquire_owned()).await {
+            Ok(Ok(turn)) => Ok(Asking {
+                _mark: mark,
+                _turn: turn,
+            }),
+            _ => Err(ProductError::Busy(
+                "the planner is making other plans: ask again in a minute".into(),
+            )),
+        }
+    }
+}
 
 const ID: &str = "theatre-planner";
 /// The action accepting a proposed booking.
@@ -358,11 +440,22 @@ pub struct Planned {
 
 /// Build the plan from `session`'s tables and search it.
 pub async fn planned(session: &GovernedSession, asked: &Asked) -> Result<Planned, ProductError> {
+    planned_holding(session, asked, ()).await
+}
+
+/// As [`planned`], holding `held` until the search ends, even if the
+/// caller stops waiting for it.
+async fn planned_holding(
+    session: &GovernedSession,
+    asked: &Asked,
+    held: impl Send + 'static,
+) -> Result<Planned, ProductError> {
     let loaded = load::load(session, asked.as_at, asked.weeks, &asked.wards).await?;
     let plan = loaded.plan.clone();
     let options = asked.options();
     let moves = asked.moves;
     let (proposal, baseline) = tokio::task::spawn_blocking(move || {
+        let _held = held;
         let baseline = plan::baseline(&plan)?;
         let proposal = if moves == 0 {
             baseline.clone()
@@ -639,7 +732,8 @@ impl Product for TheatrePlanner {
             return Err(self.no_view(view));
         }
         let asked = Asked::from(params)?;
-        let planned = planned(session, &asked).await?;
+        let turn = self.searches.take_turn(session).await?;
+        let planned = planned_holding(session, &asked, turn).await?;
         let plan = &planned.loaded.plan;
         let (columns, rows) = match view {
             "compare" => (compare_columns(), compare_rows(plan, &planned)),

@@ -454,3 +454,43 @@ async fn the_patients_in_the_beds_now_keep_them_until_their_expected_discharge()
         .unwrap();
     assert_eq!(missing["proposal"], json!(2));
 }
+
+/// A token asking for plans in a loop: one person gets one search at a
+/// time, turned away while theirs runs; someone else waits their turn; and
+/// a search keeps its turn until it ends, even when the request that
+/// started it has been dropped.
+#[tokio::test]
+async fn plans_are_made_one_at_a_time_and_one_per_person() {
+    let i = trust();
+    let session = |name: &str| {
+        let mut req = crate::testing::request(PLANNER.1, Purpose::DirectCare, "ui");
+        req.principal.name = name.into();
+        let i = &i;
+        async move { i.governance().session(&i.tables_now(), req).await.unwrap() }
+    };
+    let (pat, sam) = (session("Pat Planner").await, session("Sam Scheduler").await);
+    let searches = super::Searches::default();
+
+    let first = searches.take_turn(&pat).await.unwrap();
+    let again = searches.take_turn(&pat).await.err().unwrap();
+    assert!(matches!(&again, ProductError::Busy(m) if m.contains("already being made")), "{again}");
+    // Sam waits while Pat's search runs.
+    let waiting = tokio::time::timeout(std::time::Duration::from_millis(200), searches.take_turn(&sam)).await;
+    assert!(waiting.is_err(), "Sam went ahead of Pat's search");
+
+    // Pat's request is dropped, but the search it started runs on, and
+    // holds the turn until it ends.
+    let (ended_tx, ended_rx) = std::sync::mpsc::channel();
+    let search = tokio::task::spawn_blocking(move || {
+        let _held = first;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        ended_tx.send(()).unwrap();
+    });
+    assert!(matches!(searches.take_turn(&pat).await, Err(ProductError::Busy(_))));
+    let sams = searches.take_turn(&sam).await.unwrap();
+    assert!(ended_rx.try_recv().is_ok(), "Sam's turn came before Pat's search ended");
+    search.await.unwrap();
+    drop(sams);
+    // And Pat may ask again.
+    searches.take_turn(&pat).await.unwrap();
+}

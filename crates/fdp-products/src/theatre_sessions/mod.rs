@@ -56,6 +56,7 @@ use crate::platform::{
 };
 
 /// The product.
+#[derive(Default)]
 pub struct TheatreSessions;
 
 /// The changeover between two cases on a list.

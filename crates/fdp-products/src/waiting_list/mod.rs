@@ -46,6 +46,7 @@ use crate::platform::{MessageSpec,
 };
 
 /// The product.
+#[derive(Default)]
 pub struct WaitingList;
 
 const ID: &str = "waiting-list";
