@@ -98,6 +98,15 @@ impl Trust {
         self
     }
 
+    /// A list of another consultant's, on day `on`.
+    fn list_of(mut self, id: &str, on: i64, minutes: i64, code: &str, name: &str) -> Self {
+        self = self.list(id, on, minutes);
+        let last = self.sessions.last_mut().unwrap();
+        last["primary_consultant_id"] = json!(code);
+        last["primary_consultant_name"] = json!(name);
+        self
+    }
+
     fn booked(mut self, list: &str, minutes: i64) -> Self {
         self.bookings.push(json!({"theatre_booking_id": format!("B-{list}-{}", self.bookings.len()),
             "theatre_session_id": list, "expected_duration": minutes, "booking_cancelled": false}));
@@ -493,4 +502,27 @@ async fn plans_are_made_one_at_a_time_and_one_per_person() {
     drop(sams);
     // And Pat may ask again.
     searches.take_turn(&pat).await.unwrap();
+}
+
+/// Accepting a patient onto a list of a consultant who is not theirs is
+/// refused by name, however open the list and however free its minutes,
+/// and nothing is kept.
+#[tokio::test]
+async fn an_acceptance_onto_another_consultants_list_is_refused() {
+    let i = Trust::new()
+        .entry("A", "P4", 30, 60, "fit", false, "female")
+        .list_of("OTHER", 15, 240, "C2", "Mr Ben Other")
+        .list("MINE", 22, 240)
+        .instance();
+    let refused = i
+        .act("theatre-planner", "accept", "A", PLANNER, Purpose::DirectCare,
+             json!({"theatre_session_id": "OTHER"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("Mr Ben Other") && refused.contains(CONSULTANT), "{refused}");
+    assert!(i.held.sources.lock().unwrap().is_empty());
+    // Nor does the proposal put her there.
+    let rows = by_entry(&view(&i, "proposal", &[]).await.unwrap());
+    assert_eq!(rows["A"]["theatre_session_id"], json!("MINE"), "{:?}", rows["A"]);
 }
