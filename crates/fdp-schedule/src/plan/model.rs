@@ -110,12 +110,9 @@ fn nursing(nights: u32, operated_first_day: bool) -> (Vec<i64>, Vec<i64>) {
     (load, skill)
 }
 
-/// The roster as the engine's nurses: each registered nurse on their ward
-/// in the shifts they work, and for every ward-shift with none, one who
-/// stands for the gap. Inside the published roster the gap carries
-/// nothing safely (so any patient there is load above the safe load);
-/// past it, the roster is not yet published and the stand-in carries
-/// everything. Returns skill, load per shift, ward, and name per nurse.
+/// The roster as the engine's nurses: per nurse, their skill, the most
+/// load they carry in each shift of the horizon (where rostered), their
+/// ward and their name.
 struct Nursing {
     skill: Vec<i64>,
     max_load: Vec<Vec<Option<i64>>>,
@@ -129,6 +126,11 @@ const UNROSTERED_LOAD: i64 = 1 << 40;
 /// shift: above a list's minute, below a breach.
 const OVERLOAD: i64 = 300;
 
+/// Each registered nurse on their ward in the shifts they work, and for
+/// every ward-shift with none, one who stands for the gap. Inside the
+/// published roster the gap carries nothing safely (so any patient there
+/// is load above the safe load); past it, the roster is not yet published
+/// and the stand-in carries everything. No roster, no nurses.
 fn nursing_cover(plan: &Plan, wards: &[&str]) -> Nursing {
     let days = plan.days();
     let shifts = days * Shift::ALL.len();
