@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fdp_schedule::ihtc::{
-    construct, evaluate, lower_bound, price, search, Instance, Problem, SearchOptions, Solution,
+    construct, evaluate, lower_bound, price, search, Evaluation, Instance, Problem, SearchOptions,
+    Solution,
 };
 
 use crate::schedule::{gap_percent, seconds};
@@ -210,6 +211,28 @@ struct Row {
 }
 
 impl Row {
+    /// The figures of a schedule priced as `evaluation`, found from a
+    /// greedy start costing `greedy`.
+    fn of(
+        case: &Case,
+        problem: &Problem,
+        greedy: i64,
+        evaluation: &Evaluation,
+        moves_per_second: f64,
+        resumed: bool,
+    ) -> Row {
+        Row {
+            name: case.name.clone(),
+            greedy,
+            cost: evaluation.total_cost(),
+            feasible: evaluation.is_feasible(),
+            bound: lower_bound(problem).total(),
+            reference: case.reference,
+            moves_per_second,
+            resumed,
+        }
+    }
+
     /// The run's figures on one line, printed as soon as it ends.
     fn line(&self, limit: &str) -> String {
         format!(
@@ -276,7 +299,7 @@ fn run_one(case: &Case, limit: f64, args: &ScheduleArgs) -> Result<Row> {
     if let Some(dir) = &args.solutions {
         // The solution first and its record last, each written whole: a run
         // killed part way leaves no record, so it is run again on resuming.
-        let solution = serde_json::to_string_pretty(&problem.write(&found.schedule))?;
+        let solution = serde_json::to_vec_pretty(&problem.write(&found.schedule))?;
         write_whole(&dir.join(format!("{stem}.json")), &solution)?;
         let record = RunRecord {
             instance: case.name.clone(),
@@ -289,19 +312,17 @@ fn run_one(case: &Case, limit: f64, args: &ScheduleArgs) -> Result<Row> {
         };
         write_whole(
             &dir.join(format!("{stem}.run.json")),
-            &serde_json::to_string_pretty(&record)?,
+            &serde_json::to_vec_pretty(&record)?,
         )?;
     }
-    Ok(Row {
-        name: case.name.clone(),
+    Ok(Row::of(
+        case,
+        &problem,
         greedy,
-        cost: found.evaluation.total_cost(),
-        feasible: found.evaluation.is_feasible(),
-        bound: lower_bound(&problem).total(),
-        reference: case.reference,
-        moves_per_second: found.moves_per_second,
-        resumed: false,
-    })
+        &found.evaluation,
+        found.moves_per_second,
+        false,
+    ))
 }
 
 /// The saved run of `case` at `limit`, if there is one made the same way:
@@ -355,24 +376,20 @@ fn resume_one(
     })?;
     let evaluation = evaluate(&case.instance, &solution)
         .with_context(|| format!("checking the saved solution {}", solution_path.display()))?;
-    Ok(Some(Row {
-        name: case.name.clone(),
-        greedy: record.greedy,
-        cost: evaluation.total_cost(),
-        feasible: evaluation.is_feasible(),
-        bound: lower_bound(problem).total(),
-        reference: case.reference,
-        moves_per_second: record.moves_per_second,
-        resumed: true,
-    }))
+    Ok(Some(Row::of(
+        case,
+        problem,
+        record.greedy,
+        &evaluation,
+        record.moves_per_second,
+        true,
+    )))
 }
 
-/// Writes `text` to `path` through a temporary file and a rename, so the
-/// file is either whole or absent.
-fn write_whole(path: &Path, text: &str) -> Result<()> {
-    let partial = path.with_extension("partial");
-    std::fs::write(&partial, text).with_context(|| format!("writing {}", partial.display()))?;
-    std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))
+/// Writes `bytes` to `path` whole or not at all.
+fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
+    fdp_govern::files::replace_durably(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn run(args: ScheduleArgs) -> Result<()> {

@@ -102,6 +102,27 @@ fn instant(row: &Value, column: &str) -> Option<NaiveDateTime> {
         .or_else(|| date(row, column).and_then(|d| d.and_hms_opt(0, 0, 0)))
 }
 
+/// Each patient's sex and date of birth, one row a patient, as `pt`.
+const PATIENT_SEX_AND_BIRTH: &str = "(SELECT person_id, max(sex) AS sex, \
+     max(date_of_birth) AS date_of_birth FROM patient GROUP BY person_id) pt";
+
+/// The row's `sex`, where recorded as female or male.
+fn sex(row: &Value) -> Option<Sex> {
+    match text(row, "sex").as_deref() {
+        Some("female") => Some(Sex::Female),
+        Some("male") => Some(Sex::Male),
+        _ => None,
+    }
+}
+
+/// Whole years from the row's `date_of_birth` to `on`; 50 where not
+/// recorded (the age mix of a bay is a preference, not a rule).
+fn age(row: &Value, on: NaiveDate) -> u32 {
+    date(row, "date_of_birth")
+        .map(|b| ((on - b).num_days() / 365).clamp(0, 120) as u32)
+        .unwrap_or(50)
+}
+
 fn literal(d: NaiveDate) -> String {
     ParamValue::Date(d).sql_literal()
 }
@@ -137,8 +158,7 @@ pub async fn load(
                                max(last_poa_booking_status) AS last_poa_booking_status, \
                                max(last_poa_scheduled_or_attended_datetime) AS last_poa_scheduled_or_attended_datetime \
                         FROM encounter GROUP BY eal_id) n ON n.eal_id = p.eal_id \
-             LEFT JOIN (SELECT person_id, max(sex) AS sex, max(date_of_birth) AS date_of_birth \
-                        FROM patient GROUP BY person_id) pt ON pt.person_id = p.patient_id \
+             LEFT JOIN {PATIENT_SEX_AND_BIRTH} ON pt.person_id = p.patient_id \
              ORDER BY p.rtt_period_start_date, p.eal_id"
         ),
     )
@@ -208,30 +228,27 @@ pub async fn load(
         Vec::new()
     } else {
         let (mut joins, mut leaves) = (String::new(), Vec::new());
-        if session.has_table("discharge_readiness") {
-            joins.push_str(
-                " LEFT JOIN (SELECT admission_id, max(expected_discharge_date) AS leaves \
-                             FROM discharge_readiness GROUP BY admission_id) r \
-                   ON r.admission_id = b.admission_id",
-            );
-            leaves.push("r.leaves");
+        // In order of preference: the ward's own, then the admission's.
+        for (table, column, alias) in [
+            ("discharge_readiness", "expected_discharge_date", "r"),
+            ("admission", "estimated_discharge_date", "a"),
+        ] {
+            if session.has_table(table) {
+                joins.push_str(&format!(
+                    " LEFT JOIN (SELECT admission_id, max({column}) AS leaves \
+                                 FROM {table} GROUP BY admission_id) {alias} \
+                       ON {alias}.admission_id = b.admission_id"
+                ));
+                leaves.push(format!("{alias}.leaves"));
+            }
         }
-        if session.has_table("admission") {
-            joins.push_str(
-                " LEFT JOIN (SELECT admission_id, max(estimated_discharge_date) AS leaves \
-                             FROM admission GROUP BY admission_id) a \
-                   ON a.admission_id = b.admission_id",
-            );
-            leaves.push("a.leaves");
-        }
-        leaves.push("CAST(NULL AS DATE)");
+        leaves.push("CAST(NULL AS DATE)".into());
         rows(
             session,
             &format!(
                 "SELECT b.ward_id, b.bay, pt.sex, pt.date_of_birth, coalesce({}) AS leaves \
                  FROM bed b \
-                 LEFT JOIN (SELECT person_id, max(sex) AS sex, max(date_of_birth) AS date_of_birth \
-                            FROM patient GROUP BY person_id) pt ON pt.person_id = b.patient_id{joins} \
+                 LEFT JOIN {PATIENT_SEX_AND_BIRTH} ON pt.person_id = b.patient_id{joins} \
                  WHERE b.ward_id IN {} AND b.patient_id IS NOT NULL \
                    AND coalesce(b.status, 'open') <> 'closed' \
                    AND coalesce(b.bed_type, 'general') IN ('general', 'side_room')",
@@ -370,14 +387,7 @@ pub async fn load(
         if nights == 0 {
             continue;
         }
-        let sex = match text(o, "sex").as_deref() {
-            Some("female") => Some(Sex::Female),
-            Some("male") => Some(Sex::Male),
-            _ => None,
-        };
-        let age = date(o, "date_of_birth")
-            .map(|b| ((as_at - b).num_days() / 365).clamp(0, 120) as u32)
-            .unwrap_or(50);
+        let (sex, age) = (sex(o), age(o, as_at));
         in_bay
             .entry(format!("{ward} {bay}"))
             .or_default()
@@ -465,18 +475,11 @@ pub async fn load(
         let procedure = text(e, "procedure_code").unwrap_or_default();
         let inpatient = text(e, "intended_management_code").as_deref() == Some("1");
         let nights = if inpatient { nights_for(&procedure) } else { 0 };
-        let sex = match text(e, "sex").as_deref() {
-            Some("female") => Some(Sex::Female),
-            Some("male") => Some(Sex::Male),
-            _ => None,
-        };
-        let Some(sex) = sex.or((!inpatient).then_some(Sex::Female)) else {
+        let Some(sex) = sex(e).or((!inpatient).then_some(Sex::Female)) else {
             refuse("an inpatient whose sex is not recorded: no single-sex bay can be chosen; record it on the PAS".into());
             continue;
         };
-        let age = date(e, "date_of_birth")
-            .map(|b| ((as_at - b).num_days() / 365).clamp(0, 120) as u32)
-            .unwrap_or(50);
+        let age = age(e, as_at);
         let outcome = text(e, "last_poa_outcome");
         let attended = instant(e, "last_poa_scheduled_or_attended_datetime").map(|t| t.date());
         let pre_op = match (

@@ -30,7 +30,8 @@
 //! twice of the same tables proposes the same schedule, and the planner
 //! accepts what they saw.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{Datelike, Duration, NaiveDate, Utc};
@@ -65,24 +66,27 @@ const WAIT_FOR_TURN: std::time::Duration = std::time::Duration::from_secs(60);
 /// a loop (or dropping each request as soon as it is made) takes one core
 /// at most and holds up nobody but itself for long.
 struct Searches {
-    turn: std::sync::Arc<tokio::sync::Semaphore>,
-    asking: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    turn: Arc<tokio::sync::Semaphore>,
+    asking: People,
 }
 
 impl Default for Searches {
     fn default() -> Self {
         Searches {
-            turn: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            turn: Arc::new(tokio::sync::Semaphore::new(1)),
             asking: Default::default(),
         }
     }
 }
 
+/// Who is asking for a plan now.
+type People = Arc<Mutex<HashSet<String>>>;
+
 /// One person's mark as asking: taken off when dropped, whether the plan
 /// was made, refused, or the request abandoned while it waited its turn.
 struct Mark {
     who: String,
-    asking: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    asking: People,
 }
 
 impl Drop for Mark {

@@ -227,6 +227,15 @@ async fn view(
         .collect())
 }
 
+/// The comparison's row for `name`.
+fn measure(compare: &[BTreeMap<String, Value>], name: &str) -> BTreeMap<String, Value> {
+    compare
+        .iter()
+        .find(|r| r["measure"] == json!(name))
+        .unwrap_or_else(|| panic!("no measure {name:?} in {compare:?}"))
+        .clone()
+}
+
 fn by_entry(rows: &[BTreeMap<String, Value>]) -> BTreeMap<String, BTreeMap<String, Value>> {
     rows.iter()
         .map(|r| (r["eal_id"].as_str().unwrap().to_string(), r.clone()))
@@ -263,7 +272,7 @@ async fn the_proposal_fills_the_lists_by_the_rules_and_says_why_for_everyone() {
     // Beside booking by hand: first fit puts the P3 inpatient and A on
     // S15, B on S22, and C no longer fits.
     let compare = view(&i, "compare", &[]).await.unwrap();
-    let measure = |name: &str| compare.iter().find(|r| r["measure"] == json!(name)).unwrap().clone();
+    let measure = |name: &str| measure(&compare, name);
     let booked = measure("booked minutes");
     // The locked list's 200 minutes booked count on both sides.
     assert_eq!(booked["baseline"], json!(530), "{booked:?}");
@@ -295,10 +304,7 @@ async fn the_ward_roster_keeps_inpatients_off_days_no_nurse_is_on() {
     let rows = by_entry(&view(&i, "proposal", &[]).await.unwrap());
     assert_eq!(rows["IN"]["theatre_session_id"], json!("S29"), "{:?}", rows["IN"]);
     let compare = view(&i, "compare", &[]).await.unwrap();
-    let short = compare
-        .iter()
-        .find(|r| r["measure"] == json!("ward shifts short of safe nursing"))
-        .unwrap();
+    let short = measure(&compare, "ward shifts short of safe nursing");
     // The early, the late and the night of day 22.
     assert_eq!(short["baseline"], json!(3), "{short:?}");
     assert_eq!(short["proposal"], json!(0), "{short:?}");
@@ -443,10 +449,9 @@ async fn the_patients_in_the_beds_now_keep_them_until_their_expected_discharge()
     assert_eq!(rows["IN"]["theatre_session_id"], json!("S29"), "{:?}", rows["IN"]);
     assert_eq!(rows["IN"]["bay"], json!(format!("{WARD} Bay A")));
     let compare = view(&i, "compare", &[]).await.unwrap();
-    let measure = |name: &str| compare.iter().find(|r| r["measure"] == json!(name)).unwrap().clone();
-    assert_eq!(measure("inpatients in the wards' beds now")["proposal"], json!(2));
-    assert_eq!(measure("of them, no expected discharge date")["proposal"], json!(0));
-    assert_eq!(measure("hard rules broken")["proposal"], json!(0));
+    assert_eq!(measure(&compare, "inpatients in the wards' beds now")["proposal"], json!(2));
+    assert_eq!(measure(&compare, "of them, no expected discharge date")["proposal"], json!(0));
+    assert_eq!(measure(&compare, "hard rules broken")["proposal"], json!(0));
 
     // With no date recorded they are taken to stay through the locked
     // fortnight only, so S22 is hers again.
@@ -457,10 +462,7 @@ async fn the_patients_in_the_beds_now_keep_them_until_their_expected_discharge()
     let rows = by_entry(&view(&i, "proposal", &[]).await.unwrap());
     assert_eq!(rows["IN"]["theatre_session_id"], json!("S22"), "{:?}", rows["IN"]);
     let compare = view(&i, "compare", &[]).await.unwrap();
-    let missing = compare
-        .iter()
-        .find(|r| r["measure"] == json!("of them, no expected discharge date"))
-        .unwrap();
+    let missing = measure(&compare, "of them, no expected discharge date");
     assert_eq!(missing["proposal"], json!(2));
 }
 
