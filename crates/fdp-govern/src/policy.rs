@@ -61,6 +61,10 @@ pub enum Action {
     Remove,
     /// A date reduced to its year.
     Year,
+    /// A date reduced to the first day of its month. A date of birth so
+    /// reduced still gives a person's exact age in whole years on the last
+    /// day of any month (the end of a QOF year, 31 August for flu).
+    Month,
     /// A date of birth (or an age) reduced to a ten-year band, `40-49`.
     AgeBand,
     /// A postcode reduced to its district (outward code, `LS1`).
@@ -75,17 +79,19 @@ impl Action {
             Action::Pseudonymise => "pseudonymise",
             Action::Remove => "remove",
             Action::Year => "year",
+            Action::Month => "month",
             Action::AgeBand => "age_band",
             Action::District => "district",
         }
     }
 
-    const ALL: [Action; 7] = [
+    const ALL: [Action; 8] = [
         Action::Show,
         Action::Mask,
         Action::Pseudonymise,
         Action::Remove,
         Action::Year,
+        Action::Month,
         Action::AgeBand,
         Action::District,
     ];
@@ -95,7 +101,9 @@ impl Action {
         match self {
             Action::Show | Action::Mask | Action::Remove => true,
             Action::Pseudonymise => t != PropertyType::StringList,
-            Action::Year => matches!(t, PropertyType::Date | PropertyType::Timestamp),
+            Action::Year | Action::Month => {
+                matches!(t, PropertyType::Date | PropertyType::Timestamp)
+            }
             Action::AgeBand => matches!(
                 t,
                 PropertyType::Date | PropertyType::Integer | PropertyType::Long

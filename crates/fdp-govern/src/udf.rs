@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use chrono::Datelike;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int32Array, StringArray, StringBuilder};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Date32Array, Int32Array, StringArray, StringBuilder,
+};
 use datafusion::arrow::datatypes::{DataType, Date32Type, Int64Type};
 use datafusion::error::Result;
 use datafusion::logical_expr::{create_udf, ColumnarValue, Expr, ScalarUDF, Volatility};
@@ -57,6 +59,32 @@ pub(crate) fn year(arg: Expr) -> Expr {
         "year_of",
         vec![DataType::Date32],
         DataType::Int32,
+        Volatility::Immutable,
+        Arc::new(f),
+    );
+    call(udf, cast_expr(arg, DataType::Date32))
+}
+
+/// A date as the first day of its month (a date, so ages can still be
+/// taken from it).
+pub(crate) fn month_start(arg: Expr) -> Expr {
+    let f = |args: &[ColumnarValue]| -> Result<ColumnarValue> {
+        let a = ColumnarValue::values_to_arrays(args)?;
+        let d = a[0].as_primitive::<Date32Type>();
+        let out: Date32Array = d
+            .iter()
+            .map(|v| {
+                v.and_then(Date32Type::to_naive_date_opt)
+                    .and_then(|d| d.with_day(1))
+                    .map(Date32Type::from_naive_date)
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+    };
+    let udf = create_udf(
+        "month_of",
+        vec![DataType::Date32],
+        DataType::Date32,
         Volatility::Immutable,
         Arc::new(f),
     );

@@ -29,6 +29,10 @@
 //!   proposals as booking requests.
 //! - [`mutual_aid`]: theatre time a trust will not use, offered across
 //!   the ICB, and the patients on another trust's list each slot suits.
+//! - [`population_health`]: cohorts as data (the QOF diabetes register,
+//!   the eight care processes, flu 2026/27, MMR), their uptake by every
+//!   demographic cut and pair with intervals, the groups falling behind,
+//!   and invitation lists for direct care.
 //! - [`declared`]: products declared as data (a folder with `product.toml`
 //!   and SQL, no Rust), checked against the model and the policy.
 
@@ -62,4 +66,5 @@ built_in! {
     waiting_list::WaitingList,
     theatre_sessions::TheatreSessions,
     theatre_planner::TheatrePlanner,
+    population_health::PopulationHealth,
 }

@@ -12,4 +12,7 @@ pub enum SynthError {
     /// The extract spec is unusable (e.g. no days to cover).
     #[error("invalid extract spec: {0}")]
     InvalidExtractSpec(String),
+    /// The inputs of a population are unusable (e.g. no areas or no codes).
+    #[error("invalid population inputs: {0}")]
+    Input(String),
 }

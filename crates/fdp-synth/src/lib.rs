@@ -18,7 +18,10 @@
 //!   virtual-ward capacity, vaccine and supplies stock, supplies
 //!   transactions), each with a few faulty lines of the kinds real ones carry;
 //! - [`ihtc`]: admission and theatre scheduling problems in the IHTC-2024
-//!   competition's format, each with a feasible schedule planted.
+//!   competition's format, each with a feasible schedule planted;
+//! - [`population`]: an ICB's registered population built on its areas'
+//!   real structure, with diabetes, care processes, flu and MMR records and
+//!   uptake gaps planted as known truth.
 //!
 //! It will grow into a whole synthetic federation (community and mental
 //! health providers, GP practices, an ICB) built from the same pieces.
@@ -60,6 +63,7 @@ pub mod hl7;
 pub mod ihtc;
 pub mod pas;
 pub mod people;
+pub mod population;
 mod rng;
 pub mod trust;
 

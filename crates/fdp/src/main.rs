@@ -25,9 +25,11 @@ mod peer;
 mod product;
 mod projects;
 mod quarantine;
+mod reference;
 mod schedule;
 mod sql;
 mod synth;
+mod synth_population;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -99,6 +101,10 @@ enum Command {
     /// Schedule admissions, theatres and nurses; price a schedule
     #[command(subcommand)]
     Schedule(schedule::ScheduleCommand),
+    /// UK reference data (postcodes, deprivation, geography, practices,
+    /// ethnic categories, population) and each patient's area from it
+    #[command(subcommand)]
+    Reference(reference::ReferenceCommand),
 }
 
 #[derive(Args)]
@@ -229,8 +235,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Projects(cmd) => projects::run(cmd),
         Command::Product(cmd) => product::run(cmd).await,
         Command::Peer(cmd) => peer::run_async(cmd).await,
-        Command::Synth(cmd) => synth::run(cmd),
+        Command::Synth(cmd) => synth::run(cmd).await,
         Command::Schedule(cmd) => schedule::run(cmd).await,
+        Command::Reference(cmd) => reference::run(cmd).await,
     }
 }
 

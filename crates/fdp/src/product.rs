@@ -79,6 +79,78 @@ pub enum ProductCommand {
         by: String,
         id: String,
     },
+    /// Answer one of a product's views as a principal of the instance's
+    /// configuration, for a declared purpose, through the same governed
+    /// path as the API: JSON (the columns, with where each comes from, and
+    /// the rows) or CSV
+    View {
+        #[command(flatten)]
+        at: Instance,
+        /// The product, e.g. population-health
+        product: String,
+        /// The view, e.g. uptake
+        view: String,
+        /// The principal (in the instance's configuration) asking
+        #[arg(long)]
+        by: String,
+        /// direct-care, operations, planning or research
+        #[arg(long)]
+        purpose: fdp_govern::Purpose,
+        /// The approved project, for research or a project's planning
+        #[arg(long)]
+        project: Option<String>,
+        /// A parameter, NAME=VALUE (repeat for each)
+        #[arg(long = "param", value_parser = name_value)]
+        params: Vec<(String, String)>,
+        /// json or csv
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
+}
+
+fn name_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(n, v)| (n.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))
+}
+
+/// Answer a product's view through a governed session of `by` for `purpose`.
+#[allow(clippy::too_many_arguments)]
+async fn view(
+    at: &Instance,
+    product: &str,
+    view: &str,
+    by: &str,
+    purpose: fdp_govern::Purpose,
+    project: Option<String>,
+    params: Vec<(String, String)>,
+    format: &str,
+) -> Result<()> {
+    anyhow::ensure!(
+        matches!(format, "json" | "csv"),
+        "--format is json or csv, not {format:?}"
+    );
+    let config = crate::instance::InstanceConfig::for_data_dir(&at.data_dir, at.config.as_deref())?;
+    let governance = config.governance(&at.data_dir)?;
+    let principal = config.local_principal(by);
+    let tables = fdp_store::StoredTables::new(&at.data_dir);
+    let mut req = fdp_govern::SessionRequest::new(principal, purpose, "cli");
+    req.project = project;
+    let session = governance
+        .session(&tables, req)
+        .await
+        .with_context(|| format!("opening a governed session for {by} ({purpose})"))?;
+    let given: std::collections::BTreeMap<String, String> = params.into_iter().collect();
+    let registry = fdp_products::platform::Registry::builtin();
+    let output = fdp_products::platform::run_view(&registry, product, view, &session, &given)
+        .await
+        .with_context(|| format!("{product}/{view}"))?;
+    if format == "csv" {
+        print!("{}", output.to_csv());
+    } else {
+        println!("{}", serde_json::to_string_pretty(&output)?);
+    }
+    Ok(())
 }
 
 /// The IG lead's decision on a product offered.
@@ -122,6 +194,16 @@ pub struct Instance {
 
 pub async fn run(cmd: ProductCommand) -> Result<()> {
     match cmd {
+        ProductCommand::View {
+            at,
+            product,
+            view: name,
+            by,
+            purpose,
+            project,
+            params,
+            format,
+        } => view(&at, &product, &name, &by, purpose, project, params, &format).await,
         ProductCommand::List { at, offered: true } => {
             crate::marketplace::list_offered(&at.data_dir, at.config.as_deref()).await
         }

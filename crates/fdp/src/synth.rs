@@ -109,10 +109,87 @@ pub enum SynthCommand {
         #[arg(long, default_value_t = 1)]
         count: u64,
     },
+    /// An ICB's registered population written into an instance's data
+    /// directory: people on the real areas, postcodes, practices and
+    /// ethnic mix of a sub-ICB location (from the UK reference folder),
+    /// with diabetes and its care processes, flu eligibility and
+    /// vaccinations and MMR, coded from the shipped cohorts' value sets,
+    /// and uptake gaps planted. The truth goes to a CSV, never into the
+    /// instance. Then `fdp reference load` gives everyone their area.
+    Population(PopulationArgs),
 }
 
-pub fn run(cmd: SynthCommand) -> Result<()> {
+/// What `fdp synth population` is asked.
+#[derive(clap::Args)]
+pub struct PopulationArgs {
+    /// The instance's data directory to write into
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// People to make (about; each area's share is rounded)
+    #[arg(long, default_value_t = 1_000_000)]
+    pub people: u64,
+    /// The UK reference folder
+    #[arg(long, default_value = "../shared/data/uk_reference")]
+    pub reference: PathBuf,
+    /// The sub-ICB location whose areas the population lives in
+    #[arg(long, default_value = "02A")]
+    pub sub_icb: String,
+    /// The cohorts whose value sets the records are coded from
+    #[arg(long, default_value = "cohorts")]
+    pub cohorts: PathBuf,
+    /// The date the records run to
+    #[arg(long, default_value = "2026-12-31")]
+    pub as_at: NaiveDate,
+    /// Seed
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The first person's number (populations of several members must not overlap)
+    #[arg(long, default_value_t = 1)]
+    pub first_id: u64,
+    /// Where to write the planted truth (CSV, one row per person)
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+}
+
+/// Write a synthetic ICB population into a data directory.
+pub async fn population(args: PopulationArgs) -> Result<()> {
+    let areas =
+        crate::synth_population::read_areas(&args.reference, &args.sub_icb).with_context(|| {
+            format!(
+                "reading the areas of {} from {}",
+                args.sub_icb,
+                args.reference.display()
+            )
+        })?;
+    let codes = crate::synth_population::read_codes(&args.cohorts)?;
+    let mut spec =
+        fdp_synth::population::PopulationSpec::with_default_gaps(&areas, args.people, args.as_at);
+    spec.first_id = args.first_id;
+    for g in &spec.gaps {
+        println!(
+            "planted: {:?} uptake x{} in {:?}",
+            g.programme, g.factor, g.group
+        );
+    }
+    let (lsoas, practices) = (areas.lsoas.len(), areas.practices.len());
+    let population = fdp_synth::population::Population::new(args.seed, areas, codes, spec)?;
+    let t0 = std::time::Instant::now();
+    let written =
+        crate::synth_population::write(&args.data_dir, &population, args.truth.as_deref()).await?;
+    println!(
+        "{} people in {lsoas} LSOAs registered with {practices} practices, in {:.1} s",
+        written.people,
+        t0.elapsed().as_secs_f64()
+    );
+    for (table, rows) in &written.rows {
+        println!("  {table}: {rows} rows");
+    }
+    Ok(())
+}
+
+pub async fn run(cmd: SynthCommand) -> Result<()> {
     match cmd {
+        SynthCommand::Population(args) => population(args).await,
         SynthCommand::Extracts {
             out,
             seed,

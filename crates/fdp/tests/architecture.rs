@@ -97,6 +97,13 @@ fn only_governed_sessions_read_tables() {
                     offences.push(format!("{rel}:{} ({current_fn}): {p}", i + 1));
                 }
             }
+            if line.contains("derivation_session(") && !rel.ends_with("fdp-reference/src/areas.rs")
+            {
+                offences.push(format!(
+                    "{rel}:{}: derivation_session is for the patient-area derivation alone",
+                    i + 1
+                ));
+            }
             if line.contains("instance_session(")
                 && !(rel.ends_with("fdp-ingest/src/runs.rs")
                     || rel.ends_with("fdp-ingest/src/quarantine.rs"))

@@ -177,6 +177,7 @@ impl Governance {
                         ))
                     }
                     Action::Year => Some(crate::udf::year(c)),
+                    Action::Month => Some(crate::udf::month_start(c)),
                     Action::AgeBand => Some(match field.data_type() {
                         DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => {
                             crate::udf::age_band_from_birth(c)

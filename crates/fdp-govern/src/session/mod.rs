@@ -345,6 +345,82 @@ impl Governance {
         })
     }
 
+    /// A derivation the instance makes for itself from canonical tables (a
+    /// patient's area and deprivation decile from their postcode): the
+    /// tables named in `objects`, whole and unmasked, under `operations`,
+    /// audited as the named component when it opens and on every query. What
+    /// it derives is written as a canonical table, which every principal
+    /// then reads through the policy like any other; that is what lets a
+    /// planning analyst have a patient's deprivation decile while the
+    /// postcode it came from stays generalised.
+    pub async fn derivation_session<S: TableSource>(
+        &self,
+        source: &S,
+        component: &str,
+        objects: &[&str],
+    ) -> Result<GovernedSession, GovernError> {
+        let ctx = new_context();
+        let access = TableAccess::new();
+        let tables = source
+            .canonical_tables(&access, &ctx, AsOf::Latest)
+            .await
+            .map_err(|e| GovernError::Source(e.to_string()))?;
+        let principal = Principal {
+            name: format!("instance:{component}"),
+            roles: Vec::new(),
+            organisation: Some(self.organisation.clone()),
+        };
+        let mut req = SessionRequest::new(principal, Purpose::Operations, "instance");
+        req.role = Some("instance".into());
+        let mut versions = TableVersions::new();
+        let mut covered = BTreeSet::new();
+        for name in objects {
+            let object = self.model.object_type_by_table(name).ok_or_else(|| {
+                GovernError::Source(format!("{name} is not a canonical table of the model"))
+            })?;
+            covered.insert(object.table.clone());
+            match tables.iter().find(|t| t.name == object.table) {
+                Some(t) => {
+                    ctx.register_table(t.name.as_str(), t.provider.clone())?;
+                    versions.insert(t.name.clone(), t.versions.clone());
+                }
+                // Not written yet: no rows, so the derivation still runs.
+                None => {
+                    let empty = datafusion::datasource::MemTable::try_new(
+                        Arc::new(object.arrow_schema()),
+                        vec![Vec::new()],
+                    )?;
+                    ctx.register_table(object.table.as_str(), Arc::new(empty))?;
+                }
+            }
+        }
+        let mut entry = AuditEntry::for_request(&req, &format!("open derivation {component}"));
+        entry.objects = covered.iter().cloned().collect();
+        entry.policy = Some(self.policy.digest.clone());
+        entry.outcome = "opened".into();
+        self.audit.append(entry)?;
+        Ok(GovernedSession {
+            ctx,
+            req,
+            role: "instance".into(),
+            decisions: vec![format!(
+                "the instance's own derivation {component}: {} whole",
+                covered.iter().cloned().collect::<Vec<_>>().join(", ")
+            )],
+            objects_granted: covered.clone(),
+            versions,
+            disclosure: None,
+            patient_keys: PatientKeys::new(),
+            row_sources: HashMap::new(),
+            masks: self.masks.clone(),
+            audit: self.audit.clone(),
+            policy_digest: self.policy.digest.clone(),
+            audit_each_query: true,
+            extracts: BTreeMap::new(),
+            covered: crate::policy::Objects::Only(covered),
+        })
+    }
+
     /// Audit `why` as the outcome of `entry` and answer it as the error.
     fn refuse<T, E>(&self, mut entry: AuditEntry, why: E) -> Result<T, GovernError>
     where

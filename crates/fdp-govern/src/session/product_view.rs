@@ -228,6 +228,7 @@ impl ProductView {
                 .as_ref()
                 .map(|k| k.pseudonym(value)),
             Action::Year => value.get(..4).map(str::to_string),
+            Action::Month => value.get(..7).map(|month| format!("{month}-01")),
             Action::AgeBand => value.parse::<i64>().ok().map(crate::udf::band),
             Action::District => crate::udf::outward_code(value),
         }

@@ -42,7 +42,34 @@ pub enum Encoding {
 pub enum Source {
     Name(String),
     Position(usize),
-    Constant { constant: String },
+    Constant {
+        constant: String,
+    },
+    /// In a mapping with `[unpivot]`: the header name of the column being
+    /// turned into a row (`{ unpivoted = "name" }`), or its value
+    /// (`{ unpivoted = "value" }`).
+    Unpivoted {
+        unpivoted: UnpivotPart,
+    },
+}
+
+/// Which part of an unpivoted column a value takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnpivotPart {
+    Name,
+    Value,
+}
+
+/// A wide file's run of columns, each of which becomes a row of its own:
+/// a population estimate with one column per year of age gives one row per
+/// area, sex and age. Every column from `first` to `last` (header names,
+/// inclusive, in the file's order) is one row.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unpivot {
+    pub first: String,
+    pub last: String,
 }
 
 /// How a value is read.
@@ -151,6 +178,8 @@ pub struct Mapping {
     /// wins and the later ones are refused as duplicates.
     #[serde(default)]
     pub repeated: Repeated,
+    /// Turn a run of columns into rows (see [`Unpivot`]).
+    pub unpivot: Option<Unpivot>,
     /// Target column → rule.
     pub columns: BTreeMap<String, ColumnRule>,
 }
@@ -220,8 +249,50 @@ impl Mapping {
                 ot.name
             ));
         }
+        let unpivoted = match &self.unpivot {
+            None => Vec::new(),
+            Some(u) => {
+                let Some(h) = header else {
+                    return Err(
+                        "[unpivot] names header columns, so the file must have a header".into(),
+                    );
+                };
+                let at = |name: &str| {
+                    h.iter().position(|x| x.trim() == name).ok_or_else(|| {
+                        format!(
+                            "[unpivot]: the file has no column {name:?} (its header: {})",
+                            h.join(", ")
+                        )
+                    })
+                };
+                let (first, last) = (at(&u.first)?, at(&u.last)?);
+                if first > last {
+                    return Err(format!(
+                        "[unpivot]: {:?} comes after {:?} in the header; first must come first",
+                        u.first, u.last
+                    ));
+                }
+                (first..=last)
+                    .map(|i| (i, h[i].trim().to_string()))
+                    .collect()
+            }
+        };
+        let unpivoted_part = |p: UnpivotPart, target: &str| -> Result<Part, String> {
+            if unpivoted.is_empty() {
+                return Err(format!(
+                    "{target}: `unpivoted` needs an [unpivot] section saying which columns become rows"
+                ));
+            }
+            Ok(match p {
+                UnpivotPart::Name => Part::UnpivotedName,
+                UnpivotPart::Value => Part::UnpivotedValue,
+            })
+        };
         let resolve = |s: &Source, target: &str| -> Result<usize, String> {
             match s {
+                Source::Unpivoted { .. } => Err(format!(
+                    "{target}: an unpivoted value is not a column position"
+                )),
                 Source::Constant { .. } => Err(format!(
                     "{target}: a constant goes in `constant = ...` or inside `concat`, not in `from`"
                 )),
@@ -282,11 +353,15 @@ impl Mapping {
                 {
                     ValueSource::Absent
                 }
+                (Some(Source::Unpivoted { unpivoted: p }), None, None) => {
+                    ValueSource::Concat(vec![unpivoted_part(*p, target)?], String::new())
+                }
                 (Some(s), None, None) => ValueSource::Column(resolve(s, target)?),
                 (None, Some(list), None) => ValueSource::Concat(
                     list.iter()
                         .map(|s| match s {
                             Source::Constant { constant } => Ok(Part::Text(constant.clone())),
+                            Source::Unpivoted { unpivoted: p } => unpivoted_part(*p, target),
                             _ => resolve(s, target).map(Part::Column),
                         })
                         .collect::<Result<_, _>>()?,
@@ -352,6 +427,7 @@ impl Mapping {
             schema: Arc::new(Schema::new(fields)),
             columns,
             width,
+            unpivoted,
             key_index: self
                 .columns
                 .keys()
@@ -384,6 +460,10 @@ enum ValueSource {
 enum Part {
     Column(usize),
     Text(String),
+    /// The header name of the column being unpivoted.
+    UnpivotedName,
+    /// That column's value on this line.
+    UnpivotedValue,
 }
 
 #[derive(Debug, Clone)]
@@ -408,6 +488,8 @@ pub struct Plan {
     columns: Vec<CompiledColumn>,
     /// Fields every record must have (from the header), if known.
     width: Option<usize>,
+    /// The columns `[unpivot]` turns into rows: position and header name.
+    unpivoted: Vec<(usize, String)>,
     /// Which of the columns is the primary key.
     pub key_index: usize,
 }
@@ -431,8 +513,23 @@ impl Plan {
         self.width
     }
 
+    /// How many rows each record becomes: one, or one per unpivoted column.
+    pub fn rows_per_record(&self) -> usize {
+        self.unpivoted.len().max(1)
+    }
+
     /// Turn one record's fields into values, or say what is wrong with it.
     pub fn apply<'a>(&'a self, fields: &[&'a str], out: &mut Vec<Val<'a>>) -> Result<(), String> {
+        self.apply_row(fields, 0, out)
+    }
+
+    /// The values of row `row` (below [`Plan::rows_per_record`]) of one record.
+    pub fn apply_row<'a>(
+        &'a self,
+        fields: &[&'a str],
+        row: usize,
+        out: &mut Vec<Val<'a>>,
+    ) -> Result<(), String> {
         out.clear();
         if let Some(w) = self.width {
             if fields.len() != w {
@@ -462,6 +559,16 @@ impl Plan {
                                 })?
                             }
                             Part::Text(t) => t.as_str(),
+                            Part::UnpivotedName => self.unpivoted[row].1.as_str(),
+                            Part::UnpivotedValue => {
+                                let (i, name) = &self.unpivoted[row];
+                                fields.get(*i).map(|s| s.trim()).ok_or_else(|| {
+                                    format!(
+                                        "{}: there is no column {name:?} on this line",
+                                        c.target
+                                    )
+                                })?
+                            }
                         });
                     }
                     std::borrow::Cow::Owned(parts.join(sep))

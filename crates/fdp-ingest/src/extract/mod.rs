@@ -305,12 +305,13 @@ fn parse_chunk(
     let mut decoded_buf: Vec<std::borrow::Cow<str>> = Vec::new();
     let mut strs_buf: Vec<&str> = Vec::new();
     let mut values_buf: Vec<mapping::Val> = Vec::new();
+    let per_record = plan.rows_per_record();
     while let Some((line, raw)) = records.next_into(&mut fields) {
         rows += 1;
         let mut decoded = recycle(std::mem::take(&mut decoded_buf));
         let mut strs = recycle(std::mem::take(&mut strs_buf));
         let mut values = recycle(std::mem::take(&mut values_buf));
-        let result: Result<(), String> = 'record: {
+        let result: Result<usize, String> = 'record: {
             for f in &fields {
                 match mapping::decode(f, encoding) {
                     Ok(d) => decoded.push(d),
@@ -318,15 +319,31 @@ fn parse_chunk(
                 }
             }
             strs.extend(decoded.iter().map(|c| c.as_ref()));
-            if let Err(e) = plan.apply(&strs, &mut values) {
-                break 'record Err(e);
+            if per_record == 1 {
+                if let Err(e) = plan.apply(&strs, &mut values) {
+                    break 'record Err(e);
+                }
+                builders.push(&values);
+                key_hashes.push(key_hash(&values[plan.key_index]));
+                break 'record Ok(1);
             }
-            builders.push(&values);
-            key_hashes.push(key_hash(&values[plan.key_index]));
-            Ok(())
+            // An unpivoted line is taken whole or refused whole: every row
+            // is checked before any is kept.
+            let mut made = Vec::with_capacity(per_record);
+            for row in 0..per_record {
+                if let Err(e) = plan.apply_row(&strs, row, &mut values) {
+                    break 'record Err(e);
+                }
+                made.push(std::mem::take(&mut values));
+            }
+            for v in &made {
+                builders.push(v);
+                key_hashes.push(key_hash(&v[plan.key_index]));
+            }
+            Ok(per_record)
         };
         match result {
-            Ok(()) => lines.push(line as u64),
+            Ok(n) => lines.extend(std::iter::repeat_n(line as u64, n)),
             Err(reason) => rejected.push((
                 line as u64,
                 reason,

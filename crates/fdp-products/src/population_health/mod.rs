@@ -1,0 +1,593 @@
+//! Population health and vaccination: cohorts as data, their size and
+//! uptake by every demographic cut and pair of cuts, the groups falling
+//! behind, and invitation lists for direct care.
+//!
+//! The cohorts are the shipped definitions in `cohorts/` (built in) and
+//! compile through `fdp-cohort` to SQL over the caller's governed session,
+//! so under planning every figure has already passed the policy (opt-out
+//! applied, dates of birth to the month, postcodes to the district) and
+//! leaves through disclosure control. A person's area and deprivation come
+//! from `patient_area`, derived from the full postcode before the policy
+//! generalised it; a patient it has no row for yet is counted as "not
+//! derived yet", never left out.
+
+use chrono::{Datelike, NaiveDate, Utc};
+use fdp_cohort::uptake::{self, GroupUptake};
+use fdp_cohort::{Cohort, Compiled, Inputs};
+use fdp_govern::{GovernedSession, Purpose};
+use serde_json::{json, Value};
+
+use crate::platform::{
+    column, Answer, Chart, Input, Manifest, Offers, ParamKind, ParamSpec, Params, Priority,
+    Product, ProductError, Reads, Source, ViewSpec,
+};
+
+const ID: &str = "population-health";
+
+macro_rules! shipped {
+    ($($file:literal),* $(,)?) => {
+        /// The cohorts built in: file name and definition.
+        pub const COHORTS: &[(&str, &str)] = &[
+            $(($file, include_str!(concat!("../../../../cohorts/", $file)))),*
+        ];
+    };
+}
+
+shipped!(
+    "qof-diabetes-register.toml",
+    "diabetes-foot-check-overdue.toml",
+    "diabetes-care-processes.toml",
+    "flu-2026-27.toml",
+    "mmr-24-months.toml",
+    "mmr-5-years.toml",
+);
+
+/// A built-in cohort by name.
+pub fn cohort(name: &str) -> Result<Cohort, ProductError> {
+    for (_, text) in COHORTS {
+        let c = Cohort::from_toml(text).map_err(|e| ProductError::Failed(e.to_string()))?;
+        if c.name == name {
+            return Ok(c);
+        }
+    }
+    Err(ProductError::Param {
+        name: "cohort".into(),
+        message: format!(
+            "no cohort {name:?}; the cohorts are {}",
+            cohort_names().join(", ")
+        ),
+    })
+}
+
+fn cohort_names() -> Vec<String> {
+    COHORTS
+        .iter()
+        .filter_map(|(_, t)| Cohort::from_toml(t).ok().map(|c| c.name))
+        .collect()
+}
+
+/// People and their coded records, as SQL over the governed tables.
+pub fn inputs() -> Inputs {
+    Inputs {
+        people: "SELECT person_id AS patient_id, CAST(date_of_birth AS DATE) AS date_of_birth, \
+                 CASE lower(sex) WHEN 'f' THEN 'female' WHEN 'm' THEN 'male' ELSE lower(sex) END AS sex, \
+                 registered_gp, CAST(date_of_death AS DATE) AS date_of_death FROM patient"
+            .into(),
+        events: "SELECT patient_id, diagnosis_snomed_ct_code AS code, \
+                   CAST(diagnosis_start_date AS DATE) AS event_date FROM patient_diagnosis \
+                 UNION ALL \
+                 SELECT patient_id, code, CAST(effective_timestamp AS DATE) FROM observation \
+                   WHERE status IS NULL OR status <> 'entered-in-error' \
+                 UNION ALL \
+                 SELECT patient_id, coalesce(vaccination_procedure_code, vaccine_code), \
+                   CAST(occurrence_timestamp AS DATE) FROM vaccination \
+                   WHERE status IS NULL OR status = 'completed'"
+            .into(),
+    }
+}
+
+/// The demographic cuts uptake is broken down by: name, title and the SQL
+/// of a member's group (over `m` members, `p` patient, `a` patient_area,
+/// `g` general_practice, `e` ethnic_category_code).
+pub const CUTS: &[(&str, &str)] = &[
+    ("age_band", "Age band"),
+    ("sex", "Sex"),
+    ("ethnic_group", "Ethnic category"),
+    ("imd_decile", "IMD decile (1 most deprived)"),
+    ("practice", "GP practice"),
+    ("pcn", "Primary care network"),
+    ("lsoa", "LSOA"),
+    ("local_authority", "Local authority"),
+];
+
+fn cut_sql(cut: &str, as_at: NaiveDate) -> Option<String> {
+    let area = |col: &str| {
+        format!(
+            "CASE WHEN a.patient_id IS NULL THEN 'not derived yet' \
+                  WHEN a.{col} IS NULL THEN a.area_status ELSE CAST(a.{col} AS VARCHAR) END"
+        )
+    };
+    Some(match cut {
+        "age_band" => {
+            // Whole years on the date, by the dates of birth that begin
+            // each band: exact from a date of birth given to the month
+            // when the date is a month's last day.
+            let mut arms = Vec::new();
+            for low in (10..=90).step_by(10) {
+                let born_after = as_at
+                    .checked_sub_months(chrono::Months::new(low * 12))
+                    .unwrap_or(as_at);
+                let band = format!("{}-{}", low - 10, low - 1);
+                arms.push(format!("WHEN CAST(p.date_of_birth AS DATE) > DATE '{born_after}' THEN '{band}'"));
+            }
+            format!(
+                "CASE WHEN p.date_of_birth IS NULL THEN 'not known' {} ELSE '90+' END",
+                arms.join(" ")
+            )
+        }
+        "sex" => "coalesce(lower(p.sex), 'not known')".into(),
+        "ethnic_group" => "CASE WHEN e.code IS NOT NULL THEN e.display \
+                           WHEN p.ethnic_category_code IS NULL OR trim(p.ethnic_category_code) = '' THEN 'Not known' \
+                           ELSE 'Not known (unrecognised code)' END"
+            .into(),
+        "imd_decile" => area("imd_decile"),
+        "practice" => "coalesce(p.registered_gp, 'not registered')".into(),
+        "pcn" => "CASE WHEN p.registered_gp IS NULL THEN 'not registered' \
+                  ELSE coalesce(g.pcn_code, 'no PCN') END"
+            .into(),
+        "lsoa" => area("lsoa_code"),
+        "local_authority" => area("local_authority_code"),
+        _ => return None,
+    })
+}
+
+/// The members of `cohort` on `as_at`, with their groups by `cuts`, as SQL.
+fn grouped(compiled: &Compiled, cuts: &[&str], as_at: NaiveDate) -> Result<String, ProductError> {
+    let mut groups = Vec::new();
+    for (i, c) in cuts.iter().enumerate() {
+        let sql = cut_sql(c, as_at).ok_or_else(|| ProductError::Param {
+            name: "cut".into(),
+            message: format!(
+                "no cut {c:?}; the cuts are {}",
+                CUTS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            ),
+        })?;
+        groups.push(format!("{sql} AS g{i}"));
+    }
+    let outcomes: String = (1..=compiled.outcomes.len())
+        .map(|i| format!(", m.outcome_{i}"))
+        .collect();
+    Ok(format!(
+        "SELECT m.patient_id{outcomes}, {groups} \
+         FROM ({members}) m \
+         JOIN patient p ON p.person_id = m.patient_id \
+         LEFT JOIN patient_area a ON a.patient_id = m.patient_id \
+         LEFT JOIN general_practice g ON g.practice_code = p.registered_gp \
+         LEFT JOIN ethnic_category_code e ON e.code = upper(trim(p.ethnic_category_code))",
+        groups = groups.join(", "),
+        members = compiled.sql,
+    ))
+}
+
+fn as_at(params: &Params) -> NaiveDate {
+    params
+        .text("as_at")
+        .and_then(|t| NaiveDate::parse_from_str(&t, "%Y-%m-%d").ok())
+        .unwrap_or_else(|| Utc::now().date_naive())
+}
+
+fn compile(cohort: &Cohort, as_at: NaiveDate) -> Result<Compiled, ProductError> {
+    fdp_cohort::compile(cohort, Some(as_at), &inputs()).map_err(|e| ProductError::Failed(e.to_string()))
+}
+
+/// Which outcome (1-based) `name` is, the first where none is named.
+fn outcome_index(compiled: &Compiled, cohort: &Cohort, name: Option<String>) -> Result<usize, ProductError> {
+    if compiled.outcomes.is_empty() {
+        return Err(ProductError::Param {
+            name: "cohort".into(),
+            message: format!("{} measures no outcome, so it has no uptake", cohort.name),
+        });
+    }
+    match name {
+        None => Ok(1),
+        Some(n) => compiled
+            .outcomes
+            .iter()
+            .position(|o| *o == n)
+            .map(|i| i + 1)
+            .ok_or_else(|| ProductError::Param {
+                name: "outcome".into(),
+                message: format!("{} measures {}", cohort.name, compiled.outcomes.join(", ")),
+            }),
+    }
+}
+
+/// Count people and those with the outcome in each group of `cuts`, and
+/// the whole cohort's; then assess each group against it.
+async fn uptake_by(
+    session: &GovernedSession,
+    compiled: &Compiled,
+    outcome: usize,
+    cuts: &[&str],
+    as_at: NaiveDate,
+) -> Result<(u64, u64, Vec<GroupUptake>), ProductError> {
+    let inner = grouped(compiled, cuts, as_at)?;
+    let keys: Vec<String> = (0..cuts.len()).map(|i| format!("g{i}")).collect();
+    let sql = format!(
+        "SELECT {keys}, count(*) AS people, \
+                count(*) FILTER (WHERE outcome_{outcome}) AS with_outcome \
+         FROM ({inner}) x GROUP BY {keys}",
+        keys = keys.join(", "),
+    );
+    let total_sql = format!(
+        "SELECT count(*) AS people, count(*) FILTER (WHERE outcome_{outcome}) AS with_outcome FROM ({})",
+        compiled.sql
+    );
+    let total = session.query(&total_sql).await?;
+    let totals = total.rows_json().map_err(|e| ProductError::Failed(e.to_string()))?;
+    let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64);
+    let first = totals.as_array().and_then(|r| r.first()).cloned().unwrap_or(Value::Null);
+    // Under disclosure control a whole cohort too small to show is itself
+    // suppressed: no area rate, so no group is assessed.
+    let (area_people, area_with) = (num(&first, "people").unwrap_or(0), num(&first, "with_outcome").unwrap_or(0));
+    let result = session.query(&sql).await?;
+    let rows = result.rows_json().map_err(|e| ProductError::Failed(e.to_string()))?;
+    let cut_name = cuts.join(" × ");
+    let groups = rows.as_array().into_iter().flatten().filter_map(|r| {
+        let people = num(r, "people")?;
+        let with = num(r, "with_outcome")?;
+        let group = keys
+            .iter()
+            .map(|k| match r.get(k) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => "not known".to_string(),
+                Some(other) => other.to_string(),
+            })
+            .collect();
+        Some((cut_name.clone(), group, people, with.min(people)))
+    });
+    Ok((area_people, area_with, uptake::assess(groups, area_with, area_people)))
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
+}
+
+fn uptake_rows(groups: &[GroupUptake]) -> Vec<Vec<Value>> {
+    groups
+        .iter()
+        .map(|g| {
+            vec![
+                json!(g.cut),
+                json!(g.group.join(" × ")),
+                json!(g.people),
+                json!(g.with_outcome),
+                json!(round(g.uptake * 100.0, 1)),
+                json!(round(g.low95 * 100.0, 1)),
+                json!(round(g.high95 * 100.0, 1)),
+                json!(round(g.gap_points, 1)),
+                json!(g.to_close_gap),
+                json!(g.flagged),
+            ]
+        })
+        .collect()
+}
+
+fn uptake_columns() -> Vec<crate::platform::OutputColumn> {
+    let counted = || Source::count("patient");
+    let derived = || Source::derived(&[("patient", "person_id")]);
+    vec![
+        column("cut", "Cut", derived()),
+        column("group", "Group", derived()),
+        column("people", "People in the cohort", counted()),
+        column("with_outcome", "With the outcome", counted()),
+        column("uptake_percent", "Uptake %", derived()),
+        column("low95", "95% CI low", derived()),
+        column("high95", "95% CI high", derived()),
+        column("gap_points", "Gap to the area (points)", derived()),
+        column("to_close_gap", "People to close the gap", derived()),
+        column("flagged", "Below the area (99.8%)", derived()),
+    ]
+}
+
+fn text_param(name: &str, required: bool, description: &str) -> ParamSpec {
+    ParamSpec {
+        name: name.into(),
+        kind: ParamKind::Text,
+        required,
+        description: description.into(),
+    }
+}
+
+fn as_at_param() -> ParamSpec {
+    ParamSpec {
+        name: "as_at".into(),
+        kind: ParamKind::Date,
+        required: false,
+        description: "The reference date the cohort is taken on (default today)".into(),
+    }
+}
+
+/// The product.
+#[derive(Default)]
+pub struct PopulationHealth;
+
+#[async_trait::async_trait]
+impl Product for PopulationHealth {
+    fn manifest(&self) -> Manifest {
+        let cohort = || {
+            text_param(
+                "cohort",
+                true,
+                "A cohort: qof-diabetes-register, diabetes-foot-check-overdue, diabetes-care-processes, flu-2026-27, mmr-24-months, mmr-5-years",
+            )
+        };
+        Manifest {
+            id: ID.into(),
+            title: "Population health and vaccination".into(),
+            version: "1.0.0".into(),
+            priority: Priority::PopulationHealth,
+            description: "Cohorts as data (the QOF diabetes register, the eight care processes, flu 2026/27, MMR at 24 months and 5 years): their size and uptake by age, sex, ethnic group, deprivation, practice, network, LSOA and local authority, the groups falling behind, and invitation lists for direct care".into(),
+            publisher: None,
+            purposes: vec![Purpose::DirectCare, Purpose::Operations, Purpose::Planning],
+            reads: vec![
+                Reads::new(
+                    "patient",
+                    &[
+                        "person_id", "date_of_birth", "sex", "registered_gp", "date_of_death",
+                        "ethnic_category_code", "nhs_number", "title", "first_name", "surname",
+                        "address_line_1", "address_line_2", "address_city", "postcode",
+                    ],
+                ),
+                Reads::new("patient_diagnosis", &["patient_id", "diagnosis_snomed_ct_code", "diagnosis_start_date"]),
+                Reads::new("observation", &["patient_id", "code", "effective_timestamp", "status"]),
+                Reads::new("vaccination", &["patient_id", "vaccination_procedure_code", "vaccine_code", "occurrence_timestamp", "status"]),
+                Reads::optional("patient_area", &["patient_id", "area_status", "imd_decile", "lsoa_code", "local_authority_code"]),
+                Reads::optional("general_practice", &["practice_code", "pcn_code"]),
+                Reads::optional("ethnic_category_code", &["code", "display"]),
+            ],
+            views: vec![
+                ViewSpec {
+                    name: "uptake".into(),
+                    title: "Uptake by group".into(),
+                    description: "A cohort's outcome (vaccinated, a care process) by one cut or a pair (cut = imd_decile, or imd_decile,practice), each group with its 95% interval, its gap to the whole cohort and the people it would take to close it; groups below at 99.8% flagged first".into(),
+                    params: vec![
+                        cohort(),
+                        text_param("outcome", false, "The outcome measured (default the cohort's first)"),
+                        ParamSpec {
+                            name: "cut".into(),
+                            kind: ParamKind::TextList,
+                            required: true,
+                            description: "One cut, or two for their pairs: age_band, sex, ethnic_group, imd_decile, practice, pcn, lsoa, local_authority".into(),
+                        },
+                        as_at_param(),
+                    ],
+                    input: Input::Tables,
+                    chart: Some(Chart::bars("group", "uptake_percent")),
+                    as_of: None,
+                    needs: vec![],
+                },
+                ViewSpec {
+                    name: "low-uptake".into(),
+                    title: "Groups falling behind".into(),
+                    description: "Every group of every cut and pair of cuts whose uptake is below the whole cohort's at 99.8%, ranked by the people it would take to close the gap: a ranking of low-uptake areas and groups without a map".into(),
+                    params: vec![
+                        cohort(),
+                        text_param("outcome", false, "The outcome measured (default the cohort's first)"),
+                        as_at_param(),
+                    ],
+                    input: Input::Tables,
+                    chart: Some(Chart::bars("group", "to_close_gap")),
+                    as_of: None,
+                    needs: vec![],
+                },
+                ViewSpec {
+                    name: "size".into(),
+                    title: "Cohort size".into(),
+                    description: "People in a cohort on a date, by one cut".into(),
+                    params: vec![cohort(), text_param("cut", true, "The cut"), as_at_param()],
+                    input: Input::Tables,
+                    chart: Some(Chart::bars("group", "people")),
+                    as_of: None,
+                    needs: vec![],
+                },
+                ViewSpec {
+                    name: "size-over-time".into(),
+                    title: "Cohort size over time".into(),
+                    description: "People in a cohort at the end of each of the last twelve months".into(),
+                    params: vec![cohort(), as_at_param()],
+                    input: Input::Tables,
+                    chart: Some(Chart::lines("month_end", &["people"])),
+                    as_of: None,
+                    needs: vec![],
+                },
+                ViewSpec {
+                    name: "invitations".into(),
+                    title: "Invitation list".into(),
+                    description: "For direct care only: the patients of a cohort without its outcome (not yet vaccinated, no foot check), for their own practice to invite, as a mail-merge list. Every list is audited with its patients. A patient who has opted out of the national data opt-out is still invited: the opt-out is about secondary use, and this is care".into(),
+                    params: vec![
+                        cohort(),
+                        text_param("outcome", false, "List those without this outcome (default the cohort's first; none for a cohort with no outcome: every member)"),
+                        text_param("practice", false, "Only this practice's patients (ODS code)"),
+                        as_at_param(),
+                    ],
+                    input: Input::Tables,
+                    chart: None,
+                    as_of: None,
+                    needs: vec![],
+                },
+            ],
+            actions: Vec::new(),
+            offers: Offers::default(),
+        }
+    }
+
+    async fn view(
+        &self,
+        view: &str,
+        session: &GovernedSession,
+        params: &Params,
+    ) -> Result<Answer, ProductError> {
+        let day = as_at(params);
+        let cohort = cohort(&params.text("cohort").unwrap_or_default())?;
+        let compiled = compile(&cohort, day)?;
+        match view {
+            "uptake" => {
+                let cuts = params.list("cut");
+                if cuts.is_empty() || cuts.len() > 2 {
+                    return Err(ProductError::Param {
+                        name: "cut".into(),
+                        message: "give one cut, or two for their pairs".into(),
+                    });
+                }
+                let outcome = outcome_index(&compiled, &cohort, params.text("outcome"))?;
+                let cuts: Vec<&str> = cuts.iter().map(String::as_str).collect();
+                let (_, _, groups) = uptake_by(session, &compiled, outcome, &cuts, day).await?;
+                Ok(answer(uptake_columns(), uptake_rows(&groups), session))
+            }
+            "low-uptake" => {
+                let outcome = outcome_index(&compiled, &cohort, params.text("outcome"))?;
+                let mut all = Vec::new();
+                let names: Vec<&str> = CUTS.iter().map(|(n, _)| *n).collect();
+                for (i, a) in names.iter().enumerate() {
+                    all.extend(uptake_by(session, &compiled, outcome, &[a], day).await?.2);
+                    for b in &names[i + 1..] {
+                        all.extend(uptake_by(session, &compiled, outcome, &[a, b], day).await?.2);
+                    }
+                }
+                all.retain(|g| g.flagged);
+                all.sort_by(|a, b| b.to_close_gap.cmp(&a.to_close_gap).then(a.cut.cmp(&b.cut)));
+                Ok(answer(uptake_columns(), uptake_rows(&all), session))
+            }
+            "size" => {
+                let cut = params.text("cut").unwrap_or_default();
+                let inner = grouped(&compiled, &[cut.as_str()], day)?;
+                let result = session
+                    .query(&format!(
+                        "SELECT g0 AS \"group\", count(*) AS people FROM ({inner}) x GROUP BY g0 ORDER BY g0"
+                    ))
+                    .await?;
+                Answer::from_query(
+                    &result,
+                    vec![
+                        column("group", "Group", Source::derived(&[("patient", "person_id")])),
+                        column("people", "People", Source::count("patient")),
+                    ],
+                )
+            }
+            "size-over-time" => {
+                let mut rows = Vec::new();
+                let mut disclosure = None;
+                for back in (0..12).rev() {
+                    let end = month_end(day, back);
+                    let c = compile(&cohort, end)?;
+                    let r = session
+                        .query(&format!("SELECT count(*) AS people FROM ({}) m", c.sql))
+                        .await?;
+                    disclosure = r.disclosure.as_ref().map(|d| d.summary()).or(disclosure);
+                    let json = r.rows_json().map_err(|e| ProductError::Failed(e.to_string()))?;
+                    let people = json
+                        .as_array()
+                        .and_then(|a| a.first())
+                        .and_then(|v| v.get("people").cloned())
+                        .unwrap_or(Value::Null);
+                    rows.push(vec![json!(end.to_string()), people]);
+                }
+                Ok(Answer {
+                    columns: vec![
+                        column("month_end", "Month end", Source::derived(&[("patient", "person_id")])),
+                        column("people", "People", Source::count("patient")),
+                    ],
+                    rows,
+                    disclosure,
+                    patients: Vec::new(),
+                })
+            }
+            "invitations" => {
+                if session.purpose() != Purpose::DirectCare {
+                    let why = format!(
+                        "an invitation list names patients for their care, so it is for direct care only, not {}",
+                        session.purpose()
+                    );
+                    session.refused("population-health invitations", &why)?;
+                    return Err(ProductError::Forbidden(why));
+                }
+                let without = if compiled.outcomes.is_empty() {
+                    String::new()
+                } else {
+                    let i = outcome_index(&compiled, &cohort, params.text("outcome"))?;
+                    format!("WHERE NOT m.outcome_{i}")
+                };
+                let practice = match params.text("practice") {
+                    Some(p) => format!(
+                        " {} p.registered_gp = '{}'",
+                        if without.is_empty() { "WHERE" } else { "AND" },
+                        p.replace('\'', "''")
+                    ),
+                    None => String::new(),
+                };
+                let reason = format!("{}: {}", cohort.title, match params.text("outcome") {
+                    Some(o) => format!("not yet {o}"),
+                    None => compiled.outcomes.first().map(|o| format!("not yet {o}")).unwrap_or_default(),
+                });
+                let result = session
+                    .query(&format!(
+                        "SELECT p.registered_gp AS practice, p.nhs_number, p.title, p.first_name, p.surname, \
+                                p.address_line_1, p.address_line_2, p.address_city, p.postcode, \
+                                {reason} AS reason \
+                         FROM ({members}) m JOIN patient p ON p.person_id = m.patient_id {without}{practice} \
+                         ORDER BY p.registered_gp, p.surname, p.first_name",
+                        reason = fdp_cohort_quote(&reason),
+                        members = compiled.sql,
+                    ))
+                    .await?;
+                let c = |name: &str, title: &str| column(name, title, Source::column("patient", name));
+                Answer::from_query(
+                    &result,
+                    vec![
+                        column("practice", "Practice", Source::column("patient", "registered_gp")),
+                        c("nhs_number", "NHS number"),
+                        c("title", "Title"),
+                        c("first_name", "First name"),
+                        c("surname", "Surname"),
+                        c("address_line_1", "Address line 1"),
+                        c("address_line_2", "Address line 2"),
+                        c("address_city", "Town"),
+                        c("postcode", "Postcode"),
+                        column("reason", "Why invited", Source::derived(&[("patient", "person_id")])),
+                    ],
+                )
+            }
+            other => Err(self.no_view(other)),
+        }
+    }
+}
+
+fn answer(columns: Vec<crate::platform::OutputColumn>, rows: Vec<Vec<Value>>, session: &GovernedSession) -> Answer {
+    Answer {
+        columns,
+        rows,
+        disclosure: session
+            .purpose()
+            .is_secondary()
+            .then(|| "counts under disclosure control before the intervals were computed".to_string()),
+        patients: Vec::new(),
+    }
+}
+
+/// The last day of the month `back` months before `day`'s.
+fn month_end(day: NaiveDate, back: u32) -> NaiveDate {
+    let first = day.with_day(1).expect("the first exists");
+    let first = first
+        .checked_sub_months(chrono::Months::new(back))
+        .unwrap_or(first);
+    first
+        .checked_add_months(chrono::Months::new(1))
+        .and_then(|d| d.pred_opt())
+        .unwrap_or(first)
+}
+
+fn fdp_cohort_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
