@@ -319,6 +319,20 @@ impl Governance {
             .await
             .map_err(|e| GovernError::Source(e.to_string()))?;
         let versions = register_raw(&ctx, raw)?;
+        Ok(self.own_session(
+            component,
+            ctx,
+            versions,
+            BTreeSet::new(),
+            "raw tables only, for the instance's own bookkeeping".into(),
+            false,
+        ))
+    }
+
+    /// The request the instance's own processing is made under: its
+    /// component as the principal, acting for this organisation, under
+    /// `operations`, in the role `instance`.
+    fn own_request(&self, component: &str) -> SessionRequest {
         let principal = Principal {
             name: format!("instance:{component}"),
             roles: Vec::new(),
@@ -326,12 +340,27 @@ impl Governance {
         };
         let mut req = SessionRequest::new(principal, Purpose::Operations, "instance");
         req.role = Some("instance".into());
-        Ok(GovernedSession {
+        req
+    }
+
+    /// A session of the instance's own processing over the tables already
+    /// registered in `ctx`: no policy shapes them, so nothing is filtered,
+    /// masked or put under disclosure control.
+    fn own_session(
+        &self,
+        component: &str,
+        ctx: datafusion::prelude::SessionContext,
+        versions: TableVersions,
+        objects: BTreeSet<String>,
+        decision: String,
+        audit_each_query: bool,
+    ) -> GovernedSession {
+        GovernedSession {
             ctx,
-            req,
+            req: self.own_request(component),
             role: "instance".into(),
-            decisions: vec!["raw tables only, for the instance's own bookkeeping".into()],
-            objects_granted: BTreeSet::new(),
+            decisions: vec![decision],
+            objects_granted: objects.clone(),
             versions,
             disclosure: None,
             patient_keys: PatientKeys::new(),
@@ -339,10 +368,10 @@ impl Governance {
             masks: self.masks.clone(),
             audit: self.audit.clone(),
             policy_digest: self.policy.digest.clone(),
-            audit_each_query: false,
+            audit_each_query,
             extracts: BTreeMap::new(),
-            covered: crate::policy::Objects::Only(BTreeSet::new()),
-        })
+            covered: crate::policy::Objects::Only(objects),
+        }
     }
 
     /// A derivation the instance makes for itself from canonical tables (a
@@ -365,13 +394,6 @@ impl Governance {
             .canonical_tables(&access, &ctx, AsOf::Latest)
             .await
             .map_err(|e| GovernError::Source(e.to_string()))?;
-        let principal = Principal {
-            name: format!("instance:{component}"),
-            roles: Vec::new(),
-            organisation: Some(self.organisation.clone()),
-        };
-        let mut req = SessionRequest::new(principal, Purpose::Operations, "instance");
-        req.role = Some("instance".into());
         let mut versions = TableVersions::new();
         let mut covered = BTreeSet::new();
         for name in objects {
@@ -394,31 +416,19 @@ impl Governance {
                 }
             }
         }
-        let mut entry = AuditEntry::for_request(&req, &format!("open derivation {component}"));
+        let mut entry = AuditEntry::for_request(
+            &self.own_request(component),
+            &format!("open derivation {component}"),
+        );
         entry.objects = covered.iter().cloned().collect();
         entry.policy = Some(self.policy.digest.clone());
         entry.outcome = "opened".into();
         self.audit.append(entry)?;
-        Ok(GovernedSession {
-            ctx,
-            req,
-            role: "instance".into(),
-            decisions: vec![format!(
-                "the instance's own derivation {component}: {} whole",
-                covered.iter().cloned().collect::<Vec<_>>().join(", ")
-            )],
-            objects_granted: covered.clone(),
-            versions,
-            disclosure: None,
-            patient_keys: PatientKeys::new(),
-            row_sources: HashMap::new(),
-            masks: self.masks.clone(),
-            audit: self.audit.clone(),
-            policy_digest: self.policy.digest.clone(),
-            audit_each_query: true,
-            extracts: BTreeMap::new(),
-            covered: crate::policy::Objects::Only(covered),
-        })
+        let decision = format!(
+            "the instance's own derivation {component}: {} whole",
+            covered.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+        Ok(self.own_session(component, ctx, versions, covered, decision, true))
     }
 
     /// Audit `why` as the outcome of `entry` and answer it as the error.

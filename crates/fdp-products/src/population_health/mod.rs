@@ -18,7 +18,8 @@ use fdp_govern::{GovernedSession, Purpose};
 use serde_json::{json, Value};
 
 use crate::platform::{
-    column, Answer, Chart, Input, Manifest, Offers, ParamKind, ParamSpec, Params, Priority,
+    column, Answer, Chart, Input, Manifest, Offers, ParamKind, ParamSpec, ParamValue, Params,
+    Priority,
     Product, ProductError, Reads, Source, ViewSpec,
 };
 
@@ -42,28 +43,34 @@ shipped!(
     "mmr-5-years.toml",
 );
 
-/// A built-in cohort by name.
-pub fn cohort(name: &str) -> Result<Cohort, ProductError> {
-    for (_, text) in COHORTS {
-        let c = Cohort::from_toml(text).map_err(|e| ProductError::Failed(e.to_string()))?;
-        if c.name == name {
-            return Ok(c);
-        }
-    }
-    Err(ProductError::Param {
-        name: "cohort".into(),
-        message: format!(
-            "no cohort {name:?}; the cohorts are {}",
-            cohort_names().join(", ")
-        ),
-    })
+/// The built-in cohorts, read once (the flu cohort's value sets alone are
+/// 16,000 lines), or why one of them cannot be.
+fn shipped() -> Result<&'static [Cohort], ProductError> {
+    static SHIPPED: std::sync::OnceLock<Result<Vec<Cohort>, String>> = std::sync::OnceLock::new();
+    SHIPPED
+        .get_or_init(|| {
+            COHORTS
+                .iter()
+                .map(|(file, text)| Cohort::from_toml(text).map_err(|e| format!("{file}: {e}")))
+                .collect()
+        })
+        .as_deref()
+        .map_err(|e| ProductError::Failed(e.clone()))
 }
 
-fn cohort_names() -> Vec<String> {
-    COHORTS
-        .iter()
-        .filter_map(|(_, t)| Cohort::from_toml(t).ok().map(|c| c.name))
-        .collect()
+/// A built-in cohort by name.
+pub fn cohort(name: &str) -> Result<Cohort, ProductError> {
+    let all = shipped()?;
+    all.iter()
+        .find(|c| c.name == name)
+        .cloned()
+        .ok_or_else(|| ProductError::Param {
+            name: "cohort".into(),
+            message: format!(
+                "no cohort {name:?}; the cohorts are {}",
+                all.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        })
 }
 
 /// People and their coded records, as SQL over the governed tables.
@@ -521,9 +528,9 @@ impl Product for PopulationHealth {
                 };
                 let practice = match params.text("practice") {
                     Some(p) => format!(
-                        " {} p.registered_gp = '{}'",
+                        " {} p.registered_gp = {}",
                         if without.is_empty() { "WHERE" } else { "AND" },
-                        p.replace('\'', "''")
+                        ParamValue::Text(p).sql_literal()
                     ),
                     None => String::new(),
                 };
@@ -538,7 +545,7 @@ impl Product for PopulationHealth {
                                 {reason} AS reason \
                          FROM ({members}) m JOIN patient p ON p.person_id = m.patient_id {without}{practice} \
                          ORDER BY p.registered_gp, p.surname, p.first_name",
-                        reason = fdp_cohort_quote(&reason),
+                        reason = ParamValue::Text(reason).sql_literal(),
                         members = compiled.sql,
                     ))
                     .await?;
@@ -586,8 +593,4 @@ fn month_end(day: NaiveDate, back: u32) -> NaiveDate {
         .checked_add_months(chrono::Months::new(1))
         .and_then(|d| d.pred_opt())
         .unwrap_or(first)
-}
-
-fn fdp_cohort_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
