@@ -476,27 +476,26 @@ impl Tables {
     }
 }
 
-/// A ten-digit NHS number valid by modulus 11, unique per id.
+/// A ten-digit NHS number valid by modulus 11, a different one for each
+/// id below 50 million.
 fn nhs_number(id: u64) -> String {
-    // The 9xx range is not issued to patients; step through it and skip
-    // the numbers whose check digit would be 10.
-    let mut base = 900_000_000 + (id * 11 / 10) % 100_000_000;
-    loop {
-        let digits: Vec<u32> = format!("{base:09}")
-            .bytes()
-            .map(|b| (b - b'0') as u32)
-            .collect();
-        let sum: u32 = digits
-            .iter()
-            .enumerate()
-            .map(|(i, d)| d * (10 - i as u32))
-            .sum();
-        let check = (11 - sum % 11) % 11;
-        if check != 10 {
-            return format!("{base:09}{check}");
-        }
-        base += 1;
-    }
+    // The 9xx range is not issued to patients. Each id has the even number
+    // `2 × id` into it, or the odd one after when the even one's check digit
+    // would be 10: the last digit then goes up by one without a carry, which
+    // moves the weighted sum by 2 and so the check digit off 10.
+    let even = 900_000_000 + (id % 50_000_000) * 2;
+    [even, even + 1]
+        .into_iter()
+        .find_map(|base| {
+            let sum: u64 = format!("{base:09}")
+                .bytes()
+                .enumerate()
+                .map(|(i, b)| u64::from(b - b'0') * (10 - i as u64))
+                .sum();
+            let check = (11 - sum % 11) % 11;
+            (check != 10).then(|| format!("{base:09}{check}"))
+        })
+        .expect("one of two neighbours has a check digit")
 }
 
 /// What was written.
@@ -594,4 +593,19 @@ pub async fn write(
         tables::append_parallel(t, batches, &lineage, "openfdp-synth-population").await?;
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nhs_number;
+
+    #[test]
+    fn nhs_numbers_are_valid_and_never_repeat() {
+        let mut seen = std::collections::BTreeSet::new();
+        for id in 0..200_000 {
+            let n = nhs_number(id);
+            assert!(fdp_model::identifiers::parse_nhs_number(&n).is_ok(), "{n}");
+            assert!(seen.insert(n.clone()), "{n} twice");
+        }
+    }
 }

@@ -241,7 +241,66 @@ fn cohort_counts_equal_an_independent_implementation() {
             .as_u64()
             .unwrap()
     );
-    assert!(col(&list, "nhs_number")
+    let numbers: Vec<&str> = col(&list, "nhs_number")
         .iter()
-        .all(|v| v.as_str().is_some_and(|s| s.len() == 10)));
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(numbers.iter().all(|s| s.len() == 10));
+
+    // Every one of them opts out of the national data opt-out: planning no
+    // longer counts them, while their practices still invite them.
+    let overdue = |by: &str, purpose: &str| {
+        let out = icb
+            .view(
+                by,
+                purpose,
+                "size",
+                &[
+                    ("cohort", "diabetes-foot-check-overdue"),
+                    ("cut", "sex"),
+                    ("as_at", AS_AT),
+                ],
+            )
+            .unwrap();
+        sum(&out, "people")
+    };
+    assert!(overdue("analyst", "planning") > 0);
+    std::fs::write(icb.data.join("opt-out.txt"), numbers.join("\n")).unwrap();
+    assert_eq!(overdue("analyst", "planning"), 0);
+    let register = |purpose: &str, by: &str| {
+        let out = icb
+            .view(
+                by,
+                purpose,
+                "size",
+                &[
+                    ("cohort", "qof-diabetes-register"),
+                    ("cut", "sex"),
+                    ("as_at", AS_AT),
+                ],
+            )
+            .unwrap();
+        sum(&out, "people")
+    };
+    let on_register = expected["qof-diabetes-register"]["members"]
+        .as_u64()
+        .unwrap();
+    let left = on_register - numbers.len() as u64;
+    let planned = register("planning", "analyst");
+    assert!(
+        planned.abs_diff(left) <= 5,
+        "the register under planning is {planned}; {left} have not opted out"
+    );
+    let again = icb
+        .view(
+            "gp",
+            "direct-care",
+            "invitations",
+            &[("cohort", "diabetes-foot-check-overdue"), ("as_at", AS_AT)],
+        )
+        .unwrap();
+    assert_eq!(
+        again["rows"], list["rows"],
+        "direct care ignores the opt-out"
+    );
 }

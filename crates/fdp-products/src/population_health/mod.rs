@@ -146,6 +146,7 @@ fn cut_sql(cut: &str, as_at: NaiveDate) -> Option<String> {
         "local_authority" => area("local_authority_code"),
         _ => return None,
     })
+    .map(|sql| format!("coalesce({sql}, 'not known')"))
 }
 
 /// The members of `cohort` on `as_at`, with their groups by `cuts`, as SQL.
@@ -209,49 +210,67 @@ fn outcome_index(compiled: &Compiled, cohort: &Cohort, name: Option<String>) -> 
     }
 }
 
-/// Count people and those with the outcome in each group of `cuts`, and
-/// the whole cohort's; then assess each group against it.
+/// Count people and those with the outcome in each group of each of
+/// `sets` (each a list of indexes into `cuts`), and in the whole cohort,
+/// in one query: the members are found once however many groupings are
+/// asked for, and under disclosure control the totals and every grouping
+/// are one result, so secondary suppression sees them together. Then each
+/// group is assessed against the whole cohort.
 async fn uptake_by(
     session: &GovernedSession,
     compiled: &Compiled,
     outcome: usize,
     cuts: &[&str],
+    sets: &[Vec<usize>],
     as_at: NaiveDate,
 ) -> Result<(u64, u64, Vec<GroupUptake>), ProductError> {
     let inner = grouped(compiled, cuts, as_at)?;
     let keys: Vec<String> = (0..cuts.len()).map(|i| format!("g{i}")).collect();
+    let mut grouping = vec!["()".to_string()];
+    grouping.extend(sets.iter().map(|set| {
+        let k: Vec<&str> = set.iter().map(|&i| keys[i].as_str()).collect();
+        format!("({})", k.join(", "))
+    }));
     let sql = format!(
         "SELECT {keys}, count(*) AS people, \
                 count(*) FILTER (WHERE outcome_{outcome}) AS with_outcome \
-         FROM ({inner}) x GROUP BY {keys}",
+         FROM ({inner}) x GROUP BY GROUPING SETS ({grouping})",
         keys = keys.join(", "),
+        grouping = grouping.join(", "),
     );
-    let total_sql = format!(
-        "SELECT count(*) AS people, count(*) FILTER (WHERE outcome_{outcome}) AS with_outcome FROM ({})",
-        compiled.sql
-    );
-    let total = session.query(&total_sql).await?;
-    let totals = total.rows_json().map_err(|e| ProductError::Failed(e.to_string()))?;
-    let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64);
-    let first = totals.as_array().and_then(|r| r.first()).cloned().unwrap_or(Value::Null);
-    // Under disclosure control a whole cohort too small to show is itself
-    // suppressed: no area rate, so no group is assessed.
-    let (area_people, area_with) = (num(&first, "people").unwrap_or(0), num(&first, "with_outcome").unwrap_or(0));
     let result = session.query(&sql).await?;
     let rows = result.rows_json().map_err(|e| ProductError::Failed(e.to_string()))?;
-    let cut_name = cuts.join(" × ");
-    let groups = rows.as_array().into_iter().flatten().filter_map(|r| {
+    let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64);
+    // Every cut's value is a text that is never null (an unknown is its
+    // own group), so a null key is a dimension its grouping set left out.
+    let key_of = |r: &Value| -> Vec<Option<String>> {
+        keys.iter()
+            .map(|k| match r.get(k) {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Null) | None => None,
+                Some(other) => Some(other.to_string()),
+            })
+            .collect()
+    };
+    let rows: Vec<&Value> = rows.as_array().into_iter().flatten().collect();
+    // Under disclosure control a whole cohort too small to show is itself
+    // suppressed: no area rate, so no group is assessed.
+    let (area_people, area_with) = rows
+        .iter()
+        .find(|r| key_of(r).iter().all(Option::is_none))
+        .map(|r| (num(r, "people").unwrap_or(0), num(r, "with_outcome").unwrap_or(0)))
+        .unwrap_or((0, 0));
+    let groups = rows.iter().filter_map(|r| {
+        let key = key_of(r);
+        let present: Vec<usize> = (0..keys.len()).filter(|&i| key[i].is_some()).collect();
+        if present.is_empty() {
+            return None;
+        }
         let people = num(r, "people")?;
         let with = num(r, "with_outcome")?;
-        let group = keys
-            .iter()
-            .map(|k| match r.get(k) {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Null) | None => "not known".to_string(),
-                Some(other) => other.to_string(),
-            })
-            .collect();
-        Some((cut_name.clone(), group, people, with.min(people)))
+        let cut = present.iter().map(|&i| cuts[i]).collect::<Vec<_>>().join(" × ");
+        let group = present.iter().filter_map(|&i| key[i].clone()).collect();
+        Some((cut, group, people, with.min(people)))
     });
     Ok((area_people, area_with, uptake::assess(groups, area_with, area_people)))
 }
@@ -450,19 +469,18 @@ impl Product for PopulationHealth {
                 }
                 let outcome = outcome_index(&compiled, &cohort, params.text("outcome"))?;
                 let cuts: Vec<&str> = cuts.iter().map(String::as_str).collect();
-                let (_, _, groups) = uptake_by(session, &compiled, outcome, &cuts, day).await?;
+                let set = (0..cuts.len()).collect();
+                let (_, _, groups) = uptake_by(session, &compiled, outcome, &cuts, &[set], day).await?;
                 Ok(answer(uptake_columns(), uptake_rows(&groups), session))
             }
             "low-uptake" => {
                 let outcome = outcome_index(&compiled, &cohort, params.text("outcome"))?;
-                let mut all = Vec::new();
                 let names: Vec<&str> = CUTS.iter().map(|(n, _)| *n).collect();
-                for (i, a) in names.iter().enumerate() {
-                    all.extend(uptake_by(session, &compiled, outcome, &[a], day).await?.2);
-                    for b in &names[i + 1..] {
-                        all.extend(uptake_by(session, &compiled, outcome, &[a, b], day).await?.2);
-                    }
+                let mut sets: Vec<Vec<usize>> = (0..names.len()).map(|i| vec![i]).collect();
+                for i in 0..names.len() {
+                    sets.extend((i + 1..names.len()).map(|j| vec![i, j]));
                 }
+                let (_, _, mut all) = uptake_by(session, &compiled, outcome, &names, &sets, day).await?;
                 all.retain(|g| g.flagged);
                 all.sort_by(|a, b| b.to_close_gap.cmp(&a.to_close_gap).then(a.cut.cmp(&b.cut)));
                 Ok(answer(uptake_columns(), uptake_rows(&all), session))
