@@ -170,7 +170,7 @@ impl PopulationSpec {
     /// A population of `people` on `reference_date` with the default gaps
     /// for these areas: flu among people recorded Pakistani or Bangladeshi
     /// (0.6 of the usual), at the fourth practice (0.7) and in the
-    /// most-deprived decile (0.85); MMR1 at the second practice (0.8); foot
+    /// most-deprived decile (0.85); MMR1 at the second practice (0.6); foot
     /// examinations at the third practice (0.55).
     pub fn with_default_gaps(inputs: &AreaInputs, people: u64, reference_date: NaiveDate) -> Self {
         let practice = |i: usize| {
@@ -204,7 +204,7 @@ impl PopulationSpec {
             PlantedGap {
                 programme: Programme::Mmr1,
                 group: GapGroup::Practice(practice(1)),
-                factor: 0.8,
+                factor: 0.6,
             },
             PlantedGap {
                 programme: Programme::FootExamination,

@@ -43,6 +43,10 @@ pub enum BenchCommand {
     Schedule(crate::bench_schedule::ScheduleArgs),
     /// The theatre planner on a synthetic trust's own list beside booking by hand, and a re-plan after a surgeon's week of leave
     Plan(crate::bench_plan::PlanArgs),
+    /// Low uptake on a synthetic ICB of a million people under planning: the planted gaps flagged, and groups without a gap flagged no more than chance
+    Uptake(crate::bench_population::UptakeArgs),
+    /// A cohort of 10 million people by IMD decile and practice, governed under planning, beside DuckDB
+    Cohort(crate::bench_population::CohortArgs),
 }
 
 #[derive(Args, Clone)]
@@ -100,6 +104,8 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Flood(args) => crate::bench_flood::run(args).await,
         BenchCommand::Schedule(args) => crate::bench_schedule::run(args),
         BenchCommand::Plan(args) => crate::bench_plan::run(args).await,
+        BenchCommand::Uptake(args) => crate::bench_population::uptake(args).await,
+        BenchCommand::Cohort(args) => crate::bench_population::cohort(args).await,
     }
 }
 

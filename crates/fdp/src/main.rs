@@ -12,6 +12,7 @@ mod bench_fhir;
 mod bench_flood;
 mod bench_governed;
 mod bench_plan;
+mod bench_population;
 mod bench_schedule;
 mod bench_year;
 mod demo;

@@ -35,7 +35,7 @@ pub enum ReferenceCommand {
     Mappings,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub struct AreaArgs {
     /// The edition of the English Indices of Deprivation: IoD2025 (2021
     /// LSOAs) or IoD2019 (2011 LSOAs, reached through the ONS lookup)

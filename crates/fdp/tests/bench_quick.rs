@@ -169,3 +169,24 @@ fn plan_quick() {
     // stops with an error where a proposal does).
     assert!(out.contains("bookings moved"), "{out}");
 }
+
+#[test]
+fn uptake_quick() {
+    let out = bench(&["uptake"]);
+    // The bench fails by itself where a planted gap the population can
+    // show is missed, or too many groups without a gap are flagged.
+    assert!(out.contains("planted ethnic_group"), "{out}");
+    assert!(out.contains("groups with no gap"), "{out}");
+    assert!(
+        out.contains("every planted gap the population can show was flagged"),
+        "{out}"
+    );
+}
+
+#[test]
+fn cohort_quick() {
+    let out = bench(&["cohort"]);
+    assert!(out.contains("OpenFDP:"), "{out}");
+    assert!(out.contains("DuckDB"), "the peer runs beside it: {out}");
+    assert!(out.contains("the answers agree"), "{out}");
+}

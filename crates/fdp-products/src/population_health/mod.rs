@@ -177,6 +177,38 @@ fn grouped(compiled: &Compiled, cuts: &[&str], as_at: NaiveDate) -> Result<Strin
     ))
 }
 
+/// The SQL of the `size` view: the members of `cohort` on `as_at` counted
+/// by one cut (`group`) or a pair (`group`, `and`). Public so that a
+/// benchmark can run the very same text in another engine.
+pub fn size_sql(cohort: &Cohort, cuts: &[&str], as_at: NaiveDate) -> Result<String, ProductError> {
+    if cuts.is_empty() || cuts.len() > 2 {
+        return Err(ProductError::Param {
+            name: "cut".into(),
+            message: "give one cut, or two for their pairs".into(),
+        });
+    }
+    let compiled = compile(cohort, as_at)?;
+    let inner = grouped(&compiled, cuts, as_at)?;
+    let (keys, named) = if cuts.len() == 2 {
+        ("g0, g1", "g0 AS \"group\", g1 AS \"and\"")
+    } else {
+        ("g0", "g0 AS \"group\"")
+    };
+    Ok(format!(
+        "SELECT {named}, count(*) AS people FROM ({inner}) x GROUP BY {keys} ORDER BY {keys}"
+    ))
+}
+
+/// Each member of `cohort` on `as_at` with their outcomes (`outcome_1`,
+/// ...) and their group in every cut (`g0` ... in the order of [`CUTS`]),
+/// as SQL over the tables the product reads. For checking the product's
+/// figures against a truth it never sees.
+pub fn members_by_every_cut(cohort: &Cohort, as_at: NaiveDate) -> Result<(String, Vec<String>), ProductError> {
+    let compiled = compile(cohort, as_at)?;
+    let cuts: Vec<&str> = CUTS.iter().map(|(n, _)| *n).collect();
+    Ok((grouped(&compiled, &cuts, as_at)?, compiled.outcomes))
+}
+
 fn as_at(params: &Params) -> NaiveDate {
     params
         .text("as_at")
@@ -411,8 +443,17 @@ impl Product for PopulationHealth {
                 ViewSpec {
                     name: "size".into(),
                     title: "Cohort size".into(),
-                    description: "People in a cohort on a date, by one cut".into(),
-                    params: vec![cohort(), text_param("cut", true, "The cut"), as_at_param()],
+                    description: "People in a cohort on a date, by one cut or a pair".into(),
+                    params: vec![
+                        cohort(),
+                        ParamSpec {
+                            name: "cut".into(),
+                            kind: ParamKind::TextList,
+                            required: true,
+                            description: "One cut, or two for their pairs: age_band, sex, ethnic_group, imd_decile, practice, pcn, lsoa, local_authority".into(),
+                        },
+                        as_at_param(),
+                    ],
                     input: Input::Tables,
                     chart: Some(Chart::bars("group", "people")),
                     as_of: None,
@@ -486,20 +527,15 @@ impl Product for PopulationHealth {
                 Ok(answer(uptake_columns(), uptake_rows(&all), session))
             }
             "size" => {
-                let cut = params.text("cut").unwrap_or_default();
-                let inner = grouped(&compiled, &[cut.as_str()], day)?;
-                let result = session
-                    .query(&format!(
-                        "SELECT g0 AS \"group\", count(*) AS people FROM ({inner}) x GROUP BY g0 ORDER BY g0"
-                    ))
-                    .await?;
-                Answer::from_query(
-                    &result,
-                    vec![
-                        column("group", "Group", Source::derived(&[("patient", "person_id")])),
-                        column("people", "People", Source::count("patient")),
-                    ],
-                )
+                let cuts = params.list("cut");
+                let cuts: Vec<&str> = cuts.iter().map(String::as_str).collect();
+                let result = session.query(&size_sql(&cohort, &cuts, day)?).await?;
+                let mut columns = vec![column("group", "Group", Source::derived(&[("patient", "person_id")]))];
+                if cuts.len() == 2 {
+                    columns.push(column("and", "And", Source::derived(&[("patient", "person_id")])));
+                }
+                columns.push(column("people", "People", Source::count("patient")));
+                Answer::from_query(&result, columns)
             }
             "size-over-time" => {
                 let mut rows = Vec::new();
