@@ -26,13 +26,54 @@ pub struct Inputs {
     pub events: String,
 }
 
+/// The date a cohort is taken on: a day, or a parameter of the query
+/// (`:as_at`) that a date is written into when it is asked, so that one
+/// approved federated question serves every date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReferenceDate {
+    On(NaiveDate),
+    /// A parameter's name, without the colon.
+    Parameter(String),
+}
+
+impl ReferenceDate {
+    /// The date as SQL.
+    pub fn sql(&self) -> String {
+        match self {
+            ReferenceDate::On(d) => date(*d),
+            ReferenceDate::Parameter(name) => format!("CAST(:{name} AS DATE)"),
+        }
+    }
+
+    /// The date `span` before it as SQL, or `None` where there is no such
+    /// day. Months back from a month's end that the earlier month lacks
+    /// land on its last day, in SQL as in [`Span::before`].
+    pub fn back_sql(&self, span: Span) -> Option<String> {
+        match self {
+            ReferenceDate::On(d) => span.before(*d).map(date),
+            ReferenceDate::Parameter(_) => {
+                Some(format!("({} - INTERVAL '{}')", self.sql(), span.interval()))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ReferenceDate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReferenceDate::On(d) => write!(f, "{d}"),
+            ReferenceDate::Parameter(name) => write!(f, ":{name}"),
+        }
+    }
+}
+
 /// A cohort ready to run.
 #[derive(Debug, Clone)]
 pub struct Compiled {
     /// Gives `patient_id`, one row per member, then a boolean column per
     /// outcome (`outcome_1`, ...) in the order of [`Compiled::outcomes`].
     pub sql: String,
-    pub reference_date: NaiveDate,
+    pub reference_date: ReferenceDate,
     /// The outcomes' names.
     pub outcomes: Vec<String>,
 }
@@ -43,10 +84,19 @@ pub fn compile(
     reference_date: Option<NaiveDate>,
     inputs: &Inputs,
 ) -> Result<Compiled, CohortError> {
-    cohort.check()?;
     let day = reference_date
         .or(cohort.reference_date)
         .ok_or_else(|| CohortError::NoReferenceDate(cohort.name.clone()))?;
+    compile_at(cohort, &ReferenceDate::On(day), inputs)
+}
+
+/// Compile `cohort` on a day or on a date parameter.
+pub fn compile_at(
+    cohort: &Cohort,
+    day: &ReferenceDate,
+    inputs: &Inputs,
+) -> Result<Compiled, CohortError> {
+    cohort.check()?;
     let mut b = Builder {
         cohort,
         day,
@@ -78,7 +128,7 @@ pub fn compile(
                 .map(move |code| format!("({}, {})", quote(name), quote(code.trim())))
         })
         .collect();
-    let ref_lit = date(day);
+    let ref_lit = day.sql();
     let mut sql = format!(
         "WITH people AS (\n  SELECT p.patient_id, p.date_of_birth, p.sex\n  FROM ({people}) p\n  WHERE {population}(p.date_of_death IS NULL OR p.date_of_death > {ref_lit})\n)",
         people = inputs.people,
@@ -114,7 +164,7 @@ pub fn compile(
     }
     Ok(Compiled {
         sql,
-        reference_date: day,
+        reference_date: day.clone(),
         outcomes: cohort
             .outcomes
             .iter()
@@ -125,7 +175,7 @@ pub fn compile(
 
 struct Builder<'a> {
     cohort: &'a Cohort,
-    day: NaiveDate,
+    day: &'a ReferenceDate,
     /// Per-patient aggregate expressions over `recorded`.
     aggregates: Vec<String>,
     needs_birth: bool,
@@ -144,7 +194,7 @@ impl Builder<'_> {
     fn since(&self, c: &Criterion) -> Result<String, CohortError> {
         let mut out = String::new();
         if let Some(span) = c.within {
-            out.push_str(&format!(" AND event_date > {}", date(self.back(span, c)?)));
+            out.push_str(&format!(" AND event_date > {}", self.back(span, c)?));
         }
         if let Some(d) = c.on_or_after {
             out.push_str(&format!(" AND event_date >= {}", date(d)));
@@ -152,8 +202,8 @@ impl Builder<'_> {
         Ok(out)
     }
 
-    fn back(&self, span: Span, c: &Criterion) -> Result<NaiveDate, CohortError> {
-        span.before(self.day).ok_or_else(|| CohortError::Invalid {
+    fn back(&self, span: Span, c: &Criterion) -> Result<String, CohortError> {
+        self.day.back_sql(span).ok_or_else(|| CohortError::Invalid {
             cohort: self.cohort.name.clone(),
             problems: vec![format!(
                 "{}: {span} before {} is not a date",
@@ -203,15 +253,18 @@ impl Builder<'_> {
             });
         }
         if let Some(age) = &c.age {
-            let on = age.on.unwrap_or(self.day);
+            let on = age
+                .on
+                .map(ReferenceDate::On)
+                .unwrap_or_else(|| self.day.clone());
             let mut parts = Vec::new();
             if let Some(lo) = age.at_least {
-                let born_by = lo.before(on).ok_or_else(|| self.not_a_date(c, lo, on))?;
-                parts.push(format!("people.date_of_birth <= {}", date(born_by)));
+                let born_by = on.back_sql(lo).ok_or_else(|| self.not_a_date(c, lo, &on))?;
+                parts.push(format!("people.date_of_birth <= {born_by}"));
             }
             if let Some(hi) = age.under {
-                let born_after = hi.before(on).ok_or_else(|| self.not_a_date(c, hi, on))?;
-                parts.push(format!("people.date_of_birth > {}", date(born_after)));
+                let born_after = on.back_sql(hi).ok_or_else(|| self.not_a_date(c, hi, &on))?;
+                parts.push(format!("people.date_of_birth > {born_after}"));
             }
             return Ok(format!("coalesce({}, false)", parts.join(" AND ")));
         }
@@ -234,7 +287,7 @@ impl Builder<'_> {
         Ok(format!("({})", out.join(join)))
     }
 
-    fn not_a_date(&self, c: &Criterion, span: Span, on: NaiveDate) -> CohortError {
+    fn not_a_date(&self, c: &Criterion, span: Span, on: &ReferenceDate) -> CohortError {
         CohortError::Invalid {
             cohort: self.cohort.name.clone(),
             problems: vec![format!("{}: {span} before {on} is not a date", c.label())],

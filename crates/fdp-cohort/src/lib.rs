@@ -45,7 +45,7 @@ pub mod compile;
 pub mod definition;
 pub mod uptake;
 
-pub use compile::{compile, Compiled, Inputs};
+pub use compile::{compile, compile_at, Compiled, Inputs, ReferenceDate};
 pub use definition::{AgeRule, Cohort, Criterion, Population, Span, ValueSet};
 
 /// What is wrong with a definition, named so its author can fix it.

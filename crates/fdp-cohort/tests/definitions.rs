@@ -3,7 +3,7 @@
 //! refused by name.
 
 use chrono::NaiveDate;
-use fdp_cohort::{atlas, compile, Cohort, CohortError, Inputs, Span};
+use fdp_cohort::{atlas, compile, compile_at, Cohort, CohortError, Inputs, ReferenceDate, Span};
 
 fn inputs() -> Inputs {
     Inputs {
@@ -82,6 +82,40 @@ fn a_register_compiles_to_one_pass_with_its_dates() {
     // Another date moves every window with it.
     let later = compile(&c, NaiveDate::from_ymd_opt(2028, 3, 31), &inputs()).unwrap();
     assert!(later.sql.contains("DATE '2011-03-31'"));
+}
+
+#[test]
+fn a_reference_date_can_be_a_parameter_of_the_query() {
+    // One approved question for every date: each window is written from
+    // the parameter, and no day of the definition's own is left in.
+    let c = Cohort::from_toml(REGISTER).unwrap();
+    let day = ReferenceDate::Parameter("as_at".into());
+    let sql = compile_at(&c, &day, &inputs()).unwrap().sql;
+    assert!(
+        sql.contains("people.date_of_birth <= (CAST(:as_at AS DATE) - INTERVAL '204 months')"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("event_date > (CAST(:as_at AS DATE) - INTERVAL '12 months')"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("WHERE e.event_date <= CAST(:as_at AS DATE)"),
+        "{sql}"
+    );
+    assert!(!sql.contains("DATE '"), "{sql}");
+    // An age on a date the definition fixes stays that date's.
+    let fixed = REGISTER.replace(
+        "age = { at_least = \"17 years\" }",
+        "age = { at_least = \"65 years\", on = \"2027-03-31\" }",
+    );
+    let sql = compile_at(&Cohort::from_toml(&fixed).unwrap(), &day, &inputs())
+        .unwrap()
+        .sql;
+    assert!(
+        sql.contains("people.date_of_birth <= DATE '1962-03-31'"),
+        "{sql}"
+    );
 }
 
 #[test]

@@ -885,6 +885,18 @@ pub trait Product: Send + Sync {
         })
     }
 
+    /// Combine the members' answers to `question`, one this product
+    /// offers, into one answer for the asker (sums, and the rates and
+    /// intervals of the sums), or `None` where the members' rows are best
+    /// left side by side.
+    fn combine(
+        &self,
+        _question: &str,
+        _answers: &[MemberRows],
+    ) -> Option<Result<Answer, ProductError>> {
+        None
+    }
+
     #[doc(hidden)]
     fn no_view(&self, view: &str) -> ProductError {
         ProductError::UnknownView {
@@ -892,6 +904,16 @@ pub trait Product: Send + Sync {
             view: shorten(view),
         }
     }
+}
+
+/// One member's answer to a federated question: its rows, each an object
+/// of the question's columns, as they left the member (after its
+/// disclosure control: a suppressed count is null).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberRows {
+    /// The member's ODS code.
+    pub member: String,
+    pub rows: Vec<Value>,
 }
 
 /// The live census as a product may see it: the census at one moment and

@@ -93,6 +93,10 @@ pub struct CohortArgs {
     /// Skip the DuckDB comparison
     #[arg(long)]
     pub no_duckdb: bool,
+    /// Also print the SQL, and its plan as the engine ran it under
+    /// planning with what each step measured, to see where the time goes
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// An ICB's instance: its data directory, its configuration (with an
@@ -188,6 +192,19 @@ async fn icb(args: &IcbArgs, people: u64) -> Result<Icb> {
 }
 
 impl Icb {
+    /// A governed session of `by` for `purpose`.
+    async fn session(&self, by: &str, purpose: Purpose) -> Result<fdp_govern::GovernedSession> {
+        let config = crate::instance::InstanceConfig::for_data_dir(&self.data, Some(&self.config))?;
+        let governance = config.governance(&self.data)?;
+        let tables = fdp_store::StoredTables::new(&self.data);
+        Ok(governance
+            .session(
+                &tables,
+                SessionRequest::new(config.local_principal(by), purpose, "bench"),
+            )
+            .await?)
+    }
+
     /// A view of the population-health product in a governed session.
     async fn view(
         &self,
@@ -196,15 +213,7 @@ impl Icb {
         view: &str,
         params: &[(&str, &str)],
     ) -> Result<fdp_products::platform::Output> {
-        let config = crate::instance::InstanceConfig::for_data_dir(&self.data, Some(&self.config))?;
-        let governance = config.governance(&self.data)?;
-        let tables = fdp_store::StoredTables::new(&self.data);
-        let session = governance
-            .session(
-                &tables,
-                SessionRequest::new(config.local_principal(by), purpose, "bench"),
-            )
-            .await?;
+        let session = self.session(by, purpose).await?;
         let given = params
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -629,6 +638,12 @@ pub async fn cohort(args: CohortArgs) -> Result<()> {
     let cohort = population_health::cohort("diabetes-foot-check-overdue")?;
     let cuts = ["imd_decile", "practice"];
     let sql = population_health::size_sql(&cohort, &cuts, AS_AT.parse()?)?;
+    if args.profile {
+        println!("  the SQL:\n{sql}");
+        let session = icb.session("analyst", Purpose::Planning).await?;
+        let (_, plan) = session.profile(&sql).await?;
+        println!("  its plan as run under planning:\n{plan}");
+    }
     let mut ours = Vec::new();
     let mut answer = None;
     for _ in 0..runs {

@@ -159,6 +159,7 @@ pub async fn run_async(cmd: PeerCommand) -> Result<()> {
                 .await
                 .map_err(anyhow::Error::msg)?;
             let combined = fdp_federation::questions::combine(&answers);
+            let summed = combined_by_product(&data_dir, &governance, &q.name, &answers)?;
             let count = |s: &str| answers.iter().filter(|a| a.status == s).count();
             eprintln!(
                 "{} v{}: {} answered, {} declined, {} unreachable, {} refused",
@@ -176,6 +177,7 @@ pub async fn run_async(cmd: PeerCommand) -> Result<()> {
                     "version": q.version,
                     "members": answers,
                     "rows": combined,
+                    "combined": summed,
                 }))?
             );
             Ok(())
@@ -314,6 +316,51 @@ pub fn run(cmd: PeerCommand) -> Result<()> {
             println!("# {} ({})", id.ods, id.role);
             print!("{}", id.cert_pem());
             Ok(())
+        }
+    }
+}
+
+/// The members' answers combined by the product that offers the question
+/// (sums, and rates and intervals of the sums), where it combines them:
+/// its columns' names and its rows.
+fn combined_by_product(
+    data_dir: &std::path::Path,
+    governance: &fdp_govern::Governance,
+    question: &str,
+    answers: &[fdp_federation::questions::MemberAnswer],
+) -> Result<Option<serde_json::Value>> {
+    let catalogue = fdp_products::installed::Catalogue::new(
+        fdp_products::platform::Registry::builtin(),
+        data_dir,
+        std::sync::Arc::new(governance.policy().clone()),
+    );
+    let registry = catalogue.registry();
+    let Some(product) = registry
+        .manifests()
+        .into_iter()
+        .find(|m| m.offers.questions.iter().any(|q| q.name == question))
+        .and_then(|m| registry.get(&m.id).cloned())
+    else {
+        return Ok(None);
+    };
+    let rows: Vec<fdp_products::platform::MemberRows> = answers
+        .iter()
+        .filter_map(|a| {
+            Some(fdp_products::platform::MemberRows {
+                member: a.member.clone(),
+                rows: a.answer.as_ref()?["rows"].as_array()?.clone(),
+            })
+        })
+        .collect();
+    match product.combine(question, &rows) {
+        None => Ok(None),
+        Some(answer) => {
+            let answer = answer.with_context(|| format!("combining the answers to {question}"))?;
+            Ok(Some(serde_json::json!({
+                "columns": answer.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+                "rows": answer.rows,
+                "disclosure": answer.disclosure,
+            })))
         }
     }
 }

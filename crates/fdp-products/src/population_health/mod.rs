@@ -13,14 +13,13 @@
 
 use chrono::{Datelike, NaiveDate, Utc};
 use fdp_cohort::uptake::{self, GroupUptake};
-use fdp_cohort::{Cohort, Compiled, Inputs};
+use fdp_cohort::{Cohort, Compiled, Inputs, ReferenceDate, Span};
 use fdp_govern::{GovernedSession, Purpose};
 use serde_json::{json, Value};
 
 use crate::platform::{
-    column, Answer, Chart, Input, Manifest, Offers, ParamKind, ParamSpec, ParamValue, Params,
-    Priority,
-    Product, ProductError, Reads, Source, ViewSpec,
+    column, Answer, Chart, Input, Manifest, MemberRows, Offers, ParamKind, ParamSpec, ParamValue,
+    Params, Priority, Product, ProductError, QuestionSpec, Reads, Source, ViewSpec,
 };
 
 const ID: &str = "population-health";
@@ -107,7 +106,7 @@ pub const CUTS: &[(&str, &str)] = &[
     ("local_authority", "Local authority"),
 ];
 
-fn cut_sql(cut: &str, as_at: NaiveDate) -> Option<String> {
+fn cut_sql(cut: &str, day: &ReferenceDate) -> Option<String> {
     let area = |col: &str| {
         format!(
             "CASE WHEN a.patient_id IS NULL THEN 'not derived yet' \
@@ -121,11 +120,9 @@ fn cut_sql(cut: &str, as_at: NaiveDate) -> Option<String> {
             // when the date is a month's last day.
             let mut arms = Vec::new();
             for low in (10..=90).step_by(10) {
-                let born_after = as_at
-                    .checked_sub_months(chrono::Months::new(low * 12))
-                    .unwrap_or(as_at);
+                let born_after = day.back_sql(Span::Months(low * 12))?;
                 let band = format!("{}-{}", low - 10, low - 1);
-                arms.push(format!("WHEN CAST(p.date_of_birth AS DATE) > DATE '{born_after}' THEN '{band}'"));
+                arms.push(format!("WHEN CAST(p.date_of_birth AS DATE) > {born_after} THEN '{band}'"));
             }
             format!(
                 "CASE WHEN p.date_of_birth IS NULL THEN 'not known' {} ELSE '90+' END",
@@ -149,11 +146,11 @@ fn cut_sql(cut: &str, as_at: NaiveDate) -> Option<String> {
     .map(|sql| format!("coalesce({sql}, 'not known')"))
 }
 
-/// The members of `cohort` on `as_at`, with their groups by `cuts`, as SQL.
-fn grouped(compiled: &Compiled, cuts: &[&str], as_at: NaiveDate) -> Result<String, ProductError> {
+/// The members of a compiled cohort, with their groups by `cuts`, as SQL.
+fn grouped(compiled: &Compiled, cuts: &[&str]) -> Result<String, ProductError> {
     let mut groups = Vec::new();
     for (i, c) in cuts.iter().enumerate() {
-        let sql = cut_sql(c, as_at).ok_or_else(|| ProductError::Param {
+        let sql = cut_sql(c, &compiled.reference_date).ok_or_else(|| ProductError::Param {
             name: "cut".into(),
             message: format!(
                 "no cut {c:?}; the cuts are {}",
@@ -188,7 +185,7 @@ pub fn size_sql(cohort: &Cohort, cuts: &[&str], as_at: NaiveDate) -> Result<Stri
         });
     }
     let compiled = compile(cohort, as_at)?;
-    let inner = grouped(&compiled, cuts, as_at)?;
+    let inner = grouped(&compiled, cuts)?;
     let (keys, named) = if cuts.len() == 2 {
         ("g0, g1", "g0 AS \"group\", g1 AS \"and\"")
     } else {
@@ -206,7 +203,182 @@ pub fn size_sql(cohort: &Cohort, cuts: &[&str], as_at: NaiveDate) -> Result<Stri
 pub fn members_by_every_cut(cohort: &Cohort, as_at: NaiveDate) -> Result<(String, Vec<String>), ProductError> {
     let compiled = compile(cohort, as_at)?;
     let cuts: Vec<&str> = CUTS.iter().map(|(n, _)| *n).collect();
-    Ok((grouped(&compiled, &cuts, as_at)?, compiled.outcomes))
+    Ok((grouped(&compiled, &cuts)?, compiled.outcomes))
+}
+
+/// The parameter a federated uptake question is asked for.
+const AS_AT_PARAMETER: &str = "as_at";
+
+/// The name of the federated question on `cohort`'s uptake.
+fn question_name(cohort: &str) -> String {
+    format!("{ID}/{cohort}-uptake")
+}
+
+/// The federated questions this product offers: for each shipped cohort
+/// with outcomes, its members and each outcome's number in the whole
+/// cohort and in every group of every single cut, on a date the asker
+/// gives. One approval serves every date. Pairs of cuts are left to each
+/// member: across members their cells are mostly too small to survive
+/// disclosure control.
+fn questions() -> Result<Vec<QuestionSpec>, ProductError> {
+    let day = ReferenceDate::Parameter(AS_AT_PARAMETER.into());
+    let cuts: Vec<&str> = CUTS.iter().map(|(n, _)| *n).collect();
+    let mut out = Vec::new();
+    for cohort in shipped()?.iter().filter(|c| !c.outcomes.is_empty()) {
+        let compiled = fdp_cohort::compile_at(cohort, &day, &inputs())
+            .map_err(|e| ProductError::Failed(e.to_string()))?;
+        let inner = grouped(&compiled, &cuts)?;
+        let keys: Vec<String> = cuts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("g{i} AS {c}"))
+            .collect();
+        let outcomes: String = (1..=compiled.outcomes.len())
+            .map(|i| format!(", count(*) FILTER (WHERE outcome_{i}) AS outcome_{i}"))
+            .collect();
+        let sets: Vec<String> = (0..cuts.len()).map(|i| format!("(g{i})")).collect();
+        out.push(QuestionSpec {
+            name: question_name(&cohort.name),
+            version: 1,
+            purpose: Purpose::Planning,
+            description: format!(
+                "{}: people in the cohort and with each outcome ({}) on the date asked, in the whole cohort and by {}",
+                cohort.title,
+                compiled
+                    .outcomes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| format!("outcome_{} = {o}", i + 1))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                cuts.join(", ")
+            ),
+            parameters: [(AS_AT_PARAMETER.to_string(), "date".to_string())].into(),
+            sql: format!(
+                "SELECT {keys}, count(*) AS people{outcomes} FROM ({inner}) x GROUP BY GROUPING SETS ((), {sets})",
+                keys = keys.join(", "),
+                sets = sets.join(", "),
+            ),
+        });
+    }
+    Ok(out)
+}
+
+/// One group's sums across members.
+#[derive(Default)]
+struct Summed {
+    people: u64,
+    /// Per outcome.
+    with: Vec<u64>,
+    /// Members whose count for the group was suppressed (the sum leaves
+    /// them out).
+    suppressed: std::collections::BTreeSet<String>,
+    members: std::collections::BTreeSet<String>,
+}
+
+/// The members' answers to an uptake question summed group by group, then
+/// each outcome's uptake in each group assessed against the whole
+/// cohort's, as the `uptake` view does for one instance. A group where a
+/// member's count was suppressed says which members it leaves out.
+fn combine_uptake(cohort: &Cohort, answers: &[MemberRows]) -> Result<Answer, ProductError> {
+    let outcomes: Vec<String> = cohort
+        .outcomes
+        .iter()
+        .enumerate()
+        .map(|(i, o)| o.name.clone().unwrap_or_else(|| format!("outcome {}", i + 1)))
+        .collect();
+    let mut sums: std::collections::BTreeMap<(String, String), Summed> = Default::default();
+    for a in answers {
+        for row in &a.rows {
+            let present: Vec<(&str, String)> = CUTS
+                .iter()
+                .filter_map(|(c, _)| match row.get(*c) {
+                    Some(Value::String(v)) => Some((*c, v.clone())),
+                    Some(Value::Number(n)) => Some((*c, n.to_string())),
+                    _ => None,
+                })
+                .collect();
+            if present.len() > 1 {
+                return Err(ProductError::Failed(format!(
+                    "{} answered a row grouped by more than one cut: {row}",
+                    a.member
+                )));
+            }
+            let key = present
+                .first()
+                .map(|(c, v)| (c.to_string(), v.clone()))
+                .unwrap_or_default();
+            let sum = sums.entry(key).or_default();
+            sum.with.resize(outcomes.len(), 0);
+            sum.members.insert(a.member.clone());
+            let mut count = |name: &str| match row.get(name) {
+                Some(v) if v.is_u64() => v.as_u64(),
+                _ => {
+                    sum.suppressed.insert(a.member.clone());
+                    None
+                }
+            };
+            let people = count("people");
+            let with: Vec<Option<u64>> =
+                (1..=outcomes.len()).map(|i| count(&format!("outcome_{i}"))).collect();
+            sum.people += people.unwrap_or(0);
+            for (i, w) in with.into_iter().enumerate() {
+                sum.with[i] += w.unwrap_or(0);
+            }
+        }
+    }
+    let area = sums.remove(&(String::new(), String::new()));
+    let mut rows = Vec::new();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let (area_people, area_with) = area
+            .as_ref()
+            .map(|a| (a.people, a.with[i]))
+            .unwrap_or((0, 0));
+        let groups = sums.iter().map(|((cut, group), s)| {
+            (cut.clone(), vec![group.clone()], s.people, s.with[i].min(s.people))
+        });
+        for g in uptake::assess(groups, area_with, area_people) {
+            let s = &sums[&(g.cut.clone(), g.group[0].clone())];
+            let mut row = vec![json!(outcome)];
+            row.extend(uptake_rows(std::slice::from_ref(&g)).remove(0));
+            row.push(json!(s.members.len()));
+            row.push(json!(s.suppressed.iter().cloned().collect::<Vec<_>>().join(", ")));
+            rows.push(row);
+        }
+        if let Some(a) = &area {
+            rows.push(vec![
+                json!(outcome),
+                json!("all"),
+                json!("whole cohort"),
+                json!(a.people),
+                json!(a.with[i]),
+                json!(if a.people > 0 { round(a.with[i] as f64 * 100.0 / a.people as f64, 1) } else { 0.0 }),
+                Value::Null,
+                Value::Null,
+                json!(0.0),
+                json!(0),
+                json!(false),
+                json!(a.members.len()),
+                json!(a.suppressed.iter().cloned().collect::<Vec<_>>().join(", ")),
+            ]);
+        }
+    }
+    let mut columns = vec![column("outcome", "Outcome", Source::derived(&[("patient", "person_id")]))];
+    columns.extend(uptake_columns());
+    columns.push(column("members", "Members answering", Source::derived(&[("patient", "person_id")])));
+    columns.push(column(
+        "suppressed_at",
+        "Members whose count was suppressed (left out of the sum)",
+        Source::derived(&[("patient", "person_id")]),
+    ));
+    Ok(Answer {
+        columns,
+        rows,
+        disclosure: Some(
+            "each member's counts passed its own disclosure control before they were summed; a suppressed count is left out and named".into(),
+        ),
+        patients: Vec::new(),
+    })
 }
 
 fn as_at(params: &Params) -> NaiveDate {
@@ -254,9 +426,8 @@ async fn uptake_by(
     outcome: usize,
     cuts: &[&str],
     sets: &[Vec<usize>],
-    as_at: NaiveDate,
 ) -> Result<(u64, u64, Vec<GroupUptake>), ProductError> {
-    let inner = grouped(compiled, cuts, as_at)?;
+    let inner = grouped(compiled, cuts)?;
     let keys: Vec<String> = (0..cuts.len()).map(|i| format!("g{i}")).collect();
     let mut grouping = vec!["()".to_string()];
     grouping.extend(sets.iter().map(|set| {
@@ -486,8 +657,21 @@ impl Product for PopulationHealth {
                 },
             ],
             actions: Vec::new(),
-            offers: Offers::default(),
+            offers: Offers {
+                // The shipped cohorts are compiled in: they cannot fail
+                // here without failing every view, and the tests read them.
+                questions: questions().unwrap_or_default(),
+                messages: Vec::new(),
+            },
         }
+    }
+
+    fn combine(&self, question: &str, answers: &[MemberRows]) -> Option<Result<Answer, ProductError>> {
+        let cohort = shipped()
+            .ok()?
+            .iter()
+            .find(|c| question_name(&c.name) == question)?;
+        Some(combine_uptake(cohort, answers))
     }
 
     async fn view(
@@ -511,7 +695,7 @@ impl Product for PopulationHealth {
                 let outcome = outcome_index(&compiled, &cohort, params.text("outcome"))?;
                 let cuts: Vec<&str> = cuts.iter().map(String::as_str).collect();
                 let set = (0..cuts.len()).collect();
-                let (_, _, groups) = uptake_by(session, &compiled, outcome, &cuts, &[set], day).await?;
+                let (_, _, groups) = uptake_by(session, &compiled, outcome, &cuts, &[set]).await?;
                 Ok(answer(uptake_columns(), uptake_rows(&groups), session))
             }
             "low-uptake" => {
@@ -521,7 +705,7 @@ impl Product for PopulationHealth {
                 for i in 0..names.len() {
                     sets.extend((i + 1..names.len()).map(|j| vec![i, j]));
                 }
-                let (_, _, mut all) = uptake_by(session, &compiled, outcome, &names, &sets, day).await?;
+                let (_, _, mut all) = uptake_by(session, &compiled, outcome, &names, &sets).await?;
                 all.retain(|g| g.flagged);
                 all.sort_by(|a, b| b.to_close_gap.cmp(&a.to_close_gap).then(a.cut.cmp(&b.cut)));
                 Ok(answer(uptake_columns(), uptake_rows(&all), session))
