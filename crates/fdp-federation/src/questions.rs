@@ -691,6 +691,8 @@ pub fn answer_json(q: &Question, result: &fdp_govern::QueryResult) -> Result<Val
         "columns": result.column_names(),
         "rows": result.rows_json().map_err(|e| e.to_string())?,
         "disclosure_control": result.disclosure.as_ref().map(|d| d.summary()),
+        // How its counts were rounded, for an asker that sums them.
+        "rounded_to": result.disclosure.as_ref().map(|d| d.rounded_to),
         "tables": result.versions,
         "computed_at": Utc::now(),
     }))

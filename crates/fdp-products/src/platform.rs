@@ -914,6 +914,8 @@ pub struct MemberRows {
     /// The member's ODS code.
     pub member: String,
     pub rows: Vec<Value>,
+    /// The nearest multiple its counts were rounded to (1 or 0: exact).
+    pub rounded_to: u64,
 }
 
 /// The live census as a product may see it: the census at one moment and

@@ -346,9 +346,11 @@ fn combined_by_product(
     let rows: Vec<fdp_products::platform::MemberRows> = answers
         .iter()
         .filter_map(|a| {
+            let answer = a.answer.as_ref()?;
             Some(fdp_products::platform::MemberRows {
                 member: a.member.clone(),
-                rows: a.answer.as_ref()?["rows"].as_array()?.clone(),
+                rows: answer["rows"].as_array()?.clone(),
+                rounded_to: answer["rounded_to"].as_u64().unwrap_or(0),
             })
         })
         .collect();

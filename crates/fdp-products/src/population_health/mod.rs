@@ -328,6 +328,9 @@ fn combine_uptake(cohort: &Cohort, answers: &[MemberRows]) -> Result<Answer, Pro
         }
     }
     let area = sums.remove(&(String::new(), String::new()));
+    // Each member's rounded count may be this far from its truth, and a
+    // sum as far as all of theirs together.
+    let slack: u64 = answers.iter().map(|a| a.rounded_to / 2).sum();
     let mut rows = Vec::new();
     for (i, outcome) in outcomes.iter().enumerate() {
         let (area_people, area_with) = area
@@ -337,7 +340,7 @@ fn combine_uptake(cohort: &Cohort, answers: &[MemberRows]) -> Result<Answer, Pro
         let groups = sums.iter().map(|((cut, group), s)| {
             (cut.clone(), vec![group.clone()], s.people, s.with[i].min(s.people))
         });
-        for g in uptake::assess(groups, area_with, area_people) {
+        for g in uptake::assess(groups, area_with, area_people, slack) {
             let s = &sums[&(g.cut.clone(), g.group[0].clone())];
             let mut row = vec![json!(outcome)];
             row.extend(uptake_rows(std::slice::from_ref(&g)).remove(0));
@@ -475,7 +478,10 @@ async fn uptake_by(
         let group = present.iter().filter_map(|&i| key[i].clone()).collect();
         Some((cut, group, people, with.min(people)))
     });
-    Ok((area_people, area_with, uptake::assess(groups, area_with, area_people)))
+    // Counts rounded by disclosure control may each be this far from the
+    // truth.
+    let slack = result.disclosure.as_ref().map(|d| d.rounded_to / 2).unwrap_or(0);
+    Ok((area_people, area_with, uptake::assess(groups, area_with, area_people, slack)))
 }
 
 fn round(x: f64, places: i32) -> f64 {
