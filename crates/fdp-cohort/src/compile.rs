@@ -20,7 +20,8 @@ use crate::CohortError;
 #[derive(Debug, Clone)]
 pub struct Inputs {
     /// One row per patient: `patient_id`, `date_of_birth` (a date), `sex`,
-    /// `registered_gp` (null when not registered) and `date_of_death`.
+    /// `registered_gp` (null when not registered) and `date_of_death`, and
+    /// any other column the caller wants carried to the members.
     pub people: String,
     /// Coded records: `patient_id`, `code`, `event_date` (a date).
     pub events: String,
@@ -70,8 +71,10 @@ impl std::fmt::Display for ReferenceDate {
 /// A cohort ready to run.
 #[derive(Debug, Clone)]
 pub struct Compiled {
-    /// Gives `patient_id`, one row per member, then a boolean column per
-    /// outcome (`outcome_1`, ...) in the order of [`Compiled::outcomes`].
+    /// Gives one row per member: every column of [`Inputs::people`]
+    /// (`patient_id` first), so that what is known of each member need not
+    /// be read again, then a boolean column per outcome (`outcome_1`, ...)
+    /// in the order of [`Compiled::outcomes`].
     pub sql: String,
     pub reference_date: ReferenceDate,
     /// The outcomes' names.
@@ -130,12 +133,12 @@ pub fn compile_at(
         .collect();
     let ref_lit = day.sql();
     let mut sql = format!(
-        "WITH people AS (\n  SELECT p.patient_id, p.date_of_birth, p.sex\n  FROM ({people}) p\n  WHERE {population}(p.date_of_death IS NULL OR p.date_of_death > {ref_lit})\n)",
+        "WITH people AS (\n  SELECT p.*\n  FROM ({people}) p\n  WHERE {population}(p.date_of_death IS NULL OR p.date_of_death > {ref_lit})\n)",
         people = inputs.people,
     );
     if b.aggregates.is_empty() {
         sql.push_str(&format!(
-            "\nSELECT people.patient_id{measured} FROM people WHERE {}",
+            "\nSELECT people.*{measured} FROM people WHERE {}",
             keep.join("\n  AND ")
         ));
     } else {
@@ -148,7 +151,7 @@ pub fn compile_at(
             ",\nvalue_set AS (\n  SELECT * FROM (VALUES {values}) AS v(value_set, code)\n),\
              \nrecorded AS (\n  SELECT e.patient_id, value_set.value_set, e.event_date{birth}\n  FROM ({events}) e\n  JOIN value_set ON value_set.code = e.code{birth_join}\n  WHERE e.event_date <= {ref_lit}\n),\
              \nfolded AS (\n  SELECT patient_id,\n    {aggs}\n  FROM recorded\n  GROUP BY patient_id\n)\
-             \nSELECT people.patient_id{measured}\nFROM people LEFT JOIN folded ON folded.patient_id = people.patient_id\nWHERE {keep}",
+             \nSELECT people.*{measured}\nFROM people LEFT JOIN folded ON folded.patient_id = people.patient_id\nWHERE {keep}",
             values = values.join(", "),
             events = inputs.events,
             birth = if b.needs_birth { ", people.date_of_birth" } else { "" },

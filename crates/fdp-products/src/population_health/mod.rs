@@ -77,7 +77,7 @@ pub fn inputs() -> Inputs {
     Inputs {
         people: "SELECT person_id AS patient_id, CAST(date_of_birth AS DATE) AS date_of_birth, \
                  CASE lower(sex) WHEN 'f' THEN 'female' WHEN 'm' THEN 'male' ELSE lower(sex) END AS sex, \
-                 registered_gp, CAST(date_of_death AS DATE) AS date_of_death FROM patient"
+                 registered_gp, CAST(date_of_death AS DATE) AS date_of_death, ethnic_category_code FROM patient"
             .into(),
         events: "SELECT patient_id, diagnosis_snomed_ct_code AS code, \
                    CAST(diagnosis_start_date AS DATE) AS event_date FROM patient_diagnosis \
@@ -92,9 +92,10 @@ pub fn inputs() -> Inputs {
     }
 }
 
-/// The demographic cuts uptake is broken down by: name, title and the SQL
-/// of a member's group (over `m` members, `p` patient, `a` patient_area,
-/// `g` general_practice, `e` ethnic_category_code).
+/// The demographic cuts uptake is broken down by: name and title. Each
+/// cut's SQL (`cut_sql`) reads `p`, a member with what the cohort carries
+/// of them, and where needed `a` patient_area, `g` general_practice and
+/// `e` ethnic_category_code.
 pub const CUTS: &[(&str, &str)] = &[
     ("age_band", "Age band"),
     ("sex", "Sex"),
@@ -160,15 +161,26 @@ fn grouped(compiled: &Compiled, cuts: &[&str]) -> Result<String, ProductError> {
         groups.push(format!("{sql} AS g{i}"));
     }
     let outcomes: String = (1..=compiled.outcomes.len())
-        .map(|i| format!(", m.outcome_{i}"))
+        .map(|i| format!(", p.outcome_{i}"))
         .collect();
+    // The members carry what the cuts need of each person; the area, the
+    // practice's network and the ethnic category's name are joined only
+    // when a cut asks for them.
+    let needs = |names: &[&str]| cuts.iter().any(|c| names.contains(c));
+    let mut joins = String::new();
+    if needs(&["imd_decile", "lsoa", "local_authority"]) {
+        joins.push_str(" LEFT JOIN patient_area a ON a.patient_id = p.patient_id");
+    }
+    if needs(&["pcn"]) {
+        joins.push_str(" LEFT JOIN general_practice g ON g.practice_code = p.registered_gp");
+    }
+    if needs(&["ethnic_group"]) {
+        joins.push_str(
+            " LEFT JOIN ethnic_category_code e ON e.code = upper(trim(p.ethnic_category_code))",
+        );
+    }
     Ok(format!(
-        "SELECT m.patient_id{outcomes}, {groups} \
-         FROM ({members}) m \
-         JOIN patient p ON p.person_id = m.patient_id \
-         LEFT JOIN patient_area a ON a.patient_id = m.patient_id \
-         LEFT JOIN general_practice g ON g.practice_code = p.registered_gp \
-         LEFT JOIN ethnic_category_code e ON e.code = upper(trim(p.ethnic_category_code))",
+        "SELECT p.patient_id{outcomes}, {groups} FROM ({members}) p{joins}",
         groups = groups.join(", "),
         members = compiled.sql,
     ))
