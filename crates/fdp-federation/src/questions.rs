@@ -794,6 +794,45 @@ pub async fn ask(
     Ok(answers)
 }
 
+/// The members' answers combined by the product in `registry` that offers
+/// `question` (sums, and the rates and intervals of the sums), where it
+/// combines them: its columns' names, its rows and what it says of
+/// disclosure control. `None` where no product combines the question.
+pub fn combined_by_product(
+    registry: &fdp_products::platform::Registry,
+    question: &str,
+    answers: &[MemberAnswer],
+) -> Result<Option<Value>, String> {
+    let Some(product) = registry
+        .manifests()
+        .into_iter()
+        .find(|m| m.offers.questions.iter().any(|q| q.name == question))
+        .and_then(|m| registry.get(&m.id).cloned())
+    else {
+        return Ok(None);
+    };
+    let rows: Vec<fdp_products::platform::MemberRows> = answers
+        .iter()
+        .filter_map(|a| {
+            let answer = a.answer.as_ref()?;
+            Some(fdp_products::platform::MemberRows {
+                member: a.member.clone(),
+                rows: answer["rows"].as_array()?.clone(),
+                rounded_to: answer["rounded_to"].as_u64().unwrap_or(0),
+            })
+        })
+        .collect();
+    match product.combine(question, &rows) {
+        None => Ok(None),
+        Some(Err(e)) => Err(format!("combining the answers to {question}: {e}")),
+        Some(Ok(answer)) => Ok(Some(json!({
+            "columns": answer.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+            "rows": answer.rows,
+            "disclosure": answer.disclosure,
+        }))),
+    }
+}
+
 /// Every answering member's rows, each marked with the member it came from.
 pub fn combine(answers: &[MemberAnswer]) -> Vec<Value> {
     let mut combined = Vec::new();

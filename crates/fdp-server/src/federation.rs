@@ -173,11 +173,20 @@ pub async fn ask_question(
             Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
         };
     let rows = fdp_federation::questions::combine(&answers);
+    let combined = match fdp_federation::questions::combined_by_product(
+        &state.products.registry(),
+        &q.name,
+        &answers,
+    ) {
+        Ok(c) => c,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
     Json(json!({
         "question": q.name,
         "version": q.version,
         "members": answers,
         "rows": rows,
+        "combined": combined,
     }))
     .into_response()
 }

@@ -47,6 +47,11 @@ pub struct DemoArgs {
     /// daily operational return (a real return is daily, at 08:00)
     #[arg(long, default_value_t = 2)]
     pub return_every_minutes: u32,
+    /// The UK reference folder: on the first run each trust gets a
+    /// synthetic registered population on its areas, and the ICB can ask
+    /// the trusts for flu uptake by group (skipped where it is missing)
+    #[arg(long, default_value = "../shared/data/uk_reference")]
+    pub reference: PathBuf,
 }
 
 /// Where the simulated PAS has got to.

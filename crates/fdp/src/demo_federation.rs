@@ -234,6 +234,89 @@ fn federation_ports(count: usize) -> Result<Vec<u16>> {
     Ok(ports)
 }
 
+/// The question the ICB asks its trusts about flu uptake.
+pub const FLU_UPTAKE: &str = "population-health/flu-2026-27-uptake";
+
+/// A trust's synthetic registered population (4,000 people on Trafford's
+/// real areas, ids apart from the other trusts'), the UK reference data
+/// with every patient's area, and its IG lead's approval of the ICB's
+/// flu uptake question for any date from a year back to today. Skipped,
+/// saying so, where there is no reference folder.
+async fn population(
+    root: &Path,
+    dir: &Path,
+    config: &InstanceConfig,
+    reference: &Path,
+    trust_no: u64,
+    today: chrono::NaiveDate,
+) -> Result<()> {
+    if !reference.is_dir() {
+        println!(
+            "no UK reference folder at {}: the trusts have no registered population (give --reference)",
+            reference.display()
+        );
+        return Ok(());
+    }
+    let cohorts = root.join("cohorts");
+    std::fs::create_dir_all(&cohorts)?;
+    for (name, text) in fdp_products::population_health::COHORTS {
+        std::fs::write(cohorts.join(name), text)?;
+    }
+    crate::synth::population(crate::synth::PopulationArgs {
+        data_dir: dir.to_path_buf(),
+        people: 4_000,
+        reference: reference.to_path_buf(),
+        sub_icb: "02A".into(),
+        cohorts,
+        as_at: today,
+        seed: 7 + trust_no,
+        first_id: 1 + trust_no * 1_000_000,
+        truth: None,
+    })
+    .await?;
+    crate::reference::run(crate::reference::ReferenceCommand::Load {
+        at: crate::product::Instance {
+            data_dir: dir.to_path_buf(),
+            config: Some(dir.join("instance.toml")),
+        },
+        folder: reference.to_path_buf(),
+        areas: crate::reference::AreaArgs::default(),
+    })
+    .await?;
+    use fdp_products::platform::Product;
+    let governance = config.governance(dir)?;
+    let spec = fdp_products::population_health::PopulationHealth
+        .manifest()
+        .offers
+        .questions
+        .into_iter()
+        .find(|q| q.name == FLU_UPTAKE)
+        .context("the population-health product offers the flu uptake question")?;
+    let question =
+        fdp_federation::questions::Question::from_spec(&spec).map_err(anyhow::Error::msg)?;
+    Approvals::open(dir)
+        .approve(
+            &governance,
+            "QXA",
+            &question,
+            "demo information-governance lead",
+            "the ICB's flu uptake by group replaces the practices' monthly spreadsheets",
+            Reach {
+                ranges: [(
+                    "as_at".to_string(),
+                    ValueRange {
+                        min: "now-365d".into(),
+                        max: "now".into(),
+                    },
+                )]
+                .into(),
+                as_of_days: None,
+            },
+        )
+        .map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
 /// How far the demo's IG leads approve the daily return: its census
 /// instant, and the tables as they stood then, up to a week back.
 fn daily_return_reach() -> Reach {
@@ -317,7 +400,7 @@ async fn elective_extracts(
 
 /// Make the authority, the identities, the configurations and the
 /// approvals: once, on the first run.
-async fn set_up(root: &Path, return_every_minutes: u32, seed: u64) -> Result<()> {
+async fn set_up(root: &Path, return_every_minutes: u32, seed: u64, reference: &Path) -> Result<()> {
     let ca = FederationCa::create(&root.join("ca"), "Three Rivers demo federation")?;
     let mut free = federation_ports(MEMBERS.len())?.into_iter();
     let mappings = root.join("mappings");
@@ -380,6 +463,11 @@ async fn set_up(root: &Path, return_every_minutes: u32, seed: u64) -> Result<()>
                     )
                     .map_err(anyhow::Error::msg)?;
             }
+        }
+        if m.role == OrgRole::Trust {
+            population(root, &dir, &config, reference, trust_no - 1, today)
+                .await
+                .with_context(|| format!("giving {} its registered population", m.ods))?;
         }
         OwnCapacity::open(&dir)
             .set(None, first_offers(m))
@@ -685,7 +773,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let root = std::path::absolute(&args.data_dir)?;
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     if !root.join("ca").join("ca.pem").exists() {
-        set_up(&root, args.return_every_minutes, args.seed)
+        set_up(&root, args.return_every_minutes, args.seed, &args.reference)
             .await
             .context("setting up the demo federation")?;
     }

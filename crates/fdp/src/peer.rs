@@ -320,9 +320,8 @@ pub fn run(cmd: PeerCommand) -> Result<()> {
     }
 }
 
-/// The members' answers combined by the product that offers the question
-/// (sums, and rates and intervals of the sums), where it combines them:
-/// its columns' names and its rows.
+/// The members' answers combined by the product in use here that offers
+/// the question, where it combines them.
 fn combined_by_product(
     data_dir: &std::path::Path,
     governance: &fdp_govern::Governance,
@@ -334,37 +333,8 @@ fn combined_by_product(
         data_dir,
         std::sync::Arc::new(governance.policy().clone()),
     );
-    let registry = catalogue.registry();
-    let Some(product) = registry
-        .manifests()
-        .into_iter()
-        .find(|m| m.offers.questions.iter().any(|q| q.name == question))
-        .and_then(|m| registry.get(&m.id).cloned())
-    else {
-        return Ok(None);
-    };
-    let rows: Vec<fdp_products::platform::MemberRows> = answers
-        .iter()
-        .filter_map(|a| {
-            let answer = a.answer.as_ref()?;
-            Some(fdp_products::platform::MemberRows {
-                member: a.member.clone(),
-                rows: answer["rows"].as_array()?.clone(),
-                rounded_to: answer["rounded_to"].as_u64().unwrap_or(0),
-            })
-        })
-        .collect();
-    match product.combine(question, &rows) {
-        None => Ok(None),
-        Some(answer) => {
-            let answer = answer.with_context(|| format!("combining the answers to {question}"))?;
-            Ok(Some(serde_json::json!({
-                "columns": answer.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
-                "rows": answer.rows,
-                "disclosure": answer.disclosure,
-            })))
-        }
-    }
+    fdp_federation::questions::combined_by_product(&catalogue.registry(), question, answers)
+        .map_err(anyhow::Error::msg)
 }
 
 /// The question a product in use at this instance (built in, or installed

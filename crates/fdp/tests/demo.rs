@@ -76,6 +76,11 @@ fn start_demo(data: &std::path::Path) -> Demo {
             "40",
             "--return-every-minutes",
             "1",
+            "--reference",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/data/uk_reference"
+            ),
             "--data-dir",
         ])
         .arg(data)
@@ -92,7 +97,9 @@ fn start_demo(data: &std::path::Path) -> Demo {
     };
     let stdout = demo.child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(90);
+    // The first run sets the federation up: keys, waiting lists, and each
+    // trust's registered population with its areas.
+    let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         assert!(Instant::now() < deadline, "fdp demo printed no addresses");
         let Some(line) = lines.next() else {
@@ -187,6 +194,77 @@ fn demo_federation_reports_daily_stops_cleanly_and_resumes() {
             "{what} not in the ICB's audit"
         );
     }
+
+    // The ICB asks its three trusts for flu uptake by group, a question
+    // each trust's IG lead approved; what comes back adds up.
+    let products = d.get("QXA", "/api/products", "analyst");
+    let question = products["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["offers"]["questions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|q| q["name"] == "population-health/flu-2026-27-uptake")
+        .expect("the population-health product offers the flu uptake question");
+    let mut question = question.clone();
+    question["arguments"] =
+        serde_json::json!({ "as_at": chrono::Utc::now().date_naive().to_string() });
+    let (status, body) = http_post(
+        d.http("QXA"),
+        "/api/federation/questions",
+        d.token("QXA"),
+        &question.to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let asked: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut whole = 0;
+    for m in asked["members"].as_array().unwrap() {
+        // The care providers hold no registered population and approved
+        // nothing: they decline.
+        if m["member"].as_str().unwrap().starts_with('V') {
+            assert_eq!(m["status"], "declined", "{m}");
+            continue;
+        }
+        assert_eq!(m["status"], "answered", "{m}");
+        whole += m["answer"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["sex"].is_null() && r["practice"].is_null() && r["age_band"].is_null())
+            .and_then(|r| r["people"].as_u64())
+            .expect("each trust's whole cohort");
+    }
+    assert_eq!(
+        asked["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["status"] == "answered")
+            .count(),
+        3,
+        "{asked}"
+    );
+    let combined = &asked["combined"];
+    let at = |name: &str| {
+        combined["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|c| c == name)
+            .unwrap()
+    };
+    let all = combined["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[at("cut")] == "all")
+        .expect("the ICB's whole cohort");
+    assert_eq!(all[at("people")].as_u64(), Some(whole), "{all:?}");
+    assert!(whole > 500, "{whole}");
 
     // The census fills each trust's board, then the stream goes on.
     for trust in ["RXA", "RXB", "RXC"] {
