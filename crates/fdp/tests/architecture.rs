@@ -46,6 +46,14 @@ const ALLOWED: &[(&str, &str)] = &[
     // The elective benchmark's peer: DuckDB reading the Parquet files of
     // the tables the benchmark loaded into its own directory.
     ("fdp/src/bench_elective.rs", "duckdb_peer"),
+    // The uptake benchmark's judge: the planted truth joined to the files
+    // of the ICB the benchmark made in its own directory, so each group's
+    // expected uptake is known without the product seeing the truth.
+    ("fdp/src/bench_population.rs", "truth_context"),
+    ("fdp/src/bench_population.rs", "expected_uptake"),
+    ("fdp/src/bench_population.rs", "planted_labels"),
+    // The cohort benchmark's peer: DuckDB over the same files.
+    ("fdp/src/bench_population.rs", "duckdb_peer"),
 ];
 
 #[test]

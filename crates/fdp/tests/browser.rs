@@ -173,3 +173,126 @@ fn bed_board_shows_an_admission_within_a_second() {
     }
     server.stop();
 }
+
+/// The population-health analyst's pages in headless Chromium: after the
+/// purpose checkpoint (planning), uptake by IMD decile as a table and a bar
+/// chart with no count from 1 to 7, cohort size over time as a line chart,
+/// and the invitation list refused with its reason.
+#[test]
+fn population_health_pages_show_uptake_and_refuse_lists_under_planning() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("icb");
+    let reference = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/uk_reference"
+    );
+    fdp_ok!(
+        "synth",
+        "population",
+        "--data-dir",
+        data,
+        "--people",
+        "6000",
+        "--reference",
+        reference,
+        "--cohorts",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../cohorts"),
+        "--as-at",
+        "2026-12-31"
+    );
+    fdp_ok!("reference", "load", "--data-dir", data, reference);
+    let server = Server::start_configured(
+        &data,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        "[principal.analyst]\nroles = [\"population-health-analyst\"]\n",
+    );
+    let token = fdp_ok!("token", "create", "analyst", "--data-dir", data)
+        .trim()
+        .to_string();
+    let browser = Browser::start();
+    browser.goto(&format!("http://{}/login", server.http));
+    browser.eval(&format!(
+        "document.getElementById('token').value = {}; \
+         document.querySelector('form[action=\"/login\"]').submit(); return true",
+        serde_json::to_string(&token).unwrap()
+    ));
+    wait_until(10, "the sign-in", || {
+        browser.eval("return location.pathname") != "/login"
+    });
+    let uptake =
+        "/products/population-health/uptake?cohort=flu-2026-27&cut=imd_decile&as_at=2026-12-31";
+    browser.goto(&format!("http://{}{uptake}", server.http));
+    browser.eval(
+        "document.querySelector('input[name=purpose][value=planning]').click(); \
+         document.querySelector('form[action=\"/purpose\"]').submit(); return true",
+    );
+    wait_until(60, "uptake by decile after the checkpoint", || {
+        browser
+            .eval("return document.querySelectorAll('#product-view tbody tr').length")
+            .as_u64()
+            .is_some_and(|n| n >= 5)
+    });
+    let column = |name: &str| -> Vec<String> {
+        serde_json::from_value(browser.eval(&format!(
+            "var cols = Array.from(document.querySelectorAll('#product-view thead th')).map(h => h.dataset.column); \
+             var i = cols.indexOf({}); \
+             return Array.from(document.querySelectorAll('#product-view tbody tr')).map(r => r.cells[i].textContent)",
+            serde_json::to_string(name).unwrap()
+        )))
+        .unwrap()
+    };
+    let groups = column("group");
+    assert!(groups.iter().any(|g| g == "1"), "{groups:?}");
+    for name in ["people", "with_outcome"] {
+        for cell in column(name) {
+            if let Ok(n) = cell.trim().parse::<u64>() {
+                assert!(n == 0 || n >= 8, "a planning cell of {n} on the page");
+            }
+        }
+    }
+    // The chart: a bar for each decile shown.
+    let bars = browser.eval("return document.querySelectorAll('svg rect.bar').length");
+    assert!(
+        bars.as_u64()
+            .is_some_and(|n| n as usize >= groups.len() - 1),
+        "{bars} bars for {} groups",
+        groups.len()
+    );
+    if let Ok(dir) = std::env::var("FDP_SCREENSHOT_DIR") {
+        std::fs::write(format!("{dir}/uptake-by-decile.png"), browser.screenshot()).unwrap();
+    }
+    // Cohort size over time: a line across twelve month ends.
+    browser.goto(&format!(
+        "http://{}/products/population-health/size-over-time?cohort=qof-diabetes-register&as_at=2026-12-31",
+        server.http
+    ));
+    wait_until(60, "the register's size over time", || {
+        browser.eval("return document.querySelectorAll('#product-view tbody tr').length")
+            == serde_json::json!(12)
+    });
+    assert!(
+        browser
+            .eval("return document.querySelectorAll('svg polyline, svg path').length")
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "no line drawn"
+    );
+    // Names and addresses are for direct care: the page says so.
+    browser.goto(&format!(
+        "http://{}/products/population-health/invitations?cohort=diabetes-foot-check-overdue&as_at=2026-12-31",
+        server.http
+    ));
+    wait_until(30, "the refusal", || {
+        browser
+            .eval("return document.body.textContent")
+            .as_str()
+            .is_some_and(|t| t.contains("direct care only"))
+    });
+    assert_eq!(
+        browser.eval("return document.querySelectorAll('#product-view tbody tr').length"),
+        serde_json::json!(0)
+    );
+    server.stop();
+}

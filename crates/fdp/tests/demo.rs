@@ -234,7 +234,20 @@ fn demo_federation_reports_daily_stops_cleanly_and_resumes() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|r| r["sex"].is_null() && r["practice"].is_null() && r["age_band"].is_null())
+            .find(|r| {
+                [
+                    "age_band",
+                    "sex",
+                    "ethnic_group",
+                    "imd_decile",
+                    "practice",
+                    "pcn",
+                    "lsoa",
+                    "local_authority",
+                ]
+                .iter()
+                .all(|c| r[*c].is_null())
+            })
             .and_then(|r| r["people"].as_u64())
             .expect("each trust's whole cohort");
     }
