@@ -139,6 +139,30 @@ fn the_icbs_uptake_adds_up_to_the_trusts_own_figures() {
         "--as",
         "icb.analyst"
     );
+    // Attack: the ICB slides the date outside what the IG leads approved.
+    let outside = fdp_ok!(
+        "peer",
+        "ask",
+        "--data-dir",
+        icb,
+        "--offered",
+        QUESTION,
+        "--arg",
+        "as_at=2030-03-31",
+        "--as",
+        "icb.analyst"
+    );
+    let outside: Value = serde_json::from_str(&outside).unwrap();
+    for m in outside["members"].as_array().unwrap() {
+        assert_eq!(m["status"], "declined", "{m}");
+        assert!(m["reason"].as_str().unwrap().contains("as_at"), "{m}");
+    }
+    assert!(
+        outside["combined"]["rows"]
+            .as_array()
+            .is_none_or(|r| r.is_empty()),
+        "{outside}"
+    );
     for s in servers {
         s.stop();
     }
