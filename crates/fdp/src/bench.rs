@@ -447,3 +447,57 @@ async fn watch_bed_board(
     }
     Ok(())
 }
+
+/// Each named canonical table's live Parquet files (of every part), for a
+/// peer engine reading the same files; a table with none has an empty list.
+pub(crate) async fn live_parquet_files(
+    data: &std::path::Path,
+    tables: &[&str],
+) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let canonical = data.join("tables/canonical");
+    let mut out = std::collections::BTreeMap::new();
+    for table in tables {
+        let mut files = Vec::new();
+        for part in std::fs::read_dir(&canonical)?.flatten() {
+            let name = part.file_name().to_string_lossy().into_owned();
+            if name != *table && !name.starts_with(&format!("{table}@")) {
+                continue;
+            }
+            let delta = fdp_store::tables::open(&part.path(), None).await?;
+            for uri in delta.get_file_uris()? {
+                files.push(uri.trim_start_matches("file://").to_string());
+            }
+        }
+        files.sort();
+        out.insert(table.to_string(), files);
+    }
+    Ok(out)
+}
+
+/// Run a DuckDB peer (a Python script) with `spec` as its JSON argument:
+/// what it printed, or `None`, having said why, where it could not run.
+pub(crate) fn run_duckdb_peer(script: &str, spec: &serde_json::Value) -> Result<Option<String>> {
+    let tmp = tempfile::tempdir()?;
+    let spec_file = tmp.path().join("duckdb.json");
+    std::fs::write(&spec_file, spec.to_string())?;
+    let run = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&spec_file)
+        .output()
+        .context("running python3 for the DuckDB comparison")?;
+    if !run.status.success() {
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        println!(
+            "  DuckDB: not run ({})",
+            stderr.lines().last().unwrap_or("python3 failed")
+        );
+        return Ok(None);
+    }
+    Ok(Some(String::from_utf8_lossy(&run.stdout).into_owned()))
+}
+
+/// The median of some timings (the upper one of an even count).
+pub(crate) fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}

@@ -170,7 +170,7 @@ pub async fn elective(args: ElectiveArgs) -> Result<()> {
         println!("  the PTL's plan as run:\n{plan}");
     }
     governance.audit().checkpoint()?;
-    let ours = median(&mut ours);
+    let ours = crate::bench::median(&mut ours);
     println!(
         "  OpenFDP (governed, audited): {ours:.3} s median of {} runs",
         args.runs
@@ -201,31 +201,19 @@ pub async fn elective(args: ElectiveArgs) -> Result<()> {
             "validated_changelog": "CREATE TABLE validated_changelog (eal_id VARCHAR, removed BOOLEAN, removal_date DATE, validated VARCHAR, closed_at TIMESTAMPTZ, property_to_modify VARCHAR, new_value VARCHAR)",
         },
     });
-    let spec_file = tmp.path().join("duckdb.json");
-    std::fs::write(&spec_file, spec.to_string())?;
-    let run = std::process::Command::new("python3")
-        .args(["-c", duckdb_peer()])
-        .arg(&spec_file)
-        .output()
-        .context("running python3 for the DuckDB comparison")?;
-    if !run.status.success() {
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        println!(
-            "  DuckDB: not run ({})",
-            stderr.lines().last().unwrap_or("python3 failed")
-        );
+    let Some(stdout) = crate::bench::run_duckdb_peer(duckdb_peer(), &spec)? else {
         return Ok(());
-    }
+    };
     let mut theirs = Vec::new();
     let mut their_counts = Vec::new();
-    for line in String::from_utf8_lossy(&run.stdout).lines() {
+    for line in stdout.lines() {
         let mut fields = line.split_whitespace();
         theirs.push(fields.next().unwrap_or_default().parse::<f64>()?);
         their_counts = fields
             .map(str::parse::<usize>)
             .collect::<Result<Vec<_>, _>>()?;
     }
-    let theirs = median(&mut theirs);
+    let theirs = crate::bench::median(&mut theirs);
     println!(
         "  DuckDB {}: {theirs:.3} s median of {} runs (the same SQL over the same Parquet files)",
         crate::bench_csv::duckdb_version(),
@@ -294,38 +282,23 @@ fn score(list: &fdp_synth::ElectiveList, flags: &[BTreeSet<String>]) {
 
 /// Each canonical table's live Parquet files (of every part), for DuckDB.
 async fn parquet_files(data: &Path) -> Result<BTreeMap<String, Vec<String>>> {
-    let mut out = BTreeMap::new();
-    let canonical = data.join("tables/canonical");
-    for table in [
-        "eal_entry",
-        "pathway_activity",
-        "patient_pathway",
-        "encounter",
-        "procedure",
-    ] {
-        let mut files = Vec::new();
-        for part in std::fs::read_dir(&canonical)?.flatten() {
-            let name = part.file_name().to_string_lossy().into_owned();
-            if name != table && !name.starts_with(&format!("{table}@")) {
-                continue;
-            }
-            let delta = fdp_store::tables::open(&part.path(), None).await?;
-            for uri in delta.get_file_uris()? {
-                files.push(uri.trim_start_matches("file://").to_string());
-            }
-        }
-        files.sort();
+    let files = crate::bench::live_parquet_files(
+        data,
+        &[
+            "eal_entry",
+            "pathway_activity",
+            "patient_pathway",
+            "encounter",
+            "procedure",
+        ],
+    )
+    .await?;
+    for (table, found) in &files {
         anyhow::ensure!(
-            !files.is_empty() || table == "procedure",
+            !found.is_empty() || table == "procedure",
             "no Parquet files for {table} under {}",
-            canonical.display()
+            data.join("tables/canonical").display()
         );
-        out.insert(table.to_string(), files);
     }
-    Ok(out)
-}
-
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
+    Ok(files)
 }

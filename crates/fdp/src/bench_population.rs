@@ -256,31 +256,17 @@ impl Icb {
     }
 }
 
-/// Each table's live Parquet files, of every part.
+/// Each table the product reads: its live Parquet files, of every part.
 async fn parquet_files(data: &Path) -> Result<BTreeMap<String, Vec<String>>> {
-    let canonical = data.join("tables/canonical");
-    let mut out = BTreeMap::new();
-    for table in TABLES {
-        let mut files = Vec::new();
-        for part in std::fs::read_dir(&canonical)?.flatten() {
-            let name = part.file_name().to_string_lossy().into_owned();
-            if name != *table && !name.starts_with(&format!("{table}@")) {
-                continue;
-            }
-            let delta = fdp_store::tables::open(&part.path(), None).await?;
-            for uri in delta.get_file_uris()? {
-                files.push(uri.trim_start_matches("file://").to_string());
-            }
-        }
+    let files = crate::bench::live_parquet_files(data, TABLES).await?;
+    for (table, found) in &files {
         anyhow::ensure!(
-            !files.is_empty(),
+            !found.is_empty(),
             "no Parquet files for {table} under {}",
-            canonical.display()
+            data.join("tables/canonical").display()
         );
-        files.sort();
-        out.insert(table.to_string(), files);
     }
-    Ok(out)
+    Ok(files)
 }
 
 /// A programme whose planted gaps are looked for.
@@ -664,7 +650,7 @@ pub async fn cohort(args: CohortArgs) -> Result<()> {
         answer = Some(out);
     }
     let answer = answer.context("no run")?;
-    let ours = median(&mut ours);
+    let ours = crate::bench::median(&mut ours);
     let shown: u64 = answer
         .rows
         .iter()
@@ -679,28 +665,14 @@ pub async fn cohort(args: CohortArgs) -> Result<()> {
     if args.no_duckdb {
         return Ok(());
     }
-    let tmp = tempfile::tempdir()?;
     let spec = serde_json::json!({
         "tables": parquet_files(&icb.data).await?,
         "sql": sql,
         "runs": runs,
     });
-    let spec_file = tmp.path().join("duckdb.json");
-    std::fs::write(&spec_file, spec.to_string())?;
-    let run = std::process::Command::new("python3")
-        .args(["-c", duckdb_peer()])
-        .arg(&spec_file)
-        .output()
-        .context("running python3 for the DuckDB comparison")?;
-    if !run.status.success() {
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        println!(
-            "  DuckDB: not run ({})",
-            stderr.lines().last().unwrap_or("python3 failed")
-        );
+    let Some(stdout) = crate::bench::run_duckdb_peer(duckdb_peer(), &spec)? else {
         return Ok(());
-    }
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    };
     let mut lines: Vec<&str> = stdout.lines().collect();
     let rows: Vec<Vec<Option<String>>> =
         serde_json::from_str(lines.pop().context("DuckDB printed nothing")?)?;
@@ -708,7 +680,7 @@ pub async fn cohort(args: CohortArgs) -> Result<()> {
         .iter()
         .map(|l| l.trim().parse::<f64>())
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let theirs = median(&mut theirs);
+    let theirs = crate::bench::median(&mut theirs);
     println!(
         "  DuckDB {}: {theirs:.3} s median of {runs} runs (the same SQL over the same Parquet files, no policy)",
         crate::bench_csv::duckdb_version(),
@@ -754,9 +726,4 @@ fn check_against_duckdb(
         their.len()
     );
     Ok(())
-}
-
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }

@@ -320,6 +320,19 @@ pub fn run(cmd: PeerCommand) -> Result<()> {
     }
 }
 
+/// The products in use at this instance: built in, or installed from a
+/// folder or the marketplace.
+fn catalogue(
+    data_dir: &std::path::Path,
+    governance: &fdp_govern::Governance,
+) -> fdp_products::installed::Catalogue {
+    fdp_products::installed::Catalogue::new(
+        fdp_products::platform::Registry::builtin(),
+        data_dir,
+        std::sync::Arc::new(governance.policy().clone()),
+    )
+}
+
 /// The members' answers combined by the product in use here that offers
 /// the question, where it combines them.
 fn combined_by_product(
@@ -328,11 +341,7 @@ fn combined_by_product(
     question: &str,
     answers: &[fdp_federation::questions::MemberAnswer],
 ) -> Result<Option<serde_json::Value>> {
-    let catalogue = fdp_products::installed::Catalogue::new(
-        fdp_products::platform::Registry::builtin(),
-        data_dir,
-        std::sync::Arc::new(governance.policy().clone()),
-    );
+    let catalogue = catalogue(data_dir, governance);
     fdp_federation::questions::combined_by_product(&catalogue.registry(), question, answers)
         .map_err(anyhow::Error::msg)
 }
@@ -344,11 +353,7 @@ fn offered_question(
     governance: &fdp_govern::Governance,
     name: &str,
 ) -> Result<Question> {
-    let catalogue = fdp_products::installed::Catalogue::new(
-        fdp_products::platform::Registry::builtin(),
-        data_dir,
-        std::sync::Arc::new(governance.policy().clone()),
-    );
+    let catalogue = catalogue(data_dir, governance);
     let offered: Vec<fdp_products::platform::QuestionSpec> = catalogue
         .registry()
         .manifests()
