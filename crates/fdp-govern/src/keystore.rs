@@ -79,6 +79,12 @@ struct Memo {
 }
 
 impl PseudonymKey {
+    /// Whether `other` hashes with the same secret: keys share their memo
+    /// exactly when they do.
+    pub(crate) fn same_key(&self, other: &PseudonymKey) -> bool {
+        self.version == other.version && Arc::ptr_eq(&self.memo, &other.memo)
+    }
+
     /// The pseudonym of one identifier: `p<version>-` and 20 hex characters
     /// (80 bits) of HMAC-SHA-256. Not reversible; re-identification is a
     /// separate, audited request under direct care.

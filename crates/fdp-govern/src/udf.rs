@@ -11,8 +11,12 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Date32Array, Int32Array, StringArray, StringBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Date32Type, Int64Type};
+use datafusion::common::ScalarValue;
 use datafusion::error::Result;
-use datafusion::logical_expr::{create_udf, ColumnarValue, Expr, ScalarUDF, Volatility};
+use datafusion::logical_expr::{
+    create_udf, ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
 use datafusion::prelude::cast as cast_expr;
 
 use crate::keystore::PseudonymKey;
@@ -27,21 +31,169 @@ pub(crate) const PSEUDONYM: &str = "pseudonym";
 
 /// `p<version>-<hmac>` for every non-null value.
 pub(crate) fn pseudonym(key: PseudonymKey, arg: Expr) -> Expr {
-    let f = move |args: &[ColumnarValue]| -> Result<ColumnarValue> {
-        let a = ColumnarValue::values_to_arrays(args)?;
+    call(
+        ScalarUDF::new_from_impl(Pseudonym {
+            key,
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+        }),
+        cast_expr(arg, DataType::Utf8),
+    )
+}
+
+/// The key a pseudonym call in a plan hashes with, if `func` is one.
+pub(crate) fn pseudonym_key(func: &ScalarUDF) -> Option<&PseudonymKey> {
+    let any: &dyn std::any::Any = func.inner().as_ref();
+    any.downcast_ref::<Pseudonym>().map(|p| &p.key)
+}
+
+/// The pseudonym function under one key. Two calls are the same function
+/// only under the same key, so that a plan rewrite may treat equal ids
+/// under both as equal pseudonyms.
+#[derive(Debug)]
+struct Pseudonym {
+    key: PseudonymKey,
+    signature: Signature,
+}
+
+impl PartialEq for Pseudonym {
+    fn eq(&self, other: &Self) -> bool {
+        self.key.same_key(&other.key)
+    }
+}
+
+impl Eq for Pseudonym {}
+
+impl std::hash::Hash for Pseudonym {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key.version.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for Pseudonym {
+    fn name(&self) -> &str {
+        PSEUDONYM
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if let [ColumnarValue::Scalar(v)] = args.args.as_slice() {
+            let value = match v {
+                ScalarValue::Utf8(s) | ScalarValue::Utf8View(s) | ScalarValue::LargeUtf8(s) => {
+                    s.as_deref().map(|s| self.key.pseudonym(s))
+                }
+                _ => None,
+            };
+            return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(value)));
+        }
+        let a = ColumnarValue::values_to_arrays(&args.args)?;
         let s = a[0].as_string::<i32>();
         let mut out = StringBuilder::with_capacity(s.len(), s.len() * 24);
-        key.pseudonyms(s.iter(), |p| out.append_option(p));
+        self.key.pseudonyms(s.iter(), |p| out.append_option(p));
         Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
-    };
-    let udf = create_udf(
-        PSEUDONYM,
-        vec![DataType::Utf8],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(f),
-    );
-    call(udf, cast_expr(arg, DataType::Utf8))
+    }
+}
+
+/// What a pseudonym is made from: the value without the white space
+/// around it, as the key trims it. Equal inputs are exactly the values with
+/// equal pseudonyms, so a plan may group or join on these in place of the
+/// pseudonyms (see [`crate::late_pseudonyms`]).
+pub(crate) fn pseudonym_input(arg: Expr) -> Expr {
+    call(ScalarUDF::new_from_impl(PseudonymInput::default()), arg)
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PseudonymInput {
+    signature: Signature,
+}
+
+impl Default for PseudonymInput {
+    fn default() -> Self {
+        PseudonymInput {
+            signature: Signature::uniform(
+                1,
+                vec![DataType::Utf8, DataType::Utf8View, DataType::LargeUtf8],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+/// Whether `s` has white space at either end.
+fn untrimmed(s: &str) -> bool {
+    s.chars().next().is_some_and(char::is_whitespace)
+        || s.chars().next_back().is_some_and(char::is_whitespace)
+}
+
+impl ScalarUDFImpl for PseudonymInput {
+    fn name(&self) -> &str {
+        "pseudonym_input"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args.first().cloned().unwrap_or(DataType::Utf8))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return datafusion::common::exec_err!("pseudonym_input takes one value");
+        };
+        let array = match value {
+            ColumnarValue::Scalar(v) => {
+                return Ok(ColumnarValue::Scalar(match v {
+                    ScalarValue::Utf8(s) => {
+                        ScalarValue::Utf8(s.as_deref().map(|s| s.trim().into()))
+                    }
+                    ScalarValue::Utf8View(s) => {
+                        ScalarValue::Utf8View(s.as_deref().map(|s| s.trim().into()))
+                    }
+                    ScalarValue::LargeUtf8(s) => {
+                        ScalarValue::LargeUtf8(s.as_deref().map(|s| s.trim().into()))
+                    }
+                    v => v.clone(),
+                }))
+            }
+            ColumnarValue::Array(a) => a,
+        };
+        // Ids are almost always stored trimmed: then the column is its own
+        // input, and nothing is copied.
+        macro_rules! trimmed {
+            ($strings:expr, $array:ty) => {{
+                let strings = $strings;
+                if strings.iter().flatten().any(untrimmed) {
+                    let out: $array = strings.iter().map(|v| v.map(str::trim)).collect();
+                    Arc::new(out) as ArrayRef
+                } else {
+                    array.clone()
+                }
+            }};
+        }
+        let out = match array.data_type() {
+            DataType::Utf8 => trimmed!(array.as_string::<i32>(), StringArray),
+            DataType::LargeUtf8 => trimmed!(
+                array.as_string::<i64>(),
+                datafusion::arrow::array::LargeStringArray
+            ),
+            DataType::Utf8View => trimmed!(
+                array.as_string_view(),
+                datafusion::arrow::array::StringViewArray
+            ),
+            other => {
+                return datafusion::common::exec_err!("pseudonym_input of {other}");
+            }
+        };
+        Ok(ColumnarValue::Array(out))
+    }
 }
 
 /// The year of a date or timestamp.

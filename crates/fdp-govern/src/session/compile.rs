@@ -292,6 +292,7 @@ pub(super) fn new_context() -> SessionContext {
         .build();
     let ctx = SessionContext::new_with_state(state);
     ctx.add_optimizer_rule(Arc::new(crate::late_pseudonyms::PseudonymiseAfterAggregate));
+    ctx.add_optimizer_rule(Arc::new(crate::late_pseudonyms::PseudonymiseAfterJoin));
     ctx
 }
 
