@@ -33,6 +33,9 @@
 //!   the eight care processes, flu 2026/27, MMR), their uptake by every
 //!   demographic cut and pair with intervals, the groups falling behind,
 //!   and invitation lists for direct care.
+//! - [`vaccine_stock`]: each site's vaccine stock by dm+d product and
+//!   batch against the coming days' bookings: days of cover, doses at risk
+//!   of expiry, and wastage with its reasons.
 //! - [`declared`]: products declared as data (a folder with `product.toml`
 //!   and SQL, no Rust), checked against the model and the policy.
 
@@ -67,4 +70,5 @@ built_in! {
     theatre_sessions::TheatreSessions,
     theatre_planner::TheatrePlanner,
     population_health::PopulationHealth,
+    vaccine_stock::VaccineStock,
 }

@@ -161,6 +161,40 @@ const EXPECT: &[Expect] = &[
             "movement_date: \"2026-02-30\" is not a date in the format YYYY-MM-DD or YYYYMMDD",
         unknown_code: "movement_type: \"XFR\" is not one of the mapped values",
     },
+    Expect {
+        prefix: "vaccination_bookings_",
+        table: "appointment",
+        mappings: &["vaccination-bookings"],
+        head: 1,
+        windows_1252: false,
+        delimiter: ',',
+        field_count: "expected 8 fields, found 5",
+        impossible_date: "start_date_time: \"30/02/2026 ",
+        unknown_code: "booking_status: \"Provisional\" is not one of the mapped values",
+    },
+    Expect {
+        prefix: "vaccinations_given_",
+        table: "vaccination",
+        mappings: &["vaccinations-given"],
+        head: 1,
+        windows_1252: false,
+        delimiter: ',',
+        field_count: "expected 9 fields, found 10",
+        impossible_date: "occurrence_timestamp: \"2026-02-30 ",
+        unknown_code: "status: \"Deferred\" is not one of the mapped values",
+    },
+    Expect {
+        prefix: "vaccine_movements_",
+        table: "stock_movement",
+        mappings: &["vaccine-movements"],
+        head: 1,
+        windows_1252: false,
+        delimiter: ';',
+        field_count: "expected 9 fields, found 7",
+        impossible_date:
+            "movement_date: \"2026-02-30\" is not a date in the format YYYY-MM-DD or YYYYMMDD",
+        unknown_code: "movement_type: \"LOAN\" is not one of the mapped values",
+    },
 ];
 
 fn expect_for(name: &str) -> &'static Expect {
@@ -295,7 +329,7 @@ fn operational_extracts_load_typed_with_faulty_lines_refused_and_reloads_add_not
     let trust = Trust::generate(SEED, TrustSpec::default()).unwrap();
     let spec = ExtractSpec::default();
     let files = extracts::generate(&trust, SEED, &spec).unwrap();
-    assert_eq!(files.len(), 12);
+    assert_eq!(files.len(), 15);
     for f in &files {
         assert_eq!(
             std::fs::read(drop.join(&f.name)).unwrap(),
@@ -432,6 +466,8 @@ fn operational_extracts_load_typed_with_faulty_lines_refused_and_reloads_add_not
             "stock_movement",
             "procedure",
             "procedure_status",
+            "appointment",
+            "vaccination",
             "raw.extract_rejected",
         ]
         .iter()
@@ -440,7 +476,7 @@ fn operational_extracts_load_typed_with_faulty_lines_refused_and_reloads_add_not
     };
     let before = counts(&data);
     assert_eq!(
-        before[..9],
+        before[..11],
         [
             file("theatre_sessions_").records as i64,
             file("theatre_bookings_").records as i64,
@@ -449,9 +485,11 @@ fn operational_extracts_load_typed_with_faulty_lines_refused_and_reloads_add_not
             3 * file("capacity_tracker_").records as i64
                 + file("virtual_ward_capacity_").records as i64,
             (file("vaccine_stock_").records + file("ward_stock_").records) as i64,
-            file("supplies_transactions_").records as i64,
+            (file("supplies_transactions_").records + file("vaccine_movements_").records) as i64,
             file("theatre_case_times_").records as i64,
             file("pre_op_assessments_").records as i64,
+            file("vaccination_bookings_").records as i64,
+            file("vaccinations_given_").records as i64,
         ]
     );
     let again = fdp_ok!(
@@ -465,7 +503,7 @@ fn operational_extracts_load_typed_with_faulty_lines_refused_and_reloads_add_not
     );
     assert_eq!(
         again.matches("(same content): skipped").count(),
-        14,
+        17,
         "{again}"
     );
     assert!(!again.contains("rejected:"), "{again}");
@@ -972,7 +1010,7 @@ fn check_stock(
         sql(
             data,
             "SELECT stock_movement_id, movement_date, movement_type, item_code, quantity, unit_of_issue, site_id, \
-             location_id, cost_centre, unit_cost, total_cost, reference FROM stock_movement",
+             location_id, cost_centre, unit_cost, total_cost, reference FROM stock_movement WHERE category = 'supplies'",
         ),
         "stock_movement_id",
     );
@@ -1009,7 +1047,10 @@ fn check_stock(
         .values()
         .filter(|g| s(v(g, "movement_type")) == "adjustment")
         .all(|g| v(g, "quantity").as_i64().unwrap() < 0));
-    let summed = sql(data, "SELECT sum(total_cost) AS t FROM stock_movement")[0]["t"]
+    let summed = sql(
+        data,
+        "SELECT sum(total_cost) AS t FROM stock_movement WHERE category = 'supplies'",
+    )[0]["t"]
         .as_f64()
         .unwrap();
     assert!((summed - total).abs() < 0.01, "{summed} {total}");

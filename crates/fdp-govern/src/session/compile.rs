@@ -293,6 +293,7 @@ pub(super) fn new_context() -> SessionContext {
     let ctx = SessionContext::new_with_state(state);
     ctx.add_optimizer_rule(Arc::new(crate::late_pseudonyms::PseudonymiseAfterAggregate));
     ctx.add_optimizer_rule(Arc::new(crate::late_pseudonyms::PseudonymiseAfterJoin));
+    ctx.add_optimizer_rule(Arc::new(crate::late_pseudonyms::NullnessWithoutPseudonym));
     ctx
 }
 

@@ -14,6 +14,9 @@
 //! | `vaccine_stock_<date>.txt` | Windows-1252, CRLF, pipe-separated, dm+d codes, `yyyymmdd` expiry | pharmacy stock system |
 //! | `ward_stock_<date>.csv` | UTF-8, NHS Supply Chain codes, `dd/mm/yyyy` | ward top-up (imprest) count |
 //! | `supplies_transactions_<date>.csv` | headerless, ISO dates | inventory system: receipts, issues, returns, transfers, wastage |
+//! | `vaccination_bookings_<date>.csv` | UTF-8, `dd/mm/yyyy` dates, booked and cancelled | vaccination booking system: appointments by site and dm+d product for the days from the count |
+//! | `vaccinations_given_<date>.csv` | UTF-8, CRLF, ISO dates | point-of-care vaccination record: each dose given (or not) by batch, in the four weeks before |
+//! | `vaccine_movements_<date>.csv` | semicolon-separated, ISO dates | pharmacy stock system: vaccine deliveries and wastage with its reason |
 //!
 //! Everything is consistent with the [`Trust`]: theatres and stores sit on
 //! its sites, rosters cover its wards (a unit's site and ward code are the
@@ -32,6 +35,7 @@
 //! from the 999 range that is never issued.
 
 mod capacity;
+mod clinics;
 mod pre_op;
 mod roster;
 mod sheet;
@@ -39,6 +43,7 @@ mod stock;
 mod theatre;
 mod theatre_day;
 
+pub use clinics::{ClinicTruth, CoverTruth, WastageTruth};
 pub use theatre::HISTORY_DAYS;
 
 use chrono::{Datelike, NaiveDate};
@@ -149,10 +154,30 @@ pub fn generate(
     files.push(roster::generate(trust, spec, &mut rng(1)));
     files.push(capacity::care_homes(trust, spec, &mut rng(2)));
     files.extend(capacity::virtual_wards(trust, spec, &mut rng(3)));
-    files.push(stock::vaccines(trust, spec, &mut rng(4)));
+    let (vaccines, counted) = stock::vaccines(trust, spec, &mut rng(4));
+    files.push(vaccines);
     files.push(stock::ward_stock(trust, spec, &mut rng(5)));
     files.push(stock::transactions(trust, spec, &mut rng(6)));
+    files.extend(clinics::generate(&counted, &sites(trust), spec, &mut rng(7)).files);
     Ok(files)
+}
+
+/// The truth the vaccination clinics' files of [`generate`] plant: each
+/// site's stock against its bookings, and what it received, gave and
+/// wasted.
+pub fn clinic_truth(
+    trust: &Trust,
+    seed: u64,
+    spec: &ExtractSpec,
+) -> Result<ClinicTruth, SynthError> {
+    spec.validate()?;
+    let rng = |k: u64| -> SynthRng { rng_for(seed, stream::EXTRACTS + k) };
+    let (_, counted) = stock::vaccines(trust, spec, &mut rng(4));
+    Ok(clinics::generate(&counted, &sites(trust), spec, &mut rng(7)).truth)
+}
+
+fn sites(trust: &Trust) -> Vec<String> {
+    trust.sites.iter().map(|s| s.code.clone()).collect()
 }
 
 /// `yyyymmdd`, as file names carry the extract date.
@@ -185,7 +210,7 @@ mod tests {
     fn every_file_has_records_and_faults_of_all_three_kinds() {
         let trust = Trust::generate(5, TrustSpec::default()).unwrap();
         let files = generate(&trust, 5, &ExtractSpec::default()).unwrap();
-        assert_eq!(files.len(), 12);
+        assert_eq!(files.len(), 15);
         for f in &files {
             assert!(f.records > 0, "{}", f.name);
             let mut kinds: Vec<FaultKind> = f.faults.iter().map(|x| x.kind).collect();

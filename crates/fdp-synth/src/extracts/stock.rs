@@ -38,9 +38,33 @@ const VACCINES: &[(&str, &str, u32, &str)] = &[
     ),
 ];
 
+/// A batch of vaccine counted in a store, as the stock file lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CountedBatch {
+    pub site: String,
+    pub store: String,
+    pub item_code: &'static str,
+    pub per_vial: u32,
+    pub batch: String,
+    pub expiry: chrono::NaiveDate,
+    pub doses: u32,
+}
+
+/// The dm+d products the stock file holds: code, doses per vial.
+pub(crate) fn vaccine_products() -> impl Iterator<Item = (&'static str, u32)> {
+    VACCINES
+        .iter()
+        .map(|&(code, _, per_vial, _)| (code, per_vial))
+}
+
 /// The pharmacy system's stock on hand by store, product and batch:
-/// pipe-separated Windows-1252 with typographic apostrophes in names.
-pub(crate) fn vaccines(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) -> ExtractFile {
+/// pipe-separated Windows-1252 with typographic apostrophes in names; and
+/// the batches its good lines count.
+pub(crate) fn vaccines(
+    trust: &Trust,
+    spec: &ExtractSpec,
+    rng: &mut SynthRng,
+) -> (ExtractFile, Vec<CountedBatch>) {
     let mut sheet = Sheet::new('|', true, Encoding::Windows1252);
     sheet.header(&[
         "SITE",
@@ -77,6 +101,7 @@ pub(crate) fn vaccines(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
         }
     };
     let mut last = Vec::new();
+    let mut counted = Vec::new();
     let mut near_expiry_done = false;
     for (site, store, name) in &stores {
         for (k, &(code, description, per_vial, cost)) in VACCINES.iter().enumerate() {
@@ -93,15 +118,26 @@ pub(crate) fn vaccines(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
                     rng.random_range(20..270)
                 };
                 let expiry = spec.start + Duration::days(days);
+                let doses = per_vial * rng.random_range(1..40);
+                let batch = batch(rng);
+                counted.push(CountedBatch {
+                    site: site.to_string(),
+                    store: store.to_string(),
+                    item_code: code,
+                    per_vial,
+                    batch: batch.clone(),
+                    expiry,
+                    doses,
+                });
                 let fields = vec![
                     site.to_string(),
                     store.to_string(),
                     name.replace('\'', "’"),
                     code.to_string(),
                     description.to_string(),
-                    batch(rng),
+                    batch,
                     expiry.format("%Y%m%d").to_string(),
-                    (per_vial * rng.random_range(1..40)).to_string(),
+                    doses.to_string(),
                     per_vial.to_string(),
                     cost.to_string(),
                     date.clone(),
@@ -139,7 +175,7 @@ pub(crate) fn vaccines(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) ->
         FaultKind::UnknownCode,
         "DMD_CODE 39115611000001130, two digits swapped",
     );
-    sheet.finish(format!("vaccine_stock_{date}.txt"))
+    (sheet.finish(format!("vaccine_stock_{date}.txt")), counted)
 }
 
 /// NPC-shaped code, description, unit of issue, units in it, price per unit of issue.
