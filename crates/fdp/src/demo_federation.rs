@@ -63,7 +63,7 @@ const AUTHORED: [(&str, &str); 3] = [
 
 /// The mappings the trusts' elective and theatre extracts are loaded with,
 /// as `mappings/` holds them.
-const MAPPINGS: [(&str, &str); 8] = [
+const MAPPINGS: [(&str, &str); 12] = [
     (
         "waiting-list.toml",
         include_str!("../../../mappings/waiting-list.toml"),
@@ -95,6 +95,22 @@ const MAPPINGS: [(&str, &str); 8] = [
     (
         "pre-op-assessments.toml",
         include_str!("../../../mappings/pre-op-assessments.toml"),
+    ),
+    (
+        "pharmacy-vaccine-stock.toml",
+        include_str!("../../../mappings/pharmacy-vaccine-stock.toml"),
+    ),
+    (
+        "vaccination-bookings.toml",
+        include_str!("../../../mappings/vaccination-bookings.toml"),
+    ),
+    (
+        "vaccinations-given.toml",
+        include_str!("../../../mappings/vaccinations-given.toml"),
+    ),
+    (
+        "vaccine-movements.toml",
+        include_str!("../../../mappings/vaccine-movements.toml"),
     ),
 ];
 
@@ -187,7 +203,7 @@ fn peers_of(m: &Member) -> Vec<&'static Member> {
 fn roles_of(role: OrgRole) -> &'static str {
     match role {
         OrgRole::Trust => {
-            r#"["clinician", "bed-manager", "waiting-list-manager", "theatre-scheduler", "analyst", "information-governance-lead"]"#
+            r#"["clinician", "bed-manager", "waiting-list-manager", "theatre-scheduler", "vaccination-lead", "analyst", "information-governance-lead"]"#
         }
         OrgRole::CareProvider => r#"["clinician", "bed-manager", "analyst"]"#,
         OrgRole::Icb | OrgRole::National => r#"["analyst", "information-governance-lead"]"#,
@@ -333,9 +349,10 @@ fn daily_return_reach() -> Reach {
     }
 }
 
-/// A trust's elective waiting list, and its theatre lists of the four weeks
+/// A trust's elective waiting list, its theatre lists of the four weeks
 /// to `today` (with their case times) and the six weeks from it (with
-/// their patients' assessments), made by
+/// their patients' assessments), and its vaccine stock counted today with
+/// the clinics' bookings, doses given and stock movements, made by
 /// `fdp-synth` from `seed` and loaded through the extract mappings like any
 /// trust's files (their planted faults go to quarantine).
 async fn elective_extracts(
@@ -369,6 +386,10 @@ async fn elective_extracts(
                 "theatre_bookings",
                 "theatre_case_times",
                 "pre_op_assessments",
+                "vaccine_stock",
+                "vaccination_bookings",
+                "vaccinations_given",
+                "vaccine_movements",
             ]
             .iter()
             .any(|p| f.name.starts_with(p))
@@ -447,7 +468,12 @@ async fn set_up(root: &Path, return_every_minutes: u32, seed: u64, reference: &P
         if m.role == OrgRole::Trust {
             elective_extracts(root, &dir, seed + trust_no, today)
                 .await
-                .with_context(|| format!("making {}'s waiting list and theatre lists", m.ods))?;
+                .with_context(|| {
+                    format!(
+                        "making {}'s waiting list, theatre lists and vaccine stock",
+                        m.ods
+                    )
+                })?;
             trust_no += 1;
             let governance = config.governance(&dir)?;
             let approvals = Approvals::open(&dir);

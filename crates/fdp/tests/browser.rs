@@ -296,3 +296,98 @@ fn population_health_pages_show_uptake_and_refuse_lists_under_planning() {
     );
     server.stop();
 }
+
+/// The vaccination lead's page of stock against bookings, from a trust's
+/// extracts loaded through the shipped mappings: the site booked for a
+/// product it holds none of first, with no cover, and a bar for each line;
+/// the same answer as CSV.
+#[test]
+fn vaccine_stock_page_shows_cover_by_site_shortest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let drop = dir.path().join("drop");
+    let data = dir.path().join("trust");
+    fdp_ok!("synth", "extracts", "--out", drop, "--seed", "7");
+    fdp_ok!(
+        "ingest",
+        "csv",
+        "--data-dir",
+        data,
+        "--mapping",
+        mappings(),
+        drop
+    );
+    let server = Server::start_configured(
+        &data,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        "[principal.lead]\nroles = [\"vaccination-lead\"]\n",
+    );
+    let token = fdp_ok!("token", "create", "lead", "--data-dir", data)
+        .trim()
+        .to_string();
+    let browser = Browser::start();
+    browser.goto(&format!("http://{}/login", server.http));
+    browser.eval(&format!(
+        "document.getElementById('token').value = {}; \
+         document.querySelector('form[action=\"/login\"]').submit(); return true",
+        serde_json::to_string(&token).unwrap()
+    ));
+    wait_until(10, "the sign-in", || {
+        browser.eval("return location.pathname") != "/login"
+    });
+    let cover = "/products/vaccine-stock/cover?as_at=2026-03-02&days=14";
+    browser.goto(&format!("http://{}{cover}", server.http));
+    browser.eval(
+        "var o = document.querySelector('input[name=purpose][value=operations]'); \
+         if (o) { o.click(); document.querySelector('form[action=\"/purpose\"]').submit(); } return true",
+    );
+    wait_until(60, "stock against bookings", || {
+        browser
+            .eval("return document.querySelectorAll('#product-view tbody tr').length")
+            .as_u64()
+            .is_some_and(|n| n >= 3)
+    });
+    let column = |name: &str| -> Vec<String> {
+        serde_json::from_value(browser.eval(&format!(
+            "var cols = Array.from(document.querySelectorAll('#product-view thead th')).map(h => h.dataset.column); \
+             var i = cols.indexOf({}); \
+             return Array.from(document.querySelectorAll('#product-view tbody tr')).map(r => r.cells[i].textContent)",
+            serde_json::to_string(name).unwrap()
+        )))
+        .unwrap()
+    };
+    let days = column("days_of_cover");
+    assert_eq!(days[0].trim(), "0", "{days:?}");
+    assert_eq!(column("on_hand")[0].trim(), "0");
+    let bars = browser.eval("return document.querySelectorAll('svg rect.bar').length");
+    assert!(
+        bars.as_u64().is_some_and(|n| n >= 1),
+        "{bars} bars for {} lines",
+        days.len()
+    );
+    if let Ok(dir) = std::env::var("FDP_SCREENSHOT_DIR") {
+        std::fs::write(
+            format!("{dir}/vaccine-stock-cover.png"),
+            browser.screenshot(),
+        )
+        .unwrap();
+    }
+    let csv = http_request_with(
+        server.http,
+        "GET",
+        "/api/products/vaccine-stock/cover?as_at=2026-03-02&days=14&format=csv",
+        Some(&token),
+        &[("X-Purpose", "operations")],
+        None,
+    );
+    assert_eq!(csv.status, 200, "{}", csv.body);
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert!(
+        lines[0].starts_with("site,item_code,item_name,on_hand,booked"),
+        "{}",
+        csv.body
+    );
+    assert_eq!(lines.len() - 1, days.len(), "{}", csv.body);
+    server.stop();
+}

@@ -449,6 +449,22 @@ fn demo_federation_reports_daily_stops_cleanly_and_resumes() {
             .any(|r| r["pathway_id"] == pathway.as_str() && r["rtt_status_code"] == "21")
         });
     }
+    // Each trust's vaccine stock against its clinics' bookings, counted
+    // today: the site booked for a product it holds none of comes first.
+    for ods in ["RXA", "RXB"] {
+        let cover = rows(&d.get_for(
+            ods,
+            "/api/products/vaccine-stock/cover",
+            "vaccination-lead",
+            "operations",
+        ));
+        assert!(cover.len() >= 3, "{ods}: {cover:?}");
+        assert_eq!(cover[0]["days_of_cover"], 0, "{ods}: {cover:?}");
+        assert!(
+            cover.iter().any(|r| r["on_hand"].as_u64() > Some(0)),
+            "{ods}: {cover:?}"
+        );
+    }
     let declared = http_form(
         d.http("RXA"),
         "/purpose",
