@@ -44,6 +44,7 @@ pub mod declared;
 pub mod installed;
 pub mod mutual_aid;
 pub mod platform;
+mod query_rows;
 pub mod referrals;
 #[cfg(test)]
 mod testing;

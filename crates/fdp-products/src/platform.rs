@@ -339,6 +339,18 @@ pub struct ParamSpec {
     pub description: String,
 }
 
+impl ParamSpec {
+    /// A parameter a view may go without.
+    pub fn optional(name: &str, kind: ParamKind, description: &str) -> ParamSpec {
+        ParamSpec {
+            name: name.into(),
+            kind,
+            required: false,
+            description: description.into(),
+        }
+    }
+}
+
 /// The type of a parameter, checked before the view runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -535,6 +547,14 @@ impl Params {
             ParamValue::Text(t) => Some(t.clone()),
             ParamValue::Date(d) => Some(d.to_string()),
             ParamValue::Timestamp(t) => Some(t.to_rfc3339()),
+            _ => None,
+        }
+    }
+
+    /// A date given for `name`.
+    pub fn date(&self, name: &str) -> Option<chrono::NaiveDate> {
+        match self.get(name)? {
+            ParamValue::Date(d) => Some(*d),
             _ => None,
         }
     }

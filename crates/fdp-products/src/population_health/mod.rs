@@ -397,10 +397,7 @@ fn combine_uptake(cohort: &Cohort, answers: &[MemberRows]) -> Result<Answer, Pro
 }
 
 fn as_at(params: &Params) -> NaiveDate {
-    params
-        .text("as_at")
-        .and_then(|t| NaiveDate::parse_from_str(&t, "%Y-%m-%d").ok())
-        .unwrap_or_else(|| Utc::now().date_naive())
+    params.date("as_at").unwrap_or_else(|| Utc::now().date_naive())
 }
 
 fn compile(cohort: &Cohort, as_at: NaiveDate) -> Result<Compiled, ProductError> {

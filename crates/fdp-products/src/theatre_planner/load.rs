@@ -16,6 +16,7 @@ use fdp_schedule::plan::{
 use serde_json::Value;
 
 use crate::platform::{ParamValue, ProductError};
+use crate::query_rows::{date, number, rows, text};
 use crate::waiting_list::ptl_query;
 
 /// Nights after the operation for an inpatient (intended management 1),
@@ -63,35 +64,6 @@ pub struct Inpatients {
     /// Of them, with no sex recorded and alone in their bay: their bed is
     /// taken out of the bay instead.
     pub bed_taken_out: usize,
-}
-
-async fn rows(session: &GovernedSession, sql: &str) -> Result<Vec<Value>, ProductError> {
-    let result = session.query(sql).await?;
-    let json = result
-        .rows_json()
-        .map_err(|e| ProductError::Failed(e.to_string()))?;
-    Ok(json.as_array().cloned().unwrap_or_default())
-}
-
-fn text(row: &Value, column: &str) -> Option<String> {
-    match row.get(column)? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn number(row: &Value, column: &str) -> Option<i64> {
-    match row.get(column)? {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn date(row: &Value, column: &str) -> Option<NaiveDate> {
-    let t = text(row, column)?;
-    NaiveDate::parse_from_str(t.get(..10)?, "%Y-%m-%d").ok()
 }
 
 fn instant(row: &Value, column: &str) -> Option<NaiveDateTime> {

@@ -147,33 +147,25 @@ pub const WEEKS: u32 = 6;
 /// Moves the search makes unless asked otherwise.
 pub const MOVES: i64 = 400_000;
 
-fn param(name: &str, kind: ParamKind, description: &str) -> ParamSpec {
-    ParamSpec {
-        name: name.into(),
-        kind,
-        required: false,
-        description: description.into(),
-    }
-}
 
 fn plan_params() -> Vec<ParamSpec> {
     vec![
-        param(
+        ParamSpec::optional(
             "as_at",
             ParamKind::Date,
             "The day planned from (YYYY-MM-DD; the lists from the day after); default today",
         ),
-        param(
+        ParamSpec::optional(
             "weeks",
             ParamKind::Integer,
             "Weeks planned, 1 to 12; default 6",
         ),
-        param(
+        ParamSpec::optional(
             "wards",
             ParamKind::TextList,
             "The wards (ward ids) whose bays take elective inpatients, comma-separated",
         ),
-        param(
+        ParamSpec::optional(
             "moves",
             ParamKind::Integer,
             "Moves the search makes, 0 to 20,000,000 (0: booking by hand alone); default 400,000",
@@ -649,7 +641,7 @@ fn first_open_week(plan: &Plan) -> NaiveDate {
 impl Product for TheatrePlanner {
     fn manifest(&self) -> Manifest {
         let mut week_params = plan_params();
-        week_params.push(param(
+        week_params.push(ParamSpec::optional(
             "week",
             ParamKind::Date,
             "The week shown (its Monday, YYYY-MM-DD); default the first week open to booking",
@@ -708,7 +700,7 @@ impl Product for TheatrePlanner {
                         required: true,
                         description: "The list".into(),
                     },
-                    param("reason", ParamKind::Text, "Why, as the proposal gave it"),
+                    ParamSpec::optional("reason", ParamKind::Text, "Why, as the proposal gave it"),
                 ],
                 input: Input::Tables,
                 offered_on: vec![

@@ -35,6 +35,7 @@ use chrono::{Duration, NaiveDate, Utc};
 use fdp_govern::{GovernedSession, Purpose};
 use serde_json::{json, Value};
 
+use crate::query_rows::{date, number, rows, text};
 use crate::platform::{
     column, Answer, Chart, Input, Manifest, Offers, OutputColumn, ParamKind, ParamSpec, Params,
     Priority, Product, ProductError, Reads, Source, ViewSpec,
@@ -184,10 +185,7 @@ impl SiteStock {
 pub struct VaccineStock;
 
 fn as_at(params: &Params) -> NaiveDate {
-    params
-        .text("as_at")
-        .and_then(|t| NaiveDate::parse_from_str(&t, "%Y-%m-%d").ok())
-        .unwrap_or_else(|| Utc::now().date_naive())
+    params.date("as_at").unwrap_or_else(|| Utc::now().date_naive())
 }
 
 fn days(params: &Params) -> Result<i64, ProductError> {
@@ -214,30 +212,17 @@ fn site_filter(params: &Params, column: &str) -> String {
         .unwrap_or_default()
 }
 
-fn rows(result: &fdp_govern::QueryResult) -> Result<Vec<serde_json::Map<String, Value>>, ProductError> {
-    let json = result
-        .rows_json()
-        .map_err(|e| ProductError::Failed(e.to_string()))?;
-    Ok(json
-        .as_array()
-        .map(|a| a.iter().filter_map(|r| r.as_object().cloned()).collect())
-        .unwrap_or_default())
+/// A site and product, as a row names them.
+fn line_of(r: &Value, site: &str) -> (String, String) {
+    (
+        text(r, site).unwrap_or_default(),
+        text(r, "item_code").unwrap_or_default(),
+    )
 }
 
-fn text(r: &serde_json::Map<String, Value>, k: &str) -> String {
-    match r.get(k) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(v) => v.to_string(),
-    }
-}
-
-fn number(r: &serde_json::Map<String, Value>, k: &str) -> u64 {
-    match r.get(k) {
-        Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)).unwrap_or(0),
-        Some(Value::String(s)) => s.parse().unwrap_or(0),
-        _ => 0,
-    }
+/// A count a row gives; none, or below none, is 0.
+fn doses(r: &Value, column: &str) -> u64 {
+    number(r, column).map_or(0, |n| n.max(0) as u64)
 }
 
 /// Each site and product's stock on `day0` and bookings for `days` days.
@@ -246,11 +231,12 @@ async fn stock_and_bookings(
     params: &Params,
     day0: NaiveDate,
     days: i64,
-) -> Result<BTreeMap<(String, String), SiteStock>, ProductError> {
+) -> Result<Lines<SiteStock>, ProductError> {
     let day = quote(&day0.to_string());
     let end = quote(&(day0 + Duration::days(days)).to_string());
-    let stock = session
-        .query(&format!(
+    let stock = rows(
+        session,
+        &format!(
             "SELECT s.site_id, s.item_code, max(s.item_name) AS item_name, s.batch_number, \
                s.expiry_date, sum(s.quantity) AS doses \
              FROM stock_level s \
@@ -262,10 +248,12 @@ async fn stock_and_bookings(
              WHERE s.category = 'vaccine' AND s.expiry_date >= DATE {day} AND s.quantity > 0{site} \
              GROUP BY s.site_id, s.item_code, s.batch_number, s.expiry_date",
             site = site_filter(params, "s.site_id"),
-        ))
-        .await?;
-    let booked = session
-        .query(&format!(
+        ),
+    )
+    .await?;
+    let booked = rows(
+        session,
+        &format!(
             "SELECT healthcare_provider_ods_code AS site_id, code AS item_code, \
                CAST(start_date_time AS DATE) AS day, count(*) AS booked \
              FROM appointment \
@@ -273,39 +261,36 @@ async fn stock_and_bookings(
                AND CAST(start_date_time AS DATE) >= DATE {day} AND CAST(start_date_time AS DATE) < DATE {end}{site} \
              GROUP BY healthcare_provider_ods_code, code, CAST(start_date_time AS DATE)",
             site = site_filter(params, "healthcare_provider_ods_code"),
-        ))
-        .await?;
-    let mut out: BTreeMap<(String, String), SiteStock> = BTreeMap::new();
+        ),
+    )
+    .await?;
+    let mut out: Lines<SiteStock> = BTreeMap::new();
     let blank = || SiteStock {
         booked: vec![0; days as usize],
         ..SiteStock::default()
     };
-    for r in rows(&stock)? {
-        let Ok(expiry) = NaiveDate::parse_from_str(&text(&r, "expiry_date"), "%Y-%m-%d") else {
+    for r in &stock {
+        let Some(expiry) = date(r, "expiry_date") else {
             continue;
         };
-        let line = out
-            .entry((text(&r, "site_id"), text(&r, "item_code")))
-            .or_insert_with(blank);
+        let line = out.entry(line_of(r, "site_id")).or_insert_with(blank);
         if line.item_name.is_none() {
-            line.item_name = r.get("item_name").and_then(Value::as_str).map(str::to_string);
+            line.item_name = text(r, "item_name");
         }
         line.batches.push(Batch {
             expiry,
-            batch: text(&r, "batch_number"),
-            doses: number(&r, "doses"),
+            batch: text(r, "batch_number").unwrap_or_default(),
+            doses: doses(r, "doses"),
         });
     }
-    for r in rows(&booked)? {
-        let Ok(day) = NaiveDate::parse_from_str(&text(&r, "day"), "%Y-%m-%d") else {
+    for r in &booked {
+        let Some(day) = date(r, "day") else {
             continue;
         };
+        let line = out.entry(line_of(r, "site_id")).or_insert_with(blank);
         let at = (day - day0).num_days();
-        let line = out
-            .entry((text(&r, "site_id"), text(&r, "item_code")))
-            .or_insert_with(blank);
         if let Some(slot) = usize::try_from(at).ok().and_then(|i| line.booked.get_mut(i)) {
-            *slot += number(&r, "booked");
+            *slot += doses(r, "booked");
         }
     }
     for line in out.values_mut() {
@@ -383,10 +368,11 @@ async fn wastage(
     params: &Params,
     from: NaiveDate,
     to: NaiveDate,
-) -> Result<BTreeMap<(String, String), Moved>, ProductError> {
+) -> Result<Lines<Moved>, ProductError> {
     let (from_q, to_q) = (quote(&from.to_string()), quote(&to.to_string()));
-    let moved = session
-        .query(&format!(
+    let moved = rows(
+        session,
+        &format!(
             "SELECT site_id, item_code, movement_type, coalesce(reason, 'not recorded') AS reason, \
                sum(quantity) AS doses \
              FROM stock_movement \
@@ -394,10 +380,12 @@ async fn wastage(
                AND movement_date >= DATE {from_q} AND movement_date <= DATE {to_q}{site} \
              GROUP BY site_id, item_code, movement_type, coalesce(reason, 'not recorded')",
             site = site_filter(params, "site_id"),
-        ))
-        .await?;
-    let given = session
-        .query(&format!(
+        ),
+    )
+    .await?;
+    let given = rows(
+        session,
+        &format!(
             "SELECT site_ods_code AS site_id, vaccine_code AS item_code, count(*) AS given \
              FROM vaccination \
              WHERE status = 'completed' AND site_ods_code IS NOT NULL \
@@ -405,22 +393,23 @@ async fn wastage(
                AND CAST(occurrence_timestamp AS DATE) <= DATE {to_q}{site} \
              GROUP BY site_ods_code, vaccine_code",
             site = site_filter(params, "site_ods_code"),
-        ))
-        .await?;
-    let mut out: BTreeMap<(String, String), Moved> = BTreeMap::new();
-    for r in rows(&moved)? {
-        let line = out.entry((text(&r, "site_id"), text(&r, "item_code"))).or_default();
-        let doses = number(&r, "doses");
-        if text(&r, "movement_type") == "receipt" {
-            line.supplied += doses;
+        ),
+    )
+    .await?;
+    let mut out: Lines<Moved> = BTreeMap::new();
+    for r in &moved {
+        let line = out.entry(line_of(r, "site_id")).or_default();
+        if text(r, "movement_type").as_deref() == Some("receipt") {
+            line.supplied += doses(r, "doses");
         } else {
-            *line.wasted.entry(text(&r, "reason")).or_insert(0) += doses;
+            *line
+                .wasted
+                .entry(text(r, "reason").unwrap_or_default())
+                .or_insert(0) += doses(r, "doses");
         }
     }
-    for r in rows(&given)? {
-        out.entry((text(&r, "site_id"), text(&r, "item_code")))
-            .or_default()
-            .given += number(&r, "given");
+    for r in &given {
+        out.entry(line_of(r, "site_id")).or_default().given += doses(r, "given");
     }
     Ok(out)
 }
@@ -438,21 +427,13 @@ fn view_spec(name: &str, title: &str, description: &str, params: Vec<ParamSpec>,
     }
 }
 
-fn param(name: &str, kind: ParamKind, description: &str) -> ParamSpec {
-    ParamSpec {
-        name: name.into(),
-        kind,
-        required: false,
-        description: description.into(),
-    }
-}
 
 #[async_trait::async_trait]
 impl Product for VaccineStock {
     fn manifest(&self) -> Manifest {
-        let day = || param("as_at", ParamKind::Date, "The day stock is counted on and bookings run from (default today)");
-        let days = || param("days", ParamKind::Integer, "Days of bookings to look ahead (default 14)");
-        let site = || param("site", ParamKind::Text, "Only this site (ODS code)");
+        let day = || ParamSpec::optional("as_at", ParamKind::Date, "The day stock is counted on and bookings run from (default today)");
+        let days = || ParamSpec::optional("days", ParamKind::Integer, "Days of bookings to look ahead (default 14)");
+        let site = || ParamSpec::optional("site", ParamKind::Text, "Only this site (ODS code)");
         Manifest {
             id: ID.into(),
             title: "Vaccine stock against bookings".into(),
@@ -486,14 +467,14 @@ impl Product for VaccineStock {
                     "wastage",
                     "Wastage",
                     "Each site and product over a period (default the 28 days before as_at): doses supplied, doses given, supplied less given, and doses recorded wasted with their reasons",
-                    vec![day(), param("from", ParamKind::Date, "The first day of the period (default 28 days before as_at)"), site()],
+                    vec![day(), ParamSpec::optional("from", ParamKind::Date, "The first day of the period (default 28 days before as_at)"), site()],
                     Some(Chart::bars("site", "supplied").stacked(&["administered", "wasted"])),
                 ),
                 view_spec(
                     "wastage-by-reason",
                     "Wastage by reason",
                     "Doses recorded wasted over the period by the reason recorded, site and product",
-                    vec![day(), param("from", ParamKind::Date, "The first day of the period (default 28 days before as_at)"), site()],
+                    vec![day(), ParamSpec::optional("from", ParamKind::Date, "The first day of the period (default 28 days before as_at)"), site()],
                     Some(Chart::bars("reason", "doses")),
                 ),
             ],
@@ -504,93 +485,115 @@ impl Product for VaccineStock {
 
     async fn view(&self, view: &str, session: &GovernedSession, params: &Params) -> Result<Answer, ProductError> {
         let day0 = as_at(params);
-        match view {
-            "cover" | "batches" => {
+        Ok(match view {
+            "cover" => {
                 let days = days(params)?;
-                let lines = stock_and_bookings(session, params, day0, days).await?;
-                let mut rows = Vec::new();
-                for ((site, item), line) in &lines {
-                    let c = line.cover(day0);
-                    if view == "batches" {
-                        for (b, o) in line.batches.iter().zip(&c.batches) {
-                            rows.push(vec![
-                                json!(site),
-                                json!(item),
-                                json!(b.batch),
-                                json!(b.expiry.to_string()),
-                                json!(b.doses),
-                                json!(o.used),
-                                json!(o.at_risk),
-                            ]);
-                        }
-                        continue;
-                    }
-                    rows.push(vec![
-                        json!(site),
-                        json!(item),
-                        json!(line.item_name),
-                        json!(c.usable),
-                        json!(c.booked),
-                        json!(((c.booked as f64 / days as f64) * 10.0).round() / 10.0),
-                        json!(c.days_of_cover),
-                        json!(c.unmet),
-                        json!(c.at_risk),
-                        json!(line.batches.first().map(|b| b.expiry.to_string())),
-                    ]);
-                }
-                let columns = if view == "batches" {
-                    rows.sort_by(|a, b| a[3].as_str().cmp(&b[3].as_str()).then(a[0].as_str().cmp(&b[0].as_str())));
-                    batch_columns()
-                } else {
-                    // Shortest cover first; a line with nothing booked last.
-                    rows.sort_by_key(|r| (r[6].as_u64().unwrap_or(u64::MAX), r[0].as_str().map(str::to_string)));
-                    cover_columns()
-                };
-                Ok(answer(columns, rows))
+                cover_answer(&stock_and_bookings(session, params, day0, days).await?, day0, days)
             }
-            "wastage" | "wastage-by-reason" => {
-                let from = params
-                    .text("from")
-                    .and_then(|t| NaiveDate::parse_from_str(&t, "%Y-%m-%d").ok())
-                    .unwrap_or(day0 - Duration::days(28));
-                if from > day0 {
-                    return Err(ProductError::Param {
-                        name: "from".into(),
-                        message: format!("{from} is after as_at {day0}"),
-                    });
-                }
-                let lines = wastage(session, params, from, day0).await?;
-                let mut rows = Vec::new();
-                for ((site, item), Moved { supplied, given, wasted }) in &lines {
-                    if view == "wastage-by-reason" {
-                        for (reason, doses) in wasted {
-                            rows.push(vec![json!(reason), json!(site), json!(item), json!(doses)]);
-                        }
-                        continue;
-                    }
-                    let total: u64 = wasted.values().sum();
-                    let reasons: Vec<String> = wasted.iter().map(|(r, d)| format!("{r}: {d}")).collect();
-                    rows.push(vec![
-                        json!(site),
-                        json!(item),
-                        json!(supplied),
-                        json!(given),
-                        json!(*supplied as i64 - *given as i64),
-                        json!(total),
-                        json!((*supplied > 0).then(|| (total as f64 * 1000.0 / *supplied as f64).round() / 10.0)),
-                        json!(reasons.join("; ")),
-                    ]);
-                }
-                if view == "wastage-by-reason" {
-                    rows.sort_by(|a, b| b[3].as_u64().cmp(&a[3].as_u64()).then(a[0].as_str().cmp(&b[0].as_str())));
-                    Ok(answer(reason_columns(), rows))
-                } else {
-                    Ok(answer(wastage_columns(), rows))
-                }
+            "batches" => {
+                let days = days(params)?;
+                batches_answer(&stock_and_bookings(session, params, day0, days).await?, day0)
             }
-            other => Err(self.no_view(other)),
+            "wastage" => wastage_answer(&wastage(session, params, period_start(params, day0)?, day0).await?),
+            "wastage-by-reason" => reasons_answer(&wastage(session, params, period_start(params, day0)?, day0).await?),
+            other => return Err(self.no_view(other)),
+        })
+    }
+}
+
+type Lines<T> = BTreeMap<(String, String), T>;
+
+/// Each site and product's cover, the shortest first and a line with
+/// nothing booked last.
+fn cover_answer(lines: &Lines<SiteStock>, day0: NaiveDate, days: i64) -> Answer {
+    let mut rows: Vec<Vec<Value>> = lines
+        .iter()
+        .map(|((site, item), line)| {
+            let c = line.cover(day0);
+            vec![
+                json!(site),
+                json!(item),
+                json!(line.item_name),
+                json!(c.usable),
+                json!(c.booked),
+                json!(((c.booked as f64 / days as f64) * 10.0).round() / 10.0),
+                json!(c.days_of_cover),
+                json!(c.unmet),
+                json!(c.at_risk),
+                json!(line.batches.first().map(|b| b.expiry.to_string())),
+            ]
+        })
+        .collect();
+    rows.sort_by_key(|r| (r[6].as_u64().unwrap_or(u64::MAX), r[0].as_str().map(str::to_string)));
+    answer(cover_columns(), rows)
+}
+
+/// Each batch's outlook, the earliest expiry first.
+fn batches_answer(lines: &Lines<SiteStock>, day0: NaiveDate) -> Answer {
+    let mut rows = Vec::new();
+    for ((site, item), line) in lines {
+        let c = line.cover(day0);
+        for (b, o) in line.batches.iter().zip(&c.batches) {
+            rows.push(vec![
+                json!(site),
+                json!(item),
+                json!(b.batch),
+                json!(b.expiry.to_string()),
+                json!(b.doses),
+                json!(o.used),
+                json!(o.at_risk),
+            ]);
         }
     }
+    rows.sort_by(|a, b| a[3].as_str().cmp(&b[3].as_str()).then(a[0].as_str().cmp(&b[0].as_str())));
+    answer(batch_columns(), rows)
+}
+
+/// The first day of a wastage period: `from`, or 28 days before `day0`.
+fn period_start(params: &Params, day0: NaiveDate) -> Result<NaiveDate, ProductError> {
+    let from = params.date("from").unwrap_or(day0 - Duration::days(28));
+    if from > day0 {
+        return Err(ProductError::Param {
+            name: "from".into(),
+            message: format!("{from} is after as_at {day0}"),
+        });
+    }
+    Ok(from)
+}
+
+fn wastage_answer(lines: &Lines<Moved>) -> Answer {
+    let rows = lines
+        .iter()
+        .map(|((site, item), Moved { supplied, given, wasted })| {
+            let total: u64 = wasted.values().sum();
+            let reasons: Vec<String> = wasted.iter().map(|(r, d)| format!("{r}: {d}")).collect();
+            vec![
+                json!(site),
+                json!(item),
+                json!(supplied),
+                json!(given),
+                json!(*supplied as i64 - *given as i64),
+                json!(total),
+                json!((*supplied > 0).then(|| (total as f64 * 1000.0 / *supplied as f64).round() / 10.0)),
+                json!(reasons.join("; ")),
+            ]
+        })
+        .collect();
+    answer(wastage_columns(), rows)
+}
+
+/// Doses wasted by reason, site and product, the most first.
+fn reasons_answer(lines: &Lines<Moved>) -> Answer {
+    let mut rows: Vec<Vec<Value>> = lines
+        .iter()
+        .flat_map(|((site, item), m)| {
+            m.wasted
+                .iter()
+                .map(move |(reason, doses)| vec![json!(reason), json!(site), json!(item), json!(doses)])
+        })
+        .collect();
+    rows.sort_by(|a, b| b[3].as_u64().cmp(&a[3].as_u64()).then(a[0].as_str().cmp(&b[0].as_str())));
+    answer(reason_columns(), rows)
 }
 
 fn answer(columns: Vec<OutputColumn>, rows: Vec<Vec<Value>>) -> Answer {

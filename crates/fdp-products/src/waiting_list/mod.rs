@@ -101,14 +101,6 @@ fn as_at_param() -> ParamSpec {
     }
 }
 
-fn param(name: &str, kind: ParamKind, description: &str) -> ParamSpec {
-    ParamSpec {
-        name: name.into(),
-        kind,
-        required: false,
-        description: description.into(),
-    }
-}
 
 /// The columns the PTL reads, by table.
 fn reads() -> Vec<Reads> {
@@ -347,10 +339,9 @@ fn ptl_columns() -> Vec<OutputColumn> {
 
 /// The day `params` names (or today).
 fn as_at(params: &Params) -> NaiveDate {
-    match params.get("as_at") {
-        Some(ParamValue::Date(d)) => *d,
-        _ => Utc::now().date_naive(),
-    }
+    params
+        .date("as_at")
+        .unwrap_or_else(|| Utc::now().date_naive())
 }
 
 /// The filters the PTL view takes, as a SQL condition over its columns.
@@ -403,19 +394,19 @@ impl Product for WaitingList {
     fn manifest(&self) -> Manifest {
         let ptl_params = vec![
             as_at_param(),
-            param("specialty", ParamKind::Text, "Only this specialty"),
-            param("consultant", ParamKind::Text, "Only this consultant's patients"),
-            param(
+            ParamSpec::optional("specialty", ParamKind::Text, "Only this specialty"),
+            ParamSpec::optional("consultant", ParamKind::Text, "Only this consultant's patients"),
+            ParamSpec::optional(
                 "priority",
                 ParamKind::TextList,
                 "Only these clinical priorities (P1a, P1b, P2, P3, P4, P5, P6)",
             ),
-            param(
+            ParamSpec::optional(
                 "weeks_band",
                 ParamKind::Text,
                 "Only this weeks band (00-17 weeks, 18-51 weeks, 52-64 weeks, 65-77 weeks, 78-103 weeks, 104+ weeks)",
             ),
-            param(
+            ParamSpec::optional(
                 "breach_within_weeks",
                 ParamKind::Integer,
                 "Only clocks that reach a breach (18, 52, 65, 78 or 104 weeks) within this many weeks",
@@ -457,7 +448,7 @@ impl Product for WaitingList {
                     description: "Each entry a validation rule flags, with the rule and its evidence, longest wait first".into(),
                     params: vec![
                         as_at_param(),
-                        param("rule", ParamKind::Text, "Only this rule's flags"),
+                        ParamSpec::optional("rule", ParamKind::Text, "Only this rule's flags"),
                     ],
                     input: Input::Tables,
                     chart: None,
@@ -518,17 +509,17 @@ impl Product for WaitingList {
                     target: "entry".into(),
                     changes: vec!["change_log_request".into()],
                     inputs: vec![
-                        param("reason", ParamKind::Text, "For a removal, its reason: treated, treated-as-emergency, deceased, duplicate, no-longer-required, declined, not-contactable or transferred"),
-                        param("property", ParamKind::Text, "For a change, the property (priorityType); leave out to remove the entry"),
-                        param("new_value", ParamKind::Text, "For a change, the new value"),
+                        ParamSpec::optional("reason", ParamKind::Text, "For a removal, its reason: treated, treated-as-emergency, deceased, duplicate, no-longer-required, declined, not-contactable or transferred"),
+                        ParamSpec::optional("property", ParamKind::Text, "For a change, the property (priorityType); leave out to remove the entry"),
+                        ParamSpec::optional("new_value", ParamKind::Text, "For a change, the new value"),
                         ParamSpec {
                             name: "evidence".into(),
                             kind: ParamKind::Text,
                             required: true,
                             description: "The evidence: a validation rule's finding, a letter, a record".into(),
                         },
-                        param("rule", ParamKind::Text, "The validation rule that flagged the entry"),
-                        param("comments", ParamKind::Text, "Comments for the clinician"),
+                        ParamSpec::optional("rule", ParamKind::Text, "The validation rule that flagged the entry"),
+                        ParamSpec::optional("comments", ParamKind::Text, "Comments for the clinician"),
                     ],
                     input: Input::Tables,
                     offered_on: vec![OfferedOn {
@@ -543,8 +534,8 @@ impl Product for WaitingList {
                     target: "change".into(),
                     changes: vec!["change_log_request".into(), "validated_changelog".into()],
                     inputs: vec![
-                        param("decision", ParamKind::Text, "sign-off (the default) or reject"),
-                        param("comments", ParamKind::Text, "The clinician's comments"),
+                        ParamSpec::optional("decision", ParamKind::Text, "sign-off (the default) or reject"),
+                        ParamSpec::optional("comments", ParamKind::Text, "The clinician's comments"),
                     ],
                     input: Input::Tables,
                     offered_on: vec![OfferedOn {
