@@ -57,6 +57,33 @@ fn fresh() -> String {
     format!("{BEFORE}{}", CARRIED.fetch_add(1, Ordering::Relaxed))
 }
 
+/// `call`'s pseudonym of `id`, an input this rule carried.
+fn pseudonymised(call: &ScalarFunction, id: Expr) -> Expr {
+    Expr::ScalarFunction(ScalarFunction {
+        func: call.func.clone(),
+        args: vec![cast(id, DataType::Utf8)],
+    })
+}
+
+/// `j` over new inputs and keys, its kind, filter and null handling kept.
+fn rejoined(
+    j: &Join,
+    left: Arc<LogicalPlan>,
+    right: Arc<LogicalPlan>,
+    on: Vec<(Expr, Expr)>,
+) -> Result<LogicalPlan> {
+    Ok(LogicalPlan::Join(Join::try_new(
+        left,
+        right,
+        on,
+        j.filter.clone(),
+        j.join_type,
+        j.join_constraint,
+        j.null_equality,
+        j.null_aware,
+    )?))
+}
+
 /// Whether two pseudonym calls hash with the same key.
 fn same_key(a: &ScalarFunction, b: &ScalarFunction) -> bool {
     match (pseudonym_key(&a.func), pseudonym_key(&b.func)) {
@@ -218,16 +245,7 @@ fn carry(column: &Column, plan: &LogicalPlan) -> Result<Option<Found>> {
                 (other.clone(), Arc::new(found.input))
             };
             Ok(Some(Found {
-                input: LogicalPlan::Join(Join::try_new(
-                    new_left,
-                    new_right,
-                    j.on.clone(),
-                    j.filter.clone(),
-                    j.join_type,
-                    j.join_constraint,
-                    j.null_equality,
-                    j.null_aware,
-                )?),
+                input: rejoined(j, new_left, new_right, j.on.clone())?,
                 ..found
             }))
         }
@@ -409,10 +427,7 @@ impl OptimizerRule for PseudonymiseAfterAggregate {
                 let (iq, inf) = inner_schema.qualified_field(i);
                 let c = Expr::Column(Column::new(iq.cloned(), inf.name()));
                 let e = match lifted.iter().find(|(at, _)| *at == i) {
-                    Some((_, call)) => Expr::ScalarFunction(ScalarFunction {
-                        func: call.func.clone(),
-                        args: vec![cast(c, DataType::Utf8)],
-                    }),
+                    Some((_, call)) => pseudonymised(call, c),
                     None => c,
                 };
                 e.alias_qualified(q.cloned(), f.name())
@@ -483,16 +498,7 @@ impl OptimizerRule for PseudonymiseAfterJoin {
         if on == j.on {
             return Ok(Transformed::no(LogicalPlan::Join(j)));
         }
-        let join = Join::try_new(
-            Arc::new(left),
-            Arc::new(right),
-            on,
-            j.filter.clone(),
-            j.join_type,
-            j.join_constraint,
-            j.null_equality,
-            j.null_aware,
-        )?;
+        let join = rejoined(&j, Arc::new(left), Arc::new(right), on)?;
         // The join's outputs in their order and names, each key it now
         // matches by input pseudonymised here from that input.
         let exprs = j
@@ -502,16 +508,14 @@ impl OptimizerRule for PseudonymiseAfterJoin {
             .map(|(i, (q, f))| {
                 let c = Expr::Column(Column::new(q.cloned(), f.name()));
                 match lifted.iter().find(|(at, ..)| *at == i) {
-                    Some((_, call, id)) => Expr::ScalarFunction(ScalarFunction {
-                        func: call.func.clone(),
-                        args: vec![cast(id.clone(), DataType::Utf8)],
-                    })
-                    .alias_qualified(q.cloned(), f.name()),
+                    Some((_, call, id)) => {
+                        pseudonymised(call, id.clone()).alias_qualified(q.cloned(), f.name())
+                    }
                     None => c,
                 }
             })
             .collect::<Vec<_>>();
-        let projection = Projection::try_new(exprs, Arc::new(LogicalPlan::Join(join)))?;
+        let projection = Projection::try_new(exprs, Arc::new(join))?;
         Ok(Transformed::yes(LogicalPlan::Projection(projection)))
     }
 }
@@ -672,18 +676,6 @@ mod tests {
             );
         }
     }
-}
-
-#[cfg(test)]
-mod join_tests {
-    use super::*;
-    use crate::keystore::Keystore;
-    use crate::purpose::Purpose;
-    use datafusion::arrow::array::{RecordBatch, StringArray};
-    use datafusion::arrow::datatypes::{Field, Schema};
-    use datafusion::arrow::util::pretty::pretty_format_batches;
-    use datafusion::datasource::{MemTable, ViewTable};
-    use datafusion::prelude::{col, SessionContext};
 
     fn table(columns: &[(&str, Vec<Option<String>>)]) -> Arc<MemTable> {
         let schema = Arc::new(Schema::new(
@@ -704,7 +696,7 @@ mod join_tests {
     /// that pseudonymises the id under the planning key; `elsewhere` is the
     /// people again under another project's key. Some ids are stored with
     /// white space around them, which the pseudonym ignores.
-    async fn context(with_rules: bool, dir: &std::path::Path) -> SessionContext {
+    async fn records(with_rules: bool, dir: &std::path::Path) -> SessionContext {
         let keys = Keystore::open(dir);
         let key = keys.pseudonym_key(Purpose::Planning, "national").unwrap();
         let other = keys.pseudonym_key(Purpose::Planning, "elsewhere").unwrap();
@@ -780,11 +772,6 @@ mod join_tests {
         ctx
     }
 
-    async fn answer(ctx: &SessionContext, sql: &str) -> String {
-        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-        pretty_format_batches(&batches).unwrap().to_string()
-    }
-
     /// The one value of a one-cell answer.
     fn count(text: String) -> String {
         let line = text.lines().nth(3).unwrap_or_default();
@@ -836,8 +823,8 @@ mod join_tests {
     #[tokio::test]
     async fn joins_on_pseudonyms_give_the_same_answers_without_computing_them() {
         let dir = tempfile::tempdir().unwrap();
-        let plain = context(false, dir.path()).await;
-        let lifted = context(true, dir.path()).await;
+        let plain = records(false, dir.path()).await;
+        let lifted = records(true, dir.path()).await;
         for sql in QUERIES {
             let (a, b) = (answer(&plain, sql).await, answer(&lifted, sql).await);
             assert_eq!(a, b, "{sql}");
@@ -865,7 +852,7 @@ mod join_tests {
     #[tokio::test]
     async fn a_stored_id_finds_nothing_and_its_pseudonym_finds_the_patient() {
         let dir = tempfile::tempdir().unwrap();
-        let lifted = context(true, dir.path()).await;
+        let lifted = records(true, dir.path()).await;
         let key = Keystore::open(dir.path())
             .pseudonym_key(Purpose::Planning, "national")
             .unwrap();
