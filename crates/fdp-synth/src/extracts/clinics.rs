@@ -103,6 +103,20 @@ struct Line {
     rate: u32,
 }
 
+impl Line {
+    /// A site and product with nothing counted or booked yet.
+    fn new(site: &str, item_code: &'static str, per_vial: u32) -> Line {
+        Line {
+            site: site.to_string(),
+            item_code,
+            per_vial,
+            batches: Vec::new(),
+            booked: Vec::new(),
+            rate: 0,
+        }
+    }
+}
+
 pub(crate) fn generate(
     batches: &[CountedBatch],
     sites: &[String],
@@ -114,14 +128,7 @@ pub(crate) fn generate(
     for b in batches {
         let line = lines
             .entry((b.site.clone(), b.item_code))
-            .or_insert_with(|| Line {
-                site: b.site.clone(),
-                item_code: b.item_code,
-                per_vial: b.per_vial,
-                batches: Vec::new(),
-                booked: Vec::new(),
-                rate: 0,
-            });
+            .or_insert_with(|| Line::new(&b.site, b.item_code, b.per_vial));
         line.batches
             .push((b.store.clone(), b.batch.clone(), b.expiry, b.doses));
     }
@@ -132,17 +139,7 @@ pub(crate) fn generate(
             .map(|(code, per_vial)| (site.clone(), code, per_vial))
     });
     if let Some((site, code, per_vial)) = missing {
-        lines.insert(
-            (site.clone(), code),
-            Line {
-                site,
-                item_code: code,
-                per_vial,
-                batches: Vec::new(),
-                booked: Vec::new(),
-                rate: 0,
-            },
-        );
+        lines.insert((site.clone(), code), Line::new(&site, code, per_vial));
     }
     let largest = lines
         .iter()
@@ -166,7 +163,7 @@ pub(crate) fn generate(
             .collect();
     }
 
-    let truth = ClinicTruth {
+    let mut truth = ClinicTruth {
         as_at: spec.start,
         horizon_days: horizon,
         cover: lines.values().map(|l| cover(l, spec.start)).collect(),
@@ -176,7 +173,6 @@ pub(crate) fn generate(
     let bookings = bookings(&lines, spec, &mut nhs, rng);
     let (given, administered) = given(&lines, spec, &mut nhs, rng);
     let (movements, supplied, wasted) = movements(&lines, &administered, spec, rng);
-    let mut truth = truth;
     for (key, line) in &lines {
         let supplied = supplied.get(key).copied().unwrap_or(0);
         let administered = administered.get(key).copied().unwrap_or(0);
