@@ -9,6 +9,30 @@ use std::time::{Duration, Instant};
 use common::webdriver::Browser;
 use common::*;
 
+/// Sign in as a person does: the token pasted into the form.
+fn sign_in(browser: &Browser, http: std::net::SocketAddr, token: &str) {
+    browser.goto(&format!("http://{http}/login"));
+    browser.eval(&format!(
+        "document.getElementById('token').value = {}; \
+         document.querySelector('form[action=\"/login\"]').submit(); return true",
+        serde_json::to_string(token).unwrap()
+    ));
+    wait_until(10, "the sign-in to be posted", || {
+        browser.eval("return location.pathname") != "/login"
+    });
+}
+
+/// The text of each row's cell in the product view's column `name`.
+fn column(browser: &Browser, name: &str) -> Vec<String> {
+    serde_json::from_value(browser.eval(&format!(
+        "var cols = Array.from(document.querySelectorAll('#product-view thead th')).map(h => h.dataset.column); \
+         var i = cols.indexOf({}); \
+         return Array.from(document.querySelectorAll('#product-view tbody tr')).map(r => r.cells[i].textContent)",
+        serde_json::to_string(name).unwrap()
+    )))
+    .unwrap()
+}
+
 fn admit(bed: &serde_json::Value, control: &str) -> Vec<u8> {
     // bed_id is site:ward:bay:label.
     let id = bed["bed_id"].as_str().unwrap();
@@ -60,16 +84,7 @@ fn bed_board_shows_an_admission_within_a_second() {
         .to_string();
 
     let browser = Browser::start();
-    // Sign in as a person does: the token pasted into the form.
-    browser.goto(&format!("http://{}/login", server.http));
-    browser.eval(&format!(
-        "document.getElementById('token').value = {}; \
-         document.querySelector('form[action=\"/login\"]').submit(); return true",
-        serde_json::to_string(&server.token).unwrap()
-    ));
-    wait_until(10, "the sign-in to be posted", || {
-        browser.eval("return location.pathname") != "/login"
-    });
+    sign_in(&browser, server.http, &server.token);
     // The bed board shows patients: the browser is sent to declare a
     // purpose first, and comes back to the board.
     browser.goto(&format!("http://{}/bed-board", server.http));
@@ -212,15 +227,7 @@ fn population_health_pages_show_uptake_and_refuse_lists_under_planning() {
         .trim()
         .to_string();
     let browser = Browser::start();
-    browser.goto(&format!("http://{}/login", server.http));
-    browser.eval(&format!(
-        "document.getElementById('token').value = {}; \
-         document.querySelector('form[action=\"/login\"]').submit(); return true",
-        serde_json::to_string(&token).unwrap()
-    ));
-    wait_until(10, "the sign-in", || {
-        browser.eval("return location.pathname") != "/login"
-    });
+    sign_in(&browser, server.http, &token);
     let uptake =
         "/products/population-health/uptake?cohort=flu-2026-27&cut=imd_decile&as_at=2026-12-31";
     browser.goto(&format!("http://{}{uptake}", server.http));
@@ -234,19 +241,10 @@ fn population_health_pages_show_uptake_and_refuse_lists_under_planning() {
             .as_u64()
             .is_some_and(|n| n >= 5)
     });
-    let column = |name: &str| -> Vec<String> {
-        serde_json::from_value(browser.eval(&format!(
-            "var cols = Array.from(document.querySelectorAll('#product-view thead th')).map(h => h.dataset.column); \
-             var i = cols.indexOf({}); \
-             return Array.from(document.querySelectorAll('#product-view tbody tr')).map(r => r.cells[i].textContent)",
-            serde_json::to_string(name).unwrap()
-        )))
-        .unwrap()
-    };
-    let groups = column("group");
+    let groups = column(&browser, "group");
     assert!(groups.iter().any(|g| g == "1"), "{groups:?}");
     for name in ["people", "with_outcome"] {
-        for cell in column(name) {
+        for cell in column(&browser, name) {
             if let Ok(n) = cell.trim().parse::<u64>() {
                 assert!(n == 0 || n >= 8, "a planning cell of {n} on the page");
             }
@@ -306,16 +304,7 @@ fn vaccine_stock_page_shows_cover_by_site_shortest_first() {
     let dir = tempfile::tempdir().unwrap();
     let drop = dir.path().join("drop");
     let data = dir.path().join("trust");
-    fdp_ok!("synth", "extracts", "--out", drop, "--seed", "7");
-    fdp_ok!(
-        "ingest",
-        "csv",
-        "--data-dir",
-        data,
-        "--mapping",
-        mappings(),
-        drop
-    );
+    load_synthetic_extracts(&drop, &data, 7);
     let server = Server::start_configured(
         &data,
         1.0,
@@ -327,15 +316,7 @@ fn vaccine_stock_page_shows_cover_by_site_shortest_first() {
         .trim()
         .to_string();
     let browser = Browser::start();
-    browser.goto(&format!("http://{}/login", server.http));
-    browser.eval(&format!(
-        "document.getElementById('token').value = {}; \
-         document.querySelector('form[action=\"/login\"]').submit(); return true",
-        serde_json::to_string(&token).unwrap()
-    ));
-    wait_until(10, "the sign-in", || {
-        browser.eval("return location.pathname") != "/login"
-    });
+    sign_in(&browser, server.http, &token);
     let cover = "/products/vaccine-stock/cover?as_at=2026-03-02&days=14";
     browser.goto(&format!("http://{}{cover}", server.http));
     browser.eval(
@@ -348,18 +329,9 @@ fn vaccine_stock_page_shows_cover_by_site_shortest_first() {
             .as_u64()
             .is_some_and(|n| n >= 3)
     });
-    let column = |name: &str| -> Vec<String> {
-        serde_json::from_value(browser.eval(&format!(
-            "var cols = Array.from(document.querySelectorAll('#product-view thead th')).map(h => h.dataset.column); \
-             var i = cols.indexOf({}); \
-             return Array.from(document.querySelectorAll('#product-view tbody tr')).map(r => r.cells[i].textContent)",
-            serde_json::to_string(name).unwrap()
-        )))
-        .unwrap()
-    };
-    let days = column("days_of_cover");
+    let days = column(&browser, "days_of_cover");
     assert_eq!(days[0].trim(), "0", "{days:?}");
-    assert_eq!(column("on_hand")[0].trim(), "0");
+    assert_eq!(column(&browser, "on_hand")[0].trim(), "0");
     let bars = browser.eval("return document.querySelectorAll('svg rect.bar').length");
     assert!(
         bars.as_u64().is_some_and(|n| n >= 1),

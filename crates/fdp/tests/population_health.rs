@@ -92,29 +92,15 @@ impl Icb {
         view: &str,
         params: &[(&str, &str)],
     ) -> Result<Value, String> {
-        let mut args = vec![
-            "product".to_string(),
-            "view".into(),
-            "--data-dir".into(),
-            self.data.display().to_string(),
-            "--config".into(),
-            self.config.display().to_string(),
-            "population-health".into(),
-            view.into(),
-            "--by".into(),
-            by.into(),
-            "--purpose".into(),
-            purpose.into(),
-        ];
-        for (k, v) in params {
-            args.push("--param".into());
-            args.push(format!("{k}={v}"));
-        }
-        let out = fdp().args(&args).output().unwrap();
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        Ok(serde_json::from_slice(&out.stdout).unwrap())
+        common::product_view(
+            &self.data,
+            &self.config,
+            "population-health",
+            view,
+            by,
+            purpose,
+            params,
+        )
     }
 }
 

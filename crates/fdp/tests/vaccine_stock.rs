@@ -17,35 +17,18 @@ use serde_json::Value;
 
 const SEED: u64 = 7;
 
+/// `view` of the product, asked by the vaccination lead under operations.
 fn view(data: &Path, config: &Path, view: &str, params: &[(&str, &str)]) -> Value {
-    let mut args: Vec<String> = [
-        "product",
-        "view",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
+    product_view(
+        data,
+        config,
         "vaccine-stock",
         view,
-        "--by",
         "lead",
-        "--purpose",
         "operations",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for (k, v) in params {
-        args.push("--param".into());
-        args.push(format!("{k}={v}"));
-    }
-    let out = fdp().args(&args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+        params,
+    )
+    .unwrap_or_else(|e| panic!("{view}: {e}"))
 }
 
 /// Each row by site and product, as a map of column to value.
@@ -86,16 +69,7 @@ fn the_vaccination_lead_sees_the_planted_cover_risk_and_wastage_at_every_site() 
         "ods = \"RXX\"\n[principal.lead]\nroles = [\"vaccination-lead\"]\n",
     )
     .unwrap();
-    fdp_ok!("synth", "extracts", "--out", drop, "--seed", "7");
-    fdp_ok!(
-        "ingest",
-        "csv",
-        "--data-dir",
-        data,
-        "--mapping",
-        mappings(),
-        drop
-    );
+    load_synthetic_extracts(&drop, &data, SEED);
     let trust = Trust::generate(SEED, TrustSpec::default()).unwrap();
     let spec = ExtractSpec::default();
     let truth = extracts::clinic_truth(&trust, SEED, &spec).unwrap();

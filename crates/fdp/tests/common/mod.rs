@@ -347,6 +347,67 @@ pub fn mappings() -> PathBuf {
     Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../mappings")
 }
 
+/// `fdp synth extracts` from `seed` written to `drop`, then loaded with
+/// the shipped mappings into the instance at `data`: what the load printed.
+#[allow(dead_code)]
+pub fn load_synthetic_extracts(drop: &Path, data: &Path, seed: u64) -> String {
+    fdp_ok!(
+        "synth",
+        "extracts",
+        "--out",
+        drop,
+        "--seed",
+        seed.to_string()
+    );
+    fdp_ok!(
+        "ingest",
+        "csv",
+        "--data-dir",
+        data,
+        "--mapping",
+        mappings(),
+        drop
+    )
+}
+
+/// `fdp product view`: `product`'s `view` asked by the principal `by` of
+/// the instance configured in `config`, under `purpose`, with `params`;
+/// its JSON answer, or what it printed on refusing.
+#[allow(dead_code)]
+pub fn product_view(
+    data: &Path,
+    config: &Path,
+    product: &str,
+    view: &str,
+    by: &str,
+    purpose: &str,
+    params: &[(&str, &str)],
+) -> Result<serde_json::Value, String> {
+    let mut args: Vec<String> = vec![
+        "product".into(),
+        "view".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--config".into(),
+        config.display().to_string(),
+        product.into(),
+        view.into(),
+        "--by".into(),
+        by.into(),
+        "--purpose".into(),
+        purpose.into(),
+    ];
+    for (k, v) in params {
+        args.push("--param".into());
+        args.push(format!("{k}={v}"));
+    }
+    let out = fdp().args(&args).output().unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).unwrap())
+}
+
 /// An HTTP GET with a bearer token; returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
     http(addr, "GET", path, token, None)
