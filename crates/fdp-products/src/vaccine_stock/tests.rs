@@ -125,6 +125,18 @@ async fn cover_is_shortest_first_from_the_latest_count_in_date_against_standing_
         .unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0][0], json!("RXX02"));
+    // A site written to widen the filter is a site no row has.
+    for view_name in ["cover", "wastage"] {
+        let widened = view(
+            view_name,
+            "vaccination-lead",
+            Purpose::Operations,
+            &[("as_at", "2026-03-02"), ("site", "RXX01' OR '1' = '1")],
+        )
+        .await
+        .unwrap();
+        assert!(widened.is_empty(), "{view_name}: {widened:?}");
+    }
 }
 
 #[tokio::test]
