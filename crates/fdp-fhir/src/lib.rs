@@ -45,4 +45,10 @@ pub mod systems {
     pub const LOINC: &str = "http://loinc.org";
     pub const CVX: &str = "http://hl7.org/fhir/sid/cvx";
     pub const DMD: &str = "https://dmd.nhs.uk";
+    /// NHS Supply Chain's product codes (NPC).
+    pub const NHS_SUPPLY_CHAIN_NPC: &str = "https://www.supplychain.nhs.uk/npc";
+    /// A ward or store as the supplies tables name it (`site:ward`).
+    pub const SUPPLY_LOCATION: &str = "https://openfdp.nhs.uk/Id/supply-location";
+    /// A transfer or order the supply-chain product suggested.
+    pub const SUPPLY_SUGGESTION: &str = "https://openfdp.nhs.uk/Id/supply-suggestion";
 }

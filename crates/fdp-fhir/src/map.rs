@@ -17,6 +17,7 @@
 //! | Organization | Organisation (extension) |
 //! | Practitioner | CareProfessional |
 //! | Task (a waiting-list change, see [`crate::change_request`]) | ChangeLogRequest; also ValidatedChangelog once decided |
+//! | SupplyRequest | StockMovement (extension): a transfer between two locations when it names where the stock comes from (`deliverFrom`), else an order |
 //!
 //! Canonical ids are the resources' logical ids, and references become the
 //! id they point at, so canonical rows join the way the resources refer.
@@ -44,6 +45,7 @@ pub const MAPPED_TYPES: &[&str] = &[
     "Organization",
     "Practitioner",
     "Task",
+    "SupplyRequest",
 ];
 
 /// The canonical object types a resource type can map to (which of them a
@@ -63,6 +65,7 @@ pub fn object_types_of(resource_type: &str) -> &'static [&'static str] {
         "Organization" => &["Organisation"],
         "Practitioner" => &["CareProfessional"],
         "Task" => &["ChangeLogRequest", "ValidatedChangelog", "BookingRequest"],
+        "SupplyRequest" => &["StockMovement"],
         _ => &[],
     }
 }
@@ -101,6 +104,7 @@ pub fn map_resource(resource: &Value, id: &str) -> Option<Mapped> {
         "Task" if crate::booking_request::is_booking_request(resource) => {
             out.rows.push(("BookingRequest", booking_request(&r, id)))
         }
+        "SupplyRequest" => out.rows.push(("StockMovement", supply_request(&r, id))),
         _ => return None,
     }
     if matches!(
@@ -660,6 +664,54 @@ fn appointment(r: &R, aid: &str) -> Map<String, Value> {
     ])
 }
 
+/// A request for supplies: with `deliverFrom` a location, stock moved
+/// from there to `deliverTo` (one row for both ends, the quantity counted
+/// into `deliverTo` and out of `from_location_id`); without, an order for
+/// `deliverTo` that changes nothing on hand until it is received.
+fn supply_request(r: &R, rid: &str) -> Map<String, Value> {
+    let location = |path: &str| {
+        r.s(&format!("{path}.identifier.value"))
+            .or_else(|| r.reference(path))
+    };
+    let to = location("deliverTo");
+    let from = location("deliverFrom");
+    let site = to
+        .as_deref()
+        .map(|l| l.split(':').next().unwrap_or(l).to_string());
+    let item = r
+        .code_in("itemCodeableConcept", systems::NHS_SUPPLY_CHAIN_NPC)
+        .map(|c| c.trim().to_uppercase());
+    let kind = if from.is_some() { "transfer" } else { "order" };
+    row(vec![
+        ("stock_movement_id", id(rid)),
+        ("movement_type", s(Some(kind.to_string()))),
+        (
+            "movement_date",
+            s(r.date("occurrenceDateTime")
+                .or_else(|| r.date("authoredOn"))),
+        ),
+        ("item_code", s(item.clone())),
+        ("code_system", item.map(|_| Value::String("NPC".into()))),
+        ("item_name", s(r.s("itemCodeableConcept.text"))),
+        ("category", s(Some("supplies".to_string()))),
+        (
+            "quantity",
+            r.at("quantity.value")
+                .and_then(Value::as_f64)
+                .map(|q| Value::from(q.round() as i64)),
+        ),
+        ("site_id", s(site)),
+        ("location_id", s(to)),
+        ("from_location_id", s(from)),
+        (
+            "reference",
+            s(r.identifier(systems::SUPPLY_SUGGESTION)
+                .or_else(|| Some(format!("SupplyRequest/{rid}")))),
+        ),
+        ("reason", s(r.text("reasonCode"))),
+    ])
+}
+
 fn service_request(r: &R, sid: &str) -> Map<String, Value> {
     row(vec![
         ("referral_id", id(sid)),
@@ -1063,6 +1115,32 @@ mod tests {
         assert_eq!(r["ethnic_category_code"], "A");
         assert_eq!(r["registered_gp"], "B82001");
         assert_eq!(r["postcode"], "LS1 4AP");
+    }
+
+    #[test]
+    fn a_supply_request_is_a_transfer_when_it_names_where_from_else_an_order() {
+        let loc = |l: &str| json!({"identifier": {"system": systems::SUPPLY_LOCATION, "value": l}});
+        let mut r = json!({"resourceType": "SupplyRequest", "status": "completed",
+            "itemCodeableConcept": {"coding": [{"system": systems::NHS_SUPPLY_CHAIN_NPC, "code": " ftr202 "}], "text": "Gloves"},
+            "quantity": {"value": 40}, "occurrenceDateTime": "2026-03-01",
+            "deliverTo": loc("RXX01:W01"), "deliverFrom": loc("RXX01:W02"),
+            "identifier": [{"system": systems::SUPPLY_SUGGESTION, "value": "T-abc"}],
+            "reasonCode": [{"text": "held above its maximum"}]});
+        let m = map_resource(&r, "s1").unwrap();
+        let (t, row) = &m.rows[0];
+        assert_eq!(*t, "StockMovement");
+        assert_eq!(row["movement_type"], "transfer");
+        assert_eq!(row["item_code"], "FTR202");
+        assert_eq!(row["quantity"], 40);
+        assert_eq!(row["location_id"], "RXX01:W01");
+        assert_eq!(row["from_location_id"], "RXX01:W02");
+        assert_eq!(row["site_id"], "RXX01");
+        assert_eq!(row["movement_date"], "2026-03-01");
+        assert_eq!(row["reference"], "T-abc");
+        r.as_object_mut().unwrap().remove("deliverFrom");
+        let m = map_resource(&r, "s2").unwrap();
+        assert_eq!(m.rows[0].1["movement_type"], "order");
+        assert!(m.rows[0].1.get("from_location_id").is_none());
     }
 
     #[test]

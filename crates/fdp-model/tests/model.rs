@@ -32,6 +32,7 @@ fn has_the_62_cdm_types_and_the_extensions() {
             "StaffShift",
             "StockLevel",
             "StockMovement",
+            "SupplyItem",
             "PathwayActivity",
             "PostcodeLookup",
             "AreaDeprivation",
@@ -44,13 +45,13 @@ fn has_the_62_cdm_types_and_the_extensions() {
             "PatientArea",
         ]
     );
-    assert_eq!(m.object_types().len(), 81);
+    assert_eq!(m.object_types().len(), 82);
     // The CDM already has wards and sites; the extensions must use them, not copy them.
     for name in ["Ward", "Site"] {
         assert!(!m.object_type(name).unwrap().extension, "{name}");
     }
     let names: HashSet<&str> = m.object_types().iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names.len(), 81);
+    assert_eq!(names.len(), 82);
     let property_count: usize = m.cdm_types().map(|t| t.properties.len()).sum();
     assert!(property_count > 1_200, "{property_count}");
 }
@@ -407,7 +408,7 @@ fn describe_lists_types_and_properties() {
     let m = model();
     let text = m.describe();
     assert!(text.starts_with(
-        "81 object types (62 from the FDP Canonical Data Model, 19 OpenFDP extensions)"
+        "82 object types (62 from the FDP Canonical Data Model, 20 OpenFDP extensions)"
     ));
     assert!(text.contains("WardStay [CDM]"));
     assert!(text.contains("Bed [OpenFDP extension]"));
@@ -426,7 +427,7 @@ fn describe_lists_types_and_properties() {
     let pathway = m.object_type("DischargeReadiness").unwrap().describe();
     assert!(pathway.contains("one of: 0, 1, 2, 3"), "{pathway}");
     let summary = m.describe_summary();
-    assert_eq!(summary.lines().count(), 82);
+    assert_eq!(summary.lines().count(), 83);
     assert!(summary
         .lines()
         .any(|l| l.starts_with("Bed ") && l.ends_with("[extension]")));

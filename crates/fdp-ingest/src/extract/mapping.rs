@@ -90,6 +90,8 @@ pub enum Parse {
     Postcode,
     /// A SNOMED CT id, checked by its Verhoeff digit.
     Snomed,
+    /// A GS1 GTIN, checked by its check digit; stored at 14 digits.
+    Gtin,
     Icd10,
     Opcs4,
 }
@@ -673,6 +675,7 @@ impl Plan {
                     .to_string(),
             ),
             Parse::Snomed => text(id::parse_sctid(s).map_err(|e| e.to_string())?.to_string()),
+            Parse::Gtin => text(id::parse_gtin(s).map_err(|e| e.to_string())?.to_string()),
             Parse::Icd10 => text(id::parse_icd10(s).map_err(|e| e.to_string())?.to_string()),
             Parse::Opcs4 => text(id::parse_opcs4(s).map_err(|e| e.to_string())?.to_string()),
         })
@@ -998,6 +1001,30 @@ mod tests {
         assert!(e.contains("not a date in the format %d/%m/%Y"), "{e}");
         let e = p.apply(&["RXX4", "9434765919", "1"], &mut out).unwrap_err();
         assert_eq!(e, "expected 4 fields, found 3");
+    }
+
+    #[test]
+    fn a_gtin_is_checked_and_kept_at_fourteen_digits() {
+        let p = plan(
+            r#"
+            name = "cat"
+            object_type = "SupplyItem"
+            file_pattern = "cat_*.csv"
+            [columns]
+            item_code = { from = "NPC", parse = "upper" }
+            gtin = { from = "GTIN", parse = "gtin" }
+            "#,
+            &["NPC", "GTIN"],
+        );
+        let mut out = Vec::new();
+        p.apply(&["ftr202", "5012345002026"], &mut out).unwrap();
+        assert!(out.contains(&Val::Text("05012345002026".into())), "{out:?}");
+        assert!(out.contains(&Val::Text("FTR202".into())), "{out:?}");
+        let e = p.apply(&["FTR202", "5012345002027"], &mut out).unwrap_err();
+        assert_eq!(
+            e,
+            "gtin: GTIN: `5012345002027` ends in 7, but its check digit is 6"
+        );
     }
 
     #[test]

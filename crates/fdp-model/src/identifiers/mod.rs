@@ -4,6 +4,7 @@
 //! national service whether it *is* one (that would be I/O, which this crate never does).
 
 mod codes;
+mod gtin;
 mod nhs_number;
 mod ods;
 mod postcode;
@@ -12,6 +13,7 @@ mod snomed;
 use thiserror::Error;
 
 pub use codes::{parse_icd10, parse_opcs4, Icd10Code, Opcs4Code};
+pub use gtin::{gtin_check_digit, parse_gtin, Gtin};
 pub use nhs_number::{
     is_valid_nhs_number, nhs_number_check_digit, nhs_number_check_digit_of, nhs_number_from,
     parse_nhs_number, NhsNumber, NhsNumberError,
@@ -33,6 +35,12 @@ pub enum IdentifierError {
     },
     #[error("SNOMED CT: `{0}` fails its Verhoeff check digit")]
     CheckDigit(String),
+    #[error("GTIN: `{value}` ends in {found}, but its check digit is {expected}")]
+    GtinCheckDigit {
+        value: String,
+        found: u32,
+        expected: u32,
+    },
     #[error("SNOMED CT: `{value}` is a {partition} identifier, not a concept identifier")]
     NotAConcept {
         value: String,
