@@ -56,6 +56,11 @@ pub(crate) mod stream {
     /// The flat extracts take this stream and the fifteen after it, one per
     /// file, so a change to one extract leaves the others byte-identical.
     pub const EXTRACTS: u64 = 16;
+    /// The supplies year's set-up: which items each ward keeps and how
+    /// much it uses.
+    pub const SUPPLIES: u64 = 40;
+    /// The supplies year's series each take this stream plus their index.
+    pub const SUPPLIES_SERIES: u64 = 1 << 32;
 }
 
 /// A generator for `seed` on an independent `stream`.

@@ -18,6 +18,13 @@
 //! | `vaccinations_given_<date>.csv` | UTF-8, CRLF, ISO dates | point-of-care vaccination record: each dose given (or not) by batch, in the four weeks before |
 //! | `vaccine_movements_<date>.csv` | semicolon-separated, ISO dates | pharmacy stock system: vaccine deliveries and wastage with its reason |
 //!
+//! [`supply_year`] writes a year of ward supplies instead of a fortnight:
+//! `supplies_catalogue_<date>.csv` (each item's NPC, GTIN, category, lead
+//! time, shelf life, criticality and equivalent items), `ward_stock_<date>.csv`
+//! with every month-end count, `supplies_transactions_<date>.csv` with
+//! every movement of the year, and `batch_stock_<date>.csv` (batches on
+//! hand with their expiry on the last day), with what it planted as truth.
+//!
 //! Everything is consistent with the [`Trust`]: theatres and stores sit on
 //! its sites, rosters cover its wards (a unit's site and ward code are the
 //! instance's ward id `site:ward`), sessions are led by its consultants and
@@ -40,10 +47,15 @@ mod pre_op;
 mod roster;
 mod sheet;
 mod stock;
+mod supplies;
 mod theatre;
 mod theatre_day;
 
 pub use clinics::{ClinicTruth, CoverTruth, WastageTruth};
+pub use supplies::{
+    supply_year, PlantedDiscrepancy, PlantedExpiry, PlantedImbalance, SeriesTruth, SupplyItem,
+    SupplyTruth, SupplyYear, SupplyYearSpec, CATALOGUE as SUPPLY_CATALOGUE,
+};
 pub use theatre::HISTORY_DAYS;
 
 use chrono::{Datelike, NaiveDate};

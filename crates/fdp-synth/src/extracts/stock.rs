@@ -6,6 +6,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::sheet::{Encoding, Sheet};
+use super::supplies::{ward_items, wards, CATALOGUE};
 use super::{dmy, impossible_day, stamp, ExtractFile, ExtractSpec, FaultKind};
 use crate::rng::{pick, SynthRng};
 use crate::trust::Trust;
@@ -178,149 +179,6 @@ pub(crate) fn vaccines(
     (sheet.finish(format!("vaccine_stock_{date}.txt")), counted)
 }
 
-/// NPC-shaped code, description, unit of issue, units in it, price per unit of issue.
-const CATALOGUE: &[(&str, &str, &str, u32, f64)] = &[
-    (
-        "FTR201",
-        "Gloves examination nitrile powder-free small",
-        "BX",
-        100,
-        3.10,
-    ),
-    (
-        "FTR202",
-        "Gloves examination nitrile powder-free medium",
-        "BX",
-        100,
-        3.10,
-    ),
-    (
-        "FTR203",
-        "Gloves examination nitrile powder-free large",
-        "BX",
-        100,
-        3.10,
-    ),
-    (
-        "FWC112",
-        "Apron disposable polythene white on a roll",
-        "RL",
-        200,
-        4.20,
-    ),
-    ("FSA054", "Syringe luer lock 10ml", "BX", 100, 6.80),
-    ("FSA051", "Syringe luer slip 5ml", "BX", 100, 4.90),
-    (
-        "FSW228",
-        "Needle hypodermic 21G x 38mm green",
-        "BX",
-        100,
-        2.40,
-    ),
-    (
-        "ELW190",
-        "Dressing foam adhesive 10cm x 10cm",
-        "BX",
-        10,
-        9.75,
-    ),
-    (
-        "ELY105",
-        "Dressing film IV cannula 7cm x 8.5cm",
-        "BX",
-        100,
-        18.50,
-    ),
-    (
-        "FDF344",
-        "Wipes detergent and disinfectant chlorine",
-        "PK",
-        200,
-        5.20,
-    ),
-    (
-        "FLH031",
-        "Sharps container 1 litre yellow lid",
-        "EA",
-        1,
-        1.35,
-    ),
-    (
-        "MRB602",
-        "Catheter Foley 2-way 14Ch 10ml balloon",
-        "EA",
-        1,
-        2.10,
-    ),
-    (
-        "FWM510",
-        "Incontinence pad all-in-one medium",
-        "PK",
-        28,
-        7.90,
-    ),
-    (
-        "FTP116",
-        "Tape surgical microporous 2.5cm x 9.1m",
-        "BX",
-        12,
-        4.40,
-    ),
-    (
-        "FWF020",
-        "Face mask fluid-resistant type IIR",
-        "BX",
-        50,
-        3.30,
-    ),
-    (
-        "FSK411",
-        "Cannula IV 20G pink with injection port",
-        "BX",
-        50,
-        22.00,
-    ),
-    ("FSL150", "Blood collection needle 21G", "BX", 100, 8.00),
-    (
-        "EAR089",
-        "Oxygen mask adult medium concentration with tubing",
-        "EA",
-        1,
-        0.62,
-    ),
-    ("FPR230", "Bedpan pulp disposable", "CS", 200, 26.00),
-    (
-        "FWP077",
-        "Gloves sterile surgical latex-free size 7",
-        "PR",
-        1,
-        0.58,
-    ),
-];
-
-/// Which catalogue items a ward keeps: the same in the count and in the
-/// transactions, without sharing a random stream between the two files.
-fn ward_items(ward: usize) -> Vec<usize> {
-    (0..CATALOGUE.len())
-        .filter(|&i| matches!(i, 1 | 3 | 10) || !(ward * 7 + i * 3).is_multiple_of(5))
-        .collect()
-}
-
-fn wards(trust: &Trust) -> Vec<(&str, &str, &str, String)> {
-    trust
-        .wards()
-        .enumerate()
-        .map(|(i, (site, ward))| {
-            (
-                site.code.as_str(),
-                ward.code.as_str(),
-                ward.name.as_str(),
-                (412_000 + i * 10).to_string(),
-            )
-        })
-        .collect()
-}
-
 /// Ward top-up (imprest) count: what each ward holds against its level.
 pub(crate) fn ward_stock(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) -> ExtractFile {
     let mut sheet = Sheet::new(',', false, Encoding::Utf8);
@@ -342,7 +200,14 @@ pub(crate) fn ward_stock(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) 
     let mut last = Vec::new();
     for (i, (site, code, name, cost_centre)) in wards(trust).into_iter().enumerate() {
         for item in ward_items(i) {
-            let (npc, description, uoi, pack, price) = CATALOGUE[item];
+            let it = &CATALOGUE[item];
+            let (npc, description, uoi, pack, price) = (
+                it.npc,
+                it.description,
+                it.unit_of_issue,
+                it.pack_size,
+                it.unit_price,
+            );
             let level: u32 = rng.random_range(2..=12);
             let on_hand = if rng.random_bool(0.08) {
                 0
@@ -425,7 +290,9 @@ pub(crate) fn transactions(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng
                 location: &str,
                 cost_centre: &str,
                 reference: String| {
-        let (npc, description, uoi, _, price) = CATALOGUE[item];
+        let it = &CATALOGUE[item];
+        let (npc, description, uoi, price) =
+            (it.npc, it.description, it.unit_of_issue, it.unit_price);
         vec![
             txn.to_string(),
             day.format("%Y-%m-%d").to_string(),
