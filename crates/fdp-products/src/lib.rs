@@ -36,6 +36,9 @@
 //! - [`vaccine_stock`]: each site's vaccine stock by dm+d product and
 //!   batch against the coming days' bookings: days of cover, doses at risk
 //!   of expiry, and wastage with its reasons.
+//! - [`supply_chain`]: every supplies item at every ward from counts and
+//!   movements, AMC corrected for stock-outs, forecasts by demand pattern,
+//!   the shortages coming, and transfers suggested before orders.
 //! - [`declared`]: products declared as data (a folder with `product.toml`
 //!   and SQL, no Rust), checked against the model and the policy.
 
@@ -72,4 +75,5 @@ built_in! {
     theatre_planner::TheatrePlanner,
     population_health::PopulationHealth,
     vaccine_stock::VaccineStock,
+    supply_chain::SupplyChain,
 }

@@ -243,7 +243,10 @@ pub struct OfferedOn {
 /// labelled by one column and as long as another's number, with the
 /// numbers of further columns stacked after it. As lines: the rows in
 /// order along the bottom, labelled by one column, and a line for each
-/// number column, for a trend week by week.
+/// number column, for a trend week by week. As a heat map: a grid with a
+/// row for each value of one column and a column for each value of
+/// another (`across`), each cell shaded by a number, the lowest
+/// strongest (where cover is least).
 ///
 /// ```
 /// use fdp_products::platform::Chart;
@@ -268,6 +271,9 @@ pub struct Chart {
     pub stack: Vec<String>,
     #[serde(default, skip_serializing_if = "ChartKind::is_bars")]
     pub kind: ChartKind,
+    /// For a heat map: the column naming each cell's column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub across: Option<String>,
 }
 
 /// How a [`Chart`] is drawn.
@@ -277,6 +283,7 @@ pub enum ChartKind {
     #[default]
     Bars,
     Lines,
+    Heat,
 }
 
 impl ChartKind {
@@ -293,6 +300,19 @@ impl Chart {
             value: value.into(),
             stack: Vec::new(),
             kind: ChartKind::Bars,
+            across: None,
+        }
+    }
+
+    /// A grid: a row for each value of `label`, a column for each value of
+    /// `across`, each cell shaded by `value`.
+    pub fn heat(label: &str, across: &str, value: &str) -> Chart {
+        Chart {
+            label: label.into(),
+            value: value.into(),
+            stack: Vec::new(),
+            kind: ChartKind::Heat,
+            across: Some(across.into()),
         }
     }
 
@@ -307,6 +327,7 @@ impl Chart {
             value: (*first).into(),
             stack: rest.iter().map(|s| s.to_string()).collect(),
             kind: ChartKind::Lines,
+            across: None,
         }
     }
 
@@ -316,17 +337,22 @@ impl Chart {
         self
     }
 
-    /// Every column the chart names: the label, then the numbers.
+    /// Every column the chart names: the label, then the numbers, then a
+    /// heat map's `across`.
     pub fn columns(&self) -> Vec<&str> {
         [self.label.as_str(), self.value.as_str()]
             .into_iter()
             .chain(self.stack.iter().map(String::as_str))
+            .chain(self.across.as_deref())
             .collect()
     }
 
     /// The number columns, in order.
     pub fn values(&self) -> Vec<&str> {
-        self.columns()[1..].to_vec()
+        [self.value.as_str()]
+            .into_iter()
+            .chain(self.stack.iter().map(String::as_str))
+            .collect()
     }
 }
 

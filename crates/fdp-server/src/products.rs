@@ -304,6 +304,37 @@ fn chart(out: &Output, c: &Chart) -> maud::Markup {
     let names: Vec<&str> = values.iter().map(|(_, title)| *title).collect();
     let title = format!("{} by {}", names.join(", "), out.columns[label].title);
     match c.kind {
+        ChartKind::Heat => {
+            let Some(across) = c.across.as_deref().and_then(at) else {
+                return html! {};
+            };
+            let mut rows: Vec<String> = Vec::new();
+            let mut columns: Vec<String> = Vec::new();
+            let mut cells = Vec::new();
+            let name = |v: &Value| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            for (r, l) in out.rows.iter().zip(&labels) {
+                let col = name(&r[across]);
+                let i = rows.iter().position(|x| x == l).unwrap_or_else(|| {
+                    rows.push(l.clone());
+                    rows.len() - 1
+                });
+                let j = columns.iter().position(|x| *x == col).unwrap_or_else(|| {
+                    columns.push(col);
+                    columns.len() - 1
+                });
+                if let Some(v) = r[values[0].0].as_f64() {
+                    cells.push((i, j, v));
+                }
+            }
+            let title = format!(
+                "{} by {} and {}",
+                values[0].1, out.columns[label].title, out.columns[across].title
+            );
+            crate::svg::heat(&title, &rows, &columns, &cells)
+        }
         ChartKind::Lines => {
             let lines: Vec<crate::svg::Line> = values
                 .iter()

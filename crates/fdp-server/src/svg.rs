@@ -126,6 +126,54 @@ pub fn lines(title: &str, labels: &[String], lines: &[Line]) -> Markup {
     }
 }
 
+/// A heat map: a row for each of `rows`, a column for each of `columns`,
+/// and each cell of `cells` (row, column, value) shaded in five bands from
+/// the lowest value (strongest) to the highest; a cell with no value is
+/// left blank. Each cell is titled with its row, column and value.
+pub fn heat(
+    title: &str,
+    rows: &[String],
+    columns: &[String],
+    cells: &[(usize, usize, f64)],
+) -> Markup {
+    let (label_w, cell_w, cell_h, head_h) = (200.0, 64.0, 22.0, 90.0);
+    let (lo, hi) = cells
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), c| {
+            (lo.min(c.2), hi.max(c.2))
+        });
+    let band = |v: f64| -> usize {
+        if hi <= lo {
+            return 2;
+        }
+        (((v - lo) / (hi - lo)) * 4.999).floor() as usize
+    };
+    let width = label_w + cell_w * columns.len() as f64 + 10.0;
+    let height = head_h + cell_h * rows.len() as f64 + 6.0;
+    html! {
+        svg.chart role="img" aria-label=(title) width=(width) height=(height)
+            viewBox=(format!("0 0 {width} {height}")) {
+            title { (title) }
+            @for (j, c) in columns.iter().enumerate() {
+                @let x = label_w + cell_w * j as f64 + cell_w / 2.0;
+                text.chart-label x=(format!("{x:.1}")) y=(head_h - 6.0) text-anchor="start"
+                    transform=(format!("rotate(-40 {x:.1} {:.1})", head_h - 6.0)) { (c) }
+            }
+            @for (i, r) in rows.iter().enumerate() {
+                text.chart-label x=(label_w - 6.0) y=(format!("{:.1}", head_h + cell_h * i as f64 + 15.0)) text-anchor="end" { (r) }
+            }
+            @for &(i, j, v) in cells {
+                rect class=(format!("heat-{}", band(v)))
+                    x=(format!("{:.1}", label_w + cell_w * j as f64)) y=(format!("{:.1}", head_h + cell_h * i as f64))
+                    width=(cell_w - 2.0) height=(cell_h - 2.0) {
+                    title { (rows[i]) ", " (columns[j]) ": " (format_tick(v)) }
+                }
+                text.chart-label x=(format!("{:.1}", label_w + cell_w * j as f64 + cell_w / 2.0)) y=(format!("{:.1}", head_h + cell_h * i as f64 + 15.0)) text-anchor="middle" { (format_tick(v)) }
+            }
+        }
+    }
+}
+
 /// A tick's value: whole numbers as they are, fractions to two places.
 fn format_tick(v: f64) -> String {
     if v.fract() == 0.0 {

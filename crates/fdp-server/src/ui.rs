@@ -35,6 +35,7 @@ th { font-weight: 600; }
 .bed.closed { background: var(--closed); border-color: var(--closed-b); border-style: dashed; }
 .bed .flags { font-size: .8rem; color: var(--warn); font-weight: 600; }
 .chart rect.occupied { fill: #003087; } .chart rect.free { fill: #2e7d32; } .chart rect.closed { fill: #9e9e9e; } .chart rect.bar { fill: #005eb8; }
+.chart .heat-0 { fill: #d5281b; } .chart .heat-1 { fill: #ed8b00; } .chart .heat-2 { fill: #ffeb3b; } .chart .heat-3 { fill: #a5d6a7; } .chart .heat-4 { fill: #e8f5e9; }
 .chart .series-0 { fill: #005eb8; stroke: #005eb8; } .chart .series-1 { fill: #78be20; stroke: #78be20; } .chart .series-2 { fill: #ed8b00; stroke: #ed8b00; } .chart .series-3 { fill: #7c2855; stroke: #7c2855; }
 .chart polyline { fill: none; stroke-width: 2.5; } .chart line.grid { stroke: #d8dde0; }
 .chart-label { font-size: 12px; fill: var(--fg); }
