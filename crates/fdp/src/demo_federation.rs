@@ -63,7 +63,7 @@ const AUTHORED: [(&str, &str); 3] = [
 
 /// The mappings the trusts' elective and theatre extracts are loaded with,
 /// as `mappings/` holds them.
-const MAPPINGS: [(&str, &str); 12] = [
+const MAPPINGS: [(&str, &str); 16] = [
     (
         "waiting-list.toml",
         include_str!("../../../mappings/waiting-list.toml"),
@@ -111,6 +111,22 @@ const MAPPINGS: [(&str, &str); 12] = [
     (
         "vaccine-movements.toml",
         include_str!("../../../mappings/vaccine-movements.toml"),
+    ),
+    (
+        "supplies-catalogue.toml",
+        include_str!("../../../mappings/supplies-catalogue.toml"),
+    ),
+    (
+        "supplies-ward-stock.toml",
+        include_str!("../../../mappings/supplies-ward-stock.toml"),
+    ),
+    (
+        "supplies-transactions.toml",
+        include_str!("../../../mappings/supplies-transactions.toml"),
+    ),
+    (
+        "supplies-batch-stock.toml",
+        include_str!("../../../mappings/supplies-batch-stock.toml"),
     ),
 ];
 
@@ -203,7 +219,7 @@ fn peers_of(m: &Member) -> Vec<&'static Member> {
 fn roles_of(role: OrgRole) -> &'static str {
     match role {
         OrgRole::Trust => {
-            r#"["clinician", "bed-manager", "waiting-list-manager", "theatre-scheduler", "vaccination-lead", "analyst", "information-governance-lead"]"#
+            r#"["clinician", "bed-manager", "waiting-list-manager", "theatre-scheduler", "vaccination-lead", "supplies-lead", "analyst", "information-governance-lead"]"#
         }
         OrgRole::CareProvider => r#"["clinician", "bed-manager", "analyst"]"#,
         OrgRole::Icb | OrgRole::National => r#"["analyst", "information-governance-lead"]"#,
@@ -351,8 +367,9 @@ fn daily_return_reach() -> Reach {
 
 /// A trust's elective waiting list, its theatre lists of the four weeks
 /// to `today` (with their case times) and the six weeks from it (with
-/// their patients' assessments), and its vaccine stock counted today with
-/// the clinics' bookings, doses given and stock movements, made by
+/// their patients' assessments), its vaccine stock counted today with
+/// the clinics' bookings, doses given and stock movements, and the year of
+/// ward supplies to today (catalogue, counts, movements, batches), made by
 /// `fdp-synth` from `seed` and loaded through the extract mappings like any
 /// trust's files (their planted faults go to quarantine).
 async fn elective_extracts(
@@ -408,6 +425,15 @@ async fn elective_extracts(
         ),
     ];
     files.extend(theatre.map(|f| (f.name, f.bytes)));
+    let supplies = fdp_synth::extracts::supply_year(
+        &trust,
+        seed,
+        &fdp_synth::extracts::SupplyYearSpec {
+            end: today,
+            days: 365,
+        },
+    );
+    files.extend(supplies.files.into_iter().map(|f| (f.name, f.bytes)));
     let mappings = extract::read_mappings(&root.join("mappings"))
         .map_err(|e| anyhow::anyhow!("reading the demo's mappings: {e}"))?;
     let run_id = format!("demo-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));

@@ -33,6 +33,29 @@ pub enum SynthCommand {
         #[arg(long, default_value_t = 24)]
         care_homes: usize,
     },
+    /// A year of a trust's ward supplies: the catalogue
+    /// (`supplies_catalogue_<date>.csv`), counts at the start of every
+    /// month (`ward_stock_<date>.csv`), every movement
+    /// (`supplies_transactions_<date>.csv`) and the batches on hand with
+    /// their expiry on the last day (`batch_stock_<date>.csv`), with what
+    /// was planted (a ward about to run short of a critical item while
+    /// another holds spare, a short-dated batch, counts that disagree) as
+    /// `supplies_truth.json` beside them. Load the files with `fdp ingest
+    /// csv --mapping mappings/ DIR`; the truth file is no extract.
+    Supplies {
+        /// Folder to write into (created if missing)
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the synthetic trust and its year
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// The last day of the year (the last count is taken on it)
+        #[arg(long, default_value = "2026-03-01")]
+        end: NaiveDate,
+        /// Days of history
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
     /// A trust's elective waiting list as its PAS exports it
     /// (`waiting_list_<date>.csv`) with every pathway's RTT activity
     /// (`rtt_activity_<date>.csv`), and the planted validation problems as
@@ -239,6 +262,41 @@ pub async fn run(cmd: SynthCommand) -> Result<()> {
             pathways,
             problem_share,
         } => write_elective(&out, seed, as_at, pathways, problem_share),
+        SynthCommand::Supplies {
+            out,
+            seed,
+            end,
+            days,
+        } => {
+            let trust = Trust::generate(seed, TrustSpec::default())?;
+            let year = fdp_synth::extracts::supply_year(
+                &trust,
+                seed,
+                &fdp_synth::extracts::SupplyYearSpec { end, days },
+            );
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            println!("{:<40} {:>10}", "FILE", "RECORDS");
+            for f in &year.files {
+                let path = out.join(&f.name);
+                std::fs::write(&path, &f.bytes)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("{:<40} {:>10}", f.name, f.records);
+            }
+            let truth = out.join("supplies_truth.json");
+            std::fs::write(&truth, serde_json::to_vec_pretty(&year.truth)?)
+                .with_context(|| format!("writing {}", truth.display()))?;
+            let p = &year.truth.imbalance;
+            println!(
+                "planted: {} at {} holds {} and runs out about {}; {} holds {} of it",
+                p.npc,
+                p.short_location,
+                p.short_on_hand,
+                p.runs_out,
+                p.spare_location,
+                p.spare_on_hand
+            );
+            Ok(())
+        }
         SynthCommand::Ihtc {
             out,
             size,

@@ -363,3 +363,126 @@ fn vaccine_stock_page_shows_cover_by_site_shortest_first() {
     assert_eq!(lines.len() - 1, days.len(), "{}", csv.body);
     server.stop();
 }
+
+/// The supplies lead, on a synthetic year of ward supplies loaded through
+/// the shipped mappings: the shortage list shows the ward about to run
+/// short; on the suggestions page they accept the transfer to it from the
+/// ward holding spare; the stock page then shows the stock moved, and the
+/// heat map draws a cell for each ward and category.
+#[test]
+fn supplies_lead_accepts_a_transfer_and_sees_the_stock_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let drop = dir.path().join("drop");
+    let data = dir.path().join("trust");
+    let end = "2026-03-01";
+    fdp_ok!("synth", "supplies", "--out", &drop, "--seed", "7", "--end", end);
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(drop.join("supplies_truth.json")).unwrap()).unwrap();
+    std::fs::remove_file(drop.join("supplies_truth.json")).unwrap();
+    fdp_ok!(
+        "ingest",
+        "csv",
+        "--data-dir",
+        &data,
+        "--mapping",
+        mappings(),
+        &drop
+    );
+    let planted = &truth["imbalance"];
+    let (item, short, spare) = (
+        planted["npc"].as_str().unwrap(),
+        planted["short_location"].as_str().unwrap(),
+        planted["spare_location"].as_str().unwrap(),
+    );
+    let server = Server::start_configured(
+        &data,
+        1.0,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        "[principal.sam]\nroles = [\"supplies-lead\"]\n",
+    );
+    let token = fdp_ok!("token", "create", "sam", "--data-dir", data)
+        .trim()
+        .to_string();
+    let browser = Browser::start();
+    sign_in(&browser, server.http, &token);
+    let page = |view: &str, query: &str| {
+        browser.goto(&format!(
+            "http://{}/products/supply-chain/{view}?as_at={end}{query}",
+            server.http
+        ));
+        browser.eval(
+            "var o = document.querySelector('input[name=purpose][value=operations]'); \
+             if (o) { o.click(); document.querySelector('form[action=\"/purpose\"]').submit(); } return true",
+        );
+        wait_until(60, view, || {
+            browser.eval("return document.querySelector('#product-view') !== null")
+                == serde_json::json!(true)
+        });
+    };
+
+    page("shortages", "");
+    let locations = column(&browser, "location");
+    let items = column(&browser, "item_code");
+    assert!(
+        locations
+            .iter()
+            .zip(&items)
+            .any(|(l, i)| l.trim() == short && i.trim() == item),
+        "{short} {item} not among {locations:?}"
+    );
+
+    page("suggestions", &format!("&item={item}"));
+    let to = column(&browser, "to");
+    let at = to
+        .iter()
+        .position(|t| t.trim() == short)
+        .unwrap_or_else(|| panic!("{to:?}"));
+    assert_eq!(column(&browser, "from")[at].trim(), spare);
+    assert_eq!(column(&browser, "kind")[at].trim(), "transfer");
+    let quantity: f64 = column(&browser, "quantity")[at].trim().parse().unwrap();
+    browser.eval(&format!(
+        "document.querySelectorAll('#product-view tbody tr')[{at}].querySelector('form.row-action button').click(); return true"
+    ));
+    wait_until(30, "the suggestion to be accepted", || {
+        !column(&browser, "to").iter().any(|t| t.trim() == short)
+    });
+
+    page("stock", &format!("&item={item}"));
+    let on_hand: std::collections::BTreeMap<String, f64> = column(&browser, "location")
+        .into_iter()
+        .map(|l| l.trim().to_string())
+        .zip(
+            column(&browser, "on_hand")
+                .into_iter()
+                .map(|v| v.trim().parse::<f64>().unwrap()),
+        )
+        .collect();
+    assert_eq!(
+        on_hand[short],
+        planted["short_on_hand"].as_f64().unwrap() + quantity,
+        "{on_hand:?}"
+    );
+    assert_eq!(
+        on_hand[spare],
+        planted["spare_on_hand"].as_f64().unwrap() - quantity,
+        "{on_hand:?}"
+    );
+
+    page("heat-map", "");
+    let cells = browser.eval("return document.querySelectorAll('svg rect[class^=heat-]').length");
+    let rows = column(&browser, "location").len();
+    assert_eq!(
+        cells.as_u64(),
+        Some(rows as u64),
+        "{cells} cells for {rows} rows"
+    );
+    if let Ok(dir) = std::env::var("FDP_SCREENSHOT_DIR") {
+        std::fs::write(
+            format!("{dir}/supply-chain-heat-map.png"),
+            browser.screenshot(),
+        )
+        .unwrap();
+    }
+    server.stop();
+}
