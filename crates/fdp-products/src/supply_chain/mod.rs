@@ -516,10 +516,7 @@ fn history_answer(p: &Position) -> Answer {
     let mut rows = Vec::new();
     if let Some(l) = p.lines.first() {
         let complete: Vec<_> = l.months.iter().filter(|m| m.complete()).collect();
-        let series: Vec<f64> = complete
-            .iter()
-            .map(|m| fdp_supply::amc::adjusted_consumption(m.consumed, m.days, m.days_out_of_stock))
-            .collect();
+        let series = fdp_supply::amc::adjusted_series(&l.months);
         let (fitted, _) = l.forecast.method.run(&series);
         for (i, m) in complete.iter().enumerate() {
             rows.push(vec![

@@ -6,7 +6,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::sheet::{Encoding, Sheet};
-use super::supplies::{ward_items, wards, CATALOGUE};
+use super::supplies::{ward_items, wards, CATALOGUE, WARD_STOCK_HEADER};
 use super::{dmy, impossible_day, stamp, ExtractFile, ExtractSpec, FaultKind};
 use crate::rng::{pick, SynthRng};
 use crate::trust::Trust;
@@ -182,20 +182,7 @@ pub(crate) fn vaccines(
 /// Ward top-up (imprest) count: what each ward holds against its level.
 pub(crate) fn ward_stock(trust: &Trust, spec: &ExtractSpec, rng: &mut SynthRng) -> ExtractFile {
     let mut sheet = Sheet::new(',', false, Encoding::Utf8);
-    sheet.header(&[
-        "Count Date",
-        "Site Code",
-        "Location Code",
-        "Location",
-        "Cost Centre",
-        "NPC",
-        "Description",
-        "UOI",
-        "Pack Size",
-        "Imprest Level",
-        "Qty On Hand",
-        "Unit Price (£)",
-    ]);
+    sheet.header(WARD_STOCK_HEADER);
     let date = dmy(spec.start);
     let mut last = Vec::new();
     for (i, (site, code, name, cost_centre)) in wards(trust).into_iter().enumerate() {

@@ -340,6 +340,22 @@ pub const CATALOGUE: &[SupplyItem] = &[
     .intermittent(),
 ];
 
+/// The ward top-up count's columns, as `supplies-ward-stock` reads them.
+pub(crate) const WARD_STOCK_HEADER: &[&str] = &[
+    "Count Date",
+    "Site Code",
+    "Location Code",
+    "Location",
+    "Cost Centre",
+    "NPC",
+    "Description",
+    "UOI",
+    "Pack Size",
+    "Imprest Level",
+    "Qty On Hand",
+    "Unit Price (£)",
+];
+
 /// Which catalogue items a ward keeps: the same in every file, without
 /// sharing a random stream between them.
 pub(crate) fn ward_items(ward: usize) -> Vec<usize> {
@@ -1160,20 +1176,7 @@ fn counts_file(
     end: NaiveDate,
 ) -> ExtractFile {
     let mut sheet = Sheet::new(',', false, Encoding::Utf8);
-    sheet.header(&[
-        "Count Date",
-        "Site Code",
-        "Location Code",
-        "Location",
-        "Cost Centre",
-        "NPC",
-        "Description",
-        "UOI",
-        "Pack Size",
-        "Imprest Level",
-        "Qty On Hand",
-        "Unit Price (£)",
-    ]);
+    sheet.header(WARD_STOCK_HEADER);
     for (run, s) in runs.iter().zip(series) {
         let it = &CATALOGUE[s.item];
         let (site, code, name, cost_centre) = &wards[s.ward];
