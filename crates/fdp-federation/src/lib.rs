@@ -29,6 +29,9 @@
 //! - **mutual aid** ([`mutual_aid`]): a booking request for another
 //!   trust's free theatre time, with the pathway's record, and the answer
 //!   that moves the pathway (RTT status 21) at both trusts;
+//! - **supplies** ([`supplies`]): each trust's supplies position gathered
+//!   by its ICB, and stock one trust can spare offered to another, recorded
+//!   as on order at the one and dispatched at the other once accepted;
 //! - **the marketplace** ([`marketplace`]): declared products offered to
 //!   peers as signed packages, listed, and approved or declined by each
 //!   member's IG lead before they are installed.
@@ -49,6 +52,7 @@ pub mod referrals;
 pub mod released;
 pub mod returns;
 pub mod store;
+pub mod supplies;
 pub mod transport;
 
 pub use envelope::{Envelope, Refused, Signed, Window};

@@ -236,7 +236,9 @@ impl Federation {
         let id = queued.envelope.id.clone();
         let peer = self.peer(to).expect("checked when queued").clone();
         if peer.address.is_some() {
-            let sent = self.send(&id).await;
+            // Asked now, the answer may be a query: up to `wait` for it, and
+            // never less than any other message is given.
+            let sent = self.send_within(&id, wait.max(self.client.timeout())).await;
             if let Err(e) = &sent {
                 if e.is_transient() {
                     let _ = self
@@ -290,7 +292,7 @@ impl Federation {
             "poll",
             json!({ "ack": acked.clone() }),
         );
-        let reply = self.attempt(&poll).await?;
+        let reply = self.attempt(&poll, self.client.timeout()).await?;
         acked.clear();
         let mut n = 0;
         for m in reply.body["answer"]["messages"]
@@ -411,9 +413,14 @@ impl Federation {
     /// One attempt to deliver a queued message; its state in the outbox is
     /// updated either way, and the attempt audited.
     pub async fn send(&self, id: &str) -> Result<Answer, SendError> {
+        self.send_within(id, self.client.timeout()).await
+    }
+
+    /// [`Self::send`], waiting up to `wait` for the peer's answer.
+    async fn send_within(&self, id: &str, wait: Duration) -> Result<Answer, SendError> {
         let m = self.outbox.get(id)?;
         let e = &m.envelope;
-        let result = self.attempt(e).await;
+        let result = self.attempt(e, wait).await;
         let what = format!("{} {} to {}", e.kind, e.id, e.to);
         match &result {
             Ok(_) => {
@@ -434,7 +441,7 @@ impl Federation {
         result
     }
 
-    async fn attempt(&self, e: &Envelope) -> Result<Answer, SendError> {
+    async fn attempt(&self, e: &Envelope, wait: Duration) -> Result<Answer, SendError> {
         let peer = self
             .peer(&e.to)
             .ok_or_else(|| SendError::UnknownPeer(e.to.clone()))?;
@@ -446,12 +453,13 @@ impl Federation {
         let signature = sealed.signature_hex();
         let reply = self
             .client
-            .post(
+            .post_within(
                 addr,
                 (&peer.ods, &peer.cert),
                 MESSAGES,
                 sealed.bytes,
                 &signature,
+                wait,
             )
             .await?;
         match reply.status {

@@ -145,6 +145,11 @@ impl PeerClient {
         })
     }
 
+    /// How long a call waits for its answer unless told otherwise.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// POST `body` to `path` at `addr`, which must be the instance holding
     /// `expected` (its configured certificate); `signature` goes in the
     /// `FDP-Signature` header.
@@ -155,6 +160,22 @@ impl PeerClient {
         path: &str,
         body: Vec<u8>,
         signature: &str,
+    ) -> Result<Reply, TransportError> {
+        self.post_within(addr, expected, path, body, signature, self.timeout)
+            .await
+    }
+
+    /// [`Self::post`], waiting up to `timeout` for the answer: a question
+    /// the peer answers with a query may take longer than a message it
+    /// only stores.
+    pub async fn post_within(
+        &self,
+        addr: &str,
+        expected: (&str, &CertificateDer<'_>),
+        path: &str,
+        body: Vec<u8>,
+        signature: &str,
+        timeout: Duration,
     ) -> Result<Reply, TransportError> {
         let unreachable = |message: String| TransportError::Unreachable {
             addr: addr.to_string(),
@@ -225,11 +246,11 @@ impl PeerClient {
                 body,
             })
         };
-        match tokio::time::timeout(self.timeout, work).await {
+        match tokio::time::timeout(timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(unreachable(format!(
                 "no answer within {} s",
-                self.timeout.as_secs_f64()
+                timeout.as_secs_f64()
             ))),
         }
     }

@@ -17,7 +17,7 @@
 //! | Organization | Organisation (extension) |
 //! | Practitioner | CareProfessional |
 //! | Task (a waiting-list change, see [`crate::change_request`]) | ChangeLogRequest; also ValidatedChangelog once decided |
-//! | SupplyRequest | StockMovement (extension): a transfer between two locations when it names where the stock comes from (`deliverFrom`), else an order |
+//! | SupplyRequest | StockMovement (extension): a transfer between two locations when it names where the stock comes from (`deliverFrom`); a dispatch out of that location when it goes to another organisation (`deliverTo` an ODS code); else an order |
 //!
 //! Canonical ids are the resources' logical ids, and references become the
 //! id they point at, so canonical rows join the way the resources refer.
@@ -675,13 +675,21 @@ fn supply_request(r: &R, rid: &str) -> Map<String, Value> {
     };
     let to = location("deliverTo");
     let from = location("deliverFrom");
+    // Stock sent from one of this organisation's locations to another
+    // organisation leaves the location, and goes nowhere it holds.
+    let to_organisation =
+        r.s("deliverTo.identifier.system").as_deref() == Some(systems::ODS_ORGANISATION);
+    let (kind, to, from) = match (from, to_organisation) {
+        (Some(from), true) => ("dispatch", Some(from), None),
+        (Some(from), false) => ("transfer", to, Some(from)),
+        (None, _) => ("order", to, None),
+    };
     let site = to
         .as_deref()
         .map(|l| l.split(':').next().unwrap_or(l).to_string());
     let item = r
         .code_in("itemCodeableConcept", systems::NHS_SUPPLY_CHAIN_NPC)
         .map(|c| c.trim().to_uppercase());
-    let kind = if from.is_some() { "transfer" } else { "order" };
     row(vec![
         ("stock_movement_id", id(rid)),
         ("movement_type", s(Some(kind.to_string()))),
@@ -1137,6 +1145,16 @@ mod tests {
         assert_eq!(row["site_id"], "RXX01");
         assert_eq!(row["movement_date"], "2026-03-01");
         assert_eq!(row["reference"], "T-abc");
+        // To another organisation: out of the location it comes from.
+        let mut sent = r.clone();
+        sent["deliverTo"] =
+            json!({"identifier": {"system": systems::ODS_ORGANISATION, "value": "RYY"}});
+        let m = map_resource(&sent, "s3").unwrap();
+        let row = &m.rows[0].1;
+        assert_eq!(row["movement_type"], "dispatch");
+        assert_eq!(row["location_id"], "RXX01:W02");
+        assert_eq!(row["site_id"], "RXX01");
+        assert!(row.get("from_location_id").is_none());
         r.as_object_mut().unwrap().remove("deliverFrom");
         let m = map_resource(&r, "s2").unwrap();
         assert_eq!(m.rows[0].1["movement_type"], "order");

@@ -736,6 +736,17 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// Rows worked out by the product that name no patient, such as stock
+    /// (no disclosure control applies: the views are for operations).
+    pub fn without_patients(columns: Vec<OutputColumn>, rows: Vec<Vec<Value>>) -> Answer {
+        Answer {
+            columns,
+            rows,
+            disclosure: None,
+            patients: Vec::new(),
+        }
+    }
+
     /// A governed query's answer, its columns described by `columns` in
     /// order (name, title, source).
     pub fn from_query(

@@ -41,3 +41,18 @@ pub(crate) fn date(row: &Value, column: &str) -> Option<NaiveDate> {
     let t = text(row, column)?;
     NaiveDate::parse_from_str(t.get(..10)?, "%Y-%m-%d").ok()
 }
+
+/// The instant the day after `day` begins in England: what was counted
+/// before it was counted on `day` or earlier, in the summer as in winter.
+pub(crate) fn end_of_day_in_england(day: NaiveDate) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    let next = day
+        .succ_opt()
+        .unwrap_or(day)
+        .and_time(chrono::NaiveTime::MIN);
+    chrono_tz::Europe::London
+        .from_local_datetime(&next)
+        .earliest()
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|| next.and_utc())
+}

@@ -29,6 +29,7 @@ mod returns;
 pub mod routes;
 mod sources;
 mod sql;
+pub mod supplies;
 mod svg;
 pub mod tls;
 mod ui;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub referrals: Arc<fdp_federation::referrals::Referrals>,
     /// Mutual-aid booking requests sent and received.
     pub booking_requests: Arc<fdp_federation::mutual_aid::BookingRequests>,
+    /// Supply offers between trusts, sent and received.
+    pub supply_offers: Arc<fdp_federation::supplies::SupplyOffers>,
     /// The ICB's capacity feeds as last fetched, for the bed board.
     pub capacity: Arc<fdp_federation::capacity::FetchedFeed>,
     /// Browsers signed in to the UI.

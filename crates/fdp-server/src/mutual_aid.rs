@@ -44,7 +44,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(status: StatusCode, message: impl Into<String>) -> Problem {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Problem {
         Problem {
             status,
             message: message.into(),
@@ -733,7 +733,7 @@ pub async fn page(State(state): State<AppState>, ext: Extensions, headers: Heade
 }
 
 /// The form's fields by name.
-fn field(body: &str, name: &str) -> Option<String> {
+pub(crate) fn field(body: &str, name: &str) -> Option<String> {
     crate::ui::form_pairs(body)
         .into_iter()
         .find(|(n, _)| n == name)

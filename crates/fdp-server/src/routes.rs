@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     api, approvals, auth, capacity, checkpoint, federation, fhir, governed, marketplace,
-    mutual_aid, objects, pages, products, referrals, returns, sources, sql, AppState,
+    mutual_aid, objects, pages, products, referrals, returns, sources, sql, supplies, AppState,
 };
 
 /// Who may call a route.
@@ -327,6 +327,42 @@ pub fn routes() -> Vec<Route> {
             )],
         ),
         route(
+            "/supplies/area",
+            "supply chain",
+            vec![get(
+                "Supplies across the ICB: per item where spare stock sits and where it is needed; on a trust, offers to make, received (accept or decline) and sent",
+                "html",
+                supplies::page,
+            )],
+        ),
+        route(
+            "/supplies/publish",
+            "supply chain",
+            vec![post(
+                "Publish this trust's supplies position to the ICB, from the page",
+                "html",
+                supplies::publish_form,
+            )],
+        ),
+        route(
+            "/supplies/offers",
+            "supply chain",
+            vec![post(
+                "Offer another trust stock this trust can spare, from the page",
+                "html",
+                supplies::offer_form,
+            )],
+        ),
+        route(
+            "/supplies/offers/{id}/decision",
+            "supply chain",
+            vec![post(
+                "Accept or decline a supply offer from the page; the offering trust is told",
+                "html",
+                supplies::decision_form,
+            )],
+        ),
+        route(
             "/referrals/{id}/decision",
             "federation",
             vec![post(
@@ -585,6 +621,71 @@ pub fn routes() -> Vec<Route> {
                 "json",
                 mutual_aid::publish_theatre_slots,
             )],
+        ),
+        route(
+            "/api/supplies/publish",
+            "supply chain",
+            vec![post(
+                "Publish this trust's supplies position (the supply-chain product's demand view: use, stock, spare once its own wards are met, still to order) to the ICB; needs a grant to change stock_movement",
+                "json",
+                supplies::publish,
+            )],
+        ),
+        route(
+            "/api/supplies/area",
+            "supply chain",
+            vec![get(
+                "Every trust's latest supplies position and, per item across the ICB, where spare stock sits, where it is needed and what to buy together (on a trust, as its ICB answers); format=csv for the items as CSV",
+                "json",
+                supplies::area_api,
+            )],
+        ),
+        route(
+            "/api/supplies/offers",
+            "supply chain",
+            vec![
+                get(
+                    "Supply offers sent and received between trusts, and where each has got to",
+                    "json",
+                    supplies::offers,
+                ),
+                post(
+                    "Offer another trust stock this trust can spare (no more than the location's spare once this trust's own locations are met, less what is already offered); sent through the outbox, audited",
+                    "json",
+                    supplies::offer,
+                )
+                .with_body(json!({
+                    "type": "object",
+                    "required": ["to", "item_code", "from_location", "quantity"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "to": {"type": "string", "description": "The trust offered to (ODS code)."},
+                        "item_code": {"type": "string", "description": "The item (NPC)."},
+                        "from_location": {"type": "string", "description": "This trust's location the stock is at."},
+                        "quantity": {"type": "number", "description": "Whole units."},
+                        "note": {"type": "string"}
+                    }
+                })),
+            ],
+        ),
+        route(
+            "/api/supplies/offers/{id}/decision",
+            "supply chain",
+            vec![post(
+                "Accept a supply offer onto one of this trust's locations (held as on order; the offering trust records it leaving) or decline it; the offering trust is told",
+                "json",
+                supplies::decide,
+            )
+            .with_body(json!({
+                "type": "object",
+                "required": ["accept"],
+                "additionalProperties": false,
+                "properties": {
+                    "accept": {"type": "boolean"},
+                    "to_location": {"type": "string", "description": "Where the stock goes; by default the location that most needs it."},
+                    "reason": {"type": "string"}
+                }
+            }))],
         ),
         route(
             "/api/mutual-aid/slots",

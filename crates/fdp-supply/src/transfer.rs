@@ -72,11 +72,24 @@ pub struct Order {
     pub quantity: f64,
 }
 
-/// Transfers first, then orders.
+/// Stock a location can still spare once the organisation's own short
+/// locations are met: what another organisation could be offered.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spare {
+    pub from: String,
+    pub quantity: f64,
+    pub reason: Reason,
+    pub expires: Option<NaiveDate>,
+}
+
+/// Transfers first, then orders; and what is left to spare.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plan {
     pub transfers: Vec<Transfer>,
     pub orders: Vec<Order>,
+    /// Near-expiry stock first, soonest first; then stock above maximum,
+    /// the largest first.
+    pub spare: Vec<Spare>,
 }
 
 /// Stock at `expires` that its holder will not use before then, taking
@@ -103,7 +116,9 @@ pub fn unusable_before_expiry(holding: &Holding, today: NaiveDate) -> Vec<Batch>
 }
 
 /// The plan for one item across `holdings` (one organisation's locations),
-/// looked at on `today`.
+/// looked at on `today`. What no short location took is left as
+/// [`Plan::spare`]: stock above a maximum only where every short location
+/// was met, near-expiry stock also where they could not use it in time.
 pub fn plan(holdings: &[Holding], today: NaiveDate) -> Plan {
     struct Offer<'a> {
         from: &'a str,
@@ -181,6 +196,16 @@ pub fn plan(holdings: &[Holding], today: NaiveDate) -> Plan {
             });
         }
     }
+    out.spare = offers
+        .into_iter()
+        .filter(|o| o.quantity >= 1.0)
+        .map(|o| Spare {
+            from: o.from.to_string(),
+            quantity: o.quantity,
+            reason: o.reason,
+            expires: o.expires,
+        })
+        .collect();
     out
 }
 
@@ -280,10 +305,37 @@ mod tests {
     }
 
     #[test]
-    fn nobody_short_means_nothing_moves() {
+    fn nobody_short_means_nothing_moves_and_the_surplus_is_spare() {
         let a = holding("a", 200.0, 100.0, vec![]);
         let b = holding("b", 5000.0, 100.0, vec![]);
-        assert_eq!(plan(&[a, b], today()), Plan::default());
+        let p = plan(&[a, b.clone()], today());
+        assert!(p.transfers.is_empty() && p.orders.is_empty(), "{p:?}");
+        assert_eq!(
+            p.spare,
+            [Spare {
+                from: "b".into(),
+                quantity: (5000.0 - b.cover.maximum).floor(),
+                reason: Reason::AboveMaximum,
+                expires: None,
+            }]
+        );
+    }
+
+    #[test]
+    fn what_is_spare_is_what_the_short_locations_left() {
+        let short = holding("ward-7", 5.0, 300.0, vec![]);
+        let spare = holding("ward-9", 1500.0, 200.0, vec![]);
+        let p = plan(&[short, spare.clone()], today());
+        let given: f64 = p.transfers.iter().map(|t| t.quantity).sum();
+        assert_eq!(p.spare.len(), 1);
+        assert_eq!(
+            p.spare[0].quantity,
+            (1500.0 - spare.cover.maximum).floor() - given
+        );
+        // Spent to the last unit on an order: nothing is left to spare.
+        let needy = holding("ward-7", 0.0, 3000.0, vec![]);
+        let p = plan(&[needy, spare], today());
+        assert!(!p.orders.is_empty() && p.spare.is_empty(), "{p:?}");
     }
 
     const DAYS_PER_MONTH_F: f64 = crate::DAYS_PER_MONTH;

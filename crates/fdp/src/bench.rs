@@ -47,6 +47,8 @@ pub enum BenchCommand {
     Uptake(crate::bench_population::UptakeArgs),
     /// A cohort of 10 million people by IMD decile and practice, governed under planning, beside DuckDB
     Cohort(crate::bench_population::CohortArgs),
+    /// Forecasts and days of cover for 100,000 item-location series with two years of daily history
+    Supply(crate::bench_supply::SupplyArgs),
 }
 
 #[derive(Args, Clone)]
@@ -106,6 +108,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Plan(args) => crate::bench_plan::run(args).await,
         BenchCommand::Uptake(args) => crate::bench_population::uptake(args).await,
         BenchCommand::Cohort(args) => crate::bench_population::cohort(args).await,
+        BenchCommand::Supply(args) => crate::bench_supply::run(args),
     }
 }
 

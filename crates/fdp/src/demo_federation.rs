@@ -19,6 +19,9 @@
 //! - mutual aid: the first trust's waiting-list manager sends its
 //!   longest-waiting suitable patient for a slot the second trust offers,
 //!   and the second trust's theatre scheduler accepts, moving the pathway;
+//! - each trust's supplies lead publishes its supplies position (what it
+//!   can spare and what it must order, item by item) to the ICB, which
+//!   shows where spare stock sits across the area (`/supplies/area`);
 //! - the national instance collects the daily return from each trust, for
 //!   a census instant every `--return-every-minutes`;
 //! - the first trust's own declared product (a discharge-delays summary)
@@ -40,6 +43,7 @@ use fdp_ingest::live::StaffAction;
 use tokio::sync::watch;
 
 use fdp_server::mutual_aid::MutualAid;
+use fdp_server::supplies::Supplies;
 
 use crate::demo::DemoArgs;
 use crate::instance::{self, InstanceConfig, Running};
@@ -601,6 +605,7 @@ struct AidParts {
     tables: fdp_store::StoredTables,
     federation: Option<Arc<fdp_federation::Federation>>,
     requests: Arc<fdp_federation::mutual_aid::BookingRequests>,
+    offers: Arc<fdp_federation::supplies::SupplyOffers>,
     fhir: Arc<fdp_server::fhir::FhirService>,
     dir: PathBuf,
 }
@@ -616,6 +621,7 @@ impl AidParts {
             tables: r.tables.clone(),
             federation: r.federation.clone(),
             requests: r.booking_requests.clone(),
+            offers: r.supply_offers.clone(),
             fhir: r.fhir.clone(),
             dir: root.join(ods),
         })
@@ -632,18 +638,62 @@ impl AidParts {
             data_dir: &self.dir,
         }
     }
+
+    fn supplies(&self) -> Supplies<'_> {
+        Supplies {
+            governance: &self.governance,
+            tables: &self.tables,
+            registry: fdp_products::platform::Registry::builtin(),
+            federation: self.federation.as_ref(),
+            offers: &self.offers,
+            intake: self.fhir.as_ref(),
+            data_dir: &self.dir,
+        }
+    }
 }
 
 /// The demo principal at `ods`, acting in `role` for direct care.
 fn demo_as(root: &Path, ods: &str, role: &str) -> Result<fdp_govern::SessionRequest> {
+    demo_for(root, ods, role, fdp_govern::Purpose::DirectCare)
+}
+
+/// The demo principal at `ods`, acting in `role` for `purpose`.
+fn demo_for(
+    root: &Path,
+    ods: &str,
+    role: &str,
+    purpose: fdp_govern::Purpose,
+) -> Result<fdp_govern::SessionRequest> {
     let config = InstanceConfig::load(&root.join(ods).join("instance.toml"))?;
-    let mut req = fdp_govern::SessionRequest::new(
-        config.local_principal("demo"),
-        fdp_govern::Purpose::DirectCare,
-        "instance",
-    );
+    let mut req =
+        fdp_govern::SessionRequest::new(config.local_principal("demo"), purpose, "instance");
     req.role = Some(role.to_string());
     Ok(req)
+}
+
+/// Every trust's supplies lead publishes its supplies position to the ICB,
+/// so that the ICB sees where spare stock sits across the area. Run after
+/// mutual aid, so that working out the positions does not slow the
+/// simulated PASes as they fill the hospitals.
+async fn supplies_tour(root: PathBuf, trusts: &[(&'static str, AidParts)]) -> Result<String> {
+    let mut said = Vec::new();
+    for (ods, parts) in trusts {
+        let req = demo_for(&root, ods, "supplies-lead", fdp_govern::Purpose::Operations)?;
+        let (_, items, _) = parts
+            .supplies()
+            .publish(&req)
+            .await
+            .with_context(|| format!("publishing {ods}'s supplies position"))?;
+        let spare = items.iter().filter(|i| i.critical && i.spare > 0.0).count();
+        let short = items
+            .iter()
+            .filter(|i| i.critical && i.to_order > 0.0)
+            .count();
+        said.push(format!(
+            "{ods} has {spare} critical items to spare and {short} to order"
+        ));
+    }
+    Ok(said.join("; "))
 }
 
 /// Whether `secs` from `since` are up, after a half-second wait if not.
@@ -659,10 +709,10 @@ async fn gave_up(since: std::time::Instant, secs: u64) -> bool {
 /// lists; the first trust (RXA) sends its longest-waiting suitable patient
 /// for a slot the second (RXB) offers, and RXB's theatre scheduler accepts.
 /// Once RXA has sent one, later runs say where it has got to.
-async fn mutual_aid_tour(root: PathBuf, trusts: Vec<(&'static str, AidParts)>) -> Result<String> {
+async fn mutual_aid_tour(root: PathBuf, trusts: &[(&'static str, AidParts)]) -> Result<String> {
     let root = root.as_path();
     let today = Utc::now().date_naive();
-    for (ods, parts) in &trusts {
+    for (ods, parts) in trusts {
         parts
             .aid()
             .publish_theatre_slots(&demo_as(root, ods, "theatre-scheduler")?, today)
@@ -889,9 +939,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     sims.push(tokio::spawn({
         let root = root.clone();
         async move {
-            match mutual_aid_tour(root, trusts).await {
+            match mutual_aid_tour(root.clone(), &trusts).await {
                 Ok(said) => println!("Mutual aid: {said}."),
                 Err(e) => println!("Mutual aid: the tour did not finish: {e:#}."),
+            }
+            match supplies_tour(root.clone(), &trusts).await {
+                Ok(said) => println!("Supplies, published to the ICB: {said}."),
+                Err(e) => println!("Supplies: the positions were not published: {e:#}."),
             }
         }
     }));

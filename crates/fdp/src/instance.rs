@@ -243,6 +243,7 @@ pub struct Running {
     pub tables: fdp_store::StoredTables,
     pub fhir: Arc<fdp_server::fhir::FhirService>,
     pub booking_requests: Arc<fdp_federation::mutual_aid::BookingRequests>,
+    pub supply_offers: Arc<fdp_federation::supplies::SupplyOffers>,
     shutdown: watch::Sender<bool>,
     writer_stop: watch::Sender<bool>,
     audit: Arc<fdp_govern::AuditLog>,
@@ -361,6 +362,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
     );
     let referrals = Arc::new(fdp_federation::referrals::Referrals::open(&data_dir));
     let booking_requests = Arc::new(fdp_federation::mutual_aid::BookingRequests::open(&data_dir));
+    let supply_offers = Arc::new(fdp_federation::supplies::SupplyOffers::open(&data_dir));
     let mut federation: Option<Arc<fdp_federation::Federation>> = None;
     let federation_addr = match &config.federation {
         Some(fc) => {
@@ -395,6 +397,15 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
                     })
                 })
                 .and_then(|m| m.register(fdp_federation::capacity::CapacityFeed::open(&data_dir)))
+                .and_then(|m| {
+                    m.register(fdp_federation::supplies::SupplyMessages {
+                        role: fed.identity.role,
+                        feed: Arc::new(fdp_federation::supplies::SupplyFeed::open(&data_dir)),
+                        offers: supply_offers.clone(),
+                        audit: audit.clone(),
+                        intake: fhir.clone(),
+                    })
+                })
                 .and_then(|m| {
                     m.register_platform(fdp_federation::handler::MarketplaceMessages {
                         marketplace: Arc::new(fdp_federation::marketplace::Marketplace::open(
@@ -480,6 +491,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
             federation: federation.clone(),
             referrals: referrals.clone(),
             booking_requests: booking_requests.clone(),
+            supply_offers: supply_offers.clone(),
             capacity: Arc::new(fdp_federation::capacity::FetchedFeed::new(
                 Duration::from_secs(30),
             )),
@@ -617,6 +629,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
         tables,
         fhir,
         booking_requests,
+        supply_offers,
         _mllp_runtime: mllp_runtime,
         tasks,
         writer,

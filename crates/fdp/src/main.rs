@@ -14,6 +14,7 @@ mod bench_governed;
 mod bench_plan;
 mod bench_population;
 mod bench_schedule;
+mod bench_supply;
 mod bench_year;
 mod demo;
 mod demo_federation;

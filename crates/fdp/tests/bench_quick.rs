@@ -190,3 +190,11 @@ fn cohort_quick() {
     assert!(out.contains("DuckDB"), "the peer runs beside it: {out}");
     assert!(out.contains("the answers agree"), "{out}");
 }
+
+#[test]
+fn supply_quick() {
+    let out = bench(&["supply"]);
+    assert!(out.contains("a series on the clock"), "{out}");
+    assert!(out.contains("median error"), "{out}");
+    assert!(out.contains("target"), "{out}");
+}

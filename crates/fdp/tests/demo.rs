@@ -424,6 +424,55 @@ fn demo_federation_reports_daily_stops_cleanly_and_resumes() {
         care_home["offers"].as_array().unwrap().len() >= 3,
         "{care_home}"
     );
+    // Supplies: every trust published its position, and the ICB's copy of
+    // each is the trust's own demand view, item for item.
+    wait_until(240, "every trust's supplies position at the ICB", || {
+        d.get_for("QXA", "/api/supplies/area", "analyst", "operations")["gathered"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 3
+    });
+    let area = d.get_for("QXA", "/api/supplies/area", "analyst", "operations");
+    for trust in ["RXA", "RXB", "RXC"] {
+        let own = rows(&d.get_for(
+            trust,
+            "/api/products/supply-chain/demand",
+            "supplies-lead",
+            "operations",
+        ));
+        let held = area["gathered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["publisher"] == trust)
+            .unwrap_or_else(|| panic!("no position from {trust}"));
+        let items = held["items"].as_array().unwrap();
+        assert!(!own.is_empty());
+        assert_eq!(items.len(), own.len(), "{trust}");
+        for r in &own {
+            let at_icb = items
+                .iter()
+                .find(|i| i["item_code"] == r["item_code"])
+                .unwrap_or_else(|| panic!("{trust}: {} not at the ICB", r["item_code"]));
+            for k in ["on_hand", "forecast_per_month", "spare", "to_order"] {
+                assert_eq!(
+                    at_icb[k].as_f64(),
+                    r[k].as_f64(),
+                    "{trust} {} {k}",
+                    r["item_code"]
+                );
+            }
+        }
+    }
+    assert!(
+        area["area"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["critical"] == true && i["trusts"] == 3),
+        "{area}"
+    );
     // Mutual aid: the trusts carry waiting lists and theatre lists; a slot
     // RXB offers went to a patient on RXA's list, RXB accepted, and both
     // PTLs show the pathway transferred (RTT status 21).

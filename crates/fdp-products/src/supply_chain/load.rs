@@ -15,7 +15,7 @@ use fdp_supply::transfer::{Batch, Holding};
 use serde_json::Value;
 
 use crate::platform::{ParamValue, Params, ProductError};
-use crate::query_rows::{date, rows, text};
+use crate::query_rows::{date, end_of_day_in_england, rows, text};
 
 /// Lead time where the catalogue does not give one.
 pub const DEFAULT_LEAD_DAYS: f64 = 7.0;
@@ -204,17 +204,6 @@ fn f(row: &Value, column: &str) -> f64 {
     }
 }
 
-/// The instant the day after `day` begins in England.
-fn end_of_day_in_england(day: NaiveDate) -> chrono::DateTime<chrono::Utc> {
-    use chrono::TimeZone;
-    let next = day.succ_opt().unwrap_or(day).and_time(chrono::NaiveTime::MIN);
-    chrono_tz::Europe::London
-        .from_local_datetime(&next)
-        .earliest()
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .unwrap_or_else(|| next.and_utc())
-}
-
 /// The day in England of a row's instant (RFC 3339, or without an offset
 /// taken as UTC).
 fn day_in_england(row: &Value, column: &str) -> Option<NaiveDate> {
@@ -382,6 +371,11 @@ pub async fn position(session: &GovernedSession, ask: &Ask) -> Result<Position, 
                 push(Transfer, plus);
                 push(Transfer, -minus);
             }
+            // Sent to another organisation: it leaves, and is not use.
+            "dispatch" => {
+                push(Transfer, -plus);
+                push(Transfer, minus);
+            }
             "adjustment" => push(Adjustment, plus - minus),
             "order" => g.ordered.push((d, plus - minus)),
             _ => {}
@@ -449,7 +443,8 @@ pub async fn position(session: &GovernedSession, ask: &Ask) -> Result<Position, 
 
 /// Orders placed within twice the lead time that receipts since have not
 /// yet covered: an order older than that is taken to have arrived or been
-/// cancelled.
+/// cancelled. A receipt on the day of the first such order is for an
+/// earlier one: nothing ordered arrives the day it is ordered.
 fn outstanding(ordered: &[(NaiveDate, f64)], received: &[(NaiveDate, f64)], as_at: NaiveDate, lead: f64) -> f64 {
     let window = as_at - Days::new((lead * 2.0).ceil() as u64);
     let recent: Vec<&(NaiveDate, f64)> = ordered.iter().filter(|(d, _)| *d >= window).collect();
@@ -457,7 +452,7 @@ fn outstanding(ordered: &[(NaiveDate, f64)], received: &[(NaiveDate, f64)], as_a
         return 0.0;
     };
     let asked: f64 = recent.iter().map(|(_, q)| q).sum();
-    let came: f64 = received.iter().filter(|(d, _)| *d >= first).map(|(_, q)| q).sum();
+    let came: f64 = received.iter().filter(|(d, _)| *d > first).map(|(_, q)| q).sum();
     (asked - came).max(0.0)
 }
 
@@ -494,8 +489,9 @@ mod tests {
         let d = |day| NaiveDate::from_ymd_opt(2026, 3, day).unwrap();
         assert_eq!(outstanding(&[(d(10), 50.0)], &[], d(12), 7.0), 50.0);
         assert_eq!(outstanding(&[(d(10), 50.0)], &[(d(14), 30.0)], d(15), 7.0), 20.0);
-        // Receipts before the order do not count against it.
+        // Receipts before the order, or the same day, do not count against it.
         assert_eq!(outstanding(&[(d(10), 50.0)], &[(d(9), 30.0)], d(12), 7.0), 50.0);
+        assert_eq!(outstanding(&[(d(10), 50.0)], &[(d(10), 30.0)], d(10), 7.0), 50.0);
         // Long ago: arrived or cancelled.
         assert_eq!(outstanding(&[(d(1), 50.0)], &[], d(30), 7.0), 0.0);
     }

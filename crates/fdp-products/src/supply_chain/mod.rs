@@ -27,6 +27,7 @@
 //!   (`accept`): a transfer moves the stock between the two wards, an order
 //!   is held as on order, and either is audited as a change.
 
+pub mod area;
 mod load;
 #[cfg(test)]
 mod tests;
@@ -36,14 +37,14 @@ use std::collections::BTreeMap;
 use chrono::{NaiveDate, Utc};
 use fdp_govern::{GovernedSession, Purpose};
 use fdp_supply::accuracy::{by_pattern, held_back};
-use fdp_supply::transfer::{plan, unusable_before_expiry, Reason};
+use fdp_supply::transfer::{plan, unusable_before_expiry, Plan, Reason};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 pub use load::{position, Ask, Line, Position};
 
 use crate::platform::{
-    column, ActionSpec, Answer, Chart, Input, Manifest, OfferedOn, Offers, OutputColumn,
+    column, ActionSpec, Answer, Chart, Input, Manifest, MessageSpec, OfferedOn, Offers, OutputColumn,
     ParamKind, ParamSpec, Params, Priority, Product, ProductError, Reads, RecordIntake,
     RecordsChange, Source, ViewSpec,
 };
@@ -74,17 +75,28 @@ pub struct Suggestion {
     pub to_days_of_cover: Option<f64>,
 }
 
-/// Every suggestion on the position's day: per item, across the
-/// locations the caller sees.
-pub fn suggestions(position: &Position) -> Vec<Suggestion> {
+/// Each item's plan across the locations the caller sees, with its lines:
+/// transfers, then orders, and what is left to spare.
+pub fn plans(position: &Position) -> BTreeMap<&str, (Vec<&Line>, Plan)> {
     let mut by_item: BTreeMap<&str, Vec<&Line>> = BTreeMap::new();
     for l in &position.lines {
         by_item.entry(l.item.as_str()).or_default().push(l);
     }
+    by_item
+        .into_iter()
+        .map(|(item, lines)| {
+            let holdings: Vec<_> = lines.iter().map(|l| l.holding()).collect();
+            let p = plan(&holdings, position.as_at);
+            (item, (lines, p))
+        })
+        .collect()
+}
+
+/// Every suggestion on the position's day: per item, across the
+/// locations the caller sees.
+pub fn suggestions(position: &Position) -> Vec<Suggestion> {
     let mut out = Vec::new();
-    for (item, lines) in by_item {
-        let holdings: Vec<_> = lines.iter().map(|l| l.holding()).collect();
-        let p = plan(&holdings, position.as_at);
+    for (item, (lines, p)) in plans(position) {
         let name = lines.iter().find_map(|l| l.item_name.clone());
         let cover_of = |loc: &str| {
             lines
@@ -190,7 +202,8 @@ impl Product for SupplyChain {
                 view_spec("history", "Item history and forecast", "One item at one location (give location and item) month by month: use, days out of stock, use corrected for them, the one-step forecast, then the months ahead with a 95% band", Some(Chart::lines("month", &["corrected_use", "forecast", "lower", "upper"]))),
                 view_spec("forecast-accuracy", "Forecast accuracy", "The forecasts' error on the last three complete months, held back and forecast each from the months before, against last month's use as the forecast (the naive one): MASE by demand pattern", Some(Chart::bars("pattern", "mase_forecast").stacked(&["mase_naive"]))),
                 view_spec("discrepancies", "Counts that disagree", "Each count that found other than the movements since the last one imply", None),
-                view_spec("demand", "Demand for the area", "Each item across the locations: use a month forecast, on hand, stock above maximum and the shortfall below reorder points, for buying together", Some(Chart::bars("item_code", "forecast_per_month"))),
+                view_spec("demand", "Demand across the trust", "Each item across the locations: use a month forecast, on hand, stock above maximum and the shortfall below reorder points; once the short locations are met from the others, what is left to spare and what must still be ordered. What the trust publishes to its ICB", Some(Chart::bars("item_code", "forecast_per_month"))),
+                view_spec("spare", "Stock to spare", "Each location's stock left over once the trust's own short locations are met (near expiry, or above its maximum): what could be offered to another trust", Some(Chart::bars("location", "quantity"))),
             ],
             actions: vec![ActionSpec {
                 name: ACCEPT.into(),
@@ -205,7 +218,15 @@ impl Product for SupplyChain {
                     column: "suggestion".into(),
                 }],
             }],
-            offers: Offers::default(),
+            offers: Offers {
+                questions: Vec::new(),
+                messages: vec![
+                    MessageSpec::new("supply-position", "A trust's supplies position (its demand view: use, stock, spare and still to order, item by item), published to its ICB"),
+                    MessageSpec::new("supply-query", "A member asking its ICB for every trust's latest supplies position"),
+                    MessageSpec::new("supply-offer", "A trust offering another stock it can spare"),
+                    MessageSpec::new("supply-offer-status", "The receiving trust's acceptance or decline of a supply offer"),
+                ],
+            },
         }
     }
 
@@ -230,6 +251,7 @@ impl Product for SupplyChain {
             "forecast-accuracy" => accuracy_answer(&position),
             "discrepancies" => discrepancies_answer(&position),
             "demand" => demand_answer(&position),
+            "spare" => spare_answer(&position),
             other => return Err(self.no_view(other)),
         })
     }
@@ -384,7 +406,7 @@ fn stock_answer(p: &Position) -> Answer {
             ]
         })
         .collect();
-    answer(stock_columns(), rows)
+    Answer::without_patients(stock_columns(), rows)
 }
 
 fn shortages_answer(p: &Position) -> Answer {
@@ -435,7 +457,7 @@ fn shortages_answer(p: &Position) -> Answer {
             ]
         })
         .collect();
-    answer(columns, rows)
+    Answer::without_patients(columns, rows)
 }
 
 fn suggestions_answer(p: &Position) -> Answer {
@@ -471,7 +493,7 @@ fn suggestions_answer(p: &Position) -> Answer {
             ]
         })
         .collect();
-    answer(columns, rows)
+    Answer::without_patients(columns, rows)
 }
 
 fn heat_answer(p: &Position) -> Answer {
@@ -499,7 +521,7 @@ fn heat_answer(p: &Position) -> Answer {
             vec![json!(location), json!(category), json!(items), json!(short), opt1(fewest)]
         })
         .collect();
-    answer(columns, rows)
+    Answer::without_patients(columns, rows)
 }
 
 fn history_answer(p: &Position) -> Answer {
@@ -550,7 +572,7 @@ fn history_answer(p: &Position) -> Answer {
             month = month.checked_add_months(chrono::Months::new(1)).unwrap_or(month);
         }
     }
-    answer(columns, rows)
+    Answer::without_patients(columns, rows)
 }
 
 fn accuracy_answer(p: &Position) -> Answer {
@@ -582,7 +604,7 @@ fn accuracy_answer(p: &Position) -> Answer {
             ]
         })
         .collect();
-    answer(columns, rows)
+    Answer::without_patients(columns, rows)
 }
 
 fn discrepancies_answer(p: &Position) -> Answer {
@@ -609,12 +631,14 @@ fn discrepancies_answer(p: &Position) -> Answer {
             ]);
         }
     }
-    answer(columns, rows)
+    Answer::without_patients(columns, rows)
 }
 
-fn demand_answer(p: &Position) -> Answer {
+/// The `demand` view's columns, which are also what a trust publishes to
+/// its ICB (see [`area`]).
+fn demand_columns() -> Vec<OutputColumn> {
     let derived = || Source::derived(&[("stock_level", "quantity"), ("stock_movement", "quantity"), ("stock_movement", "movement_type")]);
-    let columns = vec![
+    vec![
         column("item_code", "Item (NPC)", Source::column("stock_level", "item_code")),
         column("item_name", "Item", Source::column("stock_level", "item_name")),
         column("category", "Category", Source::column("supply_item", "product_category")),
@@ -624,7 +648,12 @@ fn demand_answer(p: &Position) -> Answer {
         column("on_hand", "On hand", derived()),
         column("surplus", "Above maximum", derived()),
         column("shortfall", "Below reorder point", derived()),
-    ];
+        column("spare", "Spare once the wards are met", derived()),
+        column("to_order", "To order once the wards are met", derived()),
+    ]
+}
+
+fn demand_answer(p: &Position) -> Answer {
     /// One item across the locations.
     #[derive(Default)]
     struct Area {
@@ -634,16 +663,22 @@ fn demand_answer(p: &Position) -> Answer {
         on_hand: f64,
         surplus: f64,
         shortfall: f64,
+        spare: f64,
+        to_order: f64,
     }
     let mut by: BTreeMap<&str, Area> = BTreeMap::new();
-    for l in &p.lines {
-        let e = by.entry(&l.item).or_default();
-        e.name = e.name.take().or_else(|| l.item_name.clone());
-        e.locations += 1;
-        e.per_month += l.forecast.per_period;
-        e.on_hand += l.cover.on_hand;
-        e.surplus += (l.cover.on_hand - l.cover.maximum).max(0.0).floor();
-        e.shortfall += (l.cover.reorder_point - l.cover.on_hand - l.on_order).max(0.0).ceil();
+    for (item, (lines, plan)) in plans(p) {
+        let e = by.entry(item).or_default();
+        for l in lines {
+            e.name = e.name.take().or_else(|| l.item_name.clone());
+            e.locations += 1;
+            e.per_month += l.forecast.per_period;
+            e.on_hand += l.cover.on_hand;
+            e.surplus += (l.cover.on_hand - l.cover.maximum).max(0.0).floor();
+            e.shortfall += (l.cover.reorder_point - l.cover.on_hand - l.on_order).max(0.0).ceil();
+        }
+        e.spare = plan.spare.iter().map(|s| s.quantity).sum();
+        e.to_order = plan.orders.iter().map(|o| o.quantity).sum();
     }
     let rows = by
         .into_iter()
@@ -659,17 +694,42 @@ fn demand_answer(p: &Position) -> Answer {
                 json!(a.on_hand),
                 json!(a.surplus),
                 json!(a.shortfall),
+                json!(a.spare),
+                json!(a.to_order),
             ]
         })
         .collect();
-    answer(columns, rows)
+    Answer::without_patients(demand_columns(), rows)
 }
 
-fn answer(columns: Vec<OutputColumn>, rows: Vec<Vec<Value>>) -> Answer {
-    Answer {
-        columns,
-        rows,
-        disclosure: None,
-        patients: Vec::new(),
+/// Each location's stock to spare once the trust's own short locations
+/// are met: what it could offer another trust.
+fn spare_answer(p: &Position) -> Answer {
+    let derived = || Source::derived(&[("stock_level", "quantity"), ("stock_movement", "quantity"), ("stock_movement", "movement_type")]);
+    let columns = vec![
+        column("location", "Location", Source::column("stock_level", "location_id")),
+        column("item_code", "Item (NPC)", Source::column("stock_level", "item_code")),
+        column("item_name", "Item", Source::column("stock_level", "item_name")),
+        column("critical", "Critical", Source::column("supply_item", "critical")),
+        column("quantity", "Spare", derived()),
+        column("reason", "Why", derived()),
+        column("expires", "Expires", Source::column("stock_level", "expiry_date")),
+    ];
+    let mut rows = Vec::new();
+    for (item, (lines, plan)) in plans(p) {
+        let name = lines.iter().find_map(|l| l.item_name.clone());
+        for s in plan.spare {
+            rows.push(vec![
+                json!(s.from),
+                json!(item),
+                json!(name),
+                json!(p.item(item).critical),
+                json!(s.quantity),
+                json!(s.reason.as_str()),
+                json!(s.expires.map(|d| d.to_string())),
+            ]);
+        }
     }
+    Answer::without_patients(columns, rows)
 }
+

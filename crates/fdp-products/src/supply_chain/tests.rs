@@ -24,7 +24,12 @@ fn day(s: &str) -> NaiveDate {
 /// after a duplicated delivery, and its count finds a hundred more than
 /// the books. W03 uses a catheter now and then.
 fn tables() -> MemoryTables {
-    let mut moves = Vec::new();
+    tables_with(&[])
+}
+
+/// [`tables`] with more movements.
+fn tables_with(more: &[Value]) -> MemoryTables {
+    let mut moves: Vec<Value> = more.to_vec();
     let mut mv = |location: &str, item: &str, date: NaiveDate, kind: &str, q: i64| {
         let n = moves.len();
         moves.push(json!({"stock_movement_id": format!("M{n}"), "movement_date": date.to_string(),
@@ -223,4 +228,35 @@ async fn only_the_supplies_grant_sees_or_moves_stock() {
         .await
         .unwrap_err();
     assert!(none.to_string().contains("T-000000000000"), "{none}");
+}
+
+#[tokio::test]
+async fn what_is_left_once_the_short_ward_is_met_is_spare_and_a_dispatch_takes_it_away() {
+    let instance = DemoInstance::new(tables());
+    let number = |cols: &[String], r: &[Value], k: &str| cell(cols, r, k).as_f64().unwrap();
+    let (cols, rows) = view(&instance, "demand", "supplies-lead", &[("as_at", AS_AT)]).await.unwrap();
+    let gloves = rows.iter().find(|r| cell(&cols, r, "item_code") == &json!(GLOVES)).unwrap();
+    // W02's thousand covers W01's need, and what is left is spare: nothing
+    // is to be ordered.
+    let spare = number(&cols, gloves, "spare");
+    assert!(spare >= 1.0, "{gloves:?}");
+    assert_eq!(number(&cols, gloves, "to_order"), 0.0);
+    let (scols, srows) = view(&instance, "spare", "supplies-lead", &[("as_at", AS_AT)]).await.unwrap();
+    assert_eq!(srows.len(), 1, "{srows:?}");
+    assert_eq!(cell(&scols, &srows[0], "location"), &json!(SPARE));
+    assert_eq!(cell(&scols, &srows[0], "reason"), &json!("above maximum"));
+    assert_eq!(number(&scols, &srows[0], "quantity"), spare);
+    // What the transfer to W01 takes is not spare: W02's surplus less it.
+    let (tcols, trows) = view(&instance, "suggestions", "supplies-lead", &[("as_at", AS_AT)]).await.unwrap();
+    let moved: f64 = trows.iter().filter(|r| cell(&tcols, r, "kind") == &json!("transfer")).map(|r| number(&tcols, r, "quantity")).sum();
+    assert_eq!(number(&cols, gloves, "surplus") - moved, spare);
+
+    // Sent to another trust: gone from W02, and not use.
+    let (kcols, before) = view(&instance, "stock", "supplies-lead", &[("as_at", AS_AT), ("location", SPARE)]).await.unwrap();
+    let dispatch = json!({"stock_movement_id": "D1", "movement_date": AS_AT, "movement_type": "dispatch",
+        "item_code": GLOVES, "category": "supplies", "quantity": 200, "site_id": "RXX01", "location_id": SPARE});
+    let sent = DemoInstance::new(tables_with(&[dispatch]));
+    let (_, after) = view(&sent, "stock", "supplies-lead", &[("as_at", AS_AT), ("location", SPARE)]).await.unwrap();
+    assert_eq!(number(&kcols, &after[0], "on_hand"), number(&kcols, &before[0], "on_hand") - 200.0);
+    assert_eq!(cell(&kcols, &after[0], "amc"), cell(&kcols, &before[0], "amc"));
 }

@@ -233,6 +233,12 @@ async fn stock_and_bookings(
     days: i64,
 ) -> Result<Lines<SiteStock>, ProductError> {
     let day = quote(&day0.to_string());
+    // A count belongs to its day in England: one taken just after
+    // midnight in the summer is still the day before in UTC.
+    let day_over = crate::platform::ParamValue::Timestamp(
+        crate::query_rows::end_of_day_in_england(day0),
+    )
+    .sql_literal();
     let end = quote(&(day0 + Duration::days(days)).to_string());
     let stock = rows(
         session,
@@ -241,7 +247,7 @@ async fn stock_and_bookings(
                s.expiry_date, sum(s.quantity) AS doses \
              FROM stock_level s \
              JOIN (SELECT location_id, item_code, max(as_of_timestamp) AS counted FROM stock_level \
-                   WHERE category = 'vaccine' AND CAST(as_of_timestamp AS DATE) <= DATE {day} \
+                   WHERE category = 'vaccine' AND as_of_timestamp < {day_over} \
                    GROUP BY location_id, item_code) latest \
                ON latest.location_id = s.location_id AND latest.item_code = s.item_code \
               AND latest.counted = s.as_of_timestamp \
@@ -525,7 +531,7 @@ fn cover_answer(lines: &Lines<SiteStock>, day0: NaiveDate, days: i64) -> Answer 
         })
         .collect();
     rows.sort_by_key(|r| (r[6].as_u64().unwrap_or(u64::MAX), r[0].as_str().map(str::to_string)));
-    answer(cover_columns(), rows)
+    Answer::without_patients(cover_columns(), rows)
 }
 
 /// Each batch's outlook, the earliest expiry first.
@@ -546,7 +552,7 @@ fn batches_answer(lines: &Lines<SiteStock>, day0: NaiveDate) -> Answer {
         }
     }
     rows.sort_by(|a, b| a[3].as_str().cmp(&b[3].as_str()).then(a[0].as_str().cmp(&b[0].as_str())));
-    answer(batch_columns(), rows)
+    Answer::without_patients(batch_columns(), rows)
 }
 
 /// The first day of a wastage period: `from`, or 28 days before `day0`.
@@ -579,7 +585,7 @@ fn wastage_answer(lines: &Lines<Moved>) -> Answer {
             ]
         })
         .collect();
-    answer(wastage_columns(), rows)
+    Answer::without_patients(wastage_columns(), rows)
 }
 
 /// Doses wasted by reason, site and product, the most first.
@@ -593,14 +599,6 @@ fn reasons_answer(lines: &Lines<Moved>) -> Answer {
         })
         .collect();
     rows.sort_by(|a, b| b[3].as_u64().cmp(&a[3].as_u64()).then(a[0].as_str().cmp(&b[0].as_str())));
-    answer(reason_columns(), rows)
+    Answer::without_patients(reason_columns(), rows)
 }
 
-fn answer(columns: Vec<OutputColumn>, rows: Vec<Vec<Value>>) -> Answer {
-    Answer {
-        columns,
-        rows,
-        disclosure: None,
-        patients: Vec::new(),
-    }
-}
