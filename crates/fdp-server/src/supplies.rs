@@ -180,10 +180,51 @@ impl<'a> Supplies<'a> {
     ) -> Result<(NaiveDate, Vec<ItemPosition>, usize), Problem> {
         let fed = self.trust("publishes a supplies position")?;
         self.may_change(req, "publish the supplies position to the ICB")?;
-        let items = self.position(req).await?;
+        self.publish_as_allowed(fed, req).await
+    }
+
+    /// [`Self::publish`] for a caller already allowed to change stock
+    /// (whose change is already audited). Stock offered to another trust
+    /// and not yet answered is promised: it is not spare, though it has
+    /// not left yet.
+    async fn publish_as_allowed(
+        &self,
+        fed: &Federation,
+        req: &SessionRequest,
+    ) -> Result<(NaiveDate, Vec<ItemPosition>, usize), Problem> {
+        let mut items = self.position(req).await?;
+        let promised = self.promised(fed)?;
+        for item in &mut items {
+            if let Some(q) = promised.get(&item.item_code) {
+                item.spare = (item.spare - q).max(0.0);
+            }
+        }
         let today = Utc::now().date_naive();
         let icbs = supplies::publish(fed, today, &items).map_err(SupplyError::from)?;
         Ok((today, items, icbs))
+    }
+
+    /// Stock this trust has offered and not yet had answered, by item.
+    fn promised(&self, fed: &Federation) -> Result<BTreeMap<String, f64>, Problem> {
+        let mut out = BTreeMap::new();
+        for o in self.offers.list()? {
+            if o.from == fed.identity.ods && !o.status.is_decided() {
+                *out.entry(o.item_code).or_insert(0.0) += o.quantity;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Publish again after a change of stock, where the caller may; a
+    /// failure is logged and left to the next publication.
+    async fn publish_again(&self, fed: &Federation, req: &SessionRequest) -> bool {
+        match self.publish_as_allowed(fed, req).await {
+            Ok(_) => true,
+            Err(p) => {
+                tracing::warn!(problem = %p, "the supplies position could not be published again");
+                false
+            }
+        }
     }
 
     /// Every trust's latest position: on an ICB what it has gathered, on a
@@ -292,7 +333,11 @@ impl<'a> Supplies<'a> {
             expires: text("expires").and_then(|d| d.parse().ok()),
             note: asked.note.filter(|n| !n.trim().is_empty()),
         };
-        Ok(self.offers.send(fed, self.governance.audit(), by, new)?)
+        let sent = self.offers.send(fed, self.governance.audit(), by, new)?;
+        // What is offered is no longer spare: the ICB is told at once, so
+        // it does not send a second trust to the same stock.
+        self.publish_again(fed, req).await;
+        Ok(sent)
     }
 
     /// The receiving trust's decision on offer `id`, as `by`, taking
@@ -346,14 +391,8 @@ impl<'a> Supplies<'a> {
             )
             .await?;
         // The stock on its way changes what this trust needs: the ICB is
-        // told. A caller who may not publish leaves it to the next time.
-        let republished = match self.publish(req).await {
-            Ok(_) => true,
-            Err(p) => {
-                tracing::warn!(problem = %p, "the supplies position could not be published again");
-                false
-            }
-        };
+        // told, under the change already allowed and audited above.
+        let republished = self.publish_again(fed, req).await;
         Ok((decided, republished))
     }
 

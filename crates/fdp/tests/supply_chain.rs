@@ -601,6 +601,15 @@ fn a_trust_offers_spare_stock_to_another_once_and_the_icb_sees_both_positions() 
         Some(ask("RXB", spare_there - quantity + 1.0)),
     );
     assert_eq!(status, 409, "offered twice: {refused}");
+    // What A offered is promised, not spare: the ICB hears so at once.
+    let spare_of = |area: &Value| {
+        gathered_of(area, "RXA").and_then(|held| held.get(&item).and_then(|i| i["spare"].as_f64()))
+    };
+    let published_spare = spare_of(&area).unwrap();
+    wait_until(60, "A's offer taken off its spare at the ICB", || {
+        let (_, got) = ops(&icb, "GET", "/api/supplies/area", &icb_ana, None);
+        spare_of(&got) == Some((published_spare - quantity).max(0.0))
+    });
     std::thread::sleep(offer_downtime().saturating_sub(t0.elapsed()));
     let (_, waiting) = ops(&trust_a, "GET", "/api/supplies/offers", &a_sam, None);
     assert_eq!(waiting[0]["status"], "queued", "{waiting}");

@@ -108,6 +108,29 @@ impl Position {
     pub fn item(&self, item: &str) -> CatalogueItem {
         self.catalogue.get(item).cloned().unwrap_or_default()
     }
+
+    /// What could stand in for `item` at `location`: the other items of
+    /// its equivalence group in the catalogue, each with the stock the
+    /// location holds of it beyond its own reorder point (so that using
+    /// it does not make a second shortage), most first. Items without a
+    /// group have none.
+    pub fn alternatives(&self, item: &str, location: &str) -> Vec<(String, f64)> {
+        let Some(group) = self.item(item).equivalence_group.filter(|g| !g.is_empty()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, f64)> = self
+            .catalogue
+            .iter()
+            .filter(|(code, c)| code.as_str() != item && c.equivalence_group.as_deref() == Some(group.as_str()))
+            .filter_map(|(code, _)| {
+                let line = self.lines.iter().find(|l| l.location == location && &l.item == code)?;
+                let spare = line.cover.on_hand - line.cover.reorder_point.max(0.0);
+                (spare >= 1.0).then(|| (code.clone(), spare.floor()))
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out
+    }
 }
 
 /// The parameters every view of the product takes.

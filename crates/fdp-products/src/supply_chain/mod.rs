@@ -423,6 +423,7 @@ fn shortages_answer(p: &Position) -> Answer {
         column("runs_out", "Runs out", derived()),
         column("lead_time_days", "Lead time (days)", Source::column("supply_item", "lead_time_days")),
         column("suggested", "Suggested", derived()),
+        column("alternatives", "Alternatives held here", Source::derived(&[("supply_item", "equivalence_group"), ("stock_level", "quantity")])),
     ];
     let mut lines: Vec<&Line> = p
         .lines
@@ -454,6 +455,12 @@ fn shortages_answer(p: &Position) -> Answer {
                 json!(l.cover.runs_out.map(|d| d.to_string())),
                 json!(l.cover.lead_time_days),
                 json!(what.join("; ")),
+                json!(p
+                    .alternatives(&l.item, &l.location)
+                    .iter()
+                    .map(|(code, spare)| format!("{code} ({spare} spare)"))
+                    .collect::<Vec<_>>()
+                    .join("; ")),
             ]
         })
         .collect();

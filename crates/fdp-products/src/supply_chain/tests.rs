@@ -29,6 +29,11 @@ fn tables() -> MemoryTables {
 
 /// [`tables`] with more movements.
 fn tables_with(more: &[Value]) -> MemoryTables {
+    tables_with_all(more, &[], &[])
+}
+
+/// [`tables`] with more movements, counts and catalogue items.
+fn tables_with_all(more: &[Value], more_stock: &[Value], more_catalogue: &[Value]) -> MemoryTables {
     let mut moves: Vec<Value> = more.to_vec();
     let mut mv = |location: &str, item: &str, date: NaiveDate, kind: &str, q: i64| {
         let n = moves.len();
@@ -57,7 +62,7 @@ fn tables_with(more: &[Value]) -> MemoryTables {
                "category": "supplies", "quantity": q, "as_of_timestamp": format!("{date}T07:00:00Z")})
     };
     // Counts before the day's movements: 1 February, and the 29th of June.
-    let stock = vec![
+    let mut stock = vec![
         count("C1", SHORT, GLOVES, "2026-02-01", 80),
         count("C2", SPARE, GLOVES, "2026-02-01", 40),
         count("C3", QUIET, CATHETER, "2026-02-01", 6),
@@ -65,12 +70,14 @@ fn tables_with(more: &[Value]) -> MemoryTables {
         count("C4", SHORT, GLOVES, "2026-06-29", 0),
         count("C5", SPARE, GLOVES, "2026-06-29", 1000),
     ];
-    let catalogue = vec![
+    stock.extend(more_stock.iter().cloned());
+    let mut catalogue = vec![
         json!({"item_code": GLOVES, "gtin": "05012345002026", "item_name": "Gloves nitrile medium",
-               "product_category": "Gloves", "lead_time_days": 4, "critical": true}),
+               "product_category": "Gloves", "lead_time_days": 4, "critical": true, "equivalence_group": "gloves-exam-medium"}),
         json!({"item_code": CATHETER, "item_name": "Catheter Foley 14Ch", "product_category": "Continence and urology",
                "lead_time_days": 8, "critical": true}),
     ];
+    catalogue.extend(more_catalogue.iter().cloned());
     MemoryTables::new()
         .with_rows("stock_movement", &moves)
         .unwrap()
@@ -259,4 +266,45 @@ async fn what_is_left_once_the_short_ward_is_met_is_spare_and_a_dispatch_takes_i
     let (_, after) = view(&sent, "stock", "supplies-lead", &[("as_at", AS_AT), ("location", SPARE)]).await.unwrap();
     assert_eq!(number(&kcols, &after[0], "on_hand"), number(&kcols, &before[0], "on_hand") - 200.0);
     assert_eq!(cell(&kcols, &after[0], "amc"), cell(&kcols, &before[0], "amc"));
+}
+
+#[tokio::test]
+async fn a_short_item_names_the_equivalents_its_ward_holds_beyond_their_own_need() {
+    const OTHER_BRAND: &str = "FTR292";
+    const OTHER_SIZE: &str = "FTR203";
+    let count = |id: &str, location: &str, item: &str, q: i64| {
+        json!({"stock_level_id": id, "site_id": "RXX01", "location_id": location, "item_code": item,
+               "category": "supplies", "quantity": q, "as_of_timestamp": "2026-06-29T07:00:00Z"})
+    };
+    // W01 is out of medium gloves but holds 300 of another maker's medium
+    // gloves, used two a day, and 300 large gloves, which do not fit.
+    let moves: Vec<Value> = (1..=28)
+        .map(|d| {
+            json!({"stock_movement_id": format!("A{d}"), "movement_date": format!("2026-06-{d:02}"),
+                "movement_type": "issue", "item_code": OTHER_BRAND, "category": "supplies", "quantity": 2,
+                "site_id": "RXX01", "location_id": SHORT})
+        })
+        .collect();
+    let stock = [count("C6", SHORT, OTHER_BRAND, 300), count("C7", SHORT, OTHER_SIZE, 300)];
+    let catalogue = [
+        json!({"item_code": OTHER_BRAND, "item_name": "Gloves nitrile medium (second supplier)", "product_category": "Gloves",
+               "lead_time_days": 4, "critical": true, "equivalence_group": "gloves-exam-medium"}),
+        json!({"item_code": OTHER_SIZE, "item_name": "Gloves nitrile large", "product_category": "Gloves",
+               "lead_time_days": 4, "critical": true, "equivalence_group": "gloves-exam-large"}),
+    ];
+    let instance = DemoInstance::new(tables_with_all(&moves, &stock, &catalogue));
+    let (cols, rows) = view(&instance, "shortages", "supplies-lead", &[("as_at", AS_AT)]).await.unwrap();
+    let short = rows
+        .iter()
+        .find(|r| cell(&cols, r, "location") == &json!(SHORT) && cell(&cols, r, "item_code") == &json!(GLOVES))
+        .unwrap_or_else(|| panic!("{rows:?}"));
+    let alternatives = cell(&cols, short, "alternatives").as_str().unwrap();
+    assert!(alternatives.starts_with(&format!("{OTHER_BRAND} (")), "{alternatives}");
+    assert!(!alternatives.contains(OTHER_SIZE), "{alternatives}");
+    // What is named as spare leaves the alternative its own reorder point.
+    let spare: f64 = alternatives[OTHER_BRAND.len() + 2..].split(' ').next().unwrap().parse().unwrap();
+    assert!(spare > 200.0 && spare < 300.0, "{alternatives}");
+    // W02 holds no equivalent: nothing is named for an item without one.
+    let (_, rows) = view(&DemoInstance::new(tables()), "shortages", "supplies-lead", &[("as_at", AS_AT)]).await.unwrap();
+    assert!(rows.iter().all(|r| cell(&cols, r, "alternatives") == &json!("")), "{rows:?}");
 }

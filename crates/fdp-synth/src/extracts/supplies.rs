@@ -58,7 +58,8 @@ pub struct SupplyItem {
     pub intermittent: bool,
     /// A ward cannot safely run out of it.
     pub critical: bool,
-    /// Items that stand in for each other share a group.
+    /// Items that stand in for each other share a group: the same thing
+    /// from another maker, never another size.
     pub equivalence_group: &'static str,
 }
 
@@ -123,7 +124,7 @@ pub const CATALOGUE: &[SupplyItem] = &[
     )
     .lead(4)
     .critical()
-    .group("gloves-exam"),
+    .group("gloves-exam-small"),
     item(
         "FTR202",
         "5012345002026",
@@ -135,7 +136,7 @@ pub const CATALOGUE: &[SupplyItem] = &[
     )
     .lead(4)
     .critical()
-    .group("gloves-exam"),
+    .group("gloves-exam-medium"),
     item(
         "FTR203",
         "5012345002033",
@@ -147,7 +148,7 @@ pub const CATALOGUE: &[SupplyItem] = &[
     )
     .lead(4)
     .critical()
-    .group("gloves-exam"),
+    .group("gloves-exam-large"),
     item(
         "FWC112",
         "5012345001128",
