@@ -209,8 +209,8 @@ impl FhirSource {
             seen: Default::default(),
             raw: None,
         };
-        let path = tables::table_path(data_dir, Layer::Raw, RAW_TABLE);
-        if path.join("_delta_log").is_dir() {
+        let path = tables::table_location(data_dir, Layer::Raw, RAW_TABLE)?;
+        if path.exists().await? {
             let table = tables::open(&path, None).await?;
             me.load_index(&table).await?;
             me.raw = Some(table);
@@ -293,7 +293,7 @@ impl FhirSource {
             .unwrap_or_default();
         let mut behind = false;
         for name in targets {
-            let path = tables::table_path(&self.data_dir, Layer::Canonical, &name);
+            let path = tables::table_location(&self.data_dir, Layer::Canonical, &name)?;
             let reached = match tables::open(&path, None).await {
                 Ok(t) => tables::app_watermark(&t, APP_ID).await?.unwrap_or(-1),
                 Err(_) => -1,
@@ -378,11 +378,11 @@ impl FhirSource {
             let schema = plain_schema(ot);
             let batch = fdp_store::rows::batch_from_rows(&schema, &rows)
                 .map_err(|e| StoreError::Config(format!("{type_name}: {e}")))?;
-            let path = tables::table_path(
+            let path = tables::table_location(
                 &self.data_dir,
                 Layer::Canonical,
                 &tables::part_name(&ot.table, WRITER),
-            );
+            )?;
             let table = tables::open_or_create(&path, schema.clone()).await?;
             tables::replace(
                 table,
@@ -458,7 +458,7 @@ impl FhirSource {
             Some(t) => t,
             None => {
                 tables::open_or_create(
-                    &tables::table_path(&self.data_dir, Layer::Raw, RAW_TABLE),
+                    &tables::table_location(&self.data_dir, Layer::Raw, RAW_TABLE)?,
                     raw_schema(),
                 )
                 .await?
@@ -489,12 +489,12 @@ impl FhirSource {
         let model = Model::canonical();
         for t in fdp_fhir::map::object_types_of(resource_type) {
             let ot = model.object_type(t).expect("mapped types are in the model");
-            let path = tables::table_path(
+            let path = tables::table_location(
                 &self.data_dir,
                 Layer::Canonical,
                 &tables::part_name(&ot.table, WRITER),
-            );
-            if !path.join("_delta_log").is_dir() {
+            )?;
+            if !path.exists().await? {
                 continue;
             }
             let table = tables::open(&path, None).await?;
@@ -857,7 +857,7 @@ pub async fn commit(
         let raw_table = match raw_table {
             Some(t) => t,
             None => {
-                let path = tables::table_path(&data_dir, Layer::Raw, RAW_TABLE);
+                let path = tables::table_location(&data_dir, Layer::Raw, RAW_TABLE)?;
                 tables::open_or_create(&path, raw_schema()).await?
             }
         };
@@ -898,11 +898,11 @@ pub async fn commit(
             let ot = model
                 .object_type(type_name)
                 .expect("mapped types are in the model");
-            let path = tables::table_path(
+            let path = tables::table_location(
                 &data_dir,
                 Layer::Canonical,
                 &tables::part_name(&ot.table, WRITER),
-            );
+            )?;
             let props = tables::commit_properties(&lineage, APP_ID, raw_version as i64);
             let merge = touched_existing.get(type_name).copied().unwrap_or(false);
             report.canonical_rows.insert(ot.table.clone(), rows as u64);

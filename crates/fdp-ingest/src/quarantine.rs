@@ -237,7 +237,7 @@ async fn record(data_dir: &Path, run_id: &str, results: &[Retried]) -> Result<()
         ],
     )
     .map_err(|e| StoreError::Config(e.to_string()))?;
-    let path = tables::table_path(data_dir, Layer::Raw, RESOLUTION_TABLE);
+    let path = tables::table_location(data_dir, Layer::Raw, RESOLUTION_TABLE)?;
     let table = tables::open_or_create(&path, resolution_schema()).await?;
     let lineage = Lineage {
         transform: "quarantine:retry".into(),

@@ -157,7 +157,7 @@ pub async fn lineage(gov: &Governance, data_dir: &Path) -> Result<Lineage, Store
         column,
         name: name.to_string(),
     };
-    let raw_tables = tables::list_tables(data_dir, Layer::Raw);
+    let raw_tables = tables::list_tables(data_dir, Layer::Raw).await?;
     let ctx = gov
         .instance_session(&fdp_store::StoredTables::new(data_dir), "runs")
         .await?;
@@ -193,7 +193,7 @@ pub async fn lineage(gov: &Governance, data_dir: &Path) -> Result<Lineage, Store
         ));
         mappings.insert(m);
     }
-    for name in tables::list_tables(data_dir, Layer::Canonical) {
+    for name in tables::list_tables(data_dir, Layer::Canonical).await? {
         match tables::split_part(&name) {
             (table, Some(writer)) => {
                 let raw = if writer == "fhir" {
@@ -211,7 +211,7 @@ pub async fn lineage(gov: &Governance, data_dir: &Path) -> Result<Lineage, Store
             }
             (table, None) => {
                 // A table written whole: its last commit names its raw tables.
-                let path = tables::table_path(data_dir, Layer::Canonical, &name);
+                let path = tables::table_location(data_dir, Layer::Canonical, &name)?;
                 let mut from: Vec<String> = Vec::new();
                 if let Ok(t) = tables::open(&path, None).await {
                     if let Ok(h) = tables::history(&t, 1).await {

@@ -1281,9 +1281,12 @@ mod through_the_store {
     /// encoded and the raw sequence its lineage reaches.
     async fn newest_version(dir: &std::path::Path, table: &str) -> (String, i64, u64) {
         use fdp_store::tables::{self, Layer};
-        let t = tables::open(&tables::table_path(dir, Layer::Canonical, table), None)
-            .await
-            .unwrap();
+        let t = tables::open(
+            &tables::table_location(dir, Layer::Canonical, table).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
         let v = tables::history(&t, 1).await.unwrap().remove(0);
         (
             v.operation.unwrap_or_default(),
@@ -1360,8 +1363,8 @@ mod through_the_store {
     /// The values of `column` in canonical table `table` (one part).
     async fn column_of(dir: &std::path::Path, table: &str, column: &str) -> Vec<String> {
         use fdp_store::tables::{self, Layer};
-        let path = tables::table_path(dir, Layer::Canonical, table);
-        if !path.join("_delta_log").is_dir() {
+        let path = tables::table_location(dir, Layer::Canonical, table).unwrap();
+        if !path.exists().await.unwrap() {
             return Vec::new();
         }
         let t = tables::open(&path, None).await.unwrap();

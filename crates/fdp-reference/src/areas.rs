@@ -210,7 +210,7 @@ pub async fn derive(
         );
     }
     let part = tables::part_name(TABLE, WRITER);
-    let path = tables::table_path(data_dir, Layer::Canonical, &part);
+    let path = tables::table_location(data_dir, Layer::Canonical, &part)?;
     let table = tables::open_or_create(&path, schema.clone()).await?;
     let lineage = Lineage {
         transform: format!(

@@ -75,11 +75,12 @@ async fn write_patients(dir: &Path, patients: &[(&str, Option<&str>)]) {
         })
         .collect();
     let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
-    let path = tables::table_path(
+    let path = tables::table_location(
         dir,
         Layer::Canonical,
         &tables::part_name("patient", "test-pas"),
-    );
+    )
+    .unwrap();
     let table = tables::open_or_create(&path, schema).await.unwrap();
     let lineage = Lineage {
         transform: "test".into(),

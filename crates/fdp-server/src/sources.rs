@@ -117,12 +117,29 @@ impl TableRow {
 pub(crate) async fn table_rows(data_dir: &std::path::Path) -> Vec<TableRow> {
     let mut out = Vec::new();
     for layer in [Layer::Canonical, Layer::Raw] {
-        for name in tables::list_tables(data_dir, layer) {
+        let names = match tables::list_tables(data_dir, layer).await {
+            Ok(n) => n,
+            Err(e) => {
+                out.push(TableRow {
+                    qualified: format!("{} tables", layer.dir_name()),
+                    version: 0,
+                    last_ms: None,
+                    transform: String::new(),
+                    unreadable: Some(e.to_string()),
+                });
+                continue;
+            }
+        };
+        for name in names {
             let qualified = match layer {
                 Layer::Raw => format!("raw.{name}"),
                 Layer::Canonical => name.clone(),
             };
-            let t = match tables::open(&tables::table_path(data_dir, layer, &name), None).await {
+            let opened = async {
+                let at = tables::table_location(data_dir, layer, &name)?;
+                tables::open(&at, None).await
+            };
+            let t = match opened.await {
                 Ok(t) => t,
                 Err(e) => {
                     out.push(TableRow {
@@ -195,18 +212,17 @@ async fn history_of(
     name: &str,
 ) -> Result<Vec<tables::TableVersion>, (StatusCode, String)> {
     let (layer, bare) = locate(name);
+    let unreadable = |e: fdp_store::StoreError| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     if !tables::list_tables(&state.instance.data_dir, layer)
+        .await
+        .map_err(unreadable)?
         .iter()
         .any(|t| t == bare)
     {
         return Err((StatusCode::NOT_FOUND, format!("no table {name}")));
     }
-    let t = tables::open(
-        &tables::table_path(&state.instance.data_dir, layer, bare),
-        None,
-    )
-    .await
-    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let at = tables::table_location(&state.instance.data_dir, layer, bare).map_err(unreadable)?;
+    let t = tables::open(&at, None).await.map_err(unreadable)?;
     tables::history(&t, 200)
         .await
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
@@ -222,6 +238,8 @@ pub async fn table_page(State(state): State<AppState>, Path(name): Path<String>)
     let logical = tables::split_part(bare).0.to_string();
     let parts: Vec<String> = if layer == Layer::Canonical {
         tables::list_tables(&state.instance.data_dir, Layer::Canonical)
+            .await
+            .unwrap_or_default()
             .into_iter()
             .filter(|t| tables::split_part(t).0 == logical && t != bare)
             .collect()

@@ -22,10 +22,13 @@
 //!   wal/                 <first seq>.wal segments
 //!   tables/raw/<name>/   Delta tables, one per stream (hl7v2_message, ui_event)
 //!   tables/canonical/<name>/
+//!   tables.url           where the tables are instead, in an object store
+//!                        (s3://bucket/prefix/raw/<name>/ ...), if anywhere
 //! ```
 
 pub mod dedup;
 pub mod keyed;
+pub mod location;
 mod masked;
 pub mod query;
 pub mod raw;
@@ -49,6 +52,7 @@ pub use deltalake::arrow::datatypes::{Schema, SchemaRef};
 pub use deltalake::kernel::transaction::CommitProperties;
 pub use deltalake::DeltaTable;
 pub use fdp_govern::AsOf;
+pub use location::TableLocation;
 pub use query::StoredTables;
 pub use raw::{RawRecord, RecordStatus};
 pub use tables::{Layer, Lineage, TableVersion};
@@ -110,6 +114,10 @@ pub struct StoreConfig {
     /// The history handed back by [`Store::open`] starts after this
     /// sequence number (a census snapshot already holds what came before).
     pub history_after_seq: u64,
+    /// Keep the raw and canonical tables in this object store location
+    /// (`s3://bucket/prefix`) rather than under the data directory; see
+    /// [`location`]. Fixed when the directory is first opened.
+    pub tables_url: Option<url::Url>,
 }
 
 impl StoreConfig {
@@ -123,6 +131,7 @@ impl StoreConfig {
             dedup_window: Duration::from_secs(7 * 24 * 3600),
             max_unflushed_bytes: 256 << 20,
             history_after_seq: 0,
+            tables_url: None,
         }
     }
 }
@@ -269,6 +278,8 @@ impl Store {
             return Err(StoreError::Locked(data_dir));
         }
 
+        location::bind_tables_root(&data_dir, config.tables_url.as_ref())?;
+
         let wal_dir = data_dir.join("wal");
         let recovered = wal::Wal::recover(&wal_dir)?;
 
@@ -277,8 +288,8 @@ impl Store {
         // schemas and no WAL: they are not streams.
         let mut streams: Vec<String> = Vec::new();
         let mut opened: HashMap<String, DeltaTable> = HashMap::new();
-        for name in tables::list_tables(&data_dir, Layer::Raw) {
-            let path = tables::table_path(&data_dir, Layer::Raw, &name);
+        for name in tables::list_tables(&data_dir, Layer::Raw).await? {
+            let path = tables::table_location(&data_dir, Layer::Raw, &name)?;
             let table = tables::open(&path, None).await?;
             let schema = table.snapshot()?.schema();
             let has = |column: &str| schema.fields().any(|f| f.name() == column);
@@ -300,7 +311,7 @@ impl Store {
                 Some(t) => t,
                 // A stream so far only in the WAL.
                 None => {
-                    let path = tables::table_path(&data_dir, Layer::Raw, stream);
+                    let path = tables::table_location(&data_dir, Layer::Raw, stream)?;
                     tables::open_or_create(&path, raw::raw_schema()).await?
                 }
             };
@@ -461,7 +472,7 @@ impl Store {
         state: RecordBatch,
         lineage: &Lineage,
     ) -> Result<keyed::ChangeSummary, StoreError> {
-        let path = tables::table_path(&self.config.data_dir, Layer::Canonical, name);
+        let path = tables::table_location(&self.config.data_dir, Layer::Canonical, name)?;
         let table = tables::open_or_create(&path, keyed::plain_schema(&schema)).await?;
         let mut layouts = self.layouts.lock().await;
         let layout = layouts.entry(name.to_string()).or_default();
@@ -485,7 +496,7 @@ impl Store {
         batch_id: u64,
         lineage: &Lineage,
     ) -> Result<bool, StoreError> {
-        let path = tables::table_path(&self.config.data_dir, Layer::Canonical, name);
+        let path = tables::table_location(&self.config.data_dir, Layer::Canonical, name)?;
         let table = tables::open_or_create(&path, keyed::plain_schema(&schema)).await?;
         // Batch ids start at 0; the watermark is one past the last written.
         let done = tables::app_watermark(&table, CANONICAL_BATCH_APP)
@@ -502,8 +513,8 @@ impl Store {
     /// The first batch id [`Store::append_canonical_once`] has not yet
     /// appended to a table (0 for a table not written yet).
     pub async fn canonical_batch_watermark(&self, name: &str) -> Result<u64, StoreError> {
-        let path = tables::table_path(&self.config.data_dir, Layer::Canonical, name);
-        if !path.join("_delta_log").is_dir() {
+        let path = tables::table_location(&self.config.data_dir, Layer::Canonical, name)?;
+        if !path.exists().await? {
             return Ok(0);
         }
         let table = tables::open(&path, None).await?;
@@ -521,8 +532,8 @@ impl Store {
         keys: &[String],
         lineage: &Lineage,
     ) -> Result<keyed::DeleteSummary, StoreError> {
-        let path = tables::table_path(&self.config.data_dir, Layer::Canonical, name);
-        if keys.is_empty() || !path.join("_delta_log").is_dir() {
+        let path = tables::table_location(&self.config.data_dir, Layer::Canonical, name)?;
+        if keys.is_empty() || !path.exists().await? {
             return Ok(Default::default());
         }
         let table = tables::open(&path, None).await?;
@@ -900,7 +911,7 @@ async fn flush(
         let table = match tables_by_stream.remove(stream) {
             Some(t) => t,
             None => {
-                let path = tables::table_path(data_dir, Layer::Raw, stream);
+                let path = tables::table_location(data_dir, Layer::Raw, stream)?;
                 tables::open_or_create(&path, raw::raw_schema()).await?
             }
         };
@@ -946,9 +957,16 @@ async fn run_compactor(data_dir: PathBuf, every: Duration, max_files: usize) {
         // Canonical tables gather their own small files as they are written
         // (see `keyed`); only the raw tables accumulate small appends.
         for layer in [Layer::Raw] {
-            for name in tables::list_tables(&data_dir, layer) {
-                let path = tables::table_path(&data_dir, layer, &name);
+            let names = match tables::list_tables(&data_dir, layer).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the tables could not be listed for compaction");
+                    continue;
+                }
+            };
+            for name in names {
                 let result = async {
+                    let path = tables::table_location(&data_dir, layer, &name)?;
                     let table = tables::open(&path, None).await?;
                     tables::compact(table, max_files).await
                 }

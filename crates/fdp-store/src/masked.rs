@@ -5,9 +5,9 @@
 //! groups); this module reads the columns it decides on, in stored order,
 //! and scans the table with each file's kept rows selected, so that the
 //! Parquet reader skips the rest and no query has to read those columns
-//! again. Only tables on the local file system whose files carry no
-//! partition values or deletion vectors are offered this way; others are
-//! governed with plan filters.
+//! again. Tables on the local file system and in object stores alike are
+//! offered this way, where their files carry no partition values or
+//! deletion vectors; others are governed with plan filters.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -39,6 +39,8 @@ use futures::future::BoxFuture;
 struct Part {
     /// The stored table's name, which scans of it are planned under.
     name: String,
+    /// Where its files are read from.
+    store: ObjectStoreUrl,
     schema: SchemaRef,
     files: Vec<(StoredFile, ObjectMeta)>,
 }
@@ -50,8 +52,8 @@ pub(crate) struct MaskableTable {
 }
 
 impl MaskableTable {
-    /// The parts' files, or `None` when one of them cannot be masked (not on
-    /// the local file system, partitioned, or with deletion vectors).
+    /// The parts' files, or `None` when one of them cannot be masked
+    /// (partitioned, or with deletion vectors).
     /// `tables` are the parts with the schemas their Delta providers give
     /// (the masked scan must produce the same columns and types).
     pub(crate) fn new(
@@ -61,9 +63,12 @@ impl MaskableTable {
         let mut parts = Vec::new();
         for (name, table, schema) in tables {
             let url = table.table_url();
-            if url.scheme() != "file" {
-                return Ok(None);
-            }
+            // The table's store, as its Delta provider registered it with
+            // the session: the local file system, or the bucket.
+            let store = match url.scheme() {
+                "file" => ObjectStoreUrl::local_filesystem(),
+                _ => ObjectStoreUrl::parse(format!("{}://{}", url.scheme(), url.authority()))?,
+            };
             let snapshot = table.snapshot().map_err(to_df)?;
             if !snapshot.metadata().partition_columns().is_empty() {
                 return Ok(None);
@@ -93,6 +98,7 @@ impl MaskableTable {
             }
             parts.push(Part {
                 name: name.clone(),
+                store,
                 schema: schema.clone(),
                 files,
             });
@@ -140,11 +146,10 @@ impl RowMasking for MaskableTable {
             let source = ParquetSource::new(part.schema.clone());
             // One file in one group, and the plan executed as built (no
             // optimizer to split it into byte ranges): rows in stored order.
-            let config =
-                FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
-                    .with_file_group(FileGroup::new(vec![meta.clone().into()]))
-                    .with_projection_indices(Some(projection))?
-                    .build();
+            let config = FileScanConfigBuilder::new(part.store.clone(), Arc::new(source))
+                .with_file_group(FileGroup::new(vec![meta.clone().into()]))
+                .with_projection_indices(Some(projection))?
+                .build();
             let plan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
             let task: Arc<TaskContext> = self.ctx.task_ctx();
             collect(plan, task).await
@@ -172,6 +177,7 @@ impl RowMasking for MaskableTable {
                 files.push(pf);
             }
             let provider = Arc::new(SelectedFiles {
+                store: part.store.clone(),
                 schema: part.schema.clone(),
                 files,
             });
@@ -183,6 +189,7 @@ impl RowMasking for MaskableTable {
 
 /// One part's files, each with the rows to read where not all of them.
 struct SelectedFiles {
+    store: ObjectStoreUrl,
     schema: SchemaRef,
     files: Vec<datafusion::datasource::listing::PartitionedFile>,
 }
@@ -238,12 +245,11 @@ impl TableProvider for SelectedFiles {
             let n = groups.len();
             groups[i % n].push(f.clone());
         }
-        let config =
-            FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
-                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-                .with_projection_indices(projection.cloned())?
-                .with_limit(limit)
-                .build();
+        let config = FileScanConfigBuilder::new(self.store.clone(), Arc::new(source))
+            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
         Ok(DataSourceExec::from_data_source(config))
     }
 }

@@ -21,7 +21,7 @@ use fdp_govern::{AsOf, RowMasking, SourceTable, TableAccess, TableSource};
 
 use crate::masked::MaskableTable;
 
-use crate::tables::{self, Layer};
+use crate::tables::{self, Layer, TableLocation};
 use crate::StoreError;
 
 /// The tables of one data directory.
@@ -40,34 +40,12 @@ pub struct StoredTables {
 type CanonicalParts = (Vec<DeltaTable>, Vec<DataFrame>, Vec<(String, u64)>);
 
 /// Each table open at its latest version, with when it was made.
-type Opened = HashMap<PathBuf, (DeltaTable, Option<SystemTime>)>;
+type Opened = HashMap<TableLocation, (DeltaTable, Option<SystemTime>)>;
 
 impl std::fmt::Debug for StoredTables {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "StoredTables({})", self.data_dir.display())
     }
-}
-
-/// When the table's first commit was written: a table removed and made
-/// again under the same path is a different table, whatever its version.
-fn created(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path.join("_delta_log").join(format!("{:020}.json", 0)))
-        .and_then(|m| m.modified())
-        .ok()
-}
-
-/// The newest committed version of the Delta table at `path`, from its log's
-/// file names (no log is read).
-fn latest_version(path: &Path) -> Option<u64> {
-    std::fs::read_dir(path.join("_delta_log"))
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name();
-            let name = name.to_str()?;
-            name.strip_suffix(".json")?.parse::<u64>().ok()
-        })
-        .max()
 }
 
 impl StoredTables {
@@ -78,28 +56,42 @@ impl StoredTables {
         }
     }
 
-    /// The table at `path` as of `as_of`; the latest version from what is
+    /// The table at `at` as of `as_of`; the latest version from what is
     /// already open when nothing newer has been committed.
-    async fn open(&self, path: &Path, as_of: AsOf) -> Result<Option<DeltaTable>, StoreError> {
+    async fn open(
+        &self,
+        at: &TableLocation,
+        as_of: AsOf,
+    ) -> Result<Option<DeltaTable>, StoreError> {
         if as_of != AsOf::Latest {
-            return open_as_of(path, as_of).await;
+            return open_as_of(at, as_of).await;
         }
-        let latest = latest_version(path);
-        let made = created(path);
-        {
+        let made = at.created().await?;
+        let held = {
             let opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((t, at)) = opened.get(path) {
-                if latest.is_some() && t.version() == latest && *at == made {
-                    return Ok(Some(t.clone()));
-                }
+            opened
+                .get(at)
+                .filter(|(_, when)| *when == made)
+                .map(|(t, _)| t.clone())
+        };
+        // Only what was committed since the version held is looked for,
+        // where the table is known to be the same one.
+        let known = held
+            .as_ref()
+            .filter(|_| made.is_some())
+            .and_then(|t| t.version());
+        let latest = at.latest_version(known).await?;
+        if let Some(t) = held {
+            if latest.is_some() && t.version() == latest {
+                return Ok(Some(t));
             }
         }
-        let table = open_as_of(path, as_of).await?;
+        let table = open_as_of(at, as_of).await?;
         if let Some(t) = &table {
             self.opened
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(path.to_path_buf(), (t.clone(), made));
+                .insert(at.clone(), (t.clone(), made));
         }
         Ok(table)
     }
@@ -111,8 +103,8 @@ impl StoredTables {
         as_of: AsOf,
     ) -> Result<Vec<(String, DeltaTable, DataFrame)>, StoreError> {
         let mut out = Vec::new();
-        for name in tables::list_tables(&self.data_dir, layer) {
-            let path = tables::table_path(&self.data_dir, layer, &name);
+        for name in tables::list_tables(&self.data_dir, layer).await? {
+            let path = tables::table_location(&self.data_dir, layer, &name)?;
             let Some(table) = self.open(&path, as_of).await? else {
                 continue;
             };
@@ -220,7 +212,10 @@ pub(crate) fn scan_named(
 }
 
 /// A table as of `as_of`, or `None` when it did not exist then.
-async fn open_as_of(path: &Path, as_of: AsOf) -> Result<Option<deltalake::DeltaTable>, StoreError> {
+async fn open_as_of(
+    path: &TableLocation,
+    as_of: AsOf,
+) -> Result<Option<deltalake::DeltaTable>, StoreError> {
     match as_of {
         AsOf::Latest => tables::open(path, None).await.map(Some),
         // A table created after the requested version has no such version;

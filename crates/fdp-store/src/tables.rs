@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
@@ -17,8 +17,8 @@ use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 use serde::Serialize;
-use url::Url;
 
+pub use crate::location::{list_tables, table_location, TableLocation};
 use crate::StoreError;
 
 /// The application id under which raw appends record the last WAL sequence
@@ -42,36 +42,28 @@ impl Layer {
     }
 }
 
-/// Where a table lives on disk.
-pub fn table_path(data_dir: &Path, layer: Layer, name: &str) -> PathBuf {
-    data_dir.join("tables").join(layer.dir_name()).join(name)
-}
-
-pub(crate) fn table_url(path: &Path) -> Result<Url, StoreError> {
-    // A data directory given relative to where the command runs.
-    let path = std::path::absolute(path).map_err(|e| StoreError::io(path, e))?;
-    Url::from_directory_path(&path)
-        .map_err(|_| StoreError::Config(format!("{} is not an absolute path", path.display())))
-}
-
-/// Names of the tables present in a layer, sorted.
-pub fn list_tables(data_dir: &Path, layer: Layer) -> Vec<String> {
-    let dir = data_dir.join("tables").join(layer.dir_name());
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().join("_delta_log").is_dir())
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .collect();
-    names.sort();
-    names
+/// Whether `dir` (a local `tables/` directory) holds any table of either
+/// layer.
+pub(crate) fn has_any_table_dir(dir: &Path) -> bool {
+    [Layer::Raw, Layer::Canonical].iter().any(|l| {
+        std::fs::read_dir(dir.join(l.dir_name()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().join("_delta_log").is_dir())
+    })
 }
 
 /// Open a table, creating it empty with `schema` if it does not exist yet.
-pub async fn open_or_create(path: &Path, schema: SchemaRef) -> Result<DeltaTable, StoreError> {
-    std::fs::create_dir_all(path).map_err(|e| StoreError::io(path, e))?;
-    let table = DeltaTable::try_from_url(table_url(path)?).await?;
+pub async fn open_or_create(
+    at: &TableLocation,
+    schema: SchemaRef,
+) -> Result<DeltaTable, StoreError> {
+    crate::location::ensure_registered();
+    if let Some(dir) = at.local_path() {
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+    }
+    let table = DeltaTable::try_from_url(at.url().clone()).await?;
     if table.version().is_some() {
         return Ok(table);
     }
@@ -83,10 +75,11 @@ pub async fn open_or_create(path: &Path, schema: SchemaRef) -> Result<DeltaTable
 }
 
 /// Open an existing table at its newest version, or at `version`.
-pub async fn open(path: &Path, version: Option<u64>) -> Result<DeltaTable, StoreError> {
-    let mut table = DeltaTable::try_from_url(table_url(path)?).await?;
+pub async fn open(at: &TableLocation, version: Option<u64>) -> Result<DeltaTable, StoreError> {
+    crate::location::ensure_registered();
+    let mut table = DeltaTable::try_from_url(at.url().clone()).await?;
     if table.version().is_none() {
-        return Err(StoreError::NoSuchTable(path.display().to_string()));
+        return Err(StoreError::NoSuchTable(at.to_string()));
     }
     if let Some(v) = version {
         table.load_version(v).await?;

@@ -69,7 +69,7 @@ fn batch(rows: &[Row]) -> RecordBatch {
 /// DataFusion as any Delta reader would.
 async fn read(path: &std::path::Path, version: Option<u64>) -> Vec<Row> {
     use deltalake::arrow::array::{Array, AsArray};
-    let table = tables::open(path, version).await.unwrap();
+    let table = tables::open(&at(path), version).await.unwrap();
     let ctx = datafusion::prelude::SessionContext::new();
     table.update_datafusion_session(&ctx.state()).unwrap();
     ctx.register_table("t", table.table_provider().await.unwrap())
@@ -114,6 +114,10 @@ async fn read(path: &std::path::Path, version: Option<u64>) -> Vec<Row> {
     out
 }
 
+fn at(path: &std::path::Path) -> tables::TableLocation {
+    tables::TableLocation::local(path).unwrap()
+}
+
 fn lineage(seq: u64) -> Lineage {
     Lineage {
         transform: "test".into(),
@@ -128,7 +132,7 @@ async fn write(
     rows: &[Row],
     seq: u64,
 ) -> ChangeSummary {
-    let table = tables::open_or_create(path, schema()).await.unwrap();
+    let table = tables::open_or_create(&at(path), schema()).await.unwrap();
     keyed::write_state(table, layout, batch(rows), "ward_stay_id", &lineage(seq))
         .await
         .unwrap()
@@ -210,7 +214,7 @@ async fn a_new_state_commits_only_the_rows_that_changed() {
     assert_eq!(at_first, original);
 
     // The history says what each version did and what it came from.
-    let table = tables::open(&path, None).await.unwrap();
+    let table = tables::open(&at(&path), None).await.unwrap();
     let history = tables::history(&table, 10).await.unwrap();
     let newest = &history[0];
     assert_eq!(newest.version, again.version.unwrap());
@@ -233,7 +237,7 @@ async fn small_files_are_gathered_and_a_restart_writes_whole() {
         let s = write(&path, &mut layout, &rows, 2 + k as u64).await;
         assert!(!s.whole && s.inserted == 1, "{s:?}");
     }
-    let table = tables::open(&path, None).await.unwrap();
+    let table = tables::open(&at(&path), None).await.unwrap();
     let active = table.snapshot().unwrap().log_data().num_files();
     assert!(
         active <= 1 + 17 + 1,
@@ -262,7 +266,7 @@ async fn another_writer_in_between_makes_the_next_write_whole() {
     let mut layout = None;
     write(&path, &mut layout, &rows, 1).await;
     // Someone else writes the table (an operator's repair, say).
-    let table = tables::open(&path, None).await.unwrap();
+    let table = tables::open(&at(&path), None).await.unwrap();
     tables::overwrite(table, vec![batch(&rows[..10])], &lineage(1))
         .await
         .unwrap();
@@ -282,8 +286,11 @@ async fn thousands_of_keys_are_deleted_without_exhausting_the_stack() {
         .unwrap();
     let store = opened.store;
     let rows: Vec<Row> = (0..12_000).map(|i| row(i, "AMU")).collect();
-    let path = tables::table_path(dir.path(), tables::Layer::Canonical, "ward_stay@archive");
-    let table = tables::open_or_create(&path, schema()).await.unwrap();
+    let path = tables::table_location(dir.path(), tables::Layer::Canonical, "ward_stay@archive")
+        .unwrap()
+        .local_path()
+        .unwrap();
+    let table = tables::open_or_create(&at(&path), schema()).await.unwrap();
     tables::append(
         table,
         vec![batch(&rows)],
@@ -311,11 +318,14 @@ async fn a_delete_by_key_rewrites_only_the_files_holding_those_keys() {
         .unwrap();
     let store = opened.store;
     let name = "ward_stay@archive";
-    let path = tables::table_path(dir.path(), tables::Layer::Canonical, name);
+    let path = tables::table_location(dir.path(), tables::Layer::Canonical, name)
+        .unwrap()
+        .local_path()
+        .unwrap();
     // Four days of retirements: four appends, four files.
     let rows: Vec<Row> = (0..400).map(|i| row(i, "AMU")).collect();
     for (day, chunk) in rows.chunks(100).enumerate() {
-        let table = tables::open_or_create(&path, schema()).await.unwrap();
+        let table = tables::open_or_create(&at(&path), schema()).await.unwrap();
         tables::append(
             table,
             vec![batch(chunk)],
@@ -354,7 +364,7 @@ async fn a_delete_by_key_rewrites_only_the_files_holding_those_keys() {
         .collect();
     expected.sort();
     assert_eq!(read(&path, None).await, expected);
-    let table = tables::open(&path, None).await.unwrap();
+    let table = tables::open(&at(&path), None).await.unwrap();
     let history = tables::history(&table, 1).await.unwrap();
     assert_eq!(history[0].operation.as_deref(), Some("DELETE"));
     assert_eq!(history[0].lineage.as_ref().unwrap()["through_seq"], 2);
@@ -370,13 +380,16 @@ async fn a_delete_by_key_rewrites_only_the_files_holding_those_keys() {
         "{s:?}"
     );
     // A key that is nowhere commits nothing.
-    let before = tables::open(&path, None).await.unwrap().version();
+    let before = tables::open(&at(&path), None).await.unwrap().version();
     let s = store
         .delete_canonical_keys(name, "ward_stay_id", &["WS999998".into()], &lineage(4))
         .await
         .unwrap();
     assert_eq!(s.version, None);
-    assert_eq!(tables::open(&path, None).await.unwrap().version(), before);
+    assert_eq!(
+        tables::open(&at(&path), None).await.unwrap().version(),
+        before
+    );
     expected.retain(|r| r.id != rows[399].id);
     assert_eq!(read(&path, None).await, expected);
     store.shutdown().await;

@@ -82,7 +82,7 @@ async fn write_patients(dir: &std::path::Path) {
         ],
     )
     .unwrap();
-    let path = tables::table_path(dir, Layer::Canonical, "patient");
+    let path = tables::table_location(dir, Layer::Canonical, "patient").unwrap();
     let table = tables::open_or_create(&path, schema).await.unwrap();
     tables::append(table, vec![batch], CommitProperties::default())
         .await
@@ -129,7 +129,7 @@ async fn append_encounters(dir: &std::path::Path, range: std::ops::Range<usize>)
         Arc::new(rv.finish()),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
-    let path = tables::table_path(dir, Layer::Canonical, "encounter");
+    let path = tables::table_location(dir, Layer::Canonical, "encounter").unwrap();
     let table = tables::open_or_create(&path, schema).await.unwrap();
     tables::append(table, vec![batch], CommitProperties::default())
         .await

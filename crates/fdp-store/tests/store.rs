@@ -125,7 +125,9 @@ async fn many_small_appends_are_compacted() {
         opened.store.raw_flushed_through(i + 1).await;
     }
     opened.store.shutdown().await;
-    let path = fdp_store::tables::table_path(dir.path(), fdp_store::Layer::Raw, "hl7v2_message");
+    let path =
+        fdp_store::tables::table_location(dir.path(), fdp_store::Layer::Raw, "hl7v2_message")
+            .unwrap();
     let table = fdp_store::tables::open(&path, None).await.unwrap();
     let before = table.get_file_uris().unwrap().count();
     assert!(before >= 40, "{before} files before compaction");

@@ -457,16 +457,17 @@ pub(crate) async fn live_parquet_files(
     data: &std::path::Path,
     tables: &[&str],
 ) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
-    let canonical = data.join("tables/canonical");
+    use fdp_store::tables::{list_tables, table_location, Layer};
+    let parts = list_tables(data, Layer::Canonical).await?;
     let mut out = std::collections::BTreeMap::new();
     for table in tables {
         let mut files = Vec::new();
-        for part in std::fs::read_dir(&canonical)?.flatten() {
-            let name = part.file_name().to_string_lossy().into_owned();
+        for name in &parts {
             if name != *table && !name.starts_with(&format!("{table}@")) {
                 continue;
             }
-            let delta = fdp_store::tables::open(&part.path(), None).await?;
+            let at = table_location(data, Layer::Canonical, name)?;
+            let delta = fdp_store::tables::open(&at, None).await?;
             for uri in delta.get_file_uris()? {
                 files.push(uri.trim_start_matches("file://").to_string());
             }

@@ -93,7 +93,7 @@ fn person_id(i: usize) -> String {
 }
 
 async fn write_table(data_dir: &Path, name: &str, batches: Vec<RecordBatch>) -> Result<()> {
-    let path = tables::table_path(data_dir, Layer::Canonical, name);
+    let path = tables::table_location(data_dir, Layer::Canonical, name)?;
     let table = tables::open_or_create(&path, batches[0].schema()).await?;
     let lineage = Lineage {
         transform: "bench".into(),
@@ -243,7 +243,7 @@ async fn ungoverned_baseline(
     };
     let ctx = datafusion::prelude::SessionContext::new();
     let table = tables::open(
-        &tables::table_path(data_dir, Layer::Canonical, "encounter"),
+        &tables::table_location(data_dir, Layer::Canonical, "encounter")?,
         None,
     )
     .await?;

@@ -76,6 +76,40 @@ pub struct InstanceConfig {
     pub census_retention_days: Option<u32>,
     /// Bounds on what a misbehaving sender can make the instance hold.
     pub limits: Option<Limits>,
+    /// Where the tables live, when not in the data directory.
+    pub storage: Option<Storage>,
+}
+
+/// `[storage]`: keep the raw and canonical tables in an object store. The
+/// WAL, keystore and audit stay in the data directory, which records the
+/// location on first start and refuses to start against another.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// `s3://bucket/prefix`, `az://container/prefix`,
+    /// `abfss://container@account.dfs.core.windows.net/prefix` or
+    /// `gs://bucket/prefix`.
+    pub tables: Option<String>,
+    /// The object store's own options (`aws_endpoint`, `aws_region`,
+    /// `azure_storage_account_name`, `google_service_account`, ...), over
+    /// what the environment gives (`AWS_*`, `AZURE_*`, `GOOGLE_*`). Keep
+    /// credentials in the environment or in a configuration file that is
+    /// not shared.
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+impl Storage {
+    /// The tables' location, with its store configured.
+    pub fn tables_url(&self) -> Result<Option<url::Url>> {
+        let Some(text) = &self.tables else {
+            return Ok(None);
+        };
+        let url = fdp_store::location::parse_tables_url(text)
+            .map_err(|e| anyhow::anyhow!("[storage] tables: {e}"))?;
+        fdp_store::location::configure(&url, self.options.clone())?;
+        Ok(Some(url))
+    }
 }
 
 /// `[limits]`: what the instance holds in memory for its feeds, however
@@ -147,11 +181,16 @@ impl InstanceConfig {
         given: Option<&std::path::Path>,
     ) -> Result<Self> {
         let beside = data_dir.join("instance.toml");
-        match given {
-            Some(p) => InstanceConfig::load(p),
-            None if beside.exists() => InstanceConfig::load(&beside),
-            None => Ok(InstanceConfig::default()),
+        let config = match given {
+            Some(p) => InstanceConfig::load(p)?,
+            None if beside.exists() => InstanceConfig::load(&beside)?,
+            None => InstanceConfig::default(),
+        };
+        // Tables in an object store are read with the store's options.
+        if let Some(storage) = &config.storage {
+            storage.tables_url()?;
         }
+        Ok(config)
     }
 
     /// The organisation running the instance.
@@ -257,6 +296,10 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
     let data_dir = std::path::absolute(config.data_dir()?)?;
     let ods = config.ods();
     config.limits.clone().unwrap_or_default().check()?;
+    let tables_url = match &config.storage {
+        Some(s) => s.tables_url()?,
+        None => None,
+    };
     let governance = Arc::new(config.governance(&data_dir)?);
     let tables = fdp_store::StoredTables::new(&data_dir);
     // The census as last saved: only what was committed after it is read
@@ -266,6 +309,7 @@ pub async fn start(config: &InstanceConfig) -> Result<Running> {
     let from_seq = snapshot.as_ref().map(|c| c.applied_seq).unwrap_or(0);
     let mut store_config = StoreConfig::new(&data_dir);
     store_config.history_after_seq = from_seq;
+    store_config.tables_url = tables_url;
     if let Some(hours) = config.dedup_window_hours {
         store_config.dedup_window = Duration::from_secs(hours * 3600);
     }

@@ -73,7 +73,12 @@ fn parse_as_of(s: &str) -> Result<AsOf, String> {
 }
 
 pub async fn run(args: SqlArgs) -> Result<()> {
-    if !args.data_dir.join("tables").is_dir() {
+    if !args.data_dir.join("tables").is_dir()
+        && !args
+            .data_dir
+            .join(fdp_store::location::TABLES_URL_FILE)
+            .is_file()
+    {
         anyhow::bail!(
             "{} has no tables: is it an instance's data directory?",
             args.data_dir.display()

@@ -584,11 +584,11 @@ pub async fn write(
         ..Lineage::default()
     };
     for (table, (schema, batches)) in pending {
-        let path = tables::table_path(
+        let path = tables::table_location(
             data_dir,
             Layer::Canonical,
             &tables::part_name(table, WRITER),
-        );
+        )?;
         let t = tables::open_or_create(&path, schema).await?;
         tables::append_parallel(t, batches, &lineage, "openfdp-synth-population").await?;
     }

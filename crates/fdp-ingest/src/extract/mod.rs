@@ -88,8 +88,8 @@ fn rejected_schema() -> SchemaRef {
 
 /// Has this content been loaded with this mapping already?
 async fn already_loaded(data_dir: &Path, mapping: &str, sha: &str) -> Result<bool, StoreError> {
-    let path = tables::table_path(data_dir, Layer::Raw, FILES_TABLE);
-    if !path.join("_delta_log").is_dir() {
+    let path = tables::table_location(data_dir, Layer::Raw, FILES_TABLE)?;
+    if !path.exists().await? {
         return Ok(false);
     }
     let table = tables::open(&path, None).await?;
@@ -754,7 +754,7 @@ pub async fn load_file(
     ];
     let batch = RecordBatch::try_new(files_schema(), columns)
         .map_err(|e| StoreError::Config(e.to_string()))?;
-    let path = tables::table_path(data_dir, Layer::Raw, FILES_TABLE);
+    let path = tables::table_location(data_dir, Layer::Raw, FILES_TABLE)?;
     let table = tables::open_or_create(&path, files_schema()).await?;
     tables::append(table, vec![batch], props()).await?;
     Ok(report)
@@ -770,8 +770,8 @@ async fn commit_rows(
     lineage: &Lineage,
 ) -> Result<(), StoreError> {
     let props = tables::commit_properties(lineage, APP_ID, 0);
-    let path = tables::table_path(data_dir, Layer::Canonical, part);
-    let existed = path.join("_delta_log").is_dir();
+    let path = tables::table_location(data_dir, Layer::Canonical, part)?;
+    let existed = path.exists().await?;
     let table = tables::open_or_create(&path, full_schema(ot)).await?;
     let has_rows = existed && table.get_file_uris()?.next().is_some();
     if has_rows {
@@ -828,7 +828,7 @@ impl Refused<'_> {
         ];
         let batch = RecordBatch::try_new(rejected_schema(), columns)
             .map_err(|e| StoreError::Config(e.to_string()))?;
-        let path = tables::table_path(data_dir, Layer::Raw, REJECTED_TABLE);
+        let path = tables::table_location(data_dir, Layer::Raw, REJECTED_TABLE)?;
         let table = tables::open_or_create(&path, rejected_schema()).await?;
         tables::append(table, vec![batch], props).await?;
         Ok(())

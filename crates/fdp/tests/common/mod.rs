@@ -691,7 +691,9 @@ pub async fn write_canonical(
         .map(|r| r.as_object().unwrap().clone())
         .collect();
     let batch = fdp_store::rows::batch_from_rows(&schema, &rows).unwrap();
-    let path = fdp_store::tables::table_path(data, fdp_store::tables::Layer::Canonical, &ot.table);
+    let path =
+        fdp_store::tables::table_location(data, fdp_store::tables::Layer::Canonical, &ot.table)
+            .unwrap();
     let table = fdp_store::tables::open_or_create(&path, schema)
         .await
         .unwrap();

@@ -1,0 +1,188 @@
+//! An instance whose tables live in S3 (moto's S3 server on loopback), with
+//! the credentials in the environment as a deployment gives them: a
+//! hospital's feed over MLLP lands there, and SQL, time travel, lineage and
+//! deduplication work as they do on local disk, while nothing but the WAL,
+//! keys and audit stays in the data directory. (Governed reads of tables in
+//! S3, row rules per file among them, are `fdp-store`'s
+//! `tests/object_store.rs`.)
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// moto's S3 on a loopback port, stopped when dropped.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with moto[server] (scripts/test installs it)");
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "moto did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { child, port }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_trust_keeps_its_tables_in_s3_and_serves_them_as_from_its_own_disk() {
+    let moto = Moto::start();
+    let endpoint = format!("http://127.0.0.1:{}", moto.port);
+    let made = http_request(
+        format!("127.0.0.1:{}", moto.port).parse().unwrap(),
+        "PUT",
+        "/rxx-tables",
+        None,
+        None,
+    );
+    assert_eq!(made.status, 200, "making the bucket: {}", made.body);
+    // Every `fdp` this test starts inherits these, as a deployment's
+    // service environment would give them; none is in a file.
+    for (k, v) in [
+        ("AWS_ENDPOINT", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "eu-west-2"),
+        ("AWS_ACCESS_KEY_ID", "test-key"),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+    ] {
+        std::env::set_var(k, v);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("trust");
+    let server = Server::start_configured(
+        &data,
+        0.5,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        "[principal.tester]\nroles = [\"clinician\"]\n\n[storage]\ntables = \"s3://rxx-tables/rxx\"\n",
+    );
+    let out = Command::new("mllp_send")
+        .args(["--loose", "--file"])
+        .arg(shared_data("hl7v2_simhospital/messages.out"))
+        .args(["--port", &server.mllp.port().to_string(), "127.0.0.1"])
+        .output()
+        .expect("mllp_send is installed by scripts/test (pip install hl7)");
+    assert!(out.status.success());
+    let acks = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(acks.matches("MSA|AA|").count(), 1013, "one AA per message");
+
+    wait_until(60, "the raw table in S3 to hold 1013 messages", || {
+        try_sql_count(&data, "SELECT count(*) AS n FROM raw.hl7v2_message") == Some(1013)
+    });
+    wait_until(60, "the canonical tables in S3", || {
+        try_sql_count(&data, "SELECT count(*) AS n FROM dataset_refresh_time").unwrap_or(0) > 0
+    });
+    let admissions = sql_count(&data, "SELECT count(*) AS n FROM admission");
+    assert!(admissions > 0);
+    // Lineage: the canonical commits name the raw versions they came from,
+    // read from the table's log in the bucket.
+    let (status, history) = http_get(
+        server.http,
+        "/api/tables/admission/history",
+        Some(&server.token),
+    );
+    assert_eq!(status, 200, "{history}");
+    assert!(
+        history.contains("hl7v2_message") && history.contains("through_seq"),
+        "{history}"
+    );
+    server.stop();
+
+    // Nothing of the tables is on local disk: the directory names where
+    // they are.
+    assert!(!data.join("tables").exists());
+    assert_eq!(
+        std::fs::read_to_string(data.join("tables.url"))
+            .unwrap()
+            .trim(),
+        "s3://rxx-tables/rxx/"
+    );
+    // Time travel: version 0 of a canonical table is its empty creation.
+    let v0 = fdp_ok!(
+        "sql",
+        "--format",
+        "json",
+        "--as-of",
+        "0",
+        "--data-dir",
+        data,
+        "SELECT count(*) AS n FROM admission"
+    );
+    assert!(v0.contains("\"n\":0"), "{v0}");
+
+    // A command without the configuration finds the tables where they are;
+    // loading the same file again adds nothing.
+    let again = fdp_ok!(
+        "ingest",
+        "hl7",
+        "--data-dir",
+        data,
+        shared_data("hl7v2_simhospital/messages.out")
+    );
+    assert!(again.contains("already present 1013"), "{again}");
+
+    // The configuration cannot point the directory elsewhere.
+    let elsewhere = data.with_extension("elsewhere.toml");
+    std::fs::write(
+        &elsewhere,
+        "ods = \"RXX\"\n[storage]\ntables = \"s3://rxx-tables/other\"\n",
+    )
+    .unwrap();
+    let refused = fdp()
+        .args(["serve", "--config"])
+        .arg(&elsewhere)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--http", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("copy them there first"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    // Credentials are not taken from the location.
+    std::fs::write(
+        &elsewhere,
+        "ods = \"RXX\"\n[storage]\ntables = \"s3://key:secret@rxx-tables/rxx\"\n",
+    )
+    .unwrap();
+    let refused = fdp()
+        .args(["serve", "--config"])
+        .arg(&elsewhere)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--http", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("credentials do not belong"));
+}
