@@ -12,7 +12,6 @@
 //!
 //! No patient data is in a feed: places, types and times only.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -23,7 +22,7 @@ pub use fdp_products::capacity::{
     TABLE,
 };
 
-use crate::identity::OrgRole;
+use crate::icb_feed::{LatestByPublisher, Publication};
 use crate::node::{Federation, SendError};
 
 /// This instance's own offers (`federation/capacity.json`).
@@ -61,45 +60,31 @@ impl OwnCapacity {
 
 /// Queue `offers` to every ICB peer; answers how many were queued.
 pub fn publish(fed: &Federation, offers: &[Offer]) -> Result<usize, SendError> {
-    let icbs: Vec<String> = fed
-        .peers()
-        .iter()
-        .filter(|p| p.role == OrgRole::Icb)
-        .map(|p| p.ods.clone())
-        .collect();
-    for icb in &icbs {
-        fed.queue(
-            icb,
-            "capacity",
-            json!({
-                "role": fed.identity.role.to_string(),
-                "offers": offers,
-                "published_at": Utc::now(),
-            }),
-        )?;
+    crate::icb_feed::queue_to_icbs(
+        fed,
+        "capacity",
+        json!({"role": fed.identity.role.to_string(), "offers": offers}),
+    )
+}
+
+impl Publication for Published {
+    fn published_at(&self) -> DateTime<Utc> {
+        self.published_at
     }
-    Ok(icbs.len())
 }
 
 /// What an ICB has gathered (`federation/capacity-feed.json`): the latest
 /// offers from each publisher.
-pub struct CapacityFeed {
-    path: PathBuf,
-    lock: std::sync::Mutex<()>,
-}
+pub struct CapacityFeed(LatestByPublisher<Published>);
 
 impl CapacityFeed {
     pub fn open(data_dir: &Path) -> CapacityFeed {
-        CapacityFeed {
-            path: crate::identity::dir_in(data_dir).join("capacity-feed.json"),
-            lock: std::sync::Mutex::new(()),
-        }
+        CapacityFeed(LatestByPublisher::open(data_dir, "capacity-feed.json"))
     }
 
     /// Every publisher's latest offers.
     pub fn all(&self) -> Result<Vec<Published>, String> {
-        let map: BTreeMap<String, Published> = crate::store::read_json_or_default(&self.path)?;
-        Ok(map.into_values().collect())
+        self.0.all()
     }
 
     /// Keep a `capacity` message from `from`, unless a later one is held.
@@ -109,15 +94,9 @@ impl CapacityFeed {
         for o in &offers {
             o.check()?;
         }
-        let published_at: DateTime<Utc> = serde_json::from_value(body["published_at"].clone())
-            .map_err(|e| format!("not a capacity feed: published_at: {e}"))?;
-        let _held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut map: BTreeMap<String, Published> = crate::store::read_json_or_default(&self.path)?;
-        if map.get(from).is_some_and(|p| p.published_at > published_at) {
-            return Ok(());
-        }
-        map.insert(
-            from.to_string(),
+        let published_at = crate::icb_feed::published_at(body, "a capacity feed")?;
+        self.0.keep(
+            from,
             Published {
                 publisher: from.to_string(),
                 role: body["role"].as_str().unwrap_or_default().to_string(),
@@ -125,38 +104,19 @@ impl CapacityFeed {
                 published_at,
                 received_at: Utc::now(),
             },
-        );
-        crate::store::write_durably(
-            &self.path,
-            &serde_json::to_vec_pretty(&map).expect("the feed serialises"),
         )
-        .map_err(|e| e.to_string())
     }
 }
 
 /// Ask the instance's ICB for everything it has gathered.
 pub async fn fetch(fed: &Federation) -> Result<Vec<Published>, String> {
-    let icb = fed
-        .peers()
-        .iter()
-        .find(|p| p.role == OrgRole::Icb)
-        .ok_or("no ICB is configured as a peer of this instance")?
-        .ods
-        .clone();
-    let answer = fed
-        .request(
-            &icb,
-            "capacity-query",
-            json!({}),
-            std::time::Duration::from_secs(3),
-        )
-        .await
-        .map_err(|e| format!("{icb}: {e}"))?;
-    if let Some(why) = answer.body["declined"].as_str() {
-        return Err(format!("{icb} declined: {why}"));
-    }
-    serde_json::from_value(answer.body["answer"]["feed"].clone())
-        .map_err(|e| format!("{icb} answered with something other than a feed: {e}"))
+    crate::icb_feed::ask_icb(
+        fed,
+        "capacity-query",
+        std::time::Duration::from_secs(3),
+        "a feed",
+    )
+    .await
 }
 
 /// A member's copy of its ICB's gathered feeds, fetched at most once per

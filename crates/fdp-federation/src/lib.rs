@@ -43,6 +43,7 @@
 pub mod capacity;
 pub mod envelope;
 pub mod handler;
+pub mod icb_feed;
 pub mod identity;
 pub mod marketplace;
 pub mod mutual_aid;

@@ -17,7 +17,6 @@
 //!
 //! No patient is in any of it: items, locations and quantities only.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -34,6 +33,7 @@ pub use fdp_products::supply_chain::area::{
 
 use crate::envelope::Envelope;
 use crate::handler::MessageKind;
+use crate::icb_feed::{LatestByPublisher, Publication};
 use crate::identity::OrgRole;
 use crate::node::{Federation, Peer, SendError};
 use crate::store::Delivery;
@@ -67,41 +67,31 @@ pub fn publish(
     as_at: NaiveDate,
     items: &[ItemPosition],
 ) -> Result<usize, SendError> {
-    let icbs: Vec<String> = fed
-        .peers()
-        .iter()
-        .filter(|p| p.role == OrgRole::Icb)
-        .map(|p| p.ods.clone())
-        .collect();
-    for icb in &icbs {
-        fed.queue(
-            icb,
-            "supply-position",
-            json!({"as_at": as_at, "items": items, "published_at": Utc::now()}),
-        )?;
+    crate::icb_feed::queue_to_icbs(
+        fed,
+        "supply-position",
+        json!({"as_at": as_at, "items": items}),
+    )
+}
+
+impl Publication for Published {
+    fn published_at(&self) -> DateTime<Utc> {
+        self.published_at
     }
-    Ok(icbs.len())
 }
 
 /// What an ICB has gathered (`federation/supply-feed.json`): each trust's
 /// latest position.
-pub struct SupplyFeed {
-    path: PathBuf,
-    lock: Mutex<()>,
-}
+pub struct SupplyFeed(LatestByPublisher<Published>);
 
 impl SupplyFeed {
     pub fn open(data_dir: &Path) -> SupplyFeed {
-        SupplyFeed {
-            path: crate::identity::dir_in(data_dir).join("supply-feed.json"),
-            lock: Mutex::new(()),
-        }
+        SupplyFeed(LatestByPublisher::open(data_dir, "supply-feed.json"))
     }
 
     /// Every trust's latest position, by trust.
     pub fn all(&self) -> Result<Vec<Published>, String> {
-        let map: BTreeMap<String, Published> = crate::store::read_json_or_default(&self.path)?;
-        Ok(map.into_values().collect())
+        self.0.all()
     }
 
     /// Keep a `supply-position` from `from`, unless a later one is held.
@@ -114,15 +104,9 @@ impl SupplyFeed {
         }
         let as_at: NaiveDate = serde_json::from_value(body["as_at"].clone())
             .map_err(|e| format!("not a supplies position: as_at: {e}"))?;
-        let published_at: DateTime<Utc> = serde_json::from_value(body["published_at"].clone())
-            .map_err(|e| format!("not a supplies position: published_at: {e}"))?;
-        let _held = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut map: BTreeMap<String, Published> = crate::store::read_json_or_default(&self.path)?;
-        if map.get(from).is_some_and(|p| p.published_at > published_at) {
-            return Ok(());
-        }
-        map.insert(
-            from.to_string(),
+        let published_at = crate::icb_feed::published_at(body, "a supplies position")?;
+        self.0.keep(
+            from,
             Published {
                 publisher: from.to_string(),
                 as_at,
@@ -130,38 +114,19 @@ impl SupplyFeed {
                 published_at,
                 received_at: Utc::now(),
             },
-        );
-        crate::store::write_durably(
-            &self.path,
-            &serde_json::to_vec_pretty(&map).expect("the feed serialises"),
         )
-        .map_err(|e| e.to_string())
     }
 }
 
 /// Ask the instance's ICB for every trust's latest position.
 pub async fn fetch(fed: &Federation) -> Result<Vec<Published>, String> {
-    let icb = fed
-        .peers()
-        .iter()
-        .find(|p| p.role == OrgRole::Icb)
-        .ok_or("no ICB is configured as a peer of this instance")?
-        .ods
-        .clone();
-    let answer = fed
-        .request(
-            &icb,
-            "supply-query",
-            json!({}),
-            std::time::Duration::from_secs(5),
-        )
-        .await
-        .map_err(|e| format!("{icb}: {e}"))?;
-    if let Some(why) = answer.body["declined"].as_str() {
-        return Err(format!("{icb} declined: {why}"));
-    }
-    serde_json::from_value(answer.body["answer"]["feed"].clone())
-        .map_err(|e| format!("{icb} answered with something other than a supplies feed: {e}"))
+    crate::icb_feed::ask_icb(
+        fed,
+        "supply-query",
+        std::time::Duration::from_secs(5),
+        "a supplies feed",
+    )
+    .await
 }
 
 /// One offer of stock from one trust to another, as either side keeps it.

@@ -84,15 +84,12 @@ fn a_trust_keeps_its_tables_in_s3_and_serves_them_as_from_its_own_disk() {
         "127.0.0.1:0",
         "[principal.tester]\nroles = [\"clinician\"]\n\n[storage]\ntables = \"s3://rxx-tables/rxx\"\n",
     );
-    let out = Command::new("mllp_send")
-        .args(["--loose", "--file"])
-        .arg(shared_data("hl7v2_simhospital/messages.out"))
-        .args(["--port", &server.mllp.port().to_string(), "127.0.0.1"])
-        .output()
-        .expect("mllp_send is installed by scripts/test (pip install hl7)");
-    assert!(out.status.success());
-    let acks = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(acks.matches("MSA|AA|").count(), 1013, "one AA per message");
+    let codes = mllp_send_file(
+        &shared_data("hl7v2_simhospital/messages.out"),
+        server.mllp.port(),
+    );
+    assert_eq!(codes.len(), 1013, "one ACK per message");
+    assert!(codes.iter().all(|c| c == "AA"), "every message AA");
 
     wait_until(60, "the raw table in S3 to hold 1013 messages", || {
         try_sql_count(&data, "SELECT count(*) AS n FROM raw.hl7v2_message") == Some(1013)
@@ -149,40 +146,28 @@ fn a_trust_keeps_its_tables_in_s3_and_serves_them_as_from_its_own_disk() {
     );
     assert!(again.contains("already present 1013"), "{again}");
 
-    // The configuration cannot point the directory elsewhere.
-    let elsewhere = data.with_extension("elsewhere.toml");
-    std::fs::write(
-        &elsewhere,
-        "ods = \"RXX\"\n[storage]\ntables = \"s3://rxx-tables/other\"\n",
-    )
-    .unwrap();
-    let refused = fdp()
-        .args(["serve", "--config"])
-        .arg(&elsewhere)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--http", "127.0.0.1:0"])
-        .output()
+    // The configuration cannot point the directory elsewhere, nor carry
+    // credentials in the location.
+    let refusal = |tables: &str| {
+        let config = data.with_extension("elsewhere.toml");
+        std::fs::write(
+            &config,
+            format!("ods = \"RXX\"\n[storage]\ntables = \"{tables}\"\n"),
+        )
         .unwrap();
-    assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("copy them there first"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
-    // Credentials are not taken from the location.
-    std::fs::write(
-        &elsewhere,
-        "ods = \"RXX\"\n[storage]\ntables = \"s3://key:secret@rxx-tables/rxx\"\n",
-    )
-    .unwrap();
-    let refused = fdp()
-        .args(["serve", "--config"])
-        .arg(&elsewhere)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--http", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("credentials do not belong"));
+        let out = fdp()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--http", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "started with tables at {tables}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let moved = refusal("s3://rxx-tables/other");
+    assert!(moved.contains("copy them there first"), "{moved}");
+    let secret = refusal("s3://key:secret@rxx-tables/rxx");
+    assert!(secret.contains("credentials do not belong"), "{secret}");
 }

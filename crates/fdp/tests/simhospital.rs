@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 #[test]
@@ -15,31 +13,12 @@ fn simulated_hospital_stream_is_acknowledged_and_mapped() {
     let data = dir.path().join("trust");
     let server = Server::start(&data, 0.5);
 
-    // --loose: the file separates messages by blank lines; mllp_send splits
-    // on each MSH and sends every message in its own frame.
-    let out = Command::new("mllp_send")
-        .args(["--loose", "--file"])
-        .arg(&messages)
-        .args(["--port", &server.mllp.port().to_string(), "127.0.0.1"])
-        .output()
-        .expect("mllp_send is installed by scripts/test (pip install hl7)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "mllp_send failed: {}",
-        &stderr[stderr.len().saturating_sub(2000)..]
-    );
-    let acks = String::from_utf8_lossy(&out.stdout);
-    let codes: Vec<&str> = acks
-        .split(['\r', '\n'])
-        .filter(|l| l.starts_with("MSA|"))
-        .map(|l| l.split('|').nth(1).unwrap_or(""))
-        .collect();
+    let codes = mllp_send_file(&messages, server.mllp.port());
     assert_eq!(codes.len(), 1013, "one ACK per message");
     assert!(
-        codes.iter().all(|c| *c == "AA"),
+        codes.iter().all(|c| c == "AA"),
         "every message AA: {:?}",
-        codes.iter().filter(|c| **c != "AA").count()
+        codes.iter().filter(|c| *c != "AA").count()
     );
 
     // Everything is in raw, as received; the ORUs are kept unprocessed.

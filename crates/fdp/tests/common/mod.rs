@@ -789,3 +789,29 @@ pub fn inbox_messages(data: &Path) -> usize {
         })
         .count()
 }
+
+/// Send a file of HL7 messages (separated as SimHospital writes them) to
+/// `port` with `mllp_send`, an MLLP client that is not ours (the Python
+/// `hl7` package): the ACK codes, one per message, in order.
+#[allow(dead_code)]
+pub fn mllp_send_file(file: &Path, port: u16) -> Vec<String> {
+    // --loose: the file separates messages by blank lines; mllp_send
+    // splits on each MSH and sends every message in its own frame.
+    let out = Command::new("mllp_send")
+        .args(["--loose", "--file"])
+        .arg(file)
+        .args(["--port", &port.to_string(), "127.0.0.1"])
+        .output()
+        .expect("mllp_send is installed by scripts/test (pip install hl7)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "mllp_send failed: {}",
+        &stderr[stderr.len().saturating_sub(2000)..]
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split(['\r', '\n'])
+        .filter(|l| l.starts_with("MSA|"))
+        .map(|l| l.split('|').nth(1).unwrap_or("").to_string())
+        .collect()
+}
