@@ -54,9 +54,9 @@ use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::functions_nested::expr_fn::cardinality;
 use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{
-    create_udf, Accumulator, Aggregate, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo,
-    Expr, GroupsAccumulator, JoinType, LogicalPlan, Projection, ScalarUDF, Signature, Subquery,
-    TableScanBuilder, Union, Volatility, Window,
+    Accumulator, Aggregate, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, Expr,
+    GroupsAccumulator, JoinType, LogicalPlan, Projection, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Subquery, TableScanBuilder, Union, Volatility, Window,
 };
 use datafusion::prelude::cast as cast_expr;
 use datafusion::prelude::{lit, when};
@@ -645,14 +645,68 @@ fn unalias(e: &Expr) -> &Expr {
 /// rounded to `round_to`, in `c`'s own type.
 fn disclosed(c: Expr, t: &DataType, rule: Disclosure) -> Result<Expr> {
     let float = matches!(t, DataType::Float16 | DataType::Float32 | DataType::Float64);
-    let (inner, name) = if float {
-        (DataType::Float64, "disclosed_float")
+    let udf = disclosed_udf(rule, float);
+    let inner = if float {
+        DataType::Float64
     } else {
-        (DataType::Int64, "disclosed")
+        DataType::Int64
     };
-    let f = move |args: &[ColumnarValue]| -> Result<ColumnarValue> {
-        let a = ColumnarValue::values_to_arrays(args)?;
-        let out: ArrayRef = if float {
+    Ok(cast_expr(udf.call(vec![cast_expr(c, inner)]), t.clone()))
+}
+
+/// The function that applies `rule` to counts (`float`: to sums and
+/// averages).
+pub(crate) fn disclosed_udf(rule: Disclosure, float: bool) -> ScalarUDF {
+    let inner = if float {
+        DataType::Float64
+    } else {
+        DataType::Int64
+    };
+    ScalarUDF::new_from_impl(Disclosed {
+        rule,
+        float,
+        signature: Signature::exact(vec![inner], Volatility::Immutable),
+    })
+}
+
+/// The rule and kind of a disclosure function, if `func` is one.
+pub(crate) fn disclosed_rule(func: &ScalarUDF) -> Option<(Disclosure, bool)> {
+    let any: &dyn std::any::Any = func.inner().as_ref();
+    any.downcast_ref::<Disclosed>().map(|d| (d.rule, d.float))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Disclosed {
+    rule: Disclosure,
+    float: bool,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Disclosed {
+    fn name(&self) -> &str {
+        if self.float {
+            "disclosed_float"
+        } else {
+            "disclosed"
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(if self.float {
+            DataType::Float64
+        } else {
+            DataType::Int64
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rule = self.rule;
+        let a = ColumnarValue::values_to_arrays(&args.args)?;
+        let out: ArrayRef = if self.float {
             let v = a[0].as_primitive::<Float64Type>();
             Arc::new(
                 v.iter()
@@ -668,15 +722,7 @@ fn disclosed(c: Expr, t: &DataType, rule: Disclosure) -> Result<Expr> {
             )
         };
         Ok(ColumnarValue::Array(out))
-    };
-    let udf: ScalarUDF = create_udf(
-        name,
-        vec![inner.clone()],
-        inner.clone(),
-        Volatility::Immutable,
-        Arc::new(f),
-    );
-    Ok(cast_expr(udf.call(vec![cast_expr(c, inner)]), t.clone()))
+    }
 }
 
 pub(crate) fn disclose_i64(x: i64, rule: Disclosure) -> Option<i64> {
@@ -694,10 +740,16 @@ fn disclose_f64(x: f64, rule: Disclosure) -> Option<f64> {
     Some((x / to).round() * to)
 }
 
+/// The cap of a patients-behind aggregate, if `func` is one.
+pub(crate) fn patients_behind_cap(func: &AggregateUDF) -> Option<u64> {
+    let any: &dyn std::any::Any = func.inner().as_ref();
+    any.downcast_ref::<PatientsBehind>().map(|p| p.cap as u64)
+}
+
 /// The aggregate that unions the patients behind a group's rows, keeping at
 /// most `cap`: its input is a patient's key (a scan's component) or a set
 /// (an aggregate's).
-fn patients_behind(cap: u64) -> AggregateUDF {
+pub(crate) fn patients_behind(cap: u64) -> AggregateUDF {
     AggregateUDF::from(PatientsBehind {
         signature: Signature::any(1, Volatility::Immutable),
         cap: cap.max(1) as usize,

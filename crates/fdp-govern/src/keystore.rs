@@ -52,8 +52,19 @@ impl std::fmt::Debug for Keystore {
 #[derive(Clone)]
 pub struct PseudonymKey {
     pub version: u32,
+    /// Which key this is, without the secret: what a plan sent to another
+    /// process carries in its place.
+    pub id: KeyId,
     key: hmac::Key,
     memo: Arc<Memo>,
+}
+
+/// A pseudonymisation key's name: its purpose, project and version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct KeyId {
+    pub purpose: Purpose,
+    pub project: String,
+    pub version: u32,
 }
 
 impl std::fmt::Debug for PseudonymKey {
@@ -236,11 +247,7 @@ impl Keystore {
         match self.versions(&stem)?.pop() {
             Some((version, path)) => {
                 let secret = read_secret(&path)?;
-                Ok(PseudonymKey {
-                    version,
-                    key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
-                    memo: self.memo(&secret),
-                })
+                Ok(self.key(purpose, project, version, &secret))
             }
             None => self.rotate(purpose, project),
         }
@@ -262,11 +269,7 @@ impl Keystore {
         {
             Some((version, path)) => {
                 let secret = read_secret(&path)?;
-                Ok(Some(PseudonymKey {
-                    version,
-                    key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
-                    memo: self.memo(&secret),
-                }))
+                Ok(Some(self.key(purpose, project, version, &secret)))
             }
             None => Ok(None),
         }
@@ -322,11 +325,20 @@ impl Keystore {
             .unwrap_or(1);
         let path = self.dir.join(format!("{stem}.v{version}.key"));
         let secret = self.write_new_secret(&path)?;
-        Ok(PseudonymKey {
+        Ok(self.key(purpose, project, version, &secret))
+    }
+
+    fn key(&self, purpose: Purpose, project: &str, version: u32, secret: &[u8]) -> PseudonymKey {
+        PseudonymKey {
             version,
-            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
-            memo: self.memo(&secret),
-        })
+            id: KeyId {
+                purpose,
+                project: project.to_string(),
+                version,
+            },
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            memo: self.memo(secret),
+        }
     }
 
     /// The 32-byte secret in `name`, made on first use.

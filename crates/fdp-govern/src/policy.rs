@@ -203,7 +203,7 @@ pub struct Role {
 }
 
 /// Statistical disclosure control settings for what leaves the instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Disclosure {
     /// Counts from 1 up to this minus one are suppressed.
     pub suppress_below: u64,

@@ -31,13 +31,7 @@ pub(crate) const PSEUDONYM: &str = "pseudonym";
 
 /// `p<version>-<hmac>` for every non-null value.
 pub(crate) fn pseudonym(key: PseudonymKey, arg: Expr) -> Expr {
-    call(
-        ScalarUDF::new_from_impl(Pseudonym {
-            key,
-            signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
-        }),
-        cast_expr(arg, DataType::Utf8),
-    )
+    call(pseudonym_udf(key), cast_expr(arg, DataType::Utf8))
 }
 
 /// The key a pseudonym call in a plan hashes with, if `func` is one.
@@ -198,6 +192,10 @@ impl ScalarUDFImpl for PseudonymInput {
 
 /// The year of a date or timestamp.
 pub(crate) fn year(arg: Expr) -> Expr {
+    call(year_udf(), cast_expr(arg, DataType::Date32))
+}
+
+fn year_udf() -> ScalarUDF {
     let f = |args: &[ColumnarValue]| -> Result<ColumnarValue> {
         let a = ColumnarValue::values_to_arrays(args)?;
         let d = a[0].as_primitive::<Date32Type>();
@@ -207,19 +205,22 @@ pub(crate) fn year(arg: Expr) -> Expr {
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
     };
-    let udf = create_udf(
+    create_udf(
         "year_of",
         vec![DataType::Date32],
         DataType::Int32,
         Volatility::Immutable,
         Arc::new(f),
-    );
-    call(udf, cast_expr(arg, DataType::Date32))
+    )
 }
 
 /// A date as the first day of its month (a date, so ages can still be
 /// taken from it).
 pub(crate) fn month_start(arg: Expr) -> Expr {
+    call(month_udf(), cast_expr(arg, DataType::Date32))
+}
+
+fn month_udf() -> ScalarUDF {
     let f = |args: &[ColumnarValue]| -> Result<ColumnarValue> {
         let a = ColumnarValue::values_to_arrays(args)?;
         let d = a[0].as_primitive::<Date32Type>();
@@ -233,14 +234,13 @@ pub(crate) fn month_start(arg: Expr) -> Expr {
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
     };
-    let udf = create_udf(
+    create_udf(
         "month_of",
         vec![DataType::Date32],
         DataType::Date32,
         Volatility::Immutable,
         Arc::new(f),
-    );
-    call(udf, cast_expr(arg, DataType::Date32))
+    )
 }
 
 pub(crate) fn band(age: i64) -> String {
@@ -253,65 +253,102 @@ pub(crate) fn band(age: i64) -> String {
 
 /// A ten-year age band (`40-49`, `90+`) from a date of birth, as of today.
 pub(crate) fn age_band_from_birth(arg: Expr) -> Expr {
-    let today = chrono::Utc::now().date_naive();
-    let f = move |args: &[ColumnarValue]| -> Result<ColumnarValue> {
-        let a = ColumnarValue::values_to_arrays(args)?;
+    call(
+        age_band_of_birth_udf(chrono::Utc::now().date_naive()),
+        cast_expr(arg, DataType::Date32),
+    )
+}
+
+/// Age bands as of `today`: the day is part of the function, so that
+/// every process running one plan bands alike.
+fn age_band_of_birth_udf(today: chrono::NaiveDate) -> ScalarUDF {
+    ScalarUDF::new_from_impl(AgeBandOfBirth {
+        today,
+        signature: Signature::exact(vec![DataType::Date32], Volatility::Immutable),
+    })
+}
+
+/// The day an age-band function bands as of, if `func` is one.
+pub(crate) fn age_band_day(func: &ScalarUDF) -> Option<chrono::NaiveDate> {
+    let any: &dyn std::any::Any = func.inner().as_ref();
+    any.downcast_ref::<AgeBandOfBirth>().map(|a| a.today)
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct AgeBandOfBirth {
+    today: chrono::NaiveDate,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for AgeBandOfBirth {
+    fn name(&self) -> &str {
+        "age_band_of_birth"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let a = ColumnarValue::values_to_arrays(&args.args)?;
         let d = a[0].as_primitive::<Date32Type>();
         let out: StringArray = d
             .iter()
             .map(|v| {
                 v.and_then(Date32Type::to_naive_date_opt)
-                    .and_then(|born| today.years_since(born))
+                    .and_then(|born| self.today.years_since(born))
                     .map(|age| band(age as i64))
             })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
-    };
-    let udf = create_udf(
-        "age_band_of_birth",
-        vec![DataType::Date32],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(f),
-    );
-    call(udf, cast_expr(arg, DataType::Date32))
+    }
 }
 
 /// A ten-year age band from an age in years.
 pub(crate) fn age_band(arg: Expr) -> Expr {
+    call(age_band_udf(), cast_expr(arg, DataType::Int64))
+}
+
+fn age_band_udf() -> ScalarUDF {
     let f = |args: &[ColumnarValue]| -> Result<ColumnarValue> {
         let a = ColumnarValue::values_to_arrays(args)?;
         let n = a[0].as_primitive::<Int64Type>();
         let out: StringArray = n.iter().map(|v| v.map(band)).collect();
         Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
     };
-    let udf = create_udf(
+    create_udf(
         "age_band",
         vec![DataType::Int64],
         DataType::Utf8,
         Volatility::Immutable,
         Arc::new(f),
-    );
-    call(udf, cast_expr(arg, DataType::Int64))
+    )
 }
 
 /// The postcode district (outward code): `LS1 4AP` → `LS1`. A value that is
 /// not shaped like a postcode gives NULL rather than leak through.
 pub(crate) fn district(arg: Expr) -> Expr {
+    call(district_udf(), cast_expr(arg, DataType::Utf8))
+}
+
+fn district_udf() -> ScalarUDF {
     let f = |args: &[ColumnarValue]| -> Result<ColumnarValue> {
         let a = ColumnarValue::values_to_arrays(args)?;
         let s = a[0].as_string::<i32>();
         let out: StringArray = s.iter().map(|v| v.and_then(outward_code)).collect();
         Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
     };
-    let udf = create_udf(
+    create_udf(
         "postcode_district",
         vec![DataType::Utf8],
         DataType::Utf8,
         Volatility::Immutable,
         Arc::new(f),
-    );
-    call(udf, cast_expr(arg, DataType::Utf8))
+    )
 }
 
 pub(crate) fn outward_code(postcode: &str) -> Option<String> {
@@ -331,6 +368,32 @@ pub(crate) fn outward_code(postcode: &str) -> Option<String> {
         && inward[1].is_ascii_alphabetic()
         && inward[2].is_ascii_alphabetic())
     .then(|| outward.to_string())
+}
+
+/// The function named `name` that carries nothing of its own (the masks),
+/// as [`crate::plan_codec`] rebuilds it in another process.
+pub(crate) fn plain(name: &str) -> Option<ScalarUDF> {
+    Some(match name {
+        "pseudonym_input" => ScalarUDF::new_from_impl(PseudonymInput::default()),
+        "year_of" => year_udf(),
+        "month_of" => month_udf(),
+        "age_band" => age_band_udf(),
+        "postcode_district" => district_udf(),
+        _ => return None,
+    })
+}
+
+/// [`pseudonym`]'s function under `key`.
+pub(crate) fn pseudonym_udf(key: PseudonymKey) -> ScalarUDF {
+    ScalarUDF::new_from_impl(Pseudonym {
+        key,
+        signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+    })
+}
+
+/// [`age_band_from_birth`]'s function as of `today`.
+pub(crate) fn age_band_of_birth_as_of(today: chrono::NaiveDate) -> ScalarUDF {
+    age_band_of_birth_udf(today)
 }
 
 #[cfg(test)]

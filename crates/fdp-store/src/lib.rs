@@ -30,6 +30,7 @@ pub mod dedup;
 pub mod keyed;
 pub mod location;
 mod masked;
+pub mod plan_codec;
 pub mod query;
 pub mod raw;
 pub mod rows;

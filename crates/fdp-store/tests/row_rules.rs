@@ -1,5 +1,7 @@
 //! The opt-out and restricted-view rules applied per stored file give
-//! exactly the rows the same rules give as plan filters.
+//! exactly the rows the same rules give as plan filters, and the same rows
+//! again when the governed physical plan is written out, read back in
+//! another context with its own keystore, and run there.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -291,4 +293,183 @@ operational = "show"
         planning.lines().count() - 4,
         expected(1300, true).len() - sevens
     );
+}
+
+/// Runs each governed physical plan as an executor would: written with the
+/// codec, read back in a context of its own with the keystore it was given,
+/// and run there. It keeps what it was sent.
+#[derive(Debug)]
+struct Elsewhere {
+    writer: fdp_store::plan_codec::GovernedPlanCodec,
+    reader: fdp_store::plan_codec::GovernedPlanCodec,
+    sent: std::sync::Mutex<Vec<Vec<u8>>>,
+    plans: std::sync::Mutex<Vec<Arc<dyn datafusion::physical_plan::ExecutionPlan>>>,
+}
+
+impl fdp_govern::PlanExecutor for Elsewhere {
+    fn collect(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        _task: Arc<datafusion::execution::TaskContext>,
+    ) -> futures::future::BoxFuture<'_, datafusion::error::Result<Vec<RecordBatch>>> {
+        Box::pin(async move {
+            self.plans.lock().unwrap().push(plan.clone());
+            let bytes = self.writer.write(plan)?;
+            self.sent.lock().unwrap().push(bytes.clone());
+            let executor = SessionContext::new();
+            let plan = self.reader.read(&bytes, &executor.task_ctx())?;
+            datafusion::physical_plan::collect(plan, executor.task_ctx()).await
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_governed_plan_run_elsewhere_gives_the_rows_it_gives_here_and_carries_no_key() {
+    use fdp_govern::plan_codec::GovernedFunctions;
+    use fdp_store::plan_codec::GovernedPlanCodec;
+
+    let dir = tempfile::tempdir().unwrap();
+    write_patients(dir.path()).await;
+    append_encounters(dir.path(), 0..400).await;
+    append_encounters(dir.path(), 400..1000).await;
+    let opt_out = dir.path().join("opt-out.txt");
+    let listed: Vec<String> = OPTED_OUT.iter().map(|&i| nhs_number(i)).collect();
+    std::fs::write(&opt_out, listed.join("\n") + "\n").unwrap();
+    let open = || {
+        Governance::open(
+            dir.path(),
+            Policy::parse(
+                "demo",
+                fdp_govern::policy::DEMO_POLICY,
+                fdp_model::Model::canonical(),
+            )
+            .unwrap(),
+            "RXX",
+            Some(&opt_out),
+        )
+        .unwrap()
+    };
+    let here = open();
+    // The executor's keystore is its own copy of the instance's keys.
+    let executor_keys = tempfile::tempdir().unwrap();
+    let elsewhere = Arc::new(Elsewhere {
+        writer: GovernedPlanCodec::new(GovernedFunctions::writer()),
+        reader: GovernedPlanCodec::new(GovernedFunctions::with_keystore(
+            fdp_govern::keystore::Keystore::open(executor_keys.path()),
+        )),
+        sent: Default::default(),
+        plans: Default::default(),
+    });
+    let there = open().with_executor(elsewhere.clone());
+    let tables = StoredTables::new(dir.path());
+    let ids = "SELECT encounter_id FROM encounter ORDER BY encounter_id";
+    let rows = "SELECT * FROM encounter ORDER BY encounter_id";
+    let counts = "SELECT specialty_name, count(*) AS n FROM encounter GROUP BY 1 ORDER BY 1";
+    // Planning pseudonymises with a key the executor has not been given:
+    // it refuses the plan rather than answer without the key.
+    let refused = answer(&there, &tables, "analyst", Purpose::Planning, rows)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("does not hold"), "{refused}");
+    // Given the instance's keys, it answers as the instance does.
+    copy_dir(
+        &dir.path().join("keystore"),
+        &executor_keys.path().join("keystore"),
+    );
+    for (role, purpose, sql) in [
+        ("clinician", Purpose::DirectCare, ids),
+        ("analyst", Purpose::Planning, rows),
+        ("analyst", Purpose::Planning, counts),
+    ] {
+        let local = answer(&here, &tables, role, purpose, sql).await.unwrap();
+        let remote = answer(&there, &tables, role, purpose, sql).await.unwrap();
+        assert!(
+            local == remote,
+            "{role} {purpose:?} {sql}:\nhere {local}\nthere {remote}"
+        );
+    }
+    let planning = answer(&there, &tables, "analyst", Purpose::Planning, rows)
+        .await
+        .unwrap();
+    assert_eq!(planning.lines().count() - 4, expected(1000, true).len());
+    for i in OPTED_OUT {
+        assert!(!planning.contains(&format!("pat-{i:03}")));
+    }
+
+    // What was sent: the row selections went with the scans, and no
+    // pseudonym key's secret, nor any patient's NHS number, is in a plan.
+    let sent = elsewhere.sent.lock().unwrap().clone();
+    assert!(!sent.is_empty());
+    let secrets: Vec<String> = std::fs::read_dir(dir.path().join("keystore"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pseudonym."))
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    assert!(!secrets.is_empty());
+    for plan in &sent {
+        let text = String::from_utf8_lossy(plan);
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "a key's secret is in a plan");
+        }
+        for i in OPTED_OUT {
+            assert!(
+                !text.contains(&nhs_number(i)),
+                "an opted-out NHS number is in a plan"
+            );
+        }
+    }
+    assert!(
+        sent.iter()
+            .any(|p| String::from_utf8_lossy(p).contains("\"files\":[")),
+        "no scan travelled with its selections"
+    );
+
+    // Written as DataFusion alone writes it, the same plan loses the
+    // selections, and with them the opt-out: why the codec wraps scans.
+    elsewhere.plans.lock().unwrap().clear();
+    answer(&there, &tables, "clinician", Purpose::DirectCare, ids)
+        .await
+        .unwrap();
+    let plan = elsewhere.plans.lock().unwrap()[0].clone();
+    let naive = datafusion_proto::bytes::physical_plan_to_bytes(plan).unwrap();
+    let ctx = SessionContext::new();
+    let leaked =
+        datafusion_proto::bytes::physical_plan_from_bytes(&naive, &ctx.task_ctx()).unwrap();
+    let n: usize = datafusion::physical_plan::collect(leaked, ctx.task_ctx())
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert!(
+        n > expected(1000, false).len(),
+        "{n} rows: the naive plan kept the selections"
+    );
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// `sql`'s answer in `role`'s session for `purpose`, as text.
+async fn answer(
+    gov: &Governance,
+    tables: &StoredTables,
+    role: &str,
+    purpose: Purpose,
+    sql: &str,
+) -> Result<String, fdp_govern::session::GovernError> {
+    let req = SessionRequest::new(principal(role), purpose, "sql");
+    let session = gov.session(tables, req).await?;
+    let result = session.query(sql).await?;
+    Ok(pretty_format_batches(&result.batches).unwrap().to_string())
 }

@@ -257,6 +257,7 @@ impl Governance {
             patient_keys,
             row_sources,
             masks: self.masks.clone(),
+            executor: self.executor.clone(),
             audit: self.audit.clone(),
             policy_digest: self.policy.digest.clone(),
             audit_each_query: true,

@@ -156,6 +156,7 @@ pub struct Governance {
     organisation: String,
     model: &'static Model,
     masks: Arc<MaskCache>,
+    executor: Arc<dyn crate::execution::PlanExecutor>,
 }
 
 impl Governance {
@@ -179,7 +180,18 @@ impl Governance {
             model: Model::canonical(),
             masks: Default::default(),
             declarations: Default::default(),
+            executor: Arc::new(crate::execution::InProcess),
         })
+    }
+
+    /// Run sessions' physical plans with `executor` rather than in this
+    /// process.
+    pub fn with_executor(
+        mut self,
+        executor: Arc<dyn crate::execution::PlanExecutor>,
+    ) -> Governance {
+        self.executor = executor;
+        self
     }
 
     pub fn policy(&self) -> &Policy {
@@ -366,6 +378,7 @@ impl Governance {
             patient_keys: PatientKeys::new(),
             row_sources: HashMap::new(),
             masks: self.masks.clone(),
+            executor: self.executor.clone(),
             audit: self.audit.clone(),
             policy_digest: self.policy.digest.clone(),
             audit_each_query,

@@ -27,6 +27,8 @@ pub struct GovernedSession {
     /// column: their rows per patient can be bounded (see `behind`).
     pub(super) row_sources: HashMap<String, (Arc<dyn crate::access::RowMasking>, String)>,
     pub(super) masks: Arc<MaskCache>,
+    /// What runs the session's physical plans.
+    pub(super) executor: Arc<dyn crate::execution::PlanExecutor>,
     pub(super) audit: Arc<AuditLog>,
     pub(super) policy_digest: String,
     pub(super) audit_each_query: bool,
@@ -428,8 +430,10 @@ impl GovernedSession {
                 let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
                 let task = df.task_ctx();
                 let physical = df.create_physical_plan().await?;
-                let batches =
-                    datafusion::physical_plan::collect(physical.clone(), Arc::new(task)).await?;
+                let batches = self
+                    .executor
+                    .collect(physical.clone(), Arc::new(task))
+                    .await?;
                 if let Some(profile) = profile {
                     *profile = measured(physical.as_ref());
                 }
@@ -442,14 +446,13 @@ impl GovernedSession {
                 let optimised = state.optimize(&logical)?;
                 let run = |protected: behind::Protected| {
                     let state = &state;
+                    let executor = &self.executor;
                     async move {
                         let physical = state
                             .query_planner()
                             .create_physical_plan(&protected.plan, state)
                             .await?;
-                        let batches =
-                            datafusion::physical_plan::collect(physical.clone(), state.task_ctx())
-                                .await?;
+                        let batches = executor.collect(physical.clone(), state.task_ctx()).await?;
                         Ok::<_, GovernError>((protected, physical, batches))
                     }
                 };
