@@ -296,8 +296,13 @@ fn demo_federation_reports_daily_stops_cleanly_and_resumes() {
     // figures are checked on an instant after every board was full.
     let filled_at = chrono::Utc::now();
     let mut national = serde_json::Value::Null;
-    wait_until(300, "a daily return submitted by all three trusts", || {
+    // What was last seen, so that a timeout says which trusts missed which
+    // census instants, and why.
+    let mut seen = serde_json::Value::Null;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let mut collected = || {
         let c = d.get("X24", "/api/returns/collected", "analyst");
+        seen = c["returns"].clone();
         let returns = c["returns"].as_array().unwrap();
         // No return ever counts a trust with no data at its instant.
         for r in returns {
@@ -320,7 +325,35 @@ fn demo_federation_reports_daily_stops_cleanly_and_resumes() {
             }
             None => false,
         }
-    });
+    };
+    while !collected() {
+        if std::time::Instant::now() > deadline {
+            let last: Vec<String> = seen
+                .as_array()
+                .into_iter()
+                .flatten()
+                .take(6)
+                .map(|r| {
+                    let members: Vec<String> = r["members"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|m| format!("{} {} {}", m["member"], m["status"], m["reason"]))
+                        .collect();
+                    format!(
+                        "{} (filled at {filled_at}): {}",
+                        r["census_at"],
+                        members.join("; ")
+                    )
+                })
+                .collect();
+            panic!(
+                "no daily return submitted by all three trusts within 300 s; the latest:\n{}",
+                last.join("\n")
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     let census_at = national["census_at"]
         .as_str()
         .unwrap()
