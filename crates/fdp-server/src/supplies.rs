@@ -207,12 +207,20 @@ impl<'a> Supplies<'a> {
     /// Stock this trust has offered and not yet had answered, by item.
     fn promised(&self, fed: &Federation) -> Result<BTreeMap<String, f64>, Problem> {
         let mut out = BTreeMap::new();
-        for o in self.offers.list()? {
-            if o.from == fed.identity.ods && !o.status.is_decided() {
-                *out.entry(o.item_code).or_insert(0.0) += o.quantity;
-            }
+        for o in self.unanswered(fed)? {
+            *out.entry(o.item_code).or_insert(0.0) += o.quantity;
         }
         Ok(out)
+    }
+
+    /// The offers this trust has made that are not yet answered.
+    fn unanswered(&self, fed: &Federation) -> Result<Vec<SupplyOffer>, Problem> {
+        Ok(self
+            .offers
+            .list()?
+            .into_iter()
+            .filter(|o| o.from == fed.identity.ods && !o.status.is_decided())
+            .collect())
     }
 
     /// Publish again after a change of stock, where the caller may; a
@@ -296,15 +304,9 @@ impl<'a> Supplies<'a> {
             .filter_map(|r| r.get("quantity").and_then(Value::as_f64))
             .sum();
         let pending: f64 = self
-            .offers
-            .list()?
+            .unanswered(fed)?
             .iter()
-            .filter(|o| {
-                o.from == fed.identity.ods
-                    && o.item_code == item
-                    && o.from_location == from
-                    && !o.status.is_decided()
-            })
+            .filter(|o| o.item_code == item && o.from_location == from)
             .map(|o| o.quantity)
             .sum();
         let free = (spare - pending).max(0.0);

@@ -136,9 +136,28 @@ impl TableLocation {
             .collect())
     }
 
-    /// Whether a Delta table has been committed here.
+    /// Whether a Delta table has been committed here: the log is read
+    /// only as far as its first commit.
     pub async fn exists(&self) -> Result<bool, StoreError> {
-        Ok(!self.commits_after(None).await?.is_empty())
+        if let Some(dir) = self.local_path() {
+            let log = dir.join("_delta_log");
+            return match std::fs::read_dir(&log) {
+                Ok(entries) => Ok(entries
+                    .flatten()
+                    .any(|e| e.file_name().to_str().and_then(commit_version).is_some())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(StoreError::io(&log, e)),
+            };
+        }
+        let (store, root) = self.store()?;
+        let log = root.join("_delta_log");
+        let mut listed = store.list(Some(&log));
+        while let Some(m) = listed.try_next().await.map_err(|e| self.error(e))? {
+            if m.location.filename().and_then(commit_version).is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The newest committed version, where it is newer than `known` (a
@@ -241,7 +260,12 @@ pub fn parse_tables_url(text: &str) -> Result<Url, String> {
 pub fn bind_tables_root(data_dir: &Path, url: Option<&Url>) -> Result<Url, StoreError> {
     let current = tables_root(data_dir)?;
     let named = data_dir.join(TABLES_URL_FILE);
-    let local_tables = crate::tables::has_any_table_dir(&data_dir.join("tables"));
+    let local_dir = data_dir.join("tables");
+    let local_tables = [Layer::Raw, Layer::Canonical].iter().any(|l| {
+        local_table_names(&local_dir.join(l.dir_name()))
+            .next()
+            .is_some()
+    });
     match url {
         // The directory knows where its tables are.
         None => Ok(current),
@@ -289,13 +313,7 @@ pub async fn list_tables(data_dir: &Path, layer: Layer) -> Result<Vec<String>, S
             .map_err(|e| StoreError::Config(e.to_string()))?,
     );
     if let Some(dir) = dir.local_path() {
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().join("_delta_log").is_dir())
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .collect();
+        let mut names: Vec<String> = local_table_names(&dir).collect();
         names.sort();
         return Ok(names);
     }
@@ -311,26 +329,32 @@ pub async fn list_tables(data_dir: &Path, layer: Layer) -> Result<Vec<String>, S
         };
         // A table is a folder with a commit in its log; a folder left by
         // a failed first write is not.
-        let log = p.clone().join("_delta_log");
-        let mut commits = store.list(Some(&log));
-        while let Some(m) = commits.try_next().await.map_err(|e| dir.error(e))? {
-            if m.location.filename().and_then(commit_version).is_some() {
-                names.push(name);
-                break;
-            }
+        let table = dir
+            .url
+            .join(&format!("{name}/"))
+            .map_err(|e| StoreError::Config(format!("{name}: {e}")))?;
+        if TableLocation::new(table).exists().await? {
+            names.push(name);
         }
     }
     names.sort();
     Ok(names)
 }
 
-/// Options given by configuration for the object stores, by
-/// `scheme://bucket`, and the stores built from them.
-#[derive(Default)]
-struct Registry {
-    options: HashMap<String, BTreeMap<String, String>>,
-    stores: HashMap<String, Arc<dyn ObjectStore>>,
+/// The tables in a local layer directory: its folders with a Delta log.
+fn local_table_names(dir: &Path) -> impl Iterator<Item = String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("_delta_log").is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
 }
+
+/// The object stores in use, by `scheme://bucket`: one client each, built
+/// from the configuration's options where it gave any, else from the
+/// environment alone.
+type Registry = HashMap<String, Arc<dyn ObjectStore>>;
 
 fn registry() -> &'static Mutex<Registry> {
     static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
@@ -351,12 +375,12 @@ fn store_key(url: &Url) -> String {
 /// `azure_storage_account_name`, `google_service_account`, ...); an
 /// unknown key is refused by name.
 pub fn configure(url: &Url, options: BTreeMap<String, String>) -> Result<(), StoreError> {
-    // Built once now, so that a wrong key is refused at start-up.
-    build_store(url, &options)?;
-    let mut r = registry().lock().unwrap_or_else(|e| e.into_inner());
-    let key = store_key(url);
-    r.stores.remove(&key);
-    r.options.insert(key, options);
+    // Built now, so that a wrong key is refused at start-up.
+    let store = build_store(url, &options)?;
+    registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(store_key(url), store);
     Ok(())
 }
 
@@ -369,12 +393,11 @@ pub fn object_store_for(url: &Url) -> Result<(Arc<dyn ObjectStore>, ObjectPath),
     }
     let key = store_key(url);
     let mut r = registry().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(s) = r.stores.get(&key) {
+    if let Some(s) = r.get(&key) {
         return Ok((s.clone(), path));
     }
-    let options = r.options.get(&key).cloned().unwrap_or_default();
-    let store = build_store(url, &options)?;
-    r.stores.insert(key, store.clone());
+    let store = build_store(url, &BTreeMap::new())?;
+    r.insert(key, store.clone());
     Ok((store, path))
 }
 

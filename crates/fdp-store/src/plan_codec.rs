@@ -128,9 +128,36 @@ impl ExecutionPlan for SelectedScanExec {
     }
 }
 
-/// One file's selection: runs of rows read or skipped.
+/// One file's selection: runs of rows, each skipped or read.
 #[derive(Debug, Serialize, Deserialize)]
 struct Runs(Vec<(bool, usize)>);
+
+impl Runs {
+    fn of(selection: &ParquetRowSelection) -> Runs {
+        Runs(
+            selection
+                .selection()
+                .iter()
+                .map(|r| (r.skip, r.row_count))
+                .collect(),
+        )
+    }
+
+    fn into_selection(self) -> ParquetRowSelection {
+        let selectors: Vec<RowSelector> = self
+            .0
+            .into_iter()
+            .map(|(skip, n)| {
+                if skip {
+                    RowSelector::skip(n)
+                } else {
+                    RowSelector::select(n)
+                }
+            })
+            .collect();
+        ParquetRowSelection::new(RowSelection::from(selectors))
+    }
+}
 
 /// What is written for a [`SelectedScanExec`] beside its scan: each file's
 /// selection, in the order of the scan's files.
@@ -194,38 +221,19 @@ impl PhysicalExtensionCodec for GovernedPlanCodec {
                 selections.files.len()
             )));
         }
+        // The files come back in the order they were written.
         let mut config = config.clone();
         let mut runs = selections.files.into_iter();
-        config.file_groups = config
-            .file_groups
-            .into_iter()
-            .map(|group| {
-                FileGroup::new(
-                    group
-                        .into_inner()
-                        .into_iter()
-                        .map(|file| match runs.next().flatten() {
-                            Some(Runs(r)) => {
-                                let selectors: Vec<RowSelector> = r
-                                    .into_iter()
-                                    .map(|(skip, n)| {
-                                        if skip {
-                                            RowSelector::skip(n)
-                                        } else {
-                                            RowSelector::select(n)
-                                        }
-                                    })
-                                    .collect();
-                                file.with_extension(ParquetRowSelection::new(RowSelection::from(
-                                    selectors,
-                                )))
-                            }
-                            None => file,
-                        })
-                        .collect(),
-                )
-            })
-            .collect();
+        for group in &mut config.file_groups {
+            let mut selected = Vec::new();
+            for file in group.iter() {
+                selected.push(match runs.next().flatten() {
+                    Some(r) => file.clone().with_extension(r.into_selection()),
+                    None => file.clone(),
+                });
+            }
+            *group = FileGroup::new(selected);
+        }
         Ok(DataSourceExec::from_data_source(config))
     }
 
@@ -249,14 +257,7 @@ impl PhysicalExtensionCodec for GovernedPlanCodec {
         for group in &mut plain.file_groups {
             let mut stripped = Vec::new();
             for file in group.iter() {
-                files.push(file.extension::<ParquetRowSelection>().map(|s| {
-                    Runs(
-                        s.selection()
-                            .iter()
-                            .map(|r| (r.skip, r.row_count))
-                            .collect(),
-                    )
-                }));
+                files.push(file.extension::<ParquetRowSelection>().map(Runs::of));
                 let mut file = file.clone();
                 file.extensions = Default::default();
                 stripped.push(file);

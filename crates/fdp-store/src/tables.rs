@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
-use std::path::Path;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
@@ -40,18 +39,6 @@ impl Layer {
             Layer::Canonical => "canonical",
         }
     }
-}
-
-/// Whether `dir` (a local `tables/` directory) holds any table of either
-/// layer.
-pub(crate) fn has_any_table_dir(dir: &Path) -> bool {
-    [Layer::Raw, Layer::Canonical].iter().any(|l| {
-        std::fs::read_dir(dir.join(l.dir_name()))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| e.path().join("_delta_log").is_dir())
-    })
 }
 
 /// Open a table, creating it empty with `schema` if it does not exist yet.

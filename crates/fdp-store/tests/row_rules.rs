@@ -154,21 +154,12 @@ async fn both_ways(
     purpose: Purpose,
     sql: &str,
 ) -> String {
-    let req = SessionRequest::new(principal(role), purpose, "sql");
-    let per_file = gov
-        .session(&StoredTables::new(dir), req.clone())
+    let per_file = answer(gov, &StoredTables::new(dir), role, purpose, sql)
         .await
         .unwrap();
-    let per_file = pretty_format_batches(&per_file.query(sql).await.unwrap().batches)
-        .unwrap()
-        .to_string();
-    let filtered = gov
-        .session(&AsFilters(StoredTables::new(dir)), req)
+    let filtered = answer(gov, &AsFilters(StoredTables::new(dir)), role, purpose, sql)
         .await
         .unwrap();
-    let filtered = pretty_format_batches(&filtered.query(sql).await.unwrap().batches)
-        .unwrap()
-        .to_string();
     assert!(
         per_file == filtered,
         "{role} under {purpose:?}: {sql}: {} rows per file, {} rows filtered",
@@ -461,9 +452,9 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 }
 
 /// `sql`'s answer in `role`'s session for `purpose`, as text.
-async fn answer(
+async fn answer<S: TableSource>(
     gov: &Governance,
-    tables: &StoredTables,
+    tables: &S,
     role: &str,
     purpose: Purpose,
     sql: &str,

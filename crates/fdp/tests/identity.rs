@@ -155,16 +155,7 @@ fn an_instance_whose_identity_provider_keys_are_missing_refuses_to_start() {
         ),
     )
     .unwrap();
-    let out = fdp()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--http", "127.0.0.1:0", "--mllp", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refused(&config, &data);
     assert!(
         err.contains("jwks_file") && err.contains("missing.json"),
         "{err}"

@@ -155,16 +155,7 @@ fn a_trust_keeps_its_tables_in_s3_and_serves_them_as_from_its_own_disk() {
             format!("ods = \"RXX\"\n[storage]\ntables = \"{tables}\"\n"),
         )
         .unwrap();
-        let out = fdp()
-            .args(["serve", "--config"])
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--http", "127.0.0.1:0"])
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "started with tables at {tables}");
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        serve_refused(&config, &data)
     };
     let moved = refusal("s3://rxx-tables/other");
     assert!(moved.contains("copy them there first"), "{moved}");

@@ -815,3 +815,24 @@ pub fn mllp_send_file(file: &Path, port: u16) -> Vec<String> {
         .map(|l| l.split('|').nth(1).unwrap_or("").to_string())
         .collect()
 }
+
+/// Start `fdp serve` with `config` on `data`, which must refuse to start:
+/// what it said.
+#[allow(dead_code)]
+pub fn serve_refused(config: &Path, data: &Path) -> String {
+    let out = fdp()
+        .args(["serve", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--http", "127.0.0.1:0", "--mllp", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "fdp serve started with {}: {said}",
+        config.display()
+    );
+    said
+}
