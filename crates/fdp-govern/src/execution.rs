@@ -22,6 +22,13 @@ pub trait PlanExecutor: Send + Sync + std::fmt::Debug {
         plan: Arc<dyn ExecutionPlan>,
         task: Arc<TaskContext>,
     ) -> BoxFuture<'_, Result<Vec<RecordBatch>>>;
+
+    /// Whether plans may leave the process. If so, every table that can be
+    /// scanned as plain Parquet files is planned that way, since only such
+    /// a scan can be written for another process.
+    fn ships_plans(&self) -> bool {
+        false
+    }
 }
 
 /// The instance's own process.

@@ -55,10 +55,13 @@ enum Written {
 /// Writes the policy's functions into plans and rebuilds them from plans.
 ///
 /// The instance writes ([`GovernedFunctions::writer`]); an executor rebuilds
-/// with its own keystore ([`GovernedFunctions::with_keystore`]).
+/// with its own keystore ([`GovernedFunctions::with_keystore`]); a process
+/// that only passes plans on rebuilds pseudonyms sealed
+/// ([`GovernedFunctions::relay`]).
 #[derive(Debug, Clone, Default)]
 pub struct GovernedFunctions {
     keystore: Option<Keystore>,
+    relay: bool,
 }
 
 fn refused(what: String) -> DataFusionError {
@@ -75,16 +78,25 @@ impl GovernedFunctions {
     pub fn with_keystore(keystore: Keystore) -> GovernedFunctions {
         GovernedFunctions {
             keystore: Some(keystore),
+            relay: false,
+        }
+    }
+
+    /// For a process that reads plans only to pass them on (a cluster's
+    /// scheduler): a pseudonym is rebuilt as its key's id alone, written
+    /// again as it came, and refuses to run there.
+    pub fn relay() -> GovernedFunctions {
+        GovernedFunctions {
+            keystore: None,
+            relay: true,
         }
     }
 
     /// Write `udf` into `buf` if it is one of the policy's; leave `buf`
     /// empty for DataFusion's own.
     pub fn encode_udf(&self, udf: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
-        let written = if let Some(key) = crate::udf::pseudonym_key(udf) {
-            Written::Pseudonym {
-                key: key.id.clone(),
-            }
+        let written = if let Some(key) = crate::udf::pseudonym_key_id(udf) {
+            Written::Pseudonym { key }
         } else if let Some(today) = crate::udf::age_band_day(udf) {
             Written::AgeBandOfBirth { today }
         } else if let Some((rule, float)) = crate::behind::disclosed_rule(udf) {
@@ -109,6 +121,7 @@ impl GovernedFunctions {
             ))
         })?;
         let udf = match written {
+            Written::Pseudonym { key } if self.relay => crate::udf::sealed_pseudonym_udf(key),
             Written::Pseudonym { key } => {
                 let keystore = self.keystore.as_ref().ok_or_else(|| {
                     refused(format!(
@@ -224,6 +237,35 @@ mod tests {
             .is_err());
         // Nor can a plan relabel one function as another.
         assert!(executor.decode_udf("year_of", &buf).is_err());
+
+        // A process passing the plan on holds it sealed: the same key's
+        // id written again, and no pseudonym made there.
+        let relay = GovernedFunctions::relay();
+        let sealed = relay.decode_udf("pseudonym", &buf).unwrap();
+        let mut again = Vec::new();
+        relay.encode_udf(&sealed, &mut again).unwrap();
+        assert_eq!(again, buf);
+        let args = datafusion::logical_expr::ScalarFunctionArgs {
+            args: vec![datafusion::logical_expr::ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::Utf8(Some("9434765919".into())),
+            )],
+            arg_fields: vec![Arc::new(datafusion::arrow::datatypes::Field::new(
+                "nhs_number",
+                datafusion::arrow::datatypes::DataType::Utf8,
+                true,
+            ))],
+            number_rows: 1,
+            return_field: Arc::new(datafusion::arrow::datatypes::Field::new(
+                "pseudonym",
+                datafusion::arrow::datatypes::DataType::Utf8,
+                true,
+            )),
+            config_options: Default::default(),
+        };
+        let e = sealed.invoke_with_args(args).unwrap_err();
+        assert!(e.to_string().contains("passes plans on"), "{e}");
+        // And the executor given the key rebuilds from what the relay wrote.
+        assert!(executor.decode_udf("pseudonym", &again).is_ok());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::cast as cast_expr;
 
-use crate::keystore::PseudonymKey;
+use crate::keystore::{KeyId, PseudonymKey};
 
 fn call(udf: ScalarUDF, arg: Expr) -> Expr {
     udf.call(vec![arg])
@@ -389,6 +389,54 @@ pub(crate) fn pseudonym_udf(key: PseudonymKey) -> ScalarUDF {
         key,
         signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
     })
+}
+
+/// The pseudonym function as a process that holds no keys sees it in a
+/// plan it passes on (a cluster's scheduler): it names its key, and
+/// refuses to run.
+pub(crate) fn sealed_pseudonym_udf(key: KeyId) -> ScalarUDF {
+    ScalarUDF::new_from_impl(SealedPseudonym {
+        key,
+        signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+    })
+}
+
+/// The id of the key a pseudonym call hashes with, sealed or not.
+pub(crate) fn pseudonym_key_id(func: &ScalarUDF) -> Option<KeyId> {
+    if let Some(key) = pseudonym_key(func) {
+        return Some(key.id.clone());
+    }
+    let any: &dyn std::any::Any = func.inner().as_ref();
+    any.downcast_ref::<SealedPseudonym>().map(|p| p.key.clone())
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SealedPseudonym {
+    key: KeyId,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for SealedPseudonym {
+    fn name(&self) -> &str {
+        PSEUDONYM
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Err(datafusion::error::DataFusionError::Execution(format!(
+            "pseudonyms under key {} {} version {} are made only where that key is; this process passes plans on",
+            self.key.purpose.as_str(),
+            self.key.project,
+            self.key.version
+        )))
+    }
 }
 
 /// [`age_band_from_birth`]'s function as of `today`.

@@ -5,11 +5,13 @@
 //! writes a Parquet scan's files but not what is attached to them: a
 //! governed plan written naively reaches an executor with the opted-out
 //! patients' rows back in. So before a plan leaves the instance
-//! ([`for_shipping`]) every scan whose files carry a selection is wrapped
-//! in a [`SelectedScanExec`], which only [`GovernedPlanCodec`] writes (the
-//! scan and each file's selection), and a scan whose files carry anything
-//! else is refused. The policy's functions travel through
-//! [`fdp_govern::plan_codec`].
+//! ([`for_shipping`]) every Parquet scan reads through a
+//! [`SelectedParquetSource`], which DataFusion cannot write and
+//! [`GovernedPlanCodec`] can: the scan, and each file's selection. A scan
+//! whose files carry anything else is refused. The scan stays a plain
+//! `DataSourceExec`, so an engine that splits a scan's files among its
+//! tasks (a Ballista scheduler does) splits this one too, selections and
+//! all. The policy's functions travel through [`fdp_govern::plan_codec`].
 
 use std::any::Any;
 use std::fmt;
@@ -17,26 +19,33 @@ use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig};
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileOpener, FileScanConfig, FileScanConfigBuilder, FileSource, ParquetSource,
+};
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
-use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use datafusion::physical_expr::projection::ProjectionExprs;
+use datafusion::physical_expr::{LexOrdering, PhysicalExpr};
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use datafusion::physical_plan::{DisplayFormatType, ExecutionPlan};
+use datafusion_datasource::morsel::Morselizer;
 use datafusion_proto::bytes::{
     physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
 };
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use fdp_govern::plan_codec::GovernedFunctions;
+use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
 fn refused(what: impl Into<String>) -> DataFusionError {
     DataFusionError::Plan(what.into())
 }
 
-/// The Parquet scan `node` is, if it is one: its file configuration.
+/// The file scan `node` is, if it is one: its file configuration.
 fn file_scan(node: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
     let any: &dyn Any = node.as_ref();
     let exec = any.downcast_ref::<DataSourceExec>()?;
@@ -44,19 +53,31 @@ fn file_scan(node: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
     source.downcast_ref::<FileScanConfig>()
 }
 
-/// `plan` ready to be written with [`GovernedPlanCodec`]: each scan whose
-/// files carry row selections wrapped so that they travel with it. A scan
-/// whose files carry anything else attached is refused, since it could not
-/// travel whole.
+fn source_of<T: 'static>(config: &FileScanConfig) -> Option<&T> {
+    let source: &dyn Any = config.file_source().as_ref();
+    source.downcast_ref::<T>()
+}
+
+/// Whether `node` is a scan only [`GovernedPlanCodec`] writes.
+pub fn is_selected_scan(node: &Arc<dyn ExecutionPlan>) -> bool {
+    file_scan(node).is_some_and(|c| source_of::<SelectedParquetSource>(c).is_some())
+}
+
+/// `plan` ready to be written with [`GovernedPlanCodec`]: each Parquet scan
+/// reading through a [`SelectedParquetSource`], so that it travels with its
+/// files' row selections (every scan, so that each travels one way and
+/// says where it read). A scan whose files carry anything else attached is
+/// refused, since it could not travel whole.
 pub fn for_shipping(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
         let Some(config) = file_scan(&node) else {
             return Ok(Transformed::no(node));
         };
-        let mut selected = false;
+        if source_of::<ParquetSource>(config).is_none() {
+            return Ok(Transformed::no(node));
+        }
         for file in config.file_groups.iter().flat_map(FileGroup::iter) {
             let ours = usize::from(file.extension::<ParquetRowSelection>().is_some());
-            selected |= ours == 1;
             if file.extensions.len() > ours {
                 return Err(refused(format!(
                     "{}: the scan carries what this codec cannot write; it runs only on the instance",
@@ -64,67 +85,127 @@ pub fn for_shipping(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPla
                 )));
             }
         }
-        if !selected {
-            return Ok(Transformed::no(node));
-        }
-        Ok(Transformed::yes(Arc::new(SelectedScanExec { inner: node }) as Arc<dyn ExecutionPlan>))
+        let source = SelectedParquetSource::over(config.file_source().clone());
+        let config = FileScanConfigBuilder::from(config.clone())
+            .with_source(source)
+            .build();
+        Ok(Transformed::yes(
+            DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>
+        ))
     })
     .map(|t| t.data)
 }
 
-/// A Parquet scan with rows left out of its files, as it travels: a leaf
-/// whose scan only [`GovernedPlanCodec`] writes. It runs as the scan does.
-#[derive(Debug)]
-pub struct SelectedScanExec {
-    inner: Arc<dyn ExecutionPlan>,
+/// A Parquet source whose files may carry row selections, as a governed
+/// scan travels: it reads as the Parquet source it wraps, and DataFusion's
+/// own serialisation, which would drop the selections, refuses it.
+#[derive(Clone)]
+pub struct SelectedParquetSource {
+    inner: Arc<dyn FileSource>,
 }
 
-impl DisplayAs for SelectedScanExec {
-    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "SelectedScanExec: ")?;
-        self.inner.fmt_as(t, f)
+impl fmt::Debug for SelectedParquetSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SelectedParquetSource({})", self.inner.file_type())
     }
 }
 
-impl ExecutionPlan for SelectedScanExec {
-    fn name(&self) -> &str {
-        "SelectedScanExec"
+impl SelectedParquetSource {
+    fn over(inner: Arc<dyn FileSource>) -> Arc<dyn FileSource> {
+        Arc::new(SelectedParquetSource { inner })
+    }
+}
+
+impl FileSource for SelectedParquetSource {
+    fn create_file_opener(
+        &self,
+        object_store: Arc<dyn ObjectStore>,
+        base_config: &FileScanConfig,
+        partition: usize,
+    ) -> Result<Arc<dyn FileOpener>> {
+        self.inner
+            .create_file_opener(object_store, base_config, partition)
     }
 
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.inner.properties()
+    fn create_morselizer(
+        &self,
+        object_store: Arc<dyn ObjectStore>,
+        base_config: &FileScanConfig,
+        partition: usize,
+    ) -> Result<Box<dyn Morselizer>> {
+        // Where a plan runs far from the instance, its log is the record of
+        // which files each process read.
+        if let Some(group) = base_config.file_groups.get(partition) {
+            let files: Vec<String> = group
+                .iter()
+                .map(|f| f.object_meta.location.to_string())
+                .collect();
+            tracing::info!(target: "fdp_scan", partition, files = %files.join(","), "scanning");
+        }
+        self.inner
+            .create_morselizer(object_store, base_config, partition)
     }
 
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        // The scan is not a child: a child would be written by DataFusion,
-        // without its selections.
-        Vec::new()
+    fn table_schema(&self) -> &TableSchema {
+        self.inner.table_schema()
+    }
+
+    fn with_batch_size(&self, batch_size: usize) -> Arc<dyn FileSource> {
+        SelectedParquetSource::over(self.inner.with_batch_size(batch_size))
+    }
+
+    fn filter(&self) -> Option<Arc<dyn PhysicalExpr>> {
+        self.inner.filter()
+    }
+
+    fn projection(&self) -> Option<&ProjectionExprs> {
+        self.inner.projection()
+    }
+
+    fn metrics(&self) -> &ExecutionPlanMetricsSet {
+        self.inner.metrics()
+    }
+
+    fn file_type(&self) -> &str {
+        self.inner.file_type()
+    }
+
+    fn fmt_extra(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, ", selected")?;
+        self.inner.fmt_extra(t, f)
+    }
+
+    fn supports_repartitioning(&self) -> bool {
+        self.inner.supports_repartitioning()
+    }
+
+    fn repartitioned(
+        &self,
+        target_partitions: usize,
+        repartition_file_min_size: usize,
+        output_ordering: Option<LexOrdering>,
+        config: &FileScanConfig,
+    ) -> Result<Option<FileScanConfig>> {
+        self.inner.repartitioned(
+            target_partitions,
+            repartition_file_min_size,
+            output_ordering,
+            config,
+        )
+    }
+
+    fn reorder_files(
+        &self,
+        files: Vec<datafusion::datasource::listing::PartitionedFile>,
+    ) -> Vec<datafusion::datasource::listing::PartitionedFile> {
+        self.inner.reorder_files(files)
     }
 
     fn apply_expressions(
         &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            Err(refused("SelectedScanExec has no children"))
-        }
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        self.inner.execute(partition, context)
+        self.inner.apply_expressions(f)
     }
 }
 
@@ -159,7 +240,7 @@ impl Runs {
     }
 }
 
-/// What is written for a [`SelectedScanExec`] beside its scan: each file's
+/// What is written for a selected scan beside the scan: each file's
 /// selection, in the order of the scan's files.
 #[derive(Debug, Serialize, Deserialize)]
 struct Selections {
@@ -222,7 +303,9 @@ impl PhysicalExtensionCodec for GovernedPlanCodec {
             )));
         }
         // The files come back in the order they were written.
-        let mut config = config.clone();
+        let mut config = FileScanConfigBuilder::from(config.clone())
+            .with_source(SelectedParquetSource::over(config.file_source().clone()))
+            .build();
         let mut runs = selections.files.into_iter();
         for group in &mut config.file_groups {
             let mut selected = Vec::new();
@@ -234,6 +317,8 @@ impl PhysicalExtensionCodec for GovernedPlanCodec {
             }
             *group = FileGroup::new(selected);
         }
+        // Still selected: a process that passes the plan on (a cluster's
+        // scheduler) writes it again with the selections.
         Ok(DataSourceExec::from_data_source(config))
     }
 
@@ -243,17 +328,18 @@ impl PhysicalExtensionCodec for GovernedPlanCodec {
         buf: &mut Vec<u8>,
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
-        let any: &dyn Any = node.as_ref();
-        let Some(selected) = any.downcast_ref::<SelectedScanExec>() else {
+        let Some((config, source)) =
+            file_scan(&node).and_then(|c| Some((c, source_of::<SelectedParquetSource>(c)?)))
+        else {
             return Err(refused(format!(
                 "{} cannot leave the instance",
                 node.name()
             )));
         };
-        let config = file_scan(&selected.inner)
-            .ok_or_else(|| refused("a selected scan that is not a file scan"))?;
         let mut files = Vec::new();
-        let mut plain = config.clone();
+        let mut plain = FileScanConfigBuilder::from(config.clone())
+            .with_source(source.inner.clone())
+            .build();
         for group in &mut plain.file_groups {
             let mut stripped = Vec::new();
             for file in group.iter() {

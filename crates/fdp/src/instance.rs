@@ -78,6 +78,8 @@ pub struct InstanceConfig {
     pub limits: Option<Limits>,
     /// Where the tables live, when not in the data directory.
     pub storage: Option<Storage>,
+    /// A cluster that runs the governed plans of large scans.
+    pub cluster: Option<fdp_cluster::ClusterConfig>,
 }
 
 /// `[storage]`: keep the raw and canonical tables in an object store. The
@@ -167,7 +169,7 @@ impl InstanceConfig {
             .with_context(|| format!("reading the configuration file {}", path.display()))?;
         toml::from_str(&text).with_context(|| {
             format!(
-                "{} is not a valid instance configuration (keys: ods, data_dir, http, http_tls_cert, http_tls_key, mllp, sql, sql_tls_cert, sql_tls_key, canonical_interval_secs, import_dir, drop_folder, oidc, principal, policy, opt_out_file, federation, dedup_window_hours, snapshot_interval_secs, census_retention_days, limits)",
+                "{} is not a valid instance configuration (keys: ods, data_dir, http, http_tls_cert, http_tls_key, mllp, sql, sql_tls_cert, sql_tls_key, canonical_interval_secs, import_dir, drop_folder, oidc, principal, policy, opt_out_file, federation, dedup_window_hours, snapshot_interval_secs, census_retention_days, limits, storage, cluster)",
                 path.display()
             )
         })
@@ -228,8 +230,19 @@ impl InstanceConfig {
                 fdp_govern::Policy::demo(model)
             }
         };
-        fdp_govern::Governance::open(data_dir, policy, &self.ods(), self.opt_out_file.as_deref())
-            .context("opening the instance's keystore and audit log")
+        let governance = fdp_govern::Governance::open(
+            data_dir,
+            policy,
+            &self.ods(),
+            self.opt_out_file.as_deref(),
+        )
+        .context("opening the instance's keystore and audit log")?;
+        Ok(match &self.cluster {
+            Some(cluster) => governance.with_executor(std::sync::Arc::new(
+                fdp_cluster::Cluster::open(cluster).context("[cluster]")?,
+            )),
+            None => governance,
+        })
     }
 
     /// The governance of a data directory, for commands given only that.

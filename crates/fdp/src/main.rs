@@ -16,6 +16,7 @@ mod bench_population;
 mod bench_schedule;
 mod bench_supply;
 mod bench_year;
+mod cluster;
 mod demo;
 mod demo_federation;
 mod ingest;
@@ -107,6 +108,10 @@ enum Command {
     /// ethnic categories, population) and each patient's area from it
     #[command(subcommand)]
     Reference(reference::ReferenceCommand),
+    /// A cluster that runs instances' governed plans: its authority, the
+    /// scheduler and the executors
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 #[derive(Args)]
@@ -240,6 +245,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Synth(cmd) => synth::run(cmd).await,
         Command::Schedule(cmd) => schedule::run(cmd).await,
         Command::Reference(cmd) => reference::run(cmd).await,
+        Command::Cluster(cmd) => cluster::run(cmd).await,
     }
 }
 

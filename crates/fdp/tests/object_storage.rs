@@ -8,72 +8,15 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use common::*;
-
-/// moto's S3 on a loopback port, stopped when dropped.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = free_port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 with moto[server] (scripts/test installs it)");
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(30), "moto did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto { child, port }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn a_trust_keeps_its_tables_in_s3_and_serves_them_as_from_its_own_disk() {
     let moto = Moto::start();
-    let endpoint = format!("http://127.0.0.1:{}", moto.port);
-    let made = http_request(
-        format!("127.0.0.1:{}", moto.port).parse().unwrap(),
-        "PUT",
-        "/rxx-tables",
-        None,
-        None,
-    );
-    assert_eq!(made.status, 200, "making the bucket: {}", made.body);
-    // Every `fdp` this test starts inherits these, as a deployment's
-    // service environment would give them; none is in a file.
-    for (k, v) in [
-        ("AWS_ENDPOINT", endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_REGION", "eu-west-2"),
-        ("AWS_ACCESS_KEY_ID", "test-key"),
-        ("AWS_SECRET_ACCESS_KEY", "test-secret"),
-    ] {
-        std::env::set_var(k, v);
-    }
+    moto.make_bucket("rxx-tables");
+    // Every `fdp` this test starts inherits the credentials, as a
+    // deployment's service environment would give them; none is in a file.
+    moto.set_aws_env();
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("trust");

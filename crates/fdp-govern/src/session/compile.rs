@@ -215,6 +215,9 @@ impl Governance {
                 (None, Some(rule)) => {
                     named_scan(&ctx, &t.name, t.provider.clone())?.filter(rule)?
                 }
+                (Some(masking), None) if self.executor.ships_plans() => {
+                    named_scan(&ctx, &t.name, masking.keeping(&Default::default())?)?
+                }
                 (_, None) => named_scan(&ctx, &t.name, t.provider.clone())?,
             };
             if let Some(f) = filters.into_iter().reduce(Expr::and) {

@@ -836,3 +836,75 @@ pub fn serve_refused(config: &Path, data: &Path) -> String {
     );
     said
 }
+
+/// moto's S3 on a loopback port, stopped when dropped.
+#[allow(dead_code)]
+pub struct Moto {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+#[allow(dead_code)]
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with moto[server] (scripts/test installs it)");
+        let t0 = std::time::Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(30),
+                "moto did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Moto { child, port }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn make_bucket(&self, bucket: &str) {
+        let made = http_request(
+            format!("127.0.0.1:{}", self.port).parse().unwrap(),
+            "PUT",
+            &format!("/{bucket}"),
+            None,
+            None,
+        );
+        assert_eq!(made.status, 200, "making the bucket: {}", made.body);
+    }
+
+    /// The credentials and endpoint in this process's environment, which
+    /// every `fdp` it starts inherits.
+    pub fn set_aws_env(&self) {
+        for (k, v) in [
+            ("AWS_ENDPOINT", self.endpoint().as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "eu-west-2"),
+            ("AWS_ACCESS_KEY_ID", "test-key"),
+            ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+        ] {
+            std::env::set_var(k, v);
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
