@@ -3,7 +3,7 @@
 //! and runs the rest in process.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ballista_core::config::BallistaConfig;
 use ballista_core::execution_plans::execute_physical_plan;
@@ -41,6 +41,15 @@ pub struct ClusterConfig {
     /// cost more than it saves. 0 sends every plan that scans a table.
     #[serde(default = "default_from_bytes")]
     pub distributed_from_bytes: u64,
+    /// How long a query may take on the cluster before the instance gives
+    /// up on it with an error, rather than wait on a cluster that has lost
+    /// its way.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_timeout_secs() -> u64 {
+    1800
 }
 
 fn default_from_bytes() -> u64 {
@@ -61,6 +70,7 @@ pub struct Cluster {
     from_bytes: u64,
     codec: ClusterCodec,
     session_id: String,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -89,6 +99,7 @@ impl Cluster {
             session_id: format!("fdp-{}-{}", member.name, std::process::id()),
             member,
             from_bytes: config.distributed_from_bytes,
+            timeout: Duration::from_secs(config.timeout_secs),
             codec: ClusterCodec::new(GovernedPlanCodec::new(GovernedFunctions::writer())),
         })
     }
@@ -118,6 +129,19 @@ impl Cluster {
     }
 
     async fn on_cluster(&self, plan: Arc<dyn ExecutionPlan>) -> Result<Vec<RecordBatch>> {
+        tokio::time::timeout(self.timeout, self.run_on_cluster(plan))
+            .await
+            .unwrap_or_else(|_| {
+                Err(DataFusionError::Execution(format!(
+                    "the cluster at {} gave no answer within {} s ([cluster] timeout_secs); \
+                     see the scheduler's log for the job",
+                    self.scheduler,
+                    self.timeout.as_secs()
+                )))
+            })
+    }
+
+    async fn run_on_cluster(&self, plan: Arc<dyn ExecutionPlan>) -> Result<Vec<RecordBatch>> {
         let config = crate::executor::with_tls(
             datafusion::prelude::SessionConfig::new_with_ballista(),
             &self.member.client_tls(),

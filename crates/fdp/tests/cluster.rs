@@ -45,7 +45,7 @@ impl Member {
         let mut child = cmd
             .env(
                 "FDP_LOG",
-                "warn,fdp_scan=info,fdp_cluster=info,ballista_executor::execution_loop=info",
+                "warn,fdp_scan=info,fdp_cluster=info,ballista_executor::execution_loop=info,ballista_scheduler=info",
             )
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -467,6 +467,101 @@ async fn governed_plans_run_on_a_ballista_cluster_over_s3_as_they_run_in_process
     assert!(refused.contains("the cluster at"), "{refused}");
     assert!(!refused.contains("Urology"));
 
+    // An executor dies mid-query. The scheduler notices it has stopped
+    // sending heartbeats, gives its tasks to the executor still standing,
+    // and the query finishes with the answer it gives in process; it must
+    // not hang or answer short.
+    let mut executors = executors;
+    let heavy = "SELECT a.specialty_name, count(*) AS n FROM encounter a \
+                 JOIN encounter b ON a.patient_id = b.patient_id \
+                 WHERE b.specialty_name = 'Urology' GROUP BY 1 ORDER BY 1";
+    let (expected, _) = governed(&local, &data, "dr", "direct-care", heavy).unwrap();
+    let tasks_seen = |m: &Member| {
+        std::fs::read_to_string(&m.log)
+            .unwrap_or_default()
+            .matches("Received task")
+            .count()
+    };
+    let before = tasks_seen(&executors[1]);
+    let mut query = fdp();
+    query
+        .args([
+            "sql",
+            "--format",
+            "json",
+            "--as",
+            "dr",
+            "--purpose",
+            "direct-care",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--config")
+        .arg(&distributed)
+        .arg(heavy)
+        .env("FDP_LOG", "warn,fdp_cluster=info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let running = query.spawn().unwrap();
+    wait_for(
+        60,
+        "the second executor to take a task of the query",
+        || tasks_seen(&executors[1]) > before,
+    );
+    executors[1].kill();
+    let killed_after = started.elapsed();
+    let finished = {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _ = tx.send(running.wait_with_output());
+        });
+        let out = rx
+            .recv_timeout(Duration::from_secs(180))
+            .unwrap_or_else(|_| {
+                let tail = |m: &Member| {
+                    let text = std::fs::read_to_string(&m.log).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    lines[lines.len().saturating_sub(30)..].join("\n")
+                };
+                panic!(
+                    "the query hung after an executor died.\nscheduler:\n{}\nexecutor-1:\n{}",
+                    tail(&scheduler),
+                    tail(&executors[0])
+                )
+            });
+        waiter.join().unwrap();
+        out.unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&finished.stderr);
+    assert!(
+        finished.status.success(),
+        "the query failed when an executor died ({killed_after:?} in): {stderr}"
+    );
+    assert!(stderr.contains("plan ran on the cluster"), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&finished.stdout),
+        expected,
+        "the answer changed when an executor died"
+    );
+    eprintln!(
+        "executor killed {killed_after:?} into the query; it finished in {:?}",
+        started.elapsed()
+    );
+
+    // With no executor left, the instance gives up at its timeout and
+    // says where to look, rather than wait on the cluster for ever.
+    executors[0].kill();
+    let impatient = at("impatient.toml");
+    std::fs::write(
+        &impatient,
+        std::fs::read_to_string(&distributed).unwrap() + "timeout_secs = 3\n",
+    )
+    .unwrap();
+    let refused = governed(&impatient, &data, "an", "planning", counts).unwrap_err();
+    assert!(refused.contains("gave no answer within 3 s"), "{refused}");
+
     drop(executors);
     drop(scheduler);
 }
@@ -478,7 +573,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-#[allow(dead_code)]
 fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !f() {

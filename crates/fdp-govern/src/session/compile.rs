@@ -12,6 +12,18 @@ impl Governance {
     ) -> Result<GovernedSession, GovernError> {
         let (role, grant, approved) = self.checked(req)?;
         let ctx = new_context();
+        if self.executor.ships_plans() {
+            // A shipped plan's stages are planned again as their inputs
+            // finish, and that may swap a hash join's sides, which a join
+            // already holding a dynamic filter refuses: the stage fails
+            // and the query waits for ever. Such joins are planned without.
+            ctx.state_ref()
+                .write()
+                .config_mut()
+                .options_mut()
+                .optimizer
+                .enable_join_dynamic_filter_pushdown = false;
+        }
         let access = TableAccess::new();
         let mut tables = source
             .canonical_tables(&access, &ctx, req.as_of)
