@@ -49,6 +49,8 @@ pub enum BenchCommand {
     Cohort(crate::bench_population::CohortArgs),
     /// Forecasts and days of cover for 100,000 item-location series with two years of daily history
     Supply(crate::bench_supply::SupplyArgs),
+    /// A governed aggregate over 100 million rows in process, on a two-executor Ballista cluster, and in DuckDB
+    Distributed(crate::bench_distributed::DistributedArgs),
 }
 
 #[derive(Args, Clone)]
@@ -109,6 +111,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Uptake(args) => crate::bench_population::uptake(args).await,
         BenchCommand::Cohort(args) => crate::bench_population::cohort(args).await,
         BenchCommand::Supply(args) => crate::bench_supply::run(args),
+        BenchCommand::Distributed(args) => crate::bench_distributed::run(args).await,
     }
 }
 

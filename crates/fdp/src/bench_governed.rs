@@ -51,7 +51,7 @@ pub struct GovernedQueryArgs {
 /// The aggregates compared. The first is the headline: a planning
 /// question that reads no identifier. The second counts distinct patients,
 /// so under the policy every row's patient id is pseudonymised first.
-const QUERIES: &[(&str, &str)] = &[
+pub(crate) const QUERIES: &[(&str, &str)] = &[
     (
         "activity by specialty and type",
         "SELECT specialty_name, encounter_type, count(*) AS n, \
@@ -92,18 +92,30 @@ fn person_id(i: usize) -> String {
     format!("pat-{i:08}")
 }
 
-async fn write_table(data_dir: &Path, name: &str, batches: Vec<RecordBatch>) -> Result<()> {
+async fn write_table(
+    data_dir: &Path,
+    name: &str,
+    batches: Vec<RecordBatch>,
+) -> Result<fdp_store::DeltaTable> {
     let path = tables::table_location(data_dir, Layer::Canonical, name)?;
     let table = tables::open_or_create(&path, batches[0].schema()).await?;
     let lineage = Lineage {
         transform: "bench".into(),
         ..Lineage::default()
     };
-    tables::overwrite(table, batches, &lineage).await?;
-    Ok(())
+    Ok(tables::overwrite(table, batches, &lineage).await?)
 }
 
-async fn generate(data_dir: &Path, rows: usize, patients: usize) -> Result<Vec<String>> {
+/// Writes `patients` patients and `rows` encounters into `data_dir`'s
+/// canonical tables, the encounters in commits of `commit_rows` (so never
+/// more than that many rows are held in memory), and answers the patients'
+/// NHS numbers in order.
+pub(crate) async fn generate(
+    data_dir: &Path,
+    rows: usize,
+    patients: usize,
+    commit_rows: usize,
+) -> Result<Vec<String>> {
     let mut rng = Xorshift::new(0x9E37_79B9_7F4A_7C15);
     // Patients: the opt-out is recorded against their NHS numbers.
     let schema = Arc::new(Schema::new(vec![
@@ -165,8 +177,9 @@ async fn generate(data_dir: &Path, rows: usize, patients: usize) -> Result<Vec<S
             .expect("template"),
     );
     let mut batches = Vec::new();
-    let batch_rows = 1_000_000;
+    let batch_rows = 1_000_000.min(commit_rows.max(1));
     let mut start = 0;
+    let mut table = None;
     while start < rows {
         let n = batch_rows.min(rows - start);
         let mut b_id = StringBuilder::new();
@@ -212,9 +225,16 @@ async fn generate(data_dir: &Path, rows: usize, patients: usize) -> Result<Vec<S
         batches.push(RecordBatch::try_new(schema.clone(), columns)?);
         start += n;
         bar.set_position(start as u64);
+        let held: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if held >= commit_rows || start == rows {
+            let batches = std::mem::take(&mut batches);
+            table = Some(match table {
+                None => write_table(data_dir, "encounter", batches).await?,
+                Some(t) => tables::append(t, batches, Default::default()).await?,
+            });
+        }
     }
     bar.finish_and_clear();
-    write_table(data_dir, "encounter", batches).await?;
     Ok(numbers)
 }
 
@@ -305,7 +325,7 @@ pub async fn run(args: GovernedQueryArgs) -> Result<()> {
         }
     };
     let started = Instant::now();
-    let numbers = generate(&data_dir, args.rows, args.patients)
+    let numbers = generate(&data_dir, args.rows, args.patients, args.rows)
         .await
         .context("generating the benchmark's tables")?;
     println!(

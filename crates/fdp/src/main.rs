@@ -6,6 +6,7 @@
 mod audit;
 mod bench;
 mod bench_csv;
+mod bench_distributed;
 mod bench_elective;
 mod bench_federation;
 mod bench_fhir;

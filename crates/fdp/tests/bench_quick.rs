@@ -198,3 +198,14 @@ fn supply_quick() {
     assert!(out.contains("median error"), "{out}");
     assert!(out.contains("target"), "{out}");
 }
+
+#[test]
+fn distributed_quick() {
+    let out = bench(&["distributed"]);
+    assert!(out.contains("on the cluster (2 executors"), "{out}");
+    assert!(out.contains("both governed answers the same"), "{out}");
+    assert!(
+        out.contains("DuckDB's counts match the governed answer"),
+        "{out}"
+    );
+}
