@@ -38,6 +38,7 @@ pub mod policy;
 pub mod projects;
 pub mod purpose;
 pub mod session;
+pub mod spark_views;
 pub mod statement;
 pub mod tokens;
 mod udf;

@@ -63,6 +63,31 @@ pub enum AuditCommand {
 pub enum PolicyCommand {
     /// Validate a policy file and summarise what it grants.
     Check { file: PathBuf },
+    /// Write the instance's policy as Spark SQL views over its stored Delta
+    /// tables, for Spark or Databricks (see docs/scale.md)
+    ExportViews {
+        /// The instance's data directory (its tables and their columns)
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The instance's configuration (its policy file, storage)
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Only this role's grants (default: every role's)
+        #[arg(long)]
+        role: Option<String>,
+        /// Only grants for this purpose (default: every purpose)
+        #[arg(long)]
+        purpose: Option<fdp_govern::Purpose>,
+        /// The schema the stored tables are registered in; grant it to no one
+        #[arg(long, default_value = "fdp_canonical")]
+        source_schema: String,
+        /// Views go in schemas named PREFIX_ROLE_PURPOSE
+        #[arg(long, default_value = "fdp")]
+        schema_prefix: String,
+        /// Write the SQL here instead of to standard output
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 pub fn run(cmd: AuditCommand) -> Result<()> {
@@ -157,8 +182,46 @@ pub fn run(cmd: AuditCommand) -> Result<()> {
     }
 }
 
-pub fn policy(cmd: PolicyCommand) -> Result<()> {
+pub async fn policy(cmd: PolicyCommand) -> Result<()> {
     match cmd {
+        PolicyCommand::ExportViews {
+            data_dir,
+            config,
+            role,
+            purpose,
+            source_schema,
+            schema_prefix,
+            out,
+        } => {
+            let config = InstanceConfig::for_data_dir(&data_dir, config.as_deref())?;
+            let governance = config.governance(&data_dir)?;
+            let stored = stored_tables(&data_dir).await?;
+            let options = fdp_govern::spark_views::ExportOptions {
+                source_schema,
+                schema_prefix,
+                role,
+                purpose,
+            };
+            let sql = fdp_govern::spark_views::spark_views(
+                governance.policy(),
+                fdp_model::Model::canonical(),
+                &stored,
+                &options,
+            )?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &sql)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!(
+                        "views over {} stored tables written to {}",
+                        stored.len(),
+                        path.display()
+                    );
+                }
+                None => print!("{sql}"),
+            }
+            Ok(())
+        }
         PolicyCommand::Check { file } => {
             let p = fdp_govern::Policy::load(&file, fdp_model::Model::canonical())?;
             println!("{}: valid (sha256 {})", file.display(), p.digest);
@@ -169,4 +232,39 @@ pub fn policy(cmd: PolicyCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Every stored canonical table (each part of one) with its location and
+/// its columns as stored now.
+async fn stored_tables(
+    data_dir: &std::path::Path,
+) -> Result<Vec<fdp_govern::spark_views::StoredTable>> {
+    use fdp_store::tables::{self, Layer};
+    let mut out = Vec::new();
+    for name in tables::list_tables(data_dir, Layer::Canonical).await? {
+        let at = tables::table_location(data_dir, Layer::Canonical, &name)?;
+        let table = tables::open(&at, None)
+            .await
+            .with_context(|| format!("opening the stored table {name}"))?;
+        let schema = table
+            .snapshot()
+            .with_context(|| format!("reading {name}'s schema"))?
+            .snapshot()
+            .arrow_schema();
+        let (table_name, part) = tables::split_part(&name);
+        let url = at.url();
+        out.push(fdp_govern::spark_views::StoredTable {
+            table: table_name.to_string(),
+            part: part.map(str::to_string),
+            location: if url.scheme() == "file" {
+                url.to_file_path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| url.to_string())
+            } else {
+                url.to_string()
+            },
+            schema: schema.as_ref().clone(),
+        });
+    }
+    Ok(out)
 }

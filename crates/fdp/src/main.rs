@@ -238,7 +238,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bench(cmd) => bench::run(cmd).await,
         Command::Quarantine(cmd) => quarantine::run(cmd).await,
         Command::Audit(cmd) => audit::run(cmd),
-        Command::Policy(cmd) => audit::policy(cmd),
+        Command::Policy(cmd) => audit::policy(cmd).await,
         Command::Keys(cmd) => keys::run(cmd),
         Command::Projects(cmd) => projects::run(cmd),
         Command::Product(cmd) => product::run(cmd).await,

@@ -353,7 +353,7 @@ pub(super) fn is_text(t: &DataType) -> bool {
 
 /// The columns of `object` that name a patient: the patient table's key, and
 /// every foreign key the model links to Patient.
-pub(super) fn patient_columns(object: &fdp_model::ObjectType) -> Vec<String> {
+pub(crate) fn patient_columns(object: &fdp_model::ObjectType) -> Vec<String> {
     let mut out = BTreeSet::new();
     if object.name == "Patient" {
         out.insert(object.primary_key_property().column.clone());

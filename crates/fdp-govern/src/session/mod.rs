@@ -52,6 +52,7 @@ use crate::purpose::Purpose;
 use crate::Principal;
 
 mod compile;
+pub(crate) use compile::patient_columns;
 mod oversight;
 mod product_view;
 mod query;
@@ -64,7 +65,7 @@ pub use query::{GovernedSession, Held, QueryResult, TableVersions, TextTable};
 pub use records::{RecordChange, RecordRead};
 
 // What the concerns below share.
-use compile::{new_context, patient_columns, register_raw};
+use compile::{new_context, register_raw};
 use oversight::person_ids_of;
 use query::GovernedTable;
 
