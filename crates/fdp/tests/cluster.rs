@@ -482,7 +482,6 @@ async fn governed_plans_run_on_a_ballista_cluster_over_s3_as_they_run_in_process
             .matches("Received task")
             .count()
     };
-    let before = tasks_seen(&executors[1]);
     let mut query = fdp();
     query
         .args([
@@ -503,15 +502,36 @@ async fn governed_plans_run_on_a_ballista_cluster_over_s3_as_they_run_in_process
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let started = Instant::now();
-    let running = query.spawn().unwrap();
-    wait_for(
-        60,
-        "the second executor to take a task of the query",
-        || tasks_seen(&executors[1]) > before,
-    );
-    executors[1].kill();
-    let killed_after = started.elapsed();
+    // The scheduler hands tasks to whichever executor polls first, so the
+    // query is run again until the second executor takes one of its tasks.
+    let mut tries = 0;
+    let (running, started, killed_after) = loop {
+        tries += 1;
+        let before = tasks_seen(&executors[1]);
+        let started = Instant::now();
+        let mut running = query.spawn().unwrap();
+        let took_a_task = loop {
+            if tasks_seen(&executors[1]) > before {
+                break true;
+            }
+            if running.try_wait().unwrap().is_some() {
+                break false;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the query neither finished nor reached the second executor"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        if took_a_task {
+            executors[1].kill();
+            break (running, started, started.elapsed());
+        }
+        assert!(
+            tries < 5,
+            "the second executor took no task of the query in {tries} runs"
+        );
+    };
     let finished = {
         let (tx, rx) = std::sync::mpsc::channel();
         let waiter = std::thread::spawn(move || {
@@ -570,16 +590,5 @@ fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap().flatten() {
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
-
-fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(secs),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
