@@ -143,7 +143,8 @@ impl Cluster {
 
     async fn run_on_cluster(&self, plan: Arc<dyn ExecutionPlan>) -> Result<Vec<RecordBatch>> {
         let config = crate::executor::with_tls(
-            datafusion::prelude::SessionConfig::new_with_ballista(),
+            datafusion::prelude::SessionConfig::new_with_ballista()
+                .with_ballista_grpc_client_max_message_size(crate::scheduler::MAX_MESSAGE),
             &self.member.client_tls(),
         );
         let started = Instant::now();

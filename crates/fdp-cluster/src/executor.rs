@@ -175,7 +175,8 @@ pub(crate) fn tls_config_producer(member: &ClusterMember) -> ConfigProducer {
     let client_tls = member.client_tls();
     Arc::new(move || {
         with_tls(
-            datafusion::prelude::SessionConfig::new_with_ballista(),
+            datafusion::prelude::SessionConfig::new_with_ballista()
+                .with_ballista_grpc_client_max_message_size(MAX_MESSAGE),
             &client_tls,
         )
     })

@@ -39,7 +39,6 @@ use datafusion_proto::bytes::{
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use fdp_govern::plan_codec::GovernedFunctions;
 use object_store::ObjectStore;
-use serde::{Deserialize, Serialize};
 
 fn refused(what: impl Into<String>) -> DataFusionError {
     DataFusionError::Plan(what.into())
@@ -61,6 +60,24 @@ fn source_of<T: 'static>(config: &FileScanConfig) -> Option<&T> {
 /// Whether `node` is a scan only [`GovernedPlanCodec`] writes.
 pub fn is_selected_scan(node: &Arc<dyn ExecutionPlan>) -> bool {
     file_scan(node).is_some_and(|c| source_of::<SelectedParquetSource>(c).is_some())
+}
+
+/// How many of the files `plan`'s scans read carry a row selection: after
+/// [`GovernedPlanCodec`] has read a plan back, the selections that travelled.
+pub fn row_selected_files(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    let mut n = 0;
+    let _ = plan.apply(|node| {
+        if let Some(config) = file_scan(node) {
+            n += config
+                .file_groups
+                .iter()
+                .flat_map(|g| g.iter())
+                .filter(|f| f.extension::<ParquetRowSelection>().is_some())
+                .count();
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    n
 }
 
 /// `plan` ready to be written with [`GovernedPlanCodec`]: each Parquet scan
@@ -210,7 +227,7 @@ impl FileSource for SelectedParquetSource {
 }
 
 /// One file's selection: runs of rows, each skipped or read.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq)]
 struct Runs(Vec<(bool, usize)>);
 
 impl Runs {
@@ -240,11 +257,81 @@ impl Runs {
     }
 }
 
-/// What is written for a selected scan beside the scan: each file's
-/// selection, in the order of the scan's files.
-#[derive(Debug, Serialize, Deserialize)]
-struct Selections {
-    files: Vec<Option<Runs>>,
+/// Each file's selection, in the order of the scan's files, as bytes. A
+/// national table's opt-out leaves millions of short runs, so each run is
+/// a varint of its length with its kind in the lowest bit (a byte or two
+/// a run, where text took fourteen and overflowed the scheduler's
+/// messages). Per file: a byte 0 (no selection) or 1, then the count of
+/// runs, then the runs.
+fn write_selections(files: &[Option<Runs>], buf: &mut Vec<u8>) {
+    write_varint(files.len() as u64, buf);
+    for file in files {
+        match file {
+            None => buf.push(0),
+            Some(runs) => {
+                buf.push(1);
+                write_varint(runs.0.len() as u64, buf);
+                for &(skip, n) in &runs.0 {
+                    write_varint(((n as u64) << 1) | u64::from(skip), buf);
+                }
+            }
+        }
+    }
+}
+
+fn read_selections(mut buf: &[u8]) -> Result<Vec<Option<Runs>>> {
+    let cut = || refused("a selected scan's selections cut short");
+    let files = read_varint(&mut buf).ok_or_else(cut)?;
+    // Never trust a count to size memory: each file takes a byte at least.
+    let mut out = Vec::with_capacity((files as usize).min(buf.len()));
+    for _ in 0..files {
+        let (&kind, rest) = buf.split_first().ok_or_else(cut)?;
+        buf = rest;
+        out.push(match kind {
+            0 => None,
+            1 => {
+                let count = read_varint(&mut buf).ok_or_else(cut)?;
+                let mut runs = Vec::with_capacity((count as usize).min(buf.len()));
+                for _ in 0..count {
+                    let v = read_varint(&mut buf).ok_or_else(cut)?;
+                    runs.push((v & 1 == 1, (v >> 1) as usize));
+                }
+                Some(Runs(runs))
+            }
+            other => {
+                return Err(refused(format!(
+                    "a selected scan's selection of unknown kind {other}"
+                )))
+            }
+        });
+    }
+    if !buf.is_empty() {
+        return Err(refused(
+            "a selected scan's selections run on past their end",
+        ));
+    }
+    Ok(out)
+}
+
+fn write_varint(mut v: u64, buf: &mut Vec<u8>) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn read_varint(buf: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = buf.split_first()?;
+        *buf = rest;
+        v |= u64::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 /// Writes a governed physical plan for an executor and reads it back there:
@@ -290,23 +377,22 @@ impl PhysicalExtensionCodec for GovernedPlanCodec {
             return Err(refused("a selected scan cut short"));
         }
         let (scan, selections) = rest.split_at(len);
-        let selections: Selections = serde_json::from_slice(selections)
-            .map_err(|e| refused(format!("a selected scan's selections: {e}")))?;
+        let selections = read_selections(selections)?;
         let scan = physical_plan_from_bytes_with_extension_codec(scan, ctx, self)?;
         let config =
             file_scan(&scan).ok_or_else(|| refused("a selected scan that is not a file scan"))?;
         let count: usize = config.file_groups.iter().map(FileGroup::len).sum();
-        if count != selections.files.len() {
+        if count != selections.len() {
             return Err(refused(format!(
                 "a selected scan of {count} files with {} selections",
-                selections.files.len()
+                selections.len()
             )));
         }
         // The files come back in the order they were written.
         let mut config = FileScanConfigBuilder::from(config.clone())
             .with_source(SelectedParquetSource::over(config.file_source().clone()))
             .build();
-        let mut runs = selections.files.into_iter();
+        let mut runs = selections.into_iter();
         for group in &mut config.file_groups {
             let mut selected = Vec::new();
             for file in group.iter() {
@@ -356,7 +442,8 @@ impl PhysicalExtensionCodec for GovernedPlanCodec {
         )?;
         buf.extend_from_slice(&(scan.len() as u64).to_le_bytes());
         buf.extend_from_slice(&scan);
-        serde_json::to_writer(buf, &Selections { files }).map_err(|e| refused(e.to_string()))
+        write_selections(&files, buf);
+        Ok(())
     }
 
     fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
@@ -373,5 +460,46 @@ impl PhysicalExtensionCodec for GovernedPlanCodec {
 
     fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
         self.functions.encode_udaf(node, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selections_round_trip_and_stay_small() {
+        // A file of a million rows with every fiftieth left out, as an
+        // opt-out leaves a national table.
+        let mut runs = Vec::new();
+        for _ in 0..20_000 {
+            runs.push((false, 49));
+            runs.push((true, 1));
+        }
+        runs.push((false, usize::MAX >> 2));
+        let files = vec![None, Some(Runs(runs)), Some(Runs(Vec::new()))];
+        let mut buf = Vec::new();
+        write_selections(&files, &mut buf);
+        assert!(buf.len() < 41_000, "{} bytes", buf.len());
+        assert_eq!(read_selections(&buf).unwrap(), files);
+    }
+
+    #[test]
+    fn damaged_selections_are_refused_not_trusted() {
+        let files = vec![Some(Runs(vec![(false, 300), (true, 2)]))];
+        let mut buf = Vec::new();
+        write_selections(&files, &mut buf);
+        for cut in 0..buf.len() {
+            assert!(read_selections(&buf[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = buf.clone();
+        longer.push(0);
+        assert!(read_selections(&longer).is_err());
+        // A count of files far beyond the bytes that follow.
+        let mut huge = Vec::new();
+        write_varint(u64::MAX, &mut huge);
+        assert!(read_selections(&huge).is_err());
+        assert!(read_selections(&[1, 7]).is_err());
+        assert!(read_selections(&[0xff; 12]).is_err());
     }
 }
