@@ -54,6 +54,9 @@ const ALLOWED: &[(&str, &str)] = &[
     ("fdp/src/bench_population.rs", "planted_labels"),
     // The cohort benchmark's peer: DuckDB over the same files.
     ("fdp/src/bench_population.rs", "duckdb_peer"),
+    // The distributed benchmark's peer: DuckDB over the files of the
+    // tables the benchmark generated in its own directory.
+    ("fdp/src/bench_distributed.rs", "duckdb_peer"),
 ];
 
 #[test]
