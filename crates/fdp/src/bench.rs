@@ -503,6 +503,55 @@ pub(crate) fn run_duckdb_peer(script: &str, spec: &serde_json::Value) -> Result<
     Ok(Some(String::from_utf8_lossy(&run.stdout).into_owned()))
 }
 
+/// DuckDB's side of a timed query: views over each table's Parquet files
+/// (`spec.tables`), a one-column table of strings for each of
+/// `spec.lists` (a name to its values), then `spec.sql` run `spec.runs`
+/// times; it prints the seconds of each run, then the answer as JSON.
+fn duckdb_peer() -> &'static str {
+    r#"
+import json, sys, time
+import duckdb
+spec = json.load(open(sys.argv[1]))
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
+for table, files in spec["tables"].items():
+    listed = ", ".join("'" + f + "'" for f in files)
+    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
+for table, (column, values) in spec.get("lists", {}).items():
+    con.execute(f"CREATE TABLE {table} AS SELECT unnest(?::VARCHAR[]) AS {column}", [values])
+rows = None
+for run in range(spec["runs"]):
+    t = time.perf_counter()
+    rows = con.execute(spec["sql"]).fetchall()
+    print(time.perf_counter() - t)
+print(json.dumps([[str(v) if v is not None else None for v in r] for r in rows]))
+"#
+}
+
+/// What DuckDB answered a timed query, and its median time in seconds.
+pub(crate) struct DuckDbAnswer {
+    pub rows: Vec<Vec<Option<String>>>,
+    pub median_secs: f64,
+}
+
+/// `spec` (see [`duckdb_peer`]) run by DuckDB, or `None`, having
+/// said why, where it could not run.
+pub(crate) fn duckdb_timed_query(spec: &serde_json::Value) -> Result<Option<DuckDbAnswer>> {
+    let Some(stdout) = run_duckdb_peer(duckdb_peer(), spec)? else {
+        return Ok(None);
+    };
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    let rows = serde_json::from_str(lines.pop().context("DuckDB printed nothing")?)?;
+    let mut times = lines
+        .iter()
+        .map(|l| l.trim().parse::<f64>())
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(Some(DuckDbAnswer {
+        rows,
+        median_secs: median(&mut times),
+    }))
+}
+
 /// The median of some timings (the upper one of an even count).
 pub(crate) fn median(xs: &mut [f64]) -> f64 {
     xs.sort_by(f64::total_cmp);

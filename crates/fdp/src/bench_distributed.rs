@@ -21,7 +21,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -178,29 +178,6 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// DuckDB's side: the tables as views over their Parquet files, the
-/// opted-out NHS numbers as a table, then the query `runs` times; it
-/// prints the seconds of each run, then the answer as JSON.
-fn duckdb_peer() -> &'static str {
-    r#"
-import json, sys, time
-import duckdb
-spec = json.load(open(sys.argv[1]))
-con = duckdb.connect()
-con.execute("SET enable_progress_bar = false")
-for table, files in spec["tables"].items():
-    listed = ", ".join("'" + f + "'" for f in files)
-    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}])")
-con.execute("CREATE TABLE opt_out AS SELECT unnest(?::VARCHAR[]) AS nhs_number", [spec["opt_out"]])
-rows = None
-for run in range(spec["runs"]):
-    t = time.perf_counter()
-    rows = con.execute(spec["sql"]).fetchall()
-    print(time.perf_counter() - t)
-print(json.dumps([[str(v) if v is not None else None for v in r] for r in rows]))
-"#
-}
-
 /// The headline aggregate with the policy's row filters for an analyst
 /// under planning written out, for an engine that has no policy.
 const DUCKDB_SQL: &str = "SELECT specialty_name, encounter_type, count(*) AS n, \
@@ -210,11 +187,6 @@ const DUCKDB_SQL: &str = "SELECT specialty_name, encounter_type, count(*) AS n, 
      AND patient_id NOT IN (SELECT person_id FROM patient \
          WHERE nhs_number IN (SELECT nhs_number FROM opt_out)) \
      GROUP BY specialty_name, encounter_type ORDER BY 1, 2";
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 /// Whether two governed answers are the same: equal cells, floating
 /// averages to within what the order of summation changes.
@@ -339,18 +311,7 @@ pub async fn run(args: DistributedArgs) -> Result<()> {
         bytes as f64 / (1024.0 * 1024.0)
     );
 
-    let mut config = crate::instance::InstanceConfig {
-        ods: Some("RXX".into()),
-        opt_out_file: Some(opt_out),
-        ..Default::default()
-    };
-    config.principal.insert(
-        "bench-analyst".into(),
-        fdp_govern::Grant {
-            roles: vec!["analyst".into()],
-            organisation: None,
-        },
-    );
+    let mut config = crate::bench_governed::analyst_config(opt_out);
     let request = SessionRequest::new(
         config.local_principal("bench-analyst"),
         Purpose::Planning,
@@ -393,7 +354,10 @@ pub async fn run(args: DistributedArgs) -> Result<()> {
             bail!("the cluster's answer differs from the instance's own");
         }
     }
-    let (here, there) = (median(here), median(there));
+    let (here, there) = (
+        crate::bench_governed::median(here),
+        crate::bench_governed::median(there),
+    );
     println!(
         "  in process (one process, {} cores):               {:>8.3} s",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -415,21 +379,14 @@ pub async fn run(args: DistributedArgs) -> Result<()> {
     }
     let spec = serde_json::json!({
         "tables": files,
-        "opt_out": numbers,
+        "lists": {"opt_out": ["nhs_number", numbers]},
         "sql": DUCKDB_SQL,
         "runs": runs,
     });
-    let Some(stdout) = crate::bench::run_duckdb_peer(duckdb_peer(), &spec)? else {
+    let Some(duckdb) = crate::bench::duckdb_timed_query(&spec)? else {
         return Ok(());
     };
-    let mut lines: Vec<&str> = stdout.lines().collect();
-    let rows: Vec<Vec<Option<String>>> =
-        serde_json::from_str(lines.pop().context("DuckDB printed nothing")?)?;
-    let mut theirs = lines
-        .iter()
-        .map(|l| l.trim().parse::<f64>())
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let theirs = crate::bench::median(&mut theirs);
+    let theirs = duckdb.median_secs;
     println!(
         "  DuckDB {} (the policy's row filters by hand; no pseudonyms, disclosure control or audit): \
          {theirs:.3} s   in process {:.2}×, cluster {:.2}× DuckDB",
@@ -437,7 +394,8 @@ pub async fn run(args: DistributedArgs) -> Result<()> {
         here.as_secs_f64() / theirs,
         there.as_secs_f64() / theirs,
     );
-    check_against_duckdb(&warm, &rows).context("checking the governed answer against DuckDB's")?;
+    check_against_duckdb(&warm, &duckdb.rows)
+        .context("checking the governed answer against DuckDB's")?;
     println!("  DuckDB's counts match the governed answer within disclosure rounding");
     Ok(())
 }

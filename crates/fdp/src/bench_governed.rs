@@ -300,7 +300,25 @@ async fn ungoverned_baseline(
     ))
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+/// A trust's instance with the opt-out list at `opt_out` and one
+/// principal, `bench-analyst`, in the demo policy's analyst role.
+pub(crate) fn analyst_config(opt_out: PathBuf) -> crate::instance::InstanceConfig {
+    let mut config = crate::instance::InstanceConfig {
+        ods: Some("RXX".into()),
+        opt_out_file: Some(opt_out),
+        ..Default::default()
+    };
+    config.principal.insert(
+        "bench-analyst".into(),
+        fdp_govern::Grant {
+            roles: vec!["analyst".into()],
+            organisation: None,
+        },
+    );
+    config
+}
+
+pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
@@ -339,18 +357,7 @@ pub async fn run(args: GovernedQueryArgs) -> Result<()> {
     let listed: Vec<&str> = numbers.iter().step_by(100).map(String::as_str).collect();
     std::fs::write(&opt_out, listed.join("\n") + "\n")?;
 
-    let mut config = crate::instance::InstanceConfig {
-        ods: Some("RXX".into()),
-        opt_out_file: Some(opt_out),
-        ..Default::default()
-    };
-    config.principal.insert(
-        "bench-analyst".into(),
-        fdp_govern::Grant {
-            roles: vec!["analyst".into()],
-            organisation: None,
-        },
-    );
+    let config = analyst_config(opt_out);
     let governance = config.governance(&data_dir)?;
     let source = fdp_store::StoredTables::new(&data_dir);
     let request = SessionRequest::new(

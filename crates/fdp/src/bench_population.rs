@@ -585,27 +585,6 @@ async fn planted_labels(
     Ok(out)
 }
 
-/// DuckDB's side: views over the Parquet files, then the query `runs`
-/// times; it prints the seconds of each run, then the answer as JSON.
-fn duckdb_peer() -> &'static str {
-    r#"
-import json, sys, time
-import duckdb
-spec = json.load(open(sys.argv[1]))
-con = duckdb.connect()
-con.execute("SET enable_progress_bar = false")
-for table, files in spec["tables"].items():
-    listed = ", ".join("'" + f + "'" for f in files)
-    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
-rows = None
-for run in range(spec["runs"]):
-    t = time.perf_counter()
-    rows = con.execute(spec["sql"]).fetchall()
-    print(time.perf_counter() - t)
-print(json.dumps([[str(v) if v is not None else None for v in r] for r in rows]))
-"#
-}
-
 pub async fn cohort(args: CohortArgs) -> Result<()> {
     let mut args = args;
     let people = match (args.icb.people, args.icb.quick) {
@@ -670,23 +649,16 @@ pub async fn cohort(args: CohortArgs) -> Result<()> {
         "sql": sql,
         "runs": runs,
     });
-    let Some(stdout) = crate::bench::run_duckdb_peer(duckdb_peer(), &spec)? else {
+    let Some(duckdb) = crate::bench::duckdb_timed_query(&spec)? else {
         return Ok(());
     };
-    let mut lines: Vec<&str> = stdout.lines().collect();
-    let rows: Vec<Vec<Option<String>>> =
-        serde_json::from_str(lines.pop().context("DuckDB printed nothing")?)?;
-    let mut theirs = lines
-        .iter()
-        .map(|l| l.trim().parse::<f64>())
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let theirs = crate::bench::median(&mut theirs);
+    let theirs = duckdb.median_secs;
     println!(
         "  DuckDB {}: {theirs:.3} s median of {runs} runs (the same SQL over the same Parquet files, no policy)",
         crate::bench_csv::duckdb_version(),
     );
     println!("  OpenFDP time / DuckDB time: {:.2}", ours / theirs);
-    check_against_duckdb(&answer, &rows)
+    check_against_duckdb(&answer, &duckdb.rows)
 }
 
 /// Each cell of ours is DuckDB's count rounded to 5, or withheld (a count
