@@ -91,28 +91,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrustError + '_ {
 }
 
 fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), TrustError> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io(dir))?;
-    }
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    if secret {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    #[cfg(not(unix))]
-    let _ = secret;
-    let mut f = opts.open(path).map_err(|e| {
+    fdp_govern::files::write_identity_file(path, contents, secret, false).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             TrustError::Exists(path.to_path_buf())
         } else {
             TrustError::Io(path.to_path_buf(), e)
         }
-    })?;
-    f.write_all(contents).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
+    })
 }
 
 fn read(path: &Path) -> Result<String, TrustError> {
@@ -121,21 +106,13 @@ fn read(path: &Path) -> Result<String, TrustError> {
 
 /// A private key must be readable by its owner alone.
 fn check_secret(path: &Path) -> Result<(), TrustError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(path).map_err(io(path))?.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(TrustError::Bad {
-                path: path.to_path_buf(),
-                message: format!(
-                    "the private key is readable by others (mode {:o}); run chmod 600 on it",
-                    mode & 0o777
-                ),
-            });
-        }
+    match fdp_govern::files::key_readable_by_others(path).map_err(io(path))? {
+        Some(message) => Err(TrustError::Bad {
+            path: path.to_path_buf(),
+            message,
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn authority_params(name: &str) -> Result<CertificateParams, TrustError> {

@@ -98,22 +98,7 @@ pub fn check_ods(ods: &str) -> Result<(), IdentityError> {
 
 /// Write `contents` to `path`, readable by the owner only when `secret`.
 fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), IdentityError> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io(dir))?;
-    }
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if secret {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    #[cfg(not(unix))]
-    let _ = secret;
-    let mut f = opts.open(path).map_err(io(path))?;
-    f.write_all(contents).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
+    fdp_govern::files::write_identity_file(path, contents, secret, true).map_err(io(path))
 }
 
 fn read(path: &Path) -> Result<String, IdentityError> {
@@ -122,21 +107,13 @@ fn read(path: &Path) -> Result<String, IdentityError> {
 
 /// A private key file must not be readable by anyone but its owner.
 fn check_secret(path: &Path) -> Result<(), IdentityError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(path).map_err(io(path))?.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(IdentityError::Bad {
-                path: path.to_path_buf(),
-                message: format!(
-                    "the private key is readable by others (mode {:o}); run chmod 600 on it",
-                    mode & 0o777
-                ),
-            });
-        }
+    match fdp_govern::files::key_readable_by_others(path).map_err(io(path))? {
+        Some(message) => Err(IdentityError::Bad {
+            path: path.to_path_buf(),
+            message,
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn ca_params(name: &str) -> Result<CertificateParams, IdentityError> {
