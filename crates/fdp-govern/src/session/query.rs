@@ -10,6 +10,9 @@ pub type TableVersions = BTreeMap<String, Vec<(String, u64)>>;
 /// Column names, and rows of text (NULL as `None`).
 pub type TextTable = (Vec<String>, Vec<Vec<Option<String>>>);
 
+/// Rows in each batch of an answer being held (see `GovernedSession::hold`).
+const HELD_BATCH_ROWS: usize = 65_536;
+
 /// A principal's session, with the policy compiled in.
 pub struct GovernedSession {
     pub(super) ctx: SessionContext,
@@ -259,7 +262,33 @@ impl GovernedSession {
                 "an answer cannot be held as {name}: the session already has a table of that name"
             )));
         }
-        let answer = self.query(sql).await?;
+        // Planned with larger batches than a question's: a held answer is
+        // a large intermediate (a million PTL entries), and building it in
+        // fewer, larger pieces sorts, windows and joins faster (measured by
+        // `fdp bench elective`); a question's default batches suit the many
+        // small aggregates a session otherwise answers, which larger ones
+        // slow down (`fdp bench cohort`).
+        // The session's own catalog, not a new empty one in its place.
+        let config = self
+            .ctx
+            .state()
+            .config()
+            .clone()
+            .with_batch_size(HELD_BATCH_ROWS)
+            .with_create_default_catalog_and_schema(false);
+        let held_ctx = SessionContext::new_with_state(
+            SessionStateBuilder::new_from_existing(self.ctx.state())
+                .with_config(config)
+                .build(),
+        );
+        let planned = held_ctx.sql_with_options(sql, read_only()).await;
+        let answer = self
+            .audited(
+                sql,
+                None,
+                async move { self.run(planned?, None, false).await },
+            )
+            .await?;
         // The batches' own schema: the planned one may differ from it in
         // nullability, which a held table must match.
         let schema = answer

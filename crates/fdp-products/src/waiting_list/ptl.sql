@@ -7,17 +7,27 @@
 -- Each activity is ordered by a key: its day, then its sequence within
 -- the day, then its RTT status code (so the code of the first or last
 -- activity can be read back from the key alone, modulo 100).
+--
+-- The activities are read twice, not once per question: a first pass
+-- folds each pathway's facts (its last clock stop, latest activity, when
+-- the patient was last reached, latest treatment, latest continuing
+-- code), a second reads back only clock starts and unanswered contact
+-- attempts, which need the first pass's answer. The list carries those
+-- facts, so the validation rules ask them of the list rather than reading
+-- every activity again.
 WITH activity AS (
     SELECT pathway_id,
            activity_date,
            rtt_status_code,
+           activity_type,
+           activity_outcome,
            (activity_date - DATE '1970-01-01') * 100000
                + coalesce(activity_sequence, 0) * 100
                + CAST(rtt_status_code AS BIGINT) AS at_key
     FROM pathway_activity
     WHERE activity_date <= {as_at}
 ),
-last_stop AS (
+facts AS (
     SELECT pathway_id,
            max(CASE WHEN rtt_status_code IN ('30', '31', '32', '33', '34', '35', '36')
                     THEN at_key END) AS stop_key,
@@ -25,30 +35,49 @@ last_stop AS (
                     THEN activity_date END) AS stop_date,
            max(at_key) AS latest_key,
            max(activity_date) AS latest_date,
-           count(*) AS activities
+           count(*) AS activities,
+           max(CASE WHEN activity_type = 'validation' AND activity_outcome = 'contacted'
+                    THEN activity_date END) AS last_reached_date,
+           max(CASE WHEN rtt_status_code IN ('20', '21') THEN at_key END) AS continuing_key,
+           max(CASE WHEN rtt_status_code IN ('20', '21') THEN activity_date END) AS continuing_date,
+           max(CASE WHEN rtt_status_code = '30' OR activity_type = 'procedure'
+                    THEN activity_date END) AS latest_treatment_date,
+           max(CASE WHEN rtt_status_code = '30' AND activity_outcome = 'discharged without treatment'
+                    THEN activity_date END) AS coded_30_on_discharge_date
     FROM activity
     GROUP BY pathway_id
 ),
 clock AS (
     -- The clock runs from the first clock start after the last stop (a
     -- second referral letter does not restart a running clock); with no
-    -- start after it, the clock stopped at the last stop. Only the starts
-    -- are joined back, so the join reads a fifth of the activity.
-    SELECT s.pathway_id,
-           min(a.at_key) AS start_key,
-           min(a.activity_date) AS clock_start,
-           max(s.stop_date) AS stop_date,
-           max(s.latest_date) AS latest_date,
-           max(s.stop_key) AS stop_key,
-           max(s.latest_key) AS latest_key,
-           max(s.activities) AS activities
-    FROM last_stop s
-    LEFT JOIN activity a ON a.pathway_id = s.pathway_id
-        AND a.rtt_status_code IN ('10', '11', '12')
-        -- With no stop, any start counts: the sentinel is before every
-        -- date. (Written without OR so that every engine can hash the join.)
-        AND a.at_key > coalesce(s.stop_key, -1000000000000)
-    GROUP BY s.pathway_id
+    -- start after it, the clock stopped at the last stop. Attempts to
+    -- reach the patient count from the last time they answered. The join
+    -- is on the pathway alone, the rest in the aggregates, so that every
+    -- engine hashes it.
+    SELECT f.pathway_id,
+           min(CASE WHEN a.rtt_status_code IN ('10', '11', '12')
+                     AND a.at_key > coalesce(f.stop_key, -1000000000000) THEN a.at_key END) AS start_key,
+           min(CASE WHEN a.rtt_status_code IN ('10', '11', '12')
+                     AND a.at_key > coalesce(f.stop_key, -1000000000000) THEN a.activity_date END) AS clock_start,
+           count(CASE WHEN a.activity_type = 'validation' AND a.activity_outcome = 'no response'
+                       AND a.activity_date > coalesce(f.last_reached_date, DATE '0001-01-01') THEN 1 END) AS unanswered_attempts,
+           max(CASE WHEN a.activity_type = 'validation' AND a.activity_outcome = 'no response'
+                     AND a.activity_date > coalesce(f.last_reached_date, DATE '0001-01-01') THEN a.activity_date END) AS last_attempt_date,
+           max(f.stop_date) AS stop_date,
+           max(f.latest_date) AS latest_date,
+           max(f.stop_key) AS stop_key,
+           max(f.latest_key) AS latest_key,
+           max(f.activities) AS activities,
+           max(f.last_reached_date) AS last_reached_date,
+           max(f.continuing_key) AS continuing_key,
+           max(f.continuing_date) AS continuing_date,
+           max(f.latest_treatment_date) AS latest_treatment_date,
+           max(f.coded_30_on_discharge_date) AS coded_30_on_discharge_date
+    FROM facts f
+    LEFT JOIN activity a ON a.pathway_id = f.pathway_id
+        AND (a.rtt_status_code IN ('10', '11', '12')
+             OR (a.activity_type = 'validation' AND a.activity_outcome = 'no response'))
+    GROUP BY f.pathway_id
 ),
 signed_off AS (
     -- Changes a clinician signed off by {as_at}, applied over the extract
@@ -88,6 +117,15 @@ entry AS (
            coalesce(e.rtt_days_paused, 0) AS rtt_days_paused,
            {as_at} - c.clock_start - coalesce(e.rtt_days_paused, 0) AS rtt_period_length,
            c.activities,
+           c.last_reached_date,
+           c.unanswered_attempts,
+           c.last_attempt_date,
+           c.latest_treatment_date,
+           CAST(c.continuing_key % 100 AS VARCHAR) AS latest_continuing_code,
+           c.continuing_date AS latest_continuing_date,
+           c.coded_30_on_discharge_date,
+           p.patient_deceased,
+           p.treatment_function_code,
            e.rtt_period_start_date AS extract_rtt_period_start_date,
            e.rtt_status_code AS extract_rtt_status_code,
            e.rtt_weeks_waiting AS extract_rtt_weeks_waiting
@@ -182,15 +220,29 @@ SELECT eal_id,
        clock = 'running' AND {as_at} > priority_due_date AS past_priority_limit,
        -- Treated in turn: a booked patient ahead of anyone of the same
        -- priority and procedure who has waited longer and is not booked
-       -- sooner.
+       -- sooner. Rows of the same start day are ordered by booking, so a
+       -- frame of the rows before this one holds every longer waiter, and
+       -- same-day rows only where they are booked no later, which cannot
+       -- flag it: a rows frame, where a range frame searches for its
+       -- bounds row by row.
        coalesce(clock = 'running' AND planned_date IS NOT NULL
            AND max(CASE WHEN clock = 'running' THEN coalesce(planned_date, DATE '9999-12-31') END)
-                   OVER (PARTITION BY priority_type, procedure_code ORDER BY start_day
-                         RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) > planned_date,
+                   OVER (PARTITION BY priority_type, procedure_code
+                         ORDER BY start_day, coalesce(planned_date, DATE '9999-12-31')
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) > planned_date,
            false) AS booked_out_of_turn,
        extract_rtt_period_start_date,
        extract_rtt_status_code,
        extract_rtt_weeks_waiting,
+       last_reached_date,
+       unanswered_attempts,
+       last_attempt_date,
+       latest_treatment_date,
+       latest_continuing_code,
+       latest_continuing_date,
+       coded_30_on_discharge_date,
+       patient_deceased,
+       treatment_function_code,
        CASE WHEN clock = 'no clock'
                 THEN 'no activity on the pathway by this date to compute the clock from'
             WHEN clock = 'stopped' AND extract_rtt_status_code IS NOT NULL

@@ -485,6 +485,22 @@ async fn a_patient_booked_ahead_of_a_longer_waiter_of_the_same_priority_and_proc
         let c = rows.iter().find(|e| e["pathway_id"] == json!("C")).unwrap();
         assert_eq!(c["booked_out_of_turn"], json!(out_of_turn), "A booked {a_tci:?}");
     }
+    // Two whose clocks started the same day have not waited longer than
+    // each other, whichever is booked first, or if one is not booked.
+    for h_tci in [None, Some("2026-12-20"), Some("2026-12-01"), Some("2026-12-10")] {
+        let mut p = Pathways::default();
+        for (id, tci) in [("G", Some("2026-12-10")), ("H", h_tci)] {
+            p = p
+                .activities(id, &[("2026-03-02", 0, "10")])
+                .entry(id, json!({"priority_type": "P3", "planned_date": tci}))
+                .planned(id, "Trauma and orthopaedics", "W401");
+        }
+        let rows = ptl(&p.instance(), "2026-11-30", &[]).await.unwrap();
+        assert!(
+            rows.iter().all(|e| e["booked_out_of_turn"] == json!(false)),
+            "H booked {h_tci:?}: {rows:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,6 +1,5 @@
--- The patient has died.
+-- The patient has died: the pathway record says so.
 SELECT p.eal_id,
-       'pathway ' || w.pathway_id || ' records the patient as deceased' AS evidence
+       'pathway ' || p.pathway_id || ' records the patient as deceased' AS evidence
 FROM ptl p
-JOIN patient_pathway w ON w.pathway_id = p.pathway_id
-WHERE w.patient_deceased
+WHERE p.patient_deceased
