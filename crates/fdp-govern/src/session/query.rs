@@ -13,6 +13,11 @@ pub type TextTable = (Vec<String>, Vec<Vec<Option<String>>>);
 /// Rows in each batch of an answer being held (see `GovernedSession::hold`).
 const HELD_BATCH_ROWS: usize = 65_536;
 
+/// The largest input, in rows and bytes, a join building an answer being
+/// held hashes whole rather than partitioned (see `GovernedSession::hold`).
+const HELD_JOIN_BUILD_ROWS: usize = 2_000_000;
+const HELD_JOIN_BUILD_BYTES: usize = 512 * 1024 * 1024;
+
 /// A principal's session, with the policy compiled in.
 pub struct GovernedSession {
     pub(super) ctx: SessionContext,
@@ -262,20 +267,25 @@ impl GovernedSession {
                 "an answer cannot be held as {name}: the session already has a table of that name"
             )));
         }
-        // Planned with larger batches than a question's: a held answer is
-        // a large intermediate (a million PTL entries), and building it in
-        // fewer, larger pieces sorts, windows and joins faster (measured by
-        // `fdp bench elective`); a question's default batches suit the many
-        // small aggregates a session otherwise answers, which larger ones
-        // slow down (`fdp bench cohort`).
-        // The session's own catalog, not a new empty one in its place.
-        let config = self
+        // Planned for a large answer, unlike a question's: a held answer is
+        // a large intermediate (a million PTL entries). Built in fewer,
+        // larger batches it sorts, windows and joins faster, and its joins
+        // build one hash table of up to a million rows rather than
+        // repartitioning both sides (measured by `fdp bench elective`). A
+        // question keeps the defaults, which suit the small aggregates a
+        // session mostly answers: larger batches slow those down
+        // (`fdp bench cohort`).
+        let mut config = self
             .ctx
             .state()
             .config()
             .clone()
             .with_batch_size(HELD_BATCH_ROWS)
+            // The session's own catalog, not a new empty one in its place.
             .with_create_default_catalog_and_schema(false);
+        let optimizer = &mut config.options_mut().optimizer;
+        optimizer.hash_join_single_partition_threshold_rows = HELD_JOIN_BUILD_ROWS;
+        optimizer.hash_join_single_partition_threshold = HELD_JOIN_BUILD_BYTES;
         let held_ctx = SessionContext::new_with_state(
             SessionStateBuilder::new_from_existing(self.ctx.state())
                 .with_config(config)
