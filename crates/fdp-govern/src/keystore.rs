@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -358,16 +357,10 @@ impl Keystore {
             path: path.to_path_buf(),
             source,
         };
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(path).map_err(io)?;
-        f.write_all(crate::hex(&secret).as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        // Never over a key already there: data pseudonymised with it
+        // could no longer be linked.
+        crate::files::write_identity_file(path, crate::hex(&secret).as_bytes(), true, false)
+            .map_err(io)?;
         Ok(secret)
     }
 }

@@ -6,7 +6,6 @@
 //! alone never lets anyone in.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::SystemTime;
@@ -146,27 +145,14 @@ impl TokenStore {
             path: self.path.clone(),
             source,
         };
-        if let Some(dir) = self.path.parent() {
-            fs::create_dir_all(dir).map_err(io)?;
-        }
-        let tmp = self.path.with_extension("tmp");
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp).map_err(io)?;
-        writeln!(
-            f,
-            "# name sha256(token); tokens themselves are never stored"
-        )
-        .map_err(io)?;
+        let mut text = String::from("# name sha256(token); tokens themselves are never stored\n");
         for (name, h) in entries {
-            writeln!(f, "{name} {}", hex(h)).map_err(io)?;
+            text.push_str(&format!("{name} {}\n", hex(h)));
         }
-        f.sync_all().map_err(io)?;
+        // Written beside it, readable by the owner alone, then renamed over
+        // it: a reader sees the old list or the new, never half of one.
+        let tmp = self.path.with_extension("tmp");
+        crate::files::write_identity_file(&tmp, text.as_bytes(), true, true).map_err(io)?;
         fs::rename(&tmp, &self.path).map_err(io)?;
         *self.loaded.write().expect("token lock") = self.modified();
         Ok(())
