@@ -481,14 +481,35 @@ pub(crate) async fn live_parquet_files(
     Ok(out)
 }
 
-/// Run a DuckDB peer (a Python script) with `spec` as its JSON argument:
-/// what it printed, or `None`, having said why, where it could not run.
-pub(crate) fn run_duckdb_peer(script: &str, spec: &serde_json::Value) -> Result<Option<String>> {
+/// What every DuckDB peer does first: `spec` read from its JSON argument,
+/// a connection `con`, and a view over each of `spec.tables`' Parquet
+/// files; a table with no files is made instead by its statement in
+/// `spec.empty`, if there is one.
+const DUCKDB_PEER_PRELUDE: &str = r#"
+import json, sys, time
+import duckdb
+spec = json.load(open(sys.argv[1]))
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
+for table, files in spec["tables"].items():
+    if files:
+        listed = ", ".join("'" + f + "'" for f in files)
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
+for table, ddl in spec.get("empty", {}).items():
+    if not spec["tables"].get(table):
+        con.execute(ddl)
+"#;
+
+/// Run a DuckDB peer with `spec` as its JSON argument: `body`, a Python
+/// script run after [`DUCKDB_PEER_PRELUDE`]. What it printed, or `None`,
+/// having said why, where it could not run.
+pub(crate) fn run_duckdb_peer(body: &str, spec: &serde_json::Value) -> Result<Option<String>> {
     let tmp = tempfile::tempdir()?;
     let spec_file = tmp.path().join("duckdb.json");
     std::fs::write(&spec_file, spec.to_string())?;
+    let script = format!("{DUCKDB_PEER_PRELUDE}{body}");
     let run = std::process::Command::new("python3")
-        .args(["-c", script])
+        .args(["-c", &script])
         .arg(&spec_file)
         .output()
         .context("running python3 for the DuckDB comparison")?;
@@ -503,20 +524,12 @@ pub(crate) fn run_duckdb_peer(script: &str, spec: &serde_json::Value) -> Result<
     Ok(Some(String::from_utf8_lossy(&run.stdout).into_owned()))
 }
 
-/// DuckDB's side of a timed query: views over each table's Parquet files
-/// (`spec.tables`), a one-column table of strings for each of
-/// `spec.lists` (a name to its values), then `spec.sql` run `spec.runs`
+/// DuckDB's side of a timed query: after the views over each table's
+/// Parquet files (`spec.tables`), a one-column table of strings for each
+/// of `spec.lists` (a name to its values), then `spec.sql` run `spec.runs`
 /// times; it prints the seconds of each run, then the answer as JSON.
 fn duckdb_peer() -> &'static str {
     r#"
-import json, sys, time
-import duckdb
-spec = json.load(open(sys.argv[1]))
-con = duckdb.connect()
-con.execute("SET enable_progress_bar = false")
-for table, files in spec["tables"].items():
-    listed = ", ".join("'" + f + "'" for f in files)
-    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
 for table, (column, values) in spec.get("lists", {}).items():
     con.execute(f"CREATE TABLE {table} AS SELECT unnest(?::VARCHAR[]) AS {column}", [values])
 rows = None

@@ -48,23 +48,12 @@ pub struct ElectiveArgs {
 
 const AS_AT: &str = "DATE '2026-11-30'";
 
-/// DuckDB's side, a Python script: views over the Parquet files, the PTL
-/// as a temporary table, then each rule; it prints one line per run: the
-/// seconds, then each rule's flagged entries.
+/// DuckDB's side, a Python script run after the views over the Parquet
+/// files (`crate::bench::run_duckdb_peer`): the PTL as a temporary table,
+/// then each rule; it prints one line per run: the seconds, then each
+/// rule's flagged entries.
 fn duckdb_peer() -> &'static str {
     r#"
-import json, sys, time
-import duckdb
-spec = json.load(open(sys.argv[1]))
-con = duckdb.connect()
-con.execute("SET enable_progress_bar = false")
-for table, files in spec["tables"].items():
-    if files:
-        listed = ", ".join("'" + f + "'" for f in files)
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
-for table, ddl in spec["empty"].items():
-    if not spec["tables"].get(table):
-        con.execute(ddl)
 for run in range(spec["runs"]):
     t = time.perf_counter()
     con.execute("CREATE OR REPLACE TEMP TABLE ptl AS " + spec["ptl"])
