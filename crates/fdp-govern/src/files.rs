@@ -10,16 +10,21 @@ use std::path::Path;
 /// beside it, synced, renamed over it, and the directory synced so that the
 /// rename survives a crash. The directory is made if need be.
 pub fn replace_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace(path, bytes, false)
+}
+
+/// [`replace_durably`], the file readable by its owner alone (the access
+/// tokens' hashes).
+pub fn replace_secret_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace(path, bytes, true)
+}
+
+fn replace(path: &Path, bytes: &[u8], secret: bool) -> std::io::Result<()> {
     let dir = path.parent().expect("a file in a directory");
-    fs::create_dir_all(dir)?;
     let mut name = path.file_name().expect("a file name").to_os_string();
     name.push(".tmp");
     let tmp = path.with_file_name(name);
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
+    write_identity_file(&tmp, bytes, secret, true)?;
     fs::rename(&tmp, path)?;
     File::open(dir)?.sync_all()
 }

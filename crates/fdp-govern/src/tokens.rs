@@ -149,11 +149,9 @@ impl TokenStore {
         for (name, h) in entries {
             text.push_str(&format!("{name} {}\n", hex(h)));
         }
-        // Written beside it, readable by the owner alone, then renamed over
-        // it: a reader sees the old list or the new, never half of one.
-        let tmp = self.path.with_extension("tmp");
-        crate::files::write_identity_file(&tmp, text.as_bytes(), true, true).map_err(io)?;
-        fs::rename(&tmp, &self.path).map_err(io)?;
+        // Replaced whole: a reader sees the old list or the new, never half
+        // of one.
+        crate::files::replace_secret_durably(&self.path, text.as_bytes()).map_err(io)?;
         *self.loaded.write().expect("token lock") = self.modified();
         Ok(())
     }
