@@ -270,7 +270,7 @@ impl GovernedSession {
         // Planned for a large answer, unlike a question's: a held answer is
         // a large intermediate (a million PTL entries). Built in fewer,
         // larger batches it sorts, windows and joins faster, and its joins
-        // build one hash table of up to a million rows rather than
+        // build one hash table of up to two million rows rather than
         // repartitioning both sides (measured by `fdp bench elective`). A
         // question keeps the defaults, which suit the small aggregates a
         // session mostly answers: larger batches slow those down
