@@ -264,4 +264,57 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("disclosure control"), "{e}");
     }
+
+    /// A held answer is planned in a context of its own (larger batches):
+    /// it must see no more than the session's questions do, and change
+    /// nothing.
+    #[tokio::test]
+    async fn a_held_answer_reads_only_what_the_grant_shows_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = crate::Policy::demo(Model::canonical());
+        let governance = crate::Governance::open(dir.path(), policy, "RXX", None).unwrap();
+        let tables = MemoryTables::new()
+            .with_rows("admission", &[json!({"admission_id": "A1"})])
+            .unwrap();
+        // The waiting-list manager is granted the list, not admissions.
+        let session = governance
+            .session(
+                &tables,
+                session_request("waiting-list-manager", crate::Purpose::DirectCare),
+            )
+            .await
+            .unwrap();
+        for sql in [
+            "SELECT admission_id FROM admission",
+            "SELECT * FROM datafusion.public.admission",
+        ] {
+            let e = session.hold("seen", sql).await.unwrap_err();
+            assert!(e.to_string().contains("admission"), "{sql}: {e}");
+        }
+        let _listed = session
+            .hold(
+                "listed",
+                "SELECT table_name FROM information_schema.tables WHERE table_name = 'admission'",
+            )
+            .await
+            .unwrap();
+        let n = session
+            .query("SELECT count(*) AS n FROM listed")
+            .await
+            .unwrap();
+        assert_eq!(n.rows_json().unwrap(), json!([{"n": 0}]));
+        for sql in [
+            "CREATE TABLE kept AS SELECT eal_id FROM eal_entry",
+            "INSERT INTO eal_entry (eal_id) VALUES ('X1')",
+            "DROP TABLE eal_entry",
+        ] {
+            assert!(session.hold("changed", sql).await.is_err(), "{sql}");
+        }
+        let n = session
+            .query("SELECT count(*) AS n FROM eal_entry")
+            .await
+            .unwrap();
+        assert_eq!(n.rows_json().unwrap(), json!([{"n": 0}]));
+        assert!(session.query("SELECT * FROM kept").await.is_err());
+    }
 }
