@@ -485,7 +485,8 @@ pub(crate) async fn live_parquet_files(
 /// a connection `con`, and a view over each of `spec.tables`' Parquet
 /// files; a table with no files is made instead by its statement in
 /// `spec.empty`, if there is one.
-const DUCKDB_PEER_PRELUDE: &str = r#"
+fn duckdb_peer_prelude() -> &'static str {
+    r#"
 import json, sys, time
 import duckdb
 spec = json.load(open(sys.argv[1]))
@@ -498,16 +499,17 @@ for table, files in spec["tables"].items():
 for table, ddl in spec.get("empty", {}).items():
     if not spec["tables"].get(table):
         con.execute(ddl)
-"#;
+"#
+}
 
 /// Run a DuckDB peer with `spec` as its JSON argument: `body`, a Python
-/// script run after [`DUCKDB_PEER_PRELUDE`]. What it printed, or `None`,
+/// script run after [`duckdb_peer_prelude`]. What it printed, or `None`,
 /// having said why, where it could not run.
 pub(crate) fn run_duckdb_peer(body: &str, spec: &serde_json::Value) -> Result<Option<String>> {
     let tmp = tempfile::tempdir()?;
     let spec_file = tmp.path().join("duckdb.json");
     std::fs::write(&spec_file, spec.to_string())?;
-    let script = format!("{DUCKDB_PEER_PRELUDE}{body}");
+    let script = format!("{}{body}", duckdb_peer_prelude());
     let run = std::process::Command::new("python3")
         .args(["-c", &script])
         .arg(&spec_file)
