@@ -23,6 +23,7 @@
 pub mod access;
 pub mod audit;
 mod behind;
+mod day_arithmetic;
 pub mod disclosure;
 pub mod execution;
 pub mod files;

@@ -292,6 +292,7 @@ mod tests {
             "month_of",
             "age_band",
             "postcode_district",
+            crate::day_arithmetic::DATE_ADD_DAYS,
         ] {
             let m = round_trip(crate::udf::plain(name).unwrap());
             assert_eq!(m.name(), name);

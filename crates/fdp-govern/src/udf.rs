@@ -389,6 +389,7 @@ pub(crate) fn plain(name: &str) -> Option<ScalarUDF> {
         "month_of" => month_udf(),
         "age_band" => age_band_udf(),
         "postcode_district" => district_udf(),
+        crate::day_arithmetic::DATE_ADD_DAYS => crate::day_arithmetic::date_add_days_udf(),
         _ => return None,
     })
 }

@@ -17,7 +17,8 @@ use datafusion::arrow::array::{BooleanArray, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::config::TableParquetOptions;
-use datafusion::common::{DFSchema, Result};
+use datafusion::common::stats::Precision;
+use datafusion::common::{DFSchema, Result, Statistics};
 use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
@@ -31,6 +32,7 @@ use datafusion::object_store::ObjectMeta;
 use datafusion::parquet::arrow::arrow_reader::RowSelection;
 use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::SessionContext;
+use datafusion_datasource::compute_all_files_statistics;
 use deltalake::DeltaTable;
 use fdp_govern::{RowMasking, StoredFile};
 use futures::future::BoxFuture;
@@ -42,7 +44,8 @@ struct Part {
     /// Where its files are read from.
     store: ObjectStoreUrl,
     schema: SchemaRef,
-    files: Vec<(StoredFile, ObjectMeta)>,
+    /// Each file, where it is and how many rows its log entry says it holds.
+    files: Vec<(StoredFile, ObjectMeta, Option<usize>)>,
 }
 
 /// A canonical table (all its parts) that can be scanned with rows left out.
@@ -94,6 +97,7 @@ impl MaskableTable {
                         e_tag: None,
                         version: None,
                     },
+                    view.num_records(),
                 ));
             }
             parts.push(Part {
@@ -113,8 +117,8 @@ impl MaskableTable {
         self.parts.iter().find_map(|p| {
             p.files
                 .iter()
-                .find(|(f, _)| f == file)
-                .map(|(_, meta)| (p, meta))
+                .find(|(f, _, _)| f == file)
+                .map(|(_, meta, _)| (p, meta))
         })
     }
 }
@@ -123,7 +127,7 @@ impl RowMasking for MaskableTable {
     fn files(&self) -> Vec<StoredFile> {
         self.parts
             .iter()
-            .flat_map(|p| p.files.iter().map(|(f, _)| f.clone()))
+            .flat_map(|p| p.files.iter().map(|(f, _, _)| f.clone()))
             .collect()
     }
 
@@ -163,8 +167,9 @@ impl RowMasking for MaskableTable {
         let mut frames = Vec::new();
         for part in &self.parts {
             let mut files = Vec::new();
-            for (file, meta) in &part.files {
+            for (file, meta, rows) in &part.files {
                 let mut pf: datafusion::datasource::listing::PartitionedFile = meta.clone().into();
+                let mut rows = *rows;
                 if let Some(mask) = keep.get(file) {
                     if mask.true_count() == 0 {
                         continue;
@@ -172,9 +177,15 @@ impl RowMasking for MaskableTable {
                     if mask.true_count() < mask.len() {
                         let selection = RowSelection::from_filters(&[mask.as_ref().clone()]);
                         pf = pf.with_extension(ParquetRowSelection::new(selection));
+                        rows = Some(mask.true_count());
                     }
                 }
-                files.push(pf);
+                // The log's counts, as the Delta provider gives them, so
+                // that joins are planned the same way whichever scan reads.
+                let mut stats = Statistics::new_unknown(&part.schema);
+                stats.num_rows = rows.map_or(Precision::Absent, Precision::Exact);
+                stats.total_byte_size = Precision::Inexact(meta.size as usize);
+                files.push(pf.with_statistics(Arc::new(stats)));
             }
             let provider = Arc::new(SelectedFiles {
                 store: part.store.clone(),
@@ -245,8 +256,15 @@ impl TableProvider for SelectedFiles {
             let n = groups.len();
             groups[i % n].push(f.clone());
         }
+        let (groups, statistics) = compute_all_files_statistics(
+            groups.into_iter().map(FileGroup::new).collect(),
+            self.schema.clone(),
+            true,
+            false,
+        )?;
         let config = FileScanConfigBuilder::new(self.store.clone(), Arc::new(source))
-            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+            .with_file_groups(groups)
+            .with_statistics(statistics)
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
             .build();

@@ -227,7 +227,11 @@ impl Governance {
                 (None, Some(rule)) => {
                     named_scan(&ctx, &t.name, t.provider.clone())?.filter(rule)?
                 }
-                (Some(masking), None) if self.executor.ships_plans() => {
+                // The store's own scan of every row, rather than the table's
+                // provider: it leaves filters to the plan unless the session
+                // asks for them in the Parquet reader, and ships as plain
+                // Parquet to a cluster.
+                (Some(masking), None) => {
                     named_scan(&ctx, &t.name, masking.keeping(&Default::default())?)?
                 }
                 (_, None) => named_scan(&ctx, &t.name, t.provider.clone())?,
@@ -310,6 +314,7 @@ pub(super) fn new_context() -> SessionContext {
     ctx.add_optimizer_rule(Arc::new(crate::late_pseudonyms::PseudonymiseAfterAggregate));
     ctx.add_optimizer_rule(Arc::new(crate::late_pseudonyms::PseudonymiseAfterJoin));
     ctx.add_optimizer_rule(Arc::new(crate::late_pseudonyms::NullnessWithoutPseudonym));
+    ctx.add_optimizer_rule(Arc::new(crate::day_arithmetic::DaysAsDayCounts));
     ctx
 }
 
