@@ -249,6 +249,22 @@ mod tests {
             // A name the session already has cannot be taken.
             assert!(session.hold("admission", "SELECT 1").await.is_err());
         }
+        // An answer of many batches, dealt across the session's
+        // partitions, is held whole.
+        {
+            let _held = session
+                .hold("many", "SELECT value FROM generate_series(1, 200000)")
+                .await
+                .unwrap();
+            let n = session
+                .query("SELECT count(*) AS n, sum(value) AS total, count(DISTINCT value) AS distinct_values FROM many")
+                .await
+                .unwrap();
+            assert_eq!(
+                n.rows_json().unwrap(),
+                json!([{"n": 200000, "total": 20000100000_i64, "distinct_values": 200000}])
+            );
+        }
         assert!(session.query("SELECT * FROM recent").await.is_err());
         // Under disclosure control nothing is held.
         let planning = governance
@@ -260,6 +276,12 @@ mod tests {
             .unwrap();
         let e = planning
             .hold("recent", "SELECT admission_id FROM admission")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("disclosure control"), "{e}");
+        // Nor profiled as it would be held.
+        let e = planning
+            .profile_hold("SELECT admission_id FROM admission")
             .await
             .unwrap_err();
         assert!(e.to_string().contains("disclosure control"), "{e}");
@@ -289,6 +311,8 @@ mod tests {
             "SELECT * FROM datafusion.public.admission",
         ] {
             let e = session.hold("seen", sql).await.unwrap_err();
+            assert!(e.to_string().contains("admission"), "{sql}: {e}");
+            let e = session.profile_hold(sql).await.unwrap_err();
             assert!(e.to_string().contains("admission"), "{sql}: {e}");
         }
         let _listed = session

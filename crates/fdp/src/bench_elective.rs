@@ -155,7 +155,7 @@ pub async fn elective(args: ElectiveArgs) -> Result<()> {
                 SessionRequest::new(principal.clone(), Purpose::DirectCare, "sql"),
             )
             .await?;
-        let (_, plan) = session.profile(&ptl).await?;
+        let (_, plan) = session.profile_hold(&ptl).await?;
         println!("  the PTL's plan as run:\n{plan}");
     }
     governance.audit().checkpoint()?;
