@@ -283,6 +283,12 @@ pub async fn csv(
     files: &[PathBuf],
 ) -> Result<Vec<fdp_ingest::extract::FileReport>> {
     use fdp_ingest::extract;
+    anyhow::ensure!(
+        mapping.exists(),
+        "no mapping file or folder at {}: the shipped mappings are the project's `mappings/` \
+         folder, so run from the project's root or give that folder's path",
+        mapping.display()
+    );
     let mappings =
         extract::read_mappings(mapping).map_err(|e| anyhow::anyhow!("reading mappings: {e}"))?;
     anyhow::ensure!(

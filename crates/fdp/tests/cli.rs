@@ -66,6 +66,23 @@ fn ingest_sql_and_model_from_the_command_line() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no_such_table"));
 
+    // A mapping path that is not there says where the shipped ones are,
+    // not only that a file is missing.
+    let no_mappings = fdp()
+        .args(["ingest", "csv", "--data-dir"])
+        .arg(&data)
+        .args(["--mapping", "no/such/mappings"])
+        .arg(&messages)
+        .output()
+        .unwrap();
+    assert!(!no_mappings.status.success());
+    let err = String::from_utf8_lossy(&no_mappings.stderr);
+    assert!(
+        err.contains("no mapping file or folder at no/such/mappings")
+            && err.contains("the shipped mappings are the project's `mappings/` folder"),
+        "{err}"
+    );
+
     let model = fdp_ok!("model");
     assert!(model.contains("WardStay") && model.contains("[OpenFDP extension]"));
     let ws = fdp_ok!("model", "ward_stay");
