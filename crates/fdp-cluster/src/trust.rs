@@ -15,13 +15,9 @@
 //! keeps `ca.pem` and `ca.key` in a directory of its own, which belongs
 //! off the cluster's machines.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, PKCS_ED25519,
-};
+use fdp_pki::{check_secret, new_key, read, Authority, Leaf, PkiError};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde::{Deserialize, Serialize};
@@ -83,58 +79,32 @@ pub enum TrustError {
     #[error("{0:?} is not a role: say scheduler, executor or instance")]
     BadRole(String),
     #[error("making a certificate: {0}")]
-    Certificate(#[from] rcgen::Error),
+    Certificate(#[from] fdp_pki::CertificateError),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrustError + '_ {
-    move |e| TrustError::Io(path.to_path_buf(), e)
-}
-
-fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), TrustError> {
-    fdp_govern::files::write_identity_file(path, contents, secret, false).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            TrustError::Exists(path.to_path_buf())
-        } else {
-            TrustError::Io(path.to_path_buf(), e)
+impl From<PkiError> for TrustError {
+    fn from(e: PkiError) -> TrustError {
+        match e {
+            PkiError::Io { path, source } => TrustError::Io(path, source),
+            PkiError::Exists(path) => TrustError::Exists(path),
+            PkiError::Bad { path, message } => TrustError::Bad { path, message },
+            PkiError::Certificate(e) => TrustError::Certificate(e),
         }
-    })
-}
-
-fn read(path: &Path) -> Result<String, TrustError> {
-    fs::read_to_string(path).map_err(io(path))
-}
-
-/// A private key must be readable by its owner alone.
-fn check_secret(path: &Path) -> Result<(), TrustError> {
-    match fdp_govern::files::key_readable_by_others(path).map_err(io(path))? {
-        Some(message) => Err(TrustError::Bad {
-            path: path.to_path_buf(),
-            message,
-        }),
-        None => Ok(()),
     }
 }
 
-fn authority_params(name: &str) -> Result<CertificateParams, TrustError> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, format!("{name} cluster authority"));
-    dn.push(DnType::OrganizationName, name);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    Ok(params)
+/// A cluster's files are made once: one already there is refused.
+fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), TrustError> {
+    Ok(fdp_pki::write_file(path, contents, secret, false)?)
+}
+
+fn authority_subject(name: &str) -> String {
+    format!("{name} cluster authority")
 }
 
 /// A cluster's certificate authority.
 pub struct ClusterAuthority {
-    dir: PathBuf,
-    name: String,
-    key: KeyPair,
+    authority: Authority,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -145,38 +115,25 @@ struct AuthorityFile {
 impl ClusterAuthority {
     /// Make a new authority in `dir` (`ca.pem`, `ca.key`, `authority.json`).
     pub fn create(dir: &Path, name: &str) -> Result<ClusterAuthority, TrustError> {
-        let key = KeyPair::generate_for(&PKCS_ED25519)?;
-        let cert = authority_params(name)?.self_signed(&key)?;
-        write_file(&dir.join("ca.key"), key.serialize_pem().as_bytes(), true)?;
-        write_file(&dir.join("ca.pem"), cert.pem().as_bytes(), false)?;
+        let authority = Authority::create(dir, &authority_subject(name), name)?;
         let meta = serde_json::to_string(&AuthorityFile {
             name: name.to_string(),
         })
         .expect("a name serialises");
         write_file(&dir.join("authority.json"), meta.as_bytes(), false)?;
-        Ok(ClusterAuthority {
-            dir: dir.to_path_buf(),
-            name: name.to_string(),
-            key,
-        })
+        Ok(ClusterAuthority { authority })
     }
 
     /// The authority kept in `dir`.
     pub fn open(dir: &Path) -> Result<ClusterAuthority, TrustError> {
-        let key_path = dir.join("ca.key");
-        check_secret(&key_path)?;
-        let key = KeyPair::from_pem(&read(&key_path)?)?;
         let meta_path = dir.join("authority.json");
         let meta: AuthorityFile =
             serde_json::from_str(&read(&meta_path)?).map_err(|e| TrustError::Bad {
                 path: meta_path,
                 message: e.to_string(),
             })?;
-        Ok(ClusterAuthority {
-            dir: dir.to_path_buf(),
-            name: meta.name,
-            key,
-        })
+        let authority = Authority::open(dir, &authority_subject(&meta.name), &meta.name)?;
+        Ok(ClusterAuthority { authority })
     }
 
     /// Certify a new member `name` in `role`, reachable at `hosts` (names or
@@ -189,43 +146,31 @@ impl ClusterAuthority {
         role: Role,
         hosts: &[String],
     ) -> Result<ClusterMember, TrustError> {
-        let key = KeyPair::generate_for(&PKCS_ED25519)?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params
-            .subject_alt_names
-            .push(SanType::DnsName(role.certified_name().try_into()?));
-        let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into()];
-        names.extend(hosts.iter().cloned());
-        for host in names {
-            params.subject_alt_names.push(match host.parse() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(host.try_into()?),
-            });
-        }
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        dn.push(DnType::OrganizationalUnitName, role.as_str());
-        params.distinguished_name = dn;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
+        let key = new_key()?;
+        // The role is certified as a name only the authority can give.
+        let mut names = vec![
+            role.certified_name(),
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
         ];
-        let issuer = Issuer::new(authority_params(&self.name)?, &self.key);
-        let cert = params.signed_by(&key, &issuer)?;
+        names.extend(hosts.iter().cloned());
+        let cert = self.authority.certify(
+            &Leaf {
+                common_name: name,
+                unit: role.as_str(),
+                names: &names,
+            },
+            &key,
+        )?;
         write_file(
             &member_dir.join("cluster.key"),
             key.serialize_pem().as_bytes(),
             true,
         )?;
-        write_file(
-            &member_dir.join("cluster.pem"),
-            cert.pem().as_bytes(),
-            false,
-        )?;
+        write_file(&member_dir.join("cluster.pem"), cert.as_bytes(), false)?;
         write_file(
             &member_dir.join("ca.pem"),
-            read(&self.dir.join("ca.pem"))?.as_bytes(),
+            self.authority.cert_pem()?.as_bytes(),
             false,
         )?;
         let meta = serde_json::to_string_pretty(&MemberFile {

@@ -10,13 +10,9 @@
 //! federation's authority, the only issuer peers are trusted from), and
 //! `identity.toml` (ODS code and role).
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, PKCS_ED25519,
-};
+use fdp_pki::{check_secret, new_key, read, Authority, KeyPair, Leaf, PkiError};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
@@ -71,7 +67,7 @@ pub enum IdentityError {
     #[error("{path}: {message}")]
     Bad { path: PathBuf, message: String },
     #[error("making a certificate: {0}")]
-    Certificate(#[from] rcgen::Error),
+    Certificate(#[from] fdp_pki::CertificateError),
     #[error("{0:?} is not an organisation role: use trust, care-provider, icb or national")]
     BadRole(String),
     #[error("{0:?} is not an ODS code: 3 to 8 letters and digits")]
@@ -80,10 +76,14 @@ pub enum IdentityError {
     Exists(PathBuf),
 }
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> IdentityError + '_ {
-    move |source| IdentityError::Io {
-        path: path.to_path_buf(),
-        source,
+impl From<PkiError> for IdentityError {
+    fn from(e: PkiError) -> IdentityError {
+        match e {
+            PkiError::Io { path, source } => IdentityError::Io { path, source },
+            PkiError::Exists(path) => IdentityError::Exists(path),
+            PkiError::Bad { path, message } => IdentityError::Bad { path, message },
+            PkiError::Certificate(e) => IdentityError::Certificate(e),
+        }
     }
 }
 
@@ -98,58 +98,24 @@ pub fn check_ods(ods: &str) -> Result<(), IdentityError> {
 
 /// Write `contents` to `path`, readable by the owner only when `secret`.
 fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), IdentityError> {
-    fdp_govern::files::write_identity_file(path, contents, secret, true).map_err(io(path))
+    Ok(fdp_pki::write_file(path, contents, secret, true)?)
 }
 
-fn read(path: &Path) -> Result<String, IdentityError> {
-    fs::read_to_string(path).map_err(io(path))
-}
-
-/// A private key file must not be readable by anyone but its owner.
-fn check_secret(path: &Path) -> Result<(), IdentityError> {
-    match fdp_govern::files::key_readable_by_others(path).map_err(io(path))? {
-        Some(message) => Err(IdentityError::Bad {
-            path: path.to_path_buf(),
-            message,
-        }),
-        None => Ok(()),
-    }
-}
-
-fn ca_params(name: &str) -> Result<CertificateParams, IdentityError> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, format!("{name} federation authority"));
-    dn.push(DnType::OrganizationName, name);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    Ok(params)
+fn authority_subject(name: &str) -> String {
+    format!("{name} federation authority")
 }
 
 /// A federation certificate authority, for a demo or a test: in production
 /// the federation's own authority issues instance certificates.
 pub struct FederationCa {
     pub dir: PathBuf,
-    name: String,
-    key: KeyPair,
+    authority: Authority,
 }
 
 impl FederationCa {
     /// Make a new authority in `dir` (`ca.pem`, `ca.key`, `ca.toml`).
     pub fn create(dir: &Path, name: &str) -> Result<FederationCa, IdentityError> {
-        let cert_path = dir.join("ca.pem");
-        if cert_path.exists() {
-            return Err(IdentityError::Exists(cert_path));
-        }
-        let key = KeyPair::generate_for(&PKCS_ED25519)?;
-        let cert = ca_params(name)?.self_signed(&key)?;
-        write_file(&dir.join("ca.key"), key.serialize_pem().as_bytes(), true)?;
-        write_file(&cert_path, cert.pem().as_bytes(), false)?;
+        let authority = Authority::create(dir, &authority_subject(name), name)?;
         write_file(
             &dir.join("ca.toml"),
             format!("name = {}\n", toml_string(name)).as_bytes(),
@@ -157,16 +123,12 @@ impl FederationCa {
         )?;
         Ok(FederationCa {
             dir: dir.to_path_buf(),
-            name: name.to_string(),
-            key,
+            authority,
         })
     }
 
     /// The authority kept in `dir`.
     pub fn open(dir: &Path) -> Result<FederationCa, IdentityError> {
-        let key_path = dir.join("ca.key");
-        check_secret(&key_path)?;
-        let key = KeyPair::from_pem(&read(&key_path)?)?;
         let meta = read(&dir.join("ca.toml"))?;
         let name = meta
             .lines()
@@ -176,39 +138,34 @@ impl FederationCa {
                 path: dir.join("ca.toml"),
                 message: "no name".into(),
             })?;
+        let authority = Authority::open(dir, &authority_subject(&name), &name)?;
         Ok(FederationCa {
             dir: dir.to_path_buf(),
-            name,
-            key,
+            authority,
         })
     }
 
     pub fn cert_pem(&self) -> Result<String, IdentityError> {
-        read(&self.dir.join("ca.pem"))
+        Ok(self.authority.cert_pem()?)
     }
 
     /// Issue an instance certificate for `ods` and `role` over `public`.
     fn issue(&self, ods: &str, role: OrgRole, public: &KeyPair) -> Result<String, IdentityError> {
         // The names let a peer be reached on loopback in a demo, or by its
         // ODS code where the network names instances that way.
-        let mut params =
-            CertificateParams::new(vec![ods.to_ascii_lowercase(), "localhost".into()])?;
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(std::net::IpAddr::V4(
-                std::net::Ipv4Addr::LOCALHOST,
-            )));
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, ods);
-        dn.push(DnType::OrganizationalUnitName, role.as_str());
-        params.distinguished_name = dn;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
+        let names = [
+            ods.to_ascii_lowercase(),
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
         ];
-        let issuer = Issuer::new(ca_params(&self.name)?, &self.key);
-        Ok(params.signed_by(public, &issuer)?.pem())
+        Ok(self.authority.certify(
+            &Leaf {
+                common_name: ods,
+                unit: role.as_str(),
+                names: &names,
+            },
+            public,
+        )?)
     }
 }
 
@@ -258,7 +215,7 @@ impl InstanceIdentity {
         if dir.join("instance.key").exists() {
             return Err(IdentityError::Exists(dir));
         }
-        let key = KeyPair::generate_for(&PKCS_ED25519)?;
+        let key = new_key()?;
         let cert = ca.issue(ods, role, &key)?;
         write_file(
             &dir.join("instance.key"),
@@ -328,10 +285,7 @@ impl InstanceIdentity {
 
 /// A certificate read from a PEM file.
 pub fn cert_from_pem(path: &Path) -> Result<CertificateDer<'static>, IdentityError> {
-    CertificateDer::from_pem_slice(read(path)?.as_bytes()).map_err(|e| IdentityError::Bad {
-        path: path.to_path_buf(),
-        message: format!("not a PEM certificate: {e}"),
-    })
+    Ok(fdp_pki::cert_from_pem(path)?)
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
