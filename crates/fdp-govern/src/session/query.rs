@@ -348,13 +348,7 @@ impl GovernedSession {
     /// row counts are themselves counts no disclosure control has seen.
     pub async fn profile(&self, sql: &str) -> Result<(QueryResult, String), GovernError> {
         let planned = self.ctx.sql_with_options(sql, read_only()).await;
-        let mut profile = String::new();
-        let result = self
-            .audited(sql, None, async {
-                self.run(planned?, Some(&mut profile), false).await
-            })
-            .await?;
-        Ok((result, profile))
+        self.run_profiled(sql, planned).await
     }
 
     /// [`Self::profile`] of an answer planned as [`Self::hold`] plans it
@@ -363,6 +357,16 @@ impl GovernedSession {
     pub async fn profile_hold(&self, sql: &str) -> Result<(QueryResult, String), GovernError> {
         self.refuse_hold_under_disclosure("profile a held answer")?;
         let planned = self.held_context().sql_with_options(sql, read_only()).await;
+        self.run_profiled(sql, planned).await
+    }
+
+    /// Run `planned` (`sql` as planned in one of the session's contexts),
+    /// governed and audited as a query, with the plan as it ran.
+    async fn run_profiled(
+        &self,
+        sql: &str,
+        planned: datafusion::error::Result<datafusion::dataframe::DataFrame>,
+    ) -> Result<(QueryResult, String), GovernError> {
         let mut profile = String::new();
         let result = self
             .audited(sql, None, async {
