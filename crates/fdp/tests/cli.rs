@@ -57,26 +57,20 @@ fn ingest_sql_and_model_from_the_command_line() {
     );
 
     // A clear error for a bad query.
-    let bad = fdp()
-        .args(["sql", "--data-dir"])
-        .arg(&data)
-        .arg("SELECT * FROM no_such_table")
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("no_such_table"));
+    let bad = fdp_err!("sql", "--data-dir", data, "SELECT * FROM no_such_table");
+    assert!(bad.contains("no_such_table"), "{bad}");
 
     // A mapping path that is not there says where the shipped ones are,
     // not only that a file is missing.
-    let no_mappings = fdp()
-        .args(["ingest", "csv", "--data-dir"])
-        .arg(&data)
-        .args(["--mapping", "no/such/mappings"])
-        .arg(&messages)
-        .output()
-        .unwrap();
-    assert!(!no_mappings.status.success());
-    let err = String::from_utf8_lossy(&no_mappings.stderr);
+    let err = fdp_err!(
+        "ingest",
+        "csv",
+        "--data-dir",
+        data,
+        "--mapping",
+        "no/such/mappings",
+        messages
+    );
     assert!(
         err.contains("no mapping file or folder at no/such/mappings")
             && err.contains("the shipped mappings are the project's `mappings/` folder"),
@@ -327,23 +321,38 @@ fn peer_identities_are_made_and_certified_by_the_federation_authority() {
         "{shown}"
     );
     // Once only, a role that exists, and a key no one else can read.
-    let again = fdp()
-        .args(["peer", "init", "--data-dir"])
-        .arg(&data)
-        .args(["--ods", "RXX", "--role", "trust", "--ca"])
-        .arg(&ca)
-        .output()
-        .unwrap();
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a federation identity"));
-    let bad = fdp()
-        .args(["peer", "init", "--data-dir"])
-        .arg(dir.path().join("other"))
-        .args(["--ods", "RYY", "--role", "hospital", "--ca"])
-        .arg(&ca)
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("trust, care-provider, icb or national"));
+    let again = fdp_err!(
+        "peer",
+        "init",
+        "--data-dir",
+        data,
+        "--ods",
+        "RXX",
+        "--role",
+        "trust",
+        "--ca",
+        ca
+    );
+    assert!(
+        again.contains("already holds a federation identity"),
+        "{again}"
+    );
+    let bad = fdp_err!(
+        "peer",
+        "init",
+        "--data-dir",
+        dir.path().join("other"),
+        "--ods",
+        "RYY",
+        "--role",
+        "hospital",
+        "--ca",
+        ca
+    );
+    assert!(
+        bad.contains("trust, care-provider, icb or national"),
+        "{bad}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -421,14 +430,7 @@ fn schedule_validate_prices_a_solution_and_names_a_file_that_is_not_one() {
     );
     assert!(out.contains("Total cost = 11\n"), "{out}");
 
-    let out = fdp()
-        .args(["schedule", "validate"])
-        .arg(&solution)
-        .arg(&solution)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fdp_err!("schedule", "validate", solution, solution);
     assert!(
         err.contains("is not an IHTC-2024 instance") && err.contains("solution.json"),
         "{err}"

@@ -238,20 +238,16 @@ rtt_period_start_date = { from = "RTT Clock Start", format = "%d/%m/%Y" }
     // A file no mapping applies to is refused before anything is loaded.
     let other = dir.path().join("theatre.csv");
     std::fs::write(&other, "a,b\n").unwrap();
-    let r = fdp()
-        .args(["ingest", "csv", "--data-dir"])
-        .arg(&data)
-        .arg("--mapping")
-        .arg(&maps)
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(!r.status.success());
-    assert!(
-        String::from_utf8_lossy(&r.stderr).contains("no mapping applies to"),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
+    let err = fdp_err!(
+        "ingest",
+        "csv",
+        "--data-dir",
+        data,
+        "--mapping",
+        maps,
+        other
     );
+    assert!(err.contains("no mapping applies to"), "{err}");
 }
 
 /// A watched drop folder: a file is loaded once it has settled, moved to

@@ -212,15 +212,17 @@ async fn spark_reads_through_the_exported_views_what_openfdp_serves() {
         "{sql}"
     );
     // A role the policy does not have is named, not exported as nothing.
-    let out = fdp()
-        .args(["policy", "export-views", "--role", "janitor", "--data-dir"])
-        .arg(&data)
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no role `janitor`"));
+    let err = fdp_err!(
+        "policy",
+        "export-views",
+        "--role",
+        "janitor",
+        "--data-dir",
+        data,
+        "--config",
+        config
+    );
+    assert!(err.contains("no role `janitor`"), "{err}");
 
     let cases = [
         ("an", "planning", "fdp_analyst_planning", "patient"),

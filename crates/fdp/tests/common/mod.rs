@@ -213,6 +213,15 @@ macro_rules! fdp_ok {
     };
 }
 
+/// Run `fdp` with these arguments (strings or paths), require that it
+/// fails, and return what it said on standard error.
+#[macro_export]
+macro_rules! fdp_err {
+    ($($arg:expr),+ $(,)?) => {
+        $crate::common::run_err(&[$(&$arg as &dyn AsRef<std::ffi::OsStr>),+])
+    };
+}
+
 /// `fdp peer init`: certify the instance in `data` as `ods` in `role` by
 /// the authority in `ca`; what it printed.
 #[allow(dead_code)]
@@ -232,19 +241,39 @@ pub fn peer_init(data: &Path, ods: &str, role: &str, ca: &Path) -> String {
 }
 
 pub fn run_ok(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
-    let out = fdp()
-        .args(args.iter().map(|a| a.as_ref()))
-        .output()
-        .unwrap();
+    let out = run(args);
     assert!(
         out.status.success(),
         "fdp {:?} failed: {}",
-        args.iter()
-            .map(|a| a.as_ref().to_string_lossy().into_owned())
-            .collect::<Vec<_>>(),
+        shown(args),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("fdp prints UTF-8")
+}
+
+#[allow(dead_code)]
+pub fn run_err(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    let out = run(args);
+    assert!(
+        !out.status.success(),
+        "fdp {:?} succeeded where it must fail: {}",
+        shown(args),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> std::process::Output {
+    fdp()
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .unwrap()
+}
+
+fn shown(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<String> {
+    args.iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect()
 }
 
 /// `fdp sql` as JSON rows.
