@@ -14,13 +14,14 @@
 -- code), a second reads back only clock starts and unanswered contact
 -- attempts, which need the first pass's answer. The list carries those
 -- facts, so the validation rules ask them of the list rather than reading
--- every activity again.
+-- every activity again. Status codes are compared as numbers, which is
+-- cheaper than as text.
 WITH activity AS (
     SELECT pathway_id,
            activity_date,
-           rtt_status_code,
            activity_type,
            activity_outcome,
+           CAST(rtt_status_code AS BIGINT) AS code,
            (activity_date - DATE '1970-01-01') * 100000
                + coalesce(activity_sequence, 0) * 100
                + CAST(rtt_status_code AS BIGINT) AS at_key
@@ -29,20 +30,18 @@ WITH activity AS (
 ),
 facts AS (
     SELECT pathway_id,
-           max(CASE WHEN rtt_status_code IN ('30', '31', '32', '33', '34', '35', '36')
-                    THEN at_key END) AS stop_key,
-           max(CASE WHEN rtt_status_code IN ('30', '31', '32', '33', '34', '35', '36')
-                    THEN activity_date END) AS stop_date,
+           max(CASE WHEN code BETWEEN 30 AND 36 THEN at_key END) AS stop_key,
+           max(CASE WHEN code BETWEEN 30 AND 36 THEN activity_date END) AS stop_date,
            max(at_key) AS latest_key,
            max(activity_date) AS latest_date,
            count(*) AS activities,
            max(CASE WHEN activity_type = 'validation' AND activity_outcome = 'contacted'
                     THEN activity_date END) AS last_reached_date,
-           max(CASE WHEN rtt_status_code IN ('20', '21') THEN at_key END) AS continuing_key,
-           max(CASE WHEN rtt_status_code IN ('20', '21') THEN activity_date END) AS continuing_date,
-           max(CASE WHEN rtt_status_code = '30' OR activity_type = 'procedure'
+           max(CASE WHEN code BETWEEN 20 AND 21 THEN at_key END) AS continuing_key,
+           max(CASE WHEN code BETWEEN 20 AND 21 THEN activity_date END) AS continuing_date,
+           max(CASE WHEN code = 30 OR activity_type = 'procedure'
                     THEN activity_date END) AS latest_treatment_date,
-           max(CASE WHEN rtt_status_code = '30' AND activity_outcome = 'discharged without treatment'
+           max(CASE WHEN code = 30 AND activity_outcome = 'discharged without treatment'
                     THEN activity_date END) AS coded_30_on_discharge_date
     FROM activity
     GROUP BY pathway_id
@@ -55,9 +54,9 @@ clock AS (
     -- is on the pathway alone, the rest in the aggregates, so that every
     -- engine hashes it.
     SELECT f.pathway_id,
-           min(CASE WHEN a.rtt_status_code IN ('10', '11', '12')
+           min(CASE WHEN a.code BETWEEN 10 AND 12
                      AND a.at_key > coalesce(f.stop_key, -1000000000000) THEN a.at_key END) AS start_key,
-           min(CASE WHEN a.rtt_status_code IN ('10', '11', '12')
+           min(CASE WHEN a.code BETWEEN 10 AND 12
                      AND a.at_key > coalesce(f.stop_key, -1000000000000) THEN a.activity_date END) AS clock_start,
            count(CASE WHEN a.activity_type = 'validation' AND a.activity_outcome = 'no response'
                        AND a.activity_date > coalesce(f.last_reached_date, DATE '0001-01-01') THEN 1 END) AS unanswered_attempts,
@@ -75,7 +74,7 @@ clock AS (
            max(f.coded_30_on_discharge_date) AS coded_30_on_discharge_date
     FROM facts f
     LEFT JOIN activity a ON a.pathway_id = f.pathway_id
-        AND (a.rtt_status_code IN ('10', '11', '12')
+        AND (a.code BETWEEN 10 AND 12
              OR (a.activity_type = 'validation' AND a.activity_outcome = 'no response'))
     GROUP BY f.pathway_id
 ),
@@ -105,15 +104,12 @@ entry AS (
            e.decided_to_admit_date,
            e.planned_date,
            e.latest_clinically_appropriate_date,
-           CASE WHEN c.start_key IS NOT NULL THEN 'running'
-                WHEN c.stop_key IS NOT NULL THEN 'stopped'
-                ELSE 'no clock' END AS clock,
-           CAST(c.latest_key % 100 AS VARCHAR) AS rtt_status_code,
+           c.start_key,
+           c.stop_key,
+           c.latest_key,
            c.latest_date AS rtt_status_date,
-           CAST(c.start_key % 100 AS VARCHAR) AS clock_start_code,
            c.clock_start AS rtt_period_start_date,
            CASE WHEN c.start_key IS NULL THEN c.stop_date END AS rtt_period_end_date,
-           CASE WHEN c.start_key IS NULL THEN CAST(c.stop_key % 100 AS VARCHAR) END AS clock_stop_code,
            coalesce(e.rtt_days_paused, 0) AS rtt_days_paused,
            {as_at} - c.clock_start - coalesce(e.rtt_days_paused, 0) AS rtt_period_length,
            c.activities,
@@ -121,7 +117,7 @@ entry AS (
            c.unanswered_attempts,
            c.last_attempt_date,
            c.latest_treatment_date,
-           CAST(c.continuing_key % 100 AS VARCHAR) AS latest_continuing_code,
+           c.continuing_key,
            c.continuing_date AS latest_continuing_date,
            c.coded_30_on_discharge_date,
            p.patient_deceased,
@@ -133,26 +129,56 @@ entry AS (
     -- or an aggregate, never from another join's output: a join's output
     -- batches share their inputs' string buffers, and building from them
     -- copies those buffers once per batch, which grows with the square of
-    -- the list (a million entries took a minute).
-    FROM signed_off so
-    RIGHT JOIN (encounter n
-        RIGHT JOIN (patient_pathway p
-            RIGHT JOIN (eal_entry e
-                LEFT JOIN clock c ON c.pathway_id = e.pathway_id)
-            ON p.pathway_id = e.pathway_id)
-        ON n.eal_id = e.eal_id)
-    ON so.eal_id = e.eal_id
+    -- the list (a million entries took a minute). The narrow tables are
+    -- joined first and the clock, the widest, last, so that the fewest
+    -- columns are carried through each join.
+    FROM clock c
+    RIGHT JOIN (signed_off so
+        RIGHT JOIN (encounter n
+            RIGHT JOIN (patient_pathway p
+                RIGHT JOIN eal_entry e
+                ON p.pathway_id = e.pathway_id)
+            ON n.eal_id = e.eal_id)
+        ON so.eal_id = e.eal_id)
+    ON c.pathway_id = e.pathway_id
     WHERE (e.removal_date IS NULL OR e.removal_date > {as_at})
       AND so.removed_on IS NULL
 ),
+turn AS (
+    -- Treated in turn: a booked patient ahead of anyone of the same
+    -- priority and procedure who has waited longer and is not booked
+    -- sooner. Rows of the same start day are ordered by booking, so a
+    -- frame of the rows before this one holds every longer waiter, and
+    -- same-day rows only where they are booked no later, which cannot
+    -- flag it: a rows frame, where a range frame searches for its bounds
+    -- row by row. The order is one number, the start day then the
+    -- booking day (the days from year 1 to 9999 span under ten million),
+    -- which sorts faster than two; and the window runs before
+    -- the codes read from the clock's keys are written out as text, so
+    -- that it sorts as few and as narrow columns as it can.
+    SELECT entry.*,
+           max(CASE WHEN start_key IS NOT NULL THEN coalesce(planned_date, DATE '9999-12-31') END)
+               OVER (PARTITION BY priority_type, procedure_code
+                     ORDER BY (rtt_period_start_date - DATE '1970-01-01') * 10000000
+                              + (coalesce(planned_date, DATE '9999-12-31') - DATE '1970-01-01')
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS longer_waiters_booking
+    FROM entry
+),
 paused AS (
     -- Days paused move every breach date; almost always none.
-    SELECT entry.*,
+    SELECT turn.*,
+           CASE WHEN start_key IS NOT NULL THEN 'running'
+                WHEN stop_key IS NOT NULL THEN 'stopped'
+                ELSE 'no clock' END AS clock,
+           CAST(latest_key % 100 AS VARCHAR) AS rtt_status_code,
+           CAST(start_key % 100 AS VARCHAR) AS clock_start_code,
+           CASE WHEN start_key IS NULL THEN CAST(stop_key % 100 AS VARCHAR) END AS clock_stop_code,
+           CAST(continuing_key % 100 AS VARCHAR) AS latest_continuing_code,
            CASE WHEN rtt_days_paused = 0 THEN rtt_period_start_date
                 ELSE CAST(rtt_period_start_date
                           + CAST(CAST(rtt_days_paused AS VARCHAR) || ' days' AS INTERVAL) AS DATE)
            END AS breach_base
-    FROM entry
+    FROM turn
 ),
 waits AS (
     SELECT paused.*,
@@ -170,8 +196,7 @@ waits AS (
                 WHEN priority_type = 'P1b' THEN CAST(decided_to_admit_date + INTERVAL '3 days' AS DATE)
                 WHEN priority_type = 'P2' THEN CAST(decided_to_admit_date + INTERVAL '28 days' AS DATE)
                 WHEN priority_type = 'P3' THEN CAST(decided_to_admit_date + INTERVAL '3 months' AS DATE)
-           END AS priority_due_date,
-           rtt_period_start_date - DATE '1970-01-01' AS start_day
+           END AS priority_due_date
     FROM paused
 )
 SELECT eal_id,
@@ -218,19 +243,8 @@ SELECT eal_id,
        rtt_weeks_waiting >= 94 AS rtt_period_is_94_week_waiter,
        priority_due_date,
        clock = 'running' AND {as_at} > priority_due_date AS past_priority_limit,
-       -- Treated in turn: a booked patient ahead of anyone of the same
-       -- priority and procedure who has waited longer and is not booked
-       -- sooner. Rows of the same start day are ordered by booking, so a
-       -- frame of the rows before this one holds every longer waiter, and
-       -- same-day rows only where they are booked no later, which cannot
-       -- flag it: a rows frame, where a range frame searches for its
-       -- bounds row by row.
        coalesce(clock = 'running' AND planned_date IS NOT NULL
-           AND max(CASE WHEN clock = 'running' THEN coalesce(planned_date, DATE '9999-12-31') END)
-                   OVER (PARTITION BY priority_type, procedure_code
-                         ORDER BY start_day, coalesce(planned_date, DATE '9999-12-31')
-                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) > planned_date,
-           false) AS booked_out_of_turn,
+                AND longer_waiters_booking > planned_date, false) AS booked_out_of_turn,
        extract_rtt_period_start_date,
        extract_rtt_status_code,
        extract_rtt_weeks_waiting,
