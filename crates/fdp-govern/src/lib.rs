@@ -38,6 +38,7 @@ pub mod plan_codec;
 pub mod policy;
 pub mod projects;
 pub mod purpose;
+mod running_window;
 pub mod session;
 pub mod spark_views;
 pub mod statement;

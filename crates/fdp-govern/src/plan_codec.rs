@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 use serde::{Deserialize, Serialize};
 
 use crate::keystore::{KeyId, Keystore};
@@ -180,6 +180,25 @@ impl GovernedFunctions {
             .map_err(|e| refused(e.to_string()))
     }
 
+    /// Write window function `udwf` into `buf`: nothing, as the instance's
+    /// own ([`crate::running_window`]) carry nothing but their names, and
+    /// DataFusion's are found by name.
+    pub fn encode_udwf(&self, _udwf: &WindowUDF, _buf: &mut Vec<u8>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Rebuild window function `name`, one the instance plans that the
+    /// engine does not know by name.
+    pub fn decode_udwf(&self, name: &str, _buf: &[u8]) -> Result<Arc<WindowUDF>> {
+        crate::running_window::running_udwf(name)
+            .map(Arc::new)
+            .ok_or_else(|| {
+                refused(format!(
+                    "window function {name}: not one the instance plans"
+                ))
+            })
+    }
+
     /// Rebuild aggregate `name` from what [`Self::encode_udaf`] wrote.
     pub fn decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
         match serde_json::from_slice(buf) {
@@ -302,6 +321,18 @@ mod tests {
             .unwrap();
         let udaf = f.decode_udaf("patients_behind", &buf).unwrap();
         assert_eq!(crate::behind::patients_behind_cap(&udaf), Some(12));
+
+        // The running extremes carry their names alone.
+        for name in [
+            crate::running_window::RUNNING_MAX,
+            crate::running_window::RUNNING_MIN,
+        ] {
+            let udwf = crate::running_window::running_udwf(name).unwrap();
+            let mut buf = Vec::new();
+            f.encode_udwf(&udwf, &mut buf).unwrap();
+            assert_eq!(f.decode_udwf(name, &buf).unwrap().name(), name);
+        }
+        assert!(f.decode_udwf("nth_secret", &[]).is_err());
 
         // DataFusion's own functions are not written: found by name.
         let upper = datafusion::functions::string::upper();

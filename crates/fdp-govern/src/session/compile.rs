@@ -315,6 +315,7 @@ pub(super) fn new_context() -> SessionContext {
     ctx.add_optimizer_rule(Arc::new(crate::late_pseudonyms::PseudonymiseAfterJoin));
     ctx.add_optimizer_rule(Arc::new(crate::late_pseudonyms::NullnessWithoutPseudonym));
     ctx.add_optimizer_rule(Arc::new(crate::day_arithmetic::DaysAsDayCounts));
+    ctx.add_optimizer_rule(Arc::new(crate::running_window::RunningExtremes));
     ctx
 }
 
