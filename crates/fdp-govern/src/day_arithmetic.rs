@@ -87,21 +87,30 @@ impl OptimizerRule for DaysAsDayCounts {
         if plan.inputs().is_empty() {
             return Ok(Transformed::no(plan));
         }
-        // What the node's expressions read: its inputs' columns.
-        let schema = merge_schema(&plan.inputs());
-        // A rewritten expression keeps its name, so the node's output
-        // columns are unchanged.
-        let names = NamePreserver::new(&plan);
-        plan.map_expressions(|e| {
-            let name = names.save(&e);
-            let rewritten = e.transform_up(|e| rewrite(e, &schema))?;
-            Ok(if rewritten.transformed {
-                Transformed::yes(name.restore(rewritten.data))
-            } else {
-                rewritten
-            })
-        })
+        rewrite_expressions(plan, rewrite)
     }
+}
+
+/// `plan` with each of its expressions rewritten bottom up by `rewrite`,
+/// which is given the columns the node's expressions read (its inputs').
+/// A rewritten expression keeps its name, so the node's output columns are
+/// unchanged. Shared by the rules that replace one expression by a cheaper
+/// one with the same answer.
+pub(crate) fn rewrite_expressions(
+    plan: LogicalPlan,
+    rewrite: impl Fn(Expr, &DFSchema) -> Result<Transformed<Expr>>,
+) -> Result<Transformed<LogicalPlan>> {
+    let schema = merge_schema(&plan.inputs());
+    let names = NamePreserver::new(&plan);
+    plan.map_expressions(|e| {
+        let name = names.save(&e);
+        let rewritten = e.transform_up(|e| rewrite(e, &schema))?;
+        Ok(if rewritten.transformed {
+            Transformed::yes(name.restore(rewritten.data))
+        } else {
+            rewritten
+        })
+    })
 }
 
 fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {

@@ -27,13 +27,11 @@ use datafusion::arrow::datatypes::{
     TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
     TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{exec_err, plan_err, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::expr::{WindowFunction, WindowFunctionParams};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     lit, Expr, ExprSchemable, LogicalPlan, PartitionEvaluator, Signature, Volatility,
     WindowFrameBound, WindowFrameUnits, WindowFunctionDefinition, WindowUDF, WindowUDFImpl,
@@ -213,18 +211,7 @@ impl OptimizerRule for RunningExtremes {
         if !matches!(plan, LogicalPlan::Window(_)) {
             return Ok(Transformed::no(plan));
         }
-        let schema = merge_schema(&plan.inputs());
-        // The window's output columns keep their names.
-        let names = NamePreserver::new(&plan);
-        plan.map_expressions(|e| {
-            let name = names.save(&e);
-            let rewritten = e.transform_up(|e| rewrite(e, &schema))?;
-            Ok(if rewritten.transformed {
-                Transformed::yes(name.restore(rewritten.data))
-            } else {
-                rewritten
-            })
-        })
+        crate::day_arithmetic::rewrite_expressions(plan, rewrite)
     }
 }
 
